@@ -1,0 +1,1 @@
+"""sam-edge: SAM and edge-of-stability experiments in JAX."""

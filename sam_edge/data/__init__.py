@@ -1,0 +1,1 @@
+"""Datasets read once into device memory."""

@@ -1,0 +1,1 @@
+"""Models: flax vision nets and a haiku transformer."""

@@ -1,0 +1,176 @@
+"""Crash-safe storage of a run's raw data as a plain-typed pickle.
+
+A run's raw data is a plain dict (config, records, losses, final) holding only
+Python builtins, so it can be read back with nothing but the standard library.
+This module does not import jax; `to_plain` recognises numpy/jax values by
+their duck-typed `.item()` / `.tolist()` methods.
+"""
+
+import os
+import pickle
+import tempfile
+from typing import Any
+
+PICKLE_PROTOCOL = 4
+_PLAIN_TYPES = (bool, int, float, complex, str, bytes)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  """Writes `data` to `path` so that a kill leaves the old or the new file.
+
+  The bytes go to a temporary file in the same folder, are flushed and
+  fsynced, then renamed onto `path` with `os.replace`. On any failure the
+  temporary file is removed and the exception re-raised.
+
+  Args:
+    path: destination file.
+    data: the complete new contents.
+  """
+  folder = os.path.dirname(os.path.abspath(path))
+  prefix = "." + os.path.basename(path) + "."
+  mode = _mode_for(path)
+  fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      if hasattr(os, "fchmod"):
+        os.fchmod(f.fileno(), mode)
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp_path, path)
+  except BaseException:
+    try:
+      os.unlink(tmp_path)
+    except OSError:
+      pass
+    raise
+  _fsync_folder(folder)
+
+
+def _mode_for(path: str) -> int:
+  """The permissions for a new version of `path`.
+
+  `mkstemp` creates files readable only by their owner; an ordinary `open`
+  would give 0o666 less the umask, and a replaced file keeps its own mode.
+  """
+  try:
+    return os.stat(path).st_mode & 0o777
+  except OSError:
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+  """The process umask, read without changing it where Linux allows."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError, IndexError):
+    pass
+  return 0o022
+
+
+def _fsync_folder(folder: str) -> None:
+  """Best-effort fsync of a folder so a completed rename survives a crash."""
+  try:
+    fd = os.open(folder, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
+def to_plain(obj: Any) -> Any:
+  """Returns a copy of `obj` with numpy/jax-like values as Python builtins.
+
+  Recurses through dicts, lists and tuples (tuples stay tuples). Zero-dim
+  array-likes and numpy scalars (anything with `.item()` and `ndim == 0`)
+  become Python numbers; arrays (anything with `.tolist()`) become nested
+  lists. Other values are returned unchanged.
+
+  Args:
+    obj: any value.
+
+  Returns:
+    The converted value.
+  """
+  if obj is None or type(obj) in _PLAIN_TYPES:
+    return obj
+  if isinstance(obj, dict):
+    return {to_plain(k): to_plain(v) for k, v in obj.items()}
+  if isinstance(obj, list):
+    return [to_plain(v) for v in obj]
+  if isinstance(obj, tuple):
+    return tuple(to_plain(v) for v in obj)
+  if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
+    return obj.item()
+  if hasattr(obj, "tolist"):
+    return obj.tolist()
+  # Subclasses of builtins (np.float64 is a float, np.str_ a str) would
+  # otherwise pickle as references to their defining module.
+  for plain_type in _PLAIN_TYPES:
+    if isinstance(obj, plain_type):
+      return plain_type(obj)
+  return obj
+
+
+def write_raw(path: str, raw: dict) -> None:
+  """Atomically writes a run's raw data to `path` as a plain-typed pickle.
+
+  Args:
+    path: destination file.
+    raw: the run's data; numpy/jax values are converted with `to_plain`.
+  """
+  data = pickle.dumps(to_plain(raw), protocol=PICKLE_PROTOCOL)
+  atomic_write_bytes(path, data)
+
+
+def read_raw(path: str) -> dict:
+  """Reads raw data written by `write_raw`.
+
+  Args:
+    path: the pickle file.
+
+  Returns:
+    The run's raw data dict.
+  """
+  with open(path, "rb") as f:
+    return pickle.load(f)
+
+
+def check_writable(path: str) -> str | None:
+  """Says whether a file could be written at `path`, before any long work.
+
+  Args:
+    path: the intended output file.
+
+  Returns:
+    None if it could be written, else a one-line reason.
+  """
+  if not path:
+    return "the path is empty"
+  if os.path.isdir(path):
+    return f"{path} is a directory"
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.exists(folder):
+    return f"folder {folder} does not exist"
+  if not os.path.isdir(folder):
+    return f"{folder} is not a directory"
+  if not os.access(folder, os.W_OK | os.X_OK):
+    return f"folder {folder} is not writable"
+  try:
+    fd, tmp_path = tempfile.mkstemp(
+        dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".check")
+  except OSError as e:
+    return f"folder {folder} is not writable ({e.strerror or e})"
+  os.close(fd)
+  try:
+    os.unlink(tmp_path)
+  except OSError:
+    pass
+  return None

@@ -1,0 +1,222 @@
+"""Tests for sam_edge.data.images: TFDS loading (mocked and real MNIST).
+
+The real-MNIST test prepares MNIST offline from ../shared/data/mnist into a
+temporary data_dir once per session (~20-25 s on 2 CPU cores) and is marked
+``slow``; ``-m "not slow"`` leaves only the fast mocked tests.
+"""
+
+import gzip
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from sam_edge.data import images
+
+NUM_MOCK = 20
+
+
+def expected_mean(images_uint8: np.ndarray) -> np.ndarray:
+  """mean_i image_i / 256 in float64."""
+  return images_uint8.astype(np.float64).mean(axis=0) / 256
+
+
+def write_mock_metadata(name: str, data_dir: pathlib.Path) -> None:
+  """Writes ``name``'s dataset_info.json with NUM_MOCK-example splits.
+
+  Without split sizes, ``as_dataset(batch_size=-1)`` batches by
+  ``sys.maxsize`` and TensorFlow aborts the process (``std::length_error:
+  vector::reserve``), so ``mock_data``'s default (no metadata) can't be used.
+  """
+  builder = tfds.builder(name, data_dir=str(data_dir))
+  builder.info.set_splits(tfds.core.SplitDict([
+      tfds.core.SplitInfo(name=split, shard_lengths=[NUM_MOCK], num_bytes=0)
+      for split in ("train", "test")
+  ]))
+  pathlib.Path(builder.data_dir).mkdir(parents=True, exist_ok=True)
+  builder.info.write_to_directory(builder.data_dir)
+
+
+def load_mocked(name: str, tmp_path: pathlib.Path,
+                **kwargs) -> images.ImageData:
+  """``load_image_dataset`` with TFDS mocked to ``NUM_MOCK`` random examples.
+
+  Mocked train and test splits hold the same deterministic examples.
+  """
+  write_mock_metadata(name, tmp_path)
+  with tfds.testing.mock_data(num_examples=NUM_MOCK, data_dir=str(tmp_path),
+                              policy=tfds.testing.MockPolicy.USE_FILES):
+    return images.load_image_dataset(name, data_dir=str(tmp_path), **kwargs)
+
+
+def read_idx(path: pathlib.Path, header_bytes: int) -> np.ndarray:
+  """The uint8 payload of a gzipped IDX file."""
+  with gzip.open(path, "rb") as f:
+    return np.frombuffer(f.read()[header_bytes:], np.uint8)
+
+
+def row_keys(x: np.ndarray) -> np.ndarray:
+  """Sorted per-example keys sum_j j^2 x_j, to compare two orderings.
+
+  Exact in float64 for MNIST: 255 * sum_{j <= 784} j^2 < 2^53.
+  """
+  flat = x.reshape(len(x), -1).astype(np.float64)
+  weights = np.arange(1, flat.shape[1] + 1, dtype=np.float64)**2
+  return np.sort(flat @ weights)
+
+
+@pytest.mark.parametrize(
+    "name, shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
+def test_mocked_full(name, shape, tmp_path):
+  data = load_mocked(name, tmp_path, batch_size=4)
+  assert data.num_classes == 10
+  for split in (data.train, data.test):
+    assert set(split) == {"image", "label"}
+    assert split["image"].shape == (NUM_MOCK, *shape)
+    assert split["image"].dtype == np.uint8
+    assert split["label"].shape == (NUM_MOCK,)
+    assert split["label"].dtype == np.int32
+    assert ((split["label"] >= 0) & (split["label"] < 10)).all()
+  assert data.mean_image.shape == shape
+  assert data.mean_image.dtype == np.float32
+  np.testing.assert_allclose(data.mean_image,
+                             expected_mean(data.train["image"]), rtol=1e-6)
+
+
+def test_mocked_mini_sets(tmp_path):
+  full = load_mocked("mnist", tmp_path, batch_size=4)
+  mini = load_mocked("mnist", tmp_path, batch_size=4,
+                     mini_training_set_num_batches=2,
+                     mini_test_set_num_batches=3)
+  assert len(mini.train["image"]) == len(mini.train["label"]) == 8
+  assert len(mini.test["image"]) == len(mini.test["label"]) == 12
+  # Mocked examples are deterministic: the mini sets are prefixes.
+  for key in ("image", "label"):
+    np.testing.assert_array_equal(mini.train[key], full.train[key][:8])
+    np.testing.assert_array_equal(mini.test[key], full.test[key][:12])
+  # The mean is over the kept training examples only.
+  np.testing.assert_allclose(mini.mean_image,
+                             expected_mean(full.train["image"][:8]), rtol=1e-6)
+  assert not np.allclose(mini.mean_image, full.mean_image)
+
+
+def test_mocked_mini_sets_never_exceed_the_data(tmp_path):
+  data = load_mocked("cifar10", tmp_path, batch_size=8,
+                     mini_training_set_num_batches=100,
+                     mini_test_set_num_batches=3)
+  assert len(data.train["label"]) == NUM_MOCK
+  assert len(data.test["label"]) == NUM_MOCK  # 3 * 8 = 24 > 20.
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(batch_size=4, mini_training_set_num_batches=0), "num_batches"),
+    (dict(batch_size=4, mini_test_set_num_batches=-1), "num_batches"),
+    (dict(batch_size=0), "batch_size"),
+])
+def test_bad_sizes_fail_before_preparing(kwargs, match, tmp_path):
+  with pytest.raises(ValueError, match=match):
+    images.load_image_dataset("mnist", data_dir=str(tmp_path), **kwargs)
+  assert not any(tmp_path.iterdir())
+
+
+def test_num_kept():
+  assert images.num_kept(100, None, 8) == 100
+  assert images.num_kept(100, 3, 8) == 24
+  assert images.num_kept(100, 13, 8) == 100
+
+
+@pytest.mark.parametrize("name", ["cifar100", "MNIST", "imagenet"])
+def test_unknown_dataset(name):
+  with pytest.raises(ValueError, match=f"'{name}'.*mnist.*fashion_mnist"):
+    images.load_image_dataset(name, batch_size=8)
+  with pytest.raises(ValueError, match=f"'{name}'.*cifar10"):
+    images.expected_manual_files(name)
+
+
+def test_expected_manual_files():
+  assert images.expected_manual_files("mnist") == (
+      "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+      "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+  assert (images.expected_manual_files("fashion_mnist")
+          == images.expected_manual_files("mnist"))
+  assert images.expected_manual_files("cifar10") == ("cifar-10-binary.tar.gz",)
+
+
+@pytest.mark.parametrize("name", images.SUPPORTED)
+def test_expected_manual_files_match_tfds_checksums(name):
+  # TFDS looks for manual_dir / url_info.filename for every URL it downloads.
+  tfds_names = {info.filename
+                for info in tfds.builder_cls(name).url_infos.values()}
+  assert set(images.expected_manual_files(name)) == tfds_names
+
+
+def test_shared_mnist_has_expected_files(shared_data):
+  for name in ("mnist", "fashion_mnist"):
+    for file_name in images.expected_manual_files(name):
+      assert (shared_data / name / file_name).is_file()
+
+
+def test_preprocess_in_jit():
+  rng = np.random.default_rng(0)
+  batch = rng.integers(0, 256, size=(5, 4, 3, 2), dtype=np.uint8)
+  mean = rng.random((4, 3, 2)).astype(np.float32)
+  device_batch = jax.device_put(batch)
+  assert device_batch.dtype == jnp.uint8
+  out = jax.jit(images.preprocess)(device_batch, mean)
+  assert out.dtype == jnp.float32 and out.shape == batch.shape
+  np.testing.assert_allclose(out, batch.astype(np.float64) / 256 - mean,
+                             rtol=1e-6, atol=1e-6)
+  # Values stay exact multiples of 1/256 before centring (no uint8 overflow).
+  zero_mean = jax.jit(images.preprocess)(device_batch, np.zeros_like(mean))
+  np.testing.assert_array_equal(zero_mean * 256, batch.astype(np.float32))
+
+
+@pytest.fixture(scope="session")
+def real_mnist_loader(tmp_path_factory):
+  """``load(manual_dir) -> ImageData``, preparing MNIST once per session."""
+  data_dir = tmp_path_factory.mktemp("tfds")
+  cache = {}
+
+  def load(manual_dir: pathlib.Path) -> images.ImageData:
+    if manual_dir not in cache:
+      cache[manual_dir] = images.load_image_dataset(
+          "mnist", batch_size=128, data_dir=str(data_dir),
+          manual_dir=str(manual_dir))
+    return cache[manual_dir]
+
+  return load
+
+
+@pytest.mark.slow
+def test_real_mnist(shared_data, real_mnist_loader):
+  manual_dir = shared_data / "mnist"
+  data = real_mnist_loader(manual_dir)
+  assert data.train["image"].shape == (60_000, 28, 28, 1)
+  assert data.test["image"].shape == (10_000, 28, 28, 1)
+  assert data.train["label"].shape == (60_000,)
+  assert data.test["label"].shape == (10_000,)
+  assert data.train["label"].dtype == data.test["label"].dtype == np.int32
+  assert data.num_classes == 10
+  # TFDS stores examples in its own deterministic (hash-shuffled) order, not
+  # the IDX order (whose first training labels are 5, 0, 4, 1, 9).
+  np.testing.assert_array_equal(data.train["label"][:10],
+                                [4, 1, 0, 7, 8, 1, 2, 7, 1, 6])
+  np.testing.assert_array_equal(data.test["label"][:10],
+                                [2, 0, 4, 8, 7, 6, 0, 6, 3, 1])
+  # Same examples as the IDX files, in some order.
+  for split, prefix in ((data.train, "train"), (data.test, "t10k")):
+    idx_labels = read_idx(manual_dir / f"{prefix}-labels-idx1-ubyte.gz", 8)
+    idx_images = read_idx(manual_dir / f"{prefix}-images-idx3-ubyte.gz", 16)
+    idx_images = idx_images.reshape(-1, 28, 28, 1)
+    np.testing.assert_array_equal(np.bincount(split["label"], minlength=10),
+                                  np.bincount(idx_labels, minlength=10))
+    np.testing.assert_array_equal(row_keys(split["image"]),
+                                  row_keys(idx_images))
+    if prefix == "train":
+      np.testing.assert_allclose(data.mean_image, expected_mean(idx_images),
+                                 rtol=1e-6, atol=1e-7)
+  # MNIST's mean pixel, 0.1307 on [0, 1], is 0.1307 * 255 / 256 here.
+  assert abs(float(data.mean_image.mean()) - 0.1307 * 255 / 256) < 1e-4

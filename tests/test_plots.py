@@ -1,0 +1,209 @@
+"""Tests for sam_edge.plots: the four PDFs and the figures behind them."""
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sam_edge import plots
+
+TITLE = "mnist MLP, ρ=0.1, η=0.01"
+NAMES = ("eigs_curve", "eigs_se_only", "alignment_curve", "loss_curve")
+
+
+def make_raw(k: int, n: int = 20, *, nans: bool = False,
+             with_losses: bool = True) -> dict:
+  """A synthetic run with k eigenvalues and n records."""
+  recs = []
+  for i in range(n):
+    top = 10.0 + 5.0 * i
+    eigs = [top / (j + 1) for j in range(k)]
+    rec = {
+        "step": 10 * i, "time": 0.1 * i, "eigenvalues": eigs,
+        "residuals": [1e-3] * k, "hvps": 20, "two_over_eta": 200.0,
+        "sam_edge": 150.0 - i, "grad_norm": 1.0 / (i + 1),
+        "loss": 2.0 / (i + 1), "g_alignment": 0.1 + 0.02 * i,
+        "sg_alignment": 0.9 - 0.02 * i, "seconds": 0.01,
+    }
+    recs.append(rec)
+  if nans and n:
+    recs[n // 2]["eigenvalues"][0] = math.nan
+    recs[n // 2]["sam_edge"] = math.inf
+    recs[-1]["loss"] = math.nan
+    recs[-1]["g_alignment"] = math.nan
+    recs[-1]["eigenvalues"] = [math.nan] * k
+  raw = {"config": {"lr": 0.01, "rho": 0.1}, "records": recs, "final": {}}
+  if with_losses:
+    steps = list(range(10 * n))
+    losses = [2.0 / (s + 1) for s in steps]
+    if nans and losses:
+      losses[-1] = math.inf
+      losses[len(losses) // 2] = math.nan
+    raw["losses"] = {"step": steps, "loss": losses}
+  return raw
+
+
+def _outputs(folder) -> dict[str, str]:
+  return {name: str(folder / f"{name}.pdf") for name in NAMES}
+
+
+def _write(raw, folder) -> dict[str, str]:
+  paths = _outputs(folder)
+  plots.write_all_plots(
+      raw, eigs_curve_output=paths["eigs_curve"],
+      eigs_se_only_output=paths["eigs_se_only"],
+      alignment_curve_output=paths["alignment_curve"],
+      loss_curve_output=paths["loss_curve"], title=TITLE)
+  return paths
+
+
+def _assert_pdfs(paths: dict[str, str]) -> None:
+  for path in paths.values():
+    with open(path, "rb") as f:
+      assert f.read(5) == b"%PDF-", path
+    assert os.path.getsize(path) > 500
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_write_all_plots(tmp_path, k):
+  paths = _write(make_raw(k), tmp_path)
+  _assert_pdfs(paths)
+  assert sorted(os.listdir(tmp_path)) == sorted(f"{n}.pdf" for n in NAMES)
+
+
+def test_write_all_plots_with_nans(tmp_path):
+  _assert_pdfs(_write(make_raw(3, nans=True), tmp_path))
+
+
+def test_write_all_plots_zero_records(tmp_path):
+  raw = {"config": {}, "records": [], "final": {}}
+  _assert_pdfs(_write(raw, tmp_path))
+
+
+def test_write_all_plots_skips_empty_outputs(tmp_path):
+  path = str(tmp_path / "loss.pdf")
+  plots.write_all_plots(make_raw(2), eigs_curve_output=None,
+                        eigs_se_only_output="", alignment_curve_output=None,
+                        loss_curve_output=path, title=TITLE)
+  assert os.listdir(tmp_path) == ["loss.pdf"]
+
+
+def _legend_labels(fig) -> list[str]:
+  (ax,) = fig.axes
+  legend = ax.get_legend()
+  assert legend is not None
+  return [t.get_text() for t in legend.get_texts()]
+
+
+def _check_labels(fig) -> None:
+  (ax,) = fig.axes
+  assert ax.get_title() == TITLE
+  assert ax.get_xlabel() == "training step"
+  assert ax.get_ylabel()
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_eigs_figure_legend(k):
+  fig = plots.build_figure(plots.eigs_spec(make_raw(k), TITLE))
+  labels = _legend_labels(fig)
+  assert len(labels) == k + 2
+  assert labels[0] == "λ1 (top Hessian eigenvalue)"
+  assert labels[1:k] == [f"λ{i}" for i in range(2, k + 1)]
+  assert "SAM edge" in labels and "2/η" in labels
+  _check_labels(fig)
+  assert fig.axes[0].get_ylabel() == "Hessian eigenvalue"
+  colours = [line.get_color() for line in fig.axes[0].get_lines()[:k]]
+  assert len(set(colours)) == k
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_eigs_se_only_has_no_two_over_eta(k):
+  fig = plots.build_figure(
+      plots.eigs_spec(make_raw(k), TITLE, with_two_over_eta=False))
+  labels = _legend_labels(fig)
+  assert len(labels) == k + 1
+  assert "2/η" not in labels
+  _check_labels(fig)
+
+
+def test_eigs_two_over_eta_is_horizontal_line():
+  spec = plots.eigs_spec(make_raw(2), TITLE)
+  assert [h.y for h in spec.hlines] == [200.0]
+
+
+def test_eigs_with_nans_drops_points():
+  raw = make_raw(3, n=20, nans=True)
+  fig = plots.build_figure(plots.eigs_spec(raw, TITLE))
+  for line in fig.axes[0].get_lines():
+    assert np.all(np.isfinite(np.asarray(line.get_ydata(), dtype=float)))
+  lam1 = fig.axes[0].get_lines()[0]
+  assert len(lam1.get_xdata()) == 18  # Two records had a NaN λ1.
+
+
+def test_alignment_figure():
+  fig = plots.build_figure(plots.alignment_spec(make_raw(2), TITLE))
+  labels = _legend_labels(fig)
+  assert labels == ["|cos(∇L, v1)|", "|cos(∇L_SAM, v1)|"]
+  assert fig.axes[0].get_ylim() == (0.0, 1.0)
+  _check_labels(fig)
+
+
+def test_loss_figure_prefers_losses_and_uses_log_scale():
+  raw = make_raw(1, n=5)
+  fig = plots.build_figure(plots.loss_spec(raw, TITLE))
+  (line,) = fig.axes[0].get_lines()
+  assert len(line.get_xdata()) == 50
+  assert fig.axes[0].get_yscale() == "log"
+  assert _legend_labels(fig)
+  _check_labels(fig)
+
+
+def test_loss_figure_from_records_linear_when_not_positive():
+  raw = make_raw(1, n=5, with_losses=False)
+  raw["records"][2]["loss"] = 0.0
+  fig = plots.build_figure(plots.loss_spec(raw, TITLE))
+  (line,) = fig.axes[0].get_lines()
+  assert len(line.get_xdata()) == 5
+  assert fig.axes[0].get_yscale() == "linear"
+
+
+def test_zero_records_figures_are_labelled():
+  raw = {"config": {}, "records": [], "final": {}}
+  for spec in plots.all_specs(raw, TITLE).values():
+    fig = plots.build_figure(spec)
+    _check_labels(fig)
+    assert _legend_labels(fig)
+
+
+def test_thin_points_keeps_extremes():
+  x = np.arange(100_000, dtype=float)
+  y = np.ones_like(x)
+  y[54_321] = 1e6
+  y[7] = -5.0
+  tx, ty = plots.thin_points(x, y, max_points=1000)
+  assert len(tx) <= 1000
+  assert 1e6 in ty and -5.0 in ty
+  assert np.all(np.diff(tx) > 0)
+
+
+def test_plot_curves_writes_pdf(tmp_path):
+  path = str(tmp_path / "c.pdf")
+  fig = plots.plot_curves(
+      path, title="t", xlabel="x", ylabel="y",
+      series=[plots.Series("a", [0, 1, 2], [1.0, math.nan, 3.0])],
+      hlines=[plots.HLine("h", 2.0), plots.HLine("bad", math.nan)])
+  assert _legend_labels(fig) == ["a", "h"]
+  with open(path, "rb") as f:
+    assert f.read(4) == b"%PDF"
+  assert os.listdir(tmp_path) == ["c.pdf"]
+
+
+def test_import_does_not_touch_pyplot_or_jax():
+  code = ("import sys\nimport sam_edge.plots, sam_edge.records\n"
+          "bad = [m for m in ('jax', 'matplotlib.pyplot') if m in sys.modules]\n"
+          "assert not bad, bad\n")
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  subprocess.run([sys.executable, "-c", code], cwd=repo, check=True,
+                 timeout=60)
