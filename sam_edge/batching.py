@@ -1,0 +1,64 @@
+"""Batches drawn on the device from arrays held there, as a pure function of (key, step).
+
+With N examples and batch size B (B <= N), an epoch is ⌊N/B⌋ steps; step s uses rows
+perm_e[p B : (p + 1) B] with e = ⌊s / ⌊N/B⌋⌋, p = s mod ⌊N/B⌋ and perm_e a permutation of
+range(N) drawn from fold_in(key, e). When B = N every step is the whole set, in order. Because
+the batch depends only on (key, step), a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Arrays = dict[str, jax.Array]
+
+
+def num_examples(arrays: Arrays) -> int:
+  """N, the common leading dimension."""
+  sizes = {a.shape[0] for a in jax.tree.leaves(arrays)}
+  if len(sizes) != 1:
+    raise ValueError(f"arrays disagree on the number of examples: {sorted(sizes)}")
+  return sizes.pop()
+
+
+def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int) -> jax.Array:
+  """Row indices int32 [B] of the batch for `step` (see module doc)."""
+  if not 1 <= batch_size <= n:
+    raise ValueError(f"batch size {batch_size} must be between 1 and the {n} examples")
+  if batch_size == n:
+    return jnp.arange(n, dtype=jnp.int32)
+  steps_per_epoch = n // batch_size
+  epoch, position = jnp.divmod(step, steps_per_epoch)
+  perm = jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
+  return jax.lax.dynamic_slice(perm, (position * batch_size,), (batch_size,))
+
+
+def take(arrays: Arrays, indices: jax.Array) -> Arrays:
+  """The rows `indices` of every array."""
+  return jax.tree.map(lambda a: jnp.take(a, indices, axis=0), arrays)
+
+
+def batch_at(arrays: Arrays, key: jax.Array, step: jax.Array, batch_size: int) -> Arrays:
+  """The batch of `step`: take(arrays, batch_indices(key, step, N, B))."""
+  return take(arrays, batch_indices(key, step, num_examples(arrays), batch_size))
+
+
+def chunked_mean(per_example_fn: Any, params: Any, arrays: Arrays, chunk_size: int) -> jax.Array:
+  """(1/N) Σ_i per_example_fn(params, arrays)[i] over all N rows, `chunk_size` rows at a time.
+
+  The last chunk is padded with copies of row 0 and masked out, so every row counts exactly once.
+  """
+  n = num_examples(arrays)
+  chunk_size = max(1, min(chunk_size, n))
+  num_chunks = -(-n // chunk_size)
+  rows = jnp.arange(num_chunks * chunk_size)
+  valid = rows < n
+  padded = take(arrays, jnp.where(valid, rows, 0))
+  chunks = jax.tree.map(lambda a: a.reshape((num_chunks, chunk_size) + a.shape[1:]), padded)
+  masks = valid.reshape(num_chunks, chunk_size)
+
+  def chunk_sum(args):
+    chunk, mask = args
+    return jnp.sum(jnp.where(mask, per_example_fn(params, chunk), 0.0))
+  return jnp.sum(jax.lax.map(chunk_sum, (chunks, masks))) / n

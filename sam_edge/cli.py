@@ -1,0 +1,159 @@
+"""The flags both entry points share, their validation, and what they become.
+
+Flag names, meanings and defaults follow the reference (see README). Each entry point keeps its
+flags in its own `flags.FlagValues` (so both can live in one process, e.g. in tests), calls
+`define_common_flags` with its own defaults, and uses `parse_flags` as absl's flags parser: a
+malformed flag is one error line and exit code 2, like every other bad input.
+"""
+
+import math
+import os
+import sys
+from typing import Any, Optional
+
+from absl import flags
+
+from sam_edge import errors, records
+from sam_edge.experiment import Outputs, RunSettings
+from sam_edge.loop import LoopSettings
+from sam_edge.measure import MeasureSettings
+
+OUTPUT_FLAGS = {  # flag: (reference default, what it holds)
+    "eigs_curve_output": ("/tmp/eigs.pdf", "PDF: top Hessian eigenvalue(s), SAM-edge and 2/η"),
+    "eigs_se_only_output": ("/tmp/eigs_se_only.pdf", "PDF: the same without 2/η"),
+    "alignment_curve_output": ("/tmp/a.pdf", "PDF: |cos| of gradient and SAM gradient with v1"),
+    "loss_curve_output": ("/tmp/ell.pdf", "PDF: training loss"),
+    "raw_data_output": ("/tmp/raw.pkl", "pickle of a plain dict: config, records, losses, final"),
+}
+
+
+def define_common_flags(fv: flags.FlagValues, *, step_size: float, batch_size: int,
+                        time_limit_in_hours: float, hessian_check_gap: Optional[float]) -> None:
+  """Defines the shared flags on `fv` with this entry point's defaults."""
+  on = {"flag_values": fv}
+  flags.DEFINE_float("rho", 0.0, "SAM radius ρ; 0 is plain (S)GD.", **on)
+  flags.DEFINE_float("step_size", step_size, "Step size η.", **on)
+  flags.DEFINE_integer("batch_size", batch_size,
+                       "Examples per step (the whole training set: full batch).", **on)
+  flags.DEFINE_float("time_limit_in_hours", time_limit_in_hours,
+                     "Wall-clock limit of the training loop, measurements included, in hours.", **on)
+  flags.DEFINE_float("hessian_check_gap", hessian_check_gap,
+                     "HOURS of training time between Hessian measurements (the first is at step "
+                     "0); 0 turns the time-based schedule off.", **on)
+  flags.DEFINE_integer("measure_every_steps", None,
+                       "Measure every N steps (first at step 0) instead of --hessian_check_gap.",
+                       **on)
+  flags.DEFINE_integer("max_steps", None, "Stop after this many steps (default: time limit only).",
+                       **on)
+  flags.DEFINE_integer("seed", 0, "Seed of everything random: initialisation, batches, solver.",
+                       **on)
+  flags.DEFINE_integer("num_principal_components", 1, "k: how many top eigenvalues to measure.",
+                       **on)
+  flags.DEFINE_enum("eigensolver", "lanczos", ["lanczos", "power"],
+                    "lanczos (signed top-k, residuals) or the reference's power/subspace iteration.",
+                    **on)
+  flags.DEFINE_enum("hvp", "exact", ["exact", "finite_difference"],
+                    "Hessian-vector products: exact (forward-over-reverse) or the reference's "
+                    "central finite difference with step 1e-3.", **on)
+  flags.DEFINE_integer("lanczos_max_steps", 30, "Cap on Lanczos steps (= HVPs) per measurement.",
+                       **on)
+  flags.DEFINE_float("lanczos_tol", 1e-4,
+                     "Lanczos stops once every residual ||Hv - λv|| <= tol * |λ1|.", **on)
+  for name, (default, help_text) in OUTPUT_FLAGS.items():
+    flags.DEFINE_string(name, default, help_text + " ('' to skip).", **on)
+
+
+def parse_flags(fv: flags.FlagValues, argv: list[str]) -> list[str]:
+  """Parses `argv` into `fv`: --help prints the flags; a malformed or unknown flag is one line on
+  stderr and exit code 2. absl's own flags keep their defaults."""
+  prog = os.path.basename(argv[0])
+  if any(a in ("-h", "--help", "-help", "--helpshort", "--helpfull") for a in argv[1:]):
+    print(f"usage: python -m {prog.removesuffix('.py')} [--flag=value ...]\n")
+    print(fv.get_help())
+    sys.exit(0)
+  try:
+    fv.unparse_flags()
+    rest = fv(argv)
+  except flags.Error as e:
+    print(f"{prog}: error: {e}", file=sys.stderr)
+    sys.exit(2)
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  if len(rest) > 1:
+    print(f"{prog}: error: unexpected arguments {rest[1:]}", file=sys.stderr)
+    sys.exit(2)
+  return rest
+
+
+def _check(problems: list[str], ok: bool, message: str) -> None:
+  if not ok:
+    problems.append(message)
+
+
+def _finite(x: float) -> bool:
+  return x is not None and math.isfinite(x)
+
+
+def common_problems(f: Any) -> list[str]:
+  """Every problem with the shared flags, each one line naming its flag (empty if none)."""
+  p: list[str] = []
+  _check(p, _finite(f.rho) and f.rho >= 0, f"--rho must be a finite number >= 0, got {f.rho}")
+  _check(p, _finite(f.step_size) and f.step_size > 0,
+         f"--step_size must be a finite number > 0, got {f.step_size}")
+  _check(p, f.batch_size >= 1, f"--batch_size must be at least 1, got {f.batch_size}")
+  _check(p, _finite(f.time_limit_in_hours) and f.time_limit_in_hours > 0,
+         f"--time_limit_in_hours must be > 0, got {f.time_limit_in_hours}")
+  _check(p, f.hessian_check_gap is None or (_finite(f.hessian_check_gap) and f.hessian_check_gap >= 0),
+         f"--hessian_check_gap must be >= 0 hours, got {f.hessian_check_gap}")
+  _check(p, f.measure_every_steps is None or f.measure_every_steps >= 1,
+         f"--measure_every_steps must be at least 1, got {f.measure_every_steps}")
+  _check(p, f.max_steps is None or f.max_steps >= 0, f"--max_steps must be >= 0, got {f.max_steps}")
+  _check(p, f.lanczos_max_steps >= 1, f"--lanczos_max_steps must be at least 1, got {f.lanczos_max_steps}")
+  _check(p, _finite(f.lanczos_tol) and f.lanczos_tol > 0, f"--lanczos_tol must be > 0, got {f.lanczos_tol}")
+  k_cap = f.lanczos_max_steps if f.eigensolver == "lanczos" else math.inf
+  _check(p, 1 <= f.num_principal_components <= k_cap,
+         f"--num_principal_components must be between 1 and --lanczos_max_steps "
+         f"({f.lanczos_max_steps}), got {f.num_principal_components}")
+  for name in OUTPUT_FLAGS:
+    path = getattr(f, name)
+    if path:
+      reason = records.check_writable(path)
+      _check(p, reason is None, f"--{name}={path}: cannot write there: {reason}")
+  return p
+
+
+def run_settings(f: Any, *, title: str) -> RunSettings:
+  """The validated shared flags as settings."""
+  gap_hours = f.hessian_check_gap or None
+  measure = MeasureSettings(
+      step_size=f.step_size, rho=f.rho, num_eigenvalues=f.num_principal_components,
+      eigensolver=f.eigensolver, hvp=f.hvp, max_steps=f.lanczos_max_steps, tol=f.lanczos_tol,
+      min_steps=min(3, f.lanczos_max_steps))
+  loop = LoopSettings(
+      time_limit_s=f.time_limit_in_hours * 3600.0, measure_every_steps=f.measure_every_steps,
+      measure_gap_s=None if f.measure_every_steps else (gap_hours * 3600.0 if gap_hours else None),
+      max_steps=f.max_steps)
+  outputs = Outputs(**{name.removesuffix("_output"): getattr(f, name) or None
+                       for name in OUTPUT_FLAGS})
+  return RunSettings(rho=f.rho, step_size=f.step_size, batch_size=f.batch_size, seed=f.seed,
+                     measure=measure, loop=loop, outputs=outputs, title=title)
+
+
+def flag_values(fv: flags.FlagValues) -> dict:
+  """{flag: value} of every flag (the run's config, for the pickle)."""
+  return {name: fv[name].value for name in sorted(fv)}
+
+
+def fail(prog: str, problems: list[str]) -> int:
+  """Prints each problem as one line on stderr; returns exit code 2."""
+  for problem in problems:
+    print(f"{prog}: error: {problem}", file=sys.stderr)
+  return 2
+
+
+def main_guard(prog: str, fn) -> int:
+  """Runs `fn()`; an InputError found later (e.g. in a data file) is one line and exit code 2."""
+  try:
+    return fn()
+  except errors.InputError as e:
+    return fail(prog, [str(e)])

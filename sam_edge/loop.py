@@ -1,0 +1,199 @@
+"""The time-limited training loop: step, measure on a schedule, stop cleanly.
+
+Each iteration: stop if asked to (signal, step cap, wall-clock limit); measure if the schedule
+says so; take one update step. The host waits for step t − 1 while step t runs (one step in
+flight), which keeps the clock honest, reads each loss once, and stops on the first non-finite
+loss. `time` in records is *training* time (measurements, checkpoints and plots excluded); the
+limit applies to the loop's wall-clock time, measurements included (as in the reference).
+Measurements use their own keys and never change the parameters or batches.
+"""
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sam_edge import steps
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSettings:
+  """When to measure and when to stop."""
+  time_limit_s: float
+  measure_every_steps: Optional[int] = None   # a step schedule (first at step 0), or
+  measure_gap_s: Optional[float] = None       # training seconds between measurements; None: never
+  max_steps: Optional[int] = None
+  progress_every_s: float = 10.0
+  checkpoint_every_s: Optional[float] = None
+
+
+@dataclasses.dataclass
+class Progress:
+  """Host-side state of a run besides the parameters: all of it goes into checkpoints."""
+  records: list = dataclasses.field(default_factory=list)
+  losses: dict = dataclasses.field(default_factory=lambda: {"step": [], "loss": []})
+  train_time: float = 0.0          # seconds spent in update steps
+  elapsed: float = 0.0             # wall-clock seconds of the loop, measurements included
+  last_measure_step: int = -1
+  last_measure_time: float = -math.inf
+
+
+@dataclasses.dataclass(frozen=True)
+class Components:
+  """The jitted pieces a loop drives (built once per run)."""
+  update: Callable[[steps.TrainState, PyTree, jax.Array], tuple[steps.TrainState, jax.Array]]
+  measure: Callable[[PyTree, PyTree, PyTree, jax.Array], tuple[dict, PyTree]]
+  batch: Callable[[PyTree, jax.Array, jax.Array], PyTree]   # (arrays, key, step) -> batch
+  train_arrays: PyTree
+  data_key: jax.Array
+  measure_key: jax.Array
+
+
+class StopFlag:
+  """Set by a signal handler; the loop checks it once per step."""
+
+  def __init__(self) -> None:
+    self.reason: Optional[str] = None
+
+  def set(self, reason: str) -> None:
+    if self.reason is None:
+      self.reason = reason
+
+
+def measurement_due(settings: LoopSettings, progress: Progress, step: int) -> bool:
+  """First at step 0, then every `measure_every_steps` steps or `measure_gap_s` training seconds."""
+  if step == progress.last_measure_step:
+    return False
+  if settings.measure_every_steps:
+    return step % settings.measure_every_steps == 0
+  if settings.measure_gap_s:
+    return progress.train_time - progress.last_measure_time >= settings.measure_gap_s
+  return False
+
+
+def to_host_record(record: dict, step: int, train_time: float, seconds: float) -> dict:
+  """A measurement as plain Python numbers (eigenvalues and residuals as lists)."""
+  out = {"step": step, "time": train_time}
+  for name, value in record.items():
+    value = np.asarray(value)
+    out[name] = value.tolist() if value.ndim else value.item()
+  out["seconds"] = seconds
+  return out
+
+
+def format_record(r: dict) -> str:
+  """The one printed line of a measurement."""
+  eigs = ", ".join(f"{v:.6g}" for v in r["eigenvalues"])
+  return (f"measure step {r['step']} | t {r['time']:.1f}s | λ {eigs} | 2/η {r['two_over_eta']:.6g}"
+          f" | SAM-edge {r['sam_edge']:.6g} | ‖g‖ {r['grad_norm']:.4g} | loss {r['loss']:.6g}"
+          f" | |cos(g,v1)| {r['g_alignment']:.3f} | |cos(gSAM,v1)| {r['sg_alignment']:.3f}"
+          f" | residual {max(r['residuals']):.2e} | HVPs {r['hvps']} | {r['seconds']:.2f}s")
+
+
+def run_loop(components: Components, state: steps.TrainState, v_prev: PyTree, progress: Progress,
+             settings: LoopSettings, stop: StopFlag, *,
+             on_record: Callable[[dict], None] = lambda r: None,
+             on_checkpoint: Optional[Callable[[steps.TrainState, PyTree, Progress], None]] = None,
+             log: Callable[[str], None] = print) -> tuple[steps.TrainState, PyTree, str]:
+  """Trains until a stop condition; returns (state, last principal eigenvector, stopped_because).
+
+  `stopped_because` is one of: time_limit, max_steps, diverged, or the StopFlag's reason.
+  `progress` is updated in place (records, losses, clocks).
+  """
+  c = components
+  step = int(state.step)
+  pending = None                                   # (step, loss on device) of the step in flight
+  start_elapsed = progress.elapsed
+  wall0 = time.perf_counter()
+  last_tick = wall0
+  last_progress_log = wall0
+  last_checkpoint = wall0
+  progress_steps = (step, progress.train_time)
+
+  def clock() -> float:
+    nonlocal last_tick
+    now = time.perf_counter()
+    progress.train_time += now - last_tick
+    progress.elapsed = start_elapsed + now - wall0
+    last_tick = now
+    return now
+
+  def settle() -> Optional[str]:
+    """Waits for the step in flight; records its loss; 'diverged' if it is not finite."""
+    nonlocal pending
+    if pending is None:
+      return None
+    s, loss = pending
+    pending = None
+    loss = float(loss)
+    progress.losses["step"].append(s)
+    progress.losses["loss"].append(loss)
+    if not math.isfinite(loss):
+      log(f"training loss is {loss} at step {s}: stopping (diverged)")
+      return "diverged"
+    return None
+
+  def pause(fn: Callable[[], Any]) -> Any:
+    """Runs `fn` outside training time."""
+    nonlocal last_tick
+    clock()
+    result = fn()
+    last_tick = time.perf_counter()
+    progress.elapsed = start_elapsed + last_tick - wall0
+    return result
+
+  reason = None
+  while reason is None:
+    if stop.reason:
+      reason = stop.reason
+    elif settings.max_steps is not None and step >= settings.max_steps:
+      reason = "max_steps"
+    elif progress.elapsed >= settings.time_limit_s:
+      reason = "time_limit"
+    if reason:
+      break
+    if measurement_due(settings, progress, step):
+      reason = settle()
+      if reason:
+        break
+      jax.block_until_ready(state)
+      clock()
+
+      def take_measurement():
+        t = time.perf_counter()
+        batch = c.batch(c.train_arrays, c.data_key, jnp.asarray(step, jnp.int32))
+        record, v1 = c.measure(state.params, batch, v_prev, jax.random.fold_in(c.measure_key, step))
+        record = jax.device_get(record)
+        return to_host_record(record, step, progress.train_time, time.perf_counter() - t), v1
+      record, v_prev = pause(take_measurement)
+      progress.records.append(record)
+      progress.last_measure_step, progress.last_measure_time = step, progress.train_time
+      log(format_record(record))
+      pause(lambda: on_record(record))
+    state, loss = c.update(state, c.train_arrays, c.data_key)
+    reason = settle()
+    pending = (step, loss)
+    step += 1
+    now = clock()
+    if now - last_progress_log >= settings.progress_every_s:
+      rate = (step - progress_steps[0]) / max(progress.train_time - progress_steps[1], 1e-9)
+      log(f"step {step} | {rate:.3g} steps/s | loss {progress.losses['loss'][-1] if progress.losses['loss'] else float('nan'):.6g}"
+          f" | {max(settings.time_limit_s - progress.elapsed, 0):.0f}s left")
+      last_progress_log, progress_steps = now, (step, progress.train_time)
+    if (on_checkpoint and settings.checkpoint_every_s is not None
+        and now - last_checkpoint >= settings.checkpoint_every_s and reason is None):
+      reason = settle()
+      if reason is None:
+        pause(lambda: on_checkpoint(state, v_prev, progress))
+      last_checkpoint = time.perf_counter()
+  if reason != "diverged":
+    diverged = settle()
+    reason = diverged or reason
+  clock()
+  return state, v_prev, reason

@@ -1,0 +1,1 @@
+"""Experiments: each validates its own flags and builds an experiment.Problem."""
