@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any, Optional
 
-from absl import flags
+from absl import flags, logging
 
 from sam_edge import errors, records
 from sam_edge.experiment import Outputs, RunSettings
@@ -79,6 +79,7 @@ def parse_flags(fv: flags.FlagValues, argv: list[str]) -> list[str]:
     sys.exit(2)
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
+  logging.set_verbosity(logging.WARNING)      # absl's app.run would log INFO from jax and TFDS
   if len(rest) > 1:
     print(f"{prog}: error: unexpected arguments {rest[1:]}", file=sys.stderr)
     sys.exit(2)

@@ -183,7 +183,8 @@ def run_loop(components: Components, state: steps.TrainState, v_prev: PyTree, pr
     now = clock()
     if now - last_progress_log >= settings.progress_every_s:
       rate = (step - progress_steps[0]) / max(progress.train_time - progress_steps[1], 1e-9)
-      log(f"step {step} | {rate:.3g} steps/s | loss {progress.losses['loss'][-1] if progress.losses['loss'] else float('nan'):.6g}"
+      last_loss = (f" | loss {progress.losses['loss'][-1]:.6g}" if progress.losses["loss"] else "")
+      log(f"step {step} | {rate:.3g} steps/s{last_loss}"
           f" | {max(settings.time_limit_s - progress.elapsed, 0):.0f}s left")
       last_progress_log, progress_steps = now, (step, progress.train_time)
     if (on_checkpoint and settings.checkpoint_every_s is not None

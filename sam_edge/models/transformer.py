@@ -156,3 +156,14 @@ def split_window(windows: jax.Array) -> tuple[jax.Array, jax.Array]:
   """
   windows = jnp.asarray(windows).astype(jnp.int32)  # [B, T+1]
   return windows[:, :-1], windows[:, 1:]
+
+
+def per_sequence_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """Each sequence's mean cross-entropy over its non-padding targets: float [B].
+
+  loss_b = Σ_t m[b,t] ce[b,t] / max(Σ_t m[b,t], 1), with m and ce as in `next_token_loss`.
+  """
+  ce = optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), targets)  # [B, T]
+  mask = (targets != PAD).astype(jnp.float32)  # [B, T]
+  return jnp.sum(mask * ce, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
