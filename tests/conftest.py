@@ -10,7 +10,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
   """The read-only data folder beside the repository (../shared/data)."""
   if not SHARED_DATA.is_dir():

@@ -1,0 +1,125 @@
+"""End to end: `python -m transformer` on a slice of tinyshakespeare, and its corpus errors."""
+
+import math
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+import transformer
+from sam_edge import cli
+from tests.conftest import REPO
+
+TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
+        "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=12"]
+
+
+@pytest.fixture(scope="module")
+def corpus(shared_data, tmp_path_factory):
+  """The first 20,000 characters of tinyshakespeare."""
+  path = tmp_path_factory.mktemp("corpus") / "slice.txt"
+  path.write_bytes((shared_data / "tinyshakespeare.txt").read_bytes()[:20000])
+  return path
+
+
+def outputs(tmp_path):
+  names = {"eigs_curve_output": "eigs.pdf", "eigs_se_only_output": "se.pdf",
+           "alignment_curve_output": "a.pdf", "loss_curve_output": "ell.pdf",
+           "raw_data_output": "raw.pkl"}
+  return {flag: tmp_path / name for flag, name in names.items()}
+
+
+def run_main(args, tmp_path):
+  """Parses `args` (plus outputs in tmp_path) and runs main in-process; returns (code, outputs)."""
+  out = outputs(tmp_path)
+  argv = ["transformer"] + args + [f"--{flag}={path}" for flag, path in out.items()]
+  cli.parse_flags(transformer.FLAGS, argv)
+  return transformer.main([]), out
+
+
+@pytest.mark.parametrize("rho, k", [(0.0, 1), (0.1, 3)])
+def test_end_to_end(corpus, tmp_path, capsys, rho, k):
+  code, out = run_main([f"--training_data={corpus}", f"--rho={rho}",
+                        f"--num_principal_components={k}", "--measure_every_steps=1",
+                        "--max_steps=3"] + TINY, tmp_path)
+  printed = capsys.readouterr().out
+  assert code == 0
+  assert "holding out the last 10%" in printed
+  assert printed.count("measure step") == 3
+  test_loss = float(printed.split("test_loss: ")[1].split()[0])
+  assert math.isfinite(test_loss) and 0 < test_loss < 6
+  for flag in ("eigs_curve_output", "eigs_se_only_output", "alignment_curve_output",
+               "loss_curve_output"):
+    assert out[flag].read_bytes().startswith(b"%PDF")
+  raw = pickle.loads(out["raw_data_output"].read_bytes())
+  assert [r["step"] for r in raw["records"]] == [0, 1, 2]
+  for r in raw["records"]:
+    assert len(r["eigenvalues"]) == k and len(r["residuals"]) == k
+    for name in ("sam_edge", "two_over_eta", "grad_norm", "loss", "g_alignment", "sg_alignment"):
+      assert math.isfinite(r[name])
+    assert all(math.isfinite(v) for v in r["eigenvalues"] + r["residuals"])
+  assert raw["final"]["stopped_because"] == "max_steps" and raw["final"]["steps"] == 3
+  assert raw["final"]["test_loss"] == pytest.approx(test_loss)
+  assert raw["config"]["rho"] == rho and raw["config"]["training_data"] == str(corpus)
+
+
+def test_same_seed_gives_identical_records(corpus, tmp_path, capsys):
+  runs = []
+  for i in range(2):
+    folder = tmp_path / str(i)
+    folder.mkdir()
+    code, out = run_main([f"--training_data={corpus}", "--rho=0.05", "--measure_every_steps=2",
+                          "--max_steps=4", "--seed=3"] + TINY, folder)
+    assert code == 0
+    runs.append(pickle.loads(out["raw_data_output"].read_bytes()))
+  strip = lambda rs: [{k: v for k, v in r.items() if k not in ("seconds", "time")} for r in rs]
+  assert strip(runs[0]["records"]) == strip(runs[1]["records"])
+  assert runs[0]["losses"] == runs[1]["losses"]
+  assert runs[0]["final"]["test_loss"] == runs[1]["final"]["test_loss"]
+
+
+def test_zero_gap_without_step_schedule_measures_nothing(corpus, tmp_path, capsys):
+  code, out = run_main([f"--training_data={corpus}", "--hessian_check_gap=0", "--max_steps=2"]
+                       + TINY, tmp_path)
+  assert code == 0
+  raw = pickle.loads(out["raw_data_output"].read_bytes())
+  assert raw["records"] == [] and raw["final"]["steps"] == 2
+  assert "measure step" not in capsys.readouterr().out
+
+
+def bad_corpora(tmp_path):
+  (tmp_path / "empty.txt").write_bytes(b"")
+  (tmp_path / "nul.txt").write_bytes(b"hello\x00world" * 100)
+  (tmp_path / "accent.txt").write_bytes(b"caf" + "é".encode() + b" au lait" * 300)
+  (tmp_path / "short.txt").write_bytes(b"too short")
+  (tmp_path / "folder").mkdir()
+  return {
+      "missing": (tmp_path / "missing.txt", "missing.txt"),
+      "directory": (tmp_path / "folder", "folder"),
+      "empty": (tmp_path / "empty.txt", "empty"),
+      "nul": (tmp_path / "nul.txt", "position 5"),
+      "not_ascii": (tmp_path / "accent.txt", "position 3"),
+      "too_short": (tmp_path / "short.txt", "--batch_size"),
+  }
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "empty", "nul", "not_ascii", "too_short"])
+def test_bad_corpus_is_one_error_line_and_exit_2(tmp_path, capsys, case):
+  path, expected = bad_corpora(tmp_path)[case]
+  code, out = run_main([f"--training_data={path}"] + TINY, tmp_path)
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2
+  assert len(err) == 1 and expected in err[0] and str(path.name) in err[0]
+  assert not out["raw_data_output"].exists()
+
+
+def test_bad_corpus_from_the_command_line_has_no_traceback(tmp_path):
+  (tmp_path / "accent.txt").write_bytes("naïve".encode() * 100)
+  proc = subprocess.run(
+      [sys.executable, "-m", "transformer", f"--training_data={tmp_path / 'accent.txt'}"],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1, proc.stderr
+  assert "not ASCII" in lines[0] and "position 2" in lines[0] and "Traceback" not in proc.stderr
