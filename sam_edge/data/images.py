@@ -19,7 +19,6 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow_datasets as tfds
 
 SUPPORTED = ("mnist", "fashion_mnist", "cifar10")
 
@@ -102,10 +101,11 @@ def num_kept(num_examples: int, num_batches: int | None,
   return min(num_examples, num_batches * batch_size)
 
 
-def _read_split(builder: tfds.core.DatasetBuilder, split: str,
+def _read_split(builder: "tfds.core.DatasetBuilder", split: str,
                 num_batches: int | None, batch_size: int
                 ) -> dict[str, np.ndarray]:
   """Reads ``split`` whole and keeps its first ``num_kept(...)`` examples."""
+  import tensorflow_datasets as tfds
   whole = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
   n = num_kept(len(whole["label"]), num_batches, batch_size)
   return {
@@ -154,6 +154,7 @@ def load_image_dataset(
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   check_num_batches(mini_training_set_num_batches)
   check_num_batches(mini_test_set_num_batches)
+  import tensorflow_datasets as tfds   # here, not at import: it loads TensorFlow (slow, noisy)
   builder = tfds.builder(name, data_dir=data_dir)
   if manual_dir is not None:
     builder.download_and_prepare(

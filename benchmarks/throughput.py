@@ -1,0 +1,326 @@
+"""Training throughput: our loop (`loop.run_loop`, driven as `experiment.run` drives it) against a
+bare jitted SAM loop a user would write, for ρ = 0 (one gradient) and ρ = 0.1 (two).
+
+"Ours": the task's Problem built from the entry point's flags, `experiment.components`,
+`steps.init_state`, then `loop.run_loop` with measurements off
+(LoopSettings(time_limit_s=1e9, measure_gap_s=None, measure_every_steps=None, max_steps=...)):
+a warm-up run_loop of 2 steps (compiles), then each timing is one more run_loop of N steps from
+the state reached, wall clock around the call plus a final `block_until_ready`. Each step draws its
+batch on device (a permutation gather), and the loop reads every loss back (one step in flight).
+
+"Bare": `jax.jit((params, opt_state, batch) -> (params, opt_state, loss))`, params and opt_state
+donated, written here with the same Haiku/Flax model and optax.sgd(η) (not sam_edge.steps):
+g = ∇L(w); for ρ > 0, g = ∇L(w + ρ g / (||g|| + 1e-5)) on the same batch; w ← w − η g. Batches
+are pre-sliced on device from the same training arrays, `arrays[i*B:(i+1)*B]`, cycling in order;
+images stay uint8 and windows uint8 (converted inside the step, as in ours). Losses are never
+read back; N steps are timed after 2 warm-up steps, ending with `block_until_ready`.
+
+Workloads: `transformer` (the entry point's defaults: 6 layers, 8 heads, key 32, width 128,
+sequence 64, batch 128, η = 0.1, on tinyshakespeare with the last 10% held out) and `mnist_mlp`
+(the quick experiment's model: MLP depth 4, width 100, full-batch MNIST, 60,000 examples,
+η = 0.01). Every timing is repeated --repeats times (ours and bare alternating) and the best
+(least) time is reported. SAM/GD is time per SAM step / time per GD step.
+
+    python benchmarks/throughput.py [--workloads=transformer,mnist_mlp] [--steps N]
+        [--repeats 2] [--small] [--json PATH]
+
+--small (a smoke run): a 1-layer, width-32 transformer (2 heads of 16, batch 32) and a width-16
+MLP on the first 1,000 MNIST training images (full batch).
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import gc
+import json
+import os
+import pathlib
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sam_edge import cli, experiment, loop, steps
+
+WORKLOADS = ("transformer", "mnist_mlp")
+DEFAULT_STEPS = {"transformer": 8, "mnist_mlp": 20}
+RHOS = (0.0, 0.1)
+WARMUP_STEPS = 2
+SAM_NORM_EPS = 1e-5
+NO_OUTPUTS = [f"--{name}=" for name in cli.OUTPUT_FLAGS]
+
+SMALL_FLAGS = {
+    "transformer": ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
+                    "--batch_size=32"],
+    "mnist_mlp": ["--mlp_width=16", "--batch_size=1000", "--mini_training_set_num_batches=1",
+                  "--mini_test_set_num_batches=1"],
+}
+
+
+def log(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
+
+
+def parse_entry_flags(module, argv: list[str]):
+  """Fills the entry point's flags in-process (as its `run` does) and checks them."""
+  f = module.FLAGS
+  cli.parse_flags(f, [module.PROG] + argv + NO_OUTPUTS)
+  return f
+
+
+# --- the workloads: the entry points' problems, and the bare loss written by hand -------------
+
+
+@dataclasses.dataclass
+class Workload:
+  name: str
+  flags: object           # the entry point's parsed FlagValues
+  module: object          # the entry point module (for re-parsing with --rho)
+  argv: list              # its flags, without --rho
+  problem: experiment.Problem
+  bare_loss: object       # (params, batch) -> mean loss, written here with the model + optax
+
+
+def build_transformer(args) -> Workload:
+  import transformer as entry
+  from sam_edge.models import transformer as tm
+  from sam_edge.tasks import language
+  argv = [f"--training_data={args.corpus}"] + (SMALL_FLAGS["transformer"] if args.small else [])
+  f = parse_entry_flags(entry, argv)
+  found = cli.common_problems(f) + language.problems(f)
+  if found:
+    sys.exit("\n".join(f"throughput: transformer: {p}" for p in found))
+  train_windows, test_windows = language.load_windows(f, log=lambda s: None)
+  with contextlib.redirect_stdout(sys.stderr):
+    problem = language.build(f, experiment.keys(f.seed)["init"], train_windows, test_windows)
+  lm = tm.make_language_model(num_layers=f.num_layers, num_heads=f.num_heads,
+                              key_size=f.key_size, model_size=f.model_size,
+                              sequence_length=f.sequence_length)
+
+  def bare_loss(params, window):                    # window: uint8 [B, T+1]
+    tokens = window.astype(jnp.int32)
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    logits = lm.apply(params, inputs).astype(jnp.float32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    mask = (targets != 0).astype(jnp.float32)
+    return jnp.sum(mask * ce) / jnp.maximum(jnp.sum(mask), 1.0)
+  return Workload("transformer", f, entry, argv, problem, bare_loss)
+
+
+def build_mnist_mlp(args) -> Workload:
+  import image_classification as entry
+  from sam_edge.models import vision as vm
+  from sam_edge.tasks import vision
+  os.makedirs(args.tfds_data_dir, exist_ok=True)
+  argv = ["--dataset=mnist", "--nn_architecture=MLP", "--mlp_depth=4", "--mlp_width=100",
+          "--batch_size=60000", "--step_size=0.01", f"--manual_dir={args.manual_dir}",
+          f"--tfds_data_dir={args.tfds_data_dir}"] + (SMALL_FLAGS["mnist_mlp"] if args.small
+                                                      else [])
+  f = parse_entry_flags(entry, argv)
+  found = entry.problems(f)
+  if found:
+    sys.exit("\n".join(f"throughput: mnist_mlp: {p}" for p in found))
+  with contextlib.redirect_stdout(sys.stderr):
+    problem = vision.build(f, experiment.keys(f.seed)["init"])
+  model = vm.MLP(depth=f.mlp_depth, width=f.mlp_width, num_classes=10)
+  images = np.asarray(problem.train_arrays["image"])
+  mean = jnp.asarray((images.mean(axis=0, dtype=np.float64) / 256).astype(np.float32))
+  del images
+
+  def bare_loss(params, batch):                     # image uint8 [B, 28, 28, 1], label int32 [B]
+    image, label = batch
+    logits = model.apply(params, image.astype(jnp.float32) / 256 - mean)
+    onehot = jax.nn.one_hot(label, logits.shape[-1], dtype=logits.dtype)
+    return jnp.mean(jnp.sum((logits - onehot) ** 2, axis=-1))
+  return Workload("mnist_mlp", f, entry, argv, problem, bare_loss)
+
+
+BUILDERS = {"transformer": build_transformer, "mnist_mlp": build_mnist_mlp}
+
+
+def copy_tree(tree):
+  """Fresh buffers (the updates donate theirs)."""
+  return jax.tree.map(jnp.copy, tree)
+
+
+# --- our loop ---------------------------------------------------------------------------------
+
+
+class OursTimer:
+  """`experiment.run`'s set-up for one ρ; `time(n)` runs one more run_loop of n steps."""
+
+  def __init__(self, w: Workload, rho: float):
+    f = parse_entry_flags(w.module, w.argv + [f"--rho={rho}"])
+    settings = cli.run_settings(f, title=w.name)
+    self.settings = dataclasses.replace(settings, loop=loop.LoopSettings(
+        time_limit_s=1e9, measure_gap_s=None, measure_every_steps=None, max_steps=None))
+    run_keys = experiment.keys(self.settings.seed)
+    self.state = steps.init_state(copy_tree(w.problem.params), optax.sgd(self.settings.step_size))
+    self.v_prev = jax.tree.map(jnp.zeros_like, w.problem.params)
+    self.parts = experiment.components(w.problem, self.settings, run_keys)
+    self.run(WARMUP_STEPS)                            # compiles the update
+
+  def run(self, n: int) -> float:
+    start_step = int(self.state.step)
+    settings = dataclasses.replace(self.settings.loop, max_steps=start_step + n)
+    gc.collect()
+    start = time.perf_counter()
+    self.state, self.v_prev, reason = loop.run_loop(
+        self.parts, self.state, self.v_prev, loop.Progress(), settings, loop.StopFlag(),
+        log=lambda s: None)
+    jax.block_until_ready(self.state)
+    seconds = time.perf_counter() - start
+    if reason != "max_steps" or int(self.state.step) != start_step + n:
+      raise RuntimeError(f"our loop stopped ({reason}) at step {int(self.state.step)}, "
+                         f"not after {n} steps from {start_step}")
+    return seconds
+
+
+# --- the bare loop ----------------------------------------------------------------------------
+
+
+def make_bare_step(loss_fn, step_size: float, rho: float):
+  """The minimal jitted SAM (ρ > 0) or GD (ρ = 0) step; params and opt_state donated."""
+  optimizer = optax.sgd(step_size)
+
+  def step(params, opt_state, batch):
+    loss, grad = jax.value_and_grad(loss_fn)(params, batch)
+    if rho > 0:
+      scale = rho / (optax.global_norm(grad) + SAM_NORM_EPS)
+      perturbed = jax.tree.map(lambda p, g: p + scale * g, params, grad)
+      grad = jax.grad(loss_fn)(perturbed, batch)
+    updates, opt_state = optimizer.update(grad, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+  return optimizer, jax.jit(step, donate_argnums=(0, 1))
+
+
+class BareTimer:
+  def __init__(self, w: Workload, rho: float, num_batches: int):
+    arrays = w.problem.train_arrays
+    size = w.flags.batch_size
+    n = int(next(iter(arrays.values())).shape[0])
+    if w.name == "transformer":
+      data = arrays["window"]
+    else:
+      data = (arrays["image"], arrays["label"])
+    count = max(1, min(n // size, num_batches))
+    self.batches = [jax.tree.map(lambda a, i=i: a[i * size:(i + 1) * size], data)
+                    for i in range(count)]
+    jax.block_until_ready(self.batches)
+    optimizer, self.step = make_bare_step(w.bare_loss, w.flags.step_size, rho)
+    self.params = copy_tree(w.problem.params)
+    self.opt_state = optimizer.init(self.params)
+    self.i = 0
+    self.run(WARMUP_STEPS)
+
+  def run(self, n: int) -> float:
+    params, opt_state, batches, i = self.params, self.opt_state, self.batches, self.i
+    self.params = self.opt_state = None
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(n):
+      params, opt_state, loss = self.step(params, opt_state, batches[i % len(batches)])
+      i += 1
+    jax.block_until_ready((params, opt_state, loss))
+    seconds = time.perf_counter() - start
+    if not np.isfinite(float(loss)):
+      raise RuntimeError(f"the bare loop diverged (loss {float(loss)})")
+    self.params, self.opt_state, self.i = params, opt_state, i
+    return seconds
+
+
+# --- driver -----------------------------------------------------------------------------------
+
+
+def benchmark(w: Workload, rhos, num_steps: int, repeats: int) -> list[dict]:
+  rows = []
+  for rho in rhos:
+    log(f"{w.name} ρ={rho:g}: compiling ours and bare ...")
+    ours = OursTimer(w, rho)
+    bare = BareTimer(w, rho, WARMUP_STEPS + repeats * num_steps)
+    ours_s, bare_s = [], []
+    for r in range(repeats):
+      ours_s.append(ours.run(num_steps))
+      bare_s.append(bare.run(num_steps))
+      log(f"{w.name} ρ={rho:g} repeat {r + 1}/{repeats}: ours {ours_s[-1]:.3f}s, "
+          f"bare {bare_s[-1]:.3f}s for {num_steps} steps")
+    best_ours, best_bare = min(ours_s), min(bare_s)
+    rows.append({
+        "workload": w.name, "rho": rho, "steps": num_steps, "repeats": repeats,
+        "ours_seconds": ours_s, "bare_seconds": bare_s,
+        "ours_steps_per_s": num_steps / best_ours, "bare_steps_per_s": num_steps / best_bare,
+        "ours_over_bare": best_bare / best_ours,      # throughput ratio
+    })
+    del ours, bare
+  gd = next((r for r in rows if r["rho"] == 0), None)
+  for r in rows:
+    if gd is not None and r["rho"] > 0:
+      r["sam_over_gd_ours"] = gd["ours_steps_per_s"] / r["ours_steps_per_s"]
+      r["sam_over_gd_bare"] = gd["bare_steps_per_s"] / r["bare_steps_per_s"]
+  return rows
+
+
+def print_table(rows: list[dict]) -> None:
+  print(f"{'workload':<13}{'rho':>5}{'steps':>7}{'ours steps/s':>14}{'bare steps/s':>14}"
+        f"{'ours/bare':>11}{'SAM/GD ours':>13}{'SAM/GD bare':>13}")
+  for r in rows:
+    sam = (f"{r['sam_over_gd_ours']:>13.2f}{r['sam_over_gd_bare']:>13.2f}"
+           if "sam_over_gd_ours" in r else f"{'-':>13}{'-':>13}")
+    print(f"{r['workload']:<13}{r['rho']:>5g}{r['steps']:>7}{r['ours_steps_per_s']:>14.4g}"
+          f"{r['bare_steps_per_s']:>14.4g}{r['ours_over_bare']:>11.3f}{sam}")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                      help=f"comma-separated subset of {','.join(WORKLOADS)}")
+  parser.add_argument("--steps", type=int, default=None,
+                      help="steps per timing (default: " + ", ".join(
+                          f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
+  parser.add_argument("--repeats", type=int, default=2,
+                      help="timings per (workload, rho); the best is reported")
+  parser.add_argument("--corpus", default=str(REPO.parent / "shared/data/tinyshakespeare.txt"))
+  parser.add_argument("--manual_dir", default=str(REPO.parent / "shared/data/mnist"))
+  parser.add_argument("--tfds_data_dir", default="/tmp/sam_edge_tfds",
+                      help="TFDS folder (MNIST is prepared there once and reused)")
+  parser.add_argument("--small", action="store_true",
+                      help="tiny models and a mini MNIST training set (smoke run)")
+  parser.add_argument("--json", help="also write the figures to this JSON file")
+  args = parser.parse_args()
+  names = [n.strip() for n in args.workloads.split(",") if n.strip()]
+  unknown = [n for n in names if n not in WORKLOADS]
+  if unknown or not names:
+    parser.error(f"--workloads: unknown {unknown}; choose from {','.join(WORKLOADS)}")
+  if (args.steps is not None and args.steps < 1) or args.repeats < 1:
+    parser.error("--steps and --repeats must be at least 1")
+
+  rows, described = [], {}
+  for name in names:
+    w = BUILDERS[name](args)
+    described[name] = {"description": w.problem.description,
+                       "flags": {k: w.flags[k].value for k in (
+                           "batch_size", "step_size", "num_layers", "num_heads", "key_size",
+                           "model_size", "sequence_length", "mlp_depth", "mlp_width",
+                           "mini_training_set_num_batches") if k in w.flags}}
+    rows += benchmark(w, RHOS, args.steps or DEFAULT_STEPS[name], args.repeats)
+    del w
+  print(f"JAX {jax.__version__} on {jax.devices()[0].device_kind} "
+        f"({jax.default_backend()}); best of {args.repeats}; ours/bare = throughput ratio; "
+        f"SAM/GD = time per SAM step / time per GD step" + (" [--small]" if args.small else ""))
+  print_table(rows)
+  if args.json:
+    out = {"jax": jax.__version__, "backend": jax.default_backend(),
+           "device": jax.devices()[0].device_kind, "small": args.small,
+           "warmup_steps": WARMUP_STEPS, "workloads": described, "results": rows}
+    pathlib.Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+  main()

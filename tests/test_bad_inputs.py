@@ -1,0 +1,95 @@
+"""Bad input: one error line naming the flag or file, exit code 2, nothing overwritten.
+
+Runs both entry points in-process (their flags live in their own FlagValues); a malformed flag
+exits through SystemExit(2) from the flags parser, any other problem returns 2 from main.
+"""
+
+import pytest
+
+import image_classification
+import transformer
+from sam_edge import cli
+
+OUTPUTS = ("eigs_curve_output", "eigs_se_only_output", "alignment_curve_output",
+           "loss_curve_output", "raw_data_output")
+SENTINEL = b"an earlier run's output"
+
+
+@pytest.fixture
+def files(tmp_path):
+  """Paths the cases refer to: outputs already holding data, odd folders and corpora."""
+  (tmp_path / "empty_dir").mkdir()
+  (tmp_path / "a_dir").mkdir()
+  (tmp_path / "corpus.txt").write_bytes(b"To be, or not to be, that is the question. " * 200)
+  (tmp_path / "latin1.txt").write_bytes(b"caf\xe9 " * 200)
+  (tmp_path / "ckpt_other").mkdir()
+  (tmp_path / "ckpt_other" / "notes.txt").write_text("not a checkpoint")
+  outputs = {}
+  for name in OUTPUTS:
+    path = tmp_path / f"{name}.out"
+    path.write_bytes(SENTINEL)
+    outputs[name] = path
+  return tmp_path, outputs
+
+
+IMAGE = [  # (args, what the error line must name)
+    (["--rho=-0.1"], "--rho"),
+    (["--rho=nan"], "--rho"),
+    (["--rho=abc"], "rho"),
+    (["--step_size=0"], "--step_size"),
+    (["--step_size=-1"], "--step_size"),
+    (["--batch_size=0"], "--batch_size"),
+    (["--batch_size=70000"], "--batch_size"),
+    (["--mlp_depth=1"], "--mlp_depth"),
+    (["--num_principal_components=0"], "--num_principal_components"),
+    (["--num_principal_components=31"], "--num_principal_components"),
+    (["--time_limit_in_hours=0"], "--time_limit_in_hours"),
+    (["--dataset=imagenet"], "--dataset"),
+    (["--nn_architecture=RNN"], "--nn_architecture"),
+    (["--mini_training_set_num_batches=0"], "--mini_training_set_num_batches"),
+    (["--manual_dir={tmp}/empty_dir"], "--manual_dir"),
+    (["--manual_dir={tmp}/nowhere"], "--manual_dir"),
+    (["--raw_data_output={tmp}/nowhere/raw.pkl"], "--raw_data_output"),
+    (["--eigs_curve_output={tmp}/a_dir"], "--eigs_curve_output"),
+    (["--hvp=central"], "hvp"),
+    (["--no_such_flag=1"], "no_such_flag"),
+]
+TEXT = [
+    ([], "training_data"),
+    (["--training_data={tmp}/missing.txt"], "missing.txt"),
+    (["--training_data={tmp}/a_dir"], "a_dir"),
+    (["--training_data={tmp}/corpus.txt", "--test_data={tmp}/latin1.txt"], "latin1.txt"),
+    (["--training_data={tmp}/corpus.txt", "--sequence_length=0"], "--sequence_length"),
+    (["--training_data={tmp}/corpus.txt", "--test_fraction=1.5"], "--test_fraction"),
+    (["--training_data={tmp}/corpus.txt", "--hessian_check_gap=-1"], "--hessian_check_gap"),
+    (["--training_data={tmp}/corpus.txt", "--measure_every_steps=0"], "--measure_every_steps"),
+    (["--training_data={tmp}/corpus.txt", "--lanczos_tol=0"], "--lanczos_tol"),
+    (["--training_data={tmp}/corpus.txt", "--batch_size=5000"], "--batch_size"),
+    (["--training_data={tmp}/corpus.txt", "--num_layers=0"], "--num_layers"),
+]
+CASES = ([pytest.param(image_classification, a, n, id="image:" + " ".join(a)) for a, n in IMAGE]
+         + [pytest.param(transformer, a, n, id="text:" + " ".join(a)) for a, n in TEXT])
+
+
+@pytest.mark.parametrize("module, args, names", CASES)
+def test_bad_input(module, args, names, files, capsys):
+  tmp, outputs = files
+  defaults = [f"--{name}={path}" for name, path in outputs.items()]
+  overridden = {a.split("=")[0][2:] for a in args}
+  argv = [module.PROG] + [a for a in defaults if a.split("=")[0][2:] not in overridden]
+  argv += [a.format(tmp=tmp) for a in args]
+  try:
+    cli.parse_flags(module.FLAGS, argv)
+    code = module.main([])
+  except SystemExit as e:
+    code = e.code
+  err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+  assert code == 2
+  assert len(err) == 1, err
+  assert names in err[0] and "Traceback" not in err[0]
+  for path in outputs.values():
+    assert path.read_bytes() == SENTINEL      # nothing overwritten
+
+
+def test_there_are_at_least_twenty_cases():
+  assert len(CASES) >= 20
