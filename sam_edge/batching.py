@@ -40,8 +40,12 @@ def take(arrays: Arrays, indices: jax.Array) -> Arrays:
 
 
 def batch_at(arrays: Arrays, key: jax.Array, step: jax.Array, batch_size: int) -> Arrays:
-  """The batch of `step`: take(arrays, batch_indices(key, step, N, B))."""
-  return take(arrays, batch_indices(key, step, num_examples(arrays), batch_size))
+  """The batch of `step`: take(arrays, batch_indices(key, step, N, B)); the arrays themselves
+  when B = N (decided at trace time, so a full-batch step copies nothing)."""
+  n = num_examples(arrays)
+  if batch_size == n:
+    return arrays
+  return take(arrays, batch_indices(key, step, n, batch_size))
 
 
 def chunked_mean(per_example_fn: Any, params: Any, arrays: Arrays, chunk_size: int) -> jax.Array:

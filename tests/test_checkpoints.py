@@ -1,5 +1,6 @@
 """Checkpoints: exact round trips, step bookkeeping, config comparison, folder checks, kills."""
 
+import dataclasses
 import json
 import math
 import os
@@ -7,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -21,14 +23,14 @@ CONFIG = {"rho": 0.05, "step_size": 0.1, "seed": 3, "model": "mlp", "widths": [8
           "max_steps": None, "use_fd": False, "time_limit": math.inf}
 
 
-def make_state(step: int, optimizer: optax.GradientTransformation = optax.sgd(0.1),
+def make_state(step: int, optimizer: Optional[optax.GradientTransformation] = None,
                seed: int = 0) -> steps.TrainState:
-  """A small TrainState with random float32 params at `step`."""
+  """A small TrainState with random float32 params at `step` (optimizer: optax.sgd(0.1))."""
   k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
   params = {"dense": {"w": jax.random.normal(k1, (3, 2), jnp.float32),
                       "b": jax.random.normal(k2, (2,), jnp.float32)},
             "scale": jnp.asarray(1.5, jnp.float32)}
-  state = steps.init_state(params, optimizer)
+  state = steps.init_state(params, optimizer or optax.sgd(0.1))
   return state._replace(step=jnp.asarray(step, jnp.int32))
 
 
@@ -96,14 +98,9 @@ def test_round_trip_is_exact(tmp_path, optimizer):
   assert got_state.step.dtype == jnp.int32 and int(got_state.step) == 7
   assert_trees_equal(got_v, v_prev)
   assert isinstance(got_progress, loop.Progress)
-  assert_same(dataclasses_dict(got_progress), dataclasses_dict(progress))
+  assert_same(dataclasses.asdict(got_progress), dataclasses.asdict(progress))
   assert got_progress.last_measure_time == -math.inf
   assert_same(got_config, config)
-
-
-def dataclasses_dict(progress: loop.Progress) -> dict:
-  """A Progress as a dict (for assert_same)."""
-  return {f: getattr(progress, f) for f in progress.__dataclass_fields__}
 
 
 def test_restore_from_abstract_templates(tmp_path):
