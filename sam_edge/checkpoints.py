@@ -166,6 +166,20 @@ class Checkpointer:
             decode_json(meta["config"]))
 
 
+def saved_config(directory: str) -> Optional[dict]:
+  """The config stored with the latest complete checkpoint in `directory` (None if none), read
+  without restoring any array: lets a run refuse a mismatched --resume before loading data."""
+  if not os.path.isdir(directory):
+    return None
+  with Checkpointer(directory) as checkpointer:
+    step = checkpointer.latest_step()
+    if step is None:
+      return None
+    meta = checkpointer._manager.restore(
+        step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()}))[META_ITEM]
+  return decode_json(meta["config"])
+
+
 def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> list[str]:
   """Sorted names of the flags whose values differ between two configs, or that only one has.
 

@@ -18,6 +18,11 @@ from sam_edge.experiment import Outputs, RunSettings
 from sam_edge.loop import LoopSettings
 from sam_edge.measure import MeasureSettings
 
+DEFAULT_CHECKPOINT_MINUTES = 10.0
+# Flags that may change between a checkpointed run and its resumption.
+RESUMABLE_CHANGES = ("time_limit_in_hours", "max_steps", "resume", "checkpoint_dir",
+                     "checkpoint_every_minutes", "tfds_data_dir", "manual_dir")
+
 OUTPUT_FLAGS = {  # flag: (reference default, what it holds)
     "eigs_curve_output": ("/tmp/eigs.pdf", "PDF: top Hessian eigenvalue(s), SAM-edge and 2/η"),
     "eigs_se_only_output": ("/tmp/eigs_se_only.pdf", "PDF: the same without 2/η"),
@@ -61,6 +66,13 @@ def define_common_flags(fv: flags.FlagValues, *, step_size: float, batch_size: i
                      "Lanczos stops once every residual ||Hv - λv|| <= tol * |λ1|.", **on)
   for name, (default, help_text) in OUTPUT_FLAGS.items():
     flags.DEFINE_string(name, default, help_text + " ('' to skip).", **on)
+  flags.DEFINE_string("checkpoint_dir", None, "Folder for resumable checkpoints (orbax); none if "
+                      "unset.", **on)
+  flags.DEFINE_float("checkpoint_every_minutes", None,
+                     f"Minutes between checkpoints (default {DEFAULT_CHECKPOINT_MINUTES:g} when "
+                     "--checkpoint_dir is set); one is also written when the run stops.", **on)
+  flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in --checkpoint_dir "
+                    "(start afresh if it holds none); refused if the flags differ.", **on)
 
 
 def parse_flags(fv: flags.FlagValues, argv: list[str]) -> list[str]:
@@ -120,7 +132,35 @@ def common_problems(f: Any) -> list[str]:
     if path:
       reason = records.check_writable(path)
       _check(p, reason is None, f"--{name}={path}: cannot write there: {reason}")
+  _check(p, f.checkpoint_every_minutes is None or (_finite(f.checkpoint_every_minutes)
+                                                    and f.checkpoint_every_minutes > 0),
+         f"--checkpoint_every_minutes must be > 0, got {f.checkpoint_every_minutes}")
+  if f.resume and not f.checkpoint_dir:
+    p.append("--resume needs --checkpoint_dir")
+  if f.checkpoint_dir:
+    p.extend(checkpoint_problems(f))
   return p
+
+
+def checkpoint_problems(f: Any) -> list[str]:
+  """Whether --checkpoint_dir can be used, and --resume with it (one line each)."""
+  from sam_edge import checkpoints
+  reason = checkpoints.check_checkpoint_dir(f.checkpoint_dir)
+  if reason:
+    return [f"--checkpoint_dir={f.checkpoint_dir}: {reason}"]
+  saved = checkpoints.saved_config(f.checkpoint_dir)
+  if saved is None:
+    return []
+  if not f.resume:
+    return [f"--checkpoint_dir={f.checkpoint_dir} holds checkpoints of an earlier run: pass "
+            "--resume to continue it, or use another folder"]
+  differ = checkpoints.config_differences(saved, flag_values(f), ignore=RESUMABLE_CHANGES
+                                          + tuple(OUTPUT_FLAGS))
+  if differ:
+    return [f"--resume: the checkpoint in {f.checkpoint_dir} was written with different flags: "
+            + ", ".join(f"--{name} (was {saved.get(name)!r}, now {f[name].value!r})"
+                        if name in f else f"--{name}" for name in differ)]
+  return []
 
 
 def run_settings(f: Any, *, title: str) -> RunSettings:
@@ -133,11 +173,14 @@ def run_settings(f: Any, *, title: str) -> RunSettings:
   loop = LoopSettings(
       time_limit_s=f.time_limit_in_hours * 3600.0, measure_every_steps=f.measure_every_steps,
       measure_gap_s=None if f.measure_every_steps else (gap_hours * 3600.0 if gap_hours else None),
-      max_steps=f.max_steps)
+      max_steps=f.max_steps,
+      checkpoint_every_s=60.0 * (f.checkpoint_every_minutes or DEFAULT_CHECKPOINT_MINUTES)
+      if f.checkpoint_dir else None)
   outputs = Outputs(**{name.removesuffix("_output"): getattr(f, name) or None
                        for name in OUTPUT_FLAGS})
   return RunSettings(rho=f.rho, step_size=f.step_size, batch_size=f.batch_size, seed=f.seed,
-                     measure=measure, loop=loop, outputs=outputs, title=title)
+                     measure=measure, loop=loop, outputs=outputs, title=title,
+                     checkpoint_dir=f.checkpoint_dir, resume=f.resume)
 
 
 def flag_values(fv: flags.FlagValues) -> dict:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sam_edge import batching, loop, measure, plots, records, steps
+from sam_edge import batching, checkpoints, loop, measure, plots, records, steps
 
 PyTree = Any
 
@@ -43,6 +43,8 @@ class RunSettings:
   loop: loop.LoopSettings
   outputs: Outputs
   title: str
+  checkpoint_dir: Optional[str] = None
+  resume: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +95,10 @@ def raw_data(config: dict, progress: loop.Progress, final: dict) -> dict:
 class Writer:
   """Writes the pickle after every record and the PDFs at most every PLOT_EVERY_S seconds."""
 
-  def __init__(self, outputs: Outputs, title: str, config: dict, progress: loop.Progress):
+  def __init__(self, outputs: Outputs, title: str, config: dict, progress: loop.Progress,
+               extra: tuple[str, ...] = ()):
     self.outputs, self.title, self.config, self.progress = outputs, title, config, progress
+    self.extra = list(extra)        # further places worth naming at the end (checkpoints)
     self.last_plot = time.perf_counter()
 
   def pickle(self, final: dict) -> None:
@@ -115,7 +119,7 @@ class Writer:
       self.plots({})
 
   def where(self) -> str:
-    paths = [p for p in dataclasses.astuple(self.outputs) if p]
+    paths = [p for p in dataclasses.astuple(self.outputs) if p] + self.extra
     return ", ".join(paths) if paths else "nowhere (every output is off)"
 
 
@@ -144,12 +148,23 @@ def run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], co
     run_keys = keys(settings.seed)
     problem = build_problem(run_keys["init"])
     progress = loop.Progress()
-    writer = Writer(settings.outputs, settings.title, config, progress)
     state = steps.init_state(problem.params, optax.sgd(settings.step_size))
     v_prev = jax.tree.map(jnp.zeros_like, problem.params)
+    checkpointer = checkpoints.Checkpointer(settings.checkpoint_dir) if settings.checkpoint_dir else None
+    if checkpointer and settings.resume and checkpointer.latest_step() is not None:
+      state, v_prev, progress, _ = checkpointer.restore(state, v_prev)
+      log(f"resuming from the checkpoint of step {int(state.step)} in "
+          f"{checkpointer.directory} ({len(progress.records)} measurements so far)")
+    save = (lambda s, v, p: checkpointer.save(s, v, p, config)) if checkpointer else None
+    writer = Writer(settings.outputs, settings.title, config, progress,
+                    extra=(f"checkpoints in {settings.checkpoint_dir}",) if checkpointer else ())
     parts = components(problem, settings, run_keys)
-    state, _, reason = loop.run_loop(parts, state, v_prev, progress, settings.loop, stop,
-                                     on_record=writer.on_record, log=log)
+    state, v_prev, reason = loop.run_loop(parts, state, v_prev, progress, settings.loop, stop,
+                                          on_record=writer.on_record, on_checkpoint=save, log=log)
+    if checkpointer:
+      if reason != "diverged":           # a diverged state is not worth resuming
+        save(state, v_prev, progress)
+      checkpointer.close()
     evaluation = problem.evaluate(state.params)
     final = {"steps": int(state.step), "stopped_because": reason,
              "train_time": progress.train_time, "elapsed": progress.elapsed,
