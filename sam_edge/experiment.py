@@ -171,8 +171,8 @@ def run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], co
              "measurements": len(progress.records), **problem.description, **evaluation}
     writer.pickle(final)
     writer.plots(final)
-    log(problem.report(evaluation))
     code = EXIT_CODES.get(reason, 0)
     log(f"stopped ({reason}) after {final['steps']} steps and {len(progress.records)} "
         f"measurements; outputs: {writer.where()}")
+    log(problem.report(evaluation))
   return raw_data(config, progress, final), code

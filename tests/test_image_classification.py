@@ -11,13 +11,16 @@ import math
 import os
 import pathlib
 import pickle
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download import download_manager
 
 import image_classification as ic
 from sam_edge import cli, experiment
@@ -25,7 +28,7 @@ from sam_edge.tasks import vision
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PROG = "image_classification"
-NUM_MOCK = 24
+from tests.conftest import NUM_MOCK
 PDF_FLAGS = ("eigs_curve_output", "eigs_se_only_output", "alignment_curve_output",
              "loss_curve_output")
 RECORD_KEYS = {"step", "time", "seconds", "eigenvalues", "residuals", "hvps", "two_over_eta",
@@ -39,28 +42,6 @@ SMALL_CNN = ["--nn_architecture=CNN", "--cnn_num_blocks=1", "--cnn_feature_multi
 
 # --------------------------------------------------------------------------------------------
 # Helpers
-
-
-def write_mock_metadata(name: str, data_dir: pathlib.Path) -> None:
-  """Writes `name`'s dataset_info.json with NUM_MOCK-example train and test splits (without
-  split sizes a `batch_size=-1` read aborts TensorFlow; see test_images.py)."""
-  builder = tfds.builder(name, data_dir=str(data_dir))
-  builder.info.set_splits(tfds.core.SplitDict([
-      tfds.core.SplitInfo(name=split, shard_lengths=[NUM_MOCK], num_bytes=0)
-      for split in ("train", "test")]))
-  pathlib.Path(builder.data_dir).mkdir(parents=True, exist_ok=True)
-  builder.info.write_to_directory(builder.data_dir)
-
-
-@pytest.fixture
-def mock_mnist(tmp_path):
-  """A TFDS data dir for MNIST, with TFDS mocked to NUM_MOCK random examples per split."""
-  data_dir = tmp_path / "tfds"
-  data_dir.mkdir()
-  write_mock_metadata("mnist", data_dir)
-  with tfds.testing.mock_data(num_examples=NUM_MOCK, data_dir=str(data_dir),
-                              policy=tfds.testing.MockPolicy.USE_FILES):
-    yield data_dir
 
 
 def output_paths(folder: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -151,16 +132,16 @@ def without_timing(records: list[dict]) -> list[dict]:
 # 1. End to end under mock data, in-process
 
 
-@pytest.mark.parametrize("arch, rho, k", [
-    ("MLP", 0.0, 1),
-    ("MLP", 0.1, 3),
-    ("CNN", 0.0, 3),
-    ("CNN", 0.1, 1),
+@pytest.mark.parametrize("arch, rho, k, batch_size", [
+    ("MLP", 0.0, 1, NUM_MOCK),          # full batch (the default's regime)
+    ("MLP", 0.1, 3, 8),
+    ("CNN", 0.0, 3, 8),
+    ("CNN", 0.1, 1, NUM_MOCK),
 ])
-def test_end_to_end_mocked(arch, rho, k, mock_mnist, tmp_path, capsys):
+def test_end_to_end_mocked(arch, rho, k, batch_size, mock_mnist, tmp_path, capsys):
   num_steps, lanczos_max_steps = 3, 10
   paths = output_paths(tmp_path)
-  args = [f"--tfds_data_dir={mock_mnist}", "--batch_size=8", f"--rho={rho}",
+  args = [f"--tfds_data_dir={mock_mnist}", f"--batch_size={batch_size}", f"--rho={rho}",
           f"--num_principal_components={k}", f"--max_steps={num_steps}",
           "--measure_every_steps=1", f"--lanczos_max_steps={lanczos_max_steps}",
           *(SMALL_MLP if arch == "MLP" else SMALL_CNN), *output_args(paths)]
@@ -224,6 +205,43 @@ def test_real_mnist_subprocess(shared_data, tfds_session_dir, tmp_path):
   assert final["parameters"] == 784 * 16 + 16 + 16 * 10 + 10
   assert 0 <= final["test_error"] <= 1
   assert f"Test error: {final['test_error']}" in proc.stdout
+
+
+@pytest.mark.slow
+def test_sigint_stops_cleanly_and_keeps_outputs(shared_data, tfds_session_dir, tmp_path):
+  """SIGINT mid-run: exit code 130, the test error printed and every output written."""
+  paths = output_paths(tmp_path)
+  cmd = [sys.executable, "-m", PROG, "--dataset=mnist", f"--manual_dir={shared_data / 'mnist'}",
+         f"--tfds_data_dir={tfds_session_dir}", *SMALL_MLP, "--batch_size=100",
+         "--mini_training_set_num_batches=2", "--mini_test_set_num_batches=5",
+         "--measure_every_steps=20", "--lanczos_max_steps=10", *output_args(paths)]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err)
+    try:
+      deadline = time.monotonic() + 300
+      while not paths["raw_data_output"].exists():        # written after each measurement
+        assert proc.poll() is None, (tmp_path / "stderr").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no measurement within 300 s"
+        time.sleep(0.2)
+      time.sleep(1.0)
+      proc.send_signal(signal.SIGINT)
+      code = proc.wait(timeout=120)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+  assert code == 130, (tmp_path / "stderr").read_text()[-3000:]
+  assert "Test error:" in (tmp_path / "stdout").read_text()
+  for name in PDF_FLAGS:
+    assert paths[name].read_bytes().startswith(b"%PDF"), name
+  raw = read_pickle(paths["raw_data_output"])
+  final = raw["final"]
+  assert final["stopped_because"] == "interrupted"
+  assert final["steps"] > 0 and final["measurements"] == len(raw["records"]) >= 1
+  assert [r["step"] for r in raw["records"]] == list(range(0, 20 * len(raw["records"]), 20))
+  assert len(raw["losses"]["loss"]) == final["steps"]
+  assert 0 <= final["test_error"] <= 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,3 +393,16 @@ def test_batch_larger_than_mini_data_exit_2(mock_mnist, tmp_path, capsys):
   assert_one_error_line(captured.err, "batch_size")
   assert "Test error" not in captured.out
   assert not paths["raw_data_output"].exists()
+
+
+def test_manual_dir_with_wrong_files_exit_2(tmp_path, capsys):
+  """The right file names with the wrong contents (e.g. fashion_mnist's files for mnist)."""
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    (manual / name).write_bytes(b"not mnist")
+  args = [f"--manual_dir={manual}", f"--tfds_data_dir={tmp_path / 'tfds'}", *SMALL_MLP,
+          "--max_steps=1", *output_args(output_paths(tmp_path))]
+  assert run_main(args) == 2
+  assert_one_error_line(capsys.readouterr().err, "manual_dir")

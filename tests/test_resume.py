@@ -74,5 +74,5 @@ def test_transformer_resume_equals_uninterrupted(corpus, tmp_path, capsys):
 
 def test_image_resume_equals_uninterrupted(mock_mnist, tmp_path, capsys):
   whole, resumed = check_resume_equals_uninterrupted(
-      image_classification, IMAGE_TINY + mock_mnist, tmp_path)
+      image_classification, IMAGE_TINY + [f"--tfds_data_dir={mock_mnist}"], tmp_path)
   assert resumed["final"]["test_error"] == whole["final"]["test_error"]

@@ -6,12 +6,13 @@ test error = fraction of test images misclassified.
 """
 
 import os
+import re
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from sam_edge import batching, experiment, losses
+from sam_edge import batching, errors, experiment, losses
 from sam_edge.models import vision
 
 TRAIN_SIZES = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000}
@@ -66,13 +67,24 @@ def problems(f: Any) -> list[str]:
 def build(f: Any, key: jax.Array) -> experiment.Problem:
   """Loads the data to the device and builds the model, loss and test error."""
   from sam_edge.data import images
-  data = images.load_image_dataset(
-      f.dataset, batch_size=f.batch_size, data_dir=f.tfds_data_dir, manual_dir=f.manual_dir,
-      mini_training_set_num_batches=f.mini_training_set_num_batches,
-      mini_test_set_num_batches=f.mini_test_set_num_batches)
+  import tensorflow_datasets as tfds
+  from tensorflow_datasets.core.download import download_manager
+  tfds.disable_progress_bar()
+  print(f"reading {f.dataset} through TFDS (prepared once into "
+        f"{f.tfds_data_dir or 'its default folder'}"
+        + (f" from {f.manual_dir})" if f.manual_dir else ")"), flush=True)
+  try:
+    data = images.load_image_dataset(
+        f.dataset, batch_size=f.batch_size, data_dir=f.tfds_data_dir, manual_dir=f.manual_dir,
+        mini_training_set_num_batches=f.mini_training_set_num_batches,
+        mini_test_set_num_batches=f.mini_test_set_num_batches)
+  except download_manager.NonMatchingChecksumError as e:
+    found = re.search(r"downloaded to (\S+?),? has wrong checksum", str(e))
+    name = os.path.basename(found.group(1)) if found else "a file"
+    raise errors.InputError(f"--manual_dir={f.manual_dir}: {name} is not the {f.dataset} file "
+                            "TFDS expects (wrong checksum)") from None
   n = len(data.train["label"])
   if f.batch_size > n:
-    from sam_edge import errors
     raise errors.InputError(f"--batch_size={f.batch_size} is larger than the {n} training examples")
   model = vision.make_model(
       f.nn_architecture, mlp_depth=f.mlp_depth, mlp_width=f.mlp_width,
