@@ -50,6 +50,9 @@ def problems(f) -> list[str]:
 
 def main(argv: list[str]) -> int:
   del argv
+  if not FLAGS["batch_size"].present and FLAGS.dataset in vision.TRAIN_SIZES:
+    # The default, 60000, means "the whole MNIST training set": full batch on any dataset.
+    FLAGS.batch_size = min(FLAGS.batch_size, vision.TRAIN_SIZES[FLAGS.dataset])
   found = problems(FLAGS)
   if found:
     return cli.fail(PROG, found)

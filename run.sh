@@ -15,5 +15,7 @@ if [ "${1:-}" = "test" ]; then
   JAX_PLATFORMS=cpu exec .venv/bin/python -m pytest -q "$@" tests
 fi
 MANUAL_DIR=${MANUAL_DIR:-../shared/data/mnist}
+OFFLINE=()
+[ -d "$MANUAL_DIR" ] && OFFLINE=(--manual_dir="$MANUAL_DIR")   # else TFDS downloads MNIST
 exec .venv/bin/python -m image_classification --rho=0.1 --time_limit_in_hours=0.03 \
-  --hessian_check_gap=0.001 --mlp_width=100 --manual_dir="$MANUAL_DIR" "$@"
+  --hessian_check_gap=0.001 --mlp_width=100 "${OFFLINE[@]}" "$@"

@@ -19,6 +19,7 @@ from sam_edge.loop import LoopSettings
 from sam_edge.measure import MeasureSettings
 
 DEFAULT_CHECKPOINT_MINUTES = 10.0
+MAX_LANCZOS_STEPS = 500
 # Flags that may change between a checkpointed run and its resumption.
 RESUMABLE_CHANGES = ("time_limit_in_hours", "max_steps", "resume", "checkpoint_dir",
                      "checkpoint_every_minutes", "tfds_data_dir", "manual_dir")
@@ -127,11 +128,22 @@ def common_problems(f: Any) -> list[str]:
   _check(p, 1 <= f.num_principal_components <= k_cap,
          f"--num_principal_components must be between 1 and --lanczos_max_steps "
          f"({f.lanczos_max_steps}), got {f.num_principal_components}")
+  _check(p, f.lanczos_max_steps <= MAX_LANCZOS_STEPS,
+         f"--lanczos_max_steps must be at most {MAX_LANCZOS_STEPS} (the basis is kept whole), "
+         f"got {f.lanczos_max_steps}")
+  _check(p, 0 <= f.seed < 2**32, f"--seed must be between 0 and 2**32 - 1, got {f.seed}")
+  seen: dict[str, str] = {}
   for name in OUTPUT_FLAGS:
     path = getattr(f, name)
     if path:
       reason = records.check_writable(path)
       _check(p, reason is None, f"--{name}={path}: cannot write there: {reason}")
+      real = os.path.realpath(path)
+      if real in seen:
+        p.append(f"--{name} and --{seen[real]} are the same file {path}")
+      seen.setdefault(real, name)
+      if f.checkpoint_dir and real.startswith(os.path.realpath(f.checkpoint_dir) + os.sep):
+        p.append(f"--{name}={path} is inside --checkpoint_dir; keep outputs elsewhere")
   _check(p, f.checkpoint_every_minutes is None or (_finite(f.checkpoint_every_minutes)
                                                     and f.checkpoint_every_minutes > 0),
          f"--checkpoint_every_minutes must be > 0, got {f.checkpoint_every_minutes}")

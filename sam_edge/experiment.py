@@ -7,6 +7,7 @@ when the run ends for any reason: time limit, step cap, divergence, SIGINT or SI
 
 import dataclasses
 import signal
+import sys
 import time
 from typing import Any, Callable, Optional
 
@@ -103,15 +104,25 @@ class Writer:
 
   def pickle(self, final: dict) -> None:
     if self.outputs.raw_data:
-      records.write_raw(self.outputs.raw_data, raw_data(self.config, self.progress, final))
+      self._guarded(self.outputs.raw_data, lambda: records.write_raw(
+          self.outputs.raw_data, raw_data(self.config, self.progress, final)))
 
   def plots(self, final: dict) -> None:
-    plots.write_all_plots(
+    self._guarded("the PDFs", lambda: plots.write_all_plots(
         raw_data(self.config, self.progress, final), title=self.title,
         eigs_curve_output=self.outputs.eigs_curve, eigs_se_only_output=self.outputs.eigs_se_only,
         alignment_curve_output=self.outputs.alignment_curve,
-        loss_curve_output=self.outputs.loss_curve)
+        loss_curve_output=self.outputs.loss_curve))
     self.last_plot = time.perf_counter()
+
+  @staticmethod
+  def _guarded(what: str, write: Callable[[], None]) -> None:
+    """A failed write (folder removed, disk full) is reported and training goes on; the previous
+    complete file stays (writes are atomic) and the next write tries again."""
+    try:
+      write()
+    except OSError as e:
+      print(f"warning: could not write {what}: {e}", file=sys.stderr, flush=True)
 
   def on_record(self, record: dict) -> None:
     self.pickle({})
@@ -132,8 +143,14 @@ class SignalsToStop:
   def __enter__(self):
     self.saved = {}
     for sig, reason in ((signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")):
-      self.saved[sig] = signal.signal(sig, lambda *_, r=reason: self.stop.set(r))
+      self.saved[sig] = signal.signal(sig, lambda sig, frame, r=reason: self.request(sig, r))
     return self
+
+  def request(self, sig: int, reason: str) -> None:
+    """The first signal asks for a clean stop; a second one of the same kind acts as usual
+    (Ctrl-C twice raises KeyboardInterrupt at once)."""
+    self.stop.set(reason)
+    signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
 
   def __exit__(self, *exc):
     for sig, handler in self.saved.items():
@@ -159,8 +176,19 @@ def run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], co
     writer = Writer(settings.outputs, settings.title, config, progress,
                     extra=(f"checkpoints in {settings.checkpoint_dir}",) if checkpointer else ())
     parts = components(problem, settings, run_keys)
-    state, v_prev, reason = loop.run_loop(parts, state, v_prev, progress, settings.loop, stop,
-                                          on_record=writer.on_record, on_checkpoint=save, log=log)
+    try:
+      state, v_prev, reason = loop.run_loop(parts, state, v_prev, progress, settings.loop, stop,
+                                            on_record=writer.on_record, on_checkpoint=save,
+                                            log=log)
+    except BaseException as e:          # an unexpected error: keep what was measured, then fail
+      final = {"stopped_because": f"error: {type(e).__name__}: {e}",
+               "train_time": progress.train_time, "elapsed": progress.elapsed,
+               "measurements": len(progress.records), **problem.description}
+      writer.pickle(final)
+      writer.plots(final)
+      log(f"run failed ({type(e).__name__}); kept {len(progress.records)} measurements in "
+          f"{writer.where()}")
+      raise
     if checkpointer:
       if reason != "diverged":           # a diverged state is not worth resuming
         save(state, v_prev, progress)
@@ -169,6 +197,8 @@ def run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], co
     final = {"steps": int(state.step), "stopped_because": reason,
              "train_time": progress.train_time, "elapsed": progress.elapsed,
              "measurements": len(progress.records), **problem.description, **evaluation}
+    if reason == "diverged":
+      final["diverged_at_step"] = progress.losses["step"][-1]
     writer.pickle(final)
     writer.plots(final)
     code = EXIT_CODES.get(reason, 0)

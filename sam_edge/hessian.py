@@ -134,7 +134,10 @@ def lanczos(matvec: MatVec, v0: jax.Array, key: jax.Array, *, k: int, max_steps:
     w = _orthogonalize(s.basis, w)
     beta = jnp.linalg.norm(w)
     scale = jnp.maximum(jnp.max(jnp.abs(s.alphas)), jnp.abs(alpha))
-    breakdown = beta <= 1e3 * jnp.finfo(dtype).eps * jnp.maximum(scale, jnp.finfo(dtype).tiny)
+    # β this small means an invariant subspace; kept well below `tol`, so that zeroing β never
+    # reports a residual as 0 that the tolerance would have counted.
+    breakdown = beta <= min(1e3 * float(jnp.finfo(dtype).eps), 1e-2 * tol) * jnp.maximum(
+        scale, jnp.finfo(dtype).tiny)
     key, restart_key = jax.random.split(s.key)
     restart = _orthogonalize(s.basis, jax.random.normal(restart_key, (n,), dtype))
     nxt = jnp.where(breakdown, restart / jnp.maximum(jnp.linalg.norm(restart), jnp.finfo(dtype).tiny),

@@ -24,6 +24,7 @@ def files(tmp_path):
   (tmp_path / "latin1.txt").write_bytes(b"caf\xe9 " * 200)
   (tmp_path / "ckpt_other").mkdir()
   (tmp_path / "ckpt_other" / "notes.txt").write_text("not a checkpoint")
+  (tmp_path / "ckpt_new").mkdir()
   outputs = {}
   for name in OUTPUTS:
     path = tmp_path / f"{name}.out"
@@ -53,6 +54,13 @@ IMAGE = [  # (args, what the error line must name)
     (["--eigs_curve_output={tmp}/a_dir"], "--eigs_curve_output"),
     (["--hvp=central"], "hvp"),
     (["--no_such_flag=1"], "no_such_flag"),
+    (["--seed=-1"], "--seed"),
+    (["--lanczos_max_steps=100000"], "--lanczos_max_steps"),
+    (["--raw_data_output={tmp}/eigs_curve_output.out"], "--raw_data_output"),
+    (["--checkpoint_dir={tmp}/ckpt_other"], "--checkpoint_dir"),
+    (["--checkpoint_dir={tmp}/ckpt_new", "--raw_data_output={tmp}/ckpt_new/raw.pkl"],
+     "inside --checkpoint_dir"),
+    (["--resume"], "--resume"),
 ]
 TEXT = [
     ([], "training_data"),
@@ -66,6 +74,9 @@ TEXT = [
     (["--training_data={tmp}/corpus.txt", "--lanczos_tol=0"], "--lanczos_tol"),
     (["--training_data={tmp}/corpus.txt", "--batch_size=5000"], "--batch_size"),
     (["--training_data={tmp}/corpus.txt", "--num_layers=0"], "--num_layers"),
+    (["--training_data={tmp}/corpus.txt", "--checkpoint_every_minutes=0",
+      "--checkpoint_dir={tmp}/ck"], "--checkpoint_every_minutes"),
+    (["--training_data={tmp}/corpus.txt", "--checkpoint_dir={tmp}/corpus.txt"], "--checkpoint_dir"),
 ]
 CASES = ([pytest.param(image_classification, a, n, id="image:" + " ".join(a)) for a, n in IMAGE]
          + [pytest.param(transformer, a, n, id="text:" + " ".join(a)) for a, n in TEXT])

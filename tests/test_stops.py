@@ -89,3 +89,24 @@ def test_divergence_is_a_result(corpus, tmp_path):
   for name in OUTPUTS.values():
     if name.endswith(".pdf"):
       assert (tmp_path / name).read_bytes().startswith(b"%PDF")
+
+
+def test_a_failed_write_does_not_stop_training(corpus, tmp_path):
+  """The output folder vanishing mid-run costs those writes, not the run."""
+  out = tmp_path / "out"
+  out.mkdir()
+  args = [sys.executable, "-u", "-m", "transformer", f"--training_data={corpus}", *TINY,
+          "--measure_every_steps=1", "--max_steps=4"]
+  args += [f"--{flag}={out / name}" for flag, name in OUTPUTS.items()]
+  proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  try:
+    wait_for_lines(proc, "measure step", 1)
+    for p in out.iterdir():
+      p.unlink()
+    out.rmdir()
+    stdout, stderr = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+  assert proc.returncode == 0, stderr
+  assert "test_loss:" in stdout and "could not write" in stderr
