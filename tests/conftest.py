@@ -20,6 +20,14 @@ def shared_data() -> pathlib.Path:
   return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def corpus(shared_data, tmp_path_factory) -> pathlib.Path:
+  """A file holding the first 20,000 characters of tinyshakespeare (fast to train on)."""
+  path = tmp_path_factory.mktemp("corpus") / "slice.txt"
+  path.write_bytes((shared_data / "tinyshakespeare.txt").read_bytes()[:20000])
+  return path
+
+
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: tests that prepare real datasets or run whole experiments")
 

@@ -16,13 +16,6 @@ IMAGE_TINY = ["--mlp_width=16", "--mlp_depth=3", "--batch_size=5", "--rho=0.1",
               "--measure_every_steps=2", "--lanczos_max_steps=10", "--num_principal_components=2"]
 
 
-@pytest.fixture(scope="module")
-def corpus(shared_data, tmp_path_factory):
-  path = tmp_path_factory.mktemp("corpus") / "slice.txt"
-  path.write_bytes((shared_data / "tinyshakespeare.txt").read_bytes()[:20000])
-  return path
-
-
 def run(module, args, folder):
   folder.mkdir(exist_ok=True)
   outs = {"eigs_curve_output": "", "eigs_se_only_output": "", "alignment_curve_output": "",

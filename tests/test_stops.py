@@ -18,13 +18,6 @@ OUTPUTS = {"eigs_curve_output": "eigs.pdf", "eigs_se_only_output": "se.pdf",
            "raw_data_output": "raw.pkl"}
 
 
-@pytest.fixture(scope="module")
-def corpus(shared_data, tmp_path_factory):
-  path = tmp_path_factory.mktemp("corpus") / "slice.txt"
-  path.write_bytes((shared_data / "tinyshakespeare.txt").read_bytes()[:20000])
-  return path
-
-
 def start(corpus, tmp_path, *extra):
   args = [sys.executable, "-u", "-m", "transformer", f"--training_data={corpus}", *TINY, *extra]
   args += [f"--{flag}={tmp_path / name}" for flag, name in OUTPUTS.items()]

@@ -15,14 +15,6 @@ TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
         "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=12"]
 
 
-@pytest.fixture(scope="module")
-def corpus(shared_data, tmp_path_factory):
-  """The first 20,000 characters of tinyshakespeare."""
-  path = tmp_path_factory.mktemp("corpus") / "slice.txt"
-  path.write_bytes((shared_data / "tinyshakespeare.txt").read_bytes()[:20000])
-  return path
-
-
 def outputs(tmp_path):
   names = {"eigs_curve_output": "eigs.pdf", "eigs_se_only_output": "se.pdf",
            "alignment_curve_output": "a.pdf", "loss_curve_output": "ell.pdf",
