@@ -15,9 +15,7 @@ from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-
-from sam_edge import steps
+from sam_edge import records, steps
 
 PyTree = Any
 
@@ -79,12 +77,8 @@ def measurement_due(settings: LoopSettings, progress: Progress, step: int) -> bo
 
 def to_host_record(record: dict, step: int, train_time: float, seconds: float) -> dict:
   """A measurement as plain Python numbers (eigenvalues and residuals as lists)."""
-  out = {"step": step, "time": train_time}
-  for name, value in record.items():
-    value = np.asarray(value)
-    out[name] = value.tolist() if value.ndim else value.item()
-  out["seconds"] = seconds
-  return out
+  return {"step": step, "time": train_time, **records.to_plain(jax.device_get(record)),
+          "seconds": seconds}
 
 
 def format_record(r: dict) -> str:
@@ -169,7 +163,6 @@ def run_loop(components: Components, state: steps.TrainState, v_prev: PyTree, pr
         t = time.perf_counter()
         batch = c.batch(c.train_arrays, c.data_key, jnp.asarray(step, jnp.int32))
         record, v1 = c.measure(state.params, batch, v_prev, jax.random.fold_in(c.measure_key, step))
-        record = jax.device_get(record)
         return to_host_record(record, step, progress.train_time, time.perf_counter() - t), v1
       record, v_prev = pause(take_measurement)
       progress.records.append(record)

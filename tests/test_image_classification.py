@@ -19,8 +19,6 @@ import time
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
-from tensorflow_datasets.core.download import download_manager
 
 import image_classification as ic
 from sam_edge import cli, experiment

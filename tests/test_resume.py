@@ -3,11 +3,10 @@
 import pickle
 
 import numpy as np
-import pytest
 
 import image_classification
 import transformer
-from sam_edge import checkpoints, cli, steps
+from sam_edge import checkpoints, cli
 
 TEXT_TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
              "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=10", "--rho=0.1",

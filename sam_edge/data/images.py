@@ -15,10 +15,14 @@ it tries the network.
 """
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:
+  import tensorflow_datasets as tfds
 
 SUPPORTED = ("mnist", "fashion_mnist", "cifar10")
 
