@@ -1,16 +1,34 @@
-"""Pure update steps: SAM (normalised) and plain gradient descent.
+"""Pure update steps: SAM variants in front of any base optimizer (plain descent when ρ = 0).
 
-With loss L, parameters w, step size η (inside `optimizer`) and SAM radius ρ:
+With training loss L, parameters w and SAM radius ρ, on one batch (the same for both gradients):
 
     g      = ∇L(w)
-    g_SAM  = ∇L(w + ρ g / (||g|| + 1e-5))          (same batch for both gradients)
-    w     ← w − η g_SAM                            (with optax.sgd(η))
+    ε      = ρ g / (||g|| + 1e-5)             normalized   (the reference; the default)
+           = ρ g                              unnormalized
+           = ρ T² g / ||T g||,  T = |w| + ξ   adaptive     (ASAM, Kwon et al. 2021; elementwise)
+    g_SAM  = ∇L(w + ε)
+    w, opt_state ← optimizer.update(g_SAM, opt_state, w)     (any optax base optimizer)
 
-ρ = 0 is plain (S)GD and evaluates one gradient, not two. A zero gradient gives a zero
-perturbation, never NaN.
+ρ = 0 is decided at trace time (a Python float): it evaluates one gradient and hands ∇L itself to
+the optimizer, so it is bitwise the base optimizer. A zero gradient gives a zero perturbation,
+never NaN.
+
+m-sharpness (`group_size` = m): the batch (leading axis = examples, B of them) is cut into B/m
+consecutive groups of m; group j's SAM gradient is ∇L_j(w + ε_j) with ε_j computed from L_j's own
+gradient; losses, gradients, SAM gradients and aux are averaged over the groups:
+
+    g_SAM = (m/B) Σ_j ∇L_j(w + ε_j(∇L_j(w))).
+
+Groups are visited with `lax.scan`, so memory is that of one group plus the running sums.
+
+Loss convention: `loss_fn(params, batch) -> (loss, aux)`, where aux is the new model state
+(BatchNorm running statistics; `{}` for stateless models) from the *unperturbed* forward pass;
+the caller closes over the current model state. Perturbed passes discard their aux, so the model
+state changes once per step.
 """
 
-from typing import Any, Callable, NamedTuple
+import dataclasses
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -19,55 +37,167 @@ import optax
 from sam_edge import trees
 
 PyTree = Any
-LossFn = Callable[[PyTree, PyTree], jax.Array]  # (params, batch) -> scalar mean loss
+LossFn = Callable[[PyTree, PyTree], tuple[jax.Array, PyTree]]   # (params, batch) -> (loss, aux)
+ModelLossFn = Callable[[PyTree, PyTree, PyTree], tuple[jax.Array, PyTree]]
+# (params, model_state, batch) -> (loss, new model_state)
 
 SAM_NORM_EPS = 1e-5
+SAM_KINDS = ("normalized", "unnormalized", "adaptive")
+ASAM_XI = 0.01          # Kwon et al.'s default η for T = |w| + η
+
+
+@dataclasses.dataclass(frozen=True)
+class SamSettings:
+  """The SAM options; all static (decided at trace time).
+
+  rho:        radius ρ ≥ 0 (a Python float; 0 is the base optimizer, one gradient per step)
+  kind:       normalized | unnormalized | adaptive (see module doc)
+  group_size: m of m-sharpness; None (or m = B) takes the whole batch as one group
+  xi:         ξ of ASAM's T = |w| + ξ
+  """
+  rho: float = 0.0
+  kind: str = "normalized"
+  group_size: Optional[int] = None
+  xi: float = ASAM_XI
+
+  def __post_init__(self):
+    if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not self.rho >= 0:
+      raise ValueError(f"rho must be a Python number >= 0, got {self.rho!r}")
+    object.__setattr__(self, "rho", float(self.rho))
+    if self.kind not in SAM_KINDS:
+      raise ValueError(f"unknown SAM kind {self.kind!r}: expected one of {', '.join(SAM_KINDS)}")
+    if self.group_size is not None and (not isinstance(self.group_size, int)
+                                        or self.group_size < 1):
+      raise ValueError(f"group_size must be a positive integer or None, got {self.group_size!r}")
+    if not self.xi >= 0:
+      raise ValueError(f"xi must be >= 0, got {self.xi!r}")
 
 
 class TrainState(NamedTuple):
-  """Everything the update changes: parameters, optimiser state and the step counter."""
+  """Everything the update changes."""
   params: PyTree
   opt_state: PyTree
-  step: jax.Array  # int32 []
+  step: jax.Array          # int32 []
+  model_state: PyTree      # non-trainable model variables (BatchNorm statistics); {} if none
 
 
-def init_state(params: PyTree, optimizer: optax.GradientTransformation) -> TrainState:
-  """The state before the first step."""
-  return TrainState(params, optimizer.init(params), jnp.zeros([], jnp.int32))
+def init_state(params: PyTree, optimizer: optax.GradientTransformation,
+               model_state: Optional[PyTree] = None) -> TrainState:
+  """The state before the first step (`model_state` None means `{}`)."""
+  return TrainState(params, optimizer.init(params), jnp.zeros([], jnp.int32),
+                    {} if model_state is None else model_state)
+
+
+def with_empty_aux(loss: Callable[[PyTree, PyTree], jax.Array]) -> LossFn:
+  """A scalar loss `(params, batch) -> L` as a LossFn `(params, batch) -> (L, {})`."""
+  return lambda params, batch: (loss(params, batch), {})
+
+
+def scalar_loss(loss_fn: LossFn) -> Callable[[PyTree, PyTree], jax.Array]:
+  """`(params, batch) -> L`, the aux dropped (for Hessian code)."""
+  return lambda params, batch: loss_fn(params, batch)[0]
+
+
+def bind_model_state(model_loss: ModelLossFn, model_state: PyTree) -> LossFn:
+  """The LossFn `(params, batch) -> model_loss(params, model_state, batch)`."""
+  return lambda params, batch: model_loss(params, model_state, batch)
 
 
 class Gradients(NamedTuple):
   loss: jax.Array      # L(w) on the batch
   grad: PyTree         # ∇L(w)
-  sam_grad: PyTree     # ∇L(w + ρ g/(||g|| + 1e-5)); the same object as `grad` when ρ = 0
+  sam_grad: PyTree     # ∇L(w + ε); the same object as `grad` when ρ = 0
+  aux: PyTree          # the new model state, from the unperturbed pass
 
 
-def sam_gradients(loss_fn: LossFn, params: PyTree, batch: PyTree, rho: float) -> Gradients:
-  """L(w), ∇L(w) and the SAM gradient ∇L(w + ρ ∇L(w)/(||∇L(w)|| + 1e-5)).
+def perturbation(kind: str, rho: float, params: PyTree, grad: PyTree,
+                 xi: float = ASAM_XI) -> PyTree:
+  """ε of the SAM `kind` (module doc) from w = `params` and g = `grad`; zero for a zero g."""
+  if kind == "normalized":
+    direction, _ = trees.safe_normalize(grad, eps=SAM_NORM_EPS)
+    return optax.tree.scale(rho, direction)
+  if kind == "unnormalized":
+    return optax.tree.scale(rho, grad)
+  if kind == "adaptive":
+    t = jax.tree.map(lambda w: jnp.abs(w) + xi, params)
+    tg = jax.tree.map(jnp.multiply, t, grad)
+    direction, _ = trees.safe_normalize(tg)                   # T g / ||T g||, 0 when T g = 0
+    return jax.tree.map(lambda ti, d: rho * ti * d, t, direction)
+  raise ValueError(f"unknown SAM kind {kind!r}: expected one of {', '.join(SAM_KINDS)}")
 
-  `rho` is a Python float: ρ = 0 is decided at trace time and costs one gradient.
+
+def _one_group(loss_fn: LossFn, params: PyTree, batch: PyTree, sam: SamSettings) -> Gradients:
+  """L, ∇L, the SAM gradient and aux on one batch taken as a single group."""
+  (loss, aux), grad = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
+  if sam.rho == 0:
+    return Gradients(loss, grad, grad, aux)
+  eps = perturbation(sam.kind, sam.rho, params, grad, sam.xi)
+  sam_grad, _ = jax.grad(loss_fn, has_aux=True)(optax.tree.add(params, eps), batch)
+  return Gradients(loss, grad, sam_grad, aux)
+
+
+def num_groups(batch: PyTree, group_size: Optional[int]) -> int:
+  """B/m, the number of m-sharpness groups (1 for group_size None or m = B).
+
+  Raises ValueError when the batch's leaves disagree on B, or m does not divide B.
   """
-  loss, grad = jax.value_and_grad(loss_fn)(params, batch)
-  if rho == 0:
-    return Gradients(loss, grad, grad)
-  direction, _ = trees.safe_normalize(grad, eps=SAM_NORM_EPS)
-  perturbed = optax.tree.add_scale(params, rho, direction)
-  sam_grad = jax.grad(loss_fn)(perturbed, batch)
-  return Gradients(loss, grad, sam_grad)
+  if group_size is None:
+    return 1
+  sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in jax.tree.leaves(batch)}
+  if len(sizes) != 1 or None in sizes:
+    raise ValueError("m-sharpness needs a batch whose arrays share a leading example axis; got "
+                     f"leading sizes {sorted(sizes, key=str)}")
+  size = sizes.pop()
+  if size % group_size:
+    raise ValueError(f"the SAM group size {group_size} does not divide the batch size {size}")
+  return size // group_size
 
 
-def sam_update(loss_fn: LossFn, optimizer: optax.GradientTransformation, rho: float,
+def sam_gradients(loss_fn: LossFn, params: PyTree, batch: PyTree,
+                  sam: SamSettings) -> Gradients:
+  """L(w), ∇L(w), the SAM gradient and aux (module doc), averaged over m-sharpness groups.
+
+  ρ = 0 takes one gradient on the whole batch (groups play no part); group_size None or m = B
+  is plain SAM, the same program as without groups.
+  """
+  n = num_groups(batch, sam.group_size)
+  if sam.rho == 0 or n == 1:
+    return _one_group(loss_fn, params, batch, sam)
+  groups = jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]), batch)
+  first = jax.tree.map(lambda x: x[0], groups)
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                       jax.eval_shape(lambda b: _one_group(loss_fn, params, b, sam), first))
+
+  def add_group(total: Gradients, group: PyTree) -> tuple[Gradients, None]:
+    return jax.tree.map(jnp.add, total, _one_group(loss_fn, params, group, sam)), None
+
+  total, _ = jax.lax.scan(add_group, zeros, groups)
+  return jax.tree.map(lambda x: x / jnp.asarray(n, x.dtype), total)
+
+
+def sam_update(loss_fn: LossFn, optimizer: optax.GradientTransformation, sam: SamSettings,
                state: TrainState, batch: PyTree) -> tuple[TrainState, jax.Array]:
-  """One SAM step (plain gradient descent when ρ = 0): returns `(new_state, L(w) on the batch)`."""
-  grads = sam_gradients(loss_fn, state.params, batch, rho)
+  """One step: returns `(new_state, L(w) on the batch)`.
+
+  The optimizer receives the SAM gradient (∇L when ρ = 0); the model state becomes the aux of
+  the unperturbed pass (averaged over groups with m-sharpness). `loss_fn` reads
+  `state.model_state` through its closure (see `bind_model_state`).
+  """
+  grads = sam_gradients(loss_fn, state.params, batch, sam)
   updates, opt_state = optimizer.update(grads.sam_grad, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  return TrainState(params, opt_state, state.step + 1), grads.loss
+  return TrainState(params, opt_state, state.step + 1, grads.aux), grads.loss
 
 
-def make_update_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, rho: float
+def make_update_step(model_loss: ModelLossFn, optimizer: optax.GradientTransformation,
+                     sam: SamSettings
                      ) -> Callable[[TrainState, PyTree], tuple[TrainState, jax.Array]]:
-  """`sam_update` jitted once for this loss, optimiser and ρ; the old state is donated."""
+  """`sam_update` jitted once: `(state, batch) -> (new_state, loss)`; the old state is donated.
+
+  `model_loss(params, model_state, batch) -> (loss, new model_state)` is bound to each step's
+  `state.model_state` (stateless models: ignore the model state and return `{}`).
+  """
   def step(state: TrainState, batch: PyTree) -> tuple[TrainState, jax.Array]:
-    return sam_update(loss_fn, optimizer, rho, state, batch)
+    loss_fn = bind_model_state(model_loss, state.model_state)
+    return sam_update(loss_fn, optimizer, sam, state, batch)
   return jax.jit(step, donate_argnums=0)
