@@ -6,6 +6,7 @@ temporary data_dir once per session (~20-25 s on 2 CPU cores) and is marked
 """
 
 import gzip
+import hashlib
 import pathlib
 
 import jax
@@ -68,22 +69,47 @@ def row_keys(x: np.ndarray) -> np.ndarray:
   return np.sort(flat @ weights)
 
 
-@pytest.mark.parametrize(
-    "name, shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
-def test_mocked_full(name, shape, tmp_path):
+def sha256_of(split: dict[str, np.ndarray]) -> str:
+  """sha256 of the image bytes followed by the int32 little-endian label bytes."""
+  return hashlib.sha256(split["image"].tobytes()
+                        + split["label"].astype("<i4").tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name, shape, num_classes, version", [
+    ("mnist", (28, 28, 1), 10, "3.0.1"),
+    ("fashion_mnist", (28, 28, 1), 10, "3.0.1"),
+    ("cifar10", (32, 32, 3), 10, "3.0.2"),
+    ("cifar100", (32, 32, 3), 100, "3.0.2"),
+    ("svhn_cropped", (32, 32, 3), 10, "3.1.0"),
+])
+def test_mocked_full(name, shape, num_classes, version, tmp_path):
   data = load_mocked(name, tmp_path, batch_size=4)
-  assert data.num_classes == 10
+  assert data.num_classes == num_classes == images.SPECS[name].num_classes
+  assert images.SPECS[name].image_shape == shape
   for split in (data.train, data.test):
     assert set(split) == {"image", "label"}
     assert split["image"].shape == (NUM_MOCK, *shape)
     assert split["image"].dtype == np.uint8
     assert split["label"].shape == (NUM_MOCK,)
     assert split["label"].dtype == np.int32
-    assert ((split["label"] >= 0) & (split["label"] < 10)).all()
+    assert ((split["label"] >= 0) & (split["label"] < num_classes)).all()
   assert data.mean_image.shape == shape
   assert data.mean_image.dtype == np.float32
   np.testing.assert_allclose(data.mean_image,
                              expected_mean(data.train["image"]), rtol=1e-6)
+  assert data.fingerprint == {"dataset": name, "version": version,
+                              "train_sha256": sha256_of(data.train),
+                              "test_sha256": sha256_of(data.test)}
+
+
+def test_fingerprint_is_of_the_kept_examples(tmp_path):
+  full = load_mocked("cifar100", tmp_path, batch_size=4)
+  mini = load_mocked("cifar100", tmp_path, batch_size=4,
+                     mini_training_set_num_batches=2)
+  assert mini.fingerprint["train_sha256"] == sha256_of(
+      {k: v[:8] for k, v in full.train.items()})
+  assert mini.fingerprint["train_sha256"] != full.fingerprint["train_sha256"]
+  assert mini.fingerprint["test_sha256"] == full.fingerprint["test_sha256"]
 
 
 def test_mocked_mini_sets(tmp_path):
@@ -128,7 +154,7 @@ def test_num_kept():
   assert images.num_kept(100, 13, 8) == 100
 
 
-@pytest.mark.parametrize("name", ["cifar100", "MNIST", "imagenet"])
+@pytest.mark.parametrize("name", ["cifar10_1", "MNIST", "imagenet", "svhn"])
 def test_unknown_dataset(name):
   with pytest.raises(ValueError, match=f"'{name}'.*mnist.*fashion_mnist"):
     images.load_image_dataset(name, batch_size=8)
@@ -143,6 +169,27 @@ def test_expected_manual_files():
   assert (images.expected_manual_files("fashion_mnist")
           == images.expected_manual_files("mnist"))
   assert images.expected_manual_files("cifar10") == ("cifar-10-binary.tar.gz",)
+  assert images.expected_manual_files("cifar100") == ("cifar-100-binary.tar.gz",)
+  assert set(images.expected_manual_files("svhn_cropped")) == {
+      "train_32x32.mat", "test_32x32.mat", "extra_32x32.mat"}
+
+
+@pytest.mark.parametrize("name", images.SUPPORTED)
+def test_specs_match_the_tfds_builders(name):
+  builder = tfds.builder(name)           # No data needed: features come from the code.
+  assert images.SPECS[name].num_classes == builder.info.features["label"].num_classes
+  assert images.SPECS[name].image_shape == builder.info.features["image"].shape
+  assert images.TRAIN_SIZES[name] == images.SPECS[name].train_size
+  assert images.SUPPORTED == ("mnist", "fashion_mnist", "cifar10", "cifar100",
+                              "svhn_cropped")
+
+
+@pytest.mark.parametrize("name", images.SUPPORTED)
+def test_download_urls_are_tfds_urls(name):
+  urls = images.download_urls(name)
+  assert set(urls) == set(tfds.builder_cls(name).url_infos)
+  assert ({url.rsplit("/", 1)[1] for url in urls}
+          == set(images.expected_manual_files(name)))
 
 
 @pytest.mark.parametrize("name", images.SUPPORTED)
@@ -194,6 +241,8 @@ def real_mnist_loader(tmp_path_factory):
 def test_real_mnist(shared_data, real_mnist_loader):
   manual_dir = shared_data / "mnist"
   data = real_mnist_loader(manual_dir)
+  assert data.train["image"].shape == (images.SPECS["mnist"].train_size, 28, 28, 1)
+  assert data.test["image"].shape == (images.SPECS["mnist"].test_size, 28, 28, 1)
   assert data.train["image"].shape == (60_000, 28, 28, 1)
   assert data.test["image"].shape == (10_000, 28, 28, 1)
   assert data.train["label"].shape == (60_000,)
