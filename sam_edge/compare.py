@@ -1,0 +1,42 @@
+"""`python -m sam_edge.compare PATHS... --out=DIR`: a summary table and overlays of finished (or
+half-finished) runs.
+
+PATHS are run folders, raw pickles, the reference's raw.txt files, or sweep folders, in any mix.
+Writes summary.csv, lambda1_over_edge.pdf, loss_curves.pdf, metric_vs_<axis>.pdf and, with
+--phase_axes, phase.pdf into DIR. See docs/studies.md.
+"""
+
+import sys
+
+from absl import flags
+
+from sam_edge.studies import options, phase, report, sources
+
+PROG = "compare"
+USAGE = ("python -m sam_edge.compare PATHS... --out=DIR [--phase_axes=a,b] [--phase_metric=m] "
+         "[--x_axis=auto|step|time]")
+
+
+def main(argv: list[str]) -> int:
+  """Parses `argv` (without the program name), reads the runs and writes the report."""
+  fv = flags.FlagValues()
+  options.define_report_flags(fv)
+  paths = options.parse(fv, PROG, argv, USAGE)
+  if not paths:
+    return options.fail(PROG, [f"give at least one path: {USAGE}"])
+  try:
+    runs, sweep_axes = sources.read_paths(paths)
+  except (sources.SourceError, OSError, ValueError) as e:
+    return options.fail(PROG, [str(e)])
+  if not runs:
+    return options.fail(PROG, ["no runs found under " + " ".join(paths)])
+  try:
+    report.write(runs, sweep_axes, fv.out, options.report_options(fv),
+                 log=lambda line: print(f"{PROG}: {line}"))
+  except phase.PhaseError as e:
+    return options.fail(PROG, [str(e)])
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,179 @@
+"""Curves of many runs on one figure: λ1/edge and the training loss, seeds of one configuration
+drawn as their mean with a min–max band.
+
+Runs that differ only in `seed` (same `summary.group_key`) form one curve. Colour = the value of
+the first non-seed axis; line style = the values of the other axes. The x axis is the training
+step, or the training time (s) when asked for or, by default (`auto`), when a reference raw.txt
+run is among them (those have no steps). On a step axis a reference run is placed at its
+measurement index, and the axis label says so.
+
+A band's members are put on a common grid: their own x values when they all share them, else
+the union of their x values inside the range they all cover, each member linearly interpolated.
+"""
+
+from typing import Callable, Optional
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from sam_edge import plots
+from sam_edge.studies import sources, summary
+
+X_AXES = ("auto", "step", "time")
+LINESTYLES = ("-", "--", ":", "-.")
+RATIO_YLABEL = "λ1 / edge"
+Curve = tuple[np.ndarray, np.ndarray]
+
+
+def resolve_x_axis(runs: list[sources.Run], requested: str) -> str:
+  """`step` or `time`: `auto` is `time` when a reference run is among `runs`, else `step`."""
+  if requested != "auto":
+    return requested
+  return "time" if any(r.kind == "reference" for r in runs) else "step"
+
+
+def x_label(runs: list[sources.Run], x_axis: str) -> str:
+  """The x-axis label, saying how reference runs are placed."""
+  has_reference = any(r.kind == "reference" for r in runs)
+  if x_axis == "time":
+    return "training time (s)" + (" (reference raw.txt runs have no steps)" if has_reference
+                                  else "")
+  return plots.XLABEL + (" (reference raw.txt runs: measurement index)" if has_reference else "")
+
+
+def _record_x(record: dict, x_axis: str) -> Optional[float]:
+  if x_axis == "time":
+    return record.get("time")
+  return record.get("step") if record.get("step") is not None else record.get("index")
+
+
+def ratio_curve(run: sources.Run, x_axis: str) -> Curve:
+  """λ1/edge of each record against the step (or time)."""
+  return plots.finite_points([_record_x(r, x_axis) for r in run.records],
+                             [summary.ratio(r) for r in run.records])
+
+
+def loss_curve(run: sources.Run, x_axis: str) -> Curve:
+  """The training loss: every step from `losses` on a step axis (when there), else the loss of
+  each measurement."""
+  steps, losses = run.losses
+  if x_axis == "step" and steps and losses:
+    return plots.finite_points(steps, losses)
+  return plots.finite_points([_record_x(r, x_axis) for r in run.records],
+                             [r.get("loss") for r in run.records])
+
+
+def mean_band(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """(x, mean, min, max) of several curves on a common grid (see the module docstring)."""
+  if all(len(c[0]) == len(curves[0][0]) and np.array_equal(c[0], curves[0][0]) for c in curves):
+    grid = curves[0][0]
+    ys = np.stack([c[1] for c in curves])
+  else:
+    lo, hi = max(c[0].min() for c in curves), min(c[0].max() for c in curves)
+    grid = np.unique(np.concatenate([c[0] for c in curves]))
+    grid = grid[(grid >= lo) & (grid <= hi)]
+    ys = np.stack([np.interp(grid, *_sorted(c)) for c in curves])
+  return grid, ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0)
+
+
+def _sorted(curve: Curve) -> Curve:
+  order = np.argsort(curve[0], kind="stable")
+  return curve[0][order], curve[1][order]
+
+
+def group_styles(runs: list[sources.Run], axes: list[str]) -> dict[tuple, dict]:
+  """{group key: {"members", "color", "linestyle", "label"}} in order of first appearance."""
+  groups: dict[tuple, dict] = {}
+  for run in runs:
+    key = summary.group_key(run, axes)
+    groups.setdefault(key, {"members": []})["members"].append(run)
+  free = [a for a in axes if a != summary.SEED]
+  colour_values = summary.sort_values({summary.value_of(r, free[0]) for r in runs}) if free else []
+  others: list[tuple] = []
+  for index, (key, g) in enumerate(groups.items()):
+    head = g["members"][0]
+    values = dict(key[0])
+    if free:
+      value = values.get(free[0])
+      slot = colour_values.index(value) if value in colour_values else len(colour_values)
+      g["color"] = _colour(slot, len(colour_values) + 1)
+      rest = tuple(values.get(a) for a in free[1:])
+      if rest not in others:
+        others.append(rest)
+      g["linestyle"] = LINESTYLES[others.index(rest) % len(LINESTYLES)]
+    else:
+      g["color"], g["linestyle"] = _colour(index, len(groups)), "-"
+    label = ", ".join(f"{a}={v}" for a, v in values.items() if v is not None) or head.name
+    if head.kind == "reference":
+      label += " (reference)"
+    n = len(g["members"])
+    g["label"] = label + (f" (mean, min–max of {n} seeds)" if n > 1 else "")
+  return groups
+
+
+def _colour(i: int, n: int):
+  if n <= 10:
+    return f"C{i}"
+  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
+  return colormaps["viridis"](i / max(1, n - 1))
+
+
+def curves_figure(runs: list[sources.Run], axes: list[str], x_axis: str,
+                  curve: Callable[[sources.Run, str], Curve], *, title: str, ylabel: str,
+                  hlines: tuple = (), log_y: bool = False) -> Figure:
+  """One curve (or mean and band) per seed group."""
+  series, bands = [], []
+  for g in group_styles(runs, axes).values():
+    style = {"color": g["color"], "linestyle": g["linestyle"], "linewidth": 1.2}
+    found = [c for c in (curve(r, x_axis) for r in g["members"]) if len(c[0])]
+    if len(found) > 1:
+      x, mean, lo, hi = mean_band(found)
+      series.append(plots.Series(g["label"], x, mean, style))
+      bands.append((x, lo, hi, g["color"]))
+    else:
+      x, y = found[0] if found else ([], [])
+      series.append(plots.Series(g["label"], x, y, style))
+  fig = plots.build_figure(plots.PlotSpec(title=title, xlabel=x_label(runs, x_axis),
+                                          ylabel=ylabel, series=series, hlines=hlines,
+                                          log_y=log_y))
+  ax = fig.axes[0]
+  for x, lo, hi, colour in bands:
+    keep = np.isfinite(lo) & np.isfinite(hi) & ((lo > 0) if log_y else True)
+    x, lo, hi = x[keep], lo[keep], hi[keep]
+    if len(x) > plots.MAX_PLOTTED_POINTS:
+      idx = np.linspace(0, len(x) - 1, plots.MAX_PLOTTED_POINTS).astype(np.int64)
+      x, lo, hi = x[idx], lo[idx], hi[idx]
+    ax.fill_between(x, lo, hi, color=colour, alpha=0.2, linewidth=0)
+  return fig
+
+
+def edge_labels(runs: list[sources.Run]) -> list[str]:
+  """The records' edge labels (`2/η`, `SAM-edge`, ...), in order of first appearance; older
+  pickles without `edge_label` count as `SAM-edge` (their edge is `sam_edge`)."""
+  labels: list[str] = []
+  for run in runs:
+    for r in run.records:
+      label = r.get("edge_label") or ("SAM-edge" if "edge" not in r else None)
+      if label and label not in labels:
+        labels.append(label)
+  return labels
+
+
+def ratio_figure(runs: list[sources.Run], axes: list[str], x_axis: str) -> Figure:
+  """λ1/edge against step (or time) for every run, with the line λ1 = edge; the y label names
+  the edges met (e.g. `λ1 / edge (2/η, SAM-edge)`)."""
+  labels = edge_labels(runs)
+  return curves_figure(runs, axes, x_axis, ratio_curve,
+                       title="top Hessian eigenvalue over the stability edge",
+                       ylabel=RATIO_YLABEL + (f" ({', '.join(labels)})" if labels else ""),
+                       hlines=(plots.HLine("λ1 = edge", 1.0,
+                                           {"color": "black", "linestyle": ":",
+                                            "linewidth": 1.0}),))
+
+
+def loss_figure(runs: list[sources.Run], axes: list[str], x_axis: str) -> Figure:
+  """Training-loss curves of every run; log y when every loss is positive."""
+  ys = np.concatenate([loss_curve(r, x_axis)[1] for r in runs] or [np.zeros(0)])
+  log_y = bool(len(ys)) and bool(np.all(ys > 0))
+  return curves_figure(runs, axes, x_axis, loss_curve, title="training loss",
+                       ylabel=plots.LOSS_YLABEL, log_y=log_y)

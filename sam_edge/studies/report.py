@@ -1,0 +1,82 @@
+"""Everything a comparison writes into one folder, from the runs found under some paths.
+
+    summary.csv              one row per run (see summary.py)
+    lambda1_over_edge.pdf    λ1/edge against step (or time) for every run (overlay.py)
+    loss_curves.pdf          the training-loss curves (overlay.py)
+    metric_vs_<axis>.pdf     the final metrics against each non-seed axis (trends.py)
+    phase.pdf                with phase axes: a heat map of one metric over two axes (phase.py)
+
+Both `compare` and the end of a `sweep` call `write`.
+"""
+
+import dataclasses
+import os
+from typing import Callable, Optional
+
+from sam_edge import plots
+from sam_edge.studies import overlay, phase, sources, summary, trends
+
+SUMMARY = "summary.csv"
+RATIO_PDF = "lambda1_over_edge.pdf"
+LOSS_PDF = "loss_curves.pdf"
+PHASE_PDF = "phase.pdf"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What to draw besides the fixed outputs."""
+  phase_axes: tuple[str, ...] = ()
+  phase_metric: Optional[str] = None     # None: test_error if any run has it, else test_loss
+  x_axis: str = "auto"                   # auto, step or time
+
+
+def metric_pdf(axis: str) -> str:
+  """The file name of the metrics-against-`axis` figure."""
+  return f"metric_vs_{axis}.pdf"
+
+
+def check_options(options: Options, axes: list[str]) -> list[str]:
+  """Problems of the options against the available axes (one line each)."""
+  found = []
+  if options.x_axis not in overlay.X_AXES:
+    found.append(f"--x_axis must be one of {', '.join(overlay.X_AXES)}, got {options.x_axis}")
+  if options.phase_axes or options.phase_metric:
+    found += phase.check(list(options.phase_axes), options.phase_metric or "", axes)
+  return found
+
+
+def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Options,
+          log: Callable[[str], None] = print) -> list[str]:
+  """Writes the summary and the figures of `runs` into `out`; returns the paths written.
+
+  Raises:
+    phase.PhaseError: the phase options name axes the runs do not have.
+  """
+  axes = summary.choose_axes(runs, sweep_axes)
+  problems = check_options(options, axes)
+  if problems:
+    raise phase.PhaseError("; ".join(problems))
+  os.makedirs(out, exist_ok=True)
+  rows = [summary.row(r, axes) for r in runs]
+  written = [os.path.join(out, SUMMARY)]
+  summary.write_csv(written[0], rows, axes)
+  with_data = [r for r in runs if r.kind != "pending"]
+  x_axis = overlay.resolve_x_axis(with_data, options.x_axis)
+  figures = {RATIO_PDF: overlay.ratio_figure(with_data, axes, x_axis),
+             LOSS_PDF: overlay.loss_figure(with_data, axes, x_axis)}
+  for axis in axes:
+    if axis != summary.SEED:
+      figures[metric_pdf(axis)] = trends.metric_figure(rows, axis, axes)
+  if options.phase_axes:
+    a, b = options.phase_axes
+    metric = options.phase_metric or summary.default_metric(rows)
+    figures[PHASE_PDF] = phase.phase_figure(rows, a, b, metric, axes)
+  for name, fig in figures.items():
+    if fig is not None:
+      path = os.path.join(out, name)
+      plots.save_figure(fig, path)
+      written.append(path)
+  pending = len(runs) - len(with_data)
+  log(f"summary of {len(runs)} runs" + (f" ({pending} without data yet)" if pending else "")
+      + f" in {out}: " + ", ".join(os.path.basename(p) for p in written))
+  return written

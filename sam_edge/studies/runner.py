@@ -1,0 +1,180 @@
+"""One run of a sweep as a subprocess: skipped when done, resumed when not, logged, interruptible.
+
+A run folder holds `command.txt` (written first), `log.txt` (the run's stdout and stderr, appended
+across attempts, each framed by a `--- sweep: ...` line), `done.json` (written by the sweep after
+exit code 0: `{"exit_code": 0, "final": <the pickle's final dict>}`), and `run.lock`.
+
+While a run goes on, its folder's lock (`flock` on run.lock) is held by the sweep and inherited by
+the child, so a second sweep on the same folder waits instead of starting it twice, also when
+the first sweep was killed and its child is still writing its checkpoint. The child runs in its
+own session (a Ctrl-C in the terminal reaches only the sweep, which forwards exactly what it
+gets) and, on Linux, receives SIGTERM when the sweep dies (`PR_SET_PDEATHSIG`), so that even
+`kill -9` of the sweep leaves a checkpoint to resume from.
+"""
+
+import ctypes
+import dataclasses
+import datetime
+import fcntl
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable, Optional
+
+from sam_edge import records
+from sam_edge.studies import commands
+
+LOCK_POLL_S = 0.5
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+  """How one run went: `done`, `skipped` (done earlier), `failed` or `stopped` (by a signal)."""
+  name: str
+  status: str
+  code: Optional[int] = None
+  detail: str = ""
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+  """For the child before exec: ask Linux for SIGTERM when the parent dies (no-op elsewhere)."""
+  def preexec() -> None:
+    try:
+      ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+      return
+    if os.getppid() != parent:                     # the parent died before prctl took effect
+      os.kill(os.getpid(), signal.SIGTERM)
+  return preexec
+
+
+def read_done(folder: str) -> Optional[dict]:
+  """The folder's done.json, or None."""
+  try:
+    with open(os.path.join(folder, commands.DONE_FILE), encoding="utf-8") as f:
+      return json.load(f)
+  except (FileNotFoundError, ValueError):
+    return None
+
+
+def describe_final(final: dict) -> str:
+  """`max_steps after 200 steps, test_error 0.12` from a final dict."""
+  parts = [str(final.get("stopped_because", "?"))]
+  if final.get("steps") is not None:
+    parts[0] += f" after {final['steps']} steps"
+  for key in ("test_error", "test_loss"):
+    if final.get(key) is not None:
+      parts.append(f"{key} {final[key]:.4g}")
+  return ", ".join(parts)
+
+
+class Runner:
+  """Runs commands one at a time; SIGINT/SIGTERM to this process are forwarded to the child and
+  stop the sweep (`stopped_by` holds the first such signal). Use as a context manager."""
+
+  def __init__(self, log: Callable[[str], None] = print):
+    self.log = log
+    self.child: Optional[subprocess.Popen] = None
+    self.stopped_by: Optional[int] = None
+    self._saved: dict = {}
+
+  def __enter__(self) -> "Runner":
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      self._saved[sig] = signal.signal(sig, self._on_signal)
+    return self
+
+  def __exit__(self, *exc: object) -> None:
+    for sig, handler in self._saved.items():
+      signal.signal(sig, handler)
+
+  def _on_signal(self, sig: int, frame: object) -> None:
+    del frame
+    self.stopped_by = self.stopped_by or sig
+    if self.child is not None and self.child.poll() is None:
+      self.child.send_signal(sig)
+
+  def _lock(self, folder: str, name: str) -> Optional[int]:
+    """Opens and locks `folder`/run.lock, waiting while another process holds it; None if this
+    sweep was stopped meanwhile."""
+    fd = os.open(os.path.join(folder, commands.LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
+    said = False
+    while True:
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+      except BlockingIOError:
+        if self.stopped_by:
+          os.close(fd)
+          return None
+        if not said:
+          self.log(f"{name}: another process is running it (run.lock is held); waiting")
+          said = True
+        time.sleep(LOCK_POLL_S)
+
+  def run(self, name: str, folder: str, argv: list[str], raw_file: Optional[str],
+          env: Optional[dict] = None, label: str = "") -> Outcome:
+    """Runs `argv` for the run folder `folder` unless done.json says it finished already;
+    `raw_file` is the run's pickle (its final dict goes into done.json)."""
+    if self.stopped_by:
+      return Outcome(name, "stopped")
+    os.makedirs(folder, exist_ok=True)
+    if commands.read_command(folder) is None:
+      records.atomic_write_bytes(os.path.join(folder, commands.COMMAND_FILE),
+                                 commands.command_text(argv).encode())
+    fd = self._lock(folder, name)
+    if fd is None:
+      return Outcome(name, "stopped")
+    try:
+      done = read_done(folder)
+      if done is not None:
+        return Outcome(name, "skipped", 0, describe_final(done.get("final") or {}))
+      self.log(f"{label or name}: running (log: {os.path.join(folder, commands.LOG_FILE)})")
+      return self._attempt(name, folder, argv, raw_file, env, fd)
+    finally:
+      os.close(fd)                                    # releases the lock (the child has exited)
+
+  def _attempt(self, name: str, folder: str, argv: list[str], raw_file: Optional[str],
+               env: Optional[dict], lock_fd: int) -> Outcome:
+    with open(os.path.join(folder, commands.LOG_FILE), "ab", buffering=0) as log:
+      log.write(f"--- sweep: started {_now()} (resumes from its checkpoint if any) ---\n".encode())
+      self.child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                    preexec_fn=_die_with_parent(os.getpid()), pass_fds=(lock_fd,))
+      try:
+        code = self.child.wait()
+      finally:
+        if self.child.poll() is None:                 # an exception in this process: stop it
+          self.child.terminate()
+          code = self.child.wait()
+        self.child = None
+      log.write(f"--- sweep: exit code {code} at {_now()} ---\n".encode())
+    if code == 0:
+      final = _final(raw_file)
+      done = {"exit_code": 0, "finished": _now(), "final": final}
+      records.atomic_write_bytes(os.path.join(folder, commands.DONE_FILE),
+                                 json.dumps(done, indent=1, default=str).encode())
+      return Outcome(name, "done", 0, describe_final(final))
+    if self.stopped_by:
+      return Outcome(name, "stopped", code)
+    return Outcome(name, "failed", code, f"exit code {code}; see {folder}/{commands.LOG_FILE}")
+
+
+def _final(raw_file: Optional[str]) -> dict:
+  """The `final` dict of the run's pickle ({} if unreadable)."""
+  if not raw_file:
+    return {}
+  try:
+    with open(raw_file, "rb") as f:
+      return dict(pickle.load(f).get("final") or {})
+  except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as e:
+    print(f"warning: could not read {raw_file}: {e}", file=sys.stderr)
+    return {}

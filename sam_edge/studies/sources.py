@@ -1,0 +1,190 @@
+"""Reading runs: run folders, raw pickles, the reference's raw.txt files, and sweep folders.
+
+Every source becomes a `Run`: a name, its flags, its measurement records (dicts with the pickle's
+record keys) and losses, and its final dict ({} while unfinished). A half-finished run reads
+like a finished one with `final == {}`; a sweep run folder without data yet is `pending`.
+
+A reference `raw.txt` has one line per measurement with 8 columns: training time (s), λ1, 2/η,
+SAM-edge, ‖g‖, training loss, g_alignment, sg_alignment. It has no steps (records get
+`step: None`), no flags and no final result. Its step size and ρ are inferred from the columns:
+η = 2 / (2/η), and, inverting SAM-edge e = (4/η) / (sqrt(1 + 8ρ/(η‖g‖)) + 1),
+
+    ρ = (η‖g‖ / 8) · ((4 / (η e) − 1)² − 1),
+
+the median over the lines, to 3 significant digits (ρ = 0 where e = 2/η).
+"""
+
+import dataclasses
+import glob
+import json
+import math
+import os
+import pickle
+import statistics
+from typing import Any, Optional
+
+from sam_edge.studies import commands, grid
+
+SWEEP_FILE = "sweep.json"
+REFERENCE_COLUMNS = ("time", "lambda1", "two_over_eta", "sam_edge", "grad_norm", "loss",
+                     "g_alignment", "sg_alignment")
+
+
+class SourceError(ValueError):
+  """A path that cannot be read as a run (one line naming it)."""
+
+
+@dataclasses.dataclass
+class Run:
+  """One run as read from disk."""
+  name: str
+  source: str                       # the file (or, for pending runs, the folder) read
+  kind: str                         # "pickle", "reference" or "pending"
+  config: dict[str, Any]            # its flags (inferred for a reference file)
+  values: dict[str, str] = dataclasses.field(default_factory=dict)  # flags as typed (sweeps)
+  records: list[dict] = dataclasses.field(default_factory=list)
+  losses: tuple[list, list] = ([], [])
+  final: dict = dataclasses.field(default_factory=dict)
+
+
+def _float(text: str) -> float:
+  try:
+    return float(text)
+  except ValueError:
+    return math.nan
+
+
+def _round(x: float, digits: int) -> float:
+  if x == 0 or not math.isfinite(x):
+    return x
+  return round(x, digits - 1 - math.floor(math.log10(abs(x))))
+
+
+def infer_reference_config(records: list[dict]) -> dict[str, float]:
+  """{step_size, rho} of a reference run from its 2/η, SAM-edge and ‖g‖ columns (see above)."""
+  etas, rhos = [], []
+  for r in records:
+    two_over_eta, edge, g = r["two_over_eta"], r["sam_edge"], r["grad_norm"]
+    if not all(math.isfinite(v) and v > 0 for v in (two_over_eta, edge, g)):
+      continue
+    eta = 2.0 / two_over_eta
+    etas.append(eta)
+    rhos.append(max(0.0, eta * g / 8.0 * ((4.0 / (eta * edge) - 1.0) ** 2 - 1.0)))
+  if not etas:
+    return {}
+  return {"step_size": _round(statistics.median(etas), 6),
+          "rho": _round(statistics.median(rhos), 3)}
+
+
+def read_reference(path: str, name: str) -> Run:
+  """A reference raw.txt file as a Run (see the module docstring)."""
+  recs = []
+  with open(path, encoding="utf-8", errors="replace") as f:
+    for number, line in enumerate(f, 1):
+      cols = line.split()
+      if not cols:
+        continue
+      if len(cols) != len(REFERENCE_COLUMNS):
+        raise SourceError(f"{path}: line {number} has {len(cols)} columns, expected 8 "
+                          "(the reference's raw.txt format)")
+      row = dict(zip(REFERENCE_COLUMNS, map(_float, cols)))
+      recs.append({"step": None, "index": len(recs), "time": row["time"],
+                   "eigenvalues": [row["lambda1"]], "two_over_eta": row["two_over_eta"],
+                   "sam_edge": row["sam_edge"], "edge": row["sam_edge"],
+                   "edge_label": "SAM edge (reference)", "grad_norm": row["grad_norm"],
+                   "loss": row["loss"], "g_alignment": row["g_alignment"],
+                   "sg_alignment": row["sg_alignment"]})
+  return Run(name, path, "reference", infer_reference_config(recs), records=recs)
+
+
+def read_pickle(path: str, name: str) -> Run:
+  """A raw pickle of ours as a Run."""
+  try:
+    with open(path, "rb") as f:
+      raw = pickle.load(f)
+  except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as e:
+    raise SourceError(f"{path}: not a raw pickle ({type(e).__name__}: {e})") from e
+  if not isinstance(raw, dict) or "records" not in raw:
+    raise SourceError(f"{path}: not a raw pickle of a run (no 'records')")
+  losses = raw.get("losses") or {}
+  return Run(name, path, "pickle", dict(raw.get("config") or {}),
+             records=list(raw.get("records") or []),
+             losses=(list(losses.get("step") or []), list(losses.get("loss") or [])),
+             final=dict(raw.get("final") or {}))
+
+
+def command_values(argv: list[str]) -> dict[str, str]:
+  """{flag: value} of the `--flag=value` arguments of a command."""
+  return {grid.flag_name(a): a.split("=", 1)[1] for a in argv
+          if grid.flag_name(a) and "=" in a}
+
+
+def read_run_folder(folder: str, name: Optional[str] = None) -> Run:
+  """A run folder (of a sweep, or any folder holding one pickle or one raw.txt) as a Run."""
+  name = name or os.path.basename(os.path.normpath(folder))
+  argv = commands.read_command(folder)
+  values = command_values(argv) if argv else {}
+  candidates = []
+  if values.get("raw_data_output"):
+    candidates.append(os.path.join(folder, os.path.basename(values["raw_data_output"])))
+  candidates.append(os.path.join(folder, "raw.pkl"))
+  pickles = sorted(glob.glob(os.path.join(folder, "*.pkl")))
+  if len(pickles) == 1:
+    candidates.append(pickles[0])
+  for path in candidates:
+    if os.path.isfile(path):
+      run = read_pickle(path, name)
+      break
+  else:
+    if os.path.isfile(os.path.join(folder, "raw.txt")):
+      run = read_reference(os.path.join(folder, "raw.txt"), name)
+    elif argv is not None:
+      run = Run(name, folder, "pending", {})
+    else:
+      raise SourceError(f"{folder}: holds no raw pickle, raw.txt, {commands.COMMAND_FILE} or "
+                        f"{SWEEP_FILE}")
+  run.values = values
+  return run
+
+
+def read_sweep(folder: str) -> tuple[list[Run], list[str]]:
+  """The runs of a sweep folder (its sweep.json order first) and its axes."""
+  with open(os.path.join(folder, SWEEP_FILE), encoding="utf-8") as f:
+    plan = json.load(f)
+  axes = [axis[0] for axis in plan.get("axes", [])]
+  present = {e.name for e in os.scandir(folder)
+             if e.is_dir() and os.path.isfile(os.path.join(e.path, commands.COMMAND_FILE))}
+  order = [n for n in plan.get("runs", []) if n in present]
+  order += sorted(present - set(order))
+  return [read_run_folder(os.path.join(folder, n), n) for n in order], axes
+
+
+def _default_name(path: str) -> str:
+  stem = os.path.splitext(os.path.basename(path))[0]
+  parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+  return parent if stem in ("raw", "raw_data") and parent else stem
+
+
+def read_paths(paths: list[str]) -> tuple[list[Run], list[str]]:
+  """Every run under `paths` (names made unique) and the axes of the sweep folders among them."""
+  runs: list[Run] = []
+  axes: list[str] = []
+  for path in paths:
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, SWEEP_FILE)):
+      found, sweep_axes = read_sweep(path)
+      runs += found
+      axes += [a for a in sweep_axes if a not in axes]
+    elif os.path.isdir(path):
+      runs.append(read_run_folder(path))
+    elif not os.path.isfile(path):
+      raise SourceError(f"{path}: no such file or folder")
+    elif path.endswith(".pkl"):
+      runs.append(read_pickle(path, _default_name(path)))
+    else:
+      runs.append(read_reference(path, _default_name(path)))
+  seen: dict[str, int] = {}
+  for run in runs:
+    seen[run.name] = seen.get(run.name, 0) + 1
+    if seen[run.name] > 1:
+      run.name = f"{run.name}#{seen[run.name]}"
+  return runs, axes

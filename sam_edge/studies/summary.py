@@ -1,0 +1,200 @@
+"""Runs -> the rows of summary.csv, and the seed groups the plots average over.
+
+Per run: its swept values, `steps`, `stopped_because`, `test_error`, `test_loss`,
+`final_lambda1` (λ1 of the last measurement), `median_lambda1_over_edge` and `diverged`, plus
+`source` (the path read). With S the run's last step (its final step count, else its last
+measured step), the median is over the records with step >= S/2 of
+
+    λ1 / edge,   edge = the record's `edge` (its method's stability threshold), or `sam_edge`
+                 in pickles older than `edge` (equal to 2/η at ρ = 0);
+
+records whose edge is None (no closed form) are left out. Reference raw.txt runs have no steps:
+their second half is by training time. Missing values are empty cells.
+"""
+
+import csv
+import io
+import math
+import statistics
+from typing import Any, Optional
+
+from sam_edge import records as records_lib
+from sam_edge.studies import sources
+
+SEED = "seed"
+METRICS = ("steps", "test_error", "test_loss", "final_lambda1", "median_lambda1_over_edge")
+BEFORE = ("run",)
+AFTER = ("steps", "stopped_because", "test_error", "test_loss", "final_lambda1",
+         "median_lambda1_over_edge", "diverged", "source")
+# Flags that say where things go, not what is computed: never columns of their own.
+BOOKKEEPING = ("checkpoint_dir", "checkpoint_every_minutes", "resume", "tensorboard_dir",
+               "tfds_data_dir", "manual_dir")
+
+
+def _finite(x: Any) -> Optional[float]:
+  try:
+    x = float(x)
+  except (TypeError, ValueError):
+    return None
+  return x if math.isfinite(x) else None
+
+
+def lambda1(record: dict) -> Optional[float]:
+  """λ1 of a record (None if it has none)."""
+  eigs = record.get("eigenvalues") or ()
+  return _finite(eigs[0]) if eigs else None
+
+
+def edge(record: dict) -> Optional[float]:
+  """The record's stability edge: `edge`, else (older pickles) `sam_edge`."""
+  return _finite(record["edge"] if "edge" in record else record.get("sam_edge"))
+
+
+def ratio(record: dict) -> Optional[float]:
+  """λ1 / edge of a record, None where either is missing or the edge is 0."""
+  lam, e = lambda1(record), edge(record)
+  return lam / e if lam is not None and e else None
+
+
+def _position(record: dict) -> Optional[float]:
+  """Where a record lies in training: its step, or its training time when it has no step."""
+  return _finite(record.get("step") if record.get("step") is not None else record.get("time"))
+
+
+def median_ratio_second_half(run: sources.Run) -> Optional[float]:
+  """The median of λ1/edge over the records of the second half of training (see above)."""
+  points = [(_position(r), ratio(r)) for r in run.records]
+  points = [(x, y) for x, y in points if x is not None]
+  if not points:
+    return None
+  last = max(x for x, _ in points)
+  if run.kind == "pickle" and _finite(run.final.get("steps")) is not None:
+    last = max(last, float(run.final["steps"]))
+  ys = [y for x, y in points if x >= last / 2 and y is not None]
+  return statistics.median(ys) if ys else None
+
+
+def diverged(run: sources.Run) -> Optional[bool]:
+  """Whether the run diverged; None (unknown) for a run with no data or not yet finished."""
+  if run.final:
+    return run.final.get("stopped_because") == "diverged" or "diverged_at_step" in run.final
+  losses = list(run.losses[1]) + [r.get("loss") for r in run.records]
+  if any(v is not None and _finite(v) is None for v in losses):
+    return True
+  return False if run.kind == "reference" else None
+
+
+def canonical(text: str) -> str:
+  """A value as text that compares equal across sources: numbers as `0`, `0.05`, `1000`
+  (typed `0`, `0.0` and config 0.0 agree), anything else unchanged."""
+  try:
+    x = float(text)
+  except ValueError:
+    return text
+  if not math.isfinite(x):
+    return repr(x)
+  return str(int(x)) if x.is_integer() and abs(x) < 1e16 else repr(x)
+
+
+def value_of(run: sources.Run, flag: str) -> Optional[str]:
+  """The run's value of `flag` as text (see `canonical`): as in its command, else its config."""
+  if flag in run.values:
+    return canonical(run.values[flag])
+  value = run.config.get(flag)
+  if value is None or isinstance(value, (list, tuple, dict)):
+    return None if value is None else str(value)
+  return str(value) if isinstance(value, bool) else canonical(str(value))
+
+
+def choose_axes(runs: list[sources.Run], sweep_axes: list[str]) -> list[str]:
+  """The swept axes, then every other flag with at least two values among the runs."""
+  axes = list(sweep_axes)
+  names = sorted({n for r in runs for n in list(r.config) + list(r.values)})
+  for name in names:
+    if name in axes or name.endswith("_output") or name in BOOKKEEPING:
+      continue
+    if len({value_of(r, name) for r in runs} - {None}) > 1:
+      axes.append(name)
+  return axes
+
+
+def row(run: sources.Run, axes: list[str]) -> dict[str, Any]:
+  """The summary row of one run (None for a missing value)."""
+  lam = next((lambda1(r) for r in reversed(run.records) if lambda1(r) is not None), None)
+  out: dict[str, Any] = {"run": run.name}
+  out.update({a: value_of(run, a) for a in axes})
+  out.update({
+      "steps": run.final.get("steps"), "stopped_because": run.final.get("stopped_because"),
+      "test_error": run.final.get("test_error"), "test_loss": run.final.get("test_loss"),
+      "final_lambda1": lam, "median_lambda1_over_edge": median_ratio_second_half(run),
+      "diverged": diverged(run), "source": run.source})
+  return out
+
+
+def columns(axes: list[str]) -> list[str]:
+  """The CSV header: run, the axes, then the fixed columns."""
+  return [*BEFORE, *axes, *AFTER]
+
+
+def _cell(value: Any) -> str:
+  if value is None:
+    return ""
+  if isinstance(value, bool):
+    return "true" if value else "false"
+  return str(value)
+
+
+def csv_text(rows: list[dict[str, Any]], axes: list[str]) -> str:
+  """The rows as CSV text, empty cells for missing values."""
+  buf = io.StringIO()
+  writer = csv.writer(buf, lineterminator="\n")
+  header = columns(axes)
+  writer.writerow(header)
+  for r in rows:
+    writer.writerow([_cell(r.get(c)) for c in header])
+  return buf.getvalue()
+
+
+def write_csv(path: str, rows: list[dict[str, Any]], axes: list[str]) -> None:
+  """Writes summary.csv atomically."""
+  records_lib.atomic_write_bytes(path, csv_text(rows, axes).encode("utf-8"))
+
+
+def group_key(run: sources.Run, axes: list[str]) -> tuple:
+  """Runs sharing this key differ only in their seed: the plots average over them."""
+  return (tuple((a, value_of(run, a)) for a in axes if a != SEED), run.kind == "reference")
+
+
+def numeric(values: list[Optional[str]]) -> Optional[list[float]]:
+  """The values as floats if every non-missing one parses, else None."""
+  out = []
+  for v in values:
+    try:
+      out.append(float(v) if v is not None else math.nan)
+    except ValueError:
+      return None
+  return out
+
+
+def sort_values(values: set) -> list:
+  """Axis values in numeric order where they are all numbers, else as text."""
+  values = [v for v in values if v is not None]
+  nums = numeric(values)
+  if nums is not None:
+    return [v for _, v in sorted(zip(nums, values))]
+  return sorted(values)
+
+
+def metric_values(rows: list[dict[str, Any]], metric: str) -> list[float]:
+  """The finite values of `metric` among `rows`."""
+  return [v for v in (_finite(r.get(metric)) for r in rows) if v is not None]
+
+
+def has_metric(rows: list[dict[str, Any]], metric: str) -> bool:
+  """Whether any row has a finite `metric`."""
+  return bool(metric_values(rows, metric))
+
+
+def default_metric(rows: list[dict[str, Any]]) -> str:
+  """`test_error` if any row has it, else `test_loss`."""
+  return "test_error" if has_metric(rows, "test_error") else "test_loss"
