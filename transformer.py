@@ -10,7 +10,7 @@ only defines its flags.
 
 from absl import app, flags
 
-from sam_edge import cli
+from sam_edge import cli, errors
 from sam_edge.tasks import language
 
 FLAGS = flags.FlagValues()
@@ -33,22 +33,32 @@ flags.mark_flag_as_required("training_data", flag_values=FLAGS)
 PROG = "transformer"
 
 
+def problems(f) -> list[str]:
+  """Every problem with the flags and the corpus files, before anything is compiled (one line
+  each). Reading and checking a corpus takes milliseconds."""
+  found = cli.common_problems(f) + language.problems(f)
+  if not found:
+    try:
+      language.load_windows(f, log=lambda line: None)
+    except errors.InputError as e:
+      found.append(str(e))
+  return found
+
+
 def main(argv: list[str]) -> int:
   del argv
   f = FLAGS
-  found = cli.common_problems(f) + language.problems(f)
+  found = problems(f)
   if found:
     return cli.fail(PROG, found)
 
-  def go() -> int:
-    train_windows, test_windows = language.load_windows(f)
-    from sam_edge import experiment
-    settings = cli.run_settings(
-        f, title=f"transformer ({f.num_layers} layers, width {f.model_size}), "
-                 f"ρ={f.rho:g}, η={f.step_size:g}")
-    return experiment.run(settings, lambda key: language.build(f, key, train_windows, test_windows),
-                          cli.flag_values(f))[1]
-  return cli.main_guard(PROG, go)
+  from sam_edge import experiment
+  settings = cli.run_settings(
+      f, title=f"transformer ({f.num_layers} layers, width {f.model_size}), "
+               f"{cli.method_title(f)}")
+  # The corpus is read inside the run, where a Ctrl-C is answered at once.
+  build = lambda key: language.build(f, key, *language.load_windows(f))
+  return cli.main_guard(PROG, lambda: experiment.run(settings, build, cli.flag_values(f))[1])
 
 
 def run() -> None:

@@ -51,7 +51,8 @@ def build_problem(seed: int = 0, num_steps: int = 200, step_size: float = 0.05):
     return losses.squared_error(model.apply(params, batch["x"]), batch["y"])
 
   optimizer = optax.sgd(step_size)
-  update = steps.make_update_step(loss_fn, optimizer, rho=0.0)
+  update = steps.make_update_step(lambda p, s, b: (loss_fn(p, b), s), optimizer,
+                                  steps.SamSettings())
   state = steps.init_state(params, optimizer)
   for _ in range(num_steps):
     state, loss = update(state, batch)

@@ -23,6 +23,7 @@ leaves the previous checkpoint as the latest one plus an inert tmp folder. Old s
 """
 
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -32,7 +33,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from sam_edge import loop, steps
+from sam_edge import locks, loop, steps
 
 PyTree = Any
 
@@ -44,6 +45,7 @@ TMP_SUFFIX = ".orbax-checkpoint-tmp"          # orbax's atomicity_types.TMP_DIR_
 ORBAX_ROOT_FILES = ("_ROOT_METADATA",)        # orbax's own files at the top of a manager's folder
 _FLOAT_TAG = "__float__"
 _STEP_NAME = re.compile(r"^\d+$")
+_QUARANTINED = re.compile(r"^\d+\.corrupt(\.\d+)?$")   # unsound steps moved aside on resume
 
 
 def encode_json(value: Any) -> Any:
@@ -89,6 +91,20 @@ def abstract_tree(template: PyTree) -> PyTree:
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
 
 
+class _QuietOrbax(logging.Filter):
+  """Drops orbax's own log records (e.g. the traceback it logs from a background thread when a
+  save fails): every failure reaches the caller as an exception, reported in one line there."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def _quiet_orbax() -> None:
+  logger = logging.getLogger("absl")
+  if not any(isinstance(f, _QuietOrbax) for f in logger.filters):
+    logger.addFilter(_QuietOrbax())
+
+
 class Checkpointer:
   """Saves and restores a run's resumable state in one folder (the last MAX_TO_KEEP steps).
 
@@ -98,6 +114,7 @@ class Checkpointer:
 
   def __init__(self, directory: str, max_to_keep: int = MAX_TO_KEEP):
     self.directory = os.path.abspath(directory)
+    _quiet_orbax()
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -166,18 +183,65 @@ class Checkpointer:
             decode_json(meta["config"]))
 
 
-def saved_config(directory: str) -> Optional[dict]:
-  """The config stored with the latest complete checkpoint in `directory` (None if none), read
-  without restoring any array: lets a run refuse a mismatched --resume before loading data."""
+def _check_step(checkpointer: "Checkpointer", step: int) -> Optional[str]:
+  """Why checkpoint `step` cannot be restored (a short reason), or None if it is sound: its meta
+  and every array are read back (without templates)."""
+  try:
+    restored = checkpointer._manager.restore(step, args=ocp.args.Composite(**{
+        ARRAYS_ITEM: ocp.args.StandardRestore(), META_ITEM: ocp.args.JsonRestore()}))
+    meta = restored[META_ITEM]
+    if not isinstance(meta, dict) or "config" not in meta or "progress" not in meta:
+      return "its meta file lacks the config or the progress"
+    arrays = restored[ARRAYS_ITEM]
+    if not isinstance(arrays, dict) or "state" not in arrays:
+      return "its arrays lack the training state"
+  except Exception as e:           # orbax/tensorstore raise many kinds: any failure is unsound
+    reason = " ".join(str(e).split())
+    return f"{type(e).__name__}: {reason[:160]}{'...' if len(reason) > 160 else ''}"
+  return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Soundness:
+  """The newest checkpoint that restores (`step`, None if none does), its config, and the newer
+  steps skipped on the way with why."""
+  step: Optional[int]
+  config: Optional[dict]
+  skipped: tuple[tuple[int, str], ...]
+
+
+def newest_sound(directory: str) -> Soundness:
+  """Tries the steps in `directory` from the newest down; the first that restores whole wins."""
   if not os.path.isdir(directory):
-    return None
+    return Soundness(None, None, ())
+  skipped = []
   with Checkpointer(directory) as checkpointer:
-    step = checkpointer.latest_step()
-    if step is None:
-      return None
-    meta = checkpointer._manager.restore(
-        step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()}))[META_ITEM]
-  return decode_json(meta["config"])
+    for step in reversed(checkpointer.all_steps()):
+      reason = _check_step(checkpointer, step)
+      if reason is None:
+        meta = checkpointer._manager.restore(
+            step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()}))[META_ITEM]
+        return Soundness(step, decode_json(meta["config"]), tuple(skipped))
+      skipped.append((step, reason))
+  return Soundness(None, None, tuple(skipped))
+
+
+def quarantine(directory: str, step: int) -> str:
+  """Moves the unsound step folder aside (renamed `<step>.corrupt`, nothing deleted) so that
+  newer saves are not refused; returns the new path."""
+  source = os.path.join(directory, str(step))
+  target = source + ".corrupt"
+  n = 1
+  while os.path.lexists(target):
+    target, n = f"{source}.corrupt.{n}", n + 1
+  os.rename(source, target)
+  return target
+
+
+def saved_config(directory: str) -> Optional[dict]:
+  """The config stored with the newest sound checkpoint in `directory` (None if none), read
+  before loading any data: lets a run refuse a mismatched --resume early."""
+  return newest_sound(directory).config
 
 
 def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> list[str]:
@@ -233,6 +297,10 @@ def _is_orbax_entry(folder: str, name: str) -> bool:
   """Whether `folder/name` is something CheckpointManager writes at the top of its folder."""
   full = os.path.join(folder, name)
   if name in ORBAX_ROOT_FILES:
+    return True
+  if name == locks.LOCK_NAME:
+    return os.path.isfile(full)
+  if _QUARANTINED.match(name):
     return True
   if _STEP_NAME.match(name) or TMP_SUFFIX in name:
     return os.path.isdir(full)

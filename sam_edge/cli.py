@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from absl import flags, logging
 
-from sam_edge import errors, records
+from sam_edge import errors, optimizers, records, steps
 from sam_edge.experiment import Outputs, RunSettings
 from sam_edge.loop import LoopSettings
 from sam_edge.measure import MeasureSettings
@@ -37,8 +37,34 @@ def define_common_flags(fv: flags.FlagValues, *, step_size: float, batch_size: i
                         time_limit_in_hours: float, hessian_check_gap: Optional[float]) -> None:
   """Defines the shared flags on `fv` with this entry point's defaults."""
   on = {"flag_values": fv}
-  flags.DEFINE_float("rho", 0.0, "SAM radius ρ; 0 is plain (S)GD.", **on)
+  flags.DEFINE_float("rho", 0.0, "SAM radius ρ; 0 is the base optimizer alone.", **on)
   flags.DEFINE_float("step_size", step_size, "Step size η.", **on)
+  flags.DEFINE_enum("optimizer", "sgd", list(optimizers.OPTIMIZERS),
+                    "Base optimizer (optax), fed the SAM gradient: sgd (the reference: w ← w − ηd), "
+                    "momentum (heavy ball: m ← d + βm, w ← w − ηm), nesterov (w ← w − η(d + βm)) "
+                    "or adam.", **on)
+  flags.DEFINE_float("momentum", 0.9, "β of --optimizer=momentum|nesterov, any value in (-1, 1).",
+                     **on)
+  flags.DEFINE_float("adam_b1", 0.9, "Adam's β1 (optax's default).", **on)
+  flags.DEFINE_float("adam_b2", 0.999, "Adam's β2 (optax's default).", **on)
+  flags.DEFINE_float("adam_eps", 1e-8, "Adam's ε (optax's default).", **on)
+  flags.DEFINE_float("weight_decay", 0.0,
+                     "L2 weight decay wd: wd·w is added to the gradient the base optimizer sees "
+                     "(coupled L2, not decoupled AdamW-style decay); SAM's perturbation uses the "
+                     "loss gradient alone.", **on)
+  flags.DEFINE_enum("sam", "normalized", list(steps.SAM_KINDS),
+                    "SAM perturbation ε: normalized (the reference: ρg/(‖g‖+1e-5)), "
+                    "unnormalized (ρg) or adaptive (ASAM: ρT²g/‖Tg‖, T = |w| + --asam_xi).",
+                    **on)
+  flags.DEFINE_float("asam_xi", steps.ASAM_XI, "ξ of ASAM's T = |w| + ξ (Kwon et al.: 0.01).",
+                     **on)
+  flags.DEFINE_integer("sam_group_size", None,
+                       "m-sharpness: each group of m examples of a batch takes its gradient at "
+                       "its own perturbation, and the groups are averaged (default: the whole "
+                       "batch is one group).", **on)
+  flags.DEFINE_enum("regime", "network", ["network", "linearized"],
+                    "Train the network, or its linearisation at the initial parameters w0: "
+                    "f_lin(w) = f(w0) + J(w0)(w − w0).", **on)
   flags.DEFINE_integer("batch_size", batch_size,
                        "Examples per step (the whole training set: full batch).", **on)
   flags.DEFINE_float("time_limit_in_hours", time_limit_in_hours,
@@ -79,9 +105,9 @@ def define_common_flags(fv: flags.FlagValues, *, step_size: float, batch_size: i
 def parse_flags(fv: flags.FlagValues, argv: list[str]) -> list[str]:
   """Parses `argv` into `fv`: --help prints the flags; a malformed or unknown flag is one line on
   stderr and exit code 2. absl's own flags keep their defaults."""
-  prog = os.path.basename(argv[0])
+  prog = os.path.basename(argv[0]).removesuffix(".py")
   if any(a in ("-h", "--help", "-help", "--helpshort", "--helpfull") for a in argv[1:]):
-    print(f"usage: python -m {prog.removesuffix('.py')} [--flag=value ...]\n")
+    print(f"usage: python -m {prog} [--flag=value ...]\n")
     print(fv.get_help())
     sys.exit(0)
   try:
@@ -132,6 +158,7 @@ def common_problems(f: Any) -> list[str]:
          f"--lanczos_max_steps must be at most {MAX_LANCZOS_STEPS} (the basis is kept whole), "
          f"got {f.lanczos_max_steps}")
   _check(p, 0 <= f.seed < 2**32, f"--seed must be between 0 and 2**32 - 1, got {f.seed}")
+  p.extend(method_problems(f))
   seen: dict[str, str] = {}
   for name in OUTPUT_FLAGS:
     path = getattr(f, name)
@@ -154,23 +181,78 @@ def common_problems(f: Any) -> list[str]:
   return p
 
 
+def method_problems(f: Any) -> list[str]:
+  """Problems with the optimizer and SAM flags (one line each)."""
+  p: list[str] = []
+  _check(p, _finite(f.momentum) and -1 < f.momentum < 1,
+         f"--momentum must lie in (-1, 1), got {f.momentum}")
+  _check(p, _finite(f.adam_b1) and 0 <= f.adam_b1 < 1,
+         f"--adam_b1 must lie in [0, 1), got {f.adam_b1}")
+  _check(p, _finite(f.adam_b2) and 0 <= f.adam_b2 < 1,
+         f"--adam_b2 must lie in [0, 1), got {f.adam_b2}")
+  _check(p, _finite(f.adam_eps) and f.adam_eps > 0, f"--adam_eps must be > 0, got {f.adam_eps}")
+  _check(p, _finite(f.weight_decay) and f.weight_decay >= 0,
+         f"--weight_decay must be >= 0, got {f.weight_decay}")
+  _check(p, _finite(f.asam_xi) and f.asam_xi >= 0, f"--asam_xi must be >= 0, got {f.asam_xi}")
+  m = f.sam_group_size
+  if m is not None:
+    if m < 1:
+      p.append(f"--sam_group_size must be at least 1, got {m}")
+    elif f.batch_size >= 1 and f.batch_size % m:
+      p.append(f"--sam_group_size={m} does not divide --batch_size={f.batch_size}")
+  return p
+
+
+def method_title(f: Any) -> str:
+  """The method in a few words for figure titles, e.g. "SAM ρ=0.1, η=0.01" or
+  "momentum β=0.9 + unnormalized SAM ρ=0.05, η=0.1"."""
+  base = {"sgd": "", "momentum": f"momentum β={f.momentum:g}",
+          "nesterov": f"Nesterov β={f.momentum:g}", "adam": "Adam"}[f.optimizer]
+  sam = ""
+  if f.rho > 0:
+    sam = ("SAM" if f.sam == "normalized" else f"{f.sam} SAM") + f" ρ={f.rho:g}"
+    if f.sam_group_size:
+      sam += f" m={f.sam_group_size}"
+  words = " + ".join(w for w in (base, sam) if w) or "GD"
+  extra = ", linearised" if f.regime == "linearized" else ""
+  return f"{words}, η={f.step_size:g}{extra}"
+
+
+def optimizer_settings(f: Any) -> optimizers.OptimizerSettings:
+  return optimizers.OptimizerSettings(
+      name=f.optimizer, step_size=f.step_size, momentum=f.momentum, adam_b1=f.adam_b1,
+      adam_b2=f.adam_b2, adam_eps=f.adam_eps, weight_decay=f.weight_decay)
+
+
+def sam_settings(f: Any) -> steps.SamSettings:
+  return steps.SamSettings(rho=f.rho, kind=f.sam, group_size=f.sam_group_size, xi=f.asam_xi)
+
+
 def checkpoint_problems(f: Any) -> list[str]:
   """Whether --checkpoint_dir can be used, and --resume with it (one line each)."""
-  from sam_edge import checkpoints
+  from sam_edge import checkpoints, locks
   reason = checkpoints.check_checkpoint_dir(f.checkpoint_dir)
   if reason:
     return [f"--checkpoint_dir={f.checkpoint_dir}: {reason}"]
-  saved = checkpoints.saved_config(f.checkpoint_dir)
-  if saved is None:
+  if os.path.isdir(f.checkpoint_dir):
+    reason = locks.problem(f.checkpoint_dir)
+    if reason:
+      return [f"--checkpoint_dir={f.checkpoint_dir} {reason}"]
+  sound = checkpoints.newest_sound(f.checkpoint_dir)
+  if sound.step is None and not sound.skipped:
     return []
   if not f.resume:
     return [f"--checkpoint_dir={f.checkpoint_dir} holds checkpoints of an earlier run: pass "
             "--resume to continue it, or use another folder"]
-  differ = checkpoints.config_differences(saved, flag_values(f), ignore=RESUMABLE_CHANGES
-                                          + tuple(OUTPUT_FLAGS))
+  if sound.step is None:
+    step, why = sound.skipped[0]
+    return [f"--resume: none of the {len(sound.skipped)} checkpoints in {f.checkpoint_dir} can be "
+            f"restored (the newest, step {step}: {why})"]
+  differ = checkpoints.config_differences(sound.config, flag_values(f),
+                                          ignore=RESUMABLE_CHANGES + tuple(OUTPUT_FLAGS))
   if differ:
     return [f"--resume: the checkpoint in {f.checkpoint_dir} was written with different flags: "
-            + ", ".join(f"--{name} (was {saved.get(name)!r}, now {f[name].value!r})"
+            + ", ".join(f"--{name} (was {sound.config.get(name)!r}, now {f[name].value!r})"
                         if name in f else f"--{name}" for name in differ)]
   return []
 
@@ -178,10 +260,11 @@ def checkpoint_problems(f: Any) -> list[str]:
 def run_settings(f: Any, *, title: str) -> RunSettings:
   """The validated shared flags as settings."""
   gap_hours = f.hessian_check_gap or None
+  optimizer, sam = optimizer_settings(f), sam_settings(f)
   measure = MeasureSettings(
-      step_size=f.step_size, rho=f.rho, num_eigenvalues=f.num_principal_components,
-      eigensolver=f.eigensolver, hvp=f.hvp, max_steps=f.lanczos_max_steps, tol=f.lanczos_tol,
-      min_steps=min(3, f.lanczos_max_steps))
+      optimizer=optimizer, sam=sam, batch_size=f.batch_size,
+      num_eigenvalues=f.num_principal_components, eigensolver=f.eigensolver, hvp=f.hvp,
+      max_steps=f.lanczos_max_steps, tol=f.lanczos_tol, min_steps=min(3, f.lanczos_max_steps))
   loop = LoopSettings(
       time_limit_s=f.time_limit_in_hours * 3600.0, measure_every_steps=f.measure_every_steps,
       measure_gap_s=None if f.measure_every_steps else (gap_hours * 3600.0 if gap_hours else None),
@@ -190,7 +273,7 @@ def run_settings(f: Any, *, title: str) -> RunSettings:
       if f.checkpoint_dir else None)
   outputs = Outputs(**{name.removesuffix("_output"): getattr(f, name) or None
                        for name in OUTPUT_FLAGS})
-  return RunSettings(rho=f.rho, step_size=f.step_size, batch_size=f.batch_size, seed=f.seed,
+  return RunSettings(batch_size=f.batch_size, seed=f.seed, optimizer=optimizer, sam=sam,
                      measure=measure, loop=loop, outputs=outputs, title=title,
                      checkpoint_dir=f.checkpoint_dir, resume=f.resume)
 

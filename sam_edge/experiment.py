@@ -6,40 +6,25 @@ when the run ends for any reason: time limit, step cap, divergence, SIGINT or SI
 """
 
 import dataclasses
-import signal
-import sys
-import time
 from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from sam_edge import batching, checkpoints, loop, measure, plots, records, steps
+from sam_edge import (batching, checkpoints, environment, errors, locks, loop, measure,
+                      optimizers, outputs, steps, supervisor)
+from sam_edge.outputs import Outputs
 
 PyTree = Any
-
-EXIT_CODES = {"interrupted": 130, "terminated": 143}
-PLOT_EVERY_S = 300.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Outputs:
-  """Output paths (None: don't write)."""
-  eigs_curve: Optional[str] = None
-  eigs_se_only: Optional[str] = None
-  alignment_curve: Optional[str] = None
-  loss_curve: Optional[str] = None
-  raw_data: Optional[str] = None
-
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
   """Everything a run needs besides its problem."""
-  rho: float
-  step_size: float
   batch_size: int
   seed: int
+  optimizer: optimizers.OptimizerSettings
+  sam: steps.SamSettings
   measure: measure.MeasureSettings
   loop: loop.LoopSettings
   outputs: Outputs
@@ -50,13 +35,31 @@ class RunSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-  """What an entry point contributes: a loss on device-resident data, and its test metric."""
-  loss_fn: steps.LossFn                               # (params, batch) -> mean loss
+  """What an entry point contributes: a loss on device-resident data, and its test metric.
+
+  The losses take `(params, model_state, batch, constants)`: `model_state` is what the training
+  step changes besides the parameters (BatchNorm statistics; `{}` if none) and `constants` what
+  it never changes (e.g. the linearised model's expansion point; `{}` if none). Both are jit
+  arguments, never baked into a compiled function.
+  """
+  loss_fn: measure.TrainLoss                           # -> (mean loss, new model_state)
   params: PyTree                                       # initial parameters
   train_arrays: dict                                   # device arrays, leading axis = examples
-  evaluate: Callable[[PyTree], dict]                   # params -> {"test_error": x} etc.
+  evaluate: Callable[[PyTree, PyTree], dict]           # (params, model_state) -> {"test_error": x}
   report: Callable[[dict], str]                        # evaluation -> "Test error: x"
   description: dict = dataclasses.field(default_factory=dict)   # e.g. parameter count
+  model_state: PyTree = dataclasses.field(default_factory=dict)
+  constants: PyTree = dataclasses.field(default_factory=dict)
+  hessian_loss: Optional[measure.HessianLoss] = None   # default: loss_fn's loss
+  augment: Optional[Callable[[PyTree, jax.Array, jax.Array], PyTree]] = None
+  # (batch, data_key, step) -> the training batch (e.g. random crops); measurements see the
+  # batch as it is
+
+  def measured_loss(self) -> measure.HessianLoss:
+    if self.hessian_loss is not None:
+      return self.hessian_loss
+    return lambda params, model_state, batch, constants: self.loss_fn(
+        params, model_state, batch, constants)[0]
 
 
 def keys(seed: int) -> dict[str, jax.Array]:
@@ -65,144 +68,163 @@ def keys(seed: int) -> dict[str, jax.Array]:
   return {"init": init, "data": data, "measure": measure_key}
 
 
-def make_train_step(loss_fn: steps.LossFn, optimizer: optax.GradientTransformation, rho: float,
-                    batch_size: int) -> Callable:
-  """Jitted `(state, arrays, data_key) -> (state, loss)`: draws the step's batch on device, then
-  takes one SAM (ρ > 0) or gradient-descent step. The old state is donated."""
-  def train_step(state, arrays, data_key):
+def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
+                    sam: steps.SamSettings, batch_size: int) -> Callable:
+  """Jitted `(state, arrays, data_key, constants) -> (state, loss)`: draws the step's batch on
+  device (augmented if the problem says so), then takes one step of SAM in front of the base
+  optimizer (the base optimizer alone when ρ = 0). The old state is donated."""
+  def train_step(state, arrays, data_key, constants):
     batch = batching.batch_at(arrays, data_key, state.step, batch_size)
-    return steps.sam_update(loss_fn, optimizer, rho, state, batch)
+    if problem.augment is not None:
+      batch = problem.augment(batch, data_key, state.step)
+    loss_fn = lambda p, b: problem.loss_fn(p, state.model_state, b, constants)
+    return steps.sam_update(loss_fn, optimizer, sam, state, batch)
   return jax.jit(train_step, donate_argnums=0)
+
+
+def make_state_measure(problem: Problem, settings: measure.MeasureSettings) -> Callable:
+  """`(state, batch, v0, key) -> (record, v1)`: `measure.make_measure` reading the state."""
+  run = measure.make_measure(problem.loss_fn, problem.measured_loss(), settings)
+  constants = problem.constants
+
+  def from_state(state: steps.TrainState, batch, v0, key):
+    context = measure.Context(state.model_state, state.opt_state, state.step, constants)
+    return run(state.params, context, batch, v0, key)
+  return from_state
 
 
 def components(problem: Problem, settings: RunSettings, run_keys: dict) -> loop.Components:
   """The jitted pieces of one run (each compiled once)."""
-  optimizer = optax.sgd(settings.step_size)
+  update = make_train_step(problem, settings.optimizer.make(), settings.sam, settings.batch_size)
+  constants = problem.constants
   return loop.Components(
-      update=make_train_step(problem.loss_fn, optimizer, settings.rho, settings.batch_size),
-      measure=measure.make_measure(problem.loss_fn, settings.measure),
+      update=lambda state, arrays, key: update(state, arrays, key, constants),
+      measure=make_state_measure(problem, settings.measure),
       batch=jax.jit(lambda arrays, key, step: batching.batch_at(arrays, key, step,
                                                                 settings.batch_size)),
       train_arrays=problem.train_arrays, data_key=run_keys["data"],
       measure_key=run_keys["measure"])
 
 
-def raw_data(config: dict, progress: loop.Progress, final: dict) -> dict:
-  """The pickled dict: plain Python values only."""
-  return {"config": dict(config), "records": progress.records, "losses": progress.losses,
-          "final": final}
+def _sound_step(directory: str, log: Callable[[str], None]) -> Optional[int]:
+  """The step of the newest checkpoint in `directory` that restores (None if there is none);
+  unsound newer ones are moved aside, each with a line saying why."""
+  sound = checkpoints.newest_sound(directory)
+  for step, reason in sound.skipped:
+    moved = checkpoints.quarantine(directory, step)
+    log(f"skipping the checkpoint of step {step}: it cannot be restored ({reason}); moved to "
+        f"{moved}")
+  if sound.step is None and sound.skipped:
+    raise errors.InputError(f"--resume: no checkpoint in {directory} can be restored (see the "
+                            "lines above)")
+  return sound.step
 
 
-class Writer:
-  """Writes the pickle after every record and the PDFs at most every PLOT_EVERY_S seconds."""
-
-  def __init__(self, outputs: Outputs, title: str, config: dict, progress: loop.Progress,
-               extra: tuple[str, ...] = ()):
-    self.outputs, self.title, self.config, self.progress = outputs, title, config, progress
-    self.extra = list(extra)        # further places worth naming at the end (checkpoints)
-    self.last_plot = time.perf_counter()
-
-  def pickle(self, final: dict) -> None:
-    if self.outputs.raw_data:
-      self._guarded(self.outputs.raw_data, lambda: records.write_raw(
-          self.outputs.raw_data, raw_data(self.config, self.progress, final)))
-
-  def plots(self, final: dict) -> None:
-    self._guarded("the PDFs", lambda: plots.write_all_plots(
-        raw_data(self.config, self.progress, final), title=self.title,
-        eigs_curve_output=self.outputs.eigs_curve, eigs_se_only_output=self.outputs.eigs_se_only,
-        alignment_curve_output=self.outputs.alignment_curve,
-        loss_curve_output=self.outputs.loss_curve))
-    self.last_plot = time.perf_counter()
-
-  @staticmethod
-  def _guarded(what: str, write: Callable[[], None]) -> None:
-    """A failed write (folder removed, disk full) is reported and training goes on; the previous
-    complete file stays (writes are atomic) and the next write tries again."""
-    try:
-      write()
-    except OSError as e:
-      print(f"warning: could not write {what}: {e}", file=sys.stderr, flush=True)
-
-  def on_record(self, record: dict) -> None:
-    self.pickle({})
-    if time.perf_counter() - self.last_plot >= PLOT_EVERY_S:
-      self.plots({})
-
-  def where(self) -> str:
-    paths = [p for p in dataclasses.astuple(self.outputs) if p] + self.extra
-    return ", ".join(paths) if paths else "nowhere (every output is off)"
-
-
-class SignalsToStop:
-  """Context: SIGINT and SIGTERM ask the loop to stop after the current step."""
-
-  def __init__(self, stop: loop.StopFlag):
-    self.stop = stop
-
-  def __enter__(self):
-    self.saved = {}
-    for sig, reason in ((signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")):
-      self.saved[sig] = signal.signal(sig, lambda sig, frame, r=reason: self.request(sig, r))
-    return self
-
-  def request(self, sig: int, reason: str) -> None:
-    """The first signal asks for a clean stop; a second one of the same kind acts as usual
-    (Ctrl-C twice raises KeyboardInterrupt at once)."""
-    self.stop.set(reason)
-    signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
-
-  def __exit__(self, *exc):
-    for sig, handler in self.saved.items():
-      signal.signal(sig, handler)
+def _restore(checkpointer: checkpoints.Checkpointer, step: int, state: steps.TrainState,
+             v_prev: PyTree, log: Callable[[str], None]):
+  """(state, v_prev, progress) of checkpoint `step`."""
+  state, v_prev, progress, _ = checkpointer.restore(state, v_prev, step=step)
+  log(f"resuming from the checkpoint of step {int(state.step)} in {checkpointer.directory} "
+      f"({len(progress.records)} measurements so far)")
+  return state, v_prev, progress
 
 
 def run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], config: dict,
         log: Callable[[str], None] = print) -> tuple[dict, int]:
-  """Builds the problem, trains, evaluates, writes every output; returns (raw dict, exit code)."""
-  stop = loop.StopFlag()
-  with SignalsToStop(stop):
-    run_keys = keys(settings.seed)
-    problem = build_problem(run_keys["init"])
-    progress = loop.Progress()
-    state = steps.init_state(problem.params, optax.sgd(settings.step_size))
-    v_prev = jax.tree.map(jnp.zeros_like, problem.params)
-    checkpointer = checkpoints.Checkpointer(settings.checkpoint_dir) if settings.checkpoint_dir else None
-    if checkpointer and settings.resume and checkpointer.latest_step() is not None:
-      state, v_prev, progress, _ = checkpointer.restore(state, v_prev)
-      log(f"resuming from the checkpoint of step {int(state.step)} in "
-          f"{checkpointer.directory} ({len(progress.records)} measurements so far)")
-    save = (lambda s, v, p: checkpointer.save(s, v, p, config)) if checkpointer else None
-    writer = Writer(settings.outputs, settings.title, config, progress,
-                    extra=(f"checkpoints in {settings.checkpoint_dir}",) if checkpointer else ())
-    parts = components(problem, settings, run_keys)
+  """Builds the problem, trains, evaluates, writes every output; returns (raw dict, exit code).
+
+  The work runs under `supervisor.run`: signals stop it promptly in every phase (see there)."""
+  return supervisor.run(lambda sup: _run(settings, build_problem, config, log, sup))
+
+
+def _run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], config: dict,
+         log: Callable[[str], None], sup: supervisor.Supervisor) -> tuple[dict, int]:
+  env = environment.describe()
+  lock = locks.FolderLock(settings.checkpoint_dir) if settings.checkpoint_dir else None
+  if lock:
     try:
-      state, v_prev, reason = loop.run_loop(parts, state, v_prev, progress, settings.loop, stop,
-                                            on_record=writer.on_record, on_checkpoint=save,
-                                            log=log)
-    except BaseException as e:          # an unexpected error: keep what was measured, then fail
-      final = {"stopped_because": f"error: {type(e).__name__}: {e}",
-               "train_time": progress.train_time, "elapsed": progress.elapsed,
-               "measurements": len(progress.records), **problem.description}
-      writer.pickle(final)
-      writer.plots(final)
-      log(f"run failed ({type(e).__name__}); kept {len(progress.records)} measurements in "
-          f"{writer.where()}")
-      raise
-    if checkpointer:
-      if reason != "diverged":           # a diverged state is not worth resuming
-        save(state, v_prev, progress)
-      checkpointer.close()
-    evaluation = problem.evaluate(state.params)
-    final = {"steps": int(state.step), "stopped_because": reason,
+      lock.acquire()
+    except RuntimeError as e:
+      raise errors.InputError(f"--checkpoint_dir={settings.checkpoint_dir}: {e}") from None
+    sup.cleanup = lock.release
+  try:
+    return _train_and_write(settings, build_problem, config, log, sup, env)
+  finally:
+    if lock:
+      lock.release()
+
+
+def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array], Problem],
+                     config: dict, log: Callable[[str], None], sup: supervisor.Supervisor,
+                     env: dict) -> tuple[dict, int]:
+  sup.phase = "loading the data"
+  run_keys = keys(settings.seed)
+  problem = build_problem(run_keys["init"])
+  sup.phase = "setting up"
+  progress = loop.Progress()
+  state = steps.init_state(problem.params, settings.optimizer.make(), problem.model_state)
+  v_prev = jax.tree.map(jnp.zeros_like, problem.params)
+  resume_step = (_sound_step(settings.checkpoint_dir, log)
+                 if settings.checkpoint_dir and settings.resume else None)
+  checkpointer = (checkpoints.Checkpointer(settings.checkpoint_dir) if settings.checkpoint_dir
+                  else None)
+  if resume_step is not None:
+    state, v_prev, progress = _restore(checkpointer, resume_step, state, v_prev, log)
+    env = {**env, "resumed_from_step": int(state.step)}
+  writer = outputs.Writer(settings.outputs, settings.title, config, progress, env,
+                          checkpoint_dir=settings.checkpoint_dir)
+  sup.kept = writer.existing
+
+  def save(s, v, p) -> None:
+    outputs.guarded(f"the checkpoint of step {int(s.step)} in {settings.checkpoint_dir}",
+                    lambda: checkpointer.save(s, v, p, config))
+
+  def on_record(record: dict) -> None:
+    sup.mark_computed()
+    writer.on_record(record)
+
+  parts = components(problem, settings, run_keys)
+  sup.phase = "compiling"
+  log("compiling the training step and the measurement (the first step and measurement wait "
+      "for it)")
+  try:
+    state, v_prev, reason = loop.run_loop(
+        parts, state, v_prev, progress, settings.loop, sup.stop, on_record=on_record,
+        on_checkpoint=save if checkpointer else None, on_loss=lambda s, x: sup.mark_computed(),
+        log=log)
+  except BaseException as e:          # an unexpected error: keep what was measured, then fail
+    final = {"stopped_because": f"error: {type(e).__name__}: {e}",
              "train_time": progress.train_time, "elapsed": progress.elapsed,
-             "measurements": len(progress.records), **problem.description, **evaluation}
-    if reason == "diverged":
-      final["diverged_at_step"] = progress.losses["step"][-1]
+             "measurements": len(progress.records), **problem.description}
     writer.pickle(final)
     writer.plots(final)
-    code = EXIT_CODES.get(reason, 0)
-    log(f"stopped ({reason}) after {final['steps']} steps and {len(progress.records)} "
-        f"measurements; outputs: {writer.where()}")
-    log(problem.report(evaluation))
-  return raw_data(config, progress, final), code
+    log(f"run failed ({type(e).__name__}); kept {len(progress.records)} measurements in "
+        f"{writer.where()}")
+    raise
+  sup.phase = "writing the outputs"
+  if checkpointer:
+    if reason != "diverged":           # a diverged state is not worth resuming
+      save(state, v_prev, progress)
+    outputs.guarded(f"the checkpoints in {settings.checkpoint_dir}", checkpointer.close)
+  evaluation = problem.evaluate(state.params, state.model_state)
+  steps_done = int(state.step)
+  if reason == "diverged":             # the first step whose training loss is not finite
+    steps_done = progress.losses["step"][-1]
+  final = {"steps": steps_done, "stopped_because": reason,
+           "train_time": progress.train_time, "elapsed": progress.elapsed,
+           "measurements": len(progress.records), **problem.description, **evaluation}
+  if reason == "diverged":
+    final["diverged_at_step"] = steps_done
+  unconverged = sum(not r.get("converged", True) for r in progress.records)
+  final["unconverged_measurements"] = unconverged
+  writer.pickle(final)
+  writer.plots(final)
+  code = supervisor.EXIT_CODES.get(reason, 0)
+  how = f"diverged at step {steps_done}" if reason == "diverged" else reason
+  log(f"stopped ({how}) after {steps_done} steps and {len(progress.records)} "
+      f"measurements; outputs: {writer.where()}")
+  if unconverged:
+    log(f"warning: {unconverged} of {len(progress.records)} measurements did not converge (a "
+        f"residual above --lanczos_tol·|λ1|); their points are hollow in the plots")
+  log(problem.report(evaluation))
+  return writer.raw(final), code

@@ -206,16 +206,23 @@ power_iteration = functools.partial(subspace_iteration, k=1)
 
 def top_eigenpairs(loss_fn: LossFn, params: PyTree, batch: PyTree, v0: PyTree, key: jax.Array, *,
                    method: str = "lanczos", hvp: str = "exact", k: int = 1, max_steps: int = 20,
-                   tol: float = 1e-4, min_steps: int = 1) -> tuple[EigenResult, PyTree]:
-  """Top-k eigenpairs of the Hessian of `loss_fn` at `params` on `batch`.
+                   tol: float = 1e-4, min_steps: int = 1,
+                   precondition: PyTree | None = None) -> tuple[EigenResult, PyTree]:
+  """Top-k eigenpairs of the Hessian H of `loss_fn` at `params` on `batch` or, with a positive
+  diagonal `precondition` P (a params pytree), of P^{-1/2} H P^{-1/2}.
 
   `v0` (a parameter-shaped pytree, zeros for none) is the start vector. Returns the result on
-  raveled vectors and the principal eigenvector as a parameter pytree. Pure: jit it once per run
-  (all of params, batch, v0 and key are arguments, so new values never retrace).
+  raveled vectors and the principal eigenvector as a parameter pytree (in the operator's own
+  coordinates). Pure: jit it once per run (all of params, batch, v0, key and P are arguments, so
+  new values never retrace).
   """
   flat_params, unravel = ravel_pytree(params)
   hvp_fn = HVPS[hvp]
   matvec = lambda v: ravel_pytree(hvp_fn(loss_fn, params, batch, unravel(v)))[0]
+  if precondition is not None:
+    inv_sqrt = jax.lax.rsqrt(ravel_pytree(precondition)[0].astype(flat_params.dtype))
+    plain = matvec
+    matvec = lambda v: inv_sqrt * plain(inv_sqrt * v)
   flat_v0 = ravel_pytree(v0)[0].astype(flat_params.dtype)
   if method == "lanczos":
     result = lanczos(matvec, flat_v0, key, k=k, max_steps=max_steps, tol=tol, min_steps=min_steps)

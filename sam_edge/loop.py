@@ -46,7 +46,8 @@ class Progress:
 class Components:
   """The jitted pieces a loop drives (built once per run)."""
   update: Callable[[steps.TrainState, PyTree, jax.Array], tuple[steps.TrainState, jax.Array]]
-  measure: Callable[[PyTree, PyTree, PyTree, jax.Array], tuple[dict, PyTree]]
+  measure: Callable[[steps.TrainState, PyTree, PyTree, jax.Array], tuple[dict, PyTree]]
+  # (state, batch, v_prev, key) -> (record, v1); reads the state, never changes it
   batch: Callable[[PyTree, jax.Array, jax.Array], PyTree]   # (arrays, key, step) -> batch
   train_arrays: PyTree
   data_key: jax.Array
@@ -84,21 +85,30 @@ def to_host_record(record: dict, step: int, train_time: float, seconds: float) -
 def format_record(r: dict) -> str:
   """The one printed line of a measurement."""
   eigs = ", ".join(f"{v:.6g}" for v in r["eigenvalues"])
-  return (f"measure step {r['step']} | t {r['time']:.1f}s | λ {eigs} | 2/η {r['two_over_eta']:.6g}"
-          f" | SAM-edge {r['sam_edge']:.6g} | ‖g‖ {r['grad_norm']:.4g} | loss {r['loss']:.6g}"
-          f" | |cos(g,v1)| {r['g_alignment']:.3f} | |cos(gSAM,v1)| {r['sg_alignment']:.3f}"
-          f" | residual {max(r['residuals']):.2e} | HVPs {r['hvps']} | {r['seconds']:.2f}s")
+  kind = " (magnitudes)" if r.get("eigenvalue_kind") == "magnitude" else ""
+  line = (f"measure step {r['step']} | t {r['time']:.1f}s | λ{kind} {eigs}"
+          f" | 2/η {r['two_over_eta']:.6g} | SAM-edge {r['sam_edge']:.6g}")
+  if r.get("edge") is not None and r.get("edge_label") not in (None, "2/η", "SAM-edge"):
+    line += f" | {r['edge_label']} {r['edge']:.6g}"
+  line += (f" | ‖g‖ {r['grad_norm']:.4g} | loss {r['loss']:.6g}"
+           f" | |cos(g,v1)| {r['g_alignment']:.3f} | |cos(gSAM,v1)| {r['sg_alignment']:.3f}"
+           f" | residual {max(r['residuals']):.2e} | HVPs {r['hvps']} | {r['seconds']:.2f}s")
+  if not r.get("converged", True):
+    line += " | NOT CONVERGED: a residual is above the tolerance"
+  return line
 
 
 def run_loop(components: Components, state: steps.TrainState, v_prev: PyTree, progress: Progress,
              settings: LoopSettings, stop: StopFlag, *,
              on_record: Callable[[dict], None] = lambda r: None,
              on_checkpoint: Optional[Callable[[steps.TrainState, PyTree, Progress], None]] = None,
+             on_loss: Callable[[int, float], None] = lambda step, loss: None,
              log: Callable[[str], None] = print) -> tuple[steps.TrainState, PyTree, str]:
   """Trains until a stop condition; returns (state, last principal eigenvector, stopped_because).
 
   `stopped_because` is one of: time_limit, max_steps, diverged, or the StopFlag's reason.
-  `progress` is updated in place (records, losses, clocks).
+  `progress` is updated in place (records, losses, clocks); `on_record(record)` follows each
+  measurement and `on_loss(step, loss)` each training loss read back from the device.
   """
   c = components
   step = int(state.step)
@@ -128,6 +138,7 @@ def run_loop(components: Components, state: steps.TrainState, v_prev: PyTree, pr
     loss = float(loss)
     progress.losses["step"].append(s)
     progress.losses["loss"].append(loss)
+    on_loss(s, loss)
     if not math.isfinite(loss):
       log(f"training loss is {loss} at step {s}: stopping (diverged)")
       return "diverged"
@@ -162,8 +173,11 @@ def run_loop(components: Components, state: steps.TrainState, v_prev: PyTree, pr
       def take_measurement():
         t = time.perf_counter()
         batch = c.batch(c.train_arrays, c.data_key, jnp.asarray(step, jnp.int32))
-        record, v1 = c.measure(state.params, batch, v_prev, jax.random.fold_in(c.measure_key, step))
-        return to_host_record(record, step, progress.train_time, time.perf_counter() - t), v1
+        # Wait for the device: `seconds` is the measurement's whole cost, not its dispatch.
+        record, v1 = jax.block_until_ready(
+            c.measure(state, batch, v_prev, jax.random.fold_in(c.measure_key, step)))
+        seconds = time.perf_counter() - t
+        return to_host_record(record, step, progress.train_time, seconds), v1
       record, v_prev = pause(take_measurement)
       progress.records.append(record)
       progress.last_measure_step, progress.last_measure_time = step, progress.train_time

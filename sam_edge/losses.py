@@ -1,4 +1,16 @@
-"""Classification losses on logits [B, C] and integer labels [B]."""
+"""Classification losses on logits [B, C] and integer labels [B].
+
+With targets y = onehot(label) (or, with label smoothing s, y = (1 − s)·onehot + s/C):
+
+  squared_error            (1/(B·C)) Σ_b Σ_c (logit_bc − y_bc)²     the reference's
+                           `jnp.mean(optax.squared_error(logits, onehot))`: the mean over all
+                           B×C entries
+  sum_squared_error        (1/B) Σ_b Σ_c (logit_bc − y_bc)²         C times squared_error (and so
+                           are its Hessian eigenvalues and gradient norms)
+  half_sum_squared_error   (1/B) Σ_b ½ Σ_c (logit_bc − y_bc)²       Cohen et al.'s edge-of-stability
+                           code: C/2 times squared_error
+  cross_entropy            (1/B) Σ_b −Σ_c y_bc log softmax(logits_b)_c
+"""
 
 from typing import Callable
 
@@ -6,16 +18,42 @@ import jax
 import jax.numpy as jnp
 import optax
 
-
-def squared_error(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean over examples of ||logits − onehot(label)||²  (the reference's "mean squared error")."""
-  onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-  return jnp.mean(jnp.sum((logits - onehot) ** 2, axis=-1))
+Loss = Callable[..., jax.Array]   # (logits [B, C], labels [B], label_smoothing=0.0) -> scalar
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean over examples of −log softmax(logits)[label]."""
-  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+def targets(labels: jax.Array, num_classes: int, dtype, label_smoothing: float = 0.0) -> jax.Array:
+  """(1 − s)·onehot(labels) + s/C, float [B, C]; exactly the one-hot vectors when s = 0."""
+  onehot = jax.nn.one_hot(labels, num_classes, dtype=dtype)
+  if label_smoothing == 0:
+    return onehot
+  return optax.smooth_labels(onehot, label_smoothing)
+
+
+def squared_error(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+  """(1/(B·C)) Σ_b Σ_c (logit_bc − y_bc)²: the mean over all entries (the reference's loss)."""
+  y = targets(labels, logits.shape[-1], logits.dtype, label_smoothing)
+  return jnp.mean(optax.squared_error(logits, y))
+
+
+def sum_squared_error(logits: jax.Array, labels: jax.Array,
+                      label_smoothing: float = 0.0) -> jax.Array:
+  """(1/B) Σ_b Σ_c (logit_bc − y_bc)²: the mean over examples of the sum over classes."""
+  y = targets(labels, logits.shape[-1], logits.dtype, label_smoothing)
+  return jnp.mean(jnp.sum(optax.squared_error(logits, y), axis=-1))
+
+
+def half_sum_squared_error(logits: jax.Array, labels: jax.Array,
+                           label_smoothing: float = 0.0) -> jax.Array:
+  """(1/B) Σ_b ½ Σ_c (logit_bc − y_bc)² (Cohen et al.'s convention)."""
+  return 0.5 * sum_squared_error(logits, labels, label_smoothing)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+  """(1/B) Σ_b −Σ_c y_bc log softmax(logits_b)_c; −log softmax(logits_b)[label_b] when s = 0."""
+  if label_smoothing == 0:
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+  y = targets(labels, logits.shape[-1], logits.dtype, label_smoothing)
+  return jnp.mean(optax.softmax_cross_entropy(logits, y))
 
 
 def error_rate(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -23,5 +61,13 @@ def error_rate(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.mean(jnp.argmax(logits, axis=-1) != labels)
 
 
-LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
-    "squared_error": squared_error, "cross_entropy": cross_entropy}
+LOSSES: dict[str, Loss] = {
+    "squared_error": squared_error, "sum_squared_error": sum_squared_error,
+    "half_sum_squared_error": half_sum_squared_error, "cross_entropy": cross_entropy}
+
+FORMULAS: dict[str, str] = {   # for flag help and README
+    "squared_error": "mean over all B×C entries of (logit − onehot)² (the reference's)",
+    "sum_squared_error": "mean over examples of Σ_classes (logit − onehot)² (C × squared_error)",
+    "half_sum_squared_error": "mean over examples of ½ Σ_classes (logit − onehot)² (Cohen et al.)",
+    "cross_entropy": "mean over examples of −log softmax(logits)[label]",
+}

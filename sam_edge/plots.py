@@ -28,6 +28,7 @@ SAM_EDGE_LABEL = "SAM edge"
 TWO_OVER_ETA_LABEL = "2/η"
 G_ALIGNMENT_LABEL = "|cos(∇L, v1)|"
 SG_ALIGNMENT_LABEL = "|cos(∇L_SAM, v1)|"
+NO_MEASUREMENTS = "no measurements"
 
 FIGSIZE = (7.0, 4.5)
 # Series with more points than this are thinned (keeping each bucket's
@@ -53,8 +54,16 @@ class HLine(NamedTuple):
   style: Mapping[str, Any] = {}
 
 
+class VLine(NamedTuple):
+  """A vertical line (e.g. the step where training diverged)."""
+  label: str
+  x: float
+  style: Mapping[str, Any] = {}
+
+
 class PlotSpec(NamedTuple):
-  """Everything `build_figure` needs to draw one figure."""
+  """Everything `build_figure` needs to draw one figure. `note` is written across an empty
+  figure (e.g. "no measurements")."""
   title: str
   xlabel: str
   ylabel: str
@@ -63,6 +72,8 @@ class PlotSpec(NamedTuple):
   ylim: tuple[float, float] | None = None
   log_y: bool = False
   legend_loc: str = "best"
+  vlines: Sequence[VLine] = ()
+  note: str | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -136,7 +147,8 @@ def build_figure(spec: PlotSpec) -> Figure:
 
   Non-finite points are dropped; on a log y axis non-positive ones too.
   Horizontal lines with a non-finite y are left out. Every series and line
-  gets a legend entry, even when it has no points.
+  gets a legend entry, even when it has no points (a series labelled
+  "_nolegend_" gets none).
 
   Args:
     spec: what to draw.
@@ -161,6 +173,12 @@ def build_figure(spec: PlotSpec) -> Figure:
     if not math.isfinite(y) or (spec.log_y and y <= 0):
       continue
     ax.axhline(y, label=h.label, **dict(h.style))
+  for v in spec.vlines:
+    if math.isfinite(_as_float(v.x)):
+      ax.axvline(_as_float(v.x), label=v.label, **dict(v.style))
+  if spec.note:
+    ax.text(0.5, 0.5, spec.note, transform=ax.transAxes, ha="center", va="center",
+            fontsize="large", color="0.4")
   if spec.log_y:
     ax.set_yscale("log")
   if spec.ylim is not None:
@@ -223,13 +241,6 @@ def _records(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
   return list(raw.get("records") or [])
 
 
-def eigenvalue_label(i: int) -> str:
-  """The legend label of the i-th (0-based) Hessian eigenvalue."""
-  if i == 0:
-    return "λ1 (top Hessian eigenvalue)"
-  return f"λ{i + 1}"
-
-
 def _eig_colour(i: int, k: int) -> Any:
   """A distinct colour for eigenvalue i of k."""
   if k <= 10:
@@ -237,6 +248,35 @@ def _eig_colour(i: int, k: int) -> Any:
   # Import here: only needed for unusually many eigenvalues.
   from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
   return colormaps["viridis"](i / max(1, k - 1))
+
+
+UNCONVERGED_LABEL = "not converged (residual > tol·|λ1|)"
+
+
+def unconverged_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
+  """Hollow markers over the eigenvalues of measurements whose `converged` is False (one legend
+  entry in all); empty when every measurement converged."""
+  bad = [r for r in recs if r.get("converged") is False]
+  if not bad:
+    return []
+  k = max(len(r.get("eigenvalues") or ()) for r in recs)
+  out = []
+  for i in range(k):
+    xs = [r.get("step") for r in bad if i < len(r.get("eigenvalues") or ())]
+    ys = [r["eigenvalues"][i] for r in bad if i < len(r.get("eigenvalues") or ())]
+    style = {"color": _eig_colour(i, k), "marker": "o", "markersize": 7,
+             "markerfacecolor": "none", "linestyle": "none", "markeredgewidth": 1.2}
+    out.append(Series(UNCONVERGED_LABEL if i == 0 else "_nolegend_", xs, ys, style))
+  return out
+
+
+def eigenvalue_label(i: int, kind: str | None = None) -> str:
+  """The legend label of the i-th (0-based) Hessian eigenvalue; "|λ1|" for magnitudes."""
+  name = f"|λ{i + 1}|" if kind == "magnitude" else f"λ{i + 1}"
+  if i == 0:
+    what = "top Hessian eigenvalue magnitude" if kind == "magnitude" else "top Hessian eigenvalue"
+    return f"{name} ({what})"
+  return name
 
 
 def eigenvalue_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
@@ -263,7 +303,8 @@ def eigenvalue_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
         xs.append(r.get("step"))
         ys.append(eigs[i])
     style = {"color": _eig_colour(i, k), "linewidth": 1.6 if i == 0 else 1.0}
-    out.append(Series(eigenvalue_label(i), xs, ys, style))
+    kind = recs[-1].get("eigenvalue_kind") if recs else None
+    out.append(Series(eigenvalue_label(i, kind), xs, ys, style))
   return out
 
 
@@ -311,6 +352,9 @@ def eigs_spec(raw: Mapping[str, Any], title: str, *,
     The spec.
   """
   recs = _records(raw)
+  if not recs:
+    return PlotSpec(title=title, xlabel=XLABEL, ylabel=EIGS_YLABEL, series=[],
+                    note=NO_MEASUREMENTS)
   series = eigenvalue_series(recs)
   series.append(record_series(
       recs, "sam_edge", SAM_EDGE_LABEL,
@@ -319,6 +363,7 @@ def eigs_spec(raw: Mapping[str, Any], title: str, *,
   if with_two_over_eta:
     extra_series, hlines = two_over_eta_marks(recs)
     series.extend(extra_series)
+  series.extend(unconverged_series(recs))
   return PlotSpec(title=title, xlabel=XLABEL, ylabel=EIGS_YLABEL,
                   series=series, hlines=hlines, legend_loc="best")
 
@@ -326,6 +371,9 @@ def eigs_spec(raw: Mapping[str, Any], title: str, *,
 def alignment_spec(raw: Mapping[str, Any], title: str) -> PlotSpec:
   """The alignment figure: |cos| of ∇L and ∇L_SAM with v1, y in [0, 1]."""
   recs = _records(raw)
+  if not recs:
+    return PlotSpec(title=title, xlabel=XLABEL, ylabel=ALIGNMENT_YLABEL, series=[],
+                    ylim=(0.0, 1.0), note=NO_MEASUREMENTS)
   series = [
       record_series(recs, "g_alignment", G_ALIGNMENT_LABEL,
                     {"color": "tab:blue"}),
@@ -357,12 +405,20 @@ def loss_points(raw: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
 def loss_spec(raw: Mapping[str, Any], title: str) -> PlotSpec:
   """The loss figure; log y when every finite loss is positive."""
   steps, values = loss_points(raw)
+  if not steps:
+    return PlotSpec(title=title, xlabel=XLABEL, ylabel=LOSS_YLABEL, series=[],
+                    note="no training steps")
   _, y = finite_points(steps, values)
   log_y = bool(len(y)) and bool(np.all(y > 0))
   series = [Series(LOSS_YLABEL, steps, values,
                    {"color": "tab:blue", "linewidth": 0.8})]
+  vlines = []
+  diverged_at = (raw.get("final") or {}).get("diverged_at_step")
+  if diverged_at is not None:
+    vlines.append(VLine(f"diverged at step {diverged_at}", diverged_at,
+                        {"color": "tab:red", "linestyle": ":", "linewidth": 1.5}))
   return PlotSpec(title=title, xlabel=XLABEL, ylabel=LOSS_YLABEL,
-                  series=series, log_y=log_y, legend_loc="upper right")
+                  series=series, log_y=log_y, legend_loc="upper right", vlines=vlines)
 
 
 def all_specs(raw: Mapping[str, Any], title: str) -> dict[str, PlotSpec]:

@@ -156,6 +156,15 @@ def check_writable(path: str) -> str | None:
     return "the path is empty"
   if os.path.isdir(path):
     return f"{path} is a directory"
+  if os.path.lexists(path):
+    try:
+      mode = os.stat(path).st_mode
+    except OSError as e:
+      return f"{path} cannot be read ({e.strerror or e})"
+    if not mode & 0o222:            # no write bit for anyone: read-only on purpose (even for root)
+      return f"{path} exists and is read-only"
+    if not os.access(path, os.W_OK):
+      return f"{path} exists and is not writable"
   folder = os.path.dirname(os.path.abspath(path))
   if not os.path.exists(folder):
     return f"folder {folder} does not exist"

@@ -4,11 +4,14 @@ Runs both entry points in-process (their flags live in their own FlagValues); a 
 exits through SystemExit(2) from the flags parser, any other problem returns 2 from main.
 """
 
+import json
+import socket
+
 import pytest
 
 import image_classification
 import transformer
-from sam_edge import cli
+from sam_edge import cli, locks
 
 OUTPUTS = ("eigs_curve_output", "eigs_se_only_output", "alignment_curve_output",
            "loss_curve_output", "raw_data_output")
@@ -25,6 +28,16 @@ def files(tmp_path):
   (tmp_path / "ckpt_other").mkdir()
   (tmp_path / "ckpt_other" / "notes.txt").write_text("not a checkpoint")
   (tmp_path / "ckpt_new").mkdir()
+  (tmp_path / "readonly.pkl").write_bytes(SENTINEL)
+  (tmp_path / "readonly.pkl").chmod(0o444)            # read-only on purpose (even for root)
+  locked = tmp_path / "ckpt_locked"                    # held by a live process: PID 1
+  locked.mkdir()
+  (locked / locks.LOCK_NAME).write_text(json.dumps(
+      {"pid": 1, "host": socket.gethostname(), "start": locks._start_time(1)}))
+  broken = tmp_path / "ckpt_broken" / "5"              # a step that cannot be restored
+  broken.mkdir(parents=True)
+  (broken / "arrays").mkdir()
+  (broken / "arrays" / "garbage").write_bytes(b"\0" * 10)
   outputs = {}
   for name in OUTPUTS:
     path = tmp_path / f"{name}.out"
@@ -61,6 +74,20 @@ IMAGE = [  # (args, what the error line must name)
     (["--checkpoint_dir={tmp}/ckpt_new", "--raw_data_output={tmp}/ckpt_new/raw.pkl"],
      "inside --checkpoint_dir"),
     (["--resume"], "--resume"),
+    (["--nn_architecture=CNN", "--cnn_num_blocks=8"], "--cnn_num_blocks"),
+    (["--raw_data_output={tmp}/readonly.pkl"], "--raw_data_output"),
+    (["--checkpoint_dir={tmp}/ckpt_locked"], "--checkpoint_dir"),
+    (["--checkpoint_dir={tmp}/ckpt_broken", "--resume"], "--resume"),
+    (["--optimizer=rmsprop"], "optimizer"),
+    (["--optimizer=momentum", "--momentum=1"], "--momentum"),
+    (["--optimizer=adam", "--adam_b2=1.5"], "--adam_b2"),
+    (["--weight_decay=-0.1"], "--weight_decay"),
+    (["--sam=sharp"], "sam"),
+    (["--rho=0.1", "--sam_group_size=7"], "--sam_group_size"),
+    (["--label_noise=1"], "--label_noise"),
+    (["--label_smoothing=-0.1"], "--label_smoothing"),
+    (["--nn_architecture=ResNet20", "--regime=linearized"], "--regime"),
+    (["--augment=mixup"], "augment"),
 ]
 TEXT = [
     ([], "training_data"),
@@ -77,6 +104,9 @@ TEXT = [
     (["--training_data={tmp}/corpus.txt", "--checkpoint_every_minutes=0",
       "--checkpoint_dir={tmp}/ck"], "--checkpoint_every_minutes"),
     (["--training_data={tmp}/corpus.txt", "--checkpoint_dir={tmp}/corpus.txt"], "--checkpoint_dir"),
+    (["--training_data={tmp}/corpus.txt", "--loss_curve_output={tmp}/readonly.pkl"],
+     "--loss_curve_output"),
+    (["--training_data={tmp}/corpus.txt", "--regime=affine"], "regime"),
 ]
 CASES = ([pytest.param(image_classification, a, n, id="image:" + " ".join(a)) for a, n in IMAGE]
          + [pytest.param(transformer, a, n, id="text:" + " ".join(a)) for a, n in TEXT])

@@ -30,7 +30,8 @@ from tests.conftest import NUM_MOCK
 PDF_FLAGS = ("eigs_curve_output", "eigs_se_only_output", "alignment_curve_output",
              "loss_curve_output")
 RECORD_KEYS = {"step", "time", "seconds", "eigenvalues", "residuals", "hvps", "two_over_eta",
-               "sam_edge", "grad_norm", "loss", "g_alignment", "sg_alignment"}
+               "sam_edge", "grad_norm", "loss", "g_alignment", "sg_alignment", "converged",
+               "eigenvalue_kind", "operator", "edge", "edge_label", "step_size"}
 SMALL_MLP = ["--nn_architecture=MLP", "--mlp_width=16", "--mlp_depth=2"]
 # One block keeps compilation short on 2 cores. The random mock images give this CNN a top
 # Hessian eigenvalue in the 1e4..1e6 range, so its step size is small enough to stay finite.
@@ -107,10 +108,15 @@ def check_records(raw: dict, *, num_steps: int, k: int, step_size: float, rho: f
     assert_finite(r["residuals"], "residuals")
     assert all(x >= 0 for x in r["residuals"])
     assert isinstance(r["hvps"], int) and k <= r["hvps"] <= lanczos_max_steps
+    assert isinstance(r["converged"], bool) and r["eigenvalue_kind"] == "signed"
+    if r["converged"]:
+      assert max(r["residuals"]) <= 1e-4 * max(abs(x) for x in eigs) * (1 + 1e-6)
     for name in ("sam_edge", "two_over_eta", "grad_norm", "loss", "g_alignment",
                  "sg_alignment", "time", "seconds"):
       assert_finite(r[name], name)
     assert r["two_over_eta"] == pytest.approx(2 / step_size)
+    assert r["edge"] == pytest.approx(r["sam_edge"]) and r["operator"] == "hessian"
+    assert r["edge_label"] == ("2/η" if rho == 0 else "SAM-edge")
     if rho == 0:
       assert r["sam_edge"] == pytest.approx(r["two_over_eta"])
     else:
@@ -152,8 +158,13 @@ def test_end_to_end_mocked(arch, rho, k, batch_size, mock_mnist, tmp_path, capsy
     data = paths[name].read_bytes()
     assert data.startswith(b"%PDF"), name
   raw = read_pickle(paths["raw_data_output"])
-  assert set(raw) == {"config", "records", "losses", "final"}
+  assert set(raw) == {"config", "records", "losses", "final", "environment"}
   assert_plain(raw)
+  env = raw["environment"]
+  assert env["platform"] == "cpu" and env["device_count"] >= 1 and env["device_kind"]
+  assert env["versions"]["jax"] == jax.__version__ and env["versions"]["flax"]
+  assert env["git"] is None or len(env["git"]["commit"]) == 40
+  assert env["start_time"] and env["python"]
   step_size = ic.FLAGS.step_size
   check_records(raw, num_steps=num_steps, k=k, step_size=step_size, rho=rho,
                 lanczos_max_steps=lanczos_max_steps)
@@ -289,9 +300,9 @@ def test_measurements_do_not_change_parameters(mock_mnist, capsys):
       problem = vision.build(ic.FLAGS, key)
       seen["initial"] = jax.tree.map(np.array, problem.params)    # copies (state is donated)
 
-      def evaluate(params):
+      def evaluate(params, model_state):
         seen["final"] = jax.tree.map(np.array, params)
-        return problem.evaluate(params)
+        return problem.evaluate(params, model_state)
       return dataclasses.replace(problem, evaluate=evaluate)
 
     raw, code = experiment.run(settings, build, config={})

@@ -3,12 +3,15 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 
-from sam_edge import edges, losses, measure
+from sam_edge import edges, losses, measure, optimizers, steps
 
 KEYS = ("eigenvalues", "residuals", "hvps", "two_over_eta", "sam_edge", "grad_norm", "loss",
-        "g_alignment", "sg_alignment")
+        "g_alignment", "sg_alignment", "converged", "eigenvalue_kind", "operator", "edge",
+        "edge_label", "step_size")
 
 
 def problem(seed):
@@ -23,51 +26,140 @@ def problem(seed):
 TRACES = []
 
 
-def loss_fn(params, batch):
+def scalar_loss(params, batch):
   TRACES.append(1)                       # Python side effect: runs only while tracing
   logits = jax.nn.relu(batch["x"] @ params["w1"]) @ params["w2"]
   return losses.squared_error(logits, batch["y"])
 
 
+def train_loss(params, model_state, batch, constants):
+  return scalar_loss(params, batch), model_state
+
+
+def hessian_loss(params, model_state, batch, constants):
+  return scalar_loss(params, batch)
+
+
+def settings_for(name="sgd", rho=0.0, eta=0.05, k=1, **kw):
+  return measure.MeasureSettings(
+      optimizer=optimizers.OptimizerSettings(name=name, step_size=eta),
+      sam=steps.SamSettings(rho=rho), batch_size=32, num_eigenvalues=k, **kw)
+
+
+def context(optimizer, params, step=0):
+  return measure.Context({}, optimizer.init(params), jnp.asarray(step, jnp.int32), {})
+
+
+def measure_once(settings, params, batch, v0=None, key=0, step=0):
+  run = measure.make_measure(train_loss, hessian_loss, settings)
+  v0 = jax.tree.map(jnp.zeros_like, params) if v0 is None else v0
+  return run(params, context(settings.optimizer.make(), params, step), batch, v0,
+             jax.random.PRNGKey(key))
+
+
 @pytest.mark.parametrize("rho, k", [(0.0, 1), (0.1, 3)])
 def test_record_fields(rho, k):
-  settings = measure.MeasureSettings(step_size=0.05, rho=rho, num_eigenvalues=k, max_steps=30)
-  run = measure.make_measure(loss_fn, settings)
+  settings = settings_for(rho=rho, k=k, max_steps=30)
   params, batch = problem(0)
-  zeros = jax.tree.map(jnp.zeros_like, params)
-  record, v1 = run(params, batch, zeros, jax.random.PRNGKey(0))
+  record, v1 = measure_once(settings, params, batch)
   assert set(record) == set(KEYS)
   assert record["eigenvalues"].shape == (k,) and record["residuals"].shape == (k,)
   assert np.all(np.diff(np.asarray(record["eigenvalues"])) <= 0)
   assert float(record["two_over_eta"]) == pytest.approx(40.0)
+  assert float(record["step_size"]) == pytest.approx(0.05)
   expected_edge = edges.sam_edge(record["grad_norm"], 0.05, rho)
   assert float(record["sam_edge"]) == pytest.approx(float(expected_edge))
+  assert float(record["edge"]) == pytest.approx(float(expected_edge))     # GD/SAM: the SAM-edge
+  assert record["edge_label"] == ("2/η" if rho == 0 else "SAM-edge")
+  assert record["operator"] == "hessian" and record["eigenvalue_kind"] == "signed"
   for name in ("g_alignment", "sg_alignment"):
     assert 0.0 <= float(record[name]) <= 1.0
   if rho == 0:
     assert float(record["g_alignment"]) == float(record["sg_alignment"])
+  assert bool(record["converged"])
   assert float(record["residuals"][0]) <= 1e-4 * abs(float(record["eigenvalues"][0])) * 1.01
   assert jax.tree.structure(v1) == jax.tree.structure(params)
 
 
+def test_unconverged_is_said():
+  """A Lanczos cut off after one step reports converged=False (its residual is large)."""
+  settings = settings_for(max_steps=1, min_steps=1)
+  params, batch = problem(0)
+  record, _ = measure_once(settings, params, batch)
+  assert not bool(record["converged"])
+  assert float(record["residuals"][0]) > 1e-4 * abs(float(record["eigenvalues"][0]))
+
+
+def test_power_iteration_says_magnitudes():
+  record, _ = measure_once(settings_for(eigensolver="power"), *problem(0))
+  assert record["eigenvalue_kind"] == "magnitude"
+
+
+def test_momentum_edge_and_schedule_step_size():
+  """The record's `edge` is the configured method's: (2+2β)/η with η of the current step."""
+  schedule = optimizers.OptimizerSettings(name="momentum", step_size=0.1, momentum=0.5,
+                                          schedule="step", total_steps=10, boundaries=(0.5,),
+                                          factor=0.1)
+  settings = measure.MeasureSettings(optimizer=schedule, batch_size=32)
+  params, batch = problem(0)
+  for step, eta in ((0, 0.1), (5, 0.01)):
+    record, _ = measure_once(settings, params, batch, step=step)
+    assert float(record["step_size"]) == pytest.approx(eta)
+    assert float(record["edge"]) == pytest.approx(3.0 / eta)
+    assert float(record["two_over_eta"]) == pytest.approx(2.0 / eta)
+  assert record["edge_label"] == "(2+2β)/η, β=0.5"
+
+
+def test_adam_measures_the_preconditioned_hessian():
+  """With Adam the eigenvalues are those of P^{-1/2} H P^{-1/2}, P the next step's
+  preconditioner, checked against the dense matrix."""
+  params, batch = problem(4)
+  settings = settings_for(name="adam", eta=1e-3, k=2, max_steps=60, tol=1e-6)
+  optimizer = settings.optimizer.make()
+  state = steps.init_state(params, optimizer)
+  update = steps.make_update_step(train_loss_3, optimizer, steps.SamSettings())
+  for _ in range(3):
+    state, _ = update(state, batch)
+  run = measure.make_measure(train_loss, hessian_loss, settings)
+  ctx = measure.Context({}, state.opt_state, state.step, {})
+  record, _ = run(state.params, ctx, batch, jax.tree.map(jnp.zeros_like, params),
+                  jax.random.PRNGKey(0))
+  assert record["operator"] == "preconditioned_hessian"
+  flat, unravel = ravel_pytree(state.params)
+  dense = jax.hessian(lambda w: scalar_loss(unravel(w), batch))(flat)
+  grad = jax.grad(scalar_loss)(state.params, batch)
+  p = ravel_pytree(optimizers.adam_preconditioner_from_state(state.opt_state, grad, 0.999,
+                                                             1e-8))[0]
+  scaled = dense / jnp.sqrt(p)[:, None] / jnp.sqrt(p)[None, :]
+  top = np.sort(np.linalg.eigvalsh(np.asarray(scaled, np.float64)))[::-1][:2]
+  np.testing.assert_allclose(np.asarray(record["eigenvalues"]), top, rtol=1e-3)
+  plain = np.linalg.eigvalsh(np.asarray(dense, np.float64))[-1]
+  assert abs(top[0] - plain) > 0.1 * abs(plain)          # the preconditioning matters here
+  assert float(record["edge"]) == pytest.approx(2 * 1.9 / 0.1 / 1e-3)
+
+
+def train_loss_3(params, model_state, batch):
+  return scalar_loss(params, batch), model_state
+
+
 def test_second_measurement_does_not_retrace_or_recompile():
-  settings = measure.MeasureSettings(step_size=0.1, rho=0.05, num_eigenvalues=2, max_steps=20)
-  run = measure.make_measure(loss_fn, settings)
+  settings = settings_for(rho=0.05, k=2, eta=0.1)
+  run = measure.make_measure(train_loss, hessian_loss, settings)
   params, batch = problem(1)
-  record, v1 = run(params, batch, jax.tree.map(jnp.zeros_like, params), jax.random.PRNGKey(0))
+  opt = settings.optimizer.make()
+  record, v1 = run(params, context(opt, params), batch, jax.tree.map(jnp.zeros_like, params),
+                   jax.random.PRNGKey(0))
   traces = len(TRACES)
   assert traces > 0
   new_params, new_batch = problem(2)     # new parameters, new batch, warm start, new key
   with jax.log_compiles(True):
-    record2, _ = run(new_params, new_batch, v1, jax.random.PRNGKey(1))
+    record2, _ = run(new_params, context(opt, new_params, 7), new_batch, v1, jax.random.PRNGKey(1))
   assert len(TRACES) == traces
   assert not np.array_equal(np.asarray(record["loss"]), np.asarray(record2["loss"]))
 
 
 def test_measurement_does_not_change_its_inputs():
-  settings = measure.MeasureSettings(step_size=0.1, rho=0.1)
   params, batch = problem(3)
   before = jax.tree.map(np.array, params)
-  measure.make_measure(loss_fn, settings)(params, batch, jax.tree.map(jnp.zeros_like, params),
-                                          jax.random.PRNGKey(0))
+  measure_once(settings_for(rho=0.1, eta=0.1), params, batch)
   jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, params))

@@ -169,12 +169,44 @@ def test_loss_figure_from_records_linear_when_not_positive():
   assert fig.axes[0].get_yscale() == "linear"
 
 
-def test_zero_records_figures_are_labelled():
+def test_zero_records_figures_say_so():
+  """No measurements: labelled axes saying "no measurements", not an empty legend."""
   raw = {"config": {}, "records": [], "final": {}}
-  for spec in plots.all_specs(raw, TITLE).values():
+  for name, spec in plots.all_specs(raw, TITLE).items():
     fig = plots.build_figure(spec)
     _check_labels(fig)
-    assert _legend_labels(fig)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == (["no training steps"] if name == "loss_curve" else ["no measurements"])
+    assert fig.axes[0].get_legend() is None
+
+
+def test_unconverged_points_are_hollow_with_a_legend_entry():
+  raw = make_raw(2, n=4)
+  raw["records"][1]["converged"] = False
+  raw["records"][3]["converged"] = False
+  fig = plots.build_figure(plots.eigs_spec(raw, TITLE))
+  assert plots.UNCONVERGED_LABEL in _legend_labels(fig)
+  hollow = [line for line in fig.axes[0].get_lines() if line.get_markerfacecolor() == "none"]
+  assert len(hollow) == 2                                       # one per eigenvalue
+  steps = sorted(float(x) for line in hollow for x in line.get_xdata())
+  assert steps == [10.0, 10.0, 30.0, 30.0]
+  converged = make_raw(2, n=4)
+  fig = plots.build_figure(plots.eigs_spec(converged, TITLE))
+  assert plots.UNCONVERGED_LABEL not in _legend_labels(fig)
+
+
+def test_magnitudes_are_labelled_as_such():
+  raw = make_raw(1, n=3)
+  for r in raw["records"]:
+    r["eigenvalue_kind"] = "magnitude"
+  assert "|λ1|" in _legend_labels(plots.build_figure(plots.eigs_spec(raw, TITLE)))[0]
+
+
+def test_diverged_run_marks_the_step_on_the_loss_plot():
+  raw = make_raw(1, n=5)
+  raw["final"] = {"stopped_because": "diverged", "diverged_at_step": 3}
+  fig = plots.build_figure(plots.loss_spec(raw, TITLE))
+  assert "diverged at step 3" in _legend_labels(fig)
 
 
 def test_thin_points_keeps_extremes():

@@ -143,7 +143,10 @@ def test_check_enough_windows_test_part():
   message = _one_line_naming(info.value, "c.txt")
   assert "test part" in message
   assert "at least 1 is needed" in message
-  assert "--batch_size" in message and "--sequence_length" in message
+  # The batch size does not help a too-short test part; its size and the window length do.
+  assert "--batch_size" not in message
+  assert "--test_fraction" in message and "--test_data" in message
+  assert "--sequence_length" in message
 
 
 def test_constants():

@@ -36,12 +36,20 @@ def numpy_params(model, input_shape: tuple[int, ...], seed: int = 0):
       param_shapes(model, input_shape))
 
 
-def reference_mlp(params, x: jax.Array) -> jax.Array:
-  """relu(... relu(flatten(x) W_0 + b_0) ...) W_L + b_L."""
+REFERENCE_ACTIVATIONS = {   # written out, independently of the module's table
+    "relu": lambda z: jnp.maximum(z, 0), "tanh": jnp.tanh,
+    "elu": lambda z: jnp.where(z > 0, z, jnp.expm1(z)),
+    "gelu": lambda z: 0.5 * z * (1 + jnp.tanh(jnp.sqrt(2 / jnp.pi) * (z + 0.044715 * z**3))),
+    "softplus": lambda z: jnp.log1p(jnp.exp(z))}
+
+
+def reference_mlp(params, x: jax.Array, activation: str = "relu") -> jax.Array:
+  """σ(... σ(flatten(x) W_0 + b_0) ...) W_L + b_L."""
+  sigma = REFERENCE_ACTIVATIONS[activation]
   h = x.reshape((x.shape[0], -1))
   layers = [params[f"Dense_{i}"] for i in range(len(params))]
   for layer in layers[:-1]:
-    h = jax.nn.relu(h @ layer["kernel"] + layer["bias"])
+    h = sigma(h @ layer["kernel"] + layer["bias"])
   return h @ layers[-1]["kernel"] + layers[-1]["bias"]
 
 
@@ -106,6 +114,28 @@ def test_mlp_matches_reference():
   assert (logits < 0).any()  # No ReLU after the last layer.
   np.testing.assert_allclose(logits, reference_mlp(params, x),
                              rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "gelu", "softplus"])
+def test_mlp_activation(activation):
+  model = vision.MLP(depth=3, width=16, num_classes=5, activation=activation)
+  params = numpy_params(model, (4, 4, 2))
+  x = jax.random.normal(jax.random.key(1), (6, 4, 4, 2))
+  np.testing.assert_allclose(jax.jit(model.apply)({"params": params}, x),
+                             reference_mlp(params, x, activation), rtol=1e-5, atol=1e-5)
+  if activation != "relu":
+    other = reference_mlp(params, x, "relu")
+    assert not np.allclose(reference_mlp(params, x, activation), other, atol=1e-3)
+
+
+def test_cnn_activation_is_used():
+  relu = vision.CNN(num_blocks=1, layers_per_block=1, feature_multiplier=4)
+  tanh = vision.CNN(num_blocks=1, layers_per_block=1, feature_multiplier=4, activation="tanh")
+  params = numpy_params(relu, (8, 8, 1))
+  x = jax.random.normal(jax.random.key(2), (2, 8, 8, 1))
+  a = relu.apply({"params": params}, x)
+  b = tanh.apply({"params": params}, x)
+  assert not np.allclose(a, b, atol=1e-3)
 
 
 def test_mlp_init():

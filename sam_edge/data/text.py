@@ -161,11 +161,15 @@ def check_enough_windows(windows: np.ndarray, *, batch_size: int,
   if num_chars is None:
     num_chars = have * width
   verb = "is" if needed == 1 else "are"
-  why = f" (--batch_size {batch_size})" if needed == batch_size else ""
+  why = f" (--batch_size {batch_size})" if minimum is None else ""
+  if minimum is None:        # a whole training batch: the batch size matters
+    remedy = "use a smaller --batch_size or --sequence_length, or a longer corpus"
+  else:                      # the test part: only its size and the window length matter
+    remedy = ("use a larger --test_fraction, a longer --test_data, or a smaller "
+              "--sequence_length")
   raise CorpusError(
       path,
       f"the {what} part has {num_chars} characters, which make {have} "
       f"window(s) of {width} characters (--sequence_length {sequence_length} "
       f"+ 1), but at least {needed} {verb} needed{why}, i.e. at least "
-      f"{needed * width} characters; use a smaller --batch_size or "
-      "--sequence_length, or a longer corpus")
+      f"{needed * width} characters; {remedy}")

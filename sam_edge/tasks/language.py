@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam_edge import batching, errors, experiment
+from sam_edge import batching, errors, experiment, linearize
 from sam_edge.data import text
 from sam_edge.models import transformer
 
@@ -58,31 +58,40 @@ def load_windows(f: Any, log=print) -> tuple[np.ndarray, np.ndarray]:
 
 def build(f: Any, key: jax.Array, train_windows: np.ndarray, test_windows: np.ndarray
           ) -> experiment.Problem:
-  """The transformer, its loss on device-resident windows, and the test loss."""
+  """The transformer (or its linearisation at w0), its loss on device-resident windows, and the
+  test loss."""
   lm = transformer.make_language_model(
       num_layers=f.num_layers, num_heads=f.num_heads, key_size=f.key_size,
       model_size=f.model_size, sequence_length=f.sequence_length)
   train = {"window": jnp.asarray(train_windows)}    # uint8 [W, T+1] on device
   test = {"window": jnp.asarray(test_windows)}
-
-  def loss_fn(params, batch):
-    inputs, targets = transformer.split_window(batch["window"])   # [B, T] each
-    return transformer.next_token_loss(lm.apply(params, inputs), targets)
-
-  def window_losses(params, batch):                                # [B]
-    inputs, targets = transformer.split_window(batch["window"])
-    return transformer.per_sequence_loss(lm.apply(params, inputs), targets)
-
-  test_loss = jax.jit(lambda params, arrays: batching.chunked_mean(
-      window_losses, params, arrays, f.batch_size))
   params = jax.jit(lm.init)(key, train["window"][:1, :-1].astype(jnp.int32))
+  linear = f.regime == "linearized"
+  # w0 is a copy: the training state's parameters are donated at every step.
+  constants = {"w0": jax.tree.map(jnp.copy, params)} if linear else {}
+
+  def logits(p, constants, inputs):                                # [B, T, V]
+    if linear:
+      return linearize.linearized_apply(lm.apply, constants["w0"], p, inputs)
+    return lm.apply(p, inputs)
+
+  def loss_fn(p, model_state, batch, constants):
+    inputs, targets = transformer.split_window(batch["window"])   # [B, T] each
+    return transformer.next_token_loss(logits(p, constants, inputs), targets), model_state
+
+  def window_losses(args, batch):                                  # [B]
+    inputs, targets = transformer.split_window(batch["window"])
+    return transformer.per_sequence_loss(logits(*args, inputs), targets)
+
+  test_loss = jax.jit(lambda args, arrays: batching.chunked_mean(
+      window_losses, args, arrays, f.batch_size))
   num_params = sum(x.size for x in jax.tree.leaves(params))
   print(f"{os.path.basename(f.training_data)}: {len(train_windows)} training and "
         f"{len(test_windows)} test windows of {f.sequence_length + 1} characters; transformer "
-        f"with {num_params} parameters")
+        f"with {num_params} parameters", flush=True)
   return experiment.Problem(
-      loss_fn=loss_fn, params=params, train_arrays=train,
-      evaluate=lambda p: {"test_loss": float(test_loss(p, test))},
+      loss_fn=loss_fn, params=params, train_arrays=train, constants=constants,
+      evaluate=lambda p, s: {"test_loss": float(test_loss((p, constants), test))},
       report=lambda e: f"test_loss: {e['test_loss']}",
       description={"parameters": int(num_params), "training_windows": len(train_windows),
                    "test_windows": len(test_windows)})

@@ -1,10 +1,14 @@
 """The image-classification experiment: flags -> checks -> experiment.Problem.
 
 Data: each split read once into device memory as uint8; inputs x/256 − mean training image
-(computed inside the loss, on device); loss squared error (or cross-entropy) on logits;
-test error = fraction of test images misclassified.
+(computed inside the loss, on device); the loss of `--loss` on logits (`losses.py` gives each
+as a formula); test error = fraction of test images misclassified. Optionally: a fraction of the
+training labels replaced by other labels (`--label_noise`, fixed by the seed), random crops and
+flips of the training batches (`--augment`, a pure function of (seed, step); measurements see
+the batches un-augmented), label smoothing, and the linearised model (`--regime`).
 """
 
+import dataclasses
 import os
 import re
 from typing import Any
@@ -12,11 +16,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from sam_edge import batching, errors, experiment, losses
-from sam_edge.models import vision
+from sam_edge import batching, errors, experiment, linearize, losses
+from sam_edge.data import images
+from sam_edge.models import resnet, stateful, vision
 
-TRAIN_SIZES = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000}
-SUPPORTED = tuple(TRAIN_SIZES)
+TRAIN_SIZES = images.TRAIN_SIZES
+SUPPORTED = images.SUPPORTED
+IMAGE_SIZES = {name: spec.image_shape[0] for name, spec in images.SPECS.items()}
+RESIDUAL = tuple(resnet.RESNETS)                 # with BatchNorm
+ARCHITECTURES = vision.ARCHITECTURES + RESIDUAL
 EVAL_CHUNK = 2000
 
 
@@ -30,23 +38,42 @@ def folder_problem(flag: str, path: str, must_exist: bool) -> str | None:
   return None if os.path.isdir(parent) else f"--{flag}={path}: folder {parent} does not exist"
 
 
+def cnn_max_blocks(size: int) -> int:
+  """The most 2x2 max-pool blocks an image of `size` pixels survives: ⌊log2 size⌋."""
+  return size.bit_length() - 1
+
+
 def problems(f: Any) -> list[str]:
   """Every problem with the image flags, found without loading anything."""
   p = []
   if f.dataset not in SUPPORTED:
     p.append(f"--dataset={f.dataset} is not supported; use one of {', '.join(SUPPORTED)}")
-  if f.nn_architecture not in vision.ARCHITECTURES:
-    p.append(f"--nn_architecture={f.nn_architecture} is not supported; use MLP or CNN")
+  if f.nn_architecture not in ARCHITECTURES:
+    p.append(f"--nn_architecture={f.nn_architecture} is not supported; use one of "
+             f"{', '.join(ARCHITECTURES)}")
   for name, low in (("mlp_depth", 2), ("mlp_width", 1), ("cnn_num_blocks", 1),
                     ("cnn_layers_per_block", 1), ("cnn_feature_multiplier", 1)):
     if getattr(f, name) < low:
       p.append(f"--{name} must be at least {low}, got {getattr(f, name)}")
+  if f.nn_architecture == "CNN" and f.dataset in IMAGE_SIZES and f.cnn_num_blocks >= 1:
+    size = IMAGE_SIZES[f.dataset]
+    most = cnn_max_blocks(size)
+    if f.cnn_num_blocks > most:
+      p.append(f"--cnn_num_blocks={f.cnn_num_blocks} is too deep for the {size}x{size} images of "
+               f"{f.dataset}: each block halves the size, so at most {most} blocks")
+  if f.nn_architecture in RESIDUAL and f.regime == "linearized":
+    p.append(f"--regime=linearized is not supported with --nn_architecture={f.nn_architecture} "
+             "(BatchNorm's batch statistics make the network no function of one example)")
   for name in ("mini_training_set_num_batches", "mini_test_set_num_batches"):
     if getattr(f, name) is not None and getattr(f, name) < 1:
       p.append(f"--{name} must be at least 1, got {getattr(f, name)}")
   if f.dataset in TRAIN_SIZES and f.batch_size > TRAIN_SIZES[f.dataset]:
     p.append(f"--batch_size={f.batch_size} is larger than the {TRAIN_SIZES[f.dataset]} training "
              f"examples of {f.dataset}")
+  if not 0 <= f.label_noise < 1:
+    p.append(f"--label_noise must lie in [0, 1), got {f.label_noise}")
+  if not 0 <= f.label_smoothing < 1:
+    p.append(f"--label_smoothing must lie in [0, 1), got {f.label_smoothing}")
   if f.tfds_data_dir:
     reason = folder_problem("tfds_data_dir", f.tfds_data_dir, must_exist=False)
     if reason:
@@ -56,7 +83,6 @@ def problems(f: Any) -> list[str]:
     if reason:
       p.append(reason)
     elif f.dataset in SUPPORTED:
-      from sam_edge.data import images
       missing = [n for n in images.expected_manual_files(f.dataset)
                  if not os.path.isfile(os.path.join(f.manual_dir, n))]
       if missing:
@@ -64,55 +90,114 @@ def problems(f: Any) -> list[str]:
   return p
 
 
-def build(f: Any, key: jax.Array) -> experiment.Problem:
-  """Loads the data to the device and builds the model, loss and test error."""
-  from sam_edge.data import images
+def load(f: Any, log=print) -> images.ImageData:
+  """Reads (preparing once if needed) the dataset; bad files are one InputError line."""
   import tensorflow_datasets as tfds
   from tensorflow_datasets.core.download import download_manager
   tfds.disable_progress_bar()
-  print(f"reading {f.dataset} through TFDS (prepared once into "
-        f"{f.tfds_data_dir or 'its default folder'}"
-        + (f" from {f.manual_dir})" if f.manual_dir else ")"), flush=True)
+  log(f"reading {f.dataset} from {f.tfds_data_dir or 'the default TFDS folder'}")
   try:
-    data = images.load_image_dataset(
+    return images.load_image_dataset(
         f.dataset, batch_size=f.batch_size, data_dir=f.tfds_data_dir, manual_dir=f.manual_dir,
         mini_training_set_num_batches=f.mini_training_set_num_batches,
-        mini_test_set_num_batches=f.mini_test_set_num_batches)
+        mini_test_set_num_batches=f.mini_test_set_num_batches, log=log)
   except download_manager.NonMatchingChecksumError as e:
     found = re.search(r"downloaded to (\S+?),? has wrong checksum", str(e))
     name = os.path.basename(found.group(1)) if found else "a file"
     raise errors.InputError(f"--manual_dir={f.manual_dir}: {name} is not the {f.dataset} file "
                             "TFDS expects (wrong checksum)") from None
+
+
+def build(f: Any, key: jax.Array) -> experiment.Problem:
+  """Loads the data to the device and builds the model (initialised from `key`), the loss and the
+  test error. The label noise is drawn from `key` too: fixed by the seed."""
+  from sam_edge.data import augment, label_noise
+  data = load(f)
   n = len(data.train["label"])
   if f.batch_size > n:
     raise errors.InputError(f"--batch_size={f.batch_size} is larger than the {n} training examples")
+  train = jax.tree.map(jnp.asarray, data.train)     # uint8 images, int32 labels, on device
+  test = jax.tree.map(jnp.asarray, data.test)
+  description = {"training_examples": n, "test_examples": int(len(data.test["label"])),
+                 "data_fingerprint": data.fingerprint}
+  if f.label_noise > 0:
+    labels, flipped = label_noise.noisy_labels(train["label"], data.num_classes, f.label_noise,
+                                               label_noise.noise_key(key))
+    train = {**train, "label": labels}
+    description["noisy_labels"] = int(jnp.sum(flipped))
+  mean = jnp.asarray(data.mean_image)
+  preprocess = lambda x: images.preprocess(x, mean)
+  loss = lambda logits, labels: losses.LOSSES[f.loss](logits, labels, f.label_smoothing)
+  if f.nn_architecture in RESIDUAL:
+    problem = _batchnorm_problem(f, key, data.num_classes, preprocess, loss, train, test)
+  else:
+    problem = _plain_problem(f, key, data.num_classes, preprocess, loss, train, test)
+  num_params = sum(x.size for x in jax.tree.leaves(problem.params))
+  print(f"{f.dataset}: {n} training and {len(data.test['label'])} test examples; "
+        f"{f.nn_architecture} with {num_params} parameters", flush=True)
+  augment_fn = None
+  if f.augment == "flip_crop":
+    augment_fn = lambda batch, k, step: {
+        **batch, "image": augment.flip_crop(batch["image"], augment.augment_key(k, step))}
+  return dataclasses.replace(problem, augment=augment_fn,
+                             description={"parameters": int(num_params), **description})
+
+
+def test_error_fn(logits_fn):
+  """Jitted `(args, test) -> fraction of test misclassified by logits_fn(*args, images)`, taken
+  EVAL_CHUNK images at a time (compiled once, reused at every evaluation)."""
+  def misclassified(args, batch):                   # [B] 0/1
+    return (jnp.argmax(logits_fn(*args, batch["image"]), -1) != batch["label"]).astype(
+        jnp.float32)
+  return jax.jit(lambda args, arrays: batching.chunked_mean(misclassified, args, arrays,
+                                                            EVAL_CHUNK))
+
+
+def _plain_problem(f, key, num_classes, preprocess, loss, train, test) -> experiment.Problem:
+  """MLP or CNN (no model state); the network itself or its linearisation at w0."""
   model = vision.make_model(
       f.nn_architecture, mlp_depth=f.mlp_depth, mlp_width=f.mlp_width,
       cnn_num_blocks=f.cnn_num_blocks, cnn_layers_per_block=f.cnn_layers_per_block,
-      cnn_feature_multiplier=f.cnn_feature_multiplier, num_classes=data.num_classes)
-  mean = jnp.asarray(data.mean_image)
-  loss = losses.LOSSES[f.loss]
-  train = jax.tree.map(jnp.asarray, data.train)     # uint8 images, int32 labels, on device
-  test = jax.tree.map(jnp.asarray, data.test)
+      cnn_feature_multiplier=f.cnn_feature_multiplier, num_classes=num_classes,
+      activation=f.activation)
+  params = jax.jit(model.init)(key, preprocess(train["image"][:1]))
+  linear = f.regime == "linearized"
+  # w0 is a copy: the training state's parameters are donated at every step.
+  constants = {"w0": jax.tree.map(jnp.copy, params)} if linear else {}
 
-  def logits(params, batch):
-    return model.apply(params, images.preprocess(batch["image"], mean))
+  def logits(p, constants, image):
+    if linear:
+      return linearize.linearized_apply(model.apply, constants["w0"], p, preprocess(image))
+    return model.apply(p, preprocess(image))
 
-  def loss_fn(params, batch):
-    return loss(logits(params, batch), batch["label"])
+  def loss_fn(p, model_state, batch, constants):
+    return loss(logits(p, constants, batch["image"]), batch["label"]), model_state
 
-  def misclassified(params, batch):                 # [B] 0/1
-    return (jnp.argmax(logits(params, batch), -1) != batch["label"]).astype(jnp.float32)
+  test_error = test_error_fn(logits)
+  return experiment.Problem(
+      loss_fn=loss_fn, params=params, train_arrays=train, constants=constants,
+      evaluate=lambda p, s: {"test_error": float(test_error((p, constants), test))},
+      report=lambda e: f"Test error: {e['test_error']}")
 
-  test_error = jax.jit(lambda params, arrays: batching.chunked_mean(
-      misclassified, params, arrays, EVAL_CHUNK))
-  params = jax.jit(model.init)(key, images.preprocess(train["image"][:1], mean))
-  num_params = sum(x.size for x in jax.tree.leaves(params))
-  print(f"{f.dataset}: {n} training and {len(data.test['label'])} test examples; "
-        f"{f.nn_architecture} with {num_params} parameters")
+
+def _batchnorm_problem(f, key, num_classes, preprocess, loss, train, test) -> experiment.Problem:
+  """A ResNet/WRN with BatchNorm: the model state holds the running statistics, moved once per
+  step from the unperturbed pass; measurements use the measured batch's own statistics (train
+  mode, the loss training differentiates) and never move them; the test error uses them."""
+  model = resnet.make_resnet(f.nn_architecture, num_classes=num_classes, activation=f.activation)
+  params, batch_stats = jax.jit(lambda k, x: stateful.init_variables(model, k, x))(
+      key, preprocess(train["image"][:1]))
+  train_loss = stateful.train_loss(model, loss, preprocess)
+  hessian_loss = stateful.measure_loss(model, loss, preprocess, statistics="batch")
+  test_error = test_error_fn(stateful.eval_logits(model, preprocess))
+
+  def loss_fn(p, model_state, batch, constants):
+    value, stats = train_loss(p, model_state["batch_stats"], batch)
+    return value, {"batch_stats": stats}
+
   return experiment.Problem(
       loss_fn=loss_fn, params=params, train_arrays=train,
-      evaluate=lambda p: {"test_error": float(test_error(p, test))},
-      report=lambda e: f"Test error: {e['test_error']}",
-      description={"parameters": int(num_params), "training_examples": n,
-                   "test_examples": int(len(data.test["label"]))})
+      model_state={"batch_stats": batch_stats},
+      hessian_loss=lambda p, s, b, c: hessian_loss(p, s["batch_stats"], b),
+      evaluate=lambda p, s: {"test_error": float(test_error((p, s["batch_stats"]), test))},
+      report=lambda e: f"Test error: {e['test_error']}")

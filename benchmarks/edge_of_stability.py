@@ -1,0 +1,127 @@
+"""Reproduction check of the edge of stability, end to end through `python -m image_classification`.
+
+Full batch on the first 5,000 MNIST training images (`--mini_training_set_num_batches=1
+--batch_size=5000`), a small MLP, the reference's squared-error loss. Each row is one run of the
+real entry point as a subprocess, at a step size whose edge lies below the sharpness the network
+reaches on its own (progressive sharpening), so that training drives λ1 up to the edge and holds
+it there:
+
+  gd        gradient descent                          edge 2/η
+  sam       SAM (normalised), ρ > 0                   edge the SAM-edge (falls with ‖g‖)
+  momentum  heavy ball, β = 0.9                       edge (2+2β)/η
+  adam      Adam, β1 = 0.9 (preconditioned sharpness)  edge 2(1+β1)/((1−β1)η) = 38/η
+
+For the second half of each run's measurements (by step) it prints the median and the 10th–90th
+percentile range of λ1/edge, with the edge of each measurement from the record's `edge` key,
+plus the steps and the run's seconds. `--json PATH` writes
+{"gd": {"median_ratio", "p10", "p90", "steps", "step_size", "rho"}, "sam": {...}, ...}.
+
+    python benchmarks/edge_of_stability.py [--json PATH] [--rows gd,sam] [--out DIR]
+
+It needs MNIST: `--manual_dir` (default ../shared/data/mnist) and a TFDS folder to prepare it
+into (`--tfds_data_dir`, default /tmp/sam_edge_tfds). A benchmark, not a test: it takes minutes.
+"""
+
+import argparse
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+COMMON = ["--dataset=mnist", "--nn_architecture=MLP", "--mlp_depth=3", "--mlp_width=100",
+          "--batch_size=5000", "--mini_training_set_num_batches=1",
+          "--mini_test_set_num_batches=2", "--loss=squared_error", "--time_limit_in_hours=1",
+          "--lanczos_max_steps=40", "--seed=0"]
+
+# name: (flags, steps, measure every). Step sizes chosen so each edge is below the sharpness
+# this network reaches under gradient flow on these 5,000 images.
+ROWS = {
+    "gd": (["--step_size=2.0"], 1500, 25),
+    "sam": (["--step_size=2.0", "--rho=0.02"], 1500, 25),
+    "momentum": (["--step_size=0.4", "--optimizer=momentum", "--momentum=0.9"], 1500, 25),
+    "adam": (["--step_size=0.0004", "--optimizer=adam"], 1500, 25),
+}
+
+
+def flag_value(flags: list[str], name: str, default: float) -> float:
+  for f in flags:
+    if f.startswith(f"--{name}="):
+      return float(f.split("=", 1)[1])
+  return default
+
+
+def run_row(name: str, args, out_dir: str) -> dict:
+  flags, steps, every = ROWS[name]
+  raw_path = os.path.join(out_dir, f"{name}.pkl")
+  outputs = {"raw_data_output": raw_path,
+             "eigs_curve_output": os.path.join(out_dir, f"{name}_eigs.pdf"),
+             "eigs_se_only_output": os.path.join(out_dir, f"{name}_eigs_se_only.pdf"),
+             "alignment_curve_output": os.path.join(out_dir, f"{name}_alignment.pdf"),
+             "loss_curve_output": os.path.join(out_dir, f"{name}_loss.pdf")}
+  cmd = [sys.executable, "-m", "image_classification", *COMMON, *flags,
+         f"--max_steps={args.steps or steps}", f"--measure_every_steps={every}",
+         f"--manual_dir={args.manual_dir}", f"--tfds_data_dir={args.tfds_data_dir}",
+         *[f"--{k}={v}" for k, v in outputs.items()]]
+  start = time.perf_counter()
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+  seconds = time.perf_counter() - start
+  if proc.returncode != 0:
+    sys.exit(f"edge_of_stability: {name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+  with open(raw_path, "rb") as f:
+    raw = pickle.load(f)
+  return summarize(name, raw, flags, seconds)
+
+
+def summarize(name: str, raw: dict, flags: list[str], seconds: float) -> dict:
+  """λ1/edge over the second half of the measurements (by step)."""
+  records = raw["records"]
+  last = raw["final"]["steps"]
+  later = [r for r in records if r["step"] >= last / 2 and r.get("edge") is not None]
+  ratios = np.array([r["eigenvalues"][0] / r["edge"] for r in later])
+  return {"median_ratio": float(np.median(ratios)), "p10": float(np.percentile(ratios, 10)),
+          "p90": float(np.percentile(ratios, 90)), "steps": int(last),
+          "step_size": flag_value(flags, "step_size", 0.01), "rho": flag_value(flags, "rho", 0.0),
+          "measurements": len(later), "seconds": seconds,
+          "edge_label": later[-1].get("edge_label") if later else None,
+          "first_lambda1": records[0]["eigenvalues"][0] if records else None,
+          "first_edge": records[0].get("edge") if records else None,
+          "unconverged": sum(not r.get("converged", True) for r in records)}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--json", help="also write the results as JSON here")
+  parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to run")
+  parser.add_argument("--steps", type=int, default=None, help="override each row's steps")
+  parser.add_argument("--manual_dir", default=os.path.join(REPO, "..", "shared", "data", "mnist"))
+  parser.add_argument("--tfds_data_dir", default="/tmp/sam_edge_tfds")
+  parser.add_argument("--out", default=None, help="keep each run's pickle and PDFs here")
+  args = parser.parse_args()
+  os.makedirs(args.tfds_data_dir, exist_ok=True)
+  out_dir = args.out or tempfile.mkdtemp(prefix="edge_of_stability_")
+  os.makedirs(out_dir, exist_ok=True)
+  results = {}
+  print(f"{'row':<9} {'edge':<26} {'η':>8} {'ρ':>5} {'steps':>6} {'λ1/edge median':>15} "
+        f"{'p10':>7} {'p90':>7} {'λ1(0)/edge':>10} {'seconds':>8}")
+  for name in args.rows.split(","):
+    r = results[name] = run_row(name, args, out_dir)
+    start = (r["first_lambda1"] / r["first_edge"]) if r["first_edge"] else float("nan")
+    print(f"{name:<9} {str(r['edge_label']):<26} {r['step_size']:>8g} {r['rho']:>5g} "
+          f"{r['steps']:>6} {r['median_ratio']:>15.3f} {r['p10']:>7.3f} {r['p90']:>7.3f} "
+          f"{start:>10.3f} {r['seconds']:>8.1f}", flush=True)
+  print(f"(second half of each run's measurements; runs kept in {out_dir})")
+  if args.json:
+    keys = ("median_ratio", "p10", "p90", "steps", "step_size", "rho")
+    with open(args.json, "w") as f:
+      json.dump({name: {k: r[k] for k in keys} for name, r in results.items()}, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()

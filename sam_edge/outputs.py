@@ -1,0 +1,93 @@
+"""A run's outputs: the raw pickle after every measurement, the PDFs every few minutes and at the
+end, each write atomic and a failed write only a warning (training goes on; the previous complete
+file stays and the next write tries again)."""
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Callable, Optional
+
+from sam_edge import loop, plots, records
+
+PLOT_EVERY_S = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+  """Output paths (None: don't write)."""
+  eigs_curve: Optional[str] = None
+  eigs_se_only: Optional[str] = None
+  alignment_curve: Optional[str] = None
+  loss_curve: Optional[str] = None
+  raw_data: Optional[str] = None
+
+
+def raw_data(config: dict, progress: loop.Progress, final: dict, env: dict) -> dict:
+  """The pickled dict: plain Python values only."""
+  return {"config": dict(config), "records": progress.records, "losses": progress.losses,
+          "final": final, "environment": env}
+
+
+def warn(line: str) -> None:
+  print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
+class Writer:
+  """Writes the pickle after every record and the PDFs at most every PLOT_EVERY_S seconds."""
+
+  def __init__(self, outputs: Outputs, title: str, config: dict, progress: loop.Progress,
+               env: dict, checkpoint_dir: Optional[str] = None):
+    self.outputs, self.title, self.config, self.progress = outputs, title, config, progress
+    self.env = env
+    self.checkpoint_dir = checkpoint_dir
+    self.last_plot = time.perf_counter()
+
+  def raw(self, final: dict) -> dict:
+    return raw_data(self.config, self.progress, final, self.env)
+
+  def pickle(self, final: dict) -> None:
+    if self.outputs.raw_data:
+      guarded(self.outputs.raw_data, lambda: records.write_raw(self.outputs.raw_data,
+                                                               self.raw(final)))
+
+  def plots(self, final: dict) -> None:
+    o = self.outputs
+    if any((o.eigs_curve, o.eigs_se_only, o.alignment_curve, o.loss_curve)):
+      guarded("the PDFs", lambda: plots.write_all_plots(
+          self.raw(final), title=self.title, eigs_curve_output=o.eigs_curve,
+          eigs_se_only_output=o.eigs_se_only, alignment_curve_output=o.alignment_curve,
+          loss_curve_output=o.loss_curve))
+    self.last_plot = time.perf_counter()
+
+  def on_record(self, record: dict) -> None:
+    self.pickle({})
+    if time.perf_counter() - self.last_plot >= PLOT_EVERY_S:
+      self.plots({})
+
+  def where(self) -> str:
+    """Every output place of the run, for the last line."""
+    paths = [p for p in dataclasses.astuple(self.outputs) if p]
+    if self.checkpoint_dir:
+      paths.append(f"checkpoints in {self.checkpoint_dir}")
+    return ", ".join(paths) if paths else "nowhere (every output is off)"
+
+  def existing(self) -> list[str]:
+    """The outputs that exist now (for a line at an immediate exit)."""
+    kept = [p for p in dataclasses.astuple(self.outputs) if p and os.path.isfile(p)]
+    if self.checkpoint_dir and os.path.isdir(self.checkpoint_dir):
+      steps = sorted(int(n) for n in os.listdir(self.checkpoint_dir) if n.isdigit())
+      if steps:
+        kept.append(f"checkpoints of steps {', '.join(map(str, steps))} in {self.checkpoint_dir}")
+    return kept
+
+
+def guarded(what: str, write: Callable[[], object]) -> bool:
+  """Runs `write`; a failure is one warning line naming `what`, and False."""
+  try:
+    write()
+    return True
+  except Exception as e:       # a failed write (folder removed, disk full, ...) costs that write
+    message = " ".join(str(e).split())
+    warn(f"could not write {what}: {type(e).__name__}: {message[:300]}")
+    return False
