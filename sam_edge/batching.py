@@ -48,10 +48,11 @@ def batch_at(arrays: Arrays, key: jax.Array, step: jax.Array, batch_size: int) -
   return take(arrays, batch_indices(key, step, n, batch_size))
 
 
-def chunked_mean(per_example_fn: Any, params: Any, arrays: Arrays, chunk_size: int) -> jax.Array:
+def chunked_mean(per_example_fn: Any, params: Any, arrays: Arrays, chunk_size: int) -> Any:
   """(1/N) Σ_i per_example_fn(params, arrays)[i] over all N rows, `chunk_size` rows at a time.
 
-  The last chunk is padded with copies of row 0 and masked out, so every row counts exactly once.
+  `per_example_fn` returns [B] values, or a dict (any pytree) of them: each is averaged. The last
+  chunk is padded with copies of row 0 and masked out, so every row counts exactly once.
   """
   n = num_examples(arrays)
   chunk_size = max(1, min(chunk_size, n))
@@ -64,5 +65,5 @@ def chunked_mean(per_example_fn: Any, params: Any, arrays: Arrays, chunk_size: i
 
   def chunk_sum(args):
     chunk, mask = args
-    return jnp.sum(jnp.where(mask, per_example_fn(params, chunk), 0.0))
-  return jnp.sum(jax.lax.map(chunk_sum, (chunks, masks))) / n
+    return jax.tree.map(lambda v: jnp.sum(jnp.where(mask, v, 0.0)), per_example_fn(params, chunk))
+  return jax.tree.map(lambda sums: jnp.sum(sums) / n, jax.lax.map(chunk_sum, (chunks, masks)))

@@ -30,6 +30,12 @@ OUTPUT_FLAGS = {  # flag: (reference default, what it holds)
     "alignment_curve_output": ("/tmp/a.pdf", "PDF: |cos| of gradient and SAM gradient with v1"),
     "loss_curve_output": ("/tmp/ell.pdf", "PDF: training loss"),
     "raw_data_output": ("/tmp/raw.pkl", "pickle of a plain dict: config, records, losses, final"),
+    "density_output": ("/tmp/density.pdf", "PDF: the Hessian's spectral density (SLQ) at a few "
+                       "measurements, log scale; written with --measure_density"),
+    "eval_curve_output": ("/tmp/eval.pdf", "PDF: the training loss beside the test loss and "
+                          "test error of every evaluation; written with --eval_every_steps"),
+    "curvature_output": ("/tmp/curvature.pdf", "PDF: tr(H) ± its standard error, λ_min and the "
+                         "per-layer top eigenvalues; written when one of them is measured"),
 }
 
 
@@ -62,6 +68,17 @@ def define_common_flags(fv: flags.FlagValues, *, step_size: float, batch_size: i
                        "m-sharpness: each group of m examples of a batch takes its gradient at "
                        "its own perturbation, and the groups are averaged (default: the whole "
                        "batch is one group).", **on)
+  flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine", "step"],
+                    "Step-size schedule: constant (the reference), cosine (to 0 at --max_steps) or "
+                    "step (× --lr_step_factor at each fraction --lr_step_boundaries of "
+                    "--max_steps); edges use the step size of the current step.", **on)
+  flags.DEFINE_integer("warmup_steps", 0, "Linear warm-up: η(s) = η (s + 1)/W for s < W.", **on)
+  flags.DEFINE_list("lr_step_boundaries", ["0.5", "0.75"], "Fractions of --max_steps where "
+                    "--lr_schedule=step multiplies the step size by --lr_step_factor.", **on)
+  flags.DEFINE_float("lr_step_factor", 0.1, "The multiplier of --lr_schedule=step.", **on)
+  flags.DEFINE_integer("eval_every_steps", None, "Test metrics (test error and test loss) every "
+                       "N steps, first at step 0; recorded under `evaluations` and drawn in "
+                       "--eval_curve_output.", **on)
   flags.DEFINE_enum("regime", "network", ["network", "linearized"],
                     "Train the network, or its linearisation at the initial parameters w0: "
                     "f_lin(w) = f(w0) + J(w0)(w − w0).", **on)
@@ -91,6 +108,7 @@ def define_common_flags(fv: flags.FlagValues, *, step_size: float, batch_size: i
                        **on)
   flags.DEFINE_float("lanczos_tol", 1e-4,
                      "Lanczos stops once every residual ||Hv - λv|| <= tol * |λ1|.", **on)
+  define_curvature_flags(fv)
   for name, (default, help_text) in OUTPUT_FLAGS.items():
     flags.DEFINE_string(name, default, help_text + " ('' to skip).", **on)
   flags.DEFINE_string("checkpoint_dir", None, "Folder for resumable checkpoints (orbax); none if "
@@ -100,6 +118,62 @@ def define_common_flags(fv: flags.FlagValues, *, step_size: float, batch_size: i
                      "--checkpoint_dir is set); one is also written when the run stops.", **on)
   flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in --checkpoint_dir "
                     "(start afresh if it holds none); refused if the flags differ.", **on)
+
+
+def define_curvature_flags(fv: flags.FlagValues) -> None:
+  """Curvature beyond λ1 (`curvature.registry`); all off by default (no cost unless asked)."""
+  on = {"flag_values": fv}
+  flags.DEFINE_bool("measure_trace", False, "Measure tr(H) with its standard error (Hutch++ by "
+                    "default) at every measurement.", **on)
+  flags.DEFINE_integer("trace_probes", 60, "HVPs per trace estimate (Hutch++ spends a third on "
+                       "its sketch).", **on)
+  flags.DEFINE_enum("trace_method", "hutch++", ["hutch++", "hutchinson"],
+                    "Trace estimator: Hutch++ (Meyer et al.) or Hutchinson with Rademacher probes.",
+                    **on)
+  flags.DEFINE_bool("measure_density", False, "Measure the Hessian's spectral density by "
+                    "stochastic Lanczos quadrature; nodes and weights are pickled and drawn in "
+                    "--density_output.", **on)
+  flags.DEFINE_integer("density_probes", 2, "Random probes of the spectral density.", **on)
+  flags.DEFINE_integer("density_steps", 90, "Lanczos steps (= HVPs) per density probe.", **on)
+  flags.DEFINE_bool("measure_per_layer", False, "Measure the top eigenvalue (and, with "
+                    "--measure_trace, the trace) of each module's diagonal Hessian block.", **on)
+  flags.DEFINE_bool("measure_min_eigenvalue", False, "Measure λ_min, the smallest (most "
+                    "negative) Hessian eigenvalue, with its residual.", **on)
+  flags.DEFINE_integer("min_eigenvalue_max_steps", 80, "Cap on Lanczos steps for λ_min (it "
+                       "converges more slowly than λ1).", **on)
+
+
+def curvature_settings(f: Any) -> tuple[tuple[str, Any], ...]:
+  """The requested curvature kinds and their settings, in registry order."""
+  from sam_edge.curvature import registry
+  kinds = []
+  if f.measure_trace:
+    kinds.append(("trace", registry.TraceSettings(probes=f.trace_probes, method=f.trace_method)))
+  if f.measure_density:
+    kinds.append(("density", registry.DensitySettings(probes=f.density_probes,
+                                                      steps=f.density_steps)))
+  if f.measure_per_layer:
+    kinds.append(("per_layer", registry.PerLayerSettings(
+        max_steps=f.lanczos_max_steps, tol=f.lanczos_tol, min_steps=min(3, f.lanczos_max_steps),
+        trace_probes=f.trace_probes if f.measure_trace else 0)))
+  if f.measure_min_eigenvalue:
+    kinds.append(("min_eigenvalue", registry.MinEigenvalueSettings(
+        max_steps=f.min_eigenvalue_max_steps, tol=f.lanczos_tol,
+        min_steps=min(3, f.min_eigenvalue_max_steps))))
+  return tuple(kinds)
+
+
+def curvature_problems(f: Any) -> list[str]:
+  """One line per curvature setting that cannot run, naming its flag."""
+  from sam_edge.curvature import registry
+  flag_of = {"trace": "--trace_probes", "density": "--density_probes/--density_steps",
+             "per_layer": "--measure_per_layer", "min_eigenvalue": "--min_eigenvalue_max_steps"}
+  p = []
+  for name, settings in curvature_settings(f):
+    reason = registry.settings_error(name, settings)
+    if reason:
+      p.append(f"{flag_of[name]}: {reason}")
+  return p
 
 
 def parse_flags(fv: flags.FlagValues, argv: list[str]) -> list[str]:
@@ -159,6 +233,7 @@ def common_problems(f: Any) -> list[str]:
          f"got {f.lanczos_max_steps}")
   _check(p, 0 <= f.seed < 2**32, f"--seed must be between 0 and 2**32 - 1, got {f.seed}")
   p.extend(method_problems(f))
+  p.extend(curvature_problems(f))
   seen: dict[str, str] = {}
   for name in OUTPUT_FLAGS:
     path = getattr(f, name)
@@ -194,6 +269,19 @@ def method_problems(f: Any) -> list[str]:
   _check(p, _finite(f.weight_decay) and f.weight_decay >= 0,
          f"--weight_decay must be >= 0, got {f.weight_decay}")
   _check(p, _finite(f.asam_xi) and f.asam_xi >= 0, f"--asam_xi must be >= 0, got {f.asam_xi}")
+  if f.lr_schedule != "constant" and f.max_steps is None:
+    p.append(f"--lr_schedule={f.lr_schedule} needs --max_steps (the schedule's length)")
+  _check(p, f.warmup_steps >= 0, f"--warmup_steps must be >= 0, got {f.warmup_steps}")
+  try:
+    bounds = [float(b) for b in f.lr_step_boundaries]
+    _check(p, all(0 <= b <= 1 for b in bounds),
+           f"--lr_step_boundaries must be fractions in [0, 1], got {f.lr_step_boundaries}")
+  except ValueError:
+    p.append(f"--lr_step_boundaries must be numbers, got {f.lr_step_boundaries}")
+  _check(p, _finite(f.lr_step_factor) and f.lr_step_factor > 0,
+         f"--lr_step_factor must be > 0, got {f.lr_step_factor}")
+  _check(p, f.eval_every_steps is None or f.eval_every_steps >= 1,
+         f"--eval_every_steps must be at least 1, got {f.eval_every_steps}")
   m = f.sam_group_size
   if m is not None:
     if m < 1:
@@ -221,7 +309,9 @@ def method_title(f: Any) -> str:
 def optimizer_settings(f: Any) -> optimizers.OptimizerSettings:
   return optimizers.OptimizerSettings(
       name=f.optimizer, step_size=f.step_size, momentum=f.momentum, adam_b1=f.adam_b1,
-      adam_b2=f.adam_b2, adam_eps=f.adam_eps, weight_decay=f.weight_decay)
+      adam_b2=f.adam_b2, adam_eps=f.adam_eps, weight_decay=f.weight_decay,
+      schedule=f.lr_schedule, warmup_steps=f.warmup_steps, total_steps=f.max_steps,
+      boundaries=tuple(float(b) for b in f.lr_step_boundaries), factor=f.lr_step_factor)
 
 
 def sam_settings(f: Any) -> steps.SamSettings:
@@ -248,8 +338,11 @@ def checkpoint_problems(f: Any) -> list[str]:
     step, why = sound.skipped[0]
     return [f"--resume: none of the {len(sound.skipped)} checkpoints in {f.checkpoint_dir} can be "
             f"restored (the newest, step {step}: {why})"]
+  resumable = RESUMABLE_CHANGES
+  if sound.config.get("lr_schedule", "constant") != "constant":
+    resumable = tuple(n for n in resumable if n != "max_steps")   # the schedule's length
   differ = checkpoints.config_differences(sound.config, flag_values(f),
-                                          ignore=RESUMABLE_CHANGES + tuple(OUTPUT_FLAGS))
+                                          ignore=resumable + tuple(OUTPUT_FLAGS))
   if differ:
     return [f"--resume: the checkpoint in {f.checkpoint_dir} was written with different flags: "
             + ", ".join(f"--{name} (was {sound.config.get(name)!r}, now {f[name].value!r})"
@@ -264,13 +357,14 @@ def run_settings(f: Any, *, title: str) -> RunSettings:
   measure = MeasureSettings(
       optimizer=optimizer, sam=sam, batch_size=f.batch_size,
       num_eigenvalues=f.num_principal_components, eigensolver=f.eigensolver, hvp=f.hvp,
-      max_steps=f.lanczos_max_steps, tol=f.lanczos_tol, min_steps=min(3, f.lanczos_max_steps))
+      max_steps=f.lanczos_max_steps, tol=f.lanczos_tol, min_steps=min(3, f.lanczos_max_steps),
+      curvature=curvature_settings(f))
   loop = LoopSettings(
       time_limit_s=f.time_limit_in_hours * 3600.0, measure_every_steps=f.measure_every_steps,
       measure_gap_s=None if f.measure_every_steps else (gap_hours * 3600.0 if gap_hours else None),
       max_steps=f.max_steps,
       checkpoint_every_s=60.0 * (f.checkpoint_every_minutes or DEFAULT_CHECKPOINT_MINUTES)
-      if f.checkpoint_dir else None)
+      if f.checkpoint_dir else None, eval_every_steps=f.eval_every_steps)
   outputs = Outputs(**{name.removesuffix("_output"): getattr(f, name) or None
                        for name in OUTPUT_FLAGS})
   return RunSettings(batch_size=f.batch_size, seed=f.seed, optimizer=optimizer, sam=sam,

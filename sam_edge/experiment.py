@@ -83,13 +83,14 @@ def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
 
 
 def make_state_measure(problem: Problem, settings: measure.MeasureSettings) -> Callable:
-  """`(state, batch, v0, key) -> (record, v1)`: `measure.make_measure` reading the state."""
+  """`(state, batch, measure_state, key) -> (record, next measure_state)`:
+  `measure.make_measure` reading the training state."""
   run = measure.make_measure(problem.loss_fn, problem.measured_loss(), settings)
   constants = problem.constants
 
-  def from_state(state: steps.TrainState, batch, v0, key):
+  def from_state(state: steps.TrainState, batch, measure_state, key):
     context = measure.Context(state.model_state, state.opt_state, state.step, constants)
-    return run(state.params, context, batch, v0, key)
+    return run(state.params, context, batch, measure_state, key)
   return from_state
 
 
@@ -103,7 +104,8 @@ def components(problem: Problem, settings: RunSettings, run_keys: dict) -> loop.
       batch=jax.jit(lambda arrays, key, step: batching.batch_at(arrays, key, step,
                                                                 settings.batch_size)),
       train_arrays=problem.train_arrays, data_key=run_keys["data"],
-      measure_key=run_keys["measure"])
+      measure_key=run_keys["measure"],
+      evaluate=lambda state: problem.evaluate(state.params, state.model_state))
 
 
 def _sound_step(directory: str, log: Callable[[str], None]) -> Optional[int]:
@@ -121,12 +123,12 @@ def _sound_step(directory: str, log: Callable[[str], None]) -> Optional[int]:
 
 
 def _restore(checkpointer: checkpoints.Checkpointer, step: int, state: steps.TrainState,
-             v_prev: PyTree, log: Callable[[str], None]):
-  """(state, v_prev, progress) of checkpoint `step`."""
-  state, v_prev, progress, _ = checkpointer.restore(state, v_prev, step=step)
+             measure_state: PyTree, log: Callable[[str], None]):
+  """(state, measure_state, progress) of checkpoint `step`."""
+  state, measure_state, progress, _ = checkpointer.restore(state, measure_state, step=step)
   log(f"resuming from the checkpoint of step {int(state.step)} in {checkpointer.directory} "
       f"({len(progress.records)} measurements so far)")
-  return state, v_prev, progress
+  return state, measure_state, progress
 
 
 def run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], config: dict,
@@ -160,16 +162,20 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
   sup.phase = "loading the data"
   run_keys = keys(settings.seed)
   problem = build_problem(run_keys["init"])
+  too_big = measure.size_problems(settings.measure,
+                                  sum(x.size for x in jax.tree.leaves(problem.params)))
+  if too_big:
+    raise errors.InputError("; ".join(too_big))
   sup.phase = "setting up"
   progress = loop.Progress()
   state = steps.init_state(problem.params, settings.optimizer.make(), problem.model_state)
-  v_prev = jax.tree.map(jnp.zeros_like, problem.params)
+  measure_state = measure.init_state(settings.measure, problem.params)   # warm starts
   resume_step = (_sound_step(settings.checkpoint_dir, log)
                  if settings.checkpoint_dir and settings.resume else None)
   checkpointer = (checkpoints.Checkpointer(settings.checkpoint_dir) if settings.checkpoint_dir
                   else None)
   if resume_step is not None:
-    state, v_prev, progress = _restore(checkpointer, resume_step, state, v_prev, log)
+    state, measure_state, progress = _restore(checkpointer, resume_step, state, measure_state, log)
     env = {**env, "resumed_from_step": int(state.step)}
   writer = outputs.Writer(settings.outputs, settings.title, config, progress, env,
                           checkpoint_dir=settings.checkpoint_dir)
@@ -188,8 +194,8 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
   log("compiling the training step and the measurement (the first step and measurement wait "
       "for it)")
   try:
-    state, v_prev, reason = loop.run_loop(
-        parts, state, v_prev, progress, settings.loop, sup.stop, on_record=on_record,
+    state, measure_state, reason = loop.run_loop(
+        parts, state, measure_state, progress, settings.loop, sup.stop, on_record=on_record,
         on_checkpoint=save if checkpointer else None, on_loss=lambda s, x: sup.mark_computed(),
         log=log)
   except BaseException as e:          # an unexpected error: keep what was measured, then fail
@@ -204,7 +210,7 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
   sup.phase = "writing the outputs"
   if checkpointer:
     if reason != "diverged":           # a diverged state is not worth resuming
-      save(state, v_prev, progress)
+      save(state, measure_state, progress)
     outputs.guarded(f"the checkpoints in {settings.checkpoint_dir}", checkpointer.close)
   evaluation = problem.evaluate(state.params, state.model_state)
   steps_done = int(state.step)

@@ -29,6 +29,7 @@ class LoopSettings:
   max_steps: Optional[int] = None
   progress_every_s: float = 10.0
   checkpoint_every_s: Optional[float] = None
+  eval_every_steps: Optional[int] = None      # test metrics every N steps (first at step 0)
 
 
 @dataclasses.dataclass
@@ -40,6 +41,8 @@ class Progress:
   elapsed: float = 0.0             # wall-clock seconds of the loop, measurements included
   last_measure_step: int = -1
   last_measure_time: float = -math.inf
+  evaluations: list = dataclasses.field(default_factory=list)   # {step, time, test_..., seconds}
+  last_eval_step: int = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,11 +50,12 @@ class Components:
   """The jitted pieces a loop drives (built once per run)."""
   update: Callable[[steps.TrainState, PyTree, jax.Array], tuple[steps.TrainState, jax.Array]]
   measure: Callable[[steps.TrainState, PyTree, PyTree, jax.Array], tuple[dict, PyTree]]
-  # (state, batch, v_prev, key) -> (record, v1); reads the state, never changes it
+  # (state, batch, measure_state, key) -> (record, next measure_state); pure
   batch: Callable[[PyTree, jax.Array, jax.Array], PyTree]   # (arrays, key, step) -> batch
   train_arrays: PyTree
   data_key: jax.Array
   measure_key: jax.Array
+  evaluate: Optional[Callable[[steps.TrainState], dict]] = None   # -> {"test_error": x, ...}
 
 
 class StopFlag:
@@ -76,6 +80,18 @@ def measurement_due(settings: LoopSettings, progress: Progress, step: int) -> bo
   return False
 
 
+def evaluation_due(settings: LoopSettings, progress: Progress, step: int) -> bool:
+  """At step 0 and every `eval_every_steps` steps (never twice at one step)."""
+  return bool(settings.eval_every_steps) and step % settings.eval_every_steps == 0 and (
+      step != progress.last_eval_step)
+
+
+def format_evaluation(e: dict) -> str:
+  values = " | ".join(f"{k} {v:.6g}" for k, v in e.items()
+                      if k not in ("step", "time", "seconds") and isinstance(v, float))
+  return f"evaluate step {e['step']} | t {e['time']:.1f}s | {values} | {e['seconds']:.2f}s"
+
+
 def to_host_record(record: dict, step: int, train_time: float, seconds: float) -> dict:
   """A measurement as plain Python numbers (eigenvalues and residuals as lists)."""
   return {"step": step, "time": train_time, **records.to_plain(jax.device_get(record)),
@@ -93,22 +109,32 @@ def format_record(r: dict) -> str:
   line += (f" | ‖g‖ {r['grad_norm']:.4g} | loss {r['loss']:.6g}"
            f" | |cos(g,v1)| {r['g_alignment']:.3f} | |cos(gSAM,v1)| {r['sg_alignment']:.3f}"
            f" | residual {max(r['residuals']):.2e} | HVPs {r['hvps']} | {r['seconds']:.2f}s")
+  if "trace" in r:
+    line += f" | tr(H) {r['trace']:.6g} ± {r['trace_stderr']:.2g}"
+  if "min_eigenvalue" in r:
+    line += f" | λmin {r['min_eigenvalue']:.6g}"
+  if "per_layer" in r:
+    top = max(r["per_layer"], key=lambda name: r["per_layer"][name]["eigenvalue"])
+    line += f" | sharpest layer {top} {r['per_layer'][top]['eigenvalue']:.6g}"
   if not r.get("converged", True):
     line += " | NOT CONVERGED: a residual is above the tolerance"
   return line
 
 
-def run_loop(components: Components, state: steps.TrainState, v_prev: PyTree, progress: Progress,
+def run_loop(components: Components, state: steps.TrainState, measure_state: PyTree,
+             progress: Progress,
              settings: LoopSettings, stop: StopFlag, *,
              on_record: Callable[[dict], None] = lambda r: None,
              on_checkpoint: Optional[Callable[[steps.TrainState, PyTree, Progress], None]] = None,
              on_loss: Callable[[int, float], None] = lambda step, loss: None,
              log: Callable[[str], None] = print) -> tuple[steps.TrainState, PyTree, str]:
-  """Trains until a stop condition; returns (state, last principal eigenvector, stopped_because).
+  """Trains until a stop condition; returns (state, measure_state, stopped_because), where
+  measure_state holds the measurements' warm starts (e.g. the last principal eigenvector).
 
   `stopped_because` is one of: time_limit, max_steps, diverged, or the StopFlag's reason.
-  `progress` is updated in place (records, losses, clocks); `on_record(record)` follows each
-  measurement and `on_loss(step, loss)` each training loss read back from the device.
+  `progress` is updated in place (records, evaluations, losses, clocks); `on_record(record)`
+  follows each measurement and each evaluation, and `on_loss(step, loss)` each training loss
+  read back from the device.
   """
   c = components
   step = int(state.step)
@@ -163,6 +189,23 @@ def run_loop(components: Components, state: steps.TrainState, v_prev: PyTree, pr
       reason = "time_limit"
     if reason:
       break
+    if c.evaluate is not None and evaluation_due(settings, progress, step):
+      reason = settle()
+      if reason:
+        break
+      jax.block_until_ready(state)
+      clock()
+
+      def take_evaluation():
+        t = time.perf_counter()
+        values = c.evaluate(state)
+        return {"step": step, "time": progress.train_time, **values,
+                "seconds": time.perf_counter() - t}
+      evaluation = pause(take_evaluation)
+      progress.evaluations.append(evaluation)
+      progress.last_eval_step = step
+      log(format_evaluation(evaluation))
+      pause(lambda: on_record(evaluation))
     if measurement_due(settings, progress, step):
       reason = settle()
       if reason:
@@ -175,10 +218,10 @@ def run_loop(components: Components, state: steps.TrainState, v_prev: PyTree, pr
         batch = c.batch(c.train_arrays, c.data_key, jnp.asarray(step, jnp.int32))
         # Wait for the device: `seconds` is the measurement's whole cost, not its dispatch.
         record, v1 = jax.block_until_ready(
-            c.measure(state, batch, v_prev, jax.random.fold_in(c.measure_key, step)))
+            c.measure(state, batch, measure_state, jax.random.fold_in(c.measure_key, step)))
         seconds = time.perf_counter() - t
         return to_host_record(record, step, progress.train_time, seconds), v1
-      record, v_prev = pause(take_measurement)
+      record, measure_state = pause(take_measurement)
       progress.records.append(record)
       progress.last_measure_step, progress.last_measure_time = step, progress.train_time
       log(format_record(record))
@@ -198,10 +241,10 @@ def run_loop(components: Components, state: steps.TrainState, v_prev: PyTree, pr
         and now - last_checkpoint >= settings.checkpoint_every_s and reason is None):
       reason = settle()
       if reason is None:
-        pause(lambda: on_checkpoint(state, v_prev, progress))
+        pause(lambda: on_checkpoint(state, measure_state, progress))
       last_checkpoint = time.perf_counter()
   if reason != "diverged":
     diverged = settle()
     reason = diverged or reason
   clock()
-  return state, v_prev, reason
+  return state, measure_state, reason

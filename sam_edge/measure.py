@@ -10,7 +10,10 @@ base optimizer would see (the SAM gradient of the configured variant; g itself w
     `step_size` η, `two_over_eta` 2/η, `sam_edge` SAM-edge(||g||, η, ρ),
     `edge` (the configured method's own stability threshold, `edges.method_edge`; None where no
     closed form is known) and `edge_label` (its formula), ||g||, L(w),
-    g_alignment  = |cos(g, v_1)|,   sg_alignment = |cos(g_SAM, v_1)|.
+    g_alignment  = |cos(g, v_1)|,   sg_alignment = |cos(g_SAM, v_1)|,
+
+and the keys of each requested curvature kind (`curvature.registry`: the trace with its
+standard error, the SLQ spectral density, per-layer sharpness, λ_min), all of the Hessian H.
 
 A is the Hessian H of the training loss (`operator` "hessian"), except for Adam, where it is
 the preconditioned Hessian P^{-1/2} H P^{-1/2} (`operator` "preconditioned_hessian") with P the
@@ -30,6 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from sam_edge import edges, hessian, optimizers, steps, trees
+from sam_edge.curvature import registry
 
 PyTree = Any
 Record = dict[str, Any]
@@ -52,6 +56,7 @@ class MeasureSettings:
   max_steps: int = 20               # Lanczos step (= HVP) cap
   tol: float = 1e-4                 # relative residual tolerance
   min_steps: int = 3                # Lanczos never stops before this many HVPs
+  curvature: tuple[tuple[str, Any], ...] = ()   # (kind, settings) of `curvature.registry`
 
   @property
   def preconditioned(self) -> bool:
@@ -89,15 +94,37 @@ def adam_gradient_seen(settings: MeasureSettings, params: PyTree, sam_grad: PyTr
   return optax.tree.add_scale(sam_grad, wd, params) if wd else sam_grad
 
 
-def measure(train_loss: TrainLoss, hessian_loss: HessianLoss, settings: MeasureSettings,
-            params: PyTree, context: Context, batch: PyTree, v0: PyTree, key: jax.Array
-            ) -> tuple[Record, PyTree]:
-  """Returns the record (see module doc) and the principal eigenvector v_1 (a params pytree, in
-  the operator's coordinates).
+def size_problems(settings: MeasureSettings, num_params: int) -> list[str]:
+  """Settings that need more dimensions than the model has (one line each, naming the flag)."""
+  p = []
+  for name, s in settings.curvature:
+    if name == "density" and s.steps > num_params:
+      p.append(f"--density_steps={s.steps} exceeds the {num_params} parameters")
+    if name == "trace" and s.method == "hutch++" and s.probes // 3 > num_params:
+      p.append(f"--trace_probes={s.probes}: the Hutch++ sketch of {s.probes // 3} exceeds the "
+               f"{num_params} parameters")
+  return p
 
-  `v0` warm-starts the eigen-solver (pass the previous measurement's v_1; zeros for a random
-  start drawn from `key`).
+
+def init_state(settings: MeasureSettings, params: PyTree) -> dict:
+  """What the first measurement starts from: {"v1": zeros (a random start), "curvature": the
+  curvature kinds' states}. Each measurement returns the next one (warm starts)."""
+  return {"v1": jax.tree.map(jnp.zeros_like, params),
+          "curvature": registry.init_states(dict(settings.curvature), params)}
+
+
+def measure(train_loss: TrainLoss, hessian_loss: HessianLoss, settings: MeasureSettings,
+            params: PyTree, context: Context, batch: PyTree, state: dict, key: jax.Array
+            ) -> tuple[Record, dict]:
+  """Returns the record (see module doc) and the next measurement state (`init_state`): the
+  principal eigenvector v_1 (a params pytree, in the operator's coordinates) and the curvature
+  kinds' states.
+
+  `state["v1"]` warm-starts the eigen-solver (the previous measurement's v_1; zeros for a
+  random start drawn from `key`).
   """
+  v0 = state["v1"]
+  top_key, curvature_key = jax.random.split(key)
   o = settings.optimizer
   with jax.default_matmul_precision(PRECISION):
     loss_fn = lambda p, b: train_loss(p, context.model_state, b, context.constants)
@@ -113,7 +140,7 @@ def measure(train_loss: TrainLoss, hessian_loss: HessianLoss, settings: MeasureS
       grad = jax.tree.map(jnp.multiply, inv_sqrt, grad)
       sam_grad = jax.tree.map(jnp.multiply, inv_sqrt, sam_grad)
     result, v1 = hessian.top_eigenpairs(
-        scalar, params, batch, v0, key, method=settings.eigensolver, hvp=settings.hvp,
+        scalar, params, batch, v0, top_key, method=settings.eigensolver, hvp=settings.hvp,
         k=settings.num_eigenvalues, max_steps=settings.max_steps, tol=settings.tol,
         min_steps=settings.min_steps, precondition=precondition)
     grad_norm = optax.tree.norm(grads.grad)
@@ -136,28 +163,30 @@ def measure(train_loss: TrainLoss, hessian_loss: HessianLoss, settings: MeasureS
         "g_alignment": trees.alignment(grad, v1),
         "sg_alignment": trees.alignment(sam_grad, v1),
     }
-  return record, v1
+    extra, curvature_states = registry.measure_curvature(
+        lambda p, b: scalar(p, b), dict(settings.curvature), params, batch, curvature_key,
+        state["curvature"])
+  return {**record, **extra}, {"v1": v1, "curvature": curvature_states}
 
 
 def make_measure(train_loss: TrainLoss, hessian_loss: HessianLoss, settings: MeasureSettings
-                 ) -> Callable[[PyTree, Context, PyTree, PyTree, jax.Array],
-                               tuple[Record, PyTree]]:
+                 ) -> Callable[[PyTree, Context, PyTree, dict, jax.Array], tuple[Record, dict]]:
   """`measure` jitted once for these losses and settings:
-  `(params, context, batch, v0, key) -> (record, v1)`.
+  `(params, context, batch, state, key) -> (record, next state)`.
 
   Everything that changes between measurements is an argument, so later measurements with new
   values of the same shapes reuse the compiled function. Static facts (the kind of eigenvalue,
   the operator, the edge's formula) are added to the record on the host.
   """
-  jitted = jax.jit(lambda params, context, batch, v0, key: measure(
-      train_loss, hessian_loss, settings, params, context, batch, v0, key))
+  jitted = jax.jit(lambda params, context, batch, state, key: measure(
+      train_loss, hessian_loss, settings, params, context, batch, state, key))
   static = {"eigenvalue_kind": eigenvalue_kind(settings),
             "operator": "preconditioned_hessian" if settings.preconditioned else "hessian",
             "edge_label": settings.edge_label()}
 
-  def run(params: PyTree, context: Context, batch: PyTree, v0: PyTree, key: jax.Array
-          ) -> tuple[Record, PyTree]:
+  def run(params: PyTree, context: Context, batch: PyTree, state: dict, key: jax.Array
+          ) -> tuple[Record, dict]:
     with jax.default_matmul_precision(PRECISION):
-      record, v1 = jitted(params, context, batch, v0, key)
-    return {**record, **static}, v1
+      record, new_state = jitted(params, context, batch, state, key)
+    return {**record, **static}, new_state
   return run

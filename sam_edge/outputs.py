@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Callable, Optional
 
-from sam_edge import loop, plots, records
+from sam_edge import curvature_plot, density_plot, eval_plot, loop, plots, records
 
 PLOT_EVERY_S = 300.0
 
@@ -21,12 +21,15 @@ class Outputs:
   alignment_curve: Optional[str] = None
   loss_curve: Optional[str] = None
   raw_data: Optional[str] = None
+  eval_curve: Optional[str] = None        # written only when there are evaluations
+  density: Optional[str] = None           # written only when records hold a density
+  curvature: Optional[str] = None         # written only when records hold trace/λmin/per-layer
 
 
 def raw_data(config: dict, progress: loop.Progress, final: dict, env: dict) -> dict:
   """The pickled dict: plain Python values only."""
   return {"config": dict(config), "records": progress.records, "losses": progress.losses,
-          "final": final, "environment": env}
+          "evaluations": progress.evaluations, "final": final, "environment": env}
 
 
 def warn(line: str) -> None:
@@ -41,6 +44,7 @@ class Writer:
     self.outputs, self.title, self.config, self.progress = outputs, title, config, progress
     self.env = env
     self.checkpoint_dir = checkpoint_dir
+    self.written: set[str] = set()          # the paths this run has written
     self.last_plot = time.perf_counter()
 
   def raw(self, final: dict) -> dict:
@@ -48,17 +52,31 @@ class Writer:
 
   def pickle(self, final: dict) -> None:
     if self.outputs.raw_data:
-      guarded(self.outputs.raw_data, lambda: records.write_raw(self.outputs.raw_data,
-                                                               self.raw(final)))
+      self._write(self.outputs.raw_data, lambda: records.write_raw(self.outputs.raw_data,
+                                                                   self.raw(final)))
 
   def plots(self, final: dict) -> None:
     o = self.outputs
-    if any((o.eigs_curve, o.eigs_se_only, o.alignment_curve, o.loss_curve)):
-      guarded("the PDFs", lambda: plots.write_all_plots(
-          self.raw(final), title=self.title, eigs_curve_output=o.eigs_curve,
-          eigs_se_only_output=o.eigs_se_only, alignment_curve_output=o.alignment_curve,
-          loss_curve_output=o.loss_curve))
+    raw = self.raw(final)
+    specs = plots.all_specs(raw, self.title)
+    for path, name in ((o.eigs_curve, "eigs_curve"), (o.eigs_se_only, "eigs_se_only"),
+                       (o.alignment_curve, "alignment_curve"), (o.loss_curve, "loss_curve")):
+      if path:
+        self._write(path, lambda: plots.save_figure(plots.build_figure(specs[name]), path))
+    if o.eval_curve and self.progress.evaluations:
+      self._write(o.eval_curve, lambda: plots.save_figure(eval_plot.eval_figure(raw, self.title),
+                                                          o.eval_curve))
+    if o.density and any("density" in r for r in self.progress.records):
+      self._write(o.density, lambda: density_plot.write_density_plot(raw, o.density,
+                                                                     title=self.title))
+    if o.curvature and any(curvature_plot.has_curvature(r) for r in self.progress.records):
+      self._write(o.curvature, lambda: curvature_plot.write_curvature_plot(raw, o.curvature,
+                                                                           title=self.title))
     self.last_plot = time.perf_counter()
+
+  def _write(self, path: str, write: Callable[[], object]) -> None:
+    if guarded(path, write):
+      self.written.add(path)
 
   def on_record(self, record: dict) -> None:
     self.pickle({})
@@ -66,15 +84,13 @@ class Writer:
       self.plots({})
 
   def where(self) -> str:
-    """Every output place of the run, for the last line."""
-    paths = [p for p in dataclasses.astuple(self.outputs) if p]
-    if self.checkpoint_dir:
-      paths.append(f"checkpoints in {self.checkpoint_dir}")
-    return ", ".join(paths) if paths else "nowhere (every output is off)"
+    """The outputs written, for the last line."""
+    return ", ".join(self.existing()) or "nowhere (every output is off)"
 
   def existing(self) -> list[str]:
     """The outputs that exist now (for a line at an immediate exit)."""
-    kept = [p for p in dataclasses.astuple(self.outputs) if p and os.path.isfile(p)]
+    kept = [p for p in dataclasses.astuple(self.outputs)
+            if p and p in self.written and os.path.isfile(p)]
     if self.checkpoint_dir and os.path.isdir(self.checkpoint_dir):
       steps = sorted(int(n) for n in os.listdir(self.checkpoint_dir) if n.isdigit())
       if steps:

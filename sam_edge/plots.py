@@ -157,7 +157,12 @@ def build_figure(spec: PlotSpec) -> Figure:
     The figure (not attached to pyplot).
   """
   fig = Figure(figsize=FIGSIZE, layout="constrained")
-  ax = fig.add_subplot()
+  draw_on(fig.add_subplot(), spec)
+  return fig
+
+
+def draw_on(ax: Any, spec: PlotSpec) -> None:
+  """Draws `spec` on the matplotlib Axes `ax` (see `build_figure`)."""
   for s in spec.series:
     x, y = finite_points(s.xs, s.ys)
     if spec.log_y:
@@ -189,7 +194,6 @@ def build_figure(spec: PlotSpec) -> Figure:
   ax.grid(True, alpha=0.3)
   if ax.get_legend_handles_labels()[0]:
     ax.legend(loc=spec.legend_loc, fontsize="small")
-  return fig
 
 
 def figure_pdf_bytes(fig: Figure) -> bytes:
@@ -241,7 +245,7 @@ def _records(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
   return list(raw.get("records") or [])
 
 
-def _eig_colour(i: int, k: int) -> Any:
+def eig_colour(i: int, k: int) -> Any:
   """A distinct colour for eigenvalue i of k."""
   if k <= 10:
     return f"C{i}"
@@ -264,7 +268,7 @@ def unconverged_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
   for i in range(k):
     xs = [r.get("step") for r in bad if i < len(r.get("eigenvalues") or ())]
     ys = [r["eigenvalues"][i] for r in bad if i < len(r.get("eigenvalues") or ())]
-    style = {"color": _eig_colour(i, k), "marker": "o", "markersize": 7,
+    style = {"color": eig_colour(i, k), "marker": "o", "markersize": 7,
              "markerfacecolor": "none", "linestyle": "none", "markeredgewidth": 1.2}
     out.append(Series(UNCONVERGED_LABEL if i == 0 else "_nolegend_", xs, ys, style))
   return out
@@ -302,7 +306,7 @@ def eigenvalue_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
       if i < len(eigs):
         xs.append(r.get("step"))
         ys.append(eigs[i])
-    style = {"color": _eig_colour(i, k), "linewidth": 1.6 if i == 0 else 1.0}
+    style = {"color": eig_colour(i, k), "linewidth": 1.6 if i == 0 else 1.0}
     kind = recs[-1].get("eigenvalue_kind") if recs else None
     out.append(Series(eigenvalue_label(i, kind), xs, ys, style))
   return out
@@ -338,9 +342,35 @@ def two_over_eta_marks(
   return [Series(TWO_OVER_ETA_LABEL, xs, ys, style)], []
 
 
+REFERENCE_EDGES = (None, "2/η", "SAM-edge")   # edge labels drawn as the reference's SAM edge
+
+
+def edge_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
+  """The method's stability edge against the step, labelled by its formula.
+
+  Plain GD and normalised SAM (and pickles from before `edge_label` existed) draw the SAM edge
+  as the reference does; another method draws its own `edge` under its `edge_label`, e.g.
+  "(2+2β)/η, β=0.9"; a method without a known closed form (`edge` None) draws none.
+  """
+  style = {"color": "black", "linestyle": "-.", "linewidth": 1.4}
+  labels = [r["edge_label"] for r in recs if "edge_label" in r]
+  label = labels[-1] if labels else None
+  if not labels or label in REFERENCE_EDGES[1:]:
+    return [record_series(recs, "sam_edge", SAM_EDGE_LABEL, style)]
+  if label is None:
+    return []
+  return [record_series(recs, "edge", label, style)]
+
+
+def eigs_ylabel(recs: Sequence[Mapping[str, Any]]) -> str:
+  if recs and recs[-1].get("operator") == "preconditioned_hessian":
+    return "eigenvalue of P^-1/2 H P^-1/2 (Adam-preconditioned Hessian)"
+  return EIGS_YLABEL
+
+
 def eigs_spec(raw: Mapping[str, Any], title: str, *,
               with_two_over_eta: bool = True) -> PlotSpec:
-  """The eigenvalue figure: λ1..λk, the SAM edge, and optionally 2/η.
+  """The eigenvalue figure: λ1..λk, the method's edge (`edge_series`), optionally 2/η.
 
   Args:
     raw: the run's raw data.
@@ -355,16 +385,13 @@ def eigs_spec(raw: Mapping[str, Any], title: str, *,
   if not recs:
     return PlotSpec(title=title, xlabel=XLABEL, ylabel=EIGS_YLABEL, series=[],
                     note=NO_MEASUREMENTS)
-  series = eigenvalue_series(recs)
-  series.append(record_series(
-      recs, "sam_edge", SAM_EDGE_LABEL,
-      {"color": "black", "linestyle": "-.", "linewidth": 1.4}))
+  series = eigenvalue_series(recs) + edge_series(recs)
   hlines = []
   if with_two_over_eta:
     extra_series, hlines = two_over_eta_marks(recs)
     series.extend(extra_series)
   series.extend(unconverged_series(recs))
-  return PlotSpec(title=title, xlabel=XLABEL, ylabel=EIGS_YLABEL,
+  return PlotSpec(title=title, xlabel=XLABEL, ylabel=eigs_ylabel(recs),
                   series=series, hlines=hlines, legend_loc="best")
 
 

@@ -239,3 +239,26 @@ def test_import_does_not_touch_pyplot_or_jax():
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   subprocess.run([sys.executable, "-c", code], cwd=repo, check=True,
                  timeout=60)
+
+
+def test_the_method_edge_is_drawn_with_its_formula():
+  raw = make_raw(1, n=4)
+  for r in raw["records"]:
+    r.update(edge=3.8 / 0.1, edge_label="(2+2β)/η, β=0.9", operator="hessian")
+  labels = _legend_labels(plots.build_figure(plots.eigs_spec(raw, TITLE)))
+  assert "(2+2β)/η, β=0.9" in labels and plots.SAM_EDGE_LABEL not in labels
+  for r in raw["records"]:                                  # no closed form: no edge at all
+    r.update(edge=None, edge_label=None)
+  labels = _legend_labels(plots.build_figure(plots.eigs_spec(raw, TITLE)))
+  assert not any("edge" in label.lower() for label in labels)
+  for r in raw["records"]:                                  # SAM: the reference's SAM edge
+    r.update(edge=r["sam_edge"], edge_label="SAM-edge")
+  assert plots.SAM_EDGE_LABEL in _legend_labels(plots.build_figure(plots.eigs_spec(raw, TITLE)))
+
+
+def test_adam_figures_say_preconditioned():
+  raw = make_raw(1, n=3)
+  for r in raw["records"]:
+    r.update(operator="preconditioned_hessian", edge=38.0, edge_label="2(1+β1)/((1−β1)η)")
+  fig = plots.build_figure(plots.eigs_spec(raw, TITLE))
+  assert "preconditioned" in fig.axes[0].get_ylabel()

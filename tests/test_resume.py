@@ -68,3 +68,62 @@ def test_image_resume_equals_uninterrupted(mock_mnist, tmp_path, capsys):
   whole, resumed = check_resume_equals_uninterrupted(
       image_classification, IMAGE_TINY + [f"--tfds_data_dir={mock_mnist}"], tmp_path)
   assert resumed["final"]["test_error"] == whole["final"]["test_error"]
+
+
+def test_adam_transformer_resume_equals_uninterrupted(corpus, tmp_path, capsys):
+  """Adam's moments and count are in the checkpoint (its preconditioned measurements too)."""
+  check_resume_equals_uninterrupted(
+      transformer, [f"--training_data={corpus}", "--optimizer=adam", "--step_size=0.003"]
+      + TEXT_TINY, tmp_path)
+
+
+def test_momentum_with_curvature_measurements_resume_equals_uninterrupted(mock_mnist, tmp_path,
+                                                                            capsys):
+  """Heavy-ball momentum, and the curvature kinds' warm starts (λ_min's eigenvector)."""
+  check_resume_equals_uninterrupted(
+      image_classification, IMAGE_TINY + [f"--tfds_data_dir={mock_mnist}", "--optimizer=momentum",
+                                          "--measure_trace", "--trace_probes=6",
+                                          "--measure_min_eigenvalue",
+                                          "--min_eigenvalue_max_steps=10"], tmp_path)
+
+
+def run_stopped_at(module, args, folder, stop_at):
+  """A run of `args` (whose --max_steps sets the schedule's length) stopped after `stop_at` steps
+  as a preemption would stop it, with its checkpoint written."""
+  import dataclasses
+  from sam_edge import experiment
+  folder.mkdir(exist_ok=True)
+  cli.parse_flags(module.FLAGS, [module.PROG] + args + [
+      "--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
+      "--loss_curve_output=", f"--raw_data_output={folder / 'raw.pkl'}"])
+  assert not module.problems(module.FLAGS)
+  settings = cli.run_settings(module.FLAGS, title="t")
+  settings = dataclasses.replace(settings, loop=dataclasses.replace(settings.loop,
+                                                                     max_steps=stop_at))
+  _, code = experiment.run(settings, lambda key: module.vision.build(module.FLAGS, key),
+                           cli.flag_values(module.FLAGS))
+  assert code == 0
+  return pickle.loads((folder / "raw.pkl").read_bytes())
+
+
+def test_batchnorm_and_schedule_resume_equals_uninterrupted(mock_mnist, tmp_path, capsys):
+  """BatchNorm statistics and a cosine schedule (whose position is the step) survive a resume."""
+  base = ["--nn_architecture=ResNet20", "--batch_size=4", "--rho=0.05", "--optimizer=momentum",
+          "--lr_schedule=cosine", "--warmup_steps=1", "--measure_every_steps=2",
+          "--lanczos_max_steps=3", "--eval_every_steps=2", f"--tfds_data_dir={mock_mnist}",
+          "--max_steps=4"]
+  whole = run(image_classification, base + [f"--checkpoint_dir={tmp_path / 'ck_a'}"],
+              tmp_path / "a")
+  part = run_stopped_at(image_classification, base + [f"--checkpoint_dir={tmp_path / 'ck_b'}"],
+                        tmp_path / "b", stop_at=2)
+  assert part["final"]["steps"] == 2
+  resumed = run(image_classification, base + [f"--checkpoint_dir={tmp_path / 'ck_b'}",
+                                              "--resume"], tmp_path / "c")
+  assert without_timing(resumed["records"]) == without_timing(whole["records"])
+  assert without_timing(resumed["evaluations"]) == without_timing(whole["evaluations"])
+  assert resumed["losses"] == whole["losses"]
+  assert resumed["final"]["test_error"] == whole["final"]["test_error"]
+  _, arrays_a = final_arrays(tmp_path / "ck_a")
+  _, arrays_b = final_arrays(tmp_path / "ck_b")
+  import jax
+  jax.tree.map(np.testing.assert_array_equal, arrays_a, arrays_b)     # BatchNorm stats included

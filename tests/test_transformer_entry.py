@@ -56,6 +56,27 @@ def test_end_to_end(corpus, tmp_path, capsys, rho, k):
   assert raw["config"]["rho"] == rho and raw["config"]["training_data"] == str(corpus)
 
 
+def test_curvature_beyond_lambda1_lands_in_records_and_pdfs(corpus, tmp_path, capsys):
+  """Every curvature kind through the entry point: record keys, the pickle, both PDFs."""
+  density, curvature = tmp_path / "density.pdf", tmp_path / "curvature.pdf"
+  code, out = run_main([f"--training_data={corpus}", "--measure_every_steps=2", "--max_steps=3",
+                        "--measure_trace", "--trace_probes=9", "--measure_density",
+                        "--density_probes=1", "--density_steps=10", "--measure_per_layer",
+                        "--measure_min_eigenvalue", "--min_eigenvalue_max_steps=20",
+                        f"--density_output={density}", f"--curvature_output={curvature}"]
+                       + TINY, tmp_path)
+  printed = capsys.readouterr().out
+  assert code == 0 and "tr(H)" in printed and "λmin" in printed
+  raw = pickle.loads(out["raw_data_output"].read_bytes())
+  for r in raw["records"]:
+    assert r["trace_stderr"] > 0 and r["trace_hvps"] == 9
+    assert len(r["density"]["nodes"]) == 1 and len(r["density"]["nodes"][0]) == 10
+    assert sum(r["density"]["weights"][0]) == pytest.approx(1, rel=1e-4)
+    assert "transformer/output" in r["per_layer"]
+    assert r["min_eigenvalue"] <= r["eigenvalues"][0]
+  assert density.read_bytes().startswith(b"%PDF") and curvature.read_bytes().startswith(b"%PDF")
+
+
 def test_same_seed_gives_identical_records(corpus, tmp_path, capsys):
   runs = []
   for i in range(2):

@@ -167,3 +167,13 @@ def per_sequence_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
       logits.astype(jnp.float32), targets)  # [B, T]
   mask = (targets != PAD).astype(jnp.float32)  # [B, T]
   return jnp.sum(mask * ce, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
+
+
+def per_sequence_error(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """Each sequence's fraction of non-padding targets whose arg-max logit is wrong: float [B].
+
+  err_b = Σ_t m[b,t] [argmax logits[b,t] ≠ y[b,t]] / max(Σ_t m[b,t], 1).
+  """
+  wrong = (jnp.argmax(logits, axis=-1) != targets).astype(jnp.float32)   # [B, T]
+  mask = (targets != PAD).astype(jnp.float32)                              # [B, T]
+  return jnp.sum(mask * wrong, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)

@@ -2,7 +2,8 @@
 
 The corpus (ASCII, no NUL) is checked before anything is compiled; it is cut into windows of
 sequence_length + 1 characters held on the device as uint8. The loss is the mean next-character
-cross-entropy; the test loss is the mean over *all* test windows.
+cross-entropy; the test loss is the mean over *all* test windows, and the test error the fraction
+of next characters whose arg-max prediction is wrong.
 """
 
 import os
@@ -79,19 +80,21 @@ def build(f: Any, key: jax.Array, train_windows: np.ndarray, test_windows: np.nd
     inputs, targets = transformer.split_window(batch["window"])   # [B, T] each
     return transformer.next_token_loss(logits(p, constants, inputs), targets), model_state
 
-  def window_losses(args, batch):                                  # [B]
+  def window_metrics(args, batch):                                 # {[B], [B]}
     inputs, targets = transformer.split_window(batch["window"])
-    return transformer.per_sequence_loss(logits(*args, inputs), targets)
+    out = logits(*args, inputs)
+    return {"test_loss": transformer.per_sequence_loss(out, targets),
+            "test_error": transformer.per_sequence_error(out, targets)}
 
-  test_loss = jax.jit(lambda args, arrays: batching.chunked_mean(
-      window_losses, args, arrays, f.batch_size))
+  metrics = jax.jit(lambda args, arrays: batching.chunked_mean(
+      window_metrics, args, arrays, f.batch_size))
   num_params = sum(x.size for x in jax.tree.leaves(params))
   print(f"{os.path.basename(f.training_data)}: {len(train_windows)} training and "
         f"{len(test_windows)} test windows of {f.sequence_length + 1} characters; transformer "
         f"with {num_params} parameters", flush=True)
   return experiment.Problem(
       loss_fn=loss_fn, params=params, train_arrays=train, constants=constants,
-      evaluate=lambda p, s: {"test_loss": float(test_loss((p, constants), test))},
+      evaluate=lambda p, s: {k: float(v) for k, v in metrics((p, constants), test).items()},
       report=lambda e: f"test_loss: {e['test_loss']}",
       description={"parameters": int(num_params), "training_windows": len(train_windows),
                    "test_windows": len(test_windows)})

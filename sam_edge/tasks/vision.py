@@ -128,10 +128,9 @@ def build(f: Any, key: jax.Array) -> experiment.Problem:
   mean = jnp.asarray(data.mean_image)
   preprocess = lambda x: images.preprocess(x, mean)
   loss = lambda logits, labels: losses.LOSSES[f.loss](logits, labels, f.label_smoothing)
-  if f.nn_architecture in RESIDUAL:
-    problem = _batchnorm_problem(f, key, data.num_classes, preprocess, loss, train, test)
-  else:
-    problem = _plain_problem(f, key, data.num_classes, preprocess, loss, train, test)
+  test_loss = losses.LOSSES[f.loss]                 # on clean labels, without smoothing
+  build_problem = _batchnorm_problem if f.nn_architecture in RESIDUAL else _plain_problem
+  problem = build_problem(f, key, data.num_classes, preprocess, loss, test_loss, train, test)
   num_params = sum(x.size for x in jax.tree.leaves(problem.params))
   print(f"{f.dataset}: {n} training and {len(data.test['label'])} test examples; "
         f"{f.nn_architecture} with {num_params} parameters", flush=True)
@@ -143,17 +142,22 @@ def build(f: Any, key: jax.Array) -> experiment.Problem:
                              description={"parameters": int(num_params), **description})
 
 
-def test_error_fn(logits_fn):
-  """Jitted `(args, test) -> fraction of test misclassified by logits_fn(*args, images)`, taken
-  EVAL_CHUNK images at a time (compiled once, reused at every evaluation)."""
-  def misclassified(args, batch):                   # [B] 0/1
-    return (jnp.argmax(logits_fn(*args, batch["image"]), -1) != batch["label"]).astype(
-        jnp.float32)
-  return jax.jit(lambda args, arrays: batching.chunked_mean(misclassified, args, arrays,
-                                                            EVAL_CHUNK))
+def test_metrics_fn(logits_fn, loss):
+  """Jitted `(args, test) -> {"test_error", "test_loss"}` of logits_fn(*args, images): the
+  fraction misclassified and the mean loss (the training loss's formula), EVAL_CHUNK images at a
+  time (compiled once, reused at every evaluation)."""
+  def per_example(args, batch):                     # {[B], [B]}
+    logits = logits_fn(*args, batch["image"])
+    wrong = (jnp.argmax(logits, -1) != batch["label"]).astype(jnp.float32)
+    each = jax.vmap(lambda l, y: loss(l[None], y[None]))(logits, batch["label"])
+    return {"test_error": wrong, "test_loss": each}
+  metrics = jax.jit(lambda args, arrays: batching.chunked_mean(per_example, args, arrays,
+                                                               EVAL_CHUNK))
+  return lambda args, arrays: {k: float(v) for k, v in metrics(args, arrays).items()}
 
 
-def _plain_problem(f, key, num_classes, preprocess, loss, train, test) -> experiment.Problem:
+def _plain_problem(f, key, num_classes, preprocess, loss, test_loss, train, test
+                   ) -> experiment.Problem:
   """MLP or CNN (no model state); the network itself or its linearisation at w0."""
   model = vision.make_model(
       f.nn_architecture, mlp_depth=f.mlp_depth, mlp_width=f.mlp_width,
@@ -173,14 +177,15 @@ def _plain_problem(f, key, num_classes, preprocess, loss, train, test) -> experi
   def loss_fn(p, model_state, batch, constants):
     return loss(logits(p, constants, batch["image"]), batch["label"]), model_state
 
-  test_error = test_error_fn(logits)
+  test_metrics = test_metrics_fn(logits, test_loss)
   return experiment.Problem(
       loss_fn=loss_fn, params=params, train_arrays=train, constants=constants,
-      evaluate=lambda p, s: {"test_error": float(test_error((p, constants), test))},
+      evaluate=lambda p, s: test_metrics((p, constants), test),
       report=lambda e: f"Test error: {e['test_error']}")
 
 
-def _batchnorm_problem(f, key, num_classes, preprocess, loss, train, test) -> experiment.Problem:
+def _batchnorm_problem(f, key, num_classes, preprocess, loss, test_loss, train, test
+                       ) -> experiment.Problem:
   """A ResNet/WRN with BatchNorm: the model state holds the running statistics, moved once per
   step from the unperturbed pass; measurements use the measured batch's own statistics (train
   mode, the loss training differentiates) and never move them; the test error uses them."""
@@ -189,7 +194,7 @@ def _batchnorm_problem(f, key, num_classes, preprocess, loss, train, test) -> ex
       key, preprocess(train["image"][:1]))
   train_loss = stateful.train_loss(model, loss, preprocess)
   hessian_loss = stateful.measure_loss(model, loss, preprocess, statistics="batch")
-  test_error = test_error_fn(stateful.eval_logits(model, preprocess))
+  test_metrics = test_metrics_fn(stateful.eval_logits(model, preprocess), test_loss)
 
   def loss_fn(p, model_state, batch, constants):
     value, stats = train_loss(p, model_state["batch_stats"], batch)
@@ -199,5 +204,5 @@ def _batchnorm_problem(f, key, num_classes, preprocess, loss, train, test) -> ex
       loss_fn=loss_fn, params=params, train_arrays=train,
       model_state={"batch_stats": batch_stats},
       hessian_loss=lambda p, s, b, c: hessian_loss(p, s["batch_stats"], b),
-      evaluate=lambda p, s: {"test_error": float(test_error((p, s["batch_stats"]), test))},
+      evaluate=lambda p, s: test_metrics((p, s["batch_stats"]), test),
       report=lambda e: f"Test error: {e['test_error']}")

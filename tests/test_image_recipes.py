@@ -1,0 +1,162 @@
+"""The SAM papers' training recipes end to end under `tfds.testing.mock_data`: residual networks
+with BatchNorm, CIFAR-10/100 and SVHN, augmentation, label noise, label smoothing, schedules and
+test curves; BatchNorm statistics move once per step and never in a measurement."""
+
+import contextlib
+import dataclasses
+import pathlib
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import tensorflow_datasets as tfds
+
+import image_classification as ic
+from sam_edge import cli, experiment, losses, steps
+from sam_edge.data import images
+from sam_edge.models import resnet, stateful
+from tests.conftest import NUM_MOCK, write_mock_metadata
+
+NO_PDFS = ["--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
+           "--loss_curve_output=", "--density_output=", "--curvature_output="]
+
+
+@contextlib.contextmanager
+def mocked(name: str, folder: pathlib.Path):
+  data_dir = folder / "tfds"
+  data_dir.mkdir()
+  write_mock_metadata(name, data_dir)
+  with tfds.testing.mock_data(num_examples=NUM_MOCK, data_dir=str(data_dir),
+                              policy=tfds.testing.MockPolicy.USE_FILES):
+    yield data_dir
+
+
+def run(args: list[str]) -> int:
+  cli.parse_flags(ic.FLAGS, [ic.PROG, *args])
+  return ic.main([])
+
+
+def test_resnet20_sam_recipe_end_to_end(tmp_path, capsys):
+  """ResNet-20, SAM on heavy-ball momentum with L2, flip-crop, 25% label noise, label smoothing,
+  a cosine schedule with warm-up, measurements and evaluations every step."""
+  with mocked("mnist", tmp_path) as data_dir:
+    code = run([f"--tfds_data_dir={data_dir}", "--nn_architecture=ResNet20", "--batch_size=4",
+                "--optimizer=momentum", "--weight_decay=5e-4", "--rho=0.05", "--step_size=0.05",
+                "--augment=flip_crop", "--label_noise=0.25", "--label_smoothing=0.1",
+                "--lr_schedule=cosine", "--warmup_steps=1", "--max_steps=3",
+                "--measure_every_steps=1", "--eval_every_steps=1", "--lanczos_max_steps=4",
+                f"--raw_data_output={tmp_path / 'raw.pkl'}",
+                f"--eval_curve_output={tmp_path / 'eval.pdf'}", *NO_PDFS])
+  out = capsys.readouterr().out
+  assert code == 0
+  raw = pickle.loads((tmp_path / "raw.pkl").read_bytes())
+  final = raw["final"]
+  assert final["steps"] == 3 and final["noisy_labels"] == round(0.25 * NUM_MOCK)
+  assert 0 <= final["test_error"] <= 1 and final["test_loss"] > 0
+  assert [e["step"] for e in raw["evaluations"]] == [0, 1, 2]
+  assert all({"test_error", "test_loss", "seconds"} <= set(e) for e in raw["evaluations"])
+  assert (tmp_path / "eval.pdf").read_bytes().startswith(b"%PDF")
+  etas = [r["step_size"] for r in raw["records"]]
+  # warm-up of 1 step (η₀·1/1), then η₀·½(1 + cos(π(s − 1)/(3 − 1))) for s = 1, 2
+  np.testing.assert_allclose(etas, [0.05, 0.05, 0.025], rtol=1e-6)
+  for r in raw["records"]:
+    assert r["edge"] is None and r["edge_label"] is None    # SAM on momentum: no closed form
+    assert r["two_over_eta"] == pytest.approx(2 / r["step_size"])
+  assert "evaluate step 2" in out
+
+
+@pytest.mark.parametrize("architecture", ["ResNet32", "WRN16_8", "WRN28_10"])
+def test_other_residual_networks_train_and_evaluate(architecture, tmp_path, capsys):
+  with mocked("mnist", tmp_path) as data_dir:
+    code = run([f"--tfds_data_dir={data_dir}", f"--nn_architecture={architecture}",
+                "--batch_size=2", "--max_steps=1", "--hessian_check_gap=0", "--rho=0.1",
+                f"--raw_data_output={tmp_path / 'raw.pkl'}", *NO_PDFS])
+  assert code == 0
+  final = pickle.loads((tmp_path / "raw.pkl").read_bytes())["final"]
+  assert final["steps"] == 1 and 0 <= final["test_error"] <= 1
+  assert "Test error:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "svhn_cropped"])
+def test_new_datasets_end_to_end(dataset, tmp_path, capsys):
+  with mocked(dataset, tmp_path) as data_dir:
+    code = run([f"--tfds_data_dir={data_dir}", f"--dataset={dataset}", "--mlp_width=8",
+                "--mlp_depth=2", "--batch_size=8", "--max_steps=2", "--measure_every_steps=1",
+                "--lanczos_max_steps=5", "--augment=flip_crop", "--label_noise=0.5",
+                f"--raw_data_output={tmp_path / 'raw.pkl'}", *NO_PDFS])
+  assert code == 0
+  raw = pickle.loads((tmp_path / "raw.pkl").read_bytes())
+  final = raw["final"]
+  assert final["noisy_labels"] == NUM_MOCK // 2
+  assert final["data_fingerprint"]["dataset"] == dataset
+  spec = images.SPECS[dataset]
+  assert final["parameters"] == int(np.prod(spec.image_shape)) * 8 + 8 + 8 * spec.num_classes + (
+      spec.num_classes)
+  assert len(raw["records"]) == 2
+
+
+def batchnorm_runs(tmp_path):
+  """A ResNet-20 SAM run with and without measurements: (measured, unmeasured) final states."""
+  with mocked("mnist", tmp_path) as data_dir:
+    cli.parse_flags(ic.FLAGS, [ic.PROG, f"--tfds_data_dir={data_dir}",
+                               "--nn_architecture=ResNet20", "--batch_size=4", "--rho=0.1",
+                               "--max_steps=2", "--measure_every_steps=1",
+                               "--lanczos_max_steps=3", "--raw_data_output=", *NO_PDFS])
+    ic.problems(ic.FLAGS)
+    measured = dataclasses.replace(cli.run_settings(ic.FLAGS, title="t"),
+                                   outputs=experiment.Outputs())
+    unmeasured = dataclasses.replace(measured, loop=dataclasses.replace(
+        measured.loop, measure_every_steps=None, measure_gap_s=None))
+    finals = []
+    for settings in (measured, unmeasured):
+      seen = {}
+
+      def build(key):
+        problem = ic.vision.build(ic.FLAGS, key)
+        seen["initial"] = jax.tree.map(np.array, problem.model_state)
+
+        def evaluate(params, model_state):
+          seen["final"] = jax.tree.map(np.array, model_state)
+          return problem.evaluate(params, model_state)
+        return dataclasses.replace(problem, evaluate=evaluate)
+
+      raw, code = experiment.run(settings, build, config={})
+      assert code == 0
+      finals.append(seen)
+  return finals
+
+
+def test_batchnorm_statistics_never_move_in_a_measurement(tmp_path, capsys):
+  measured, unmeasured = batchnorm_runs(tmp_path)
+  jax.tree.map(np.testing.assert_array_equal, measured["final"], unmeasured["final"])
+  moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), measured["initial"],
+                       measured["final"])
+  assert any(jax.tree.leaves(moved))                         # ... and training moved them
+
+
+def test_batchnorm_statistics_move_once_per_sam_step():
+  """One SAM step through `steps.make_update_step`: the new running statistics are those of one
+  train-mode pass at the unperturbed weights (the ascent pass's are discarded)."""
+  model = resnet.make_resnet("ResNet20", num_classes=10)
+  key = jax.random.PRNGKey(0)
+  x = jax.random.uniform(key, (4, 12, 12, 1), minval=0, maxval=255).astype(jnp.uint8)
+  batch = {"image": x, "label": jnp.array([0, 1, 2, 3], jnp.int32)}
+  preprocess = lambda im: im.astype(jnp.float32) / 256
+  params, stats = stateful.init_variables(model, key, preprocess(x[:1]))
+  train = stateful.train_loss(model, losses.squared_error, preprocess)
+  optimizer = optax.sgd(0.1)
+  update = steps.make_update_step(lambda p, s, b: train(p, s, b), optimizer,
+                                  steps.SamSettings(rho=0.5))
+  _, expected = train(params, stats, batch)                   # the unperturbed pass
+  direction = jax.grad(lambda p: train(p, stats, batch)[0])(params)
+  scale = 0.5 / (optax.tree.norm(direction) + 1e-5)
+  _, ascent = train(optax.tree.add_scale(params, scale, direction), stats, batch)
+  state = steps.init_state(jax.tree.map(jnp.copy, params), optimizer, stats)   # donated below
+  new_state, _ = update(state, batch)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+               new_state.model_state, expected)
+  differs = jax.tree.map(lambda a, b: not np.allclose(a, b, atol=1e-6), ascent, expected)
+  assert any(jax.tree.leaves(differs))                        # the test tells the passes apart
