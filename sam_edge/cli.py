@@ -22,7 +22,7 @@ DEFAULT_CHECKPOINT_MINUTES = 10.0
 MAX_LANCZOS_STEPS = 500
 # Flags that may change between a checkpointed run and its resumption.
 RESUMABLE_CHANGES = ("time_limit_in_hours", "max_steps", "resume", "checkpoint_dir",
-                     "checkpoint_every_minutes", "tfds_data_dir", "manual_dir")
+                     "checkpoint_every_minutes", "tfds_data_dir", "manual_dir", "tensorboard_dir")
 
 OUTPUT_FLAGS = {  # flag: (reference default, what it holds)
     "eigs_curve_output": ("/tmp/eigs.pdf", "PDF: top Hessian eigenvalue(s), SAM-edge and 2/η"),
@@ -116,6 +116,9 @@ def define_common_flags(fv: flags.FlagValues, *, step_size: float, batch_size: i
   flags.DEFINE_float("checkpoint_every_minutes", None,
                      f"Minutes between checkpoints (default {DEFAULT_CHECKPOINT_MINUTES:g} when "
                      "--checkpoint_dir is set); one is also written when the run stops.", **on)
+  flags.DEFINE_string("tensorboard_dir", None, "Write the training loss, every measurement and "
+                      "every evaluation as TensorBoard scalars into this folder as they happen "
+                      "(`tensorboard --logdir` follows the run live); none if unset.", **on)
   flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in --checkpoint_dir "
                     "(start afresh if it holds none); refused if the flags differ.", **on)
 
@@ -249,6 +252,10 @@ def common_problems(f: Any) -> list[str]:
   _check(p, f.checkpoint_every_minutes is None or (_finite(f.checkpoint_every_minutes)
                                                     and f.checkpoint_every_minutes > 0),
          f"--checkpoint_every_minutes must be > 0, got {f.checkpoint_every_minutes}")
+  if f.tensorboard_dir:
+    from sam_edge import tensorboard
+    reason = tensorboard.folder_problem(f.tensorboard_dir)
+    _check(p, reason is None, f"--tensorboard_dir={f.tensorboard_dir}: {reason}")
   if f.resume and not f.checkpoint_dir:
     p.append("--resume needs --checkpoint_dir")
   if f.checkpoint_dir:
@@ -369,7 +376,8 @@ def run_settings(f: Any, *, title: str) -> RunSettings:
                        for name in OUTPUT_FLAGS})
   return RunSettings(batch_size=f.batch_size, seed=f.seed, optimizer=optimizer, sam=sam,
                      measure=measure, loop=loop, outputs=outputs, title=title,
-                     checkpoint_dir=f.checkpoint_dir, resume=f.resume)
+                     checkpoint_dir=f.checkpoint_dir, resume=f.resume,
+                     tensorboard_dir=f.tensorboard_dir)
 
 
 def flag_values(fv: flags.FlagValues) -> dict:

@@ -31,6 +31,7 @@ class RunSettings:
   title: str
   checkpoint_dir: Optional[str] = None
   resume: bool = False
+  tensorboard_dir: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +179,8 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     state, measure_state, progress = _restore(checkpointer, resume_step, state, measure_state, log)
     env = {**env, "resumed_from_step": int(state.step)}
   writer = outputs.Writer(settings.outputs, settings.title, config, progress, env,
-                          checkpoint_dir=settings.checkpoint_dir)
+                          checkpoint_dir=settings.checkpoint_dir,
+                          tensorboard_dir=settings.tensorboard_dir)
   sup.kept = writer.existing
 
   def save(s, v, p) -> None:
@@ -189,6 +191,10 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     sup.mark_computed()
     writer.on_record(record)
 
+  def on_loss(step: int, loss: float) -> None:
+    sup.mark_computed()
+    writer.on_loss(step, loss)
+
   parts = components(problem, settings, run_keys)
   sup.phase = "compiling"
   log("compiling the training step and the measurement (the first step and measurement wait "
@@ -196,14 +202,14 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
   try:
     state, measure_state, reason = loop.run_loop(
         parts, state, measure_state, progress, settings.loop, sup.stop, on_record=on_record,
-        on_checkpoint=save if checkpointer else None, on_loss=lambda s, x: sup.mark_computed(),
-        log=log)
+        on_checkpoint=save if checkpointer else None, on_loss=on_loss, log=log)
   except BaseException as e:          # an unexpected error: keep what was measured, then fail
     final = {"stopped_because": f"error: {type(e).__name__}: {e}",
              "train_time": progress.train_time, "elapsed": progress.elapsed,
              "measurements": len(progress.records), **problem.description}
     writer.pickle(final)
     writer.plots(final)
+    writer.close()
     log(f"run failed ({type(e).__name__}); kept {len(progress.records)} measurements in "
         f"{writer.where()}")
     raise
@@ -225,6 +231,7 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
   final["unconverged_measurements"] = unconverged
   writer.pickle(final)
   writer.plots(final)
+  writer.close()
   code = supervisor.EXIT_CODES.get(reason, 0)
   how = f"diverged at step {steps_done}" if reason == "diverged" else reason
   log(f"stopped ({how}) after {steps_done} steps and {len(progress.records)} "

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Callable, Optional
 
-from sam_edge import curvature_plot, density_plot, eval_plot, loop, plots, records
+from sam_edge import curvature_plot, density_plot, eval_plot, loop, plots, records, tensorboard
 
 PLOT_EVERY_S = 300.0
 
@@ -40,10 +40,17 @@ class Writer:
   """Writes the pickle after every record and the PDFs at most every PLOT_EVERY_S seconds."""
 
   def __init__(self, outputs: Outputs, title: str, config: dict, progress: loop.Progress,
-               env: dict, checkpoint_dir: Optional[str] = None):
+               env: dict, checkpoint_dir: Optional[str] = None,
+               tensorboard_dir: Optional[str] = None):
     self.outputs, self.title, self.config, self.progress = outputs, title, config, progress
     self.env = env
     self.checkpoint_dir = checkpoint_dir
+    self.tensorboard_dir = tensorboard_dir
+    self.board = None
+    if tensorboard_dir:
+      def open_board():
+        self.board = tensorboard.Writer(tensorboard_dir)
+      guarded(f"TensorBoard scalars in {tensorboard_dir}", open_board)
     self.written: set[str] = set()          # the paths this run has written
     self.last_plot = time.perf_counter()
 
@@ -78,7 +85,22 @@ class Writer:
     if guarded(path, write):
       self.written.add(path)
 
+  def _to_board(self, what: str, write: Callable[[], object]) -> None:
+    """TensorBoard writes: a failure is one warning, and the scalars stop there."""
+    if self.board is not None and not guarded(f"TensorBoard scalars ({what})", write):
+      self.board = None
+
+  def on_loss(self, step: int, loss: float) -> None:
+    self._to_board("loss", lambda: self.board.loss(step, loss))
+
+  def close(self) -> None:
+    if self.board is not None:
+      self._to_board("flush", self.board.close)
+      self.written.add(self.tensorboard_dir)
+      self.board = None
+
   def on_record(self, record: dict) -> None:
+    self._to_board("measurement", lambda: self.board.record(record))
     self.pickle({})
     if time.perf_counter() - self.last_plot >= PLOT_EVERY_S:
       self.plots({})
@@ -91,6 +113,8 @@ class Writer:
     """The outputs that exist now (for a line at an immediate exit)."""
     kept = [p for p in dataclasses.astuple(self.outputs)
             if p and p in self.written and os.path.isfile(p)]
+    if self.tensorboard_dir and self.tensorboard_dir in self.written:
+      kept.append(f"TensorBoard scalars in {self.tensorboard_dir}")
     if self.checkpoint_dir and os.path.isdir(self.checkpoint_dir):
       steps = sorted(int(n) for n in os.listdir(self.checkpoint_dir) if n.isdigit())
       if steps:

@@ -77,6 +77,35 @@ def test_curvature_beyond_lambda1_lands_in_records_and_pdfs(corpus, tmp_path, ca
   assert density.read_bytes().startswith(b"%PDF") and curvature.read_bytes().startswith(b"%PDF")
 
 
+def test_tensorboard_scalars_as_they_happen(corpus, tmp_path, capsys):
+  """--tensorboard_dir (a folder whose parent does not exist yet): the loss of every step and
+  every measurement's scalars, each at its step, equal to the pickle's."""
+  from tensorboard.backend.event_processing import event_accumulator
+  import tensorflow as tf
+  board = tmp_path / "boards" / "run"
+  code, out = run_main([f"--training_data={corpus}", "--measure_every_steps=2", "--max_steps=4",
+                        "--eval_every_steps=2", f"--tensorboard_dir={board}"] + TINY, tmp_path)
+  assert code == 0
+  raw = pickle.loads(out["raw_data_output"].read_bytes())
+  (events,) = board.iterdir()
+  acc = event_accumulator.EventAccumulator(str(events), size_guidance={"tensors": 0})
+  acc.Reload()
+  def read(tag):
+    events = acc.Tensors(tag)
+    return [e.step for e in events], [float(tf.make_ndarray(e.tensor_proto)) for e in events]
+
+  def same(tag, steps, values):
+    got_steps, got_values = read(tag)
+    assert got_steps == steps and got_values == pytest.approx(values, rel=1e-6), tag
+
+  same("train/loss", raw["losses"]["step"], raw["losses"]["loss"])
+  same("hessian/lambda_1", [r["step"] for r in raw["records"]],
+       [r["eigenvalues"][0] for r in raw["records"]])
+  same("test/loss", [e["step"] for e in raw["evaluations"]],
+       [e["test_loss"] for e in raw["evaluations"]])
+  assert f"TensorBoard scalars in {board}" in capsys.readouterr().out
+
+
 def test_same_seed_gives_identical_records(corpus, tmp_path, capsys):
   runs = []
   for i in range(2):
