@@ -67,3 +67,19 @@ def chunked_mean(per_example_fn: Any, params: Any, arrays: Arrays, chunk_size: i
     chunk, mask = args
     return jax.tree.map(lambda v: jnp.sum(jnp.where(mask, v, 0.0)), per_example_fn(params, chunk))
   return jax.tree.map(lambda sums: jnp.sum(sums) / n, jax.lax.map(chunk_sum, (chunks, masks)))
+
+
+def chunked_loss(loss: Any, chunk_size: int) -> Any:
+  """`(params, batch) -> (1/K) Σ_k loss(params, batch_k)`: the mean of `loss` over the K = N/C
+  consecutive chunks of C = `chunk_size` examples (N/C whole; equal to loss(params, batch) for a
+  loss that is a mean over equally weighted examples). The chunks are visited by `lax.map` with
+  each evaluation under `jax.checkpoint`, so gradients and Hessian-vector products of it hold the
+  activations of one chunk at a time, not of all N examples."""
+  def fn(params: Any, batch: Arrays) -> jax.Array:
+    n = num_examples(batch)
+    if n % chunk_size:
+      raise ValueError(f"the chunk size {chunk_size} does not divide the {n} examples")
+    chunks = jax.tree.map(lambda a: a.reshape((n // chunk_size, chunk_size) + a.shape[1:]), batch)
+    per_chunk = jax.lax.map(jax.checkpoint(lambda chunk: loss(params, chunk)), chunks)
+    return jnp.mean(per_chunk)
+  return fn

@@ -22,7 +22,8 @@ DEFAULT_CHECKPOINT_MINUTES = 10.0
 MAX_LANCZOS_STEPS = 500
 # Flags that may change between a checkpointed run and its resumption.
 RESUMABLE_CHANGES = ("time_limit_in_hours", "max_steps", "resume", "checkpoint_dir",
-                     "checkpoint_every_minutes", "tfds_data_dir", "manual_dir", "tensorboard_dir")
+                     "checkpoint_every_minutes", "tfds_data_dir", "manual_dir", "tensorboard_dir",
+                     "coordinator_address", "process_id")
 
 OUTPUT_FLAGS = {  # flag: (reference default, what it holds)
     "eigs_curve_output": ("/tmp/eigs.pdf", "PDF: top Hessian eigenvalue(s), SAM-edge and 2/η"),
@@ -79,6 +80,20 @@ def define_common_flags(fv: flags.FlagValues, *, step_size: float, batch_size: i
   flags.DEFINE_integer("eval_every_steps", None, "Test metrics (test error and test loss) every "
                        "N steps, first at step 0; recorded under `evaluations` and drawn in "
                        "--eval_curve_output.", **on)
+  flags.DEFINE_integer("num_devices", None, "Use the first N devices (default: all local and "
+                       "remote devices); the batch is sharded along them.", **on)
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0, to run on several "
+                      "hosts with jax.distributed (with --num_processes and --process_id).", **on)
+  flags.DEFINE_integer("num_processes", None, "Processes (hosts) of a multi-host run.", **on)
+  flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run (0 writes "
+                       "the PDFs and the pickle).", **on)
+  flags.DEFINE_integer("measure_examples", None, "Measure on the first N training examples "
+                       "(windows for the transformer) instead of the current batch.", **on)
+  flags.DEFINE_integer("measure_chunk", None, "Take measurements C examples at a time, summing "
+                       "gradients and HVPs over chunks on device: memory of C examples.", **on)
+  flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"],
+                    "Training forward and backward passes in this dtype, parameters in float32; "
+                    "measurements are always float32 at precision 'highest'.", **on)
   flags.DEFINE_enum("regime", "network", ["network", "linearized"],
                     "Train the network, or its linearisation at the initial parameters w0: "
                     "f_lin(w) = f(w0) + J(w0)(w − w0).", **on)
@@ -289,6 +304,7 @@ def method_problems(f: Any) -> list[str]:
          f"--lr_step_factor must be > 0, got {f.lr_step_factor}")
   _check(p, f.eval_every_steps is None or f.eval_every_steps >= 1,
          f"--eval_every_steps must be at least 1, got {f.eval_every_steps}")
+  p.extend(device_problems(f))
   m = f.sam_group_size
   if m is not None:
     if m < 1:
@@ -311,6 +327,32 @@ def method_title(f: Any) -> str:
   words = " + ".join(w for w in (base, sam) if w) or "GD"
   extra = ", linearised" if f.regime == "linearized" else ""
   return f"{words}, η={f.step_size:g}{extra}"
+
+
+def device_problems(f: Any) -> list[str]:
+  """The device, host and measured-set flags (one line each); reads the device count."""
+  import jax
+  p: list[str] = []
+  multi = (f.coordinator_address, f.num_processes, f.process_id)
+  if any(x is not None for x in multi) and not all(x is not None for x in multi):
+    p.append("--coordinator_address, --num_processes and --process_id go together")
+  available = jax.device_count()
+  count = f.num_devices if f.num_devices is not None else available
+  if f.num_devices is not None and not 1 <= f.num_devices <= available:
+    p.append(f"--num_devices must be between 1 and the {available} devices, got {f.num_devices}")
+  elif f.batch_size >= 1 and f.batch_size % count:
+    p.append(f"--batch_size={f.batch_size} is not divisible by the {count} devices (each "
+             "holds an equal share of every batch)")
+  if f.measure_examples is not None and f.measure_examples < 1:
+    p.append(f"--measure_examples must be at least 1, got {f.measure_examples}")
+  if f.measure_chunk is not None:
+    measured = f.measure_examples or f.batch_size
+    if f.measure_chunk < 1:
+      p.append(f"--measure_chunk must be at least 1, got {f.measure_chunk}")
+    elif measured >= 1 and measured % f.measure_chunk:
+      p.append(f"--measure_chunk={f.measure_chunk} does not divide the {measured} measured "
+               "examples (--measure_examples, else --batch_size)")
+  return p
 
 
 def optimizer_settings(f: Any) -> optimizers.OptimizerSettings:
@@ -365,7 +407,7 @@ def run_settings(f: Any, *, title: str) -> RunSettings:
       optimizer=optimizer, sam=sam, batch_size=f.batch_size,
       num_eigenvalues=f.num_principal_components, eigensolver=f.eigensolver, hvp=f.hvp,
       max_steps=f.lanczos_max_steps, tol=f.lanczos_tol, min_steps=min(3, f.lanczos_max_steps),
-      curvature=curvature_settings(f))
+      curvature=curvature_settings(f), chunk=f.measure_chunk)
   loop = LoopSettings(
       time_limit_s=f.time_limit_in_hours * 3600.0, measure_every_steps=f.measure_every_steps,
       measure_gap_s=None if f.measure_every_steps else (gap_hours * 3600.0 if gap_hours else None),
@@ -377,7 +419,8 @@ def run_settings(f: Any, *, title: str) -> RunSettings:
   return RunSettings(batch_size=f.batch_size, seed=f.seed, optimizer=optimizer, sam=sam,
                      measure=measure, loop=loop, outputs=outputs, title=title,
                      checkpoint_dir=f.checkpoint_dir, resume=f.resume,
-                     tensorboard_dir=f.tensorboard_dir)
+                     tensorboard_dir=f.tensorboard_dir, num_devices=f.num_devices,
+                     measure_examples=f.measure_examples)
 
 
 def flag_values(fv: flags.FlagValues) -> dict:
@@ -398,3 +441,20 @@ def main_guard(prog: str, fn) -> int:
     return fn()
   except errors.InputError as e:
     return fail(prog, [str(e)])
+
+
+def start_devices(prog: str, f: Any) -> Optional[int]:
+  """Starts jax.distributed when the flags or the environment ask for it (before any other jax
+  call); returns exit code 2 (after one line) if that fails, else None."""
+  from sam_edge import devices
+  multi = (f.coordinator_address, f.num_processes, f.process_id)
+  if any(x is not None for x in multi) and not all(x is not None for x in multi):
+    return None                         # reported with the other problems
+  try:
+    line = devices.initialize(f.coordinator_address, f.num_processes, f.process_id)
+  except Exception as e:                # jax raises several kinds; one line says which
+    return fail(prog, [f"--coordinator_address={f.coordinator_address}: jax.distributed could "
+                       f"not start: {type(e).__name__}: {' '.join(str(e).split())[:300]}"])
+  if line:
+    print(line, flush=True)
+  return None

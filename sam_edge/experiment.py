@@ -9,11 +9,11 @@ import dataclasses
 from typing import Any, Callable, Optional
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 import optax
 
-from sam_edge import (batching, checkpoints, environment, errors, locks, loop, measure,
-                      optimizers, outputs, steps, supervisor)
+from sam_edge import (batching, checkpoints, devices, environment, errors, locks, loop,
+                      measure, optimizers, outputs, steps, supervisor)
 from sam_edge.outputs import Outputs
 
 PyTree = Any
@@ -32,6 +32,8 @@ class RunSettings:
   checkpoint_dir: Optional[str] = None
   resume: bool = False
   tensorboard_dir: Optional[str] = None
+  num_devices: Optional[int] = None        # the first N devices (all by default)
+  measure_examples: Optional[int] = None   # measure on the first N training examples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +57,8 @@ class Problem:
   augment: Optional[Callable[[PyTree, jax.Array, jax.Array], PyTree]] = None
   # (batch, data_key, step) -> the training batch (e.g. random crops); measurements see the
   # batch as it is
+  compute_loss: Optional[measure.TrainLoss] = None     # the update's loss (e.g. in bfloat16);
+  # default loss_fn. Measurements always use loss_fn (float32).
 
   def measured_loss(self) -> measure.HessianLoss:
     if self.hessian_loss is not None:
@@ -70,16 +74,21 @@ def keys(seed: int) -> dict[str, jax.Array]:
 
 
 def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
-                    sam: steps.SamSettings, batch_size: int) -> Callable:
+                    sam: steps.SamSettings, batch_size: int,
+                    place: devices.Placement) -> Callable:
   """Jitted `(state, arrays, data_key, constants) -> (state, loss)`: draws the step's batch on
-  device (augmented if the problem says so), then takes one step of SAM in front of the base
-  optimizer (the base optimizer alone when ρ = 0). The old state is donated."""
+  device (augmented if the problem says so), sharded along the mesh, then takes one step of SAM
+  in front of the base optimizer (the base optimizer alone when ρ = 0); the new state stays
+  replicated. The old state is donated."""
+  compute_loss = problem.compute_loss or problem.loss_fn
+
   def train_step(state, arrays, data_key, constants):
-    batch = batching.batch_at(arrays, data_key, state.step, batch_size)
+    batch = place.constrain_batch(batching.batch_at(arrays, data_key, state.step, batch_size))
     if problem.augment is not None:
       batch = problem.augment(batch, data_key, state.step)
-    loss_fn = lambda p, b: problem.loss_fn(p, state.model_state, b, constants)
-    return steps.sam_update(loss_fn, optimizer, sam, state, batch)
+    loss_fn = lambda p, b: compute_loss(p, state.model_state, b, constants)
+    new_state, loss = steps.sam_update(loss_fn, optimizer, sam, state, batch)
+    return place.constrain_replicated(new_state), loss
   return jax.jit(train_step, donate_argnums=0)
 
 
@@ -95,16 +104,39 @@ def make_state_measure(problem: Problem, settings: measure.MeasureSettings) -> C
   return from_state
 
 
-def components(problem: Problem, settings: RunSettings, run_keys: dict) -> loop.Components:
-  """The jitted pieces of one run (each compiled once)."""
-  update = make_train_step(problem, settings.optimizer.make(), settings.sam, settings.batch_size)
-  constants = problem.constants
+def measure_batches(problem: Problem, settings: RunSettings, place: devices.Placement
+                    ) -> Callable:
+  """`(arrays, key, step) -> the batch a measurement at `step` uses`: the step's training batch
+  (un-augmented, as the reference), or the first --measure_examples training examples, placed
+  once."""
+  if settings.measure_examples:
+    n = settings.measure_examples
+    first = jax.tree.map(lambda a: np.asarray(a[:n]), problem.train_arrays)
+    fixed = place.shard(first) if n % place.size == 0 else place.replicate(first)
+    return lambda arrays, key, step: fixed
+  return jax.jit(lambda arrays, key, step: place.constrain_batch(
+      batching.batch_at(arrays, key, step, settings.batch_size)))
+
+
+def place_arrays(problem: Problem, settings: RunSettings, place: devices.Placement) -> PyTree:
+  """The training arrays on the mesh: sharded when every step uses them whole (full batch),
+  replicated when steps gather batches from them."""
+  full_batch = batching.num_examples(problem.train_arrays) == settings.batch_size
+  return (place.shard if full_batch else place.replicate)(problem.train_arrays)
+
+
+def components(problem: Problem, settings: RunSettings, run_keys: dict,
+               place: devices.Placement) -> loop.Components:
+  """The jitted pieces of one run (each compiled once), with its arrays placed on the mesh."""
+  update = make_train_step(problem, settings.optimizer.make(), settings.sam, settings.batch_size,
+                           place)
+  constants = place.replicate(problem.constants)
+  problem = dataclasses.replace(problem, constants=constants)
   return loop.Components(
       update=lambda state, arrays, key: update(state, arrays, key, constants),
       measure=make_state_measure(problem, settings.measure),
-      batch=jax.jit(lambda arrays, key, step: batching.batch_at(arrays, key, step,
-                                                                settings.batch_size)),
-      train_arrays=problem.train_arrays, data_key=run_keys["data"],
+      batch=measure_batches(problem, settings, place),
+      train_arrays=place_arrays(problem, settings, place), data_key=run_keys["data"],
       measure_key=run_keys["measure"],
       evaluate=lambda state: problem.evaluate(state.params, state.model_state))
 
@@ -143,7 +175,8 @@ def run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], co
 def _run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], config: dict,
          log: Callable[[str], None], sup: supervisor.Supervisor) -> tuple[dict, int]:
   env = environment.describe()
-  lock = locks.FolderLock(settings.checkpoint_dir) if settings.checkpoint_dir else None
+  lock = (locks.FolderLock(settings.checkpoint_dir)
+          if settings.checkpoint_dir and devices.is_writer() else None)
   if lock:
     try:
       lock.acquire()
@@ -160,17 +193,26 @@ def _run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], c
 def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array], Problem],
                      config: dict, log: Callable[[str], None], sup: supervisor.Supervisor,
                      env: dict) -> tuple[dict, int]:
+  place = devices.placement(settings.num_devices)
+  env = {**env, "mesh": place.describe()}
+  log(f"mesh: {place.size} {place.describe()['platform']} device(s) along '{devices.AXIS}'"
+      + (f" on {jax.process_count()} processes" if jax.process_count() > 1 else ""))
   sup.phase = "loading the data"
   run_keys = keys(settings.seed)
   problem = build_problem(run_keys["init"])
   too_big = measure.size_problems(settings.measure,
                                   sum(x.size for x in jax.tree.leaves(problem.params)))
+  examples = batching.num_examples(problem.train_arrays)
+  if settings.measure_examples and settings.measure_examples > examples:
+    too_big.append(f"--measure_examples={settings.measure_examples} exceeds the {examples} "
+                   "training examples")
   if too_big:
     raise errors.InputError("; ".join(too_big))
   sup.phase = "setting up"
   progress = loop.Progress()
-  state = steps.init_state(problem.params, settings.optimizer.make(), problem.model_state)
-  measure_state = measure.init_state(settings.measure, problem.params)   # warm starts
+  state = place.replicate(steps.init_state(problem.params, settings.optimizer.make(),
+                                           problem.model_state))
+  measure_state = place.replicate(measure.init_state(settings.measure, problem.params))
   resume_step = (_sound_step(settings.checkpoint_dir, log)
                  if settings.checkpoint_dir and settings.resume else None)
   checkpointer = (checkpoints.Checkpointer(settings.checkpoint_dir) if settings.checkpoint_dir
@@ -178,9 +220,10 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
   if resume_step is not None:
     state, measure_state, progress = _restore(checkpointer, resume_step, state, measure_state, log)
     env = {**env, "resumed_from_step": int(state.step)}
-  writer = outputs.Writer(settings.outputs, settings.title, config, progress, env,
+  writer = outputs.Writer(settings.outputs if devices.is_writer() else outputs.Outputs(),
+                          settings.title, config, progress, env,
                           checkpoint_dir=settings.checkpoint_dir,
-                          tensorboard_dir=settings.tensorboard_dir)
+                          tensorboard_dir=settings.tensorboard_dir if devices.is_writer() else None)
   sup.kept = writer.existing
 
   def save(s, v, p) -> None:
@@ -195,7 +238,7 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     sup.mark_computed()
     writer.on_loss(step, loss)
 
-  parts = components(problem, settings, run_keys)
+  parts = components(problem, settings, run_keys, place)
   sup.phase = "compiling"
   log("compiling the training step and the measurement (the first step and measurement wait "
       "for it)")

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sam_edge import edges, hessian, optimizers, steps, trees
+from sam_edge import batching, edges, hessian, optimizers, steps, trees
 from sam_edge.curvature import registry
 
 PyTree = Any
@@ -57,6 +57,7 @@ class MeasureSettings:
   tol: float = 1e-4                 # relative residual tolerance
   min_steps: int = 3                # Lanczos never stops before this many HVPs
   curvature: tuple[tuple[str, Any], ...] = ()   # (kind, settings) of `curvature.registry`
+  chunk: Optional[int] = None       # losses, gradients and HVPs over chunks of this many examples
 
   @property
   def preconditioned(self) -> bool:
@@ -127,8 +128,12 @@ def measure(train_loss: TrainLoss, hessian_loss: HessianLoss, settings: MeasureS
   top_key, curvature_key = jax.random.split(key)
   o = settings.optimizer
   with jax.default_matmul_precision(PRECISION):
-    loss_fn = lambda p, b: train_loss(p, context.model_state, b, context.constants)
     scalar = lambda p, b: hessian_loss(p, context.model_state, b, context.constants)
+    if settings.chunk:               # memory of one chunk (no model state: it is refused then)
+      scalar = batching.chunked_loss(scalar, settings.chunk)
+      loss_fn = lambda p, b: (scalar(p, b), context.model_state)
+    else:
+      loss_fn = lambda p, b: train_loss(p, context.model_state, b, context.constants)
     grads = steps.sam_gradients(loss_fn, params, batch, settings.sam)
     precondition = None
     grad, sam_grad = grads.grad, grads.sam_grad

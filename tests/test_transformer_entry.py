@@ -106,6 +106,24 @@ def test_tensorboard_scalars_as_they_happen(corpus, tmp_path, capsys):
   assert f"TensorBoard scalars in {board}" in capsys.readouterr().out
 
 
+def test_bfloat16_trains_and_measures_in_float32(corpus, tmp_path, capsys):
+  """--compute_dtype=bfloat16: the steps' losses are bfloat16 computations (close to, not equal
+  to, float32's); the step-0 measurement, float32 at 'highest', is the float32 run's exactly."""
+  args = [f"--training_data={corpus}", "--measure_every_steps=3", "--max_steps=3"] + TINY
+  (tmp_path / "a").mkdir()
+  code, out = run_main(args, tmp_path / "a")
+  assert code == 0
+  f32 = pickle.loads(out["raw_data_output"].read_bytes())
+  (tmp_path / "b").mkdir()
+  code, out = run_main(args + ["--compute_dtype=bfloat16"], tmp_path / "b")
+  assert code == 0
+  bf16 = pickle.loads(out["raw_data_output"].read_bytes())
+  assert bf16["records"][0]["eigenvalues"] == f32["records"][0]["eigenvalues"]
+  assert bf16["records"][0]["loss"] == f32["records"][0]["loss"]
+  a, b = f32["losses"]["loss"][0], bf16["losses"]["loss"][0]
+  assert a != b and b == pytest.approx(a, rel=2e-2)
+
+
 def test_same_seed_gives_identical_records(corpus, tmp_path, capsys):
   runs = []
   for i in range(2):

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam_edge import batching, errors, experiment, linearize
+from sam_edge import batching, errors, experiment, linearize, precision
 from sam_edge.data import text
 from sam_edge.models import transformer
 
@@ -65,20 +65,26 @@ def build(f: Any, key: jax.Array, train_windows: np.ndarray, test_windows: np.nd
       num_layers=f.num_layers, num_heads=f.num_heads, key_size=f.key_size,
       model_size=f.model_size, sequence_length=f.sequence_length)
   train = {"window": jnp.asarray(train_windows)}    # uint8 [W, T+1] on device
-  test = {"window": jnp.asarray(test_windows)}
+  test = {"window": test_windows}                   # on the host: placed by each evaluation
   params = jax.jit(lm.init)(key, train["window"][:1, :-1].astype(jnp.int32))
   linear = f.regime == "linearized"
   # w0 is a copy: the training state's parameters are donated at every step.
   constants = {"w0": jax.tree.map(jnp.copy, params)} if linear else {}
 
-  def logits(p, constants, inputs):                                # [B, T, V]
+  def logits(p, constants, inputs, dtype=jnp.float32):            # [B, T, V] float32
+    p, constants = precision.cast_floats((p, constants), dtype)
     if linear:
-      return linearize.linearized_apply(lm.apply, constants["w0"], p, inputs)
-    return lm.apply(p, inputs)
+      out = linearize.linearized_apply(lm.apply, constants["w0"], p, inputs)
+    else:
+      out = lm.apply(p, inputs)
+    return out.astype(jnp.float32)
 
-  def loss_fn(p, model_state, batch, constants):
-    inputs, targets = transformer.split_window(batch["window"])   # [B, T] each
-    return transformer.next_token_loss(logits(p, constants, inputs), targets), model_state
+  def loss_in(dtype):
+    def loss_fn(p, model_state, batch, constants):
+      inputs, targets = transformer.split_window(batch["window"])   # [B, T] each
+      return (transformer.next_token_loss(logits(p, constants, inputs, dtype), targets),
+              model_state)
+    return loss_fn
 
   def window_metrics(args, batch):                                 # {[B], [B]}
     inputs, targets = transformer.split_window(batch["window"])
@@ -92,8 +98,11 @@ def build(f: Any, key: jax.Array, train_windows: np.ndarray, test_windows: np.nd
   print(f"{os.path.basename(f.training_data)}: {len(train_windows)} training and "
         f"{len(test_windows)} test windows of {f.sequence_length + 1} characters; transformer "
         f"with {num_params} parameters", flush=True)
+  compute = (None if f.compute_dtype == "float32"
+             else loss_in(precision.DTYPES[f.compute_dtype]))
   return experiment.Problem(
-      loss_fn=loss_fn, params=params, train_arrays=train, constants=constants,
+      loss_fn=loss_in(jnp.float32), compute_loss=compute, params=params, train_arrays=train,
+      constants=constants,
       evaluate=lambda p, s: {k: float(v) for k, v in metrics((p, constants), test).items()},
       report=lambda e: f"test_loss: {e['test_loss']}",
       description={"parameters": int(num_params), "training_windows": len(train_windows),

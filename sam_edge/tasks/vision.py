@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from sam_edge import batching, errors, experiment, linearize, losses
+from sam_edge import batching, errors, experiment, linearize, losses, precision
 from sam_edge.data import images
 from sam_edge.models import resnet, stateful, vision
 
@@ -61,6 +61,9 @@ def problems(f: Any) -> list[str]:
     if f.cnn_num_blocks > most:
       p.append(f"--cnn_num_blocks={f.cnn_num_blocks} is too deep for the {size}x{size} images of "
                f"{f.dataset}: each block halves the size, so at most {most} blocks")
+  if f.nn_architecture in RESIDUAL and f.measure_chunk:
+    p.append(f"--measure_chunk is not supported with --nn_architecture={f.nn_architecture}: "
+             "BatchNorm's batch statistics couple the examples of the measured batch")
   if f.nn_architecture in RESIDUAL and f.regime == "linearized":
     p.append(f"--regime=linearized is not supported with --nn_architecture={f.nn_architecture} "
              "(BatchNorm's batch statistics make the network no function of one example)")
@@ -117,7 +120,7 @@ def build(f: Any, key: jax.Array) -> experiment.Problem:
   if f.batch_size > n:
     raise errors.InputError(f"--batch_size={f.batch_size} is larger than the {n} training examples")
   train = jax.tree.map(jnp.asarray, data.train)     # uint8 images, int32 labels, on device
-  test = jax.tree.map(jnp.asarray, data.test)
+  test = data.test                                  # host arrays: placed by each evaluation
   description = {"training_examples": n, "test_examples": int(len(data.test["label"])),
                  "data_fingerprint": data.fingerprint}
   if f.label_noise > 0:
@@ -156,6 +159,13 @@ def test_metrics_fn(logits_fn, loss):
   return lambda args, arrays: {k: float(v) for k, v in metrics(args, arrays).items()}
 
 
+def compute_loss(f: Any, loss_in):
+  """The update's loss in --compute_dtype (None: the float32 loss itself)."""
+  if f.compute_dtype == "float32":
+    return None
+  return loss_in(precision.DTYPES[f.compute_dtype])
+
+
 def _plain_problem(f, key, num_classes, preprocess, loss, test_loss, train, test
                    ) -> experiment.Problem:
   """MLP or CNN (no model state); the network itself or its linearisation at w0."""
@@ -169,17 +179,24 @@ def _plain_problem(f, key, num_classes, preprocess, loss, test_loss, train, test
   # w0 is a copy: the training state's parameters are donated at every step.
   constants = {"w0": jax.tree.map(jnp.copy, params)} if linear else {}
 
-  def logits(p, constants, image):
+  def logits(p, constants, image, dtype=jnp.float32):
+    x = preprocess(image).astype(dtype)
+    p, constants = precision.cast_floats((p, constants), dtype)
     if linear:
-      return linearize.linearized_apply(model.apply, constants["w0"], p, preprocess(image))
-    return model.apply(p, preprocess(image))
+      out = linearize.linearized_apply(model.apply, constants["w0"], p, x)
+    else:
+      out = model.apply(p, x)
+    return out.astype(jnp.float32)
 
-  def loss_fn(p, model_state, batch, constants):
-    return loss(logits(p, constants, batch["image"]), batch["label"]), model_state
+  def loss_in(dtype):
+    def loss_fn(p, model_state, batch, constants):
+      return loss(logits(p, constants, batch["image"], dtype), batch["label"]), model_state
+    return loss_fn
 
   test_metrics = test_metrics_fn(logits, test_loss)
   return experiment.Problem(
-      loss_fn=loss_fn, params=params, train_arrays=train, constants=constants,
+      loss_fn=loss_in(jnp.float32), compute_loss=compute_loss(f, loss_in),
+      params=params, train_arrays=train, constants=constants,
       evaluate=lambda p, s: test_metrics((p, constants), test),
       report=lambda e: f"Test error: {e['test_error']}")
 
@@ -192,16 +209,22 @@ def _batchnorm_problem(f, key, num_classes, preprocess, loss, test_loss, train, 
   model = resnet.make_resnet(f.nn_architecture, num_classes=num_classes, activation=f.activation)
   params, batch_stats = jax.jit(lambda k, x: stateful.init_variables(model, k, x))(
       key, preprocess(train["image"][:1]))
-  train_loss = stateful.train_loss(model, loss, preprocess)
   hessian_loss = stateful.measure_loss(model, loss, preprocess, statistics="batch")
   test_metrics = test_metrics_fn(stateful.eval_logits(model, preprocess), test_loss)
 
-  def loss_fn(p, model_state, batch, constants):
-    value, stats = train_loss(p, model_state["batch_stats"], batch)
-    return value, {"batch_stats": stats}
+  def loss_in(dtype):
+    train_loss = stateful.train_loss(model, lambda l, y: loss(l.astype(jnp.float32), y),
+                                     lambda image: preprocess(image).astype(dtype))
+
+    def loss_fn(p, model_state, batch, constants):
+      value, stats = train_loss(precision.cast_floats(p, dtype), model_state["batch_stats"],
+                                batch)
+      return value, {"batch_stats": precision.like(stats, model_state["batch_stats"])}
+    return loss_fn
 
   return experiment.Problem(
-      loss_fn=loss_fn, params=params, train_arrays=train,
+      loss_fn=loss_in(jnp.float32), compute_loss=compute_loss(f, loss_in),
+      params=params, train_arrays=train,
       model_state={"batch_stats": batch_stats},
       hessian_loss=lambda p, s, b, c: hessian_loss(p, s["batch_stats"], b),
       evaluate=lambda p, s: test_metrics((p, s["batch_stats"]), test),
