@@ -103,9 +103,75 @@ class _LanczosState(NamedTuple):
   key: jax.Array
 
 
+def lanczos_start(v0: jax.Array, key: jax.Array, *, k: int, max_steps: int) -> _LanczosState:
+  """The state before the first Lanczos step (see `lanczos`)."""
+  n = v0.shape[0]
+  m = min(max_steps, n)
+  if not 1 <= k <= m:
+    raise ValueError(f"need 1 <= k <= min(max_steps, n) = {m}, got k = {k}")
+  dtype = v0.dtype
+  key, start_key = jax.random.split(key)
+  basis = jnp.zeros((m + 1, n), dtype).at[0].set(_start_vector(v0, start_key))
+  zero = jnp.zeros([], jnp.int32)
+  return _LanczosState(zero, basis, jnp.zeros(m, dtype), jnp.zeros(m, dtype), zero,
+                       jnp.zeros([], bool), key)
+
+
+def lanczos_step(matvec: MatVec, s: _LanczosState, *, k: int, tol: float,
+                 min_steps: int = 1) -> _LanczosState:
+  """One Lanczos step (one HVP) with full reorthogonalisation; sets `done` (see `lanczos`)."""
+  m, n = s.alphas.shape[0], s.basis.shape[1]
+  dtype = s.basis.dtype
+  v = s.basis[s.j]
+  w = matvec(v)
+  alpha = jnp.vdot(v, w)
+  w = _orthogonalize(s.basis, w)
+  beta = jnp.linalg.norm(w)
+  scale = jnp.maximum(jnp.max(jnp.abs(s.alphas)), jnp.abs(alpha))
+  # β this small means an invariant subspace; kept well below `tol`, so that zeroing β never
+  # reports a residual as 0 that the tolerance would have counted.
+  breakdown = beta <= min(1e3 * float(jnp.finfo(dtype).eps), 1e-2 * tol) * jnp.maximum(
+      scale, jnp.finfo(dtype).tiny)
+  key, restart_key = jax.random.split(s.key)
+  restart = _orthogonalize(s.basis, jax.random.normal(restart_key, (n,), dtype))
+  nxt = jnp.where(breakdown, restart / jnp.maximum(jnp.linalg.norm(restart), jnp.finfo(dtype).tiny),
+                  w / jnp.where(breakdown, 1.0, beta))
+  beta = jnp.where(breakdown, 0.0, beta)
+  alphas = s.alphas.at[s.j].set(alpha)
+  betas = s.betas.at[s.j].set(beta)
+  j = s.j + 1
+  values, vectors = _tridiagonal_top_k(alphas, betas, 0, j, k)
+  residuals = jnp.abs(beta * vectors[j - 1])
+  # After a restart, the new block's own top Ritz pair must converge as well: otherwise an
+  # exact (non-top) eigenvector found first would look converged with residual 0.
+  _, block_vectors = _tridiagonal_top_k(alphas, betas, s.block_start, j, 1)
+  block_residual = jnp.abs(beta * block_vectors[j - 1, 0])
+  threshold = tol * jnp.max(jnp.abs(values))
+  # A breakdown of the first block may come from an eigenvector given as v0, which says
+  # nothing about the top of the spectrum; one of a random restart block is an invariant
+  # subspace of the remaining operator (e.g. a low-rank H) and may end the run.
+  converged = ((j >= jnp.maximum(k, min_steps)) & ~(breakdown & (s.block_start == 0))
+               & jnp.all(residuals <= threshold) & (block_residual <= threshold))
+  done = converged | (j >= m)
+  block_start = jnp.where(breakdown, j, s.block_start)
+  return _LanczosState(j, s.basis.at[j].set(nxt), alphas, betas, block_start, done, key)
+
+
+def lanczos_finish(s: _LanczosState, *, k: int) -> EigenResult:
+  """The top-k Ritz pairs and their residuals of a finished (or stopped) Lanczos state."""
+  m = s.alphas.shape[0]
+  values, vectors = _tridiagonal_top_k(s.alphas, s.betas, 0, s.j, k)
+  last_beta = s.betas[s.j - 1]
+  residuals = jnp.abs(last_beta * vectors[s.j - 1])
+  ritz = vectors.T @ s.basis[:m]                          # [k, n]
+  ritz = ritz / jnp.linalg.norm(ritz, axis=1, keepdims=True)
+  return EigenResult(values, ritz, residuals, s.j)
+
+
 def lanczos(matvec: MatVec, v0: jax.Array, key: jax.Array, *, k: int, max_steps: int,
             tol: float, min_steps: int = 1) -> EigenResult:
-  """Top-k algebraic eigenpairs of the symmetric operator `matvec` by Lanczos (see module doc).
+  """Top-k algebraic eigenpairs of the symmetric operator `matvec` by Lanczos (see module doc):
+  `lanczos_start`, `lanczos_step` in a `lax.while_loop` until done, `lanczos_finish`.
 
   Args:
     matvec: v ↦ Hv on vectors of shape [n].
@@ -116,59 +182,11 @@ def lanczos(matvec: MatVec, v0: jax.Array, key: jax.Array, *, k: int, max_steps:
     tol: stop once every residual ||H y_i − θ_i y_i|| <= tol · max|θ|.
     min_steps: never stop before this many steps.
   """
-  n = v0.shape[0]
-  m = min(max_steps, n)
-  if not 1 <= k <= m:
-    raise ValueError(f"need 1 <= k <= min(max_steps, n) = {m}, got k = {k}")
-  dtype = v0.dtype
-  key, start_key = jax.random.split(key)
-  basis = jnp.zeros((m + 1, n), dtype).at[0].set(_start_vector(v0, start_key))
-  zero = jnp.zeros([], jnp.int32)
-  init = _LanczosState(zero, basis, jnp.zeros(m, dtype), jnp.zeros(m, dtype), zero,
-                       jnp.zeros([], bool), key)
-
-  def body(s: _LanczosState) -> _LanczosState:
-    v = s.basis[s.j]
-    w = matvec(v)
-    alpha = jnp.vdot(v, w)
-    w = _orthogonalize(s.basis, w)
-    beta = jnp.linalg.norm(w)
-    scale = jnp.maximum(jnp.max(jnp.abs(s.alphas)), jnp.abs(alpha))
-    # β this small means an invariant subspace; kept well below `tol`, so that zeroing β never
-    # reports a residual as 0 that the tolerance would have counted.
-    breakdown = beta <= min(1e3 * float(jnp.finfo(dtype).eps), 1e-2 * tol) * jnp.maximum(
-        scale, jnp.finfo(dtype).tiny)
-    key, restart_key = jax.random.split(s.key)
-    restart = _orthogonalize(s.basis, jax.random.normal(restart_key, (n,), dtype))
-    nxt = jnp.where(breakdown, restart / jnp.maximum(jnp.linalg.norm(restart), jnp.finfo(dtype).tiny),
-                    w / jnp.where(breakdown, 1.0, beta))
-    beta = jnp.where(breakdown, 0.0, beta)
-    alphas = s.alphas.at[s.j].set(alpha)
-    betas = s.betas.at[s.j].set(beta)
-    j = s.j + 1
-    values, vectors = _tridiagonal_top_k(alphas, betas, 0, j, k)
-    residuals = jnp.abs(beta * vectors[j - 1])
-    # After a restart, the new block's own top Ritz pair must converge as well: otherwise an
-    # exact (non-top) eigenvector found first would look converged with residual 0.
-    _, block_vectors = _tridiagonal_top_k(alphas, betas, s.block_start, j, 1)
-    block_residual = jnp.abs(beta * block_vectors[j - 1, 0])
-    threshold = tol * jnp.max(jnp.abs(values))
-    # A breakdown of the first block may come from an eigenvector given as v0, which says
-    # nothing about the top of the spectrum; one of a random restart block is an invariant
-    # subspace of the remaining operator (e.g. a low-rank H) and may end the run.
-    converged = ((j >= jnp.maximum(k, min_steps)) & ~(breakdown & (s.block_start == 0))
-                 & jnp.all(residuals <= threshold) & (block_residual <= threshold))
-    done = converged | (j >= m)
-    block_start = jnp.where(breakdown, j, s.block_start)
-    return _LanczosState(j, s.basis.at[j].set(nxt), alphas, betas, block_start, done, key)
-
-  final = jax.lax.while_loop(lambda s: ~s.done, body, init)
-  values, vectors = _tridiagonal_top_k(final.alphas, final.betas, 0, final.j, k)
-  last_beta = final.betas[final.j - 1]
-  residuals = jnp.abs(last_beta * vectors[final.j - 1])
-  ritz = vectors.T @ final.basis[:m]                      # [k, n]
-  ritz = ritz / jnp.linalg.norm(ritz, axis=1, keepdims=True)
-  return EigenResult(values, ritz, residuals, final.j)
+  init = lanczos_start(v0, key, k=k, max_steps=max_steps)
+  final = jax.lax.while_loop(
+      lambda s: ~s.done, lambda s: lanczos_step(matvec, s, k=k, tol=tol, min_steps=min_steps),
+      init)
+  return lanczos_finish(final, k=k)
 
 
 def subspace_iteration(matvec: MatVec, v0: jax.Array, key: jax.Array, *, k: int,
@@ -204,6 +222,20 @@ def subspace_iteration(matvec: MatVec, v0: jax.Array, key: jax.Array, *, k: int,
 power_iteration = functools.partial(subspace_iteration, k=1)
 
 
+def operator(loss_fn: LossFn, params: PyTree, batch: PyTree, hvp: str = "exact",
+             precondition: PyTree | None = None) -> tuple[MatVec, jax.Array, Callable]:
+  """(v ↦ A v on raveled vectors, the raveled parameters, unravel) for A = H, or
+  P^{-1/2} H P^{-1/2} with a positive diagonal `precondition` P (a params pytree)."""
+  flat_params, unravel = ravel_pytree(params)
+  hvp_fn = HVPS[hvp]
+  matvec = lambda v: ravel_pytree(hvp_fn(loss_fn, params, batch, unravel(v)))[0]
+  if precondition is not None:
+    inv_sqrt = jax.lax.rsqrt(ravel_pytree(precondition)[0].astype(flat_params.dtype))
+    plain = matvec
+    matvec = lambda v: inv_sqrt * plain(inv_sqrt * v)
+  return matvec, flat_params, unravel
+
+
 def top_eigenpairs(loss_fn: LossFn, params: PyTree, batch: PyTree, v0: PyTree, key: jax.Array, *,
                    method: str = "lanczos", hvp: str = "exact", k: int = 1, max_steps: int = 20,
                    tol: float = 1e-4, min_steps: int = 1,
@@ -216,13 +248,7 @@ def top_eigenpairs(loss_fn: LossFn, params: PyTree, batch: PyTree, v0: PyTree, k
   coordinates). Pure: jit it once per run (all of params, batch, v0, key and P are arguments, so
   new values never retrace).
   """
-  flat_params, unravel = ravel_pytree(params)
-  hvp_fn = HVPS[hvp]
-  matvec = lambda v: ravel_pytree(hvp_fn(loss_fn, params, batch, unravel(v)))[0]
-  if precondition is not None:
-    inv_sqrt = jax.lax.rsqrt(ravel_pytree(precondition)[0].astype(flat_params.dtype))
-    plain = matvec
-    matvec = lambda v: inv_sqrt * plain(inv_sqrt * v)
+  matvec, flat_params, unravel = operator(loss_fn, params, batch, hvp, precondition)
   flat_v0 = ravel_pytree(v0)[0].astype(flat_params.dtype)
   if method == "lanczos":
     result = lanczos(matvec, flat_v0, key, k=k, max_steps=max_steps, tol=tol, min_steps=min_steps)

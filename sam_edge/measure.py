@@ -31,6 +31,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from sam_edge import batching, edges, hessian, optimizers, steps, trees
 from sam_edge.curvature import registry
@@ -114,80 +115,158 @@ def init_state(settings: MeasureSettings, params: PyTree) -> dict:
           "curvature": registry.init_states(dict(settings.curvature), params)}
 
 
+class Prepared(NamedTuple):
+  """What a measurement computes before its eigen-solver (all arrays)."""
+  loss: jax.Array            # L(w)
+  grad: PyTree               # ∇L(w)
+  grad_seen: PyTree          # g, in the operator's coordinates (P^{-1/2} g for Adam)
+  sam_grad_seen: PyTree      # g_SAM, likewise
+  precondition: Any          # P (a params pytree) for Adam, else None
+
+
+def _losses(train_loss: TrainLoss, hessian_loss: HessianLoss, settings: MeasureSettings,
+            context: Context):
+  """The measured scalar loss `(p, b) -> L` and the loss with aux for the gradients (chunked
+  over --measure_chunk examples when asked: memory of one chunk; no model state then)."""
+  scalar = lambda p, b: hessian_loss(p, context.model_state, b, context.constants)
+  if settings.chunk:
+    scalar = batching.chunked_loss(scalar, settings.chunk)
+    return scalar, lambda p, b: (scalar(p, b), context.model_state)
+  return scalar, lambda p, b: train_loss(p, context.model_state, b, context.constants)
+
+
+def prepare(train_loss: TrainLoss, hessian_loss: HessianLoss, settings: MeasureSettings,
+            params: PyTree, context: Context, batch: PyTree) -> Prepared:
+  """L, ∇L, the SAM gradient and, for Adam, the preconditioner P."""
+  o = settings.optimizer
+  _, loss_fn = _losses(train_loss, hessian_loss, settings, context)
+  grads = steps.sam_gradients(loss_fn, params, batch, settings.sam)
+  grad, sam_grad, precondition = grads.grad, grads.sam_grad, None
+  if settings.preconditioned:
+    precondition = optimizers.adam_preconditioner_from_state(
+        context.opt_state, adam_gradient_seen(settings, params, grads.sam_grad), o.adam_b2,
+        o.adam_eps)
+    inv_sqrt = jax.tree.map(jax.lax.rsqrt, precondition)
+    grad = jax.tree.map(jnp.multiply, inv_sqrt, grad)
+    sam_grad = jax.tree.map(jnp.multiply, inv_sqrt, sam_grad)
+  return Prepared(grads.loss, grads.grad, grad, sam_grad, precondition)
+
+
+def finish(train_loss: TrainLoss, hessian_loss: HessianLoss, settings: MeasureSettings,
+           params: PyTree, context: Context, batch: PyTree, state: dict, key: jax.Array,
+           prepared: Prepared, result: hessian.EigenResult, v1: PyTree) -> tuple[Record, dict]:
+  """The record and the next state, from the eigen-solver's result (and the curvature kinds)."""
+  o = settings.optimizer
+  scalar, _ = _losses(train_loss, hessian_loss, settings, context)
+  grad_norm = optax.tree.norm(prepared.grad)
+  eta = optimizers.step_size_at(o.learning_rate(), context.step)
+  edge = edges.method_edge(o.name, settings.sam.kind, settings.sam.rho, eta,
+                           momentum=o.momentum, adam_b1=o.adam_b1, grad_norm=grad_norm,
+                           group_size=settings.sam.group_size, batch_size=settings.batch_size,
+                           weight_decay=o.weight_decay)
+  record = {
+      "eigenvalues": result.eigenvalues,
+      "residuals": result.residuals,
+      "converged": converged(result.eigenvalues, result.residuals, settings.tol),
+      "hvps": result.num_matvecs,
+      "step_size": eta,
+      "two_over_eta": edges.two_over_eta(eta),
+      "sam_edge": edges.sam_edge(grad_norm, eta, settings.sam.rho),
+      "edge": edge,
+      "grad_norm": grad_norm,
+      "loss": prepared.loss,
+      "g_alignment": trees.alignment(prepared.grad_seen, v1),
+      "sg_alignment": trees.alignment(prepared.sam_grad_seen, v1),
+  }
+  extra, curvature_states = registry.measure_curvature(
+      scalar, dict(settings.curvature), params, batch, jax.random.split(key)[1],
+      state["curvature"])
+  return {**record, **extra}, {"v1": v1, "curvature": curvature_states}
+
+
 def measure(train_loss: TrainLoss, hessian_loss: HessianLoss, settings: MeasureSettings,
             params: PyTree, context: Context, batch: PyTree, state: dict, key: jax.Array
             ) -> tuple[Record, dict]:
   """Returns the record (see module doc) and the next measurement state (`init_state`): the
   principal eigenvector v_1 (a params pytree, in the operator's coordinates) and the curvature
-  kinds' states.
+  kinds' states. One pure function: `prepare`, the eigen-solver, `finish`.
 
   `state["v1"]` warm-starts the eigen-solver (the previous measurement's v_1; zeros for a
   random start drawn from `key`).
   """
-  v0 = state["v1"]
-  top_key, curvature_key = jax.random.split(key)
-  o = settings.optimizer
   with jax.default_matmul_precision(PRECISION):
-    scalar = lambda p, b: hessian_loss(p, context.model_state, b, context.constants)
-    if settings.chunk:               # memory of one chunk (no model state: it is refused then)
-      scalar = batching.chunked_loss(scalar, settings.chunk)
-      loss_fn = lambda p, b: (scalar(p, b), context.model_state)
-    else:
-      loss_fn = lambda p, b: train_loss(p, context.model_state, b, context.constants)
-    grads = steps.sam_gradients(loss_fn, params, batch, settings.sam)
-    precondition = None
-    grad, sam_grad = grads.grad, grads.sam_grad
-    if settings.preconditioned:
-      precondition = optimizers.adam_preconditioner_from_state(
-          context.opt_state, adam_gradient_seen(settings, params, grads.sam_grad), o.adam_b2,
-          o.adam_eps)
-      inv_sqrt = jax.tree.map(jax.lax.rsqrt, precondition)
-      grad = jax.tree.map(jnp.multiply, inv_sqrt, grad)
-      sam_grad = jax.tree.map(jnp.multiply, inv_sqrt, sam_grad)
+    prepared = prepare(train_loss, hessian_loss, settings, params, context, batch)
+    scalar, _ = _losses(train_loss, hessian_loss, settings, context)
     result, v1 = hessian.top_eigenpairs(
-        scalar, params, batch, v0, top_key, method=settings.eigensolver, hvp=settings.hvp,
-        k=settings.num_eigenvalues, max_steps=settings.max_steps, tol=settings.tol,
-        min_steps=settings.min_steps, precondition=precondition)
-    grad_norm = optax.tree.norm(grads.grad)
-    eta = optimizers.step_size_at(o.learning_rate(), context.step)
-    edge = edges.method_edge(o.name, settings.sam.kind, settings.sam.rho, eta,
-                             momentum=o.momentum, adam_b1=o.adam_b1, grad_norm=grad_norm,
-                             group_size=settings.sam.group_size, batch_size=settings.batch_size,
-                             weight_decay=o.weight_decay)
-    record = {
-        "eigenvalues": result.eigenvalues,
-        "residuals": result.residuals,
-        "converged": converged(result.eigenvalues, result.residuals, settings.tol),
-        "hvps": result.num_matvecs,
-        "step_size": eta,
-        "two_over_eta": edges.two_over_eta(eta),
-        "sam_edge": edges.sam_edge(grad_norm, eta, settings.sam.rho),
-        "edge": edge,
-        "grad_norm": grad_norm,
-        "loss": grads.loss,
-        "g_alignment": trees.alignment(grad, v1),
-        "sg_alignment": trees.alignment(sam_grad, v1),
-    }
-    extra, curvature_states = registry.measure_curvature(
-        lambda p, b: scalar(p, b), dict(settings.curvature), params, batch, curvature_key,
-        state["curvature"])
-  return {**record, **extra}, {"v1": v1, "curvature": curvature_states}
+        scalar, params, batch, state["v1"], jax.random.split(key)[0],
+        method=settings.eigensolver, hvp=settings.hvp, k=settings.num_eigenvalues,
+        max_steps=settings.max_steps, tol=settings.tol, min_steps=settings.min_steps,
+        precondition=prepared.precondition)
+    return finish(train_loss, hessian_loss, settings, params, context, batch, state, key,
+                  prepared, result, v1)
+
+
+def host_driven(settings: MeasureSettings) -> bool:
+  """Whether Lanczos runs as a host loop of jitted steps rather than a `lax.while_loop`.
+
+  On the CPU, XLA runs the kernel-gradient convolutions of an HVP inside a while loop about 30
+  times slower than outside one (measured: 6 ResNet-20 HVPs take 2.6 s unrolled, 74 s in a
+  loop); one host round trip per step costs microseconds there. Other backends keep the
+  device loop.
+  """
+  return settings.eigensolver == "lanczos" and jax.default_backend() == "cpu"
 
 
 def make_measure(train_loss: TrainLoss, hessian_loss: HessianLoss, settings: MeasureSettings
                  ) -> Callable[[PyTree, Context, PyTree, dict, jax.Array], tuple[Record, dict]]:
-  """`measure` jitted once for these losses and settings:
+  """`measure` compiled once for these losses and settings:
   `(params, context, batch, state, key) -> (record, next state)`.
 
   Everything that changes between measurements is an argument, so later measurements with new
-  values of the same shapes reuse the compiled function. Static facts (the kind of eigenvalue,
-  the operator, the edge's formula) are added to the record on the host.
+  values of the same shapes reuse the compiled functions. On the CPU (`host_driven`) it runs as
+  three jitted pieces, `prepare` with the Lanczos start, one Lanczos step (repeated by the host
+  until done) and `finish`, computing what `measure` computes. Static facts (the kind of
+  eigenvalue, the operator, the edge's formula) are added to the record on the host.
   """
-  jitted = jax.jit(lambda params, context, batch, state, key: measure(
-      train_loss, hessian_loss, settings, params, context, batch, state, key))
   static = {"eigenvalue_kind": eigenvalue_kind(settings),
             "operator": "preconditioned_hessian" if settings.preconditioned else "hessian",
             "edge_label": settings.edge_label()}
+  args = (train_loss, hessian_loss, settings)
+  if not host_driven(settings):
+    jitted = jax.jit(lambda params, context, batch, state, key: measure(
+        *args, params, context, batch, state, key))
+  else:
+    k, hvp = settings.num_eigenvalues, settings.hvp
+
+    def operator(params, context, batch, prepared):
+      scalar, _ = _losses(train_loss, hessian_loss, settings, context)
+      return hessian.operator(scalar, params, batch, hvp, prepared.precondition)
+
+    @jax.jit
+    def start(params, context, batch, state, key):
+      prepared = prepare(*args, params, context, batch)
+      _, flat, _ = operator(params, context, batch, prepared)
+      v0 = ravel_pytree(state["v1"])[0].astype(flat.dtype)
+      return prepared, hessian.lanczos_start(v0, jax.random.split(key)[0], k=k,
+                                             max_steps=settings.max_steps)
+
+    @jax.jit
+    def step(params, context, batch, prepared, s):
+      matvec, _, _ = operator(params, context, batch, prepared)
+      return hessian.lanczos_step(matvec, s, k=k, tol=settings.tol, min_steps=settings.min_steps)
+
+    @jax.jit
+    def end(params, context, batch, state, key, prepared, s):
+      result = hessian.lanczos_finish(s, k=k)
+      _, _, unravel = operator(params, context, batch, prepared)
+      return finish(*args, params, context, batch, state, key, prepared, result,
+                    unravel(result.vectors[0]))
+
+    def jitted(params, context, batch, state, key):
+      prepared, s = start(params, context, batch, state, key)
+      while not bool(s.done):
+        s = step(params, context, batch, prepared, s)
+      return end(params, context, batch, state, key, prepared, s)
 
   def run(params: PyTree, context: Context, batch: PyTree, state: dict, key: jax.Array
           ) -> tuple[Record, dict]:

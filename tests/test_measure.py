@@ -52,8 +52,8 @@ def context(optimizer, params, step=0):
 
 def measure_once(settings, params, batch, v0=None, key=0, step=0):
   run = measure.make_measure(train_loss, hessian_loss, settings)
-  v0 = jax.tree.map(jnp.zeros_like, params) if v0 is None else v0
-  return run(params, context(settings.optimizer.make(), params, step), batch, v0,
+  state = measure.init_state(settings, params) if v0 is None else {"v1": v0, "curvature": {}}
+  return run(params, context(settings.optimizer.make(), params, step), batch, state,
              jax.random.PRNGKey(key))
 
 
@@ -78,7 +78,7 @@ def test_record_fields(rho, k):
     assert float(record["g_alignment"]) == float(record["sg_alignment"])
   assert bool(record["converged"])
   assert float(record["residuals"][0]) <= 1e-4 * abs(float(record["eigenvalues"][0])) * 1.01
-  assert jax.tree.structure(v1) == jax.tree.structure(params)
+  assert jax.tree.structure(v1["v1"]) == jax.tree.structure(params)
 
 
 def test_unconverged_is_said():
@@ -122,7 +122,7 @@ def test_adam_measures_the_preconditioned_hessian():
     state, _ = update(state, batch)
   run = measure.make_measure(train_loss, hessian_loss, settings)
   ctx = measure.Context({}, state.opt_state, state.step, {})
-  record, _ = run(state.params, ctx, batch, jax.tree.map(jnp.zeros_like, params),
+  record, _ = run(state.params, ctx, batch, measure.init_state(settings, params),
                   jax.random.PRNGKey(0))
   assert record["operator"] == "preconditioned_hessian"
   flat, unravel = ravel_pytree(state.params)
@@ -147,13 +147,14 @@ def test_second_measurement_does_not_retrace_or_recompile():
   run = measure.make_measure(train_loss, hessian_loss, settings)
   params, batch = problem(1)
   opt = settings.optimizer.make()
-  record, v1 = run(params, context(opt, params), batch, jax.tree.map(jnp.zeros_like, params),
-                   jax.random.PRNGKey(0))
+  record, next_state = run(params, context(opt, params), batch,
+                           measure.init_state(settings, params), jax.random.PRNGKey(0))
   traces = len(TRACES)
   assert traces > 0
   new_params, new_batch = problem(2)     # new parameters, new batch, warm start, new key
   with jax.log_compiles(True):
-    record2, _ = run(new_params, context(opt, new_params, 7), new_batch, v1, jax.random.PRNGKey(1))
+    record2, _ = run(new_params, context(opt, new_params, 7), new_batch, next_state,
+                     jax.random.PRNGKey(1))
   assert len(TRACES) == traces
   assert not np.array_equal(np.asarray(record["loss"]), np.asarray(record2["loss"]))
 
@@ -163,3 +164,19 @@ def test_measurement_does_not_change_its_inputs():
   before = jax.tree.map(np.array, params)
   measure_once(settings_for(rho=0.1, eta=0.1), params, batch)
   jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, params))
+
+
+@pytest.mark.parametrize("name, rho", [("sgd", 0.1), ("adam", 0.0)])
+def test_host_driven_lanczos_equals_the_device_loop(name, rho, monkeypatch):
+  """The CPU's host loop of jitted Lanczos steps computes what the one jitted function does."""
+  settings = settings_for(name=name, rho=rho, eta=1e-3 if name == "adam" else 0.05, k=2,
+                          max_steps=40, tol=1e-6)
+  params, batch = problem(5)
+  assert measure.host_driven(settings)
+  host, _ = measure_once(settings, params, batch)
+  monkeypatch.setattr(measure, "host_driven", lambda s: False)
+  device, _ = measure_once(settings, params, batch)
+  assert host["hvps"] == device["hvps"]
+  for key in ("eigenvalues", "residuals", "loss", "grad_norm", "g_alignment", "sg_alignment"):
+    np.testing.assert_allclose(np.asarray(host[key]), np.asarray(device[key]), rtol=1e-5,
+                               atol=1e-7, err_msg=key)
