@@ -3,7 +3,7 @@ half-finished) runs.
 
 PATHS are run folders, raw pickles, the reference's raw.txt files, or sweep folders, in any mix.
 Writes summary.csv, lambda1_over_edge.pdf, loss_curves.pdf, metric_vs_<axis>.pdf and, with
---phase_axes, phase.pdf into DIR. See docs/studies.md.
+--phase_axes, phase.pdf into DIR. See README, "Studies".
 """
 
 import sys

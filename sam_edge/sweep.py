@@ -4,7 +4,7 @@
         [--phase_axes=a,b --phase_metric=m] -- image_classification --rho=0,0.05,0.1 --seed=0,1 ...
 
 A run flag whose value holds commas is an axis; the product (or zip) of the axes gives the runs,
-each one process of the entry point writing into DIR/<flag=value,...>/. See docs/studies.md.
+each one process of the entry point writing into DIR/<flag=value,...>/. See README, "Studies".
 """
 
 import sys
