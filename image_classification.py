@@ -81,12 +81,16 @@ def problems(f) -> list[str]:
 
 def main(argv: list[str]) -> int:
   del argv
+  code = cli.start_devices(PROG, FLAGS)
+  if code is not None:
+    return code
   found = problems(FLAGS)
   if found:
     return cli.fail(PROG, found)
   from sam_edge import experiment
   f = FLAGS
-  settings = cli.run_settings(f, title=f"{f.dataset} {f.nn_architecture}, {cli.method_title(f)}")
+  settings = cli.run_settings(f, title=f"{f.dataset} {f.nn_architecture}, "
+                                       f"{cli.method_title(f)}")
   return cli.main_guard(PROG, lambda: experiment.run(
       settings, lambda key: vision.build(f, key), cli.flag_values(f))[1])
 

@@ -48,6 +48,9 @@ def problems(f) -> list[str]:
 def main(argv: list[str]) -> int:
   del argv
   f = FLAGS
+  code = cli.start_devices(PROG, f)
+  if code is not None:
+    return code
   found = problems(f)
   if found:
     return cli.fail(PROG, found)
