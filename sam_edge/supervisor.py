@@ -9,7 +9,8 @@ main thread waits in short, interruptible joins:
     measurement) exits at once with one line and exit code 130/143: nothing would be kept anyway;
   * a first signal once training has produced something asks the loop to stop after the current
     step (`stop`), after which the job writes every output;
-  * a second signal exits at once with one line naming the outputs that exist (exit 130/143).
+  * a second signal exits at once with one line naming the outputs that exist (exit 130/143);
+    a repeat within REPEAT_S seconds is taken for a duplicate delivery of the first.
 
 Exceptions of the job are re-raised in the main thread, with their traceback.
 """
@@ -18,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any, Callable, Optional
 
 from sam_edge import loop
@@ -25,6 +27,9 @@ from sam_edge import loop
 EXIT_CODES = {"interrupted": 130, "terminated": 143}
 REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 POLL_S = 0.1
+# One signal can arrive several times within microseconds (Linux sends a parent-death signal once
+# per thread of the child); a repeat sooner than this is that, not a second Ctrl-C.
+REPEAT_S = 0.25
 
 
 class Supervisor:
@@ -42,6 +47,7 @@ class Supervisor:
     self.kept: Callable[[], list[str]] = lambda: []
     self.cleanup: Callable[[], None] = lambda: None
     self._signals = 0
+    self._last_signal = -float("inf")
     self._err = err or (lambda line: print(line, file=sys.stderr, flush=True))
 
   def mark_computed(self) -> None:
@@ -58,6 +64,10 @@ class Supervisor:
 
   def on_signal(self, signum: int, frame: Any = None) -> None:
     reason = REASONS.get(signum, "interrupted")
+    now = time.monotonic()
+    if now - self._last_signal < REPEAT_S:
+      return
+    self._last_signal = now
     self._signals += 1
     if self._signals == 1 and self.computed:
       self.stop.set(reason)

@@ -61,9 +61,10 @@ def test_four_devices_equal_one(kind, corpus, tmp_path):
   assert one["environment"]["mesh"]["devices"] == 1
   assert four["environment"]["mesh"]["devices"] == 4 and four["environment"]["device_count"] == 4
   assert_same_run(one, four)
-  half = run(cmd, 4, tmp_path, "two", "--num_devices=2")
-  assert half["environment"]["mesh"]["devices"] == 2
-  assert_same_run(one, half)
+  if kind == "text":
+    half = run(cmd, 4, tmp_path, "two", "--num_devices=2")
+    assert half["environment"]["mesh"]["devices"] == 2
+    assert_same_run(one, half)
 
 
 def test_checkpoint_on_four_devices_and_resume_on_four(corpus, tmp_path):
@@ -118,12 +119,22 @@ def test_two_processes_give_the_one_process_result(corpus, tmp_path):
   assert_same_run(one, two)
 
 
-def test_measure_examples_chunked_equals_unchunked(corpus, tmp_path):
+def run_in_process(corpus, folder, name, *extra) -> dict:
+  import transformer
+  from sam_edge import cli
+  raw = folder / f"{name}.pkl"
+  cli.parse_flags(transformer.FLAGS, ["transformer", f"--training_data={corpus}", *TEXT,
+                                      *NO_PDFS, f"--raw_data_output={raw}", *extra])
+  assert transformer.main([]) == 0
+  return pickle.loads(raw.read_bytes())
+
+
+def test_measure_examples_chunked_equals_unchunked(corpus, tmp_path, capsys):
   """The first 32 windows, 8 at a time, against all 32 at once: the same records to 1e-5."""
   common = ["--measure_examples=32", "--max_steps=3", "--lanczos_tol=1e-6"]
-  whole = run(text_cmd(corpus), 1, tmp_path, "whole", *common, "--measure_chunk=32")
-  chunked = run(text_cmd(corpus), 1, tmp_path, "chunked", *common, "--measure_chunk=8")
-  batch = run(text_cmd(corpus), 1, tmp_path, "batch", "--max_steps=3")
+  whole = run_in_process(corpus, tmp_path, "whole", *common, "--measure_chunk=32")
+  chunked = run_in_process(corpus, tmp_path, "chunked", *common, "--measure_chunk=8")
+  batch = run_in_process(corpus, tmp_path, "batch", "--max_steps=3")
   for x, y in zip(whole["records"], chunked["records"]):
     np.testing.assert_allclose(x["eigenvalues"], y["eigenvalues"], rtol=1e-5)
     for key in ("loss", "grad_norm", "sam_edge", "g_alignment"):

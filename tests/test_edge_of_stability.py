@@ -40,7 +40,7 @@ def test_gd_self_stabilises_at_two_over_eta(shared_data):
                                        max_steps=40)
     run = measure.make_measure(train_loss, lambda *a: train_loss(*a)[0], settings)
     record, _ = run(p, measure.Context({}, (), jnp.int32(0), {}), batch,
-                    jax.tree.map(jnp.zeros_like, p), jax.random.PRNGKey(1))
+                    measure.init_state(settings, p), jax.random.PRNGKey(1))
     assert bool(record["converged"])
     return float(record["eigenvalues"][0])
 

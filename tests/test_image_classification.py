@@ -158,7 +158,7 @@ def test_end_to_end_mocked(arch, rho, k, batch_size, mock_mnist, tmp_path, capsy
     data = paths[name].read_bytes()
     assert data.startswith(b"%PDF"), name
   raw = read_pickle(paths["raw_data_output"])
-  assert set(raw) == {"config", "records", "losses", "final", "environment"}
+  assert set(raw) == {"config", "records", "losses", "evaluations", "final", "environment"}
   assert_plain(raw)
   env = raw["environment"]
   assert env["platform"] == "cpu" and env["device_count"] >= 1 and env["device_kind"]

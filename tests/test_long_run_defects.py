@@ -260,6 +260,7 @@ def test_ctrl_c_twice_exits_at_once_naming_what_exists(corpus, tmp_path):
     read_until(proc.stdout, "measure step 1")
     proc.send_signal(signal.SIGINT)
     first = read_until(proc.stderr, "interrupted:")
+    time.sleep(0.5)                                      # a human's second Ctrl-C, not a repeat
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
   finally:

@@ -109,9 +109,8 @@ def run_stopped_at(module, args, folder, stop_at):
 def test_batchnorm_and_schedule_resume_equals_uninterrupted(mock_mnist, tmp_path, capsys):
   """BatchNorm statistics and a cosine schedule (whose position is the step) survive a resume."""
   base = ["--nn_architecture=ResNet20", "--batch_size=4", "--rho=0.05", "--optimizer=momentum",
-          "--lr_schedule=cosine", "--warmup_steps=1", "--measure_every_steps=2",
-          "--lanczos_max_steps=3", "--eval_every_steps=2", f"--tfds_data_dir={mock_mnist}",
-          "--max_steps=4"]
+          "--lr_schedule=cosine", "--warmup_steps=1", "--hessian_check_gap=0",
+          "--eval_every_steps=2", f"--tfds_data_dir={mock_mnist}", "--max_steps=4"]
   whole = run(image_classification, base + [f"--checkpoint_dir={tmp_path / 'ck_a'}"],
               tmp_path / "a")
   part = run_stopped_at(image_classification, base + [f"--checkpoint_dir={tmp_path / 'ck_b'}"],
@@ -119,8 +118,8 @@ def test_batchnorm_and_schedule_resume_equals_uninterrupted(mock_mnist, tmp_path
   assert part["final"]["steps"] == 2
   resumed = run(image_classification, base + [f"--checkpoint_dir={tmp_path / 'ck_b'}",
                                               "--resume"], tmp_path / "c")
-  assert without_timing(resumed["records"]) == without_timing(whole["records"])
   assert without_timing(resumed["evaluations"]) == without_timing(whole["evaluations"])
+  assert len(whole["evaluations"]) == 2
   assert resumed["losses"] == whole["losses"]
   assert resumed["final"]["test_error"] == whole["final"]["test_error"]
   _, arrays_a = final_arrays(tmp_path / "ck_a")
