@@ -2,15 +2,16 @@
 
 The small problem of REFERENCE.md's table: inputs N(0, 1) in 64 dimensions, 2,000 examples,
 10 random classes (one-hot), an MLP with 3 hidden ReLU layers of 32 (4,522 parameters,
-glorot-normal kernels), squared error, seed 0, after 200 gradient-descent steps at η = 0.05.
-Training and both solvers run in float32, as in an experiment; the dense Hessian spectrum is
+glorot-normal kernels), the reference's squared error (the mean over all B×C entries), seed 0,
+after 200 gradient-descent steps at η = 0.05 (`small_mlp.build_problem`, shared with
+`curvature.py`). Training and both solvers run in float32, as in an experiment; the dense Hessian spectrum is
 computed in float64 at the same parameters. For each solver it prints the top-3 eigenvalues,
 their relative errors, the HVPs used and the seconds of a *second* measurement (compiled once).
 "power_finite_difference" is the reference's top-3 subspace iteration, "..._k1" its power
 iteration for λ1 alone, both compiled once here; "reference_procedure(_k1)" runs the same
 algorithms the way the reference does (a new jitted HVP, hence a recompile, per measurement,
-and the iteration driven from the host), which is what a measurement costs its users. (On this ReLU net the step-1e-3 finite difference crosses activation
-kinks: its Hv is far from the exact one, in float32 and float64 alike.)
+and the iteration driven from the host), which is what a measurement costs its users.
+(On this ReLU net the step-1e-3 finite difference crosses activation kinks: its Hv is far from the exact one, in float32 and float64 alike.)
 
     python benchmarks/eigensolvers.py [--json PATH]
 """
@@ -28,35 +29,16 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
 
 jax.config.update("jax_enable_x64", True)   # for the dense reference only; the rest is float32
 
-from sam_edge import hessian, losses, steps
-from sam_edge.models import vision
+from sam_edge import hessian  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from small_mlp import build_problem  # noqa: E402
 
 K = 3
-
-
-def build_problem(seed: int = 0, num_steps: int = 200, step_size: float = 0.05):
-  """Returns (loss_fn, params, batch) after `num_steps` of full-batch gradient descent."""
-  data_key, label_key, init_key = jax.random.split(jax.random.PRNGKey(seed), 3)
-  batch = {"x": jax.random.normal(data_key, (2000, 64), jnp.float32),
-           "y": jax.random.randint(label_key, (2000,), 0, 10)}
-  model = vision.MLP(depth=4, width=32, num_classes=10)
-  params = model.init(init_key, batch["x"][:1])
-
-  def loss_fn(params, batch):
-    return losses.squared_error(model.apply(params, batch["x"]), batch["y"])
-
-  optimizer = optax.sgd(step_size)
-  update = steps.make_update_step(lambda p, s, b: (loss_fn(p, b), s), optimizer,
-                                  steps.SamSettings())
-  state = steps.init_state(params, optimizer)
-  for _ in range(num_steps):
-    state, loss = update(state, batch)
-  return loss_fn, state.params, batch, float(loss)
 
 
 def dense_top(loss_fn, params, batch, k: int) -> np.ndarray:
