@@ -12,6 +12,9 @@ import functools
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
+
+from sam_edge import precision
 
 PyTree = Any
 Apply = Callable[[PyTree, Any], Any]      # (params, inputs) -> outputs
@@ -31,3 +34,24 @@ def linearized_apply(apply: Apply, params0: PyTree, params: PyTree, inputs: Any)
 def linearize(apply: Apply, params0: PyTree) -> Apply:
   """`(params, inputs) -> f_lin(params, inputs)`: `linearized_apply` with w0 = `params0` bound."""
   return functools.partial(linearized_apply, apply, params0)
+
+
+def in_regime(apply: Apply, params0: PyTree, regime: str
+              ) -> tuple[dict, Callable[..., Any]]:
+  """The model a run trains, as `(constants, forward)`.
+
+  `forward(p, constants, inputs, dtype=float32)` is f(w, x) (`regime="network"`) or f_lin(w, x)
+  (`"linearized"`), computed in `dtype` (the parameters and w0 cast to it; the inputs are used as
+  given) and returned in float32. `constants` is `{"w0": a copy of params0}` for the linearised
+  model (a copy: the training state's parameters are donated at every step), `{}` otherwise;
+  pass it through the jitted functions rather than closing over it.
+  """
+  linear = regime == "linearized"
+  constants = {"w0": jax.tree.map(jnp.copy, params0)} if linear else {}
+
+  def forward(p: PyTree, constants: dict, inputs: Any, dtype: Any = jnp.float32) -> Any:
+    p, constants = precision.cast_floats((p, constants), dtype)
+    out = (linearized_apply(apply, constants["w0"], p, inputs) if linear
+           else apply(p, inputs))
+    return out.astype(jnp.float32)
+  return constants, forward

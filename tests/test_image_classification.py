@@ -278,6 +278,31 @@ def test_same_seed_same_run_other_seed_other_run(mock_mnist, tmp_path, capsys):
   assert all(x != y for x, y in zip(a["losses"]["loss"], c["losses"]["loss"]))
 
 
+def test_linearized_regime_has_the_constant_gauss_newton_hessian(mock_mnist, tmp_path, capsys):
+  """--regime=linearized under squared error, full batch: the step-0 loss and gradient are the
+  network's (f_lin and its Jacobian equal f's at w0), and the loss Hessian is the constant Gauss–Newton matrix of the network at
+  w0, so λ1 stays put while the parameters (and the loss) move."""
+  def run(regime: str) -> dict:
+    raw_path = tmp_path / f"{regime}.pkl"
+    args = [f"--tfds_data_dir={mock_mnist}", f"--batch_size={NUM_MOCK}", "--step_size=0.5",
+            "--max_steps=4", "--measure_every_steps=1", "--lanczos_max_steps=30",
+            "--lanczos_tol=1e-6", f"--regime={regime}", *SMALL_MLP,
+            f"--raw_data_output={raw_path}", *[f"--{flag}=" for flag in PDF_FLAGS]]
+    assert run_main(args) == 0
+    return read_pickle(raw_path)
+
+  net, lin = run("network"), run("linearized")
+  capsys.readouterr()
+  assert lin["losses"]["loss"][0] == pytest.approx(net["losses"]["loss"][0], rel=1e-6)
+  assert lin["records"][0]["grad_norm"] == pytest.approx(net["records"][0]["grad_norm"], rel=1e-5)
+  assert lin["losses"]["loss"][-1] < lin["losses"]["loss"][0]
+  lam = [r["eigenvalues"][0] for r in lin["records"]]
+  assert len(lam) == 4 and all(r["converged"] for r in lin["records"])
+  np.testing.assert_allclose(lam, lam[0], rtol=1e-4)
+  net_lam = [r["eigenvalues"][0] for r in net["records"]]
+  assert abs(net_lam[-1] / net_lam[0] - 1) > 1e-3      # the network's own Hessian does move
+
+
 # --------------------------------------------------------------------------------------------
 # 4. Measurements never change the training trajectory
 

@@ -124,6 +124,27 @@ def test_bfloat16_trains_and_measures_in_float32(corpus, tmp_path, capsys):
   assert a != b and b == pytest.approx(a, rel=2e-2)
 
 
+def test_linearized_regime_starts_at_the_network_and_trains(corpus, tmp_path, capsys):
+  """--regime=linearized: f_lin and its Jacobian equal the network's at w0, so the step-0 loss
+  and gradient are the network's (its Hessian is not: f_lin has no second-order term); then it
+  trains its own trajectory, with finite measurements."""
+  args = [f"--training_data={corpus}", "--measure_every_steps=2", "--max_steps=4",
+          "--step_size=0.5"] + TINY
+  runs = {}
+  for regime in ("network", "linearized"):
+    (tmp_path / regime).mkdir()
+    code, out = run_main(args + [f"--regime={regime}"], tmp_path / regime)
+    assert code == 0
+    runs[regime] = pickle.loads(out["raw_data_output"].read_bytes())
+  net, lin = runs["network"], runs["linearized"]
+  assert lin["config"]["regime"] == "linearized"
+  assert lin["losses"]["loss"][0] == pytest.approx(net["losses"]["loss"][0], rel=1e-5)
+  assert lin["records"][0]["grad_norm"] == pytest.approx(net["records"][0]["grad_norm"], rel=1e-4)
+  assert lin["losses"]["loss"][-1] != pytest.approx(net["losses"]["loss"][-1], rel=1e-4)
+  assert all(math.isfinite(v) for r in lin["records"] for v in r["eigenvalues"])
+  assert math.isfinite(lin["final"]["test_loss"])
+
+
 def test_same_seed_gives_identical_records(corpus, tmp_path, capsys):
   runs = []
   for i in range(2):

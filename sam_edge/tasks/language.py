@@ -67,17 +67,7 @@ def build(f: Any, key: jax.Array, train_windows: np.ndarray, test_windows: np.nd
   train = {"window": jnp.asarray(train_windows)}    # uint8 [W, T+1] on device
   test = {"window": test_windows}                   # on the host: placed by each evaluation
   params = jax.jit(lm.init)(key, train["window"][:1, :-1].astype(jnp.int32))
-  linear = f.regime == "linearized"
-  # w0 is a copy: the training state's parameters are donated at every step.
-  constants = {"w0": jax.tree.map(jnp.copy, params)} if linear else {}
-
-  def logits(p, constants, inputs, dtype=jnp.float32):            # [B, T, V] float32
-    p, constants = precision.cast_floats((p, constants), dtype)
-    if linear:
-      out = linearize.linearized_apply(lm.apply, constants["w0"], p, inputs)
-    else:
-      out = lm.apply(p, inputs)
-    return out.astype(jnp.float32)
+  constants, logits = linearize.in_regime(lm.apply, params, f.regime)   # logits [B, T, V] float32
 
   def loss_in(dtype):
     def loss_fn(p, model_state, batch, constants):

@@ -175,18 +175,10 @@ def _plain_problem(f, key, num_classes, preprocess, loss, test_loss, train, test
       cnn_feature_multiplier=f.cnn_feature_multiplier, num_classes=num_classes,
       activation=f.activation)
   params = jax.jit(model.init)(key, preprocess(train["image"][:1]))
-  linear = f.regime == "linearized"
-  # w0 is a copy: the training state's parameters are donated at every step.
-  constants = {"w0": jax.tree.map(jnp.copy, params)} if linear else {}
+  constants, forward = linearize.in_regime(model.apply, params, f.regime)
 
   def logits(p, constants, image, dtype=jnp.float32):
-    x = preprocess(image).astype(dtype)
-    p, constants = precision.cast_floats((p, constants), dtype)
-    if linear:
-      out = linearize.linearized_apply(model.apply, constants["w0"], p, x)
-    else:
-      out = model.apply(p, x)
-    return out.astype(jnp.float32)
+    return forward(p, constants, preprocess(image).astype(dtype), dtype)
 
   def loss_in(dtype):
     def loss_fn(p, model_state, batch, constants):

@@ -1,0 +1,101 @@
+"""SGD with momentum against SAM on a ResNet-20, with 0% and 40% label noise, on the same seeds and
+step budget: test accuracy, and the last measured λ1 against the edge.
+
+Each row is one run of `python -m image_classification` (ResNet-20 with BatchNorm, batch 128,
+heavy-ball momentum 0.9, L2 weight decay 5e-4, flip-crop augmentation, cross-entropy, a constant
+step size), SAM with ρ = 0.1 in front of the same base optimizer. The last measurement (at the
+last step, on that step's batch) gives λ1 of the loss without the L2 term; the edge shown is the
+base optimizer's (2+2β)/η − wd (the L2 term adds wd to every eigenvalue), the `edge` of the SGD
+rows. For SAM on momentum no closed-form edge is known (its records hold
+`edge: None`), so its ratio is against the base optimizer's edge and says only how far SAM's
+sharpness sits below that of plain momentum.
+
+    python benchmarks/sam_vs_sgd.py [--json PATH] [--dataset fashion_mnist] [--steps 300]
+
+On this CPU: Fashion-MNIST (`--manual_dir`, default ../shared/data/fashion_mnist). On a GPU
+machine: `--dataset=cifar10 --manual_dir=DIR` with `cifar-10-binary.tar.gz` in DIR.
+"""
+
+import argparse
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.environ.setdefault("JAX_PLATFORMS", "cpu")        # this process only computes an edge
+
+from sam_edge import edges  # noqa: E402
+
+BETA, WD = 0.9, 5e-4
+RECIPE = ["--nn_architecture=ResNet20", "--batch_size=128", "--optimizer=momentum",
+          f"--momentum={BETA}", f"--weight_decay={WD}", "--augment=flip_crop", "--loss=cross_entropy",
+          "--time_limit_in_hours=4", "--lanczos_max_steps=30", "--lanczos_tol=1e-3"]
+RHO = 0.1
+
+
+def run(args, method: str, noise: float, seed: int, folder: str) -> dict:
+  raw_path = os.path.join(folder, f"{method}_{noise}_{seed}.pkl")
+  cmd = [sys.executable, "-m", "image_classification", *RECIPE, f"--dataset={args.dataset}",
+         f"--manual_dir={args.manual_dir}", f"--tfds_data_dir={args.tfds_data_dir}",
+         f"--step_size={args.step_size}", f"--max_steps={args.steps}",
+         f"--measure_every_steps={args.steps - 1}", f"--label_noise={noise}", f"--seed={seed}",
+         f"--rho={RHO if method == 'sam' else 0.0}", f"--raw_data_output={raw_path}",
+         "--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
+         "--loss_curve_output=", "--eval_curve_output="]
+  start = time.perf_counter()
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+  if proc.returncode != 0:
+    sys.exit(f"sam_vs_sgd: {method} noise {noise} failed:\n{proc.stderr[-3000:]}")
+  with open(raw_path, "rb") as f:
+    raw = pickle.load(f)
+  last = raw["records"][-1]
+  base_edge = float(edges.method_edge("momentum", "normalized", 0.0, last["step_size"],
+                                      momentum=BETA, weight_decay=WD))   # (2+2β)/η − wd
+  return {"method": method, "label_noise": noise, "seed": seed, "steps": raw["final"]["steps"],
+          "test_accuracy": 1 - raw["final"]["test_error"], "last_step": last["step"],
+          "last_lambda1": last["eigenvalues"][0], "converged": last["converged"],
+          "edge": last["edge"], "base_edge": base_edge,
+          "lambda1_over_base_edge": last["eigenvalues"][0] / base_edge,
+          "seconds": time.perf_counter() - start}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--json")
+  parser.add_argument("--dataset", default="fashion_mnist")
+  parser.add_argument("--manual_dir", default=os.path.join(REPO, "..", "shared", "data",
+                                                           "fashion_mnist"))
+  parser.add_argument("--tfds_data_dir", default="/tmp/sam_edge_tfds")
+  parser.add_argument("--steps", type=int, default=300)
+  parser.add_argument("--step_size", type=float, default=0.05)
+  parser.add_argument("--noise", default="0,0.4")
+  parser.add_argument("--seeds", default="0")
+  args = parser.parse_args()
+  os.makedirs(args.tfds_data_dir, exist_ok=True)
+  folder = tempfile.mkdtemp(prefix="sam_vs_sgd_")
+  rows = []
+  print(f"ResNet-20 on {args.dataset}, {args.steps} steps of batch 128, momentum 0.9, "
+        f"η = {args.step_size}, SAM ρ = {RHO}; λ1 at step {args.steps - 1}")
+  print(f"{'method':<7} {'noise':>5} {'seed':>4} {'test acc':>9} {'λ1':>9} {'conv':>5} "
+        f"{'(2+2β)/η−wd':>11} {'λ1/that':>8} {'edge':>8} {'seconds':>8}")
+  for noise in (float(x) for x in args.noise.split(",")):
+    for seed in (int(x) for x in args.seeds.split(",")):
+      for method in ("sgd", "sam"):
+        r = run(args, method, noise, seed, folder)
+        rows.append(r)
+        edge = "None" if r["edge"] is None else f"{r['edge']:.4g}"
+        print(f"{method:<7} {noise:>5g} {seed:>4} {r['test_accuracy']:>9.4f} "
+              f"{r['last_lambda1']:>9.4g} {str(r['converged']):>5} {r['base_edge']:>11.4g} "
+              f"{r['lambda1_over_base_edge']:>8.3f} {edge:>8} {r['seconds']:>8.0f}", flush=True)
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump({"dataset": args.dataset, "steps": args.steps, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()
