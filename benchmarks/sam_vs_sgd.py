@@ -11,6 +11,9 @@ rows. For SAM on momentum no closed-form edge is known (its records hold
 sharpness sits below that of plain momentum.
 
     python benchmarks/sam_vs_sgd.py [--json PATH] [--dataset fashion_mnist] [--steps 300]
+                                    [--seeds 0,1] [--noise 0,0.4]
+
+On 2 CPU cores each SGD run takes about 3 minutes and each SAM run about 4 (27 minutes in all).
 
 On this CPU: Fashion-MNIST (`--manual_dir`, default ../shared/data/fashion_mnist). On a GPU
 machine: `--dataset=cifar10 --manual_dir=DIR` with `cifar-10-binary.tar.gz` in DIR.
@@ -74,7 +77,7 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=300)
   parser.add_argument("--step_size", type=float, default=0.05)
   parser.add_argument("--noise", default="0,0.4")
-  parser.add_argument("--seeds", default="0")
+  parser.add_argument("--seeds", default="0,1")
   args = parser.parse_args()
   os.makedirs(args.tfds_data_dir, exist_ok=True)
   folder = tempfile.mkdtemp(prefix="sam_vs_sgd_")
