@@ -311,6 +311,10 @@ def method_problems(f: Any) -> list[str]:
       p.append(f"--sam_group_size must be at least 1, got {m}")
     elif f.batch_size >= 1 and f.batch_size % m:
       p.append(f"--sam_group_size={m} does not divide --batch_size={f.batch_size}")
+    else:     # a measurement takes SAM's gradient on its set, or on each chunk of it, in groups
+      for name in ("measure_examples", "measure_chunk"):
+        if f[name].value is not None and f[name].value >= 1 and f[name].value % m:
+          p.append(f"--sam_group_size={m} does not divide --{name}={f[name].value}")
   return p
 
 
