@@ -212,7 +212,7 @@ class BareTimer:
     else:
       data = (arrays["image"], arrays["label"])
     count = max(1, min(n // size, num_batches))
-    self.batches = [jax.tree.map(lambda a, i=i: a[i * size:(i + 1) * size], data)
+    self.batches = [jax.device_put(jax.tree.map(lambda a, i=i: a[i * size:(i + 1) * size], data))
                     for i in range(count)]
     jax.block_until_ready(self.batches)
     optimizer, self.step = make_bare_step(w.bare_loss, w.flags.step_size, rho)

@@ -183,22 +183,22 @@ class Checkpointer:
             decode_json(meta["config"]))
 
 
-def _check_step(checkpointer: "Checkpointer", step: int) -> Optional[str]:
-  """Why checkpoint `step` cannot be restored (a short reason), or None if it is sound: its meta
-  and every array are read back (without templates)."""
+def _check_step(checkpointer: "Checkpointer", step: int) -> tuple[Optional[str], Optional[dict]]:
+  """(why checkpoint `step` cannot be restored, None) or (None, its meta) if it is sound: its
+  meta and every array are read back (without templates)."""
   try:
     restored = checkpointer._manager.restore(step, args=ocp.args.Composite(**{
         ARRAYS_ITEM: ocp.args.StandardRestore(), META_ITEM: ocp.args.JsonRestore()}))
     meta = restored[META_ITEM]
     if not isinstance(meta, dict) or "config" not in meta or "progress" not in meta:
-      return "its meta file lacks the config or the progress"
+      return "its meta file lacks the config or the progress", None
     arrays = restored[ARRAYS_ITEM]
     if not isinstance(arrays, dict) or "state" not in arrays:
-      return "its arrays lack the training state"
+      return "its arrays lack the training state", None
   except Exception as e:           # orbax/tensorstore raise many kinds: any failure is unsound
     reason = " ".join(str(e).split())
-    return f"{type(e).__name__}: {reason[:160]}{'...' if len(reason) > 160 else ''}"
-  return None
+    return f"{type(e).__name__}: {reason[:160]}{'...' if len(reason) > 160 else ''}", None
+  return None, meta
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,10 +217,8 @@ def newest_sound(directory: str) -> Soundness:
   skipped = []
   with Checkpointer(directory) as checkpointer:
     for step in reversed(checkpointer.all_steps()):
-      reason = _check_step(checkpointer, step)
+      reason, meta = _check_step(checkpointer, step)
       if reason is None:
-        meta = checkpointer._manager.restore(
-            step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()}))[META_ITEM]
         return Soundness(step, decode_json(meta["config"]), tuple(skipped))
       skipped.append((step, reason))
   return Soundness(None, None, tuple(skipped))
@@ -238,10 +236,12 @@ def quarantine(directory: str, step: int) -> str:
   return target
 
 
-def saved_config(directory: str) -> Optional[dict]:
-  """The config stored with the newest sound checkpoint in `directory` (None if none), read
-  before loading any data: lets a run refuse a mismatched --resume early."""
-  return newest_sound(directory).config
+def has_steps(directory: str) -> bool:
+  """Whether `directory` holds any checkpoint step, sound or not (nothing is read)."""
+  if not os.path.isdir(directory):
+    return False
+  with Checkpointer(directory) as checkpointer:
+    return bool(checkpointer.all_steps())
 
 
 def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> list[str]:

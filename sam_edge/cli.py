@@ -268,8 +268,7 @@ def common_problems(f: Any) -> list[str]:
                                                     and f.checkpoint_every_minutes > 0),
          f"--checkpoint_every_minutes must be > 0, got {f.checkpoint_every_minutes}")
   if f.tensorboard_dir:
-    from sam_edge import tensorboard
-    reason = tensorboard.folder_problem(f.tensorboard_dir)
+    reason = records.folder_problem(f.tensorboard_dir)
     _check(p, reason is None, f"--tensorboard_dir={f.tensorboard_dir}: {reason}")
   if f.resume and not f.checkpoint_dir:
     p.append("--resume needs --checkpoint_dir")
@@ -381,12 +380,12 @@ def checkpoint_problems(f: Any) -> list[str]:
     reason = locks.problem(f.checkpoint_dir)
     if reason:
       return [f"--checkpoint_dir={f.checkpoint_dir} {reason}"]
-  sound = checkpoints.newest_sound(f.checkpoint_dir)
-  if sound.step is None and not sound.skipped:
+  if not checkpoints.has_steps(f.checkpoint_dir):
     return []
   if not f.resume:
     return [f"--checkpoint_dir={f.checkpoint_dir} holds checkpoints of an earlier run: pass "
             "--resume to continue it, or use another folder"]
+  sound = checkpoints.newest_sound(f.checkpoint_dir)
   if sound.step is None:
     step, why = sound.skipped[0]
     return [f"--resume: none of the {len(sound.skipped)} checkpoints in {f.checkpoint_dir} can be "

@@ -47,13 +47,12 @@ class Problem:
   """
   loss_fn: measure.TrainLoss                           # -> (mean loss, new model_state)
   params: PyTree                                       # initial parameters
-  train_arrays: dict                                   # device arrays, leading axis = examples
+  train_arrays: dict                    # host arrays, leading axis = examples (placed by run)
   evaluate: Callable[[PyTree, PyTree], dict]           # (params, model_state) -> {"test_error": x}
   report: Callable[[dict], str]                        # evaluation -> "Test error: x"
   description: dict = dataclasses.field(default_factory=dict)   # e.g. parameter count
   model_state: PyTree = dataclasses.field(default_factory=dict)
   constants: PyTree = dataclasses.field(default_factory=dict)
-  hessian_loss: Optional[measure.HessianLoss] = None   # default: loss_fn's loss
   augment: Optional[Callable[[PyTree, jax.Array, jax.Array], PyTree]] = None
   # (batch, data_key, step) -> the training batch (e.g. random crops); measurements see the
   # batch as it is
@@ -61,8 +60,8 @@ class Problem:
   # default loss_fn. Measurements always use loss_fn (float32).
 
   def measured_loss(self) -> measure.HessianLoss:
-    if self.hessian_loss is not None:
-      return self.hessian_loss
+    """The loss a measurement differentiates: loss_fn's value (float32, this batch's own
+    BatchNorm statistics)."""
     return lambda params, model_state, batch, constants: self.loss_fn(
         params, model_state, batch, constants)[0]
 
@@ -143,12 +142,12 @@ def components(problem: Problem, settings: RunSettings, run_keys: dict,
 
 def _sound_step(directory: str, log: Callable[[str], None]) -> Optional[int]:
   """The step of the newest checkpoint in `directory` that restores (None if there is none);
-  unsound newer ones are moved aside, each with a line saying why."""
+  unsound newer ones are moved aside by process 0, each with a line saying why."""
   sound = checkpoints.newest_sound(directory)
   for step, reason in sound.skipped:
-    moved = checkpoints.quarantine(directory, step)
-    log(f"skipping the checkpoint of step {step}: it cannot be restored ({reason}); moved to "
-        f"{moved}")
+    where = (f"moved to {checkpoints.quarantine(directory, step)}" if devices.is_writer()
+             else "left to process 0 to move aside")
+    log(f"skipping the checkpoint of step {step}: it cannot be restored ({reason}); {where}")
   if sound.step is None and sound.skipped:
     raise errors.InputError(f"--resume: no checkpoint in {directory} can be restored (see the "
                             "lines above)")
@@ -194,8 +193,9 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
                      config: dict, log: Callable[[str], None], sup: supervisor.Supervisor,
                      env: dict) -> tuple[dict, int]:
   place = devices.placement(settings.num_devices)
-  env = {**env, "mesh": place.describe()}
-  log(f"mesh: {place.size} {place.describe()['platform']} device(s) along '{devices.AXIS}'"
+  mesh = place.describe()
+  env = {**env, "mesh": mesh}
+  log(f"mesh: {place.size} {mesh['platform']} device(s) along '{devices.AXIS}'"
       + (f" on {jax.process_count()} processes" if jax.process_count() > 1 else ""))
   sup.phase = "loading the data"
   run_keys = keys(settings.seed)

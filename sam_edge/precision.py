@@ -3,7 +3,7 @@ inputs, to the compute dtype inside the loss; the logits come back as float32 fo
 gradient flows through the cast, so it is float32 too. Measurements never use this: they are
 float32 at matmul precision "highest"."""
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -22,3 +22,11 @@ def cast_floats(tree: PyTree, dtype: Any) -> PyTree:
 def like(tree: PyTree, reference: PyTree) -> PyTree:
   """`tree` with the dtypes of `reference` (e.g. BatchNorm statistics back to float32)."""
   return jax.tree.map(lambda x, r: x.astype(r.dtype), tree, reference)
+
+
+def compute_loss(compute_dtype: str, loss_in: Callable[[Any], Any]) -> Optional[Any]:
+  """The update's loss `loss_in(dtype)` in --compute_dtype, or None for float32 (the float32
+  loss itself is then used)."""
+  if compute_dtype == "float32":
+    return None
+  return loss_in(DTYPES[compute_dtype])

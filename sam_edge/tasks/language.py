@@ -59,12 +59,12 @@ def load_windows(f: Any, log=print) -> tuple[np.ndarray, np.ndarray]:
 
 def build(f: Any, key: jax.Array, train_windows: np.ndarray, test_windows: np.ndarray
           ) -> experiment.Problem:
-  """The transformer (or its linearisation at w0), its loss on device-resident windows, and the
-  test loss."""
+  """The transformer (or its linearisation at w0), its loss on the training windows (host arrays
+  that the run places on its devices), and the test loss."""
   lm = transformer.make_language_model(
       num_layers=f.num_layers, num_heads=f.num_heads, key_size=f.key_size,
       model_size=f.model_size, sequence_length=f.sequence_length)
-  train = {"window": jnp.asarray(train_windows)}    # uint8 [W, T+1] on device
+  train = {"window": train_windows}                 # uint8 [W, T+1] on the host: the run places it
   test = {"window": test_windows}                   # on the host: placed by each evaluation
   params = jax.jit(lm.init)(key, train["window"][:1, :-1].astype(jnp.int32))
   constants, logits = linearize.in_regime(lm.apply, params, f.regime)   # logits [B, T, V] float32
@@ -88,11 +88,9 @@ def build(f: Any, key: jax.Array, train_windows: np.ndarray, test_windows: np.nd
   print(f"{os.path.basename(f.training_data)}: {len(train_windows)} training and "
         f"{len(test_windows)} test windows of {f.sequence_length + 1} characters; transformer "
         f"with {num_params} parameters", flush=True)
-  compute = (None if f.compute_dtype == "float32"
-             else loss_in(precision.DTYPES[f.compute_dtype]))
   return experiment.Problem(
-      loss_fn=loss_in(jnp.float32), compute_loss=compute, params=params, train_arrays=train,
-      constants=constants,
+      loss_fn=loss_in(jnp.float32), compute_loss=precision.compute_loss(f.compute_dtype, loss_in),
+      params=params, train_arrays=train, constants=constants,
       evaluate=lambda p, s: {k: float(v) for k, v in metrics((p, constants), test).items()},
       report=lambda e: f"test_loss: {e['test_loss']}",
       description={"parameters": int(num_params), "training_windows": len(train_windows),

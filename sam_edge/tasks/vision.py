@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sam_edge import batching, errors, experiment, linearize, losses, precision
 from sam_edge.data import images
@@ -112,22 +113,22 @@ def load(f: Any, log=print) -> images.ImageData:
 
 
 def build(f: Any, key: jax.Array) -> experiment.Problem:
-  """Loads the data to the device and builds the model (initialised from `key`), the loss and the
+  """Loads the data (host arrays; the run places them on its devices) and builds the model (initialised from `key`), the loss and the
   test error. The label noise is drawn from `key` too: fixed by the seed."""
   from sam_edge.data import augment, label_noise
   data = load(f)
   n = len(data.train["label"])
   if f.batch_size > n:
     raise errors.InputError(f"--batch_size={f.batch_size} is larger than the {n} training examples")
-  train = jax.tree.map(jnp.asarray, data.train)     # uint8 images, int32 labels, on device
+  train = data.train              # uint8 images, int32 labels on the host: the run places them
   test = data.test                                  # host arrays: placed by each evaluation
   description = {"training_examples": n, "test_examples": int(len(data.test["label"])),
                  "data_fingerprint": data.fingerprint}
   if f.label_noise > 0:
     labels, flipped = label_noise.noisy_labels(train["label"], data.num_classes, f.label_noise,
                                                label_noise.noise_key(key))
-    train = {**train, "label": labels}
-    description["noisy_labels"] = int(jnp.sum(flipped))
+    train = {**train, "label": np.asarray(labels)}
+    description["noisy_labels"] = int(np.sum(flipped))
   mean = jnp.asarray(data.mean_image)
   preprocess = lambda x: images.preprocess(x, mean)
   loss = lambda logits, labels: losses.LOSSES[f.loss](logits, labels, f.label_smoothing)
@@ -159,13 +160,6 @@ def test_metrics_fn(logits_fn, loss):
   return lambda args, arrays: {k: float(v) for k, v in metrics(args, arrays).items()}
 
 
-def compute_loss(f: Any, loss_in):
-  """The update's loss in --compute_dtype (None: the float32 loss itself)."""
-  if f.compute_dtype == "float32":
-    return None
-  return loss_in(precision.DTYPES[f.compute_dtype])
-
-
 def _plain_problem(f, key, num_classes, preprocess, loss, test_loss, train, test
                    ) -> experiment.Problem:
   """MLP or CNN (no model state); the network itself or its linearisation at w0."""
@@ -187,7 +181,7 @@ def _plain_problem(f, key, num_classes, preprocess, loss, test_loss, train, test
 
   test_metrics = test_metrics_fn(logits, test_loss)
   return experiment.Problem(
-      loss_fn=loss_in(jnp.float32), compute_loss=compute_loss(f, loss_in),
+      loss_fn=loss_in(jnp.float32), compute_loss=precision.compute_loss(f.compute_dtype, loss_in),
       params=params, train_arrays=train, constants=constants,
       evaluate=lambda p, s: test_metrics((p, constants), test),
       report=lambda e: f"Test error: {e['test_error']}")
@@ -197,11 +191,11 @@ def _batchnorm_problem(f, key, num_classes, preprocess, loss, test_loss, train, 
                        ) -> experiment.Problem:
   """A ResNet/WRN with BatchNorm: the model state holds the running statistics, moved once per
   step from the unperturbed pass; measurements use the measured batch's own statistics (train
-  mode, the loss training differentiates) and never move them; the test error uses them."""
+  mode: `loss_fn` itself, the loss training differentiates) and never move them; the test error
+  uses them."""
   model = resnet.make_resnet(f.nn_architecture, num_classes=num_classes, activation=f.activation)
   params, batch_stats = jax.jit(lambda k, x: stateful.init_variables(model, k, x))(
       key, preprocess(train["image"][:1]))
-  hessian_loss = stateful.measure_loss(model, loss, preprocess, statistics="batch")
   test_metrics = test_metrics_fn(stateful.eval_logits(model, preprocess), test_loss)
 
   def loss_in(dtype):
@@ -215,9 +209,8 @@ def _batchnorm_problem(f, key, num_classes, preprocess, loss, test_loss, train, 
     return loss_fn
 
   return experiment.Problem(
-      loss_fn=loss_in(jnp.float32), compute_loss=compute_loss(f, loss_in),
+      loss_fn=loss_in(jnp.float32), compute_loss=precision.compute_loss(f.compute_dtype, loss_in),
       params=params, train_arrays=train,
       model_state={"batch_stats": batch_stats},
-      hessian_loss=lambda p, s, b, c: hessian_loss(p, s["batch_stats"], b),
       evaluate=lambda p, s: test_metrics((p, s["batch_stats"]), test),
       report=lambda e: f"Test error: {e['test_error']}")
