@@ -142,7 +142,7 @@ def main() -> None:
     return jax.vmap(lambda k: trace.estimate_trace(lambda v: synthetic @ v, 1000, jnp.float64, k,
                                                    num_probes=m, method=method))(keys)
   random_trace = jax.jit(random_trace, static_argnames=("m", "method"))
-  synthetic_rows = trace_table(
+  trace_table(                          # printed; the JSON holds the MLP rows
       f"Trace of Q diag(1/i) Qᵀ, n = 1000 ({SYNTHETIC_SEEDS} seeds)",
       lambda m, method, k: random_trace(k, m=m, method=method),
       float(np.sum(1 / np.arange(1, 1001))),

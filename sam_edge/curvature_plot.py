@@ -59,11 +59,7 @@ def curvature_figure(raw: Mapping[str, Any], title: str) -> Figure:
   """The panels of `specs`, stacked (a note when nothing was measured)."""
   panels = specs(raw, title) or [plots.PlotSpec(title=title, xlabel=XLABEL, ylabel="",
                                                 series=[], note="no curvature measurements")]
-  width, height = plots.FIGSIZE
-  fig = Figure(figsize=(width, height * len(panels) * 0.8), layout="constrained")
-  for i, spec in enumerate(panels):
-    plots.draw_on(fig.add_subplot(len(panels), 1, i + 1), spec)
-  return fig
+  return plots.stacked_figure(panels)
 
 
 def write_curvature_plot(raw: Mapping[str, Any], path: str, *, title: str) -> None:

@@ -26,6 +26,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
+from sam_edge import optimizers, steps
+
 
 def two_over_eta(step_size: float | jax.Array) -> jax.Array:
   """The gradient-descent edge of stability, 2/η."""
@@ -54,8 +56,8 @@ def sam_edge(grad_norm: jax.Array, step_size: float | jax.Array, rho: float | ja
 # h = η a throughout.
 # ---------------------------------------------------------------------------------------------
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
-SAM_KINDS = ("normalized", "unnormalized", "adaptive")
+OPTIMIZERS = optimizers.OPTIMIZERS
+SAM_KINDS = steps.SAM_KINDS
 NESTEROV_BREAK = -1.0 / 3.0
 
 

@@ -8,7 +8,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 
@@ -42,15 +42,15 @@ def git_commit(repo: str = REPO) -> Optional[dict]:
   return {"commit": sha, "dirty": bool(status.strip())}
 
 
-def describe(start_time: Optional[datetime.datetime] = None, **extra: Any) -> dict:
-  """The `environment` dict of a run started at `start_time` (now by default).
+def describe() -> dict:
+  """The `environment` dict of a run starting now.
 
   Keys: `python`, `versions` ({jax, jaxlib, flax, haiku, optax, numpy}), `platform` (the default
   backend, e.g. "cpu"), `device_kind`, `device_count` (all devices, every host),
   `local_device_count`, `process_count`, `git` ({commit, dirty} or None), `start_time` (ISO 8601,
-  UTC), `hostname`, plus `extra` (e.g. the mesh).
+  UTC), `hostname`. The run adds `mesh` (and `resumed_from_step`).
   """
-  start_time = start_time or datetime.datetime.now(datetime.timezone.utc)
+  start_time = datetime.datetime.now(datetime.timezone.utc)
   devices = jax.devices()
   return {
       "python": platform.python_version(),
@@ -63,5 +63,4 @@ def describe(start_time: Optional[datetime.datetime] = None, **extra: Any) -> di
       "git": git_commit(),
       "start_time": start_time.isoformat(),
       "hostname": platform.node(),
-      **extra,
   }

@@ -7,7 +7,6 @@ drawn with `plots.draw_on` on an explicit Figure and written atomically; no jax.
 
 from typing import Any, Mapping
 
-import numpy as np
 from matplotlib.figure import Figure
 
 from sam_edge import plots
@@ -23,10 +22,8 @@ def specs(raw: Mapping[str, Any], title: str) -> list[plots.PlotSpec]:
     loss_series.append(plots.Series("test loss", eval_steps,
                                     [e.get("test_loss") for e in evaluations],
                                     {"color": "tab:orange", "linewidth": 1.6}))
-  values = np.array([plots._as_float(v) for s in loss_series for v in s.ys])
-  finite = values[np.isfinite(values)]
   out = [plots.PlotSpec(title=f"{title}: loss", xlabel=plots.XLABEL, ylabel="loss",
-                        series=loss_series, log_y=bool(len(finite)) and bool(np.all(finite > 0)),
+                        series=loss_series, log_y=plots.positive_log_y(loss_series),
                         legend_loc="upper right")]
   if any("test_error" in e for e in evaluations):
     out.append(plots.PlotSpec(
@@ -37,9 +34,4 @@ def specs(raw: Mapping[str, Any], title: str) -> list[plots.PlotSpec]:
 
 
 def eval_figure(raw: Mapping[str, Any], title: str) -> Figure:
-  panels = specs(raw, title)
-  width, height = plots.FIGSIZE
-  fig = Figure(figsize=(width, height * len(panels) * 0.8), layout="constrained")
-  for i, spec in enumerate(panels):
-    plots.draw_on(fig.add_subplot(len(panels), 1, i + 1), spec)
-  return fig
+  return plots.stacked_figure(specs(raw, title))

@@ -93,6 +93,30 @@ def _tridiagonal_top_k(alphas: jax.Array, betas: jax.Array, start: jax.Array, si
   return values[::-1][:k], vectors[:, ::-1][:, :k]
 
 
+def lanczos_iteration(matvec: MatVec, basis: jax.Array, j: jax.Array, scale: jax.Array,
+                      key: jax.Array, breakdown_rtol: float
+                      ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """One Lanczos step with full reorthogonalisation from the unit vector basis[j]:
+  w = H v_j, α_j = v_jᵀ w, w ⊥ every row of `basis`, β_j = ||w||, v_{j+1} = w/β_j.
+
+  A breakdown, β_j ≤ breakdown_rtol · max(scale, |α_j|) (`scale`: the largest |α| so far; the
+  Krylov space is invariant), sets β_j = 0 and continues from a random vector (drawn from `key`)
+  orthogonal to the basis. Returns (α_j, β_j, v_{j+1}, breakdown).
+  """
+  n, dtype = basis.shape[1], basis.dtype
+  tiny = jnp.finfo(dtype).tiny
+  v = basis[j]
+  w = matvec(v)
+  alpha = jnp.vdot(v, w)
+  w = _orthogonalize(basis, w)
+  beta = jnp.linalg.norm(w)
+  breakdown = beta <= breakdown_rtol * jnp.maximum(jnp.maximum(scale, jnp.abs(alpha)), tiny)
+  restart = _orthogonalize(basis, jax.random.normal(key, (n,), dtype))
+  nxt = jnp.where(breakdown, restart / jnp.maximum(jnp.linalg.norm(restart), tiny),
+                  w / jnp.where(breakdown, 1.0, beta))
+  return alpha, jnp.where(breakdown, 0.0, beta), nxt, breakdown
+
+
 class _LanczosState(NamedTuple):
   j: jax.Array          # steps done (= HVPs used)
   basis: jax.Array      # [m + 1, n]
@@ -120,23 +144,13 @@ def lanczos_start(v0: jax.Array, key: jax.Array, *, k: int, max_steps: int) -> _
 def lanczos_step(matvec: MatVec, s: _LanczosState, *, k: int, tol: float,
                  min_steps: int = 1) -> _LanczosState:
   """One Lanczos step (one HVP) with full reorthogonalisation; sets `done` (see `lanczos`)."""
-  m, n = s.alphas.shape[0], s.basis.shape[1]
-  dtype = s.basis.dtype
-  v = s.basis[s.j]
-  w = matvec(v)
-  alpha = jnp.vdot(v, w)
-  w = _orthogonalize(s.basis, w)
-  beta = jnp.linalg.norm(w)
-  scale = jnp.maximum(jnp.max(jnp.abs(s.alphas)), jnp.abs(alpha))
+  m = s.alphas.shape[0]
+  key, restart_key = jax.random.split(s.key)
   # β this small means an invariant subspace; kept well below `tol`, so that zeroing β never
   # reports a residual as 0 that the tolerance would have counted.
-  breakdown = beta <= min(1e3 * float(jnp.finfo(dtype).eps), 1e-2 * tol) * jnp.maximum(
-      scale, jnp.finfo(dtype).tiny)
-  key, restart_key = jax.random.split(s.key)
-  restart = _orthogonalize(s.basis, jax.random.normal(restart_key, (n,), dtype))
-  nxt = jnp.where(breakdown, restart / jnp.maximum(jnp.linalg.norm(restart), jnp.finfo(dtype).tiny),
-                  w / jnp.where(breakdown, 1.0, beta))
-  beta = jnp.where(breakdown, 0.0, beta)
+  alpha, beta, nxt, breakdown = lanczos_iteration(
+      matvec, s.basis, s.j, jnp.max(jnp.abs(s.alphas)), restart_key,
+      min(1e3 * float(jnp.finfo(s.basis.dtype).eps), 1e-2 * tol))
   alphas = s.alphas.at[s.j].set(alpha)
   betas = s.betas.at[s.j].set(beta)
   j = s.j + 1
@@ -228,7 +242,8 @@ def operator(loss_fn: LossFn, params: PyTree, batch: PyTree, hvp: str = "exact",
   P^{-1/2} H P^{-1/2} with a positive diagonal `precondition` P (a params pytree)."""
   flat_params, unravel = ravel_pytree(params)
   hvp_fn = HVPS[hvp]
-  matvec = lambda v: ravel_pytree(hvp_fn(loss_fn, params, batch, unravel(v)))[0]
+  matvec = lambda v: ravel_pytree(
+      hvp_fn(loss_fn, params, batch, unravel(v.astype(flat_params.dtype))))[0]
   if precondition is not None:
     inv_sqrt = jax.lax.rsqrt(ravel_pytree(precondition)[0].astype(flat_params.dtype))
     plain = matvec

@@ -179,6 +179,15 @@ def run_loop(components: Components, state: steps.TrainState, measure_state: PyT
     progress.elapsed = start_elapsed + last_tick - wall0
     return result
 
+  def quiesce() -> Optional[str]:
+    """Before an evaluation or a measurement: settles the step in flight ('diverged' if its
+    loss is not finite) and waits for the state, so that training time ends here."""
+    reason = settle()
+    if reason is None:
+      jax.block_until_ready(state)
+      clock()
+    return reason
+
   reason = None
   while reason is None:
     if stop.reason:
@@ -190,11 +199,9 @@ def run_loop(components: Components, state: steps.TrainState, measure_state: PyT
     if reason:
       break
     if c.evaluate is not None and evaluation_due(settings, progress, step):
-      reason = settle()
+      reason = quiesce()
       if reason:
         break
-      jax.block_until_ready(state)
-      clock()
 
       def take_evaluation():
         t = time.perf_counter()
@@ -207,11 +214,9 @@ def run_loop(components: Components, state: steps.TrainState, measure_state: PyT
       log(format_evaluation(evaluation))
       pause(lambda: on_record(evaluation))
     if measurement_due(settings, progress, step):
-      reason = settle()
+      reason = quiesce()
       if reason:
         break
-      jax.block_until_ready(state)
-      clock()
 
       def take_measurement():
         t = time.perf_counter()

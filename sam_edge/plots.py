@@ -161,6 +161,22 @@ def build_figure(spec: PlotSpec) -> Figure:
   return fig
 
 
+def stacked_figure(panels: Sequence[PlotSpec]) -> Figure:
+  """The panels drawn one above the other (each 0.8 of a figure's height), without saving."""
+  width, height = FIGSIZE
+  fig = Figure(figsize=(width, height * len(panels) * 0.8), layout="constrained")
+  for i, spec in enumerate(panels):
+    draw_on(fig.add_subplot(len(panels), 1, i + 1), spec)
+  return fig
+
+
+def positive_log_y(series: Sequence[Series]) -> bool:
+  """Whether a log y axis suits `series`: some finite point, and every finite point > 0."""
+  values = np.array([_as_float(v) for s in series for v in s.ys], dtype=float)
+  finite = values[np.isfinite(values)]
+  return bool(len(finite)) and bool(np.all(finite > 0))
+
+
 def draw_on(ax: Any, spec: PlotSpec) -> None:
   """Draws `spec` on the matplotlib Axes `ax` (see `build_figure`)."""
   for s in spec.series:
@@ -246,7 +262,7 @@ def _records(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def eig_colour(i: int, k: int) -> Any:
-  """A distinct colour for eigenvalue i of k."""
+  """A distinct colour for item i of k (an eigenvalue, a run's curve)."""
   if k <= 10:
     return f"C{i}"
   # Import here: only needed for unusually many eigenvalues.
@@ -435,10 +451,9 @@ def loss_spec(raw: Mapping[str, Any], title: str) -> PlotSpec:
   if not steps:
     return PlotSpec(title=title, xlabel=XLABEL, ylabel=LOSS_YLABEL, series=[],
                     note="no training steps")
-  _, y = finite_points(steps, values)
-  log_y = bool(len(y)) and bool(np.all(y > 0))
   series = [Series(LOSS_YLABEL, steps, values,
                    {"color": "tab:blue", "linewidth": 0.8})]
+  log_y = positive_log_y(series)
   vlines = []
   diverged_at = (raw.get("final") or {}).get("diverged_at_step")
   if diverged_at is not None:

@@ -143,6 +143,19 @@ def read_raw(path: str) -> dict:
     return pickle.load(f)
 
 
+def folder_problem(path: str) -> str | None:
+  """Why `path` cannot be (or be created as) a folder to write in, in one line, or None. The
+  folder and its parents may not exist yet: the nearest existing one must be a writable folder."""
+  probe = os.path.abspath(path)
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    return f"{probe} is not a folder"
+  if not os.access(probe, os.W_OK | os.X_OK):
+    return f"{probe} is not writable"
+  return None
+
+
 def check_writable(path: str) -> str | None:
   """Says whether a file could be written at `path`, before any long work.
 

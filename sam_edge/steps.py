@@ -88,16 +88,6 @@ def init_state(params: PyTree, optimizer: optax.GradientTransformation,
                     {} if model_state is None else model_state)
 
 
-def with_empty_aux(loss: Callable[[PyTree, PyTree], jax.Array]) -> LossFn:
-  """A scalar loss `(params, batch) -> L` as a LossFn `(params, batch) -> (L, {})`."""
-  return lambda params, batch: (loss(params, batch), {})
-
-
-def scalar_loss(loss_fn: LossFn) -> Callable[[PyTree, PyTree], jax.Array]:
-  """`(params, batch) -> L`, the aux dropped (for Hessian code)."""
-  return lambda params, batch: loss_fn(params, batch)[0]
-
-
 def bind_model_state(model_loss: ModelLossFn, model_state: PyTree) -> LossFn:
   """The LossFn `(params, batch) -> model_loss(params, model_state, batch)`."""
   return lambda params, batch: model_loss(params, model_state, batch)

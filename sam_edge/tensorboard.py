@@ -12,7 +12,7 @@ TensorFlow is imported only when a writer is made.
 
 import math
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 FLUSH_MILLIS = 5000
 RECORD_SCALARS = {  # record key: tag
@@ -23,20 +23,6 @@ RECORD_SCALARS = {  # record key: tag
     "trace": "curvature/trace", "trace_stderr": "curvature/trace_stderr",
     "min_eigenvalue": "curvature/min_eigenvalue",
 }
-
-
-def folder_problem(path: str) -> Optional[str]:
-  """Why `path` cannot become a TensorBoard folder (one line), or None. The folder and its
-  parents may not exist yet; the nearest existing one must be a writable folder."""
-  path = os.path.abspath(path)
-  probe = path
-  while not os.path.exists(probe):
-    probe = os.path.dirname(probe)
-  if not os.path.isdir(probe):
-    return f"{probe} is not a folder"
-  if not os.access(probe, os.W_OK | os.X_OK):
-    return f"{probe} is not writable"
-  return None
 
 
 def scalars(record: Mapping[str, Any]) -> dict[str, float]:

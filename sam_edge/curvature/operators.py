@@ -15,7 +15,6 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 
 from sam_edge import hessian
 
@@ -28,12 +27,9 @@ PROBES = ("rademacher", "gaussian")
 
 def hessian_matvec(loss_fn: LossFn, params: PyTree, batch: PyTree
                    ) -> tuple[MatVec, jax.Array, Callable[[jax.Array], PyTree]]:
-  """Returns (v ↦ Hv on [n] vectors, the raveled parameters [n], unravel)."""
-  flat, unravel = ravel_pytree(params)
-
-  def matvec(v: jax.Array) -> jax.Array:
-    return ravel_pytree(hessian.exact_hvp(loss_fn, params, batch, unravel(v.astype(flat.dtype))))[0]
-  return matvec, flat, unravel
+  """Returns (v ↦ Hv on [n] vectors, the raveled parameters [n], unravel): `hessian.operator`
+  with the exact HVP."""
+  return hessian.operator(loss_fn, params, batch, "exact")
 
 
 def probes(key: jax.Array, num: int, n: int, dtype: Any, kind: str = "rademacher") -> jax.Array:

@@ -10,7 +10,8 @@ quadrature replaces μ_q by
 
 exact for polynomials of degree ≤ 2m − 1. SLQ averages P probes: μ ≈ (1/P) Σ_p Σ_j w_pj δ(θ_pj).
 
-Lanczos runs with full reorthogonalisation (twice Gram-Schmidt against the basis). A breakdown
+Lanczos runs with full reorthogonalisation (`hessian.lanczos_iteration`, the step of the top
+eigensolver: twice Gram-Schmidt against the basis) for exactly m steps. A breakdown
 (β_j ≤ 1e3·eps·max|α|: the Krylov space is invariant, e.g. H = cI) sets β_j = 0 and continues
 from a random vector orthogonal to the basis: T_m becomes block diagonal, the later blocks' Ritz
 vectors have first component 0, so their nodes carry weight 0 and the quadrature is that of the
@@ -22,37 +23,23 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from sam_edge import hessian
 from sam_edge.curvature import operators
 
 
 def lanczos_tridiagonal(matvec: operators.MatVec, v0: jax.Array, key: jax.Array,
                         num_steps: int) -> tuple[jax.Array, jax.Array]:
   """(α [m], β [m − 1]) of T_m = V_mᵀ H V_m from the start vector v0 (module doc), m = num_steps."""
-  n = v0.shape[0]
-  m = num_steps
-  dtype = v0.dtype
-  tiny = jnp.finfo(dtype).tiny
+  n, m, dtype = v0.shape[0], num_steps, v0.dtype
   basis = jnp.zeros((m + 1, n), dtype).at[0].set(v0 / jnp.linalg.norm(v0))
-
-  def orthogonalize(basis: jax.Array, w: jax.Array) -> jax.Array:
-    for _ in range(2):
-      w = w - basis.T @ (basis @ w)
-    return w
+  breakdown_rtol = 1e3 * float(jnp.finfo(dtype).eps)
 
   def body(j, carry):
     basis, alphas, betas, scale = carry
-    v = basis[j]
-    w = matvec(v)
-    alpha = jnp.vdot(v, w)
-    w = orthogonalize(basis, w)
-    beta = jnp.linalg.norm(w)
-    scale = jnp.maximum(scale, jnp.abs(alpha))
-    breakdown = beta <= 1e3 * jnp.finfo(dtype).eps * jnp.maximum(scale, tiny)
-    restart = orthogonalize(basis, jax.random.normal(jax.random.fold_in(key, j), (n,), dtype))
-    nxt = jnp.where(breakdown, restart / jnp.maximum(jnp.linalg.norm(restart), tiny),
-                    w / jnp.where(breakdown, 1.0, beta))
-    return (basis.at[j + 1].set(nxt), alphas.at[j].set(alpha),
-            betas.at[j].set(jnp.where(breakdown, 0.0, beta)), scale)
+    alpha, beta, nxt, _ = hessian.lanczos_iteration(
+        matvec, basis, j, scale, jax.random.fold_in(key, j), breakdown_rtol)
+    return (basis.at[j + 1].set(nxt), alphas.at[j].set(alpha), betas.at[j].set(beta),
+            jnp.maximum(scale, jnp.abs(alpha)))
 
   init = (basis, jnp.zeros(m, dtype), jnp.zeros(m, dtype), jnp.zeros([], dtype))
   _, alphas, betas, _ = jax.lax.fori_loop(0, m, body, init)

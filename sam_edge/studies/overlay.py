@@ -96,26 +96,19 @@ def group_styles(runs: list[sources.Run], axes: list[str]) -> dict[tuple, dict]:
     if free:
       value = values.get(free[0])
       slot = colour_values.index(value) if value in colour_values else len(colour_values)
-      g["color"] = _colour(slot, len(colour_values) + 1)
+      g["color"] = plots.eig_colour(slot, len(colour_values) + 1)
       rest = tuple(values.get(a) for a in free[1:])
       if rest not in others:
         others.append(rest)
       g["linestyle"] = LINESTYLES[others.index(rest) % len(LINESTYLES)]
     else:
-      g["color"], g["linestyle"] = _colour(index, len(groups)), "-"
+      g["color"], g["linestyle"] = plots.eig_colour(index, len(groups)), "-"
     label = ", ".join(f"{a}={v}" for a, v in values.items() if v is not None) or head.name
     if head.kind == "reference":
       label += " (reference)"
     n = len(g["members"])
     g["label"] = label + (f" (mean, min–max of {n} seeds)" if n > 1 else "")
   return groups
-
-
-def _colour(i: int, n: int):
-  if n <= 10:
-    return f"C{i}"
-  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
-  return colormaps["viridis"](i / max(1, n - 1))
 
 
 def curves_figure(runs: list[sources.Run], axes: list[str], x_axis: str,

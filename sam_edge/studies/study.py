@@ -47,14 +47,8 @@ class SweepError(ValueError):
 
 def out_problem(out: str) -> Optional[str]:
   """Why `out` cannot hold the sweep, or None (it may not exist yet: it is created)."""
-  path = os.path.abspath(out)
-  if os.path.exists(path) and not os.path.isdir(path):
-    return f"--out={out} exists and is not a folder"
-  while not os.path.exists(path):
-    path = os.path.dirname(path)
-  if not os.access(path, os.W_OK | os.X_OK):
-    return f"--out={out}: {path} is not writable"
-  return None
+  reason = records.folder_problem(out)
+  return f"--out={out}: {reason}" if reason else None
 
 
 def folder_problems(out: str, runs: list[grid.RunSpec], argvs: dict[str, list[str]],
