@@ -173,8 +173,7 @@ def _final(raw_file: Optional[str]) -> dict:
   if not raw_file:
     return {}
   try:
-    with open(raw_file, "rb") as f:
-      return dict(pickle.load(f).get("final") or {})
+    return dict(records.read_raw(raw_file).get("final") or {})
   except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as e:
     print(f"warning: could not read {raw_file}: {e}", file=sys.stderr)
     return {}

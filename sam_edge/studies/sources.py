@@ -23,6 +23,7 @@ import pickle
 import statistics
 from typing import Any, Optional
 
+from sam_edge import records
 from sam_edge.studies import commands, grid
 
 SWEEP_FILE = "sweep.json"
@@ -100,8 +101,7 @@ def read_reference(path: str, name: str) -> Run:
 def read_pickle(path: str, name: str) -> Run:
   """A raw pickle of ours as a Run."""
   try:
-    with open(path, "rb") as f:
-      raw = pickle.load(f)
+    raw = records.read_raw(path)
   except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as e:
     raise SourceError(f"{path}: not a raw pickle ({type(e).__name__}: {e})") from e
   if not isinstance(raw, dict) or "records" not in raw:
