@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up .venv (when missing) and run the quick experiment; `bash run.sh test` runs the tests.
-#   bash run.sh            # quick SAM experiment on MNIST (needs ../shared/data/mnist or network)
-#   bash run.sh test [ARGS]  # the test suite (pytest ARGS) on TEST_WORKERS processes (default 2)
+#   bash run.sh                # quick SAM experiment on MNIST (needs ../shared/data/mnist or network)
+#   bash run.sh test [ARGS]    # the fast lane: every test not marked slow (pytest ARGS)
+#   bash run.sh test all [ARGS]  # the whole suite (what CI runs), on TEST_WORKERS processes (2)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -12,7 +13,12 @@ fi
 export JAX_PLATFORMS=${JAX_PLATFORMS:-}
 if [ "${1:-}" = "test" ]; then
   shift
-  JAX_PLATFORMS=cpu exec .venv/bin/python -m pytest -q -n "${TEST_WORKERS:-2}" "$@" tests
+  LANE=(-m "not slow")
+  if [ "${1:-}" = "all" ]; then
+    shift
+    LANE=()
+  fi
+  JAX_PLATFORMS=cpu exec .venv/bin/python -m pytest -q -n "${TEST_WORKERS:-2}" "${LANE[@]}" "$@" tests
 fi
 MANUAL_DIR=${MANUAL_DIR:-../shared/data/mnist}
 OFFLINE=()

@@ -16,7 +16,7 @@ dense float64 Hessian at the same parameters (`numpy.linalg.eigh`). It prints
     excluded, `jax.block_until_ready`, the least of 3 calls), against forming the dense
     Hessian and its eigh.
 
-With --json PATH it writes, for the defaults (`sam_edge.curvature.registry`),
+With --json PATH it writes, for the defaults (`sam_edge.curvature.kinds`),
 {"trace": {"relative_error", "standard_error" (SE/|tr H|), "hvps", "method"},
  "density": {"w1"}, "per_layer": {"max_relative_error"}, "min_eigenvalue": {"relative_error"}}.
 
@@ -42,8 +42,14 @@ from jax.flatten_util import ravel_pytree
 
 jax.config.update("jax_enable_x64", True)   # for the dense reference only; the rest is float32
 
-from sam_edge.curvature import blocks, operators, registry, spectrum, trace  # noqa: E402
 from small_mlp import build_problem  # noqa: E402
+
+from sam_edge.curvature import blocks, hvp, registry, spectrum, trace  # noqa: E402
+from sam_edge.curvature.kinds import density as density_kind  # noqa: E402
+from sam_edge.curvature.kinds import min_eigenvalue as min_eigenvalue_kind  # noqa: E402
+from sam_edge.curvature.kinds import per_layer as per_layer_kind  # noqa: E402
+from sam_edge.curvature.kinds import trace as trace_kind  # noqa: E402
+from sam_edge.curvature.objective import Objective  # noqa: E402
 
 TRACE_BUDGETS = (12, 30, 60, 120, 240)
 TRACE_SEEDS = 10
@@ -66,10 +72,33 @@ def seconds_of_second_call(fn, *args, repeats: int = 3):
   return out, best
 
 
+def scalar_objective(loss_fn):
+  """The `Objective` of a scalar loss_fn(params, batch): its "outputs" are (params, batch) and
+  its output loss loss_fn of them, so `.loss` is loss_fn itself (the kinds measured here take
+  only `.loss`, the Hessian of L)."""
+  return Objective(lambda p, b: (p, b), lambda out, b: loss_fn(*out))
+
+
+def curvature_measure(loss_fn, kinds):
+  """`registry.measure_curvature` of the requested `kinds` ((name, settings) pairs) jitted once,
+  called at the registry's matmul precision: (params, batch, key, states) -> (record, states)."""
+  objective = scalar_objective(loss_fn)
+  found = registry.problems(kinds)
+  if found:
+    raise ValueError("; ".join(found))
+  jitted = jax.jit(lambda params, batch, key, states: registry.measure_curvature(
+      objective, kinds, params, batch, key, states))
+
+  def run(params, batch, key, states):
+    with jax.default_matmul_precision(registry.PRECISION):
+      return jitted(params, batch, key, states)
+  return run
+
+
 def measure_kind(loss_fn, params, batch, name, settings, key):
   """One registry kind alone: (record, seconds of a compiled call)."""
-  measure = registry.make_curvature_measure(loss_fn, {name: settings})
-  states = registry.init_states({name: settings}, params)
+  measure = curvature_measure(loss_fn, ((name, settings),))
+  states = registry.init_states(((name, settings),), params)
   (record, _), seconds = seconds_of_second_call(measure, params, batch, key, states)
   return record, seconds
 
@@ -80,7 +109,7 @@ def trace_table(label, estimate, true, budgets, keys):
   print(f"\n{label}: tr H = {true:.6g}")
   print(f"{'method':<12}{'HVPs':>6}{'rel.err':>10}{'SE/|tr|':>10}{'≤3SE':>7}{'err·√HVPs':>11}")
   rows = {}
-  for method in trace.METHODS:
+  for method in trace_kind.METHODS:
     for m in budgets:
       out = estimate(m, method, keys)
       err = np.abs(np.asarray(out["trace"], np.float64) - true) / abs(true)
@@ -97,9 +126,9 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--json", help="also write the default settings' figures to this JSON file")
   args = parser.parse_args()
-  defaults = {"trace": registry.TraceSettings(), "density": registry.DensitySettings(),
-              "per_layer": registry.PerLayerSettings(),
-              "min_eigenvalue": registry.MinEigenvalueSettings()}
+  defaults = {"trace": trace_kind.TraceSettings(), "density": density_kind.DensitySettings(),
+              "per_layer": per_layer_kind.PerLayerSettings(),
+              "min_eigenvalue": min_eigenvalue_kind.MinEigenvalueSettings()}
   assert defaults["trace"].probes in TRACE_BUDGETS
   assert (defaults["density"].probes, defaults["density"].steps) in DENSITY_SETTINGS
   assert defaults["min_eigenvalue"].max_steps in MIN_EIGENVALUE_STEPS
@@ -122,7 +151,7 @@ def main() -> None:
   print(f"{n} parameters, loss {loss:.5f}; dense float64 Hessian {dense_seconds:.1f} s, eigh "
         f"{eigh_seconds:.1f} s; λ1 {eigenvalues[-1]:.6f}, λ_min {eigenvalues[0]:.6f}, "
         f"tr {true_trace:.4f}")
-  matvec_of = lambda p, b: operators.hessian_matvec(loss_fn, p, b)[0]
+  matvec_of = lambda p, b: hvp.operator(loss_fn, p, b)[0]
 
   # Trace against HVPs.
   def mlp_trace(p, b, keys, *, m, method):
@@ -154,8 +183,8 @@ def main() -> None:
   print(f"{'probes':>6}{'steps':>6}{'HVPs':>6}{'W1':>10}{'W1/width':>10}{'seconds':>9}")
   density_rows = {}
   for probes, steps in DENSITY_SETTINGS:
-    settings = registry.DensitySettings(probes=probes, steps=steps)
-    measure = registry.make_curvature_measure(loss_fn, {"density": settings})
+    settings = density_kind.DensitySettings(probes=probes, steps=steps)
+    measure = curvature_measure(loss_fn, (("density", settings),))
     w1s, seconds = [], None
     for seed in range(DENSITY_SEEDS):
       if seconds is None:

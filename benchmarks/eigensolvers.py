@@ -1,17 +1,18 @@
 """Exact-HVP Lanczos against the reference's finite-difference power iteration.
 
-The small problem of REFERENCE.md's table: inputs N(0, 1) in 64 dimensions, 2,000 examples,
-10 random classes (one-hot), an MLP with 3 hidden ReLU layers of 32 (4,522 parameters,
-glorot-normal kernels), the reference's squared error (the mean over all B×C entries), seed 0,
-after 200 gradient-descent steps at η = 0.05 (`small_mlp.build_problem`, shared with
-`curvature.py`). Training and both solvers run in float32, as in an experiment; the dense Hessian spectrum is
-computed in float64 at the same parameters. For each solver it prints the top-3 eigenvalues,
-their relative errors, the HVPs used and the seconds of a *second* measurement (compiled once).
-"power_finite_difference" is the reference's top-3 subspace iteration, "..._k1" its power
-iteration for λ1 alone, both compiled once here; "reference_procedure(_k1)" runs the same
-algorithms the way the reference does (a new jitted HVP, hence a recompile, per measurement,
-and the iteration driven from the host), which is what a measurement costs its users.
-(On this ReLU net the step-1e-3 finite difference crosses activation kinks: its Hv is far from the exact one, in float32 and float64 alike.)
+The small problem of REFERENCE.md's table: inputs N(0, 1) in 64 dimensions, 2,000 examples, 10
+random classes (one-hot), an MLP with 3 hidden ReLU layers of 32 (4,522 parameters, glorot-normal
+kernels), the reference's squared error (the mean over all B×C entries), seed 0, after 200 gradient-
+descent steps at η = 0.05 (`small_mlp.build_problem`, shared with `curvature.py`). Training and both
+solvers run in float32, as in an experiment; the dense Hessian spectrum is computed in float64 at
+the same parameters. For each solver it prints the top-3 eigenvalues, their relative errors, the
+HVPs used and the seconds of a *second* measurement (compiled once). "power_finite_difference" is
+the reference's top-3 subspace iteration, "..._k1" its power iteration for λ1 alone, both compiled
+once here; "reference_procedure(_k1)" runs the same algorithms the way the reference does (a new
+jitted HVP, hence a recompile, per measurement, and the iteration driven from the host), which is
+what a measurement costs its users.
+(On this ReLU net the step-1e-3 finite difference crosses activation kinks: its Hv is far from
+the exact one, in float32 and float64 alike.)
 
     python benchmarks/eigensolvers.py [--json PATH]
 """
@@ -33,7 +34,7 @@ from jax.flatten_util import ravel_pytree
 
 jax.config.update("jax_enable_x64", True)   # for the dense reference only; the rest is float32
 
-from sam_edge import hessian  # noqa: E402
+from sam_edge.curvature import eigensolvers, hvp, lanczos  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from small_mlp import build_problem  # noqa: E402
@@ -63,14 +64,14 @@ def reference_procedure(loss_fn, params, batch, key, k: int, max_iters: int = 10
   """The reference's measurement as it runs there: the finite-difference HVP is jitted anew at
   every measurement (so every measurement recompiles), and subspace iteration (power iteration
   for k = 1) runs on the host until every ||H q_i|| changes by < rtol, at most max_iters times.
-  Returns magnitudes, residuals and HVPs like `hessian.subspace_iteration`."""
+  Returns magnitudes, residuals and HVPs like `power.subspace_iteration`."""
   flat, unravel = ravel_pytree(params)
-  hvp = jax.jit(lambda p, b, v: ravel_pytree(                     # a new function: recompiles
-      hessian.finite_difference_hvp(loss_fn, p, b, unravel(v)))[0])
+  product = jax.jit(lambda p, b, v: ravel_pytree(                 # a new function: recompiles
+      hvp.finite_difference_hvp(loss_fn, p, b, unravel(v)))[0])
   q = np.linalg.qr(np.asarray(jax.random.normal(key, (flat.size, k), jnp.float32)))[0].T
   norms = np.zeros(k)
-  for i in range(1, max_iters + 1):
-    z = np.stack([np.asarray(hvp(params, batch, jnp.asarray(row))) for row in q])
+  for i in range(1, max_iters + 1):  # noqa: B007  (i, the iterations done, is read after the loop)
+    z = np.stack([np.asarray(product(params, batch, jnp.asarray(row))) for row in q])
     new_norms = np.linalg.norm(z, axis=1)
     residuals = np.linalg.norm(z - new_norms[:, None] * q, axis=1)
     change = np.max(np.abs(new_norms - norms) / np.maximum(np.abs(norms), 1e-30))
@@ -78,7 +79,7 @@ def reference_procedure(loss_fn, params, batch, key, k: int, max_iters: int = 10
     if change < rtol:
       break
   order = np.argsort(-norms)
-  return hessian.EigenResult(norms[order], None, residuals[order], i * k)
+  return lanczos.EigenResult(norms[order], None, residuals[order], i * k)
 
 
 def main() -> None:
@@ -91,9 +92,9 @@ def main() -> None:
   dense = dense_top(loss_fn, params, batch, K)
   zeros = jax.tree.map(jnp.zeros_like, params)
   solvers = {  # name: (k, options)
-      "lanczos": (K, dict(method="lanczos", hvp="exact", max_steps=20, tol=1e-4)),
-      "power_finite_difference": (K, dict(method="power", hvp="finite_difference")),
-      "power_finite_difference_k1": (1, dict(method="power", hvp="finite_difference")),
+      "lanczos": (K, dict(method="lanczos", hvp_method="exact", max_steps=20, tol=1e-4)),
+      "power_finite_difference": (K, dict(method="power", hvp_method="finite_difference")),
+      "power_finite_difference_k1": (1, dict(method="power", hvp_method="finite_difference")),
   }
   out = {"dense": dense.tolist(), "parameters": n, "loss": loss}
   print(f"{n} parameters, loss {loss:.5f} after 200 GD steps; dense top-{K}: "
@@ -102,7 +103,7 @@ def main() -> None:
         f"{'HVPs':>6}{'seconds':>9}")
   for name, (k, options) in solvers.items():
     solve = jax.jit(lambda p, b, v, key, k=k, o=options:
-                    hessian.top_eigenpairs(loss_fn, p, b, v, key, k=k, **o))
+                    eigensolvers.top_eigenpairs(loss_fn, p, b, v, key, k=k, **o))
     result, seconds = timed_second_run(solve, params, batch, zeros)
     values = np.asarray(result.eigenvalues, np.float64)
     errors = np.abs(values - dense[:k]) / np.abs(dense[:k])

@@ -32,12 +32,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")        # this process only computes an edge
 
-from sam_edge import edges  # noqa: E402
+from sam_edge.optim import edges  # noqa: E402
+from sam_edge.optim.optimizers import OptimizerSettings  # noqa: E402
+from sam_edge.optim.sam import SamSettings  # noqa: E402
 
 BETA, WD = 0.9, 5e-4
 RECIPE = ["--nn_architecture=ResNet20", "--batch_size=128", "--optimizer=momentum",
-          f"--momentum={BETA}", f"--weight_decay={WD}", "--augment=flip_crop", "--loss=cross_entropy",
-          "--time_limit_in_hours=4", "--lanczos_max_steps=30", "--lanczos_tol=1e-3"]
+          f"--momentum={BETA}", f"--weight_decay={WD}", "--augment=flip_crop",
+          "--loss=cross_entropy", "--time_limit_in_hours=4", "--lanczos_max_steps=30",
+          "--lanczos_tol=1e-3"]
 RHO = 0.1
 
 
@@ -57,8 +60,10 @@ def run(args, method: str, noise: float, seed: int, folder: str) -> dict:
   with open(raw_path, "rb") as f:
     raw = pickle.load(f)
   last = raw["records"][-1]
-  base_edge = float(edges.method_edge("momentum", "normalized", 0.0, last["step_size"],
-                                      momentum=BETA, weight_decay=WD))   # (2+2β)/η − wd
+  base = OptimizerSettings("momentum", last["step_size"], hyper={"momentum": BETA},
+                           weight_decay=WD)
+  base_edge = float(edges.method_edge(base, SamSettings(rho=0.0),
+                                      last["step_size"]))          # (2+2β)/η − wd
   return {"method": method, "label_noise": noise, "seed": seed, "steps": raw["final"]["steps"],
           "test_accuracy": 1 - raw["final"]["test_error"], "last_step": last["step"],
           "last_lambda1": last["eigenvalues"][0], "converged": last["converged"],

@@ -56,23 +56,30 @@ def run_devices(devices: int, corpus: str, steps: int, folder: str) -> dict:
 def measurement_memory(corpus: str, examples: int, chunks: list[int]) -> list[dict]:
   """Temp bytes of the compiled measurement on the first `examples` windows, per chunk size."""
   import jax
+
   import transformer
-  from sam_edge import cli, experiment, measure
-  from sam_edge.tasks import language
+  from sam_edge.cli import main as cli
+  from sam_edge.cli import settings as cli_settings
+  from sam_edge.curvature import measure
+  from sam_edge.optim import update
+  from sam_edge.tasks import text_problem, text_task
   out = []
   for chunk in chunks:
     cli.parse_flags(transformer.FLAGS, ["transformer", f"--training_data={corpus}", *MODEL,
                                         f"--measure_examples={examples}",
                                         f"--measure_chunk={chunk}"])
     f = transformer.FLAGS
-    settings = cli.run_settings(f, title="t").measure
-    problem = language.build(f, jax.random.PRNGKey(0), *language.load_windows(f, log=lambda s: 0))
+    settings = cli_settings.run_settings(f, title="t").measure
+    problem = text_problem.build(f, jax.random.PRNGKey(0),
+                                 *text_task.load_windows(f, log=lambda s: 0))
     batch = jax.tree.map(lambda a: a[:examples], problem.train_arrays)
-    state = experiment.steps.init_state(problem.params, settings.optimizer.make())
+    state = update.init_state(problem.params, settings.optimizer.make())
     context = measure.Context({}, state.opt_state, state.step, {})
-    fn = jax.jit(lambda p, c, b, s, k: measure.measure(problem.loss_fn, problem.measured_loss(),
-                                                       settings, p, c, b, s, k))
-    compiled = fn.lower(problem.params, context, batch, measure.init_state(settings, problem.params),
+    forward, output_loss = problem.measured_forward(), problem.output_loss
+    fn = jax.jit(lambda p, c, b, s, k: measure.measure(forward, output_loss, settings, p, c, b, s,
+                                                       k))
+    compiled = fn.lower(problem.params, context, batch,
+                        measure.init_state(settings, problem.params),
                         jax.random.PRNGKey(1)).compile()
     memory = compiled.memory_analysis()
     out.append({"examples": examples, "chunk": chunk,

@@ -1,15 +1,16 @@
-"""Training throughput: our loop (`loop.run_loop`, driven as `experiment.run` drives it) against a
-bare jitted SAM loop a user would write, for ρ = 0 (one gradient) and ρ = 0.1 (two).
+"""Training throughput: our loop (`run.loop.run_loop`, driven as `run.experiment.run` drives it)
+against a bare jitted SAM loop a user would write, for ρ = 0 (one gradient) and ρ = 0.1 (two).
 
-"Ours": the task's Problem built from the entry point's flags, `experiment.components`,
-`steps.init_state`, then `loop.run_loop` with measurements off
+"Ours": the task's Problem built from the entry point's flags, `run.components.components` on
+the run's placement (`run.devices.placement`), `optim.update.init_state` and
+`curvature.measure.init_state` (replicated on it), then `run.loop.run_loop` with measurements off
 (LoopSettings(time_limit_s=1e9, measure_gap_s=None, measure_every_steps=None, max_steps=...)):
 a warm-up run_loop of 2 steps (compiles), then each timing is one more run_loop of N steps from
 the state reached, wall clock around the call plus a final `block_until_ready`. Each step draws its
 batch on device (a permutation gather), and the loop reads every loss back (one step in flight).
 
 "Bare": `jax.jit((params, opt_state, batch) -> (params, opt_state, loss))`, params and opt_state
-donated, written here with the same Haiku/Flax model and optax.sgd(η) (not sam_edge.steps):
+donated, written here with the same Haiku/Flax model and optax.sgd(η) (not sam_edge.optim):
 g = ∇L(w); for ρ > 0, g = ∇L(w + ρ g / (||g|| + 1e-5)) on the same batch; w ← w − η g. Batches
 are pre-sliced on device from the same training arrays, `arrays[i*B:(i+1)*B]`, cycling in order;
 images stay uint8 and windows uint8 (converted inside the step, as in ours). Losses are never
@@ -42,19 +43,26 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
-from sam_edge import cli, experiment, loop, steps
+from sam_edge.cli import checks as cli_checks  # noqa: E402
+from sam_edge.cli import flags as cli_flags  # noqa: E402
+from sam_edge.cli import main as cli  # noqa: E402
+from sam_edge.cli import settings as cli_settings  # noqa: E402
+from sam_edge.curvature import measure  # noqa: E402
+from sam_edge.optim import update  # noqa: E402
+from sam_edge.run import components, devices, loop  # noqa: E402
+from sam_edge.run.problem import Problem, keys  # noqa: E402
 
 WORKLOADS = ("transformer", "mnist_mlp")
 DEFAULT_STEPS = {"transformer": 8, "mnist_mlp": 20}
 RHOS = (0.0, 0.1)
 WARMUP_STEPS = 2
 SAM_NORM_EPS = 1e-5
-NO_OUTPUTS = [f"--{name}=" for name in cli.OUTPUT_FLAGS]
+NO_OUTPUTS = [f"--{o.name}=" for o in cli_flags.output_options()]
 
 SMALL_FLAGS = {
     "transformer": ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
@@ -84,22 +92,22 @@ class Workload:
   flags: object           # the entry point's parsed FlagValues
   module: object          # the entry point module (for re-parsing with --rho)
   argv: list              # its flags, without --rho
-  problem: experiment.Problem
+  problem: Problem
   bare_loss: object       # (params, batch) -> mean loss, written here with the model + optax
 
 
 def build_transformer(args) -> Workload:
   import transformer as entry
   from sam_edge.models import transformer as tm
-  from sam_edge.tasks import language
+  from sam_edge.tasks import text_problem, text_task
   argv = [f"--training_data={args.corpus}"] + (SMALL_FLAGS["transformer"] if args.small else [])
   f = parse_entry_flags(entry, argv)
-  found = cli.common_problems(f) + language.problems(f)
+  found = cli_checks.common_problems(f) + text_task.problems(f)
   if found:
     sys.exit("\n".join(f"throughput: transformer: {p}" for p in found))
-  train_windows, test_windows = language.load_windows(f, log=lambda s: None)
+  train_windows, test_windows = text_task.load_windows(f, log=lambda s: None)
   with contextlib.redirect_stdout(sys.stderr):
-    problem = language.build(f, experiment.keys(f.seed)["init"], train_windows, test_windows)
+    problem = text_problem.build(f, keys(f.seed)["init"], train_windows, test_windows)
   lm = tm.make_language_model(num_layers=f.num_layers, num_heads=f.num_heads,
                               key_size=f.key_size, model_size=f.model_size,
                               sequence_length=f.sequence_length)
@@ -117,7 +125,7 @@ def build_transformer(args) -> Workload:
 def build_mnist_mlp(args) -> Workload:
   import image_classification as entry
   from sam_edge.models import vision as vm
-  from sam_edge.tasks import vision
+  from sam_edge.tasks import image_problem
   os.makedirs(args.tfds_data_dir, exist_ok=True)
   argv = ["--dataset=mnist", "--nn_architecture=MLP", "--mlp_depth=4", "--mlp_width=100",
           "--batch_size=60000", "--step_size=0.01", f"--manual_dir={args.manual_dir}",
@@ -128,7 +136,7 @@ def build_mnist_mlp(args) -> Workload:
   if found:
     sys.exit("\n".join(f"throughput: mnist_mlp: {p}" for p in found))
   with contextlib.redirect_stdout(sys.stderr):
-    problem = vision.build(f, experiment.keys(f.seed)["init"])
+    problem = image_problem.build(f, keys(f.seed)["init"])
   model = vm.MLP(depth=f.mlp_depth, width=f.mlp_width, num_classes=10)
   images = np.asarray(problem.train_arrays["image"])
   mean = jnp.asarray((images.mean(axis=0, dtype=np.float64) / 256).astype(np.float32))
@@ -154,18 +162,20 @@ def copy_tree(tree):
 
 
 class OursTimer:
-  """`experiment.run`'s set-up for one ρ; `time(n)` runs one more run_loop of n steps."""
+  """`run.experiment.run`'s set-up for one ρ; `run(n)` runs one more run_loop of n steps."""
 
   def __init__(self, w: Workload, rho: float):
     f = parse_entry_flags(w.module, w.argv + [f"--rho={rho}"])
-    settings = cli.run_settings(f, title=w.name)
+    settings = cli_settings.run_settings(f, title=w.name)
     self.settings = dataclasses.replace(settings, loop=loop.LoopSettings(
         time_limit_s=1e9, measure_gap_s=None, measure_every_steps=None, max_steps=None))
-    run_keys = experiment.keys(self.settings.seed)
-    self.state = steps.init_state(copy_tree(w.problem.params), self.settings.optimizer.make(),
-                                  w.problem.model_state)
-    self.v_prev = jax.tree.map(jnp.zeros_like, w.problem.params)
-    self.parts = experiment.components(w.problem, self.settings, run_keys)
+    run_keys = keys(self.settings.seed)
+    place = devices.placement(self.settings.num_devices)
+    self.state = place.replicate(update.init_state(
+        copy_tree(w.problem.params), self.settings.optimizer.make(), w.problem.model_state))
+    self.measure_state = place.replicate(measure.init_state(self.settings.measure,
+                                                            w.problem.params))
+    self.parts = components.components(w.problem, self.settings, run_keys, place)
     self.run(WARMUP_STEPS)                            # compiles the update
 
   def run(self, n: int) -> float:
@@ -173,8 +183,8 @@ class OursTimer:
     settings = dataclasses.replace(self.settings.loop, max_steps=start_step + n)
     gc.collect()
     start = time.perf_counter()
-    self.state, self.v_prev, reason = loop.run_loop(
-        self.parts, self.state, self.v_prev, loop.Progress(), settings, loop.StopFlag(),
+    self.state, self.measure_state, reason = loop.run_loop(
+        self.parts, self.state, self.measure_state, loop.Progress(), settings, loop.StopFlag(),
         log=lambda s: None)
     jax.block_until_ready(self.state)
     seconds = time.perf_counter() - start

@@ -10,7 +10,8 @@ import sys
 
 from absl import flags
 
-from sam_edge.studies import options, phase, report, sources
+from sam_edge.cli import main as cli
+from sam_edge.studies import phase, report, sources
 
 PROG = "compare"
 USAGE = ("python -m sam_edge.compare PATHS... --out=DIR [--phase_axes=a,b] [--phase_metric=m] "
@@ -20,21 +21,27 @@ USAGE = ("python -m sam_edge.compare PATHS... --out=DIR [--phase_axes=a,b] [--ph
 def main(argv: list[str]) -> int:
   """Parses `argv` (without the program name), reads the runs and writes the report."""
   fv = flags.FlagValues()
-  options.define_report_flags(fv)
-  paths = options.parse(fv, PROG, argv, USAGE)
+  report.define_flags(fv)
+  return cli.command(PROG, USAGE, fv, argv, lambda paths: compare(fv, paths))
+
+
+def compare(fv: flags.FlagValues, paths: list[str]) -> int:
+  """Reads the runs under `paths` and writes the report into --out."""
+  if not fv.out:
+    return cli.fail(PROG, ["--out=DIR is required"])
   if not paths:
-    return options.fail(PROG, [f"give at least one path: {USAGE}"])
+    return cli.fail(PROG, [f"give at least one path: {USAGE}"])
   try:
     runs, sweep_axes = sources.read_paths(paths)
   except (sources.SourceError, OSError, ValueError) as e:
-    return options.fail(PROG, [str(e)])
+    return cli.fail(PROG, [str(e)])
   if not runs:
-    return options.fail(PROG, ["no runs found under " + " ".join(paths)])
+    return cli.fail(PROG, ["no runs found under " + " ".join(paths)])
   try:
-    report.write(runs, sweep_axes, fv.out, options.report_options(fv),
+    report.write(runs, sweep_axes, fv.out, report.options_of(fv),
                  log=lambda line: print(f"{PROG}: {line}"))
   except phase.PhaseError as e:
-    return options.fail(PROG, [str(e)])
+    return cli.fail(PROG, [str(e)])
   return 0
 
 

@@ -1,30 +1,29 @@
-"""Crash-safe storage of a run's raw data as a plain-typed pickle.
+"""The files a run writes: atomic writes, checks that a path can be written, and the raw pickle.
 
-A run's raw data is a plain dict (config, records, losses, final) holding only
-Python builtins, so it can be read back with nothing but the standard library.
-This module does not import jax; `to_plain` recognises numpy/jax values by
-their duck-typed `.item()` / `.tolist()` methods.
+A run's raw data is a plain dict (config, records, losses, final) holding only Python builtins,
+so it can be read back with nothing but the standard library. This module does not import jax;
+`to_plain` recognises numpy/jax values by their duck-typed `.item()` / `.tolist()` methods.
 """
 
 import os
 import pickle
 import tempfile
-from typing import Any
+from typing import Any, Optional
+
+from sam_edge.options import Option
 
 PICKLE_PROTOCOL = 4
+RAW_DATA = Option("raw_data_output", "/tmp/raw.pkl",
+                  "pickle of a plain dict: config, records, losses, final")
 _PLAIN_TYPES = (bool, int, float, complex, str, bytes)
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-  """Writes `data` to `path` so that a kill leaves the old or the new file.
+  """Writes `data` (the complete new contents) to `path` so a kill leaves the old or the new file.
 
   The bytes go to a temporary file in the same folder, are flushed and
   fsynced, then renamed onto `path` with `os.replace`. On any failure the
   temporary file is removed and the exception re-raised.
-
-  Args:
-    path: destination file.
-    data: the complete new contents.
   """
   folder = os.path.dirname(os.path.abspath(path))
   prefix = "." + os.path.basename(path) + "."
@@ -91,13 +90,7 @@ def to_plain(obj: Any) -> Any:
   Recurses through dicts, lists and tuples (tuples stay tuples). Zero-dim
   array-likes and numpy scalars (anything with `.item()` and `ndim == 0`)
   become Python numbers; arrays (anything with `.tolist()`) become nested
-  lists. Other values are returned unchanged.
-
-  Args:
-    obj: any value.
-
-  Returns:
-    The converted value.
+  lists. Other values are returned unchanged. `obj` may be any value.
   """
   if obj is None or type(obj) in _PLAIN_TYPES:
     return obj
@@ -120,33 +113,33 @@ def to_plain(obj: Any) -> Any:
 
 
 def write_raw(path: str, raw: dict) -> None:
-  """Atomically writes a run's raw data to `path` as a plain-typed pickle.
+  """Atomically writes a run's raw data `raw` to the file `path` as a plain-typed pickle.
 
-  Args:
-    path: destination file.
-    raw: the run's data; numpy/jax values are converted with `to_plain`.
+  Numpy/jax values in `raw` are converted with `to_plain`.
   """
   data = pickle.dumps(to_plain(raw), protocol=PICKLE_PROTOCOL)
   atomic_write_bytes(path, data)
 
 
 def read_raw(path: str) -> dict:
-  """Reads raw data written by `write_raw`.
-
-  Args:
-    path: the pickle file.
-
-  Returns:
-    The run's raw data dict.
-  """
+  """The run's raw data dict, read from the pickle file `path` written by `write_raw`."""
   with open(path, "rb") as f:
     return pickle.load(f)
 
 
-def folder_problem(path: str) -> str | None:
-  """Why `path` cannot be (or be created as) a folder to write in, in one line, or None. The
-  folder and its parents may not exist yet: the nearest existing one must be a writable folder."""
-  probe = os.path.abspath(path)
+def folder_problem(path: str, *, must_exist: bool = False) -> Optional[str]:
+  """Why `path` cannot be used as a folder, in one line, or None (the one folder check).
+
+  A folder to write in may not exist yet: it is created with its parents, so the nearest existing
+  ancestor must be a writable folder. With `must_exist` it is a folder to read from, which must
+  exist and be a folder.
+  """
+  absolute = os.path.abspath(path)
+  if must_exist:
+    if not os.path.exists(absolute):
+      return f"{absolute} does not exist"
+    return None if os.path.isdir(absolute) else f"{absolute} is not a folder"
+  probe = absolute
   while not os.path.exists(probe):
     probe = os.path.dirname(probe)
   if not os.path.isdir(probe):
@@ -159,11 +152,7 @@ def folder_problem(path: str) -> str | None:
 def check_writable(path: str) -> str | None:
   """Says whether a file could be written at `path`, before any long work.
 
-  Args:
-    path: the intended output file.
-
-  Returns:
-    None if it could be written, else a one-line reason.
+  `path` is the intended output file. Returns None if it could be written, else a one-line reason.
   """
   if not path:
     return "the path is empty"

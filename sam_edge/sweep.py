@@ -11,7 +11,8 @@ import sys
 
 from absl import flags
 
-from sam_edge.studies import commands, grid, options, study
+from sam_edge.cli import main as cli
+from sam_edge.studies import commands, grid, report, study
 
 USAGE = ("python -m sam_edge.sweep --out=DIR [--aggregate=product|zip] [--shard=I/N] [--dry_run] "
          "-- image_classification|transformer --flag=v1,v2 ...")
@@ -19,7 +20,7 @@ USAGE = ("python -m sam_edge.sweep --out=DIR [--aggregate=product|zip] [--shard=
 
 def define_flags(fv: flags.FlagValues) -> None:
   """The sweep's own flags (those before `--`)."""
-  options.define_report_flags(fv)
+  report.define_flags(fv)
   flags.DEFINE_enum("aggregate", "product", ["product", "zip"], "How the axes combine: every "
                     "combination (product) or the i-th value of each (zip).", flag_values=fv)
   flags.DEFINE_string("shard", None, "I/N: run only the runs whose index is I mod N (0 <= I < N), "
@@ -49,25 +50,30 @@ def main(argv: list[str]) -> int:
     own, run_part = argv[:cut], argv[cut:]
   fv = flags.FlagValues()
   define_flags(fv)
-  rest = options.parse(fv, study.PROG, own, USAGE)
+  return cli.command(study.PROG, USAGE, fv, own, lambda rest: sweep(fv, rest, run_part))
+
+
+def sweep(fv: flags.FlagValues, rest: list[str], run_part: list[str]) -> int:
+  """Runs the sweep of the parsed sweep flags `fv` over the entry point in `run_part`."""
+  if not fv.out:
+    return cli.fail(study.PROG, ["--out=DIR is required"])
   if rest:
-    return options.fail(study.PROG, [f"unexpected arguments {rest}; the entry point and its flags "
-                                     "go after `--`"])
+    return cli.fail(study.PROG, [f"unexpected arguments {rest}; the entry point and its flags "
+                                 "go after `--`"])
   if not run_part or run_part[0].startswith("-"):
-    return options.fail(study.PROG, [f"name the entry point after `--`: {USAGE}"])
+    return cli.fail(study.PROG, [f"name the entry point after `--`: {USAGE}"])
   misplaced = misplaced_flags(fv, run_part)
   if misplaced:
-    return options.fail(study.PROG, misplaced)
+    return cli.fail(study.PROG, misplaced)
   settings = study.Settings(out=fv.out, entry=run_part[0], args=tuple(run_part[1:]),
                             aggregate=fv.aggregate, shard=fv.shard, dry_run=fv.dry_run,
-                            options=options.report_options(fv))
+                            options=report.options_of(fv))
   try:
     return study.run(settings)
   except study.SweepError as e:
-    return options.fail(study.PROG, e.lines)
+    return cli.fail(study.PROG, e.lines)
   except KeyboardInterrupt:                   # Ctrl-C before or between runs: nothing to save
-    return options.fail(study.PROG, ["interrupted"], code=130)
-
+    return cli.fail(study.PROG, ["interrupted"], code=130)
 
 if __name__ == "__main__":
   sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""Pytree maths not already in `optax.tree`: safe normalisation, alignment, random directions."""
+"""Pytree maths beside `optax.tree`: safe normalisation and alignment."""
 
 from typing import Any
 
@@ -13,8 +13,8 @@ def safe_normalize(tree: PyTree, eps: float = 0.0) -> tuple[PyTree, jax.Array]:
   """Returns `(tree / (||tree|| + eps), ||tree||)`, and zeros (not NaN) when ||tree|| + eps = 0."""
   norm = optax.tree.norm(tree)
   denom = norm + eps
-  scale = jnp.where(denom > 0, 1.0 / jnp.where(denom > 0, denom, 1.0), 0.0)
-  return optax.tree.scale(scale, tree), norm
+  factor = jnp.where(denom > 0, 1.0 / jnp.where(denom > 0, denom, 1.0), 0.0)
+  return optax.tree.scale(factor, tree), norm
 
 
 def alignment(a: PyTree, b: PyTree) -> jax.Array:
@@ -22,9 +22,3 @@ def alignment(a: PyTree, b: PyTree) -> jax.Array:
   denom = optax.tree.norm(a) * optax.tree.norm(b)
   dot = optax.tree.vdot(a, b)
   return jnp.where(denom > 0, jnp.abs(dot) / jnp.where(denom > 0, denom, 1.0), 0.0)
-
-
-def random_unit(key: jax.Array, like: PyTree) -> PyTree:
-  """A direction drawn uniformly from the unit sphere in the space of `like` (Gaussian, normalised)."""
-  direction = optax.tree.random_like(key, like, jax.random.normal)
-  return safe_normalize(direction)[0]

@@ -12,8 +12,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import tensorflow_datasets as tfds  # noqa: E402
 
 import image_classification  # noqa: E402
-from sam_edge import cli  # noqa: E402
-from tests.conftest import NUM_MOCK, write_mock_metadata  # noqa: E402
+from sam_edge.cli import main as cli  # noqa: E402
+from tests.helpers import NUM_MOCK, write_mock_metadata  # noqa: E402
 
 
 def main() -> int:

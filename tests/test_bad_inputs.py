@@ -11,7 +11,8 @@ import pytest
 
 import image_classification
 import transformer
-from sam_edge import cli, locks
+from sam_edge.cli import main as cli
+from sam_edge.run import locks
 
 OUTPUTS = ("eigs_curve_output", "eigs_se_only_output", "alignment_curve_output",
            "loss_curve_output", "raw_data_output")

@@ -16,7 +16,8 @@ import numpy as np
 import optax
 import pytest
 
-from sam_edge import checkpoints, loop, steps
+from sam_edge.optim import update
+from sam_edge.run import checkpoints, loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = {"rho": 0.05, "step_size": 0.1, "seed": 3, "model": "mlp", "widths": [8, 4],
@@ -24,13 +25,13 @@ CONFIG = {"rho": 0.05, "step_size": 0.1, "seed": 3, "model": "mlp", "widths": [8
 
 
 def make_state(step: int, optimizer: Optional[optax.GradientTransformation] = None,
-               seed: int = 0) -> steps.TrainState:
+               seed: int = 0) -> update.TrainState:
   """A small TrainState with random float32 params at `step` (optimizer: optax.sgd(0.1))."""
   k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
   params = {"dense": {"w": jax.random.normal(k1, (3, 2), jnp.float32),
                       "b": jax.random.normal(k2, (2,), jnp.float32)},
             "scale": jnp.asarray(1.5, jnp.float32)}
-  state = steps.init_state(params, optimizer or optax.sgd(0.1))
+  state = update.init_state(params, optimizer or optax.sgd(0.1))
   return state._replace(step=jnp.asarray(step, jnp.int32))
 
 
@@ -39,7 +40,8 @@ def make_progress(step: int) -> loop.Progress:
   return loop.Progress(
       records=[{"step": 0, "time": 0.0, "eigenvalues": [3.25, 1.0 / 3.0], "residuals": [1e-7, 2e-6],
                 "hvps": 41, "loss": 2.302585092994046, "sg_alignment": math.nan, "seconds": 0.125}],
-      losses={"step": list(range(step)), "loss": [1.0 / (s + 1) for s in range(step - 1)] + [math.inf]},
+      losses={"step": list(range(step)),
+              "loss": [1.0 / (s + 1) for s in range(step - 1)] + [math.inf]},
       train_time=12.345678901234567, elapsed=20.5, last_measure_step=-1,
       last_measure_time=-math.inf)
 
@@ -70,7 +72,7 @@ def assert_trees_equal(restored, original) -> None:
     np.testing.assert_array_equal(np.asarray(r), np.asarray(o))
 
 
-def save(ckpt: checkpoints.Checkpointer, step: int, seed: int = 0) -> steps.TrainState:
+def save(ckpt: checkpoints.Checkpointer, step: int, seed: int = 0) -> update.TrainState:
   """Saves a state/v_prev/progress at `step`; returns the state."""
   state = make_state(step, seed=seed)
   v_prev = jax.tree.map(lambda p: p * 0.5 + step, state.params)
@@ -93,7 +95,7 @@ def test_round_trip_is_exact(tmp_path, optimizer):
     template = make_state(0, optimizer, seed=1)
     got_state, got_v, got_progress, got_config = ckpt.restore(
         template, jax.tree.map(jnp.zeros_like, template.params))
-  assert isinstance(got_state, steps.TrainState)
+  assert isinstance(got_state, update.TrainState)
   assert_trees_equal(got_state, state)
   assert got_state.step.dtype == jnp.int32 and int(got_state.step) == 7
   assert_trees_equal(got_v, v_prev)
@@ -191,8 +193,13 @@ def test_check_checkpoint_dir(tmp_path):
   a_file = tmp_path / "file"
   a_file.write_text("x")
   assert "not a folder" in checkpoints.check_checkpoint_dir(str(a_file))
-  reason = checkpoints.check_checkpoint_dir(str(tmp_path / "missing" / "ck"))
-  assert reason and "parent" in reason
+  missing = tmp_path / "missing" / "ck"            # created with its parents, as every folder
+  assert checkpoints.check_checkpoint_dir(str(missing)) is None
+  with checkpoints.Checkpointer(str(missing)):
+    pass
+  assert missing.is_dir()
+  reason = checkpoints.check_checkpoint_dir(str(a_file / "ck"))
+  assert reason and "not a folder" in reason
   (tmp_path / "steps" / "12").mkdir(parents=True)
   (tmp_path / "steps" / "13").write_text("a file named like a step")
   assert "'13'" in checkpoints.check_checkpoint_dir(str(tmp_path / "steps"))
@@ -202,13 +209,14 @@ KILLED_SAVE = textwrap.dedent("""
     import os, sys
     import jax.numpy as jnp
     from orbax.checkpoint._src.path import async_path
-    from sam_edge import checkpoints, loop, steps
+    from sam_edge.optim import update
+    from sam_edge.run import checkpoints, loop
     import optax
 
     async def killed(*args, **kwargs):    # the process dies just before its first rename
       os._exit(9)
 
-    state = steps.init_state({"w": jnp.full((4,), 2.0, jnp.float32)}, optax.sgd(0.1))
+    state = update.init_state({"w": jnp.full((4,), 2.0, jnp.float32)}, optax.sgd(0.1))
     with checkpoints.Checkpointer(sys.argv[1]) as ckpt:
       ckpt.save(state._replace(step=jnp.asarray(3, jnp.int32)), state.params, loop.Progress(), {})
       async_path.rename = killed
@@ -228,7 +236,7 @@ def test_a_kill_mid_save_leaves_the_previous_checkpoint(tmp_path):
   assert checkpoints.check_checkpoint_dir(str(folder)) is None
   with checkpoints.Checkpointer(str(folder)) as ckpt:
     assert ckpt.latest_step() == 3 and ckpt.all_steps() == [3]
-    template = steps.init_state({"w": jnp.zeros((4,), jnp.float32)}, optax.sgd(0.1))
+    template = update.init_state({"w": jnp.zeros((4,), jnp.float32)}, optax.sgd(0.1))
     got_state, _, _, _ = ckpt.restore(template, template.params)
     assert int(got_state.step) == 3
     np.testing.assert_array_equal(np.asarray(got_state.params["w"]), np.full((4,), 2.0))

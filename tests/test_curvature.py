@@ -9,21 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
-from jax.flatten_util import ravel_pytree
 
-from sam_edge.curvature import blocks, extremes, operators, registry, slq, spectrum, trace
+from sam_edge.curvature import blocks, extremes, hvp, operators, registry, slq, spectrum, trace
+from sam_edge.curvature.kinds.density import DensitySettings
+from sam_edge.curvature.kinds.min_eigenvalue import MinEigenvalueSettings
+from sam_edge.curvature.kinds.per_layer import PerLayerSettings
+from sam_edge.curvature.kinds.trace import TraceSettings
+from sam_edge.curvature.objective import Objective
+from tests.helpers import dense_hessian, symmetric_with_spectrum
 
-
-@pytest.fixture(autouse=True)
-def x64():
-  with jax.enable_x64(True):
-    yield
-
-
-def symmetric_with_spectrum(spectrum_values, seed=0):
-  rng = np.random.default_rng(seed)
-  q, _ = np.linalg.qr(rng.normal(size=(len(spectrum_values), len(spectrum_values))))
-  return (q * np.asarray(spectrum_values)) @ q.T
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def dense_matvec(matrix):
@@ -42,23 +37,30 @@ def tiny_mlp_problem(seed=0, flax_root=False):
     params = {"params": params}
   batch = {"x": jnp.asarray(rng.normal(size=(20, 6))), "y": jnp.asarray(rng.integers(0, 3, 20))}
 
-  def loss_fn(params, batch):
+  objective = Objective(tiny_mlp_logits(flax_root), sum_squared_error)
+  return objective.loss, params, batch
+
+
+def tiny_mlp_logits(flax_root=False):
+  def forward(params, batch):
     p = params["params"] if flax_root else params
     h = jnp.tanh(batch["x"] @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"])
     h = jnp.tanh(h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"])
-    logits = h @ p["Dense_2"]["kernel"] + p["Dense_2"]["bias"]
-    return jnp.mean(jnp.sum((logits - jax.nn.one_hot(batch["y"], 3)) ** 2, axis=-1))
-  return loss_fn, params, batch
+    return h @ p["Dense_2"]["kernel"] + p["Dense_2"]["bias"]
+  return forward
 
 
-def dense_hessian(loss_fn, params, batch):
-  flat, unravel = ravel_pytree(params)
-  return np.asarray(jax.hessian(lambda f: loss_fn(unravel(f), batch))(flat))
+def sum_squared_error(logits, batch):
+  return jnp.mean(jnp.sum((logits - jax.nn.one_hot(batch["y"], 3)) ** 2, axis=-1))
+
+
+def tiny_objective(flax_root=False):
+  return Objective(tiny_mlp_logits(flax_root), sum_squared_error)
 
 
 def mlp_matvec():
   loss_fn, params, batch = tiny_mlp_problem()
-  matvec, flat, _ = operators.hessian_matvec(loss_fn, params, batch)
+  matvec, flat, _ = hvp.operator(loss_fn, params, batch)
   return matvec, flat.shape[0], dense_hessian(loss_fn, params, batch)
 
 
@@ -69,7 +71,7 @@ DECAYING = 1.0 / np.arange(1, 301)            # tr = H_300 ≈ 6.28, ||A||_F² �
 # Trace.
 
 
-@pytest.mark.parametrize("method", trace.METHODS)
+@pytest.mark.parametrize("method", tuple(trace.ESTIMATORS))
 def test_trace_of_a_decaying_spectrum_is_within_three_standard_errors(method):
   """K = 201: Hutchinson's SE ≈ sqrt(2·1.64/201) ≈ 0.13, 2% of the trace 6.28."""
   matrix = symmetric_with_spectrum(DECAYING)
@@ -82,7 +84,7 @@ def test_trace_of_a_decaying_spectrum_is_within_three_standard_errors(method):
   assert int(out["trace_hvps"]) == 201
 
 
-@pytest.mark.parametrize("method", trace.METHODS)
+@pytest.mark.parametrize("method", tuple(trace.ESTIMATORS))
 def test_trace_of_the_mlp_hessian_is_within_three_standard_errors(method):
   matvec, n, h = mlp_matvec()
   out = jax.jit(lambda key: trace.estimate_trace(matvec, n, jnp.float64, key, num_probes=60,
@@ -92,7 +94,7 @@ def test_trace_of_the_mlp_hessian_is_within_three_standard_errors(method):
   assert abs(float(out["trace"]) - true) <= 3 * float(out["trace_stderr"])
 
 
-@pytest.mark.parametrize("method", trace.METHODS)
+@pytest.mark.parametrize("method", tuple(trace.ESTIMATORS))
 def test_trace_standard_error_is_honest_over_many_seeds(method):
   """Over 300 seeds the z-scores (t̂ − tr)/SE have mean ≈ 0 and spread ≈ 1 (a t-distribution
   with r − 1 ≥ 19 degrees of freedom: std ≤ 1.06); an SE off by a factor 1.3 fails."""
@@ -110,7 +112,7 @@ def test_hutch_plus_plus_beats_hutchinson_on_a_fast_decaying_spectrum():
   matrix = symmetric_with_spectrum(1.0 / np.arange(1, 301) ** 2)
   ses = {method: float(jax.jit(lambda key, method=method: trace.estimate_trace(
       dense_matvec(matrix), 300, jnp.float64, key, num_probes=90,
-      method=method))(jax.random.PRNGKey(3))["trace_stderr"]) for method in trace.METHODS}
+      method=method))(jax.random.PRNGKey(3))["trace_stderr"]) for method in tuple(trace.ESTIMATORS)}
   assert ses["hutch++"] < ses["hutchinson"] / 5
 
 
@@ -245,7 +247,9 @@ def test_wasserstein1_matches_scipy_and_a_shift():
 def test_smoothed_density_integrates_to_one():
   nodes = np.array([[-1.0, 0.0, 2.0], [0.5, 1.0, 3.0]])
   weights = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
-  grid, density = spectrum.density_curve(nodes, weights, num_points=4000)
+  sigma = spectrum.default_sigma(nodes)
+  grid = spectrum.density_grid(nodes, sigma, 4000)
+  density = spectrum.smoothed_density(nodes, weights, grid, sigma)
   assert spectrum.default_sigma(nodes) == pytest.approx(0.04)
   assert grid[0] == pytest.approx(-1.2) and grid[-1] == pytest.approx(3.2)
   assert np.trapezoid(density, grid) == pytest.approx(1.0, abs=1e-6)
@@ -276,7 +280,7 @@ def test_block_top_eigenvalues_match_dense_sub_blocks(granularity):
   loss_fn, params, batch = tiny_mlp_problem()
   h = dense_hessian(loss_fn, params, batch)
   partition = blocks.block_partition(params, granularity)
-  matvec, flat, _ = operators.hessian_matvec(loss_fn, params, batch)
+  matvec, flat, _ = hvp.operator(loss_fn, params, batch)
   out = jax.jit(lambda key: blocks.block_top_eigenvalues(
       matvec, flat.shape[0], jnp.float64, key, partition, max_steps=40, tol=1e-10))(
           jax.random.PRNGKey(0))
@@ -307,7 +311,7 @@ def test_block_traces_match_dense_sub_blocks_within_three_standard_errors():
   loss_fn, params, batch = tiny_mlp_problem()
   h = dense_hessian(loss_fn, params, batch)
   partition = blocks.block_partition(params)
-  matvec, flat, _ = operators.hessian_matvec(loss_fn, params, batch)
+  matvec, flat, _ = hvp.operator(loss_fn, params, batch)
   key = jax.random.PRNGKey(4)
   out = jax.jit(lambda key: blocks.block_traces(matvec, flat.shape[0], jnp.float64, key,
                                                 partition, num_probes=1500))(key)
@@ -358,32 +362,39 @@ def test_min_eigenvalue_of_the_mlp_hessian():
 
 
 def all_settings():
-  return {"trace": registry.TraceSettings(probes=12),
-          "density": registry.DensitySettings(probes=2, steps=10),
-          "per_layer": registry.PerLayerSettings(max_steps=30, tol=1e-10, trace_probes=8),
-          "min_eigenvalue": registry.MinEigenvalueSettings(max_steps=30, tol=1e-8)}
+  return (("trace", TraceSettings(probes=12)),
+          ("density", DensitySettings(probes=2, steps=10)),
+          ("per_layer", PerLayerSettings(max_steps=30, tol=1e-10, trace_probes=8)),
+          ("min_eigenvalue", MinEigenvalueSettings(max_steps=30, tol=1e-8)))
+
+
+def jitted_kinds(objective, kinds):
+  """`registry.measure_curvature` jitted once, as a measurement runs it."""
+  return jax.jit(lambda params, batch, key, states: registry.measure_curvature(
+      objective, kinds, params, batch, key, states))
 
 
 def test_registry_measures_every_kind_once_compiled():
-  loss_fn, params, batch = tiny_mlp_problem(flax_root=True)
+  objective = tiny_objective(flax_root=True)
+  _, params, batch = tiny_mlp_problem(flax_root=True)
   traces = []
 
-  def counted_loss(params, batch):
+  def counted(params, batch):
     traces.append(1)
-    return loss_fn(params, batch)
+    return objective.forward(params, batch)
 
   settings = all_settings()
-  measure = registry.make_curvature_measure(counted_loss, settings)
+  measure = jitted_kinds(Objective(counted, sum_squared_error), settings)
   states = registry.init_states(settings, params)
   record, states = measure(params, batch, jax.random.PRNGKey(0), states)
-  expected_keys = {k for kind in registry.KINDS.values() for k in kind.record_keys}
+  expected_keys = {k for kind in registry.KINDS for k in kind.record_keys}
   assert set(record) == expected_keys
   assert set(record["density"]) == {"nodes", "weights"}
   assert record["density"]["nodes"].shape == (2, 10)
   assert set(record["per_layer"]) == {"Dense_0", "Dense_1", "Dense_2"}
   assert set(record["per_layer"]["Dense_0"]) == {"eigenvalue", "residual", "trace", "trace_stderr"}
   assert states["min_eigenvalue"].shape == (74,)
-  h = dense_hessian(loss_fn, params, batch)
+  h = dense_hessian(objective.loss, params, batch)
   assert float(record["min_eigenvalue"]) == pytest.approx(np.linalg.eigvalsh(h)[0], rel=1e-6)
   assert int(record["trace_hvps"]) == 12
   assert int(record["per_layer_hvps"]) > 8
@@ -395,39 +406,49 @@ def test_registry_measures_every_kind_once_compiled():
 
 
 def test_kinds_draw_independent_random_streams():
-  loss_fn, params, batch = tiny_mlp_problem()
+  objective = tiny_objective()
+  _, params, batch = tiny_mlp_problem()
   key = jax.random.PRNGKey(3)
-  alone = {"trace": registry.TraceSettings(probes=12)}
-  together = {**alone, "density": registry.DensitySettings(probes=2, steps=5)}
-  a, _ = registry.make_curvature_measure(loss_fn, alone)(params, batch, key,
-                                                         registry.init_states(alone, params))
-  b, _ = registry.make_curvature_measure(loss_fn, together)(
-      params, batch, key, registry.init_states(together, params))
+  alone = (("trace", TraceSettings(probes=12)),)
+  together = alone + (("density", DensitySettings(probes=2, steps=5)),)
+  a, _ = jitted_kinds(objective, alone)(params, batch, key, registry.init_states(alone, params))
+  b, _ = jitted_kinds(objective, together)(params, batch, key,
+                                            registry.init_states(together, params))
   assert float(a["trace"]) == float(b["trace"])
 
 
 def test_registry_rejects_unknown_kinds_and_wrong_settings():
   with pytest.raises(ValueError, match="unknown curvature"):
-    registry.init_states({"hessian_norm": registry.TraceSettings()}, {})
+    registry.init_states((("hessian_norm", TraceSettings()),), {})
   with pytest.raises(ValueError, match="TraceSettings"):
-    registry.make_curvature_measure(lambda p, b: 0.0, {"trace": registry.DensitySettings()})
+    registry.init_states((("trace", DensitySettings()),), {})
 
 
-def test_settings_errors_are_one_line_reasons():
-  assert all(registry.settings_error(name, kind.settings()) is None
-             for name, kind in registry.KINDS.items())
+def test_problems_are_one_line_reasons_naming_the_flag():
+  assert registry.problems(all_settings()) == []
   cases = {
-      ("trace", registry.TraceSettings(probes=3)): "at least 4",
-      ("trace", registry.TraceSettings(probes=1, method="hutchinson")): "at least 2",
-      ("trace", registry.TraceSettings(method="xtrace")): "trace method",
-      ("density", registry.DensitySettings(steps=0)): ">= 1",
-      ("density", registry.DensitySettings(probe="sphere")): "probe distribution",
-      ("per_layer", registry.PerLayerSettings(granularity="layer")): "granularity",
-      ("per_layer", registry.PerLayerSettings(trace_probes=1)): "0 (none) or >= 2",
-      ("min_eigenvalue", registry.MinEigenvalueSettings(tol=0.0)): "tol > 0",
-      ("trace", registry.DensitySettings()): "TraceSettings",
-      ("hessian_norm", registry.TraceSettings()): "unknown curvature",
+      ("trace", TraceSettings(probes=3)): "--trace_probes: hutch++ needs at least 4",
+      ("trace", TraceSettings(probes=1, method="hutchinson")): "at least 2",
+      ("trace", TraceSettings(method="xtrace")): "--trace_method",
+      ("density", DensitySettings(steps=0)): "--density_probes/--density_steps",
+      ("per_layer", PerLayerSettings(trace_probes=1)): "--trace_probes: per-layer trace probes",
+      ("min_eigenvalue", MinEigenvalueSettings(tol=0.0)): "--min_eigenvalue_max_steps",
+      ("trace", DensitySettings()): "TraceSettings",
+      ("hessian_norm", TraceSettings()): "unknown curvature",
   }
   for (name, settings), message in cases.items():
-    error = registry.settings_error(name, settings)
-    assert error is not None and message in error and "\n" not in error
+    found = registry.problems(((name, settings),))
+    assert len(found) == 1 and message in found[0] and "\n" not in found[0]
+
+
+def test_kinds_own_their_flags_and_need_no_jax():
+  """Every kind declares its flags, its record keys and its figures without importing jax."""
+  import subprocess
+  import sys
+  code = ("import sys; from sam_edge.curvature import registry; registry.all_options(); "
+          "registry.figure_outputs(); assert 'jax' not in sys.modules, 'jax imported'")
+  subprocess.run([sys.executable, "-c", code], check=True)
+  names = [o.name for o in registry.all_options()]
+  assert len(names) == len(set(names))
+  keys = [k for kind in registry.KINDS for k in kind.record_keys]
+  assert len(keys) == len(set(keys))

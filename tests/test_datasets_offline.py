@@ -22,7 +22,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from sam_edge import errors
-from sam_edge.data import images
+from sam_edge.data import image_specs, images
 
 
 def read_idx(path: pathlib.Path, header_bytes: int) -> np.ndarray:
@@ -169,24 +169,24 @@ def test_signatures_are_those_of_the_idx_files(shared_data):
   for name in ("mnist", "fashion_mnist"):
     splits = idx_splits(shared_data / name)
     for split in ("train", "test"):
-      assert images.signature(splits[split], 10) == images.SIGNATURES[name][split]
+      assert image_specs.signature(splits[split], 10) == image_specs.SIGNATURES[name][split]
 
 
 def test_swapped_with_names_the_other_dataset(shared_data):
   mnist = idx_splits(shared_data / "mnist")
   fashion = idx_splits(shared_data / "fashion_mnist")
-  assert images.swapped_with("fashion_mnist", mnist, 10) == "mnist"
-  assert images.swapped_with("mnist", fashion, 10) == "fashion_mnist"
-  assert images.swapped_with("mnist", mnist, 10) is None
-  assert images.swapped_with("fashion_mnist", fashion, 10) is None
+  assert image_specs.swapped_with("fashion_mnist", mnist, 10) == "mnist"
+  assert image_specs.swapped_with("mnist", fashion, 10) == "fashion_mnist"
+  assert image_specs.swapped_with("mnist", mnist, 10) is None
+  assert image_specs.swapped_with("fashion_mnist", fashion, 10) is None
   # Half-swapped (images of one, labels of the other) is caught too.
   mixed = {s: {"image": fashion[s]["image"], "label": mnist[s]["label"]} for s in mnist}
-  assert images.swapped_with("fashion_mnist", mixed, 10) == "mnist"
+  assert image_specs.swapped_with("fashion_mnist", mixed, 10) == "mnist"
   # Data of unknown provenance (e.g. mocked) is not accused.
   rng = np.random.default_rng(0)
   random = {s: {"image": rng.integers(0, 256, (24, 28, 28, 1), np.uint8),
                 "label": rng.integers(0, 10, 24).astype(np.int32)} for s in mnist}
-  assert images.swapped_with("mnist", random, 10) is None
+  assert image_specs.swapped_with("mnist", random, 10) is None
 
 
 @pytest.mark.slow
@@ -196,7 +196,7 @@ def test_mnist_and_fashion_mnist_never_swap(shared_data, tmp_path, capsys):
   # extracted (gunzipped) under the bare names in its shared extraction folder.
   extracted = data_dir / "downloads" / "extracted"
   extracted.mkdir(parents=True)
-  for file_name in images.expected_manual_files("mnist"):
+  for file_name in image_specs.expected_manual_files("mnist"):
     with gzip.open(shared_data / "mnist" / file_name) as f:
       (extracted / f"GZIP.{file_name}").write_bytes(f.read())
   # Before the fix, "fashion_mnist" was prepared the way TFDS does by default, from those.
@@ -222,7 +222,7 @@ def test_mnist_and_fashion_mnist_never_swap(shared_data, tmp_path, capsys):
   assert "Downloading and preparing" not in out and "Unknown size" not in out
   assert sorted(p.name for p in (data_dir / "downloads").iterdir()) == ["extracted"]
   for split, whole in (("train", data.train), ("test", data.test)):
-    assert images.signature(whole, 10) == images.SIGNATURES["fashion_mnist"][split]
+    assert image_specs.signature(whole, 10) == image_specs.SIGNATURES["fashion_mnist"][split]
   assert data.fingerprint["train_sha256"] == images.split_sha256(data.train)
   # Fashion-MNIST's mean pixel (72.9 on 0..255; MNIST's is 33.3).
   fashion = idx_splits(shared_data / "fashion_mnist")

@@ -1,10 +1,12 @@
-"""The spectral-density PDF: curves chosen from the records, a log y axis, an atomic write."""
+"""The spectral-density figure of the density kind: curves chosen from the records, a log y axis,
+written by the figure engine."""
 
 import pickle
 
 import numpy as np
 
-from sam_edge import density_plot, plots
+from sam_edge.curvature.kinds import density as density_plot
+from sam_edge.plots import figure
 
 
 def raw_with_densities(count, with_gaps=False):
@@ -30,7 +32,7 @@ def test_spread_keeps_first_and_last():
 
 def test_spec_draws_a_few_measurements_on_one_grid_with_a_log_axis():
   raw = raw_with_densities(12, with_gaps=True)           # 6 records hold a density
-  spec = density_plot.density_spec(raw, "run")
+  (spec,) = density_plot.density_panels(raw, "run")
   assert spec.log_y and spec.xlabel == density_plot.XLABEL
   assert [s.label for s in spec.series] == ["step 0", "step 40", "step 60", "step 100"]
   grids = [np.asarray(s.xs) for s in spec.series]
@@ -41,13 +43,11 @@ def test_spec_draws_a_few_measurements_on_one_grid_with_a_log_axis():
   assert spec.ylim == (peak * density_plot.FLOOR, peak * 2.0)
 
 
-def test_writes_a_pdf_and_an_empty_run_still_gets_a_labelled_figure(tmp_path):
+def test_writes_a_pdf_and_nothing_without_densities(tmp_path):
   path = tmp_path / "density.pdf"
-  density_plot.write_density_plot(raw_with_densities(3), str(path), title="run")
+  (output,) = density_plot.DENSITY.figures
+  fig = figure.write(str(path), output.panels(raw_with_densities(3), "run"))
   assert path.read_bytes().startswith(b"%PDF")
-  assert not list(tmp_path.glob(".*.tmp"))
-  empty = density_plot.density_spec({"records": [{"step": 0}]}, "run")
-  assert empty.series == [] and empty.ylim is None
-  fig = plots.build_figure(empty)
   assert fig.axes[0].get_yscale() == "log"
-  density_plot.write_density_plot(raw_with_densities(1), "", title="run")   # "" writes nothing
+  assert not list(tmp_path.glob(".*.tmp"))
+  assert output.panels({"records": [{"step": 0}]}, "run") == []

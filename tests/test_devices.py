@@ -10,7 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow       # every test here runs whole experiments
 
 TEXT = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
         "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=12", "--max_steps=4",
@@ -111,7 +113,7 @@ def test_two_processes_give_the_one_process_result(corpus, tmp_path):
   finally:
     for p in procs:
       p.kill()
-  for p, (out, err) in zip(procs, outs):
+  for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
   assert "test_loss:" in outs[1][0]
   two = pickle.loads((tmp_path / "mp.pkl").read_bytes())      # written by process 0 alone
@@ -121,7 +123,7 @@ def test_two_processes_give_the_one_process_result(corpus, tmp_path):
 
 def run_in_process(corpus, folder, name, *extra) -> dict:
   import transformer
-  from sam_edge import cli
+  from sam_edge.cli import main as cli
   raw = folder / f"{name}.pkl"
   cli.parse_flags(transformer.FLAGS, ["transformer", f"--training_data={corpus}", *TEXT,
                                       *NO_PDFS, f"--raw_data_output={raw}", *extra])
@@ -137,7 +139,9 @@ def test_measure_examples_chunked_equals_unchunked(corpus, tmp_path, capsys):
   batch = run_in_process(corpus, tmp_path, "batch", "--max_steps=3")
   for x, y in zip(whole["records"], chunked["records"]):
     np.testing.assert_allclose(x["eigenvalues"], y["eigenvalues"], rtol=1e-5)
-    for key in ("loss", "grad_norm", "sam_edge", "g_alignment"):
+    for key in ("loss", "grad_norm", "sam_edge"):
       assert x[key] == pytest.approx(y[key], rel=1e-5), key
+    # |cos| lies in [0, 1]: float32 sums in another order move a small one by ~1e-8
+    assert x["g_alignment"] == pytest.approx(y["g_alignment"], abs=1e-6)
   # ... and the fixed set is not the training batch of the step.
   assert whole["records"][0]["loss"] != pytest.approx(batch["records"][0]["loss"], rel=1e-3)

@@ -8,7 +8,31 @@ import optax
 import pytest
 import scipy.optimize
 
-from sam_edge import edges, optimizers, steps
+from sam_edge.curvature import hvp
+from sam_edge.optim import edges, optimizers, schedules, thresholds, update
+from sam_edge.optim.optimizers import OPTIMIZERS, OptimizerSettings
+from sam_edge.optim.sam import SamSettings
+from tests.helpers import make_optimizer
+
+
+def settings(optimizer, kind, rho, step_size=0.1, weight_decay=0.0, group_size=None, **hyper):
+  """The run's settings of a method; hyperparameters the optimizer lacks are dropped."""
+  own = {o.name for o in OPTIMIZERS[optimizer].options} if optimizer in OPTIMIZERS else set()
+  return (OptimizerSettings(optimizer, step_size,
+                            hyper={k: v for k, v in hyper.items() if k in own},
+                            weight_decay=weight_decay), SamSettings(rho, kind, group_size))
+
+
+def edge_of(optimizer, kind, rho, eta, *, grad_norm=None, batch_size=None, **rest):
+  """`edges.method_edge` of the method (`settings`)."""
+  o, s = settings(optimizer, kind, rho, **rest)
+  return edges.method_edge(o, s, eta, grad_norm=grad_norm, batch_size=batch_size)
+
+
+def label_of(optimizer, kind, rho, *, batch_size=None, **rest):
+  """`edges.edge_label` of the method (`settings`)."""
+  o, s = settings(optimizer, kind, rho, **rest)
+  return edges.edge_label(o, s, batch_size)
 
 
 def naive_sam_edge(g, eta, rho):
@@ -18,19 +42,19 @@ def naive_sam_edge(g, eta, rho):
 @pytest.mark.parametrize("g, eta, rho", [(1.0, 0.1, 0.1), (0.3, 0.01, 0.05), (20.0, 0.5, 2.0)])
 def test_matches_the_paper_formula_where_it_is_well_conditioned(g, eta, rho):
   with jax.enable_x64(True):
-    value = float(edges.sam_edge(jnp.float64(g), eta, rho))
+    value = float(thresholds.sam_edge(jnp.float64(g), eta, rho))
   np.testing.assert_allclose(value, naive_sam_edge(g, eta, rho), rtol=1e-12)
 
 
 def test_rho_zero_is_two_over_eta_even_at_zero_gradient():
-  assert float(edges.sam_edge(jnp.float32(1.3), 0.01, 0.0)) == pytest.approx(200.0, rel=1e-7)
-  assert float(edges.sam_edge(jnp.float32(0.0), 0.01, 0.0)) == pytest.approx(200.0, rel=1e-7)
-  assert float(edges.two_over_eta(0.01)) == pytest.approx(200.0)
+  assert float(thresholds.sam_edge(jnp.float32(1.3), 0.01, 0.0)) == pytest.approx(200.0, rel=1e-7)
+  assert float(thresholds.sam_edge(jnp.float32(0.0), 0.01, 0.0)) == pytest.approx(200.0, rel=1e-7)
+  assert float(thresholds.two_over_eta(0.01)) == pytest.approx(200.0)
 
 
 def test_tiny_rho_gives_two_over_eta_without_cancellation():
   with jax.enable_x64(True):
-    value = float(edges.sam_edge(jnp.float64(0.7), 0.01, 1e-12))
+    value = float(thresholds.sam_edge(jnp.float64(0.7), 0.01, 1e-12))
   assert abs(value - 200.0) / 200.0 < 1e-9
   # The paper's form cancels here and misses the 1e-9 requirement by orders of magnitude.
   assert abs(naive_sam_edge(0.7, 0.01, 1e-12) - 200.0) / 200.0 > 1e-8
@@ -39,22 +63,22 @@ def test_tiny_rho_gives_two_over_eta_without_cancellation():
 def test_large_rho_stays_finite_positive_and_follows_its_asymptote():
   with jax.enable_x64(True):
     for rho in (1e3, 1e8, 1e30, 1e300):
-      value = float(edges.sam_edge(jnp.float64(0.5), 0.1, rho))
+      value = float(thresholds.sam_edge(jnp.float64(0.5), 0.1, rho))
       assert np.isfinite(value) and value > 0
       if rho >= 1e8:
         np.testing.assert_allclose(value, np.sqrt(2 * 0.5 / (0.1 * rho)), rtol=1e-3)
-  assert float(edges.sam_edge(jnp.float32(0.5), 0.1, 1e30)) > 0
+  assert float(thresholds.sam_edge(jnp.float32(0.5), 0.1, 1e30)) > 0
 
 
 def test_decreases_in_rho_and_zero_gradient_is_zero_for_positive_rho():
-  values = [float(edges.sam_edge(jnp.float32(1.0), 0.05, r)) for r in (0.0, 0.01, 0.1, 1.0)]
+  values = [float(thresholds.sam_edge(jnp.float32(1.0), 0.05, r)) for r in (0.0, 0.01, 0.1, 1.0)]
   assert all(a > b for a, b in zip(values, values[1:]))
-  assert float(edges.sam_edge(jnp.float32(0.0), 0.05, 0.1)) == 0.0
+  assert float(thresholds.sam_edge(jnp.float32(0.0), 0.05, 0.1)) == 0.0
 
 
 def test_jits_and_vectorises():
   g = jnp.array([0.1, 1.0, 10.0])
-  out = jax.jit(edges.sam_edge)(g, 0.1, 0.1)
+  out = jax.jit(thresholds.sam_edge)(g, 0.1, 0.1)
   assert out.shape == (3,) and bool(jnp.all(jnp.isfinite(out)))
 
 
@@ -66,10 +90,6 @@ SPECTRUM = np.array([1.0, 0.6, 0.3, 0.1])               # curvatures / the top o
 NUM_STEPS = 3000
 
 
-@pytest.fixture
-def x64():
-  with jax.enable_x64(True):
-    yield
 
 
 def rotation(n, seed=0):
@@ -91,12 +111,12 @@ def quadratic(params, h):
 
 
 def growth(optimizer, sam, h, num_steps=NUM_STEPS):
-  """||w_T|| / ||w_0|| after T steps of `steps.sam_update` with `optimizer` on ½ wᵀ H w."""
+  """||w_T|| / ||w_0|| after T steps of `update.sam_update` with `optimizer` on ½ wᵀ H w."""
   @jax.jit
   def run(h, w0):
     def body(state, _):
-      return steps.sam_update(quadratic, optimizer, sam, state, h)[0], None
-    state, _ = jax.lax.scan(body, steps.init_state({"w": w0}, optimizer), None, length=num_steps)
+      return update.sam_update(quadratic, optimizer, sam, state, h)[0], None
+    state, _ = jax.lax.scan(body, update.init_state({"w": w0}, optimizer), None, length=num_steps)
     return jnp.linalg.norm(state.params["w"]) / jnp.linalg.norm(w0)
   w0 = jnp.asarray(np.random.default_rng(1).normal(size=len(SPECTRUM)))
   return float(run(jnp.asarray(h), w0))
@@ -126,10 +146,10 @@ LINEAR_CASES = (
 @pytest.mark.parametrize("name, beta, eta, rho, wd", LINEAR_CASES)
 def test_linear_methods_converge_below_their_edge_and_diverge_above(x64, name, beta, eta, rho, wd):
   """GD, heavy ball, Nesterov (β ∈ {−0.5, 0, 0.9} and either side of −1/3), unnormalised SAM
-  with each, and L2 weight decay: the real optax optimizers behind `steps.sam_update`."""
-  optimizer = optimizers.make_base_optimizer(name, eta, momentum=beta, weight_decay=wd)
-  sam = steps.SamSettings(rho, "unnormalized")
-  edge = float(edges.method_edge(name, "unnormalized", rho, eta, momentum=beta, weight_decay=wd))
+  with each, and L2 weight decay: the real optax optimizers behind `update.sam_update`."""
+  optimizer = settings(name, "unnormalized", rho, eta, weight_decay=wd, momentum=beta)[0].make()
+  sam = SamSettings(rho, "unnormalized")
+  edge = float(edge_of(name, "unnormalized", rho, eta, momentum=beta, weight_decay=wd))
   assert_edge(optimizer, sam, edge)
 
 
@@ -146,16 +166,16 @@ def frozen_adam(eta, b1, precond):
 def test_adam_edge_for_the_preconditioned_sharpness(x64, b1, eta):
   """Adam's own preconditioner adapts as it trains, so the edge 2(1+β1)/((1−β1)η) is tested with
   the frozen-preconditioner recurrence (`frozen_adam`, built from optax pieces): the top
-  eigenvalue of P^{-1/2} H P^{-1/2}, computed with `optimizers.preconditioned_matvec`, at
+  eigenvalue of P^{-1/2} H P^{-1/2}, computed with `hvp.operator` and P, at
   0.97× / 1.03× the edge. H is a full matrix and P a non-uniform diagonal."""
   n = len(SPECTRUM)
   p = jnp.asarray(np.random.default_rng(2).uniform(0.3, 3.0, size=n))
   h0 = jnp.asarray(hessian_with_top(1.0))
-  matvec = optimizers.preconditioned_matvec(lambda v: h0 @ v, p)
+  matvec, _, _ = hvp.operator(lambda w, h: 0.5 * w @ h @ w, jnp.zeros(n), h0, precondition=p)
   top = np.linalg.eigvalsh(np.asarray(jax.vmap(matvec)(jnp.eye(n))))[-1]
-  edge = float(edges.method_edge("adam", "normalized", 0.0, eta, adam_b1=b1))
+  edge = float(edge_of("adam", "normalized", 0.0, eta, adam_b1=b1))
   optimizer = frozen_adam(eta, b1, {"w": p})
-  sam = steps.SamSettings(0.0)
+  sam = SamSettings(0.0)
   below = growth(optimizer, sam, h0 * (0.97 * edge / top))
   above = growth(optimizer, sam, h0 * (1.03 * edge / top))
   assert below < 1e-6 and not above < 1e6, (below, above)
@@ -173,19 +193,19 @@ def test_normalized_sam_edge_decides_the_step_from_the_current_iterate(x64, eta,
   update is linear: the eigen-component of curvature a is multiplied by 1 − η a (1 + ρ a/g)
   (1 − η(a + ρa²/g + wd) with weight decay), so the SAM-edge(g) is the curvature at which that
   factor is −1. We pick the top curvature λ1 so that λ1 = factor × SAM-edge(||H(λ1) w||) (a
-  one-dimensional root, found with brentq), take one `steps.sam_update`, and check that the
+  one-dimensional root, found with brentq), take one `update.sam_update`, and check that the
   top eigen-component of w shrinks at 0.97 and grows at 1.03."""
   q = rotation(len(SPECTRUM))
   w = np.random.default_rng(3).normal(size=len(SPECTRUM))
   grad_norm = lambda top: np.linalg.norm(hessian_with_top(top) @ w)
-  edge = lambda top: float(edges.method_edge("sgd", "normalized", rho, eta,
+  edge = lambda top: float(edge_of("sgd", "normalized", rho, eta,
                                              grad_norm=jnp.float64(grad_norm(top)),
                                              weight_decay=wd))
   top = scipy.optimize.brentq(lambda t: t - factor * edge(t), 1e-6, 10 * (2 / eta))
   assert top == pytest.approx(factor * edge(top), rel=1e-9)
-  optimizer = optimizers.make_base_optimizer("sgd", eta, weight_decay=wd)
-  state = steps.init_state({"w": jnp.asarray(w)}, optimizer)
-  new, _ = steps.sam_update(quadratic, optimizer, steps.SamSettings(rho), state,
+  optimizer = make_optimizer("sgd", eta, weight_decay=wd)
+  state = update.init_state({"w": jnp.asarray(w)}, optimizer)
+  new, _ = update.sam_update(quadratic, optimizer, SamSettings(rho), state,
                             jnp.asarray(hessian_with_top(top)))
   before, after = q[:, 0] @ w, q[:, 0] @ np.asarray(new.params["w"])
   if factor < 1:
@@ -199,7 +219,7 @@ def test_normalized_sam_edge_decides_the_step_from_the_current_iterate(x64, eta,
 def test_edges_are_where_the_characteristic_roots_cross_the_unit_circle(beta, method):
   """Roots of x² − (1+β−h)x + β (heavy ball) and x² − (1+β)(1−h)x + β(1−h) (Nesterov): every
   h in (0, edge) is stable (max |root| < 1), and just above the edge it is not."""
-  edge_h = float(edges.base_edge(method, 1.0, momentum=beta))      # η = 1: the edge in h
+  edge_h = float(OPTIMIZERS[method].edge({"momentum": beta}, 1.0))  # η = 1: the edge in h
 
   def radius(h):
     if method == "momentum":
@@ -213,21 +233,22 @@ def test_edges_are_where_the_characteristic_roots_cross_the_unit_circle(beta, me
 
 
 def test_closed_forms():
-  assert float(edges.heavy_ball_edge(0.1, 0.9)) == pytest.approx(38.0)
-  assert float(edges.heavy_ball_edge(0.1, -0.5)) == pytest.approx(10.0)
-  assert float(edges.nesterov_edge(0.1, 0.9)) == pytest.approx(3.8 / 2.8 * 10, rel=1e-6)
-  assert float(edges.nesterov_edge(0.1, -0.5)) == pytest.approx(30.0)        # 1 + 1/|β| = 3
-  assert float(edges.nesterov_edge(0.1, -1 / 3)) == pytest.approx(40.0, rel=1e-6)
-  assert float(edges.nesterov_edge(0.1, 0.0)) == pytest.approx(20.0)
-  assert float(edges.adam_edge(0.1, 0.9)) == pytest.approx(380.0, rel=1e-6)   # 38/η
+  beta = lambda b: {"momentum": b}
+  assert float(optimizers.heavy_ball_edge(beta(0.9), 0.1)) == pytest.approx(38.0)
+  assert float(optimizers.heavy_ball_edge(beta(-0.5), 0.1)) == pytest.approx(10.0)
+  assert float(optimizers.nesterov_edge(beta(0.9), 0.1)) == pytest.approx(3.8 / 2.8 * 10, rel=1e-6)
+  assert float(optimizers.nesterov_edge(beta(-0.5), 0.1)) == pytest.approx(30.0)   # 1 + 1/|β| = 3
+  assert float(optimizers.nesterov_edge(beta(-1 / 3), 0.1)) == pytest.approx(40.0, rel=1e-6)
+  assert float(optimizers.nesterov_edge(beta(0.0), 0.1)) == pytest.approx(20.0)
+  assert float(optimizers.adam_edge({"adam_b1": 0.9}, 0.1)) == pytest.approx(380.0, rel=1e-6)
   with jax.enable_x64(True):
     for eta, rho in [(0.1, 0.05), (0.01, 3.0), (1.0, 1e-14)]:
-      lam = float(edges.unnormalized_sam_edge(eta, rho))
+      lam = float(edge_of("sgd", "unnormalized", rho, eta))
       assert eta * lam * (1 + rho * lam) == pytest.approx(2.0, rel=1e-12)
-    assert float(edges.unnormalized_sam_edge(0.01, 0.0)) == 200.0
-    # λ(1 + rλ) = E for normalised SAM at r = ρ/g is today's SAM-edge
-    assert float(edges.sam_curvature_edge(2 / 0.1, 0.3 / 1.7)) == pytest.approx(
-        float(edges.sam_edge(jnp.float64(1.7), 0.1, 0.3)), rel=1e-13)
+    assert float(edge_of("sgd", "unnormalized", 0.0, 0.01)) == 200.0
+    # λ(1 + rλ) = E for normalized SAM at r = ρ/g is today's SAM-edge
+    assert float(thresholds.sam_curvature_edge(2 / 0.1, 0.3 / 1.7)) == pytest.approx(
+        float(thresholds.sam_edge(jnp.float64(1.7), 0.1, 0.3)), rel=1e-13)
 
 
 NO_CLOSED_FORM = [("momentum", "normalized", 0.1, {}), ("nesterov", "normalized", 0.1, {}),
@@ -240,22 +261,22 @@ NO_CLOSED_FORM = [("momentum", "normalized", 0.1, {}), ("nesterov", "normalized"
 
 @pytest.mark.parametrize("optimizer, kind, rho, kwargs", NO_CLOSED_FORM)
 def test_no_closed_form_is_none(optimizer, kind, rho, kwargs):
-  assert edges.method_edge(optimizer, kind, rho, 0.1, grad_norm=jnp.float32(1.0), **kwargs) is None
-  assert edges.edge_label(optimizer, kind, rho, **kwargs) is None
+  assert edge_of(optimizer, kind, rho, 0.1, grad_norm=jnp.float32(1.0), **kwargs) is None
+  assert label_of(optimizer, kind, rho, **kwargs) is None
 
 
 def test_dispatch_labels_and_plain_cases():
   g = jnp.float32(0.7)
-  assert float(edges.method_edge("sgd", "normalized", 0.2, 0.1, grad_norm=g)) == float(
-      edges.sam_edge(g, 0.1, 0.2))
+  assert float(edge_of("sgd", "normalized", 0.2, 0.1, grad_norm=g)) == float(
+      thresholds.sam_edge(g, 0.1, 0.2))
   # ρ = 0 is the base method whatever the SAM kind or group size; m = B is plain SAM
-  assert float(edges.method_edge("sgd", "adaptive", 0.0, 0.1, group_size=4)) == pytest.approx(20)
-  assert float(edges.method_edge("sgd", "normalized", 0.2, 0.1, grad_norm=g, group_size=16,
-                                 batch_size=16)) == float(edges.sam_edge(g, 0.1, 0.2))
+  assert float(edge_of("sgd", "adaptive", 0.0, 0.1, group_size=4)) == pytest.approx(20)
+  assert float(edge_of("sgd", "normalized", 0.2, 0.1, grad_norm=g, group_size=16,
+                                 batch_size=16)) == float(thresholds.sam_edge(g, 0.1, 0.2))
   with pytest.raises(ValueError):
-    edges.method_edge("sgd", "normalized", 0.2, 0.1)               # needs the gradient norm
+    edge_of("sgd", "normalized", 0.2, 0.1)               # needs the gradient norm
   with pytest.raises(ValueError):
-    edges.method_edge("lion", "normalized", 0.0, 0.1)
+    edge_of("lion", "normalized", 0.0, 0.1)
   labels = {
       ("sgd", "normalized", 0.0, 0.9): "2/η",
       ("momentum", "normalized", 0.0, 0.9): "(2+2β)/η, β=0.9",
@@ -263,12 +284,12 @@ def test_dispatch_labels_and_plain_cases():
       ("nesterov", "normalized", 0.0, -0.5): "(1+1/|β|)/η, β=-0.5",
       ("adam", "normalized", 0.0, 0.9): "2(1+β1)/((1−β1)η), β1=0.9",
       ("sgd", "normalized", 0.1, 0.9): "SAM-edge",
-      ("sgd", "unnormalized", 0.1, 0.9): "unnormalised SAM-edge",
-      ("momentum", "unnormalized", 0.1, 0.9): "unnormalised SAM-edge of (2+2β)/η, β=0.9",
+      ("sgd", "unnormalized", 0.1, 0.9): "unnormalized SAM-edge",
+      ("momentum", "unnormalized", 0.1, 0.9): "unnormalized SAM-edge of (2+2β)/η, β=0.9",
   }
   for (opt, kind, rho, beta), label in labels.items():
-    assert edges.edge_label(opt, kind, rho, momentum=beta, adam_b1=beta) == label
-  assert edges.edge_label("momentum", "normalized", 0.0, momentum=0.5,
+    assert label_of(opt, kind, rho, momentum=beta, adam_b1=beta) == label
+  assert label_of("momentum", "normalized", 0.0, momentum=0.5,
                           weight_decay=0.01) == "(2+2β)/η − wd, β=0.5, wd=0.01"
 
 
@@ -277,15 +298,13 @@ def test_edges_take_a_traced_step_size_from_a_schedule():
 
   @jax.jit
   def edge_at(step):
-    eta = optimizers.step_size_at(schedule, step)
-    return (edges.method_edge("nesterov", "unnormalized", 0.1, eta, momentum=0.9),
-            edges.method_edge("sgd", "normalized", 0.1, eta, grad_norm=jnp.float32(2.0)))
+    eta = schedules.step_size_at(schedule, step)
+    return (edge_of("nesterov", "unnormalized", 0.1, eta, momentum=0.9),
+            edge_of("sgd", "normalized", 0.1, eta, grad_norm=jnp.float32(2.0)))
   unnormalized, sam = edge_at(jnp.int32(5))
   eta = 0.15
   assert float(unnormalized) == pytest.approx(
-      float(edges.sam_curvature_edge(edges.nesterov_edge(eta, 0.9), 0.1)), rel=1e-6)
-  assert float(sam) == pytest.approx(float(edges.sam_edge(jnp.float32(2.0), eta, 0.1)), rel=1e-6)
-
-
-def test_names_agree_with_the_optimizers_and_steps_modules():
-  assert edges.OPTIMIZERS == optimizers.OPTIMIZERS and edges.SAM_KINDS == steps.SAM_KINDS
+      float(thresholds.sam_curvature_edge(optimizers.nesterov_edge({"momentum": 0.9}, eta), 0.1)),
+      rel=1e-6)
+  expected = thresholds.sam_edge(jnp.float32(2.0), eta, 0.1)
+  assert float(sam) == pytest.approx(float(expected), rel=1e-6)

@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from sam_edge import hessian, losses
+from sam_edge.curvature import eigensolvers, hvp, lanczos, power
+from sam_edge.models import losses
+from tests.helpers import dense_hessian, symmetric_with_spectrum
 
-
-@pytest.fixture(autouse=True)
-def x64():
-  with jax.enable_x64(True):
-    yield
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def tiny_mlp_problem(activation=jnp.tanh, seed=0):
@@ -31,21 +29,14 @@ def tiny_mlp_problem(activation=jnp.tanh, seed=0):
   return loss_fn, params, batch
 
 
-def dense_hessian(loss_fn, params, batch):
-  flat, unravel = ravel_pytree(params)
-  return np.asarray(jax.hessian(lambda f: loss_fn(unravel(f), batch))(flat))
 
 
-def symmetric_with_spectrum(spectrum, seed=0):
-  rng = np.random.default_rng(seed)
-  q, _ = np.linalg.qr(rng.normal(size=(len(spectrum), len(spectrum))))
-  return (q * np.asarray(spectrum)) @ q.T
 
 
 def run_lanczos(matrix, k, max_steps, tol=1e-10, v0=None, seed=0):
   a = jnp.asarray(matrix)
   v0 = jnp.zeros(a.shape[0]) if v0 is None else jnp.asarray(v0)
-  return hessian.lanczos(lambda v: a @ v, v0, jax.random.PRNGKey(seed), k=k,
+  return lanczos.lanczos(lambda v: a @ v, v0, jax.random.PRNGKey(seed), k=k,
                          max_steps=max_steps, tol=tol)
 
 
@@ -54,7 +45,7 @@ def test_exact_hvp_equals_dense_hessian_times_v():
   h = dense_hessian(loss_fn, params, batch)
   flat, unravel = ravel_pytree(params)
   v = np.random.default_rng(1).normal(size=flat.size)
-  hv = ravel_pytree(hessian.exact_hvp(loss_fn, params, batch, unravel(jnp.asarray(v))))[0]
+  hv = ravel_pytree(hvp.exact_hvp(loss_fn, params, batch, unravel(jnp.asarray(v))))[0]
   np.testing.assert_allclose(hv, h @ v, rtol=0, atol=1e-10 * np.abs(h @ v).max())
 
 
@@ -62,8 +53,8 @@ def test_finite_difference_hvp_approximates_exact_on_a_smooth_loss():
   loss_fn, params, batch = tiny_mlp_problem()
   flat, unravel = ravel_pytree(params)
   v = unravel(jnp.asarray(np.random.default_rng(2).normal(size=flat.size)))
-  exact = ravel_pytree(hessian.exact_hvp(loss_fn, params, batch, v))[0]
-  fd = ravel_pytree(hessian.finite_difference_hvp(loss_fn, params, batch, v))[0]
+  exact = ravel_pytree(hvp.exact_hvp(loss_fn, params, batch, v))[0]
+  fd = ravel_pytree(hvp.finite_difference_hvp(loss_fn, params, batch, v))[0]
   error = np.linalg.norm(fd - exact) / np.linalg.norm(exact)
   assert 1e-12 < error < 1e-4     # close, but an approximation (O(h²) truncation)
 
@@ -138,12 +129,12 @@ def test_top_three_of_a_tiny_mlp_loss_match_the_dense_hessian():
   loss_fn, params, batch = tiny_mlp_problem(activation=jax.nn.relu)
   expected = np.linalg.eigh(dense_hessian(loss_fn, params, batch))[0][::-1][:3]
   zeros = jax.tree.map(jnp.zeros_like, params)
-  result, v1 = jax.jit(lambda p, b, v, key: hessian.top_eigenpairs(
+  result, v1 = jax.jit(lambda p, b, v, key: eigensolvers.top_eigenpairs(
       loss_fn, p, b, v, key, k=3, max_steps=60, tol=1e-9))(params, batch, zeros,
                                                            jax.random.PRNGKey(0))
   np.testing.assert_allclose(result.eigenvalues, expected, rtol=1e-8)
   assert jax.tree.structure(v1) == jax.tree.structure(params)
-  hv = hessian.exact_hvp(loss_fn, params, batch, v1)
+  hv = hvp.exact_hvp(loss_fn, params, batch, v1)
   np.testing.assert_allclose(ravel_pytree(hv)[0], expected[0] * ravel_pytree(v1)[0], atol=1e-7)
 
 
@@ -151,9 +142,9 @@ def test_power_and_subspace_iteration_return_magnitudes_like_the_reference():
   matrix = symmetric_with_spectrum(spectra()["negative_larger_in_magnitude"])
   a = jnp.asarray(matrix)
   key = jax.random.PRNGKey(0)
-  power = hessian.power_iteration(lambda v: a @ v, jnp.zeros(100), key)
-  assert float(power.eigenvalues[0]) == pytest.approx(9.0, rel=1e-2)
-  sub = hessian.subspace_iteration(lambda v: a @ v, jnp.zeros(100), key, k=3)
+  single = power.power_iteration(lambda v: a @ v, jnp.zeros(100), key)
+  assert float(single.eigenvalues[0]) == pytest.approx(9.0, rel=1e-2)
+  sub = power.subspace_iteration(lambda v: a @ v, jnp.zeros(100), key, k=3)
   np.testing.assert_allclose(sub.eigenvalues, [9.0, 2.0, 1.5], rtol=5e-2)
   assert int(sub.num_matvecs) % 3 == 0 and 3 <= int(sub.num_matvecs) <= 300
 
@@ -161,4 +152,4 @@ def test_power_and_subspace_iteration_return_magnitudes_like_the_reference():
 def test_unknown_solver_is_rejected():
   loss_fn, params, batch = tiny_mlp_problem()
   with pytest.raises(ValueError, match="eigensolver"):
-    hessian.top_eigenpairs(loss_fn, params, batch, params, jax.random.PRNGKey(0), method="qr")
+    eigensolvers.top_eigenpairs(loss_fn, params, batch, params, jax.random.PRNGKey(0), method="qr")

@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 
 import image_classification as ic
-from sam_edge import cli, experiment
-from sam_edge.tasks import vision
+from sam_edge.cli import main as cli
+from sam_edge.cli import settings as cli_settings
+from sam_edge.run import experiment
+from tests.helpers import NUM_MOCK, REPO
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 PROG = "image_classification"
-from tests.conftest import NUM_MOCK
+
 PDF_FLAGS = ("eigs_curve_output", "eigs_se_only_output", "alignment_curve_output",
              "loss_curve_output")
 RECORD_KEYS = {"step", "time", "seconds", "eigenvalues", "residuals", "hvps", "two_over_eta",
@@ -137,10 +138,10 @@ def without_timing(records: list[dict]) -> list[dict]:
 
 
 @pytest.mark.parametrize("arch, rho, k, batch_size", [
-    ("MLP", 0.0, 1, NUM_MOCK),          # full batch (the default's regime)
-    ("MLP", 0.1, 3, 8),
-    ("CNN", 0.0, 3, 8),
-    ("CNN", 0.1, 1, NUM_MOCK),
+    pytest.param("MLP", 0.0, 1, NUM_MOCK, marks=pytest.mark.slow),   # full batch (the default)
+    ("MLP", 0.1, 3, 8),                                              # the fast lane's run
+    pytest.param("CNN", 0.0, 3, 8, marks=pytest.mark.slow),
+    pytest.param("CNN", 0.1, 1, NUM_MOCK, marks=pytest.mark.slow),
 ])
 def test_end_to_end_mocked(arch, rho, k, batch_size, mock_mnist, tmp_path, capsys):
   num_steps, lanczos_max_steps = 3, 10
@@ -257,6 +258,7 @@ def test_sigint_stops_cleanly_and_keeps_outputs(shared_data, tfds_session_dir, t
 # 3. Determinism
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_other_seed_other_run(mock_mnist, tmp_path, capsys):
   def run(seed: int, name: str) -> dict:
     raw_path = tmp_path / f"{name}.pkl"
@@ -278,10 +280,12 @@ def test_same_seed_same_run_other_seed_other_run(mock_mnist, tmp_path, capsys):
   assert all(x != y for x, y in zip(a["losses"]["loss"], c["losses"]["loss"]))
 
 
+@pytest.mark.slow
 def test_linearized_regime_has_the_constant_gauss_newton_hessian(mock_mnist, tmp_path, capsys):
   """--regime=linearized under squared error, full batch: the step-0 loss and gradient are the
-  network's (f_lin and its Jacobian equal f's at w0), and the loss Hessian is the constant Gauss–Newton matrix of the network at
-  w0, so λ1 stays put while the parameters (and the loss) move."""
+  network's (f_lin and its Jacobian equal f's at w0), and the loss Hessian is the constant
+  Gauss–Newton matrix of the network at w0, so λ1 stays put while the parameters (and the loss)
+  move."""
   def run(regime: str) -> dict:
     raw_path = tmp_path / f"{regime}.pkl"
     args = [f"--tfds_data_dir={mock_mnist}", f"--batch_size={NUM_MOCK}", "--step_size=0.5",
@@ -307,13 +311,14 @@ def test_linearized_regime_has_the_constant_gauss_newton_hessian(mock_mnist, tmp
 # 4. Measurements never change the training trajectory
 
 
+@pytest.mark.slow
 def test_measurements_do_not_change_parameters(mock_mnist, capsys):
   num_steps = 5
   parse([f"--tfds_data_dir={mock_mnist}", "--batch_size=8", "--rho=0.1",
          "--num_principal_components=3", f"--max_steps={num_steps}", "--measure_every_steps=1",
          "--lanczos_max_steps=10", *SMALL_MLP])
-  measured = cli.run_settings(ic.FLAGS, title="t")
-  measured = dataclasses.replace(measured, outputs=experiment.Outputs())   # write nothing
+  measured = cli_settings.run_settings(ic.FLAGS, title="t")
+  measured = dataclasses.replace(measured, outputs=())   # write nothing
   unmeasured = dataclasses.replace(measured, loop=dataclasses.replace(
       measured.loop, measure_every_steps=None, measure_gap_s=None))
 
@@ -322,7 +327,7 @@ def test_measurements_do_not_change_parameters(mock_mnist, capsys):
     seen = {}
 
     def build(key):
-      problem = vision.build(ic.FLAGS, key)
+      problem = ic.TASK.build(ic.FLAGS, key)
       seen["initial"] = jax.tree.map(np.array, problem.params)    # copies (state is donated)
 
       def evaluate(params, model_state):
@@ -357,18 +362,18 @@ def test_measurements_do_not_change_parameters(mock_mnist, capsys):
 def test_hessian_check_gap_is_in_hours():
   assert "hours" in ic.FLAGS["hessian_check_gap"].help.lower()
   parse(["--hessian_check_gap=0.001"])
-  loop = cli.run_settings(ic.FLAGS, title="t").loop
+  loop = cli_settings.run_settings(ic.FLAGS, title="t").loop
   assert loop.measure_gap_s == pytest.approx(3.6)
   assert loop.measure_every_steps is None
   parse([])                                       # the default: 0.25 h
-  assert cli.run_settings(ic.FLAGS, title="t").loop.measure_gap_s == pytest.approx(900.0)
+  assert cli_settings.run_settings(ic.FLAGS, title="t").loop.measure_gap_s == pytest.approx(900.0)
   parse(["--hessian_check_gap=0"])                # 0: no time-based schedule
-  assert cli.run_settings(ic.FLAGS, title="t").loop.measure_gap_s is None
+  assert cli_settings.run_settings(ic.FLAGS, title="t").loop.measure_gap_s is None
   parse(["--hessian_check_gap=0.001", "--measure_every_steps=3"])   # steps win
-  loop = cli.run_settings(ic.FLAGS, title="t").loop
+  loop = cli_settings.run_settings(ic.FLAGS, title="t").loop
   assert loop.measure_every_steps == 3 and loop.measure_gap_s is None
   parse(["--time_limit_in_hours=0.5"])
-  assert cli.run_settings(ic.FLAGS, title="t").loop.time_limit_s == pytest.approx(1800.0)
+  assert cli_settings.run_settings(ic.FLAGS, title="t").loop.time_limit_s == pytest.approx(1800.0)
 
 
 # --------------------------------------------------------------------------------------------

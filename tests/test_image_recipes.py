@@ -15,10 +15,16 @@ import pytest
 import tensorflow_datasets as tfds
 
 import image_classification as ic
-from sam_edge import cli, experiment, losses, steps
-from sam_edge.data import images
-from sam_edge.models import resnet, stateful
-from tests.conftest import NUM_MOCK, write_mock_metadata
+from sam_edge.cli import main as cli
+from sam_edge.cli import settings as cli_settings
+from sam_edge.curvature import measure
+from sam_edge.data import image_specs
+from sam_edge.models import losses, resnet, stateful
+from sam_edge.optim import update
+from sam_edge.optim.optimizers import OptimizerSettings
+from sam_edge.optim.sam import SamSettings
+from sam_edge.run import experiment
+from tests.helpers import NUM_MOCK, write_mock_metadata
 
 NO_PDFS = ["--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
            "--loss_curve_output=", "--density_output=", "--curvature_output="]
@@ -39,6 +45,7 @@ def run(args: list[str]) -> int:
   return ic.main([])
 
 
+@pytest.mark.slow
 def test_resnet20_sam_recipe_end_to_end(tmp_path, capsys):
   """ResNet-20, SAM on heavy-ball momentum with L2, flip-crop, 25% label noise, label smoothing,
   a cosine schedule with warm-up, measurements and evaluations every step."""
@@ -68,18 +75,49 @@ def test_resnet20_sam_recipe_end_to_end(tmp_path, capsys):
   assert "evaluate step 2" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["ResNet32", "WRN16_8", "WRN28_10"])
-def test_other_residual_networks_train_and_evaluate(architecture, tmp_path, capsys):
-  with mocked("mnist", tmp_path) as data_dir:
-    code = run([f"--tfds_data_dir={data_dir}", f"--nn_architecture={architecture}",
-                "--batch_size=2", "--max_steps=1", "--hessian_check_gap=0", "--rho=0.1",
-                f"--raw_data_output={tmp_path / 'raw.pkl'}", *NO_PDFS])
-  assert code == 0
-  final = pickle.loads((tmp_path / "raw.pkl").read_bytes())["final"]
-  assert final["steps"] == 1 and 0 <= final["test_error"] <= 1
-  assert "Test error:" in capsys.readouterr().out
+def test_other_residual_networks_take_a_sam_step_and_a_measurement_in_shape(architecture):
+  """The wide networks through the production SAM step and measurement, traced by
+  `jax.eval_shape` (compiling WRN-28-10 for one CPU step took minutes and checked no more): the
+  state keeps its shapes and dtypes, the loss and λ1 are scalars of float32."""
+  model = resnet.make_resnet(architecture, num_classes=10)
+  images = jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.uint8)
+  batch = {"image": images, "label": jax.ShapeDtypeStruct((4,), jnp.int32)}
+  preprocess = lambda im: im.astype(jnp.float32) / 256
+  params, stats = jax.eval_shape(lambda k, x: stateful.init_variables(model, k, preprocess(x)),
+                                 jax.random.PRNGKey(0), images)
+  forward = stateful.train_forward(model, preprocess)
+
+  def model_forward(p, model_state, b, constants):
+    logits, new_stats = forward(p, model_state["batch_stats"], b["image"])
+    return logits, {"batch_stats": new_stats}
+  output_loss = lambda logits, b: losses.squared_error(logits, b["label"])
+  optimizer = OptimizerSettings("momentum", 0.1, hyper={"momentum": 0.9}).make()
+  state = jax.eval_shape(lambda p, s: update.init_state(p, optimizer, {"batch_stats": s}),
+                         params, stats)
+  def loss_fn(model_state):
+    def fn(p, b):
+      logits, new_model_state = model_forward(p, model_state, b, {})
+      return output_loss(logits, b), new_model_state
+    return fn
+
+  new_state, loss = jax.eval_shape(lambda st, b: update.sam_update(
+      loss_fn(st.model_state), optimizer, SamSettings(0.1), st, b), state, batch)
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)
+  same = jax.tree.map(lambda a, b: (a.shape, a.dtype) == (b.shape, b.dtype), new_state, state)
+  assert all(jax.tree.leaves(same))
+  assert loss.shape == () and loss.dtype == jnp.float32
+  settings = measure.MeasureSettings(batch_size=4, max_steps=3)
+  record, _ = jax.eval_shape(lambda p, st, b, v, k: measure.measure(
+      model_forward, output_loss, settings, p, measure.Context(st.model_state, st.opt_state,
+                                                                st.step, {}), b, v, k),
+      params, state, batch, jax.eval_shape(lambda p: measure.init_state(settings, p), params),
+      jax.random.PRNGKey(1))
+  assert record["eigenvalues"].shape == (1,) and record["eigenvalues"].dtype == jnp.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "svhn_cropped"])
 def test_new_datasets_end_to_end(dataset, tmp_path, capsys):
   with mocked(dataset, tmp_path) as data_dir:
@@ -92,7 +130,7 @@ def test_new_datasets_end_to_end(dataset, tmp_path, capsys):
   final = raw["final"]
   assert final["noisy_labels"] == NUM_MOCK // 2
   assert final["data_fingerprint"]["dataset"] == dataset
-  spec = images.SPECS[dataset]
+  spec = image_specs.SPECS[dataset]
   assert final["parameters"] == int(np.prod(spec.image_shape)) * 8 + 8 + 8 * spec.num_classes + (
       spec.num_classes)
   assert len(raw["records"]) == 2
@@ -106,8 +144,8 @@ def batchnorm_runs(tmp_path):
                                "--max_steps=2", "--measure_every_steps=1",
                                "--lanczos_max_steps=3", "--raw_data_output=", *NO_PDFS])
     ic.problems(ic.FLAGS)
-    measured = dataclasses.replace(cli.run_settings(ic.FLAGS, title="t"),
-                                   outputs=experiment.Outputs())
+    measured = dataclasses.replace(cli_settings.run_settings(ic.FLAGS, title="t"),
+                                   outputs=())
     unmeasured = dataclasses.replace(measured, loop=dataclasses.replace(
         measured.loop, measure_every_steps=None, measure_gap_s=None))
     finals = []
@@ -115,7 +153,7 @@ def batchnorm_runs(tmp_path):
       seen = {}
 
       def build(key):
-        problem = ic.vision.build(ic.FLAGS, key)
+        problem = ic.TASK.build(ic.FLAGS, key)
         seen["initial"] = jax.tree.map(np.array, problem.model_state)
 
         def evaluate(params, model_state):
@@ -129,6 +167,7 @@ def batchnorm_runs(tmp_path):
   return finals
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_never_move_in_a_measurement(tmp_path, capsys):
   measured, unmeasured = batchnorm_runs(tmp_path)
   jax.tree.map(np.testing.assert_array_equal, measured["final"], unmeasured["final"])
@@ -137,8 +176,9 @@ def test_batchnorm_statistics_never_move_in_a_measurement(tmp_path, capsys):
   assert any(jax.tree.leaves(moved))                         # ... and training moved them
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_move_once_per_sam_step():
-  """One SAM step through `steps.make_update_step`: the new running statistics are those of one
+  """One SAM step through `update.sam_update`: the new running statistics are those of one
   train-mode pass at the unperturbed weights (the ascent pass's are discarded)."""
   model = resnet.make_resnet("ResNet20", num_classes=10)
   key = jax.random.PRNGKey(0)
@@ -146,16 +186,22 @@ def test_batchnorm_statistics_move_once_per_sam_step():
   batch = {"image": x, "label": jnp.array([0, 1, 2, 3], jnp.int32)}
   preprocess = lambda im: im.astype(jnp.float32) / 256
   params, stats = stateful.init_variables(model, key, preprocess(x[:1]))
-  train = stateful.train_loss(model, losses.squared_error, preprocess)
+  forward = stateful.train_forward(model, preprocess)
+
+  def train(p, s, b):
+    logits, new_stats = forward(p, s, b["image"])
+    return losses.squared_error(logits, b["label"]), new_stats
+
   optimizer = optax.sgd(0.1)
-  update = steps.make_update_step(lambda p, s, b: train(p, s, b), optimizer,
-                                  steps.SamSettings(rho=0.5))
+  step = jax.jit(lambda state, b: update.sam_update(
+      lambda p, bb: train(p, state.model_state, bb), optimizer, SamSettings(rho=0.5), state, b),
+      donate_argnums=0)
   _, expected = train(params, stats, batch)                   # the unperturbed pass
   direction = jax.grad(lambda p: train(p, stats, batch)[0])(params)
   scale = 0.5 / (optax.tree.norm(direction) + 1e-5)
   _, ascent = train(optax.tree.add_scale(params, scale, direction), stats, batch)
-  state = steps.init_state(jax.tree.map(jnp.copy, params), optimizer, stats)   # donated below
-  new_state, _ = update(state, batch)
+  state = update.init_state(jax.tree.map(jnp.copy, params), optimizer, stats)   # donated below
+  new_state, _ = step(state, batch)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                new_state.model_state, expected)
   differs = jax.tree.map(lambda a, b: not np.allclose(a, b, atol=1e-6), ascent, expected)

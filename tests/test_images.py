@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sam_edge.data import images
+from sam_edge.data import image_specs, images
 
 NUM_MOCK = 20
 
@@ -84,8 +84,8 @@ def sha256_of(split: dict[str, np.ndarray]) -> str:
 ])
 def test_mocked_full(name, shape, num_classes, version, tmp_path):
   data = load_mocked(name, tmp_path, batch_size=4)
-  assert data.num_classes == num_classes == images.SPECS[name].num_classes
-  assert images.SPECS[name].image_shape == shape
+  assert data.num_classes == num_classes == image_specs.SPECS[name].num_classes
+  assert image_specs.SPECS[name].image_shape == shape
   for split in (data.train, data.test):
     assert set(split) == {"image", "label"}
     assert split["image"].shape == (NUM_MOCK, *shape)
@@ -159,50 +159,50 @@ def test_unknown_dataset(name):
   with pytest.raises(ValueError, match=f"'{name}'.*mnist.*fashion_mnist"):
     images.load_image_dataset(name, batch_size=8)
   with pytest.raises(ValueError, match=f"'{name}'.*cifar10"):
-    images.expected_manual_files(name)
+    image_specs.expected_manual_files(name)
 
 
 def test_expected_manual_files():
-  assert images.expected_manual_files("mnist") == (
+  assert image_specs.expected_manual_files("mnist") == (
       "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
       "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-  assert (images.expected_manual_files("fashion_mnist")
-          == images.expected_manual_files("mnist"))
-  assert images.expected_manual_files("cifar10") == ("cifar-10-binary.tar.gz",)
-  assert images.expected_manual_files("cifar100") == ("cifar-100-binary.tar.gz",)
-  assert set(images.expected_manual_files("svhn_cropped")) == {
+  assert (image_specs.expected_manual_files("fashion_mnist")
+          == image_specs.expected_manual_files("mnist"))
+  assert image_specs.expected_manual_files("cifar10") == ("cifar-10-binary.tar.gz",)
+  assert image_specs.expected_manual_files("cifar100") == ("cifar-100-binary.tar.gz",)
+  assert set(image_specs.expected_manual_files("svhn_cropped")) == {
       "train_32x32.mat", "test_32x32.mat", "extra_32x32.mat"}
 
 
-@pytest.mark.parametrize("name", images.SUPPORTED)
+@pytest.mark.parametrize("name", image_specs.SUPPORTED)
 def test_specs_match_the_tfds_builders(name):
   builder = tfds.builder(name)           # No data needed: features come from the code.
-  assert images.SPECS[name].num_classes == builder.info.features["label"].num_classes
-  assert images.SPECS[name].image_shape == builder.info.features["image"].shape
-  assert images.TRAIN_SIZES[name] == images.SPECS[name].train_size
-  assert images.SUPPORTED == ("mnist", "fashion_mnist", "cifar10", "cifar100",
+  assert image_specs.SPECS[name].num_classes == builder.info.features["label"].num_classes
+  assert image_specs.SPECS[name].image_shape == builder.info.features["image"].shape
+  assert image_specs.TRAIN_SIZES[name] == image_specs.SPECS[name].train_size
+  assert image_specs.SUPPORTED == ("mnist", "fashion_mnist", "cifar10", "cifar100",
                               "svhn_cropped")
 
 
-@pytest.mark.parametrize("name", images.SUPPORTED)
+@pytest.mark.parametrize("name", image_specs.SUPPORTED)
 def test_download_urls_are_tfds_urls(name):
   urls = images.download_urls(name)
   assert set(urls) == set(tfds.builder_cls(name).url_infos)
   assert ({url.rsplit("/", 1)[1] for url in urls}
-          == set(images.expected_manual_files(name)))
+          == set(image_specs.expected_manual_files(name)))
 
 
-@pytest.mark.parametrize("name", images.SUPPORTED)
+@pytest.mark.parametrize("name", image_specs.SUPPORTED)
 def test_expected_manual_files_match_tfds_checksums(name):
   # TFDS looks for manual_dir / url_info.filename for every URL it downloads.
   tfds_names = {info.filename
                 for info in tfds.builder_cls(name).url_infos.values()}
-  assert set(images.expected_manual_files(name)) == tfds_names
+  assert set(image_specs.expected_manual_files(name)) == tfds_names
 
 
 def test_shared_mnist_has_expected_files(shared_data):
   for name in ("mnist", "fashion_mnist"):
-    for file_name in images.expected_manual_files(name):
+    for file_name in image_specs.expected_manual_files(name):
       assert (shared_data / name / file_name).is_file()
 
 
@@ -241,8 +241,8 @@ def real_mnist_loader(tmp_path_factory):
 def test_real_mnist(shared_data, real_mnist_loader):
   manual_dir = shared_data / "mnist"
   data = real_mnist_loader(manual_dir)
-  assert data.train["image"].shape == (images.SPECS["mnist"].train_size, 28, 28, 1)
-  assert data.test["image"].shape == (images.SPECS["mnist"].test_size, 28, 28, 1)
+  assert data.train["image"].shape == (image_specs.SPECS["mnist"].train_size, 28, 28, 1)
+  assert data.test["image"].shape == (image_specs.SPECS["mnist"].test_size, 28, 28, 1)
   assert data.train["image"].shape == (60_000, 28, 28, 1)
   assert data.test["image"].shape == (10_000, 28, 28, 1)
   assert data.train["label"].shape == (60_000,)

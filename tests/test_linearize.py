@@ -3,18 +3,13 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from jax.flatten_util import ravel_pytree
 
-from sam_edge import linearize
+from sam_edge.models import linearize
 
 B, D, H, C = 5, 3, 4, 2          # examples, inputs, hidden units, outputs
 
 
-@pytest.fixture
-def x64():
-  with jax.enable_x64(True):
-    yield
 
 
 def mlp(params, x):

@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sam_edge import loop, steps
+from sam_edge.optim import update as optim_update
+from sam_edge.run import loop
 
 DEVICE_SECONDS = 0.3
 
@@ -53,7 +54,7 @@ def test_seconds_is_the_whole_cost_not_the_dispatch():
       measure_key=jax.random.PRNGKey(1))
   progress = loop.Progress()
   settings = loop.LoopSettings(time_limit_s=600, measure_every_steps=1, max_steps=2)
-  state = steps.init_state(params, optax.sgd(0.1))
+  state = optim_update.init_state(params, optax.sgd(0.1))
   _, _, reason = loop.run_loop(components, state, params, progress, settings, loop.StopFlag(),
                                log=lambda line: None)
   assert reason == "max_steps" and len(progress.records) == 2

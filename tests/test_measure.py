@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from sam_edge import edges, losses, measure, optimizers, steps
+from sam_edge.curvature import measure
+from sam_edge.models import losses
+from sam_edge.optim import adam, thresholds, update
+from sam_edge.optim.optimizers import OptimizerSettings
+from sam_edge.optim.sam import SamSettings
 
 KEYS = ("eigenvalues", "residuals", "hvps", "two_over_eta", "sam_edge", "grad_norm", "loss",
         "g_alignment", "sg_alignment", "converged", "eigenvalue_kind", "operator", "edge",
@@ -25,24 +29,23 @@ def problem(seed):
 TRACES = []
 
 
-def scalar_loss(params, batch):
+def forward(params, model_state, batch, constants):
   TRACES.append(1)                       # Python side effect: runs only while tracing
-  logits = jax.nn.relu(batch["x"] @ params["w1"]) @ params["w2"]
+  return jax.nn.relu(batch["x"] @ params["w1"]) @ params["w2"], model_state
+
+
+def output_loss(logits, batch):
   return losses.squared_error(logits, batch["y"])
 
 
-def train_loss(params, model_state, batch, constants):
-  return scalar_loss(params, batch), model_state
-
-
-def hessian_loss(params, model_state, batch, constants):
-  return scalar_loss(params, batch)
+def scalar_loss(params, batch):
+  return output_loss(forward(params, {}, batch, {})[0], batch)
 
 
 def settings_for(name="sgd", rho=0.0, eta=0.05, k=1, **kw):
   return measure.MeasureSettings(
-      optimizer=optimizers.OptimizerSettings(name=name, step_size=eta),
-      sam=steps.SamSettings(rho=rho), batch_size=32, num_eigenvalues=k, **kw)
+      optimizer=OptimizerSettings(name=name, step_size=eta),
+      sam=SamSettings(rho=rho), batch_size=32, num_eigenvalues=k, **kw)
 
 
 def context(optimizer, params, step=0):
@@ -50,7 +53,7 @@ def context(optimizer, params, step=0):
 
 
 def measure_once(settings, params, batch, v0=None, key=0, step=0):
-  run = measure.make_measure(train_loss, hessian_loss, settings)
+  run = measure.make_measure(forward, output_loss, settings)
   state = measure.init_state(settings, params) if v0 is None else {"v1": v0, "curvature": {}}
   return run(params, context(settings.optimizer.make(), params, step), batch, state,
              jax.random.PRNGKey(key))
@@ -66,7 +69,7 @@ def test_record_fields(rho, k):
   assert np.all(np.diff(np.asarray(record["eigenvalues"])) <= 0)
   assert float(record["two_over_eta"]) == pytest.approx(40.0)
   assert float(record["step_size"]) == pytest.approx(0.05)
-  expected_edge = edges.sam_edge(record["grad_norm"], 0.05, rho)
+  expected_edge = thresholds.sam_edge(record["grad_norm"], 0.05, rho)
   assert float(record["sam_edge"]) == pytest.approx(float(expected_edge))
   assert float(record["edge"]) == pytest.approx(float(expected_edge))     # GD/SAM: the SAM-edge
   assert record["edge_label"] == ("2/η" if rho == 0 else "SAM-edge")
@@ -96,9 +99,8 @@ def test_power_iteration_says_magnitudes():
 
 def test_momentum_edge_and_schedule_step_size():
   """The record's `edge` is the configured method's: (2+2β)/η with η of the current step."""
-  schedule = optimizers.OptimizerSettings(name="momentum", step_size=0.1, momentum=0.5,
-                                          schedule="step", total_steps=10, boundaries=(0.5,),
-                                          factor=0.1)
+  schedule = OptimizerSettings(name="momentum", step_size=0.1, hyper={"momentum": 0.5},
+                               schedule="step", total_steps=10, boundaries=(0.5,), factor=0.1)
   settings = measure.MeasureSettings(optimizer=schedule, batch_size=32)
   params, batch = problem(0)
   for step, eta in ((0, 0.1), (5, 0.01)):
@@ -115,11 +117,12 @@ def test_adam_measures_the_preconditioned_hessian():
   params, batch = problem(4)
   settings = settings_for(name="adam", eta=1e-3, k=2, max_steps=60, tol=1e-6)
   optimizer = settings.optimizer.make()
-  state = steps.init_state(params, optimizer)
-  update = steps.make_update_step(train_loss_3, optimizer, steps.SamSettings())
+  state = update.init_state(params, optimizer)
+  step = jax.jit(lambda state, batch: update.sam_update(
+      lambda p, b: (scalar_loss(p, b), {}), optimizer, SamSettings(), state, batch))
   for _ in range(3):
-    state, _ = update(state, batch)
-  run = measure.make_measure(train_loss, hessian_loss, settings)
+    state, _ = step(state, batch)
+  run = measure.make_measure(forward, output_loss, settings)
   ctx = measure.Context({}, state.opt_state, state.step, {})
   record, _ = run(state.params, ctx, batch, measure.init_state(settings, params),
                   jax.random.PRNGKey(0))
@@ -127,8 +130,7 @@ def test_adam_measures_the_preconditioned_hessian():
   flat, unravel = ravel_pytree(state.params)
   dense = jax.hessian(lambda w: scalar_loss(unravel(w), batch))(flat)
   grad = jax.grad(scalar_loss)(state.params, batch)
-  p = ravel_pytree(optimizers.adam_preconditioner_from_state(state.opt_state, grad, 0.999,
-                                                             1e-8))[0]
+  p = ravel_pytree(adam.preconditioner_from_state(state.opt_state, grad, 0.999, 1e-8))[0]
   scaled = dense / jnp.sqrt(p)[:, None] / jnp.sqrt(p)[None, :]
   top = np.sort(np.linalg.eigvalsh(np.asarray(scaled, np.float64)))[::-1][:2]
   np.testing.assert_allclose(np.asarray(record["eigenvalues"]), top, rtol=1e-3)
@@ -137,13 +139,9 @@ def test_adam_measures_the_preconditioned_hessian():
   assert float(record["edge"]) == pytest.approx(2 * 1.9 / 0.1 / 1e-3)
 
 
-def train_loss_3(params, model_state, batch):
-  return scalar_loss(params, batch), model_state
-
-
 def test_second_measurement_does_not_retrace_or_recompile():
   settings = settings_for(rho=0.05, k=2, eta=0.1)
-  run = measure.make_measure(train_loss, hessian_loss, settings)
+  run = measure.make_measure(forward, output_loss, settings)
   params, batch = problem(1)
   opt = settings.optimizer.make()
   record, next_state = run(params, context(opt, params), batch,

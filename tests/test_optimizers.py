@@ -1,4 +1,5 @@
-"""Base optimizers (optax), L2 weight decay, Adam's preconditioner and the preconditioned matvec."""
+"""Base optimizers (optax), L2 weight decay, schedules, Adam's preconditioner and the
+preconditioned Hessian operator."""
 
 import jax
 import jax.numpy as jnp
@@ -7,13 +8,11 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from sam_edge import optimizers
-
-
-@pytest.fixture
-def x64():
-  with jax.enable_x64(True):
-    yield
+from sam_edge.curvature import hvp
+from sam_edge.optim import adam as adam_lib
+from sam_edge.optim import schedules
+from sam_edge.optim.optimizers import OPTIMIZERS, OptimizerSettings
+from tests.helpers import make_optimizer
 
 
 def loss(params, x):
@@ -55,7 +54,7 @@ def assert_bitwise(a, b):
 
 def test_sgd_is_exactly_optax_sgd():
   params, x = problem()
-  ours = optimizers.make_base_optimizer("sgd", 0.1)
+  ours = make_optimizer("sgd", 0.1)
   assert jax.tree.structure(ours.init(params)) == jax.tree.structure(optax.sgd(0.1).init(params))
   for a, b in zip(run(ours, params, x, 5), run(optax.sgd(0.1), params, x, 5), strict=True):
     assert_bitwise(a, b)
@@ -64,8 +63,8 @@ def test_sgd_is_exactly_optax_sgd():
 @pytest.mark.parametrize("name", ["momentum", "nesterov"])
 def test_momentum_zero_is_bitwise_sgd_over_several_steps(name):
   params, x = problem()
-  sgd = run(optimizers.make_base_optimizer("sgd", 0.1), params, x, 6)
-  ours = run(optimizers.make_base_optimizer(name, 0.1, momentum=0.0), params, x, 6)
+  sgd = run(make_optimizer("sgd", 0.1), params, x, 6)
+  ours = run(make_optimizer(name, 0.1, momentum=0.0), params, x, 6)
   for a, b in zip(ours, sgd, strict=True):
     assert_bitwise(a, b)
   assert not np.array_equal(np.asarray(sgd[-1]["b"]), np.asarray(params["b"]))   # it moved
@@ -77,7 +76,7 @@ def test_momentum_follows_its_recurrence_negative_beta_included(x64, name, beta)
   """m ← g + β m;  heavy ball w ← w − η m,  Nesterov w ← w − η (g + β m); by hand in numpy."""
   params, x = problem(jnp.float64)
   eta = 0.05
-  got = run(optimizers.make_base_optimizer(name, eta, momentum=beta), params, x, 4)
+  got = run(make_optimizer(name, eta, momentum=beta), params, x, 4)
   w = {k: np.asarray(v) for k, v in params.items()}
   m = {k: np.zeros_like(v) for k, v in w.items()}
   for params_t in got:
@@ -93,12 +92,12 @@ def test_weight_decay_is_l2_before_the_base_optimizer(x64):
   """sgd: w ← w − η (g + wd·w). adam: Adam of d = g + wd·w, so not AdamW's decoupled decay."""
   params, x = problem(jnp.float64)
   eta, wd = 0.1, 0.05
-  (got,) = run(optimizers.make_base_optimizer("sgd", eta, weight_decay=wd), params, x, 1)
+  (got,) = run(make_optimizer("sgd", eta, weight_decay=wd), params, x, 1)
   g = jax.grad(loss)(params, x)
   for k in params:
     np.testing.assert_allclose(got[k], params[k] - eta * (g[k] + wd * params[k]), rtol=1e-13)
   b1, b2, eps = 0.9, 0.999, 1e-8
-  (got,) = run(optimizers.make_base_optimizer("adam", eta, adam_b1=b1, adam_b2=b2, adam_eps=eps,
+  (got,) = run(make_optimizer("adam", eta, adam_b1=b1, adam_b2=b2, adam_eps=eps,
                                               weight_decay=wd), params, x, 1)
   (adamw,) = run(optax.adamw(eta, b1=b1, b2=b2, eps=eps, weight_decay=wd), params, x, 1)
   for k in params:
@@ -111,16 +110,18 @@ def test_weight_decay_is_l2_before_the_base_optimizer(x64):
 
 
 def test_schedules_and_step_size_at():
-  schedule = optax.linear_schedule(0.2, 0.0, 10)
+  settings = OptimizerSettings("momentum", 0.2, hyper={"momentum": 0.5}, schedule="cosine",
+                               total_steps=10)
+  schedule = schedules.make_schedule("cosine", 0.2, total_steps=10)
   params, x = problem()
-  ours = run(optimizers.make_base_optimizer("momentum", schedule, momentum=0.5), params, x, 3)
+  ours = run(settings.make(), params, x, 3)
   ref = run(optax.sgd(schedule, momentum=0.5), params, x, 3)
   for a, b in zip(ours, ref, strict=True):
     assert_bitwise(a, b)
-  assert float(optimizers.step_size_at(schedule, jnp.int32(5))) == pytest.approx(0.1)
-  assert float(optimizers.step_size_at(0.3, jnp.int32(5))) == pytest.approx(0.3)
-  traced = jax.jit(lambda s: optimizers.step_size_at(schedule, s))(jnp.int32(2))
-  assert float(traced) == pytest.approx(0.16)
+  assert float(schedules.step_size_at(settings.learning_rate(), jnp.int32(5))) == pytest.approx(0.1)
+  assert float(schedules.step_size_at(0.3, jnp.int32(5))) == pytest.approx(0.3)
+  traced = jax.jit(lambda s: schedules.step_size_at(schedule, s))(jnp.int32(10))
+  assert float(traced) == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize("kwargs", [dict(name="adagrad"), dict(name="momentum", momentum=1.0),
@@ -130,16 +131,16 @@ def test_schedules_and_step_size_at():
 def test_bad_settings_are_refused(kwargs):
   name = kwargs.pop("name")
   with pytest.raises(ValueError):
-    optimizers.make_base_optimizer(name, 0.1, **kwargs)
+    make_optimizer(name, 0.1, **kwargs)
 
 
 def test_find_adam_state_inside_a_chain():
   params, _ = problem()
-  state = optimizers.make_base_optimizer("adam", 0.1, weight_decay=0.1).init(params)
-  found = optimizers.find_adam_state(state)
+  state = make_optimizer("adam", 0.1, weight_decay=0.1).init(params)
+  found = adam_lib.find_adam_state(state)
   assert isinstance(found, optax.ScaleByAdamState) and int(found.count) == 0
   with pytest.raises(ValueError):
-    optimizers.find_adam_state(optimizers.make_base_optimizer("momentum", 0.1).init(params))
+    adam_lib.find_adam_state(make_optimizer("momentum", 0.1).init(params))
 
 
 @pytest.mark.parametrize("num_steps", [0, 3])
@@ -148,14 +149,14 @@ def test_adam_preconditioner_is_the_one_the_next_adam_step_applies(x64, num_step
   optax.adam update equals −η m̂ / P with m̂ = (β1 μ + (1 − β1) d)/(1 − β1^(t+1))."""
   params, x = problem(jnp.float64)
   eta, b1, b2, eps = 0.05, 0.8, 0.95, 1e-3
-  adam = optimizers.make_base_optimizer("adam", eta, adam_b1=b1, adam_b2=b2, adam_eps=eps)
+  adam = make_optimizer("adam", eta, adam_b1=b1, adam_b2=b2, adam_eps=eps)
   opt_state = adam.init(params)
   for _ in range(num_steps):
     updates, opt_state = adam.update(jax.grad(loss)(params, x), opt_state, params)
     params = optax.apply_updates(params, updates)
   d = jax.grad(loss)(params, x)
-  precond = optimizers.adam_preconditioner_from_state(opt_state, d, b2, eps)
-  state = optimizers.find_adam_state(opt_state)
+  precond = adam_lib.preconditioner_from_state(opt_state, d, b2, eps)
+  state = adam_lib.find_adam_state(opt_state)
   t = num_steps
   assert int(state.count) == t
   next_update, _ = adam.update(d, opt_state, params)
@@ -167,22 +168,25 @@ def test_adam_preconditioner_is_the_one_the_next_adam_step_applies(x64, num_step
     np.testing.assert_allclose(next_update[k], -eta * m_hat / hand, rtol=1e-12)
 
 
-def test_preconditioned_matvec_matches_the_dense_matrix(x64):
-  """v ↦ P^{-1/2} H P^{-1/2} v, on params pytrees and on raveled vectors, against dense algebra."""
+def test_preconditioned_operator_matches_the_dense_matrix(x64):
+  """`hvp.operator` with a diagonal P: v ↦ P^{-1/2} H P^{-1/2} v against dense algebra."""
   params, x = problem(jnp.float64)
   flat, unravel = ravel_pytree(params)
-  flat_loss = lambda w: loss(unravel(w), x)
-  hessian = np.asarray(jax.hessian(flat_loss)(flat))
+  hessian = np.asarray(jax.hessian(lambda w: loss(unravel(w), x))(flat))
   precond = jax.tree.map(lambda p: 0.5 + jnp.abs(p), params)     # any positive diagonal
   p_flat = np.asarray(ravel_pytree(precond)[0])
   dense = hessian / np.sqrt(np.outer(p_flat, p_flat))
   v = jax.random.normal(jax.random.PRNGKey(3), flat.shape, jnp.float64)
-
-  hvp_tree = lambda u: jax.jvp(lambda p: jax.grad(loss)(p, x), (params,), (u,))[1]
-  got_tree = optimizers.preconditioned_matvec(hvp_tree, precond)(unravel(v))
-  np.testing.assert_allclose(ravel_pytree(got_tree)[0], dense @ np.asarray(v), rtol=1e-10,
-                             atol=1e-12)
-  hvp_flat = lambda u: jax.jvp(jax.grad(flat_loss), (flat,), (u,))[1]
-  got_flat = optimizers.preconditioned_matvec(hvp_flat, jnp.asarray(p_flat))(v)
-  np.testing.assert_allclose(got_flat, dense @ np.asarray(v), rtol=1e-10, atol=1e-12)
+  matvec, _, _ = hvp.operator(loss, params, x, precondition=precond)
+  np.testing.assert_allclose(matvec(v), dense @ np.asarray(v), rtol=1e-10, atol=1e-12)
   assert not np.allclose(dense, hessian, rtol=1e-2)          # P is not the identity
+
+
+def test_every_optimizer_entry_is_complete():
+  """Each table entry builds, has an edge formula and a title, and declares checked flags."""
+  for name, entry in OPTIMIZERS.items():
+    settings = OptimizerSettings(name, 0.1)
+    assert settings.make() is not None
+    assert isinstance(entry.edge_formula(settings.values), str)
+    assert isinstance(entry.title(settings.values), str)
+    assert all(o.problem(o.default) is None for o in entry.options)

@@ -1,4 +1,5 @@
-"""Tests for sam_edge.plots: the four PDFs and the figures behind them."""
+"""The run's figures (`plots.run`) drawn by the figure engine (`plots.figure`), and the writer
+that writes the figures whose outputs are set."""
 import math
 import os
 import subprocess
@@ -7,7 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from sam_edge import plots
+from sam_edge.plots import figure
+from sam_edge.plots import run as run_figures
+from sam_edge.plots.spec import HLine, Panel, Series
+from sam_edge.run import loop, outputs
 
 TITLE = "mnist MLP, ρ=0.1, η=0.01"
 NAMES = ("eigs_curve", "eigs_se_only", "alignment_curve", "loss_curve")
@@ -49,13 +53,17 @@ def _outputs(folder) -> dict[str, str]:
   return {name: str(folder / f"{name}.pdf") for name in NAMES}
 
 
+def writer(paths: dict[str, str], raw) -> outputs.Writer:
+  """A run's writer with the outputs `paths` ({name: path}) over the records of `raw`."""
+  progress = loop.Progress(records=raw["records"],
+                           losses=raw.get("losses") or {"step": [], "loss": []})
+  return outputs.Writer({f"{name}_output": path for name, path in paths.items()}, TITLE,
+                        raw.get("config") or {}, progress, {})
+
+
 def _write(raw, folder) -> dict[str, str]:
   paths = _outputs(folder)
-  plots.write_all_plots(
-      raw, eigs_curve_output=paths["eigs_curve"],
-      eigs_se_only_output=paths["eigs_se_only"],
-      alignment_curve_output=paths["alignment_curve"],
-      loss_curve_output=paths["loss_curve"], title=TITLE)
+  writer(paths, raw).plots(raw.get("final") or {})
   return paths
 
 
@@ -84,9 +92,7 @@ def test_write_all_plots_zero_records(tmp_path):
 
 def test_write_all_plots_skips_empty_outputs(tmp_path):
   path = str(tmp_path / "loss.pdf")
-  plots.write_all_plots(make_raw(2), eigs_curve_output=None,
-                        eigs_se_only_output="", alignment_curve_output=None,
-                        loss_curve_output=path, title=TITLE)
+  writer({"loss_curve": path, "eigs_se_only": ""}, make_raw(2)).plots({})
   assert os.listdir(tmp_path) == ["loss.pdf"]
 
 
@@ -106,7 +112,7 @@ def _check_labels(fig) -> None:
 
 @pytest.mark.parametrize("k", [1, 3])
 def test_eigs_figure_legend(k):
-  fig = plots.build_figure(plots.eigs_spec(make_raw(k), TITLE))
+  fig = build(run_figures.eigs_panel(make_raw(k), TITLE))
   labels = _legend_labels(fig)
   assert len(labels) == k + 2
   assert labels[0] == "λ1 (top Hessian eigenvalue)"
@@ -120,8 +126,7 @@ def test_eigs_figure_legend(k):
 
 @pytest.mark.parametrize("k", [1, 3])
 def test_eigs_se_only_has_no_two_over_eta(k):
-  fig = plots.build_figure(
-      plots.eigs_spec(make_raw(k), TITLE, with_two_over_eta=False))
+  fig = build(run_figures.eigs_panel(make_raw(k), TITLE, with_two_over_eta=False))
   labels = _legend_labels(fig)
   assert len(labels) == k + 1
   assert "2/η" not in labels
@@ -129,13 +134,13 @@ def test_eigs_se_only_has_no_two_over_eta(k):
 
 
 def test_eigs_two_over_eta_is_horizontal_line():
-  spec = plots.eigs_spec(make_raw(2), TITLE)
+  spec = run_figures.eigs_panel(make_raw(2), TITLE)
   assert [h.y for h in spec.hlines] == [200.0]
 
 
 def test_eigs_with_nans_drops_points():
   raw = make_raw(3, n=20, nans=True)
-  fig = plots.build_figure(plots.eigs_spec(raw, TITLE))
+  fig = build(run_figures.eigs_panel(raw, TITLE))
   for line in fig.axes[0].get_lines():
     assert np.all(np.isfinite(np.asarray(line.get_ydata(), dtype=float)))
   lam1 = fig.axes[0].get_lines()[0]
@@ -143,7 +148,7 @@ def test_eigs_with_nans_drops_points():
 
 
 def test_alignment_figure():
-  fig = plots.build_figure(plots.alignment_spec(make_raw(2), TITLE))
+  fig = build(run_figures.alignment_panel(make_raw(2), TITLE))
   labels = _legend_labels(fig)
   assert labels == ["|cos(∇L, v1)|", "|cos(∇L_SAM, v1)|"]
   assert fig.axes[0].get_ylim() == (0.0, 1.0)
@@ -152,7 +157,7 @@ def test_alignment_figure():
 
 def test_loss_figure_prefers_losses_and_uses_log_scale():
   raw = make_raw(1, n=5)
-  fig = plots.build_figure(plots.loss_spec(raw, TITLE))
+  fig = build(run_figures.loss_panel(raw, TITLE))
   (line,) = fig.axes[0].get_lines()
   assert len(line.get_xdata()) == 50
   assert fig.axes[0].get_yscale() == "log"
@@ -163,7 +168,7 @@ def test_loss_figure_prefers_losses_and_uses_log_scale():
 def test_loss_figure_from_records_linear_when_not_positive():
   raw = make_raw(1, n=5, with_losses=False)
   raw["records"][2]["loss"] = 0.0
-  fig = plots.build_figure(plots.loss_spec(raw, TITLE))
+  fig = build(run_figures.loss_panel(raw, TITLE))
   (line,) = fig.axes[0].get_lines()
   assert len(line.get_xdata()) == 5
   assert fig.axes[0].get_yscale() == "linear"
@@ -172,8 +177,9 @@ def test_loss_figure_from_records_linear_when_not_positive():
 def test_zero_records_figures_say_so():
   """No measurements: labelled axes saying "no measurements", not an empty legend."""
   raw = {"config": {}, "records": [], "final": {}}
-  for name, spec in plots.all_specs(raw, TITLE).items():
-    fig = plots.build_figure(spec)
+  for out in run_figures.FIGURES[:4]:
+    name = out.flag.removesuffix("_output")
+    fig = figure.build(out.panels(raw, TITLE))
     _check_labels(fig)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == (["no training steps"] if name == "loss_curve" else ["no measurements"])
@@ -184,28 +190,28 @@ def test_unconverged_points_are_hollow_with_a_legend_entry():
   raw = make_raw(2, n=4)
   raw["records"][1]["converged"] = False
   raw["records"][3]["converged"] = False
-  fig = plots.build_figure(plots.eigs_spec(raw, TITLE))
-  assert plots.UNCONVERGED_LABEL in _legend_labels(fig)
+  fig = build(run_figures.eigs_panel(raw, TITLE))
+  assert run_figures.UNCONVERGED_LABEL in _legend_labels(fig)
   hollow = [line for line in fig.axes[0].get_lines() if line.get_markerfacecolor() == "none"]
   assert len(hollow) == 2                                       # one per eigenvalue
   steps = sorted(float(x) for line in hollow for x in line.get_xdata())
   assert steps == [10.0, 10.0, 30.0, 30.0]
   converged = make_raw(2, n=4)
-  fig = plots.build_figure(plots.eigs_spec(converged, TITLE))
-  assert plots.UNCONVERGED_LABEL not in _legend_labels(fig)
+  fig = build(run_figures.eigs_panel(converged, TITLE))
+  assert run_figures.UNCONVERGED_LABEL not in _legend_labels(fig)
 
 
 def test_magnitudes_are_labelled_as_such():
   raw = make_raw(1, n=3)
   for r in raw["records"]:
     r["eigenvalue_kind"] = "magnitude"
-  assert "|λ1|" in _legend_labels(plots.build_figure(plots.eigs_spec(raw, TITLE)))[0]
+  assert "|λ1|" in _legend_labels(build(run_figures.eigs_panel(raw, TITLE)))[0]
 
 
 def test_diverged_run_marks_the_step_on_the_loss_plot():
   raw = make_raw(1, n=5)
   raw["final"] = {"stopped_because": "diverged", "diverged_at_step": 3}
-  fig = plots.build_figure(plots.loss_spec(raw, TITLE))
+  fig = build(run_figures.loss_panel(raw, TITLE))
   assert "diverged at step 3" in _legend_labels(fig)
 
 
@@ -214,7 +220,7 @@ def test_thin_points_keeps_extremes():
   y = np.ones_like(x)
   y[54_321] = 1e6
   y[7] = -5.0
-  tx, ty = plots.thin_points(x, y, max_points=1000)
+  tx, ty = figure.thin_points(x, y, max_points=1000)
   assert len(tx) <= 1000
   assert 1e6 in ty and -5.0 in ty
   assert np.all(np.diff(tx) > 0)
@@ -222,10 +228,8 @@ def test_thin_points_keeps_extremes():
 
 def test_plot_curves_writes_pdf(tmp_path):
   path = str(tmp_path / "c.pdf")
-  fig = plots.plot_curves(
-      path, title="t", xlabel="x", ylabel="y",
-      series=[plots.Series("a", [0, 1, 2], [1.0, math.nan, 3.0])],
-      hlines=[plots.HLine("h", 2.0), plots.HLine("bad", math.nan)])
+  fig = figure.write(path, [Panel("t", "x", "y", [Series("a", [0, 1, 2], [1.0, math.nan, 3.0])],
+                                 hlines=[HLine("h", 2.0), HLine("bad", math.nan)])])
   assert _legend_labels(fig) == ["a", "h"]
   with open(path, "rb") as f:
     assert f.read(4) == b"%PDF"
@@ -233,7 +237,9 @@ def test_plot_curves_writes_pdf(tmp_path):
 
 
 def test_import_does_not_touch_pyplot_or_jax():
-  code = ("import sys\nimport sam_edge.plots, sam_edge.records\n"
+  code = ("import sys\nimport sam_edge.plots.run, sam_edge.plots.spec, sam_edge.records\n"
+          "bad = [m for m in ('jax', 'matplotlib') if m in sys.modules]\n"
+          "assert not bad, bad\nimport sam_edge.plots.figure\n"
           "bad = [m for m in ('jax', 'matplotlib.pyplot') if m in sys.modules]\n"
           "assert not bad, bad\n")
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -245,20 +251,25 @@ def test_the_method_edge_is_drawn_with_its_formula():
   raw = make_raw(1, n=4)
   for r in raw["records"]:
     r.update(edge=3.8 / 0.1, edge_label="(2+2β)/η, β=0.9", operator="hessian")
-  labels = _legend_labels(plots.build_figure(plots.eigs_spec(raw, TITLE)))
-  assert "(2+2β)/η, β=0.9" in labels and plots.SAM_EDGE_LABEL not in labels
+  labels = _legend_labels(build(run_figures.eigs_panel(raw, TITLE)))
+  assert "(2+2β)/η, β=0.9" in labels and run_figures.SAM_EDGE_LABEL not in labels
   for r in raw["records"]:                                  # no closed form: no edge at all
     r.update(edge=None, edge_label=None)
-  labels = _legend_labels(plots.build_figure(plots.eigs_spec(raw, TITLE)))
+  labels = _legend_labels(build(run_figures.eigs_panel(raw, TITLE)))
   assert not any("edge" in label.lower() for label in labels)
   for r in raw["records"]:                                  # SAM: the reference's SAM edge
     r.update(edge=r["sam_edge"], edge_label="SAM-edge")
-  assert plots.SAM_EDGE_LABEL in _legend_labels(plots.build_figure(plots.eigs_spec(raw, TITLE)))
+  assert run_figures.SAM_EDGE_LABEL in _legend_labels(build(run_figures.eigs_panel(raw, TITLE)))
 
 
 def test_adam_figures_say_preconditioned():
   raw = make_raw(1, n=3)
   for r in raw["records"]:
     r.update(operator="preconditioned_hessian", edge=38.0, edge_label="2(1+β1)/((1−β1)η)")
-  fig = plots.build_figure(plots.eigs_spec(raw, TITLE))
+  fig = build(run_figures.eigs_panel(raw, TITLE))
   assert "preconditioned" in fig.axes[0].get_ylabel()
+
+
+def build(panel):
+  """One panel drawn by the engine."""
+  return figure.build([panel])

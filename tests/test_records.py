@@ -69,7 +69,7 @@ def test_write_raw_unpicklable_keeps_old_file(tmp_path):
   path = tmp_path / "run.pkl"
   records.write_raw(str(path), {"config": {"a": 1}, "records": [], "final": {}})
   before = path.read_bytes()
-  with pytest.raises(Exception):
+  with pytest.raises(TypeError):                   # a lock cannot be pickled
     records.write_raw(str(path), {"config": {"lock": threading.Lock()}})
   assert path.read_bytes() == before
   assert os.listdir(tmp_path) == ["run.pkl"]

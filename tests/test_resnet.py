@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sam_edge import losses
-from sam_edge.models import resnet, stateful
+from sam_edge.curvature.objective import Objective
+from sam_edge.models import losses, resnet, stateful
 
 REFERENCE_ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "elu": jax.nn.elu,
                          "gelu": jax.nn.gelu, "softplus": jax.nn.softplus}
@@ -268,7 +268,7 @@ def identity(images):
 
 
 @pytest.fixture(scope="module")
-def resnet20_mnist():
+def resnet20_mnist():  # its tests compile ResNet-20's training step: slow
   """ResNet20 for 28x28x1 inputs, really initialised, and a batch of 4 images."""
   model = resnet.make_resnet("ResNet20", num_classes=10)
   images = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
@@ -277,6 +277,7 @@ def resnet20_mnist():
   return model, params, stats, {"image": images, "label": jnp.array([3, 1, 4, 1])}
 
 
+@pytest.mark.slow
 def test_init(resnet20_mnist):
   _, params, stats, _ = resnet20_mnist
   np.testing.assert_array_equal(stats["stage1_block0"]["bn1"]["mean"], 0)
@@ -301,9 +302,10 @@ def sam_step(train_fn, params, stats, batch, rho=0.05, eta=0.1):
   return new_params, new_stats, loss, ascent_stats
 
 
+@pytest.mark.slow
 def test_sam_step_updates_running_statistics_once_from_the_unperturbed_pass(resnet20_mnist):
   model, params, stats, batch = resnet20_mnist
-  train_fn = stateful.train_loss(model, losses.cross_entropy, identity)
+  train_fn = train_loss(model, losses.cross_entropy)
   step = jax.jit(lambda p, s, b: sam_step(train_fn, p, s, b))
   new_params, new_stats, loss, ascent_stats = step(params, stats, batch)
   assert np.isfinite(loss)
@@ -316,7 +318,7 @@ def test_sam_step_updates_running_statistics_once_from_the_unperturbed_pass(resn
   # Every layer: the statistics of one train-mode pass at w (not at w + ε, not two moves).
   # The ascent pass has statistics of its own, so the comparison tells the passes apart.
   _, once = jax.jit(train_fn)(params, stats, batch)
-  for got, want, ascent in zip(jax.tree.leaves(new_stats), jax.tree.leaves(once),
+  for got, want, _ in zip(jax.tree.leaves(new_stats), jax.tree.leaves(once),
                                jax.tree.leaves(ascent_stats)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
   assert max(np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(
@@ -328,19 +330,26 @@ def test_sam_step_updates_running_statistics_once_from_the_unperturbed_pass(resn
                              rtol=1e-4, atol=1e-7)
 
 
-def test_measure_loss_is_the_trained_loss_and_returns_no_statistics(resnet20_mnist):
+@pytest.mark.slow
+def test_the_measured_loss_is_the_trained_loss_and_returns_no_statistics(resnet20_mnist):
+  """A measurement's objective (the train-mode forward pass with the measured batch's own
+  statistics, then the loss) has the trained loss's value and gradient, whatever the running
+  statistics, and hands back a scalar only."""
   model, params, stats, batch = resnet20_mnist
-  train_fn = stateful.train_loss(model, losses.cross_entropy, identity)
-  measure = stateful.measure_loss(model, losses.cross_entropy, identity)
-  # A scalar, nothing else: a measurement cannot hand statistics back to the trainer.
-  out = jax.eval_shape(measure, params, stats, batch)
+  train_fn = train_loss(model, losses.cross_entropy)
+  forward = stateful.train_forward(model, identity)
+
+  def objective(running):
+    return Objective(lambda p, b: forward(p, running, b["image"])[0],
+                     lambda logits, b: losses.cross_entropy(logits, b["label"]))
+  out = jax.eval_shape(objective(stats).loss, params, batch)
   assert isinstance(out, jax.ShapeDtypeStruct) and out.shape == ()
 
   @jax.jit
   def both(params, stats, other_stats, batch):
-    measured = jax.value_and_grad(measure)(params, stats, batch)
+    measured = jax.value_and_grad(objective(stats).loss)(params, batch)
     (trained, _), train_grad = jax.value_and_grad(train_fn, has_aux=True)(params, stats, batch)
-    return measured, (trained, train_grad), measure(params, other_stats, batch)
+    return measured, (trained, train_grad), objective(other_stats).loss(params, batch)
   other = jax.tree.map(lambda s: s + 0.5, stats)
   (value, grad), (train_value, train_grad), with_other = both(params, stats, other, batch)
   np.testing.assert_allclose(value, train_value, rtol=1e-6)
@@ -350,24 +359,14 @@ def test_measure_loss_is_the_trained_loss_and_returns_no_statistics(resnet20_mni
   np.testing.assert_allclose(with_other, value, rtol=1e-6)
 
 
-def test_measure_loss_with_running_statistics(resnet20_mnist):
-  model, params, stats, batch = resnet20_mnist
-  running = stateful.measure_loss(model, losses.squared_error, identity, statistics="running")
-  batch_mode = stateful.measure_loss(model, losses.squared_error, identity)
-  logits = stateful.eval_logits(model, identity)
+def train_loss(model, loss):
+  """(params, batch_stats, batch) -> (L, new statistics): the training loss of the task."""
+  forward = stateful.train_forward(model, identity)
 
-  @jax.jit
-  def all_three(params, stats, batch):
-    return (running(params, stats, batch), batch_mode(params, stats, batch),
-            losses.squared_error(logits(params, stats, batch["image"]), batch["label"]))
-  with_running, with_batch, by_hand = all_three(params, stats, batch)
-  np.testing.assert_allclose(with_running, by_hand, rtol=1e-6)
-  assert abs(float(with_running) - float(with_batch)) > 1e-3
-
-
-def test_measure_loss_rejects_unknown_statistics(resnet20_mnist):
-  with pytest.raises(ValueError, match="moving"):
-    stateful.measure_loss(resnet20_mnist[0], losses.cross_entropy, identity, statistics="moving")
+  def fn(params, batch_stats, batch):
+    logits, new_stats = forward(params, batch_stats, batch["image"])
+    return loss(logits, batch["label"]), new_stats
+  return fn
 
 
 def small_batch_logits(train: bool):

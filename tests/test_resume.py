@@ -3,10 +3,15 @@
 import pickle
 
 import numpy as np
+import pytest
 
 import image_classification
 import transformer
-from sam_edge import checkpoints, cli
+from sam_edge.cli import main as cli
+from sam_edge.cli import settings as cli_settings
+from sam_edge.run import checkpoints
+
+pytestmark = pytest.mark.slow       # every test here runs whole experiments
 
 TEXT_TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
              "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=10", "--rho=0.1",
@@ -91,17 +96,18 @@ def run_stopped_at(module, args, folder, stop_at):
   """A run of `args` (whose --max_steps sets the schedule's length) stopped after `stop_at` steps
   as a preemption would stop it, with its checkpoint written."""
   import dataclasses
-  from sam_edge import experiment
+
+  from sam_edge.run import experiment
   folder.mkdir(exist_ok=True)
   cli.parse_flags(module.FLAGS, [module.PROG] + args + [
       "--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
       "--loss_curve_output=", f"--raw_data_output={folder / 'raw.pkl'}"])
   assert not module.problems(module.FLAGS)
-  settings = cli.run_settings(module.FLAGS, title="t")
+  settings = cli_settings.run_settings(module.FLAGS, title="t")
   settings = dataclasses.replace(settings, loop=dataclasses.replace(settings.loop,
                                                                      max_steps=stop_at))
-  _, code = experiment.run(settings, lambda key: module.vision.build(module.FLAGS, key),
-                           cli.flag_values(module.FLAGS))
+  _, code = experiment.run(settings, lambda key: module.TASK.build(module.FLAGS, key),
+                           cli_settings.flag_values(module.FLAGS))
   assert code == 0
   return pickle.loads((folder / "raw.pkl").read_bytes())
 

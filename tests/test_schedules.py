@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from sam_edge import schedules
+from sam_edge.optim import schedules
 
 ETA = 0.1
 

@@ -6,15 +6,13 @@ import numpy as np
 import optax
 import pytest
 
-from sam_edge import optimizers, steps
+from sam_edge.optim import update
+from sam_edge.optim.sam import SAM_VARIANTS, SamSettings
+from tests.helpers import make_optimizer
 
 A = jnp.diag(jnp.array([3.0, 1.0]))
 
 
-@pytest.fixture
-def x64():
-  with jax.enable_x64(True):
-    yield
 
 
 def quadratic(params, batch):
@@ -23,9 +21,11 @@ def quadratic(params, batch):
   return 0.5 * w @ A @ w, {}
 
 
-def stateless(loss_fn):
-  """A LossFn as the (params, model_state, batch) loss that make_update_step binds."""
-  return lambda params, model_state, batch: loss_fn(params, batch)
+def jitted_update(loss_fn, optimizer, sam):
+  """`update.sam_update` jitted as the run's training step jits it (the old state donated)."""
+  return jax.jit(lambda state, batch: update.sam_update(loss_fn, optimizer, sam, state, batch),
+                 donate_argnums=0)
+
 
 
 def regression(params, batch):
@@ -59,9 +59,9 @@ def test_sam_step_on_a_quadratic_by_hand():
   g = np.array([3.0, 2.0])                                  # A w
   w_adv = w + rho * g / (np.linalg.norm(g) + 1e-5)
   expected = w - eta * (np.diag([3.0, 1.0]) @ w_adv)
-  state = steps.init_state({"w": jnp.array(w)}, optax.sgd(eta))
-  new_state, loss = steps.make_update_step(stateless(quadratic), optax.sgd(eta),
-                                           steps.SamSettings(rho))(state, None)
+  state = update.init_state({"w": jnp.array(w)}, optax.sgd(eta))
+  new_state, loss = jitted_update(quadratic, optax.sgd(eta),
+                                           SamSettings(rho))(state, None)
   np.testing.assert_allclose(new_state.params["w"], expected, rtol=1e-6)
   assert float(loss) == pytest.approx(0.5 * (3 * 1 + 4), rel=1e-6)   # loss before the step
   assert int(new_state.step) == 1 and new_state.model_state == {}
@@ -71,13 +71,13 @@ def test_rho_zero_is_gradient_descent_exactly():
   params = {"w": jnp.array([0.3, -1.7])}
   optimizer = optax.sgd(0.2)
   expected = params["w"] - 0.2 * (A @ params["w"])
-  state = steps.init_state(params, optimizer)   # donated to the step: not used afterwards
-  new_state, _ = steps.make_update_step(stateless(quadratic), optimizer,
-                                        steps.SamSettings(0.0))(state, None)
+  state = update.init_state(params, optimizer)   # donated to the step: not used afterwards
+  new_state, _ = jitted_update(quadratic, optimizer,
+                                        SamSettings(0.0))(state, None)
   assert np.array_equal(np.asarray(new_state.params["w"]), np.asarray(expected))
 
 
-@pytest.mark.parametrize("kind", steps.SAM_KINDS)
+@pytest.mark.parametrize("kind", tuple(SAM_VARIANTS))
 def test_rho_zero_evaluates_one_gradient(kind):
   calls = []
 
@@ -88,24 +88,25 @@ def test_rho_zero_evaluates_one_gradient(kind):
   params, batch = regression_problem()
   for group_size in (None, 4):
     calls.clear()
-    steps.sam_gradients(counting_loss, params, batch, steps.SamSettings(0.0, kind, group_size))
+    update.sam_gradients(counting_loss, params, batch, SamSettings(0.0, kind, group_size))
     assert len(calls) == 1
   calls.clear()
-  steps.sam_gradients(counting_loss, params, batch, steps.SamSettings(0.1, kind))
+  update.sam_gradients(counting_loss, params, batch, SamSettings(0.1, kind))
   assert len(calls) == 2
 
 
-@pytest.mark.parametrize("kind", steps.SAM_KINDS)
+@pytest.mark.parametrize("kind", tuple(SAM_VARIANTS))
 def test_zero_gradient_never_gives_nan(kind):
-  grads = steps.sam_gradients(quadratic, {"w": jnp.zeros(2)}, None, steps.SamSettings(0.5, kind))
+  grads = update.sam_gradients(quadratic, {"w": jnp.zeros(2)}, None, SamSettings(0.5, kind))
   assert np.all(np.isfinite(grads.sam_grad["w"])) and np.all(grads.sam_grad["w"] == 0)
-  eps = steps.perturbation(kind, 0.5, {"w": jnp.zeros(2)}, {"w": jnp.zeros(2)}, xi=0.0)
+  hyper = {"asam_xi": 0.0} if kind == "adaptive" else {}
+  eps = SamSettings(0.5, kind, hyper=hyper).perturbation({"w": jnp.zeros(2)}, {"w": jnp.zeros(2)})
   assert np.all(eps["w"] == 0)
 
 
 def test_sam_gradient_is_available_on_its_own():
   w = jnp.array([1.0, 2.0])
-  grads = jax.jit(lambda p: steps.sam_gradients(quadratic, p, None, steps.SamSettings(0.5)))(
+  grads = jax.jit(lambda p: update.sam_gradients(quadratic, p, None, SamSettings(0.5)))(
       {"w": w})
   g = A @ w
   np.testing.assert_allclose(grads.grad["w"], g, rtol=1e-6)
@@ -121,8 +122,8 @@ def test_unnormalized_sam_one_step_by_hand(x64):
   eta, rho = 0.1, 0.3
   expected = w - eta * a @ (w + rho * a @ w)
   loss_fn = lambda p, b: (0.5 * p["w"] @ jnp.asarray(a) @ p["w"], {})
-  state = steps.init_state({"w": jnp.asarray(w)}, optax.sgd(eta))
-  new_state, _ = steps.sam_update(loss_fn, optax.sgd(eta), steps.SamSettings(rho, "unnormalized"),
+  state = update.init_state({"w": jnp.asarray(w)}, optax.sgd(eta))
+  new_state, _ = update.sam_update(loss_fn, optax.sgd(eta), SamSettings(rho, "unnormalized"),
                                   state, None)
   np.testing.assert_allclose(new_state.params["w"], expected, rtol=1e-14)
 
@@ -138,12 +139,12 @@ def test_asam_one_step_by_hand(x64):
   eps = rho * t ** 2 * g / np.linalg.norm(t * g)
   expected = w - eta * a @ (w + eps)
   loss_fn = lambda p, b: (0.5 * p["w"] @ jnp.asarray(a) @ p["w"], {})
-  state = steps.init_state({"w": jnp.asarray(w)}, optax.sgd(eta))
-  new_state, _ = steps.sam_update(loss_fn, optax.sgd(eta),
-                                  steps.SamSettings(rho, "adaptive", xi=xi), state, None)
+  state = update.init_state({"w": jnp.asarray(w)}, optax.sgd(eta))
+  new_state, _ = update.sam_update(loss_fn, optax.sgd(eta),
+                                  SamSettings(rho, "adaptive", hyper={"asam_xi": xi}), state, None)
   np.testing.assert_allclose(new_state.params["w"], expected, rtol=1e-14)
   # ξ defaults to Kwon et al.'s 0.01
-  assert steps.SamSettings(rho, "adaptive").xi == 0.01
+  assert SamSettings(rho, "adaptive").values["asam_xi"] == 0.01
 
 
 BASES = [("sgd", {}), ("momentum", {"momentum": 0.9}), ("momentum", {"momentum": -0.5}),
@@ -157,9 +158,9 @@ BASES = [("sgd", {}), ("momentum", {"momentum": 0.9}), ("momentum", {"momentum":
                             ("adam", {}, "adaptive")])
 def test_rho_zero_is_bitwise_the_base_optimizer(name, kwargs, kind):
   """Several jitted steps of our update with ρ = 0 against a bare jitted optax loop."""
-  optimizer = optimizers.make_base_optimizer(name, 0.05, **kwargs)
+  optimizer = make_optimizer(name, 0.05, **kwargs)
   params, batch = regression_problem()
-  update = steps.make_update_step(stateless(regression), optimizer, steps.SamSettings(0.0, kind))
+  step_fn = jitted_update(regression, optimizer, SamSettings(0.0, kind))
 
   @jax.jit
   def bare(params, opt_state):
@@ -167,10 +168,10 @@ def test_rho_zero_is_bitwise_the_base_optimizer(name, kwargs, kind):
     updates, opt_state = optimizer.update(grad, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  state = steps.init_state(jax.tree.map(jnp.copy, params), optimizer)
+  state = update.init_state(jax.tree.map(jnp.copy, params), optimizer)
   ref_params, ref_opt = params, optimizer.init(params)
   for _ in range(5):
-    state, loss = update(state, batch)
+    state, loss = step_fn(state, batch)
     ref_params, ref_opt, ref_loss = bare(ref_params, ref_opt)
     assert_trees_equal((state.params, state.opt_state, loss), (ref_params, ref_opt, ref_loss))
   assert not np.allclose(state.params["b"], params["b"])
@@ -179,21 +180,21 @@ def test_rho_zero_is_bitwise_the_base_optimizer(name, kwargs, kind):
 def hand_group_loop(loss_fn, params, batch, sam, m):
   """m-sharpness by hand: a Python loop over consecutive groups of m examples, averaged."""
   size = batch["x"].shape[0]
-  plain = jax.jit(lambda p, b: steps.sam_gradients(
-      loss_fn, p, b, steps.SamSettings(sam.rho, sam.kind, None, sam.xi)))
+  plain = jax.jit(lambda p, b: update.sam_gradients(
+      loss_fn, p, b, SamSettings(sam.rho, sam.kind, None, sam.hyper)))
   parts = [plain(params, jax.tree.map(lambda a: a[i:i + m], batch)) for i in range(0, size, m)]
   return jax.tree.map(lambda *xs: sum(xs) / len(xs), *parts)
 
 
-@pytest.mark.parametrize("kind", steps.SAM_KINDS)
+@pytest.mark.parametrize("kind", tuple(SAM_VARIANTS))
 def test_group_size_below_the_batch_is_a_loop_over_groups(x64, kind):
   params, batch = regression_problem(12, jnp.float64)
-  sam = steps.SamSettings(0.2, kind, group_size=3)
-  got = jax.jit(lambda p, b: steps.sam_gradients(regression, p, b, sam))(params, batch)
+  sam = SamSettings(0.2, kind, group_size=3)
+  got = jax.jit(lambda p, b: update.sam_gradients(regression, p, b, sam))(params, batch)
   hand = hand_group_loop(regression, params, batch, sam, 3)
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(hand), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-  plain = steps.sam_gradients(regression, params, batch, steps.SamSettings(0.2, kind))
+  plain = update.sam_gradients(regression, params, batch, SamSettings(0.2, kind))
   np.testing.assert_allclose(got.grad["W"], plain.grad["W"], rtol=1e-12)   # ∇L: the same mean
   np.testing.assert_allclose(got.loss, plain.loss, rtol=1e-12)
   assert not np.allclose(got.sam_grad["W"], plain.sam_grad["W"], rtol=1e-3)  # per-group ε
@@ -202,8 +203,8 @@ def test_group_size_below_the_batch_is_a_loop_over_groups(x64, kind):
 def test_groups_are_scanned_not_vectorised():
   """Memory stays that of one group: the groups are a lax.scan, whose body sees m examples."""
   params, batch = regression_problem(12)
-  jaxpr = jax.make_jaxpr(lambda p, b: steps.sam_gradients(
-      regression, p, b, steps.SamSettings(0.2, group_size=4)))(params, batch)
+  jaxpr = jax.make_jaxpr(lambda p, b: update.sam_gradients(
+      regression, p, b, SamSettings(0.2, group_size=4)))(params, batch)
   scans = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "scan"]
   assert len(scans) == 1 and scans[0].params["length"] == 3
   body_shapes = {v.aval.shape for v in scans[0].params["jaxpr"].jaxpr.invars}
@@ -212,15 +213,15 @@ def test_groups_are_scanned_not_vectorised():
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_group_size_equal_to_the_batch_is_bitwise_plain_sam(name):
-  optimizer = optimizers.make_base_optimizer(name, 0.05)
+  optimizer = make_optimizer(name, 0.05)
   params, batch = regression_problem(8)
   results = []
   for group_size in (None, 8):
-    update = steps.make_update_step(stateless(regression), optimizer,
-                                    steps.SamSettings(0.3, group_size=group_size))
-    state = steps.init_state(jax.tree.map(jnp.copy, params), optimizer)
+    step_fn = jitted_update(regression, optimizer,
+                                    SamSettings(0.3, group_size=group_size))
+    state = update.init_state(jax.tree.map(jnp.copy, params), optimizer)
     for _ in range(3):
-      state, loss = update(state, batch)
+      state, loss = step_fn(state, batch)
     results.append((state.params, state.opt_state, loss))
   assert_trees_equal(results[0], results[1])
 
@@ -228,15 +229,16 @@ def test_group_size_equal_to_the_batch_is_bitwise_plain_sam(name):
 def test_a_group_size_that_does_not_divide_the_batch_is_refused():
   params, batch = regression_problem(12)
   with pytest.raises(ValueError, match="does not divide"):
-    steps.sam_gradients(regression, params, batch, steps.SamSettings(0.1, group_size=5))
+    update.sam_gradients(regression, params, batch, SamSettings(0.1, group_size=5))
 
 
 @pytest.mark.parametrize("settings", [dict(rho=-0.1), dict(rho=0.1, kind="sharp"),
-                                      dict(rho=0.1, group_size=0), dict(rho=0.1, xi=-1.0),
+                                      dict(rho=0.1, group_size=0),
+                                      dict(rho=0.1, kind="adaptive", hyper={"asam_xi": -1.0}),
                                       dict(rho=jnp.float32(0.1))])
 def test_bad_sam_settings_are_refused(settings):
   with pytest.raises(ValueError):
-    steps.SamSettings(**settings)
+    SamSettings(**settings)
 
 
 def test_model_state_comes_from_the_unperturbed_pass_and_is_threaded(x64):
@@ -250,13 +252,15 @@ def test_model_state_comes_from_the_unperturbed_pass_and_is_threaded(x64):
     loss = loss + 0.1 * jnp.sum(model_state["s"] * params["b"])   # the loss reads the state
     return loss, {"s": 0.5 * model_state["s"] + 0.5 * aux["mean_pre"]}
 
-  optimizer, sam = optax.sgd(0.1), steps.SamSettings(0.5)
-  state = steps.init_state(jax.tree.map(jnp.copy, params), optimizer, {"s": jnp.ones(2)})
-  update = steps.make_update_step(model_loss, optimizer, sam)
+  optimizer, sam = optax.sgd(0.1), SamSettings(0.5)
+  state = update.init_state(jax.tree.map(jnp.copy, params), optimizer, {"s": jnp.ones(2)})
+  step = jax.jit(lambda state, batch: update.sam_update(
+      lambda p, b: model_loss(p, state.model_state, b), optimizer, sam, state, batch),
+      donate_argnums=0)
   w, s = params, jnp.ones(2)
-  state, _ = update(state, batch)
-  state, _ = update(state, batch)
-  sam_grad = jax.jit(lambda w, s: steps.sam_gradients(
+  state, _ = step(state, batch)
+  state, _ = step(state, batch)
+  sam_grad = jax.jit(lambda w, s: update.sam_gradients(
       lambda p, b: model_loss(p, {"s": s}, b), w, batch, sam).sam_grad)
   for _ in range(2):
     g = sam_grad(w, s)
@@ -269,7 +273,7 @@ def test_model_state_comes_from_the_unperturbed_pass_and_is_threaded(x64):
 
 def test_group_aux_is_the_mean_over_groups(x64):
   params, batch = regression_problem(12, jnp.float64)
-  got = steps.sam_gradients(regression, params, batch, steps.SamSettings(0.2, group_size=4))
+  got = update.sam_gradients(regression, params, batch, SamSettings(0.2, group_size=4))
   per_group = [regression(params, jax.tree.map(lambda a: a[i:i + 4], batch))[1]["mean_pre"]
                for i in (0, 4, 8)]
   np.testing.assert_allclose(got.aux["mean_pre"], np.mean(per_group, axis=0), rtol=1e-13)

@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow       # every test here runs whole experiments
 
 TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
         "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=8"]

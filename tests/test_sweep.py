@@ -18,7 +18,7 @@ import pytest
 import transformer
 from sam_edge import compare, sweep
 from sam_edge.studies import commands, grid, runner
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
         "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=8"]
@@ -112,6 +112,7 @@ def swept(corpus, tmp_path_factory):
   return out, result
 
 
+@pytest.mark.slow
 def test_two_by_two_end_to_end(swept):
   out, result = swept
   assert result.returncode == 0, result.stdout + result.stderr
@@ -149,6 +150,7 @@ def test_two_by_two_end_to_end(swept):
   assert not (out / "metric_vs_seed.pdf").exists()
 
 
+@pytest.mark.slow
 def test_same_command_again_skips_all_four(swept, corpus, capsys):
   out, _ = swept
   logs = {n: (out / n / "log.txt").read_bytes() for n in NAMES}
@@ -160,6 +162,7 @@ def test_same_command_again_skips_all_four(swept, corpus, capsys):
     assert (out / name / "log.txt").read_bytes() == logs[name]
 
 
+@pytest.mark.slow
 def test_a_different_command_on_the_same_folders_is_refused(swept, corpus, capsys):
   out, _ = swept
   args = two_by_two(out, corpus)
@@ -169,6 +172,7 @@ def test_a_different_command_on_the_same_folders_is_refused(swept, corpus, capsy
   assert len(err) == 4 and all("holds a run of another command" in line for line in err)
 
 
+@pytest.mark.slow
 def test_compare_mixes_the_sweep_with_a_reference_raw_txt(swept, tmp_path, capsys):
   out, _ = swept
   lines = ["0.0 5.0 20.0 20.0 1.0 4.0 0.1 0.1", "1.0 7.0 20.0 20.0 1.0 3.0 0.1 0.1",
@@ -246,6 +250,7 @@ def test_sweep_usage_errors_are_one_line(tmp_path, capsys, argv, message):
 # Signals, locks and resumption.
 
 
+@pytest.mark.slow
 def test_runner_forwards_sigterm_to_the_child_and_stops(tmp_path):
   child = ("import signal, sys, time\n"
            "signal.signal(signal.SIGTERM, lambda *a: (print('child got SIGTERM', flush=True),"
@@ -270,6 +275,7 @@ def test_runner_forwards_sigterm_to_the_child_and_stops(tmp_path):
   assert json.loads((folder / "done.json").read_text())["exit_code"] == 0
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_and_finishes(tmp_path, corpus):
   out = tmp_path / "sw"
   argv = [sys.executable, "-m", "sam_edge.sweep", f"--out={out}", "--", "transformer",

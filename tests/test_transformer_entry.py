@@ -8,8 +8,8 @@ import sys
 import pytest
 
 import transformer
-from sam_edge import cli
-from tests.conftest import REPO
+from sam_edge.cli import main as cli
+from tests.helpers import REPO
 
 TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
         "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=12"]
@@ -30,6 +30,7 @@ def run_main(args, tmp_path):
   return transformer.main([]), out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rho, k", [(0.0, 1), (0.1, 3)])
 def test_end_to_end(corpus, tmp_path, capsys, rho, k):
   code, out = run_main([f"--training_data={corpus}", f"--rho={rho}",
@@ -56,6 +57,7 @@ def test_end_to_end(corpus, tmp_path, capsys, rho, k):
   assert raw["config"]["rho"] == rho and raw["config"]["training_data"] == str(corpus)
 
 
+@pytest.mark.slow
 def test_curvature_beyond_lambda1_lands_in_records_and_pdfs(corpus, tmp_path, capsys):
   """Every curvature kind through the entry point: record keys, the pickle, both PDFs."""
   density, curvature = tmp_path / "density.pdf", tmp_path / "curvature.pdf"
@@ -77,11 +79,12 @@ def test_curvature_beyond_lambda1_lands_in_records_and_pdfs(corpus, tmp_path, ca
   assert density.read_bytes().startswith(b"%PDF") and curvature.read_bytes().startswith(b"%PDF")
 
 
+@pytest.mark.slow
 def test_tensorboard_scalars_as_they_happen(corpus, tmp_path, capsys):
   """--tensorboard_dir (a folder whose parent does not exist yet): the loss of every step and
   every measurement's scalars, each at its step, equal to the pickle's."""
-  from tensorboard.backend.event_processing import event_accumulator
   import tensorflow as tf
+  from tensorboard.backend.event_processing import event_accumulator
   board = tmp_path / "boards" / "run"
   code, out = run_main([f"--training_data={corpus}", "--measure_every_steps=2", "--max_steps=4",
                         "--eval_every_steps=2", f"--tensorboard_dir={board}"] + TINY, tmp_path)
@@ -106,6 +109,7 @@ def test_tensorboard_scalars_as_they_happen(corpus, tmp_path, capsys):
   assert f"TensorBoard scalars in {board}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bfloat16_trains_and_measures_in_float32(corpus, tmp_path, capsys):
   """--compute_dtype=bfloat16: the steps' losses are bfloat16 computations (close to, not equal
   to, float32's); the step-0 measurement, float32 at 'highest', is the float32 run's exactly."""
@@ -124,6 +128,7 @@ def test_bfloat16_trains_and_measures_in_float32(corpus, tmp_path, capsys):
   assert a != b and b == pytest.approx(a, rel=2e-2)
 
 
+@pytest.mark.slow
 def test_linearized_regime_starts_at_the_network_and_trains(corpus, tmp_path, capsys):
   """--regime=linearized: f_lin and its Jacobian equal the network's at w0, so the step-0 loss
   and gradient are the network's (its Hessian is not: f_lin has no second-order term); then it
@@ -145,6 +150,7 @@ def test_linearized_regime_starts_at_the_network_and_trains(corpus, tmp_path, ca
   assert math.isfinite(lin["final"]["test_loss"])
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_records(corpus, tmp_path, capsys):
   runs = []
   for i in range(2):
@@ -195,6 +201,7 @@ def test_bad_corpus_is_one_error_line_and_exit_2(tmp_path, capsys, case):
   assert not out["raw_data_output"].exists()
 
 
+@pytest.mark.slow
 def test_bad_corpus_from_the_command_line_has_no_traceback(tmp_path):
   (tmp_path / "accent.txt").write_bytes("naïve".encode() * 100)
   proc = subprocess.run(

@@ -1,13 +1,11 @@
-"""Curvature of the training loss beyond the top Hessian eigenvalue.
+"""Curvature of the training loss.
 
-One idea per module; every measurement is a pure, jittable function of (loss, params, batch, key):
-  * `operators`: the raveled HVP operator v ↦ Hv, random probes, many HVPs one after another;
-  * `trace`:     tr(H) with its standard error (Hutchinson, Hutch++);
-  * `slq`:       stochastic Lanczos quadrature: per-probe nodes and weights of the spectral measure;
-  * `spectrum`:  numpy post-processing of SLQ (smoothed density on a grid, Wasserstein-1);
-  * `blocks`:    per-layer sharpness: top eigenvalue (and trace) of each diagonal block H_bb;
-  * `extremes`:  the most negative eigenvalue λ_min with its residual;
-  * `registry`:  the measurement kinds, their static settings and record keys, in one place.
+  * `objective`: the measured loss L(w) = ℓ(f(w, x), y), optionally over chunks;
+  * `hvp`, `lanczos`, `power`, `eigensolvers`: Hessian-vector products and the top eigensolvers;
+  * `measure`: one measurement of λ1..λk against the method's edge, compiled once per run;
+  * `kind`, `kinds/`, `registry`: the curvature kinds beyond λ1 (one entry each: flags, checks,
+    measurement, record keys, line, TensorBoard scalars, figures) and the registry of them;
+  * `operators`, `trace`, `slq`, `spectrum`, `blocks`, `extremes`: the numerics the kinds use.
 
-This package file imports nothing, so `spectrum` can be used without jax.
+This package file imports nothing, so `registry` can be read without jax.
 """

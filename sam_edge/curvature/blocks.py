@@ -7,7 +7,7 @@ are siblings in the pytree, hence contiguous in `ravel_pytree` order, so block b
 is left out of the names.
 
 Top eigenvalue. With the block mask M_b = diag(1[start_b ≤ i < end_b]) and a start vector u in
-the block, Lanczos (`hessian.lanczos`, k = 1) runs on the n-dimensional operator
+the block, Lanczos (`lanczos.lanczos`, k = 1) runs on the n-dimensional operator
 
     A_b v = M_b H M_b v + c_b (I − M_b) v,      c_b = uᵀ H u / uᵀu   (one HVP),
 
@@ -31,8 +31,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from sam_edge import hessian
-from sam_edge.curvature import operators
+from sam_edge.curvature import lanczos, operators
 
 PyTree = Any
 GRANULARITIES = ("module", "leaf")
@@ -91,7 +90,7 @@ def block_top_eigenvalues(matvec: operators.MatVec, n: int, dtype: Any, key: jax
 
     def op(v):
       return mask * matvec(mask * v) + c * (1 - mask) * v
-    result = hessian.lanczos(op, u, lanczos_key, k=1, max_steps=max_steps, tol=tol,
+    result = lanczos.lanczos(op, u, lanczos_key, k=1, max_steps=max_steps, tol=tol,
                              min_steps=min_steps)
     return result.eigenvalues[0], result.residuals[0], result.num_matvecs + 1
 

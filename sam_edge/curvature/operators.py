@@ -1,7 +1,8 @@
-"""The Hessian as a linear operator on raveled vectors, random probes, and batches of HVPs.
+"""Random probes, batches of HVPs, and sample statistics for the estimators over a symmetric
+operator on raveled vectors.
 
 With w the parameters raveled by `jax.flatten_util.ravel_pytree` (n entries) and L the loss on
-one batch, the operator is the exact HVP (forward over reverse, `hessian.exact_hvp`)
+one batch, the operator is the exact HVP (forward over reverse, `hvp.operator`)
 
     matvec(v) = H v = ∇²L(w) v,      v ∈ ℝⁿ.
 
@@ -16,20 +17,9 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from sam_edge import hessian
-
-PyTree = Any
 MatVec = Callable[[jax.Array], jax.Array]
-LossFn = Callable[[PyTree, PyTree], jax.Array]
 
 PROBES = ("rademacher", "gaussian")
-
-
-def hessian_matvec(loss_fn: LossFn, params: PyTree, batch: PyTree
-                   ) -> tuple[MatVec, jax.Array, Callable[[jax.Array], PyTree]]:
-  """Returns (v ↦ Hv on [n] vectors, the raveled parameters [n], unravel): `hessian.operator`
-  with the exact HVP."""
-  return hessian.operator(loss_fn, params, batch, "exact")
 
 
 def probes(key: jax.Array, num: int, n: int, dtype: Any, kind: str = "rademacher") -> jax.Array:

@@ -1,228 +1,120 @@
-"""The curvature measurement kinds in one place: settings, record keys, one pure function each.
+"""The curvature kinds beyond λ1, and everything the rest of the project asks of them.
 
-A kind is `measure(loss_fn, settings, params, batch, key, state) -> (record, state)`: pure and
-jittable, `settings` a frozen (static) dataclass, `record` a small dict of fixed-shape arrays,
-`state` what the next measurement of the kind starts from (λ_min's warm-start vector; () for the
-rest), made by `init_state(settings, params)`. `make_curvature_measure` jits all requested kinds
-together once per run; each kind draws its randomness from `fold_in(key, kind.seed)`, so turning
-one kind on or off never changes another's numbers. Records (keys as in `Kind.record_keys`):
-
-  trace:          trace, trace_stderr, trace_hvps
-  density:        density = {nodes [P, m], weights [P, m]}, density_hvps
-  per_layer:      per_layer = {block name: {eigenvalue, residual[, trace, trace_stderr]}},
-                  per_layer_hvps   (block order: `blocks.block_partition(params).names`)
-  min_eigenvalue: min_eigenvalue, min_eigenvalue_residual, min_eigenvalue_hvps
-
-Everything runs at matmul precision "highest", as the top-eigenvalue measurement does.
+`KINDS` lists the kinds (`kind.Kind`, one module each in `kinds/`); a requested set is a tuple of
+(name, settings) pairs in registry order (`requested(flags)`). The command line declares every
+kind's options and checks them (`options`, `problems`), a measurement runs the requested kinds
+(`init_states`, `measure_curvature`), the measurement line, TensorBoard and the figures read
+their parts (`line`, `scalars`, `figure_outputs`, which also lists the run's own figures). No jax
+here.
 """
 
-import dataclasses
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Mapping, Sequence
 
-import jax
-import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
+from sam_edge import options
+from sam_edge.curvature.kind import Kind
+from sam_edge.curvature.kinds import density, min_eigenvalue, per_layer, trace
+from sam_edge.plots import run as run_figures
+from sam_edge.plots.spec import FigureOutput, Panel, records_of
 
-from sam_edge.curvature import blocks, extremes, operators, slq, trace
-
-PyTree = Any
-LossFn = operators.LossFn
-Record = dict[str, Any]
+KINDS: tuple[Kind, ...] = (trace.TRACE, density.DENSITY, per_layer.PER_LAYER,
+                           min_eigenvalue.MIN_EIGENVALUE)
+BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 PRECISION = "highest"
+Requested = tuple[tuple[str, Any], ...]
 
 
-@dataclasses.dataclass(frozen=True)
-class TraceSettings:
-  """Hutch++ or Hutchinson with `probes` HVPs in all (`--trace_probes`)."""
-  probes: int = 60
-  method: str = trace.DEFAULT_METHOD
-  batch_size: int = 1                # HVPs vectorised together (memory × batch_size)
+def all_options() -> list[options.Option]:
+  """Every kind's flags, each once."""
+  return options.unique([o for k in KINDS for o in k.options])
 
 
-@dataclasses.dataclass(frozen=True)
-class DensitySettings:
-  """SLQ with `probes` probes of `steps` Lanczos steps (`--density_probes`, `--density_steps`)."""
-  probes: int = 2
-  steps: int = 90
-  probe: str = "rademacher"
+def requested(flags: Any) -> Requested:
+  """The kinds the parsed flags ask for, with their settings, in registry order."""
+  found = ((k.name, k.settings(flags)) for k in KINDS)
+  return tuple((name, s) for name, s in found if s is not None)
 
 
-@dataclasses.dataclass(frozen=True)
-class PerLayerSettings:
-  """Lanczos per block (as the top-eigenvalue solver) and, if trace_probes > 0, block traces."""
-  max_steps: int = 20
-  tol: float = 1e-4
-  min_steps: int = 3
-  granularity: str = "module"        # module | leaf
-  trace_probes: int = 0              # 0: no block traces
-  batch_size: int = 1
+def problems(kinds: Requested) -> list[str]:
+  """One line per requested kind that cannot run with its settings (unknown kinds included)."""
+  found = []
+  for name, settings in kinds:
+    if name not in BY_NAME:
+      found.append(f"unknown curvature measurement {name!r}: expected one of {list(BY_NAME)}")
+    elif not isinstance(settings, BY_NAME[name].settings_type):
+      found.append(f"{name} needs {BY_NAME[name].settings_type.__name__}, got "
+                   f"{type(settings).__name__}")
+    else:
+      found += BY_NAME[name].problems(settings)
+  return found
 
 
-@dataclasses.dataclass(frozen=True)
-class MinEigenvalueSettings:
-  """Lanczos on −H, warm-started from the previous measurement's eigenvector."""
-  max_steps: int = 80
-  tol: float = 1e-4
-  min_steps: int = 3
+def size_problems(kinds: Requested, num_params: int) -> list[str]:
+  """One line per setting that needs more dimensions than the model has."""
+  return [line for name, s in kinds for line in BY_NAME[name].size_problems(s, num_params)]
 
 
-def _operator(loss_fn: LossFn, params: PyTree, batch: PyTree
-              ) -> tuple[operators.MatVec, int, Any]:
-  """(v ↦ Hv, n, dtype) on the raveled parameters."""
-  matvec, flat, _ = operators.hessian_matvec(loss_fn, params, batch)
-  return matvec, flat.shape[0], flat.dtype
+def _check(kinds: Requested) -> None:
+  found = problems(kinds)
+  if found:
+    raise ValueError("; ".join(found))
 
 
-def no_state(settings: Any, params: PyTree) -> tuple:
-  """The state of a kind that keeps none."""
-  del settings, params
-  return ()
+def init_states(kinds: Requested, params: Any) -> dict[str, Any]:
+  """The first state of every requested kind (ValueError for settings that cannot run)."""
+  _check(kinds)
+  return {name: BY_NAME[name].init_state(s, params) for name, s in kinds}
 
 
-def measure_trace(loss_fn: LossFn, settings: TraceSettings, params: PyTree, batch: PyTree,
-                  key: jax.Array, state: tuple) -> tuple[Record, tuple]:
-  """tr(H) ± SE (`trace.estimate_trace`)."""
-  matvec, n, dtype = _operator(loss_fn, params, batch)
-  return trace.estimate_trace(matvec, n, dtype, key, num_probes=settings.probes,
-                              method=settings.method, batch_size=settings.batch_size), state
-
-
-def measure_density(loss_fn: LossFn, settings: DensitySettings, params: PyTree, batch: PyTree,
-                    key: jax.Array, state: tuple) -> tuple[Record, tuple]:
-  """SLQ nodes and weights (`slq.slq`)."""
-  matvec, n, dtype = _operator(loss_fn, params, batch)
-  out = slq.slq(matvec, n, dtype, key, num_probes=settings.probes, num_steps=settings.steps,
-                probe=settings.probe)
-  return {"density": {"nodes": out["nodes"], "weights": out["weights"]},
-          "density_hvps": out["hvps"]}, state
-
-
-def measure_per_layer(loss_fn: LossFn, settings: PerLayerSettings, params: PyTree,
-                      batch: PyTree, key: jax.Array, state: tuple) -> tuple[Record, tuple]:
-  """λ_max(H_bb) (and tr(H_bb) ± SE) of every block (`blocks`)."""
-  matvec, n, dtype = _operator(loss_fn, params, batch)
-  partition = blocks.block_partition(params, settings.granularity)
-  eig_key, trace_key = jax.random.split(key)
-  tops = blocks.block_top_eigenvalues(matvec, n, dtype, eig_key, partition,
-                                      max_steps=settings.max_steps, tol=settings.tol,
-                                      min_steps=settings.min_steps)
-  per_block = {"eigenvalue": tops["eigenvalue"], "residual": tops["residual"]}
-  hvps = jnp.sum(tops["hvps"])
-  if settings.trace_probes:
-    traces = blocks.block_traces(matvec, n, dtype, trace_key, partition,
-                                 num_probes=settings.trace_probes, batch_size=settings.batch_size)
-    per_block.update(traces)
-    hvps = hvps + settings.trace_probes
-  layers = {name: {field: values[i] for field, values in per_block.items()}
-            for i, name in enumerate(partition.names)}
-  return {"per_layer": layers, "per_layer_hvps": hvps}, state
-
-
-def init_min_eigenvalue(settings: MinEigenvalueSettings, params: PyTree) -> jax.Array:
-  """A zero raveled vector: the first λ_min measurement starts at random."""
-  del settings
-  flat = ravel_pytree(params)[0]
-  return jnp.zeros_like(flat)
-
-
-def measure_min_eigenvalue(loss_fn: LossFn, settings: MinEigenvalueSettings, params: PyTree,
-                           batch: PyTree, key: jax.Array, state: jax.Array
-                           ) -> tuple[Record, jax.Array]:
-  """λ_min and its residual (`extremes.min_eigenpair`); the state is its eigenvector."""
-  matvec, _, dtype = _operator(loss_fn, params, batch)
-  return extremes.min_eigenpair(matvec, state.astype(dtype), key, max_steps=settings.max_steps,
-                                tol=settings.tol, min_steps=settings.min_steps)
-
-
-class Kind(NamedTuple):
-  """One measurement kind (module doc)."""
-  settings: type
-  measure: Callable[..., tuple[Record, Any]]
-  init_state: Callable[[Any, PyTree], Any]
-  record_keys: tuple[str, ...]
-  seed: int                           # fold_in constant of its PRNG stream
-
-
-KINDS: dict[str, Kind] = {
-    "trace": Kind(TraceSettings, measure_trace, no_state,
-                  ("trace", "trace_stderr", "trace_hvps"), 1),
-    "density": Kind(DensitySettings, measure_density, no_state,
-                    ("density", "density_hvps"), 2),
-    "per_layer": Kind(PerLayerSettings, measure_per_layer, no_state,
-                      ("per_layer", "per_layer_hvps"), 3),
-    "min_eigenvalue": Kind(MinEigenvalueSettings, measure_min_eigenvalue, init_min_eigenvalue,
-                           ("min_eigenvalue", "min_eigenvalue_residual", "min_eigenvalue_hvps"), 4),
-}
-
-
-def settings_error(name: str, settings: Any) -> str | None:
-  """Why kind `name` cannot run with `settings`, in one line, or None (for flag checks before
-  anything is compiled). Bounds that need the parameter count n (density steps ≤ n, the Hutch++
-  sketch ≤ n) raise when the measurement is traced."""
-  if name not in KINDS:
-    return f"unknown curvature measurement {name!r}: expected one of {list(KINDS)}"
-  if not isinstance(settings, KINDS[name].settings):
-    return f"{name} needs {KINDS[name].settings.__name__}, got {type(settings).__name__}"
-  if isinstance(settings, TraceSettings):
-    if settings.method not in trace.METHODS:
-      return f"unknown trace method {settings.method!r}: expected one of {trace.METHODS}"
-    least = 4 if settings.method == "hutch++" else 2
-    if settings.probes < least:
-      return f"{settings.method} needs at least {least} trace probes, got {settings.probes}"
-  if isinstance(settings, DensitySettings):
-    if settings.probes < 1 or settings.steps < 1:
-      return f"density probes and steps must be >= 1, got {settings.probes} and {settings.steps}"
-    if settings.probe not in operators.PROBES:
-      return f"unknown probe distribution {settings.probe!r}: expected one of {operators.PROBES}"
-  if isinstance(settings, PerLayerSettings):
-    if settings.granularity not in blocks.GRANULARITIES:
-      return (f"unknown block granularity {settings.granularity!r}: expected one of "
-              f"{blocks.GRANULARITIES}")
-    if settings.trace_probes == 1 or settings.trace_probes < 0:
-      return f"per-layer trace probes must be 0 (none) or >= 2, got {settings.trace_probes}"
-  if isinstance(settings, (PerLayerSettings, MinEigenvalueSettings)):
-    if settings.max_steps < 1 or not settings.tol > 0:
-      return f"{name} needs max_steps >= 1 and tol > 0, got {settings.max_steps} and {settings.tol}"
-  return None
-
-
-def _check(settings: Mapping[str, Any]) -> None:
-  """Raises ValueError with `settings_error`'s reason for the first kind that cannot run."""
-  for name, s in settings.items():
-    error = settings_error(name, s)
-    if error:
-      raise ValueError(error)
-
-
-def init_states(settings: Mapping[str, Any], params: PyTree) -> dict[str, Any]:
-  """The first state of every requested kind."""
-  _check(settings)
-  return {name: KINDS[name].init_state(s, params) for name, s in settings.items()}
-
-
-def measure_curvature(loss_fn: LossFn, settings: Mapping[str, Any], params: PyTree, batch: PyTree,
-                      key: jax.Array, states: Mapping[str, Any]) -> tuple[Record, dict[str, Any]]:
-  """Runs every requested kind; returns the merged record and the new states (pure)."""
-  _check(settings)
+def measure_curvature(objective: Any, kinds: Requested, params: Any, batch: Any, key: Any,
+                      states: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Runs every requested kind on `objective` (`curvature.objective.Objective`) at matmul
+  precision "highest", each with `fold_in(key, kind.seed)`; returns the merged record and the
+  new states (pure and jittable)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  _check(kinds)
   record, new_states = {}, {}
   with jax.default_matmul_precision(PRECISION):
-    for name, s in settings.items():
-      kind = KINDS[name]
-      out, new_states[name] = kind.measure(loss_fn, s, params, batch,
+    for name, s in kinds:
+      kind = BY_NAME[name]
+      out, new_states[name] = kind.measure(objective, s, params, batch,
                                            jax.random.fold_in(key, kind.seed), states[name])
       record.update(out)
   return record, new_states
 
 
-def make_curvature_measure(loss_fn: LossFn, settings: Mapping[str, Any]
-                           ) -> Callable[[PyTree, PyTree, jax.Array, Any], tuple[Record, Any]]:
-  """`measure_curvature` jitted once: `(params, batch, key, states) -> (record, states)`."""
-  settings = dict(settings)
-  _check(settings)
-  jitted = jax.jit(lambda params, batch, key, states: measure_curvature(
-      loss_fn, settings, params, batch, key, states))
+def _holding(kind: Kind, records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+  return [r for r in records if all(key in r for key in kind.record_keys)]
 
-  def run(params: PyTree, batch: PyTree, key: jax.Array, states: Any) -> tuple[Record, Any]:
-    with jax.default_matmul_precision(PRECISION):
-      return jitted(params, batch, key, states)
-  return run
+
+def line(record: Mapping[str, Any]) -> str:
+  """The kinds' parts of a measurement's printed line."""
+  return "".join(k.line(record) for k in KINDS if _holding(k, [record]))
+
+
+def scalars(record: Mapping[str, Any]) -> dict[str, Any]:
+  """The kinds' TensorBoard scalars of a host record."""
+  out: dict[str, Any] = {}
+  for k in KINDS:
+    if _holding(k, [record]):
+      out.update(k.scalars(record))
+  return out
+
+
+def curvature_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
+  """The panels of the curvature figure: each kind's, from the records holding its keys (none
+  when nothing was measured)."""
+  recs = records_of(raw)
+  return [p for k in KINDS if _holding(k, recs) for p in k.panels(_holding(k, recs), title)]
+
+
+CURVATURE_FIGURE = FigureOutput(
+    "curvature_output", "/tmp/curvature.pdf", "PDF: tr(H) ± its standard error, λ_min, the "
+    "per-layer top eigenvalues and the other curvature kinds' panels; written when one of them is "
+    "measured", curvature_panels)
+
+
+def figure_outputs() -> tuple[FigureOutput, ...]:
+  """Every PDF a run can write: the run's own figures (`plots.run.FIGURES`), the curvature figure
+  and the kinds' own (e.g. the spectral density)."""
+  return run_figures.FIGURES + (CURVATURE_FIGURE,) + tuple(f for k in KINDS for f in k.figures)
+

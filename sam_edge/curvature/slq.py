@@ -10,7 +10,7 @@ quadrature replaces μ_q by
 
 exact for polynomials of degree ≤ 2m − 1. SLQ averages P probes: μ ≈ (1/P) Σ_p Σ_j w_pj δ(θ_pj).
 
-Lanczos runs with full reorthogonalisation (`hessian.lanczos_iteration`, the step of the top
+Lanczos runs with full reorthogonalisation (`lanczos.lanczos_iteration`, the step of the top
 eigensolver: twice Gram-Schmidt against the basis) for exactly m steps. A breakdown
 (β_j ≤ 1e3·eps·max|α|: the Krylov space is invariant, e.g. H = cI) sets β_j = 0 and continues
 from a random vector orthogonal to the basis: T_m becomes block diagonal, the later blocks' Ritz
@@ -23,8 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from sam_edge import hessian
-from sam_edge.curvature import operators
+from sam_edge.curvature import lanczos, operators
 
 
 def lanczos_tridiagonal(matvec: operators.MatVec, v0: jax.Array, key: jax.Array,
@@ -36,7 +35,7 @@ def lanczos_tridiagonal(matvec: operators.MatVec, v0: jax.Array, key: jax.Array,
 
   def body(j, carry):
     basis, alphas, betas, scale = carry
-    alpha, beta, nxt, _ = hessian.lanczos_iteration(
+    alpha, beta, nxt, _ = lanczos.lanczos_iteration(
         matvec, basis, j, scale, jax.random.fold_in(key, j), breakdown_rtol)
     return (basis.at[j + 1].set(nxt), alphas.at[j].set(alpha), betas.at[j].set(beta),
             jnp.maximum(scale, jnp.abs(alpha)))

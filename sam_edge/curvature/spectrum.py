@@ -57,14 +57,6 @@ def smoothed_density(nodes: Sequence, weights: Sequence, grid: Sequence,
   return (np.exp(-0.5 * x * x) @ masses) / (sigma * np.sqrt(2 * np.pi))
 
 
-def density_curve(nodes: Sequence, weights: Sequence, *, sigma: float | None = None,
-                  num_points: int = DEFAULT_GRID_POINTS) -> tuple[np.ndarray, np.ndarray]:
-  """(grid, ρ(grid)) with the default σ and grid when not given."""
-  sigma = default_sigma(nodes) if sigma is None else sigma
-  grid = density_grid(nodes, sigma, num_points)
-  return grid, smoothed_density(nodes, weights, grid, sigma)
-
-
 def wasserstein1(x: Sequence, y: Sequence, x_weights: Sequence | None = None,
                  y_weights: Sequence | None = None) -> float:
   """W1 = ∫|F − G| between the discrete measures Σ a_i δ(x_i) and Σ b_j δ(y_j) (module doc).

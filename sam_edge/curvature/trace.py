@@ -30,9 +30,6 @@ import jax.numpy as jnp
 
 from sam_edge.curvature import operators
 
-METHODS = ("hutch++", "hutchinson")
-DEFAULT_METHOD = "hutch++"
-
 
 def hutchinson(matvec: operators.MatVec, n: int, dtype: Any, key: jax.Array, *, num_probes: int,
                batch_size: int = 1) -> dict[str, jax.Array]:
@@ -76,9 +73,9 @@ ESTIMATORS = {"hutch++": hutch_plus_plus, "hutchinson": hutchinson}
 
 
 def estimate_trace(matvec: operators.MatVec, n: int, dtype: Any, key: jax.Array, *,
-                   num_probes: int, method: str = DEFAULT_METHOD,
+                   num_probes: int, method: str = "hutch++",
                    batch_size: int = 1) -> dict[str, jax.Array]:
   """tr(H) by `method` ("hutch++" or "hutchinson") with `num_probes` HVPs in all."""
   if method not in ESTIMATORS:
-    raise ValueError(f"unknown trace method {method!r}: expected one of {METHODS}")
+    raise ValueError(f"unknown trace method {method!r}: expected one of {tuple(ESTIMATORS)}")
   return ESTIMATORS[method](matvec, n, dtype, key, num_probes=num_probes, batch_size=batch_size)

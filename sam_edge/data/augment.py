@@ -55,13 +55,9 @@ def crop_flip(images: jax.Array, offsets: jax.Array, flips: jax.Array, pad: int 
 def flip_crop(images: jax.Array, key: jax.Array, pad: int = PAD) -> jax.Array:
   """A random crop after `pad`-pixel zero padding and a random horizontal flip, per example.
 
-  Args:
-    images: [B, H, W, C], uint8 (raw, preferred) or float.
-    key: a PRNG key, e.g. `augment_key(data_key, step)`.
-    pad: padding on each side of H and W (4, as the SAM papers' CIFAR recipe).
-
-  Returns:
-    The augmented batch, of the shape and dtype of `images`. Jittable.
+  `images` is [B, H, W, C], uint8 (raw, preferred) or float; `key` a PRNG key, e.g.
+  `augment_key(data_key, step)`; `pad` the padding on each side of H and W (4, as the SAM papers'
+  CIFAR recipe). Returns the augmented batch, of the shape and dtype of `images`. Jittable.
   """
   if images.ndim != 4:
     raise ValueError(f"flip_crop expects [B, H, W, C] images, got shape {images.shape}")

@@ -48,67 +48,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam_edge import errors
+from sam_edge.data.image_specs import check_supported, expected_manual_files, swapped_with
 
 if TYPE_CHECKING:
   import tensorflow_datasets as tfds
 
-_IDX_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
 
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-  """What TFDS 4.9.10 holds for one dataset (see the TFDS catalogue).
-
-  Attributes:
-    train_size: examples in the ``train`` split.
-    test_size: examples in the ``test`` split.
-    image_shape: ``(H, W, C)``.
-    num_classes: label classes (also ``builder.info.features["label"]``).
-    manual_files: the file names TFDS looks for in ``manual_dir``.
-  """
-
-  train_size: int
-  test_size: int
-  image_shape: tuple[int, int, int]
-  num_classes: int
-  manual_files: tuple[str, ...]
-
-
-SPECS = {
-    "mnist": DatasetSpec(60_000, 10_000, (28, 28, 1), 10, _IDX_FILES),
-    "fashion_mnist": DatasetSpec(60_000, 10_000, (28, 28, 1), 10, _IDX_FILES),
-    "cifar10": DatasetSpec(50_000, 10_000, (32, 32, 3), 10,
-                           ("cifar-10-binary.tar.gz",)),
-    "cifar100": DatasetSpec(50_000, 10_000, (32, 32, 3), 100,
-                            ("cifar-100-binary.tar.gz",)),
-    # TFDS prepares the 531,131-example "extra" split too, so it needs its file
-    # (1.3 GB) although only train and test are read here.
-    "svhn_cropped": DatasetSpec(73_257, 26_032, (32, 32, 3), 10,
-                                ("train_32x32.mat", "test_32x32.mat",
-                                 "extra_32x32.mat")),
-}
-SUPPORTED = tuple(SPECS)
-TRAIN_SIZES = {name: spec.train_size for name, spec in SPECS.items()}
-
-# Per split: (examples, sum of all pixel values, label counts), computed from
-# the original IDX files (tests/test_datasets_offline.py recomputes them).
-SIGNATURES = {
-    "mnist": {
-        "train": (60_000, 1_567_298_545,
-                  (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)),
-        "test": (10_000, 264_923_200,
-                 (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)),
-    },
-    "fashion_mnist": {
-        "train": (60_000, 3_431_114_169, (6000,) * 10),
-        "test": (10_000, 573_469_082, (1000,) * 10),
-    },
-}
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -117,13 +62,11 @@ PROBE_TIMEOUT_S = 5.0
 class ImageData:
   """A whole image dataset in host memory.
 
-  Attributes:
-    train: {"image": uint8 [N, H, W, C], "label": int32 [N]}.
-    test: {"image": uint8 [M, H, W, C], "label": int32 [M]}.
-    mean_image: float32 [H, W, C], mean of ``train["image"] / 256``.
-    num_classes: number of label classes.
-    fingerprint: {"dataset", "version", "train_sha256", "test_sha256"}: the
-      TFDS name and version, and ``split_sha256`` of the kept splits.
+  ``train`` is {"image": uint8 [N, H, W, C], "label": int32 [N]} and ``test``
+  {"image": uint8 [M, H, W, C], "label": int32 [M]}; ``mean_image`` is float32 [H, W, C], the
+  mean of ``train["image"] / 256``; ``num_classes`` is the number of label classes; and
+  ``fingerprint`` {"dataset", "version", "train_sha256", "test_sha256"} holds the TFDS name and
+  version, and ``split_sha256`` of the kept splits.
   """
 
   train: dict[str, np.ndarray]
@@ -131,42 +74,6 @@ class ImageData:
   mean_image: np.ndarray
   num_classes: int
   fingerprint: dict[str, str] = dataclasses.field(default_factory=dict)
-
-
-def check_supported(name: str) -> None:
-  """Raises ValueError unless ``name`` is in ``SUPPORTED``."""
-  if name not in SUPPORTED:
-    raise ValueError(
-        f"Unsupported image dataset {name!r}; supported: {SUPPORTED}"
-    )
-
-
-def expected_manual_files(name: str) -> tuple[str, ...]:
-  """File names TFDS looks for in ``manual_dir`` when preparing ``name``.
-
-  TFDS's download manager checks ``manual_dir / url_info.filename`` for every
-  URL the builder downloads, with the file names from TFDS's checksum files
-  (``tfds.builder_cls(name).url_infos``):
-
-  * mnist, fashion_mnist: the four original IDX gzip files
-    ``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
-    ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``.
-  * cifar10 / cifar100: the *binary* versions ``cifar-10-binary.tar.gz`` /
-    ``cifar-100-binary.tar.gz`` (not the python-pickle ``*-python.tar.gz``).
-  * svhn_cropped: ``train_32x32.mat``, ``test_32x32.mat`` and
-    ``extra_32x32.mat`` (TFDS prepares the extra split too).
-
-  Args:
-    name: one of ``SUPPORTED``.
-
-  Returns:
-    The expected file names.
-
-  Raises:
-    ValueError: if ``name`` is not supported.
-  """
-  check_supported(name)
-  return SPECS[name].manual_files
 
 
 def download_urls(name: str) -> tuple[str, ...]:
@@ -240,38 +147,6 @@ def split_sha256(split: dict[str, np.ndarray]) -> str:
   return digest.hexdigest()
 
 
-def signature(split: dict[str, np.ndarray], num_classes: int
-              ) -> tuple[int, int, tuple[int, ...]]:
-  """(examples, sum of all pixel values, label counts) of a whole split."""
-  counts = np.bincount(split["label"], minlength=num_classes)
-  return (len(split["label"]), int(split["image"].sum(dtype=np.int64)),
-          tuple(int(c) for c in counts))
-
-
-def swapped_with(name: str, whole: dict[str, dict[str, np.ndarray]],
-                 num_classes: int) -> str | None:
-  """The other dataset whose files ``name``'s prepared splits were built from.
-
-  ``whole`` maps "train"/"test" to the whole splits. A split is attributed to
-  another dataset when its pixel sum or its label counts equal that dataset's
-  (``SIGNATURES``) and not ``name``'s own. Returns None when nothing points to
-  another dataset (including datasets without a known signature).
-  """
-  own = SIGNATURES.get(name, {})
-  for split_name, split in whole.items():
-    got = None                                # Computed once, and only if the size matches.
-    for other, splits in SIGNATURES.items():
-      n, pixel_sum, counts = splits[split_name]
-      if other == name or len(split["label"]) != n:
-        continue
-      got = got or signature(split, num_classes)
-      mine = own.get(split_name)
-      if ((got[1] == pixel_sum and (not mine or mine[1] != pixel_sum))
-          or (got[2] == counts and (not mine or mine[2] != counts))):
-        return other
-  return None
-
-
 def _read_whole(builder: "tfds.core.DatasetBuilder", split: str
                 ) -> dict[str, np.ndarray]:
   """Reads ``split`` whole as {"image": uint8, "label": int32} numpy arrays."""
@@ -299,8 +174,7 @@ def _local_source(builder: "tfds.core.DatasetBuilder", name: str,
   """The folder TFDS will read ``name``'s files from: ``manual_dir``, or TFDS's
   default ``<data_dir>/downloads/manual`` if it holds them all; else None.
 
-  Raises:
-    InputError: if ``manual_dir`` lacks some of the expected files.
+  Raises InputError if ``manual_dir`` lacks some of the expected files.
   """
   if manual_dir is not None:
     missing = [f for f in expected_manual_files(name)
@@ -363,37 +237,27 @@ def load_image_dataset(
 ) -> ImageData:
   """Prepares (if needed) and reads a TFDS image dataset into memory.
 
-  Args:
-    name: one of ``SUPPORTED``.
-    batch_size: training batch size, the unit of the mini-set sizes.
-    data_dir: TFDS data directory (TFDS's default when None).
-    manual_dir: directory holding ``expected_manual_files(name)``; when given,
-      preparation reads the downloads from there instead of the network.
-    mini_training_set_num_batches: if set, keep only the first
-      ``min(N, n * batch_size)`` training examples.
-    mini_test_set_num_batches: if set, keep only the first
-      ``min(M, m * batch_size)`` test examples.
-    probe_timeout: seconds to wait for each download host when the dataset
-      must be downloaded.
-    log: prints the one line saying a preparation is happening.
+  Returns the dataset ``name`` (one of ``SUPPORTED``), with the mean image of the kept training
+  examples and the fingerprint of the kept splits. ``batch_size`` is the training batch size, the
+  unit of the mini-set sizes: with ``mini_training_set_num_batches`` n (or
+  ``mini_test_set_num_batches`` m) set, only the first ``min(N, n * batch_size)`` training (or
+  ``min(M, m * batch_size)`` test) examples are kept. ``data_dir`` is the TFDS data directory
+  (TFDS's default when None). ``manual_dir``, when given, is a directory holding
+  ``expected_manual_files(name)``, from which preparation reads the downloads instead of the
+  network. ``probe_timeout`` is the seconds to wait for each download host when the dataset must
+  be downloaded, and ``log`` prints the one line saying a preparation is happening.
 
-  Returns:
-    The dataset, with the mean image of the kept training examples and the
-    fingerprint of the kept splits.
-
-  Raises:
-    ValueError: for an unsupported name, or a batch size or mini-set size
-      below 1.
-    errors.InputError: the data cannot be had (not prepared, no manual_dir and
-      the download hosts unreachable; a manual_dir lacking files), or the
-      prepared folder holds another dataset's data.
+  Raises ValueError for an unsupported name, or a batch size or mini-set size below 1, and
+  ``errors.InputError`` when the data cannot be had (not prepared, no manual_dir and the download
+  hosts unreachable; a manual_dir lacking files) or the prepared folder holds another dataset's
+  data.
   """
   check_supported(name)
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   check_num_batches(mini_training_set_num_batches)
   check_num_batches(mini_test_set_num_batches)
-  import tensorflow_datasets as tfds   # here, not at import: it loads TensorFlow (slow, noisy)
+  import tensorflow_datasets as tfds  # here, not at import: it loads TensorFlow (slow, noisy)
   builder = tfds.builder(name, data_dir=data_dir)
   if not os.path.exists(os.fspath(builder.data_path)):
     _prepare(builder, name, manual_dir, probe_timeout, log)
@@ -426,12 +290,8 @@ def preprocess(images: jax.Array, mean_image: jax.Array | np.ndarray
                ) -> jax.Array:
   """``images / 256 - mean_image`` in float32; jit-safe for uint8 inputs.
 
-  Args:
-    images: uint8 ``[..., H, W, C]``.
-    mean_image: float32 ``[H, W, C]`` (broadcast over leading axes).
-
-  Returns:
-    float32 array of the shape of ``images``.
+  ``images`` is uint8 ``[..., H, W, C]`` and ``mean_image`` float32 ``[H, W, C]`` (broadcast over
+  leading axes); the result is a float32 array of the shape of ``images``.
   """
   return images.astype(jnp.float32) / 256 - jnp.asarray(mean_image,
                                                          jnp.float32)

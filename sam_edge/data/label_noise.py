@@ -37,14 +37,9 @@ def noisy_labels(labels: jax.Array, num_classes: int, fraction: float, key: jax.
                  ) -> tuple[jax.Array, jax.Array]:
   """Replaces exactly `num_flipped(N, fraction)` labels by uniformly drawn other classes.
 
-  Args:
-    labels: int [N], values in {0..num_classes-1}.
-    num_classes: K >= 2 (static).
-    fraction: p in [0, 1] (static).
-    key: PRNG key, e.g. `noise_key(data_key)`.
-
-  Returns:
-    (labels' int32 [N], flipped bool [N]), flipped marking the replaced labels (module doc).
+  `labels` is int [N] with values in {0..num_classes-1}, `num_classes` K >= 2 (static),
+  `fraction` p in [0, 1] (static) and `key` a PRNG key, e.g. `noise_key(data_key)`. Returns
+  `(labels' int32 [N], flipped bool [N])`, flipped marking the replaced labels (module doc).
   """
   if num_classes < 2:
     raise ValueError(f"label noise needs at least 2 classes, got {num_classes}")

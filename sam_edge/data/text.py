@@ -50,17 +50,11 @@ def _describe_byte(data: np.ndarray, position: int) -> str:
 
 
 def read_corpus(path: str) -> np.ndarray:
-  """Reads an ASCII text file as uint8 character codes.
+  """Reads the ASCII text file `path` as uint8 [L] character codes, 1 <= value <= 127.
 
   Checks, in this order: the file exists, it is not a directory, it is not
   empty, it holds no NUL byte (0 is the padding token), and every byte is
   ASCII (< 128). Each failure raises a CorpusError naming the file.
-
-  Args:
-    path: the text file.
-
-  Returns:
-    uint8 [L], the bytes of the file, 1 <= value <= 127.
   """
   path = os.fspath(path)
   if not os.path.exists(path):
@@ -97,14 +91,9 @@ def make_windows(corpus: np.ndarray, *, sequence_length: int) -> np.ndarray:
   """Cuts a corpus into non-overlapping windows of sequence_length + 1 chars.
 
   W = L // (T + 1) and windows[w] = corpus[w * (T + 1) : (w + 1) * (T + 1)];
-  the last L - W * (T + 1) characters are dropped.
-
-  Args:
-    corpus: uint8 [L].
-    sequence_length: T >= 1, the number of inputs (and targets) per window.
-
-  Returns:
-    uint8 [W, T + 1] (W may be 0).
+  the last L - W * (T + 1) characters are dropped. `corpus` is uint8 [L] and
+  `sequence_length` T >= 1 the number of inputs (and targets) per window; the result is
+  uint8 [W, T + 1] (W may be 0).
   """
   if sequence_length < 1:
     raise ValueError(f"sequence_length must be >= 1, got {sequence_length}")
@@ -119,14 +108,8 @@ def split_corpus(corpus: np.ndarray, *,
   """Splits a corpus into a training head and a test tail.
 
   With N = round(L * test_fraction) test characters,
-  train = corpus[:L - N] and test = corpus[L - N:].
-
-  Args:
-    corpus: uint8 [L].
-    test_fraction: in [0, 1), e.g. 0.1 for the last 10%.
-
-  Returns:
-    (train uint8 [L - N], test uint8 [N]).
+  train = corpus[:L - N] and test = corpus[L - N:], for `corpus` uint8 [L] and `test_fraction`
+  in [0, 1) (e.g. 0.1 for the last 10%). Returns `(train uint8 [L - N], test uint8 [N])`.
   """
   if not 0.0 <= test_fraction < 1.0:
     raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
@@ -142,16 +125,12 @@ def check_enough_windows(windows: np.ndarray, *, batch_size: int,
                          num_chars: int | None = None) -> None:
   """Raises a CorpusError if there are fewer than `minimum` windows.
 
-  Args:
-    windows: [W, sequence_length + 1].
-    batch_size: the --batch_size in use.
-    sequence_length: the --sequence_length in use.
-    path: the corpus file, for the message.
-    what: which part of the corpus, e.g. "training" or "test".
-    minimum: windows needed; batch_size when None (one full training batch).
-      Use 1 for a test part that may be evaluated in a partial batch.
-    num_chars: characters in this part, for the message; when None,
-      W * (sequence_length + 1) (what the windows cover).
+  `windows` is [W, sequence_length + 1]; `batch_size` and `sequence_length` are the --batch_size
+  and --sequence_length in use. `minimum` is the windows needed: `batch_size` when None (one full
+  training batch), 1 for a test part that may be evaluated in a partial batch. For the message,
+  `path` is the corpus file, `what` which part of the corpus (e.g. "training" or "test") and
+  `num_chars` the characters in this part (when None, W * (sequence_length + 1), what the
+  windows cover).
   """
   needed = batch_size if minimum is None else minimum
   have = int(windows.shape[0])

@@ -122,10 +122,8 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
   """CIFAR ResNet-(6n+2), option A shortcuts (see the module docstring).
 
-  Attributes:
-    blocks_per_stage: n (3 for ResNet20, 5 for ResNet32).
-    num_classes: number of output logits.
-    activation: a key of ``vision.ACTIVATIONS``.
+  ``blocks_per_stage`` is n (3 for ResNet20, 5 for ResNet32), ``num_classes`` the number of
+  output logits and ``activation`` a key of ``vision.ACTIVATIONS``.
   """
 
   blocks_per_stage: int
@@ -171,11 +169,9 @@ class WideBlock(nn.Module):
 class WideResNet(nn.Module):
   """WRN-depth-widen_factor, dropout off (see the module docstring).
 
-  Attributes:
-    depth: total depth d, with (d − 4) divisible by 6 and d >= 10.
-    widen_factor: k; the stages have 16k, 32k and 64k channels.
-    num_classes: number of output logits.
-    activation: a key of ``vision.ACTIVATIONS``.
+  ``depth`` is the total depth d, with (d − 4) divisible by 6 and d >= 10; ``widen_factor`` is k,
+  the stages having 16k, 32k and 64k channels. ``num_classes`` is the number of output logits and
+  ``activation`` a key of ``vision.ACTIVATIONS``.
   """
 
   depth: int
@@ -213,8 +209,7 @@ RESNETS: dict[str, Callable[..., nn.Module]] = {
 def make_resnet(name: str, *, num_classes: int, activation: str = "relu") -> nn.Module:
   """The (unbound) module ``RESNETS[name](num_classes=..., activation=...)``.
 
-  Raises:
-    ValueError: for a name not in ``RESNETS`` or an activation not in ``vision.ACTIVATIONS``.
+  Raises ValueError for a name not in ``RESNETS`` or an activation not in ``vision.ACTIVATIONS``.
   """
   if name not in RESNETS:
     raise ValueError(f"Unknown residual network {name!r}; expected one of {tuple(RESNETS)}")

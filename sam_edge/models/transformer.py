@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from sam_edge.models import losses
+
 PAD = 0
 
 
@@ -35,17 +37,12 @@ class Transformer(hk.Module):
                key_size: int = 32, model_size: int = 128,
                sequence_length: int = 64, vocab_size: int = 128,
                widening_factor: int = 4, name: str | None = None):
-    """Builds the module.
+    """Builds the module, named `name`.
 
-    Args:
-      num_layers: number of transformer blocks.
-      num_heads: attention heads per block.
-      key_size: size of each head's queries, keys and values.
-      model_size: D, the width of the residual stream.
-      sequence_length: the longest T (size of the positional embedding).
-      vocab_size: V, the number of token ids.
-      widening_factor: F, the MLP hidden width is F * D.
-      name: the module name.
+    It has `num_layers` transformer blocks of `num_heads` attention heads each, `key_size` the
+    size of each head's queries, keys and values. `model_size` is D, the width of the residual
+    stream; `sequence_length` the longest T (size of the positional embedding); `vocab_size` V,
+    the number of token ids; and `widening_factor` F, the MLP hidden width being F * D.
     """
     super().__init__(name=name)
     self.num_layers = num_layers
@@ -57,14 +54,8 @@ class Transformer(hk.Module):
     self.widening_factor = widening_factor
 
   def __call__(self, tokens: jax.Array) -> jax.Array:
-    """Computes next-token logits.
-
-    Args:
-      tokens: int [B, T], T <= sequence_length, 0 for padding.
-
-    Returns:
-      float [B, T, vocab_size].
-    """
+    """Next-token logits float [B, T, vocab_size] of `tokens` int [B, T] (T <= sequence_length,
+    0 for padding)."""
     _, seq_len = tokens.shape
     if seq_len > self.sequence_length:
       raise ValueError(f"got {seq_len} tokens per sequence but "
@@ -110,12 +101,8 @@ def _layer_norm(x: jax.Array) -> jax.Array:
 def make_language_model(**config) -> hk.Transformed:
   """A pure Transformer: init(rng, tokens) -> params, apply(params, tokens).
 
-  Args:
-    **config: Transformer constructor arguments (num_layers, num_heads, ...).
-
-  Returns:
-    An hk.Transformed without an rng in apply: apply(params, tokens [B, T])
-    -> logits [B, T, V].
+  `config` holds the Transformer constructor arguments (num_layers, num_heads, ...). Returns an
+  hk.Transformed without an rng in apply: apply(params, tokens [B, T]) -> logits [B, T, V].
   """
 
   def forward(tokens: jax.Array) -> jax.Array:
@@ -125,17 +112,11 @@ def make_language_model(**config) -> hk.Transformed:
 
 
 def next_token_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
-  """Mean cross-entropy over non-padding targets.
+  """Mean cross-entropy over non-padding targets: a float scalar.
 
   loss = sum(m * ce) / max(sum(m), 1) with m = [targets != 0] and
-  ce[b, t] = -log softmax(logits[b, t])[targets[b, t]].
-
-  Args:
-    logits: float [B, T, V].
-    targets: int [B, T].
-
-  Returns:
-    float scalar.
+  ce[b, t] = -log softmax(logits[b, t])[targets[b, t]], for `logits` float [B, T, V] and
+  `targets` int [B, T].
   """
   ce = optax.softmax_cross_entropy_with_integer_labels(
       logits.astype(jnp.float32), targets)  # [B, T]
@@ -146,13 +127,8 @@ def next_token_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
 def split_window(windows: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Splits windows of T + 1 characters into inputs and next characters.
 
-  inputs = windows[:, :-1], targets = windows[:, 1:].
-
-  Args:
-    windows: uint8 [B, T + 1].
-
-  Returns:
-    (inputs int32 [B, T], targets int32 [B, T]).
+  inputs = windows[:, :-1], targets = windows[:, 1:]. For `windows` uint8 [B, T + 1], returns
+  `(inputs int32 [B, T], targets int32 [B, T])`.
   """
   windows = jnp.asarray(windows).astype(jnp.int32)  # [B, T+1]
   return windows[:, :-1], windows[:, 1:]
@@ -174,6 +150,6 @@ def per_sequence_error(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
   err_b = Σ_t m[b,t] [argmax logits[b,t] ≠ y[b,t]] / max(Σ_t m[b,t], 1).
   """
-  wrong = (jnp.argmax(logits, axis=-1) != targets).astype(jnp.float32)   # [B, T]
+  wrong = losses.misclassified(logits, targets)                            # [B, T]
   mask = (targets != PAD).astype(jnp.float32)                              # [B, T]
   return jnp.sum(mask * wrong, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)

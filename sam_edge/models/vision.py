@@ -33,6 +33,8 @@ from typing import Callable
 import flax.linen as nn
 import jax
 
+from sam_edge.models import catalog
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu, "tanh": nn.tanh, "elu": nn.elu, "gelu": nn.gelu, "softplus": nn.softplus}
 
@@ -54,11 +56,9 @@ def _glorot_dense(features: int) -> nn.Dense:
 class MLP(nn.Module):
   """Fully connected network with ``depth`` Dense layers in total.
 
-  Attributes:
-    depth: number of Dense layers, including the output layer (>= 1).
-    width: width of each of the ``depth - 1`` hidden layers.
-    num_classes: number of output logits.
-    activation: a key of ``ACTIVATIONS``.
+  ``depth`` (>= 1) counts the output layer; each of the ``depth - 1`` hidden layers has ``width``
+  units. ``num_classes`` is the number of output logits and ``activation`` a key of
+  ``ACTIVATIONS``.
   """
 
   depth: int
@@ -80,14 +80,10 @@ class MLP(nn.Module):
 class CNN(nn.Module):
   """Blocks of 3x3 conv -> activation -> LayerNorm, 2x2 max-pool after each block.
 
-  Attributes:
-    num_blocks: number of blocks ``K``; the spatial size shrinks by ``2**K``
-      (floor division at every pool).
-    layers_per_block: convolutions per block.
-    feature_multiplier: channels of block 0; block ``i`` has
-      ``2**i * feature_multiplier`` channels.
-    num_classes: number of output logits.
-    activation: a key of ``ACTIVATIONS``.
+  There are ``num_blocks`` = ``K`` blocks, so the spatial size shrinks by ``2**K`` (floor division
+  at every pool), each of ``layers_per_block`` convolutions. Block ``i`` has
+  ``2**i * feature_multiplier`` channels (block 0: ``feature_multiplier``). ``num_classes`` is
+  the number of output logits and ``activation`` a key of ``ACTIVATIONS``.
   """
 
   num_blocks: int
@@ -109,7 +105,7 @@ class CNN(nn.Module):
     return nn.Dense(self.num_classes)(flatten(h))
 
 
-ARCHITECTURES = ("MLP", "CNN")
+ARCHITECTURES = catalog.ARCHITECTURES
 
 
 def make_model(
@@ -125,21 +121,12 @@ def make_model(
 ) -> nn.Module:
   """Builds ``MLP(mlp_depth, mlp_width)`` or ``CNN(cnn_*)`` by name.
 
-  Args:
-    architecture: "MLP" or "CNN".
-    mlp_depth: ``MLP.depth`` (ignored for "CNN").
-    mlp_width: ``MLP.width`` (ignored for "CNN").
-    cnn_num_blocks: ``CNN.num_blocks`` (ignored for "MLP").
-    cnn_layers_per_block: ``CNN.layers_per_block`` (ignored for "MLP").
-    cnn_feature_multiplier: ``CNN.feature_multiplier`` (ignored for "MLP").
-    num_classes: number of output logits.
-    activation: a key of ``ACTIVATIONS``.
-
-  Returns:
-    The (unbound) flax module.
-
-  Raises:
-    ValueError: if ``architecture`` is not one of ``ARCHITECTURES``.
+  Returns the (unbound) flax module for ``architecture`` "MLP" or "CNN". ``mlp_depth`` and
+  ``mlp_width`` are ``MLP.depth`` and ``MLP.width`` (ignored for "CNN"); ``cnn_num_blocks``,
+  ``cnn_layers_per_block`` and ``cnn_feature_multiplier`` are ``CNN.num_blocks``,
+  ``CNN.layers_per_block`` and ``CNN.feature_multiplier`` (ignored for "MLP"). ``num_classes``
+  is the number of output logits and ``activation`` a key of ``ACTIVATIONS``. Raises ValueError
+  if ``architecture`` is not one of ``ARCHITECTURES``.
   """
   if architecture == "MLP":
     return MLP(depth=mlp_depth, width=mlp_width, num_classes=num_classes, activation=activation)

@@ -11,9 +11,9 @@ pickles (or the reference's `raw.txt` files):
   overlay.py   λ1/edge and training-loss curves of many runs, seeds as a band
   trends.py    final metrics against each swept axis
   phase.py     a heat map of a metric over two axes
-  report.py    summary.csv and the figures written into one folder (what `compare` does)
+  report.py    summary.csv and the figures written into one folder (what `compare` does), and
+               the flags `sweep` and `compare` share
   study.py     a whole sweep: checks first, this shard's runs one after another, the report
-  options.py   the flags `sweep` and `compare` share, and their parsing
 
 Nothing here imports jax except `commands.validate` (through the entry point it checks).
 """

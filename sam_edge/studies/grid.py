@@ -59,9 +59,8 @@ def _unescape(value: str) -> str:
 def parse(args: list[str]) -> tuple[list[Axis], list[Union[str, int]]]:
   """Splits the run arguments into axes and a template.
 
-  Returns:
-    (axes, template): the template holds each pass-through argument (with `\\,` unescaped) and,
-    in place of each axis argument, the axis's index.
+  Returns `(axes, template)`: the template holds each pass-through argument (with `\\,`
+  unescaped) and, in place of each axis argument, the axis's index.
   """
   axes: list[Axis] = []
   template: list[Union[str, int]] = []

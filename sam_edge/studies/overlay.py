@@ -14,9 +14,9 @@ the union of their x values inside the range they all cover, each member linearl
 from typing import Callable, Optional
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from sam_edge import plots
+from sam_edge.plots import figure
+from sam_edge.plots.spec import XLABEL, HLine, Panel, Series, colour
 from sam_edge.studies import sources, summary
 
 X_AXES = ("auto", "step", "time")
@@ -38,7 +38,7 @@ def x_label(runs: list[sources.Run], x_axis: str) -> str:
   if x_axis == "time":
     return "training time (s)" + (" (reference raw.txt runs have no steps)" if has_reference
                                   else "")
-  return plots.XLABEL + (" (reference raw.txt runs: measurement index)" if has_reference else "")
+  return XLABEL + (" (reference raw.txt runs: measurement index)" if has_reference else "")
 
 
 def _record_x(record: dict, x_axis: str) -> Optional[float]:
@@ -49,7 +49,7 @@ def _record_x(record: dict, x_axis: str) -> Optional[float]:
 
 def ratio_curve(run: sources.Run, x_axis: str) -> Curve:
   """λ1/edge of each record against the step (or time)."""
-  return plots.finite_points([_record_x(r, x_axis) for r in run.records],
+  return figure.finite_points([_record_x(r, x_axis) for r in run.records],
                              [summary.ratio(r) for r in run.records])
 
 
@@ -58,8 +58,8 @@ def loss_curve(run: sources.Run, x_axis: str) -> Curve:
   each measurement."""
   steps, losses = run.losses
   if x_axis == "step" and steps and losses:
-    return plots.finite_points(steps, losses)
-  return plots.finite_points([_record_x(r, x_axis) for r in run.records],
+    return figure.finite_points(steps, losses)
+  return figure.finite_points([_record_x(r, x_axis) for r in run.records],
                              [r.get("loss") for r in run.records])
 
 
@@ -96,13 +96,13 @@ def group_styles(runs: list[sources.Run], axes: list[str]) -> dict[tuple, dict]:
     if free:
       value = values.get(free[0])
       slot = colour_values.index(value) if value in colour_values else len(colour_values)
-      g["color"] = plots.eig_colour(slot, len(colour_values) + 1)
+      g["color"] = colour(slot, len(colour_values) + 1)
       rest = tuple(values.get(a) for a in free[1:])
       if rest not in others:
         others.append(rest)
       g["linestyle"] = LINESTYLES[others.index(rest) % len(LINESTYLES)]
     else:
-      g["color"], g["linestyle"] = plots.eig_colour(index, len(groups)), "-"
+      g["color"], g["linestyle"] = colour(index, len(groups)), "-"
     label = ", ".join(f"{a}={v}" for a, v in values.items() if v is not None) or head.name
     if head.kind == "reference":
       label += " (reference)"
@@ -111,33 +111,21 @@ def group_styles(runs: list[sources.Run], axes: list[str]) -> dict[tuple, dict]:
   return groups
 
 
-def curves_figure(runs: list[sources.Run], axes: list[str], x_axis: str,
-                  curve: Callable[[sources.Run, str], Curve], *, title: str, ylabel: str,
-                  hlines: tuple = (), log_y: bool = False) -> Figure:
-  """One curve (or mean and band) per seed group."""
-  series, bands = [], []
+def curves_panel(runs: list[sources.Run], axes: list[str], x_axis: str,
+                 curve: Callable[[sources.Run, str], Curve], *, title: str, ylabel: str,
+                 hlines: tuple = (), log_y: bool = False) -> Panel:
+  """One curve (or mean and min–max band) per seed group."""
+  series = []
   for g in group_styles(runs, axes).values():
     style = {"color": g["color"], "linestyle": g["linestyle"], "linewidth": 1.2}
     found = [c for c in (curve(r, x_axis) for r in g["members"]) if len(c[0])]
     if len(found) > 1:
       x, mean, lo, hi = mean_band(found)
-      series.append(plots.Series(g["label"], x, mean, style))
-      bands.append((x, lo, hi, g["color"]))
+      series.append(Series(g["label"], x, mean, style, lower=lo, upper=hi))
     else:
       x, y = found[0] if found else ([], [])
-      series.append(plots.Series(g["label"], x, y, style))
-  fig = plots.build_figure(plots.PlotSpec(title=title, xlabel=x_label(runs, x_axis),
-                                          ylabel=ylabel, series=series, hlines=hlines,
-                                          log_y=log_y))
-  ax = fig.axes[0]
-  for x, lo, hi, colour in bands:
-    keep = np.isfinite(lo) & np.isfinite(hi) & ((lo > 0) if log_y else True)
-    x, lo, hi = x[keep], lo[keep], hi[keep]
-    if len(x) > plots.MAX_PLOTTED_POINTS:
-      idx = np.linspace(0, len(x) - 1, plots.MAX_PLOTTED_POINTS).astype(np.int64)
-      x, lo, hi = x[idx], lo[idx], hi[idx]
-    ax.fill_between(x, lo, hi, color=colour, alpha=0.2, linewidth=0)
-  return fig
+      series.append(Series(g["label"], x, y, style))
+  return Panel(title, x_label(runs, x_axis), ylabel, series, hlines, log_y=log_y)
 
 
 def edge_labels(runs: list[sources.Run]) -> list[str]:
@@ -152,21 +140,20 @@ def edge_labels(runs: list[sources.Run]) -> list[str]:
   return labels
 
 
-def ratio_figure(runs: list[sources.Run], axes: list[str], x_axis: str) -> Figure:
+def ratio_panel(runs: list[sources.Run], axes: list[str], x_axis: str) -> Panel:
   """λ1/edge against step (or time) for every run, with the line λ1 = edge; the y label names
   the edges met (e.g. `λ1 / edge (2/η, SAM-edge)`)."""
   labels = edge_labels(runs)
-  return curves_figure(runs, axes, x_axis, ratio_curve,
-                       title="top Hessian eigenvalue over the stability edge",
-                       ylabel=RATIO_YLABEL + (f" ({', '.join(labels)})" if labels else ""),
-                       hlines=(plots.HLine("λ1 = edge", 1.0,
-                                           {"color": "black", "linestyle": ":",
-                                            "linewidth": 1.0}),))
+  return curves_panel(runs, axes, x_axis, ratio_curve,
+                      title="top Hessian eigenvalue over the stability edge",
+                      ylabel=RATIO_YLABEL + (f" ({', '.join(labels)})" if labels else ""),
+                      hlines=(HLine("λ1 = edge", 1.0,
+                                    {"color": "black", "linestyle": ":", "linewidth": 1.0}),))
 
 
-def loss_figure(runs: list[sources.Run], axes: list[str], x_axis: str) -> Figure:
+def loss_panel(runs: list[sources.Run], axes: list[str], x_axis: str) -> Panel:
   """Training-loss curves of every run; log y when every loss is positive."""
   ys = np.concatenate([loss_curve(r, x_axis)[1] for r in runs] or [np.zeros(0)])
   log_y = bool(len(ys)) and bool(np.all(ys > 0))
-  return curves_figure(runs, axes, x_axis, loss_curve, title="training loss",
-                       ylabel=plots.LOSS_YLABEL, log_y=log_y)
+  return curves_panel(runs, axes, x_axis, loss_curve, title="training loss",
+                      ylabel="training loss", log_y=log_y)

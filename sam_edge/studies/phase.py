@@ -11,11 +11,9 @@ When the runs have further non-seed axes, each of their settings gets its own pa
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
+from sam_edge.plots.spec import Heatmap
 from sam_edge.studies import summary, trends
-
-PANEL_SIZE = (4.8, 4.0)
 
 
 class PhaseError(ValueError):
@@ -49,36 +47,19 @@ def grid(rows: list[dict[str, Any]], a: str, b: str, metric: str
   return xs, ys, cells
 
 
-def phase_figure(rows: list[dict[str, Any]], a: str, b: str, metric: str,
-                 axes: list[str]) -> Figure:
-  """The heat map(s) of `metric` over `a` (x) and `b` (y)."""
-  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
+def phase_heatmaps(rows: list[dict[str, Any]], a: str, b: str, metric: str,
+                   axes: list[str]) -> tuple[list[Heatmap], str]:
+  """(the heat map(s) of `metric` over `a` (x) and `b` (y), one per setting of the other
+  non-seed axes; the figure's title)."""
   others = [x for x in axes if x not in (a, b, summary.SEED)]
   panels: dict[tuple, list] = {}
   for r in rows:
     panels.setdefault(tuple(r.get(o) for o in others), []).append(r)
-  fig = Figure(figsize=(PANEL_SIZE[0] * len(panels), PANEL_SIZE[1]), layout="constrained")
-  cmap = colormaps["viridis"].with_extremes(bad="white")
-  for ax, (key, members) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels.items()):
+  label = trends.METRIC_LABELS.get(metric, metric)
+  maps = []
+  for key, members in panels.items():
     xs, ys, cells = grid(members, a, b, metric)
-    if not cells.size:
-      ax.text(0.5, 0.5, f"no run has values of {a} and {b}", ha="center", transform=ax.transAxes)
-      continue
-    image = ax.imshow(np.ma.masked_invalid(cells), origin="lower", aspect="auto", cmap=cmap)
-    lo, hi = np.nanmin(cells, initial=np.inf), np.nanmax(cells, initial=-np.inf)
-    for (j, i), value in np.ndenumerate(cells):
-      # viridis is light in its top 40%: dark text there, light text below
-      light = np.isnan(value) or (hi > lo and (value - lo) / (hi - lo) > 0.6)
-      ax.text(i, j, "–" if np.isnan(value) else f"{value:.3g}", ha="center", va="center",
-              fontsize="small", color="black" if light else "white")
-    ax.set_xticks(range(len(xs)), xs)
-    ax.set_yticks(range(len(ys)), ys)
-    ax.set_xlabel(a)
-    ax.set_ylabel(b)
-    if others:
-      ax.set_title(", ".join(f"{o}={v}" for o, v in zip(others, key)), fontsize="small")
-    if np.isfinite(cells).any():
-      fig.colorbar(image, ax=ax, label=trends.METRIC_LABELS.get(metric, metric))
+    title = ", ".join(f"{o}={v}" for o, v in zip(others, key)) if others else ""
+    maps.append(Heatmap(title, a, b, xs, ys, cells, colorbar=label))
   seeds = " (mean over seeds)" if summary.SEED in axes and summary.SEED not in (a, b) else ""
-  fig.suptitle(f"{trends.METRIC_LABELS.get(metric, metric)} over {a} and {b}{seeds}")
-  return fig
+  return maps, f"{label} over {a} and {b}{seeds}"

@@ -13,7 +13,9 @@ import dataclasses
 import os
 from typing import Callable, Optional
 
-from sam_edge import plots
+from absl import flags
+
+from sam_edge.plots import figure
 from sam_edge.studies import overlay, phase, sources, summary, trends
 
 SUMMARY = "summary.csv"
@@ -28,6 +30,26 @@ class Options:
   phase_axes: tuple[str, ...] = ()
   phase_metric: Optional[str] = None     # None: test_error if any run has it, else test_loss
   x_axis: str = "auto"                   # auto, step or time
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  """--out, --phase_axes, --phase_metric, --x_axis on `fv` (`sweep` and `compare` share them)."""
+  on = {"flag_values": fv}
+  flags.DEFINE_string("out", None, "Folder for summary.csv and the PDFs (for a sweep: also the "
+                      "run folders).", **on)
+  flags.DEFINE_list("phase_axes", [], "Two axes a,b: write phase.pdf, a heat map of "
+                    "--phase_metric over them (mean over seeds).", **on)
+  flags.DEFINE_string("phase_metric", None, "Metric of the phase plot: test_error, test_loss, "
+                      "final_lambda1, median_lambda1_over_edge or steps (default: test_error if "
+                      "present, else test_loss).", **on)
+  flags.DEFINE_enum("x_axis", "auto", list(overlay.X_AXES), "x axis of the overlays: step, time "
+                    "(training seconds), or auto (time when a reference raw.txt is among the "
+                    "runs, since it has no steps; else step).", **on)
+
+
+def options_of(fv: flags.FlagValues) -> Options:
+  """The report options from parsed flags."""
+  return Options(phase_axes=tuple(fv.phase_axes), phase_metric=fv.phase_metric, x_axis=fv.x_axis)
 
 
 def metric_pdf(axis: str) -> str:
@@ -49,8 +71,7 @@ def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Opt
           log: Callable[[str], None] = print) -> list[str]:
   """Writes the summary and the figures of `runs` into `out`; returns the paths written.
 
-  Raises:
-    phase.PhaseError: the phase options name axes the runs do not have.
+  Raises `phase.PhaseError` when the phase options name axes the runs do not have.
   """
   axes = summary.choose_axes(runs, sweep_axes)
   problems = check_options(options, axes)
@@ -62,20 +83,21 @@ def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Opt
   summary.write_csv(written[0], rows, axes)
   with_data = [r for r in runs if r.kind != "pending"]
   x_axis = overlay.resolve_x_axis(with_data, options.x_axis)
-  figures = {RATIO_PDF: overlay.ratio_figure(with_data, axes, x_axis),
-             LOSS_PDF: overlay.loss_figure(with_data, axes, x_axis)}
+  figures = {RATIO_PDF: ([overlay.ratio_panel(with_data, axes, x_axis)], None),
+             LOSS_PDF: ([overlay.loss_panel(with_data, axes, x_axis)], None)}
   for axis in axes:
     if axis != summary.SEED:
-      figures[metric_pdf(axis)] = trends.metric_figure(rows, axis, axes)
+      found = trends.metric_panels(rows, axis, axes)
+      if found is not None:
+        figures[metric_pdf(axis)] = found
   if options.phase_axes:
     a, b = options.phase_axes
     metric = options.phase_metric or summary.default_metric(rows)
-    figures[PHASE_PDF] = phase.phase_figure(rows, a, b, metric, axes)
-  for name, fig in figures.items():
-    if fig is not None:
-      path = os.path.join(out, name)
-      plots.save_figure(fig, path)
-      written.append(path)
+    figures[PHASE_PDF] = phase.phase_heatmaps(rows, a, b, metric, axes)
+  for name, (panels, title) in figures.items():
+    path = os.path.join(out, name)
+    figure.write(path, panels, columns=max(1, len(panels)) if title else 1, title=title)
+    written.append(path)
   pending = len(runs) - len(with_data)
   log(f"summary of {len(runs)} runs" + (f" ({pending} without data yet)" if pending else "")
       + f" in {out}: " + ", ".join(os.path.basename(p) for p in written))

@@ -12,14 +12,13 @@ tick labels. Runs without a finite m are left out of its panel.
 from typing import Any, Optional
 
 import numpy as np
-from matplotlib.figure import Figure
 
+from sam_edge.plots.spec import HLine, Panel, Series
 from sam_edge.studies import summary
 
 METRIC_LABELS = {
     "test_error": "test error", "test_loss": "test loss", "final_lambda1": "final λ1",
     "median_lambda1_over_edge": "median λ1/edge (2nd half)", "steps": "steps"}
-PANEL_SIZE = (4.2, 3.6)
 
 
 def panel_metrics(rows: list[dict[str, Any]]) -> list[str]:
@@ -42,8 +41,10 @@ def points(rows: list[dict[str, Any]], axis: str, metric: str,
   return idx, np.array(mean), np.array(lo), np.array(hi)
 
 
-def metric_figure(rows: list[dict[str, Any]], axis: str, axes: list[str]) -> Optional[Figure]:
-  """The figure of every metric against `axis`; None when no run has any metric."""
+def metric_panels(rows: list[dict[str, Any]], axis: str, axes: list[str]
+                  ) -> Optional[tuple[list[Panel], str]]:
+  """(one panel per metric against `axis`, the figure's title); None when no run has any
+  metric."""
   metrics = panel_metrics(rows)
   if not metrics:
     return None
@@ -54,24 +55,18 @@ def metric_figure(rows: list[dict[str, Any]], axis: str, axes: list[str]) -> Opt
   lines: dict[tuple, list] = {}
   for r in rows:
     lines.setdefault(tuple(r.get(a) for a in others), []).append(r)
-  fig = Figure(figsize=(PANEL_SIZE[0] * len(metrics), PANEL_SIZE[1]), layout="constrained")
-  for ax, metric in zip(fig.subplots(1, len(metrics), squeeze=False)[0], metrics):
+  panels = []
+  for metric in metrics:
+    series = []
     for n, (key, members) in enumerate(lines.items()):
       idx, mean, lo, hi = points(members, axis, metric, values)
-      if not idx:
-        continue
-      label = ", ".join(f"{a}={v}" for a, v in zip(others, key)) or None
-      ax.errorbar(xs[idx], mean, yerr=np.stack([mean - lo, hi - mean]), marker="o",
-                  markersize=4, capsize=3, linewidth=1.2, color=f"C{n % 10}", label=label)
-    if nums is None:
-      ax.set_xticks(xs, values, rotation=30, ha="right")
-    ax.set_xlabel(axis)
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-    ax.grid(True, alpha=0.3)
-    if metric == "median_lambda1_over_edge":
-      ax.axhline(1.0, color="black", linestyle=":", linewidth=1.0)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize="x-small")
+      if idx:
+        label = ", ".join(f"{a}={v}" for a, v in zip(others, key)) or "_nolegend_"
+        series.append(Series(label, xs[idx], mean, {"color": f"C{n % 10}", "linewidth": 1.2},
+                             lower=lo, upper=hi, bars=True))
+    hlines = ([HLine("_nolegend_", 1.0, {"color": "black", "linestyle": ":", "linewidth": 1.0})]
+              if metric == "median_lambda1_over_edge" else [])
+    panels.append(Panel("", axis, METRIC_LABELS.get(metric, metric), series, hlines,
+                        xticks=None if nums is not None else (list(xs), values)))
   seeds = "mean and min–max over seeds" if summary.SEED in axes else "one run per point"
-  fig.suptitle(f"final metrics against {axis} ({seeds})")
-  return fig
+  return panels, f"final metrics against {axis} ({seeds})"

@@ -1,0 +1,147 @@
+"""The flags both entry points share, defined on an entry point's own `flags.FlagValues`.
+
+Flag names, meanings and defaults follow the reference (see README); each entry point passes its
+task's defaults. The tables add their own: every optimizer's and SAM variant's options
+(`optim.optimizers`, `optim.sam`), every curvature kind's (`curvature.registry`) and every figure's
+output flag (`registry.figure_outputs`). Defining them imports neither jax nor matplotlib.
+"""
+
+from absl import flags
+
+from sam_edge import options, records
+from sam_edge.curvature import registry
+from sam_edge.optim import optimizers, sam
+from sam_edge.tasks.task import Defaults
+
+DEFAULT_CHECKPOINT_MINUTES = 10.0
+
+
+def table_options() -> list[options.Option]:
+  """The options the tables declare: optimizers, SAM variants, curvature kinds."""
+  return options.unique(optimizers.all_options() + [optimizers.WEIGHT_DECAY]
+                        + sam.all_options() + registry.all_options())
+
+
+def output_options() -> list[options.Option]:
+  """Every output flag: the raw pickle and each figure (`''` skips it)."""
+  return [records.RAW_DATA] + [options.Option(f.flag, f.default, f.help)
+                               for f in registry.figure_outputs()]
+
+
+def define_option(fv: flags.FlagValues, option: options.Option) -> None:
+  """One declared `Option` as an absl flag on `fv`."""
+  on = {"flag_values": fv}
+  kind = option.kind
+  if kind == "enum":
+    flags.DEFINE_enum(option.name, option.default, list(option.choices), option.help, **on)
+  elif kind is bool:
+    flags.DEFINE_bool(option.name, option.default, option.help, **on)
+  elif kind is int:
+    flags.DEFINE_integer(option.name, option.default, option.help, **on)
+  elif kind is float:
+    flags.DEFINE_float(option.name, option.default, option.help, **on)
+  else:
+    flags.DEFINE_string(option.name, option.default, option.help, **on)
+
+
+def define_common_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
+  """Defines the shared flags on `fv` with this task's defaults."""
+  on = {"flag_values": fv}
+  flags.DEFINE_float("rho", 0.0, "SAM radius ρ; 0 is the base optimizer alone.", **on)
+  flags.DEFINE_float("step_size", defaults.step_size, "Step size η.", **on)
+  flags.DEFINE_enum("optimizer", "sgd", list(optimizers.OPTIMIZERS), optimizers.help_text(), **on)
+  flags.DEFINE_enum("sam", "normalized", list(sam.SAM_VARIANTS), sam.help_text(), **on)
+  flags.DEFINE_integer("sam_group_size", None,
+                       "m-sharpness: each group of m examples of a batch takes its gradient at "
+                       "its own perturbation, and the groups are averaged (default: the whole "
+                       "batch is one group).", **on)
+  for option in table_options():
+    define_option(fv, option)
+  _define_schedule_flags(fv)
+  _define_device_flags(fv)
+  flags.DEFINE_enum("regime", "network", ["network", "linearized"],
+                    "Train the network, or its linearization at the initial parameters w0: "
+                    "f_lin(w) = f(w0) + J(w0)(w − w0).", **on)
+  flags.DEFINE_integer("batch_size", defaults.batch_size,
+                       "Examples per step (the whole training set: full batch).", **on)
+  flags.DEFINE_float("time_limit_in_hours", defaults.time_limit_in_hours,
+                     "Wall-clock limit of the training loop, measurements included, in hours.",
+                     **on)
+  flags.DEFINE_integer("max_steps", None, "Stop after this many steps (default: time limit only).",
+                       **on)
+  flags.DEFINE_integer("seed", 0, "Seed of everything random: initialisation, batches, solver.",
+                       **on)
+  _define_measurement_flags(fv, defaults)
+  for option in output_options():
+    define_option(fv, options.Option(option.name, option.default,
+                                     option.help + " ('' to skip)."))
+  _define_checkpoint_flags(fv)
+
+
+def _define_schedule_flags(fv: flags.FlagValues) -> None:
+  on = {"flag_values": fv}
+  flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine", "step"],
+                    "Step-size schedule: constant (the reference), cosine (to 0 at --max_steps) or "
+                    "step (× --lr_step_factor at each fraction --lr_step_boundaries of "
+                    "--max_steps); edges use the step size of the current step.", **on)
+  flags.DEFINE_integer("warmup_steps", 0, "Linear warm-up: η(s) = η (s + 1)/W for s < W.", **on)
+  flags.DEFINE_list("lr_step_boundaries", ["0.5", "0.75"], "Fractions of --max_steps where "
+                    "--lr_schedule=step multiplies the step size by --lr_step_factor.", **on)
+  flags.DEFINE_float("lr_step_factor", 0.1, "The multiplier of --lr_schedule=step.", **on)
+
+
+def _define_device_flags(fv: flags.FlagValues) -> None:
+  on = {"flag_values": fv}
+  flags.DEFINE_integer("num_devices", None, "Use the first N devices (default: all local and "
+                       "remote devices); the batch is sharded along them.", **on)
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0, to run on several "
+                      "hosts with jax.distributed (with --num_processes and --process_id).", **on)
+  flags.DEFINE_integer("num_processes", None, "Processes (hosts) of a multi-host run.", **on)
+  flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run (0 writes "
+                       "the PDFs and the pickle).", **on)
+  flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"],
+                    "Training forward and backward passes in this dtype, parameters in float32; "
+                    "measurements are always float32 at precision 'highest'.", **on)
+
+
+def _define_measurement_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
+  on = {"flag_values": fv}
+  flags.DEFINE_float("hessian_check_gap", defaults.hessian_check_gap,
+                     "HOURS of training time between Hessian measurements (the first is at step "
+                     "0); 0 turns the time-based schedule off.", **on)
+  flags.DEFINE_integer("measure_every_steps", None,
+                       "Measure every N steps (first at step 0) instead of --hessian_check_gap.",
+                       **on)
+  flags.DEFINE_integer("eval_every_steps", None, "Test metrics (test error and test loss) every "
+                       "N steps, first at step 0; recorded under `evaluations` and drawn in "
+                       "--eval_curve_output.", **on)
+  flags.DEFINE_integer("measure_examples", None, "Measure on the first N training examples "
+                       "(windows for the transformer) instead of the current batch.", **on)
+  flags.DEFINE_integer("measure_chunk", None, "Take measurements C examples at a time, summing "
+                       "gradients and HVPs over chunks on device: memory of C examples.", **on)
+  flags.DEFINE_integer("num_principal_components", 1, "k: how many top eigenvalues to measure.",
+                       **on)
+  flags.DEFINE_enum("eigensolver", "lanczos", ["lanczos", "power"],
+                    "lanczos (signed top-k, residuals) or the reference's power/subspace "
+                    "iteration.", **on)
+  flags.DEFINE_enum("hvp", "exact", ["exact", "finite_difference"],
+                    "Hessian-vector products: exact (forward-over-reverse) or the reference's "
+                    "central finite difference with step 1e-3.", **on)
+  flags.DEFINE_integer("lanczos_max_steps", 30, "Cap on Lanczos steps (= HVPs) per measurement.",
+                       **on)
+  flags.DEFINE_float("lanczos_tol", 1e-4,
+                     "Lanczos stops once every residual ||Hv - λv|| <= tol * |λ1|.", **on)
+
+
+def _define_checkpoint_flags(fv: flags.FlagValues) -> None:
+  on = {"flag_values": fv}
+  flags.DEFINE_string("checkpoint_dir", None, "Folder for resumable checkpoints (orbax); none if "
+                      "unset.", **on)
+  flags.DEFINE_float("checkpoint_every_minutes", None,
+                     f"Minutes between checkpoints (default {DEFAULT_CHECKPOINT_MINUTES:g} when "
+                     "--checkpoint_dir is set); one is also written when the run stops.", **on)
+  flags.DEFINE_string("tensorboard_dir", None, "Write the training loss, every measurement and "
+                      "every evaluation as TensorBoard scalars into this folder as they happen "
+                      "(`tensorboard --logdir` follows the run live); none if unset.", **on)
+  flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in --checkpoint_dir "
+                    "(start afresh if it holds none); refused if the flags differ.", **on)

@@ -1,0 +1,253 @@
+"""One Hessian measurement -> one record of the edge-of-stability quantities.
+
+At parameters w on batch B, with η the step size of this step, g = ∇L(w), g_SAM the gradient the
+base optimizer would see (the SAM gradient of the configured variant; g itself when ρ = 0) and
+(λ_i, v_i) the top-k eigenpairs of the measured operator A (v_1 principal), a record holds
+
+    eigenvalues λ_1 ≥ … ≥ λ_k of A, their residuals ||A v_i − λ_i v_i||, `converged` (every
+    residual <= tol · max|λ|), the HVPs used, `eigenvalue_kind` ("signed", or "magnitude" for
+    the power iteration, which returns |λ| as the reference does), `operator`,
+    `step_size` η, `two_over_eta` 2/η, `sam_edge` SAM-edge(||g||, η, ρ),
+    `edge` (the configured method's own stability threshold, `edges.method_edge`; None where no
+    closed form is known) and `edge_label` (its formula), ||g||, L(w),
+    g_alignment  = |cos(g, v_1)|,   sg_alignment = |cos(g_SAM, v_1)|,
+
+and the keys of each requested curvature kind (`registry`).
+
+A is the Hessian H of the training loss (`operator` "hessian"), except for an optimizer with a
+preconditioner (Adam), where it is P^{-1/2} H P^{-1/2} (`operator` "preconditioned_hessian") with
+P the diagonal preconditioner of its next step (`optim.adam`); in the coordinates z = P^{1/2} w
+Adam is plain momentum on A, and the alignments are those of P^{-1/2} g and P^{-1/2} g_SAM.
+
+The loss is `objective.Objective`: the task's forward pass on the measured batch (its own
+BatchNorm statistics) and the loss of its outputs, over chunks with --measure_chunk. Everything
+runs at matmul precision "highest" (TF32 on GPUs would otherwise dominate the error). The
+measurement is pure: it never changes the parameters, the model state or the batches.
+"""
+
+import dataclasses
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from sam_edge import trees
+from sam_edge.curvature import eigensolvers, hvp, lanczos, registry
+from sam_edge.curvature.objective import Objective
+from sam_edge.optim import edges, schedules, thresholds, update
+from sam_edge.optim.optimizers import OptimizerSettings
+from sam_edge.optim.sam import SamSettings
+
+PyTree = Any
+Record = dict[str, Any]
+# (params, model_state, batch, constants) -> (outputs, new model_state), and (outputs, batch) -> L
+Forward = Callable[[PyTree, PyTree, PyTree, PyTree], tuple[Any, PyTree]]
+OutputLoss = Callable[[Any, PyTree], jax.Array]
+
+PRECISION = "highest"
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureSettings:
+  """How a measurement is taken, and the method whose edge it reports."""
+  optimizer: OptimizerSettings = OptimizerSettings()
+  sam: SamSettings = SamSettings()
+  batch_size: Optional[int] = None  # for the edge of m-sharpness (group size vs batch)
+  num_eigenvalues: int = 1          # k
+  eigensolver: str = "lanczos"      # lanczos | power
+  hvp: str = "exact"                # exact | finite_difference
+  max_steps: int = 20               # Lanczos step (= HVP) cap
+  tol: float = 1e-4                 # relative residual tolerance
+  min_steps: int = 3                # Lanczos never stops before this many HVPs
+  curvature: registry.Requested = ()   # (kind, settings) of `registry.KINDS`
+  chunk: Optional[int] = None       # losses, gradients and HVPs over chunks of this many examples
+
+  @property
+  def preconditioned(self) -> bool:
+    return self.optimizer.entry.preconditioner is not None
+
+  def edge_label(self) -> Optional[str]:
+    return edges.edge_label(self.optimizer, self.sam, self.batch_size)
+
+
+class Context(NamedTuple):
+  """What a measurement reads besides the parameters (all arrays: jit arguments)."""
+  model_state: PyTree      # BatchNorm statistics ({} if none)
+  opt_state: PyTree        # the optimizer's state (Adam's ν for its preconditioner)
+  step: jax.Array          # the step about to be taken (its step size is η)
+  constants: PyTree        # e.g. the expansion point of the linearized model ({} if none)
+
+
+def converged(eigenvalues: jax.Array, residuals: jax.Array, tol: float) -> jax.Array:
+  """Whether every requested pair is converged: max_i ||A v_i − λ_i v_i|| <= tol · max_i |λ_i|
+  (the Lanczos stopping rule, applied to any solver)."""
+  return jnp.all(residuals <= tol * jnp.max(jnp.abs(eigenvalues)))
+
+
+def eigenvalue_kind(settings: MeasureSettings) -> str:
+  """"signed" (Lanczos: algebraic eigenvalues) or "magnitude" (power iteration: |λ|)."""
+  return "magnitude" if settings.eigensolver == "power" else "signed"
+
+
+def size_problems(settings: MeasureSettings, num_params: int) -> list[str]:
+  """Settings that need more dimensions than the model has (one line each, naming the flag)."""
+  return registry.size_problems(settings.curvature, num_params)
+
+
+def init_state(settings: MeasureSettings, params: PyTree) -> dict:
+  """What the first measurement starts from: {"v1": zeros (a random start), "curvature": the
+  curvature kinds' states}. Each measurement returns the next one (warm starts)."""
+  return {"v1": jax.tree.map(jnp.zeros_like, params),
+          "curvature": registry.init_states(settings.curvature, params)}
+
+
+def objective(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings,
+              context: Context) -> Objective:
+  """The measured loss at this context: the forward pass with its model state and constants."""
+  return Objective(lambda p, b: forward(p, context.model_state, b, context.constants)[0],
+                   output_loss, settings.chunk)
+
+
+class Prepared(NamedTuple):
+  """What a measurement computes before its eigen-solver (all arrays)."""
+  loss: jax.Array            # L(w)
+  grad: PyTree               # ∇L(w)
+  grad_seen: PyTree          # g, in the operator's coordinates (P^{-1/2} g for Adam)
+  sam_grad_seen: PyTree      # g_SAM, likewise
+  precondition: Any          # P (a params pytree) for Adam, else None
+
+
+def prepare(loss: Objective, settings: MeasureSettings, params: PyTree, context: Context,
+            batch: PyTree) -> Prepared:
+  """L, ∇L, the SAM gradient and, for a preconditioned optimizer, the preconditioner P."""
+  o = settings.optimizer
+  grads = update.sam_gradients(lambda p, b: (loss.loss(p, b), {}), params, batch, settings.sam)
+  grad, sam_grad, precondition = grads.grad, grads.sam_grad, None
+  if settings.preconditioned:
+    seen = (optax.tree.add_scale(grads.sam_grad, o.weight_decay, params) if o.weight_decay
+            else grads.sam_grad)           # what the next step receives: g_SAM + wd·w
+    precondition = o.entry.preconditioner(context.opt_state, seen, o.values)
+    inv_sqrt = jax.tree.map(jax.lax.rsqrt, precondition)
+    grad = jax.tree.map(jnp.multiply, inv_sqrt, grad)
+    sam_grad = jax.tree.map(jnp.multiply, inv_sqrt, sam_grad)
+  return Prepared(grads.loss, grads.grad, grad, sam_grad, precondition)
+
+
+def finish(loss: Objective, settings: MeasureSettings, params: PyTree, context: Context,
+           batch: PyTree, state: dict, key: jax.Array, prepared: Prepared,
+           result: lanczos.EigenResult, v1: PyTree) -> tuple[Record, dict]:
+  """The record and the next state, from the eigen-solver's result (and the curvature kinds)."""
+  o = settings.optimizer
+  grad_norm = optax.tree.norm(prepared.grad)
+  eta = schedules.step_size_at(o.learning_rate(), context.step)
+  record = {
+      "eigenvalues": result.eigenvalues,
+      "residuals": result.residuals,
+      "converged": converged(result.eigenvalues, result.residuals, settings.tol),
+      "hvps": result.num_matvecs,
+      "step_size": eta,
+      "two_over_eta": thresholds.two_over_eta(eta),
+      "sam_edge": thresholds.sam_edge(grad_norm, eta, settings.sam.rho),
+      "edge": edges.method_edge(o, settings.sam, eta, grad_norm=grad_norm,
+                                batch_size=settings.batch_size),
+      "grad_norm": grad_norm,
+      "loss": prepared.loss,
+      "g_alignment": trees.alignment(prepared.grad_seen, v1),
+      "sg_alignment": trees.alignment(prepared.sam_grad_seen, v1),
+  }
+  extra, curvature_states = registry.measure_curvature(
+      loss, settings.curvature, params, batch, jax.random.split(key)[1], state["curvature"])
+  return {**record, **extra}, {"v1": v1, "curvature": curvature_states}
+
+
+def measure(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings,
+            params: PyTree, context: Context, batch: PyTree, state: dict, key: jax.Array
+            ) -> tuple[Record, dict]:
+  """Returns the record (see module doc) and the next measurement state (`init_state`): the
+  principal eigenvector v_1 (a params pytree, in the operator's coordinates) and the curvature
+  kinds' states. One pure function: `prepare`, the eigen-solver, `finish`.
+
+  `state["v1"]` warm-starts the eigen-solver (the previous measurement's v_1; zeros for a
+  random start drawn from `key`).
+  """
+  loss = objective(forward, output_loss, settings, context)
+  with jax.default_matmul_precision(PRECISION):
+    prepared = prepare(loss, settings, params, context, batch)
+    result, v1 = eigensolvers.top_eigenpairs(
+        loss.loss, params, batch, state["v1"], jax.random.split(key)[0],
+        method=settings.eigensolver, hvp_method=settings.hvp, k=settings.num_eigenvalues,
+        max_steps=settings.max_steps, tol=settings.tol, min_steps=settings.min_steps,
+        precondition=prepared.precondition)
+    return finish(loss, settings, params, context, batch, state, key, prepared, result, v1)
+
+
+def host_driven(settings: MeasureSettings) -> bool:
+  """Whether Lanczos runs as a host loop of jitted steps rather than a `lax.while_loop`.
+
+  On the CPU, XLA runs the kernel-gradient convolutions of an HVP inside a while loop about 30
+  times slower than outside one (measured: 6 ResNet-20 HVPs take 2.6 s unrolled, 74 s in a
+  loop); one host round trip per step costs microseconds there. Other backends keep the
+  device loop.
+  """
+  return settings.eigensolver == "lanczos" and jax.default_backend() == "cpu"
+
+
+def make_measure(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings
+                 ) -> Callable[[PyTree, Context, PyTree, dict, jax.Array], tuple[Record, dict]]:
+  """`measure` compiled once for this forward pass, loss and settings:
+  `(params, context, batch, state, key) -> (record, next state)`.
+
+  Everything that changes between measurements is an argument, so later measurements with new
+  values of the same shapes reuse the compiled functions. On the CPU (`host_driven`) it runs as
+  three jitted pieces, `prepare` with the Lanczos start, one Lanczos step (repeated by the host
+  until done) and `finish`, computing what `measure` computes. Static facts (the kind of
+  eigenvalue, the operator, the edge's formula) are added to the record on the host.
+  """
+  static = {"eigenvalue_kind": eigenvalue_kind(settings),
+            "operator": "preconditioned_hessian" if settings.preconditioned else "hessian",
+            "edge_label": settings.edge_label()}
+  if not host_driven(settings):
+    jitted = jax.jit(lambda params, context, batch, state, key: measure(
+        forward, output_loss, settings, params, context, batch, state, key))
+  else:
+    k = settings.num_eigenvalues
+
+    def operator(params, context, batch, prepared):
+      loss = objective(forward, output_loss, settings, context)
+      return hvp.operator(loss.loss, params, batch, settings.hvp, prepared.precondition)
+
+    @jax.jit
+    def start(params, context, batch, state, key):
+      prepared = prepare(objective(forward, output_loss, settings, context), settings, params,
+                         context, batch)
+      _, flat, _ = operator(params, context, batch, prepared)
+      v0 = ravel_pytree(state["v1"])[0].astype(flat.dtype)
+      return prepared, lanczos.lanczos_start(v0, jax.random.split(key)[0], k=k,
+                                             max_steps=settings.max_steps)
+
+    @jax.jit
+    def one_step(params, context, batch, prepared, s):
+      matvec, _, _ = operator(params, context, batch, prepared)
+      return lanczos.lanczos_step(matvec, s, k=k, tol=settings.tol, min_steps=settings.min_steps)
+
+    @jax.jit
+    def end(params, context, batch, state, key, prepared, s):
+      result = lanczos.lanczos_finish(s, k=k)
+      _, _, unravel = operator(params, context, batch, prepared)
+      return finish(objective(forward, output_loss, settings, context), settings, params,
+                    context, batch, state, key, prepared, result, unravel(result.vectors[0]))
+
+    def jitted(params, context, batch, state, key):
+      prepared, s = start(params, context, batch, state, key)
+      while not bool(s.done):
+        s = one_step(params, context, batch, prepared, s)
+      return end(params, context, batch, state, key, prepared, s)
+
+  def run(params: PyTree, context: Context, batch: PyTree, state: dict, key: jax.Array
+          ) -> tuple[Record, dict]:
+    with jax.default_matmul_precision(PRECISION):
+      record, new_state = jitted(params, context, batch, state, key)
+    return {**record, **static}, new_state
+  return run

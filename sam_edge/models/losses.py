@@ -1,0 +1,67 @@
+"""Classification losses on logits [B, C] and integer labels [B].
+
+With targets y = onehot(label) (or, with label smoothing s, y = (1 − s)·onehot + s/C):
+
+  squared_error            (1/(B·C)) Σ_b Σ_c (logit_bc − y_bc)²     the reference's
+                           `jnp.mean(optax.squared_error(logits, onehot))`: the mean over all
+                           B×C entries
+  sum_squared_error        (1/B) Σ_b Σ_c (logit_bc − y_bc)²         C times squared_error (and so
+                           are its Hessian eigenvalues and gradient norms)
+  half_sum_squared_error   (1/B) Σ_b ½ Σ_c (logit_bc − y_bc)²       Cohen et al.'s edge-of-stability
+                           code: C/2 times squared_error
+  cross_entropy            (1/B) Σ_b −Σ_c y_bc log softmax(logits_b)_c
+"""
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Loss = Callable[..., jax.Array]   # (logits [B, C], labels [B], label_smoothing=0.0) -> scalar
+
+
+def targets(labels: jax.Array, num_classes: int, dtype, label_smoothing: float = 0.0) -> jax.Array:
+  """(1 − s)·onehot(labels) + s/C, float [B, C]; exactly the one-hot vectors when s = 0."""
+  onehot = jax.nn.one_hot(labels, num_classes, dtype=dtype)
+  if label_smoothing == 0:
+    return onehot
+  return optax.smooth_labels(onehot, label_smoothing)
+
+
+def squared_error(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+  """(1/(B·C)) Σ_b Σ_c (logit_bc − y_bc)²: the mean over all entries (the reference's loss)."""
+  y = targets(labels, logits.shape[-1], logits.dtype, label_smoothing)
+  return jnp.mean(optax.squared_error(logits, y))
+
+
+def sum_squared_error(logits: jax.Array, labels: jax.Array,
+                      label_smoothing: float = 0.0) -> jax.Array:
+  """(1/B) Σ_b Σ_c (logit_bc − y_bc)²: the mean over examples of the sum over classes."""
+  y = targets(labels, logits.shape[-1], logits.dtype, label_smoothing)
+  return jnp.mean(jnp.sum(optax.squared_error(logits, y), axis=-1))
+
+
+def half_sum_squared_error(logits: jax.Array, labels: jax.Array,
+                           label_smoothing: float = 0.0) -> jax.Array:
+  """(1/B) Σ_b ½ Σ_c (logit_bc − y_bc)² (Cohen et al.'s convention)."""
+  return 0.5 * sum_squared_error(logits, labels, label_smoothing)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+  """(1/B) Σ_b −Σ_c y_bc log softmax(logits_b)_c; −log softmax(logits_b)[label_b] when s = 0."""
+  if label_smoothing == 0:
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+  y = targets(labels, logits.shape[-1], logits.dtype, label_smoothing)
+  return jnp.mean(optax.softmax_cross_entropy(logits, y))
+
+
+def misclassified(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """1.0 where the arg-max logit is not the label, else 0.0 ([...] float32, one per example or
+  position); its mean is the error rate."""
+  return (jnp.argmax(logits, axis=-1) != labels).astype(jnp.float32)
+
+
+LOSSES: dict[str, Loss] = {
+    "squared_error": squared_error, "sum_squared_error": sum_squared_error,
+    "half_sum_squared_error": half_sum_squared_error, "cross_entropy": cross_entropy}

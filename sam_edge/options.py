@@ -1,0 +1,81 @@
+"""Command-line options declared by the tables that own them.
+
+An optimizer, a SAM variant or a curvature kind declares its flags as `Option`s beside its code;
+`cli.flags` defines them with absl and `cli.checks` applies each option's `check` to the parsed
+value, so that a bad value is one line `--name <reason>, got <value>`. This module imports
+neither jax nor absl: declaring options costs nothing at `--help`.
+"""
+
+import dataclasses
+import math
+from typing import Any, Callable, Optional
+
+Check = Callable[[Any], Optional[str]]      # value -> why it is bad ("must be > 0"), or None
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+  """One flag: `type` is bool, int, float, str or "enum" (with `choices`); by default the type of
+  `default` (give it when the default is None)."""
+  name: str
+  default: Any
+  help: str
+  type: Any = None
+  choices: tuple[str, ...] = ()
+  check: Optional[Check] = None
+
+  @property
+  def kind(self) -> Any:
+    if self.choices:
+      return "enum"
+    return self.type or type(self.default)
+
+  def problem(self, value: Any) -> Optional[str]:
+    """`--name <reason>, got <value>`, or None when the value passes the check."""
+    if self.check is None or (value is None and self.default is None):
+      return None
+    reason = self.check(value)
+    return f"--{self.name} {reason}, got {value}" if reason else None
+
+
+def _real(x: Any) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def interval(low: float, high: float, *, low_open: bool = False, high_open: bool = True
+             ) -> Check:
+  """The check x ∈ [low, high) (brackets as asked); `math.inf` for an open end."""
+  left, right = "(" if low_open else "[", ")" if high_open else "]"
+  shown = lambda v: "∞" if v == math.inf else ("-∞" if v == -math.inf else f"{v:g}")
+
+  def check(x: Any) -> Optional[str]:
+    ok = _real(x) and (x > low if low_open else x >= low) and (x < high if high_open else x <= high)
+    return None if ok else f"must lie in {left}{shown(low)}, {shown(high)}{right}"
+  return check
+
+
+def positive(x: Any) -> Optional[str]:
+  """x > 0 and finite."""
+  return None if _real(x) and x > 0 else "must be a finite number > 0"
+
+
+def non_negative(x: Any) -> Optional[str]:
+  """x ≥ 0 and finite."""
+  return None if _real(x) and x >= 0 else "must be a finite number >= 0"
+
+
+def problems(options: tuple[Option, ...], value_of: Callable[[str], Any]) -> list[str]:
+  """One line per option whose value (`value_of(name)`) fails its check."""
+  found = [o.problem(value_of(o.name)) for o in options]
+  return [line for line in found if line]
+
+
+def unique(options: list[Option]) -> list[Option]:
+  """The options in order, each name once (tables may share one, e.g. --momentum); raises
+  ValueError when two different options share a name."""
+  seen: dict[str, Option] = {}
+  for o in options:
+    if o.name in seen and seen[o.name] != o:
+      raise ValueError(f"two different options are named --{o.name}")
+    seen.setdefault(o.name, o)
+  return list(seen.values())

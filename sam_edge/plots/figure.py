@@ -1,0 +1,209 @@
+"""The figure engine: panels (`spec.Panel`, `spec.Heatmap`) -> a matplotlib Figure -> a PDF.
+
+One way to make a figure, `build(panels, columns=1, title=None)`, and one way to write it,
+`write(path, panels, ...)` (rendered in memory, written atomically with `records`). Figures are
+explicit `matplotlib.figure.Figure` objects, never pyplot's global state, so drawing is safe in
+long runs and in threads, and importing this module selects no backend. No jax here.
+
+Drawing rules: non-finite points are dropped (on a log axis non-positive ones too); series longer
+than MAX_PLOTTED_POINTS are thinned keeping each bucket's minimum and maximum (loss spikes
+survive); series of at most MARKER_MAX_POINTS points get small markers (a single measurement
+stays visible); horizontal lines at a non-finite y are left out; every series and line gets a
+legend entry, even with no points (a series labelled "_nolegend_" gets none).
+"""
+
+import io
+import math
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+from matplotlib import colormaps, colors
+from matplotlib.figure import Figure
+
+from sam_edge import records
+from sam_edge.plots.spec import Heatmap, Panel, Series
+
+FIGSIZE = (7.0, 4.5)                 # one panel
+STACKED_HEIGHT = 0.8 * FIGSIZE[1]    # each panel of a stacked figure
+GRID_PANEL = (4.6, 3.8)              # each panel of a figure with several columns
+MAX_PLOTTED_POINTS = 8000
+MARKER_MAX_POINTS = 60
+AnyPanel = Union[Panel, Heatmap]
+
+
+def _as_float(value: Any) -> float:
+  """`value` as a float, NaN for None or anything non-numeric."""
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    return math.nan
+
+
+def finite_points(xs: Sequence[Any], ys: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+  """The (x, y) pairs where both are finite numbers, as two float64 arrays (None and
+  non-numeric entries count as NaN; the longer sequence is cut to the shorter)."""
+  x = np.array([_as_float(v) for v in xs], dtype=np.float64)
+  y = np.array([_as_float(v) for v in ys], dtype=np.float64)
+  n = min(len(x), len(y))
+  x, y = x[:n], y[:n]
+  keep = np.isfinite(x) & np.isfinite(y)
+  return x[keep], y[keep]
+
+
+def thin_points(x: np.ndarray, y: np.ndarray, max_points: int = MAX_PLOTTED_POINTS
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """About `max_points` of a long series: `max_points // 2` consecutive buckets each keep their
+  minimum and maximum, in their original order; shorter series are returned unchanged."""
+  n = len(x)
+  if n <= max_points:
+    return x, y
+  buckets = max(1, max_points // 2)
+  edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+  keep = []
+  for lo, hi in zip(edges[:-1], edges[1:]):
+    if hi <= lo:
+      continue
+    chunk = y[lo:hi]
+    keep.extend(sorted({lo + int(np.argmin(chunk)), lo + int(np.argmax(chunk))}))
+  index = np.array(keep, dtype=np.int64)
+  return x[index], y[index]
+
+
+def _series(ax: Any, s: Series, panel: Panel) -> None:
+  style = dict(s.style)
+  if s.lower is not None and s.upper is not None:
+    x = np.array([_as_float(v) for v in s.xs], dtype=np.float64)
+    y, lo, hi = (np.array([_as_float(v) for v in vs], dtype=np.float64)
+                 for vs in (s.ys, s.lower, s.upper))
+    keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(lo) & np.isfinite(hi)
+    if panel.log_y:
+      keep &= (y > 0) & (lo > 0)
+    x, y, lo, hi = x[keep], y[keep], lo[keep], hi[keep]
+    if s.bars:
+      style.setdefault("marker", "o")
+      style.setdefault("markersize", 4)
+      style.setdefault("capsize", 3)
+      ax.errorbar(x, y, yerr=np.stack([y - lo, hi - y]), label=s.label, **style)
+      return
+    if len(x) > MAX_PLOTTED_POINTS:
+      index = np.linspace(0, len(x) - 1, MAX_PLOTTED_POINTS).astype(np.int64)
+      x, y, lo, hi = x[index], y[index], lo[index], hi[index]
+    ax.fill_between(x, lo, hi, color=style.get("color"), alpha=0.2, linewidth=0)
+  else:
+    x, y = finite_points(s.xs, s.ys)
+    if panel.log_y:
+      x, y = x[y > 0], y[y > 0]
+    x, y = thin_points(x, y)
+  if len(x) <= MARKER_MAX_POINTS:
+    style.setdefault("marker", "o")
+    style.setdefault("markersize", 3)
+  ax.plot(x, y, label=s.label, **style)
+
+
+def draw_panel(ax: Any, panel: Panel) -> None:
+  """Draws a `Panel` on the matplotlib Axes `ax` (module doc)."""
+  for s in panel.series:
+    _series(ax, s, panel)
+  for h in panel.hlines:
+    y = _as_float(h.y)
+    if math.isfinite(y) and not (panel.log_y and y <= 0):
+      ax.axhline(y, label=h.label, **dict(h.style))
+  for v in panel.vlines:
+    if math.isfinite(_as_float(v.x)):
+      ax.axvline(_as_float(v.x), label=v.label, **dict(v.style))
+  if panel.note:
+    ax.text(0.5, 0.5, panel.note, transform=ax.transAxes, ha="center", va="center",
+            fontsize="large", color="0.4")
+  if panel.log_y:
+    ax.set_yscale("log")
+  if panel.log_x:
+    ax.set_xscale("log")
+  if panel.ylim is not None:
+    ax.set_ylim(*panel.ylim)
+  if panel.xticks is not None:
+    ax.set_xticks(panel.xticks[0], panel.xticks[1], rotation=30, ha="right")
+  ax.set_title(panel.title, fontsize="medium")
+  ax.set_xlabel(panel.xlabel)
+  ax.set_ylabel(panel.ylabel)
+  ax.grid(True, alpha=0.3)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(loc=panel.legend_loc, fontsize="small")
+
+
+def _norm(h: Heatmap, values: np.ndarray) -> tuple[Any, Any]:
+  """(colour map, norm) of a heat map: viridis, log-scaled or diverging around `centre`."""
+  finite = values[np.isfinite(values)]
+  if h.centre is not None:
+    span = float(np.max(np.abs(finite - h.centre))) if finite.size else 1.0
+    span = span or 1.0
+    return (colormaps["RdBu_r"].with_extremes(bad="white"),
+            colors.Normalize(h.centre - span, h.centre + span))
+  cmap = colormaps["viridis"].with_extremes(bad="white")
+  if h.log and finite.size and np.all(finite > 0):
+    return cmap, colors.LogNorm(float(finite.min()), float(finite.max()))
+  lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+  return cmap, colors.Normalize(lo, hi if hi > lo else lo + 1.0)
+
+
+def draw_heatmap(fig: Figure, ax: Any, h: Heatmap) -> None:
+  """Draws a `Heatmap` on `ax`, with a colour bar beside it when any cell has a value."""
+  values = np.array(h.values, dtype=np.float64).reshape(len(h.ylabels), len(h.xlabels))
+  if not values.size:
+    ax.text(0.5, 0.5, f"no values of {h.xlabel} and {h.ylabel}", ha="center",
+            transform=ax.transAxes)
+    return
+  cmap, norm = _norm(h, values)
+  image = ax.imshow(np.ma.masked_invalid(values), origin="upper" if h.invert_y else "lower",
+                    aspect="auto", cmap=cmap, norm=norm)
+  for (j, i), value in np.ndenumerate(values):
+    if np.isnan(value):
+      ax.text(i, j, "–", ha="center", va="center", fontsize="small", color="black")
+      continue
+    r, g, b, _ = cmap(norm(value))
+    light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
+    ax.text(i, j, f"{value:.3g}", ha="center", va="center", fontsize="small",
+            color="black" if light else "white")
+  ax.set_xticks(range(len(h.xlabels)), h.xlabels)
+  ax.set_yticks(range(len(h.ylabels)), h.ylabels)
+  ax.set_xlabel(h.xlabel)
+  ax.set_ylabel(h.ylabel)
+  ax.set_title(h.title, fontsize="medium")
+  if np.isfinite(values).any():
+    fig.colorbar(image, ax=ax, label=h.colorbar)
+
+
+def build(panels: Sequence[AnyPanel], *, columns: int = 1, title: Optional[str] = None
+          ) -> Figure:
+  """The panels drawn row by row, `columns` to a row (one column: stacked), without saving."""
+  n = max(len(panels), 1)
+  columns = max(1, min(columns, n))
+  rows = -(-n // columns)
+  if columns == 1:
+    size = (FIGSIZE[0], FIGSIZE[1] if n == 1 else STACKED_HEIGHT * n)
+  else:
+    size = (GRID_PANEL[0] * columns, GRID_PANEL[1] * rows)
+  fig = Figure(figsize=size, layout="constrained")
+  for i, panel in enumerate(panels):
+    ax = fig.add_subplot(rows, columns, i + 1)
+    if isinstance(panel, Heatmap):
+      draw_heatmap(fig, ax, panel)
+    else:
+      draw_panel(ax, panel)
+  if title:
+    fig.suptitle(title)
+  return fig
+
+
+def pdf_bytes(fig: Figure) -> bytes:
+  """`fig` rendered as PDF bytes in memory."""
+  buf = io.BytesIO()
+  fig.savefig(buf, format="pdf", metadata={"Creator": "sam-edge"})
+  return buf.getvalue()
+
+
+def write(path: str, panels: Sequence[AnyPanel], *, columns: int = 1,
+          title: Optional[str] = None) -> Figure:
+  """Builds the figure and writes it as a PDF at `path`, atomically; returns the figure."""
+  fig = build(panels, columns=columns, title=title)
+  records.atomic_write_bytes(path, pdf_bytes(fig))
+  return fig

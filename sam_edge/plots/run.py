@@ -1,0 +1,209 @@
+"""A run's own figures, from its raw data: the Hessian eigenvalues against the method's edge
+(with and without 2/η), the gradient alignments, the training loss, and the test metrics.
+
+Each is a `spec.FigureOutput` in `FIGURES`, keyed by its output flag; the curvature kinds add
+theirs (`curvature.registry.figure_outputs`). The run's writer draws them all the same way.
+"""
+
+from typing import Any, Mapping, Sequence
+
+from sam_edge.plots.spec import (
+  NO_MEASUREMENTS,
+  XLABEL,
+  FigureOutput,
+  HLine,
+  Panel,
+  Series,
+  VLine,
+  colour,
+  finite,
+  positive_values,
+  records_of,
+)
+
+EIGS_YLABEL = "Hessian eigenvalue"
+ALIGNMENT_YLABEL = "|cosine| with top Hessian eigenvector v1"
+LOSS_YLABEL = "training loss"
+SAM_EDGE_LABEL = "SAM edge"
+TWO_OVER_ETA_LABEL = "2/η"
+G_ALIGNMENT_LABEL = "|cos(∇L, v1)|"
+SG_ALIGNMENT_LABEL = "|cos(∇L_SAM, v1)|"
+UNCONVERGED_LABEL = "not converged (residual > tol·|λ1|)"
+REFERENCE_EDGES = ("2/η", "SAM-edge")    # edge labels drawn as the reference's SAM edge
+
+
+def record_series(recs: Sequence[Mapping[str, Any]], key: str, label: str,
+                  style: Mapping[str, Any]) -> Series:
+  """A series of one record field against the step."""
+  return Series(label, [r.get("step") for r in recs], [r.get(key) for r in recs], style)
+
+
+def eigenvalue_label(i: int, kind: str | None = None) -> str:
+  """The legend label of the i-th (0-based) Hessian eigenvalue; "|λ1|" for magnitudes."""
+  name = f"|λ{i + 1}|" if kind == "magnitude" else f"λ{i + 1}"
+  if i == 0:
+    what = "top Hessian eigenvalue magnitude" if kind == "magnitude" else "top Hessian eigenvalue"
+    return f"{name} ({what})"
+  return name
+
+
+def eigenvalue_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
+  """One series per tracked eigenvalue, λ1 first; k is the longest `eigenvalues` list (a record
+  with fewer contributes to the ones it has), and at least one series is returned, so that a
+  figure without eigenvalues is still labelled."""
+  k = max(max((len(r.get("eigenvalues") or ()) for r in recs), default=0), 1)
+  kind = recs[-1].get("eigenvalue_kind") if recs else None
+  out = []
+  for i in range(k):
+    points = [(r.get("step"), r["eigenvalues"][i]) for r in recs
+              if i < len(r.get("eigenvalues") or ())]
+    style = {"color": colour(i, k), "linewidth": 1.6 if i == 0 else 1.0}
+    out.append(Series(eigenvalue_label(i, kind), [p[0] for p in points],
+                      [p[1] for p in points], style))
+  return out
+
+
+def unconverged_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
+  """Hollow markers, in each eigenvalue's colour, over the eigenvalues of measurements whose
+  `converged` is False (one legend entry in all); empty when every measurement converged."""
+  bad = [r for r in recs if r.get("converged") is False]
+  if not bad:
+    return []
+  k = max(len(r.get("eigenvalues") or ()) for r in recs)
+  out = []
+  for i in range(k):
+    xs = [r.get("step") for r in bad if i < len(r.get("eigenvalues") or ())]
+    ys = [r["eigenvalues"][i] for r in bad if i < len(r.get("eigenvalues") or ())]
+    style = {"color": colour(i, k), "marker": "o", "markersize": 7, "markerfacecolor": "none",
+             "linestyle": "none", "markeredgewidth": 1.2}
+    out.append(Series(UNCONVERGED_LABEL if i == 0 else "_nolegend_", xs, ys, style))
+  return out
+
+
+def two_over_eta_marks(recs: Sequence[Mapping[str, Any]]) -> tuple[list[Series], list[HLine]]:
+  """2/η as a horizontal line, or as a curve if it changed during the run (both empty when no
+  record has a finite 2/η)."""
+  style = {"color": "tab:red", "linestyle": "--", "linewidth": 1.2}
+  pairs = [(r.get("step", 0), r.get("two_over_eta")) for r in recs
+           if finite(r.get("two_over_eta")) and finite(r.get("step", 0))]
+  values = sorted({float(v) for _, v in pairs})
+  if not values:
+    return [], []
+  if len(values) == 1:
+    return [], [HLine(TWO_OVER_ETA_LABEL, values[0], style)]
+  return [Series(TWO_OVER_ETA_LABEL, [p[0] for p in pairs], [p[1] for p in pairs], style)], []
+
+
+def edge_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
+  """The method's stability edge against the step, labelled by its formula.
+
+  Plain GD and normalized SAM (and pickles from before `edge_label` existed) draw the SAM edge
+  as the reference does; another method draws its own `edge` under its `edge_label`, e.g.
+  "(2+2β)/η, β=0.9"; a method without a known closed form (`edge` None) draws none.
+  """
+  style = {"color": "black", "linestyle": "-.", "linewidth": 1.4}
+  labels = [r["edge_label"] for r in recs if "edge_label" in r]
+  label = labels[-1] if labels else None
+  if not labels or label in REFERENCE_EDGES:
+    return [record_series(recs, "sam_edge", SAM_EDGE_LABEL, style)]
+  if label is None:
+    return []
+  return [record_series(recs, "edge", label, style)]
+
+
+def eigs_ylabel(recs: Sequence[Mapping[str, Any]]) -> str:
+  if recs and recs[-1].get("operator") == "preconditioned_hessian":
+    return "eigenvalue of P^-1/2 H P^-1/2 (Adam-preconditioned Hessian)"
+  return EIGS_YLABEL
+
+
+def eigs_panel(raw: Mapping[str, Any], title: str, *, with_two_over_eta: bool = True) -> Panel:
+  """λ1..λk, the method's edge (`edge_series`) and, optionally, 2/η (it can be far above the
+  rest and squash the plot, hence the variant without it)."""
+  recs = records_of(raw)
+  if not recs:
+    return Panel(title, XLABEL, EIGS_YLABEL, [], note=NO_MEASUREMENTS)
+  series = eigenvalue_series(recs) + edge_series(recs)
+  hlines: list[HLine] = []
+  if with_two_over_eta:
+    extra, hlines = two_over_eta_marks(recs)
+    series += extra
+  series += unconverged_series(recs)
+  return Panel(title, XLABEL, eigs_ylabel(recs), series, hlines)
+
+
+def alignment_panel(raw: Mapping[str, Any], title: str) -> Panel:
+  """|cos| of ∇L and ∇L_SAM with v1, y in [0, 1]."""
+  recs = records_of(raw)
+  if not recs:
+    return Panel(title, XLABEL, ALIGNMENT_YLABEL, [], ylim=(0.0, 1.0), note=NO_MEASUREMENTS)
+  return Panel(title, XLABEL, ALIGNMENT_YLABEL, [
+      record_series(recs, "g_alignment", G_ALIGNMENT_LABEL, {"color": "tab:blue"}),
+      record_series(recs, "sg_alignment", SG_ALIGNMENT_LABEL, {"color": "tab:orange"})],
+               ylim=(0.0, 1.0))
+
+
+def loss_points(raw: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+  """The training-loss curve (steps, losses): raw["losses"] if it has points, else the loss of
+  each record; possibly holding non-finite values."""
+  losses = raw.get("losses") or {}
+  steps, values = list(losses.get("step") or []), list(losses.get("loss") or [])
+  if steps and values:
+    return steps, values
+  recs = records_of(raw)
+  return [r.get("step") for r in recs], [r.get("loss") for r in recs]
+
+
+def loss_panel(raw: Mapping[str, Any], title: str) -> Panel:
+  """The training loss at every step (log y when every finite loss is positive), with the step
+  where a run diverged."""
+  steps, values = loss_points(raw)
+  if not steps:
+    return Panel(title, XLABEL, LOSS_YLABEL, [], note="no training steps")
+  series = [Series(LOSS_YLABEL, steps, values, {"color": "tab:blue", "linewidth": 0.8})]
+  vlines = []
+  diverged_at = (raw.get("final") or {}).get("diverged_at_step")
+  if diverged_at is not None:
+    vlines.append(VLine(f"diverged at step {diverged_at}", diverged_at,
+                        {"color": "tab:red", "linestyle": ":", "linewidth": 1.5}))
+  return Panel(title, XLABEL, LOSS_YLABEL, series, log_y=positive_values(series),
+               legend_loc="upper right", vlines=vlines)
+
+
+def evaluation_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
+  """The training loss beside the test loss of every evaluation, and the test error; none
+  without evaluations."""
+  evaluations = list(raw.get("evaluations") or [])
+  if not evaluations:
+    return []
+  steps, losses = loss_points(raw)
+  eval_steps = [e["step"] for e in evaluations]
+  series = [Series("training loss (the batch of each step)", steps, losses,
+                   {"color": "tab:blue", "linewidth": 0.8})]
+  if any("test_loss" in e for e in evaluations):
+    series.append(Series("test loss", eval_steps, [e.get("test_loss") for e in evaluations],
+                         {"color": "tab:orange", "linewidth": 1.6}))
+  out = [Panel(f"{title}: loss", XLABEL, "loss", series, log_y=positive_values(series),
+               legend_loc="upper right")]
+  if any("test_error" in e for e in evaluations):
+    out.append(Panel(f"{title}: test error", XLABEL, "test error", [
+        Series("test error", eval_steps, [e.get("test_error") for e in evaluations],
+               {"color": "tab:red"})], legend_loc="upper right"))
+  return out
+
+
+FIGURES: tuple[FigureOutput, ...] = (
+    FigureOutput("eigs_curve_output", "/tmp/eigs.pdf",
+                 "PDF: top Hessian eigenvalue(s), the method's edge and 2/η",
+                 lambda raw, title: [eigs_panel(raw, title)]),
+    FigureOutput("eigs_se_only_output", "/tmp/eigs_se_only.pdf", "PDF: the same without 2/η",
+                 lambda raw, title: [eigs_panel(raw, title, with_two_over_eta=False)]),
+    FigureOutput("alignment_curve_output", "/tmp/a.pdf",
+                 "PDF: |cos| of gradient and SAM gradient with v1",
+                 lambda raw, title: [alignment_panel(raw, title)]),
+    FigureOutput("loss_curve_output", "/tmp/ell.pdf", "PDF: training loss",
+                 lambda raw, title: [loss_panel(raw, title)]),
+    FigureOutput("eval_curve_output", "/tmp/eval.pdf",
+                 "PDF: the training loss beside the test loss and test error of every "
+                 "evaluation; written with --eval_every_steps", evaluation_panels),
+)

@@ -1,0 +1,108 @@
+"""What a figure shows, as plain data: panels of curves and lines, heat maps, and the output
+flags that name figures. `plots.figure` draws them; building them needs neither matplotlib nor
+jax, so every layer can say what it wants drawn (a curvature kind its panel, a study its phase
+plot) and tests can check it without drawing.
+"""
+
+import colorsys
+import math
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+
+XLABEL = "training step"
+NO_MEASUREMENTS = "no measurements"
+
+
+class Series(NamedTuple):
+  """A curve; `style` holds keyword arguments for `Axes.plot`. With `lower` and `upper` (as long
+  as `ys`) it gets a shaded band between them or, with `bars`, error bars from them."""
+  label: str
+  xs: Sequence[float]
+  ys: Sequence[float]
+  style: Mapping[str, Any] = {}
+  lower: Optional[Sequence[float]] = None
+  upper: Optional[Sequence[float]] = None
+  bars: bool = False
+
+
+class HLine(NamedTuple):
+  """A horizontal line: `style` holds keyword arguments for `Axes.axhline`."""
+  label: str
+  y: float
+  style: Mapping[str, Any] = {}
+
+
+class VLine(NamedTuple):
+  """A vertical line (e.g. the step where training diverged)."""
+  label: str
+  x: float
+  style: Mapping[str, Any] = {}
+
+
+class Panel(NamedTuple):
+  """One set of axes. `note` is written across an empty panel (e.g. "no measurements");
+  `xticks` = (positions, labels) for categorical x values."""
+  title: str
+  xlabel: str
+  ylabel: str
+  series: Sequence[Series]
+  hlines: Sequence[HLine] = ()
+  ylim: Optional[tuple[float, float]] = None
+  log_y: bool = False
+  legend_loc: str = "best"
+  vlines: Sequence[VLine] = ()
+  note: Optional[str] = None
+  log_x: bool = False
+  xticks: Optional[tuple[Sequence[float], Sequence[str]]] = None
+
+
+class Heatmap(NamedTuple):
+  """A grid of values [len(ylabels), len(xlabels)] (NaN: an empty cell, drawn white with `–`),
+  each cell's value written in it. `centre`: a diverging colour map centred there (e.g. 0);
+  `log`: logarithmic colours; `invert_y`: the first row at the top."""
+  title: str
+  xlabel: str
+  ylabel: str
+  xlabels: Sequence[str]
+  ylabels: Sequence[str]
+  values: Any
+  colorbar: str = ""
+  centre: Optional[float] = None
+  log: bool = False
+  invert_y: bool = False
+
+
+class FigureOutput(NamedTuple):
+  """A PDF a run writes: its output flag, the flag's default and help, and the panels drawn from
+  the run's raw data (`panels(raw, title)`; an empty list: nothing to draw, nothing written)."""
+  flag: str
+  default: str
+  help: str
+  panels: Callable[[Mapping[str, Any], str], list[Panel]]
+
+
+def records_of(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+  """A run's measurement records (an empty list if none)."""
+  return list(raw.get("records") or [])
+
+
+def colour(i: int, k: int) -> str:
+  """A distinct colour for item i of k (an eigenvalue, a run's curve): matplotlib's C0..C9 for up
+  to ten items, else k hues around the colour wheel."""
+  if k <= 10:
+    return f"C{i}"
+  r, g, b = colorsys.hsv_to_rgb(0.8 * i / max(1, k - 1), 0.75, 0.8)
+  return f"#{int(255 * r):02x}{int(255 * g):02x}{int(255 * b):02x}"
+
+
+def finite(value: Any) -> bool:
+  """Whether `value` is a finite number (None and non-numbers are not)."""
+  try:
+    return math.isfinite(float(value))
+  except (TypeError, ValueError):
+    return False
+
+
+def positive_values(series: Sequence[Series]) -> bool:
+  """Whether a log y axis suits `series`: some finite point, and every finite point > 0."""
+  values = [float(v) for s in series for v in s.ys if finite(v)]
+  return bool(values) and min(values) > 0

@@ -1,0 +1,59 @@
+"""What a task hands a run: its network as a forward pass and a loss of the outputs, the data,
+the initial parameters and state, and its test metric.
+
+The forward pass `forward(params, model_state, batch, constants, dtype) -> (outputs, new
+model_state)` computes in `dtype` (float32, or bfloat16 for `--compute_dtype`) and returns float32
+outputs; `model_state` is what the training step changes besides the parameters (BatchNorm
+statistics; `{}` if none) and `constants` what it never changes (e.g. the linearized model's
+expansion point; `{}` if none); both are jit arguments, never baked into a compiled function. The
+training loss is `output_loss(outputs, batch)`; measurements take the same two parts in float32
+(`curvature.objective.Objective`), so the Hessian they measure is that of the loss the step
+follows, and the Gauss–Newton kind can split it.
+"""
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+PyTree = Any
+Forward = Callable[..., tuple[Any, PyTree]]        # (params, model_state, batch, constants, dtype)
+OutputLoss = Callable[[Any, PyTree], jax.Array]    # (outputs, batch) -> mean loss
+TrainLoss = Callable[[PyTree, PyTree, PyTree, PyTree], tuple[jax.Array, PyTree]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+  """A task's contribution to a run (module doc)."""
+  forward: Forward
+  output_loss: OutputLoss
+  params: PyTree                                       # initial parameters
+  train_arrays: dict                    # host arrays, leading axis = examples (placed by the run)
+  evaluate: Callable[[PyTree, PyTree], dict]           # (params, model_state) -> {"test_error": x}
+  report: Callable[[dict], str]                        # evaluation -> "Test error: x"
+  description: dict = dataclasses.field(default_factory=dict)   # e.g. parameter count
+  model_state: PyTree = dataclasses.field(default_factory=dict)
+  constants: PyTree = dataclasses.field(default_factory=dict)
+  augment: Optional[Callable[[PyTree, jax.Array, jax.Array], PyTree]] = None
+  # (batch, data_key, step) -> the training batch (e.g. random crops); measurements see the
+  # batch as it is
+  compute_dtype: Any = jnp.float32                     # the update's forward pass
+
+  def loss_fn(self, dtype: Any = jnp.float32) -> TrainLoss:
+    """`(params, model_state, batch, constants) -> (L, new model_state)` in `dtype`."""
+    def loss(params, model_state, batch, constants):
+      outputs, new_state = self.forward(params, model_state, batch, constants, dtype)
+      return self.output_loss(outputs, batch), new_state
+    return loss
+
+  def measured_forward(self) -> Callable[[PyTree, PyTree, PyTree, PyTree], tuple[Any, PyTree]]:
+    """The float32 forward pass measurements take: `(params, model_state, batch, constants)`."""
+    return lambda params, model_state, batch, constants: self.forward(
+        params, model_state, batch, constants, jnp.float32)
+
+
+def keys(seed: int) -> dict[str, jax.Array]:
+  """The run's independent PRNG streams, all from --seed."""
+  init, data, measure_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+  return {"init": init, "data": data, "measure": measure_key}

@@ -1,0 +1,32 @@
+"""Everything a run needs besides its problem, as static settings (`cli.settings` builds them
+from the flags)."""
+
+import dataclasses
+from typing import Optional
+
+from sam_edge.curvature.measure import MeasureSettings
+from sam_edge.optim.optimizers import OptimizerSettings
+from sam_edge.optim.sam import SamSettings
+from sam_edge.run.loop import LoopSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+  """One run: its method, measurements, loop, outputs and where it keeps its state.
+
+  `outputs` maps each output flag (`eigs_curve_output`, `raw_data_output`, ...) to its path; a
+  flag missing or empty is not written.
+  """
+  batch_size: int
+  seed: int
+  optimizer: OptimizerSettings
+  sam: SamSettings
+  measure: MeasureSettings
+  loop: LoopSettings
+  outputs: tuple[tuple[str, str], ...]
+  title: str
+  checkpoint_dir: Optional[str] = None
+  resume: bool = False
+  tensorboard_dir: Optional[str] = None
+  num_devices: Optional[int] = None        # the first N devices (all by default)
+  measure_examples: Optional[int] = None   # measure on the first N training examples

@@ -1,0 +1,139 @@
+"""The image-classification problem: data + network + loss -> `run.problem.Problem`.
+
+Data: each split read once into host memory as uint8; inputs x/256 − mean training image
+(computed inside the forward pass, on device); the loss of `--loss` on logits (`models.losses`
+gives each as a formula); test error = fraction of test images misclassified. Optionally: a
+fraction of the training labels replaced by other labels (`--label_noise`, fixed by the seed),
+random crops and flips of the training batches (`--augment`, a pure function of (seed, step);
+measurements see the batches un-augmented), label smoothing, and the linearized model
+(`--regime`). The flags are checked by `image_task` before anything here runs.
+"""
+
+import dataclasses
+import os
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sam_edge import errors
+from sam_edge.data import augment, batching, images, label_noise
+from sam_edge.models import catalog, linearize, losses, precision, resnet, stateful, vision
+from sam_edge.run.problem import Problem
+
+EVAL_CHUNK = 2000
+
+
+def load(f: Any, log=print) -> images.ImageData:
+  """Reads (preparing once if needed) the dataset; bad files are one InputError line."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from tensorflow_datasets.core.download import download_manager  # pylint: disable=import-outside-toplevel
+  tfds.disable_progress_bar()
+  log(f"reading {f.dataset} from {f.tfds_data_dir or 'the default TFDS folder'}")
+  try:
+    return images.load_image_dataset(
+        f.dataset, batch_size=f.batch_size, data_dir=f.tfds_data_dir, manual_dir=f.manual_dir,
+        mini_training_set_num_batches=f.mini_training_set_num_batches,
+        mini_test_set_num_batches=f.mini_test_set_num_batches, log=log)
+  except download_manager.NonMatchingChecksumError as e:
+    found = re.search(r"downloaded to (\S+?),? has wrong checksum", str(e))
+    name = os.path.basename(found.group(1)) if found else "a file"
+    raise errors.InputError(f"--manual_dir={f.manual_dir}: {name} is not the {f.dataset} file "
+                            "TFDS expects (wrong checksum)") from None
+
+
+def build(f: Any, key: jax.Array) -> Problem:
+  """Loads the data (host arrays; the run places them on its devices) and builds the model
+  (initialised from `key`), the loss and the test metrics. The label noise is drawn from `key`
+  too: fixed by the seed."""
+  data = load(f)
+  n = len(data.train["label"])
+  if f.batch_size > n:
+    raise errors.InputError(f"--batch_size={f.batch_size} is larger than the {n} training "
+                            "examples")
+  train = data.train              # uint8 images, int32 labels on the host: the run places them
+  description = {"training_examples": n, "test_examples": int(len(data.test["label"])),
+                 "data_fingerprint": data.fingerprint}
+  if f.label_noise > 0:
+    labels, flipped = label_noise.noisy_labels(train["label"], data.num_classes, f.label_noise,
+                                               label_noise.noise_key(key))
+    train = {**train, "label": np.asarray(labels)}
+    description["noisy_labels"] = int(np.sum(flipped))
+  mean = jnp.asarray(data.mean_image)
+  preprocess = lambda x: images.preprocess(x, mean)
+  loss = lambda outputs, batch: losses.LOSSES[f.loss](outputs, batch["label"], f.label_smoothing)
+  test_loss = losses.LOSSES[f.loss]                 # on clean labels, without smoothing
+  make = _batchnorm_problem if f.nn_architecture in catalog.RESIDUAL else _plain_problem
+  problem = make(f, key, data.num_classes, preprocess, loss, test_loss, train, data.test)
+  num_params = sum(x.size for x in jax.tree.leaves(problem.params))
+  print(f"{f.dataset}: {n} training and {len(data.test['label'])} test examples; "
+        f"{f.nn_architecture} with {num_params} parameters", flush=True)
+  augment_fn = None
+  if f.augment == "flip_crop":
+    augment_fn = lambda batch, k, step: {
+        **batch, "image": augment.flip_crop(batch["image"], augment.augment_key(k, step))}
+  return dataclasses.replace(problem, augment=augment_fn,
+                             compute_dtype=precision.DTYPES[f.compute_dtype],
+                             description={"parameters": int(num_params), **description})
+
+
+def test_metrics_fn(logits_fn, loss):
+  """Jitted `(args, test) -> {"test_error", "test_loss"}` of logits_fn(*args, images): the
+  fraction misclassified and the mean loss (the training loss's formula), EVAL_CHUNK images at a
+  time (compiled once, reused at every evaluation)."""
+  def per_example(args, batch):                     # {[B], [B]}
+    logits = logits_fn(*args, batch["image"])
+    each = jax.vmap(lambda l, y: loss(l[None], y[None]))(logits, batch["label"])
+    return {"test_error": losses.misclassified(logits, batch["label"]), "test_loss": each}
+  metrics = jax.jit(lambda args, arrays: batching.chunked_mean(per_example, args, arrays,
+                                                               EVAL_CHUNK))
+  return lambda args, arrays: {k: float(v) for k, v in metrics(args, arrays).items()}
+
+
+def _plain_problem(f, key, num_classes, preprocess, loss, test_loss, train, test) -> Problem:
+  """MLP or CNN (no model state); the network itself or its linearization at w0."""
+  model = vision.make_model(
+      f.nn_architecture, mlp_depth=f.mlp_depth, mlp_width=f.mlp_width,
+      cnn_num_blocks=f.cnn_num_blocks, cnn_layers_per_block=f.cnn_layers_per_block,
+      cnn_feature_multiplier=f.cnn_feature_multiplier, num_classes=num_classes,
+      activation=f.activation)
+  params = jax.jit(model.init)(key, preprocess(train["image"][:1]))
+  constants, network = linearize.in_regime(model.apply, params, f.regime)
+
+  def logits(p, constants, image, dtype=jnp.float32):
+    return network(p, constants, preprocess(image).astype(dtype), dtype)
+
+  def forward(p, model_state, batch, constants, dtype=jnp.float32):
+    return logits(p, constants, batch["image"], dtype), model_state
+
+  test_metrics = test_metrics_fn(logits, test_loss)
+  return Problem(forward=forward, output_loss=loss, params=params, train_arrays=train,
+                 constants=constants,
+                 evaluate=lambda p, s: test_metrics((p, constants), test),
+                 report=lambda e: f"Test error: {e['test_error']}")
+
+
+def _batchnorm_problem(f, key, num_classes, preprocess, loss, test_loss, train, test
+                       ) -> Problem:
+  """A ResNet/WRN with BatchNorm: the model state holds the running statistics, moved once per
+  step from the unperturbed pass; measurements use the measured batch's own statistics (train
+  mode: the forward pass training differentiates) and never move them; the test error uses
+  them."""
+  model = resnet.make_resnet(f.nn_architecture, num_classes=num_classes, activation=f.activation)
+  params, batch_stats = jax.jit(lambda k, x: stateful.init_variables(model, k, x))(
+      key, preprocess(train["image"][:1]))
+  test_metrics = test_metrics_fn(stateful.eval_logits(model, preprocess), test_loss)
+
+  def forward(p, model_state, batch, constants, dtype=jnp.float32):
+    train_forward = stateful.train_forward(model, lambda image: preprocess(image).astype(dtype))
+    logits, stats = train_forward(precision.cast_floats(p, dtype), model_state["batch_stats"],
+                                  batch["image"])
+    return (logits.astype(jnp.float32),
+            {"batch_stats": precision.like(stats, model_state["batch_stats"])})
+
+  return Problem(forward=forward, output_loss=loss, params=params, train_arrays=train,
+                 model_state={"batch_stats": batch_stats},
+                 evaluate=lambda p, s: test_metrics((p, s["batch_stats"]), test),
+                 report=lambda e: f"Test error: {e['test_error']}")

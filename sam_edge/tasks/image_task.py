@@ -1,0 +1,138 @@
+"""The image-classification task as the command line sees it: its flags, their checks (found
+without loading anything), its defaults and title. `image_problem.build` loads the data and
+builds the model inside the run.
+"""
+
+import os
+from typing import Any
+
+from absl import flags
+
+from sam_edge import records
+from sam_edge.data import image_specs
+from sam_edge.models import catalog
+from sam_edge.tasks.task import Defaults, Task
+
+RESNET_BATCH_SIZE = 128
+IMAGE_SIZES = {name: spec.image_shape[0] for name, spec in image_specs.SPECS.items()}
+ARCHITECTURES = catalog.ARCHITECTURES + catalog.RESIDUAL
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  """The image task's own flags on `fv`."""
+  on = {"flag_values": fv}
+  flags.DEFINE_string("dataset", "mnist", f"{', '.join(image_specs.SUPPORTED)} (from TFDS).", **on)
+  flags.DEFINE_string("nn_architecture", "MLP", "MLP, CNN, or a CIFAR-style residual network with "
+                      f"BatchNorm: {', '.join(catalog.RESIDUAL)}.", **on)
+  flags.DEFINE_integer("mlp_depth", 4, "Dense layers of the MLP, the output layer included.", **on)
+  flags.DEFINE_integer("mlp_width", 1000, "Width of the MLP's hidden layers.", **on)
+  flags.DEFINE_integer("cnn_num_blocks", 2, "Blocks of the CNN (each ends in a 2x2 max-pool).",
+                       **on)
+  flags.DEFINE_integer("cnn_layers_per_block", 1, "3x3 convolutions per CNN block.", **on)
+  flags.DEFINE_integer("cnn_feature_multiplier", 16, "Channels of block i: 2**i times this.", **on)
+  flags.DEFINE_integer("mini_training_set_num_batches", None,
+                       "Keep only the first N batches of the training set.", **on)
+  flags.DEFINE_integer("mini_test_set_num_batches", None,
+                       "Keep only the first N batches (of --batch_size) of the test set.", **on)
+  flags.DEFINE_string("tfds_data_dir", None, "Where TFDS keeps prepared datasets (its default if "
+                      "unset).", **on)
+  flags.DEFINE_string("manual_dir", None, "A folder with the dataset's original files, for "
+                      "offline preparation (e.g. ../shared/data/mnist).", **on)
+  flags.DEFINE_enum("loss", "squared_error", list(catalog.LOSS_FORMULAS),
+                    "; ".join(f"{name}: {formula}"
+                              for name, formula in catalog.LOSS_FORMULAS.items()) + ".", **on)
+  flags.DEFINE_enum("augment", "none", ["none", "flip_crop"],
+                    "Training-batch augmentation, on device, a pure function of (seed, step): "
+                    "flip_crop is a random crop after 4-pixel zero padding of the raw image and a "
+                    "horizontal flip. Measurements use the batches un-augmented.", **on)
+  flags.DEFINE_float("label_noise", 0.0, "Fraction p of the training labels replaced by a label "
+                     "drawn uniformly among the other classes (exactly round(pN), fixed by the "
+                     "seed); test labels stay clean.", **on)
+  flags.DEFINE_float("label_smoothing", 0.0, "s: targets (1 − s)·onehot + s/C, for every --loss.",
+                     **on)
+  flags.DEFINE_enum("activation", "relu", list(catalog.ACTIVATIONS),
+                    "Activation of the MLP's hidden layers, the CNN's convolutions and the "
+                    "residual networks.", **on)
+
+
+def resolve_defaults(f: Any) -> None:
+  """The default --batch_size, 60000, means "the whole MNIST training set": full batch on any
+  dataset; for the residual networks (whose BatchNorm activations of a full batch would not fit
+  a device) the default is RESNET_BATCH_SIZE."""
+  if not f["batch_size"].present:
+    if f.nn_architecture in catalog.RESIDUAL:
+      f.batch_size = RESNET_BATCH_SIZE
+    elif f.dataset in image_specs.TRAIN_SIZES:
+      f.batch_size = image_specs.TRAIN_SIZES[f.dataset]
+
+
+def cnn_max_blocks(size: int) -> int:
+  """The most 2x2 max-pool blocks an image of `size` pixels survives: ⌊log2 size⌋."""
+  return size.bit_length() - 1
+
+
+def _folder_problems(f: Any) -> list[str]:
+  p = []
+  for name, must_exist in (("tfds_data_dir", False), ("manual_dir", True)):
+    path = getattr(f, name)
+    reason = records.folder_problem(path, must_exist=must_exist) if path else None
+    if reason:
+      p.append(f"--{name}={path}: {reason}")
+  if f.manual_dir and not p and f.dataset in image_specs.SUPPORTED:
+    missing = [n for n in image_specs.expected_manual_files(f.dataset)
+               if not os.path.isfile(os.path.join(f.manual_dir, n))]
+    if missing:
+      p.append(f"--manual_dir={f.manual_dir} lacks the {f.dataset} files {', '.join(missing)}")
+  return p
+
+
+def problems(f: Any) -> list[str]:
+  """Every problem with the image flags, found without loading anything."""
+  p = []
+  if f.dataset not in image_specs.SUPPORTED:
+    p.append(f"--dataset={f.dataset} is not supported; use one of "
+             f"{', '.join(image_specs.SUPPORTED)}")
+  if f.nn_architecture not in ARCHITECTURES:
+    p.append(f"--nn_architecture={f.nn_architecture} is not supported; use one of "
+             f"{', '.join(ARCHITECTURES)}")
+  for name, low in (("mlp_depth", 2), ("mlp_width", 1), ("cnn_num_blocks", 1),
+                    ("cnn_layers_per_block", 1), ("cnn_feature_multiplier", 1)):
+    if getattr(f, name) < low:
+      p.append(f"--{name} must be at least {low}, got {getattr(f, name)}")
+  if f.nn_architecture == "CNN" and f.dataset in IMAGE_SIZES and f.cnn_num_blocks >= 1:
+    size = IMAGE_SIZES[f.dataset]
+    most = cnn_max_blocks(size)
+    if f.cnn_num_blocks > most:
+      p.append(f"--cnn_num_blocks={f.cnn_num_blocks} is too deep for the {size}x{size} images of "
+               f"{f.dataset}: each block halves the size, so at most {most} blocks")
+  if f.nn_architecture in catalog.RESIDUAL and f.measure_chunk:
+    p.append(f"--measure_chunk is not supported with --nn_architecture={f.nn_architecture}: "
+             "BatchNorm's batch statistics couple the examples of the measured batch")
+  if f.nn_architecture in catalog.RESIDUAL and f.regime == "linearized":
+    p.append(f"--regime=linearized is not supported with --nn_architecture={f.nn_architecture} "
+             "(BatchNorm's batch statistics make the network no function of one example)")
+  for name in ("mini_training_set_num_batches", "mini_test_set_num_batches"):
+    if getattr(f, name) is not None and getattr(f, name) < 1:
+      p.append(f"--{name} must be at least 1, got {getattr(f, name)}")
+  if f.dataset in image_specs.TRAIN_SIZES and f.batch_size > image_specs.TRAIN_SIZES[f.dataset]:
+    p.append(f"--batch_size={f.batch_size} is larger than the "
+             f"{image_specs.TRAIN_SIZES[f.dataset]} training examples of {f.dataset}")
+  if not 0 <= f.label_noise < 1:
+    p.append(f"--label_noise must lie in [0, 1), got {f.label_noise}")
+  if not 0 <= f.label_smoothing < 1:
+    p.append(f"--label_smoothing must lie in [0, 1), got {f.label_smoothing}")
+  return p + _folder_problems(f)
+
+
+def build(f: Any, key: Any) -> Any:
+  """The Problem (`image_problem.build`): loads the data, builds the model from `key`."""
+  from sam_edge.tasks import image_problem  # pylint: disable=import-outside-toplevel
+  return image_problem.build(f, key)
+
+
+TASK = Task(prog="image_classification",
+            defaults=Defaults(step_size=0.01, batch_size=60000, time_limit_in_hours=4.0,
+                              hessian_check_gap=0.25),
+            define_flags=define_flags, problems=problems,
+            title=lambda f: f"{f.dataset} {f.nn_architecture}", build=build,
+            resolve_defaults=resolve_defaults)

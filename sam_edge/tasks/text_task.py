@@ -1,0 +1,93 @@
+"""The character-level language-model task as the command line sees it: its flags, their checks,
+the corpus read and checked before anything is compiled (ASCII, no NUL, enough windows), its
+defaults and title. `text_problem.build` builds the transformer inside the run.
+"""
+
+from typing import Any
+
+import numpy as np
+from absl import flags
+
+from sam_edge import errors
+from sam_edge.data import text
+from sam_edge.tasks.task import Defaults, Task
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  """The transformer task's own flags on `fv`."""
+  on = {"flag_values": fv}
+  flags.DEFINE_string("training_data", None, "ASCII text corpus to train on (required).", **on)
+  flags.DEFINE_string("test_data", None, "ASCII text corpus for the test loss (default: the last "
+                      "--test_fraction of --training_data).", **on)
+  flags.DEFINE_float("test_fraction", 0.1, "Share of --training_data held out when --test_data is "
+                     "not given.", **on)
+  flags.DEFINE_integer("num_layers", 6, "Transformer blocks.", **on)
+  flags.DEFINE_integer("num_heads", 8, "Attention heads.", **on)
+  flags.DEFINE_integer("key_size", 32, "Size of each attention head's keys.", **on)
+  flags.DEFINE_integer("model_size", 128, "Width of the residual stream.", **on)
+  flags.DEFINE_integer("sequence_length", 64, "Characters of context (windows are one longer).",
+                       **on)
+  flags.mark_flag_as_required("training_data", flag_values=fv)
+
+
+def problems(f: Any) -> list[str]:
+  """Problems with the model and split flags (the corpus is checked by `load_windows`)."""
+  p = []
+  for name in ("num_layers", "num_heads", "key_size", "model_size", "sequence_length"):
+    if getattr(f, name) < 1:
+      p.append(f"--{name} must be at least 1, got {getattr(f, name)}")
+  if not 0 < f.test_fraction < 1:
+    p.append(f"--test_fraction must be between 0 and 1 (exclusive), got {f.test_fraction}")
+  return p
+
+
+def load_windows(f: Any, log=print) -> tuple[np.ndarray, np.ndarray]:
+  """Reads and checks the corpus (or corpora): (train windows, test windows), uint8 [W, T+1].
+
+  Without --test_data the last --test_fraction of --training_data is held out.
+  Raises errors.InputError with one line naming the file and the problem.
+  """
+  try:
+    corpus = text.read_corpus(f.training_data)
+    if f.test_data:
+      train, test, test_path = corpus, text.read_corpus(f.test_data), f.test_data
+    else:
+      train, test = text.split_corpus(corpus, test_fraction=f.test_fraction)
+      test_path = f.training_data
+      log(f"no --test_data: holding out the last {f.test_fraction:.0%} of {f.training_data} "
+          f"({len(test)} characters) as test data")
+    train_windows = text.make_windows(train, sequence_length=f.sequence_length)
+    test_windows = text.make_windows(test, sequence_length=f.sequence_length)
+    text.check_enough_windows(train_windows, batch_size=f.batch_size,
+                              sequence_length=f.sequence_length, path=f.training_data,
+                              num_chars=len(train))
+    text.check_enough_windows(test_windows, batch_size=f.batch_size,
+                              sequence_length=f.sequence_length, path=test_path, what="test",
+                              minimum=1, num_chars=len(test))
+  except text.CorpusError as e:
+    raise errors.InputError(str(e)) from None
+  return train_windows, test_windows
+
+
+def corpus_problems(f: Any) -> list[str]:
+  """The corpus's problem in one line, if any (reading and checking it takes milliseconds)."""
+  try:
+    load_windows(f, log=lambda line: None)
+  except errors.InputError as e:
+    return [str(e)]
+  return []
+
+
+def build(f: Any, key: Any) -> Any:
+  """The Problem (`text_problem.build`) on the corpus's windows, read here: inside the run, where
+  a Ctrl-C is answered at once."""
+  from sam_edge.tasks import text_problem  # pylint: disable=import-outside-toplevel
+  return text_problem.build(f, key, *load_windows(f))
+
+
+TASK = Task(prog="transformer",
+            defaults=Defaults(step_size=0.1, batch_size=128, time_limit_in_hours=1.0,
+                              hessian_check_gap=0.05),
+            define_flags=define_flags, problems=problems,
+            title=lambda f: f"transformer ({f.num_layers} layers, width {f.model_size})",
+            build=build, input_problems=corpus_problems)

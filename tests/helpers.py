@@ -1,0 +1,49 @@
+"""What several test modules share: paths, the tiny transformer's flags, mocked TFDS metadata,
+and dense references (Hessians, matrices with known spectra). Fixtures live in conftest.py and
+use these; test modules import from here, never from conftest."""
+
+import pathlib
+
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+from jax.flatten_util import ravel_pytree
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+NUM_MOCK = 24
+
+# The tiny transformer (1 layer, width 32, windows of 17 characters, batch 8): a step or a
+# measurement takes milliseconds.
+TINY_TRANSFORMER = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
+                    "--sequence_length=16", "--batch_size=8"]
+
+
+def write_mock_metadata(name: str, data_dir: pathlib.Path) -> None:
+  """Writes `name`'s dataset_info.json with NUM_MOCK-example train and test splits (without
+  split sizes a `batch_size=-1` read aborts TensorFlow; see test_images.py)."""
+  builder = tfds.builder(name, data_dir=str(data_dir))
+  builder.info.set_splits(tfds.core.SplitDict([
+      tfds.core.SplitInfo(name=split, shard_lengths=[NUM_MOCK], num_bytes=0)
+      for split in ("train", "test")]))
+  pathlib.Path(builder.data_dir).mkdir(parents=True, exist_ok=True)
+  builder.info.write_to_directory(builder.data_dir)
+
+
+def dense_hessian(loss_fn, params, batch) -> np.ndarray:
+  """∇²L on the raveled parameters, by `jax.hessian` (a dense [n, n] numpy array)."""
+  flat, unravel = ravel_pytree(params)
+  return np.asarray(jax.hessian(lambda f: loss_fn(unravel(f), batch))(flat))
+
+
+def symmetric_with_spectrum(spectrum, seed: int = 0) -> np.ndarray:
+  """Q diag(spectrum) Qᵀ with a random orthogonal Q."""
+  rng = np.random.default_rng(seed)
+  q, _ = np.linalg.qr(rng.normal(size=(len(spectrum), len(spectrum))))
+  return (q * np.asarray(spectrum)) @ q.T
+
+
+def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0, **hyper):
+  """A base optimizer as a run builds it (`OptimizerSettings.make`)."""
+  from sam_edge.optim.optimizers import OptimizerSettings
+  return OptimizerSettings(name, learning_rate, hyper=hyper, weight_decay=weight_decay).make()
