@@ -12,12 +12,12 @@ from typing import Any, Mapping, Sequence
 
 from sam_edge import options
 from sam_edge.curvature.kind import Kind
-from sam_edge.curvature.kinds import density, min_eigenvalue, per_layer, trace
+from sam_edge.curvature.kinds import density, gauss_newton, min_eigenvalue, per_layer, trace
 from sam_edge.plots import run as run_figures
 from sam_edge.plots.spec import FigureOutput, Panel, records_of
 
 KINDS: tuple[Kind, ...] = (trace.TRACE, density.DENSITY, per_layer.PER_LAYER,
-                           min_eigenvalue.MIN_EIGENVALUE)
+                           min_eigenvalue.MIN_EIGENVALUE, gauss_newton.GAUSS_NEWTON)
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 PRECISION = "highest"
 Requested = tuple[tuple[str, Any], ...]

@@ -1,0 +1,105 @@
+"""The top eigenvalue of the Gauss–Newton matrix, `--measure_gauss_newton`.
+
+With the measured loss L(w) = ℓ(f(w, x), y) (`objective.Objective`), J = ∂f/∂w the Jacobian of
+the network's outputs (the logits) and H_ℓ = ∇²_f ℓ the Hessian of the loss in the outputs,
+
+    G = Jᵀ H_ℓ J,        ∇²L = G + Σ_o (∂ℓ/∂f_o) ∇²f_o,
+
+so G is the part of the Hessian the network's curvature does not enter (positive semi-definite
+for a convex ℓ: squared error, cross-entropy). For a network linear in w (the linearized model)
+the second term vanishes and G = ∇²L. A product G v costs one linearization of f (a forward
+pass), its transpose (a backward pass) and an HVP of ℓ in the outputs (cheap): about one HVP.
+With --measure_chunk, G is the mean of the chunks' Gauss–Newton matrices, as L is the mean of
+their losses.
+
+Lanczos (`curvature.lanczos`, k = 1) with the top eigenvalue's cap and tolerance
+(`--lanczos_max_steps`, `--lanczos_tol`), warm-started from the previous measurement's
+eigenvector. Records `gauss_newton` (λ1(G)), `gauss_newton_residual` (||G y − λ1 y||) and
+`gauss_newton_hvps` (products with G); drawn beside λ1(H) in the curvature figure.
+"""
+
+import dataclasses
+from typing import Any, Mapping, Optional, Sequence
+
+from sam_edge.curvature.kind import Kind
+from sam_edge.options import Option
+from sam_edge.plots.spec import XLABEL, Panel, Series
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussNewtonSettings:
+  """Lanczos on G: at most `max_steps` products, stop when the residual ≤ tol·|λ1(G)|."""
+  max_steps: int = 20
+  tol: float = 1e-4
+  min_steps: int = 3
+
+
+def gauss_newton_matvec(objective: Any, params: Any, batch: Any) -> Any:
+  """v ↦ G v on raveled parameter vectors (module doc)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from jax.flatten_util import ravel_pytree  # pylint: disable=import-outside-toplevel
+  flat, unravel = ravel_pytree(params)
+
+  def product(v: Any) -> Any:
+    def one(part: Any) -> Any:                   # the whole batch, or one chunk of it
+      outputs, jvp = jax.linearize(lambda p: objective.forward(p, part), params)
+      jv = jvp(unravel(v.astype(flat.dtype)))                               # J v
+      loss_grad = jax.grad(lambda o: objective.output_loss(o, part))
+      hjv = jax.jvp(loss_grad, (outputs,), (jv,))[1]                        # H_ℓ J v
+      (jthjv,) = jax.linear_transpose(jvp, params)(hjv)                     # Jᵀ H_ℓ J v
+      return ravel_pytree(jthjv)[0]
+    return objective.chunk_mean(one, batch)
+  return product
+
+
+class GaussNewton(Kind):
+  name, seed = "gauss_newton", 5
+  settings_type = GaussNewtonSettings
+  record_keys = ("gauss_newton", "gauss_newton_residual", "gauss_newton_hvps")
+  options = (Option("measure_gauss_newton", False, "Measure the top eigenvalue of the "
+                    "Gauss–Newton matrix G = Jᵀ H_ℓ J (J: the Jacobian of the logits, H_ℓ: the "
+                    "Hessian of the loss in the logits), with its residual."),)
+
+  def settings(self, flags: Any) -> Optional[GaussNewtonSettings]:
+    if not flags.measure_gauss_newton:
+      return None
+    return GaussNewtonSettings(max_steps=flags.lanczos_max_steps, tol=flags.lanczos_tol,
+                               min_steps=min(3, flags.lanczos_max_steps))
+
+  def problems(self, settings: GaussNewtonSettings) -> list[str]:
+    if settings.max_steps < 1 or not settings.tol > 0:
+      return [f"--measure_gauss_newton needs max_steps >= 1 and tol > 0, got "
+              f"{settings.max_steps} and {settings.tol}"]
+    return []
+
+  def init_state(self, settings: GaussNewtonSettings, params: Any) -> Any:
+    """A zero raveled vector: the first measurement starts at random."""
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    from jax.flatten_util import ravel_pytree  # pylint: disable=import-outside-toplevel
+    return jnp.zeros_like(ravel_pytree(params)[0])
+
+  def measure(self, objective: Any, settings: GaussNewtonSettings, params: Any, batch: Any,
+              key: Any, state: Any) -> tuple[dict, Any]:
+    from sam_edge.curvature import lanczos  # pylint: disable=import-outside-toplevel
+    result = lanczos.lanczos(gauss_newton_matvec(objective, params, batch), state, key, k=1,
+                             max_steps=settings.max_steps, tol=settings.tol,
+                             min_steps=settings.min_steps)
+    return {"gauss_newton": result.eigenvalues[0], "gauss_newton_residual": result.residuals[0],
+            "gauss_newton_hvps": result.num_matvecs}, result.vectors[0]
+
+  def line(self, record: Mapping[str, Any]) -> str:
+    return f" | λ1(G) {record['gauss_newton']:.6g}"
+
+  def scalars(self, record: Mapping[str, Any]) -> dict[str, Any]:
+    return {"curvature/gauss_newton": record["gauss_newton"]}
+
+  def panels(self, records: Sequence[Mapping[str, Any]], title: str) -> list[Panel]:
+    steps = [r["step"] for r in records]
+    return [Panel(f"{title}: Gauss–Newton", XLABEL, "top eigenvalue", [
+        Series("λ1(G), G = Jᵀ H_ℓ J", steps, [r["gauss_newton"] for r in records],
+               {"color": "tab:green"}),
+        Series("λ1(H)", steps, [(r.get("eigenvalues") or [None])[0] for r in records],
+               {"color": "tab:blue", "linestyle": "--", "linewidth": 1.0})])]
+
+
+GAUSS_NEWTON = GaussNewton()
