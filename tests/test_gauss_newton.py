@@ -107,6 +107,7 @@ def test_the_kind_is_in_the_registry_with_its_flag_line_and_panel():
   assert [list(s.ys) for s in panel.series] == [[1.5], [2.0]]
 
 
+@pytest.mark.slow
 def test_measure_gauss_newton_end_to_end(mock_mnist, tmp_path, capsys):
   """`--measure_gauss_newton` through the entry point, on the linearized MLP under squared
   error, where G is the Hessian: the record's λ1(G) is the measurement's λ1, the line says it,
