@@ -70,6 +70,21 @@ def problems(options: tuple[Option, ...], value_of: Callable[[str], Any]) -> lis
   return [line for line in found if line]
 
 
+def settled(options: tuple[Option, ...], given: Any, owner: str, *, check: bool = True
+            ) -> tuple[tuple[str, Any], ...]:
+  """The values of `options` as sorted (name, value) pairs: those `given` ({name: value} or
+  pairs), the defaults for the rest. ValueError names an option `owner` lacks, or (with `check`)
+  every value its check refuses."""
+  rest = dict(given)
+  values = {o.name: rest.pop(o.name, o.default) for o in options}
+  if rest:
+    raise ValueError(f"{owner} has no options {sorted(rest)}")
+  bad = problems(options, values.get) if check else []
+  if bad:
+    raise ValueError("; ".join(bad))
+  return tuple(sorted(values.items()))
+
+
 def unique(options: list[Option]) -> list[Option]:
   """The options in order, each name once (tables may share one, e.g. --momentum); raises
   ValueError when two different options share a name."""

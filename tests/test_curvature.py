@@ -12,6 +12,7 @@ import scipy.stats
 
 from sam_edge.curvature import blocks, extremes, hvp, operators, registry, slq, spectrum, trace
 from sam_edge.curvature.kinds.density import DensitySettings
+from sam_edge.curvature.kinds.gauss_newton import GaussNewtonSettings
 from sam_edge.curvature.kinds.min_eigenvalue import MinEigenvalueSettings
 from sam_edge.curvature.kinds.per_layer import PerLayerSettings
 from sam_edge.curvature.kinds.trace import TraceSettings
@@ -365,7 +366,8 @@ def all_settings():
   return (("trace", TraceSettings(probes=12)),
           ("density", DensitySettings(probes=2, steps=10)),
           ("per_layer", PerLayerSettings(max_steps=30, tol=1e-10, trace_probes=8)),
-          ("min_eigenvalue", MinEigenvalueSettings(max_steps=30, tol=1e-8)))
+          ("min_eigenvalue", MinEigenvalueSettings(max_steps=30, tol=1e-8)),
+          ("gauss_newton", GaussNewtonSettings(max_steps=30, tol=1e-8)))
 
 
 def jitted_kinds(objective, kinds):
@@ -388,7 +390,8 @@ def test_registry_measures_every_kind_once_compiled():
   states = registry.init_states(settings, params)
   record, states = measure(params, batch, jax.random.PRNGKey(0), states)
   expected_keys = {k for kind in registry.KINDS for k in kind.record_keys}
-  assert set(record) == expected_keys
+  assert set(record) == expected_keys                 # every registered kind, once
+  assert {name for name, _ in settings} == set(registry.BY_NAME)
   assert set(record["density"]) == {"nodes", "weights"}
   assert record["density"]["nodes"].shape == (2, 10)
   assert set(record["per_layer"]) == {"Dense_0", "Dense_1", "Dense_2"}

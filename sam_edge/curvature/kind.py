@@ -67,3 +67,23 @@ class Kind:
     """Its panels of the curvature figure, from the records holding its keys."""
     del records, title
     return []
+
+
+class WarmLanczosKind(Kind):
+  """A kind whose Lanczos starts from its previous measurement's eigenvector (its state, a
+  raveled vector; zeros at first: a random start). Its settings hold `max_steps`, `tol` and
+  `min_steps`; `cap_flag` is the flag its problems name."""
+  cap_flag: str = ""
+
+  def problems(self, settings: Any) -> list[str]:
+    if settings.max_steps < 1 or not settings.tol > 0:
+      return [f"{self.cap_flag}: {self.name} needs max_steps >= 1 and tol > 0, got "
+              f"{settings.max_steps} and {settings.tol}"]
+    return []
+
+  def init_state(self, settings: Any, params: Any) -> Any:
+    """A zero raveled vector: the first measurement starts at random."""
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    from jax.flatten_util import ravel_pytree  # pylint: disable=import-outside-toplevel
+    del settings
+    return jnp.zeros_like(ravel_pytree(params)[0])

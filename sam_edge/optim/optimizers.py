@@ -35,7 +35,8 @@ Hyper = Mapping[str, Any]      # the optimizer's own flag values by name
 
 MOMENTUM = Option("momentum", 0.9, "β of --optimizer=momentum|nesterov, any value in (-1, 1).",
                   check=options.interval(-1, 1, low_open=True))
-ADAM_B1 = Option("adam_b1", 0.9, "Adam's β1 (optax's default).", check=options.interval(0, 1))
+ADAM_B1 = Option("adam_b1", 0.9, "Adam's β1 (optax's default), any value in (-1, 1).",
+                 check=options.interval(-1, 1, low_open=True))
 ADAM_B2 = Option("adam_b2", 0.999, "Adam's β2 (optax's default).", check=options.interval(0, 1))
 ADAM_EPS = Option("adam_eps", 1e-8, "Adam's ε (optax's default).", check=options.positive)
 NESTEROV_BREAK = -1.0 / 3.0
@@ -158,7 +159,7 @@ def help_text() -> str:
 @dataclasses.dataclass(frozen=True)
 class OptimizerSettings:
   """The base optimizer, its own flag values (`hyper`, defaults filled in), L2 weight decay and
-  the step-size schedule (all static).
+  the step-size schedule (all static); values outside their flags' ranges are a ValueError.
 
   `learning_rate()` is the float η for a constant schedule without warm-up, so that `sgd` is
   exactly the reference's `optax.sgd(η)`; otherwise the optax schedule of `schedules`.
@@ -177,11 +178,11 @@ class OptimizerSettings:
     if self.name not in OPTIMIZERS:
       raise ValueError(f"unknown optimizer {self.name!r}: expected one of "
                        f"{', '.join(OPTIMIZERS)}")
-    given = dict(self.hyper)
-    values = {o.name: given.pop(o.name, o.default) for o in OPTIMIZERS[self.name].options}
-    if given:
-      raise ValueError(f"optimizer {self.name!r} has no options {sorted(given)}")
-    object.__setattr__(self, "hyper", tuple(sorted(values.items())))
+    object.__setattr__(self, "hyper", options.settled(OPTIMIZERS[self.name].options, self.hyper,
+                                                      f"optimizer {self.name!r}"))
+    bad = options.problems((WEIGHT_DECAY,), {"weight_decay": self.weight_decay}.get)
+    if bad:
+      raise ValueError("; ".join(bad))
 
   @property
   def entry(self) -> Optimizer:
@@ -202,12 +203,7 @@ class OptimizerSettings:
 
   def make(self) -> Any:
     """The optax transformation: chain(add_decayed_weights(wd), base) when wd > 0, else the base
-    optimizer alone (so that its state is the base optimizer's). Raises ValueError on values
-    outside their ranges (the flags' own checks)."""
-    bad = options.problems(self.entry.options, self.values.get)
-    bad += options.problems((WEIGHT_DECAY,), {"weight_decay": self.weight_decay}.get)
-    if bad:
-      raise ValueError("; ".join(bad))
+    optimizer alone (so that its state is the base optimizer's)."""
     base = self.entry.make(self.values, self.learning_rate())
     if self.weight_decay == 0:
       return base

@@ -150,14 +150,8 @@ class SamSettings:
     if self.group_size is not None and (not isinstance(self.group_size, int)
                                         or self.group_size < 1):
       raise ValueError(f"group_size must be a positive integer or None, got {self.group_size!r}")
-    given = dict(self.hyper)
-    values = {o.name: given.pop(o.name, o.default) for o in self.variant.options}
-    if given:
-      raise ValueError(f"SAM variant {self.kind!r} has no options {sorted(given)}")
-    bad = options.problems(self.variant.options, values.get)
-    if bad:
-      raise ValueError("; ".join(bad))
-    object.__setattr__(self, "hyper", tuple(sorted(values.items())))
+    object.__setattr__(self, "hyper", options.settled(self.variant.options, self.hyper,
+                                                      f"SAM variant {self.kind!r}"))
 
   @property
   def variant(self) -> SamVariant:

@@ -21,7 +21,7 @@ eigenvector. Records `gauss_newton` (λ1(G)), `gauss_newton_residual` (||G y −
 import dataclasses
 from typing import Any, Mapping, Optional, Sequence
 
-from sam_edge.curvature.kind import Kind
+from sam_edge.curvature.kind import WarmLanczosKind
 from sam_edge.options import Option
 from sam_edge.plots.spec import XLABEL, Panel, Series
 
@@ -52,9 +52,10 @@ def gauss_newton_matvec(objective: Any, params: Any, batch: Any) -> Any:
   return product
 
 
-class GaussNewton(Kind):
+class GaussNewton(WarmLanczosKind):
   name, seed = "gauss_newton", 5
   settings_type = GaussNewtonSettings
+  cap_flag = "--measure_gauss_newton"
   record_keys = ("gauss_newton", "gauss_newton_residual", "gauss_newton_hvps")
   options = (Option("measure_gauss_newton", False, "Measure the top eigenvalue of the "
                     "Gauss–Newton matrix G = Jᵀ H_ℓ J (J: the Jacobian of the logits, H_ℓ: the "
@@ -65,18 +66,6 @@ class GaussNewton(Kind):
       return None
     return GaussNewtonSettings(max_steps=flags.lanczos_max_steps, tol=flags.lanczos_tol,
                                min_steps=min(3, flags.lanczos_max_steps))
-
-  def problems(self, settings: GaussNewtonSettings) -> list[str]:
-    if settings.max_steps < 1 or not settings.tol > 0:
-      return [f"--measure_gauss_newton needs max_steps >= 1 and tol > 0, got "
-              f"{settings.max_steps} and {settings.tol}"]
-    return []
-
-  def init_state(self, settings: GaussNewtonSettings, params: Any) -> Any:
-    """A zero raveled vector: the first measurement starts at random."""
-    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-    from jax.flatten_util import ravel_pytree  # pylint: disable=import-outside-toplevel
-    return jnp.zeros_like(ravel_pytree(params)[0])
 
   def measure(self, objective: Any, settings: GaussNewtonSettings, params: Any, batch: Any,
               key: Any, state: Any) -> tuple[dict, Any]:

@@ -9,7 +9,7 @@ warm-started from the previous measurement's eigenvector (its state), capped by
 import dataclasses
 from typing import Any, Mapping, Optional, Sequence
 
-from sam_edge.curvature.kind import Kind
+from sam_edge.curvature.kind import WarmLanczosKind
 from sam_edge.options import Option
 from sam_edge.plots.spec import XLABEL, HLine, Panel, Series
 
@@ -22,9 +22,10 @@ class MinEigenvalueSettings:
   min_steps: int = 3
 
 
-class MinEigenvalue(Kind):
+class MinEigenvalue(WarmLanczosKind):
   name, seed = "min_eigenvalue", 4
   settings_type = MinEigenvalueSettings
+  cap_flag = "--min_eigenvalue_max_steps"
   record_keys = ("min_eigenvalue", "min_eigenvalue_residual", "min_eigenvalue_hvps")
   options = (
       Option("measure_min_eigenvalue", False, "Measure λ_min, the smallest (most negative) "
@@ -38,18 +39,6 @@ class MinEigenvalue(Kind):
       return None
     return MinEigenvalueSettings(max_steps=flags.min_eigenvalue_max_steps, tol=flags.lanczos_tol,
                                  min_steps=min(3, flags.min_eigenvalue_max_steps))
-
-  def problems(self, settings: MinEigenvalueSettings) -> list[str]:
-    if settings.max_steps < 1 or not settings.tol > 0:
-      return [f"--min_eigenvalue_max_steps: min_eigenvalue needs max_steps >= 1 and tol > 0, got "
-              f"{settings.max_steps} and {settings.tol}"]
-    return []
-
-  def init_state(self, settings: MinEigenvalueSettings, params: Any) -> Any:
-    """A zero raveled vector: the first λ_min measurement starts at random."""
-    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-    from jax.flatten_util import ravel_pytree  # pylint: disable=import-outside-toplevel
-    return jnp.zeros_like(ravel_pytree(params)[0])
 
   def measure(self, objective: Any, settings: MinEigenvalueSettings, params: Any, batch: Any,
               key: Any, state: Any) -> tuple[dict, Any]:
