@@ -71,7 +71,7 @@ def measurement_memory(corpus: str, examples: int, chunks: list[int]) -> list[di
     f = transformer.FLAGS
     settings = cli_settings.run_settings(f, title="t").measure
     problem = text_problem.build(f, jax.random.PRNGKey(0),
-                                 *text_task.load_windows(f, log=lambda s: 0))
+                                 text_task.load_windows(f, log=lambda s: 0))
     batch = jax.tree.map(lambda a: a[:examples], problem.train_arrays)
     state = update.init_state(problem.params, settings.optimizer.make())
     context = measure.Context({}, state.opt_state, state.step, {})

@@ -105,9 +105,9 @@ def build_transformer(args) -> Workload:
   found = cli_checks.common_problems(f) + text_task.problems(f)
   if found:
     sys.exit("\n".join(f"throughput: transformer: {p}" for p in found))
-  train_windows, test_windows = text_task.load_windows(f, log=lambda s: None)
+  windows = text_task.load_windows(f, log=lambda s: None)
   with contextlib.redirect_stdout(sys.stderr):
-    problem = text_problem.build(f, keys(f.seed)["init"], train_windows, test_windows)
+    problem = text_problem.build(f, keys(f.seed)["init"], windows)
   lm = tm.make_language_model(num_layers=f.num_layers, num_heads=f.num_heads,
                               key_size=f.key_size, model_size=f.model_size,
                               sequence_length=f.sequence_length)

@@ -45,11 +45,12 @@ def test_seconds_is_the_whole_cost_not_the_dispatch():
             **record}, v0
 
   @jax.jit
-  def update(state, arrays, key):
+  def step_fn(state, arrays, key):
     return state._replace(step=state.step + 1), jnp.float32(1.0)
 
   components = loop.Components(
-      update=update, measure=measure, batch=lambda arrays, key, step: arrays,
+      update=lambda state, arrays, key, step: step_fn(state, arrays, key), measure=measure,
+      batch=lambda arrays, key, step: arrays,
       train_arrays={"x": jnp.zeros(2)}, data_key=jax.random.PRNGKey(0),
       measure_key=jax.random.PRNGKey(1))
   progress = loop.Progress()

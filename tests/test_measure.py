@@ -169,11 +169,25 @@ def test_host_driven_lanczos_equals_the_device_loop(name, rho, monkeypatch):
   settings = settings_for(name=name, rho=rho, eta=1e-3 if name == "adam" else 0.05, k=2,
                           max_steps=40, tol=1e-6)
   params, batch = problem(5)
-  assert measure.host_driven(settings)
+  assert measure.host_driven(settings, True) and not measure.host_driven(settings, False)
+  monkeypatch.setattr(measure, "host_driven", lambda s, convolutional: True)
   host, _ = measure_once(settings, params, batch)
-  monkeypatch.setattr(measure, "host_driven", lambda s: False)
+  monkeypatch.setattr(measure, "host_driven", lambda s, convolutional: False)
   device, _ = measure_once(settings, params, batch)
   assert host["hvps"] == device["hvps"]
   for key in ("eigenvalues", "residuals", "loss", "grad_norm", "g_alignment", "sg_alignment"):
     np.testing.assert_allclose(np.asarray(host[key]), np.asarray(device[key]), rtol=1e-5,
                                atol=1e-7, err_msg=key)
+
+
+def test_only_convolutional_losses_take_the_host_loop():
+  """The host loop is for convolutions (XLA:CPU runs them slowly inside a while loop); a dense
+  network keeps the device loop, where XLA hoists its forward and backward passes."""
+  params, batch = problem(0)
+  assert not measure.convolves(scalar_loss, params, batch)
+  kernel = jnp.ones((3, 3, 1, 2))
+  conv = lambda k, b: jnp.sum(jax.lax.conv_general_dilated(
+      b["image"], k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) ** 2)
+  images = {"image": jnp.ones((2, 5, 5, 1))}
+  assert measure.convolves(conv, kernel, images)
+  assert measure.convolves(jax.checkpoint(conv), kernel, images)     # inside nested jaxprs

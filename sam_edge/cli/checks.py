@@ -16,6 +16,9 @@ MAX_LANCZOS_STEPS = 500
 RESUMABLE_CHANGES = ("time_limit_in_hours", "max_steps", "resume", "checkpoint_dir",
                      "checkpoint_every_minutes", "tfds_data_dir", "manual_dir", "tensorboard_dir",
                      "coordinator_address", "process_id")
+# Flags added after checkpoints were written, with the value that reproduces what runs did
+# before them: a checkpoint without the flag resumes under that value.
+ADDED_FLAGS = {"batch_order": "shuffled", "test_batches": "all"}
 
 
 def _finite(x: Any) -> bool:
@@ -175,10 +178,10 @@ def checkpoint_problems(f: Any) -> list[str]:
   if sound.config.get("lr_schedule", "constant") != "constant":
     resumable = tuple(n for n in resumable if n != "max_steps")   # the schedule's length
   outputs = tuple(o.name for o in cli_flags.output_options())
-  differ = checkpoints.config_differences(sound.config, flag_values(f),
-                                          ignore=resumable + outputs)
+  saved = {**{k: v for k, v in ADDED_FLAGS.items() if k in f}, **sound.config}
+  differ = checkpoints.config_differences(saved, flag_values(f), ignore=resumable + outputs)
   if differ:
     return [f"--resume: the checkpoint in {f.checkpoint_dir} was written with different flags: "
-            + ", ".join(f"--{name} (was {sound.config.get(name)!r}, now {f[name].value!r})"
+            + ", ".join(f"--{name} (was {saved.get(name)!r}, now {f[name].value!r})"
                         if name in f else f"--{name}" for name in differ)]
   return []

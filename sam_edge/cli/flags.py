@@ -10,6 +10,7 @@ from absl import flags
 
 from sam_edge import options, records
 from sam_edge.curvature import registry
+from sam_edge.data import order
 from sam_edge.optim import optimizers, sam
 from sam_edge.tasks.task import Defaults
 
@@ -64,6 +65,11 @@ def define_common_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
                     "f_lin(w) = f(w0) + J(w0)(w − w0).", **on)
   flags.DEFINE_integer("batch_size", defaults.batch_size,
                        "Examples per step (the whole training set: full batch).", **on)
+  flags.DEFINE_enum("batch_order", defaults.batch_order, list(order.ORDERS),
+                    "Which examples each step takes, a pure function of (seed, step): reference "
+                    "(the reference's order: images in stored order, unshuffled, repeated; text "
+                    "windows in corpus order through a shuffle buffer of 10 batches) or shuffled "
+                    "(a fresh permutation every epoch).", **on)
   flags.DEFINE_float("time_limit_in_hours", defaults.time_limit_in_hours,
                      "Wall-clock limit of the training loop, measurements included, in hours.",
                      **on)

@@ -1,9 +1,9 @@
-"""Batches drawn on the device from arrays held there, as a pure function of (key, step).
+"""Batches drawn on the device from arrays held there, and means over chunks of them.
 
-With N examples and batch size B (B <= N), an epoch is ⌊N/B⌋ steps; step s uses rows
-perm_e[p B : (p + 1) B] with e = ⌊s / ⌊N/B⌋⌋, p = s mod ⌊N/B⌋ and perm_e a permutation of
-range(N) drawn from fold_in(key, e). When B = N every step is the whole set, in order. Because
-the batch depends only on (key, step), a resumed run sees the same batches as an uninterrupted one.
+The shuffled order (`order.ShuffledOrder`): with N examples and batch size B (B <= N), an epoch
+is ⌊N/B⌋ steps; step s uses rows perm_e[p B : (p + 1) B] with e = ⌊s / ⌊N/B⌋⌋, p = s mod ⌊N/B⌋
+and perm_e a permutation of range(N) drawn from fold_in(key, e). Because the batch depends only
+on (key, step), a resumed run sees the same batches as an uninterrupted one.
 """
 
 from typing import Any
@@ -37,15 +37,6 @@ def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int) -> j
 def take(arrays: Arrays, indices: jax.Array) -> Arrays:
   """The rows `indices` of every array."""
   return jax.tree.map(lambda a: jnp.take(a, indices, axis=0), arrays)
-
-
-def batch_at(arrays: Arrays, key: jax.Array, step: jax.Array, batch_size: int) -> Arrays:
-  """The batch of `step`: take(arrays, batch_indices(key, step, N, B)); the arrays themselves
-  when B = N (decided at trace time, so a full-batch step copies nothing)."""
-  n = num_examples(arrays)
-  if batch_size == n:
-    return arrays
-  return take(arrays, batch_indices(key, step, n, batch_size))
 
 
 def chunked_mean(per_example_fn: Any, params: Any, arrays: Arrays, chunk_size: int) -> Any:

@@ -5,11 +5,13 @@ import dataclasses
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from sam_edge.curvature import measure
 from sam_edge.data import batching
+from sam_edge.data import order as order_lib
 from sam_edge.optim import update
 from sam_edge.optim.sam import SamSettings
 from sam_edge.run import devices, loop
@@ -19,16 +21,39 @@ from sam_edge.run.settings import RunSettings
 PyTree = Any
 
 
+def batch_order(problem: Problem, batch_size: int) -> Any:
+  """The problem's order of examples (`data.order`), a fresh permutation every epoch unless the
+  task chose another."""
+  if problem.order is not None:
+    return problem.order
+  return order_lib.ShuffledOrder(batching.num_examples(problem.train_arrays), batch_size)
+
+
+def take_batch(order: Any, arrays: PyTree, data_key: jax.Array, step: jax.Array,
+               indices: Any) -> PyTree:
+  """Inside jit: the step's batch: the rows `indices` (drawn on the host), or those the order
+  draws on the device, or every row (full batch)."""
+  if indices is None:
+    indices = order.device_indices(data_key, step)
+  return arrays if indices is None else batching.take(arrays, indices)
+
+
+def host_indices(order: Any, step: int) -> Any:
+  """The step's row indices when the order draws them on the host, else None."""
+  return order.host_indices(step) if order.host else None
+
+
 def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
-                    sam: SamSettings, batch_size: int, place: devices.Placement) -> Callable:
-  """Jitted `(state, arrays, data_key, constants) -> (state, loss)`: draws the step's batch on
-  device (augmented if the problem says so), sharded along the mesh, then takes one step of SAM
-  in front of the base optimizer (the base optimizer alone when ρ = 0), with the forward pass in
-  the problem's compute dtype; the new state stays replicated. The old state is donated."""
+                    sam: SamSettings, order: Any, place: devices.Placement) -> Callable:
+  """Jitted `(state, arrays, data_key, indices, constants) -> (state, loss)`: takes the step's
+  batch (`take_batch`; augmented if the problem says so), sharded along the mesh, then one step
+  of SAM in front of the base optimizer (the base optimizer alone when ρ = 0), with the forward
+  pass in the problem's compute dtype; the new state stays replicated. The old state is
+  donated."""
   compute_loss = problem.loss_fn(problem.compute_dtype)
 
-  def train_step(state, arrays, data_key, constants):
-    batch = place.constrain_batch(batching.batch_at(arrays, data_key, state.step, batch_size))
+  def train_step(state, arrays, data_key, indices, constants):
+    batch = place.constrain_batch(take_batch(order, arrays, data_key, state.step, indices))
     if problem.augment is not None:
       batch = problem.augment(batch, data_key, state.step)
     loss_fn = lambda p, b: compute_loss(p, state.model_state, b, constants)
@@ -49,18 +74,20 @@ def make_state_measure(problem: Problem, settings: measure.MeasureSettings) -> C
   return from_state
 
 
-def measure_batches(problem: Problem, settings: RunSettings, place: devices.Placement
-                    ) -> Callable:
-  """`(arrays, key, step) -> the batch a measurement at `step` uses`: the step's training batch
-  (un-augmented, as the reference), or the first --measure_examples training examples, placed
-  once."""
+def measure_batches(problem: Problem, settings: RunSettings, order: Any,
+                    place: devices.Placement) -> Callable:
+  """`(arrays, key, step) -> the batch a measurement at `step` uses` (`step` a host int): the
+  step's training batch (un-augmented, as the reference), or the first --measure_examples
+  training examples, placed once."""
   if settings.measure_examples:
     n = settings.measure_examples
     first = jax.tree.map(lambda a: np.asarray(a[:n]), problem.train_arrays)
     fixed = place.shard(first) if n % place.size == 0 else place.replicate(first)
     return lambda arrays, key, step_: fixed
-  return jax.jit(lambda arrays, key, step_: place.constrain_batch(
-      batching.batch_at(arrays, key, step_, settings.batch_size)))
+  batch = jax.jit(lambda arrays, key, step_, indices: place.constrain_batch(
+      take_batch(order, arrays, key, step_, indices)))
+  return lambda arrays, key, step_: batch(arrays, key, jnp.asarray(step_, jnp.int32),
+                                         host_indices(order, step_))
 
 
 def place_arrays(problem: Problem, settings: RunSettings, place: devices.Placement) -> PyTree:
@@ -73,14 +100,15 @@ def place_arrays(problem: Problem, settings: RunSettings, place: devices.Placeme
 def components(problem: Problem, settings: RunSettings, run_keys: dict,
                place: devices.Placement) -> loop.Components:
   """The jitted pieces of one run (each compiled once), with its arrays placed on the mesh."""
-  update = make_train_step(problem, settings.optimizer.make(), settings.sam, settings.batch_size,
-                           place)
+  order = batch_order(problem, settings.batch_size)
+  update = make_train_step(problem, settings.optimizer.make(), settings.sam, order, place)
   constants = place.replicate(problem.constants)
   problem = dataclasses.replace(problem, constants=constants)
   return loop.Components(
-      update=lambda state, arrays, key: update(state, arrays, key, constants),
+      update=lambda state, arrays, key, step_: update(state, arrays, key,
+                                                      host_indices(order, step_), constants),
       measure=make_state_measure(problem, settings.measure),
-      batch=measure_batches(problem, settings, place),
+      batch=measure_batches(problem, settings, order, place),
       train_arrays=place_arrays(problem, settings, place), data_key=run_keys["data"],
       measure_key=run_keys["measure"],
       evaluate=lambda state: problem.evaluate(state.params, state.model_state))

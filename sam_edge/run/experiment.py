@@ -15,6 +15,7 @@ from sam_edge.data import batching
 from sam_edge.optim import update
 from sam_edge.run import (
   checkpoints,
+  closing,
   components,
   devices,
   environment,
@@ -172,4 +173,8 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     log(f"warning: {unconverged} of {len(progress.records)} measurements did not converge (a "
         f"residual above --lanczos_tol·|λ1|); their points are hollow in the plots")
   log(problem.report(evaluation))
+  for sentence in (closing.edge_sentence(progress.records),
+                   closing.figure_sentence(dict(settings.outputs))):
+    if sentence:
+      log(sentence)
   return writer.raw(final), code

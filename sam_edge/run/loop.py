@@ -14,7 +14,6 @@ import time
 from typing import Any, Callable, Optional
 
 import jax
-import jax.numpy as jnp
 
 from sam_edge import records
 from sam_edge.curvature import registry
@@ -51,10 +50,11 @@ class Progress:
 @dataclasses.dataclass(frozen=True)
 class Components:
   """The jitted pieces a loop drives (built once per run)."""
-  update: Callable[[update.TrainState, PyTree, jax.Array], tuple[update.TrainState, jax.Array]]
+  update: Callable[[update.TrainState, PyTree, jax.Array, int],
+                   tuple[update.TrainState, jax.Array]]   # (state, arrays, key, step) -> ...
   measure: Callable[[update.TrainState, PyTree, PyTree, jax.Array], tuple[dict, PyTree]]
   # (state, batch, measure_state, key) -> (record, next measure_state); pure
-  batch: Callable[[PyTree, jax.Array, jax.Array], PyTree]   # (arrays, key, step) -> batch
+  batch: Callable[[PyTree, jax.Array, int], PyTree]          # (arrays, key, step) -> batch
   train_arrays: PyTree
   data_key: jax.Array
   measure_key: jax.Array
@@ -217,7 +217,7 @@ def run_loop(components: Components, state: update.TrainState, measure_state: Py
 
       def take_measurement():
         t = time.perf_counter()
-        batch = c.batch(c.train_arrays, c.data_key, jnp.asarray(step, jnp.int32))
+        batch = c.batch(c.train_arrays, c.data_key, step)
         # Wait for the device: `seconds` is the measurement's whole cost, not its dispatch.
         record, v1 = jax.block_until_ready(
             c.measure(state, batch, measure_state, jax.random.fold_in(c.measure_key, step)))
@@ -228,7 +228,7 @@ def run_loop(components: Components, state: update.TrainState, measure_state: Py
       progress.last_measure_step, progress.last_measure_time = step, progress.train_time
       log(format_record(record))
       pause(lambda: on_record(record))
-    state, loss = c.update(state, c.train_arrays, c.data_key)
+    state, loss = c.update(state, c.train_arrays, c.data_key, step)
     reason = settle()
     pending = (step, loss)
     step += 1

@@ -39,6 +39,7 @@ class Problem:
   # (batch, data_key, step) -> the training batch (e.g. random crops); measurements see the
   # batch as it is
   compute_dtype: Any = jnp.float32                     # the update's forward pass
+  order: Any = None          # `data.order`: which examples each step takes (None: shuffled)
 
   def loss_fn(self, dtype: Any = jnp.float32) -> TrainLoss:
     """`(params, model_state, batch, constants) -> (L, new model_state)` in `dtype`."""

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam_edge import errors
-from sam_edge.data import augment, batching, images, label_noise
+from sam_edge.data import augment, batching, images, label_noise, order
 from sam_edge.models import catalog, linearize, losses, precision, resnet, stateful, vision
 from sam_edge.run.problem import Problem
 
@@ -74,7 +74,9 @@ def build(f: Any, key: jax.Array) -> Problem:
   if f.augment == "flip_crop":
     augment_fn = lambda batch, k, step: {
         **batch, "image": augment.flip_crop(batch["image"], augment.augment_key(k, step))}
-  return dataclasses.replace(problem, augment=augment_fn,
+  batch_order = (order.StreamOrder(n, f.batch_size) if f.batch_order == "reference"
+                 else order.ShuffledOrder(n, f.batch_size))
+  return dataclasses.replace(problem, augment=augment_fn, order=batch_order,
                              compute_dtype=precision.DTYPES[f.compute_dtype],
                              description={"parameters": int(num_params), **description})
 

@@ -132,7 +132,7 @@ def build(f: Any, key: Any) -> Any:
 
 TASK = Task(prog="image_classification",
             defaults=Defaults(step_size=0.01, batch_size=60000, time_limit_in_hours=4.0,
-                              hessian_check_gap=0.25),
+                              hessian_check_gap=0.25, batch_order="shuffled"),
             define_flags=define_flags, problems=problems,
             title=lambda f: f"{f.dataset} {f.nn_architecture}", build=build,
             resolve_defaults=resolve_defaults)

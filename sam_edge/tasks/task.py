@@ -16,6 +16,7 @@ class Defaults:
   batch_size: int
   time_limit_in_hours: float
   hessian_check_gap: float
+  batch_order: str                  # `data.order`: "reference" or "shuffled"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,22 +12,26 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from sam_edge.data import batching
-from sam_edge.models import linearize, precision, transformer
+from sam_edge.data import batching, order
+from sam_edge.models import linearize, losses, precision, transformer
 from sam_edge.run.problem import Problem
 
 
-def build(f: Any, key: jax.Array, train_windows: np.ndarray, test_windows: np.ndarray
-          ) -> Problem:
+def build(f: Any, key: jax.Array, windows: Any) -> Problem:
   """The transformer (or its linearization at w0), its loss on the training windows (host arrays
-  that the run places on its devices), and the test loss."""
+  that the run places on its devices) in --batch_order, and the test metrics (`test_metrics`).
+  `windows` is `text_task.Windows`; with the reference order the training windows beyond whole
+  batches are dropped, as the reference drops them."""
+  train_windows = windows.train
+  batch_order = None
+  if f.batch_order == "reference":
+    train_windows = train_windows[:order.whole_batches(len(train_windows), f.batch_size)]
+    batch_order = order.BufferedOrder(len(train_windows), f.batch_size, (f.seed, 1))
   lm = transformer.make_language_model(
       num_layers=f.num_layers, num_heads=f.num_heads, key_size=f.key_size,
       model_size=f.model_size, sequence_length=f.sequence_length)
   train = {"window": train_windows}                 # uint8 [W, T+1] on the host: the run places it
-  test = {"window": test_windows}                   # on the host: placed by each evaluation
   params = jax.jit(lm.init)(key, train["window"][:1, :-1].astype(jnp.int32))
   constants, logits = linearize.in_regime(lm.apply, params, f.regime)   # logits [B, T, V] float32
 
@@ -39,22 +43,49 @@ def build(f: Any, key: jax.Array, train_windows: np.ndarray, test_windows: np.nd
     _, targets = transformer.split_window(batch["window"])
     return transformer.next_token_loss(outputs, targets)
 
-  def window_metrics(args, batch):                                 # {[B], [B]}
+  evaluate = test_metrics(f, logits, windows)
+  num_params = sum(x.size for x in jax.tree.leaves(params))
+  print(f"{os.path.basename(f.training_data)}: {len(train_windows)} training and "
+        f"{len(windows.test)} test windows of {f.sequence_length + 1} characters; transformer "
+        f"with {num_params} parameters", flush=True)
+  return Problem(
+      forward=forward, output_loss=output_loss, params=params, train_arrays=train,
+      constants=constants, compute_dtype=precision.DTYPES[f.compute_dtype], order=batch_order,
+      evaluate=lambda p, s: evaluate((p, constants)),
+      report=lambda e: f"test_loss: {e['test_loss']}",
+      description={"parameters": int(num_params), "training_windows": len(train_windows),
+                   "test_windows": len(windows.test)})
+
+
+def test_metrics(f: Any, logits: Any, windows: Any) -> Any:
+  """`(params, constants) -> {"test_loss", "test_error"}` (floats), compiled once.
+
+  --test_batches=all: the mean over every test window of its mean next-character cross-entropy
+  (and error). reference: the reference's test loss, the mean over the K test batches of
+  `order.reference_test_batches` (drawn once from the seed) of each batch's loss, the mean
+  next-character cross-entropy over its non-padding targets (and likewise its error)."""
+  if f.test_batches == "reference":
+    index = order.reference_test_batches(len(windows.test), windows.test_characters, f.batch_size,
+                                         f.sequence_length, (f.seed, 2))
+    batches = windows.test[index]                                    # uint8 [K, B, T+1]
+
+    def batch_metrics(args, batch):                                  # {[], []}
+      inputs, targets = transformer.split_window(batch)
+      out = logits(*args, inputs)
+      mask = (targets != transformer.PAD).astype(jnp.float32)
+      wrong = losses.misclassified(out, targets)
+      return {"test_loss": transformer.next_token_loss(out, targets),
+              "test_error": jnp.sum(mask * wrong) / jnp.maximum(jnp.sum(mask), 1.0)}
+    metrics = jax.jit(lambda args, batches: jax.tree.map(
+        jnp.mean, jax.lax.map(lambda b: batch_metrics(args, b), batches)))
+    return lambda args: {k: float(v) for k, v in metrics(args, batches).items()}
+
+  def window_metrics(args, batch):                                   # {[B], [B]}
     inputs, targets = transformer.split_window(batch["window"])
     out = logits(*args, inputs)
     return {"test_loss": transformer.per_sequence_loss(out, targets),
             "test_error": transformer.per_sequence_error(out, targets)}
-
   metrics = jax.jit(lambda args, arrays: batching.chunked_mean(
       window_metrics, args, arrays, f.batch_size))
-  num_params = sum(x.size for x in jax.tree.leaves(params))
-  print(f"{os.path.basename(f.training_data)}: {len(train_windows)} training and "
-        f"{len(test_windows)} test windows of {f.sequence_length + 1} characters; transformer "
-        f"with {num_params} parameters", flush=True)
-  return Problem(
-      forward=forward, output_loss=output_loss, params=params, train_arrays=train,
-      constants=constants, compute_dtype=precision.DTYPES[f.compute_dtype],
-      evaluate=lambda p, s: {k: float(v) for k, v in metrics((p, constants), test).items()},
-      report=lambda e: f"test_loss: {e['test_loss']}",
-      description={"parameters": int(num_params), "training_windows": len(train_windows),
-                   "test_windows": len(test_windows)})
+  test = {"window": windows.test}                    # on the host: placed by each evaluation
+  return lambda args: {k: float(v) for k, v in metrics(args, test).items()}

@@ -3,7 +3,7 @@ the corpus read and checked before anything is compiled (ASCII, no NUL, enough w
 defaults and title. `text_problem.build` builds the transformer inside the run.
 """
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from absl import flags
@@ -11,6 +11,16 @@ from absl import flags
 from sam_edge import errors
 from sam_edge.data import text
 from sam_edge.tasks.task import Defaults, Task
+
+TEST_BATCHES = ("reference", "all")
+
+
+class Windows(NamedTuple):
+  """The corpus cut into windows: training and test windows, uint8 [W, T+1], and the test
+  part's length in characters (the reference counts its test batches by it)."""
+  train: np.ndarray
+  test: np.ndarray
+  test_characters: int
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -27,6 +37,10 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_integer("model_size", 128, "Width of the residual stream.", **on)
   flags.DEFINE_integer("sequence_length", 64, "Characters of context (windows are one longer).",
                        **on)
+  flags.DEFINE_enum("test_batches", "reference", list(TEST_BATCHES),
+                    "The test loss: reference (the reference's: the mean of the per-batch losses "
+                    "of ⌊characters/(B·T)⌋ test batches drawn through the shuffle buffer) or all "
+                    "(the mean over every test window).", **on)
   flags.mark_flag_as_required("training_data", flag_values=fv)
 
 
@@ -41,8 +55,8 @@ def problems(f: Any) -> list[str]:
   return p
 
 
-def load_windows(f: Any, log=print) -> tuple[np.ndarray, np.ndarray]:
-  """Reads and checks the corpus (or corpora): (train windows, test windows), uint8 [W, T+1].
+def load_windows(f: Any, log=print) -> Windows:
+  """Reads and checks the corpus (or corpora): the training and test windows, uint8 [W, T+1].
 
   Without --test_data the last --test_fraction of --training_data is held out.
   Raises errors.InputError with one line naming the file and the problem.
@@ -66,7 +80,14 @@ def load_windows(f: Any, log=print) -> tuple[np.ndarray, np.ndarray]:
                               minimum=1, num_chars=len(test))
   except text.CorpusError as e:
     raise errors.InputError(str(e)) from None
-  return train_windows, test_windows
+  if f.test_batches == "reference" and (len(test) < f.batch_size * f.sequence_length
+                                         or len(test_windows) < f.batch_size):
+    raise errors.InputError(
+        f"--test_batches=reference needs one whole test batch: {f.batch_size} windows and "
+        f"--batch_size × --sequence_length = {f.batch_size * f.sequence_length} characters "
+        f"({test_path} gives {len(test_windows)} windows, {len(test)} characters); pass "
+        "--test_batches=all")
+  return Windows(train_windows, test_windows, len(test))
 
 
 def corpus_problems(f: Any) -> list[str]:
@@ -82,12 +103,12 @@ def build(f: Any, key: Any) -> Any:
   """The Problem (`text_problem.build`) on the corpus's windows, read here: inside the run, where
   a Ctrl-C is answered at once."""
   from sam_edge.tasks import text_problem  # pylint: disable=import-outside-toplevel
-  return text_problem.build(f, key, *load_windows(f))
+  return text_problem.build(f, key, load_windows(f))
 
 
 TASK = Task(prog="transformer",
             defaults=Defaults(step_size=0.1, batch_size=128, time_limit_in_hours=1.0,
-                              hessian_check_gap=0.05),
+                              hessian_check_gap=0.05, batch_order="reference"),
             define_flags=define_flags, problems=problems,
             title=lambda f: f"transformer ({f.num_layers} layers, width {f.model_size})",
             build=build, input_problems=corpus_problems)
