@@ -45,6 +45,7 @@ jax.config.update("jax_enable_x64", True)   # for the dense reference only; the 
 from small_mlp import build_problem  # noqa: E402
 
 from sam_edge.curvature import blocks, hvp, registry, spectrum, trace  # noqa: E402
+from sam_edge.curvature.kind import Inputs  # noqa: E402
 from sam_edge.curvature.kinds import density as density_kind  # noqa: E402
 from sam_edge.curvature.kinds import min_eigenvalue as min_eigenvalue_kind  # noqa: E402
 from sam_edge.curvature.kinds import per_layer as per_layer_kind  # noqa: E402
@@ -87,7 +88,7 @@ def curvature_measure(loss_fn, kinds):
   if found:
     raise ValueError("; ".join(found))
   jitted = jax.jit(lambda params, batch, key, states: registry.measure_curvature(
-      objective, kinds, params, batch, key, states))
+      Inputs(objective, params, batch), kinds, key, states))
 
   def run(params, batch, key, states):
     with jax.default_matmul_precision(registry.PRECISION):

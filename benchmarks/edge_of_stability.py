@@ -10,11 +10,17 @@ it there:
   sam       SAM (normalised), ρ > 0                   edge the SAM-edge (falls with ‖g‖)
   momentum  heavy ball, β = 0.9                       edge (2+2β)/η
   adam      Adam, β1 = 0.9 (preconditioned sharpness)  edge 2(1+β1)/((1−β1)η) = 38/η
+  sgd_minibatch  plain SGD at batch 64 on the same images (78 batches: the first 4,992), with
+            --measure_batch_sharpness (64 fresh batches) and λ1 of the full 4,992-image loss
+            (--measure_examples): the batch sharpness settles at 2/η, λ1 below it
+            (Andreyev and Beneventano, "Edge of Stochastic Stability", 2024)
 
 For the second half of each run's measurements (by step) it prints the median and the 10th–90th
 percentile range of λ1/edge, with the edge of each measurement from the record's `edge` key,
 plus the steps and the run's seconds. `--json PATH` writes
-{"gd": {"median_ratio", "p10", "p90", "steps", "step_size", "rho"}, "sam": {...}, ...}.
+{"gd": {"median_ratio", "p10", "p90", "steps", "step_size", "rho"}, "sam": {...}, ...}; the
+sgd_minibatch row also has "median_batch_sharpness_ratio" and "median_lambda1_ratio" (each over
+2/η; its "median_ratio" is λ1's).
 
     python benchmarks/edge_of_stability.py [--json PATH] [--rows gd,sam] [--out DIR]
 
@@ -49,6 +55,9 @@ ROWS = {
     "sam": (["--step_size=1.0", "--rho=0.05"], 1000, 20),
     "momentum": (["--step_size=3.5", "--optimizer=momentum", "--momentum=0.9"], 1000, 20),
     "adam": (["--step_size=0.002", "--optimizer=adam"], 1000, 20),
+    "sgd_minibatch": (["--step_size=2.5", "--batch_size=64", "--mini_training_set_num_batches=78",
+                       "--measure_examples=4992", "--measure_batch_sharpness",
+                       "--batch_sharpness_batches=64"], 1000, 20),
 }
 
 
@@ -87,7 +96,14 @@ def summarize(name: str, raw: dict, flags: list[str], seconds: float) -> dict:
   last = raw["final"]["steps"]
   later = [r for r in records if r["step"] >= last / 2 and r.get("edge") is not None]
   ratios = np.array([r["eigenvalues"][0] / r["edge"] for r in later])
-  return {"median_ratio": float(np.median(ratios)), "p10": float(np.percentile(ratios, 10)),
+  extra = {}
+  if later and later[0].get("batch_sharpness") is not None:
+    extra = {"median_batch_sharpness_ratio": float(np.median(
+                 [r["batch_sharpness"] / r["two_over_eta"] for r in later])),
+             "median_lambda1_ratio": float(np.median(
+                 [r["eigenvalues"][0] / r["two_over_eta"] for r in later]))}
+  return {**extra, "median_ratio": float(np.median(ratios)),
+          "p10": float(np.percentile(ratios, 10)),
           "p90": float(np.percentile(ratios, 90)), "steps": int(last),
           "step_size": flag_value(flags, "step_size", 0.01), "rho": flag_value(flags, "rho", 0.0),
           "measurements": len(later), "seconds": seconds,
@@ -118,11 +134,16 @@ def main() -> None:
     print(f"{name:<9} {str(r['edge_label']):<26} {r['step_size']:>8g} {r['rho']:>5g} "
           f"{r['steps']:>6} {r['median_ratio']:>15.3f} {r['p10']:>7.3f} {r['p90']:>7.3f} "
           f"{start:>10.3f} {r['seconds']:>8.1f}", flush=True)
+    if "median_batch_sharpness_ratio" in r:
+      print(f"{'':<9} batch sharpness / (2/η): median {r['median_batch_sharpness_ratio']:.3f}; "
+            f"λ1 / (2/η): median {r['median_lambda1_ratio']:.3f}", flush=True)
   print(f"(second half of each run's measurements; runs kept in {out_dir})")
   if args.json:
     keys = ("median_ratio", "p10", "p90", "steps", "step_size", "rho")
     with open(args.json, "w") as f:
-      json.dump({name: {k: r[k] for k in keys} for name, r in results.items()}, f, indent=2)
+      json.dump({name: {k: r[k] for k in keys + ("median_batch_sharpness_ratio",
+                                                   "median_lambda1_ratio") if k in r}
+                 for name, r in results.items()}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,16 @@ import pytest
 import scipy.stats
 
 from sam_edge.curvature import blocks, extremes, hvp, operators, registry, slq, spectrum, trace
+from sam_edge.curvature.kind import Inputs
+from sam_edge.curvature.kinds.batch_sharpness import BatchSharpnessSettings
 from sam_edge.curvature.kinds.density import DensitySettings
 from sam_edge.curvature.kinds.gauss_newton import GaussNewtonSettings
 from sam_edge.curvature.kinds.min_eigenvalue import MinEigenvalueSettings
 from sam_edge.curvature.kinds.per_layer import PerLayerSettings
+from sam_edge.curvature.kinds.self_stabilization import SelfStabilizationSettings
 from sam_edge.curvature.kinds.trace import TraceSettings
 from sam_edge.curvature.objective import Objective
+from sam_edge.data import batching
 from tests.helpers import dense_hessian, symmetric_with_spectrum
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -367,13 +371,22 @@ def all_settings():
           ("density", DensitySettings(probes=2, steps=10)),
           ("per_layer", PerLayerSettings(max_steps=30, tol=1e-10, trace_probes=8)),
           ("min_eigenvalue", MinEigenvalueSettings(max_steps=30, tol=1e-8)),
-          ("gauss_newton", GaussNewtonSettings(max_steps=30, tol=1e-8)))
+          ("gauss_newton", GaussNewtonSettings(max_steps=30, tol=1e-8)),
+          ("batch_sharpness", BatchSharpnessSettings(batches=3)),
+          ("self_stabilization", SelfStabilizationSettings()))
+
+
+def full_inputs(objective, params, batch, u):
+  """Everything a measurement hands its kinds: u, ∇L, plain descent's step, batches of 5."""
+  n = batching.num_examples(batch)
+  return Inputs(objective, params, batch, u, jax.grad(objective.loss)(params, batch),
+                lambda d: d, lambda k: batching.take(batch, jax.random.choice(k, n, (5,), False)))
 
 
 def jitted_kinds(objective, kinds):
   """`registry.measure_curvature` jitted once, as a measurement runs it."""
   return jax.jit(lambda params, batch, key, states: registry.measure_curvature(
-      objective, kinds, params, batch, key, states))
+      Inputs(objective, params, batch), kinds, key, states))
 
 
 def test_registry_measures_every_kind_once_compiled():
@@ -386,9 +399,12 @@ def test_registry_measures_every_kind_once_compiled():
     return objective.forward(params, batch)
 
   settings = all_settings()
-  measure = jitted_kinds(Objective(counted, sum_squared_error), settings)
+  counting = Objective(counted, sum_squared_error)
+  measure = jax.jit(lambda params, batch, u, key, states: registry.measure_curvature(
+      full_inputs(counting, params, batch, u), settings, key, states))
   states = registry.init_states(settings, params)
-  record, states = measure(params, batch, jax.random.PRNGKey(0), states)
+  u = jax.tree.map(jnp.ones_like, params)
+  record, states = measure(params, batch, u, jax.random.PRNGKey(0), states)
   expected_keys = {k for kind in registry.KINDS for k in kind.record_keys}
   assert set(record) == expected_keys                 # every registered kind, once
   assert {name for name, _ in settings} == set(registry.BY_NAME)
@@ -401,9 +417,13 @@ def test_registry_measures_every_kind_once_compiled():
   assert float(record["min_eigenvalue"]) == pytest.approx(np.linalg.eigvalsh(h)[0], rel=1e-6)
   assert int(record["trace_hvps"]) == 12
   assert int(record["per_layer_hvps"]) > 8
+  assert int(record["batch_sharpness_batches"]) == 3
+  assert record["batch_sharpness_momentum"] is None          # plain descent
+  assert float(record["self_stabilization"]) == pytest.approx(
+      float(record["sharpness_gradient_norm"]) ** 2)
   compiled = len(traces)
   moved = jax.tree.map(lambda p: p * 1.01, params)
-  again, _ = measure(moved, batch, jax.random.PRNGKey(1), states)
+  again, _ = measure(moved, batch, u, jax.random.PRNGKey(1), states)
   assert len(traces) == compiled                    # new values, no retrace
   assert float(again["trace"]) != float(record["trace"])
 

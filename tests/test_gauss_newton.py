@@ -12,6 +12,7 @@ from jax.flatten_util import ravel_pytree
 import image_classification as ic
 from sam_edge.cli import main as cli
 from sam_edge.curvature import registry
+from sam_edge.curvature.kind import Inputs
 from sam_edge.curvature.kinds import gauss_newton
 from sam_edge.curvature.objective import Objective
 from sam_edge.models import linearize, losses
@@ -49,8 +50,8 @@ def dense_gauss_newton(objective, params, batch):
 
 def measured(objective, params, batch, key=0):
   states = registry.init_states(KINDS, params)
-  record, states = jax.jit(lambda p, b, k, s: registry.measure_curvature(objective, KINDS, p, b,
-                                                                         k, s))(
+  record, states = jax.jit(lambda p, b, k, s: registry.measure_curvature(
+      Inputs(objective, p, b), KINDS, k, s))(
       params, batch, jax.random.PRNGKey(key), states)
   return record, states
 

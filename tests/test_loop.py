@@ -45,11 +45,12 @@ def test_seconds_is_the_whole_cost_not_the_dispatch():
             **record}, v0
 
   @jax.jit
-  def step_fn(state, arrays, key):
-    return state._replace(step=state.step + 1), jnp.float32(1.0)
+  def step_fn(state, measure_state, arrays, key):
+    return state._replace(step=state.step + 1), measure_state, jnp.float32(1.0)
 
   components = loop.Components(
-      update=lambda state, arrays, key, step: step_fn(state, arrays, key), measure=measure,
+      update=lambda state, measure_state, arrays, key, step: step_fn(state, measure_state, arrays,
+                                                                     key), measure=measure,
       batch=lambda arrays, key, step: arrays,
       train_arrays={"x": jnp.zeros(2)}, data_key=jax.random.PRNGKey(0),
       measure_key=jax.random.PRNGKey(1))

@@ -10,14 +10,15 @@ from typing import Any
 from sam_edge import options, records
 from sam_edge.cli import flags as cli_flags
 from sam_edge.curvature import registry
+from sam_edge.optim import optimizers
 
 MAX_LANCZOS_STEPS = 500
 # Flags that may change between a checkpointed run and its resumption.
 RESUMABLE_CHANGES = ("time_limit_in_hours", "max_steps", "resume", "checkpoint_dir",
                      "checkpoint_every_minutes", "tfds_data_dir", "manual_dir", "tensorboard_dir",
                      "coordinator_address", "process_id")
-# Flags added after checkpoints were written, with the value that reproduces what runs did
-# before them: a checkpoint without the flag resumes under that value.
+# A checkpoint written before a flag existed resumes under the flag's default, or, for the flags
+# whose default changed what a run does, under the value that reproduces what runs did before.
 ADDED_FLAGS = {"batch_order": "shuffled", "test_batches": "all"}
 
 
@@ -57,7 +58,7 @@ def common_problems(f: Any) -> list[str]:
   ]
   p += [message for ok, message in checks if not ok]
   p += options.problems(tuple(cli_flags.table_options()), lambda name: f[name].value)
-  p += schedule_problems(f) + group_problems(f) + device_problems(f)
+  p += schedule_problems(f) + group_problems(f) + device_problems(f) + tracking_problems(f)
   p += registry.problems(registry.requested(f))
   p += output_problems(f)
   if f.resume and not f.checkpoint_dir:
@@ -82,6 +83,20 @@ def schedule_problems(f: Any) -> list[str]:
   if not (_finite(f.lr_step_factor) and f.lr_step_factor > 0):
     p.append(f"--lr_step_factor must be > 0, got {f.lr_step_factor}")
   return p
+
+
+def tracking_problems(f: Any) -> list[str]:
+  """--track_every_step follows the step's own Hessian: the measured loss must be the training
+  loss of the step (float32, on the step's batch) of a non-adaptive optimizer."""
+  if not f.track_every_step:
+    return []
+  if f.track_hvps < 1:
+    return [f"--track_hvps must be at least 1, got {f.track_hvps}"]
+  why = {"--compute_dtype=bfloat16": f.compute_dtype != "float32",
+         "--measure_examples": f.measure_examples is not None,
+         f"--optimizer={f.optimizer} (its preconditioned sharpness)":
+             optimizers.OPTIMIZERS[f.optimizer].preconditioner is not None}
+  return [f"--track_every_step is not supported with {name}" for name, bad in why.items() if bad]
 
 
 def group_problems(f: Any) -> list[str]:
@@ -178,7 +193,8 @@ def checkpoint_problems(f: Any) -> list[str]:
   if sound.config.get("lr_schedule", "constant") != "constant":
     resumable = tuple(n for n in resumable if n != "max_steps")   # the schedule's length
   outputs = tuple(o.name for o in cli_flags.output_options())
-  saved = {**{k: v for k, v in ADDED_FLAGS.items() if k in f}, **sound.config}
+  saved = {**{name: f[name].default for name in f},
+           **{k: v for k, v in ADDED_FLAGS.items() if k in f}, **sound.config}
   differ = checkpoints.config_differences(saved, flag_values(f), ignore=resumable + outputs)
   if differ:
     return [f"--resume: the checkpoint in {f.checkpoint_dir} was written with different flags: "

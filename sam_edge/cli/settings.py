@@ -40,7 +40,8 @@ def measure_settings(f: Any) -> MeasureSettings:
       optimizer=optimizer_settings(f), sam=sam_settings(f), batch_size=f.batch_size,
       num_eigenvalues=f.num_principal_components, eigensolver=f.eigensolver, hvp=f.hvp,
       max_steps=f.lanczos_max_steps, tol=f.lanczos_tol, min_steps=min(3, f.lanczos_max_steps),
-      curvature=registry.requested(f), chunk=f.measure_chunk)
+      curvature=registry.requested(f), chunk=f.measure_chunk,
+      track_hvps=f.track_hvps if f.track_every_step else 0)
 
 
 def loop_settings(f: Any) -> LoopSettings:

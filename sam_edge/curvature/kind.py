@@ -4,20 +4,44 @@ figures. `registry.KINDS` lists them; the loop, the command line, TensorBoard an
 read the registry and name no kind, so adding a kind is one module in `kinds/` and one line in
 the registry.
 
-A kind's `measure(objective, settings, params, batch, key, state) -> (record, state)` is pure and
-jittable: `settings` a frozen (static) dataclass, `record` a small dict of fixed-shape arrays
-with the keys `record_keys`, `state` what its next measurement starts from (`init_state`; `()`
-for none). Its randomness comes from `key` alone (the registry folds in the kind's `seed`, so
-turning one kind on or off never changes another's numbers). Kinds import jax only inside
+A kind's `measure(inputs, settings, key, state) -> (record, state)` is pure and jittable:
+`inputs` what the measurement hands every kind (`Inputs`: the measured loss, parameters and batch,
+λ1's eigenvector, the gradient, the optimizer's step, fresh training batches), `settings` a frozen
+(static) dataclass, `record` a small dict of fixed-shape arrays (or None) with the keys
+`record_keys`, `state` what its next measurement starts from (`init_state`; `()` for none).
+Its randomness comes from `key` alone (the registry folds in the kind's `seed`, so turning one
+kind on or off never changes another's numbers). Kinds import jax only inside
 `measure` and `init_state`, so that declaring their flags costs nothing at `--help`.
 """
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 from sam_edge.options import Option
-from sam_edge.plots.spec import FigureOutput, Panel
+from sam_edge.plots.spec import FigureOutput, Panel, Series
 
 Record = dict[str, Any]
+
+
+class Inputs(NamedTuple):
+  """What a measurement hands its kinds (arrays, and functions to trace inside the measurement).
+
+  `objective` is the measured loss L (`curvature.objective.Objective`) at `params` on `batch`;
+  `top_vector` is u with S = uᵀ H u the measured top eigenvalue λ1 (v1 for the Hessian; for a
+  preconditioned operator P^{-1/2} H P^{-1/2}, u = P^{-1/2} v1); `gradient` is ∇L(w) on the
+  batch; `optimizer_step(d)` is the direction s of the step the optimizer would take from its
+  current state given the gradient d (w ← w − η s; s = d for plain descent);
+  `training_batches(key)` draws a fresh batch of the run's
+  batch size from the training set (a stream of its own: training never sees it), the whole
+  set when `full_batch`.
+  """
+  objective: Any
+  params: Any
+  batch: Any
+  top_vector: Any = None
+  gradient: Any = None
+  optimizer_step: Optional[Callable[[Any], Any]] = None
+  training_batches: Optional[Callable[[Any], Any]] = None
+  full_batch: bool = False
 
 
 class Kind:
@@ -49,8 +73,7 @@ class Kind:
     del settings, params
     return ()
 
-  def measure(self, objective: Any, settings: Any, params: Any, batch: Any, key: Any,
-              state: Any) -> tuple[Record, Any]:
+  def measure(self, inputs: Inputs, settings: Any, key: Any, state: Any) -> tuple[Record, Any]:
     raise NotImplementedError
 
   def line(self, record: Mapping[str, Any]) -> str:
@@ -66,6 +89,11 @@ class Kind:
   def panels(self, records: Sequence[Mapping[str, Any]], title: str) -> list[Panel]:
     """Its panels of the curvature figure, from the records holding its keys."""
     del records, title
+    return []
+
+  def eigen_series(self, records: Sequence[Mapping[str, Any]]) -> list[Series]:
+    """Its curves on the eigenvalue figures, beside λ1 and the method's edge (none by default)."""
+    del records
     return []
 
 

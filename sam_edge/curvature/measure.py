@@ -34,8 +34,10 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from sam_edge import trees
-from sam_edge.curvature import eigensolvers, hvp, lanczos, registry
+from sam_edge.curvature import eigensolvers, hvp, lanczos, registry, tracking
+from sam_edge.curvature.kind import Inputs
 from sam_edge.curvature.objective import Objective
+from sam_edge.data import batching
 from sam_edge.optim import edges, schedules, thresholds, update
 from sam_edge.optim.optimizers import OptimizerSettings
 from sam_edge.optim.sam import SamSettings
@@ -63,6 +65,7 @@ class MeasureSettings:
   min_steps: int = 3                # Lanczos never stops before this many HVPs
   curvature: registry.Requested = ()   # (kind, settings) of `registry.KINDS`
   chunk: Optional[int] = None       # losses, gradients and HVPs over chunks of this many examples
+  track_hvps: int = 0               # λ1 at every step with this many HVPs (`tracking`); 0: off
 
   @property
   def preconditioned(self) -> bool:
@@ -78,6 +81,7 @@ class Context(NamedTuple):
   opt_state: PyTree        # the optimizer's state (Adam's ν for its preconditioner)
   step: jax.Array          # the step about to be taken (its step size is η)
   constants: PyTree        # e.g. the expansion point of the linearized model ({} if none)
+  arrays: PyTree = None    # the training set (fresh batches for the kinds that draw them)
 
 
 def converged(eigenvalues: jax.Array, residuals: jax.Array, tol: float) -> jax.Array:
@@ -98,9 +102,13 @@ def size_problems(settings: MeasureSettings, num_params: int) -> list[str]:
 
 def init_state(settings: MeasureSettings, params: PyTree) -> dict:
   """What the first measurement starts from: {"v1": zeros (a random start), "curvature": the
-  curvature kinds' states}. Each measurement returns the next one (warm starts)."""
-  return {"v1": jax.tree.map(jnp.zeros_like, params),
-          "curvature": registry.init_states(settings.curvature, params)}
+  curvature kinds' states[, "tracker": the per-step tracker (`tracking`)]}. Each measurement
+  returns the next one (warm starts; the tracker refreshed by v1)."""
+  state = {"v1": jax.tree.map(jnp.zeros_like, params),
+           "curvature": registry.init_states(settings.curvature, params)}
+  if settings.track_hvps:
+    state["tracker"] = tracking.init_tracker(params)
+  return state
 
 
 def objective(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings,
@@ -158,8 +166,40 @@ def finish(loss: Objective, settings: MeasureSettings, params: PyTree, context: 
       "sg_alignment": trees.alignment(prepared.sam_grad_seen, v1),
   }
   extra, curvature_states = registry.measure_curvature(
-      loss, settings.curvature, params, batch, jax.random.split(key)[1], state["curvature"])
-  return {**record, **extra}, {"v1": v1, "curvature": curvature_states}
+      kind_inputs(loss, settings, params, context, batch, prepared, v1), settings.curvature,
+      jax.random.split(key)[1], state["curvature"])
+  new_state = {"v1": v1, "curvature": curvature_states}
+  if "tracker" in state:
+    new_state["tracker"] = tracking.refreshed(state["tracker"], v1)
+  return {**record, **extra}, new_state
+
+
+def kind_inputs(loss: Objective, settings: MeasureSettings, params: PyTree, context: Context,
+                batch: PyTree, prepared: Prepared, v1: PyTree) -> Inputs:
+  """What the curvature kinds are handed (`kind.Inputs`): u = v1, or P^{-1/2} v1 for a
+  preconditioned operator, so that uᵀ H u is the measured λ1; the optimizer's step direction s(d) =
+  (w − w_next)/η from its current state (d itself for plain descent); fresh batches of the run's
+  batch size drawn uniformly (without replacement within a batch) from the training set."""
+  u = v1
+  if prepared.precondition is not None:
+    u = jax.tree.map(lambda p, v: jax.lax.rsqrt(p) * v, prepared.precondition, v1)
+  transformation = settings.optimizer.make()
+  eta = schedules.step_size_at(settings.optimizer.learning_rate(), context.step)
+
+  def optimizer_step(d: PyTree) -> PyTree:
+    updates, _ = transformation.update(d, context.opt_state, params)
+    return jax.tree.map(lambda x: -x / eta, updates)
+
+  if context.arrays is None:
+    return Inputs(loss, params, batch, u, prepared.grad, optimizer_step)
+  n = batching.num_examples(context.arrays)
+  size = settings.batch_size or n
+
+  def draw(key: jax.Array) -> PyTree:
+    if size == n:
+      return context.arrays
+    return batching.take(context.arrays, jax.random.choice(key, n, (size,), replace=False))
+  return Inputs(loss, params, batch, u, prepared.grad, optimizer_step, draw, size == n)
 
 
 def measure(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings,

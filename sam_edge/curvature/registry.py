@@ -11,13 +11,22 @@ here.
 from typing import Any, Mapping, Sequence
 
 from sam_edge import options
-from sam_edge.curvature.kind import Kind
-from sam_edge.curvature.kinds import density, gauss_newton, min_eigenvalue, per_layer, trace
+from sam_edge.curvature.kind import Inputs, Kind
+from sam_edge.curvature.kinds import (
+    batch_sharpness,
+    density,
+    gauss_newton,
+    min_eigenvalue,
+    per_layer,
+    self_stabilization,
+    trace,
+)
 from sam_edge.plots import run as run_figures
 from sam_edge.plots.spec import FigureOutput, Panel, records_of
 
 KINDS: tuple[Kind, ...] = (trace.TRACE, density.DENSITY, per_layer.PER_LAYER,
-                           min_eigenvalue.MIN_EIGENVALUE, gauss_newton.GAUSS_NEWTON)
+                           min_eigenvalue.MIN_EIGENVALUE, gauss_newton.GAUSS_NEWTON,
+                           batch_sharpness.BATCH_SHARPNESS, self_stabilization.SELF_STABILIZATION)
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 PRECISION = "highest"
 Requested = tuple[tuple[str, Any], ...]
@@ -65,19 +74,19 @@ def init_states(kinds: Requested, params: Any) -> dict[str, Any]:
   return {name: BY_NAME[name].init_state(s, params) for name, s in kinds}
 
 
-def measure_curvature(objective: Any, kinds: Requested, params: Any, batch: Any, key: Any,
+def measure_curvature(inputs: Inputs, kinds: Requested, key: Any,
                       states: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-  """Runs every requested kind on `objective` (`curvature.objective.Objective`) at matmul
-  precision "highest", each with `fold_in(key, kind.seed)`; returns the merged record and the
-  new states (pure and jittable)."""
+  """Runs every requested kind on `inputs` (`kind.Inputs`) at matmul precision "highest", each
+  with `fold_in(key, kind.seed)`; returns the merged record and the new states (pure and
+  jittable)."""
   import jax  # pylint: disable=import-outside-toplevel
   _check(kinds)
   record, new_states = {}, {}
   with jax.default_matmul_precision(PRECISION):
     for name, s in kinds:
       kind = BY_NAME[name]
-      out, new_states[name] = kind.measure(objective, s, params, batch,
-                                           jax.random.fold_in(key, kind.seed), states[name])
+      out, new_states[name] = kind.measure(inputs, s, jax.random.fold_in(key, kind.seed),
+                                           states[name])
       record.update(out)
   return record, new_states
 
@@ -113,8 +122,27 @@ CURVATURE_FIGURE = FigureOutput(
     "measured", curvature_panels)
 
 
+def with_kind_series(out: FigureOutput) -> FigureOutput:
+  """An eigenvalue figure with the kinds' curves (`Kind.eigen_series`, e.g. the batch sharpness)
+  added to its panel beside λ1 and the method's edge."""
+  def panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
+    found = out.panels(raw, title)
+    recs = records_of(raw)
+    extra = [s for k in KINDS for s in k.eigen_series(_holding(k, recs))]
+    if not found or not extra:
+      return found
+    return [found[0]._replace(series=list(found[0].series) + extra)] + found[1:]
+  return out._replace(panels=panels)
+
+
+EIGENVALUE_FIGURES = ("eigs_curve_output", "eigs_se_only_output")
+
+
 def figure_outputs() -> tuple[FigureOutput, ...]:
-  """Every PDF a run can write: the run's own figures (`plots.run.FIGURES`), the curvature figure
-  and the kinds' own (e.g. the spectral density)."""
-  return run_figures.FIGURES + (CURVATURE_FIGURE,) + tuple(f for k in KINDS for f in k.figures)
+  """Every PDF a run can write: the run's own figures (`plots.run.FIGURES`, the eigenvalue ones
+  with the kinds' curves), the curvature figure and the kinds' own (e.g. the spectral
+  density)."""
+  own = tuple(with_kind_series(f) if f.flag in EIGENVALUE_FIGURES else f
+              for f in run_figures.FIGURES)
+  return own + (CURVATURE_FIGURE,) + tuple(f for k in KINDS for f in k.figures)
 

@@ -192,6 +192,28 @@ def evaluation_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
   return out
 
 
+def tracking_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
+  """λ1 at every step (`--track_every_step`) under the training loss, on one step axis, with
+  the method's edge and 2/η of the measurements and, with SAM, the curvature along the ascent
+  step; none without tracking. Every step is drawn, so a period-2 oscillation shows."""
+  losses = raw.get("losses") or {}
+  if not losses.get("lambda1_per_step"):
+    return []
+  steps = losses["step"]
+  thin = {"linewidth": 0.7}
+  loss = [Series(LOSS_YLABEL, steps, losses["loss"], {"color": "tab:blue", **thin})]
+  series = [Series("λ1 at every step", steps, losses["lambda1_per_step"],
+                   {"color": "C0", **thin})]
+  if losses.get("gradient_curvature"):
+    series.append(Series("curvature along SAM's ascent step", steps,
+                         losses["gradient_curvature"], {"color": "tab:orange", **thin}))
+  recs = records_of(raw)
+  series += edge_series(recs)
+  extra, hlines = two_over_eta_marks(recs)
+  return [Panel(f"{title}: loss", XLABEL, LOSS_YLABEL, loss, log_y=positive_values(loss)),
+          Panel(f"{title}: λ1 at every step", XLABEL, EIGS_YLABEL, series + extra, hlines)]
+
+
 FIGURES: tuple[FigureOutput, ...] = (
     FigureOutput("eigs_curve_output", "/tmp/eigs.pdf",
                  "PDF: top Hessian eigenvalue(s), the method's edge and 2/η",
@@ -206,4 +228,7 @@ FIGURES: tuple[FigureOutput, ...] = (
     FigureOutput("eval_curve_output", "/tmp/eval.pdf",
                  "PDF: the training loss beside the test loss and test error of every "
                  "evaluation; written with --eval_every_steps", evaluation_panels),
+    FigureOutput("tracking_curve_output", "/tmp/tracking.pdf",
+                 "PDF: λ1 at every step under the training loss; written with "
+                 "--track_every_step", tracking_panels),
 )

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sam_edge.curvature import measure
+from sam_edge.curvature import measure, tracking
 from sam_edge.data import batching
 from sam_edge.data import order as order_lib
 from sam_edge.optim import update
@@ -44,32 +44,42 @@ def host_indices(order: Any, step: int) -> Any:
 
 
 def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
-                    sam: SamSettings, order: Any, place: devices.Placement) -> Callable:
-  """Jitted `(state, arrays, data_key, indices, constants) -> (state, loss)`: takes the step's
-  batch (`take_batch`; augmented if the problem says so), sharded along the mesh, then one step
-  of SAM in front of the base optimizer (the base optimizer alone when ρ = 0), with the forward
-  pass in the problem's compute dtype; the new state stays replicated. The old state is
+                    sam: SamSettings, order: Any, place: devices.Placement,
+                    track_hvps: int = 0) -> Callable:
+  """Jitted `(state, measure_state, arrays, data_key, indices, constants) -> (state,
+  measure_state, out)`: takes the step's batch (`take_batch`; augmented if the problem says so),
+  sharded along the mesh, then one step of SAM in front of the base optimizer (the base
+  optimizer alone when ρ = 0), with the forward pass in the problem's compute dtype; the new
+  state stays replicated. `out` is the loss, or with `track_hvps` {"loss", and λ1 of the step's
+  Hessian (`curvature.tracking`)}, whose tracker lives in `measure_state`. The old state is
   donated."""
   compute_loss = problem.loss_fn(problem.compute_dtype)
 
-  def train_step(state, arrays, data_key, indices, constants):
+  def train_step(state, measure_state, arrays, data_key, indices, constants):
     batch = place.constrain_batch(take_batch(order, arrays, data_key, state.step, indices))
     if problem.augment is not None:
       batch = problem.augment(batch, data_key, state.step)
     loss_fn = lambda p, b: compute_loss(p, state.model_state, b, constants)
     new_state, loss = update.sam_update(loss_fn, optimizer, sam, state, batch)
-    return place.constrain_replicated(new_state), loss
-  return jax.jit(train_step, donate_argnums=0)
+    if not track_hvps:
+      return place.constrain_replicated(new_state), measure_state, loss
+    tracker, out = tracking.track(loss_fn, sam, state.params, batch, measure_state["tracker"],
+                                  track_hvps, tracking.track_key(data_key, state.step))
+    measure_state = {**measure_state, "tracker": place.constrain_replicated(tracker)}
+    return place.constrain_replicated(new_state), measure_state, {"loss": loss, **out}
+  return jax.jit(train_step, donate_argnums=(0, 1) if track_hvps else 0)
 
 
-def make_state_measure(problem: Problem, settings: measure.MeasureSettings) -> Callable:
+def make_state_measure(problem: Problem, settings: measure.MeasureSettings,
+                       arrays: PyTree) -> Callable:
   """`(state, batch, measure_state, key) -> (record, next measure_state)`:
-  `measure.make_measure` reading the training state."""
+  `measure.make_measure` reading the training state (and the training `arrays`, placed)."""
   run = measure.make_measure(problem.measured_forward(), problem.output_loss, settings)
   constants = problem.constants
 
   def from_state(state: update.TrainState, batch, measure_state, key):
-    context = measure.Context(state.model_state, state.opt_state, state.step, constants)
+    context = measure.Context(state.model_state, state.opt_state, state.step, constants,
+                              arrays)
     return run(state.params, context, batch, measure_state, key)
   return from_state
 
@@ -101,14 +111,16 @@ def components(problem: Problem, settings: RunSettings, run_keys: dict,
                place: devices.Placement) -> loop.Components:
   """The jitted pieces of one run (each compiled once), with its arrays placed on the mesh."""
   order = batch_order(problem, settings.batch_size)
-  update = make_train_step(problem, settings.optimizer.make(), settings.sam, order, place)
+  train_step = make_train_step(problem, settings.optimizer.make(), settings.sam, order, place,
+                               settings.measure.track_hvps)
   constants = place.replicate(problem.constants)
   problem = dataclasses.replace(problem, constants=constants)
+  arrays = place_arrays(problem, settings, place)
   return loop.Components(
-      update=lambda state, arrays, key, step_: update(state, arrays, key,
-                                                      host_indices(order, step_), constants),
-      measure=make_state_measure(problem, settings.measure),
+      update=lambda state, measure_state, arrays_, key, step_: train_step(
+          state, measure_state, arrays_, key, host_indices(order, step_), constants),
+      measure=make_state_measure(problem, settings.measure, arrays),
       batch=measure_batches(problem, settings, order, place),
-      train_arrays=place_arrays(problem, settings, place), data_key=run_keys["data"],
+      train_arrays=arrays, data_key=run_keys["data"],
       measure_key=run_keys["measure"],
       evaluate=lambda state: problem.evaluate(state.params, state.model_state))

@@ -124,9 +124,9 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     sup.mark_computed()
     writer.on_record(record)
 
-  def on_loss(step: int, loss: float) -> None:
+  def on_loss(step: int, values: dict) -> None:
     sup.mark_computed()
-    writer.on_loss(step, loss)
+    writer.on_loss(step, values)
 
   parts = components.components(problem, settings, run_keys, place)
   sup.phase = "compiling"

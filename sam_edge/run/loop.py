@@ -50,8 +50,9 @@ class Progress:
 @dataclasses.dataclass(frozen=True)
 class Components:
   """The jitted pieces a loop drives (built once per run)."""
-  update: Callable[[update.TrainState, PyTree, jax.Array, int],
-                   tuple[update.TrainState, jax.Array]]   # (state, arrays, key, step) -> ...
+  update: Callable[..., tuple[update.TrainState, PyTree, Any]]
+  # (state, measure_state, arrays, key, step) -> (state, measure_state, the loss or {"loss",
+  # other per-step scalars}); measure_state carries what steps update (the per-step tracker)
   measure: Callable[[update.TrainState, PyTree, PyTree, jax.Array], tuple[dict, PyTree]]
   # (state, batch, measure_state, key) -> (record, next measure_state); pure
   batch: Callable[[PyTree, jax.Array, int], PyTree]          # (arrays, key, step) -> batch
@@ -123,15 +124,16 @@ def run_loop(components: Components, state: update.TrainState, measure_state: Py
              settings: LoopSettings, stop: StopFlag, *,
              on_record: Callable[[dict], None] = lambda r: None,
              on_checkpoint: Optional[Callable[[update.TrainState, PyTree, Progress], None]] = None,
-             on_loss: Callable[[int, float], None] = lambda step, loss: None,
+             on_loss: Callable[[int, dict], None] = lambda step, values: None,
              log: Callable[[str], None] = print) -> tuple[update.TrainState, PyTree, str]:
   """Trains until a stop condition; returns (state, measure_state, stopped_because), where
   measure_state holds the measurements' warm starts (e.g. the last principal eigenvector).
 
   `stopped_because` is one of: time_limit, max_steps, diverged, or the StopFlag's reason.
   `progress` is updated in place (records, evaluations, losses, clocks); `on_record(record)`
-  follows each measurement and each evaluation, and `on_loss(step, loss)` each training loss
-  read back from the device.
+  follows each measurement and each evaluation, and `on_loss(step, values)` each step's
+  {"loss": training loss[, per-step scalars such as "lambda1_per_step"]} read back from the
+  device; every one of them is appended to `progress.losses[key]`.
   """
   c = components
   step = int(state.step)
@@ -156,12 +158,15 @@ def run_loop(components: Components, state: update.TrainState, measure_state: Py
     nonlocal pending
     if pending is None:
       return None
-    s, loss = pending
+    s, out = pending
     pending = None
-    loss = float(loss)
+    values = ({k: float(v) for k, v in jax.device_get(out).items()} if isinstance(out, dict)
+              else {"loss": float(out)})
+    loss = values["loss"]
     progress.losses["step"].append(s)
-    progress.losses["loss"].append(loss)
-    on_loss(s, loss)
+    for key, value in values.items():
+      progress.losses.setdefault(key, []).append(value)
+    on_loss(s, values)
     if not math.isfinite(loss):
       log(f"training loss is {loss} at step {s}: stopping (diverged)")
       return "diverged"
@@ -228,9 +233,9 @@ def run_loop(components: Components, state: update.TrainState, measure_state: Py
       progress.last_measure_step, progress.last_measure_time = step, progress.train_time
       log(format_record(record))
       pause(lambda: on_record(record))
-    state, loss = c.update(state, c.train_arrays, c.data_key, step)
+    state, measure_state, out = c.update(state, measure_state, c.train_arrays, c.data_key, step)
     reason = settle()
-    pending = (step, loss)
+    pending = (step, out)
     step += 1
     now = clock()
     if now - last_progress_log >= settings.progress_every_s:

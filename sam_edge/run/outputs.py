@@ -71,8 +71,9 @@ class Writer:
     if self.board is not None and not guarded(f"TensorBoard scalars ({what})", write):
       self.board = None
 
-  def on_loss(self, step: int, loss: float) -> None:
-    self._to_board("loss", lambda: self.board.loss(step, loss))
+  def on_loss(self, step: int, values: dict) -> None:
+    """A step's {"loss"[, per-step scalars]}, to TensorBoard."""
+    self._to_board("loss", lambda: self.board.step(step, values))
 
   def close(self) -> None:
     if self.board is not None:

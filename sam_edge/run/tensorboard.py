@@ -59,9 +59,10 @@ class Writer:
       for tag, value in values.items():
         self._tf.summary.scalar(tag, value)
 
-  def loss(self, step: int, loss: float) -> None:
-    if math.isfinite(loss):
-      self.write(step, {"train/loss": loss})
+  def step(self, step: int, values: Mapping[str, float]) -> None:
+    """A training step's scalars as `train/<name>` (the loss, λ1 per step, ...), finite ones."""
+    self.write(step, {f"train/{name}": value for name, value in values.items()
+                      if math.isfinite(value)})
 
   def record(self, record: Mapping[str, Any]) -> None:
     self.write(record["step"], scalars(record))

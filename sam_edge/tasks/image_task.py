@@ -117,6 +117,9 @@ def problems(f: Any) -> list[str]:
   if f.dataset in image_specs.TRAIN_SIZES and f.batch_size > image_specs.TRAIN_SIZES[f.dataset]:
     p.append(f"--batch_size={f.batch_size} is larger than the "
              f"{image_specs.TRAIN_SIZES[f.dataset]} training examples of {f.dataset}")
+  if f.track_every_step and f.augment != "none":
+    p.append(f"--track_every_step is not supported with --augment={f.augment}: it follows the "
+             "Hessian of the step's own (augmented) batch, which measurements do not see")
   if not 0 <= f.label_noise < 1:
     p.append(f"--label_noise must lie in [0, 1), got {f.label_noise}")
   if not 0 <= f.label_smoothing < 1:

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from sam_edge.curvature import spectrum
-from sam_edge.curvature.kind import Kind
+from sam_edge.curvature.kind import Inputs, Kind
 from sam_edge.options import Option
 from sam_edge.plots.spec import FigureOutput, Panel, Series
 
@@ -102,9 +102,10 @@ class Density(Kind):
       return [f"--density_steps={settings.steps} exceeds the {num_params} parameters"]
     return []
 
-  def measure(self, objective: Any, settings: DensitySettings, params: Any, batch: Any,
-              key: Any, state: Any) -> tuple[dict, Any]:
+  def measure(self, inputs: Inputs, settings: DensitySettings, key: Any, state: Any
+              ) -> tuple[dict, Any]:
     from sam_edge.curvature import hvp, slq  # pylint: disable=import-outside-toplevel
+    objective, params, batch = inputs.objective, inputs.params, inputs.batch
     matvec, flat, _ = hvp.operator(objective.loss, params, batch)
     out = slq.slq(matvec, flat.shape[0], flat.dtype, key, num_probes=settings.probes,
                   num_steps=settings.steps, probe=settings.probe)

@@ -21,7 +21,7 @@ eigenvector. Records `gauss_newton` (λ1(G)), `gauss_newton_residual` (||G y −
 import dataclasses
 from typing import Any, Mapping, Optional, Sequence
 
-from sam_edge.curvature.kind import WarmLanczosKind
+from sam_edge.curvature.kind import Inputs, WarmLanczosKind
 from sam_edge.options import Option
 from sam_edge.plots.spec import XLABEL, Panel, Series
 
@@ -67,9 +67,10 @@ class GaussNewton(WarmLanczosKind):
     return GaussNewtonSettings(max_steps=flags.lanczos_max_steps, tol=flags.lanczos_tol,
                                min_steps=min(3, flags.lanczos_max_steps))
 
-  def measure(self, objective: Any, settings: GaussNewtonSettings, params: Any, batch: Any,
-              key: Any, state: Any) -> tuple[dict, Any]:
+  def measure(self, inputs: Inputs, settings: GaussNewtonSettings, key: Any, state: Any
+              ) -> tuple[dict, Any]:
     from sam_edge.curvature import lanczos  # pylint: disable=import-outside-toplevel
+    objective, params, batch = inputs.objective, inputs.params, inputs.batch
     result = lanczos.lanczos(gauss_newton_matvec(objective, params, batch), state, key, k=1,
                              max_steps=settings.max_steps, tol=settings.tol,
                              min_steps=settings.min_steps)

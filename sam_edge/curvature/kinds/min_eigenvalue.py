@@ -9,7 +9,7 @@ warm-started from the previous measurement's eigenvector (its state), capped by
 import dataclasses
 from typing import Any, Mapping, Optional, Sequence
 
-from sam_edge.curvature.kind import WarmLanczosKind
+from sam_edge.curvature.kind import Inputs, WarmLanczosKind
 from sam_edge.options import Option
 from sam_edge.plots.spec import XLABEL, HLine, Panel, Series
 
@@ -40,9 +40,10 @@ class MinEigenvalue(WarmLanczosKind):
     return MinEigenvalueSettings(max_steps=flags.min_eigenvalue_max_steps, tol=flags.lanczos_tol,
                                  min_steps=min(3, flags.min_eigenvalue_max_steps))
 
-  def measure(self, objective: Any, settings: MinEigenvalueSettings, params: Any, batch: Any,
-              key: Any, state: Any) -> tuple[dict, Any]:
+  def measure(self, inputs: Inputs, settings: MinEigenvalueSettings, key: Any, state: Any
+              ) -> tuple[dict, Any]:
     from sam_edge.curvature import extremes, hvp  # pylint: disable=import-outside-toplevel
+    objective, params, batch = inputs.objective, inputs.params, inputs.batch
     matvec, flat, _ = hvp.operator(objective.loss, params, batch)
     return extremes.min_eigenpair(matvec, state.astype(flat.dtype), key,
                                   max_steps=settings.max_steps, tol=settings.tol,

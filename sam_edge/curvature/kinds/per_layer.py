@@ -9,7 +9,7 @@ eigenvalue's cap and tolerance (`--lanczos_max_steps`, `--lanczos_tol`).
 import dataclasses
 from typing import Any, Mapping, Optional, Sequence
 
-from sam_edge.curvature.kind import Kind
+from sam_edge.curvature.kind import Inputs, Kind
 from sam_edge.options import Option
 from sam_edge.plots.spec import XLABEL, Panel, Series, colour
 
@@ -48,12 +48,13 @@ class PerLayer(Kind):
               f"and {settings.tol}"]
     return []
 
-  def measure(self, objective: Any, settings: PerLayerSettings, params: Any, batch: Any,
-              key: Any, state: Any) -> tuple[dict, Any]:
+  def measure(self, inputs: Inputs, settings: PerLayerSettings, key: Any, state: Any
+              ) -> tuple[dict, Any]:
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
     from sam_edge.curvature import blocks, hvp  # pylint: disable=import-outside-toplevel
+    objective, params, batch = inputs.objective, inputs.params, inputs.batch
     matvec, flat, _ = hvp.operator(objective.loss, params, batch)
     n, dtype = flat.shape[0], flat.dtype
     partition = blocks.block_partition(params, settings.granularity)

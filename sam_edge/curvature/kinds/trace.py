@@ -7,7 +7,7 @@ curvature figure.
 import dataclasses
 from typing import Any, Mapping, Optional, Sequence
 
-from sam_edge.curvature.kind import Kind
+from sam_edge.curvature.kind import Inputs, Kind
 from sam_edge.options import Option
 from sam_edge.plots.spec import XLABEL, Panel, Series
 
@@ -58,9 +58,10 @@ class Trace(Kind):
               f"{num_params} parameters"]
     return []
 
-  def measure(self, objective: Any, settings: TraceSettings, params: Any, batch: Any, key: Any,
-              state: Any) -> tuple[dict, Any]:
+  def measure(self, inputs: Inputs, settings: TraceSettings, key: Any, state: Any
+              ) -> tuple[dict, Any]:
     from sam_edge.curvature import hvp, trace  # pylint: disable=import-outside-toplevel
+    objective, params, batch = inputs.objective, inputs.params, inputs.batch
     matvec, flat, _ = hvp.operator(objective.loss, params, batch)
     return trace.estimate_trace(matvec, flat.shape[0], flat.dtype, key,
                                 num_probes=settings.probes, method=settings.method,
