@@ -133,11 +133,15 @@ class Checkpointer:
     arrays = {"state": state, "v_prev": v_prev}
     meta = {"progress": progress_to_json(progress), "config": encode_json(config)}
     if self.checksums:
-      meta[checksums.KEY] = checksums.make(arrays, meta)
+      meta = checksums.DeferredMeta(arrays, meta)   # hashed while orbax writes the arrays
     args = ocp.args.Composite(**{ARRAYS_ITEM: ocp.args.StandardSave(arrays),
                                  META_ITEM: ocp.args.JsonSave(meta)})
-    self._manager.save(step, args=args, force=True)
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(step, args=args, force=True)
+      self._manager.wait_until_finished()
+    finally:
+      if self.checksums:
+        meta.join()
     return True
 
   def restore(self, state_template: update.TrainState, v_template: PyTree,

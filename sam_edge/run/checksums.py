@@ -20,7 +20,9 @@ note (researchers resume old runs). A meta with any other set of keys is unsound
 flipped bit in the key "sha256" cannot make a step look old.
 """
 
+import concurrent.futures
 import hashlib
+import os
 from typing import Any, Optional
 
 import jax
@@ -34,6 +36,7 @@ PyTree = Any
 
 KEY = "sha256"
 BODY = ("config", "progress")          # the meta's own content, besides the checksums
+HASH_THREADS = 4
 OLD_NOTE = ("holds no checksums (written before checksums existed): its arrays cannot be "
             "verified")
 
@@ -60,15 +63,48 @@ def _host_bytes(x: Any) -> np.ndarray:
   return np.ascontiguousarray(devices.host_copy(x)).reshape(-1).view(np.uint8)
 
 
+def _digest(x: Any) -> str:
+  return hashlib.sha256(_host_bytes(x)).hexdigest()
+
+
 def array_digests(tree: PyTree) -> dict[str, str]:
-  """{leaf name: sha256 (hex) of the leaf's bytes} for every array of `tree`."""
-  return {leaf_name(path): hashlib.sha256(_host_bytes(x)).hexdigest()
-          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  """{leaf name: sha256 (hex) of the leaf's bytes} for every array of `tree`. The leaves are
+  hashed on up to HASH_THREADS threads (hashlib lets go of the GIL on large buffers)."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  with concurrent.futures.ThreadPoolExecutor(min(HASH_THREADS, os.cpu_count() or 1)) as pool:
+    digests = list(pool.map(_digest, [x for _, x in leaves]))
+  return {leaf_name(path): digest for (path, _), digest in zip(leaves, digests)}
 
 
 def make(arrays: PyTree, body: dict) -> dict:
   """The "sha256" entry of a step's meta for its arrays and its meta `body` (config, progress)."""
   return {"arrays": array_digests(arrays), "meta": records.json_sha256(body)}
+
+
+class DeferredMeta(dict):
+  """A step's meta whose "sha256" entry (`make`) is computed on another thread while Orbax writes
+  the arrays, so that the hashing overlaps the writing instead of adding to it.
+
+  The dict holds `body`; `items()`, which `json.dumps` calls to encode a dict subclass (Orbax
+  encodes the meta in its commit thread, beside the array writes), waits for the checksums and
+  adds them. `join()` waits too: `Checkpointer.save` calls it before it returns, so no array is
+  hashed after its save (the next training step may donate its buffers).
+  """
+
+  def __init__(self, arrays: PyTree, body: dict):
+    super().__init__(body)
+    self._pool = concurrent.futures.ThreadPoolExecutor(1)
+    self._future = self._pool.submit(make, arrays, body)
+
+  def join(self) -> dict:
+    """The "sha256" entry, once computed (its exception, if the hashing failed)."""
+    try:
+      return self._future.result()
+    finally:
+      self._pool.shutdown(wait=False)
+
+  def items(self):
+    return [*super().items(), (KEY, self.join())]
 
 
 def problem(meta: dict, arrays: PyTree) -> tuple[Optional[str], Optional[str]]:
