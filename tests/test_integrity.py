@@ -243,7 +243,7 @@ def test_verify_a_run_folder_with_done_json(tmp_path, capsys):
   folder = tmp_path / "run"
   folder.mkdir()
   records.write_raw(str(folder / "raw.pkl"), finished_raw())
-  save_steps(folder / commands.CHECKPOINTS, [2])
+  save_steps(folder / "ck", [2])                  # any one subfolder with steps, or checkpoints/
   done = {"exit_code": 0, runner.PICKLE_SHA256: records.file_sha256(str(folder / "raw.pkl"))}
   (folder / commands.DONE_FILE).write_text(json.dumps(done))
   assert verify.main([str(folder)]) == 0

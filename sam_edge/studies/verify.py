@@ -10,7 +10,8 @@ A path is
     (`<step>.corrupt`) and saves a stop cut short (Orbax's temporary folders) are listed but not
     counted, since no run reads them; a single step folder `<dir>/<step>`: that step;
   * a run folder: its pickle, its done.json (the pickle's sha256 it recorded against the file),
-    and its checkpoints (`checkpoints/`, or the `--checkpoint_dir` its command.txt names);
+    and its checkpoints (`checkpoints/`, the `--checkpoint_dir` its command.txt names, or its
+    one subfolder that holds steps);
   * a sweep folder (it holds sweep.json): every run folder in it.
 
 Nothing is changed anywhere. jax and orbax are imported only when there are checkpoints to read.
@@ -93,11 +94,15 @@ def checkpoint_items(directory: str) -> list[Item]:
 
 
 def _checkpoint_folder(folder: str, values: dict[str, str]) -> str | None:
-  """A run folder's checkpoint folder, if it has one."""
+  """A run folder's checkpoint folder, if it has one: `checkpoints/`, the `--checkpoint_dir` of
+  its command.txt, or its only subfolder that holds checkpoint steps."""
   for path in (os.path.join(folder, commands.CHECKPOINTS), values.get("checkpoint_dir")):
     if path and os.path.isdir(path):
       return path
-  return None
+  from sam_edge.run import checkpoints  # pylint: disable=import-outside-toplevel  # jax, orbax
+  found = [entry.path for entry in os.scandir(folder)
+           if entry.is_dir() and checkpoints.holds_steps(entry.path)]
+  return found[0] if len(found) == 1 else None
 
 
 def run_folder_items(folder: str) -> list[Item]:
