@@ -17,11 +17,16 @@ from sam_edge.studies import verify as checks
 
 PROG = "verify"
 USAGE = "python -m sam_edge.verify PATH..."
+HELP = (f"{USAGE}\n\n"
+        "Checks what runs wrote against their checksums. PATH: a raw pickle, a run folder, a\n"
+        "sweep folder, a checkpoint folder or one step of it. One line per item:\n"
+        "`PATH: sound: ...`, `PATH: UNSOUND: what is wrong` or `PATH: not used: ...`.\n"
+        "Exit code 0 if every item is sound, 1 if not, 2 for bad input.")
 
 
 def main(argv: list[str]) -> int:
   """Parses `argv` (without the program name) and checks every PATH; returns the exit code."""
-  return cli.command(PROG, USAGE, flags.FlagValues(), argv, verify)
+  return cli.command(PROG, HELP, flags.FlagValues(), argv, verify)
 
 
 def verify(paths: list[str]) -> int:

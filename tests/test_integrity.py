@@ -138,6 +138,15 @@ def test_every_single_bit_flip_of_the_meta_file_is_found(tmp_path):
   assert checkpoints.audit(str(tmp_path))[0].problem is None
 
 
+def test_array_digests_are_the_sha256_of_each_leafs_bytes_large_or_small():
+  big = np.arange(checksums.THREAD_BYTES // 4 + 3, dtype=np.float32)       # hashed on a thread
+  tree = {"a": jnp.asarray(big), "b": [jnp.ones((3, 2), jnp.bfloat16), np.int32(7)]}
+  assert checksums.array_digests(tree) == {
+      "['a']": hashlib.sha256(big.tobytes()).hexdigest(),
+      "['b'][0]": hashlib.sha256(np.ones((3, 2), jnp.bfloat16).tobytes()).hexdigest(),
+      "['b'][1]": hashlib.sha256(np.int32(7).tobytes()).hexdigest()}
+
+
 def test_checksums_name_leaves_alike_with_and_without_templates(tmp_path):
   state = make_state(3)
   arrays = {"state": state, "v_prev": {"v1": state.params}}
@@ -266,6 +275,10 @@ def test_verify_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("verify: error:") and message in err[0], err
     assert captured.out == ""
+  with pytest.raises(SystemExit) as exited:
+    verify.main(["--help"])
+  assert exited.value.code == 0
+  assert capsys.readouterr().out.startswith(f"usage: {verify.USAGE}\n\nChecks what runs wrote")
 
 
 def test_compare_leaves_out_unsound_pickles_with_one_line_each(tmp_path, capsys):

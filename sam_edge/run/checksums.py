@@ -37,6 +37,7 @@ PyTree = Any
 KEY = "sha256"
 BODY = ("config", "progress")          # the meta's own content, besides the checksums
 HASH_THREADS = 4
+THREAD_BYTES = 1 << 20      # leaves this large are hashed on threads of their own
 OLD_NOTE = ("holds no checksums (written before checksums existed): its arrays cannot be "
             "verified")
 
@@ -68,11 +69,19 @@ def _digest(x: Any) -> str:
 
 
 def array_digests(tree: PyTree) -> dict[str, str]:
-  """{leaf name: sha256 (hex) of the leaf's bytes} for every array of `tree`. The leaves are
-  hashed on up to HASH_THREADS threads (hashlib lets go of the GIL on large buffers)."""
+  """{leaf name: sha256 (hex) of the leaf's bytes} for every array of `tree`. Leaves of at least
+  THREAD_BYTES are hashed on up to HASH_THREADS threads (hashlib lets go of the GIL on large
+  buffers) while the small ones are hashed here, where a thread would cost more than the hash."""
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  big = [i for i, (_, x) in enumerate(leaves) if getattr(x, "nbytes", 0) >= THREAD_BYTES]
+  digests: list[Optional[str]] = [None] * len(leaves)
   with concurrent.futures.ThreadPoolExecutor(min(HASH_THREADS, os.cpu_count() or 1)) as pool:
-    digests = list(pool.map(_digest, [x for _, x in leaves]))
+    pending = {i: pool.submit(_digest, leaves[i][1]) for i in big}
+    for i, (_, x) in enumerate(leaves):
+      if i not in pending:
+        digests[i] = _digest(x)
+    for i, done in pending.items():
+      digests[i] = done.result()
   return {leaf_name(path): digest for (path, _), digest in zip(leaves, digests)}
 
 
