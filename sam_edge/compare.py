@@ -4,6 +4,10 @@ half-finished) runs.
 PATHS are run folders, raw pickles, the reference's raw.txt files, or sweep folders, in any mix.
 Writes summary.csv, lambda1_over_edge.pdf, loss_curves.pdf, metric_vs_<axis>.pdf and, with
 --phase_axes, phase.pdf into DIR. See README, "Studies".
+
+Every pickle is checked against its `final.records_sha256`: a run whose pickle does not match is
+left out of the report, with one line on stderr naming it; the exit code is then 1 (0 when every
+run was sound, 2 for bad input).
 """
 
 import sys
@@ -37,12 +41,16 @@ def compare(fv: flags.FlagValues, paths: list[str]) -> int:
     return cli.fail(PROG, [str(e)])
   if not runs:
     return cli.fail(PROG, ["no runs found under " + " ".join(paths)])
+  sound = report.sound_runs(runs, log=lambda line: print(f"{PROG}: {line}", file=sys.stderr))
+  if not sound:
+    return cli.fail(PROG, ["every run is unsound (see the lines above): nothing to compare"],
+                    code=1)
   try:
-    report.write(runs, sweep_axes, fv.out, report.options_of(fv),
+    report.write(sound, sweep_axes, fv.out, report.options_of(fv),
                  log=lambda line: print(f"{PROG}: {line}"))
   except phase.PhaseError as e:
     return cli.fail(PROG, [str(e)])
-  return 0
+  return 0 if len(sound) == len(runs) else 1
 
 
 if __name__ == "__main__":

@@ -1,10 +1,16 @@
-"""The files a run writes: atomic writes, checks that a path can be written, and the raw pickle.
+"""The files a run writes: atomic writes, checks that a path can be written, the raw pickle and
+the checksums that prove its content.
 
 A run's raw data is a plain dict (config, records, losses, final) holding only Python builtins,
 so it can be read back with nothing but the standard library. This module does not import jax;
 `to_plain` recognises numpy/jax values by their duck-typed `.item()` / `.tolist()` methods.
+
+A finished run's `final` holds `records_sha256`, the sha256 of its records and losses in the
+canonical JSON of `json_sha256`; `raw_status` checks a pickle read back against it.
 """
 
+import hashlib
+import json
 import os
 import pickle
 import tempfile
@@ -15,6 +21,7 @@ from sam_edge.options import Option
 PICKLE_PROTOCOL = 4
 RAW_DATA = Option("raw_data_output", "/tmp/raw.pkl",
                   "pickle of a plain dict: config, records, losses, final")
+RECORDS_SHA256 = "records_sha256"          # the key of the checksum in a finished run's final
 _PLAIN_TYPES = (bool, int, float, complex, str, bytes)
 
 
@@ -125,6 +132,67 @@ def read_raw(path: str) -> dict:
   """The run's raw data dict, read from the pickle file `path` written by `write_raw`."""
   with open(path, "rb") as f:
     return pickle.load(f)
+
+
+def json_sha256(value: Any) -> str:
+  """The sha256 (hex) of `value`'s canonical JSON: the ASCII bytes of
+
+      json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+
+  Python's json writes a float with `repr` (the shortest string that reads back as the same
+  double), ±inf and NaN as `Infinity`, `-Infinity`, `NaN`, an int as its digits, tuples as lists
+  and every non-ASCII character as a \\uXXXX escape, with keys sorted and no spaces, so the same
+  plain values always give the same bytes, on any machine, from the pickle alone. Raises
+  TypeError or ValueError for a value JSON cannot hold.
+  """
+  text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                    allow_nan=True)
+  return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def records_sha256(records: list, losses: dict) -> str:
+  """`final.records_sha256`: `json_sha256({"records": records, "losses": losses})` of the plain
+  values (`to_plain`), i.e. of exactly what the pickle holds.
+
+  To check a pickle with nothing but Python: `raw = pickle.load(f)`, then compare
+  `raw["final"]["records_sha256"]` with this function of `raw["records"]` and `raw["losses"]`.
+  """
+  return json_sha256({"records": to_plain(records), "losses": to_plain(losses)})
+
+
+def raw_status(raw: Any) -> tuple[bool, str]:
+  """(sound, one line) for a run's raw dict as read back from its pickle.
+
+  Sound: a finished run whose records and losses match `final.records_sha256`; an unfinished run
+  (`final` is {} until the run ends: the pickle is rewritten after every measurement, and the
+  checksum comes with the end); a finished run written before checksums existed (nothing to check
+  against). Unsound: not a run's dict, or records and losses that do not match the checksum.
+  """
+  if not isinstance(raw, dict) or not isinstance(raw.get("records"), list):
+    return False, "not a raw pickle of a run (no list of 'records')"
+  final, count = raw.get("final"), f"{len(raw['records'])} measurements"
+  if not isinstance(final, dict):
+    return False, "its 'final' is not a dict"
+  if not final:
+    return True, f"unfinished: {count} so far (the checksum is written when the run ends)"
+  if RECORDS_SHA256 not in final:
+    return True, f"finished before checksums existed: {count}, nothing to check them against"
+  try:
+    actual = records_sha256(raw["records"], raw.get("losses"))
+  except (TypeError, ValueError) as e:
+    return False, f"its records cannot be encoded to be checked ({type(e).__name__}: {e})"
+  if actual != final[RECORDS_SHA256]:
+    return False, "its records and losses do not match final.records_sha256"
+  return True, f"{count} and their losses match final.records_sha256"
+
+
+def file_sha256(path: str) -> str:
+  """The sha256 (hex) of the bytes of the file `path`."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
 
 
 def folder_problem(path: str, *, must_exist: bool = False) -> Optional[str]:

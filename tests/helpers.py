@@ -3,6 +3,7 @@ and dense references (Hessians, matrices with known spectra). Fixtures live in c
 use these; test modules import from here, never from conftest."""
 
 import pathlib
+import pickletools
 
 import jax
 import numpy as np
@@ -47,3 +48,17 @@ def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0, *
   """A base optimizer as a run builds it (`OptimizerSettings.make`)."""
   from sam_edge.optim.optimizers import OptimizerSettings
   return OptimizerSettings(name, learning_rate, hyper=hyper, weight_decay=weight_decay).make()
+
+
+def flip_a_measured_float(path, value=None) -> None:
+  """Flips the lowest bit of one 8-byte float (a BINFLOAT opcode) among the records and losses
+  of the raw pickle at `path`: the first after the key 'records', or the first equal to `value`."""
+  data = bytearray(pathlib.Path(path).read_bytes())
+  seen_records = False
+  for op, arg, pos in pickletools.genops(bytes(data)):
+    seen_records = seen_records or arg == "records"
+    if seen_records and op.name == "BINFLOAT" and (value is None or arg == value):
+      data[pos + 8] ^= 0x01                  # the opcode, then the big-endian double: its last byte
+      pathlib.Path(path).write_bytes(bytes(data))
+      return
+  raise AssertionError(f"no measured float in {path}")

@@ -23,9 +23,9 @@ RANKS = {"options": 0, "errors": 1, "trees": 1, "records": 1,
          "tasks": 6,
          "cli": 7,
          "studies": 8,
-         "sweep": 9, "compare": 9}
+         "sweep": 9, "compare": 9, "verify": 9}
 TOP_MODULES = {"errors", "trees", "records", "options"}
-ENTRY_MODULES = {"sweep", "compare"}
+ENTRY_MODULES = {"sweep", "compare", "verify"}
 MAX_LINES = 350
 
 

@@ -174,11 +174,34 @@ def truncate_array_files(step: pathlib.Path) -> None:
       path.write_bytes(path.read_bytes()[:7])
 
 
+def flip_bits_across_the_largest_array_file(step: pathlib.Path, bits: int = 8) -> None:
+  """Issue 24's damage: `bits` bytes xor 0x40, evenly spread over the largest array file."""
+  path = max((p for p in (step / "arrays").rglob("*") if p.is_file()),
+             key=lambda p: p.stat().st_size)
+  data = bytearray(path.read_bytes())
+  for i in range(1, bits + 1):
+    data[i * len(data) // (bits + 1)] ^= 0x40
+  path.write_bytes(bytes(data))
+
+
+def flip_a_digit_in_the_meta_file(step: pathlib.Path) -> None:
+  """The last digit of the first measured loss, one bit flipped (still valid JSON)."""
+  path = step / "meta" / "metadata"
+  data = bytearray(path.read_bytes())
+  at = data.index(b'"loss": ') + len(b'"loss": ')
+  while chr(data[at + 1]) in "0123456789.":
+    at += 1
+  data[at] ^= 0x01
+  path.write_bytes(bytes(data))
+
+
 CORRUPTIONS = {
     "truncated array files": truncate_array_files,
     "deleted meta file": lambda step: (step / "meta" / "metadata").unlink(),
     "truncated meta file": lambda step: (step / "meta" / "metadata").write_text('{"progr'),
     "missing arrays folder": lambda step: shutil.rmtree(step / "arrays"),
+    "8 bits flipped in the largest array file": flip_bits_across_the_largest_array_file,
+    "a flipped digit in the meta file": flip_a_digit_in_the_meta_file,
 }
 
 
@@ -200,6 +223,30 @@ def test_resume_skips_a_corrupted_newest_checkpoint(two_checkpoints, corpus, tmp
   raw = pickle.loads((tmp_path / "out" / "raw.pkl").read_bytes())
   assert raw["final"]["steps"] == 6 and raw["losses"]["step"] == list(range(6))
   assert (ck / "4.corrupt").is_dir()                     # moved aside, not deleted
+
+
+@pytest.mark.slow
+def test_eight_flipped_bits_fall_back_and_end_as_an_uninterrupted_run(two_checkpoints, corpus,
+                                                                      tmp_path, capsys):
+  """Issue 24: the newest step, silently damaged, was resumed and the run ended elsewhere."""
+  ck = tmp_path / "ck"
+  shutil.copytree(two_checkpoints, ck)
+  flip_bits_across_the_largest_array_file(ck / "4")
+  capsys.readouterr()
+  assert run_in_process(corpus, tmp_path / "resumed", f"--checkpoint_dir={ck}", "--max_steps=6",
+                        "--measure_every_steps=2", "--resume") == 0
+  out = capsys.readouterr().out
+  assert "skipping the checkpoint of step 4: it is unsound (" in out, out
+  assert "resuming from the checkpoint of step 2" in out
+  assert run_in_process(corpus, tmp_path / "whole", f"--checkpoint_dir={tmp_path / 'ck_whole'}",
+                        "--max_steps=6", "--measure_every_steps=2") == 0
+  resumed, whole = (pickle.loads((tmp_path / name / "raw.pkl").read_bytes())
+                    for name in ("resumed", "whole"))
+  assert resumed["losses"] == whole["losses"]
+  assert resumed["final"]["test_loss"] == whole["final"]["test_loss"]
+  untimed = [[{k: v for k, v in r.items() if k not in ("seconds", "time")} for r in raw["records"]]
+             for raw in (resumed, whole)]
+  assert untimed[0] == untimed[1] and len(untimed[0]) == 3
 
 
 @pytest.mark.slow

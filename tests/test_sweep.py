@@ -2,11 +2,13 @@
 end, skipped when repeated, resumed after a kill; bad values and owned flags refused up front."""
 
 import csv
+import hashlib
 import json
 import math
 import os
 import pickle
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,9 +18,9 @@ import time
 import pytest
 
 import transformer
-from sam_edge import compare, sweep
+from sam_edge import compare, records, sweep, verify
 from sam_edge.studies import commands, grid, runner
-from tests.helpers import REPO
+from tests.helpers import REPO, flip_a_measured_float
 
 TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
         "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=8"]
@@ -189,6 +191,35 @@ def test_compare_mixes_the_sweep_with_a_reference_raw_txt(swept, tmp_path, capsy
   capsys.readouterr()
 
 
+@pytest.mark.slow
+def test_a_rerun_redoes_a_finished_run_whose_pickle_changed(swept, corpus, tmp_path, capsys):
+  out, _ = swept
+  copy = tmp_path / "sw"                                   # the other tests read the original
+  shutil.copytree(out, copy)
+  name = NAMES[1]
+  folder = copy / name
+  done = json.loads((folder / "done.json").read_text())
+  assert done["pickle_sha256"] == records.file_sha256(str(folder / "raw.pkl"))
+  assert done["final"]["records_sha256"]
+  assert verify.main([str(copy)]) == 0
+  lines = capsys.readouterr().out.splitlines()        # per run: its pickle, done.json, step 3
+  assert len(lines) == 4 * 3 + 1 and lines[-1] == "verify: 12 of 12 items sound"
+  flip_a_measured_float(folder / "raw.pkl")
+  assert verify.main([str(copy)]) == 1
+  unsound = [line for line in capsys.readouterr().out.splitlines() if "UNSOUND:" in line]
+  assert [line.split(": UNSOUND:")[0] for line in unsound[:2]] == [str(folder / "raw.pkl"),
+                                                                  str(folder / "done.json")]
+  assert sweep.main(two_by_two(copy, corpus)) == 0
+  printed = capsys.readouterr().out
+  assert printed.count("finished already") == 3
+  assert (f"{name}: finished earlier, but its pickle {folder / 'raw.pkl'} no longer matches the "
+          "pickle_sha256 in done.json: running it again") in printed
+  assert "resuming from the checkpoint of step 3" in (folder / "log.txt").read_text()
+  raw = records.read_raw(str(folder / "raw.pkl"))
+  assert records.raw_status(raw)[0] and raw["final"]["steps"] == 3
+  assert verify.main([str(copy)]) == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Shards, dry runs and checks before anything runs (no training).
 
@@ -273,6 +304,29 @@ def test_runner_forwards_sigterm_to_the_child_and_stops(tmp_path):
     assert r.run("run", str(folder), [sys.executable, "-c", "raise SystemExit(1)"],
                  None).status == "skipped"
   assert json.loads((folder / "done.json").read_text())["exit_code"] == 0
+
+
+@pytest.mark.slow
+def test_a_finished_run_whose_pickle_is_gone_or_changed_runs_again(tmp_path):
+  folder, raw = tmp_path / "run", tmp_path / "run" / "raw.pkl"
+  written = pickle.dumps({"final": {"steps": 1}})
+  write = [sys.executable, "-c", f"open({str(raw)!r}, 'wb').write({written!r})"]
+  said = []
+  with runner.Runner(log=said.append) as r:
+    assert r.run("run", str(folder), write, str(raw)).status == "done"
+    assert r.run("run", str(folder), write, str(raw)).status == "skipped"
+    done = json.loads((folder / "done.json").read_text())
+    assert done["pickle_sha256"] == hashlib.sha256(written).hexdigest()
+    assert done["final"] == {"steps": 1}
+    raw.write_bytes(pickle.dumps({"final": {"steps": 2}}))
+    assert r.run("run", str(folder), write, str(raw)).status == "done"
+    assert raw.read_bytes() == written
+    raw.unlink()
+    assert r.run("run", str(folder), write, str(raw)).status == "done"
+    assert r.run("run", str(folder), write, str(raw)).status == "skipped"
+  assert [line.split(": running")[0] for line in said if "finished earlier" in line] == [
+      f"run: finished earlier, but its pickle {raw} no longer matches the pickle_sha256 in "
+      "done.json", f"run: finished earlier, but its pickle {raw} is missing"]
 
 
 @pytest.mark.slow

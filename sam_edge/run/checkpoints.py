@@ -3,9 +3,11 @@
 What a checkpoint holds, at step `int(state.step)`:
 
   * `arrays`: `{"state": TrainState, "v_prev": eigenvector warm start}` (Orbax StandardSave);
-  * `meta`:   `{"progress": loop.Progress as a dict, "config": {flag: value}}` (Orbax JsonSave),
-    with ±inf and NaN written as `{"__float__": "inf" | "-inf" | "nan"}` so that the file is
-    strict JSON and every float reads back exactly.
+  * `meta`:   `{"progress": loop.Progress as a dict, "config": {flag: value}, "sha256": ...}`
+    (Orbax JsonSave), in the strict JSON of meta_json.py (every float reads back exactly);
+    "sha256" holds the checksums of every array and of the progress and config (checksums.py).
+    A step is *sound* when it restores whole and matches them; `restore`, `newest_sound` and
+    `audit` check it.
 
 Nothing else is needed to resume: every PRNG key is derived from the seed in the config, and the
 batch of step s is a pure function of (seed, s), so the step counter in the state plus the config
@@ -24,18 +26,17 @@ leaves the previous checkpoint as the latest one plus an inert tmp folder. Old s
 
 import dataclasses
 import logging
-import math
 import os
 import re
 from typing import Any, Optional
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from sam_edge import records
 from sam_edge.optim import update
-from sam_edge.run import locks, loop
+from sam_edge.run import checksums, devices, locks, loop
+from sam_edge.run.meta_json import decode_json, encode_json, progress_from_json, progress_to_json
 
 PyTree = Any
 
@@ -45,47 +46,8 @@ ARRAYS_ITEM = "arrays"
 META_ITEM = "meta"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"          # orbax's atomicity_types.TMP_DIR_SUFFIX
 ORBAX_ROOT_FILES = ("_ROOT_METADATA",)        # orbax's own files at the top of a manager's folder
-_FLOAT_TAG = "__float__"
 _STEP_NAME = re.compile(r"^\d+$")
 _QUARANTINED = re.compile(r"^\d+\.corrupt(\.\d+)?$")   # unsound steps moved aside on resume
-
-
-def encode_json(value: Any) -> Any:
-  """`value` with non-finite floats tagged and tuples as lists: strict JSON that round-trips.
-
-  Numpy scalars and arrays become Python numbers and (nested) lists.
-  """
-  if isinstance(value, (np.ndarray, np.generic)):
-    value = value.tolist()
-  if isinstance(value, float) and not math.isfinite(value):
-    return {_FLOAT_TAG: repr(value)}               # 'inf', '-inf' or 'nan'
-  if isinstance(value, dict):
-    return {key: encode_json(v) for key, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [encode_json(v) for v in value]
-  return value
-
-
-def decode_json(value: Any) -> Any:
-  """The inverse of `encode_json` (tuples come back as lists)."""
-  if isinstance(value, dict):
-    if set(value) == {_FLOAT_TAG}:
-      return float(value[_FLOAT_TAG])
-    return {key: decode_json(v) for key, v in value.items()}
-  if isinstance(value, list):
-    return [decode_json(v) for v in value]
-  return value
-
-
-def progress_to_json(progress: loop.Progress) -> dict:
-  """`progress` as strict JSON-ready plain data."""
-  return encode_json(dataclasses.asdict(progress))
-
-
-def progress_from_json(data: dict) -> loop.Progress:
-  """The `loop.Progress` that `progress_to_json` wrote (unknown fields are dropped)."""
-  known = {field.name for field in dataclasses.fields(loop.Progress)}
-  return loop.Progress(**{k: v for k, v in decode_json(data).items() if k in known})
 
 
 def abstract_tree(template: PyTree) -> PyTree:
@@ -107,18 +69,31 @@ def _quiet_orbax() -> None:
     logger.addFilter(_QuietOrbax())
 
 
+class Unsound(ValueError):
+  """A checkpoint step that does not match its checksums (one line saying which array)."""
+
+
 class Checkpointer:
   """Saves and restores a run's resumable state in one folder (the last MAX_TO_KEEP steps).
 
   Usable as a context manager; `close()` waits for nothing pending (every save is complete when
-  `save` returns) and releases Orbax's threads.
+  `save` returns) and releases Orbax's threads. `checksums=False` writes steps as they were
+  before checksums existed (benchmarks/checkpoint_cost.py measures the difference);
+  `read_only=True` opens an existing folder to read it and changes nothing in it (no folder
+  created, no leftover temporary folder removed: a running save may own it).
   """
 
-  def __init__(self, directory: str, max_to_keep: int = MAX_TO_KEEP):
+  def __init__(self, directory: str, max_to_keep: int = MAX_TO_KEEP, *, checksums: bool = True,
+               read_only: bool = False):
     self.directory = os.path.abspath(directory)
+    self.checksums = checksums
     _quiet_orbax()
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           cleanup_tmp_directories=True)
+    if read_only:
+      options = ocp.CheckpointManagerOptions(read_only=True, max_to_keep=None, create=False,
+                                             cleanup_tmp_directories=False)
+    else:
+      options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                             cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def __enter__(self) -> "Checkpointer":
@@ -155,12 +130,18 @@ class Checkpointer:
     if latest is not None and latest > step:
       raise ValueError(f"{self.directory} already holds a checkpoint of step {latest}, later than "
                        f"step {step}: resume from it or use another checkpoint folder")
+    arrays = {"state": state, "v_prev": v_prev}
     meta = {"progress": progress_to_json(progress), "config": encode_json(config)}
-    args = ocp.args.Composite(**{
-        ARRAYS_ITEM: ocp.args.StandardSave({"state": state, "v_prev": v_prev}),
-        META_ITEM: ocp.args.JsonSave(meta)})
-    self._manager.save(step, args=args, force=True)
-    self._manager.wait_until_finished()
+    if self.checksums:
+      meta = checksums.DeferredMeta(arrays, meta)   # hashed while orbax writes the arrays
+    args = ocp.args.Composite(**{ARRAYS_ITEM: ocp.args.StandardSave(arrays),
+                                 META_ITEM: ocp.args.JsonSave(meta)})
+    try:
+      self._manager.save(step, args=args, force=True)
+      self._manager.wait_until_finished()
+    finally:
+      if self.checksums:
+        meta.join()
     return True
 
   def restore(self, state_template: update.TrainState, v_template: PyTree,
@@ -170,7 +151,8 @@ class Checkpointer:
 
     Arrays come back as jax arrays with the templates' tree structure, shapes, dtypes and
     shardings; the templates may hold arrays or `jax.ShapeDtypeStruct`s.
-    Raises FileNotFoundError if the folder holds no checkpoint.
+    Raises FileNotFoundError if the folder holds no checkpoint, and Unsound if what was read does
+    not match the step's checksums.
     """
     step = self.latest_step() if step is None else step
     if step is None:
@@ -180,50 +162,96 @@ class Checkpointer:
                                  META_ITEM: ocp.args.JsonRestore()})
     restored = self._manager.restore(step, args=args)
     arrays, meta = restored[ARRAYS_ITEM], restored[META_ITEM]
+    wrong, _ = checksums.problem(meta, arrays)
+    if wrong:
+      raise Unsound(f"the checkpoint of step {step} in {self.directory}: {wrong}")
     state = update.TrainState(*arrays["state"])
     return (state, arrays["v_prev"], progress_from_json(meta["progress"]),
             decode_json(meta["config"]))
 
 
-def _check_step(checkpointer: "Checkpointer", step: int) -> tuple[Optional[str], Optional[dict]]:
-  """(why checkpoint `step` cannot be restored, None) or (None, its meta) if it is sound: its
-  meta and every array are read back (without templates)."""
+@dataclasses.dataclass(frozen=True)
+class StepCheck:
+  """One step read back whole: `problem` (None if sound), `note` (a sound step's caveat, e.g. no
+  checksums) and its meta (None if unsound)."""
+  step: int
+  problem: Optional[str]
+  note: Optional[str] = None
+  meta: Optional[dict] = None
+
+
+def check_step(checkpointer: "Checkpointer", step: int) -> StepCheck:
+  """Reads checkpoint `step` back (its meta and every array, without templates; on this process's
+  first device when the saved devices are not here) and checks it against its checksums."""
   try:
     restored = checkpointer._manager.restore(step, args=ocp.args.Composite(**{
-        ARRAYS_ITEM: ocp.args.StandardRestore(), META_ITEM: ocp.args.JsonRestore()}))
+        ARRAYS_ITEM: ocp.args.StandardRestore(fallback_sharding=devices.local_sharding()),
+        META_ITEM: ocp.args.JsonRestore()}))
     meta = restored[META_ITEM]
     if not isinstance(meta, dict) or "config" not in meta or "progress" not in meta:
-      return "its meta file lacks the config or the progress", None
+      return StepCheck(step, "its meta file lacks the config or the progress")
     arrays = restored[ARRAYS_ITEM]
     if not isinstance(arrays, dict) or "state" not in arrays:
-      return "its arrays lack the training state", None
+      return StepCheck(step, "its arrays lack the training state")
+    wrong, note = checksums.problem(meta, arrays)
   except Exception as e:           # orbax/tensorstore raise many kinds: any failure is unsound
     reason = " ".join(str(e).split())
-    return f"{type(e).__name__}: {reason[:160]}{'...' if len(reason) > 160 else ''}", None
-  return None, meta
+    more = "..." if len(reason) > 160 else ""
+    return StepCheck(step, f"{type(e).__name__}: {reason[:160]}{more}")
+  return StepCheck(step, wrong, note, None if wrong else meta)
 
 
 @dataclasses.dataclass(frozen=True)
 class Soundness:
-  """The newest checkpoint that restores (`step`, None if none does), its config, and the newer
-  steps skipped on the way with why."""
+  """The newest sound checkpoint (`step`, None if none is), its config and its note (e.g. that
+  it holds no checksums), and the newer steps skipped on the way with why."""
   step: Optional[int]
   config: Optional[dict]
   skipped: tuple[tuple[int, str], ...]
+  note: Optional[str] = None
 
 
 def newest_sound(directory: str) -> Soundness:
-  """Tries the steps in `directory` from the newest down; the first that restores whole wins."""
+  """Checks the steps in `directory` from the newest down (`check_step`); the first sound one
+  wins."""
   if not os.path.isdir(directory):
     return Soundness(None, None, ())
   skipped = []
   with Checkpointer(directory) as checkpointer:
     for step in reversed(checkpointer.all_steps()):
-      reason, meta = _check_step(checkpointer, step)
-      if reason is None:
-        return Soundness(step, decode_json(meta["config"]), tuple(skipped))
-      skipped.append((step, reason))
+      found = check_step(checkpointer, step)
+      if found.problem is None:
+        return Soundness(step, decode_json(found.meta["config"]), tuple(skipped), found.note)
+      skipped.append((step, found.problem))
   return Soundness(None, None, tuple(skipped))
+
+
+def audit(directory: str, step: Optional[int] = None) -> list[StepCheck]:
+  """Every complete step of the existing folder `directory` (or only `step`), oldest first,
+  checked read-only."""
+  with Checkpointer(directory, read_only=True) as checkpointer:
+    steps = checkpointer.all_steps() if step is None else [step]
+    return [check_step(checkpointer, s) for s in steps]
+
+
+def unused_entries(directory: str) -> list[str]:
+  """The entries of a checkpoint folder no run reads: steps moved aside as unsound
+  (`<step>.corrupt`) and saves a stop cut short (Orbax's temporary folders), by name."""
+  return sorted(name for name in os.listdir(directory)
+                if _QUARANTINED.match(name) or (TMP_SUFFIX in name
+                                                 and os.path.isdir(os.path.join(directory, name))))
+
+
+def is_step_folder(path: str) -> bool:
+  """Whether `path` is one step of a checkpoint folder (`<dir>/<step>` with Orbax's items)."""
+  return bool(_STEP_NAME.match(os.path.basename(os.path.normpath(path)))) and any(
+      os.path.exists(os.path.join(path, item)) for item in (ARRAYS_ITEM, META_ITEM))
+
+
+def holds_steps(path: str) -> bool:
+  """Whether the folder `path` holds checkpoint steps or what is left of them (read by name)."""
+  return any(_QUARANTINED.match(name) or TMP_SUFFIX in name
+             or is_step_folder(os.path.join(path, name)) for name in os.listdir(path))
 
 
 def quarantine(directory: str, step: int) -> str:

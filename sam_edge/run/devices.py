@@ -109,3 +109,17 @@ def placement(num_devices: Optional[int] = None) -> Placement:
 def is_writer() -> bool:
   """Whether this process writes the run's files (process 0)."""
   return jax.process_index() == 0
+
+
+def host_copy(x: Any) -> np.ndarray:
+  """An array on this host as numpy; a replicated array spread over several hosts is read from
+  this host's own first copy (the others' devices cannot be read from here)."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable and x.is_fully_replicated:
+    x = x.addressable_data(0)
+  return np.asarray(x)
+
+
+def local_sharding() -> jax.sharding.Sharding:
+  """This process's first device, where arrays read without a template land when the devices
+  they were saved from are not here (another topology)."""
+  return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

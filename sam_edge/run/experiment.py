@@ -31,23 +31,30 @@ PyTree = Any
 
 
 def _sound_step(directory: str, log: Callable[[str], None]) -> Optional[int]:
-  """The step of the newest checkpoint in `directory` that restores (None if there is none);
-  unsound newer ones are moved aside by process 0, each with a line saying why."""
+  """The step of the newest sound checkpoint in `directory` (one that restores whole and matches
+  its checksums; None if there is none); unsound newer ones are moved aside by process 0, each
+  with a line naming the step and what is wrong (e.g. the array that does not match)."""
   sound = checkpoints.newest_sound(directory)
   for step, reason in sound.skipped:
     where = (f"moved to {checkpoints.quarantine(directory, step)}" if devices.is_writer()
              else "left to process 0 to move aside")
-    log(f"skipping the checkpoint of step {step}: it cannot be restored ({reason}); {where}")
+    log(f"skipping the checkpoint of step {step}: it is unsound ({reason}); {where}")
   if sound.step is None and sound.skipped:
-    raise errors.InputError(f"--resume: no checkpoint in {directory} can be restored (see the "
-                            "lines above)")
+    raise errors.InputError(f"--resume: no checkpoint in {directory} is sound (see the lines "
+                            "above)")
+  if sound.note:
+    log(f"note: the checkpoint of step {sound.step} {sound.note}; resuming from it")
   return sound.step
 
 
 def _restore(checkpointer: checkpoints.Checkpointer, step: int, state: update.TrainState,
              measure_state: PyTree, log: Callable[[str], None]):
-  """(state, measure_state, progress) of checkpoint `step`."""
-  state, measure_state, progress, _ = checkpointer.restore(state, measure_state, step=step)
+  """(state, measure_state, progress) of checkpoint `step`; a step that no longer matches its
+  checksums when read again is refused in one line."""
+  try:
+    state, measure_state, progress, _ = checkpointer.restore(state, measure_state, step=step)
+  except checkpoints.Unsound as e:
+    raise errors.InputError(f"--resume: {e}") from None
   log(f"resuming from the checkpoint of step {int(state.step)} in {checkpointer.directory} "
       f"({len(progress.records)} measurements so far)")
   return state, measure_state, progress

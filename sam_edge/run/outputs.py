@@ -16,7 +16,12 @@ PLOT_EVERY_S = 300.0
 
 
 def raw_data(config: dict, progress: loop.Progress, final: dict, env: dict) -> dict:
-  """The pickled dict: plain Python values only."""
+  """The pickled dict: plain Python values only. A non-empty `final` (the run's end) gains
+  `records_sha256` (`records.records_sha256` of the records and losses); while the run goes on
+  `final` is {}."""
+  if final:
+    final = {**final,
+             records.RECORDS_SHA256: records.records_sha256(progress.records, progress.losses)}
   return {"config": dict(config), "records": progress.records, "losses": progress.losses,
           "evaluations": progress.evaluations, "final": final, "environment": env}
 

@@ -1,7 +1,7 @@
 """Studies: sweeps over any flags of an entry point, and comparisons of finished runs.
 
 Studies sit above the entry points and talk to runs only through their command lines and their
-pickles (or the reference's `raw.txt` files):
+pickles (or the reference's `raw.txt` files); `verify` reads their checkpoints too:
 
   grid.py      the run arguments with swept axes (`--rho=0,0.1`) -> the runs, their names, shards
   commands.py  an entry point's output flags, a run's command line and folder, flag validation
@@ -14,6 +14,8 @@ pickles (or the reference's `raw.txt` files):
   report.py    summary.csv and the figures written into one folder (what `compare` does), and
                the flags `sweep` and `compare` share
   study.py     a whole sweep: checks first, this shard's runs one after another, the report
+  verify.py    whether pickles, done.json files and checkpoint steps match their checksums
 
-Nothing here imports jax except `commands.validate` (through the entry point it checks).
+Nothing here imports jax except `commands.validate` (through the entry point it checks) and
+`verify` when it reads checkpoints.
 """

@@ -67,6 +67,15 @@ def check_options(options: Options, axes: list[str]) -> list[str]:
   return found
 
 
+def sound_runs(runs: list[sources.Run], log: Callable[[str], None]) -> list[sources.Run]:
+  """The runs whose pickles are sound; one line for each run left out (a pickle whose records
+  and losses do not match its `final.records_sha256`), naming it and what is wrong."""
+  for run in runs:
+    if not run.sound:
+      log(f"skipping {run.name} ({run.source}): {run.check}")
+  return [run for run in runs if run.sound]
+
+
 def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Options,
           log: Callable[[str], None] = print) -> list[str]:
   """Writes the summary and the figures of `runs` into `out`; returns the paths written.

@@ -2,7 +2,11 @@
 
 A run folder holds `command.txt` (written first), `log.txt` (the run's stdout and stderr, appended
 across attempts, each framed by a `--- sweep: ...` line), `done.json` (written by the sweep after
-exit code 0: `{"exit_code": 0, "final": <the pickle's final dict>}`), and `run.lock`.
+exit code 0: `{"exit_code": 0, "final": <the pickle's final dict>, "pickle_sha256": <sha256 of
+the pickle file>}`), and `run.lock`. A finished run is skipped on a rerun while its pickle still
+matches `pickle_sha256`; one that no longer does (changed, truncated, missing) is run again, with
+a line saying so: it resumes from its newest sound checkpoint (at the end step, so at once) and
+writes its pickle anew.
 
 While a run goes on, its folder's lock (`flock` on run.lock) is held by the sweep and inherited by
 the child, so a second sweep on the same folder waits instead of starting it twice, also when
@@ -29,6 +33,7 @@ from sam_edge import records
 from sam_edge.studies import commands
 
 LOCK_POLL_S = 0.5
+PICKLE_SHA256 = "pickle_sha256"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -64,6 +69,24 @@ def read_done(folder: str) -> Optional[dict]:
       return json.load(f)
   except (FileNotFoundError, ValueError):
     return None
+
+
+def pickle_changed(done: dict, raw_file: Optional[str]) -> Optional[str]:
+  """Why a finished run's pickle no longer matches the `pickle_sha256` its done.json recorded,
+  or None when it does (or when there is nothing to compare: no pickle output, or a done.json
+  written before checksums existed)."""
+  expected = done.get(PICKLE_SHA256)
+  if not expected or not raw_file:
+    return None
+  try:
+    actual = records.file_sha256(raw_file)
+  except FileNotFoundError:
+    return f"its pickle {raw_file} is missing"
+  except OSError as e:
+    return f"its pickle {raw_file} cannot be read ({e.strerror or e})"
+  if actual != expected:
+    return f"its pickle {raw_file} no longer matches the {PICKLE_SHA256} in {commands.DONE_FILE}"
+  return None
 
 
 def describe_final(final: dict) -> str:
@@ -136,7 +159,11 @@ class Runner:
     try:
       done = read_done(folder)
       if done is not None:
-        return Outcome(name, "skipped", 0, describe_final(done.get("final") or {}))
+        changed = pickle_changed(done, raw_file)
+        if changed is None:
+          return Outcome(name, "skipped", 0, describe_final(done.get("final") or {}))
+        self.log(f"{label or name}: finished earlier, but {changed}: running it again")
+        os.unlink(os.path.join(folder, commands.DONE_FILE))
       self.log(f"{label or name}: running (log: {os.path.join(folder, commands.LOG_FILE)})")
       return self._attempt(name, folder, argv, raw_file, env, fd)
     finally:
@@ -158,8 +185,10 @@ class Runner:
         self.child = None
       log.write(f"--- sweep: exit code {code} at {_now()} ---\n".encode())
     if code == 0:
-      final = _final(raw_file)
+      final, digest = _final(raw_file)
       done = {"exit_code": 0, "finished": _now(), "final": final}
+      if digest:
+        done[PICKLE_SHA256] = digest
       records.atomic_write_bytes(os.path.join(folder, commands.DONE_FILE),
                                  json.dumps(done, indent=1, default=str).encode())
       return Outcome(name, "done", 0, describe_final(final))
@@ -168,12 +197,12 @@ class Runner:
     return Outcome(name, "failed", code, f"exit code {code}; see {folder}/{commands.LOG_FILE}")
 
 
-def _final(raw_file: Optional[str]) -> dict:
-  """The `final` dict of the run's pickle ({} if unreadable)."""
+def _final(raw_file: Optional[str]) -> tuple[dict, Optional[str]]:
+  """The `final` dict of the run's pickle and the sha256 of the file (({}, None) if unreadable)."""
   if not raw_file:
-    return {}
+    return {}, None
   try:
-    return dict(records.read_raw(raw_file).get("final") or {})
+    return dict(records.read_raw(raw_file).get("final") or {}), records.file_sha256(raw_file)
   except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as e:
     print(f"warning: could not read {raw_file}: {e}", file=sys.stderr)
-    return {}
+    return {}, None

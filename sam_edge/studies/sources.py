@@ -2,7 +2,9 @@
 
 Every source becomes a `Run`: a name, its flags, its measurement records (dicts with the pickle's
 record keys) and losses, and its final dict ({} while unfinished). A half-finished run reads
-like a finished one with `final == {}`; a sweep run folder without data yet is `pending`.
+like a finished one with `final == {}`; a sweep run folder without data yet is `pending`. A
+pickle is checked as it is read (`records.raw_status`): `sound` says whether its records and
+losses match `final.records_sha256`, and `check` says so in one line.
 
 A reference `raw.txt` has one line per measurement with 8 columns: training time (s), λ1, 2/η,
 SAM-edge, ‖g‖, training loss, g_alignment, sg_alignment. It has no steps (records get
@@ -19,7 +21,6 @@ import glob
 import json
 import math
 import os
-import pickle
 import statistics
 from typing import Any, Optional
 
@@ -46,6 +47,8 @@ class Run:
   records: list[dict] = dataclasses.field(default_factory=list)
   losses: tuple[list, list] = ([], [])
   final: dict = dataclasses.field(default_factory=dict)
+  sound: bool = True                # False: a pickle that does not match its checksum
+  check: str = ""                   # the pickle's check, one line (records.raw_status)
 
 
 def _float(text: str) -> float:
@@ -99,18 +102,24 @@ def read_reference(path: str, name: str) -> Run:
 
 
 def read_pickle(path: str, name: str) -> Run:
-  """A raw pickle of ours as a Run."""
+  """A raw pickle of ours as a Run; one that cannot be unpickled (a damaged file) is an unsound
+  Run without data, and a readable one that is not a run's dict a SourceError."""
   try:
     raw = records.read_raw(path)
-  except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as e:
-    raise SourceError(f"{path}: not a raw pickle ({type(e).__name__}: {e})") from e
+  except OSError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # a damaged pickle raises any kind
+    reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+    return Run(name, path, "pickle", {}, sound=False,
+               check=f"cannot be read as a pickle ({reason})")
   if not isinstance(raw, dict) or "records" not in raw:
     raise SourceError(f"{path}: not a raw pickle of a run (no 'records')")
+  sound, check = records.raw_status(raw)
   losses = raw.get("losses") or {}
   return Run(name, path, "pickle", dict(raw.get("config") or {}),
              records=list(raw.get("records") or []),
              losses=(list(losses.get("step") or []), list(losses.get("loss") or [])),
-             final=dict(raw.get("final") or {}))
+             final=dict(raw.get("final") or {}), sound=sound, check=check)
 
 
 def command_values(argv: list[str]) -> dict[str, str]:
@@ -119,11 +128,9 @@ def command_values(argv: list[str]) -> dict[str, str]:
           if grid.flag_name(a) and "=" in a}
 
 
-def read_run_folder(folder: str, name: Optional[str] = None) -> Run:
-  """A run folder (of a sweep, or any folder holding one pickle or one raw.txt) as a Run."""
-  name = name or os.path.basename(os.path.normpath(folder))
-  argv = commands.read_command(folder)
-  values = command_values(argv) if argv else {}
+def pickle_in(folder: str, values: dict[str, str]) -> Optional[str]:
+  """The raw pickle of a run folder: the file its command's --raw_data_output names, else
+  raw.pkl, else the folder's only *.pkl; None if there is none."""
   candidates = []
   if values.get("raw_data_output"):
     candidates.append(os.path.join(folder, os.path.basename(values["raw_data_output"])))
@@ -131,32 +138,43 @@ def read_run_folder(folder: str, name: Optional[str] = None) -> Run:
   pickles = sorted(glob.glob(os.path.join(folder, "*.pkl")))
   if len(pickles) == 1:
     candidates.append(pickles[0])
-  for path in candidates:
-    if os.path.isfile(path):
-      run = read_pickle(path, name)
-      break
+  return next((path for path in candidates if os.path.isfile(path)), None)
+
+
+def read_run_folder(folder: str, name: Optional[str] = None) -> Run:
+  """A run folder (of a sweep, or any folder holding one pickle or one raw.txt) as a Run."""
+  name = name or os.path.basename(os.path.normpath(folder))
+  argv = commands.read_command(folder)
+  values = command_values(argv) if argv else {}
+  path = pickle_in(folder, values)
+  if path:
+    run = read_pickle(path, name)
+  elif os.path.isfile(os.path.join(folder, "raw.txt")):
+    run = read_reference(os.path.join(folder, "raw.txt"), name)
+  elif argv is not None:
+    run = Run(name, folder, "pending", {})
   else:
-    if os.path.isfile(os.path.join(folder, "raw.txt")):
-      run = read_reference(os.path.join(folder, "raw.txt"), name)
-    elif argv is not None:
-      run = Run(name, folder, "pending", {})
-    else:
-      raise SourceError(f"{folder}: holds no raw pickle, raw.txt, {commands.COMMAND_FILE} or "
-                        f"{SWEEP_FILE}")
+    raise SourceError(f"{folder}: holds no raw pickle, raw.txt, {commands.COMMAND_FILE} or "
+                      f"{SWEEP_FILE}")
   run.values = values
   return run
 
 
-def read_sweep(folder: str) -> tuple[list[Run], list[str]]:
-  """The runs of a sweep folder (its sweep.json order first) and its axes."""
+def sweep_plan(folder: str) -> tuple[list[str], list[str]]:
+  """The run folders of a sweep folder (names; its sweep.json order first) and its axes."""
   with open(os.path.join(folder, SWEEP_FILE), encoding="utf-8") as f:
     plan = json.load(f)
   axes = [axis[0] for axis in plan.get("axes", [])]
   present = {e.name for e in os.scandir(folder)
              if e.is_dir() and os.path.isfile(os.path.join(e.path, commands.COMMAND_FILE))}
   order = [n for n in plan.get("runs", []) if n in present]
-  order += sorted(present - set(order))
-  return [read_run_folder(os.path.join(folder, n), n) for n in order], axes
+  return order + sorted(present - set(order)), axes
+
+
+def read_sweep(folder: str) -> tuple[list[Run], list[str]]:
+  """The runs of a sweep folder (its sweep.json order first) and its axes."""
+  names, axes = sweep_plan(folder)
+  return [read_run_folder(os.path.join(folder, n), n) for n in names], axes
 
 
 def _default_name(path: str) -> str:

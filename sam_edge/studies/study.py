@@ -163,6 +163,7 @@ def _summarise(s: Settings, log: Callable[[str], None]) -> None:
   """The summary of the sweep folder; a failure here is a warning, not the sweep's result."""
   try:
     found, sweep_axes = sources.read_sweep(s.out)
+    found = report.sound_runs(found, log=lambda line: log(f"{PROG}: {line}"))
     report.write(found, sweep_axes, s.out, s.options, log=lambda line: log(f"{PROG}: {line}"))
   except Exception as e:  # pylint: disable=broad-except
     log(f"{PROG}: warning: could not write the summary: {type(e).__name__}: {e}")

@@ -1,0 +1,142 @@
+"""Whether what runs wrote is sound: one `Item` (one line) per pickle, done.json and checkpoint
+step found under a path.
+
+A path is
+  * a raw pickle (a file): its records and losses against `final.records_sha256`
+    (`records.raw_status`; an unfinished run is sound so far, one written before checksums
+    existed is sound with nothing to check);
+  * a checkpoint folder (it holds step folders): every step read back and checked against its
+    checksums (`run.checkpoints.audit`); steps an earlier `--resume` moved aside
+    (`<step>.corrupt`) and saves a stop cut short (Orbax's temporary folders) are listed but not
+    counted, since no run reads them; a single step folder `<dir>/<step>`: that step;
+  * a run folder: its pickle, its done.json (the pickle's sha256 it recorded against the file),
+    and its checkpoints (`checkpoints/`, the `--checkpoint_dir` its command.txt names, or its
+    one subfolder that holds steps);
+  * a sweep folder (it holds sweep.json): every run folder in it.
+
+Nothing is changed anywhere. jax and orbax are imported only when there are checkpoints to read.
+"""
+
+import dataclasses
+import json
+import os
+
+from sam_edge import records
+from sam_edge.studies import commands, runner, sources
+
+
+class VerifyError(ValueError):
+  """A path that is none of the above (one line naming it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+  """One thing checked: its path, whether it is sound, and what was found (one line)."""
+  path: str
+  sound: bool
+  detail: str
+  counted: bool = True             # False: listed for information (no run reads it)
+
+  def line(self) -> str:
+    state = "sound" if self.sound else "UNSOUND"
+    if not self.counted:
+      state = "not used"
+    return f"{self.path}: {state}: {self.detail}"
+
+
+def pickle_item(path: str) -> Item:
+  """A raw pickle against its checksum."""
+  try:
+    raw = records.read_raw(path)
+  except Exception as e:  # pylint: disable=broad-except  # a damaged pickle raises any kind
+    reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+    return Item(path, False, f"cannot be read as a pickle ({reason})")
+  return Item(path, *records.raw_status(raw))
+
+
+def done_item(folder: str, raw_file: str) -> Item:
+  """A sweep run's done.json: the pickle's sha256 it recorded against the file as it is."""
+  path = os.path.join(folder, commands.DONE_FILE)
+  try:
+    with open(path, encoding="utf-8") as f:
+      done = json.load(f)
+  except (OSError, ValueError) as e:
+    return Item(path, False, f"cannot be read ({type(e).__name__}: {e})")
+  if not isinstance(done, dict):
+    return Item(path, False, "is not a JSON object")
+  if not done.get(runner.PICKLE_SHA256):
+    return Item(path, True, "written before checksums existed: nothing to compare")
+  changed = runner.pickle_changed(done, raw_file)
+  if changed:
+    return Item(path, False, changed + " (a rerun of the sweep runs it again)")
+  return Item(path, True, f"the pickle matches its recorded {runner.PICKLE_SHA256}")
+
+
+def checkpoint_items(directory: str) -> list[Item]:
+  """Every step of a checkpoint folder (or the one step of a step folder), checked."""
+  from sam_edge.run import checkpoints  # pylint: disable=import-outside-toplevel  # jax, orbax
+  if checkpoints.is_step_folder(directory):
+    parent, name = os.path.split(os.path.normpath(directory))
+    found = checkpoints.audit(parent, int(name))
+    base = parent
+  else:
+    found, base = checkpoints.audit(directory), directory
+  items = [Item(os.path.join(base, str(c.step)), c.problem is None,
+                c.problem or c.note or "its arrays and meta match their sha256 checksums")
+           for c in found]
+  if not checkpoints.is_step_folder(directory):
+    items += [Item(os.path.join(directory, name), False,
+                   "moved aside as unsound by an earlier --resume" if ".corrupt" in name
+                   else "a save cut short (removed when a run next opens the folder)",
+                   counted=False)
+              for name in checkpoints.unused_entries(directory)]
+  return items
+
+
+def _checkpoint_folder(folder: str, values: dict[str, str]) -> str | None:
+  """A run folder's checkpoint folder, if it has one: `checkpoints/`, the `--checkpoint_dir` of
+  its command.txt, or its only subfolder that holds checkpoint steps."""
+  for path in (os.path.join(folder, commands.CHECKPOINTS), values.get("checkpoint_dir")):
+    if path and os.path.isdir(path):
+      return path
+  from sam_edge.run import checkpoints  # pylint: disable=import-outside-toplevel  # jax, orbax
+  found = [entry.path for entry in os.scandir(folder)
+           if entry.is_dir() and checkpoints.holds_steps(entry.path)]
+  return found[0] if len(found) == 1 else None
+
+
+def run_folder_items(folder: str) -> list[Item]:
+  """A run folder's pickle, done.json and checkpoints; a sweep run without outputs yet is one
+  sound item saying so."""
+  argv = commands.read_command(folder)
+  values = sources.command_values(argv) if argv else {}
+  raw_file = sources.pickle_in(folder, values)
+  items = [pickle_item(raw_file)] if raw_file else []
+  if os.path.isfile(os.path.join(folder, commands.DONE_FILE)):
+    expected = os.path.basename(values.get("raw_data_output") or "raw.pkl")
+    items.append(done_item(folder, raw_file or os.path.join(folder, expected)))
+  ck = _checkpoint_folder(folder, values)
+  if ck:
+    items += checkpoint_items(ck)
+  if not items and argv is not None:
+    items.append(Item(folder, True, "no outputs yet"))
+  return items
+
+
+def items(path: str) -> list[Item]:
+  """Everything checked under `path`; raises VerifyError for a path that holds nothing to check."""
+  if os.path.isfile(path):
+    return [pickle_item(path)]
+  if not os.path.isdir(path):
+    raise VerifyError(f"{path}: no such file or folder")
+  if os.path.isfile(os.path.join(path, sources.SWEEP_FILE)):
+    names, _ = sources.sweep_plan(path)
+    return [item for name in names for item in run_folder_items(os.path.join(path, name))]
+  from sam_edge.run import checkpoints  # pylint: disable=import-outside-toplevel  # jax, orbax
+  if checkpoints.is_step_folder(path) or checkpoints.holds_steps(path):
+    return checkpoint_items(path)
+  found = run_folder_items(path)
+  if not found:
+    raise VerifyError(f"{path}: holds no raw pickle, {commands.DONE_FILE}, checkpoints, "
+                      f"{commands.COMMAND_FILE} or {sources.SWEEP_FILE}: nothing to verify")
+  return found
