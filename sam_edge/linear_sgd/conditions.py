@@ -13,8 +13,10 @@ At b = 1, β = 0 and τ = 1 (γ = 1, D_k = 2) the third reads α < 2/Σ_k λ_k =
 the batch noise sets the edge long before the deterministic 2/λ_max does.
 
 For a fixed β, U(1) increases with α on the α where every D_k > 0 (D_k = a − c_kα with a > 0,
-and α/(a − c_kα) increases for either sign of c_k), so the boundary U(1) = 1 is one α,
-`u_boundary`, found by bisection; it is infinite when U(1) stays below 1 for every α.
+and α/(a − c_kα) increases for either sign of c_k), so the boundary is one α, `u_boundary`:
+the smallest α at which U(1) reaches 1 or some D_k reaches 0 (at b = N, where U(1) = 0, that
+is the deterministic edge for τ = 1), found by bisection; it is infinite when U(1) stays below 1
+for every α.
 """
 
 import numpy as np
@@ -48,8 +50,8 @@ def holds(eigenvalues: np.ndarray, alpha: float, beta: float, g: float, tau: flo
 
 
 def u_boundary(eigenvalues: np.ndarray, beta: float, g: float, tau: float) -> float:
-  """The α > 0 with U(1) = 1 at this β (bisection; module doc), inf when there is none, NaN
-  outside −1 < β < 1."""
+  """The α > 0 where U(1) < 1 stops holding at this β (bisection; module doc), inf when it
+  never does, NaN outside −1 < β < 1."""
   if not -1 < beta < 1:
     return np.nan
   below = lambda a: u_one(eigenvalues, a, beta, g, tau) < 1

@@ -91,23 +91,23 @@ def _numbers(fv: flags.FlagValues, name: str, kind: Callable[[str], Any], ok: Ca
 
 
 def _data_problems(s: Settings) -> list[str]:
-  """The MNIST folder: present, holding the training files, with at least N examples."""
+  """The MNIST folder: present, holding the training files, with at least N examples (one
+  line)."""
   if s.data != "mnist":
     return []
   if not s.manual_dir:
     return ["--data=mnist needs --manual_dir=FOLDER holding " + " and ".join(idx.MNIST_TRAIN)]
-  found = []
-  for name in idx.MNIST_TRAIN:
-    path = os.path.join(s.manual_dir, name)
-    if not os.path.isfile(path):
-      found.append(f"--manual_dir: {path} does not exist")
-    else:
-      try:
-        if idx.count(path) < s.num_examples:
-          found.append(f"--num_examples={s.num_examples} but {path} holds {idx.count(path)}")
-      except errors.InputError as e:
-        found.append(f"--manual_dir: {e}")
-  return found
+  paths = [os.path.join(s.manual_dir, name) for name in idx.MNIST_TRAIN]
+  missing = [p for p in paths if not os.path.isfile(p)]
+  if missing:
+    return [f"--manual_dir: {' and '.join(missing)} not found"]
+  try:
+    held = min(idx.count(p) for p in paths)
+  except errors.InputError as e:
+    return [f"--manual_dir: {e}"]
+  if held < s.num_examples:
+    return [f"--num_examples={s.num_examples} but {s.manual_dir} holds {held} training examples"]
+  return []
 
 
 def settings_of(fv: flags.FlagValues) -> tuple[Optional[Settings], list[str]]:
