@@ -142,7 +142,8 @@ def test_figures_have_a_panel_per_setting_and_the_stability_maps_their_boundarie
                                      "spectral_diagonal/tau=1, b=10"]
   assert all(isinstance(m, Heatmap) and np.shape(m.values) == (3, 2) for m in maps)
   labels = [c.label for c in maps[0].curves]
-  assert labels == ["β = ±1", "αλ_max = 2(1+β)", "U(1) = 1 (τ=1)"]
+  assert labels == ["β = ±1", "αλ_max = 2(1+β)", "U(1) = 1 (τ=1)", "lowest loss"]
+  assert (maps[0].curves[3].xs, maps[0].curves[3].ys) == ([0.5], [-0.2])   # α · 1e-3 is lowest
   u = maps[0].curves[2]                                     # b = 1: γ = 1
   assert len(u.xs) > 50 and min(u.ys) < -0.2 and max(u.ys) > 0.5
   for alpha, beta in zip(u.xs, u.ys):

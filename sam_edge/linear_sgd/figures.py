@@ -8,7 +8,7 @@
   (α, β), coloured around log10 L(0) (blue: the loss fell; red: it grew, capped as far above as
   the best cell is below; overflowed runs get the cap), with the three boundaries of
   `conditions`: β = ±1, αλ_max = 2(1+β) and U(1) = 1 (with the panel's τ; τ = 1 for the
-  regimes without one).
+  regimes without one), and a star on the cell with the lowest loss.
 * budget.pdf: per regime, L against the examples drawn t·b, one curve per batch size at its
   best (α, β).
 """
@@ -131,11 +131,14 @@ def stability_heatmaps(curves: list[Curve], eigenvalues: np.ndarray, n: int) -> 
       cap = start + max(start - float(finite.min()), 1.0) if finite.size else start + 1.0
       cells = np.where(np.isnan(cells) | (cells > cap), cap, cells)
       tau = mine[0].tau if mine[0].tau is not None else 1.0
+      lowest = np.unravel_index(np.argmin(cells), cells.shape)
+      marker = Series("lowest loss", [alphas[lowest[1]]], [betas[lowest[0]]],
+                      {"color": "gold", "marker": "*", "markersize": 12, "linestyle": "none"})
       maps.append(Heatmap(
           f"{label}, b={b}", "step size α", "momentum β", [f"{a:g}" for a in alphas],
           [f"{m:g}" for m in betas], cells, colorbar="log10 L at the last step",
           centre=start, xvalues=alphas, yvalues=betas,
-          curves=_boundaries(eigenvalues, alphas, betas, conditions.gamma(n, b), tau),
+          curves=_boundaries(eigenvalues, alphas, betas, conditions.gamma(n, b), tau) + [marker],
           annotate=cells.size <= ANNOTATE_MAX_CELLS))
   return maps
 
