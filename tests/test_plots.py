@@ -10,7 +10,7 @@ import pytest
 
 from sam_edge.plots import figure
 from sam_edge.plots import run as run_figures
-from sam_edge.plots.spec import HLine, Panel, Series
+from sam_edge.plots.spec import Heatmap, HLine, Panel, Series
 from sam_edge.run import loop, outputs
 
 TITLE = "mnist MLP, ρ=0.1, η=0.01"
@@ -273,3 +273,25 @@ def test_adam_figures_say_preconditioned():
 def build(panel):
   """One panel drawn by the engine."""
   return figure.build([panel])
+
+
+def test_cell_positions_interpolate_between_cells_and_extrapolate_past_them():
+  np.testing.assert_allclose(figure.cell_positions([0.5, 1.0, 2.0], [0.5, 0.75, 1.5, 2.0]),
+                             [0.0, 0.5, 1.5, 2.0])
+  np.testing.assert_allclose(figure.cell_positions([0.5, 1.0, 2.0], [0.0, 3.0]), [-1.0, 3.0])
+  np.testing.assert_allclose(figure.cell_positions([0.3], [0.3, 0.4]), [0.0, np.nan])
+
+
+def test_heatmap_curves_are_drawn_in_the_axes_values_and_clipped_to_the_map():
+  boundary = Series("α = 2(1+β)", [1.0, 2.0, 3.0], [-0.5, 0.0, 0.5], {"color": "black"})
+  far = Series("β = 1", [0.5, 4.0], [1.0, 1.0])
+  h = Heatmap("b=10", "α", "β", ["0.5", "1", "2"], ["-0.5", "0", "0.5"], np.zeros((3, 3)),
+              xvalues=[0.5, 1.0, 2.0], yvalues=[-0.5, 0.0, 0.5], curves=[boundary, far],
+              annotate=False)
+  ax = figure.build([h]).axes[0]
+  lines = {line.get_label(): line for line in ax.get_lines()}
+  np.testing.assert_allclose(lines["α = 2(1+β)"].get_xdata(), [1.0, 2.0, 3.0])
+  np.testing.assert_allclose(lines["α = 2(1+β)"].get_ydata(), [0.0, 1.0, 2.0])
+  assert ax.get_xlim() == (-0.5, 2.5) and ax.get_ylim() == (-0.5, 2.5)   # β = 1 lies above
+  assert not ax.texts                                                     # no annotations
+  assert [t.get_text() for t in ax.get_legend().get_texts()] == ["α = 2(1+β)", "β = 1"]

@@ -145,6 +145,34 @@ def _norm(h: Heatmap, values: np.ndarray) -> tuple[Any, Any]:
   return cmap, colors.Normalize(lo, hi if hi > lo else lo + 1.0)
 
 
+def cell_positions(centres: Sequence[float], values: Any) -> np.ndarray:
+  """Where `values` fall on an axis whose cells (0, 1, ...) stand for the increasing numbers
+  `centres`: linear between neighbouring centres, extrapolated from the end cells beyond them;
+  with a single cell, 0 for its own value and NaN (not drawn) for any other."""
+  c = np.asarray(centres, dtype=np.float64)
+  v = np.array([_as_float(x) for x in values], dtype=np.float64)
+  if len(c) < 2:
+    return np.where(v == c[0], 0.0, np.nan) if len(c) else np.full(v.shape, np.nan)
+  below = (v - c[0]) / (c[1] - c[0])
+  above = len(c) - 1 + (v - c[-1]) / (c[-1] - c[-2])
+  return np.where(v < c[0], below, np.where(v > c[-1], above, np.interp(v, c, np.arange(len(c)))))
+
+
+def _heatmap_curves(ax: Any, h: Heatmap, shape: tuple[int, int]) -> None:
+  """The heat map's `curves`, placed by `cell_positions` and clipped by the map's edges."""
+  if not h.curves or h.xvalues is None or h.yvalues is None:
+    return
+  for s in h.curves:
+    x, y = cell_positions(h.xvalues, s.xs), cell_positions(h.yvalues, s.ys)
+    style = dict(s.style)
+    if np.isfinite(x).sum() == 1:
+      style.setdefault("marker", "o")
+    ax.plot(x, y, label=s.label, **style)
+  ax.set_xlim(-0.5, shape[1] - 0.5)
+  ax.set_ylim(*((shape[0] - 0.5, -0.5) if h.invert_y else (-0.5, shape[0] - 0.5)))
+  ax.legend(loc="best", fontsize="x-small")
+
+
 def draw_heatmap(fig: Figure, ax: Any, h: Heatmap) -> None:
   """Draws a `Heatmap` on `ax`, with a colour bar beside it when any cell has a value."""
   values = np.array(h.values, dtype=np.float64).reshape(len(h.ylabels), len(h.xlabels))
@@ -158,12 +186,13 @@ def draw_heatmap(fig: Figure, ax: Any, h: Heatmap) -> None:
   for (j, i), value in np.ndenumerate(values):
     if np.isnan(value):
       ax.text(i, j, "–", ha="center", va="center", fontsize="small", color="black")
-      continue
-    r, g, b, _ = cmap(norm(value))
-    light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
-    ax.text(i, j, f"{value:.3g}", ha="center", va="center", fontsize="small",
-            color="black" if light else "white")
-  ax.set_xticks(range(len(h.xlabels)), h.xlabels)
+    elif h.annotate:
+      r, g, b, _ = cmap(norm(value))
+      light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
+      ax.text(i, j, f"{value:.3g}", ha="center", va="center", fontsize="small",
+              color="black" if light else "white")
+  _heatmap_curves(ax, h, values.shape)
+  ax.set_xticks(range(len(h.xlabels)), h.xlabels, rotation=45 if len(h.xlabels) > 8 else 0)
   ax.set_yticks(range(len(h.ylabels)), h.ylabels)
   ax.set_xlabel(h.xlabel)
   ax.set_ylabel(h.ylabel)

@@ -57,8 +57,12 @@ class Panel(NamedTuple):
 
 class Heatmap(NamedTuple):
   """A grid of values [len(ylabels), len(xlabels)] (NaN: an empty cell, drawn white with `–`),
-  each cell's value written in it. `centre`: a diverging colour map centred there (e.g. 0);
-  `log`: logarithmic colours; `invert_y`: the first row at the top."""
+  each cell's value written in it unless `annotate` is False. `centre`: a diverging colour map
+  centred there (e.g. 0); `log`: logarithmic colours; `invert_y`: the first row at the top.
+  `curves` are drawn over the map in the axes' own values: with `xvalues` and `yvalues` (the
+  numbers the columns and rows stand for, increasing) a point (x, y) lands between the cells
+  by linear interpolation between their centres (extrapolated past the ends, clipped by the
+  map's edges)."""
   title: str
   xlabel: str
   ylabel: str
@@ -69,6 +73,10 @@ class Heatmap(NamedTuple):
   centre: Optional[float] = None
   log: bool = False
   invert_y: bool = False
+  xvalues: Optional[Sequence[float]] = None
+  yvalues: Optional[Sequence[float]] = None
+  curves: Sequence[Series] = ()
+  annotate: bool = True
 
 
 class FigureOutput(NamedTuple):
