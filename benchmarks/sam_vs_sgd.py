@@ -1,19 +1,26 @@
-"""SGD with momentum against SAM on a ResNet-20, with 0% and 40% label noise, on the same seeds and
-step budget: test accuracy, and the last measured λ1 against the edge.
+"""SGD with momentum against SAM and each of its variants on a ResNet-20, with 0% and 40% label
+noise, on the same seeds and step budget: test accuracy, the last measured λ1 against the edge,
+and the cost of a training step relative to SGD's.
 
 Each row is one run of `python -m image_classification` (ResNet-20 with BatchNorm, batch 128,
 heavy-ball momentum 0.9, L2 weight decay 5e-4, flip-crop augmentation, cross-entropy, a constant
-step size), SAM with ρ = 0.1 in front of the same base optimizer. The last measurement (at the
+step size), SAM with ρ = 0.1 in front of the same base optimizer: `sam` is normalized SAM, the
+other rows the `--sam` variant of that name with its default flags, and `sam-on` normalized SAM
+with `--sam_params=normalization` (ρ is the same for all; for unnormalized SAM it scales g
+itself, not a unit vector). The cost of a step is the training time between the measurements
+at steps m and 2m, m = (steps − 1)//2, per step (compilation excluded), over SGD's of the same
+noise and seed; LookSAM's cost is its average over its cycle only when m is a multiple of
+--looksam_every (5). The last measurement (at the
 last step, on that step's batch) gives λ1 of the loss without the L2 term; the edge shown is the
 base optimizer's (2+2β)/η − wd (the L2 term adds wd to every eigenvalue), the `edge` of the SGD
 rows. For SAM on momentum no closed-form edge is known (its records hold
 `edge: None`), so its ratio is against the base optimizer's edge and says only how far SAM's
 sharpness sits below that of plain momentum.
 
-    python benchmarks/sam_vs_sgd.py [--json PATH] [--dataset fashion_mnist] [--steps 300]
-                                    [--seeds 0,1] [--noise 0,0.4]
+    python benchmarks/sam_vs_sgd.py [--json PATH] [--dataset fashion_mnist] [--steps 301]
+                                    [--seeds 0,1] [--noise 0,0.4] [--methods sgd,sam,gsam,...]
 
-On 2 CPU cores each SGD run takes about 3 minutes and each SAM run about 4 (27 minutes in all).
+On 2 CPU cores each SGD run takes about 3 minutes and each SAM run about 4 (at 300 steps).
 
 On this CPU: Fashion-MNIST (`--manual_dir`, default ../shared/data/fashion_mnist). On a GPU
 machine: `--dataset=cifar10 --manual_dir=DIR` with `cifar-10-binary.tar.gz` in DIR.
@@ -34,7 +41,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")        # this process only compute
 
 from sam_edge.optim import edges  # noqa: E402
 from sam_edge.optim.optimizers import OptimizerSettings  # noqa: E402
-from sam_edge.optim.sam import SamSettings  # noqa: E402
+from sam_edge.optim.sam import SAM_VARIANTS, SamSettings  # noqa: E402
 
 BETA, WD = 0.9, 5e-4
 RECIPE = ["--nn_architecture=ResNet20", "--batch_size=128", "--optimizer=momentum",
@@ -42,6 +49,11 @@ RECIPE = ["--nn_architecture=ResNet20", "--batch_size=128", "--optimizer=momentu
           "--loss=cross_entropy", "--time_limit_in_hours=4", "--lanczos_max_steps=30",
           "--lanczos_tol=1e-3"]
 RHO = 0.1
+# method -> the flags of its run: SGD, normalized SAM, every other variant, SAM-ON
+METHODS = {"sgd": ["--rho=0"], "sam": [f"--rho={RHO}"],
+           **{name: [f"--rho={RHO}", f"--sam={name}"] for name in SAM_VARIANTS
+              if name != "normalized"},
+           "sam-on": [f"--rho={RHO}", "--sam_params=normalization"]}
 
 
 def run(args, method: str, noise: float, seed: int, folder: str) -> dict:
@@ -49,8 +61,8 @@ def run(args, method: str, noise: float, seed: int, folder: str) -> dict:
   cmd = [sys.executable, "-m", "image_classification", *RECIPE, f"--dataset={args.dataset}",
          f"--manual_dir={args.manual_dir}", f"--tfds_data_dir={args.tfds_data_dir}",
          f"--step_size={args.step_size}", f"--max_steps={args.steps}",
-         f"--measure_every_steps={args.steps - 1}", f"--label_noise={noise}", f"--seed={seed}",
-         f"--rho={RHO if method == 'sam' else 0.0}", f"--raw_data_output={raw_path}",
+         f"--measure_every_steps={(args.steps - 1) // 2}", f"--label_noise={noise}",
+         f"--seed={seed}", *METHODS[method], f"--raw_data_output={raw_path}",
          "--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
          "--loss_curve_output=", "--eval_curve_output="]
   start = time.perf_counter()
@@ -59,7 +71,7 @@ def run(args, method: str, noise: float, seed: int, folder: str) -> dict:
     sys.exit(f"sam_vs_sgd: {method} noise {noise} failed:\n{proc.stderr[-3000:]}")
   with open(raw_path, "rb") as f:
     raw = pickle.load(f)
-  last = raw["records"][-1]
+  middle, last = raw["records"][1], raw["records"][-1]
   base = OptimizerSettings("momentum", last["step_size"], hyper={"momentum": BETA},
                            weight_decay=WD)
   base_edge = float(edges.method_edge(base, SamSettings(rho=0.0),
@@ -69,6 +81,7 @@ def run(args, method: str, noise: float, seed: int, folder: str) -> dict:
           "last_lambda1": last["eigenvalues"][0], "converged": last["converged"],
           "edge": last["edge"], "base_edge": base_edge,
           "lambda1_over_base_edge": last["eigenvalues"][0] / base_edge,
+          "step_seconds": (last["time"] - middle["time"]) / (last["step"] - middle["step"]),
           "seconds": time.perf_counter() - start}
 
 
@@ -79,27 +92,38 @@ def main() -> None:
   parser.add_argument("--manual_dir", default=os.path.join(REPO, "..", "shared", "data",
                                                            "fashion_mnist"))
   parser.add_argument("--tfds_data_dir", default="/tmp/sam_edge_tfds")
-  parser.add_argument("--steps", type=int, default=300)
+  parser.add_argument("--steps", type=int, default=301)
   parser.add_argument("--step_size", type=float, default=0.05)
   parser.add_argument("--noise", default="0,0.4")
   parser.add_argument("--seeds", default="0,1")
+  parser.add_argument("--methods", default=",".join(METHODS))
   args = parser.parse_args()
+  methods = args.methods.split(",")
+  unknown = [m for m in methods if m not in METHODS]
+  if unknown or methods[0] != "sgd" or args.steps < 5:
+    parser.error(f"--methods: from {', '.join(METHODS)}, sgd first (the cost's reference); "
+                 "--steps at least 5")
   os.makedirs(args.tfds_data_dir, exist_ok=True)
   folder = tempfile.mkdtemp(prefix="sam_vs_sgd_")
   rows = []
   print(f"ResNet-20 on {args.dataset}, {args.steps} steps of batch 128, momentum 0.9, "
-        f"η = {args.step_size}, SAM ρ = {RHO}; λ1 at step {args.steps - 1}")
-  print(f"{'method':<7} {'noise':>5} {'seed':>4} {'test acc':>9} {'λ1':>9} {'conv':>5} "
-        f"{'(2+2β)/η−wd':>11} {'λ1/that':>8} {'edge':>8} {'seconds':>8}")
+        f"η = {args.step_size}, SAM ρ = {RHO}; λ1 at step {2 * ((args.steps - 1) // 2)}")
+  print(f"{'method':<12} {'noise':>5} {'seed':>4} {'test acc':>9} {'λ1':>9} {'conv':>5} "
+        f"{'(2+2β)/η−wd':>11} {'λ1/that':>8} {'edge':>8} {'s/step':>7} {'×SGD':>5} "
+        f"{'seconds':>8}")
   for noise in (float(x) for x in args.noise.split(",")):
     for seed in (int(x) for x in args.seeds.split(",")):
-      for method in ("sgd", "sam"):
+      for method in methods:
         r = run(args, method, noise, seed, folder)
+        if method == "sgd":
+          sgd_step = r["step_seconds"]
+        r["cost_vs_sgd"] = r["step_seconds"] / sgd_step
         rows.append(r)
         edge = "None" if r["edge"] is None else f"{r['edge']:.4g}"
-        print(f"{method:<7} {noise:>5g} {seed:>4} {r['test_accuracy']:>9.4f} "
+        print(f"{method:<12} {noise:>5g} {seed:>4} {r['test_accuracy']:>9.4f} "
               f"{r['last_lambda1']:>9.4g} {str(r['converged']):>5} {r['base_edge']:>11.4g} "
-              f"{r['lambda1_over_base_edge']:>8.3f} {edge:>8} {r['seconds']:>8.0f}", flush=True)
+              f"{r['lambda1_over_base_edge']:>8.3f} {edge:>8} {r['step_seconds']:>7.3f} "
+              f"{r['cost_vs_sgd']:>5.2f} {r['seconds']:>8.0f}", flush=True)
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"dataset": args.dataset, "steps": args.steps, "rows": rows}, f, indent=2)

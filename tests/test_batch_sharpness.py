@@ -47,7 +47,7 @@ def measured(arrays, params, batch_size, batches, optimizer=OptimizerSettings(),
   run = measure.make_measure(forward, output_loss, settings)
   if opt_state is None:
     opt_state = optimizer.make().init(params)
-  context = measure.Context({}, opt_state, jnp.int32(0), {}, arrays)
+  context = measure.Context({}, opt_state, jnp.int32(0), {}, arrays=arrays)
   record, _ = run(params, context, arrays, measure.init_state(settings, params),
                   jax.random.PRNGKey(0))
   return record

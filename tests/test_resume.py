@@ -132,3 +132,19 @@ def test_batchnorm_and_schedule_resume_equals_uninterrupted(mock_mnist, tmp_path
   _, arrays_b = final_arrays(tmp_path / "ck_b")
   import jax
   jax.tree.map(np.testing.assert_array_equal, arrays_a, arrays_b)     # BatchNorm stats included
+
+
+@pytest.mark.parametrize("variant", [["--sam=friendly", "--friendly_lambda=0.5"],
+                                     ["--sam=random", "--random_sam_sigma=0.05"]])
+def test_sam_variant_state_and_draws_resume_equals_uninterrupted(variant, mock_mnist, tmp_path,
+                                                                   capsys):
+  """Friendly-SAM's gradient average m is in the checkpoint; Random-SAM's δ is drawn from
+  (seed, step), so a resumed run draws what the uninterrupted one drew."""
+  check_resume_equals_uninterrupted(
+      image_classification, IMAGE_TINY + [f"--tfds_data_dir={mock_mnist}", *variant], tmp_path)
+  if variant[0] == "--sam=friendly":
+    import jax
+    _, arrays = final_arrays(tmp_path / "ck_b")
+    m = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(arrays["state"])
+         if "['m']" in jax.tree_util.keystr(path)]           # the state's sam_state {"m": ...}
+    assert m and any(np.any(leaf != 0) for leaf in m)

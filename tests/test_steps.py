@@ -1,5 +1,7 @@
 """SAM variants and plain steps, checked by hand on quadratics; ρ = 0 and m = B bitwise."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,8 +15,6 @@ from tests.helpers import make_optimizer
 A = jnp.diag(jnp.array([3.0, 1.0]))
 
 
-
-
 def quadratic(params, batch):
   """L(w) = ½ wᵀ A w (the batch is unused); no model state."""
   w = params["w"]
@@ -25,7 +25,6 @@ def jitted_update(loss_fn, optimizer, sam):
   """`update.sam_update` jitted as the run's training step jits it (the old state donated)."""
   return jax.jit(lambda state, batch: update.sam_update(loss_fn, optimizer, sam, state, batch),
                  donate_argnums=0)
-
 
 
 def regression(params, batch):
@@ -77,6 +76,23 @@ def test_rho_zero_is_gradient_descent_exactly():
   assert np.array_equal(np.asarray(new_state.params["w"]), np.asarray(expected))
 
 
+GROUPED = tuple(k for k, v in SAM_VARIANTS.items() if v.groups)
+# gradients a step traces: LookSAM's cheap branch adds none, Random-SAM's smoothing one more
+TRACED = {**{kind: 2 for kind in SAM_VARIANTS}, "random": 3}
+
+
+def per_example(loss_fn):
+  """Per-example losses of `loss_fn` (each example taken alone), for ESAM's selection."""
+  return lambda p, b: jax.vmap(lambda e: loss_fn(p, jax.tree.map(lambda x: x[None], e))[0])(b)
+
+
+def variant_inputs(kind, params, loss_fn=None):
+  """The keyword arguments a step of `kind` reads: its state, a key, the per-example losses."""
+  sam = SamSettings(0.1, kind)
+  return {"state": update.init_state(params, optax.sgd(0.1), sam=sam).sam_state,
+          "key": jax.random.PRNGKey(3), "example_losses": per_example(loss_fn or regression)}
+
+
 @pytest.mark.parametrize("kind", tuple(SAM_VARIANTS))
 def test_rho_zero_evaluates_one_gradient(kind):
   calls = []
@@ -86,22 +102,29 @@ def test_rho_zero_evaluates_one_gradient(kind):
     return regression(params, batch)
 
   params, batch = regression_problem()
-  for group_size in (None, 4):
+  extra = variant_inputs(kind, params)
+  for group_size in (None, 4) if kind in GROUPED else (None,):
     calls.clear()
-    update.sam_gradients(counting_loss, params, batch, SamSettings(0.0, kind, group_size))
+    update.sam_gradients(counting_loss, params, batch, SamSettings(0.0, kind, group_size),
+                         **extra)
     assert len(calls) == 1
   calls.clear()
-  update.sam_gradients(counting_loss, params, batch, SamSettings(0.1, kind))
-  assert len(calls) == 2
+  update.sam_gradients(counting_loss, params, batch, SamSettings(0.1, kind), **extra)
+  assert len(calls) == TRACED[kind]
 
 
 @pytest.mark.parametrize("kind", tuple(SAM_VARIANTS))
 def test_zero_gradient_never_gives_nan(kind):
-  grads = update.sam_gradients(quadratic, {"w": jnp.zeros(2)}, None, SamSettings(0.5, kind))
-  assert np.all(np.isfinite(grads.sam_grad["w"])) and np.all(grads.sam_grad["w"] == 0)
-  hyper = {"asam_xi": 0.0} if kind == "adaptive" else {}
-  eps = SamSettings(0.5, kind, hyper=hyper).perturbation({"w": jnp.zeros(2)}, {"w": jnp.zeros(2)})
-  assert np.all(eps["w"] == 0)
+  """At a minimum (g = 0) every variant's direction is finite; those given by a perturbation
+  perturb by exactly 0 (Random-SAM still draws δ, ESAM still takes a subset)."""
+  params, batch = {"w": jnp.zeros(2)}, {"x": jnp.zeros((4, 1))}
+  grads = update.sam_gradients(quadratic, params, batch, SamSettings(0.5, kind),
+                               **variant_inputs(kind, params, quadratic))
+  assert np.all(np.isfinite(grads.sam_grad["w"]))
+  if SAM_VARIANTS[kind].perturbation is not None:
+    assert np.all(grads.sam_grad["w"] == 0)
+    hyper = {"asam_xi": 0.0} if kind == "adaptive" else {}
+    assert np.all(SamSettings(0.5, kind, hyper=hyper).perturbation(params, params)["w"] == 0)
 
 
 def test_sam_gradient_is_available_on_its_own():
@@ -155,12 +178,20 @@ BASES = [("sgd", {}), ("momentum", {"momentum": 0.9}), ("momentum", {"momentum":
 @pytest.mark.parametrize("name, kwargs, kind",
                          [(n, k, "normalized") for n, k in BASES]
                          + [("momentum", {"momentum": 0.9}, "unnormalized"),
-                            ("adam", {}, "adaptive")])
+                            ("adam", {}, "adaptive")]
+                         + [(n, k, kind) for kind in SAM_VARIANTS
+                            if kind not in ("normalized", "unnormalized", "adaptive")
+                            for n, k in (("momentum", {"momentum": 0.9}),)])
 def test_rho_zero_is_bitwise_the_base_optimizer(name, kwargs, kind):
-  """Several jitted steps of our update with ρ = 0 against a bare jitted optax loop."""
+  """Several jitted steps of our update with ρ = 0 against a bare jitted optax loop, for every
+  variant (its state, key and per-example losses given as a run gives them)."""
   optimizer = make_optimizer(name, 0.05, **kwargs)
   params, batch = regression_problem()
-  step_fn = jitted_update(regression, optimizer, SamSettings(0.0, kind))
+  extra = variant_inputs(kind, params)
+  extra.pop("state")
+  sam = SamSettings(0.0, kind)
+  step_fn = jax.jit(lambda state, batch: update.sam_update(regression, optimizer, sam, state, batch,
+                                                           **extra), donate_argnums=0)
 
   @jax.jit
   def bare(params, opt_state):
@@ -168,12 +199,14 @@ def test_rho_zero_is_bitwise_the_base_optimizer(name, kwargs, kind):
     updates, opt_state = optimizer.update(grad, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  state = update.init_state(jax.tree.map(jnp.copy, params), optimizer)
+  state = update.init_state(jax.tree.map(jnp.copy, params), optimizer, sam=sam)
+  first_sam_state = jax.tree.map(np.asarray, state.sam_state)
   ref_params, ref_opt = params, optimizer.init(params)
   for _ in range(5):
     state, loss = step_fn(state, batch)
     ref_params, ref_opt, ref_loss = bare(ref_params, ref_opt)
     assert_trees_equal((state.params, state.opt_state, loss), (ref_params, ref_opt, ref_loss))
+  assert_trees_equal(state.sam_state, first_sam_state)          # ρ = 0 leaves it as it is
   assert not np.allclose(state.params["b"], params["b"])
 
 
@@ -181,12 +214,12 @@ def hand_group_loop(loss_fn, params, batch, sam, m):
   """m-sharpness by hand: a Python loop over consecutive groups of m examples, averaged."""
   size = batch["x"].shape[0]
   plain = jax.jit(lambda p, b: update.sam_gradients(
-      loss_fn, p, b, SamSettings(sam.rho, sam.kind, None, sam.hyper)))
+      loss_fn, p, b, dataclasses.replace(sam, group_size=None)))
   parts = [plain(params, jax.tree.map(lambda a: a[i:i + m], batch)) for i in range(0, size, m)]
   return jax.tree.map(lambda *xs: sum(xs) / len(xs), *parts)
 
 
-@pytest.mark.parametrize("kind", tuple(SAM_VARIANTS))
+@pytest.mark.parametrize("kind", GROUPED)
 def test_group_size_below_the_batch_is_a_loop_over_groups(x64, kind):
   params, batch = regression_problem(12, jnp.float64)
   sam = SamSettings(0.2, kind, group_size=3)

@@ -58,9 +58,12 @@ def common_problems(f: Any) -> list[str]:
   ]
   p += [message for ok, message in checks if not ok]
   p += options.problems(tuple(cli_flags.table_options()), lambda name: f[name].value)
-  p += schedule_problems(f) + group_problems(f) + device_problems(f) + tracking_problems(f)
+  p += (schedule_problems(f) + group_problems(f) + accumulate_problems(f) + device_problems(f)
+        + tracking_problems(f))
   p += registry.problems(registry.requested(f))
   p += output_problems(f)
+  if not p:                                # the SAM flags together, once each is valid
+    p += sam_problems(f)
   if f.resume and not f.checkpoint_dir:
     p.append("--resume needs --checkpoint_dir")
   if f.checkpoint_dir:
@@ -114,6 +117,41 @@ def group_problems(f: Any) -> list[str]:
           if f[name].value is not None and f[name].value >= 1 and f[name].value % m]
 
 
+def accumulate_problems(f: Any) -> list[str]:
+  """--accumulate_batches: it divides the batch, and measurements take its micro-batches."""
+  k = f.accumulate_batches
+  if k < 1:
+    return [f"--accumulate_batches must be at least 1, got {k}"]
+  if k == 1 or f.batch_size < 1:
+    return []
+  if f.batch_size % k:
+    return [f"--accumulate_batches={k} does not divide --batch_size={f.batch_size}"]
+  p = []
+  micro = f.batch_size // k
+  if f.measure_chunk is not None:
+    p.append("--measure_chunk does not combine with --accumulate_batches: measurements take the "
+             f"training step's micro-batches of {micro} examples one at a time")
+  if f.measure_examples is not None and f.measure_examples >= 1 and f.measure_examples % micro:
+    p.append(f"--measure_examples={f.measure_examples} is not a whole number of micro-batches of "
+             f"{micro} examples (--batch_size/--accumulate_batches)")
+  return p
+
+
+def sam_problems(f: Any) -> list[str]:
+  """The SAM flags together (`sam_options.problems`): variant and m-sharpness, micro-batches,
+  GSAM's ρ schedule; ESAM ranks the whole measured batch, so no --measure_chunk."""
+  from sam_edge.cli import settings  # pylint: disable=import-outside-toplevel  (imports jax)
+  p = []
+  if f.sam == "esam" and f.measure_chunk is not None:
+    p.append("--measure_chunk does not combine with --sam=esam: its selection ranks the losses "
+             "of the whole measured batch")
+  try:
+    settings.sam_settings(f)
+  except ValueError as e:
+    p += str(e).split("; ")
+  return p
+
+
 def device_problems(f: Any) -> list[str]:
   """The device, host and measured-set flags; reads the device count."""
   import jax  # pylint: disable=import-outside-toplevel  (after jax.distributed started)
@@ -128,6 +166,11 @@ def device_problems(f: Any) -> list[str]:
   elif f.batch_size >= 1 and f.batch_size % count:
     p.append(f"--batch_size={f.batch_size} is not divisible by the {count} devices (each "
              "holds an equal share of every batch)")
+  elif (f.accumulate_batches > 1 and f.batch_size % f.accumulate_batches == 0
+        and (f.batch_size // f.accumulate_batches) % count):
+    p.append(f"the micro-batches of {f.batch_size // f.accumulate_batches} examples "
+             f"(--batch_size/--accumulate_batches) are not divisible by the {count} devices "
+             "(each holds an equal share of every micro-batch)")
   if f.measure_examples is not None and f.measure_examples < 1:
     p.append(f"--measure_examples must be at least 1, got {f.measure_examples}")
   if f.measure_chunk is not None:

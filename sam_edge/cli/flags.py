@@ -11,7 +11,7 @@ from absl import flags
 from sam_edge import options, records
 from sam_edge.curvature import registry
 from sam_edge.data import order
-from sam_edge.optim import optimizers, sam
+from sam_edge.optim import optimizers, sam, sam_options
 from sam_edge.tasks.task import Defaults
 
 DEFAULT_CHECKPOINT_MINUTES = 10.0
@@ -56,6 +56,15 @@ def define_common_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
                        "m-sharpness: each group of m examples of a batch takes its gradient at "
                        "its own perturbation, and the groups are averaged (default: the whole "
                        "batch is one group).", **on)
+  flags.DEFINE_enum("sam_params", "all", list(sam_options.PERTURBED),
+                    "Which parameters SAM perturbs: all, or only the normalisation layers' scales "
+                    "and offsets (SAM-ON, Mueller et al.: ε_i = 0 outside LayerNorm/BatchNorm); "
+                    "composes with every --sam.", **on)
+  flags.DEFINE_integer("accumulate_batches", 1,
+                       "k: split every batch into k interleaved micro-batches; each of SAM's "
+                       "gradients (and a measurement's) is the mean over them, taken one at a "
+                       "time (memory of one micro-batch). With BatchNorm each micro-batch "
+                       "normalises with its own statistics.", **on)
   for option in table_options():
     define_option(fv, option)
   _define_schedule_flags(fv)

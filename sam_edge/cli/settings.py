@@ -28,20 +28,25 @@ def optimizer_settings(f: Any) -> OptimizerSettings:
 
 
 def sam_settings(f: Any) -> SamSettings:
-  """The SAM variant with its own options, ρ and the m-sharpness group size."""
+  """The SAM variant with its own options, ρ, the m-sharpness group size, the perturbed
+  parameters, the micro-batches and the step-size schedule a ρ may follow."""
   variant = sam.SAM_VARIANTS[f.sam]
   return SamSettings(rho=f.rho, kind=f.sam, group_size=f.sam_group_size,
-                     hyper={o.name: f[o.name].value for o in variant.options})
+                     hyper={o.name: f[o.name].value for o in variant.options},
+                     perturbed=f.sam_params, micro_batches=f.accumulate_batches,
+                     schedule=optimizer_settings(f))
 
 
 def measure_settings(f: Any) -> MeasureSettings:
-  """How measurements are taken (the top eigenvalues and the requested curvature kinds)."""
+  """How measurements are taken (the top eigenvalues and the requested curvature kinds): with
+  --accumulate_batches=k in the training step's interleaved micro-batches of B/k examples."""
+  micro = f.batch_size // f.accumulate_batches if f.accumulate_batches > 1 else None
   return MeasureSettings(
       optimizer=optimizer_settings(f), sam=sam_settings(f), batch_size=f.batch_size,
       num_eigenvalues=f.num_principal_components, eigensolver=f.eigensolver, hvp=f.hvp,
       max_steps=f.lanczos_max_steps, tol=f.lanczos_tol, min_steps=min(3, f.lanczos_max_steps),
-      curvature=registry.requested(f), chunk=f.measure_chunk,
-      track_hvps=f.track_hvps if f.track_every_step else 0)
+      curvature=registry.requested(f), chunk=f.measure_chunk or micro,
+      interleave=micro is not None, track_hvps=f.track_hvps if f.track_every_step else 0)
 
 
 def loop_settings(f: Any) -> LoopSettings:

@@ -1,7 +1,8 @@
 """One Hessian measurement -> one record of the edge-of-stability quantities.
 
 At parameters w on batch B, with η the step size of this step, g = ∇L(w), g_SAM the gradient the
-base optimizer would see (the SAM gradient of the configured variant; g itself when ρ = 0) and
+base optimizer would see at this step (the direction of the configured SAM variant, from the
+training state as it is: see `prepare`; g itself when ρ = 0) and
 (λ_i, v_i) the top-k eigenpairs of the measured operator A (v_1 principal), a record holds
 
     eigenvalues λ_1 ≥ … ≥ λ_k of A, their residuals ||A v_i − λ_i v_i||, `converged` (every
@@ -65,6 +66,7 @@ class MeasureSettings:
   min_steps: int = 3                # Lanczos never stops before this many HVPs
   curvature: registry.Requested = ()   # (kind, settings) of `registry.KINDS`
   chunk: Optional[int] = None       # losses, gradients and HVPs over chunks of this many examples
+  interleave: bool = False          # chunks interleaved as the training step's micro-batches
   track_hvps: int = 0               # λ1 at every step with this many HVPs (`tracking`); 0: off
 
   @property
@@ -81,6 +83,8 @@ class Context(NamedTuple):
   opt_state: PyTree        # the optimizer's state (Adam's ν for its preconditioner)
   step: jax.Array          # the step about to be taken (its step size is η)
   constants: PyTree        # e.g. the expansion point of the linearized model ({} if none)
+  sam_state: PyTree = {}   # the SAM variant's state (Friendly-SAM's m, LookSAM's g_v)
+  sam_key: Any = None      # the step's SAM key (`sam_steps.step_key`), for random variants
   arrays: PyTree = None    # the training set (fresh batches for the kinds that draw them)
 
 
@@ -115,7 +119,7 @@ def objective(forward: Forward, output_loss: OutputLoss, settings: MeasureSettin
               context: Context) -> Objective:
   """The measured loss at this context: the forward pass with its model state and constants."""
   return Objective(lambda p, b: forward(p, context.model_state, b, context.constants)[0],
-                   output_loss, settings.chunk)
+                   output_loss, settings.chunk, settings.interleave)
 
 
 class Prepared(NamedTuple):
@@ -129,9 +133,20 @@ class Prepared(NamedTuple):
 
 def prepare(loss: Objective, settings: MeasureSettings, params: PyTree, context: Context,
             batch: PyTree) -> Prepared:
-  """L, ∇L, the SAM gradient and, for a preconditioned optimizer, the preconditioner P."""
+  """L, ∇L, the SAM gradient and, for a preconditioned optimizer, the preconditioner P.
+
+  The SAM gradient is what the step at `context.step` would hand the base optimizer on the
+  measured batch, from the training state as it is, which the measurement never changes: LookSAM
+  uses its stored g_v (or takes SAM's gradient on its every-k steps), Friendly-SAM the average
+  m_t = λ m_{t−1} + (1 − λ) g of the stored m_{t−1} and the measured g, ESAM and Random-SAM the
+  draws of step t's key. The measured loss already takes the micro-batches of
+  --accumulate_batches one at a time (`objective`), so the variant runs on it unsplit.
+  """
   o = settings.optimizer
-  grads = update.sam_gradients(lambda p, b: (loss.loss(p, b), {}), params, batch, settings.sam)
+  grads = update.sam_gradients(
+      lambda p, b: (loss.loss(p, b), {}), params, batch,
+      dataclasses.replace(settings.sam, micro_batches=1), state=context.sam_state,
+      step=context.step, key=context.sam_key, example_losses=loss.example_losses)
   grad, sam_grad, precondition = grads.grad, grads.sam_grad, None
   if settings.preconditioned:
     seen = (optax.tree.add_scale(grads.sam_grad, o.weight_decay, params) if o.weight_decay

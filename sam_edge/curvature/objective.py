@@ -4,8 +4,9 @@ On a batch (x, y) the measured training loss is L(w) = ℓ(f(w, x), y): `forward
 the outputs f (float32, BatchNorm with the measured batch's own statistics) and
 `output_loss(outputs, batch)` the mean loss ℓ of them. The Hessian kinds take ∇²L; the
 Gauss–Newton kind takes Jᵀ H_ℓ J from the two parts. With `chunk` = C the batch is taken C
-examples at a time (`--measure_chunk`): L is the mean over the N/C chunks of their losses, and so
-is every operator built from it, so the memory is that of one chunk.
+examples at a time (`--measure_chunk`: consecutive chunks; `--accumulate_batches`: the training
+step's interleaved micro-batches, `interleave`): L is the mean over the N/C chunks of their
+losses, and so is every operator built from it, so the memory is that of one chunk.
 """
 
 import dataclasses
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from sam_edge.data import batching
+from sam_edge.models import losses
 
 PyTree = Any
 
@@ -25,15 +27,22 @@ class Objective:
   forward: Callable[[PyTree, PyTree], Any]            # (params, batch) -> outputs
   output_loss: Callable[[Any, PyTree], jax.Array]     # (outputs, batch) -> mean loss
   chunk: Optional[int] = None
+  interleave: bool = False                            # chunks as `batching.split` interleaves
 
   def one_batch_loss(self, params: PyTree, batch: PyTree) -> jax.Array:
     """ℓ(f(w, x), y) on `batch` taken whole."""
     return self.output_loss(self.forward(params, batch), batch)
 
+  def example_losses(self, params: PyTree, batch: PyTree) -> jax.Array:
+    """[B]: each example's loss at `params`, from one forward pass on the whole batch (unchunked;
+    `losses.per_example`)."""
+    return losses.per_example(self.output_loss, self.forward(params, batch), batch)
+
   def loss(self, params: PyTree, batch: PyTree) -> jax.Array:
     """L(w): the loss of the whole batch, or the mean of its chunks' losses."""
     if self.chunk:
-      return batching.chunked_loss(self.one_batch_loss, self.chunk)(params, batch)
+      return batching.chunked_loss(self.one_batch_loss, self.chunk,
+                                   interleave=self.interleave)(params, batch)
     return self.one_batch_loss(params, batch)
 
   def chunk_mean(self, fn: Callable[[PyTree], PyTree], batch: PyTree) -> PyTree:
@@ -41,7 +50,6 @@ class Objective:
     for quantities that are means over chunks like L itself (e.g. a Gauss–Newton product)."""
     if not self.chunk:
       return fn(batch)
-    n = batching.num_examples(batch)
-    chunks = jax.tree.map(lambda a: a.reshape((n // self.chunk, self.chunk) + a.shape[1:]), batch)
+    chunks = batching.split(batch, self.chunk, interleave=self.interleave)
     per_chunk = jax.lax.map(jax.checkpoint(fn), chunks)
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), per_chunk)

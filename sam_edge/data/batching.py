@@ -60,17 +60,29 @@ def chunked_mean(per_example_fn: Any, params: Any, arrays: Arrays, chunk_size: i
   return jax.tree.map(lambda sums: jnp.sum(sums) / n, jax.lax.map(chunk_sum, (chunks, masks)))
 
 
-def chunked_loss(loss: Any, chunk_size: int) -> Any:
+def split(batch: Arrays, size: int, *, interleave: bool = False) -> Arrays:
+  """`batch` (N examples) as K = N/size pieces of `size` examples, leading axes [K, size]: piece k
+  holds rows k·size .. (k + 1)·size − 1 (consecutive), or with `interleave` rows k, k + K,
+  k + 2K, ... A batch sharded over devices in contiguous blocks gives every interleaved piece an
+  equal share on every device. ValueError when `size` does not divide N."""
+  n = num_examples(batch)
+  if n % size:
+    raise ValueError(f"the chunk size {size} does not divide the {n} examples")
+  if not interleave:
+    return jax.tree.map(lambda a: a.reshape((n // size, size) + a.shape[1:]), batch)
+  return jax.tree.map(lambda a: jnp.swapaxes(a.reshape((size, n // size) + a.shape[1:]), 0, 1),
+                      batch)
+
+
+def chunked_loss(loss: Any, chunk_size: int, *, interleave: bool = False) -> Any:
   """`(params, batch) -> (1/K) Σ_k loss(params, batch_k)`: the mean of `loss` over the K = N/C
-  consecutive chunks of C = `chunk_size` examples (N/C whole; equal to loss(params, batch) for a
-  loss that is a mean over equally weighted examples). The chunks are visited by `lax.map` with
-  each evaluation under `jax.checkpoint`, so gradients and Hessian-vector products of it hold the
-  activations of one chunk at a time, not of all N examples."""
+  pieces of C = `chunk_size` examples (`split`: consecutive, or interleaved; N/C whole; equal to
+  loss(params, batch) for a loss that is a mean over equally weighted examples). The chunks are
+  visited by `lax.map` with each evaluation under `jax.checkpoint`, so gradients and
+  Hessian-vector products of it hold the activations of one chunk at a time, not of all N
+  examples."""
   def fn(params: Any, batch: Arrays) -> jax.Array:
-    n = num_examples(batch)
-    if n % chunk_size:
-      raise ValueError(f"the chunk size {chunk_size} does not divide the {n} examples")
-    chunks = jax.tree.map(lambda a: a.reshape((n // chunk_size, chunk_size) + a.shape[1:]), batch)
+    chunks = split(batch, chunk_size, interleave=interleave)
     per_chunk = jax.lax.map(jax.checkpoint(lambda chunk: loss(params, chunk)), chunks)
     return jnp.mean(per_chunk)
   return fn

@@ -12,7 +12,7 @@ With targets y = onehot(label) (or, with label smoothing s, y = (1 − s)·oneho
   cross_entropy            (1/B) Σ_b −Σ_c y_bc log softmax(logits_b)_c
 """
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +54,15 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
   y = targets(labels, logits.shape[-1], logits.dtype, label_smoothing)
   return jnp.mean(optax.softmax_cross_entropy(logits, y))
+
+
+def per_example(output_loss: Callable[[Any, Any], jax.Array], outputs: Any, batch: Any
+                ) -> jax.Array:
+  """[B]: the loss of each example taken alone, ℓ_b = output_loss(outputs[b:b+1], batch[b:b+1])
+  (a mean over the example's own entries, e.g. a window's non-padding positions), from outputs
+  computed on the whole batch (so BatchNorm's batch statistics are the batch's)."""
+  one = lambda o, b: output_loss(*jax.tree.map(lambda x: x[None], (o, b)))
+  return jax.vmap(one)(outputs, batch)
 
 
 def misclassified(logits: jax.Array, labels: jax.Array) -> jax.Array:

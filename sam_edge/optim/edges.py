@@ -3,8 +3,10 @@
 A method's edge (`method_edge`) is its base optimizer's (`optimizers.OPTIMIZERS[...].edge`, each
 derived there), less the L2 weight decay wd (the method trains on the curvatures a + wd), then
 its SAM variant's (`sam.SAM_VARIANTS[...].edge`, derived there); None where none is known:
-m-sharpness (a group size other than the batch), an adaptive optimizer with weight decay (the
-decay term is preconditioned too), and the variants and optimizers whose entries say so.
+m-sharpness (a group size other than the batch), SAM-ON (ε restricted to the normalisation
+layers is no longer along the eigen-directions of H), an adaptive optimizer with weight decay
+(the decay term is preconditioned too), and the variants and optimizers whose entries say so.
+--accumulate_batches changes no edge: the step is the same.
 """
 
 from typing import Optional
@@ -19,11 +21,13 @@ from sam_edge.optim.sam import SamSettings
 def _applies(optimizer: OptimizerSettings, sam: SamSettings,
              batch_size: Optional[int]) -> bool:
   """Whether a closed form can apply at all (static): the base optimizer has an edge, no
-  weight decay on an adaptive method, and no m-sharpness groups."""
+  weight decay on an adaptive method, and with SAM no m-sharpness groups and no restriction of
+  ε to some parameters (SAM-ON)."""
   entry = optimizer.entry
   if entry.edge is None or (optimizer.weight_decay and entry.preconditioner is not None):
     return False
-  return sam.rho == 0 or sam.group_size is None or sam.group_size == batch_size
+  return sam.rho == 0 or ((sam.group_size is None or sam.group_size == batch_size)
+                          and sam.perturbed == "all")
 
 
 def method_edge(optimizer: OptimizerSettings, sam: SamSettings, step_size: float | jax.Array, *,

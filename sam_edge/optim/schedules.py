@@ -74,6 +74,21 @@ def make_schedule(kind: str, base_lr: float, *, warmup_steps: int = 0,
   return optax.join_schedules([warmup, main], [warmup_steps])
 
 
+def extremes(kind: str, base_lr: float, *, warmup_steps: int = 0,
+             total_steps: int | None = None, boundaries: tuple[float, ...] = (0.5, 0.75),
+             factor: float = 0.1) -> tuple[float, float]:
+  """(η_min, η_max), the smallest and largest step size of the schedule over all steps s >= 0
+  (Python floats): η₀/W at the warm-up's first step, 0 for cosine (its value from step T on),
+  η₀·factor^i after the i-th step boundary."""
+  values = [base_lr] + ([base_lr / warmup_steps] if warmup_steps else [])
+  if kind == "cosine":
+    values.append(0.0)
+  elif kind == "step":
+    values += [base_lr * factor ** (i + 1)
+               for i in range(len(_boundary_steps(tuple(boundaries), total_steps or 0)))]
+  return min(values), max(values)
+
+
 def step_size_at(learning_rate, step):
   """η of the update taken at `step` (0-based): `learning_rate(step)` for a schedule, else η.
 

@@ -1,15 +1,19 @@
 """Pure update steps: a SAM variant (`sam.SAM_VARIANTS`) in front of any base optimizer (plain
 descent when ρ = 0).
 
-    g = ∇L(w),  ε = the variant's perturbation,  g_SAM = ∇L(w + ε),
-    w, opt_state ← optimizer.update(g_SAM, opt_state, w)            (any optax base optimizer)
+    d = the variant's direction (`sam_steps`; ∇L(w + ε) for plain SAM),
+    w, opt_state ← optimizer.update(d, opt_state, w)              (any optax base optimizer)
 
 ρ = 0 is decided at trace time (a Python float): it evaluates one gradient and hands ∇L itself to
-the optimizer, so it is bitwise the base optimizer.
+the optimizer, so it is bitwise the base optimizer, and leaves the variant's state as it is.
+
+--accumulate_batches = k: every gradient is the mean over k micro-batches (`oracle`), so memory
+is that of one micro-batch; the variant's step is unchanged (normalized SAM's ascent direction
+comes from the accumulated g, so it takes two passes over the micro-batches).
 
 m-sharpness (`group_size` = m): the batch (leading axis = examples, B of them) is cut into B/m
-consecutive groups of m; group j's SAM gradient is ∇L_j(w + ε_j) with ε_j computed from L_j's own
-gradient; losses, gradients, SAM gradients and aux are averaged over the groups:
+consecutive groups of m; group j takes the variant's step on its own, its ε_j computed from L_j's
+own gradient; losses, gradients, SAM gradients and aux are averaged over the groups:
 
     g_SAM = (m/B) Σ_j ∇L_j(w + ε_j(∇L_j(w))).
 
@@ -27,10 +31,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sam_edge.optim import sam_steps
+from sam_edge.optim.oracle import Gradients, LossFn, Oracle, mean_over
 from sam_edge.optim.sam import SamSettings
 
 PyTree = Any
-LossFn = Callable[[PyTree, PyTree], tuple[jax.Array, PyTree]]   # (params, batch) -> (loss, aux)
+ExampleLosses = Callable[[PyTree, PyTree], jax.Array]   # (params, batch) -> per-example losses
 
 
 class TrainState(NamedTuple):
@@ -39,30 +45,29 @@ class TrainState(NamedTuple):
   opt_state: PyTree
   step: jax.Array          # int32 []
   model_state: PyTree      # non-trainable model variables (BatchNorm statistics); {} if none
+  sam_state: PyTree = {}   # the SAM variant's state (Friendly-SAM's m, LookSAM's g_v); {} if none
 
 
 def init_state(params: PyTree, optimizer: optax.GradientTransformation,
-               model_state: Optional[PyTree] = None) -> TrainState:
-  """The state before the first step (`model_state` None means `{}`)."""
+               model_state: Optional[PyTree] = None,
+               sam: Optional[SamSettings] = None) -> TrainState:
+  """The state before the first step (`model_state` None means `{}`; `sam` gives the variant's
+  first state, {} without one)."""
   return TrainState(params, optimizer.init(params), jnp.zeros([], jnp.int32),
-                    {} if model_state is None else model_state)
+                    {} if model_state is None else model_state,
+                    {} if sam is None else sam.variant.init(params))
 
 
-class Gradients(NamedTuple):
-  loss: jax.Array      # L(w) on the batch
-  grad: PyTree         # ∇L(w)
-  sam_grad: PyTree     # ∇L(w + ε); the same object as `grad` when ρ = 0
-  aux: PyTree          # the new model state, from the unperturbed pass
-
-
-def _one_group(loss_fn: LossFn, params: PyTree, batch: PyTree, sam: SamSettings) -> Gradients:
-  """L, ∇L, the SAM gradient and aux on one batch taken as a single group."""
-  (loss, aux), grad = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
-  if sam.rho == 0:
-    return Gradients(loss, grad, grad, aux)
-  eps = sam.perturbation(params, grad)
-  sam_grad, _ = jax.grad(loss_fn, has_aux=True)(optax.tree.add(params, eps), batch)
-  return Gradients(loss, grad, sam_grad, aux)
+def _variant_step(loss_fn: LossFn, params: PyTree, batch: PyTree, sam: SamSettings,
+                  state: PyTree, step: Any, key: Optional[jax.Array],
+                  example_losses: Optional[ExampleLosses]) -> Gradients:
+  """The variant's step (`sam_steps`) on `batch` taken as one group."""
+  variant = sam.variant
+  take = variant.step or sam_steps.perturbed(variant.perturbation)
+  return take(sam_steps.Step(Oracle(loss_fn, batch, sam.micro_batches), params, sam.rho,
+                             sam.values, state, step, key,
+                             sam_steps.restriction(params, sam.perturbed), example_losses,
+                             sam.schedule))
 
 
 def num_groups(batch: PyTree, group_size: Optional[int]) -> int:
@@ -80,37 +85,44 @@ def num_groups(batch: PyTree, group_size: Optional[int]) -> int:
   return size // group_size
 
 
-def sam_gradients(loss_fn: LossFn, params: PyTree, batch: PyTree,
-                  sam: SamSettings) -> Gradients:
-  """L(w), ∇L(w), the SAM gradient and aux (module doc), averaged over m-sharpness groups.
+def sam_gradients(loss_fn: LossFn, params: PyTree, batch: PyTree, sam: SamSettings, *,
+                  state: Optional[PyTree] = None, step: Any = 0,
+                  key: Optional[jax.Array] = None,
+                  example_losses: Optional[ExampleLosses] = None) -> Gradients:
+  """L(w), ∇L(w), the direction d the base optimizer sees, aux and the variant's next state
+  (module doc), averaged over m-sharpness groups.
 
-  ρ = 0 takes one gradient on the whole batch (groups play no part); group_size None or m = B
-  is plain SAM, the same program as without groups.
+  `state` is the variant's state ({} or None for none), `step` the step t being taken, `key` the
+  step's key (`sam_steps.step_key`) for the variants that draw at random, `example_losses` the
+  per-example losses for ESAM. ρ = 0 takes one gradient (over the micro-batches) and groups play
+  no part; group_size None or m = B is the variant on the whole batch, the same program as
+  without groups.
   """
+  state = {} if state is None else state
+  if sam.rho == 0:
+    loss, grad, aux = Oracle(loss_fn, batch, sam.micro_batches).value_and_grad(params)
+    return Gradients(loss, grad, grad, aux, state)
   n = num_groups(batch, sam.group_size)
-  if sam.rho == 0 or n == 1:
-    return _one_group(loss_fn, params, batch, sam)
+  if n == 1:
+    return _variant_step(loss_fn, params, batch, sam, state, step, key, example_losses)
   groups = jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]), batch)
-  first = jax.tree.map(lambda x: x[0], groups)
-  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                       jax.eval_shape(lambda b: _one_group(loss_fn, params, b, sam), first))
-
-  def add_group(total: Gradients, group: PyTree) -> tuple[Gradients, None]:
-    return jax.tree.map(jnp.add, total, _one_group(loss_fn, params, group, sam)), None
-
-  total, _ = jax.lax.scan(add_group, zeros, groups)
-  return jax.tree.map(lambda x: x / jnp.asarray(n, x.dtype), total)
+  return mean_over(lambda group: _variant_step(loss_fn, params, group, sam, state, step, key,
+                                               example_losses), groups)
 
 
 def sam_update(loss_fn: LossFn, optimizer: optax.GradientTransformation, sam: SamSettings,
-               state: TrainState, batch: PyTree) -> tuple[TrainState, jax.Array]:
+               state: TrainState, batch: PyTree, *, key: Optional[jax.Array] = None,
+               example_losses: Optional[ExampleLosses] = None
+               ) -> tuple[TrainState, jax.Array]:
   """One step: returns `(new_state, L(w) on the batch)`.
 
-  The optimizer receives the SAM gradient (∇L when ρ = 0); the model state becomes the aux of
-  the unperturbed pass (averaged over groups with m-sharpness). `loss_fn` reads
-  `state.model_state` through its closure.
+  The optimizer receives the variant's direction (∇L when ρ = 0); the model state becomes the
+  aux of the unperturbed pass (averaged over groups or micro-batches), the variant's state its
+  next one. `loss_fn` reads `state.model_state` through its closure; `key` and `example_losses`
+  as in `sam_gradients`.
   """
-  grads = sam_gradients(loss_fn, state.params, batch, sam)
+  grads = sam_gradients(loss_fn, state.params, batch, sam, state=state.sam_state,
+                        step=state.step, key=key, example_losses=example_losses)
   updates, opt_state = optimizer.update(grads.sam_grad, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  return TrainState(params, opt_state, state.step + 1, grads.aux), grads.loss
+  return TrainState(params, opt_state, state.step + 1, grads.aux, grads.sam_state), grads.loss

@@ -12,7 +12,7 @@ import optax
 from sam_edge.curvature import measure, tracking
 from sam_edge.data import batching
 from sam_edge.data import order as order_lib
-from sam_edge.optim import update
+from sam_edge.optim import sam_steps, update
 from sam_edge.optim.sam import SamSettings
 from sam_edge.run import devices, loop
 from sam_edge.run.problem import Problem
@@ -49,18 +49,21 @@ def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
   """Jitted `(state, measure_state, arrays, data_key, indices, constants) -> (state,
   measure_state, out)`: takes the step's batch (`take_batch`; augmented if the problem says so),
   sharded along the mesh, then one step of SAM in front of the base optimizer (the base
-  optimizer alone when ρ = 0), with the forward pass in the problem's compute dtype; the new
-  state stays replicated. `out` is the loss, or with `track_hvps` {"loss", and λ1 of the step's
-  Hessian (`curvature.tracking`)}, whose tracker lives in `measure_state`. The old state is
-  donated."""
+  optimizer alone when ρ = 0), with the forward pass in the problem's compute dtype, the SAM
+  variant's random draws from the step's key (`sam_steps.step_key`); the new state stays
+  replicated. `out` is the loss, or with `track_hvps` {"loss", and λ1 of the step's Hessian
+  (`curvature.tracking`)}, whose tracker lives in `measure_state`. The old state is donated."""
   compute_loss = problem.loss_fn(problem.compute_dtype)
+  example_losses = problem.example_loss_fn(problem.compute_dtype)
 
   def train_step(state, measure_state, arrays, data_key, indices, constants):
     batch = place.constrain_batch(take_batch(order, arrays, data_key, state.step, indices))
     if problem.augment is not None:
       batch = problem.augment(batch, data_key, state.step)
     loss_fn = lambda p, b: compute_loss(p, state.model_state, b, constants)
-    new_state, loss = update.sam_update(loss_fn, optimizer, sam, state, batch)
+    new_state, loss = update.sam_update(
+        loss_fn, optimizer, sam, state, batch, key=sam_steps.step_key(data_key, state.step),
+        example_losses=lambda p, b: example_losses(p, state.model_state, b, constants))
     if not track_hvps:
       return place.constrain_replicated(new_state), measure_state, loss
     tracker, out = tracking.track(loss_fn, sam, state.params, batch, measure_state["tracker"],
@@ -71,14 +74,17 @@ def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
 
 
 def make_state_measure(problem: Problem, settings: measure.MeasureSettings,
-                       arrays: PyTree) -> Callable:
+                       arrays: PyTree, data_key: jax.Array) -> Callable:
   """`(state, batch, measure_state, key) -> (record, next measure_state)`:
-  `measure.make_measure` reading the training state (and the training `arrays`, placed)."""
+  `measure.make_measure` reading the training state (the SAM variant's state and the SAM key the
+  training step of this step draws from, `data_key` being the run's; the training `arrays`,
+  placed, for the kinds that draw fresh batches)."""
   run = measure.make_measure(problem.measured_forward(), problem.output_loss, settings)
   constants = problem.constants
 
   def from_state(state: update.TrainState, batch, measure_state, key):
     context = measure.Context(state.model_state, state.opt_state, state.step, constants,
+                              state.sam_state, sam_steps.step_key(data_key, state.step),
                               arrays)
     return run(state.params, context, batch, measure_state, key)
   return from_state
@@ -119,7 +125,7 @@ def components(problem: Problem, settings: RunSettings, run_keys: dict,
   return loop.Components(
       update=lambda state, measure_state, arrays_, key, step_: train_step(
           state, measure_state, arrays_, key, host_indices(order, step_), constants),
-      measure=make_state_measure(problem, settings.measure, arrays),
+      measure=make_state_measure(problem, settings.measure, arrays, run_keys["data"]),
       batch=measure_batches(problem, settings, order, place),
       train_arrays=arrays, data_key=run_keys["data"],
       measure_key=run_keys["measure"],

@@ -108,7 +108,7 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
   sup.phase = "setting up"
   progress = loop.Progress()
   state = place.replicate(update.init_state(problem.params, settings.optimizer.make(),
-                                           problem.model_state))
+                                           problem.model_state, settings.sam))
   measure_state = place.replicate(measure.init_state(settings.measure, problem.params))
   resume_step = (_sound_step(settings.checkpoint_dir, log)
                  if settings.checkpoint_dir and settings.resume else None)

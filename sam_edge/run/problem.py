@@ -17,6 +17,8 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from sam_edge.models import losses
+
 PyTree = Any
 Forward = Callable[..., tuple[Any, PyTree]]        # (params, model_state, batch, constants, dtype)
 OutputLoss = Callable[[Any, PyTree], jax.Array]    # (outputs, batch) -> mean loss
@@ -47,6 +49,14 @@ class Problem:
       outputs, new_state = self.forward(params, model_state, batch, constants, dtype)
       return self.output_loss(outputs, batch), new_state
     return loss
+
+  def example_loss_fn(self, dtype: Any = jnp.float32) -> Callable[..., jax.Array]:
+    """`(params, model_state, batch, constants) -> [B]`: each example's loss in `dtype`, from one
+    forward pass on the whole batch (`losses.per_example`; ESAM's selection)."""
+    def example_losses(params, model_state, batch, constants):
+      outputs, _ = self.forward(params, model_state, batch, constants, dtype)
+      return losses.per_example(self.output_loss, outputs, batch)
+    return example_losses
 
   def measured_forward(self) -> Callable[[PyTree, PyTree, PyTree, PyTree], tuple[Any, PyTree]]:
     """The float32 forward pass measurements take: `(params, model_state, batch, constants)`."""

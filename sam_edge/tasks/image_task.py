@@ -111,6 +111,9 @@ def problems(f: Any) -> list[str]:
   if f.nn_architecture in catalog.RESIDUAL and f.regime == "linearized":
     p.append(f"--regime=linearized is not supported with --nn_architecture={f.nn_architecture} "
              "(BatchNorm's batch statistics make the network no function of one example)")
+  if f.sam_params == "normalization" and f.nn_architecture == "MLP":
+    p.append("--sam_params=normalization perturbs the normalisation layers, and the MLP has none "
+             f"(use one of {', '.join(a for a in ARCHITECTURES if a != 'MLP')})")
   for name in ("mini_training_set_num_batches", "mini_test_set_num_batches"):
     if getattr(f, name) is not None and getattr(f, name) < 1:
       p.append(f"--{name} must be at least 1, got {getattr(f, name)}")

@@ -1,0 +1,74 @@
+"""The loss and its gradient on one batch, taken whole or as micro-batches (--accumulate_batches).
+
+With `micro_batches` = k the batch (leading axis = examples, B of them) is cut into k interleaved
+micro-batches of B/k examples (`batching.split`: micro-batch j holds rows j, j + k, j + 2k, ...,
+so that a batch sharded over devices in contiguous blocks gives each device an equal share of
+every micro-batch), and
+
+    L(w) = (1/k) Σ_j L_j(w),    ∇L(w) = (1/k) Σ_j ∇L_j(w),    aux = (1/k) Σ_j aux_j,
+
+each a sum over the micro-batches visited by `lax.scan`, so that memory is that of one
+micro-batch plus the running sums. For a loss that is a mean over equally weighted examples this
+is the loss of the whole batch, to float rounding. With BatchNorm each micro-batch normalises
+with its own statistics (L_j is micro-batch j's loss in train mode) and the running statistics,
+the aux, move by the micro-batches' mean, s ← 0.9 s + 0.1 (1/k) Σ_j (μ_j, v_j), as m-sharpness
+groups do.
+
+Loss convention: `loss_fn(params, batch) -> (loss, aux)`, aux the new model state.
+"""
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from sam_edge.data import batching
+
+PyTree = Any
+LossFn = Callable[[PyTree, PyTree], tuple[jax.Array, PyTree]]   # (params, batch) -> (loss, aux)
+
+
+class Gradients(NamedTuple):
+  """What one step computes before the base optimizer."""
+  loss: jax.Array      # L(w) on the batch
+  grad: PyTree         # ∇L(w)
+  sam_grad: PyTree     # what the base optimizer sees; the same object as `grad` when ρ = 0
+  aux: PyTree          # the new model state, from the unperturbed pass
+  sam_state: PyTree    # the SAM variant's next state ({} for the variants without one)
+
+
+def mean_over(fn: Callable[[PyTree], PyTree], pieces: PyTree) -> PyTree:
+  """(1/K) Σ_k fn(piece_k) over the leading axis of `pieces`, visited by `lax.scan` (the running
+  sum starts from zeros of fn's output)."""
+  first = jax.tree.map(lambda x: x[0], pieces)
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, first))
+  total, _ = jax.lax.scan(lambda t, piece: (jax.tree.map(jnp.add, t, fn(piece)), None), zeros,
+                          pieces)
+  count = jax.tree.leaves(pieces)[0].shape[0]
+  return jax.tree.map(lambda x: x / jnp.asarray(count, x.dtype), total)
+
+
+@dataclasses.dataclass(frozen=True)
+class Oracle:
+  """L, ∇L and aux of `loss_fn` on `batch`, whole or over `micro_batches` (module doc)."""
+  loss_fn: LossFn
+  batch: PyTree
+  micro_batches: int = 1
+
+  def _over_batch(self, fn: Callable[[PyTree], PyTree]) -> PyTree:
+    if self.micro_batches == 1:
+      return fn(self.batch)
+    size = batching.num_examples(self.batch) // self.micro_batches
+    return mean_over(fn, batching.split(self.batch, size, interleave=True))
+
+  def value_and_grad(self, params: PyTree) -> tuple[jax.Array, PyTree, PyTree]:
+    """(L(w), ∇L(w), aux)."""
+    def one(batch):
+      (loss, aux), grad = jax.value_and_grad(self.loss_fn, has_aux=True)(params, batch)
+      return loss, grad, aux
+    return self._over_batch(one)
+
+  def grad(self, params: PyTree) -> PyTree:
+    """∇L(w) (the aux of this pass is discarded)."""
+    return self._over_batch(lambda batch: jax.grad(self.loss_fn, has_aux=True)(params, batch)[0])
