@@ -89,6 +89,7 @@ def test_trace_of_a_decaying_spectrum_is_within_three_standard_errors(method):
   assert int(out["trace_hvps"]) == 201
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", tuple(trace.ESTIMATORS))
 def test_trace_of_the_mlp_hessian_is_within_three_standard_errors(method):
   matvec, n, h = mlp_matvec()
@@ -389,6 +390,7 @@ def jitted_kinds(objective, kinds):
       Inputs(objective, params, batch), kinds, key, states))
 
 
+@pytest.mark.slow
 def test_registry_measures_every_kind_once_compiled():
   objective = tiny_objective(flax_root=True)
   _, params, batch = tiny_mlp_problem(flax_root=True)
@@ -428,6 +430,7 @@ def test_registry_measures_every_kind_once_compiled():
   assert float(again["trace"]) != float(record["trace"])
 
 
+@pytest.mark.slow
 def test_kinds_draw_independent_random_streams():
   objective = tiny_objective()
   _, params, batch = tiny_mlp_problem()

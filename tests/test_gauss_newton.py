@@ -56,6 +56,7 @@ def measured(objective, params, batch, key=0):
   return record, states
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", [losses.squared_error, losses.cross_entropy])
 @pytest.mark.usefixtures("x64")
 def test_top_eigenvalue_of_a_dense_gauss_newton_matrix(loss):
@@ -73,6 +74,7 @@ def test_top_eigenvalue_of_a_dense_gauss_newton_matrix(loss):
   assert not np.allclose(g, h, atol=1e-3)                         # the network's curvature counts
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("x64")
 def test_on_the_linearized_model_gauss_newton_is_the_hessian():
   """f_lin is affine in w: ∇²L = Jᵀ H_ℓ J exactly, under squared error (and any loss)."""

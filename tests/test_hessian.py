@@ -40,6 +40,7 @@ def run_lanczos(matrix, k, max_steps, tol=1e-10, v0=None, seed=0):
                          max_steps=max_steps, tol=tol)
 
 
+@pytest.mark.slow
 def test_exact_hvp_equals_dense_hessian_times_v():
   loss_fn, params, batch = tiny_mlp_problem()
   h = dense_hessian(loss_fn, params, batch)

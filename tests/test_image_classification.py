@@ -143,6 +143,7 @@ def without_timing(records: list[dict]) -> list[dict]:
     pytest.param("CNN", 0.0, 3, 8, marks=pytest.mark.slow),
     pytest.param("CNN", 0.1, 1, NUM_MOCK, marks=pytest.mark.slow),
 ])
+@pytest.mark.slow
 def test_end_to_end_mocked(arch, rho, k, batch_size, mock_mnist, tmp_path, capsys):
   num_steps, lanczos_max_steps = 3, 10
   paths = output_paths(tmp_path)

@@ -198,6 +198,7 @@ def test_tail_exponent_of_a_power_law_curve_and_of_broken_ones():
   np.testing.assert_array_equal(fits.tail_sums([1.0, 2.0, 3.0]), [5.0, 3.0, 0.0])
 
 
+@pytest.mark.slow
 def test_kernel_is_j_jt_from_jax_jacobian_on_a_tiny_network():
   x = jax.random.normal(jax.random.PRNGKey(0), (6, 5))
   params = network.init(jax.random.PRNGKey(1), 5, 7)

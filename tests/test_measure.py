@@ -111,6 +111,7 @@ def test_momentum_edge_and_schedule_step_size():
   assert record["edge_label"] == "(2+2β)/η, β=0.5"
 
 
+@pytest.mark.slow
 def test_adam_measures_the_preconditioned_hessian():
   """With Adam the eigenvalues are those of P^{-1/2} H P^{-1/2}, P the next step's
   preconditioner, checked against the dense matrix."""
@@ -163,6 +164,7 @@ def test_measurement_does_not_change_its_inputs():
   jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, params))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, rho", [("sgd", 0.1), ("adam", 0.0)])
 def test_host_driven_lanczos_equals_the_device_loop(name, rho, monkeypatch):
   """The CPU's host loop of jitted Lanczos steps computes what the one jitted function does."""

@@ -35,6 +35,7 @@ def top_eigenpair(objective, params, batch):
   return values[-1], vectors[:, -1], values
 
 
+@pytest.mark.slow
 def test_tracking_agrees_with_eigh_at_every_step():
   """Gradient descent near its edge (η = 1.9/λ1(w0)), 3 HVPs per step, the tracker refreshed by a
   step-0 measurement as in a run. Step 0 starts from a random vector; in the first steps the

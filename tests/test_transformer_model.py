@@ -37,6 +37,7 @@ def test_output_shape_and_dtype():
   assert jax.eval_shape(model.apply, params, tokens[:, :5]).shape == (3, 5, 128)
 
 
+@pytest.mark.slow
 def test_causal():
   model = transformer.make_language_model(**TINY)
   tokens = _tokens(2, 16)
