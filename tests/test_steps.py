@@ -211,10 +211,11 @@ def test_rho_zero_is_bitwise_the_base_optimizer(name, kwargs, kind):
 
 
 def hand_group_loop(loss_fn, params, batch, sam, m):
-  """m-sharpness by hand: a Python loop over consecutive groups of m examples, averaged."""
+  """m-sharpness by hand: a Python loop over consecutive groups of m examples, averaged (each
+  group's ε and ∇L(w + ε) dropped, as the grouped step keeps none)."""
   size = batch["x"].shape[0]
   plain = jax.jit(lambda p, b: update.sam_gradients(
-      loss_fn, p, b, dataclasses.replace(sam, group_size=None)))
+      loss_fn, p, b, dataclasses.replace(sam, group_size=None))._replace(eps=None, shifted=None))
   parts = [plain(params, jax.tree.map(lambda a: a[i:i + m], batch)) for i in range(0, size, m)]
   return jax.tree.map(lambda *xs: sum(xs) / len(xs), *parts)
 

@@ -147,12 +147,15 @@ def _define_measurement_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
   flags.DEFINE_float("lanczos_tol", 1e-4,
                      "Lanczos stops once every residual ||Hv - λv|| <= tol * |λ1|.", **on)
   flags.DEFINE_bool("track_every_step", False, "λ1 of every step's Hessian, on the step's own "
-                    "batch: a Lanczos of --track_hvps HVPs warm-started from the previous "
-                    "step's vector, refreshed by each scheduled measurement; recorded as "
+                    "batch: a Lanczos of --track_hvps HVPs warm-started from a power step on "
+                    "the previous step's Ritz vector (free), refreshed by each scheduled "
+                    "measurement; the step's gradient is the HVPs' linearization, computed "
+                    "once; recorded as "
                     "`lambda1_per_step` (with `lambda1_per_step_residual`, and with ρ > 0 "
                     "`gradient_curvature`, the curvature along SAM's ascent step) in `losses` "
                     "and drawn in --tracking_curve_output.", **on)
-  flags.DEFINE_integer("track_hvps", 2, "HVPs per step of --track_every_step.", **on)
+  flags.DEFINE_integer("track_hvps", 1, "HVPs per step of --track_every_step (1: the power "
+                       "method across steps; more where the top eigenvalues are close).", **on)
 
 
 def _define_checkpoint_flags(fv: flags.FlagValues) -> None:

@@ -153,6 +153,16 @@ def lanczos_finish(s: LanczosState, *, k: int) -> EigenResult:
   return EigenResult(values, ritz, residuals, s.j)
 
 
+def power_step(s: LanczosState) -> jax.Array:
+  """H y/||H y|| for the top Ritz vector y = V s of a Lanczos state, at no HVP: with full
+  reorthogonalisation H V_j = V_j T_j + β_j v_{j+1} e_jᵀ, so H y = θ y + β_j s_j v_{j+1}."""
+  m = s.alphas.shape[0]
+  values, vectors = _tridiagonal_top_k(s.alphas, s.betas, 0, s.j, 1)
+  y = vectors[:, 0] @ s.basis[:m]
+  hy = values[0] * y + s.betas[s.j - 1] * vectors[s.j - 1, 0] * s.basis[s.j]
+  return hy / jnp.maximum(jnp.linalg.norm(hy), jnp.finfo(hy.dtype).tiny)
+
+
 def lanczos(matvec: MatVec, v0: jax.Array, key: jax.Array, *, k: int, max_steps: int,
             tol: float, min_steps: int = 1) -> EigenResult:
   """Top-k algebraic eigenpairs of the symmetric operator `matvec` by Lanczos (see module doc):

@@ -36,6 +36,8 @@ class Gradients(NamedTuple):
   sam_grad: PyTree     # what the base optimizer sees; the same object as `grad` when ρ = 0
   aux: PyTree          # the new model state, from the unperturbed pass
   sam_state: PyTree    # the SAM variant's next state ({} for the variants without one)
+  eps: PyTree = None       # ε, where the step took ∇L(w + ε) on the whole batch (else None)
+  shifted: PyTree = None   # that ∇L(w + ε) (`curvature.tracking` reads ε and it for free)
 
 
 def mean_over(fn: Callable[[PyTree], PyTree], pieces: PyTree) -> PyTree:

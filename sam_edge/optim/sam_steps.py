@@ -18,6 +18,10 @@ normalisation layers, `models.normalization`):
   friendly   m ← λ m + (1 − λ) g,  ε = R ε_ρ(R(g − σ m)),  d = ∇L(w + ε); state {m}          2
   random     δ = R δ₀, δ₀ ~ N(0, σ²I);  ε = δ + R ε_λρ(R ∇L(w + δ)),  d = ∇L(w + ε)          3
 
+g is the caller's when it has it (`Step.first`: the tracked training step's linearization of the
+gradient, `curvature.tracking`); the steps that take ∇L(w + ε) on the whole batch also return ε
+and it (`Gradients.eps`, `.shifted`), which give the curvature along ε for free.
+
 The random draws (ESAM's M, Random-SAM's δ₀) come from the step's key `step_key(data key, t)`,
 a pure function of (seed, step): a resumed run draws what an uninterrupted one does, and a
 measurement at step t sees the draws of step t.
@@ -51,6 +55,7 @@ class Step(NamedTuple):
   restrict: Callable[[PyTree], PyTree]                 # R (module doc)
   example_losses: Optional[Callable[[PyTree, PyTree], jax.Array]]   # (w, batch) -> [B]
   schedule: Any                # `optimizers.OptimizerSettings`, for a ρ that follows η
+  first: Optional[tuple] = None  # (L(w), ∇L(w), aux) when the caller already has them
 
 
 def step_key(data_key: jax.Array, step: jax.Array | int) -> jax.Array:
@@ -67,6 +72,12 @@ def restriction(params: PyTree, perturbed: str) -> Callable[[PyTree], PyTree]:
   if not any(jax.tree.leaves(keep)):
     raise ValueError("--sam_params=normalization: the model has no normalisation layers")
   return lambda tree: jax.tree.map(lambda k, x: x if k else jnp.zeros_like(x), keep, tree)
+
+
+def first_gradient(s: Step) -> tuple[jax.Array, PyTree, PyTree]:
+  """(L(w), ∇L(w), aux): the caller's `first` when given (the tracked training step linearizes
+  the gradient and hands it over), else one pass of the oracle."""
+  return s.first if s.first is not None else s.oracle.value_and_grad(s.params)
 
 
 def _ascent(s: Step, v: PyTree, rho: Any = None) -> PyTree:
@@ -90,9 +101,10 @@ def _leaf_keys(key: jax.Array, tree: PyTree) -> PyTree:
 def perturbed(perturbation: Callable[..., PyTree]) -> Callable[[Step], Gradients]:
   """The step of a variant given by its perturbation ε(w, g, ρ, hyper): d = ∇L(w + R ε(w, R g))."""
   def step(s: Step) -> Gradients:
-    loss, g, aux = s.oracle.value_and_grad(s.params)
+    loss, g, aux = first_gradient(s)
     eps = s.restrict(perturbation(s.params, s.restrict(g), s.rho, s.hyper))
-    return Gradients(loss, g, s.oracle.grad(optax.tree.add(s.params, eps)), aux, s.state)
+    shifted = s.oracle.grad(optax.tree.add(s.params, eps))
+    return Gradients(loss, g, shifted, aux, s.state, eps, shifted)
   return step
 
 
@@ -110,12 +122,13 @@ def gsam_rho(s: Step) -> Any:
 
 def gsam(s: Step) -> Gradients:
   """d = g_p − α g_⊥ (module doc)."""
-  loss, g, aux = s.oracle.value_and_grad(s.params)
-  g_p = s.oracle.grad(optax.tree.add(s.params, _ascent(s, g, gsam_rho(s))))
+  loss, g, aux = first_gradient(s)
+  eps = _ascent(s, g, gsam_rho(s))
+  g_p = s.oracle.grad(optax.tree.add(s.params, eps))
   unit_p, _ = trees.safe_normalize(g_p)
   g_perp = optax.tree.add_scale(g, -optax.tree.vdot(g, unit_p), unit_p)
   return Gradients(loss, g, optax.tree.add_scale(g_p, -s.hyper["gsam_alpha"], g_perp), aux,
-                   s.state)
+                   s.state, eps, g_p)
 
 
 def looksam_init(params: PyTree) -> dict:
@@ -126,7 +139,7 @@ def looksam_init(params: PyTree) -> dict:
 def looksam(s: Step) -> Gradients:
   """Every k-th step SAM's gradient (keeping g_v), else g + α (‖g‖/‖g_v‖) g_v (module doc)."""
   every, alpha = s.hyper["looksam_every"], s.hyper["looksam_alpha"]
-  loss, g, aux = s.oracle.value_and_grad(s.params)
+  loss, g, aux = first_gradient(s)
 
   def sam_step(_):
     g_p = s.oracle.grad(optax.tree.add(s.params, _ascent(s, g)))
@@ -153,7 +166,7 @@ def esam(s: Step) -> Gradients:
   beta, gamma = s.hyper["esam_weight_fraction"], s.hyper["esam_example_fraction"]
   if s.example_losses is None:
     raise ValueError("--sam=esam needs the per-example losses")
-  loss, g, aux = s.oracle.value_and_grad(s.params)
+  loss, g, aux = first_gradient(s)
   full = perturbations.normalized(s.params, s.restrict(g), s.rho, s.hyper)
   eps = s.restrict(jax.tree.map(
       lambda k, e: jnp.where(jax.random.bernoulli(k, beta, e.shape), e / beta, jnp.zeros_like(e)),
@@ -175,18 +188,20 @@ def friendly_init(params: PyTree) -> dict:
 def friendly(s: Step) -> Gradients:
   """m ← λ m + (1 − λ) g, ε = R ε_ρ(R(g − σ m)) (module doc)."""
   sigma, lam = s.hyper["friendly_sigma"], s.hyper["friendly_lambda"]
-  loss, g, aux = s.oracle.value_and_grad(s.params)
+  loss, g, aux = first_gradient(s)
   m = jax.tree.map(lambda m, gi: lam * m + (1.0 - lam) * gi, s.state["m"], g)
   eps = _ascent(s, jax.tree.map(lambda gi, mi: gi - sigma * mi, g, m))
-  return Gradients(loss, g, s.oracle.grad(optax.tree.add(s.params, eps)), aux, {"m": m})
+  shifted = s.oracle.grad(optax.tree.add(s.params, eps))
+  return Gradients(loss, g, shifted, aux, {"m": m}, eps, shifted)
 
 
 def random_sam(s: Step) -> Gradients:
   """δ ~ N(0, σ²I), then the ascent step of length λρ from w + δ (module doc)."""
   sigma, lam = s.hyper["random_sam_sigma"], s.hyper["random_sam_lambda"]
-  loss, g, aux = s.oracle.value_and_grad(s.params)
+  loss, g, aux = first_gradient(s)
   delta = s.restrict(jax.tree.map(lambda k, w: sigma * jax.random.normal(k, w.shape, w.dtype),
                                   _leaf_keys(_key(s), s.params), s.params))
   smoothed = s.oracle.grad(optax.tree.add(s.params, delta))
   eps = optax.tree.add(delta, _ascent(s, smoothed, lam * s.rho))
-  return Gradients(loss, g, s.oracle.grad(optax.tree.add(s.params, eps)), aux, s.state)
+  shifted = s.oracle.grad(optax.tree.add(s.params, eps))
+  return Gradients(loss, g, shifted, aux, s.state, eps, shifted)

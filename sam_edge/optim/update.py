@@ -60,14 +60,15 @@ def init_state(params: PyTree, optimizer: optax.GradientTransformation,
 
 def _variant_step(loss_fn: LossFn, params: PyTree, batch: PyTree, sam: SamSettings,
                   state: PyTree, step: Any, key: Optional[jax.Array],
-                  example_losses: Optional[ExampleLosses]) -> Gradients:
+                  example_losses: Optional[ExampleLosses], first: Optional[tuple] = None
+                  ) -> Gradients:
   """The variant's step (`sam_steps`) on `batch` taken as one group."""
   variant = sam.variant
   take = variant.step or sam_steps.perturbed(variant.perturbation)
   return take(sam_steps.Step(Oracle(loss_fn, batch, sam.micro_batches), params, sam.rho,
                              sam.values, state, step, key,
                              sam_steps.restriction(params, sam.perturbed), example_losses,
-                             sam.schedule))
+                             sam.schedule, first))
 
 
 def num_groups(batch: PyTree, group_size: Optional[int]) -> int:
@@ -88,26 +89,41 @@ def num_groups(batch: PyTree, group_size: Optional[int]) -> int:
 def sam_gradients(loss_fn: LossFn, params: PyTree, batch: PyTree, sam: SamSettings, *,
                   state: Optional[PyTree] = None, step: Any = 0,
                   key: Optional[jax.Array] = None,
-                  example_losses: Optional[ExampleLosses] = None) -> Gradients:
+                  example_losses: Optional[ExampleLosses] = None,
+                  first: Optional[tuple] = None) -> Gradients:
   """L(w), ∇L(w), the direction d the base optimizer sees, aux and the variant's next state
-  (module doc), averaged over m-sharpness groups.
+  (module doc), averaged over m-sharpness groups; with the whole batch as one group also ε and
+  ∇L(w + ε) where the variant took them (`oracle.Gradients`).
 
   `state` is the variant's state ({} or None for none), `step` the step t being taken, `key` the
   step's key (`sam_steps.step_key`) for the variants that draw at random, `example_losses` the
-  per-example losses for ESAM. ρ = 0 takes one gradient (over the micro-batches) and groups play
-  no part; group_size None or m = B is the variant on the whole batch, the same program as
-  without groups.
+  per-example losses for ESAM, `first` (L(w), ∇L(w), aux) on the whole batch when the caller has
+  them already (they replace the first pass; groups ignore it). ρ = 0 takes one gradient (over
+  the micro-batches) and groups play no part; group_size None or m = B is the variant on the
+  whole batch, the same program as without groups.
   """
   state = {} if state is None else state
   if sam.rho == 0:
-    loss, grad, aux = Oracle(loss_fn, batch, sam.micro_batches).value_and_grad(params)
+    loss, grad, aux = (first if first is not None
+                       else Oracle(loss_fn, batch, sam.micro_batches).value_and_grad(params))
     return Gradients(loss, grad, grad, aux, state)
   n = num_groups(batch, sam.group_size)
   if n == 1:
-    return _variant_step(loss_fn, params, batch, sam, state, step, key, example_losses)
+    return _variant_step(loss_fn, params, batch, sam, state, step, key, example_losses, first)
   groups = jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]), batch)
-  return mean_over(lambda group: _variant_step(loss_fn, params, group, sam, state, step, key,
-                                               example_losses), groups)
+  return mean_over(lambda group: _variant_step(   # each group has its own ε: none kept
+      loss_fn, params, group, sam, state, step, key, example_losses)._replace(eps=None,
+                                                                             shifted=None),
+      groups)
+
+
+def apply_gradients(optimizer: optax.GradientTransformation, state: TrainState,
+                    grads: Gradients) -> TrainState:
+  """The base optimizer's step along grads.sam_grad; the model state becomes grads.aux, the
+  variant's state grads.sam_state, and the step advances."""
+  updates, opt_state = optimizer.update(grads.sam_grad, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return TrainState(params, opt_state, state.step + 1, grads.aux, grads.sam_state)
 
 
 def sam_update(loss_fn: LossFn, optimizer: optax.GradientTransformation, sam: SamSettings,
@@ -123,6 +139,4 @@ def sam_update(loss_fn: LossFn, optimizer: optax.GradientTransformation, sam: Sa
   """
   grads = sam_gradients(loss_fn, state.params, batch, sam, state=state.sam_state,
                         step=state.step, key=key, example_losses=example_losses)
-  updates, opt_state = optimizer.update(grads.sam_grad, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  return TrainState(params, opt_state, state.step + 1, grads.aux, grads.sam_state), grads.loss
+  return apply_gradients(optimizer, state, grads), grads.loss

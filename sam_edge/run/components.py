@@ -61,15 +61,17 @@ def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
     if problem.augment is not None:
       batch = problem.augment(batch, data_key, state.step)
     loss_fn = lambda p, b: compute_loss(p, state.model_state, b, constants)
-    new_state, loss = update.sam_update(
-        loss_fn, optimizer, sam, state, batch, key=sam_steps.step_key(data_key, state.step),
-        example_losses=lambda p, b: example_losses(p, state.model_state, b, constants))
+    key = sam_steps.step_key(data_key, state.step)
+    losses = lambda p, b: example_losses(p, state.model_state, b, constants)
     if not track_hvps:
+      new_state, loss = update.sam_update(loss_fn, optimizer, sam, state, batch, key=key,
+                                          example_losses=losses)
       return place.constrain_replicated(new_state), measure_state, loss
-    tracker, out = tracking.track(loss_fn, sam, state.params, batch, measure_state["tracker"],
-                                  track_hvps, tracking.track_key(data_key, state.step))
+    new_state, tracker, out = tracking.tracked_update(
+        loss_fn, optimizer, sam, state, batch, measure_state["tracker"], track_hvps,
+        (key, tracking.track_key(data_key, state.step)), losses)
     measure_state = {**measure_state, "tracker": place.constrain_replicated(tracker)}
-    return place.constrain_replicated(new_state), measure_state, {"loss": loss, **out}
+    return place.constrain_replicated(new_state), measure_state, out
   return jax.jit(train_step, donate_argnums=(0, 1) if track_hvps else 0)
 
 
