@@ -19,6 +19,8 @@ problem is built by the entry point's task from the flags and driven by the run'
 
     python benchmarks/tracking.py [--json PATH] [--examples 5000] [--steps 60] [--every 15]
 
+(`--steps 0` times the steps only.)
+
 JSON: {"gd": {"cost_ratio", "hvps_per_step", "max_relative_error", ...}, "sam": {...}}.
 """
 
@@ -108,7 +110,8 @@ def method(name: str, base: list[str], args) -> dict:
       errors.append(abs(tracked_lambda - cold_lambda) / abs(cold_lambda))
       print(f"  {name} step {t:>4}: tracked λ1 {tracked_lambda:.6g}, cold Lanczos "
             f"{cold_lambda:.6g}, relative difference {errors[-1]:.2e}", flush=True)
-  return {"cost_ratio": ratio, "hvps_per_step": hvps, "max_relative_error": max(errors),
+  return {"cost_ratio": ratio, "hvps_per_step": hvps,
+          "max_relative_error": max(errors) if errors else None,
           "median_cost_ratio": statistics.median(tracked_times) / statistics.median(plain_times),
           "seconds_per_step": min(plain_times), "tracked_seconds_per_step": min(tracked_times),
           "relative_errors": errors}
@@ -132,10 +135,11 @@ def main() -> None:
   results = {}
   for name, extra in (("gd", ["--rho=0"]), ("sam", [f"--rho={args.rho}"])):
     r = results[name] = method(name, base + extra, args)
+    error = "not measured" if r["max_relative_error"] is None else f"{r['max_relative_error']:.2e}"
     print(f"{name:<4} step {r['seconds_per_step']:.3f} s untracked, "
           f"{r['tracked_seconds_per_step']:.3f} s tracked: cost ratio {r['cost_ratio']:.2f} "
           f"(of the medians {r['median_cost_ratio']:.2f}); "
-          f"{r['hvps_per_step']} HVPs per step; max relative error {r['max_relative_error']:.2e}",
+          f"{r['hvps_per_step']} HVPs per step; max relative error {error}",
           flush=True)
   if args.json:
     with open(args.json, "w") as f:
