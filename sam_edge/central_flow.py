@@ -61,10 +61,12 @@ def run_config(folder: str) -> tuple[dict | None, str | None]:
 
 
 def apply_config(fv: flags.FlagValues, config: dict) -> None:
-  """Every task flag of `config` the command line did not give."""
+  """Every task flag of `config` the command line did not give, as if given (so that no
+  flag-dependent default, e.g. the full-dataset --batch_size, replaces it)."""
   for name, value in config.items():
     if name in fv and name not in OWN and not fv[name].present:
       fv[name].value = value
+      fv[name].present = 1
 
 
 def problems(fv: flags.FlagValues) -> list[str]:

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from sam_edge import central_flow, records
+from sam_edge.cli import main as cli
 from sam_edge.flows import complementarity, substep, summary, trajectory
+from sam_edge.tasks.image_task import TASK
 from tests.helpers import REPO, symmetric_with_spectrum
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -182,6 +184,16 @@ def test_a_run_folder_supplies_the_flags_and_must_be_a_finished_gd_run(tmp_path,
   assert central_flow.main([str(sam), f"--out={tmp_path / 'out'}"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "--rho=0.05" in err[0]          # read from the run's config
+
+
+def test_a_run_folders_config_counts_as_given():
+  fv = cli.task_flags(TASK)
+  central_flow.define_flags(fv)
+  fv(["central_flow", "--max_steps=5"])
+  central_flow.apply_config(fv, {"batch_size": 10, "mini_training_set_num_batches": 1,
+                                 "max_steps": 3, "activation": "tanh"})
+  central_flow.problems(fv)                      # resolves the task's defaults
+  assert (fv.batch_size, fv.max_steps, fv.activation) == (10, 5, "tanh")
 
 
 @pytest.mark.slow         # a subprocess compiling three small flows: ~40 s

@@ -114,9 +114,9 @@ def table(m: dict, seconds_per_step: float) -> list[str]:
   """The printed lines: each figure with its target."""
   shown = lambda x: "n/a" if x is None else f"{x:.4f}"
   return [
-      f"GD reaches 2/η = {m['edge']:.4g} at step {m['eos_start']}, is back at it after its first "
-      f"overshoot at step {m['settled_start']}; the flow is at its edge from step "
-      f"{m['flow_edge_start']}",
+      f"GD reaches 2/η = {m['edge']:.4g} at step {m['eos_start']}; the settled phase (after "
+      f"its first overshoot) starts at step {m['settled_start']}; the flow is at its edge from "
+      f"step {m['flow_edge_start']}",
       f"{'figure':<30} {'settled':>9} {'from onset':>11}",
       f"{'loss_relative_error':<30} {shown(m['loss_relative_error']):>9} "
       f"{shown(m['loss_relative_error_from_onset']):>11}   max (target < 0.05)",
