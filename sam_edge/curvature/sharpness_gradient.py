@@ -17,8 +17,15 @@ from sam_edge.curvature import hvp
 PyTree = Any
 
 
+def curvature_gradient(loss_fn: Callable[[PyTree, PyTree], jax.Array], params: PyTree,
+                       batch: PyTree, u: PyTree, v: PyTree) -> PyTree:
+  """∇_w (uᵀ H(w) v) = ∇³L(w)[u, v] at `params` on `batch` (a params pytree), u and v fixed; the
+  central flow reads it for every pair of critical eigenvectors."""
+  bilinear = lambda p: optax.tree.vdot(u, hvp.exact_hvp(loss_fn, p, batch, v))
+  return jax.grad(bilinear)(params)
+
+
 def sharpness_gradient(loss_fn: Callable[[PyTree, PyTree], jax.Array], params: PyTree,
                        batch: PyTree, u: PyTree) -> PyTree:
   """∇_w (uᵀ H(w) u) at `params` on `batch` (a params pytree), u fixed (module doc)."""
-  quadratic = lambda p: optax.tree.vdot(u, hvp.exact_hvp(loss_fn, p, batch, u))
-  return jax.grad(quadratic)(params)
+  return curvature_gradient(loss_fn, params, batch, u, u)

@@ -1,0 +1,133 @@
+"""How closely the central flow follows GD: the running average of GD's loss, the
+edge-of-stability phase, and the agreement figures the benchmark and the command print.
+
+* The running average of GD's loss over `window` steps is centred (NaN where the window does not
+  fit), so it does not lag behind.
+* GD's edge-of-stability (EoS) phase starts at the first step where its λ1 reaches 2/η from
+  below (`turns_on`: a start above 2/η is not the edge) and runs to the end. Its first overshoot
+  (λ1 keeps rising above 2/η while the oscillation grows from almost nothing, until a catapult
+  brings it back) is a transient the flow does not model: the settled phase starts half a window
+  after the first step past the onset where GD's λ1 is back at or below 2/η (so that the
+  running average leaves the catapult out). The flow's edge phase starts where
+  its Σ turns non-zero (again from zero: `turns_on`).
+* loss_relative_error: max over the settled phase (where the average is defined) of
+  |L_predicted − avg(L_GD)| / avg(L_GD); loss_relative_error_mean is its mean, and the
+  `_from_onset` figures take the whole EoS phase, overshoot included.
+* sharpness_relative_error: max over the flow's edge phase of |S − 2/η| / (2/η).
+* distance_ratio, gradient_flow_distance_ratio: max over the settled phase of ‖w_GD − w_flow‖ /
+  ‖w_GD − w_0‖ for the central flow and for gradient flow (w_0 the shared initialisation), with
+  `_from_onset` variants; `final_distance_ratio`, `final_gradient_flow_distance_ratio`: at the
+  last step.
+"""
+
+from typing import Optional
+
+import numpy as np
+
+WINDOW = 20
+
+
+def running_average(x: np.ndarray, window: int = WINDOW) -> np.ndarray:
+  """The centred mean of `x` over `window` points (NaN where the window does not fit)."""
+  x = np.asarray(x, np.float64)
+  out = np.full(x.shape, np.nan)
+  if window < 1 or len(x) < window:
+    return out
+  sums = np.convolve(x, np.ones(window) / window, mode="valid")
+  left = (window - 1) // 2
+  out[left:left + len(sums)] = sums
+  return out
+
+
+def first(mask: np.ndarray) -> Optional[int]:
+  """The first index where `mask` holds, or None."""
+  hits = np.flatnonzero(mask)
+  return int(hits[0]) if hits.size else None
+
+
+def turns_on(mask: np.ndarray) -> Optional[int]:
+  """The first step t ≥ 1 where `mask` holds and did not at t − 1, or None."""
+  mask = np.asarray(mask, bool)
+  hit = first(mask[1:] & ~mask[:-1])
+  return None if hit is None else hit + 1
+
+
+def edge_start(lambda1: np.ndarray, edge: float) -> Optional[int]:
+  """The first step where λ1 reaches `edge` from below, or None."""
+  return turns_on(np.asarray(lambda1) >= edge)
+
+
+def _max(x: np.ndarray) -> Optional[float]:
+  x = x[np.isfinite(x)]
+  return float(np.max(x)) if x.size else None
+
+
+def _mean(x: np.ndarray) -> Optional[float]:
+  x = x[np.isfinite(x)]
+  return float(np.mean(x)) if x.size else None
+
+
+def _phase(curves: dict, start: int, window: int, suffix: str) -> dict:
+  """The loss and distance figures over the steps from `start` on."""
+  average = running_average(curves["gd_loss"], window)[start:]
+  predicted = np.asarray(curves["flow_predicted_loss"], np.float64)[start:]
+  error = np.abs(predicted - average) / average
+  travelled = np.asarray(curves["gd_displacement"], np.float64)[start:]
+  travelled = np.where(travelled > 0, travelled, np.nan)
+  return {f"loss_relative_error{suffix}": _max(error),
+          f"loss_relative_error_mean{suffix}": _mean(error),
+          f"distance_ratio{suffix}": _max(np.asarray(curves["distance_flow"])[start:] / travelled),
+          f"gradient_flow_distance_ratio{suffix}": _max(
+              np.asarray(curves["distance_gradient_flow"])[start:] / travelled)}
+
+
+def metrics(curves: dict, step_size: float, window: int = WINDOW) -> dict:
+  """The figures of the module doc (None where a phase is empty), with the steps where the
+  phases start: `eos_start`, `settled_start`, `flow_edge_start`."""
+  edge = 2.0 / step_size
+  lambda1 = np.asarray(curves["gd_lambda1"])
+  onset = edge_start(lambda1, edge)
+  settled = None if onset is None else first(lambda1[onset:] <= edge)
+  settled = None if settled is None else onset + settled + window // 2
+  trace = np.trace(np.asarray(curves["flow_sigma"]), axis1=1, axis2=2)
+  flow_start = turns_on(trace > 0)
+  out = {"eos_start": onset, "settled_start": settled, "flow_edge_start": flow_start,
+         "edge": edge, "window": window, "sharpness_relative_error": None}
+  for suffix, start in (("", settled), ("_from_onset", onset)):
+    if start is None:
+      out.update({f"{key}{suffix}": None for key in (
+          "loss_relative_error", "loss_relative_error_mean", "distance_ratio",
+          "gradient_flow_distance_ratio")})
+    else:
+      out.update(_phase(curves, start, window, suffix))
+  if flow_start is not None:
+    sharpness = np.asarray(curves["flow_eigenvalues"])[flow_start:, 0]
+    out["sharpness_relative_error"] = _max(np.abs(sharpness - edge) / edge)
+  travelled = float(curves["gd_displacement"][-1])
+  for key, name in (("final_distance_ratio", "distance_flow"),
+                    ("final_gradient_flow_distance_ratio", "distance_gradient_flow")):
+    out[key] = float(curves[name][-1]) / travelled if travelled else None
+  return out
+
+
+def table(m: dict, seconds_per_step: float) -> list[str]:
+  """The printed lines: each figure with its target."""
+  shown = lambda x: "n/a" if x is None else f"{x:.4f}"
+  return [
+      f"GD reaches 2/η = {m['edge']:.4g} at step {m['eos_start']}; the settled phase (after "
+      f"its first overshoot) starts at step {m['settled_start']}; the flow is at its edge from "
+      f"step {m['flow_edge_start']}",
+      f"{'figure':<30} {'settled':>9} {'from onset':>11}",
+      f"{'loss_relative_error':<30} {shown(m['loss_relative_error']):>9} "
+      f"{shown(m['loss_relative_error_from_onset']):>11}   max (target < 0.05)",
+      f"{'loss_relative_error_mean':<30} {shown(m['loss_relative_error_mean']):>9} "
+      f"{shown(m['loss_relative_error_mean_from_onset']):>11}",
+      f"{'sharpness_relative_error':<30} {shown(m['sharpness_relative_error']):>9} "
+      f"{'':>11}   max once the flow is at its edge (target < 0.02)",
+      f"{'distance_ratio':<30} {shown(m['distance_ratio']):>9} "
+      f"{shown(m['distance_ratio_from_onset']):>11}   max (target < 0.10); last step "
+      f"{shown(m['final_distance_ratio'])}",
+      f"{'gradient_flow_distance_ratio':<30} {shown(m['gradient_flow_distance_ratio']):>9} "
+      f"{shown(m['gradient_flow_distance_ratio_from_onset']):>11}   max (target > "
+      f"distance_ratio); last step {shown(m['final_gradient_flow_distance_ratio'])}",
+      f"{'seconds_per_step':<30} {seconds_per_step:>9.4f}"]

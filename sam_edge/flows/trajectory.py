@@ -1,0 +1,103 @@
+"""GD, the central flow and gradient flow side by side from the same initialisation, step by
+step, as curves (numpy arrays indexed by the GD step t = 0..steps−1, each at time t):
+
+  gd_loss, gd_lambda1             L and λ1 along GD
+  flow_loss, flow_predicted_loss  the central flow's L(w(t)) and L + ½⟨Σ, UᵀHU⟩
+  flow_eigenvalues [T, k]         the flow's top-k Hessian eigenvalues (its S is column 0)
+  flow_sigma [T, k, k]            Σ at the substep that starts at t
+  gradient_flow_loss              L along gradient flow
+  distance_flow, distance_gradient_flow   ‖w_GD(t) − w_flow(t)‖, ‖w_GD(t) − w_gradient_flow(t)‖
+  gd_displacement                 ‖w_GD(t) − w_0‖: the distance GD has travelled
+  hvps                            Lanczos' HVPs of the flow's substeps that step
+  seconds                         wall-clock seconds of steps 1.. (step 0 compiles)
+
+Each of the three advances by one jitted function per GD step (the flows by `substeps` Euler
+substeps in a `lax.scan`); the batch is an argument, never a baked-in constant.
+"""
+
+import functools
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sam_edge.flows import substep
+from sam_edge.flows.substep import Eigen, Loss
+
+
+class Settings(NamedTuple):
+  """The integration: η, GD steps, Euler substeps per step, k critical eigenvalues, Lanczos."""
+  step_size: float
+  steps: int
+  substeps: int = 4
+  critical: int = 3
+  eigen: Eigen = Eigen()
+
+
+def flow_step(loss: Loss, s: Settings, w: jax.Array, vectors: jax.Array, batch: Any,
+              key: jax.Array) -> tuple[jax.Array, jax.Array, substep.FlowPoint]:
+  """One GD step's worth (t → t+1) of the central flow: `s.substeps` Euler substeps; returns
+  w(t+1), the eigenvectors, and what the first substep saw (at time t) with the HVPs summed."""
+  def body(carry, k):
+    w, vectors = carry
+    w, vectors, point = substep.central_substep(loss, w, vectors, batch, k,
+                                                step_size=s.step_size, dt=1.0 / s.substeps,
+                                                eigen=s.eigen)
+    return (w, vectors), point
+  (w, vectors), points = jax.lax.scan(body, (w, vectors), jax.random.split(key, s.substeps))
+  first = jax.tree.map(lambda x: x[0], points)
+  return w, vectors, first._replace(hvps=jnp.sum(points.hvps))
+
+
+def gradient_flow_step(loss: Loss, s: Settings, w: jax.Array, batch: Any
+                       ) -> tuple[jax.Array, jax.Array]:
+  """One GD step's worth of gradient flow: (w(t+1), L(w(t)))."""
+  def body(w, _):
+    return substep.gradient_substep(loss, w, batch, step_size=s.step_size, dt=1.0 / s.substeps)
+  w, values = jax.lax.scan(body, w, None, length=s.substeps)
+  return w, values[0]
+
+
+def run(loss: Loss, w0: jax.Array, batch: Any, s: Settings, key: jax.Array,
+        log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
+  """The curves of the module doc over `s.steps` GD steps from `w0`."""
+  statics = {"step_size": s.step_size, "eigen": s.eigen}
+  gd = jax.jit(functools.partial(substep.gd_step, loss, **statics))
+  central = jax.jit(functools.partial(flow_step, loss, s))
+  gradient = jax.jit(functools.partial(gradient_flow_step, loss, s))
+  distance = jax.jit(lambda a, b: jnp.linalg.norm(a - b))
+  w_gd, w_cf, w_gf = w0, w0, w0
+  v_gd = jnp.zeros_like(w0)
+  vectors = jnp.zeros((s.critical, w0.shape[0]), w0.dtype)
+  rows: list[dict] = []
+  start = last = time.perf_counter()
+  for t in range(s.steps):
+    gd_key, flow_key = jax.random.split(jax.random.fold_in(key, t))
+    row = {"distance_flow": distance(w_gd, w_cf), "distance_gradient_flow": distance(w_gd, w_gf),
+           "gd_displacement": distance(w_gd, w0)}
+    w_gd, row["gd_loss"], row["gd_lambda1"], v_gd = gd(w_gd, v_gd, batch, gd_key)
+    w_cf, vectors, point = central(w_cf, vectors, batch, flow_key)
+    w_gf, row["gradient_flow_loss"] = gradient(w_gf, batch)
+    row.update(flow_loss=point.loss, flow_predicted_loss=point.predicted_loss,
+               flow_eigenvalues=point.eigenvalues, flow_sigma=point.sigma, hvps=point.hvps)
+    rows.append(jax.device_get(row))
+    if t == 0:
+      compiled = time.perf_counter()          # the cost per step leaves out compilation
+    if not all(np.all(np.isfinite(v)) for v in rows[-1].values()):
+      log(f"step {t}: a value is not finite (GD or a flow diverged); stopping here")
+      break
+    now = time.perf_counter()
+    if now - last > 10 or t == s.steps - 1:
+      last = now
+      r = rows[-1]
+      log(f"step {t + 1}/{s.steps}: GD loss {r['gd_loss']:.5g} λ1 {r['gd_lambda1']:.4g}; flow S "
+          f"{r['flow_eigenvalues'][0]:.4g} (2/η = {2 / s.step_size:.4g}), predicted loss "
+          f"{r['flow_predicted_loss']:.5g}; ‖w_GD − w_flow‖ {r['distance_flow']:.3g}, "
+          f"gradient flow {r['distance_gradient_flow']:.3g}, GD travelled "
+          f"{r['gd_displacement']:.3g} ({now - start:.0f} s)")
+  curves = {name: np.stack([np.asarray(r[name]) for r in rows]) for name in rows[0]}
+  curves["step"] = np.arange(len(rows))
+  curves["seconds"] = np.array(time.perf_counter() - compiled)
+  return curves
