@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from sam_edge.curvature import lanczos, sharpness_gradient
+from sam_edge.curvature import hvp, lanczos, sharpness_gradient
 from sam_edge.flows import complementarity
 
 Loss = Callable[[jax.Array, Any], jax.Array]
@@ -41,7 +41,7 @@ def eigenpairs(loss: Loss, w: jax.Array, batch: Any, vectors: jax.Array, key: ja
                eigen: Eigen) -> lanczos.EigenResult:
   """Top-k eigenpairs of ∇²L(w), k = len(vectors), Lanczos from the sum of `vectors` (zeros: a
   random start)."""
-  matvec = lambda v: jax.jvp(jax.grad(lambda x: loss(x, batch)), (w,), (v,))[1]
+  matvec = lambda v: hvp.exact_hvp(loss, w, batch, v)
   k = vectors.shape[0]
   return lanczos.lanczos(matvec, jnp.sum(vectors, axis=0), key, k=k,
                          max_steps=max(eigen.max_steps, k), tol=eigen.tol, min_steps=k)

@@ -67,7 +67,9 @@ def run(loss: Loss, w0: jax.Array, batch: Any, s: Settings, key: jax.Array,
   gd = jax.jit(functools.partial(substep.gd_step, loss, **statics))
   central = jax.jit(functools.partial(flow_step, loss, s))
   gradient = jax.jit(functools.partial(gradient_flow_step, loss, s))
-  distance = jax.jit(lambda a, b: jnp.linalg.norm(a - b))
+  distances = jax.jit(lambda gd, cf, gf, start: {
+      "distance_flow": jnp.linalg.norm(gd - cf), "distance_gradient_flow": jnp.linalg.norm(gd - gf),
+      "gd_displacement": jnp.linalg.norm(gd - start)})
   w_gd, w_cf, w_gf = w0, w0, w0
   v_gd = jnp.zeros_like(w0)
   vectors = jnp.zeros((s.critical, w0.shape[0]), w0.dtype)
@@ -75,8 +77,7 @@ def run(loss: Loss, w0: jax.Array, batch: Any, s: Settings, key: jax.Array,
   start = last = time.perf_counter()
   for t in range(s.steps):
     gd_key, flow_key = jax.random.split(jax.random.fold_in(key, t))
-    row = {"distance_flow": distance(w_gd, w_cf), "distance_gradient_flow": distance(w_gd, w_gf),
-           "gd_displacement": distance(w_gd, w0)}
+    row = distances(w_gd, w_cf, w_gf, w0)
     w_gd, row["gd_loss"], row["gd_lambda1"], v_gd = gd(w_gd, v_gd, batch, gd_key)
     w_cf, vectors, point = central(w_cf, vectors, batch, flow_key)
     w_gf, row["gradient_flow_loss"] = gradient(w_gf, batch)
