@@ -18,7 +18,9 @@ floor and the median ratio; with --json it writes {problem: {"ratio_to_floor", "
 With --against DIR (a checkout of another commit, e.g. cc900f7) it also runs the reference's
 quick experiment (`--rho=0.1 --mlp_width=100`, full MNIST batch, here 16 steps measured every 2)
 in both trees, alternately, twice, and prints each tree's seconds per HVP of its measurements,
-(elapsed − training time) / HVPs, the way that experiment's cost was first compared.
+(elapsed − training time) / HVPs, the way that experiment's cost was first compared, and the warm
+measurements' own seconds per HVP, seconds and HVPs (`quick_experiment`); the JSON holds them
+under "quick_experiment_seconds_per_hvp".
 
     python benchmarks/measurement_cost.py [--json PATH] [--problems mlp,cnn,transformer]
 """
@@ -123,8 +125,12 @@ def problem_cost(name: str) -> dict:
           "hvp_seconds": t_hvp, "gradient_seconds": t_grad, "sam_gradient_seconds": t_sam}
 
 
-def quick_experiment(tree: str, folder: str) -> float:
-  """Seconds per HVP of the quick experiment's measurements in the checkout `tree`."""
+def quick_experiment(tree: str, folder: str) -> dict:
+  """The quick experiment's measurement cost in the checkout `tree`: `per_hvp`, its seconds per
+  HVP as first compared, (elapsed − training time) / HVPs (compilation, evaluation and outputs
+  included); `warm_per_hvp`, the warm measurements' own seconds (the records' `seconds`, the
+  first measurement, which compiles, left out) over their HVPs; `warm_seconds`, the median warm
+  measurement's seconds; and `warm_hvps`, its median HVPs."""
   raw = os.path.join(folder, "raw.pkl")
   cmd = [sys.executable, "-m", "image_classification", *QUICK, f"--raw_data_output={raw}",
          f"--manual_dir={SHARED}/mnist", f"--tfds_data_dir={TFDS}"]
@@ -133,8 +139,12 @@ def quick_experiment(tree: str, folder: str) -> float:
     sys.exit(f"measurement_cost: the quick experiment in {tree} failed:\n{proc.stderr[-2000:]}")
   with open(raw, "rb") as f:
     data = pickle.load(f)
-  hvps = sum(r["hvps"] for r in data["records"])
-  return (data["final"]["elapsed"] - data["final"]["train_time"]) / hvps
+  records, warm = data["records"], data["records"][1:]
+  return {"per_hvp": ((data["final"]["elapsed"] - data["final"]["train_time"])
+                      / sum(r["hvps"] for r in records)),
+          "warm_per_hvp": sum(r["seconds"] for r in warm) / sum(r["hvps"] for r in warm),
+          "warm_seconds": statistics.median(r["seconds"] for r in warm),
+          "warm_hvps": statistics.median(r["hvps"] for r in warm)}
 
 
 def main() -> None:
@@ -151,7 +161,10 @@ def main() -> None:
         for tree, label in ((REPO, "this tree"), (args.against, args.against)):
           per_hvp[label].append(quick_experiment(tree, folder))
     for label, values in per_hvp.items():
-      print(f"quick experiment, {label}: {', '.join(f'{v:.3f}' for v in values)} s per HVP")
+      print(f"quick experiment, {label}: "
+            + "; ".join(f"{v['per_hvp']:.3f} s per HVP (warm {v['warm_per_hvp']:.3f}), "
+                        f"measurement {v['warm_seconds']:.3f} s at {v['warm_hvps']:g} HVPs"
+                        for v in values))
     out["quick_experiment_seconds_per_hvp"] = per_hvp
   if args.json:
     with open(args.json, "w") as f:
