@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from sam_edge.landscapes import directions, grid
+from sam_edge.landscapes import directions, figures, grid
 
 
 def _quadratic(n: int, seed: int):
@@ -124,3 +124,23 @@ def test_runs_plane_places_the_three_runs():
     directions.runs_plane(theta, [a, {"w": jnp.asarray([4.0, 0.0, 1.0])}], ["A", "B"])
   line = directions.runs_plane(theta, [a], ["A"])
   assert line.points == {"θ": (0.0,), "A": (1.0,)} and len(line.vectors) == 1
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_outputs_hold_the_grid_and_draw_it(tmp_path, dims):
+  params, data, loss, a, g = _quadratic(3, seed=4)
+  plane = directions.random_plane(jax.random.PRNGKey(0), params, dims)
+  axes = [grid.axis(-1.0, 1.0, 5) for _ in range(dims)]
+  values = grid.evaluate(lambda p, d: loss(p, d) + 100.0, params, data, plane.vectors, axes, 4)
+  figures.write_npz(str(tmp_path / figures.NPZ), values, axes, plane, "random", 12, "run")
+  figures.write_pdf(str(tmp_path / figures.PDF), values, axes, plane, "random", "quadratic")
+  assert (tmp_path / figures.PDF).read_bytes().startswith(b"%PDF")
+  with np.load(tmp_path / figures.NPZ) as z:
+    np.testing.assert_array_equal(z["loss"], values)
+    np.testing.assert_array_equal(z["x"], axes[0])
+    assert ("y" in z.files) == (dims == 2)
+    assert str(z["directions"]) == "random" and int(z["examples"]) == 12
+    assert list(z["point_names"]) == ["θ"]
+    np.testing.assert_array_equal(z["point_coords"], [(0.0,) * dims])
+    centre = z["loss"][(2,) * dims]
+  np.testing.assert_allclose(centre, float(loss(params, data)) + 100.0, rtol=1e-6)

@@ -1,4 +1,5 @@
-"""The figure engine: panels (`spec.Panel`, `spec.Heatmap`) -> a matplotlib Figure -> a PDF.
+"""The figure engine: panels (`spec.Panel`, `spec.Heatmap`, `spec.Contour`) -> a matplotlib
+Figure -> a PDF.
 
 One way to make a figure, `build(panels, columns=1, title=None)`, and one way to write it,
 `write(path, panels, ...)` (rendered in memory, written atomically with `records`). Figures are
@@ -21,14 +22,14 @@ from matplotlib import colormaps, colors
 from matplotlib.figure import Figure
 
 from sam_edge import records
-from sam_edge.plots.spec import Heatmap, Panel, Series
+from sam_edge.plots.spec import Contour, Heatmap, Panel, Series
 
 FIGSIZE = (7.0, 4.5)                 # one panel
 STACKED_HEIGHT = 0.8 * FIGSIZE[1]    # each panel of a stacked figure
 GRID_PANEL = (4.6, 3.8)              # each panel of a figure with several columns
 MAX_PLOTTED_POINTS = 8000
 MARKER_MAX_POINTS = 60
-AnyPanel = Union[Panel, Heatmap]
+AnyPanel = Union[Panel, Heatmap, Contour]
 
 
 def _as_float(value: Any) -> float:
@@ -201,6 +202,36 @@ def draw_heatmap(fig: Figure, ax: Any, h: Heatmap) -> None:
     fig.colorbar(image, ax=ax, label=h.colorbar)
 
 
+def draw_contour(fig: Figure, ax: Any, c: Contour) -> None:
+  """Draws a `Contour` on `ax` (filled levels, thin lines, `points` on top, a colour bar); a
+  constant surface gets one level band, an all-NaN one a note."""
+  values = np.array(c.values, dtype=np.float64).reshape(len(c.yvalues), len(c.xvalues))
+  finite = values[np.isfinite(values)]
+  ax.set_xlabel(c.xlabel)
+  ax.set_ylabel(c.ylabel)
+  ax.set_title(c.title, fontsize="medium")
+  if not finite.size:
+    ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
+    return
+  lo, hi = float(finite.min()), float(finite.max())
+  if c.log and lo > 0 and hi > lo:
+    levels, norm = np.geomspace(lo, hi, max(c.levels, 2)), colors.LogNorm(lo, hi)
+  else:
+    hi = hi if hi > lo else lo + 1.0
+    levels, norm = np.linspace(lo, hi, max(c.levels, 2)), colors.Normalize(lo, hi)
+  masked = np.ma.masked_invalid(values)
+  filled = ax.contourf(c.xvalues, c.yvalues, masked, levels=levels, cmap="viridis", norm=norm)
+  ax.contour(c.xvalues, c.yvalues, masked, levels=levels, colors="k", linewidths=0.3,
+             alpha=0.5)
+  for s in c.points:
+    x, y = finite_points(s.xs, s.ys)
+    style = {"marker": "*", "markersize": 12, "linestyle": "none", **dict(s.style)}
+    ax.plot(x, y, label=s.label, **style)
+  if c.points:
+    ax.legend(loc="best", fontsize="small")
+  fig.colorbar(filled, ax=ax, label=c.colorbar)
+
+
 def build(panels: Sequence[AnyPanel], *, columns: int = 1, title: Optional[str] = None
           ) -> Figure:
   """The panels drawn row by row, `columns` to a row (one column: stacked), without saving."""
@@ -216,6 +247,8 @@ def build(panels: Sequence[AnyPanel], *, columns: int = 1, title: Optional[str] 
     ax = fig.add_subplot(rows, columns, i + 1)
     if isinstance(panel, Heatmap):
       draw_heatmap(fig, ax, panel)
+    elif isinstance(panel, Contour):
+      draw_contour(fig, ax, panel)
     else:
       draw_panel(ax, panel)
   if title:

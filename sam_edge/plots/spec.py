@@ -79,6 +79,23 @@ class Heatmap(NamedTuple):
   annotate: bool = True
 
 
+class Contour(NamedTuple):
+  """Filled contours of `values` [len(yvalues), len(xvalues)] over the increasing numbers
+  `xvalues` (columns) and `yvalues` (rows), with thin contour lines and a colour bar; `levels`
+  levels, evenly spaced between the smallest and largest finite value, in log when `log` and
+  every finite value is positive; `points` (Series, e.g. one point per run) drawn over it."""
+  title: str
+  xlabel: str
+  ylabel: str
+  xvalues: Sequence[float]
+  yvalues: Sequence[float]
+  values: Any
+  colorbar: str = ""
+  levels: int = 30
+  log: bool = False
+  points: Sequence[Series] = ()
+
+
 class FigureOutput(NamedTuple):
   """A PDF a run writes: its output flag, the flag's default and help, and the panels drawn from
   the run's raw data (`panels(raw, title)`; an empty list: nothing to draw, nothing written)."""
