@@ -124,7 +124,8 @@ def _batchnorm_problem(f, key, num_classes, preprocess, loss, test_loss, train, 
   step from the unperturbed pass; measurements use the measured batch's own statistics (train
   mode: the forward pass training differentiates) and never move them; the test error uses
   them."""
-  model = resnet.make_resnet(f.nn_architecture, num_classes=num_classes, activation=f.activation)
+  model = resnet.make_resnet(f.nn_architecture, num_classes=num_classes, activation=f.activation,
+                             width=f.resnet_width)
   params, batch_stats = jax.jit(lambda k, x: stateful.init_variables(model, k, x))(
       key, preprocess(train["image"][:1]))
   eval_logits = stateful.eval_logits(model, preprocess)
