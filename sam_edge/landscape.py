@@ -47,8 +47,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                        **on)
   flags.DEFINE_integer("examples", 0, "The loss over the run's first N training examples "
                        "(0: all of them).", **on)
-  flags.DEFINE_integer("chunk", 8, "Grid points evaluated at once (vmapped) on the device.",
-                       **on)
+  flags.DEFINE_integer("chunk", 0, "Grid points evaluated at once (vmapped) on the device; 0: "
+                       f"{draw_chunks()}.", **on)
   flags.DEFINE_integer("lanczos_steps", 100, "At most this many Hessian-vector products for "
                        "--directions=hessian.", **on)
   flags.DEFINE_float("lanczos_tol", 1e-4, "Lanczos stops when every residual is at most this "
@@ -57,6 +57,11 @@ def define_flags(fv: flags.FlagValues) -> None:
                       "--manual_dir.", **on)
   flags.DEFINE_string("tfds_data_dir", None, "Where TFDS keeps prepared datasets, replacing the "
                       "run's --tfds_data_dir.", **on)
+
+
+def draw_chunks() -> str:
+  """The default --chunk, in words (`landscapes.grid.default_chunk`; no jax imported here)."""
+  return "1 on a CPU (vmapped matrix products are slower there), 16 on an accelerator"
 
 
 def parse_range(text: str | None, kind: str) -> tuple[tuple[float, float] | None, str | None]:
@@ -97,9 +102,10 @@ def problems(fv: flags.FlagValues, paths: list[str]) -> list[str]:
     found.append(why)
   if fv.examples < 0:
     found.append(f"--examples={fv.examples}: must be >= 0 (0: every training example)")
-  for name in ("chunk", "lanczos_steps"):
-    if fv[name].value < 1:
-      found.append(f"--{name}={fv[name].value}: must be >= 1")
+  if fv.chunk < 0:
+    found.append(f"--chunk={fv.chunk}: must be >= 0 (0: by the device)")
+  if fv.lanczos_steps < 2:
+    found.append(f"--lanczos_steps={fv.lanczos_steps}: must be >= 2 (two eigenvectors)")
   if not (math.isfinite(fv.lanczos_tol) and fv.lanczos_tol > 0):
     found.append(f"--lanczos_tol={fv.lanczos_tol}: must be positive")
   if fv.directions == "runs":

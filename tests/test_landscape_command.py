@@ -21,7 +21,8 @@ from sam_edge import landscape
      "--runs: {missing}: no such file"),
     (["{run}", "--out={out}", "--runs={run}"], "--runs is for --directions=runs"),
     (["{run}", "--out={out}", "--examples=-1"], "--examples=-1: must be >= 0"),
-    (["{run}", "--out={out}", "--chunk=0"], "--chunk=0: must be >= 1"),
+    (["{run}", "--out={out}", "--chunk=-1"], "--chunk=-1: must be >= 0"),
+    (["{run}", "--out={out}", "--lanczos_steps=1"], "--lanczos_steps=1: must be >= 2"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
   run = tmp_path / "run"

@@ -229,7 +229,8 @@ def draw_contour(fig: Figure, ax: Any, c: Contour) -> None:
     ax.plot(x, y, label=s.label, **style)
   if c.points:
     ax.legend(loc="best", fontsize="small")
-  fig.colorbar(filled, ax=ax, label=c.colorbar)
+  fig.colorbar(filled, ax=ax, label=c.colorbar, ticks=levels[::max(1, len(levels) // 6)],
+               format="%.3g")
 
 
 def build(panels: Sequence[AnyPanel], *, columns: int = 1, title: Optional[str] = None
