@@ -125,7 +125,6 @@ def landscape(fv: flags.FlagValues, paths: list[str]) -> int:
   if found:
     return cli.fail(PROG, found)
   from sam_edge.landscapes import draw  # pylint: disable=import-outside-toplevel
-  os.makedirs(fv.out, exist_ok=True)
   settings = draw.Settings(
       source=paths[0], out=fv.out, kind=fv.directions, runs=tuple(fv.runs), dims=fv.dims,
       grid=fv.grid, range=parse_range(fv.range, fv.directions)[0], seed=fv.seed,

@@ -12,6 +12,7 @@ examples are the run's first `examples` training examples in its stored order (0
 Hessian directions are those of this same L at θ.
 """
 
+import os
 import time
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
@@ -108,6 +109,7 @@ def draw(s: Settings, log: Callable[[str], None] = print) -> dict:
   end = time.perf_counter()
   title = (f"{t.config.get('nn_architecture', t.task)} on {t.config.get('dataset', '')}, "
            f"step {t.step}: training loss on {count} examples")
+  os.makedirs(s.out, exist_ok=True)
   figures.write_npz(f"{s.out}/{figures.NPZ}", values, axes, where, s.kind, count, t.path)
   figures.write_pdf(f"{s.out}/{figures.PDF}", values, axes, where, s.kind, title)
   origin = tuple(int(np.flatnonzero(a == 0.0)[0]) if np.any(a == 0.0) else None
