@@ -49,7 +49,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                        "(0: all of them).", **on)
   flags.DEFINE_integer("chunk", 0, "Grid points evaluated at once (vmapped) on the device; 0: "
                        f"{draw_chunks()}.", **on)
-  flags.DEFINE_integer("lanczos_steps", 100, "At most this many Hessian-vector products for "
+  flags.DEFINE_integer("lanczos_steps", 50, "At most this many Hessian-vector products for "
                        "--directions=hessian.", **on)
   flags.DEFINE_float("lanczos_tol", 1e-4, "Lanczos stops when every residual is at most this "
                      "times the largest eigenvalue.", **on)

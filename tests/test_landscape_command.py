@@ -1,6 +1,9 @@
 """`python -m sam_edge.landscape`: bad input is one line and exit code 2 before any work; a
 tiny MNIST run drawn along random, Hessian and three-run directions (slow)."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -8,6 +11,7 @@ import image_classification as ic
 from sam_edge import landscape
 from sam_edge.cli import main as cli
 from sam_edge.studies import trained
+from tests.helpers import REPO
 
 
 @pytest.mark.parametrize("args, message", [
@@ -108,3 +112,13 @@ def test_tiny_mnist_run_end_to_end(shared_data, tmp_path, capsys):
     np.testing.assert_allclose(
         z["loss"][1], float(p.loss_fn()(p.params, p.model_state, first, p.constants)[0]),
         rtol=1e-5)
+
+
+def test_import_and_help_load_no_jax():
+  code = ("import sys\nfrom sam_edge import landscape\n"
+          "heavy = [m for m in ('jax', 'matplotlib', 'tensorflow', 'flax') if m in sys.modules]\n"
+          "assert not heavy, heavy\n")
+  subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+  out = subprocess.run([sys.executable, "-m", "sam_edge.landscape", "--help"], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+  assert out.returncode == 0 and "--directions" in out.stdout and "--grid" in out.stdout

@@ -61,7 +61,8 @@ def filter_normalized(key: jax.Array, params: PyTree) -> PyTree:
 def random_plane(key: jax.Array, params: PyTree, dims: int) -> Plane:
   """`dims` filter-normalised directions from independent halves of `key`."""
   keys = jax.random.split(key, dims)
-  vectors = tuple(filter_normalized(k, params) for k in keys)
+  draw = jax.jit(filter_normalized)
+  vectors = tuple(draw(k, params) for k in keys)
   return Plane(vectors, "filter-normalised Gaussian directions (Li et al. 2018)",
                {"θ": (0.0,) * dims}, {})
 
