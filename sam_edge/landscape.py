@@ -5,7 +5,8 @@ RUN_OR_PARAMS is a run folder holding a `--params_output` file, or the file itse
 directions (`sam_edge.landscapes.directions`):
   --directions=random    filter-normalised Gaussian directions (Li et al. 2018), from --seed;
   --directions=hessian   the top Hessian eigenvectors of the training loss at θ (unit norm);
-  --directions=runs --runs=A[,B]   the line to run A (1-D) or the plane through θ, A and B (2-D).
+  --directions=runs --runs=A[,B]   the line to run A (1-D) or the plane through θ, A and B (2-D)
+                         (or --runs=A --runs=B: folder names with commas, given one by one).
 The loss is the evaluation-mode training loss (BatchNorm with the run's stored statistics) on
 the run's first --examples training examples (`sam_edge.landscapes.draw`). See README,
 "Landscapes".
@@ -37,8 +38,10 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("out", None, "Folder for landscape.pdf and landscape.npz (created).", **on)
   flags.DEFINE_string("directions", "random", "random (filter-normalised), hessian (top "
                       "eigenvectors) or runs (the plane through θ and --runs).", **on)
-  flags.DEFINE_list("runs", [], "With --directions=runs: one other run (--dims=1) or two "
-                    "(--dims=2), run folders or params files.", **on)
+  flags.DEFINE_multi_string("runs", [], "With --directions=runs: one other run (--dims=1) or "
+                            "two (--dims=2), run folders or params files: --runs=A,B or --runs=A "
+                            "--runs=B (a value that is an existing path is one run, so sweep "
+                            "folders with commas in their names work given one by one).", **on)
   flags.DEFINE_integer("dims", 2, "1: a cut along the first direction; 2: a contour.", **on)
   flags.DEFINE_integer("grid", 25, "Points per axis (at least 2).", **on)
   flags.DEFINE_string("range", None, "lo,hi: the coefficients of the directions on every axis "
@@ -78,6 +81,12 @@ def parse_range(text: str | None, kind: str) -> tuple[tuple[float, float] | None
   return (lo, hi), None
 
 
+def run_paths(values: list[str]) -> list[str]:
+  """The --runs values as paths: a value naming an existing path is one run, any other is split
+  at its commas."""
+  return [p for v in values for p in ([v] if os.path.exists(v) else v.split(",")) if p]
+
+
 def problems(fv: flags.FlagValues, paths: list[str]) -> list[str]:
   """Every problem with the arguments, before anything is loaded (one line each)."""
   found = []
@@ -109,11 +118,11 @@ def problems(fv: flags.FlagValues, paths: list[str]) -> list[str]:
   if not (math.isfinite(fv.lanczos_tol) and fv.lanczos_tol > 0):
     found.append(f"--lanczos_tol={fv.lanczos_tol}: must be positive")
   if fv.directions == "runs":
-    if fv.dims in (1, 2) and len(fv.runs) != fv.dims:
+    runs = run_paths(fv.runs)
+    if fv.dims in (1, 2) and len(runs) != fv.dims:
       found.append(f"--directions=runs --dims={fv.dims} needs --runs with {fv.dims} other "
-                   f"run{'s' if fv.dims == 2 else ''} (got {len(fv.runs)})")
-    found += [f"--runs: {r}: no such file or run folder" for r in fv.runs
-              if not os.path.exists(r)]
+                   f"run{'s' if fv.dims == 2 else ''} (got {len(runs)})")
+    found += [f"--runs: {r}: no such file or run folder" for r in runs if not os.path.exists(r)]
   elif fv.runs:
     found.append(f"--runs is for --directions=runs, not --directions={fv.directions}")
   return found
@@ -126,8 +135,8 @@ def landscape(fv: flags.FlagValues, paths: list[str]) -> int:
     return cli.fail(PROG, found)
   from sam_edge.landscapes import draw  # pylint: disable=import-outside-toplevel
   settings = draw.Settings(
-      source=paths[0], out=fv.out, kind=fv.directions, runs=tuple(fv.runs), dims=fv.dims,
-      grid=fv.grid, range=parse_range(fv.range, fv.directions)[0], seed=fv.seed,
+      source=paths[0], out=fv.out, kind=fv.directions, runs=tuple(run_paths(fv.runs)),
+      dims=fv.dims, grid=fv.grid, range=parse_range(fv.range, fv.directions)[0], seed=fv.seed,
       examples=fv.examples, chunk=fv.chunk, lanczos_steps=fv.lanczos_steps,
       lanczos_tol=fv.lanczos_tol, manual_dir=fv.manual_dir, tfds_data_dir=fv.tfds_data_dir)
   result = draw.draw(settings, log=lambda line: print(f"{PROG}: {line}", flush=True))

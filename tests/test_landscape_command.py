@@ -29,6 +29,8 @@ from tests.helpers import REPO
     (["{run}", "--out={out}", "--directions=runs", "--dims=1", "--runs={missing}"],
      "--runs: {missing}: no such file"),
     (["{run}", "--out={out}", "--runs={run}"], "--runs is for --directions=runs"),
+    (["{run}", "--out={out}", "--directions=runs", "--runs={comma}", "--runs={missing}"],
+     "--runs: {missing}: no such file"),                 # a folder named with commas is one run
     (["{run}", "--out={out}", "--examples=-1"], "--examples=-1: must be >= 0"),
     (["{run}", "--out={out}", "--chunk=-1"], "--chunk=-1: must be >= 0"),
     (["{run}", "--out={out}", "--lanczos_steps=1"], "--lanczos_steps=1: must be >= 2"),
@@ -38,7 +40,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
   run.mkdir()
   blocked = tmp_path / "file"
   blocked.write_text("")
-  names = {"run": run, "out": tmp_path / "out", "missing": tmp_path / "nope", "blocked": blocked}
+  comma = tmp_path / "mlp_width=8,seed=1"
+  comma.mkdir()
+  names = {"run": run, "out": tmp_path / "out", "missing": tmp_path / "nope", "blocked": blocked,
+           "comma": comma}
   argv = [a.format(**names) for a in args]
   assert landscape.main(argv) == 2
   err = capsys.readouterr().err.strip().splitlines()
