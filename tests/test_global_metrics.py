@@ -210,3 +210,26 @@ def test_tiny_width_batch_sweep_end_to_end(shared_data, tmp_path):
   assert len({(r["mlp_width"], r["batch_size"]) for r in rows}) == 4
   assert (tmp_path / "cmp" / "phase.pdf").read_bytes().startswith(b"%PDF")
   assert summary.OPTIONAL[1] in rows[0]
+
+
+def test_phase_panels_follow_the_taxonomys_conventions():
+  from sam_edge.plots import figure
+  from sam_edge.studies import phase
+  rows = [{"w": w, "b": b, "seed": s, "test_error": 0.1, "mc": mc, "final_lambda1": 2.0}
+          for w, b, mc in (("8", "50", -0.2), ("64", "1000", 0.0), ("16", "200", 0.1))
+          for s in ("0", "1")]
+  maps, title = phase.phase_heatmaps(rows, "w", "b", None, ["w", "b", "seed"])
+  by_metric = {m.colorbar: m for m in maps}
+  assert set(by_metric) == {"test error", "mode connectivity mc", "final λ1"}
+  for m in maps:
+    assert m.log_axes and m.invert_y and list(m.xvalues) == [8, 16, 64]
+  assert by_metric["mode connectivity mc"].centre == 0.0
+  assert by_metric["final λ1"].log and not by_metric["test error"].log
+  np.testing.assert_allclose(figure.log_edges(np.array([8.0, 16.0, 64.0])),
+                             [64 / np.sqrt(128), np.sqrt(128), 32.0, 128.0])
+  fig = figure.build(maps, columns=3, title=title)
+  ax = fig.axes[0]
+  assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+  assert ax.get_ylim()[0] > ax.get_ylim()[1]                     # small batches at the top
+  only = phase.phase_heatmaps(rows, "w", "b", "mc", ["w", "b", "seed"])[0]
+  assert [m.colorbar for m in only] == ["mode connectivity mc"]

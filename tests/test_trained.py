@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import image_classification as ic
+from sam_edge import errors
 from sam_edge import verify as verify_cli
 from sam_edge.cli import main as cli
 from sam_edge.run import params_file
@@ -148,3 +149,21 @@ def test_sweeps_write_params_into_each_run_folder():
   from sam_edge.studies import commands
   assert commands.output_files(ic.FLAGS)["params_output"] == "params.npz"
   assert "params_output" in commands.owned_flags(ic.FLAGS)
+
+
+def test_transformer_runs_keep_their_parameters_too(corpus, tmp_path, capsys):
+  import transformer
+  out = tmp_path / "params.npz"
+  cli.parse_flags(transformer.FLAGS, [
+      "transformer", f"--training_data={corpus}", "--num_layers=1", "--model_size=32",
+      "--num_heads=2", "--key_size=16", "--sequence_length=16", "--batch_size=8",
+      "--max_steps=2", "--hessian_check_gap=0", f"--raw_data_output={tmp_path / 'raw.pkl'}",
+      f"--params_output={out}", "--loss_curve_output=", "--eigs_curve_output=",
+      "--eigs_se_only_output=", "--alignment_curve_output=", "--eval_curve_output="])
+  assert transformer.main([]) == 0
+  t = trained.load(str(out))
+  assert t.task == "transformer" and t.step == 2 and t.config["model_size"] == 32
+  p = trained.problem(t)
+  assert p.predict is None
+  with pytest.raises(errors.InputError, match="evaluation-mode"):
+    trained.eval_loss(p)

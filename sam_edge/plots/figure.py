@@ -18,7 +18,7 @@ import math
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
-from matplotlib import colormaps, colors
+from matplotlib import colormaps, colors, ticker
 from matplotlib.figure import Figure
 
 from sam_edge import records
@@ -132,7 +132,8 @@ def draw_panel(ax: Any, panel: Panel) -> None:
 
 
 def _norm(h: Heatmap, values: np.ndarray) -> tuple[Any, Any]:
-  """(colour map, norm) of a heat map: viridis, log-scaled or diverging around `centre`."""
+  """(colour map, norm) of a heat map: viridis, log-scaled (when the values span a range) or
+  diverging around `centre`."""
   finite = values[np.isfinite(values)]
   if h.centre is not None:
     span = float(np.max(np.abs(finite - h.centre))) if finite.size else 1.0
@@ -140,10 +141,29 @@ def _norm(h: Heatmap, values: np.ndarray) -> tuple[Any, Any]:
     return (colormaps["RdBu_r"].with_extremes(bad="white"),
             colors.Normalize(h.centre - span, h.centre + span))
   cmap = colormaps["viridis"].with_extremes(bad="white")
-  if h.log and finite.size and np.all(finite > 0):
+  if h.log and finite.size and np.all(finite > 0) and finite.max() > finite.min():
     return cmap, colors.LogNorm(float(finite.min()), float(finite.max()))
   lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
   return cmap, colors.Normalize(lo, hi if hi > lo else lo + 1.0)
+
+
+def _positive(values: Optional[Sequence[float]], n: int) -> bool:
+  """Whether `values` are n finite positive numbers (a log axis can hold them)."""
+  if values is None or len(values) != n or n == 0:
+    return False
+  v = np.array([_as_float(x) for x in values], dtype=np.float64)
+  return bool(np.all(np.isfinite(v)) and np.all(v > 0))
+
+
+def log_edges(centres: np.ndarray) -> np.ndarray:
+  """The n + 1 cell edges of n increasing positive centres on a log axis: the geometric means
+  of neighbours, the outer edges as far beyond the end centres as the inner ones (a lone
+  centre c gets c/√2 and c·√2)."""
+  v = np.log(centres)
+  if len(v) == 1:
+    return np.exp(v[0] + np.array([-0.5, 0.5]) * np.log(2.0))
+  mids = 0.5 * (v[1:] + v[:-1])
+  return np.exp(np.concatenate([[2 * v[0] - mids[0]], mids, [2 * v[-1] - mids[-1]]]))
 
 
 def cell_positions(centres: Sequence[float], values: Any) -> np.ndarray:
@@ -182,19 +202,39 @@ def draw_heatmap(fig: Figure, ax: Any, h: Heatmap) -> None:
             transform=ax.transAxes)
     return
   cmap, norm = _norm(h, values)
-  image = ax.imshow(np.ma.masked_invalid(values), origin="upper" if h.invert_y else "lower",
-                    aspect="auto", cmap=cmap, norm=norm)
+  log = h.log_axes and _positive(h.xvalues, len(h.xlabels)) and _positive(h.yvalues,
+                                                                           len(h.ylabels))
+  if log:
+    xs, ys = np.asarray(h.xvalues, np.float64), np.asarray(h.yvalues, np.float64)
+    image = ax.pcolormesh(log_edges(xs), log_edges(ys), np.ma.masked_invalid(values),
+                          cmap=cmap, norm=norm)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if h.invert_y:
+      ax.invert_yaxis()
+  else:
+    xs, ys = np.arange(len(h.xlabels)), np.arange(len(h.ylabels))
+    image = ax.imshow(np.ma.masked_invalid(values), origin="upper" if h.invert_y else "lower",
+                      aspect="auto", cmap=cmap, norm=norm)
   for (j, i), value in np.ndenumerate(values):
     if np.isnan(value):
-      ax.text(i, j, "–", ha="center", va="center", fontsize="small", color="black")
+      ax.text(xs[i], ys[j], "–", ha="center", va="center", fontsize="small", color="black")
     elif h.annotate:
       r, g, b, _ = cmap(norm(value))
       light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
-      ax.text(i, j, f"{value:.3g}", ha="center", va="center", fontsize="small",
+      ax.text(xs[i], ys[j], f"{value:.3g}", ha="center", va="center", fontsize="small",
               color="black" if light else "white")
-  _heatmap_curves(ax, h, values.shape)
-  ax.set_xticks(range(len(h.xlabels)), h.xlabels, rotation=45 if len(h.xlabels) > 8 else 0)
-  ax.set_yticks(range(len(h.ylabels)), h.ylabels)
+  if log:
+    for s in h.curves:
+      ax.plot(s.xs, s.ys, label=s.label, **dict(s.style))
+    if h.curves:
+      ax.legend(loc="best", fontsize="x-small")
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.yaxis.set_minor_locator(ticker.NullLocator())
+  else:
+    _heatmap_curves(ax, h, values.shape)
+  ax.set_xticks(xs, h.xlabels, rotation=45 if len(h.xlabels) > 8 else 0)
+  ax.set_yticks(ys, h.ylabels)
   ax.set_xlabel(h.xlabel)
   ax.set_ylabel(h.ylabel)
   ax.set_title(h.title, fontsize="medium")

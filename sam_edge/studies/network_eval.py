@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from sam_edge import errors
 from sam_edge.data import batching
 from sam_edge.models import losses, resnet
 from sam_edge.run.problem import Problem
@@ -29,7 +30,8 @@ class NetworkEval:
 
   def __init__(self, problem: Problem, batch_size: int, chunk: int = 1000):
     if problem.predict is None:
-      raise ValueError("the problem offers no evaluation-mode outputs")
+      raise errors.InputError("cka and curve need evaluation-mode outputs, which only "
+                              "image_classification runs offer (dist works for every run)")
     self.problem = problem
     self.arrays = jax.device_put(problem.train_arrays)
     self.n = batching.num_examples(self.arrays)

@@ -6,11 +6,12 @@ Cell (i, j) of the map of metric m over axes a (x) and b (y) holds
 
 left empty (white, marked `–`) where no run has a finite m. Values are written in the cells.
 One panel per metric (every metric some run has, or only `--phase_metric`), and per setting of
-the runs' further non-seed axes. The taxonomy's conventions (Yang et al. 2021): the values of a
-(e.g. width) increase to the right and those of b (e.g. batch size) downwards, so small batches
-are at the top, one cell per grid value (a log-spaced grid, as the taxonomy's, is then drawn on
-a log scale); mc and the line barrier on a diverging colour map centred at 0 (red above, blue
-below: blue is a barrier); λ1 and the trace with logarithmic colours.
+the runs' further non-seed axes. The taxonomy's conventions (Yang et al. 2021): both axes
+logarithmic where their values are positive numbers (each cell centred on its value; else one
+cell per value, in order), a (e.g. width) increasing to the right and b (e.g. batch size)
+downwards, so small batches are at the top; mc and the line barrier on a diverging colour map
+centred at 0 (red above, blue below: blue is a barrier); λ1 and the trace with logarithmic
+colours.
 """
 
 from typing import Any
@@ -81,8 +82,10 @@ def phase_heatmaps(rows: list[dict[str, Any]], a: str, b: str, metric: str | Non
       where = ", ".join(f"{o}={v}" for o, v in zip(others, key)) if others else ""
       title = label if len(drawn) > 1 and not where else (
           f"{label}, {where}" if len(drawn) > 1 else where)
+      xv, yv = summary.numeric(xs), summary.numeric(ys)
       maps.append(Heatmap(title, a, b, xs, ys, cells, colorbar=label,
-                          centre=0.0 if m in CENTRED else None, log=m in LOG, invert_y=True))
+                          centre=0.0 if m in CENTRED else None, log=m in LOG, invert_y=True,
+                          xvalues=xv, yvalues=yv, log_axes=True))
   seeds = " (mean over seeds)" if summary.SEED in axes and summary.SEED not in (a, b) else ""
   what = trends.METRIC_LABELS.get(drawn[0], drawn[0]) if len(drawn) == 1 else "metrics"
   return maps, f"{what} over {a} and {b}{seeds}"

@@ -97,8 +97,8 @@ def eval_loss(p: Problem) -> Callable[[PyTree, PyTree, PyTree], jax.Array]:
   """`(params, model_state, batch) -> mean training loss` in evaluation mode (module doc).
   InputError if the task offers no evaluation-mode outputs (`Problem.predict`)."""
   if p.predict is None:
-    raise errors.InputError("this task's runs offer no evaluation-mode outputs "
-                            "(the between-run metrics support image_classification runs)")
+    raise errors.InputError("this task's runs offer no evaluation-mode outputs (only "
+                            "image_classification runs do)")
   return lambda w, s, batch: p.output_loss(p.predict(w, s, p.constants, batch), batch)
 
 
