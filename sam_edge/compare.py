@@ -3,7 +3,9 @@ half-finished) runs.
 
 PATHS are run folders, raw pickles, the reference's raw.txt files, or sweep folders, in any mix.
 Writes summary.csv, lambda1_over_edge.pdf, loss_curves.pdf, metric_vs_<axis>.pdf and, with
---phase_axes, phase.pdf into DIR. See README, "Studies".
+--phase_axes, phase.pdf into DIR. With --global_metrics=curve,cka,dist the runs' final
+parameters (`--params_output`) are read and the metrics between runs of a cell join summary.csv
+(studies/global_metrics.py). See README, "Studies" and "Between runs".
 
 Every pickle is checked against its `final.records_sha256`: a run whose pickle does not match is
 left out of the report, with one line on stderr naming it; the exit code is then 1 (0 when every
@@ -15,18 +17,60 @@ import sys
 from absl import flags
 
 from sam_edge.cli import main as cli
-from sam_edge.studies import phase, report, sources
+from sam_edge.studies import phase, report, sources, summary
 
 PROG = "compare"
 USAGE = ("python -m sam_edge.compare PATHS... --out=DIR [--phase_axes=a,b] [--phase_metric=m] "
-         "[--x_axis=auto|step|time]")
+         "[--x_axis=auto|step|time] [--global_metrics=curve,cka,dist [--group_by=a,b]]")
+
+
+def define_global_flags(fv: flags.FlagValues) -> None:
+  """The flags of the metrics between runs (defaults: the taxonomy's, Yang et al. 2021)."""
+  on = {"flag_values": fv}
+  flags.DEFINE_list("global_metrics", [], "Metrics between the runs of a cell (runs differing "
+                    "only in --seed), averaged over its pairs: curve (mc and line_barrier), cka, "
+                    "dist. Needs each run's --params_output.", **on)
+  flags.DEFINE_list("group_by", [], "Cells are the runs sharing these axes (default: every "
+                    "axis but seed).", **on)
+  flags.DEFINE_integer("curve_pairs", 1, "Pairs of each cell connected by a trained curve.", **on)
+  flags.DEFINE_integer("curve_epochs", 100, "Epochs of SGD on the Bezier bend.", **on)
+  flags.DEFINE_integer("curve_batch_size", 128, "Batch of the bend's SGD (and of the BatchNorm "
+                       "statistics recomputed along the curve).", **on)
+  flags.DEFINE_float("curve_step_size", 0.01, "Initial step size of the bend's SGD (constant to "
+                     "half the epochs, then down to 1% of it at 90%).", **on)
+  flags.DEFINE_float("curve_momentum", 0.9, "Momentum of the bend's SGD.", **on)
+  flags.DEFINE_enum("curve_metric", "error", ["error", "loss"], "E(t) of mc and the line "
+                    "barrier: the training error or the training loss.", **on)
+  flags.DEFINE_integer("cka_examples", 768, "Training examples (the first ones) whose softmax "
+                       "outputs CKA compares.", **on)
+  flags.DEFINE_integer("global_seed", 0, "Seed of the bend's batches and t's.", **on)
+  flags.DEFINE_string("manual_dir", None, "Rebuild the runs' data from this folder instead of "
+                      "the one in their config.", **on)
+  flags.DEFINE_string("tfds_data_dir", None, "Rebuild the runs' data from this TFDS folder "
+                      "instead of the one in their config.", **on)
 
 
 def main(argv: list[str]) -> int:
   """Parses `argv` (without the program name), reads the runs and writes the report."""
   fv = flags.FlagValues()
   report.define_flags(fv)
+  define_global_flags(fv)
   return cli.command(PROG, USAGE, fv, argv, lambda paths: compare(fv, paths))
+
+
+def global_settings(fv: flags.FlagValues):
+  """(the settings of --global_metrics, or None when it is off; the problems of its flags)."""
+  if not fv.global_metrics:
+    return None, []
+  from sam_edge.studies import connectivity, global_metrics  # pylint: disable=import-outside-toplevel
+  curve = connectivity.CurveSettings(epochs=fv.curve_epochs, batch_size=fv.curve_batch_size,
+                                     step_size=fv.curve_step_size, momentum=fv.curve_momentum)
+  found = global_metrics.problems(list(fv.global_metrics), fv.curve_pairs, fv.cka_examples, curve)
+  settings = global_metrics.Settings(
+      metrics=tuple(fv.global_metrics), curve=curve, curve_pairs=fv.curve_pairs,
+      curve_metric=fv.curve_metric, cka_examples=fv.cka_examples, group_by=tuple(fv.group_by),
+      seed=fv.global_seed, manual_dir=fv.manual_dir, tfds_data_dir=fv.tfds_data_dir)
+  return settings, found
 
 
 def compare(fv: flags.FlagValues, paths: list[str]) -> int:
@@ -35,6 +79,9 @@ def compare(fv: flags.FlagValues, paths: list[str]) -> int:
     return cli.fail(PROG, ["--out=DIR is required"])
   if not paths:
     return cli.fail(PROG, [f"give at least one path: {USAGE}"])
+  between_settings, found = global_settings(fv)
+  if found:
+    return cli.fail(PROG, found)
   try:
     runs, sweep_axes = sources.read_paths(paths)
   except (sources.SourceError, OSError, ValueError) as e:
@@ -45,9 +92,18 @@ def compare(fv: flags.FlagValues, paths: list[str]) -> int:
   if not sound:
     return cli.fail(PROG, ["every run is unsound (see the lines above): nothing to compare"],
                     code=1)
+  log = lambda line: print(f"{PROG}: {line}", flush=True)
+  between = None
+  if between_settings is not None:
+    from sam_edge.studies import global_metrics  # pylint: disable=import-outside-toplevel
+    global_metrics.check_runs(sound)
+    group = [a for a in between_settings.group_by
+             if a not in summary.choose_axes(sound, sweep_axes)]
+    if group:
+      return cli.fail(PROG, [f"--group_by: {', '.join(group)} is not an axis of the runs"])
+    between = lambda rs, axes: global_metrics.compute(rs, axes, between_settings, log)
   try:
-    report.write(sound, sweep_axes, fv.out, report.options_of(fv),
-                 log=lambda line: print(f"{PROG}: {line}"))
+    report.write(sound, sweep_axes, fv.out, report.options_of(fv), log=log, between=between)
   except phase.PhaseError as e:
     return cli.fail(PROG, [str(e)])
   return 0 if len(sound) == len(runs) else 1

@@ -21,6 +21,11 @@ from sam_edge.options import Option
 PICKLE_PROTOCOL = 4
 RAW_DATA = Option("raw_data_output", "/tmp/raw.pkl",
                   "pickle of a plain dict: config, records, losses, final")
+PARAMS = Option("params_output", "",
+                "npz: the final parameters and BatchNorm statistics with the run's config, "
+                "checksummed (read by `sam_edge.compare --global_metrics` and "
+                "`sam_edge.landscape`); '' writes none")
+SWEEP_FILES = {PARAMS.name: "params.npz"}  # run-folder names of outputs whose default is ''
 RECORDS_SHA256 = "records_sha256"          # the key of the checksum in a finished run's final
 _PLAIN_TYPES = (bool, int, float, complex, str, bytes)
 

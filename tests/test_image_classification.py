@@ -393,6 +393,8 @@ def assert_one_error_line(err: str, flag: str) -> None:
     (lambda tmp: "--rho=-1", "rho"),
     (lambda tmp: "--nn_architecture=RNN", "nn_architecture"),
     (lambda tmp: "--mlp_depth=1", "mlp_depth"),
+    (lambda tmp: "--resnet_width=8", "resnet_width"),                  # the MLP has no width k
+    (lambda tmp: "--params_output=/nonexistent/p.npz", "params_output"),
     (lambda tmp: f"--manual_dir={tmp / 'empty'}", "manual_dir"),
     (lambda tmp: "--raw_data_output=/nonexistent/x.pkl", "raw_data_output"),
     (lambda tmp: "--num_principal_components=11", "num_principal_components"),

@@ -23,9 +23,11 @@ RANKS = {"options": 0, "errors": 1, "trees": 1, "records": 1,
          "tasks": 6,
          "cli": 7,
          "studies": 8, "linear_sgd": 8, "flows": 8,
-         "sweep": 9, "compare": 9, "verify": 9, "power_law": 9, "central_flow": 9}
+         "sweep": 9, "compare": 9, "verify": 9, "power_law": 9, "central_flow": 9,
+         "landscapes": 9,
+         "landscape": 10}
 TOP_MODULES = {"errors", "trees", "records", "options"}
-ENTRY_MODULES = {"sweep", "compare", "verify", "power_law", "central_flow"}
+ENTRY_MODULES = {"sweep", "compare", "verify", "power_law", "central_flow", "landscape"}
 MAX_LINES = 350
 
 

@@ -74,6 +74,62 @@ def wrn_param_count(depth: int, k: int, channels: int, classes: int) -> int:
   return total + 2 * c_in + c_in * classes + classes
 
 
+def resnet18_param_count(k: int, channels: int, classes: int) -> int:
+  """Layer by layer: stem conv 3x3xCxk + BN(k); per block two 3x3 convs and two BNs, and where
+  the shape changes a 1x1 projection with its BN; Dense 8k -> K with bias."""
+  total = 9 * channels * k + 2 * k
+  c_in = k
+  for c in (k, 2 * k, 4 * k, 8 * k):
+    for _ in range(2):
+      total += 9 * c_in * c + 9 * c * c + 2 * (2 * c) + (c_in * c + 2 * c if c_in != c else 0)
+      c_in = c
+  return total + c_in * classes + classes
+
+
+@pytest.mark.parametrize("k, input_shape, classes", [
+    (2, (32, 32, 3), 10), (3, (28, 28, 1), 100), (11, (32, 32, 3), 10), (64, (32, 32, 3), 10)])
+def test_resnet18_param_counts(k, input_shape, classes):
+  model = resnet.make_resnet("ResNet18", num_classes=classes, width=k)
+  n = count(variable_shapes(model, input_shape)["params"])
+  c = input_shape[-1]
+  assert n == resnet18_param_count(k, c, classes)
+  assert n == 2724 * k * k + (9 * c + 150 + 8 * classes) * k + classes      # the docstring's
+  if k == 64:
+    assert n == 11_173_962                                  # the standard CIFAR ResNet-18
+
+
+def test_resnet18_widths_and_projections():
+  shapes = variable_shapes(resnet.make_resnet("ResNet18", num_classes=10, width=4), (32, 32, 3))
+  params = shapes["params"]
+  assert params["stem_conv"]["kernel"].shape == (3, 3, 3, 4)
+  assert "projection" not in params["stage0_block0"] and "projection" not in params[
+      "stage1_block1"]
+  assert params["stage3_block0"]["projection"]["kernel"].shape == (1, 1, 16, 32)
+  assert params["head"]["kernel"].shape == (32, 10)
+  assert shapes["batch_stats"]["stage3_block0"]["projection_bn"]["mean"].shape == (32,)
+  x = jnp.zeros((2, 32, 32, 3))
+  model = resnet.make_resnet("ResNet18", num_classes=10, width=2)
+  variables = model.init(jax.random.key(0), x, train=False)
+  logits, updates = model.apply(variables, x, True, mutable=["batch_stats"])
+  assert logits.shape == (2, 10) and set(updates) == {"batch_stats"}
+
+
+@pytest.mark.slow
+def test_resnet18_end_to_end_mocked(mock_mnist, tmp_path, capsys):
+  import image_classification as ic
+  from sam_edge.cli import main as cli
+  cli.parse_flags(ic.FLAGS, ["image_classification", f"--tfds_data_dir={mock_mnist}",
+                             "--nn_architecture=ResNet18", "--resnet_width=2", "--batch_size=8",
+                             "--max_steps=2", "--hessian_check_gap=0",
+                             f"--raw_data_output={tmp_path / 'raw.pkl'}", "--eigs_curve_output=",
+                             "--eigs_se_only_output=", "--alignment_curve_output=",
+                             "--loss_curve_output=", "--eval_curve_output="])
+  assert ic.main([]) == 0
+  out = capsys.readouterr().out
+  assert f"ResNet18 with {resnet18_param_count(2, 1, 10)} parameters" in out
+  assert "Test error:" in out
+
+
 @pytest.mark.parametrize("name, n", [("ResNet20", 3), ("ResNet32", 5)])
 @pytest.mark.parametrize("input_shape, classes", [((32, 32, 3), 10), ((28, 28, 1), 100)])
 def test_resnet_param_counts(name, n, input_shape, classes):

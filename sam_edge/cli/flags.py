@@ -24,8 +24,8 @@ def table_options() -> list[options.Option]:
 
 
 def output_options() -> list[options.Option]:
-  """Every output flag: the raw pickle and each figure (`''` skips it)."""
-  return [records.RAW_DATA] + [options.Option(f.flag, f.default, f.help)
+  """Every output flag: the raw pickle, the final parameters and each figure (`''` skips it)."""
+  return [records.RAW_DATA, records.PARAMS] + [options.Option(f.flag, f.default, f.help)
                                for f in registry.figure_outputs()]
 
 

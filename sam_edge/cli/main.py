@@ -114,7 +114,8 @@ def task_main(task: Task, f: flags.FlagValues) -> int:
     return fail(task.prog, found)
   from sam_edge.cli import settings  # pylint: disable=import-outside-toplevel
   from sam_edge.run import experiment  # pylint: disable=import-outside-toplevel
-  run_settings = settings.run_settings(f, title=f"{task.title(f)}, {settings.method_title(f)}")
+  run_settings = settings.run_settings(f, title=f"{task.title(f)}, {settings.method_title(f)}",
+                                       task=task.prog)
   return guard(task.prog, lambda: experiment.run(
       run_settings, lambda key: task.build(f, key), settings.flag_values(f))[1])
 

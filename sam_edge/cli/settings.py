@@ -70,7 +70,7 @@ def method_title(f: Any) -> str:
   return f"{words or 'GD'}, η={f.step_size:g}{extra}"
 
 
-def run_settings(f: Any, *, title: str) -> RunSettings:
+def run_settings(f: Any, *, title: str, task: str = "") -> RunSettings:
   """The validated shared flags as settings."""
   outputs = tuple((o.name, f[o.name].value) for o in cli_flags.output_options()
                   if f[o.name].value)
@@ -78,7 +78,8 @@ def run_settings(f: Any, *, title: str) -> RunSettings:
                      sam=sam_settings(f), measure=measure_settings(f), loop=loop_settings(f),
                      outputs=outputs, title=title, checkpoint_dir=f.checkpoint_dir,
                      resume=f.resume, tensorboard_dir=f.tensorboard_dir,
-                     num_devices=f.num_devices, measure_examples=f.measure_examples)
+                     num_devices=f.num_devices, measure_examples=f.measure_examples,
+                     task=task)
 
 
 def flag_values(fv: flags.FlagValues) -> dict:

@@ -3,7 +3,9 @@ architectures, the activations and the losses (with their formulas). `vision`, `
 `losses` implement exactly these names (tests/test_models_catalog.py checks it)."""
 
 ARCHITECTURES = ("MLP", "CNN")                                   # vision.make_model
-RESIDUAL = ("ResNet20", "ResNet32", "WRN16_8", "WRN28_10")       # resnet.RESNETS, with BatchNorm
+RESIDUAL = ("ResNet20", "ResNet32", "WRN16_8", "WRN28_10",       # resnet.RESNETS, with BatchNorm
+            "ResNet18")
+WIDTHED = ("ResNet18",)                                          # resnet.WIDTHED: --resnet_width
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus")        # vision.ACTIVATIONS
 
 LOSS_FORMULAS: dict[str, str] = {                                # losses.LOSSES

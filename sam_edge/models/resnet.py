@@ -1,4 +1,5 @@
-"""CIFAR-style residual networks with BatchNorm (flax linen): ResNet-20/32 and WRN-16-8/28-10.
+"""CIFAR-style residual networks with BatchNorm (flax linen): ResNet-20/32, WRN-16-8/28-10 and
+the ResNet-18 of width k.
 
 Every model maps NHWC float32 images ``x`` ``[B, H, W, C]`` (any ``H, W >= 8``, any ``C``) to
 logits ``[B, num_classes]`` through ``model.apply(variables, x, train)``, with variables
@@ -36,6 +37,18 @@ blocks, dropout off), n = (d − 4) / 6 blocks per stage:
   logits = Dense(mean_{H,W} σ(BN(h)))
 
 WRN16_8: 10,961,370 parameters and WRN28_10: 36,479,194 for CIFAR-10 (11.0M and 36.5M).
+
+ResNet-18 of width k (the CIFAR ResNet-18 of the taxonomy, Yang et al. 2021, and of
+kuangliu/pytorch-cifar; post-activation basic blocks, [2, 2, 2, 2], 3x3 stem, no max-pool):
+
+  h = σ(BN(conv_1(x, k)))
+  4 stages of 2 blocks with c = k, 2k, 4k, 8k channels, strides 1, 2, 2, 2 on the first block:
+      h ← σ(BN(conv_1(σ(BN(conv_s(h, c))), c)) + shortcut)
+      shortcut = h if the shape is kept, else BN(conv1x1_s(h, c))   (option B)
+  logits = Dense(mean_{H,W} h)
+
+Parameters (C input channels, K classes): 2724 k² + (9 C + 150 + 8 K) k + K; 11,173,962 for
+k = 64 on CIFAR-10, the standard ResNet-18's 11.2M.
 
 Initialisation: convolution kernels He-normal, N(0, 2 / fan_in) with fan_in = kh·kw·c_in
 (He et al. 2015); BN γ = 1, β = 0, running mean 0 and variance 1; the Dense layer flax's
@@ -198,20 +211,66 @@ class WideResNet(nn.Module):
     return nn.Dense(self.num_classes, name="head")(global_average_pool(h))
 
 
+class ResNet18Block(nn.Module):
+  """Basic block with a projection shortcut where the shape changes:
+  ``σ(BN(conv_1(σ(BN(conv_s(h))))) + (h, or BN(conv1x1_s(h))))``."""
+
+  features: int
+  stride: int
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    act = activation_fn(self.activation)
+    y = act(batch_norm(train, "bn1")(conv3x3(self.features, self.stride, "conv1")(x)))
+    y = batch_norm(train, "bn2")(conv3x3(self.features, 1, "conv2")(y))
+    if self.stride != 1 or x.shape[-1] != self.features:
+      x = batch_norm(train, "projection_bn")(conv1x1(self.features, self.stride, "projection")(x))
+    return act(y + x)
+
+
+class ResNet18(nn.Module):
+  """CIFAR ResNet-18 with channel widths ``(k, 2k, 4k, 8k)``, ``k = width`` (module docstring)."""
+
+  width: int = 64
+  num_classes: int = 10
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    """Logits ``[B, num_classes]`` for images ``[B, H, W, C]`` (see ``ResNet.__call__``)."""
+    check_input(x)
+    if self.width < 1:
+      raise ValueError(f"ResNet18 width must be >= 1, got {self.width}")
+    act = activation_fn(self.activation)
+    h = act(batch_norm(train, "stem_bn")(conv3x3(self.width, 1, "stem_conv")(x)))
+    for stage in range(4):
+      for block in range(2):
+        stride = 2 if stage > 0 and block == 0 else 1
+        h = ResNet18Block(self.width * 2 ** stage, stride, self.activation,
+                          name=f"stage{stage}_block{block}")(h, train)
+    return nn.Dense(self.num_classes, name="head")(global_average_pool(h))
+
+
 RESNETS: dict[str, Callable[..., nn.Module]] = {
     "ResNet20": lambda **kw: ResNet(blocks_per_stage=3, **kw),
     "ResNet32": lambda **kw: ResNet(blocks_per_stage=5, **kw),
     "WRN16_8": lambda **kw: WideResNet(depth=16, widen_factor=8, **kw),
     "WRN28_10": lambda **kw: WideResNet(depth=28, widen_factor=10, **kw),
+    "ResNet18": lambda **kw: ResNet18(**kw),
 }
+WIDTHED = ("ResNet18",)             # the networks whose width `make_resnet(width=...)` sets
 
 
-def make_resnet(name: str, *, num_classes: int, activation: str = "relu") -> nn.Module:
-  """The (unbound) module ``RESNETS[name](num_classes=..., activation=...)``.
+def make_resnet(name: str, *, num_classes: int, activation: str = "relu",
+                width: int = 64) -> nn.Module:
+  """The (unbound) module ``RESNETS[name](num_classes=..., activation=...)``, with
+  ``width=width`` for the networks of ``WIDTHED`` (the others have fixed widths).
 
   Raises ValueError for a name not in ``RESNETS`` or an activation not in ``vision.ACTIVATIONS``.
   """
   if name not in RESNETS:
     raise ValueError(f"Unknown residual network {name!r}; expected one of {tuple(RESNETS)}")
   activation_fn(activation)
-  return RESNETS[name](num_classes=num_classes, activation=activation)
+  extra = {"width": width} if name in WIDTHED else {}
+  return RESNETS[name](num_classes=num_classes, activation=activation, **extra)

@@ -1,4 +1,5 @@
-"""The figure engine: panels (`spec.Panel`, `spec.Heatmap`) -> a matplotlib Figure -> a PDF.
+"""The figure engine: panels (`spec.Panel`, `spec.Heatmap`, `spec.Contour`) -> a matplotlib
+Figure -> a PDF.
 
 One way to make a figure, `build(panels, columns=1, title=None)`, and one way to write it,
 `write(path, panels, ...)` (rendered in memory, written atomically with `records`). Figures are
@@ -17,18 +18,18 @@ import math
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
-from matplotlib import colormaps, colors
+from matplotlib import colormaps, colors, ticker
 from matplotlib.figure import Figure
 
 from sam_edge import records
-from sam_edge.plots.spec import Heatmap, Panel, Series
+from sam_edge.plots.spec import Contour, Heatmap, Panel, Series
 
 FIGSIZE = (7.0, 4.5)                 # one panel
 STACKED_HEIGHT = 0.8 * FIGSIZE[1]    # each panel of a stacked figure
 GRID_PANEL = (4.6, 3.8)              # each panel of a figure with several columns
 MAX_PLOTTED_POINTS = 8000
 MARKER_MAX_POINTS = 60
-AnyPanel = Union[Panel, Heatmap]
+AnyPanel = Union[Panel, Heatmap, Contour]
 
 
 def _as_float(value: Any) -> float:
@@ -131,7 +132,8 @@ def draw_panel(ax: Any, panel: Panel) -> None:
 
 
 def _norm(h: Heatmap, values: np.ndarray) -> tuple[Any, Any]:
-  """(colour map, norm) of a heat map: viridis, log-scaled or diverging around `centre`."""
+  """(colour map, norm) of a heat map: viridis, log-scaled (when the values span a range) or
+  diverging around `centre`."""
   finite = values[np.isfinite(values)]
   if h.centre is not None:
     span = float(np.max(np.abs(finite - h.centre))) if finite.size else 1.0
@@ -139,10 +141,29 @@ def _norm(h: Heatmap, values: np.ndarray) -> tuple[Any, Any]:
     return (colormaps["RdBu_r"].with_extremes(bad="white"),
             colors.Normalize(h.centre - span, h.centre + span))
   cmap = colormaps["viridis"].with_extremes(bad="white")
-  if h.log and finite.size and np.all(finite > 0):
+  if h.log and finite.size and np.all(finite > 0) and finite.max() > finite.min():
     return cmap, colors.LogNorm(float(finite.min()), float(finite.max()))
   lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
   return cmap, colors.Normalize(lo, hi if hi > lo else lo + 1.0)
+
+
+def _positive(values: Optional[Sequence[float]], n: int) -> bool:
+  """Whether `values` are n finite positive numbers (a log axis can hold them)."""
+  if values is None or len(values) != n or n == 0:
+    return False
+  v = np.array([_as_float(x) for x in values], dtype=np.float64)
+  return bool(np.all(np.isfinite(v)) and np.all(v > 0))
+
+
+def log_edges(centres: np.ndarray) -> np.ndarray:
+  """The n + 1 cell edges of n increasing positive centres on a log axis: the geometric means
+  of neighbours, the outer edges as far beyond the end centres as the inner ones (a lone
+  centre c gets c/√2 and c·√2)."""
+  v = np.log(centres)
+  if len(v) == 1:
+    return np.exp(v[0] + np.array([-0.5, 0.5]) * np.log(2.0))
+  mids = 0.5 * (v[1:] + v[:-1])
+  return np.exp(np.concatenate([[2 * v[0] - mids[0]], mids, [2 * v[-1] - mids[-1]]]))
 
 
 def cell_positions(centres: Sequence[float], values: Any) -> np.ndarray:
@@ -181,24 +202,75 @@ def draw_heatmap(fig: Figure, ax: Any, h: Heatmap) -> None:
             transform=ax.transAxes)
     return
   cmap, norm = _norm(h, values)
-  image = ax.imshow(np.ma.masked_invalid(values), origin="upper" if h.invert_y else "lower",
-                    aspect="auto", cmap=cmap, norm=norm)
+  log = h.log_axes and _positive(h.xvalues, len(h.xlabels)) and _positive(h.yvalues,
+                                                                           len(h.ylabels))
+  if log:
+    xs, ys = np.asarray(h.xvalues, np.float64), np.asarray(h.yvalues, np.float64)
+    image = ax.pcolormesh(log_edges(xs), log_edges(ys), np.ma.masked_invalid(values),
+                          cmap=cmap, norm=norm)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if h.invert_y:
+      ax.invert_yaxis()
+  else:
+    xs, ys = np.arange(len(h.xlabels)), np.arange(len(h.ylabels))
+    image = ax.imshow(np.ma.masked_invalid(values), origin="upper" if h.invert_y else "lower",
+                      aspect="auto", cmap=cmap, norm=norm)
   for (j, i), value in np.ndenumerate(values):
     if np.isnan(value):
-      ax.text(i, j, "–", ha="center", va="center", fontsize="small", color="black")
+      ax.text(xs[i], ys[j], "–", ha="center", va="center", fontsize="small", color="black")
     elif h.annotate:
       r, g, b, _ = cmap(norm(value))
       light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
-      ax.text(i, j, f"{value:.3g}", ha="center", va="center", fontsize="small",
+      ax.text(xs[i], ys[j], f"{value:.3g}", ha="center", va="center", fontsize="small",
               color="black" if light else "white")
-  _heatmap_curves(ax, h, values.shape)
-  ax.set_xticks(range(len(h.xlabels)), h.xlabels, rotation=45 if len(h.xlabels) > 8 else 0)
-  ax.set_yticks(range(len(h.ylabels)), h.ylabels)
+  if log:
+    for s in h.curves:
+      ax.plot(s.xs, s.ys, label=s.label, **dict(s.style))
+    if h.curves:
+      ax.legend(loc="best", fontsize="x-small")
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.yaxis.set_minor_locator(ticker.NullLocator())
+  else:
+    _heatmap_curves(ax, h, values.shape)
+  ax.set_xticks(xs, h.xlabels, rotation=45 if len(h.xlabels) > 8 else 0)
+  ax.set_yticks(ys, h.ylabels)
   ax.set_xlabel(h.xlabel)
   ax.set_ylabel(h.ylabel)
   ax.set_title(h.title, fontsize="medium")
   if np.isfinite(values).any():
     fig.colorbar(image, ax=ax, label=h.colorbar)
+
+
+def draw_contour(fig: Figure, ax: Any, c: Contour) -> None:
+  """Draws a `Contour` on `ax` (filled levels, thin lines, `points` on top, a colour bar); a
+  constant surface gets one level band, an all-NaN one a note."""
+  values = np.array(c.values, dtype=np.float64).reshape(len(c.yvalues), len(c.xvalues))
+  finite = values[np.isfinite(values)]
+  ax.set_xlabel(c.xlabel)
+  ax.set_ylabel(c.ylabel)
+  ax.set_title(c.title, fontsize="medium")
+  if not finite.size:
+    ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
+    return
+  lo, hi = float(finite.min()), float(finite.max())
+  if c.log and lo > 0 and hi > lo:
+    levels, norm = np.geomspace(lo, hi, max(c.levels, 2)), colors.LogNorm(lo, hi)
+  else:
+    hi = hi if hi > lo else lo + 1.0
+    levels, norm = np.linspace(lo, hi, max(c.levels, 2)), colors.Normalize(lo, hi)
+  masked = np.ma.masked_invalid(values)
+  filled = ax.contourf(c.xvalues, c.yvalues, masked, levels=levels, cmap="viridis", norm=norm)
+  ax.contour(c.xvalues, c.yvalues, masked, levels=levels, colors="k", linewidths=0.3,
+             alpha=0.5)
+  for s in c.points:
+    x, y = finite_points(s.xs, s.ys)
+    style = {"marker": "*", "markersize": 12, "linestyle": "none", **dict(s.style)}
+    ax.plot(x, y, label=s.label, **style)
+  if c.points:
+    ax.legend(loc="best", fontsize="small")
+  fig.colorbar(filled, ax=ax, label=c.colorbar, ticks=levels[::max(1, len(levels) // 6)],
+               format="%.3g")
 
 
 def build(panels: Sequence[AnyPanel], *, columns: int = 1, title: Optional[str] = None
@@ -216,6 +288,8 @@ def build(panels: Sequence[AnyPanel], *, columns: int = 1, title: Optional[str] 
     ax = fig.add_subplot(rows, columns, i + 1)
     if isinstance(panel, Heatmap):
       draw_heatmap(fig, ax, panel)
+    elif isinstance(panel, Contour):
+      draw_contour(fig, ax, panel)
     else:
       draw_panel(ax, panel)
   if title:

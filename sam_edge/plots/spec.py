@@ -62,7 +62,9 @@ class Heatmap(NamedTuple):
   `curves` are drawn over the map in the axes' own values: with `xvalues` and `yvalues` (the
   numbers the columns and rows stand for, increasing) a point (x, y) lands between the cells
   by linear interpolation between their centres (extrapolated past the ends, clipped by the
-  map's edges)."""
+  map's edges). `log_axes` (with positive `xvalues` and `yvalues`): both axes logarithmic,
+  each cell centred on its value and reaching halfway (in log) to its neighbours, curves drawn
+  at their own values."""
   title: str
   xlabel: str
   ylabel: str
@@ -77,6 +79,24 @@ class Heatmap(NamedTuple):
   yvalues: Optional[Sequence[float]] = None
   curves: Sequence[Series] = ()
   annotate: bool = True
+  log_axes: bool = False
+
+
+class Contour(NamedTuple):
+  """Filled contours of `values` [len(yvalues), len(xvalues)] over the increasing numbers
+  `xvalues` (columns) and `yvalues` (rows), with thin contour lines and a colour bar; `levels`
+  levels, evenly spaced between the smallest and largest finite value, in log when `log` and
+  every finite value is positive; `points` (Series, e.g. one point per run) drawn over it."""
+  title: str
+  xlabel: str
+  ylabel: str
+  xvalues: Sequence[float]
+  yvalues: Sequence[float]
+  values: Any
+  colorbar: str = ""
+  levels: int = 30
+  log: bool = False
+  points: Sequence[Series] = ()
 
 
 class FigureOutput(NamedTuple):

@@ -2,7 +2,8 @@
 
 Both entry points build a `Problem` and call `run`. Outputs are never lost: the raw pickle is
 rewritten (atomically) after every measurement, the PDFs every few minutes, and both once more
-when the run ends for any reason: time limit, step cap, divergence, SIGINT or SIGTERM.
+when the run ends for any reason: time limit, step cap, divergence, SIGINT or SIGTERM; the final
+parameters (`--params_output`) are written then, once.
 """
 
 from typing import Any, Callable, Optional
@@ -170,6 +171,7 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
   unconverged = sum(not r.get("converged", True) for r in progress.records)
   final["unconverged_measurements"] = unconverged
   writer.pickle(final)
+  writer.params(settings.task, steps_done, state.params, state.model_state)
   writer.plots(final)
   writer.close()
   code = supervisor.EXIT_CODES.get(reason, 0)

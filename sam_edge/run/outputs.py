@@ -7,10 +7,12 @@ import sys
 import time
 from typing import Callable, Optional
 
+import jax
+
 from sam_edge import records
 from sam_edge.curvature import registry
 from sam_edge.plots import figure
-from sam_edge.run import loop, tensorboard
+from sam_edge.run import devices, loop, params_file, tensorboard
 
 PLOT_EVERY_S = 300.0
 
@@ -55,6 +57,14 @@ class Writer:
     path = self.outputs.get(records.RAW_DATA.name)
     if path:
       self._write(path, lambda: records.write_raw(path, self.raw(final)))
+
+  def params(self, task: str, step: int, params: object, model_state: object) -> None:
+    """The final parameters and model state (`params_file`), if `--params_output` is set."""
+    path = self.outputs.get(records.PARAMS.name)
+    if path:
+      host = lambda tree: jax.tree.map(devices.host_copy, tree)
+      self._write(path, lambda: params_file.write(path, task, step, self.config, host(params),
+                                                  host(model_state)))
 
   def plots(self, final: dict) -> None:
     """Every figure whose output is set and that has something to draw."""

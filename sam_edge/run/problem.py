@@ -42,6 +42,10 @@ class Problem:
   # batch as it is
   compute_dtype: Any = jnp.float32                     # the update's forward pass
   order: Any = None          # `data.order`: which examples each step takes (None: shuffled)
+  predict: Optional[Callable[[PyTree, PyTree, PyTree, PyTree], jax.Array]] = None
+  # (params, model_state, constants, batch) -> float32 outputs in evaluation mode (BatchNorm
+  # with the running statistics of `model_state`): what the test error sees; between-run
+  # metrics (`studies.trained`) use it. None: the task offers none
 
   def loss_fn(self, dtype: Any = jnp.float32) -> TrainLoss:
     """`(params, model_state, batch, constants) -> (L, new model_state)` in `dtype`."""

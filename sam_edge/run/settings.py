@@ -30,3 +30,4 @@ class RunSettings:
   tensorboard_dir: Optional[str] = None
   num_devices: Optional[int] = None        # the first N devices (all by default)
   measure_examples: Optional[int] = None   # measure on the first N training examples
+  task: str = ""                           # the entry point, for the parameters file

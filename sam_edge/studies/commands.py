@@ -2,7 +2,8 @@
 
 The sweep owns every flag of the entry point whose name ends in `_output`, plus `checkpoint_dir`
 and `resume`: run `r` of a sweep in DIR writes each output `--X_output` into `DIR/r/<file>`
-(`<file>` is the basename of the flag's default, e.g. `raw.pkl`), its checkpoints into
+(`<file>` is the basename of the flag's default, e.g. `raw.pkl`, or for a flag whose default is
+'' its name in `records.SWEEP_FILES`, e.g. `params.npz` for `--params_output`), its checkpoints into
 `DIR/r/checkpoints`, and always gets `--resume` (which starts afresh when that folder holds no
 checkpoint). A `--tensorboard_dir=D` among the run flags becomes `--tensorboard_dir=D/r`.
 
@@ -21,6 +22,7 @@ from typing import Optional
 
 from absl import flags
 
+from sam_edge import records
 from sam_edge.studies import grid
 
 ENTRY_POINTS = ("image_classification", "transformer")
@@ -44,7 +46,7 @@ def output_files(fv: flags.FlagValues) -> dict[str, str]:
   """{output flag: file name in the run folder}, from the flags' defaults, made unique."""
   files: dict[str, str] = {}
   for name in sorted(n for n in fv if n.endswith("_output")):
-    default = fv[name].default
+    default = fv[name].default or records.SWEEP_FILES.get(name)
     base = os.path.basename(str(default)) if default else name.removesuffix("_output")
     if base in files.values() or base in RESERVED:
       base = f"{name.removesuffix('_output')}_{base}"

@@ -1,11 +1,17 @@
-"""A phase plot: a heat map of one metric over two axes, averaged over seeds.
+"""A phase plot: heat maps of the metrics over two axes, averaged over seeds.
 
-Cell (i, j) of the map over axes a (x) and b (y) holds
+Cell (i, j) of the map of metric m over axes a (x) and b (y) holds
 
     mean{ m(run) : a(run) = A[i], b(run) = B[j] }     (over seeds),
 
 left empty (white, marked `–`) where no run has a finite m. Values are written in the cells.
-When the runs have further non-seed axes, each of their settings gets its own panel.
+One panel per metric (every metric some run has, or only `--phase_metric`), and per setting of
+the runs' further non-seed axes. The taxonomy's conventions (Yang et al. 2021): both axes
+logarithmic where their values are positive numbers (each cell centred on its value; else one
+cell per value, in order), a (e.g. width) increasing to the right and b (e.g. batch size)
+downwards, so small batches are at the top; mc and the line barrier on a diverging colour map
+centred at 0 (red above, blue below: blue is a barrier); λ1 and the trace with logarithmic
+colours.
 """
 
 from typing import Any
@@ -47,19 +53,39 @@ def grid(rows: list[dict[str, Any]], a: str, b: str, metric: str
   return xs, ys, cells
 
 
-def phase_heatmaps(rows: list[dict[str, Any]], a: str, b: str, metric: str,
+CENTRED = ("mc", "line_barrier")                 # diverging colours around 0
+LOG = ("final_lambda1", "final_trace")            # logarithmic colours
+
+
+def metrics_drawn(rows: list[dict[str, Any]], metric: str | None) -> list[str]:
+  """`[metric]`, or every metric of `summary.METRICS` some row has (`steps` left out)."""
+  if metric:
+    return [metric]
+  found = [m for m in summary.METRICS if m != "steps" and summary.has_metric(rows, m)]
+  return found or [summary.default_metric(rows)]
+
+
+def phase_heatmaps(rows: list[dict[str, Any]], a: str, b: str, metric: str | None,
                    axes: list[str]) -> tuple[list[Heatmap], str]:
-  """(the heat map(s) of `metric` over `a` (x) and `b` (y), one per setting of the other
-  non-seed axes; the figure's title)."""
+  """(the heat maps over `a` (x) and `b` (y): one per metric drawn and per setting of the other
+  non-seed axes, in the module doc's conventions; the figure's title)."""
   others = [x for x in axes if x not in (a, b, summary.SEED)]
   panels: dict[tuple, list] = {}
   for r in rows:
     panels.setdefault(tuple(r.get(o) for o in others), []).append(r)
-  label = trends.METRIC_LABELS.get(metric, metric)
+  drawn = metrics_drawn(rows, metric)
   maps = []
-  for key, members in panels.items():
-    xs, ys, cells = grid(members, a, b, metric)
-    title = ", ".join(f"{o}={v}" for o, v in zip(others, key)) if others else ""
-    maps.append(Heatmap(title, a, b, xs, ys, cells, colorbar=label))
+  for m in drawn:
+    label = trends.METRIC_LABELS.get(m, m)
+    for key, members in panels.items():
+      xs, ys, cells = grid(members, a, b, m)
+      where = ", ".join(f"{o}={v}" for o, v in zip(others, key)) if others else ""
+      title = label if len(drawn) > 1 and not where else (
+          f"{label}, {where}" if len(drawn) > 1 else where)
+      xv, yv = summary.numeric(xs), summary.numeric(ys)
+      maps.append(Heatmap(title, a, b, xs, ys, cells, colorbar=label,
+                          centre=0.0 if m in CENTRED else None, log=m in LOG, invert_y=True,
+                          xvalues=xv, yvalues=yv, log_axes=True))
   seeds = " (mean over seeds)" if summary.SEED in axes and summary.SEED not in (a, b) else ""
-  return maps, f"{label} over {a} and {b}{seeds}"
+  what = trends.METRIC_LABELS.get(drawn[0], drawn[0]) if len(drawn) == 1 else "metrics"
+  return maps, f"{what} over {a} and {b}{seeds}"

@@ -4,7 +4,7 @@
     lambda1_over_edge.pdf    λ1/edge against step (or time) for every run (overlay.py)
     loss_curves.pdf          the training-loss curves (overlay.py)
     metric_vs_<axis>.pdf     the final metrics against each non-seed axis (trends.py)
-    phase.pdf                with phase axes: a heat map of one metric over two axes (phase.py)
+    phase.pdf                with phase axes: heat maps of every metric over two axes (phase.py)
 
 Both `compare` and the end of a `sweep` call `write`.
 """
@@ -22,13 +22,14 @@ SUMMARY = "summary.csv"
 RATIO_PDF = "lambda1_over_edge.pdf"
 LOSS_PDF = "loss_curves.pdf"
 PHASE_PDF = "phase.pdf"
+PHASE_COLUMNS = 3                      # panels per row of phase.pdf
 
 
 @dataclasses.dataclass(frozen=True)
 class Options:
   """What to draw besides the fixed outputs."""
   phase_axes: tuple[str, ...] = ()
-  phase_metric: Optional[str] = None     # None: test_error if any run has it, else test_loss
+  phase_metric: Optional[str] = None     # None: every metric some run has
   x_axis: str = "auto"                   # auto, step or time
 
 
@@ -37,11 +38,11 @@ def define_flags(fv: flags.FlagValues) -> None:
   on = {"flag_values": fv}
   flags.DEFINE_string("out", None, "Folder for summary.csv and the PDFs (for a sweep: also the "
                       "run folders).", **on)
-  flags.DEFINE_list("phase_axes", [], "Two axes a,b: write phase.pdf, a heat map of "
-                    "--phase_metric over them (mean over seeds).", **on)
-  flags.DEFINE_string("phase_metric", None, "Metric of the phase plot: test_error, test_loss, "
-                      "final_lambda1, median_lambda1_over_edge or steps (default: test_error if "
-                      "present, else test_loss).", **on)
+  flags.DEFINE_list("phase_axes", [], "Two axes a,b: write phase.pdf, heat maps of the "
+                    "metrics over them (mean over seeds; a to the right, b downwards).", **on)
+  flags.DEFINE_string("phase_metric", None, "Only this metric in the phase plot: "
+                      f"{', '.join(summary.METRICS)} (default: every metric some run has).",
+                      **on)
   flags.DEFINE_enum("x_axis", "auto", list(overlay.X_AXES), "x axis of the overlays: step, time "
                     "(training seconds), or auto (time when a reference raw.txt is among the "
                     "runs, since it has no steps; else step).", **on)
@@ -77,8 +78,12 @@ def sound_runs(runs: list[sources.Run], log: Callable[[str], None]) -> list[sour
 
 
 def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Options,
-          log: Callable[[str], None] = print) -> list[str]:
+          log: Callable[[str], None] = print,
+          between: Optional[Callable[[list[sources.Run], list[str]], dict]] = None
+          ) -> list[str]:
   """Writes the summary and the figures of `runs` into `out`; returns the paths written.
+  `between(runs, axes)`, when given, returns {run name: {column: value}} of metrics between runs
+  (`global_metrics.compute`), added to the runs' rows.
 
   Raises `phase.PhaseError` when the phase options name axes the runs do not have.
   """
@@ -88,6 +93,10 @@ def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Opt
     raise phase.PhaseError("; ".join(problems))
   os.makedirs(out, exist_ok=True)
   rows = [summary.row(r, axes) for r in runs]
+  if between is not None:
+    extra = between(runs, axes)
+    for r in rows:
+      r.update(extra.get(r["run"], {}))
   written = [os.path.join(out, SUMMARY)]
   summary.write_csv(written[0], rows, axes)
   with_data = [r for r in runs if r.kind != "pending"]
@@ -101,11 +110,11 @@ def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Opt
         figures[metric_pdf(axis)] = found
   if options.phase_axes:
     a, b = options.phase_axes
-    metric = options.phase_metric or summary.default_metric(rows)
-    figures[PHASE_PDF] = phase.phase_heatmaps(rows, a, b, metric, axes)
+    figures[PHASE_PDF] = phase.phase_heatmaps(rows, a, b, options.phase_metric, axes)
   for name, (panels, title) in figures.items():
     path = os.path.join(out, name)
-    figure.write(path, panels, columns=max(1, len(panels)) if title else 1, title=title)
+    columns = min(len(panels), PHASE_COLUMNS) if name == PHASE_PDF else len(panels)
+    figure.write(path, panels, columns=max(1, columns) if title else 1, title=title)
     written.append(path)
   pending = len(runs) - len(with_data)
   log(f"summary of {len(runs)} runs" + (f" ({pending} without data yet)" if pending else "")

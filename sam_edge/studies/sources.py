@@ -128,6 +128,19 @@ def command_values(argv: list[str]) -> dict[str, str]:
           if grid.flag_name(a) and "=" in a}
 
 
+def params_in(folder: str, values: dict[str, str]) -> Optional[str]:
+  """The parameters file of a run folder (`--params_output`): the file its command's
+  --params_output names, else params.npz, else the folder's only *.npz; None if there is none."""
+  candidates = []
+  if values.get(records.PARAMS.name):
+    candidates.append(os.path.join(folder, os.path.basename(values[records.PARAMS.name])))
+  candidates.append(os.path.join(folder, records.SWEEP_FILES[records.PARAMS.name]))
+  found = sorted(glob.glob(os.path.join(folder, "*.npz")))
+  if len(found) == 1:
+    candidates.append(found[0])
+  return next((c for c in candidates if os.path.isfile(c)), None)
+
+
 def pickle_in(folder: str, values: dict[str, str]) -> Optional[str]:
   """The raw pickle of a run folder: the file its command's --raw_data_output names, else
   raw.pkl, else the folder's only *.pkl; None if there is none."""

@@ -1,7 +1,9 @@
 """Runs -> the rows of summary.csv, and the seed groups the plots average over.
 
 Per run: its swept values, `steps`, `stopped_because`, `test_error`, `test_loss`,
-`final_lambda1` (λ1 of the last measurement), `median_lambda1_over_edge` and `diverged`, plus
+`final_lambda1` (λ1 of the last measurement), `median_lambda1_over_edge` and `diverged`, then
+`final_trace` (the last measured tr H, when measured) and the metrics between runs (`mc`,
+`line_barrier`, `cka`, `dist`, from `compare --global_metrics`) when some run has them, plus
 `source` (the path read). With S the run's last step (its final step count, else its last
 measured step), the median is over the records with step >= S/2 of
 
@@ -22,10 +24,14 @@ from sam_edge import records as records_lib
 from sam_edge.studies import sources
 
 SEED = "seed"
-METRICS = ("steps", "test_error", "test_loss", "final_lambda1", "median_lambda1_over_edge")
+METRICS = ("steps", "test_error", "test_loss", "final_lambda1", "median_lambda1_over_edge",
+           "final_trace", "mc", "line_barrier", "cka", "dist")
 BEFORE = ("run",)
 AFTER = ("steps", "stopped_because", "test_error", "test_loss", "final_lambda1",
          "median_lambda1_over_edge", "diverged", "source")
+# Columns written only when some run has a value: the trace (when measured) and the metrics
+# between runs (`global_metrics`, filled in by `compare --global_metrics`).
+OPTIONAL = ("final_trace", "mc", "line_barrier", "cka", "dist")
 # Flags that say where things go, not what is computed: never columns of their own.
 BOOKKEEPING = ("checkpoint_dir", "checkpoint_every_minutes", "resume", "tensorboard_dir",
                "tfds_data_dir", "manual_dir")
@@ -118,6 +124,12 @@ def choose_axes(runs: list[sources.Run], sweep_axes: list[str]) -> list[str]:
   return axes
 
 
+def last(run: sources.Run, key: str) -> Optional[float]:
+  """The run's last finite record value of `key` (None if none)."""
+  return next((v for v in (_finite(r.get(key)) for r in reversed(run.records)) if v is not None),
+              None)
+
+
 def row(run: sources.Run, axes: list[str]) -> dict[str, Any]:
   """The summary row of one run (None for a missing value)."""
   lam = next((lambda1(r) for r in reversed(run.records) if lambda1(r) is not None), None)
@@ -127,13 +139,14 @@ def row(run: sources.Run, axes: list[str]) -> dict[str, Any]:
       "steps": run.final.get("steps"), "stopped_because": run.final.get("stopped_because"),
       "test_error": run.final.get("test_error"), "test_loss": run.final.get("test_loss"),
       "final_lambda1": lam, "median_lambda1_over_edge": median_ratio_second_half(run),
-      "diverged": diverged(run), "source": run.source})
+      "diverged": diverged(run), "source": run.source, "final_trace": last(run, "trace")})
   return out
 
 
-def columns(axes: list[str]) -> list[str]:
-  """The CSV header: run, the axes, then the fixed columns."""
-  return [*BEFORE, *axes, *AFTER]
+def columns(axes: list[str], rows: Optional[list[dict[str, Any]]] = None) -> list[str]:
+  """The CSV header: run, the axes, the fixed columns, then the OPTIONAL ones some row has."""
+  extra = [c for c in OPTIONAL if rows and any(r.get(c) is not None for r in rows)]
+  return [*BEFORE, *axes, *AFTER[:-1], *extra, AFTER[-1]]
 
 
 def _cell(value: Any) -> str:
@@ -148,7 +161,7 @@ def csv_text(rows: list[dict[str, Any]], axes: list[str]) -> str:
   """The rows as CSV text, empty cells for missing values."""
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator="\n")
-  header = columns(axes)
+  header = columns(axes, rows)
   writer.writerow(header)
   for r in rows:
     writer.writerow([_cell(r.get(c)) for c in header])

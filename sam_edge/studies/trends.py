@@ -18,7 +18,9 @@ from sam_edge.studies import summary
 
 METRIC_LABELS = {
     "test_error": "test error", "test_loss": "test loss", "final_lambda1": "final λ1",
-    "median_lambda1_over_edge": "median λ1/edge (2nd half)", "steps": "steps"}
+    "median_lambda1_over_edge": "median λ1/edge (2nd half)", "steps": "steps",
+    "final_trace": "final tr H", "mc": "mode connectivity mc", "line_barrier": "line barrier",
+    "cka": "CKA of outputs", "dist": "‖θi − θj‖"}
 
 
 def panel_metrics(rows: list[dict[str, Any]]) -> list[str]:

@@ -9,9 +9,10 @@ A path is
     checksums (`run.checkpoints.audit`); steps an earlier `--resume` moved aside
     (`<step>.corrupt`) and saves a stop cut short (Orbax's temporary folders) are listed but not
     counted, since no run reads them; a single step folder `<dir>/<step>`: that step;
-  * a run folder: its pickle, its done.json (the pickle's sha256 it recorded against the file),
-    and its checkpoints (`checkpoints/`, the `--checkpoint_dir` its command.txt names, or its
-    one subfolder that holds steps);
+  * a parameters file (`*.npz`, `--params_output`): its arrays and meta against their checksums;
+  * a run folder: its pickle, its parameters file, its done.json (the pickle's sha256 it
+    recorded against the file), and its checkpoints (`checkpoints/`, the `--checkpoint_dir` its
+    command.txt names, or its one subfolder that holds steps);
   * a sweep folder (it holds sweep.json): every run folder in it.
 
 Nothing is changed anywhere. jax and orbax are imported only when there are checkpoints to read.
@@ -52,6 +53,16 @@ def pickle_item(path: str) -> Item:
     reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
     return Item(path, False, f"cannot be read as a pickle ({reason})")
   return Item(path, *records.raw_status(raw))
+
+
+def params_item(path: str) -> Item:
+  """A parameters file (`--params_output`) against its checksums."""
+  from sam_edge.run import params_file  # pylint: disable=import-outside-toplevel
+  try:
+    saved = params_file.read(path)
+  except params_file.ParamsError as e:
+    return Item(path, False, str(e).removeprefix(f"{path}: "))
+  return Item(path, True, f"the parameters of step {saved.step} match their sha256 checksums")
 
 
 def done_item(folder: str, raw_file: str) -> Item:
@@ -112,6 +123,9 @@ def run_folder_items(folder: str) -> list[Item]:
   values = sources.command_values(argv) if argv else {}
   raw_file = sources.pickle_in(folder, values)
   items = [pickle_item(raw_file)] if raw_file else []
+  params = sources.params_in(folder, values)
+  if params:
+    items.append(params_item(params))
   if os.path.isfile(os.path.join(folder, commands.DONE_FILE)):
     expected = os.path.basename(values.get("raw_data_output") or "raw.pkl")
     items.append(done_item(folder, raw_file or os.path.join(folder, expected)))
@@ -126,7 +140,7 @@ def run_folder_items(folder: str) -> list[Item]:
 def items(path: str) -> list[Item]:
   """Everything checked under `path`; raises VerifyError for a path that holds nothing to check."""
   if os.path.isfile(path):
-    return [pickle_item(path)]
+    return [params_item(path) if path.endswith(".npz") else pickle_item(path)]
   if not os.path.isdir(path):
     raise VerifyError(f"{path}: no such file or folder")
   if os.path.isfile(os.path.join(path, sources.SWEEP_FILE)):

@@ -113,6 +113,7 @@ def _plain_problem(f, key, num_classes, preprocess, loss, test_loss, train, test
   test_metrics = test_metrics_fn(logits, test_loss)
   return Problem(forward=forward, output_loss=loss, params=params, train_arrays=train,
                  constants=constants,
+                 predict=lambda p, s, c, batch: logits(p, c, batch["image"]),
                  evaluate=lambda p, s: test_metrics((p, constants), test),
                  report=lambda e: f"Test error: {e['test_error']}")
 
@@ -123,10 +124,12 @@ def _batchnorm_problem(f, key, num_classes, preprocess, loss, test_loss, train, 
   step from the unperturbed pass; measurements use the measured batch's own statistics (train
   mode: the forward pass training differentiates) and never move them; the test error uses
   them."""
-  model = resnet.make_resnet(f.nn_architecture, num_classes=num_classes, activation=f.activation)
+  model = resnet.make_resnet(f.nn_architecture, num_classes=num_classes, activation=f.activation,
+                             width=f.resnet_width)
   params, batch_stats = jax.jit(lambda k, x: stateful.init_variables(model, k, x))(
       key, preprocess(train["image"][:1]))
-  test_metrics = test_metrics_fn(stateful.eval_logits(model, preprocess), test_loss)
+  eval_logits = stateful.eval_logits(model, preprocess)
+  test_metrics = test_metrics_fn(eval_logits, test_loss)
 
   def forward(p, model_state, batch, constants, dtype=jnp.float32):
     train_forward = stateful.train_forward(model, lambda image: preprocess(image).astype(dtype))
@@ -137,5 +140,6 @@ def _batchnorm_problem(f, key, num_classes, preprocess, loss, test_loss, train, 
 
   return Problem(forward=forward, output_loss=loss, params=params, train_arrays=train,
                  model_state={"batch_stats": batch_stats},
+                 predict=lambda p, s, c, batch: eval_logits(p, s["batch_stats"], batch["image"]),
                  evaluate=lambda p, s: test_metrics((p, s["batch_stats"]), test),
                  report=lambda e: f"Test error: {e['test_error']}")

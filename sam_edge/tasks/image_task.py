@@ -26,6 +26,9 @@ def define_flags(fv: flags.FlagValues) -> None:
                       f"BatchNorm: {', '.join(catalog.RESIDUAL)}.", **on)
   flags.DEFINE_integer("mlp_depth", 4, "Dense layers of the MLP, the output layer included.", **on)
   flags.DEFINE_integer("mlp_width", 1000, "Width of the MLP's hidden layers.", **on)
+  flags.DEFINE_integer("resnet_width", 64, "k: ResNet18's channel widths are (k, 2k, 4k, 8k); "
+                       "64 is the standard CIFAR ResNet-18, the taxonomy (Yang et al. 2021) "
+                       "sweeps k from 2 to 128.", **on)
   flags.DEFINE_integer("cnn_num_blocks", 2, "Blocks of the CNN (each ends in a 2x2 max-pool).",
                        **on)
   flags.DEFINE_integer("cnn_layers_per_block", 1, "3x3 convolutions per CNN block.", **on)
@@ -95,7 +98,10 @@ def problems(f: Any) -> list[str]:
   if f.nn_architecture not in ARCHITECTURES:
     p.append(f"--nn_architecture={f.nn_architecture} is not supported; use one of "
              f"{', '.join(ARCHITECTURES)}")
-  for name, low in (("mlp_depth", 2), ("mlp_width", 1), ("cnn_num_blocks", 1),
+  if f["resnet_width"].present and f.nn_architecture not in catalog.WIDTHED:
+    p.append(f"--resnet_width sets the width of {', '.join(catalog.WIDTHED)}, not of "
+             f"--nn_architecture={f.nn_architecture}")
+  for name, low in (("mlp_depth", 2), ("mlp_width", 1), ("resnet_width", 1), ("cnn_num_blocks", 1),
                     ("cnn_layers_per_block", 1), ("cnn_feature_multiplier", 1)):
     if getattr(f, name) < low:
       p.append(f"--{name} must be at least {low}, got {getattr(f, name)}")
@@ -140,5 +146,7 @@ TASK = Task(prog="image_classification",
             defaults=Defaults(step_size=0.01, batch_size=60000, time_limit_in_hours=4.0,
                               hessian_check_gap=0.25, batch_order="shuffled"),
             define_flags=define_flags, problems=problems,
-            title=lambda f: f"{f.dataset} {f.nn_architecture}", build=build,
+            title=lambda f: f"{f.dataset} {f.nn_architecture}"
+            + (f" (width {f.resnet_width})" if f.nn_architecture in catalog.WIDTHED else ""),
+            build=build,
             resolve_defaults=resolve_defaults)

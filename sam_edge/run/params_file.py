@@ -1,0 +1,138 @@
+"""A run's final parameters and BatchNorm statistics (`--params_output`), checksummed, so that a
+later command can rebuild the network from the run's config and use them.
+
+The file is a numpy `.npz` (read with `allow_pickle=False`: loading it runs no code) holding the
+arrays `a0, a1, ...` and one more entry `meta`, the UTF-8 bytes (uint8) of the JSON
+
+    {"format": "sam_edge.params/1", "task": "image_classification", "step": 400,
+     "config": {flag: value, ...},                     # the run's config, as in its raw pickle
+     "tree": {"params": {...: "a0", ...}, "model_state": {...}},
+     "arrays": {"a0": {"sha256": ..., "dtype": "float32", "shape": [784, 8]}, ...},
+     "sha256": records.json_sha256(every other key of meta)}
+
+`tree` is the nested dicts/lists of the parameters and the model state (`{}` when the network
+has no BatchNorm), each array replaced by its entry's name. An array's sha256 is that of its
+bytes in C order (`checksums.array_digests`' convention). `read` refuses, in one `ParamsError`
+line, a file that is not such an npz, a meta that does not match its checksum, and an array
+that is missing or does not match its dtype, shape or checksum. This module imports no jax.
+"""
+
+import hashlib
+import io
+import json
+import zipfile
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from sam_edge import errors, records
+
+PyTree = Any
+FORMAT = "sam_edge.params/1"
+META = "meta"
+
+
+class ParamsError(errors.InputError):
+  """A parameters file that cannot be read or does not match its checksums."""
+
+
+class Saved(NamedTuple):
+  """What a parameters file holds."""
+  task: str           # the entry point: "image_classification" or "transformer"
+  step: int           # the training steps done
+  config: dict        # the run's flag values
+  params: PyTree      # nested dicts of numpy arrays
+  model_state: PyTree  # {"batch_stats": ...} for BatchNorm networks, else {}
+
+
+def _skeleton(tree: PyTree, arrays: dict[str, np.ndarray]) -> Any:
+  """`tree` with each array replaced by a new name `aN` (appended to `arrays`)."""
+  if isinstance(tree, dict):
+    return {str(k): _skeleton(v, arrays) for k, v in tree.items()}
+  if isinstance(tree, (list, tuple)):
+    return [_skeleton(v, arrays) for v in tree]
+  if tree is None:
+    return None
+  name = f"a{len(arrays)}"
+  arrays[name] = np.ascontiguousarray(np.asarray(tree))
+  return name
+
+
+def _fill(skeleton: Any, arrays: dict[str, np.ndarray]) -> PyTree:
+  if isinstance(skeleton, dict):
+    return {k: _fill(v, arrays) for k, v in skeleton.items()}
+  if isinstance(skeleton, list):
+    return [_fill(v, arrays) for v in skeleton]
+  return None if skeleton is None else arrays[skeleton]
+
+
+def _digest(x: np.ndarray) -> str:
+  return hashlib.sha256(np.ascontiguousarray(x).reshape(-1).view(np.uint8)).hexdigest()
+
+
+def encode(task: str, step: int, config: dict, params: PyTree, model_state: PyTree) -> bytes:
+  """The file's bytes (module doc)."""
+  arrays: dict[str, np.ndarray] = {}
+  tree = {"params": _skeleton(params, arrays), "model_state": _skeleton(model_state or {}, arrays)}
+  meta = {"format": FORMAT, "task": task, "step": int(step), "config": records.to_plain(config),
+          "tree": tree,
+          "arrays": {n: {"sha256": _digest(a), "dtype": a.dtype.str, "shape": list(a.shape)}
+                     for n, a in arrays.items()}}
+  meta["sha256"] = records.json_sha256(meta)
+  buffer = io.BytesIO()
+  text = json.dumps(meta, allow_nan=True).encode("utf-8")
+  np.savez(buffer, **arrays, **{META: np.frombuffer(text, np.uint8)})
+  return buffer.getvalue()
+
+
+def write(path: str, task: str, step: int, config: dict, params: PyTree,
+          model_state: PyTree) -> None:
+  """Writes the file atomically (the old file or the new one survives a kill); the arrays are
+  host arrays (numpy, or jax arrays this process can read whole)."""
+  records.atomic_write_bytes(path, encode(task, step, config, params, model_state))
+
+
+def _meta(npz: Any, path: str) -> dict:
+  if META not in npz.files:
+    raise ParamsError(f"{path}: holds no '{META}' entry: not a parameters file")
+  try:
+    meta = json.loads(npz[META].tobytes().decode("utf-8"))
+  except (ValueError, TypeError) as e:
+    raise ParamsError(f"{path}: its meta is not JSON ({e})") from None
+  if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    raise ParamsError(f"{path}: not a parameters file of format {FORMAT}")
+  body = {k: v for k, v in meta.items() if k != "sha256"}
+  if records.json_sha256(body) != meta.get("sha256"):
+    raise ParamsError(f"{path}: its meta (config, tree, checksums) does not match its sha256 "
+                      "checksum")
+  return meta
+
+
+def _array(npz: Any, name: str, expected: dict, path: str) -> np.ndarray:
+  if name not in npz.files:
+    raise ParamsError(f"{path}: array {name} is missing")
+  x = npz[name]
+  if x.dtype.str != expected["dtype"] or list(x.shape) != expected["shape"]:
+    raise ParamsError(f"{path}: array {name} is {x.dtype.str}{list(x.shape)}, not "
+                      f"{expected['dtype']}{expected['shape']}")
+  if _digest(x) != expected["sha256"]:
+    raise ParamsError(f"{path}: array {name} does not match its sha256 checksum")
+  return x
+
+
+def read(path: str) -> Saved:
+  """The file at `path`, verified against its checksums; ParamsError (one line) otherwise."""
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      meta = _meta(npz, path)
+      arrays = {n: _array(npz, n, e, path) for n, e in meta["arrays"].items()}
+  except ParamsError:
+    raise
+  except OSError as e:
+    raise ParamsError(f"{path}: cannot be read ({e.strerror or e})") from None
+  except (zipfile.BadZipFile, ValueError, EOFError, KeyError, TypeError) as e:
+    raise ParamsError(f"{path}: not a readable parameters file ({type(e).__name__}: "
+                      f"{' '.join(str(e).split())[:200]})") from None
+  tree = meta["tree"]
+  return Saved(task=meta["task"], step=meta["step"], config=meta["config"],
+               params=_fill(tree["params"], arrays), model_state=_fill(tree["model_state"], arrays))

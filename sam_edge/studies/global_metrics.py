@@ -1,0 +1,161 @@
+"""Metrics between runs (`compare --global_metrics=curve,cka,dist`): runs that differ only in
+their seed form a cell, and each metric is the mean over the cell's pairs of distinct runs.
+
+    dist = ‖θᵢ − θⱼ‖₂ over the trainable parameters (BatchNorm statistics left out)
+    cka  = linear CKA of the two runs' softmax outputs on the first `cka_examples` training
+           examples, each run in evaluation mode with its own statistics (`cka.py`)
+    mc, line_barrier = mode connectivity of the Bezier curve and of the straight line between
+           the pair (`connectivity.py`), E(t) the training error (or loss) with BatchNorm
+           statistics recomputed at each t (`network_eval.py`); only the first `curve_pairs`
+           pairs of a cell (in seed order) are connected, the costly part
+
+dist and cka are symmetric, so the mean over ordered pairs (i, j), i ≠ j, is the mean over the
+unordered ones computed here; a curve between i and j is the curve between j and i run
+backwards, so mc and line_barrier are symmetric too. Every run of a cell gets the cell's values
+in summary.csv. The network and the training set of a cell are rebuilt once, from its first
+run's config (`trained.problem`); a cell of one run has no pairs and gets no values.
+"""
+
+import dataclasses
+import itertools
+import math
+import os
+from typing import Callable, Optional
+
+import jax
+import numpy as np
+
+from sam_edge import errors
+from sam_edge.studies import cka, connectivity, network_eval, sources, summary, trained
+
+METRICS = ("curve", "cka", "dist")
+COLUMNS = {"curve": ("mc", "line_barrier"), "cka": ("cka",), "dist": ("dist",)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """What to compute between runs and how (flags of `compare`, see `define_flags`)."""
+  metrics: tuple[str, ...]
+  curve: connectivity.CurveSettings = connectivity.CurveSettings()
+  curve_pairs: int = 1
+  curve_metric: str = "error"
+  cka_examples: int = 768
+  group_by: tuple[str, ...] = ()            # () : every non-seed axis
+  seed: int = 0
+  manual_dir: Optional[str] = None
+  tfds_data_dir: Optional[str] = None
+
+
+def cells(runs: list[sources.Run], axes: list[str], group_by: tuple[str, ...] = ()
+          ) -> list[list[sources.Run]]:
+  """The runs grouped by every non-seed axis (or by the axes `group_by`), each cell sorted by
+  seed, in the order their first runs come."""
+  keys = [a for a in (group_by or axes) if a != summary.SEED]
+  found: dict[tuple, list[sources.Run]] = {}
+  for run in runs:
+    found.setdefault(tuple(summary.value_of(run, a) for a in keys), []).append(run)
+  seed = lambda r: summary.numeric([summary.value_of(r, summary.SEED)]) or [0.0]
+  return [sorted(members, key=lambda r: seed(r)[0]) for members in found.values()]
+
+
+def distance(a: trained.PyTree, b: trained.PyTree) -> float:
+  """‖a − b‖₂ over every leaf, in float64."""
+  sq = [np.sum(np.square(np.asarray(x, np.float64) - np.asarray(y, np.float64)))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+  return float(math.sqrt(sum(sq)))
+
+
+def run_folder(run: sources.Run) -> str:
+  """Where a run keeps its parameters: its folder (the pickle's folder)."""
+  return run.source if os.path.isdir(run.source) else os.path.dirname(run.source) or "."
+
+
+def load_all(runs: list[sources.Run]) -> dict[str, trained.Trained]:
+  """{run name: its parameters} for every run; InputError naming the first that has none or
+  whose file is unsound (one line)."""
+  return {run.name: trained.load(run_folder(run)) for run in runs}
+
+
+def _pairs(members: list[trained.Trained]) -> list[tuple[trained.Trained, trained.Trained]]:
+  return list(itertools.combinations(members, 2))
+
+
+def cell_metrics(members: list[trained.Trained], s: Settings,
+                 log: Callable[[str], None]) -> dict[str, float]:
+  """{column: mean over the cell's pairs} for the requested metrics (module doc)."""
+  pairs = _pairs(members)
+  if not pairs:
+    return {}
+  out: dict[str, float] = {}
+  if "dist" in s.metrics:
+    out["dist"] = float(np.mean([distance(a.params, b.params) for a, b in pairs]))
+  if "cka" not in s.metrics and "curve" not in s.metrics:
+    return out
+  problem = trained.problem(members[0], manual_dir=s.manual_dir, tfds_data_dir=s.tfds_data_dir)
+  net = network_eval.NetworkEval(problem, s.curve.batch_size)
+  if "cka" in s.metrics:
+    outputs = {id(m): net.outputs(m.params, m.model_state, s.cka_examples) for m in members}
+    out["cka"] = float(np.mean([float(cka.linear_cka(outputs[id(a)], outputs[id(b)]))
+                                for a, b in pairs]))
+  if "curve" in s.metrics:
+    found = []
+    for k, (a, b) in enumerate(pairs[:s.curve_pairs]):
+      key = jax.random.fold_in(jax.random.key(s.seed), k)
+      result = connectivity.connect(net.loss, lambda w: net.measure(w, s.curve_metric),
+                                    a.params, b.params, net.arrays, s.curve, key)
+      log(f"curve {a.path} -> {b.path}: E on the curve {_fmt(result['curve'])}, on the line "
+          f"{_fmt(result['line'])}: mc {result['mc']:.4g}, line barrier "
+          f"{result['line_barrier']:.4g}")
+      found.append(result)
+    out["mc"] = float(np.mean([r["mc"] for r in found]))
+    out["line_barrier"] = float(np.mean([r["line_barrier"] for r in found]))
+  return out
+
+
+def _fmt(values: list[float]) -> str:
+  return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def compute(runs: list[sources.Run], axes: list[str], s: Settings,
+            log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+  """{run name: {column: value}}: every run gets its cell's metrics (module doc). Every
+  parameters file is read and checked first (InputError, one line, before any long work)."""
+  loaded = load_all(runs)
+  groups = cells(runs, axes, s.group_by)
+  out: dict[str, dict[str, float]] = {}
+  for k, members in enumerate(groups, 1):
+    names = [r.name for r in members]
+    log(f"global metrics, cell {k}/{len(groups)} ({len(members)} runs: {', '.join(names)})")
+    values = cell_metrics([loaded[n] for n in names], s, log)
+    for name in names:
+      out[name] = values
+  return out
+
+
+def columns(s: Settings) -> list[str]:
+  """The summary.csv columns the requested metrics fill."""
+  return [c for m in METRICS if m in s.metrics for c in COLUMNS[m]]
+
+
+def problems(metrics: list[str], curve_pairs: int, cka_examples: int,
+             curve: connectivity.CurveSettings) -> list[str]:
+  """Problems of the flags (one line each)."""
+  found = [f"--global_metrics: unknown metric {m!r}; use some of {', '.join(METRICS)}"
+           for m in metrics if m not in METRICS]
+  for name, value in (("curve_pairs", curve_pairs), ("cka_examples", cka_examples),
+                      ("curve_epochs", curve.epochs), ("curve_batch_size", curve.batch_size)):
+    if value < 1:
+      found.append(f"--{name} must be at least 1, got {value}")
+  if not (math.isfinite(curve.step_size) and curve.step_size > 0):
+    found.append(f"--curve_step_size must be > 0, got {curve.step_size}")
+  if not 0 <= curve.momentum < 1:
+    found.append(f"--curve_momentum must lie in [0, 1), got {curve.momentum}")
+  return found
+
+
+def check_runs(runs: list[sources.Run]) -> None:
+  """InputError unless every run is a finished run of ours (not a reference raw.txt)."""
+  other = [r.name for r in runs if r.kind != "pickle"]
+  if other:
+    raise errors.InputError(f"--global_metrics needs finished runs with parameters; "
+                            f"{', '.join(other[:3])} {'is' if len(other) == 1 else 'are'} not")

@@ -1,0 +1,85 @@
+"""A rebuilt run's network as the between-run metrics use it: its training loss (train mode),
+BatchNorm statistics recomputed on the training set, the training error or loss in evaluation
+mode, and its softmax outputs on a probe set. Every function is jitted once per `NetworkEval`
+(one per cell of runs sharing a network) and reused for every parameter vector.
+
+BatchNorm statistics of parameters w (Garipov et al.'s `update_bn`): the mean over the training
+set's batches of size B (the last incomplete one dropped) of each batch's (μ, v). One train-mode
+pass from zero running statistics returns s' = (1 − m)·(μ, v) with m = `resnet.BN_MOMENTUM`, so
+(μ, v) = s' / (1 − m). Networks without BatchNorm have no statistics (`{}`).
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from sam_edge import errors
+from sam_edge.data import batching
+from sam_edge.models import losses, resnet
+from sam_edge.run.problem import Problem
+from sam_edge.studies import cka
+
+PyTree = Any
+METRICS = ("error", "loss")          # what E(t) measures on the training set
+
+
+class NetworkEval:
+  """The jitted pieces for one rebuilt problem (module doc). `arrays` is the training set on the
+  device; `batch_size` the batch of the statistics; `chunk` the examples evaluated at once."""
+
+  def __init__(self, problem: Problem, batch_size: int, chunk: int = 1000):
+    if problem.predict is None:
+      raise errors.InputError("cka and curve need evaluation-mode outputs, which only "
+                              "image_classification runs offer (dist works for every run)")
+    self.problem = problem
+    self.arrays = jax.device_put(problem.train_arrays)
+    self.n = batching.num_examples(self.arrays)
+    self.batch_size = max(1, min(batch_size, self.n))
+    self.chunk = chunk
+    self.has_stats = bool(jax.tree.leaves(problem.model_state))
+    train_loss = problem.loss_fn()
+    state, constants = problem.model_state, problem.constants
+    # `loss` is a jit static argument of `connectivity.fit_bend`: one object per NetworkEval.
+    self.loss = lambda params, batch: train_loss(params, state, batch, constants)[0]
+    self._stats = jax.jit(self._batch_stats)
+    self._metrics = jax.jit(self._train_metrics)
+    self._outputs = jax.jit(lambda p, s, batch: cka.softmax_outputs(
+        problem.predict(p, s, problem.constants, batch)))
+
+  def _batch_stats(self, params: PyTree) -> PyTree:
+    p = self.problem
+    zeros = jax.tree.map(jnp.zeros_like, p.model_state)
+    steps = self.n // self.batch_size
+    idx = jnp.arange(steps * self.batch_size).reshape(steps, self.batch_size)
+
+    def one(i):
+      _, new = p.forward(params, zeros, batching.take(self.arrays, i), p.constants)
+      return jax.tree.map(lambda x: x / (1.0 - resnet.BN_MOMENTUM), new)
+    return jax.tree.map(lambda x: jnp.mean(x, axis=0), jax.lax.map(one, idx))
+
+  def stats(self, params: PyTree) -> PyTree:
+    """The BatchNorm statistics of `params` on the training set ({} without BatchNorm)."""
+    return self._stats(params) if self.has_stats else self.problem.model_state
+
+  def _train_metrics(self, params: PyTree, state: PyTree) -> dict:
+    p = self.problem
+
+    def per_example(args, batch):
+      w, s = args
+      outputs = p.predict(w, s, p.constants, batch)
+      each = jax.vmap(lambda o, b: p.output_loss(o[None], jax.tree.map(lambda x: x[None], b)))(
+          outputs, batch)
+      return {"error": losses.misclassified(outputs, batch["label"]), "loss": each}
+    return batching.chunked_mean(per_example, (params, state), self.arrays, self.chunk)
+
+  def measure(self, params: PyTree, metric: str = "error") -> float:
+    """The training `metric` (error or loss) of `params` in evaluation mode, with BatchNorm
+    statistics recomputed for `params`."""
+    return float(self._metrics(params, self.stats(params))[metric])
+
+  def outputs(self, params: PyTree, state: PyTree, examples: int) -> jax.Array:
+    """softmax outputs [k, classes] of the first k = min(examples, N) training examples, in
+    evaluation mode with the statistics `state`."""
+    k = min(examples, self.n)
+    return self._outputs(params, state, batching.take(self.arrays, jnp.arange(k)))

@@ -1,0 +1,108 @@
+"""A trained run read back: its final parameters (`--params_output`, `run.params_file`) and the
+problem rebuilt from its config, for the metrics between runs and the landscapes.
+
+    t = trained.load("sweep/mlp_width=8,seed=0")      # a run folder, or the .npz itself
+    t.config["mlp_width"], t.params, t.model_state    # {"batch_stats": ...} or {}
+    p = trained.problem(t, manual_dir="../shared/data/mnist")
+    loss = trained.eval_loss(p)                      # (params, model_state, batch) -> mean loss
+    loss(t.params, t.model_state, trained.batch(p, range(500)))
+
+Names kept stable for other commands: `Trained` (fields `path, task, step, config, params,
+model_state`), `load(path)`, `params_path(path)`, `problem(t, *, manual_dir=None,
+tfds_data_dir=None)`, `eval_loss(problem)`, `batch(problem, indices)`.
+
+`problem(t)` is the `run.problem.Problem` the run trained, built again from the run's config
+(the entry point's flag defaults, then the config over them; `manual_dir`/`tfds_data_dir`, when
+given, replace the run's data folders) and its seed's init key, so the training set is the
+run's own, label noise included; its `params` and `model_state` are the trained ones. The
+evaluation-mode loss `eval_loss(p)(w, s, batch) = output_loss(p.predict(w, s, constants,
+batch), batch)` is the training loss with BatchNorm in evaluation mode (running statistics
+`s`), as the test error sees the network; `Problem.forward` is the training step's train-mode
+pass (batch statistics).
+"""
+
+import dataclasses
+import os
+import types
+from typing import Any, Callable, Iterable, Optional
+
+import jax
+import numpy as np
+
+from sam_edge import errors, records
+from sam_edge.run import params_file
+from sam_edge.run.problem import Problem, keys
+from sam_edge.studies import commands, sources
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+  """A run's final parameters as written by `--params_output` (module doc)."""
+  path: str            # the parameters file read
+  task: str            # the entry point: "image_classification" or "transformer"
+  step: int            # the training steps done
+  config: dict         # the run's flag values (as in its raw pickle's config)
+  params: PyTree       # nested dicts of numpy arrays
+  model_state: PyTree  # {"batch_stats": ...} for BatchNorm networks, else {}
+
+
+def params_path(path: str) -> str:
+  """The parameters file of `path`: the path itself if a file; in a run folder, the file its
+  command.txt's --params_output names, else params.npz, else the folder's only *.npz.
+  InputError (one line) if there is none."""
+  if os.path.isfile(path):
+    return path
+  if not os.path.isdir(path):
+    raise errors.InputError(f"{path}: no such file or run folder")
+  found = sources.params_in(path, sources.command_values(commands.read_command(path) or []))
+  if found:
+    return found
+  raise errors.InputError(f"{path}: holds no parameters file (run it with "
+                          f"--{records.PARAMS.name}=PATH; sweeps write "
+                          f"{records.SWEEP_FILES[records.PARAMS.name]})")
+
+
+def load(path: str) -> Trained:
+  """The parameters file at `path` (or in the run folder `path`), verified against its
+  checksums; `params_file.ParamsError` (an InputError, one line) if it is unsound."""
+  found = params_path(path)
+  saved = params_file.read(found)
+  return Trained(path=found, task=saved.task, step=saved.step, config=saved.config,
+                 params=saved.params, model_state=saved.model_state)
+
+
+def flags_of(t: Trained, **replace: Optional[str]) -> types.SimpleNamespace:
+  """The run's flags as attributes: the entry point's defaults, the run's config over them,
+  then every `replace` value that is not None."""
+  module = commands.load_entry(t.task)
+  values = {name: module.FLAGS[name].default for name in module.FLAGS}
+  values.update(t.config)
+  values.update({k: v for k, v in replace.items() if v is not None})
+  return types.SimpleNamespace(**values)
+
+
+def problem(t: Trained, *, manual_dir: Optional[str] = None,
+            tfds_data_dir: Optional[str] = None) -> Problem:
+  """The run's problem rebuilt (module doc), holding the trained parameters and model state."""
+  f = flags_of(t, manual_dir=manual_dir, tfds_data_dir=tfds_data_dir)
+  task = commands.load_entry(t.task).TASK
+  built = task.build(f, keys(int(f.seed))["init"])
+  return dataclasses.replace(built, params=jax.tree.map(np.asarray, t.params),
+                             model_state=jax.tree.map(np.asarray, t.model_state))
+
+
+def eval_loss(p: Problem) -> Callable[[PyTree, PyTree, PyTree], jax.Array]:
+  """`(params, model_state, batch) -> mean training loss` in evaluation mode (module doc).
+  InputError if the task offers no evaluation-mode outputs (`Problem.predict`)."""
+  if p.predict is None:
+    raise errors.InputError("this task's runs offer no evaluation-mode outputs (only "
+                            "image_classification runs do)")
+  return lambda w, s, batch: p.output_loss(p.predict(w, s, p.constants, batch), batch)
+
+
+def batch(p: Problem, indices: Iterable[int]) -> dict:
+  """The training examples `indices` of `p` (host arrays, un-augmented)."""
+  idx = np.asarray(list(indices), dtype=np.int64)
+  return {k: np.asarray(v)[idx] for k, v in p.train_arrays.items()}

@@ -1,0 +1,235 @@
+"""Metrics between runs: CKA's invariances, the barrier formula, the Bezier bend's fixed ends, the
+distance, a convex problem's connected minima, and `compare --global_metrics` on real runs."""
+
+import csv
+import pathlib
+import subprocess
+import sys
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import image_classification as ic
+from sam_edge import compare
+from sam_edge.cli import main as cli
+from sam_edge.studies import (
+  cka,
+  connectivity,
+  global_metrics,
+  network_eval,
+  sources,
+  summary,
+  trained,
+)
+from tests.helpers import REPO
+
+
+@pytest.fixture
+def features():
+  rng = np.random.default_rng(0)
+  return rng.normal(size=(50, 6)), rng.normal(size=(50, 4))
+
+
+def kernel_cka(x, y):
+  """CKA from the n × n kernels: HSIC(K, L) = tr(K H L H)/(n − 1)²."""
+  n = len(x)
+  h = np.eye(n) - np.ones((n, n)) / n
+  hsic = lambda k, l: np.trace(k @ h @ l @ h) / (n - 1) ** 2
+  k, l = x @ x.T, y @ y.T
+  return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+
+
+def test_cka_is_one_on_itself_and_invariant(features, x64):
+  x, y = features
+  assert float(cka.linear_cka(x, x)) == pytest.approx(1.0, abs=1e-12)
+  base = float(cka.linear_cka(x, y))
+  assert base == pytest.approx(kernel_cka(x, y), rel=1e-10)
+  assert 0 < base < 1
+  q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(6, 6)))
+  assert float(cka.linear_cka(x @ q, y)) == pytest.approx(base, rel=1e-10)       # orthogonal
+  assert float(cka.linear_cka(-3.7 * x, y)) == pytest.approx(base, rel=1e-10)    # isotropic
+  assert float(cka.linear_cka(x + np.arange(6.0), y)) == pytest.approx(base, rel=1e-10)  # shift
+  assert float(cka.linear_cka(x, y * np.array([1, 5, 1, 1]))) != pytest.approx(base, rel=1e-3)
+
+
+def test_barrier_formula():
+  assert connectivity.barrier([0.3] * 5) == 0.0
+  assert connectivity.barrier([0.1, 0.3, 0.6, 0.3, 0.1]) == pytest.approx(-0.5)   # a bump
+  assert connectivity.barrier([0.2, 0.1, 0.05, 0.1, 0.2]) == pytest.approx(0.15)  # a dip
+  assert connectivity.barrier([0.0, 0.5, 0.3, 0.2, 0.2]) == pytest.approx(-0.4)   # ends differ
+
+
+def test_schedule_is_the_taxonomys():
+  assert connectivity.schedule(0.1, 50, 100) == pytest.approx(0.1)
+  assert connectivity.schedule(0.1, 70, 100) == pytest.approx(0.1 * (1 - 0.2 / 0.4 * 0.99))
+  assert connectivity.schedule(0.1, 95, 100) == pytest.approx(0.001)
+
+
+def _least_squares(n=8, d=20, seed=0):
+  """An underdetermined linear regression: every w with X w = y is a minimum (loss 0)."""
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  y = rng.normal(size=(n,)).astype(np.float32)
+  loss = lambda w, batch: jnp.mean(jnp.square(batch["x"] @ w["w"] - batch["y"]))
+  w_min = np.linalg.lstsq(x, y, rcond=None)[0]
+  null = np.linalg.svd(x)[2][n:]                                  # rows span the null space
+  w0 = {"w": (w_min + 2.0 * null[0]).astype(np.float32)}
+  w1 = {"w": (w_min - 1.5 * null[1] + 0.7 * null[2]).astype(np.float32)}
+  return {"x": x, "y": y}, loss, w0, w1
+
+
+def test_bezier_endpoints_never_move():
+  arrays, loss, w0, _ = _least_squares()
+  w1 = {"w": w0["w"] + 3.0}                                      # a far, bad end: θ must move
+  settings = connectivity.CurveSettings(epochs=3, batch_size=4, step_size=0.05)
+  theta = connectivity.fit_bend(loss, w0, w1, arrays, settings, jax.random.key(0))
+  mid = connectivity.midpoint(w0, w1)
+  assert not np.allclose(theta["w"], mid["w"])                   # the bend was trained
+  np.testing.assert_array_equal(connectivity.bezier(w0, theta, w1, 0.0)["w"], w0["w"])
+  np.testing.assert_array_equal(connectivity.bezier(w0, theta, w1, 1.0)["w"], w1["w"])
+
+
+def test_two_minima_of_a_convex_problem_are_connected():
+  arrays, loss, w0, w1 = _least_squares()
+  full = jax.jit(lambda w: loss(w, arrays))
+  assert float(full(w0)) < 1e-8 and float(full(w1)) < 1e-8
+  settings = connectivity.CurveSettings(epochs=20, batch_size=4, step_size=0.01)
+  result = connectivity.connect(loss, lambda w: float(full(w)), w0, w1, arrays, settings,
+                                jax.random.key(1))
+  assert abs(result["line_barrier"]) < 1e-6
+  assert abs(result["mc"]) < 1e-4
+  assert max(result["curve"]) < 1e-4
+
+
+def test_distance_is_symmetric_and_zero_on_itself():
+  rng = np.random.default_rng(0)
+  a = {"d": {"kernel": rng.normal(size=(3, 2)), "bias": rng.normal(size=2)}}
+  b = {"d": {"kernel": rng.normal(size=(3, 2)), "bias": rng.normal(size=2)}}
+  assert global_metrics.distance(a, a) == 0.0
+  assert global_metrics.distance(a, b) == global_metrics.distance(b, a)
+  flat = lambda t: np.concatenate([np.ravel(v) for v in jax.tree.leaves(t)])
+  assert global_metrics.distance(a, b) == pytest.approx(np.linalg.norm(flat(a) - flat(b)))
+
+
+def test_cells_are_runs_differing_only_in_seed():
+  run = lambda name, **v: sources.Run(name, name, "pickle", {}, {k: str(x) for k, x in v.items()})
+  runs = [run("a1", w=8, seed=1), run("b0", w=64, seed=0), run("a0", w=8, seed=0)]
+  axes = ["w", "seed"]
+  assert [[r.name for r in c] for c in global_metrics.cells(runs, axes)] == [["a0", "a1"], ["b0"]]
+  one = global_metrics.cells(runs, axes, ("seed",))            # no non-seed axis: one cell
+  assert len(one) == 1 and [r.name for r in one[0]][-1] == "a1"
+
+
+TINY = ["--nn_architecture=MLP", "--mlp_width=8", "--mlp_depth=2", "--step_size=0.05",
+        "--batch_size=8", "--max_steps=4", "--hessian_check_gap=0", "--loss_curve_output=",
+        "--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
+        "--eval_curve_output="]
+
+
+def test_compare_global_metrics_on_two_seeds(mock_mnist, tmp_path, capsys):
+  folders = []
+  for seed in (0, 1):
+    folder = tmp_path / f"seed{seed}"
+    folder.mkdir()
+    cli.parse_flags(ic.FLAGS, ["image_classification", f"--tfds_data_dir={mock_mnist}", *TINY,
+                               f"--seed={seed}", f"--raw_data_output={folder / 'raw.pkl'}",
+                               f"--params_output={folder / 'params.npz'}"])
+    assert ic.main([]) == 0
+    folders.append(str(folder))
+  # A run paired with itself: CKA 1 and distance 0.
+  t = trained.load(folders[0])
+  net = network_eval.NetworkEval(trained.problem(t, tfds_data_dir=str(mock_mnist)), 8)
+  out = net.outputs(t.params, t.model_state, 768)
+  assert out.shape == (24, 10)
+  assert float(cka.linear_cka(out, out)) == pytest.approx(1.0, abs=1e-6)
+  assert global_metrics.distance(t.params, t.params) == 0.0
+  assert net.measure(t.params, "error") == pytest.approx(
+      float(np.mean(np.argmax(out, -1) != net.problem.train_arrays["label"])))
+
+  code = compare.main([*folders, f"--out={tmp_path / 'cmp'}", "--global_metrics=cka,dist,curve",
+                       "--curve_epochs=2", "--curve_batch_size=8", "--cka_examples=16"])
+  assert code == 0, capsys.readouterr().err
+  rows = list(csv.DictReader(open(tmp_path / "cmp" / "summary.csv")))
+  assert len(rows) == 2
+  for name in ("cka", "dist", "mc", "line_barrier"):
+    assert rows[0][name] == rows[1][name] != ""
+  assert 0 < float(rows[0]["cka"]) <= 1 and float(rows[0]["dist"]) > 0
+  assert "curve " in capsys.readouterr().out
+
+  member = "a0.npy"                                              # damage one array
+  path = pathlib.Path(folders[1]) / "params.npz"
+  with zipfile.ZipFile(path) as z:
+    entries = {n: z.read(n) for n in z.namelist()}
+  entries[member] = entries[member][:-1] + bytes([entries[member][-1] ^ 1])
+  with zipfile.ZipFile(path, "w") as z:
+    for n, b in entries.items():
+      z.writestr(n, b)
+  code = compare.main([*folders, f"--out={tmp_path / 'cmp2'}", "--global_metrics=dist"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2 and len(err) == 1 and "does not match its sha256" in err[0]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--global_metrics=curvy"], "unknown metric 'curvy'"),
+    (["--global_metrics=cka", "--cka_examples=0"], "--cka_examples must be at least 1"),
+    (["--global_metrics=curve", "--curve_step_size=-1"], "--curve_step_size must be > 0"),
+])
+def test_bad_global_flags_are_one_line(tmp_path, capsys, extra, message):
+  assert compare.main([str(tmp_path), f"--out={tmp_path / 'o'}", *extra]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and message in err[0]
+
+
+@pytest.mark.slow
+def test_tiny_width_batch_sweep_end_to_end(shared_data, tmp_path):
+  out = tmp_path / "wb"
+  sweep = [sys.executable, "-m", "sam_edge.sweep", f"--out={out}",
+           "--phase_axes=mlp_width,batch_size", "--", "image_classification",
+           f"--manual_dir={shared_data / 'mnist'}", f"--tfds_data_dir={tmp_path / 'tfds'}",
+           "--mlp_width=4,8", "--batch_size=50,100", "--seed=0,1", "--mlp_depth=2",
+           "--mini_training_set_num_batches=4", "--mini_test_set_num_batches=2",
+           "--max_steps=20", "--step_size=0.05", "--measure_every_steps=10",
+           "--lanczos_max_steps=5"]
+  done = subprocess.run(sweep, cwd=REPO, capture_output=True, text=True, timeout=1200)
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+  assert len(list(out.glob("*/params.npz"))) == 8
+  cmp = [sys.executable, "-m", "sam_edge.compare", str(out), f"--out={tmp_path / 'cmp'}",
+         "--phase_axes=mlp_width,batch_size", "--global_metrics=curve,cka,dist",
+         "--curve_epochs=2", "--curve_batch_size=50", "--cka_examples=100",
+         f"--tfds_data_dir={tmp_path / 'tfds'}"]
+  done = subprocess.run(cmp, cwd=REPO, capture_output=True, text=True, timeout=1200)
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+  rows = list(csv.DictReader(open(tmp_path / "cmp" / "summary.csv")))
+  assert len(rows) == 8
+  for r in rows:
+    for name in ("mc", "line_barrier", "cka", "dist", "final_lambda1"):
+      assert np.isfinite(float(r[name])), (r["run"], name)
+  assert len({(r["mlp_width"], r["batch_size"]) for r in rows}) == 4
+  assert (tmp_path / "cmp" / "phase.pdf").read_bytes().startswith(b"%PDF")
+  assert summary.OPTIONAL[1] in rows[0]
+
+
+def test_phase_panels_follow_the_taxonomys_conventions():
+  from sam_edge.plots import figure
+  from sam_edge.studies import phase
+  rows = [{"w": w, "b": b, "seed": s, "test_error": 0.1, "mc": mc, "final_lambda1": 2.0}
+          for w, b, mc in (("8", "50", -0.2), ("64", "1000", 0.0), ("16", "200", 0.1))
+          for s in ("0", "1")]
+  maps, title = phase.phase_heatmaps(rows, "w", "b", None, ["w", "b", "seed"])
+  by_metric = {m.colorbar: m for m in maps}
+  assert set(by_metric) == {"test error", "mode connectivity mc", "final λ1"}
+  for m in maps:
+    assert m.log_axes and m.invert_y and list(m.xvalues) == [8, 16, 64]
+  assert by_metric["mode connectivity mc"].centre == 0.0
+  assert by_metric["final λ1"].log and not by_metric["test error"].log
+  np.testing.assert_allclose(figure.log_edges(np.array([8.0, 16.0, 64.0])),
+                             [64 / np.sqrt(128), np.sqrt(128), 32.0, 128.0])
+  fig = figure.build(maps, columns=3, title=title)
+  ax = fig.axes[0]
+  assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+  assert ax.get_ylim()[0] > ax.get_ylim()[1]                     # small batches at the top
+  only = phase.phase_heatmaps(rows, "w", "b", "mc", ["w", "b", "seed"])[0]
+  assert [m.colorbar for m in only] == ["mode connectivity mc"]

@@ -1,0 +1,129 @@
+"""`python -m sam_edge.landscape`: bad input is one line and exit code 2 before any work; a
+tiny MNIST run drawn along random, Hessian and three-run directions (slow)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import image_classification as ic
+from sam_edge import landscape
+from sam_edge.cli import main as cli
+from sam_edge.studies import trained
+from tests.helpers import REPO
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{missing}", "--out={out}"], "no such file or run folder"),
+    (["{run}", "--out={out}", "--directions=sideways"], "--directions=sideways: choose one of"),
+    (["{run}", "--out={out}", "--dims=3"], "--dims=3: must be 1"),
+    (["{run}", "--out={out}", "--grid=1"], "--grid=1: need at least 2"),
+    (["{run}", "--out={blocked}/x"], "is not a folder"),
+    (["{run}"], "--out=DIR is required"),
+    (["{run}", "{run}", "--out={out}"], "give exactly one run folder or params file"),
+    (["{run}", "--out={out}", "--range=1,-1"], "--range=1,-1: need finite lo < hi"),
+    (["{run}", "--out={out}", "--range=a"], "--range=a: give two numbers"),
+    (["{run}", "--out={out}", "--directions=runs", "--runs={run}"],
+     "needs --runs with 2 other runs (got 1)"),
+    (["{run}", "--out={out}", "--directions=runs", "--dims=1", "--runs={missing}"],
+     "--runs: {missing}: no such file"),
+    (["{run}", "--out={out}", "--runs={run}"], "--runs is for --directions=runs"),
+    (["{run}", "--out={out}", "--directions=runs", "--runs={comma}", "--runs={missing}"],
+     "--runs: {missing}: no such file"),                 # a folder named with commas is one run
+    (["{run}", "--out={out}", "--examples=-1"], "--examples=-1: must be >= 0"),
+    (["{run}", "--out={out}", "--chunk=-1"], "--chunk=-1: must be >= 0"),
+    (["{run}", "--out={out}", "--lanczos_steps=1"], "--lanczos_steps=1: must be >= 2"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+  run = tmp_path / "run"
+  run.mkdir()
+  blocked = tmp_path / "file"
+  blocked.write_text("")
+  comma = tmp_path / "mlp_width=8,seed=1"
+  comma.mkdir()
+  names = {"run": run, "out": tmp_path / "out", "missing": tmp_path / "nope", "blocked": blocked,
+           "comma": comma}
+  argv = [a.format(**names) for a in args]
+  assert landscape.main(argv) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("landscape: error: "), err
+  assert message.format(**names) in err[0]
+  assert not (tmp_path / "out").exists()                # nothing written: no work started
+
+
+def test_folder_without_parameters_is_one_line(tmp_path, capsys):
+  (tmp_path / "run").mkdir()
+  assert landscape.main([str(tmp_path / "run"), f"--out={tmp_path / 'out'}"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "holds no parameters file" in err[0], err
+  assert not (tmp_path / "out").exists()
+
+
+def test_unknown_flag_is_one_line(tmp_path, capsys):
+  with pytest.raises(SystemExit) as e:
+    landscape.main([str(tmp_path), f"--out={tmp_path}/o", "--girth=3"])
+  assert e.value.code == 2
+  assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+TINY_RUN = ["--mlp_width=8", "--mlp_depth=2", "--batch_size=50",
+            "--mini_training_set_num_batches=4", "--mini_test_set_num_batches=1",
+            "--max_steps=10", "--step_size=0.05", "--hessian_check_gap=0",
+            "--loss_curve_output=", "--eigs_curve_output=", "--eigs_se_only_output=",
+            "--alignment_curve_output=", "--eval_curve_output="]
+
+
+def _train(shared_data, tfds, folder, seed):
+  folder.mkdir()
+  cli.parse_flags(ic.FLAGS, ["image_classification", f"--manual_dir={shared_data / 'mnist'}",
+                             f"--tfds_data_dir={tfds}", *TINY_RUN, f"--seed={seed}",
+                             f"--raw_data_output={folder / 'raw.pkl'}",
+                             f"--params_output={folder / 'params.npz'}"])
+  assert ic.main([]) == 0
+
+
+@pytest.mark.slow
+def test_tiny_mnist_run_end_to_end(shared_data, tmp_path, capsys):
+  tfds = tmp_path / "tfds"
+  for seed in (0, 1, 2):
+    _train(shared_data, tfds, tmp_path / f"run{seed}", seed)
+  t = trained.load(str(tmp_path / "run0"))
+  p = trained.problem(t, tfds_data_dir=str(tfds))
+  loss_at_theta = float(p.loss_fn()(p.params, p.model_state, p.train_arrays, p.constants)[0])
+  cases = {"random": [], "hessian": [],
+           "runs": [f"--runs={tmp_path / 'run1'},{tmp_path / 'run2' / 'params.npz'}"]}
+  for kind, extra in cases.items():
+    out = tmp_path / f"land_{kind}"
+    assert landscape.main([str(tmp_path / "run0"), f"--out={out}", f"--directions={kind}",
+                           "--grid=5", f"--tfds_data_dir={tfds}", *extra]) == 0
+    assert (out / "landscape.pdf").read_bytes().startswith(b"%PDF")
+    with np.load(out / "landscape.npz") as z:
+      assert z["loss"].shape == (5, 5) and np.all(np.isfinite(z["loss"]))
+      i, j = int(np.flatnonzero(z["x"] == 0)[0]), int(np.flatnonzero(z["y"] == 0)[0])
+      np.testing.assert_allclose(z["loss"][j, i], loss_at_theta, rtol=1e-5)
+      assert int(z["examples"]) == 200 and str(z["directions"]) == kind
+  with np.load(tmp_path / "land_runs" / "landscape.npz") as z:
+    assert list(z["point_names"])[0] == "θ" and len(z["point_names"]) == 3
+    np.testing.assert_allclose(z["point_coords"][1], [1.0, 0.0])
+  out = capsys.readouterr().out
+  assert "top Hessian eigenvectors" in out and "loss at θ" in out
+  cut = tmp_path / "cut"
+  assert landscape.main([str(tmp_path / "run0" / "params.npz"), f"--out={cut}", "--dims=1",
+                         "--grid=3", "--examples=20", f"--tfds_data_dir={tfds}"]) == 0
+  with np.load(cut / "landscape.npz") as z:
+    assert z["loss"].shape == (3,) and "y" not in z.files and int(z["examples"]) == 20
+    first = trained.batch(p, range(20))
+    np.testing.assert_allclose(
+        z["loss"][1], float(p.loss_fn()(p.params, p.model_state, first, p.constants)[0]),
+        rtol=1e-5)
+
+
+def test_import_and_help_load_no_jax():
+  code = ("import sys\nfrom sam_edge import landscape\n"
+          "heavy = [m for m in ('jax', 'matplotlib', 'tensorflow', 'flax') if m in sys.modules]\n"
+          "assert not heavy, heavy\n")
+  subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+  out = subprocess.run([sys.executable, "-m", "sam_edge.landscape", "--help"], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+  assert out.returncode == 0 and "--directions" in out.stdout and "--grid" in out.stdout
