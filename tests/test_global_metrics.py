@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import image_classification as ic
-from sam_edge import compare
+from sam_edge import compare, errors
 from sam_edge.cli import main as cli
+from sam_edge.run import params_file
 from sam_edge.studies import (
   cka,
   connectivity,
@@ -121,6 +122,39 @@ def test_cells_are_runs_differing_only_in_seed():
   assert [[r.name for r in c] for c in global_metrics.cells(runs, axes)] == [["a0", "a1"], ["b0"]]
   one = global_metrics.cells(runs, axes, ("seed",))            # no non-seed axis: one cell
   assert len(one) == 1 and [r.name for r in one[0]][-1] == "a1"
+
+
+def _saved_run(tmp_path, name, task="image_classification", width=8, **values):
+  """A run folder holding only a parameters file (as `--params_output` writes it)."""
+  folder = tmp_path / name
+  folder.mkdir()
+  params = {"Dense_0": {"kernel": np.zeros((3, width), np.float32),
+                        "bias": np.zeros(width, np.float32)}}
+  params_file.write(str(folder / "params.npz"), task, 4, {"seed": 0}, params, {})
+  return sources.Run(name, str(folder / "raw.pkl"), "pickle", {},
+                     {k: str(v) for k, v in values.items()})
+
+
+def test_cells_of_different_networks_or_tasks_are_refused_before_work(tmp_path):
+  runs = [_saved_run(tmp_path, "a", w=8, b=1, seed=0),
+          _saved_run(tmp_path, "c", width=16, w=16, b=1, seed=0)]
+  built = []
+  settings = global_metrics.Settings(metrics=("dist",), group_by=("b",))
+  with pytest.raises(errors.InputError, match="share a cell but not a network"):
+    global_metrics.compute(runs, ["w", "b", "seed"], settings, log=built.append)
+  assert not built                                               # refused before any cell
+  with pytest.raises(ValueError, match="different networks"):
+    global_metrics.distance(trained.load(str(tmp_path / "a")).params,
+                            trained.load(str(tmp_path / "c")).params)
+  runs = [_saved_run(tmp_path, "t0", task="transformer", w=8, seed=0),
+          _saved_run(tmp_path, "t1", task="transformer", w=8, seed=1)]
+  cka_settings = global_metrics.Settings(metrics=("cka",))
+  with pytest.raises(errors.InputError, match="t0 is a transformer run"):
+    global_metrics.compute(runs, ["w", "seed"], cka_settings, log=built.append)
+  assert not built
+  values = global_metrics.compute(runs, ["w", "seed"], global_metrics.Settings(metrics=("dist",)),
+                                  log=built.append)
+  assert values["t0"] == values["t1"] == {"dist": 0.0}
 
 
 TINY = ["--nn_architecture=MLP", "--mlp_width=8", "--mlp_depth=2", "--step_size=0.05",
