@@ -210,6 +210,8 @@ def test_compare_global_metrics_on_two_seeds(mock_mnist, tmp_path, capsys):
     (["--global_metrics=curvy"], "unknown metric 'curvy'"),
     (["--global_metrics=cka", "--cka_examples=0"], "--cka_examples must be at least 1"),
     (["--global_metrics=curve", "--curve_step_size=-1"], "--curve_step_size must be > 0"),
+    (["--group_by=mlp_width"], "--group_by is for --global_metrics, which is not given"),
+    (["--curve_epochs=5", "--cka_examples=9"], "--curve_epochs, --cka_examples are for"),
 ])
 def test_bad_global_flags_are_one_line(tmp_path, capsys, extra, message):
   assert compare.main([str(tmp_path), f"--out={tmp_path / 'o'}", *extra]) == 2
