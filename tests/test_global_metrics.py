@@ -157,6 +157,47 @@ def test_cells_of_different_networks_or_tasks_are_refused_before_work(tmp_path):
   assert values["t0"] == values["t1"] == {"dist": 0.0}
 
 
+def test_batchnorm_statistics_are_recomputed_for_each_parameter_vector():
+  import flax.linen as nn
+  import optax
+  from sam_edge.models import resnet, stateful
+  from sam_edge.run.problem import Problem
+
+  class Tiny(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+      return nn.Dense(2)(resnet.batch_norm(train, "bn")(nn.Dense(3)(x)))
+
+  model, same = Tiny(), lambda images: images
+  rng = np.random.default_rng(0)
+  arrays = {"image": rng.normal(size=(10, 4)).astype(np.float32),
+            "label": rng.integers(0, 2, size=10).astype(np.int32)}
+  params, stats = stateful.init_variables(model, jax.random.key(0), arrays["image"][:1])
+  train, evaluate = stateful.train_forward(model, same), stateful.eval_logits(model, same)
+
+  def forward(p, s, batch, constants, dtype=jnp.float32):
+    logits, new = train(p, s["batch_stats"], batch["image"])
+    return logits, {"batch_stats": new}
+  problem = Problem(
+      forward=forward, params=params, train_arrays=arrays, evaluate=lambda p, s: {},
+      output_loss=lambda o, b: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+          o, b["label"])), report=str, model_state={"batch_stats": stats},
+      predict=lambda p, s, c, batch: evaluate(p, s["batch_stats"], batch["image"]))
+  net = network_eval.NetworkEval(problem, batch_size=4)        # batches 0-3, 4-7; 8-9 dropped
+  for scale in (1.0, 3.0):                                      # two parameter vectors
+    w = jax.tree.map(lambda x: x * scale, params)
+    h = arrays["image"] @ np.asarray(w["Dense_1"]["kernel"]) + np.asarray(w["Dense_1"]["bias"])
+    recomputed = net.stats(w)["batch_stats"]
+    got = recomputed["bn"]
+    np.testing.assert_allclose(got["mean"], np.mean([h[:4].mean(0), h[4:8].mean(0)], 0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["var"], np.mean([h[:4].var(0), h[4:8].var(0)], 0),
+                               rtol=1e-5, atol=1e-6)
+    logits = evaluate(w, recomputed, arrays["image"])
+    assert net.measure(w, "error") == pytest.approx(
+        float(np.mean(np.argmax(logits, -1) != arrays["label"])))
+
+
 TINY = ["--nn_architecture=MLP", "--mlp_width=8", "--mlp_depth=2", "--step_size=0.05",
         "--batch_size=8", "--max_steps=4", "--hessian_check_gap=0", "--loss_curve_output=",
         "--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
