@@ -160,6 +160,7 @@ def test_cells_of_different_networks_or_tasks_are_refused_before_work(tmp_path):
 def test_batchnorm_statistics_are_recomputed_for_each_parameter_vector():
   import flax.linen as nn
   import optax
+
   from sam_edge.models import resnet, stateful
   from sam_edge.run.problem import Problem
 
