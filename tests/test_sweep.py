@@ -330,6 +330,31 @@ def test_a_finished_run_whose_pickle_is_gone_or_changed_runs_again(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_finished_run_whose_params_file_is_gone_or_damaged_runs_again(tmp_path):
+  folder = tmp_path / "run"
+  raw, params = folder / "raw.pkl", folder / "params.npz"
+  written = pickle.dumps({"final": {"steps": 1}})
+  code = (f"open({str(raw)!r}, 'wb').write({written!r})\n"
+          "from sam_edge.run import params_file\nimport numpy as np\n"
+          f"params_file.write({str(params)!r}, 'transformer', 1, {{}}, {{'w': np.ones(3)}}, {{}})")
+  write = [sys.executable, "-c", code]
+  said = []
+  with runner.Runner(log=said.append) as r:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = lambda: r.run("run", str(folder), write, str(raw), env,
+                        params_path=str(params)).status
+    assert run() == "done" and run() == "skipped"
+    params.unlink()
+    assert run() == "done" and params.is_file() and run() == "skipped"
+    params.write_bytes(params.read_bytes()[:-7])
+    assert run() == "done" and run() == "skipped"
+  again = [line.split(": running")[0] for line in said if "finished earlier" in line]
+  assert again[0] == f"run: finished earlier, but its parameters file {params} is missing"
+  assert again[1].startswith(f"run: finished earlier, but its parameters file {params}: ")
+  assert len(again) == 2
+
+
+@pytest.mark.slow
 def test_killed_sweep_resumes_and_finishes(tmp_path, corpus):
   out = tmp_path / "sw"
   argv = [sys.executable, "-m", "sam_edge.sweep", f"--out={out}", "--", "transformer",
