@@ -202,8 +202,10 @@ def test_a_rerun_redoes_a_finished_run_whose_pickle_changed(swept, corpus, tmp_p
   assert done["pickle_sha256"] == records.file_sha256(str(folder / "raw.pkl"))
   assert done["final"]["records_sha256"]
   assert verify.main([str(copy)]) == 0
-  lines = capsys.readouterr().out.splitlines()        # per run: its pickle, done.json, step 3
-  assert len(lines) == 4 * 3 + 1 and lines[-1] == "verify: 12 of 12 items sound"
+  lines = capsys.readouterr().out.splitlines()  # per run: pickle, params, done.json, step 3
+  assert len(lines) == 4 * 4 + 1 and lines[-1] == "verify: 16 of 16 items sound"
+  lost = copy / NAMES[2] / "params.npz"                    # and another run's parameters lost
+  lost.unlink()
   flip_a_measured_float(folder / "raw.pkl")
   assert verify.main([str(copy)]) == 1
   unsound = [line for line in capsys.readouterr().out.splitlines() if "UNSOUND:" in line]
@@ -211,9 +213,12 @@ def test_a_rerun_redoes_a_finished_run_whose_pickle_changed(swept, corpus, tmp_p
                                                                   str(folder / "done.json")]
   assert sweep.main(two_by_two(copy, corpus)) == 0
   printed = capsys.readouterr().out
-  assert printed.count("finished already") == 3
+  assert printed.count("finished already") == 2
   assert (f"{name}: finished earlier, but its pickle {folder / 'raw.pkl'} no longer matches the "
           "pickle_sha256 in done.json: running it again") in printed
+  assert (f"{NAMES[2]}: finished earlier, but its parameters file {lost} is missing: running it "
+          "again") in printed
+  assert lost.is_file()
   assert "resuming from the checkpoint of step 3" in (folder / "log.txt").read_text()
   raw = records.read_raw(str(folder / "raw.pkl"))
   assert records.raw_status(raw)[0] and raw["final"]["steps"] == 3
