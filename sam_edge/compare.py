@@ -24,6 +24,11 @@ USAGE = ("python -m sam_edge.compare PATHS... --out=DIR [--phase_axes=a,b] [--ph
          "[--x_axis=auto|step|time] [--global_metrics=curve,cka,dist [--group_by=a,b]]")
 
 
+GLOBAL_ONLY = ("group_by", "curve_pairs", "curve_epochs", "curve_batch_size", "curve_step_size",
+               "curve_momentum", "curve_metric", "cka_examples", "global_seed", "manual_dir",
+               "tfds_data_dir")                 # flags that only --global_metrics reads
+
+
 def define_global_flags(fv: flags.FlagValues) -> None:
   """The flags of the metrics between runs (defaults: the taxonomy's, Yang et al. 2021)."""
   on = {"flag_values": fv}
@@ -61,7 +66,9 @@ def main(argv: list[str]) -> int:
 def global_settings(fv: flags.FlagValues):
   """(the settings of --global_metrics, or None when it is off; the problems of its flags)."""
   if not fv.global_metrics:
-    return None, []
+    given = [f"--{name}" for name in GLOBAL_ONLY if fv[name].present]
+    return None, ([f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for "
+                   "--global_metrics, which is not given"] if given else [])
   from sam_edge.studies import connectivity, global_metrics  # pylint: disable=import-outside-toplevel
   curve = connectivity.CurveSettings(epochs=fv.curve_epochs, batch_size=fv.curve_batch_size,
                                      step_size=fv.curve_step_size, momentum=fv.curve_momentum)

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import image_classification as ic
-from sam_edge import compare
+from sam_edge import compare, errors
 from sam_edge.cli import main as cli
+from sam_edge.run import params_file
 from sam_edge.studies import (
   cka,
   connectivity,
@@ -123,6 +124,81 @@ def test_cells_are_runs_differing_only_in_seed():
   assert len(one) == 1 and [r.name for r in one[0]][-1] == "a1"
 
 
+def _saved_run(tmp_path, name, task="image_classification", width=8, **values):
+  """A run folder holding only a parameters file (as `--params_output` writes it)."""
+  folder = tmp_path / name
+  folder.mkdir()
+  params = {"Dense_0": {"kernel": np.zeros((3, width), np.float32),
+                        "bias": np.zeros(width, np.float32)}}
+  params_file.write(str(folder / "params.npz"), task, 4, {"seed": 0}, params, {})
+  return sources.Run(name, str(folder / "raw.pkl"), "pickle", {},
+                     {k: str(v) for k, v in values.items()})
+
+
+def test_cells_of_different_networks_or_tasks_are_refused_before_work(tmp_path):
+  runs = [_saved_run(tmp_path, "a", w=8, b=1, seed=0),
+          _saved_run(tmp_path, "c", width=16, w=16, b=1, seed=0)]
+  built = []
+  settings = global_metrics.Settings(metrics=("dist",), group_by=("b",))
+  with pytest.raises(errors.InputError, match="share a cell but not a network"):
+    global_metrics.compute(runs, ["w", "b", "seed"], settings, log=built.append)
+  assert not built                                               # refused before any cell
+  with pytest.raises(ValueError, match="different networks"):
+    global_metrics.distance(trained.load(str(tmp_path / "a")).params,
+                            trained.load(str(tmp_path / "c")).params)
+  runs = [_saved_run(tmp_path, "t0", task="transformer", w=8, seed=0),
+          _saved_run(tmp_path, "t1", task="transformer", w=8, seed=1)]
+  cka_settings = global_metrics.Settings(metrics=("cka",))
+  with pytest.raises(errors.InputError, match="t0 is a transformer run"):
+    global_metrics.compute(runs, ["w", "seed"], cka_settings, log=built.append)
+  assert not built
+  values = global_metrics.compute(runs, ["w", "seed"], global_metrics.Settings(metrics=("dist",)),
+                                  log=built.append)
+  assert values["t0"] == values["t1"] == {"dist": 0.0}
+
+
+def test_batchnorm_statistics_are_recomputed_for_each_parameter_vector():
+  import flax.linen as nn
+  import optax
+
+  from sam_edge.models import resnet, stateful
+  from sam_edge.run.problem import Problem
+
+  class Tiny(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+      return nn.Dense(2)(resnet.batch_norm(train, "bn")(nn.Dense(3)(x)))
+
+  model, same = Tiny(), lambda images: images
+  rng = np.random.default_rng(0)
+  arrays = {"image": rng.normal(size=(10, 4)).astype(np.float32),
+            "label": rng.integers(0, 2, size=10).astype(np.int32)}
+  params, stats = stateful.init_variables(model, jax.random.key(0), arrays["image"][:1])
+  train, evaluate = stateful.train_forward(model, same), stateful.eval_logits(model, same)
+
+  def forward(p, s, batch, constants, dtype=jnp.float32):
+    logits, new = train(p, s["batch_stats"], batch["image"])
+    return logits, {"batch_stats": new}
+  problem = Problem(
+      forward=forward, params=params, train_arrays=arrays, evaluate=lambda p, s: {},
+      output_loss=lambda o, b: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+          o, b["label"])), report=str, model_state={"batch_stats": stats},
+      predict=lambda p, s, c, batch: evaluate(p, s["batch_stats"], batch["image"]))
+  net = network_eval.NetworkEval(problem, batch_size=4)        # batches 0-3, 4-7; 8-9 dropped
+  for scale in (1.0, 3.0):                                      # two parameter vectors
+    w = jax.tree.map(lambda x: x * scale, params)
+    h = arrays["image"] @ np.asarray(w["Dense_1"]["kernel"]) + np.asarray(w["Dense_1"]["bias"])
+    recomputed = net.stats(w)["batch_stats"]
+    got = recomputed["bn"]
+    np.testing.assert_allclose(got["mean"], np.mean([h[:4].mean(0), h[4:8].mean(0)], 0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["var"], np.mean([h[:4].var(0), h[4:8].var(0)], 0),
+                               rtol=1e-5, atol=1e-6)
+    logits = evaluate(w, recomputed, arrays["image"])
+    assert net.measure(w, "error") == pytest.approx(
+        float(np.mean(np.argmax(logits, -1) != arrays["label"])))
+
+
 TINY = ["--nn_architecture=MLP", "--mlp_width=8", "--mlp_depth=2", "--step_size=0.05",
         "--batch_size=8", "--max_steps=4", "--hessian_check_gap=0", "--loss_curve_output=",
         "--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
@@ -176,6 +252,8 @@ def test_compare_global_metrics_on_two_seeds(mock_mnist, tmp_path, capsys):
     (["--global_metrics=curvy"], "unknown metric 'curvy'"),
     (["--global_metrics=cka", "--cka_examples=0"], "--cka_examples must be at least 1"),
     (["--global_metrics=curve", "--curve_step_size=-1"], "--curve_step_size must be > 0"),
+    (["--group_by=mlp_width"], "--group_by is for --global_metrics, which is not given"),
+    (["--curve_epochs=5", "--cka_examples=9"], "--curve_epochs, --cka_examples are for"),
 ])
 def test_bad_global_flags_are_one_line(tmp_path, capsys, extra, message):
   assert compare.main([str(tmp_path), f"--out={tmp_path / 'o'}", *extra]) == 2

@@ -10,6 +10,7 @@ import pytest
 import image_classification as ic
 from sam_edge import landscape
 from sam_edge.cli import main as cli
+from sam_edge.run import params_file
 from sam_edge.studies import trained
 from tests.helpers import REPO
 
@@ -57,6 +58,36 @@ def test_folder_without_parameters_is_one_line(tmp_path, capsys):
   assert landscape.main([str(tmp_path / "run"), f"--out={tmp_path / 'out'}"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "holds no parameters file" in err[0], err
+  assert not (tmp_path / "out").exists()
+
+
+def _params(folder, width, task="image_classification"):
+  """A run folder with only a parameters file, whose config points at data that is not there
+  (so reading data would fail differently)."""
+  folder.mkdir()
+  params = {"Dense_0": {"kernel": np.zeros((784, width), np.float32),
+                        "bias": np.zeros(width, np.float32)}}
+  config = {"seed": 0, "nn_architecture": "MLP", "mlp_width": width, "mlp_depth": 2,
+            "manual_dir": str(folder / "no_data"), "tfds_data_dir": str(folder / "no_tfds")}
+  params_file.write(str(folder / "params.npz"), task, 4, config, params, {})
+  return folder
+
+
+@pytest.mark.parametrize("case, message", [
+    ("shape", "holds a network of another shape"),
+    ("damaged", "not a readable parameters file"),
+    ("transformer", "a transformer run; landscapes support image_classification runs"),
+])
+def test_other_runs_and_task_are_checked_before_any_data(tmp_path, capsys, case, message):
+  run = _params(tmp_path / "run", 8, "transformer" if case == "transformer" else
+                "image_classification")
+  other = _params(tmp_path / "other", 16 if case == "shape" else 8)
+  if case == "damaged":
+    (other / "params.npz").write_bytes(b"not a zip")
+  assert landscape.main([str(run), f"--out={tmp_path / 'out'}", "--directions=runs", "--dims=1",
+                         f"--runs={other}"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and message in err[0], err
   assert not (tmp_path / "out").exists()
 
 

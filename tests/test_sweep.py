@@ -202,8 +202,10 @@ def test_a_rerun_redoes_a_finished_run_whose_pickle_changed(swept, corpus, tmp_p
   assert done["pickle_sha256"] == records.file_sha256(str(folder / "raw.pkl"))
   assert done["final"]["records_sha256"]
   assert verify.main([str(copy)]) == 0
-  lines = capsys.readouterr().out.splitlines()        # per run: its pickle, done.json, step 3
-  assert len(lines) == 4 * 3 + 1 and lines[-1] == "verify: 12 of 12 items sound"
+  lines = capsys.readouterr().out.splitlines()  # per run: pickle, params, done.json, step 3
+  assert len(lines) == 4 * 4 + 1 and lines[-1] == "verify: 16 of 16 items sound"
+  lost = copy / NAMES[2] / "params.npz"                    # and another run's parameters lost
+  lost.unlink()
   flip_a_measured_float(folder / "raw.pkl")
   assert verify.main([str(copy)]) == 1
   unsound = [line for line in capsys.readouterr().out.splitlines() if "UNSOUND:" in line]
@@ -211,9 +213,12 @@ def test_a_rerun_redoes_a_finished_run_whose_pickle_changed(swept, corpus, tmp_p
                                                                   str(folder / "done.json")]
   assert sweep.main(two_by_two(copy, corpus)) == 0
   printed = capsys.readouterr().out
-  assert printed.count("finished already") == 3
+  assert printed.count("finished already") == 2
   assert (f"{name}: finished earlier, but its pickle {folder / 'raw.pkl'} no longer matches the "
           "pickle_sha256 in done.json: running it again") in printed
+  assert (f"{NAMES[2]}: finished earlier, but its parameters file {lost} is missing: running it "
+          "again") in printed
+  assert lost.is_file()
   assert "resuming from the checkpoint of step 3" in (folder / "log.txt").read_text()
   raw = records.read_raw(str(folder / "raw.pkl"))
   assert records.raw_status(raw)[0] and raw["final"]["steps"] == 3
@@ -327,6 +332,31 @@ def test_a_finished_run_whose_pickle_is_gone_or_changed_runs_again(tmp_path):
   assert [line.split(": running")[0] for line in said if "finished earlier" in line] == [
       f"run: finished earlier, but its pickle {raw} no longer matches the pickle_sha256 in "
       "done.json", f"run: finished earlier, but its pickle {raw} is missing"]
+
+
+@pytest.mark.slow
+def test_a_finished_run_whose_params_file_is_gone_or_damaged_runs_again(tmp_path):
+  folder = tmp_path / "run"
+  raw, params = folder / "raw.pkl", folder / "params.npz"
+  written = pickle.dumps({"final": {"steps": 1}})
+  code = (f"open({str(raw)!r}, 'wb').write({written!r})\n"
+          "from sam_edge.run import params_file\nimport numpy as np\n"
+          f"params_file.write({str(params)!r}, 'transformer', 1, {{}}, {{'w': np.ones(3)}}, {{}})")
+  write = [sys.executable, "-c", code]
+  said = []
+  with runner.Runner(log=said.append) as r:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = lambda: r.run("run", str(folder), write, str(raw), env,
+                        params_path=str(params)).status
+    assert run() == "done" and run() == "skipped"
+    params.unlink()
+    assert run() == "done" and params.is_file() and run() == "skipped"
+    params.write_bytes(params.read_bytes()[:-7])
+    assert run() == "done" and run() == "skipped"
+  again = [line.split(": running")[0] for line in said if "finished earlier" in line]
+  assert again[0] == f"run: finished earlier, but its parameters file {params} is missing"
+  assert again[1].startswith(f"run: finished earlier, but its parameters file {params}: ")
+  assert len(again) == 2
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from sam_edge.landscapes import directions, figures, grid
 from sam_edge.studies import trained
 
 PyTree = Any
+IMAGE_TASK = "image_classification"     # the task whose runs have evaluation-mode outputs
 
 
 class Settings(NamedTuple):
@@ -60,16 +61,8 @@ def _same_shapes(a: PyTree, b: PyTree) -> bool:
   return ta == tb and all(np.shape(x) == np.shape(y) for x, y in zip(la, lb))
 
 
-def plane(s: Settings, t: trained.Trained, loss: Callable, data: PyTree,
-          log: Callable[[str], None]) -> directions.Plane:
-  """The directions `s.kind` asks for, around the run's parameters."""
-  key = jax.random.PRNGKey(s.seed)
-  if s.kind == "random":
-    return directions.random_plane(key, t.params, s.dims)
-  if s.kind == "hessian":
-    log(f"top {s.dims} Hessian eigenvectors by Lanczos (at most {s.lanczos_steps} HVPs)")
-    return directions.hessian_plane(loss, t.params, data, key, s.dims,
-                                    max_steps=s.lanczos_steps, tol=s.lanczos_tol)
+def other_runs(s: Settings, t: trained.Trained) -> list[PyTree]:
+  """The parameters of `s.runs`, each verified and of θ's shapes (InputError, one line)."""
   others = []
   for path in s.runs:
     other = trained.load(path)
@@ -77,6 +70,20 @@ def plane(s: Settings, t: trained.Trained, loss: Callable, data: PyTree,
       raise errors.InputError(f"--runs: {path} holds a network of another shape than "
                               f"{s.source}")
     others.append(other.params)
+  return others
+
+
+def plane(s: Settings, t: trained.Trained, others: list[PyTree], loss: Callable, data: PyTree,
+          log: Callable[[str], None]) -> directions.Plane:
+  """The directions `s.kind` asks for, around the run's parameters (`others`: those of
+  `s.runs`)."""
+  key = jax.random.PRNGKey(s.seed)
+  if s.kind == "random":
+    return directions.random_plane(key, t.params, s.dims)
+  if s.kind == "hessian":
+    log(f"top {s.dims} Hessian eigenvectors by Lanczos (at most {s.lanczos_steps} HVPs)")
+    return directions.hessian_plane(loss, t.params, data, key, s.dims,
+                                    max_steps=s.lanczos_steps, tol=s.lanczos_tol)
   try:
     return directions.runs_plane(t.params, others, list(s.runs))
   except ValueError as e:
@@ -88,8 +95,10 @@ def draw(s: Settings, log: Callable[[str], None] = print) -> dict:
   returns {"centre": L(θ) when θ is a grid point (else NaN), "min", "max", "direction_seconds",
   "grid_seconds" (each with its compilation)}."""
   t = trained.load(s.source)
-  for path in s.runs:
-    trained.params_path(path)                          # a missing file: one line, before work
+  if t.task != IMAGE_TASK:
+    raise errors.InputError(f"{t.path}: a {t.task} run; landscapes support {IMAGE_TASK} runs "
+                            "(evaluation-mode outputs)")
+  others = other_runs(s, t)                            # read and checked before any data
   p = trained.problem(t, manual_dir=s.manual_dir, tfds_data_dir=s.tfds_data_dir)
   n = len(next(iter(p.train_arrays.values())))
   if s.examples > n:
@@ -99,7 +108,7 @@ def draw(s: Settings, log: Callable[[str], None] = print) -> dict:
   data = {"state": p.model_state, "constants": p.constants,
           "batch": trained.batch(p, range(count))}
   start = time.perf_counter()
-  where = plane(s, t, loss, data, log)
+  where = plane(s, t, others, loss, data, log)
   middle = time.perf_counter()
   axes = [grid.axis(s.range[0], s.range[1], s.grid) for _ in range(s.dims)]
   chunk = s.chunk or grid.default_chunk()

@@ -29,6 +29,7 @@ from sam_edge import errors
 from sam_edge.studies import cka, connectivity, network_eval, sources, summary, trained
 
 METRICS = ("curve", "cka", "dist")
+IMAGE_TASK = "image_classification"    # the task whose runs have evaluation-mode outputs
 COLUMNS = {"curve": ("mc", "line_barrier"), "cka": ("cka",), "dist": ("dist",)}
 
 
@@ -58,8 +59,17 @@ def cells(runs: list[sources.Run], axes: list[str], group_by: tuple[str, ...] = 
   return [sorted(members, key=lambda r: seed(r)[0]) for members in found.values()]
 
 
+def same_network(a: trained.PyTree, b: trained.PyTree) -> bool:
+  """Whether two parameter trees have the same structure and leaf shapes."""
+  la, ta = jax.tree.flatten(a)
+  lb, tb = jax.tree.flatten(b)
+  return ta == tb and all(np.shape(x) == np.shape(y) for x, y in zip(la, lb))
+
+
 def distance(a: trained.PyTree, b: trained.PyTree) -> float:
-  """‖a − b‖₂ over every leaf, in float64."""
+  """‖a − b‖₂ over every leaf, in float64; ValueError for trees of different networks."""
+  if not same_network(a, b):
+    raise ValueError("the distance between two different networks is not defined")
   sq = [np.sum(np.square(np.asarray(x, np.float64) - np.asarray(y, np.float64)))
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
   return float(math.sqrt(sum(sq)))
@@ -74,6 +84,28 @@ def load_all(runs: list[sources.Run]) -> dict[str, trained.Trained]:
   """{run name: its parameters} for every run; InputError naming the first that has none or
   whose file is unsound (one line)."""
   return {run.name: trained.load(run_folder(run)) for run in runs}
+
+
+def check_cells(cells_: list[list[tuple[str, trained.Trained]]], s: Settings) -> None:
+  """InputError (one line) before any work unless the runs of each cell of two or more runs
+  share one network (a `--group_by` that leaves out an axis such as the width mixes networks),
+  and, for cka and curve, are image_classification runs (evaluation-mode outputs)."""
+  outputs = "cka" in s.metrics or "curve" in s.metrics
+  for members in cells_:
+    if len(members) < 2:
+      continue
+    (first, t0), rest = members[0], members[1:]
+    for name, t in rest:
+      if not same_network(t0.params, t.params):
+        raise errors.InputError(
+            f"--global_metrics: runs {first} and {name} share a cell but not a network (their "
+            f"parameters differ in shape); choose --group_by so that a cell's runs differ "
+            f"only in their seed")
+    for name, t in members:
+      if outputs and t.task != IMAGE_TASK:
+        raise errors.InputError(
+            f"--global_metrics: cka and curve need evaluation-mode outputs, which only "
+            f"{IMAGE_TASK} runs offer; {name} is a {t.task} run (dist works for every run)")
 
 
 def _pairs(members: list[trained.Trained]) -> list[tuple[trained.Trained, trained.Trained]]:
@@ -119,9 +151,11 @@ def _fmt(values: list[float]) -> str:
 def compute(runs: list[sources.Run], axes: list[str], s: Settings,
             log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
   """{run name: {column: value}}: every run gets its cell's metrics (module doc). Every
-  parameters file is read and checked first (InputError, one line, before any long work)."""
+  parameters file is read and checked first, and every cell (`check_cells`): InputError, one
+  line, before any long work."""
   loaded = load_all(runs)
   groups = cells(runs, axes, s.group_by)
+  check_cells([[(r.name, loaded[r.name]) for r in members] for members in groups], s)
   out: dict[str, dict[str, float]] = {}
   for k, members in enumerate(groups, 1):
     names = [r.name for r in members]

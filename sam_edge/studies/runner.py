@@ -4,7 +4,8 @@ A run folder holds `command.txt` (written first), `log.txt` (the run's stdout an
 across attempts, each framed by a `--- sweep: ...` line), `done.json` (written by the sweep after
 exit code 0: `{"exit_code": 0, "final": <the pickle's final dict>, "pickle_sha256": <sha256 of
 the pickle file>}`), and `run.lock`. A finished run is skipped on a rerun while its pickle still
-matches `pickle_sha256`; one that no longer does (changed, truncated, missing) is run again, with
+matches `pickle_sha256` (and its parameters file, when it writes one, is there and matches its
+own checksums); one that no longer does (changed, truncated, missing) is run again, with
 a line saying so: it resumes from its newest sound checkpoint (at the end step, so at once) and
 writes its pickle anew.
 
@@ -30,6 +31,7 @@ import time
 from typing import Callable, Optional
 
 from sam_edge import records
+from sam_edge.run import params_file
 from sam_edge.studies import commands
 
 LOCK_POLL_S = 0.5
@@ -89,6 +91,20 @@ def pickle_changed(done: dict, raw_file: Optional[str]) -> Optional[str]:
   return None
 
 
+def params_changed(params_path: Optional[str]) -> Optional[str]:
+  """Why a finished run's parameters file (`--params_output`) is no longer usable: missing, or
+  not matching its own checksums (`run.params_file`); None when it is sound or not expected."""
+  if not params_path:
+    return None
+  if not os.path.isfile(params_path):
+    return f"its parameters file {params_path} is missing"
+  try:
+    params_file.read(params_path)
+  except params_file.ParamsError as e:
+    return f"its parameters file {e}"
+  return None
+
+
 def describe_final(final: dict) -> str:
   """`max_steps after 200 steps, test_error 0.12` from a final dict."""
   parts = [str(final.get("stopped_because", "?"))]
@@ -144,9 +160,12 @@ class Runner:
         time.sleep(LOCK_POLL_S)
 
   def run(self, name: str, folder: str, argv: list[str], raw_file: Optional[str],
-          env: Optional[dict] = None, label: str = "") -> Outcome:
+          env: Optional[dict] = None, label: str = "",
+          params_path: Optional[str] = None) -> Outcome:
     """Runs `argv` for the run folder `folder` unless done.json says it finished already;
-    `raw_file` is the run's pickle (its final dict goes into done.json)."""
+    `raw_file` is the run's pickle (its final dict goes into done.json), `params_path` its
+    parameters file, if it writes one: a finished run whose pickle changed or whose parameters
+    file is missing or unsound runs again (from its last checkpoint, so at once)."""
     if self.stopped_by:
       return Outcome(name, "stopped")
     os.makedirs(folder, exist_ok=True)
@@ -159,7 +178,7 @@ class Runner:
     try:
       done = read_done(folder)
       if done is not None:
-        changed = pickle_changed(done, raw_file)
+        changed = pickle_changed(done, raw_file) or params_changed(params_path)
         if changed is None:
           return Outcome(name, "skipped", 0, describe_final(done.get("final") or {}))
         self.log(f"{label or name}: finished earlier, but {changed}: running it again")

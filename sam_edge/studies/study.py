@@ -128,14 +128,16 @@ def run(s: Settings, log: Callable[[str], None] = _print) -> int:
     return 0
   os.makedirs(s.out, exist_ok=True)
   write_plan(s, axes, runs)
-  raw_name = commands.output_files(module.FLAGS).get("raw_data_output")
+  files = commands.output_files(module.FLAGS)
+  raw_name, params_name = files.get("raw_data_output"), files.get(records.PARAMS.name)
   outcomes = []
   with runner.Runner(log=lambda line: log(f"{PROG}: {line}")) as r:
     for k, spec in enumerate(mine, 1):
       folder = os.path.join(s.out, spec.name)
       raw_file = os.path.join(folder, raw_name) if raw_name else None
       outcome = r.run(spec.name, folder, argvs[spec.name], raw_file, child_env(module),
-                      label=f"[{k}/{len(mine)}] {spec.name}")
+                      label=f"[{k}/{len(mine)}] {spec.name}",
+                      params_path=os.path.join(folder, params_name) if params_name else None)
       outcomes.append(outcome)
       if outcome.status == "skipped":
         log(f"{PROG}: [{k}/{len(mine)}] {spec.name}: finished already ({outcome.detail}); "
