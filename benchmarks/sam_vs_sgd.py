@@ -7,18 +7,22 @@ heavy-ball momentum 0.9, L2 weight decay 5e-4, flip-crop augmentation, cross-ent
 step size), SAM with ρ = 0.1 in front of the same base optimizer: `sam` is normalized SAM, the
 other rows the `--sam` variant of that name with its default flags, and `sam-on` normalized SAM
 with `--sam_params=normalization` (ρ is the same for all; for unnormalized SAM it scales g
-itself, not a unit vector). The cost of a step is the training time between the measurements
-at steps m and 2m, m = (steps − 1)//2, per step (compilation excluded), over SGD's of the same
-noise and seed; LookSAM's cost is its average over its cycle only when m is a multiple of
---looksam_every (5). The last measurement (at the
-last step, on that step's batch) gives λ1 of the loss without the L2 term; the edge shown is the
-base optimizer's (2+2β)/η − wd (the L2 term adds wd to every eigenvalue), the `edge` of the SGD
-rows. For SAM on momentum no closed-form edge is known (its records hold
+itself, not a unit vector). Two costs of a step, each over SGD's of the same noise and seed:
+`s/step`, the run's training time between the measurements at steps m and 2m, m = (steps − 1)//2,
+per step (compilation excluded; LookSAM's is its average over its cycle only when m is a multiple
+of --looksam_every, 5); and `step s`, the fastest of --cost_repeats steps of the same
+configuration timed one by one in a process of its own (`step_cost.py`; LookSAM: the mean over
+its cycle of each phase's fastest). On a machine shared with other work the run's seconds move
+with the load; the fastest step does not, so `step s` is the cost to read. The last measurement
+(at the last step, on that step's batch) gives λ1 of the loss without the L2 term; the edge
+shown is the base optimizer's (2+2β)/η − wd (the L2 term adds wd to every eigenvalue), the
+`edge` of the SGD rows. For SAM on momentum no closed-form edge is known (its records hold
 `edge: None`), so its ratio is against the base optimizer's edge and says only how far SAM's
 sharpness sits below that of plain momentum.
 
     python benchmarks/sam_vs_sgd.py [--json PATH] [--dataset fashion_mnist] [--steps 301]
                                     [--seeds 0,1] [--noise 0,0.4] [--methods sgd,sam,gsam,...]
+                                    [--cost_repeats 5] [--cost_only]
 
 On 2 CPU cores each SGD run takes about 3 minutes and each SAM run about 4 (at 300 steps).
 
@@ -42,6 +46,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")        # this process only compute
 from sam_edge.optim import edges  # noqa: E402
 from sam_edge.optim.optimizers import OptimizerSettings  # noqa: E402
 from sam_edge.optim.sam import SAM_VARIANTS, SamSettings  # noqa: E402
+from sam_edge.optim.sam_options import LOOKSAM_EVERY  # noqa: E402
 
 BETA, WD = 0.9, 5e-4
 RECIPE = ["--nn_architecture=ResNet20", "--batch_size=128", "--optimizer=momentum",
@@ -56,13 +61,31 @@ METHODS = {"sgd": ["--rho=0"], "sam": [f"--rho={RHO}"],
            "sam-on": [f"--rho={RHO}", "--sam_params=normalization"]}
 
 
+def method_flags(args, method: str, noise: float, seed: int) -> list[str]:
+  """The image_classification flags of one row (without outputs and the step budget)."""
+  return [*RECIPE, f"--dataset={args.dataset}", f"--manual_dir={args.manual_dir}",
+          f"--tfds_data_dir={args.tfds_data_dir}", f"--step_size={args.step_size}",
+          f"--label_noise={noise}", f"--seed={seed}", *METHODS[method]]
+
+
+def step_cost(args, method: str, noise: float, seed: int) -> float:
+  """The cost of one of the row's training steps, `step_cost.py` in a process of its own: the
+  fastest of --cost_repeats steps (LookSAM: the mean over its cycle of each phase's fastest)."""
+  cycle = LOOKSAM_EVERY.default if method == "looksam" else 1
+  cmd = [sys.executable, os.path.join(REPO, "benchmarks", "step_cost.py"),
+         f"--repeats={args.cost_repeats * cycle}", f"--cycle={cycle}", "--",
+         *method_flags(args, method, noise, seed)]
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+  if proc.returncode != 0:
+    sys.exit(f"sam_vs_sgd: timing {method} noise {noise} failed:\n{proc.stderr[-3000:]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])["cost"]
+
+
 def run(args, method: str, noise: float, seed: int, folder: str) -> dict:
   raw_path = os.path.join(folder, f"{method}_{noise}_{seed}.pkl")
-  cmd = [sys.executable, "-m", "image_classification", *RECIPE, f"--dataset={args.dataset}",
-         f"--manual_dir={args.manual_dir}", f"--tfds_data_dir={args.tfds_data_dir}",
-         f"--step_size={args.step_size}", f"--max_steps={args.steps}",
-         f"--measure_every_steps={(args.steps - 1) // 2}", f"--label_noise={noise}",
-         f"--seed={seed}", *METHODS[method], f"--raw_data_output={raw_path}",
+  cmd = [sys.executable, "-m", "image_classification", *method_flags(args, method, noise, seed),
+         f"--max_steps={args.steps}", f"--measure_every_steps={(args.steps - 1) // 2}",
+         f"--raw_data_output={raw_path}",
          "--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
          "--loss_curve_output=", "--eval_curve_output="]
   start = time.perf_counter()
@@ -97,12 +120,18 @@ def main() -> None:
   parser.add_argument("--noise", default="0,0.4")
   parser.add_argument("--seeds", default="0,1")
   parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--cost_repeats", type=int, default=5,
+                      help="timed steps per row for the cost (0: the loop's seconds only)")
+  parser.add_argument("--cost_only", action="store_true",
+                      help="only the cost of a step (step_cost.py), no training runs")
   args = parser.parse_args()
   methods = args.methods.split(",")
   unknown = [m for m in methods if m not in METHODS]
   if unknown or methods[0] != "sgd" or args.steps < 5:
     parser.error(f"--methods: from {', '.join(METHODS)}, sgd first (the cost's reference); "
                  "--steps at least 5")
+  if args.cost_repeats < (1 if args.cost_only else 0):
+    parser.error("--cost_repeats must be at least 0 (at least 1 with --cost_only)")
   os.makedirs(args.tfds_data_dir, exist_ok=True)
   folder = tempfile.mkdtemp(prefix="sam_vs_sgd_")
   rows = []
@@ -110,20 +139,26 @@ def main() -> None:
         f"η = {args.step_size}, SAM ρ = {RHO}; λ1 at step {2 * ((args.steps - 1) // 2)}")
   print(f"{'method':<12} {'noise':>5} {'seed':>4} {'test acc':>9} {'λ1':>9} {'conv':>5} "
         f"{'(2+2β)/η−wd':>11} {'λ1/that':>8} {'edge':>8} {'s/step':>7} {'×SGD':>5} "
-        f"{'seconds':>8}")
+        f"{'step s':>7} {'×SGD':>5} {'seconds':>8}")
+  nan = float("nan")
   for noise in (float(x) for x in args.noise.split(",")):
     for seed in (int(x) for x in args.seeds.split(",")):
       for method in methods:
-        r = run(args, method, noise, seed, folder)
+        r = ({"method": method, "label_noise": noise, "seed": seed} if args.cost_only
+             else run(args, method, noise, seed, folder))
+        r["step_cost"] = step_cost(args, method, noise, seed) if args.cost_repeats else nan
         if method == "sgd":
-          sgd_step = r["step_seconds"]
-        r["cost_vs_sgd"] = r["step_seconds"] / sgd_step
+          sgd = r
+        r["cost_vs_sgd"] = r["step_cost"] / sgd["step_cost"]
+        r["loop_cost_vs_sgd"] = r.get("step_seconds", nan) / sgd.get("step_seconds", nan)
         rows.append(r)
-        edge = "None" if r["edge"] is None else f"{r['edge']:.4g}"
-        print(f"{method:<12} {noise:>5g} {seed:>4} {r['test_accuracy']:>9.4f} "
-              f"{r['last_lambda1']:>9.4g} {str(r['converged']):>5} {r['base_edge']:>11.4g} "
-              f"{r['lambda1_over_base_edge']:>8.3f} {edge:>8} {r['step_seconds']:>7.3f} "
-              f"{r['cost_vs_sgd']:>5.2f} {r['seconds']:>8.0f}", flush=True)
+        edge = "None" if r.get("edge", 0) is None else f"{r.get('edge', nan):.4g}"
+        print(f"{method:<12} {noise:>5g} {seed:>4} {r.get('test_accuracy', nan):>9.4f} "
+              f"{r.get('last_lambda1', nan):>9.4g} {str(r.get('converged', '-')):>5} "
+              f"{r.get('base_edge', nan):>11.4g} {r.get('lambda1_over_base_edge', nan):>8.3f} "
+              f"{edge:>8} {r.get('step_seconds', nan):>7.3f} {r['loop_cost_vs_sgd']:>5.2f} "
+              f"{r['step_cost']:>7.3f} {r['cost_vs_sgd']:>5.2f} {r.get('seconds', nan):>8.0f}",
+              flush=True)
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"dataset": args.dataset, "steps": args.steps, "rows": rows}, f, indent=2)

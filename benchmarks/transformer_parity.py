@@ -12,7 +12,8 @@ waited for on the device), and with --json writes
 
 The reference's own runs on the same split: 3.377-3.434 (REFERENCE.md).
 
-    python benchmarks/transformer_parity.py [--json PATH] [--corpus PATH]
+    python benchmarks/transformer_parity.py [--json PATH] [--corpus PATH] [--seeds 0,1,2]
+                                            [--orders reference_order,shuffled]
 """
 
 import argparse
@@ -51,11 +52,16 @@ def main() -> None:
                                                        "tinyshakespeare.txt"))
   parser.add_argument("--steps", type=int, default=80)
   parser.add_argument("--seeds", default="0,1,2")
+  parser.add_argument("--orders", default=",".join(ORDERS),
+                      help="which halves to run (JSON keys): " + ", ".join(ORDERS))
   args = parser.parse_args()
+  if not args.orders or any(name not in ORDERS for name in args.orders.split(",")):
+    parser.error(f"--orders: from {', '.join(ORDERS)}")
   seeds = [int(s) for s in args.seeds.split(",")]
   out = {}
   with tempfile.TemporaryDirectory(prefix="transformer_parity_") as folder:
-    for name, order in ORDERS.items():
+    for name in args.orders.split(","):
+      order = ORDERS[name]
       finals = [run(args.corpus, order, seed, args.steps, folder) for seed in seeds]
       losses = [f["test_loss"] for f in finals]
       out[name] = {"test_loss_mean": statistics.mean(losses), "test_losses": losses,

@@ -1,0 +1,82 @@
+"""The seconds of one training step of `python -m image_classification` with the given flags.
+
+The problem is built by the entry point's task from the flags and stepped by the run's own jitted
+update (`run.components.components`, the function the training loop calls, with its batch
+order, SAM variant and state). The first step compiles and is left out; the next `--repeats`
+steps are timed one by one, each waited for on the device. It prints one JSON line
+
+    {"cost": s, "median": s, "seconds": [s, ...]}
+
+with cost = the mean over the phases p < c of the fastest step t ≡ p (mod c), c = `--cycle`:
+for c = 1 the fastest step, the figure to compare between configurations on a shared machine
+(other work can only slow a step down, so the minimum is the least disturbed measurement); a
+method whose steps differ in a cycle (LookSAM: its SAM gradient every k steps) gives c = k.
+
+    python benchmarks/step_cost.py [--repeats 5] [--cycle 1] -- [image_classification flags...]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import jax  # noqa: E402
+
+import image_classification  # noqa: E402
+from sam_edge.cli import main as cli  # noqa: E402
+from sam_edge.cli import settings as cli_settings  # noqa: E402
+from sam_edge.curvature import measure  # noqa: E402
+from sam_edge.optim import update  # noqa: E402
+from sam_edge.run import components, devices  # noqa: E402
+from sam_edge.run import problem as problem_lib  # noqa: E402
+
+
+def step_seconds(argv: list[str], repeats: int) -> list[float]:
+  """The seconds of training steps 1 .. repeats (step 0 compiles) of the run `argv` describes."""
+  module = image_classification
+  cli.parse_flags(module.FLAGS, [module.PROG, *argv])
+  f = module.FLAGS
+  found = module.problems(f)
+  if found:
+    sys.exit(f"step_cost: {found[0]}")
+  settings = cli_settings.run_settings(f, title="step_cost")
+  run_keys = problem_lib.keys(f.seed)
+  problem = module.TASK.build(f, run_keys["init"])
+  place = devices.placement(1)
+  parts = components.components(problem, settings, run_keys, place)
+  state = place.replicate(update.init_state(problem.params, settings.optimizer.make(),
+                                            problem.model_state, settings.sam))
+  measure_state = place.replicate(measure.init_state(settings.measure, problem.params))
+  seconds = []
+  for step in range(repeats + 1):
+    start = time.perf_counter()
+    state, measure_state, out = parts.update(state, measure_state, parts.train_arrays,
+                                             parts.data_key, step)
+    jax.block_until_ready((state, out))
+    if step:
+      seconds.append(time.perf_counter() - start)
+  return seconds
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--cycle", type=int, default=1)
+  parser.add_argument("flags", nargs="*", help="image_classification flags (after --)")
+  args = parser.parse_args()
+  if args.cycle < 1 or args.repeats < args.cycle:
+    parser.error("--cycle must be at least 1 and --repeats at least --cycle")
+  seconds = step_seconds(args.flags, args.repeats)
+  phases = [[s for t, s in enumerate(seconds, start=1) if t % args.cycle == p]
+            for p in range(args.cycle)]
+  print(json.dumps({"cost": statistics.mean(min(p) for p in phases),
+                    "median": statistics.median(seconds), "seconds": seconds}))
+
+
+if __name__ == "__main__":
+  main()
