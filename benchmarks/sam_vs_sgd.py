@@ -135,8 +135,10 @@ def main() -> None:
   os.makedirs(args.tfds_data_dir, exist_ok=True)
   folder = tempfile.mkdtemp(prefix="sam_vs_sgd_")
   rows = []
-  print(f"ResNet-20 on {args.dataset}, {args.steps} steps of batch 128, momentum 0.9, "
-        f"η = {args.step_size}, SAM ρ = {RHO}; λ1 at step {2 * ((args.steps - 1) // 2)}")
+  budget = ("the cost of a step only" if args.cost_only else
+            f"{args.steps} steps, λ1 at step {2 * ((args.steps - 1) // 2)}")
+  print(f"ResNet-20 on {args.dataset}, batch 128, momentum 0.9, η = {args.step_size}, "
+        f"SAM ρ = {RHO}; {budget}")
   print(f"{'method':<12} {'noise':>5} {'seed':>4} {'test acc':>9} {'λ1':>9} {'conv':>5} "
         f"{'(2+2β)/η−wd':>11} {'λ1/that':>8} {'edge':>8} {'s/step':>7} {'×SGD':>5} "
         f"{'step s':>7} {'×SGD':>5} {'seconds':>8}")
