@@ -200,7 +200,7 @@ def test_make_resnet():
 
 
 @pytest.mark.parametrize("name, activation, match", [
-    ("ResNet18", "relu", "ResNet18"), ("MLP", "relu", "MLP"), ("ResNet20", "swish", "swish")])
+    ("ResNet50", "relu", "ResNet50"), ("MLP", "relu", "MLP"), ("ResNet20", "swish", "swish")])
 def test_make_resnet_rejects_bad_names(name, activation, match):
   with pytest.raises(ValueError, match=match):
     resnet.make_resnet(name, num_classes=10, activation=activation)
