@@ -117,6 +117,14 @@ def check_input(x: jax.Array) -> None:
     raise ValueError(f"expected NHWC images of at least 8x8 pixels, got shape {x.shape}")
 
 
+def residual_branch(x: jax.Array, features: int, stride: int, activation: str,
+                    train: bool) -> jax.Array:
+  """The basic blocks' residual branch ``BN(conv_1(σ(BN(conv_s(x)))))``, its layers named conv1,
+  bn1, conv2, bn2 in the calling module (call it from an ``nn.compact`` method)."""
+  y = activation_fn(activation)(batch_norm(train, "bn1")(conv3x3(features, stride, "conv1")(x)))
+  return batch_norm(train, "bn2")(conv3x3(features, 1, "conv2")(y))
+
+
 class BasicBlock(nn.Module):
   """He et al.'s basic block: ``σ(BN(conv_1(σ(BN(conv_s(h))))) + shortcut_A(h))``."""
 
@@ -126,10 +134,8 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    act = activation_fn(self.activation)
-    y = act(batch_norm(train, "bn1")(conv3x3(self.features, self.stride, "conv1")(x)))
-    y = batch_norm(train, "bn2")(conv3x3(self.features, 1, "conv2")(y))
-    return act(y + zero_pad_shortcut(x, self.features, self.stride))
+    y = residual_branch(x, self.features, self.stride, self.activation, train)
+    return activation_fn(self.activation)(y + zero_pad_shortcut(x, self.features, self.stride))
 
 
 class ResNet(nn.Module):
@@ -221,12 +227,10 @@ class ResNet18Block(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    act = activation_fn(self.activation)
-    y = act(batch_norm(train, "bn1")(conv3x3(self.features, self.stride, "conv1")(x)))
-    y = batch_norm(train, "bn2")(conv3x3(self.features, 1, "conv2")(y))
+    y = residual_branch(x, self.features, self.stride, self.activation, train)
     if self.stride != 1 or x.shape[-1] != self.features:
       x = batch_norm(train, "projection_bn")(conv1x1(self.features, self.stride, "projection")(x))
-    return act(y + x)
+    return activation_fn(self.activation)(y + x)
 
 
 class ResNet18(nn.Module):
