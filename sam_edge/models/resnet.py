@@ -217,13 +217,9 @@ class WideResNet(nn.Module):
     return nn.Dense(self.num_classes, name="head")(global_average_pool(h))
 
 
-class ResNet18Block(nn.Module):
+class ResNet18Block(BasicBlock):
   """Basic block with a projection shortcut where the shape changes:
-  ``σ(BN(conv_1(σ(BN(conv_s(h))))) + (h, or BN(conv1x1_s(h))))``."""
-
-  features: int
-  stride: int
-  activation: str = "relu"
+  ``σ(BN(conv_1(σ(BN(conv_s(h))))) + (h, or BN(conv1x1_s(h))))`` (BasicBlock's fields)."""
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
