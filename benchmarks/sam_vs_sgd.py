@@ -13,7 +13,8 @@ per step (compilation excluded; LookSAM's is its average over its cycle only whe
 of --looksam_every, 5); and `step s`, the fastest of --cost_repeats steps of the same
 configuration timed one by one in a process of its own (`step_cost.py`; LookSAM: the mean over
 its cycle of each phase's fastest). On a machine shared with other work the run's seconds move
-with the load; the fastest step does not, so `step s` is the cost to read. The last measurement
+with the load; the fastest step moves much less, so `step s` is the cost to read (on a quiet
+machine: a load that lasts slows every step). The last measurement
 (at the last step, on that step's batch) gives λ1 of the loss without the L2 term; the edge
 shown is the base optimizer's (2+2β)/η − wd (the L2 term adds wd to every eigenvalue), the
 `edge` of the SGD rows. For SAM on momentum no closed-form edge is known (its records hold
