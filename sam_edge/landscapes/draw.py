@@ -47,12 +47,9 @@ class Settings(NamedTuple):
 
 def eval_loss(p: Any) -> Callable[[PyTree, PyTree], jax.Array]:
   """`(params, data) -> L` with data = {"state", "constants", "batch"}: the evaluation-mode
-  training loss (module doc), every array an argument of the compiled function."""
-  if p.predict is None:
-    raise errors.InputError("this task's runs offer no evaluation-mode outputs: landscapes "
-                            "support image_classification runs")
-  return lambda w, d: p.output_loss(p.predict(w, d["state"], d["constants"], d["batch"]),
-                                    d["batch"])
+  training loss (`trained.eval_loss`), every array an argument of the compiled function."""
+  loss = trained.eval_loss(p)
+  return lambda w, d: loss(w, d["state"], d["batch"], d["constants"])
 
 
 def _same_shapes(a: PyTree, b: PyTree) -> bool:

@@ -93,13 +93,15 @@ def problem(t: Trained, *, manual_dir: Optional[str] = None,
                              model_state=jax.tree.map(np.asarray, t.model_state))
 
 
-def eval_loss(p: Problem) -> Callable[[PyTree, PyTree, PyTree], jax.Array]:
-  """`(params, model_state, batch) -> mean training loss` in evaluation mode (module doc).
+def eval_loss(p: Problem) -> Callable[..., jax.Array]:
+  """`(params, model_state, batch[, constants]) -> mean training loss` in evaluation mode (module
+  doc); `constants` defaults to the problem's (pass them to keep them a jit argument).
   InputError if the task offers no evaluation-mode outputs (`Problem.predict`)."""
   if p.predict is None:
     raise errors.InputError("this task's runs offer no evaluation-mode outputs (only "
                             "image_classification runs do)")
-  return lambda w, s, batch: p.output_loss(p.predict(w, s, p.constants, batch), batch)
+  return lambda w, s, batch, constants=p.constants: p.output_loss(
+      p.predict(w, s, constants, batch), batch)
 
 
 def batch(p: Problem, indices: Iterable[int]) -> dict:
