@@ -42,16 +42,13 @@ sys.path.insert(0, REPO)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import step_cost  # noqa: E402  (benchmarks/, on sys.path as the script's folder)
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 import image_classification  # noqa: E402
 import transformer  # noqa: E402
-from sam_edge.cli import main as cli  # noqa: E402
-from sam_edge.cli import settings as cli_settings  # noqa: E402
 from sam_edge.curvature import hvp, measure  # noqa: E402
 from sam_edge.optim import update  # noqa: E402
-from sam_edge.run import components, devices  # noqa: E402
-from sam_edge.run import problem as problem_lib  # noqa: E402
 
 SHARED = os.path.join(REPO, "..", "shared", "data")
 TFDS = "/tmp/sam_edge_tfds"
@@ -83,20 +80,10 @@ def problem_cost(name: str) -> dict:
   module, argv = PROBLEMS[name]
   if module is image_classification:
     argv = argv + [f"--tfds_data_dir={TFDS}"]
-  cli.parse_flags(module.FLAGS, [module.PROG, *argv])
-  f = module.FLAGS
-  found = module.problems(f)
-  if found:
-    sys.exit(f"measurement_cost: {name}: {found[0]}")
-  settings = cli_settings.run_settings(f, title=name)
-  run_keys = problem_lib.keys(f.seed)
-  problem = module.TASK.build(f, run_keys["init"])
-  place = devices.placement(1)
-  parts = components.components(problem, settings, run_keys, place)
-  state = place.replicate(update.init_state(problem.params, settings.optimizer.make(),
-                                            problem.model_state))
+  b = step_cost.build(module, argv, f"measurement_cost: {name}")
+  settings, problem, place, parts, state = b.settings, b.problem, b.place, b.parts, b.state
+  measure_state = b.measure_state
   batch = parts.batch(parts.train_arrays, parts.data_key, 0)
-  measure_state = place.replicate(measure.init_state(settings.measure, problem.params))
   key = jax.random.PRNGKey(0)
   _, measure_state = jax.block_until_ready(parts.measure(state, batch, measure_state, key))
   seconds, hvps = [], []

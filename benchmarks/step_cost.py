@@ -21,6 +21,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Any, NamedTuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -36,15 +37,25 @@ from sam_edge.run import components, devices  # noqa: E402
 from sam_edge.run import problem as problem_lib  # noqa: E402
 
 
-def step_seconds(argv: list[str], repeats: int) -> list[float]:
-  """The seconds of training steps 1 .. repeats (step 0 compiles) of the run `argv` describes."""
-  module = image_classification
+class Built(NamedTuple):
+  """A run's pieces, as the entry point would make them, before its first step."""
+  settings: Any
+  problem: Any
+  place: Any
+  parts: Any
+  state: Any
+  measure_state: Any
+
+
+def build(module: Any, argv: list[str], name: str) -> Built:
+  """The problem, compiled pieces (`run.components`) and first states of `module`'s run (an
+  entry point: image_classification or transformer) with the flags `argv`."""
   cli.parse_flags(module.FLAGS, [module.PROG, *argv])
   f = module.FLAGS
   found = module.problems(f)
   if found:
-    sys.exit(f"step_cost: {found[0]}")
-  settings = cli_settings.run_settings(f, title="step_cost")
+    sys.exit(f"{name}: {found[0]}")
+  settings = cli_settings.run_settings(f, title=name)
   run_keys = problem_lib.keys(f.seed)
   problem = module.TASK.build(f, run_keys["init"])
   place = devices.placement(1)
@@ -52,11 +63,17 @@ def step_seconds(argv: list[str], repeats: int) -> list[float]:
   state = place.replicate(update.init_state(problem.params, settings.optimizer.make(),
                                             problem.model_state, settings.sam))
   measure_state = place.replicate(measure.init_state(settings.measure, problem.params))
-  seconds = []
+  return Built(settings, problem, place, parts, state, measure_state)
+
+
+def step_seconds(argv: list[str], repeats: int) -> list[float]:
+  """The seconds of training steps 1 .. repeats (step 0 compiles) of the run `argv` describes."""
+  b = build(image_classification, argv, "step_cost")
+  state, measure_state, seconds = b.state, b.measure_state, []
   for step in range(repeats + 1):
     start = time.perf_counter()
-    state, measure_state, out = parts.update(state, measure_state, parts.train_arrays,
-                                             parts.data_key, step)
+    state, measure_state, out = b.parts.update(state, measure_state, b.parts.train_arrays,
+                                               b.parts.data_key, step)
     jax.block_until_ready((state, out))
     if step:
       seconds.append(time.perf_counter() - start)
