@@ -1,6 +1,8 @@
 """--params_output and `studies.trained`: the final parameters written (also at a time limit),
 read back whole, refused when damaged, and the run's problem rebuilt from its config."""
 
+import io
+import json
 import pickle
 import zipfile
 
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 import image_classification as ic
-from sam_edge import errors
+from sam_edge import errors, records
 from sam_edge import verify as verify_cli
 from sam_edge.cli import main as cli
 from sam_edge.run import params_file
@@ -167,3 +169,21 @@ def test_transformer_runs_keep_their_parameters_too(corpus, tmp_path, capsys):
   assert p.predict is None
   with pytest.raises(errors.InputError, match="evaluation-mode"):
     trained.eval_loss(p)
+
+
+def test_a_meta_whose_tree_names_a_missing_array_is_refused_in_one_line(tmp_path):
+  """A sound checksum over a wrong meta (a tool's bug, not damage): still one ParamsError."""
+  params, state = _tree()
+  path = tmp_path / "params.npz"
+  params_file.write(str(path), "image_classification", 7, {"seed": 0}, params, state)
+  with np.load(path) as npz:
+    arrays = {n: npz[n] for n in npz.files}
+  meta = json.loads(arrays.pop(params_file.META).tobytes())
+  meta["tree"]["params"]["Dense_0"]["bias"] = "a99"
+  meta["sha256"] = records.json_sha256({k: v for k, v in meta.items() if k != "sha256"})
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays, **{params_file.META: np.frombuffer(json.dumps(meta).encode(),
+                                                                 np.uint8)})
+  path.write_bytes(buffer.getvalue())
+  with pytest.raises(params_file.ParamsError, match="not a readable parameters file .*KeyError"):
+    trained.load(str(path))

@@ -126,6 +126,8 @@ def read(path: str) -> Saved:
     with np.load(path, allow_pickle=False) as npz:
       meta = _meta(npz, path)
       arrays = {n: _array(npz, n, e, path) for n, e in meta["arrays"].items()}
+    tree = meta["tree"]
+    params, model_state = _fill(tree["params"], arrays), _fill(tree["model_state"], arrays)
   except ParamsError:
     raise
   except OSError as e:
@@ -133,6 +135,5 @@ def read(path: str) -> Saved:
   except (zipfile.BadZipFile, ValueError, EOFError, KeyError, TypeError) as e:
     raise ParamsError(f"{path}: not a readable parameters file ({type(e).__name__}: "
                       f"{' '.join(str(e).split())[:200]})") from None
-  tree = meta["tree"]
-  return Saved(task=meta["task"], step=meta["step"], config=meta["config"],
-               params=_fill(tree["params"], arrays), model_state=_fill(tree["model_state"], arrays))
+  return Saved(task=meta["task"], step=meta["step"], config=meta["config"], params=params,
+               model_state=model_state)
