@@ -2,6 +2,8 @@
 SAM-ON): one step of each by hand on a quadratic, and the equalities the papers promise (LookSAM
 with k = 1 and GSAM with α = 0 are SAM, SAM-ON perturbs nothing outside normalisation layers)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -292,3 +294,25 @@ def test_sam_on_needs_normalisation_layers():
   with pytest.raises(ValueError, match="no normalisation layers"):
     update.sam_gradients(quadratic, {"w": jnp.asarray(W)}, None,
                          SamSettings(0.1, perturbed="normalization"))
+
+
+def test_looksam_steps_chosen_on_the_host_are_the_cond_steps(x64):
+  """`SamSettings.host_period`: LookSAM's SAM and reuse steps compiled apart (phase fixed at
+  trace time) and chosen by t mod k on the host give the `lax.cond` step's states."""
+  sam = SamSettings(0.3, "looksam", hyper={"looksam_every": 3, "looksam_alpha": 0.7})
+  assert sam.host_period() == 3
+  assert SamSettings(0.3, "looksam", hyper={"looksam_every": 1}).host_period() is None
+  assert SamSettings(0.0, "looksam", hyper={"looksam_every": 3}).host_period() is None
+  assert SamSettings(0.3, "gsam").host_period() is None
+  optimizer = optax.sgd(ETA)
+  phased = {phase: jax.jit(lambda state, sam=dataclasses.replace(sam, phase=phase):
+                           update.sam_update(quadratic, optimizer, sam, state, None,
+                                             key=KEY)[0])
+            for phase in (True, False)}
+  assert dataclasses.replace(sam, phase=True).host_period() is None
+  state = update.init_state({"w": jnp.asarray(W)}, optimizer, sam=sam)
+  for t, expected in enumerate(steps(sam, 7)):
+    state = phased[t % 3 == 0](state)
+    np.testing.assert_allclose(state.params["w"], expected.params["w"], rtol=1e-13)
+    np.testing.assert_allclose(state.sam_state["g_v"]["w"], expected.sam_state["g_v"]["w"],
+                               rtol=1e-13, atol=1e-15)

@@ -4,15 +4,17 @@ edge-of-stability phase, and the agreement figures the benchmark and the command
 * The running average of GD's loss over `window` steps is centred (NaN where the window does not
   fit), so it does not lag behind.
 * GD's edge-of-stability (EoS) phase starts at the first step where its λ1 reaches 2/η from
-  below (`turns_on`: a start above 2/η is not the edge) and runs to the end. Its first overshoot
-  (λ1 keeps rising above 2/η while the oscillation grows from almost nothing, until a catapult
-  brings it back) is a transient the flow does not model: the settled phase starts half a window
-  after the first step past the onset where GD's λ1 is back at or below 2/η (so that the
-  running average leaves the catapult out). The flow's edge phase starts where
-  its Σ turns non-zero (again from zero: `turns_on`).
+  below (`turns_on`: a start above 2/η is not the edge) and runs to the end. GD enters it
+  through relaxation transients the flow does not model: λ1 keeps rising above 2/η while an
+  oscillation grows from almost nothing, a catapult throws it back below, the oscillation dies
+  out and λ1 rises again, each cycle smaller. The settled phase is where GD is at the edge for
+  good: it starts half a window after the first step from which GD's λ1 stays within
+  `tolerance` (10%) of 2/η to the end (`settles`), so that the running average leaves the last
+  catapult out. The flow's edge phase starts where its Σ turns non-zero (again from zero:
+  `turns_on`).
 * loss_relative_error: max over the settled phase (where the average is defined) of
   |L_predicted − avg(L_GD)| / avg(L_GD); loss_relative_error_mean is its mean, and the
-  `_from_onset` figures take the whole EoS phase, overshoot included.
+  `_from_onset` figures take the whole EoS phase, transients included.
 * sharpness_relative_error: max over the flow's edge phase of |S − 2/η| / (2/η).
 * distance_ratio, gradient_flow_distance_ratio: max over the settled phase of ‖w_GD − w_flow‖ /
   ‖w_GD − w_0‖ for the central flow and for gradient flow (w_0 the shared initialisation), with
@@ -25,6 +27,7 @@ from typing import Optional
 import numpy as np
 
 WINDOW = 20
+TOLERANCE = 0.1
 
 
 def running_average(x: np.ndarray, window: int = WINDOW) -> np.ndarray:
@@ -57,6 +60,15 @@ def edge_start(lambda1: np.ndarray, edge: float) -> Optional[int]:
   return turns_on(np.asarray(lambda1) >= edge)
 
 
+def settles(lambda1: np.ndarray, edge: float, start: int, tolerance: float = TOLERANCE
+            ) -> Optional[int]:
+  """The first step t ≥ `start` from which |λ1 − edge| ≤ tolerance·edge holds at every later
+  step, or None (λ1 leaves the band at the last step, or `start` is past the end)."""
+  outside = np.flatnonzero(np.abs(np.asarray(lambda1)[start:] - edge) > tolerance * edge)
+  settled = start if outside.size == 0 else start + int(outside[-1]) + 1
+  return settled if settled < len(lambda1) else None
+
+
 def _max(x: np.ndarray) -> Optional[float]:
   x = x[np.isfinite(x)]
   return float(np.max(x)) if x.size else None
@@ -81,18 +93,20 @@ def _phase(curves: dict, start: int, window: int, suffix: str) -> dict:
               np.asarray(curves["distance_gradient_flow"])[start:] / travelled)}
 
 
-def metrics(curves: dict, step_size: float, window: int = WINDOW) -> dict:
+def metrics(curves: dict, step_size: float, window: int = WINDOW,
+            tolerance: float = TOLERANCE) -> dict:
   """The figures of the module doc (None where a phase is empty), with the steps where the
   phases start: `eos_start`, `settled_start`, `flow_edge_start`."""
   edge = 2.0 / step_size
   lambda1 = np.asarray(curves["gd_lambda1"])
   onset = edge_start(lambda1, edge)
-  settled = None if onset is None else first(lambda1[onset:] <= edge)
-  settled = None if settled is None else onset + settled + window // 2
+  settled = None if onset is None else settles(lambda1, edge, onset, tolerance)
+  settled = None if settled is None or settled + window // 2 >= len(lambda1) else (
+      settled + window // 2)
   trace = np.trace(np.asarray(curves["flow_sigma"]), axis1=1, axis2=2)
   flow_start = turns_on(trace > 0)
   out = {"eos_start": onset, "settled_start": settled, "flow_edge_start": flow_start,
-         "edge": edge, "window": window, "sharpness_relative_error": None}
+         "edge": edge, "window": window, "tolerance": tolerance, "sharpness_relative_error": None}
   for suffix, start in (("", settled), ("_from_onset", onset)):
     if start is None:
       out.update({f"{key}{suffix}": None for key in (
@@ -114,9 +128,9 @@ def table(m: dict, seconds_per_step: float) -> list[str]:
   """The printed lines: each figure with its target."""
   shown = lambda x: "n/a" if x is None else f"{x:.4f}"
   return [
-      f"GD reaches 2/η = {m['edge']:.4g} at step {m['eos_start']}; the settled phase (after "
-      f"its first overshoot) starts at step {m['settled_start']}; the flow is at its edge from "
-      f"step {m['flow_edge_start']}",
+      f"GD reaches 2/η = {m['edge']:.4g} at step {m['eos_start']}; the settled phase (GD's λ1 "
+      f"within {m['tolerance']:.0%} of 2/η to the end) starts at step {m['settled_start']}; the "
+      f"flow is at its edge from step {m['flow_edge_start']}",
       f"{'figure':<30} {'settled':>9} {'from onset':>11}",
       f"{'loss_relative_error':<30} {shown(m['loss_relative_error']):>9} "
       f"{shown(m['loss_relative_error_from_onset']):>11}   max (target < 0.05)",

@@ -162,6 +162,8 @@ class SamSettings:
   perturbed:     "all" parameters, or only the "normalization" layers' (SAM-ON, --sam_params)
   micro_batches: k of --accumulate_batches (`oracle`): every gradient a sum over k micro-batches
   schedule:      the step-size schedule (`optimizers.OptimizerSettings`) a ρ can follow (GSAM)
+  phase:         LookSAM's kind of step fixed at trace time: True a SAM step, False a reuse
+                 step, None (default) chosen on the device by t mod k (`host_period`)
   """
   rho: float = 0.0
   kind: str = "normalized"
@@ -170,6 +172,7 @@ class SamSettings:
   perturbed: str = "all"
   micro_batches: int = 1
   schedule: Optional[optimizers.OptimizerSettings] = None
+  phase: Optional[bool] = None
 
   def __post_init__(self):
     if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not self.rho >= 0:
@@ -194,6 +197,14 @@ class SamSettings:
   @property
   def values(self) -> dict[str, Any]:
     return dict(self.hyper)
+
+  def host_period(self) -> Optional[int]:
+    """k when LookSAM's two kinds of step are compiled apart and chosen on the host (step t is
+    a SAM step iff t mod k = 0): LookSAM with ρ > 0 and k > 1; else None."""
+    if self.kind != "looksam" or self.rho == 0 or self.phase is not None:
+      return None
+    every = self.values["looksam_every"]
+    return every if every > 1 else None
 
   def perturbation(self, params: Any, grad: Any) -> Any:
     """ε at w = `params` with g = `grad`, for the variants given by their perturbation."""

@@ -11,8 +11,11 @@ normalisation layers, `models.normalization`):
   gsam       g_p = ∇L(w + R ε_ρt(R g)), g_⊥ = g − (g·ĝ_p) ĝ_p,  d = g_p − α g_⊥              2
              ρ_t = ρ_min + (ρ − ρ_min)(η_t − η_min)/(η_max − η_min) with --gsam_rho_schedule=ρ_min
   looksam    steps t ≡ 0 (mod k): g_p = ∇L(w + R ε_ρ(R g)), d = g_p, g_v ← g_p − (g_p·ĝ)ĝ     2
-             other steps: d = g + α (‖g‖/‖g_v‖) g_v (g for g_v = 0); a `lax.cond`, so only   1
-             the branch taken runs
+             other steps: d = g + α (‖g‖/‖g_v‖) g_v (g for g_v = 0); with `Step.phase`   1
+             None a `lax.cond` on t mod k (only the branch taken runs), else the branch
+             it names, fixed at trace time (`SamSettings.host_period`: two compiled steps
+             chosen on the host, since XLA on the CPU runs convolution gradients inside
+             a `cond` several times slower)
   esam       M_i ~ Bernoulli(β) per weight, ε = R (M ⊙ ε_ρ(R g))/β; S = the round(γB)    1 + γ,
              examples with the largest L_i(w + ε) − L_i(w); d = ∇L_S(w + ε)      2 forward passes
   friendly   m ← λ m + (1 − λ) g,  ε = R ε_ρ(R(g − σ m)),  d = ∇L(w + ε); state {m}          2
@@ -56,6 +59,7 @@ class Step(NamedTuple):
   example_losses: Optional[Callable[[PyTree, PyTree], jax.Array]]   # (w, batch) -> [B]
   schedule: Any                # `optimizers.OptimizerSettings`, for a ρ that follows η
   first: Optional[tuple] = None  # (L(w), ∇L(w), aux) when the caller already has them
+  phase: Optional[bool] = None   # LookSAM: a SAM step (True), a reuse step (False), or None
 
 
 def step_key(data_key: jax.Array, step: jax.Array | int) -> jax.Array:
@@ -153,8 +157,10 @@ def looksam(s: Step) -> Gradients:
                       0.0)
     return optax.tree.add_scale(g, scale, g_v), s.state
 
-  if every == 1:
+  if every == 1 or s.phase is True:
     d, state = sam_step(None)
+  elif s.phase is False:
+    d, state = reuse(None)
   else:
     d, state = jax.lax.cond(s.step % every == 0, sam_step, reuse, None)
   return Gradients(loss, g, d, aux, state)

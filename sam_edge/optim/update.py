@@ -68,7 +68,7 @@ def _variant_step(loss_fn: LossFn, params: PyTree, batch: PyTree, sam: SamSettin
   return take(sam_steps.Step(Oracle(loss_fn, batch, sam.micro_batches), params, sam.rho,
                              sam.values, state, step, key,
                              sam_steps.restriction(params, sam.perturbed), example_losses,
-                             sam.schedule, first))
+                             sam.schedule, first, sam.phase))
 
 
 def num_groups(batch: PyTree, group_size: Optional[int]) -> int:

@@ -75,6 +75,24 @@ def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
   return jax.jit(train_step, donate_argnums=(0, 1) if track_hvps else 0)
 
 
+def host_phased_step(problem: Problem, settings: RunSettings, order: Any,
+                     place: devices.Placement) -> Callable[[int], Callable]:
+  """`step -> the jitted training step (`make_train_step`) for that host step`: one step for
+  every t, or with LookSAM (`SamSettings.host_period` k) its SAM step for t ≡ 0 (mod k) and its
+  reuse step otherwise, compiled apart (a `lax.cond` between them runs the SAM branch's
+  convolution gradients several times slower on XLA's CPU)."""
+  optimizer = settings.optimizer.make()
+  make = lambda sam: make_train_step(problem, optimizer, sam, order, place,
+                                     settings.measure.track_hvps)
+  period = settings.sam.host_period()
+  if period is None:
+    step = make(settings.sam)
+    return lambda t: step
+  phased = {phase: make(dataclasses.replace(settings.sam, phase=phase))
+            for phase in (True, False)}
+  return lambda t: phased[t % period == 0]
+
+
 def make_state_measure(problem: Problem, settings: measure.MeasureSettings,
                        arrays: PyTree, data_key: jax.Array) -> Callable:
   """`(state, batch, measure_state, key) -> (record, next measure_state)`:
@@ -119,13 +137,12 @@ def components(problem: Problem, settings: RunSettings, run_keys: dict,
                place: devices.Placement) -> loop.Components:
   """The jitted pieces of one run (each compiled once), with its arrays placed on the mesh."""
   order = batch_order(problem, settings.batch_size)
-  train_step = make_train_step(problem, settings.optimizer.make(), settings.sam, order, place,
-                               settings.measure.track_hvps)
+  train_step = host_phased_step(problem, settings, order, place)
   constants = place.replicate(problem.constants)
   problem = dataclasses.replace(problem, constants=constants)
   arrays = place_arrays(problem, settings, place)
   return loop.Components(
-      update=lambda state, measure_state, arrays_, key, step_: train_step(
+      update=lambda state, measure_state, arrays_, key, step_: train_step(step_)(
           state, measure_state, arrays_, key, host_indices(order, step_), constants),
       measure=make_state_measure(problem, settings.measure, arrays, run_keys["data"]),
       batch=measure_batches(problem, settings, order, place),
