@@ -5,8 +5,9 @@ steps: a GD step w ← w − η∇L is one unit of t, and a substep advances t b
   central flow    dw/dt = −η [∇L + ½ Σ_ij Σ_ij ∇H_ij]    (Σ: `complementarity.solve`)
   gradient flow   dw/dt = −η ∇L
 
-The critical eigenpairs are the top-k of H(w) by Lanczos (`curvature.lanczos`), warm-started
-from the previous substep's eigenvectors (their sum as the start vector); ∇H_ij = ∇³L[u_i, u_j]
+The critical eigenpairs are the top-k of H(w) by LOBPCG (`block_eigenpairs`), warm-started from
+the previous substep's eigenvectors as its block; GD's λ1 is Lanczos' (`curvature.lanczos`,
+warm-started from the previous step's vector). ∇H_ij = ∇³L[u_i, u_j]
 is `curvature.sharpness_gradient.curvature_gradient`, one per pair i ≤ j. Every function here is
 pure: the PRNG key (Lanczos' restarts) is an argument.
 """
@@ -14,6 +15,7 @@ pure: the PRNG key (Lanczos' restarts) is an argument.
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.experimental.sparse.linalg as lobpcg
 import jax.numpy as jnp
 
 from sam_edge.curvature import hvp, lanczos, sharpness_gradient
@@ -23,9 +25,17 @@ Loss = Callable[[jax.Array, Any], jax.Array]
 
 
 class Eigen(NamedTuple):
-  """How the critical eigenpairs are found: Lanczos' HVP budget and residual tolerance."""
+  """How eigenpairs are found: the HVP budget per solve and the residual tolerance relative to
+  the eigenvalue."""
   max_steps: int = 30
   tol: float = 1e-4
+
+
+class BlockEigen(NamedTuple):
+  """Top-k eigenpairs from `block_eigenpairs`, largest first."""
+  eigenvalues: jax.Array       # [k]
+  vectors: jax.Array           # [k, n] unit eigenvectors (rows)
+  num_matvecs: jax.Array       # HVPs used
 
 
 class FlowPoint(NamedTuple):
@@ -34,7 +44,7 @@ class FlowPoint(NamedTuple):
   eigenvalues: jax.Array       # [k] λ_1 ≥ .. ≥ λ_k of H(w)
   sigma: jax.Array             # [k, k] Σ
   predicted_loss: jax.Array    # L + ½⟨Σ, UᵀHU⟩
-  hvps: jax.Array              # Lanczos' HVPs
+  hvps: jax.Array              # the eigensolver's HVPs
 
 
 def eigenpairs(loss: Loss, w: jax.Array, batch: Any, vectors: jax.Array, key: jax.Array,
@@ -45,6 +55,33 @@ def eigenpairs(loss: Loss, w: jax.Array, batch: Any, vectors: jax.Array, key: ja
   k = vectors.shape[0]
   return lanczos.lanczos(matvec, jnp.sum(vectors, axis=0), key, k=k,
                          max_steps=max(eigen.max_steps, k), tol=eigen.tol, min_steps=k)
+
+
+def block_eigenpairs(loss: Loss, w: jax.Array, batch: Any, vectors: jax.Array, key: jax.Array,
+                     eigen: Eigen) -> "BlockEigen":
+  """Top-k eigenpairs of ∇²L(w), k = len(vectors), by LOBPCG (`lobpcg_standard`) from the block
+  `vectors` (rows; a random block where they are zero), with HVPs vmapped over the block.
+
+  Near-degenerate critical eigenvalues (λ_2 and λ_3 within 1% of λ_1 at the edge) are where a
+  single-vector Krylov method from the sum of the old vectors converges slowly; the flow's Σ
+  divides the gap 2/η − λ_i by a small β (`complementarity`), so an eigenvalue error becomes a
+  jump in Σ and in the predicted loss. A block started from the previous substep's vectors is
+  nearly invariant already. Each iteration costs 4k HVPs (H on [X, P, R] and on the new X), the
+  start k; the iterations are capped so that the total stays within `eigen.max_steps` (at least
+  one), and stop early once every residual ‖Hu − θu‖ is at most about `eigen.tol`·θ. A problem
+  with n ≤ 5k parameters (LOBPCG's limit) is solved exactly: H from n HVPs, then `eigh`."""
+  k, n = vectors.shape
+  vectors = vectors.astype(w.dtype)
+  block = lambda x: jax.vmap(lambda v: hvp.exact_hvp(loss, w, batch, v), 1, 1)(x)
+  if 5 * k >= n:                       # LOBPCG needs n > 5k: a tiny problem is solved whole
+    values, vecs = jnp.linalg.eigh(block(jnp.eye(n, dtype=w.dtype)))
+    return BlockEigen(values[::-1][:k], vecs[:, ::-1][:, :k].T, jnp.asarray(n, jnp.int32))
+  random = jax.random.normal(key, (n, k), w.dtype)
+  start = jnp.where(jnp.linalg.norm(vectors, axis=1)[None, :] > 0, vectors.T, random)
+  iterations = max(1, (eigen.max_steps - k) // (4 * k))
+  # lobpcg's test: ‖r‖ < tol·10·n·(‖Hu‖ + θ) ≈ tol·20·n·θ; so tol = eigen.tol / (20 n).
+  theta, u, done = lobpcg.lobpcg_standard(block, start, m=iterations, tol=eigen.tol / (20 * n))
+  return BlockEigen(theta, u.T, k + 4 * k * done)
 
 
 def curvature_gradients(loss: Loss, w: jax.Array, batch: Any, vectors: jax.Array) -> jax.Array:
@@ -65,7 +102,7 @@ def central_substep(loss: Loss, w: jax.Array, vectors: jax.Array, batch: Any, ke
   """w + dt·dw/dt of the central flow (module doc), with the eigenvectors found (for the next
   warm start) and what the substep saw at its start."""
   value, grad = jax.value_and_grad(loss)(w, batch)
-  found = eigenpairs(loss, w, batch, vectors, key, eigen)
+  found = block_eigenpairs(loss, w, batch, vectors, key, eigen)
   d_h = curvature_gradients(loss, w, batch, found.vectors)         # [k, k, n]
   gram = jnp.einsum("ijn,kln->ijkl", d_h, d_h)
   drift = jnp.einsum("ijn,n->ij", d_h, grad)

@@ -8,7 +8,7 @@ step, as curves (numpy arrays indexed by the GD step t = 0..steps−1, each at t
   gradient_flow_loss              L along gradient flow
   distance_flow, distance_gradient_flow   ‖w_GD(t) − w_flow(t)‖, ‖w_GD(t) − w_gradient_flow(t)‖
   gd_displacement                 ‖w_GD(t) − w_0‖: the distance GD has travelled
-  hvps                            Lanczos' HVPs of the flow's substeps that step
+  hvps                            the flow's eigensolver HVPs (LOBPCG) over that step's substeps
   seconds                         wall-clock seconds of steps 1.. (step 0 compiles)
 
 Each of the three advances by one jitted function per GD step (the flows by `substeps` Euler
