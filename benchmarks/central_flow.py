@@ -14,7 +14,7 @@ first step where GD's λ1 reaches 2/η from below to the end):
 * seconds_per_step: wall-clock seconds per GD step of GD and both flows together (compilation
   excluded).
 
-    python benchmarks/central_flow.py [--json PATH] [--steps 500] [--critical_eigenvalues 3] ...
+    python benchmarks/central_flow.py [--json PATH] [--steps 1000] [--critical_eigenvalues 3] ...
 """
 
 import argparse
@@ -41,7 +41,7 @@ def main() -> None:
   parser.add_argument("--depth", type=int, default=4)
   parser.add_argument("--width", type=int, default=64)
   parser.add_argument("--step_size", type=float, default=1.0)
-  parser.add_argument("--steps", type=int, default=500)
+  parser.add_argument("--steps", type=int, default=1000)
   parser.add_argument("--substeps", type=int, default=4)
   parser.add_argument("--critical_eigenvalues", type=int, default=3)
   parser.add_argument("--lanczos_tol", type=float, default=1e-3)

@@ -34,7 +34,14 @@ def test_on_a_quadratic_the_flow_is_gradient_flow_and_predicts_the_loss():
                           log=lambda line: None)
   assert np.all(curves["flow_sigma"] == 0)
   np.testing.assert_allclose(curves["flow_loss"], curves["gradient_flow_loss"], rtol=1e-12)
-  np.testing.assert_allclose(curves["flow_predicted_loss"], curves["flow_loss"], rtol=1e-12)
+  w, substep_losses = np.arange(1.0, 6.0), []          # gradient flow's Euler substeps by hand
+  for _ in range(6 * 4):
+    substep_losses.append(0.5 * w @ np.asarray(a) @ w)
+    w = w - 0.25 * 1.0 * np.asarray(a) @ w
+  by_step = np.asarray(substep_losses).reshape(6, 4)
+  np.testing.assert_allclose(curves["flow_loss"], by_step[:, 0], rtol=1e-12)
+  # the prediction is the loss itself (Σ = 0), averaged over the step's substeps
+  np.testing.assert_allclose(curves["flow_predicted_loss"], by_step.mean(axis=1), rtol=1e-12)
   np.testing.assert_allclose(curves["flow_eigenvalues"], np.tile([1.5, 1.0], (6, 1)), rtol=1e-8)
   assert curves["gradient_flow_loss"][-1] < curves["gradient_flow_loss"][0]
 
@@ -132,6 +139,20 @@ def test_the_running_average_and_the_edge_phase():
                              [np.nan, 1, 2, 3, 4, np.nan])
   assert summary.edge_start(np.array([2.5, 1.0, 1.5, 2.1, 1.9]), 2.0) == 3
   assert summary.edge_start(np.array([1.0, 1.5]), 2.0) is None
+  # the settled phase: from where λ1 stays within 5% of 2/η to the end (a catapult excluded)
+  lam = np.array([1.5, 2.0, 2.3, 1.7, 2.05, 1.98, 2.04, 2.0])
+  assert summary.settles(lam, 2.0, 1) == 4
+  assert summary.settles(lam, 2.0, 1, tolerance=0.2) == 1
+  assert summary.settles(np.array([2.0, 2.0, 2.5]), 2.0, 0) is None
+  curves = {"gd_lambda1": np.concatenate([np.full(10, 1.5), lam, np.full(20, 2.01)])}
+  n = len(curves["gd_lambda1"])
+  curves.update(gd_loss=np.ones(n), flow_predicted_loss=np.full(n, 1.02),
+                flow_sigma=np.zeros((n, 1, 1)), flow_eigenvalues=np.full((n, 1), 2.0),
+                gd_displacement=np.ones(n), distance_flow=np.zeros(n),
+                distance_gradient_flow=np.zeros(n))
+  m = summary.metrics(curves, 1.0, window=4)
+  assert (m["eos_start"], m["settled_start"]) == (11, 14 + 2)
+  assert m["loss_relative_error"] == pytest.approx(0.02)
 
 
 def test_the_import_and_help_load_no_jax():

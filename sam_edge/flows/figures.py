@@ -16,8 +16,11 @@ def panels(curves: dict, step_size: float, window: int = summary.WINDOW) -> list
   """The three panels of the module doc."""
   steps = np.asarray(curves["step"])
   start = summary.edge_start(curves["gd_lambda1"], 2.0 / step_size)
+  settled = summary.settled_start(curves["gd_lambda1"], 2.0 / step_size, window)
   marks = () if start is None else (VLine("GD reaches 2/η", float(start),
                                           {"color": "grey", "linestyle": ":"}),)
+  marks += () if settled is None else (VLine("GD settled at the edge", float(settled),
+                                             {"color": "grey", "linestyle": "--"}),)
   loss = Panel("(a) training loss", "GD step", "loss", [
       Series("GD", steps, curves["gd_loss"], {"color": "lightgrey", "linewidth": 0.8}),
       Series(f"GD, running average ({window} steps)", steps,

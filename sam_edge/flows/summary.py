@@ -9,7 +9,7 @@ edge-of-stability phase, and the agreement figures the benchmark and the command
   oscillation grows from almost nothing, a catapult throws it back below, the oscillation dies
   out and λ1 rises again, each cycle smaller. The settled phase is where GD is at the edge for
   good: it starts half a window after the first step from which GD's λ1 stays within
-  `tolerance` (10%) of 2/η to the end (`settles`), so that the running average leaves the last
+  `tolerance` (5%) of 2/η to the end (`settles`), so that the running average leaves the last
   catapult out. The flow's edge phase starts where its Σ turns non-zero (again from zero:
   `turns_on`).
 * loss_relative_error: max over the settled phase (where the average is defined) of
@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 
 WINDOW = 20
-TOLERANCE = 0.1
+TOLERANCE = 0.05
 
 
 def running_average(x: np.ndarray, window: int = WINDOW) -> np.ndarray:
@@ -69,6 +69,17 @@ def settles(lambda1: np.ndarray, edge: float, start: int, tolerance: float = TOL
   return settled if settled < len(lambda1) else None
 
 
+def settled_start(lambda1: np.ndarray, edge: float, window: int = WINDOW,
+                  tolerance: float = TOLERANCE) -> Optional[int]:
+  """The first step of the settled phase (module doc): half a window after `settles` from the
+  onset; None when GD never reaches the edge or never settles."""
+  onset = edge_start(lambda1, edge)
+  settled = None if onset is None else settles(lambda1, edge, onset, tolerance)
+  if settled is None or settled + window // 2 >= len(lambda1):
+    return None
+  return settled + window // 2
+
+
 def _max(x: np.ndarray) -> Optional[float]:
   x = x[np.isfinite(x)]
   return float(np.max(x)) if x.size else None
@@ -100,9 +111,7 @@ def metrics(curves: dict, step_size: float, window: int = WINDOW,
   edge = 2.0 / step_size
   lambda1 = np.asarray(curves["gd_lambda1"])
   onset = edge_start(lambda1, edge)
-  settled = None if onset is None else settles(lambda1, edge, onset, tolerance)
-  settled = None if settled is None or settled + window // 2 >= len(lambda1) else (
-      settled + window // 2)
+  settled = settled_start(lambda1, edge, window, tolerance)
   trace = np.trace(np.asarray(curves["flow_sigma"]), axis1=1, axis2=2)
   flow_start = turns_on(trace > 0)
   out = {"eos_start": onset, "settled_start": settled, "flow_edge_start": flow_start,

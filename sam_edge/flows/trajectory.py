@@ -2,7 +2,8 @@
 step, as curves (numpy arrays indexed by the GD step t = 0..steps−1, each at time t):
 
   gd_loss, gd_lambda1             L and λ1 along GD
-  flow_loss, flow_predicted_loss  the central flow's L(w(t)) and L + ½⟨Σ, UᵀHU⟩
+  flow_loss, flow_predicted_loss  the central flow's L(w(t)), and L + ½⟨Σ, UᵀHU⟩ averaged over
+                                  the substeps of [t, t+1)
   flow_eigenvalues [T, k]         the flow's top-k Hessian eigenvalues (its S is column 0)
   flow_sigma [T, k, k]            Σ at the substep that starts at t
   gradient_flow_loss              L along gradient flow
@@ -39,7 +40,9 @@ class Settings(NamedTuple):
 def flow_step(loss: Loss, s: Settings, w: jax.Array, vectors: jax.Array, batch: Any,
               key: jax.Array) -> tuple[jax.Array, jax.Array, substep.FlowPoint]:
   """One GD step's worth (t → t+1) of the central flow: `s.substeps` Euler substeps; returns
-  w(t+1), the eigenvectors, and what the first substep saw (at time t) with the HVPs summed."""
+  w(t+1), the eigenvectors, and what the first substep saw (at time t) with the HVPs summed and
+  the predicted loss averaged over the substeps: the flow's time-averaged loss over [t, t+1)
+  (Σ, set afresh at each substep, moves between substeps as the gap 2/η − λ_i is corrected)."""
   def body(carry, k):
     w, vectors = carry
     w, vectors, point = substep.central_substep(loss, w, vectors, batch, k,
@@ -48,7 +51,8 @@ def flow_step(loss: Loss, s: Settings, w: jax.Array, vectors: jax.Array, batch: 
     return (w, vectors), point
   (w, vectors), points = jax.lax.scan(body, (w, vectors), jax.random.split(key, s.substeps))
   first = jax.tree.map(lambda x: x[0], points)
-  return w, vectors, first._replace(hvps=jnp.sum(points.hvps))
+  return w, vectors, first._replace(hvps=jnp.sum(points.hvps),
+                                    predicted_loss=jnp.mean(points.predicted_loss))
 
 
 def gradient_flow_step(loss: Loss, s: Settings, w: jax.Array, batch: Any
