@@ -4,8 +4,9 @@ Full-batch GD with the reference's squared-error loss on the first `--examples` 
 images (from ../shared/data/mnist), a tanh MLP (`--depth` dense layers of width `--width`), step
 size `--step_size`, for `--steps` steps; the central flow (`--critical_eigenvalues`, `--substeps`)
 and gradient flow from the same initialisation (`python -m sam_edge.central_flow`, whose outputs
-go to `--out`). The figures (`sam_edge.flows.summary`), over the edge-of-stability phase (from the
-first step where GD's λ1 reaches 2/η from below to the end):
+go to `--out`). The figures (`sam_edge.flows.summary`), over GD's settled edge-of-stability phase
+(from half a 20-step window after the step from which GD's λ1 stays within 5% of 2/η, to the
+end; the command also prints them from the onset, where λ1 first reaches 2/η):
 
 * loss_relative_error: max |predicted time-averaged loss − GD's running-average loss| / the latter;
 * sharpness_relative_error: max |S_flow − 2/η| / (2/η) once the flow is at its edge;

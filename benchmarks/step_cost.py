@@ -2,7 +2,8 @@
 
 The problem is built by the entry point's task from the flags and stepped by the run's own jitted
 update (`run.components.components`, the function the training loop calls, with its batch
-order, SAM variant and state). The first step compiles and is left out; the next `--repeats`
+order, SAM variant and state). The first step compiles and is left out (LookSAM compiles its
+reuse step at step 1, which the per-phase minimum below leaves out); the next `--repeats`
 steps are timed one by one, each waited for on the device. It prints one JSON line
 
     {"cost": s, "median": s, "seconds": [s, ...]}
