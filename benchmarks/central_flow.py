@@ -65,6 +65,7 @@ def main() -> None:
   if args.json:
     with open(args.json, "w") as f:
       json.dump({**figures, "eos_start": final["eos_start"],
+                 "settled_start": final["settled_start"],
                  "flow_edge_start": final["flow_edge_start"],
                  "loss_relative_error_mean": final["loss_relative_error_mean"],
                  "settings": vars(args)}, f, indent=2)
