@@ -2,8 +2,8 @@
 
 The problem is built by the entry point's task from the flags and stepped by the run's own jitted
 update (`run.components.components`, the function the training loop calls, with its batch
-order, SAM variant and state). The first step compiles and is left out (LookSAM compiles its
-reuse step at step 1, which the per-phase minimum below leaves out); the next `--repeats`
+order, SAM variant and state). The first `--cycle` steps compile (LookSAM compiles its SAM step
+at step 0 and its reuse step at step 1) and are left out; the next `--repeats`
 steps are timed one by one, each waited for on the device. It prints one JSON line
 
     {"cost": s, "median": s, "seconds": [s, ...]}
@@ -67,16 +67,17 @@ def build(module: Any, argv: list[str], name: str) -> Built:
   return Built(settings, problem, place, parts, state, measure_state)
 
 
-def step_seconds(argv: list[str], repeats: int) -> list[float]:
-  """The seconds of training steps 1 .. repeats (step 0 compiles) of the run `argv` describes."""
+def step_seconds(argv: list[str], repeats: int, warm: int = 1) -> list[float]:
+  """The seconds of training steps warm .. warm + repeats − 1 of the run `argv` describes (the
+  first `warm` steps compile)."""
   b = build(image_classification, argv, "step_cost")
   state, measure_state, seconds = b.state, b.measure_state, []
-  for step in range(repeats + 1):
+  for step in range(repeats + warm):
     start = time.perf_counter()
     state, measure_state, out = b.parts.update(state, measure_state, b.parts.train_arrays,
                                                b.parts.data_key, step)
     jax.block_until_ready((state, out))
-    if step:
+    if step >= warm:
       seconds.append(time.perf_counter() - start)
   return seconds
 
@@ -89,8 +90,8 @@ def main() -> None:
   args = parser.parse_args()
   if args.cycle < 1 or args.repeats < args.cycle:
     parser.error("--cycle must be at least 1 and --repeats at least --cycle")
-  seconds = step_seconds(args.flags, args.repeats)
-  phases = [[s for t, s in enumerate(seconds, start=1) if t % args.cycle == p]
+  seconds = step_seconds(args.flags, args.repeats, warm=args.cycle)
+  phases = [[s for t, s in enumerate(seconds, start=args.cycle) if t % args.cycle == p]
             for p in range(args.cycle)]
   print(json.dumps({"cost": statistics.mean(min(p) for p in phases),
                     "median": statistics.median(seconds), "seconds": seconds}))

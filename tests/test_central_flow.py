@@ -144,6 +144,7 @@ def test_the_running_average_and_the_edge_phase():
   assert summary.settles(lam, 2.0, 1) == 4
   assert summary.settles(lam, 2.0, 1, tolerance=0.2) == 1
   assert summary.settles(np.array([2.0, 2.0, 2.5]), 2.0, 0) is None
+  assert summary.settles(np.array([2.0, 2.0, np.nan]), 2.0, 0) is None   # a NaN is not settled
   curves = {"gd_lambda1": np.concatenate([np.full(10, 1.5), lam, np.full(20, 2.01)])}
   n = len(curves["gd_lambda1"])
   curves.update(gd_loss=np.ones(n), flow_predicted_loss=np.full(n, 1.02),

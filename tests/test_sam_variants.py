@@ -304,6 +304,8 @@ def test_looksam_steps_chosen_on_the_host_are_the_cond_steps(x64):
   assert SamSettings(0.3, "looksam", hyper={"looksam_every": 1}).host_period() is None
   assert SamSettings(0.0, "looksam", hyper={"looksam_every": 3}).host_period() is None
   assert SamSettings(0.3, "gsam").host_period() is None
+  with pytest.raises(ValueError, match="phase must be None, True or False"):
+    SamSettings(0.3, "looksam", phase="sam")
   optimizer = optax.sgd(ETA)
   phased = {phase: jax.jit(lambda state, sam=dataclasses.replace(sam, phase=phase):
                            update.sam_update(quadratic, optimizer, sam, state, None,

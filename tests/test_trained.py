@@ -178,12 +178,23 @@ def test_a_meta_whose_tree_names_a_missing_array_is_refused_in_one_line(tmp_path
   params_file.write(str(path), "image_classification", 7, {"seed": 0}, params, state)
   with np.load(path) as npz:
     arrays = {n: npz[n] for n in npz.files}
-  meta = json.loads(arrays.pop(params_file.META).tobytes())
-  meta["tree"]["params"]["Dense_0"]["bias"] = "a99"
-  meta["sha256"] = records.json_sha256({k: v for k, v in meta.items() if k != "sha256"})
-  buffer = io.BytesIO()
-  np.savez(buffer, **arrays, **{params_file.META: np.frombuffer(json.dumps(meta).encode(),
-                                                                 np.uint8)})
-  path.write_bytes(buffer.getvalue())
+  sound = json.loads(arrays.pop(params_file.META).tobytes())
+
+  def rewrite(change):
+    meta = json.loads(json.dumps(sound))
+    change(meta)
+    meta["sha256"] = records.json_sha256({k: v for k, v in meta.items() if k != "sha256"})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays, **{params_file.META: np.frombuffer(json.dumps(meta).encode(),
+                                                                   np.uint8)})
+    path.write_bytes(buffer.getvalue())
+
+  rewrite(lambda m: m["tree"]["params"]["Dense_0"].update(bias="a99"))
   with pytest.raises(params_file.ParamsError, match="not a readable parameters file .*KeyError"):
+    trained.load(str(path))
+  rewrite(lambda m: m.pop("task"))
+  with pytest.raises(params_file.ParamsError, match="KeyError"):
+    trained.load(str(path))
+  rewrite(lambda m: m.update(arrays=[]))
+  with pytest.raises(params_file.ParamsError, match="AttributeError"):
     trained.load(str(path))

@@ -19,7 +19,7 @@ def panels(curves: dict, step_size: float, window: int = summary.WINDOW) -> list
   settled = summary.settled_start(curves["gd_lambda1"], 2.0 / step_size, window)
   marks = () if start is None else (VLine("GD reaches 2/η", float(start),
                                           {"color": "grey", "linestyle": ":"}),)
-  marks += () if settled is None else (VLine("GD settled at the edge", float(settled),
+  marks += () if settled is None else (VLine("settled phase starts", float(settled),
                                              {"color": "grey", "linestyle": "--"}),)
   loss = Panel("(a) training loss", "GD step", "loss", [
       Series("GD", steps, curves["gd_loss"], {"color": "lightgrey", "linewidth": 0.8}),

@@ -9,7 +9,7 @@ The critical eigenpairs are the top-k of H(w) by LOBPCG (`block_eigenpairs`), wa
 the previous substep's eigenvectors as its block; GD's λ1 is Lanczos' (`curvature.lanczos`,
 warm-started from the previous step's vector). ∇H_ij = ∇³L[u_i, u_j]
 is `curvature.sharpness_gradient.curvature_gradient`, one per pair i ≤ j. Every function here is
-pure: the PRNG key (Lanczos' restarts) is an argument.
+pure: the PRNG key (Lanczos' restarts, LOBPCG's random first block) is an argument.
 """
 
 from typing import Any, Callable, NamedTuple

@@ -64,7 +64,8 @@ def settles(lambda1: np.ndarray, edge: float, start: int, tolerance: float = TOL
             ) -> Optional[int]:
   """The first step t ≥ `start` from which |λ1 − edge| ≤ tolerance·edge holds at every later
   step, or None (λ1 leaves the band at the last step, or `start` is past the end)."""
-  outside = np.flatnonzero(np.abs(np.asarray(lambda1)[start:] - edge) > tolerance * edge)
+  inside = np.abs(np.asarray(lambda1)[start:] - edge) <= tolerance * edge
+  outside = np.flatnonzero(~inside)                       # a NaN λ1 is outside
   settled = start if outside.size == 0 else start + int(outside[-1]) + 1
   return settled if settled < len(lambda1) else None
 

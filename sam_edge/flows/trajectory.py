@@ -29,7 +29,8 @@ from sam_edge.flows.substep import Eigen, Loss
 
 
 class Settings(NamedTuple):
-  """The integration: η, GD steps, Euler substeps per step, k critical eigenvalues, Lanczos."""
+  """The integration: η, GD steps, Euler substeps per step, k critical eigenvalues, the
+  eigensolvers' budget and tolerance."""
   step_size: float
   steps: int
   substeps: int = 4

@@ -186,6 +186,8 @@ class SamSettings:
       raise ValueError(f"group_size must be a positive integer or None, got {self.group_size!r}")
     object.__setattr__(self, "hyper", options.settled(self.variant.options, self.hyper,
                                                       f"SAM variant {self.kind!r}"))
+    if self.phase not in (None, True, False):
+      raise ValueError(f"phase must be None, True or False, got {self.phase!r}")
     bad = sam_options.problems(self)
     if bad:
       raise ValueError("; ".join(bad))

@@ -1,5 +1,6 @@
-"""The jitted pieces of one run, each compiled once: the training step, the measurement reading
-the training state, the measured batch, and the training arrays placed on the mesh."""
+"""The jitted pieces of one run, each compiled once (LookSAM's training step twice, its SAM and
+reuse steps): the training step, the measurement reading the training state, the measured
+batch, and the training arrays placed on the mesh."""
 
 import dataclasses
 from typing import Any, Callable
@@ -135,7 +136,8 @@ def place_arrays(problem: Problem, settings: RunSettings, place: devices.Placeme
 
 def components(problem: Problem, settings: RunSettings, run_keys: dict,
                place: devices.Placement) -> loop.Components:
-  """The jitted pieces of one run (each compiled once), with its arrays placed on the mesh."""
+  """The jitted pieces of one run (each compiled once; LookSAM's step twice), with its arrays
+  placed on the mesh."""
   order = batch_order(problem, settings.batch_size)
   train_step = host_phased_step(problem, settings, order, place)
   constants = place.replicate(problem.constants)

@@ -127,13 +127,14 @@ def read(path: str) -> Saved:
       meta = _meta(npz, path)
       arrays = {n: _array(npz, n, e, path) for n, e in meta["arrays"].items()}
     tree = meta["tree"]
-    params, model_state = _fill(tree["params"], arrays), _fill(tree["model_state"], arrays)
+    saved = Saved(task=meta["task"], step=meta["step"], config=meta["config"],
+                  params=_fill(tree["params"], arrays),
+                  model_state=_fill(tree["model_state"], arrays))
   except ParamsError:
     raise
   except OSError as e:
     raise ParamsError(f"{path}: cannot be read ({e.strerror or e})") from None
-  except (zipfile.BadZipFile, ValueError, EOFError, KeyError, TypeError) as e:
+  except (zipfile.BadZipFile, ValueError, EOFError, KeyError, TypeError, AttributeError) as e:
     raise ParamsError(f"{path}: not a readable parameters file ({type(e).__name__}: "
                       f"{' '.join(str(e).split())[:200]})") from None
-  return Saved(task=meta["task"], step=meta["step"], config=meta["config"], params=params,
-               model_state=model_state)
+  return saved
