@@ -65,6 +65,20 @@ def gradient_flow_step(loss: Loss, s: Settings, w: jax.Array, batch: Any
   return w, values[0]
 
 
+COLD_BUDGET = 4      # the first block's Lanczos budget, in multiples of the per-substep one
+
+
+def first_block(loss: Loss, w0: jax.Array, batch: Any, s: Settings, key: jax.Array
+                ) -> jax.Array:
+  """[k, n]: the flow's first eigenvector block, by Lanczos from a random vector at w0 with
+  COLD_BUDGET times the per-substep HVP budget (LOBPCG from a random block converges little in
+  the few iterations a substep affords; from then on each substep starts from the last block)."""
+  zeros = jnp.zeros((s.critical, w0.shape[0]), w0.dtype)
+  eigen = s.eigen._replace(max_steps=COLD_BUDGET * s.eigen.max_steps)
+  solve = jax.jit(lambda w, b, k: substep.eigenpairs(loss, w, b, zeros, k, eigen).vectors)
+  return solve(w0, batch, key)
+
+
 def run(loss: Loss, w0: jax.Array, batch: Any, s: Settings, key: jax.Array,
         log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
   """The curves of the module doc over `s.steps` GD steps from `w0`."""
@@ -77,7 +91,7 @@ def run(loss: Loss, w0: jax.Array, batch: Any, s: Settings, key: jax.Array,
       "gd_displacement": jnp.linalg.norm(gd - start)})
   w_gd, w_cf, w_gf = w0, w0, w0
   v_gd = jnp.zeros_like(w0)
-  vectors = jnp.zeros((s.critical, w0.shape[0]), w0.dtype)
+  vectors = first_block(loss, w0, batch, s, jax.random.fold_in(key, s.steps))
   rows: list[dict] = []
   start = last = time.perf_counter()
   for t in range(s.steps):
