@@ -33,6 +33,7 @@ def test_on_a_quadratic_the_flow_is_gradient_flow_and_predicts_the_loss():
   curves = trajectory.run(quadratic, jnp.arange(1.0, 6.0), a, s, jax.random.PRNGKey(0),
                           log=lambda line: None)
   assert np.all(curves["flow_sigma"] == 0)
+  np.testing.assert_allclose(curves["flow_outsider_eigenvalue"], 0.5, rtol=1e-9)   # λ_3, dense
   np.testing.assert_allclose(curves["flow_loss"], curves["gradient_flow_loss"], rtol=1e-12)
   w, substep_losses = np.arange(1.0, 6.0), []          # gradient flow's Euler substeps by hand
   for _ in range(6 * 4):
@@ -150,10 +151,16 @@ def test_the_running_average_and_the_edge_phase():
   curves.update(gd_loss=np.ones(n), flow_predicted_loss=np.full(n, 1.02),
                 flow_sigma=np.zeros((n, 1, 1)), flow_eigenvalues=np.full((n, 1), 2.0),
                 gd_displacement=np.ones(n), distance_flow=np.zeros(n),
-                distance_gradient_flow=np.zeros(n))
+                distance_gradient_flow=np.zeros(n), flow_outsider_eigenvalue=np.full(n, 1.9))
   m = summary.metrics(curves, 1.0, window=4)
   assert (m["eos_start"], m["settled_start"]) == (11, 14 + 2)
   assert m["loss_relative_error"] == pytest.approx(0.02)
+  assert (m["outsider_edge_start"], m["outsider_edge_steps"]) == (None, 0)
+  assert not any("raise --critical_eigenvalues" in line for line in summary.table(m, 1.0))
+  curves["flow_outsider_eigenvalue"][[20, 25]] = [1.999, 2.01]     # within 0.1% of 2/η, above
+  m = summary.metrics(curves, 1.0, window=4)
+  assert (m["outsider_edge_start"], m["outsider_edge_steps"]) == (20, 2)
+  assert "at 2 steps from step 20" in summary.table(m, 1.0)[-1]
 
 
 def test_the_import_and_help_load_no_jax():
@@ -236,7 +243,8 @@ def test_end_to_end_on_mnist_writes_the_pdf_and_the_pickle(shared_data, tmp_path
   assert records.raw_status(raw)[0] and raw["final"][records.RECORDS_SHA256]
   curves = raw["losses"]
   for key in ("gd_loss", "gd_lambda1", "flow_predicted_loss", "flow_eigenvalues", "flow_sigma",
-              "gradient_flow_loss", "distance_flow", "distance_gradient_flow", "gd_displacement"):
+              "flow_outsider_eigenvalue", "gradient_flow_loss", "distance_flow",
+              "distance_gradient_flow", "gd_displacement"):
     assert len(curves[key]) == 4, key
   assert np.asarray(curves["flow_sigma"]).shape == (4, 2, 2)
   assert raw["config"]["step_size"] == 2.0 and raw["config"]["substeps"] == 4
@@ -261,3 +269,26 @@ def test_block_eigenpairs_find_near_degenerate_critical_eigenvalues_from_a_warm_
   assert int(warm.num_matvecs) <= 30
   residuals = np.asarray(a) @ np.asarray(warm.vectors).T - np.asarray(warm.vectors).T * spectrum[:3]
   assert np.max(np.linalg.norm(residuals, axis=0)) < 1e-3
+
+
+def test_refresh_block_brings_in_a_direction_the_warm_block_cannot_see():
+  """A block that is exactly invariant but holds λ_2..λ_4 (the top direction rose past it from
+  outside): LOBPCG from it stays there; the refresh's deflated Lanczos finds λ_1 and puts it in
+  the block, with the fourth as the outsider."""
+  n = 60
+  spectrum = np.concatenate([[2.01, 2.0, 1.999, 1.998], np.linspace(1.9, -0.5, n - 4)])
+  a = jnp.asarray(symmetric_with_spectrum(spectrum), jnp.float32)
+  vectors = np.linalg.eigh(np.asarray(a, np.float64))[1][:, ::-1].T        # rows, top first
+  w, stale = jnp.zeros(n, jnp.float32), jnp.asarray(vectors[1:4], jnp.float32)
+  eigen = substep.Eigen(30, 1e-5)
+  stuck = substep.block_eigenpairs(quadratic, w, a, stale, jax.random.PRNGKey(0), eigen)
+  np.testing.assert_allclose(stuck.eigenvalues, spectrum[1:4], atol=1e-4)
+  block, outsider, outside, hvps = substep.refresh_block(quadratic, w, a, stale, jnp.zeros(n),
+                                                         jax.random.PRNGKey(1), eigen)
+  assert float(outside) == pytest.approx(spectrum[3], abs=1e-4)
+  rayleigh = np.einsum("in,nm,im->i", np.asarray(block), np.asarray(a), np.asarray(block))
+  np.testing.assert_allclose(rayleigh, spectrum[:3], atol=1e-4)
+  assert abs(float(outsider @ a @ outsider) - spectrum[3]) < 1e-4
+  assert 4 < int(hvps) <= substep.OUTSIDER_STEPS + 4
+  found = substep.block_eigenpairs(quadratic, w, a, block, jax.random.PRNGKey(2), eigen)
+  np.testing.assert_allclose(found.eigenvalues, spectrum[:3], atol=1e-4)

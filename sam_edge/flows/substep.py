@@ -6,8 +6,9 @@ steps: a GD step w ← w − η∇L is one unit of t, and a substep advances t b
   gradient flow   dw/dt = −η ∇L
 
 The critical eigenpairs are the top-k of H(w) by LOBPCG (`block_eigenpairs`), warm-started from
-the previous substep's eigenvectors as its block; GD's λ1 is Lanczos' (`curvature.lanczos`,
-warm-started from the previous step's vector). ∇H_ij = ∇³L[u_i, u_j]
+the previous substep's eigenvectors as its block, which is checked once per GD step against the
+rest of the spectrum (`refresh_block`); GD's λ1 is Lanczos' (`curvature.lanczos`, warm-started
+from the previous step's vector). ∇H_ij = ∇³L[u_i, u_j]
 is `curvature.sharpness_gradient.curvature_gradient`, one per pair i ≤ j. Every function here is
 pure: the PRNG key (Lanczos' restarts, LOBPCG's random first block) is an argument.
 """
@@ -45,6 +46,7 @@ class FlowPoint(NamedTuple):
   sigma: jax.Array             # [k, k] Σ
   predicted_loss: jax.Array    # L + ½⟨Σ, UᵀHU⟩
   hvps: jax.Array              # the eigensolver's HVPs
+  outsider: jax.Array = jnp.nan  # λ_{k+1}: the largest eigenvalue outside the block (per step)
 
 
 def eigenpairs(loss: Loss, w: jax.Array, batch: Any, vectors: jax.Array, key: jax.Array,
@@ -82,6 +84,54 @@ def block_eigenpairs(loss: Loss, w: jax.Array, batch: Any, vectors: jax.Array, k
   # lobpcg's test: ‖r‖ < tol·10·n·(‖Hu‖ + θ) ≈ tol·20·n·θ; so tol = eigen.tol / (20 n).
   theta, u, done = lobpcg.lobpcg_standard(block, start, m=iterations, tol=eigen.tol / (20 * n))
   return BlockEigen(theta, u.T, k + 4 * k * done)
+
+
+OUTSIDER_STEPS = 20     # Lanczos steps (HVPs) of the once-per-step check outside the block
+
+
+class Refreshed(NamedTuple):
+  """The block after `refresh_block`."""
+  vectors: jax.Array             # [k, n] the top k Ritz vectors of span[U, v]
+  outsider: jax.Array            # [n] the k + 1-th: the next check's start
+  outsider_eigenvalue: jax.Array  # its Ritz value: the largest eigenvalue outside the block
+  num_matvecs: jax.Array         # HVPs used
+
+
+def refresh_block(loss: Loss, w: jax.Array, batch: Any, vectors: jax.Array, outsider: jax.Array,
+                  key: jax.Array, eigen: Eigen) -> Refreshed:
+  """The warm block checked against the rest of the spectrum.
+
+  LOBPCG from the last block follows the block's own invariant subspace as w moves: once its
+  residuals are small it stops, and a direction outside the block whose eigenvalue rises past
+  λ_k (an avoided crossing passed too fast) is never seen; left out of Σ, that eigenvalue grows
+  past 2/η unchecked until LOBPCG stumbles on it and Σ jumps to pull it back in one substep.
+  So once per GD step: Lanczos (OUTSIDER_STEPS HVPs, warm-started from the last outsider) finds
+  the top eigenpair (θ, v) of the deflated operator (I − UUᵀ) H (I − UUᵀ), U the block's rows
+  (orthonormal), and Rayleigh–Ritz on span[U, v] (k + 1 HVPs) keeps its top k Ritz vectors as
+  the block and the last one as the next outsider. Where θ < λ_k the block is unchanged up to
+  its own accuracy; where θ > λ_k, v enters it. An outsider eigenvalue at 2/η means that more
+  than k eigenvalues are at the edge."""
+  k, n = vectors.shape
+  u = vectors.astype(w.dtype)
+  deflate = lambda v: v - u.T @ (u @ v)
+  matvec = lambda v: deflate(hvp.exact_hvp(loss, w, batch, deflate(v)))
+  found = lanczos.lanczos(matvec, deflate(outsider.astype(w.dtype)), key, k=1,
+                          max_steps=min(OUTSIDER_STEPS, n - k), tol=eigen.tol)
+  basis, _ = jnp.linalg.qr(jnp.concatenate([u, found.vectors]).T)          # [n, k+1]
+  h_basis = jax.vmap(lambda v: hvp.exact_hvp(loss, w, batch, v), 1, 1)(basis)
+  values, ritz = jnp.linalg.eigh(0.5 * (basis.T @ h_basis + h_basis.T @ basis))  # ascending
+  rotated = (basis @ ritz[:, ::-1]).T                                       # [k+1, n], top first
+  return Refreshed(rotated[:k], rotated[k], values[0], found.num_matvecs + k + 1)
+
+
+def outsider_eigenvalue(loss: Loss, w: jax.Array, batch: Any, k: int) -> jax.Array:
+  """λ_{k+1}(H(w)) from the dense Hessian (n HVPs; −inf where n ≤ k): a small problem's check,
+  where the substeps solve the whole spectrum anyway."""
+  n = w.shape[0]
+  if n <= k:
+    return jnp.asarray(-jnp.inf, w.dtype)
+  dense = jax.vmap(lambda v: hvp.exact_hvp(loss, w, batch, v))(jnp.eye(n, dtype=w.dtype))
+  return jnp.linalg.eigvalsh(0.5 * (dense + dense.T))[::-1][k]
 
 
 def curvature_gradients(loss: Loss, w: jax.Array, batch: Any, vectors: jax.Array) -> jax.Array:

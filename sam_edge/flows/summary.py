@@ -16,6 +16,9 @@ edge-of-stability phase, and the agreement figures the benchmark and the command
   |L_predicted − avg(L_GD)| / avg(L_GD); loss_relative_error_mean is its mean, and the
   `_from_onset` figures take the whole EoS phase, transients included.
 * sharpness_relative_error: max over the flow's edge phase of |S − 2/η| / (2/η).
+* outsider_edge_start, outsider_edge_steps: the first step, and the number of steps, where λ_{k+1}
+  (the largest eigenvalue outside the flow's block) is within OUTSIDE (0.1%) of 2/η or above:
+  more than k eigenvalues are at the edge, and the flow needs a larger --critical_eigenvalues.
 * distance_ratio, gradient_flow_distance_ratio: max over the settled phase of ‖w_GD − w_flow‖ /
   ‖w_GD − w_0‖ for the central flow and for gradient flow (w_0 the shared initialisation), with
   `_from_onset` variants; `final_distance_ratio`, `final_gradient_flow_distance_ratio`: at the
@@ -28,6 +31,7 @@ import numpy as np
 
 WINDOW = 20
 TOLERANCE = 0.05
+OUTSIDE = 1e-3
 
 
 def running_average(x: np.ndarray, window: int = WINDOW) -> np.ndarray:
@@ -124,6 +128,9 @@ def metrics(curves: dict, step_size: float, window: int = WINDOW,
           "gradient_flow_distance_ratio")})
     else:
       out.update(_phase(curves, start, window, suffix))
+  outside = np.asarray(curves["flow_outsider_eigenvalue"], np.float64) >= edge * (1 - OUTSIDE)
+  out["outsider_edge_start"] = first(outside)
+  out["outsider_edge_steps"] = int(np.sum(outside))
   if flow_start is not None:
     sharpness = np.asarray(curves["flow_eigenvalues"])[flow_start:, 0]
     out["sharpness_relative_error"] = _max(np.abs(sharpness - edge) / edge)
@@ -154,4 +161,14 @@ def table(m: dict, seconds_per_step: float) -> list[str]:
       f"{'gradient_flow_distance_ratio':<30} {shown(m['gradient_flow_distance_ratio']):>9} "
       f"{shown(m['gradient_flow_distance_ratio_from_onset']):>11}   max (target > "
       f"distance_ratio); last step {shown(m['final_gradient_flow_distance_ratio'])}",
-      f"{'seconds_per_step':<30} {seconds_per_step:>9.4f}"]
+      f"{'seconds_per_step':<30} {seconds_per_step:>9.4f}"] + outside_line(m)
+
+
+def outside_line(m: dict) -> list[str]:
+  """A warning line where λ_{k+1} reached 2/η (none otherwise)."""
+  if m["outsider_edge_start"] is None:
+    return []
+  return [f"λ_{{k+1}}, the largest eigenvalue outside the flow's block, is at 2/η (within "
+          f"{OUTSIDE:.1%}) at {m['outsider_edge_steps']} steps from step "
+          f"{m['outsider_edge_start']}: more eigenvalues are at the edge than the flow holds; "
+          f"raise --critical_eigenvalues"]
