@@ -35,11 +35,10 @@ def panels(curves: dict, step_size: float, window: int = summary.WINDOW) -> list
   flow = [Series("central flow: S" if i == 0 else f"central flow: λ{i + 1}", steps,
                  eigenvalues[:, i], {"color": colour(i, k), "linestyle": "--"})
           for i in range(k)]
-  if "flow_outsider_eigenvalue" in curves:          # runs before the refresh lack it
-    outside = np.asarray(curves["flow_outsider_eigenvalue"], np.float64)
-    flow.append(Series(f"central flow: λ{k + 1} (outside the block)", steps,
-                       np.where(np.isfinite(outside), outside, np.nan),
-                       {"color": "grey", "linestyle": ":", "linewidth": 0.8}))
+  outside = np.asarray(curves["flow_outsider_eigenvalue"], np.float64)      # −inf where n ≤ k
+  flow.append(Series(f"central flow: λ{k + 1} (outside the block)", steps,
+                     np.where(np.isfinite(outside), outside, np.nan),
+                     {"color": "grey", "linestyle": ":", "linewidth": 0.8}))
   sharpness = Panel("(b) sharpness", "GD step", "eigenvalue",
                     [Series("GD: λ1", steps, curves["gd_lambda1"],
                             {"color": "lightgrey", "linewidth": 0.8}), *flow],

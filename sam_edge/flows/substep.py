@@ -74,9 +74,9 @@ def block_eigenpairs(loss: Loss, w: jax.Array, batch: Any, vectors: jax.Array, k
   with n ≤ 5k parameters (LOBPCG's limit) is solved exactly: H from n HVPs, then `eigh`."""
   k, n = vectors.shape
   vectors = vectors.astype(w.dtype)
-  block = lambda x: jax.vmap(lambda v: hvp.exact_hvp(loss, w, batch, v), 1, 1)(x)
+  block = lambda x: column_hvps(loss, w, batch, x)
   if 5 * k >= n:                       # LOBPCG needs n > 5k: a tiny problem is solved whole
-    values, vecs = jnp.linalg.eigh(block(jnp.eye(n, dtype=w.dtype)))
+    values, vecs = jnp.linalg.eigh(dense_hessian(loss, w, batch))
     return BlockEigen(values[::-1][:k], vecs[:, ::-1][:, :k].T, jnp.asarray(n, jnp.int32))
   random = jax.random.normal(key, (n, k), w.dtype)
   start = jnp.where(jnp.linalg.norm(vectors, axis=1)[None, :] > 0, vectors.T, random)
@@ -118,7 +118,7 @@ def refresh_block(loss: Loss, w: jax.Array, batch: Any, vectors: jax.Array, outs
   found = lanczos.lanczos(matvec, deflate(outsider.astype(w.dtype)), key, k=1,
                           max_steps=min(OUTSIDER_STEPS, n - k), tol=eigen.tol)
   basis, _ = jnp.linalg.qr(jnp.concatenate([u, found.vectors]).T)          # [n, k+1]
-  h_basis = jax.vmap(lambda v: hvp.exact_hvp(loss, w, batch, v), 1, 1)(basis)
+  h_basis = column_hvps(loss, w, batch, basis)
   values, ritz = jnp.linalg.eigh(0.5 * (basis.T @ h_basis + h_basis.T @ basis))  # ascending
   rotated = (basis @ ritz[:, ::-1]).T                                       # [k+1, n], top first
   return Refreshed(rotated[:k], rotated[k], values[0], found.num_matvecs + k + 1)
@@ -130,8 +130,18 @@ def outsider_eigenvalue(loss: Loss, w: jax.Array, batch: Any, k: int) -> jax.Arr
   n = w.shape[0]
   if n <= k:
     return jnp.asarray(-jnp.inf, w.dtype)
-  dense = jax.vmap(lambda v: hvp.exact_hvp(loss, w, batch, v))(jnp.eye(n, dtype=w.dtype))
-  return jnp.linalg.eigvalsh(0.5 * (dense + dense.T))[::-1][k]
+  return jnp.linalg.eigvalsh(dense_hessian(loss, w, batch))[::-1][k]
+
+
+def column_hvps(loss: Loss, w: jax.Array, batch: Any, x: jax.Array) -> jax.Array:
+  """H(w) X for the columns of X [n, m], vmapped."""
+  return jax.vmap(lambda v: hvp.exact_hvp(loss, w, batch, v), 1, 1)(x)
+
+
+def dense_hessian(loss: Loss, w: jax.Array, batch: Any) -> jax.Array:
+  """H(w) [n, n] from n vmapped HVPs, symmetrised: for problems small enough to solve whole."""
+  dense = column_hvps(loss, w, batch, jnp.eye(w.shape[0], dtype=w.dtype))
+  return 0.5 * (dense + dense.T)
 
 
 def curvature_gradients(loss: Loss, w: jax.Array, batch: Any, vectors: jax.Array) -> jax.Array:
