@@ -5,10 +5,12 @@ images (from ../shared/data/mnist), a tanh MLP (`--depth` dense layers of width 
 size `--step_size`, for `--steps` steps; the central flow (`--critical_eigenvalues`, `--substeps`)
 and gradient flow from the same initialisation (`python -m sam_edge.central_flow`, whose outputs
 go to `--out`). The figures (`sam_edge.flows.summary`), over GD's settled edge-of-stability phase
-(from half a 20-step window after the step from which GD's λ1 stays within 5% of 2/η, to the
+(from half an averaging window after the step from which GD's λ1 stays within 5% of 2/η, to the
 end; the command also prints them from the onset, where λ1 first reaches 2/η):
 
-* loss_relative_error: max |predicted time-averaged loss − GD's running-average loss| / the latter;
+* loss_relative_error: max |predicted time-averaged loss − GD's running-average loss| / the latter,
+  the running average over one cycle of GD's loss at the edge, measured (`--average_window 0`,
+  the default; `summary.cycle_period`), or over `--average_window` steps;
 * sharpness_relative_error: max |S_flow − 2/η| / (2/η) once the flow is at its edge;
 * distance_ratio: max ‖w_GD − w_flow‖ / ‖w_GD − w_0‖ (the distance GD has travelled);
 * gradient_flow_distance_ratio: the same for gradient flow;
@@ -46,13 +48,15 @@ def main() -> None:
   parser.add_argument("--substeps", type=int, default=4)
   parser.add_argument("--critical_eigenvalues", type=int, default=3)
   parser.add_argument("--lanczos_tol", type=float, default=1e-3)
+  parser.add_argument("--average_window", type=int, default=0)
   args = parser.parse_args()
   argv = [f"--manual_dir={SHARED}/mnist", "--activation=tanh", f"--mlp_depth={args.depth}",
           f"--mlp_width={args.width}", f"--batch_size={args.examples}",
           "--mini_training_set_num_batches=1", "--mini_test_set_num_batches=1",
           f"--step_size={args.step_size}", f"--max_steps={args.steps}",
           f"--substeps={args.substeps}", f"--critical_eigenvalues={args.critical_eigenvalues}",
-          f"--lanczos_tol={args.lanczos_tol}", f"--out={args.out}"]
+          f"--lanczos_tol={args.lanczos_tol}", f"--average_window={args.average_window}",
+          f"--out={args.out}"]
   code = central_flow.main(argv)
   if code:
     sys.exit(code)
@@ -67,6 +71,7 @@ def main() -> None:
       json.dump({**figures, "eos_start": final["eos_start"],
                  "settled_start": final["settled_start"],
                  "flow_edge_start": final["flow_edge_start"],
+                 "window": final["window"], "cycle_period": final["cycle_period"],
                  "loss_relative_error_mean": final["loss_relative_error_mean"],
                  "settings": vars(args)}, f, indent=2)
 

@@ -26,7 +26,7 @@ from sam_edge.tasks.image_task import TASK
 
 PROG = "central_flow"
 USAGE = ("python -m sam_edge.central_flow [RUN_FOLDER] --out=DIR [--substeps=4] "
-         "[--critical_eigenvalues=3] [--average_window=20] [image_classification flags, e.g. "
+         "[--critical_eigenvalues=3] [--average_window=0] [image_classification flags, e.g. "
          "--activation=tanh --step_size=η --max_steps=T ...]")
 OWN = ("out", "substeps", "critical_eigenvalues", "average_window")
 
@@ -38,7 +38,8 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_integer("substeps", 4, "Euler substeps of the flows per GD step.", **on)
   flags.DEFINE_integer("critical_eigenvalues", 3, "k: the top-k Hessian eigenvalues the central "
                        "flow may hold at 2/η (Σ is k×k).", **on)
-  flags.DEFINE_integer("average_window", 20, "Steps of GD's centred running-average loss.", **on)
+  flags.DEFINE_integer("average_window", 0, "Steps of GD's centred running-average loss; 0: one "
+                       "cycle of GD's loss at the edge, measured (at least 20).", **on)
 
 
 def run_config(folder: str) -> tuple[dict | None, str | None]:
@@ -91,9 +92,12 @@ def problems(fv: flags.FlagValues) -> list[str]:
                  "no function of the parameters alone; use MLP or CNN")
   if fv.max_steps is None or fv.max_steps < 1:
     found.append(f"give --max_steps, the GD steps to integrate over (got {fv.max_steps})")
-  for name in ("substeps", "critical_eigenvalues", "average_window"):
+  for name in ("substeps", "critical_eigenvalues"):
     if fv[name].value < 1:
       found.append(f"--{name} must be at least 1, got {fv[name].value}")
+  if fv.average_window < 0:
+    found.append(f"--average_window must be 0 (one measured cycle) or positive, got "
+                 f"{fv.average_window}")
   if not fv.out:
     found.append("give --out=DIR, the folder for central_flow.pdf and central_flow.pkl")
   elif (reason := records.folder_problem(fv.out)):

@@ -163,6 +163,37 @@ def test_the_running_average_and_the_edge_phase():
   assert "at 2 steps from step 20" in summary.table(m, 1.0)[-1]
 
 
+def cycling_run(n: int = 600, period: float = 70.0, onset: int = 100) -> dict:
+  """GD curves at the edge from `onset`: a smooth decay the flow predicts exactly, with GD's
+  loss swinging ±4% about it in cycles of `period` steps and ±10% from step to step."""
+  t = np.arange(n, dtype=np.float64)
+  trend = 0.02 * np.exp(-t / 400)
+  swing = 1 + 0.04 * np.sin(2 * np.pi * t / period) + 0.1 * (-1.0) ** t
+  lam = np.where(t < onset, 1.5, 2.03 + 0.02 * np.sin(2 * np.pi * t / period))
+  return dict(gd_lambda1=lam, gd_loss=trend * swing, flow_predicted_loss=trend,
+              flow_sigma=np.zeros((n, 1, 1)), flow_eigenvalues=np.full((n, 1), 2.0),
+              flow_outsider_eigenvalue=np.full(n, 1.9), gd_displacement=1 + t,
+              distance_flow=np.zeros(n), distance_gradient_flow=np.zeros(n), step=t)
+
+
+@pytest.mark.parametrize("period", [37.0, 70.0, 111.0])
+def test_the_running_average_spans_one_measured_cycle_of_gds_loss(period):
+  curves = cycling_run(period=period)
+  assert summary.cycle_period(curves["gd_loss"], 100) == pytest.approx(period, rel=0.03)
+  m = summary.metrics(curves, 1.0)                                  # window 0: one cycle
+  assert m["window"] == max(20, round(m["cycle_period"]))
+  assert m["settled_start"] == 100 + m["window"] // 2
+  assert m["loss_relative_error"] < 0.01          # the flow's trend is GD's time-average
+  if period > 40:
+    # a 20-step boxcar keeps sin(20π/P)/(20π/P) of the swing: no time-average of it
+    assert summary.metrics(curves, 1.0, window=20)["loss_relative_error"] > 0.025
+  assert "one cycle of its loss" in summary.table(m, 1.0)[1]
+  flat = {**curves, "gd_loss": curves["flow_predicted_loss"] * (1 + 0.1 * (-1.0) ** curves["step"])}
+  assert summary.cycle_period(flat["gd_loss"], 100) is None
+  assert summary.metrics(flat, 1.0)["window"] == 20     # no slow cycle: the 20-step default
+  assert summary.cycle_period(curves["gd_loss"], 590) is None       # too few steps left
+
+
 def test_the_import_and_help_load_no_jax():
   code = ("import sys\nfrom sam_edge import central_flow\n"
           "assert 'jax' not in sys.modules, 'jax'\n"
@@ -187,6 +218,7 @@ def run_folder(tmp_path, config: dict, final: dict):
     (["--optimizer=adam"], "--optimizer=adam"),
     (["--substeps=0"], "--substeps must be at least 1"),
     (["--critical_eigenvalues=0"], "--critical_eigenvalues must be at least 1"),
+    (["--average_window=-1"], "--average_window must be 0"),
     (["--batch_size=100"], "full-batch GD"),
     (["--max_steps=0"], "give --max_steps"),
     (["--out={file}/out"], "is not a folder"),

@@ -13,8 +13,8 @@ from sam_edge.flows import summary
 from sam_edge.plots.spec import HLine, Panel, Series, VLine, colour
 
 
-def panels(curves: dict, step_size: float, window: int = summary.WINDOW) -> list[Panel]:
-  """The three panels of the module doc."""
+def panels(curves: dict, step_size: float, window: int) -> list[Panel]:
+  """The three panels of the module doc, GD's running average over `window` steps."""
   steps = np.asarray(curves["step"])
   start = summary.edge_start(curves["gd_lambda1"], 2.0 / step_size)
   settled = summary.settled_start(curves["gd_lambda1"], 2.0 / step_size, window)

@@ -24,6 +24,6 @@ def write(out: str, config: dict, curves: dict, final: dict, step_size: float, t
          "final": {**final, records.RECORDS_SHA256: records.records_sha256([], plain)}}
   pickle_path, pdf_path = os.path.join(out, PICKLE), os.path.join(out, PDF)
   records.write_raw(pickle_path, raw)
-  figure.write(pdf_path, figures.panels(curves, step_size, final.get("window", 20)),
+  figure.write(pdf_path, figures.panels(curves, step_size, final["window"]),
                columns=3, title=title)
   return [pickle_path, pdf_path]

@@ -2,7 +2,16 @@
 edge-of-stability phase, and the agreement figures the benchmark and the command print.
 
 * The running average of GD's loss over `window` steps is centred (NaN where the window does not
-  fit), so it does not lag behind.
+  fit), so it does not lag behind. The flow predicts GD's loss averaged over its oscillation, and
+  at the edge GD's loss also swings slowly: λ1 rises above 2/η, the oscillation grows and pulls
+  it back, the oscillation shrinks, λ1 rises again (self-stabilisation), a cycle of tens of steps
+  (~70 on the benchmark's MLP). A boxcar of w steps keeps sin(πw/P)/(πw/P) of a cycle of period
+  P: a 20-step average keeps 87% of a 70-step swing, so it is no time-average of it. With
+  `window` 0 (the command's default) the window is one such cycle, measured (`cycle_period`):
+  the period P of the largest peak in the spectrum of GD's detrended log-loss over the settled
+  phase, the loss first averaged over WINDOW steps so that the step-to-step (period-2)
+  oscillation does not hide the slow one; window = max(WINDOW, round(P)), or WINDOW where no
+  cycle repeats at least CYCLES times in the phase or swings the loss by SWING (0.1%) or more.
 * GD's edge-of-stability (EoS) phase starts at the first step where its λ1 reaches 2/η from
   below (`turns_on`: a start above 2/η is not the edge) and runs to the end. GD enters it
   through relaxation transients the flow does not model: λ1 keeps rising above 2/η while an
@@ -32,6 +41,9 @@ import numpy as np
 WINDOW = 20
 TOLERANCE = 0.05
 OUTSIDE = 1e-3
+CYCLES = 4
+PADDING = 8
+SWING = 1e-3
 
 
 def running_average(x: np.ndarray, window: int = WINDOW) -> np.ndarray:
@@ -85,6 +97,46 @@ def settled_start(lambda1: np.ndarray, edge: float, window: int = WINDOW,
   return settled + window // 2
 
 
+def cycle_period(loss: np.ndarray, start: int) -> Optional[float]:
+  """The period in steps of GD's slow loss cycle from `start` on (module doc), or None where
+  fewer than CYCLES * 3 steps are left or the loss swings by less than SWING (0.1%) about its
+  trend (no cycle that matters).
+
+  With y = log of the WINDOW-step running average of `loss` over the steps from `start` where it
+  is defined, r = y − its least-squares cubic, and R(f) the spectrum of r · Hann window
+  (zero-padded PADDING times for a finer grid), P = 1 / argmax R(f) over periods 2 ≤ 1/f ≤
+  len(r) / CYCLES.
+  """
+  y = running_average(np.asarray(loss, np.float64), WINDOW)[start:]
+  y = np.log(y[np.isfinite(y) & (y > 0)])
+  if len(y) < CYCLES * 3:
+    return None
+  t = np.linspace(-1.0, 1.0, len(y))
+  r = y - np.polyval(np.polyfit(t, y, 3), t)
+  if np.std(r) < SWING:
+    return None
+  r = r * np.hanning(len(y))
+  size = PADDING * len(y)
+  power = np.abs(np.fft.rfft(r, size)) ** 2
+  freqs = np.fft.rfftfreq(size)
+  allowed = (freqs >= CYCLES / len(y)) & (freqs <= 0.5)
+  if not np.any(allowed) or not np.any(power[allowed] > 0):
+    return None
+  return float(1.0 / freqs[allowed][np.argmax(power[allowed])])
+
+
+def resolved_window(lambda1: np.ndarray, loss: np.ndarray, edge: float, window: int,
+                    tolerance: float = TOLERANCE) -> tuple[int, Optional[float]]:
+  """(the running average's window, GD's measured cycle period or None): `window` itself where
+  it is positive, else one cycle (module doc); the period is measured from where GD settles."""
+  onset = edge_start(lambda1, edge)
+  settled = None if onset is None else settles(lambda1, edge, onset, tolerance)
+  period = None if settled is None else cycle_period(loss, settled)
+  if window > 0:
+    return window, period
+  return (WINDOW if period is None else max(WINDOW, int(round(period)))), period
+
+
 def _max(x: np.ndarray) -> Optional[float]:
   x = x[np.isfinite(x)]
   return float(np.max(x)) if x.size else None
@@ -109,18 +161,21 @@ def _phase(curves: dict, start: int, window: int, suffix: str) -> dict:
               np.asarray(curves["distance_gradient_flow"])[start:] / travelled)}
 
 
-def metrics(curves: dict, step_size: float, window: int = WINDOW,
+def metrics(curves: dict, step_size: float, window: int = 0,
             tolerance: float = TOLERANCE) -> dict:
   """The figures of the module doc (None where a phase is empty), with the steps where the
-  phases start: `eos_start`, `settled_start`, `flow_edge_start`."""
+  phases start: `eos_start`, `settled_start`, `flow_edge_start`; `window`, the running
+  average's (0: one measured cycle, `resolved_window`), and `cycle_period`, the measured one."""
   edge = 2.0 / step_size
   lambda1 = np.asarray(curves["gd_lambda1"])
+  window, period = resolved_window(lambda1, curves["gd_loss"], edge, window, tolerance)
   onset = edge_start(lambda1, edge)
   settled = settled_start(lambda1, edge, window, tolerance)
   trace = np.trace(np.asarray(curves["flow_sigma"]), axis1=1, axis2=2)
   flow_start = turns_on(trace > 0)
   out = {"eos_start": onset, "settled_start": settled, "flow_edge_start": flow_start,
-         "edge": edge, "window": window, "tolerance": tolerance, "sharpness_relative_error": None}
+         "edge": edge, "window": window, "cycle_period": period, "tolerance": tolerance,
+         "sharpness_relative_error": None}
   for suffix, start in (("", settled), ("_from_onset", onset)):
     if start is None:
       out.update({f"{key}{suffix}": None for key in (
@@ -148,6 +203,9 @@ def table(m: dict, seconds_per_step: float) -> list[str]:
       f"GD reaches 2/η = {m['edge']:.4g} at step {m['eos_start']}; the settled phase (GD's λ1 "
       f"within {m['tolerance']:.0%} of 2/η to the end) starts at step {m['settled_start']}; the "
       f"flow is at its edge from step {m['flow_edge_start']}",
+      f"GD's running-average loss over {m['window']} steps"
+      + ("" if m["cycle_period"] is None else
+         f" (one cycle of its loss: a period of {m['cycle_period']:.1f} steps)"),
       f"{'figure':<30} {'settled':>9} {'from onset':>11}",
       f"{'loss_relative_error':<30} {shown(m['loss_relative_error']):>9} "
       f"{shown(m['loss_relative_error_from_onset']):>11}   max (target < 0.05)",
