@@ -191,7 +191,22 @@ def test_the_running_average_spans_one_measured_cycle_of_gds_loss(period):
   flat = {**curves, "gd_loss": curves["flow_predicted_loss"] * (1 + 0.1 * (-1.0) ** curves["step"])}
   assert summary.cycle_period(flat["gd_loss"], 100) is None
   assert summary.metrics(flat, 1.0)["window"] == 20     # no slow cycle: the 20-step default
-  assert summary.cycle_period(curves["gd_loss"], 590) is None       # too few steps left
+  assert summary.cycle_period(curves["gd_loss"], 530) is None       # too few steps left
+  fixed = summary.metrics(curves, 1.0, window=30)                   # a fixed window: still told
+  assert fixed["window"] == 30 and fixed["cycle_period"] == m["cycle_period"]
+  assert m["loss_phase_mean_relative_error"] < 0.01                 # no window needed
+
+
+def test_a_cycle_too_long_to_repeat_or_too_small_is_no_cycle():
+  long = cycling_run(period=200.0)                  # fewer than four cycles in ~500 steps
+  assert summary.cycle_period(long["gd_loss"], 100) is None
+  tiny = cycling_run()
+  t = tiny["step"]
+  tiny["gd_loss"] = tiny["flow_predicted_loss"] * (1 + 2e-4 * np.sin(2 * np.pi * t / 70))
+  assert summary.cycle_period(tiny["gd_loss"], 100) is None         # moves the loss < 0.1%
+  gap = cycling_run()
+  gap["gd_loss"][450] = np.nan                      # the first finite stretch: 100 .. ~440
+  assert summary.cycle_period(gap["gd_loss"], 100) == pytest.approx(70, rel=0.05)
 
 
 def test_the_import_and_help_load_no_jax():
