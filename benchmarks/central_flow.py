@@ -73,6 +73,7 @@ def main() -> None:
                  "flow_edge_start": final["flow_edge_start"],
                  "window": final["window"], "cycle_period": final["cycle_period"],
                  "loss_relative_error_mean": final["loss_relative_error_mean"],
+                 "loss_phase_mean_relative_error": final["loss_phase_mean_relative_error"],
                  "settings": vars(args)}, f, indent=2)
 
 

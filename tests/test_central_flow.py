@@ -194,6 +194,7 @@ def test_the_running_average_spans_one_measured_cycle_of_gds_loss(period):
   assert summary.cycle_period(curves["gd_loss"], 530) is None       # too few steps left
   fixed = summary.metrics(curves, 1.0, window=30)                   # a fixed window: still told
   assert fixed["window"] == 30 and fixed["cycle_period"] == m["cycle_period"]
+  assert "fixed; its loss cycles with a period" in summary.table(fixed, 1.0)[1]
   assert m["loss_phase_mean_relative_error"] < 0.01                 # no window needed
 
 

@@ -13,11 +13,12 @@ from sam_edge.flows import summary
 from sam_edge.plots.spec import HLine, Panel, Series, VLine, colour
 
 
-def panels(curves: dict, step_size: float, window: int) -> list[Panel]:
-  """The three panels of the module doc, GD's running average over `window` steps."""
+def panels(curves: dict, m: dict) -> list[Panel]:
+  """The three panels of the module doc, with the figures `m` (`summary.metrics`) for 2/η, the
+  running average's window and where the phases start."""
   steps = np.asarray(curves["step"])
-  start = summary.edge_start(curves["gd_lambda1"], 2.0 / step_size)
-  settled = summary.settled_start(curves["gd_lambda1"], 2.0 / step_size, window)
+  edge, window = m["edge"], m["window"]
+  start, settled = m["eos_start"], m["settled_start"]
   marks = () if start is None else (VLine("GD reaches 2/η", float(start),
                                           {"color": "grey", "linestyle": ":"}),)
   marks += () if settled is None else (VLine("settled phase starts", float(settled),
@@ -42,7 +43,7 @@ def panels(curves: dict, step_size: float, window: int) -> list[Panel]:
   sharpness = Panel("(b) sharpness", "GD step", "eigenvalue",
                     [Series("GD: λ1", steps, curves["gd_lambda1"],
                             {"color": "lightgrey", "linewidth": 0.8}), *flow],
-                    hlines=[HLine("2/η", 2.0 / step_size, {"color": "black", "linestyle": ":"})],
+                    hlines=[HLine("2/η", edge, {"color": "black", "linestyle": ":"})],
                     vlines=marks)
   travelled = np.asarray(curves["gd_displacement"], np.float64)
   safe = np.where(travelled > 0, travelled, np.nan)

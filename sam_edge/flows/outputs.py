@@ -15,8 +15,7 @@ from sam_edge.plots import figure
 PICKLE, PDF = "central_flow.pkl", "central_flow.pdf"
 
 
-def write(out: str, config: dict, curves: dict, final: dict, step_size: float, title: str
-          ) -> list[str]:
+def write(out: str, config: dict, curves: dict, final: dict, title: str) -> list[str]:
   """Writes both files into `out` (created if needed); returns their paths."""
   os.makedirs(out, exist_ok=True)
   plain = records.to_plain(curves)
@@ -24,6 +23,6 @@ def write(out: str, config: dict, curves: dict, final: dict, step_size: float, t
          "final": {**final, records.RECORDS_SHA256: records.records_sha256([], plain)}}
   pickle_path, pdf_path = os.path.join(out, PICKLE), os.path.join(out, PDF)
   records.write_raw(pickle_path, raw)
-  figure.write(pdf_path, figures.panels(curves, step_size, final["window"]),
+  figure.write(pdf_path, figures.panels(curves, final),
                columns=3, title=title)
   return [pickle_path, pdf_path]

@@ -52,6 +52,6 @@ def run(f: Any, config: dict, log: Callable[[str], None] = print) -> int:
   for line in summary.table(final, seconds_per_step):
     log(line)
   title = f"{TASK.title(f)}, GD η = {s.step_size:g}: central flow (k = {s.critical})"
-  paths = outputs.write(f.out, config, curves, final, s.step_size, title)
+  paths = outputs.write(f.out, config, curves, final, title)
   log(f"wrote {', '.join(paths)}")
   return 0

@@ -91,15 +91,13 @@ def settles(lambda1: np.ndarray, edge: float, start: int, tolerance: float = TOL
   return settled if settled < len(lambda1) else None
 
 
-def settled_start(lambda1: np.ndarray, edge: float, window: int = WINDOW,
-                  tolerance: float = TOLERANCE) -> Optional[int]:
-  """The first step of the settled phase (module doc): half a window after `settles` from the
-  onset; None when GD never reaches the edge or never settles."""
-  onset = edge_start(lambda1, edge)
-  settled = None if onset is None else settles(lambda1, edge, onset, tolerance)
-  if settled is None or settled + window // 2 >= len(lambda1):
+def settled_start(settling: Optional[int], window: int, steps: int) -> Optional[int]:
+  """The first step of the settled phase (module doc): half a window after `settling` (the step
+  `settles` gives from the onset); None where GD never settles or the phase would be empty in a
+  run of `steps` steps."""
+  if settling is None or settling + window // 2 >= steps:
     return None
-  return settled + window // 2
+  return settling + window // 2
 
 
 def _finite_stretch(y: np.ndarray) -> np.ndarray:
@@ -146,13 +144,12 @@ def cycle_period(loss: np.ndarray, start: int) -> Optional[float]:
   return float(1.0 / freqs[peak])
 
 
-def resolved_window(lambda1: np.ndarray, loss: np.ndarray, edge: float, window: int,
-                    tolerance: float = TOLERANCE) -> tuple[int, Optional[float]]:
+def resolved_window(loss: np.ndarray, settling: Optional[int], window: int
+                    ) -> tuple[int, Optional[float]]:
   """(the running average's window, GD's measured cycle period or None): `window` itself where
-  it is positive, else one cycle (module doc); the period is measured from where GD settles."""
-  onset = edge_start(lambda1, edge)
-  settled = None if onset is None else settles(lambda1, edge, onset, tolerance)
-  period = None if settled is None else cycle_period(loss, settled)
+  it is positive, else one cycle (module doc); the period is measured from `settling`, the step
+  where GD settles (None: no period)."""
+  period = None if settling is None else cycle_period(loss, settling)
   if window > 0:
     return window, period
   return (WINDOW if period is None else max(WINDOW, int(round(period)))), period
@@ -194,9 +191,10 @@ def metrics(curves: dict, step_size: float, window: int = 0,
   average's (0: one measured cycle, `resolved_window`), and `cycle_period`, the measured one."""
   edge = 2.0 / step_size
   lambda1 = np.asarray(curves["gd_lambda1"])
-  window, period = resolved_window(lambda1, curves["gd_loss"], edge, window, tolerance)
   onset = edge_start(lambda1, edge)
-  settled = settled_start(lambda1, edge, window, tolerance)
+  settling = None if onset is None else settles(lambda1, edge, onset, tolerance)
+  window, period = resolved_window(curves["gd_loss"], settling, window)
+  settled = settled_start(settling, window, len(lambda1))
   trace = np.trace(np.asarray(curves["flow_sigma"]), axis1=1, axis2=2)
   flow_start = turns_on(trace > 0)
   out = {"eos_start": onset, "settled_start": settled, "flow_edge_start": flow_start,
@@ -230,9 +228,7 @@ def table(m: dict, seconds_per_step: float) -> list[str]:
       f"GD reaches 2/η = {m['edge']:.4g} at step {m['eos_start']}; the settled phase (GD's λ1 "
       f"within {m['tolerance']:.0%} of 2/η to the end) starts at step {m['settled_start']}; the "
       f"flow is at its edge from step {m['flow_edge_start']}",
-      f"GD's running-average loss over {m['window']} steps"
-      + ("" if m["cycle_period"] is None else
-         f" (one cycle of its loss: a period of {m['cycle_period']:.1f} steps)"),
+      f"GD's running-average loss over {m['window']} steps" + cycle_words(m),
       f"{'figure':<30} {'settled':>9} {'from onset':>11}",
       f"{'loss_relative_error':<30} {shown(m['loss_relative_error']):>9} "
       f"{shown(m['loss_relative_error_from_onset']):>11}   max (target < 0.05)",
@@ -250,6 +246,16 @@ def table(m: dict, seconds_per_step: float) -> list[str]:
       f"{shown(m['gradient_flow_distance_ratio_from_onset']):>11}   max (target > "
       f"distance_ratio); last step {shown(m['final_gradient_flow_distance_ratio'])}",
       f"{'seconds_per_step':<30} {seconds_per_step:>9.4f}"] + outside_line(m)
+
+
+def cycle_words(m: dict) -> str:
+  """How the window stands to GD's measured loss cycle, for the table's second line."""
+  period = m["cycle_period"]
+  if period is None:
+    return " (no cycle of its loss found)"
+  if m["window"] == max(WINDOW, int(round(period))):
+    return f" (one cycle of its loss: a period of {period:.1f} steps)"
+  return f" (fixed; its loss cycles with a period of {period:.1f} steps)"
 
 
 def outside_line(m: dict) -> list[str]:
