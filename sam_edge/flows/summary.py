@@ -150,9 +150,12 @@ def resolved_window(loss: np.ndarray, settling: Optional[int], window: int
   it is positive, else one cycle (module doc); the period is measured from `settling`, the step
   where GD settles (None: no period)."""
   period = None if settling is None else cycle_period(loss, settling)
-  if window > 0:
-    return window, period
-  return (WINDOW if period is None else max(WINDOW, int(round(period)))), period
+  return (window if window > 0 else cycle_window(period)), period
+
+
+def cycle_window(period: Optional[float]) -> int:
+  """The window of one cycle: max(WINDOW, round(period)), or WINDOW where no cycle was found."""
+  return WINDOW if period is None else max(WINDOW, int(round(period)))
 
 
 def _max(x: np.ndarray) -> Optional[float]:
@@ -253,7 +256,7 @@ def cycle_words(m: dict) -> str:
   period = m["cycle_period"]
   if period is None:
     return " (no cycle of its loss found)"
-  if m["window"] == max(WINDOW, int(round(period))):
+  if m["window"] == cycle_window(period):
     return f" (one cycle of its loss: a period of {period:.1f} steps)"
   return f" (fixed; its loss cycles with a period of {period:.1f} steps)"
 
