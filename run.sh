@@ -19,7 +19,8 @@ if [ "${1:-}" = "test" ]; then
     shift
     LANE=()
   fi
-  JAX_PLATFORMS=cpu exec .venv/bin/python -m pytest -q -n "${TEST_WORKERS:-2}" "${LANE[@]}" "$@" tests
+  JAX_PLATFORMS=cpu exec .venv/bin/python -m pytest -q -n "${TEST_WORKERS:-2}" --dist loadgroup \
+    "${LANE[@]}" "$@" tests
 fi
 MANUAL_DIR=${MANUAL_DIR:-../shared/data/mnist}
 OFFLINE=()

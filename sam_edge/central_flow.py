@@ -19,6 +19,7 @@ import sys
 from absl import flags
 
 from sam_edge import records
+from sam_edge.cli import compilation_cache
 from sam_edge.cli import main as cli
 from sam_edge.data import image_specs
 from sam_edge.studies import sources
@@ -124,6 +125,7 @@ def command(fv: flags.FlagValues, rest: list[str]) -> int:
   found = problems(fv)
   if found:
     return cli.fail(PROG, found)
+  compilation_cache.install()
   from sam_edge.cli import settings  # pylint: disable=import-outside-toplevel  # jax
   from sam_edge.flows import study  # pylint: disable=import-outside-toplevel
   return study.run(fv, settings.flag_values(fv),

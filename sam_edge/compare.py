@@ -16,6 +16,7 @@ import sys
 
 from absl import flags
 
+from sam_edge.cli import compilation_cache
 from sam_edge.cli import main as cli
 from sam_edge.studies import phase, report, sources, summary
 
@@ -69,6 +70,7 @@ def global_settings(fv: flags.FlagValues):
     given = [f"--{name}" for name in GLOBAL_ONLY if fv[name].present]
     return None, ([f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for "
                    "--global_metrics, which is not given"] if given else [])
+  compilation_cache.install()
   from sam_edge.studies import connectivity, global_metrics  # pylint: disable=import-outside-toplevel
   curve = connectivity.CurveSettings(epochs=fv.curve_epochs, batch_size=fv.curve_batch_size,
                                      step_size=fv.curve_step_size, momentum=fv.curve_momentum)

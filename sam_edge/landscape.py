@@ -23,6 +23,7 @@ import sys
 from absl import flags
 
 from sam_edge import records
+from sam_edge.cli import compilation_cache
 from sam_edge.cli import main as cli
 
 PROG = "landscape"
@@ -133,6 +134,7 @@ def landscape(fv: flags.FlagValues, paths: list[str]) -> int:
   found = problems(fv, paths)
   if found:
     return cli.fail(PROG, found)
+  compilation_cache.install()
   from sam_edge.landscapes import draw  # pylint: disable=import-outside-toplevel
   settings = draw.Settings(
       source=paths[0], out=fv.out, kind=fv.directions, runs=tuple(run_paths(fv.runs)),

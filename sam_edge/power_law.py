@@ -13,6 +13,7 @@ import sys
 
 from absl import flags
 
+from sam_edge.cli import compilation_cache
 from sam_edge.cli import main as cli
 from sam_edge.linear_sgd import settings
 
@@ -36,6 +37,7 @@ def study(fv: flags.FlagValues, rest: list[str]) -> int:
   s, problems = settings.settings_of(fv)
   if problems:
     return cli.fail(PROG, problems)
+  compilation_cache.install()
   from sam_edge.linear_sgd import study as linear_study  # pylint: disable=import-outside-toplevel
   return linear_study.run(s, log=lambda line: print(f"{PROG}: {line}", flush=True))
 

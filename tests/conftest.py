@@ -1,18 +1,52 @@
-"""Shared test set-up: CPU only, the `slow` marker, fixtures over tests/helpers.py."""
+"""Shared test set-up: CPU only, one persistent compilation cache, the `slow` marker, fixtures
+over tests/helpers.py.
+
+The cache folder (`.cache/jax` in the repository, or $JAX_COMPILATION_CACHE_DIR when set) is set
+here, before jax is imported, in the environment, so that every subprocess a test starts
+inherits it; compiles of every size are cached."""
+import contextlib
+import fcntl
 import os
+import pathlib
+import shutil
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(pathlib.Path(__file__).resolve().parents[1] / ".cache" / "jax"))
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
-import jax  # noqa: E402  (after JAX_PLATFORMS is set)
+import jax  # noqa: E402,F401  (after the environment is set)
 import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from tests.helpers import NUM_MOCK, SHARED_DATA, write_mock_metadata  # noqa: E402
+from sam_edge.cli import compilation_cache  # noqa: E402
+from tests.helpers import (  # noqa: E402
+  NUM_MOCK,
+  SHARED_DATA,
+  tiny_sweep_args,
+  write_mock_metadata,
+)
+
+compilation_cache.configure(None, "tests")      # the folder above,
+compilation_cache.install()                     # its entries written atomically
+
+
+# Tests that share a fixture built once run on one pytest-xdist worker (`--dist loadgroup`), so
+# that the fixture is built once and the other worker never waits for it: {fixture: group}.
+GROUPS = {"real_tfds": "real_mnist", "tiny_sweep": "real_mnist", "swept": "swept",
+          "two_checkpoints": "two_checkpoints", "resnet20_mnist": "resnet20_mnist"}
 
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: tests that start processes, prepare real datasets, "
                           "run whole experiments or compile large networks (the full lane)")
+
+
+def pytest_itemcollected(item):
+  """Puts a test that uses a fixture of GROUPS in that fixture's xdist group."""
+  group = next((GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in GROUPS), None)
+  if group:
+    item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
@@ -28,6 +62,60 @@ def shared_data():
   if not SHARED_DATA.is_dir():
     pytest.skip("../shared/data is not beside the repository")
   return SHARED_DATA
+
+
+@contextlib.contextmanager
+def _exclusive(lock: pathlib.Path):
+  """Holds an exclusive lock on the file `lock` (the pytest-xdist workers wait for each other)."""
+  with open(lock, "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def built_once(tmp_path_factory, worker_id: str, name: str, build) -> pathlib.Path:
+  """The folder `name`, built by `build(folder)` once per test session, whichever xdist worker
+  asks first; the others wait for it and reuse it. A failed build is tried again by the next."""
+  base = tmp_path_factory.getbasetemp()
+  root = base if worker_id == "master" else base.parent          # shared by the workers
+  folder, done = root / name, root / name / ".built"
+  with _exclusive(root / f"{name}.lock"):
+    if not done.exists():
+      shutil.rmtree(folder, ignore_errors=True)
+      folder.mkdir()
+      build(folder)
+      done.touch()
+  return folder
+
+
+@pytest.fixture(scope="session")
+def real_tfds(shared_data, tmp_path_factory, worker_id) -> pathlib.Path:
+  """One TFDS data dir with real MNIST and Fashion-MNIST, prepared offline from ../shared/data
+  once per session (and their decoded arrays beside them): pass it as --tfds_data_dir."""
+  from sam_edge.data import images
+
+  def prepare(folder: pathlib.Path) -> None:
+    for name in ("mnist", "fashion_mnist"):
+      images.load_image_dataset(name, batch_size=1, data_dir=str(folder),
+                                manual_dir=str(shared_data / name), log=lambda line: None)
+  return built_once(tmp_path_factory, worker_id, "real_tfds", prepare)
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(real_tfds, tmp_path_factory, worker_id) -> pathlib.Path:
+  """One finished sweep of tiny MLPs on real MNIST (`helpers.tiny_sweep_args`: width 4, 8 ×
+  batch 50, 100 × seed 0, 1; 20 steps, measured every 10), each run folder with its pickle, PDFs,
+  params file, checkpoint and done.json: the runs, pairs of seeds and the grid that compare,
+  verify, landscapes, central flows and the metrics between runs read (read-only: a test that
+  changes them works on a copy)."""
+  from sam_edge import sweep
+
+  def run(folder: pathlib.Path) -> None:
+    code = sweep.main([f"--out={folder / 'wb'}", *tiny_sweep_args(real_tfds)])
+    assert code == 0, f"the tiny sweep failed (exit code {code})"
+  return built_once(tmp_path_factory, worker_id, "tiny_sweep", run) / "wb"
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,17 @@ TINY_TRANSFORMER = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key
                     "--sequence_length=16", "--batch_size=8"]
 
 
+
+
+def tiny_sweep_args(tfds_dir) -> list[str]:
+  """The sweep of the `tiny_sweep` fixture: its own flags, `--`, the entry point's."""
+  return ["--phase_axes=mlp_width,batch_size", "--", "image_classification",
+          f"--tfds_data_dir={tfds_dir}", "--mlp_width=4,8", "--batch_size=50,100", "--seed=0,1",
+          "--mlp_depth=2", "--mini_training_set_num_batches=4", "--mini_test_set_num_batches=2",
+          "--max_steps=20", "--step_size=0.05", "--measure_every_steps=10",
+          "--lanczos_max_steps=5"]
+
+
 def write_mock_metadata(name: str, data_dir: pathlib.Path) -> None:
   """Writes `name`'s dataset_info.json with NUM_MOCK-example train and test splits (without
   split sizes a `batch_size=-1` read aborts TensorFlow; see test_images.py)."""

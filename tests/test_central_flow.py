@@ -2,7 +2,6 @@
 on a quadratic and on a two-parameter problem with a known cubic term, ∇S against a finite
 difference of λ1, the complementarity solver's conditions, bad input, and one run end to end."""
 
-import os
 import pickle
 import subprocess
 import sys
@@ -273,18 +272,16 @@ def test_a_run_folders_config_counts_as_given():
   assert (fv.batch_size, fv.max_steps, fv.activation) == (10, 5, "tanh")
 
 
-@pytest.mark.slow         # a subprocess compiling three small flows: ~40 s
-def test_end_to_end_on_mnist_writes_the_pdf_and_the_pickle(shared_data, tmp_path):
+@pytest.mark.slow         # compiles three small flows
+def test_end_to_end_on_mnist_writes_the_pdf_and_the_pickle(real_tfds, tmp_path, capsys):
   out = tmp_path / "out"
-  cmd = [sys.executable, "-m", "sam_edge.central_flow", f"--manual_dir={shared_data / 'mnist'}",
-         f"--tfds_data_dir={tmp_path / 'tfds'}", "--activation=tanh", "--mlp_depth=2",
-         "--mlp_width=8", "--batch_size=50", "--mini_training_set_num_batches=1",
-         "--mini_test_set_num_batches=1", "--step_size=2.0", "--max_steps=4",
-         "--critical_eigenvalues=2", "--lanczos_max_steps=10", f"--out={out}"]
-  done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
-  assert done.returncode == 0, done.stderr[-3000:]
-  assert "distance_ratio" in done.stdout
+  code = central_flow.main([
+      f"--tfds_data_dir={real_tfds}", "--activation=tanh", "--mlp_depth=2",
+      "--mlp_width=8", "--batch_size=50", "--mini_training_set_num_batches=1",
+      "--mini_test_set_num_batches=1", "--step_size=2.0", "--max_steps=4",
+      "--critical_eigenvalues=2", "--lanczos_max_steps=10", f"--out={out}"])
+  assert code == 0, capsys.readouterr().err[-3000:]
+  assert "distance_ratio" in capsys.readouterr().out
   assert (out / "central_flow.pdf").read_bytes().startswith(b"%PDF")
   with open(out / "central_flow.pkl", "rb") as f:
     raw = pickle.load(f)

@@ -3,8 +3,6 @@ distance, a convex problem's connected minima, and `compare --global_metrics` on
 
 import csv
 import pathlib
-import subprocess
-import sys
 import zipfile
 
 import jax
@@ -25,7 +23,6 @@ from sam_edge.studies import (
   summary,
   trained,
 )
-from tests.helpers import REPO
 
 
 @pytest.fixture
@@ -262,24 +259,15 @@ def test_bad_global_flags_are_one_line(tmp_path, capsys, extra, message):
 
 
 @pytest.mark.slow
-def test_tiny_width_batch_sweep_end_to_end(shared_data, tmp_path):
-  out = tmp_path / "wb"
-  sweep = [sys.executable, "-m", "sam_edge.sweep", f"--out={out}",
-           "--phase_axes=mlp_width,batch_size", "--", "image_classification",
-           f"--manual_dir={shared_data / 'mnist'}", f"--tfds_data_dir={tmp_path / 'tfds'}",
-           "--mlp_width=4,8", "--batch_size=50,100", "--seed=0,1", "--mlp_depth=2",
-           "--mini_training_set_num_batches=4", "--mini_test_set_num_batches=2",
-           "--max_steps=20", "--step_size=0.05", "--measure_every_steps=10",
-           "--lanczos_max_steps=5"]
-  done = subprocess.run(sweep, cwd=REPO, capture_output=True, text=True, timeout=1200)
-  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-  assert len(list(out.glob("*/params.npz"))) == 8
-  cmp = [sys.executable, "-m", "sam_edge.compare", str(out), f"--out={tmp_path / 'cmp'}",
-         "--phase_axes=mlp_width,batch_size", "--global_metrics=curve,cka,dist",
-         "--curve_epochs=2", "--curve_batch_size=50", "--cka_examples=100",
-         f"--tfds_data_dir={tmp_path / 'tfds'}"]
-  done = subprocess.run(cmp, cwd=REPO, capture_output=True, text=True, timeout=1200)
-  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+def test_tiny_width_batch_sweep_end_to_end(tiny_sweep, real_tfds, tmp_path, capsys):
+  """The shared tiny sweep (2 widths × 2 batch sizes × 2 seeds on MNIST), then compare with
+  every metric between the runs of each cell."""
+  assert len(list(tiny_sweep.glob("*/params.npz"))) == 8
+  code = compare.main([str(tiny_sweep), f"--out={tmp_path / 'cmp'}",
+                       "--phase_axes=mlp_width,batch_size", "--global_metrics=curve,cka,dist",
+                       "--curve_epochs=2", "--curve_batch_size=50", "--cka_examples=100",
+                       f"--tfds_data_dir={real_tfds}"])
+  assert code == 0, capsys.readouterr().err
   rows = list(csv.DictReader(open(tmp_path / "cmp" / "summary.csv")))
   assert len(rows) == 8
   for r in rows:

@@ -2,8 +2,8 @@
 
 Most runs are in-process under ``tfds.testing.mock_data`` (random MNIST-shaped images, with a
 dataset_info.json giving split sizes so that TFDS's ``batch_size=-1`` reads work, as in
-test_images.py). One run is a real subprocess on real MNIST prepared offline from
-../shared/data/mnist (marked ``slow``; it still runs by default).
+test_images.py). Two runs read real MNIST prepared offline from ../shared/data/mnist (the shared
+`real_tfds` folder; marked ``slow``), one of them a process of its own stopped by SIGINT.
 """
 
 import dataclasses
@@ -183,28 +183,21 @@ def test_end_to_end_mocked(arch, rho, k, batch_size, mock_mnist, tmp_path, capsy
 
 
 # --------------------------------------------------------------------------------------------
-# 2. End to end on real MNIST, as a subprocess
-
-
-@pytest.fixture(scope="session")
-def tfds_session_dir(tmp_path_factory) -> pathlib.Path:
-  """A TFDS data dir shared by this file's real-MNIST runs (prepared on first use)."""
-  return tmp_path_factory.mktemp("tfds_real")
+# 2. End to end on real MNIST (the shared prepared data folder); Ctrl-C in a process of its own
 
 
 @pytest.mark.slow
-def test_real_mnist_subprocess(shared_data, tfds_session_dir, tmp_path):
+def test_real_mnist(real_tfds, tmp_path, capsys):
   num_steps = 3
   paths = output_paths(tmp_path)
-  cmd = [sys.executable, "-m", PROG, "--dataset=mnist", f"--manual_dir={shared_data / 'mnist'}",
-         f"--tfds_data_dir={tfds_session_dir}", *SMALL_MLP, "--batch_size=100",
-         "--mini_training_set_num_batches=2", "--mini_test_set_num_batches=5", "--rho=0.05",
-         f"--max_steps={num_steps}", "--measure_every_steps=1", "--lanczos_max_steps=10",
-         "--num_principal_components=2", *output_args(paths)]
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "Test error:" in proc.stdout
+  code = run_main(["--dataset=mnist", f"--tfds_data_dir={real_tfds}", *SMALL_MLP,
+                   "--batch_size=100", "--mini_training_set_num_batches=2",
+                   "--mini_test_set_num_batches=5", "--rho=0.05", f"--max_steps={num_steps}",
+                   "--measure_every_steps=1", "--lanczos_max_steps=10",
+                   "--num_principal_components=2", *output_args(paths)])
+  out = capsys.readouterr().out
+  assert code == 0
+  assert "Test error:" in out
   for name in PDF_FLAGS:
     assert paths[name].read_bytes().startswith(b"%PDF"), name
   raw = read_pickle(paths["raw_data_output"])
@@ -215,15 +208,15 @@ def test_real_mnist_subprocess(shared_data, tfds_session_dir, tmp_path):
   assert final["training_examples"] == 200 and final["test_examples"] == 500
   assert final["parameters"] == 784 * 16 + 16 + 16 * 10 + 10
   assert 0 <= final["test_error"] <= 1
-  assert f"Test error: {final['test_error']}" in proc.stdout
+  assert f"Test error: {final['test_error']}" in out
 
 
 @pytest.mark.slow
-def test_sigint_stops_cleanly_and_keeps_outputs(shared_data, tfds_session_dir, tmp_path):
+def test_sigint_stops_cleanly_and_keeps_outputs(real_tfds, tmp_path):
   """SIGINT mid-run: exit code 130, the test error printed and every output written."""
   paths = output_paths(tmp_path)
-  cmd = [sys.executable, "-m", PROG, "--dataset=mnist", f"--manual_dir={shared_data / 'mnist'}",
-         f"--tfds_data_dir={tfds_session_dir}", *SMALL_MLP, "--batch_size=100",
+  cmd = [sys.executable, "-m", PROG, "--dataset=mnist", f"--tfds_data_dir={real_tfds}",
+         *SMALL_MLP, "--batch_size=100",
          "--mini_training_set_num_batches=2", "--mini_test_set_num_batches=5",
          "--measure_every_steps=20", "--lanczos_max_steps=10", *output_args(paths)]
   env = dict(os.environ, JAX_PLATFORMS="cpu")

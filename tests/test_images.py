@@ -1,8 +1,8 @@
 """Tests for sam_edge.data.images: TFDS loading (mocked and real MNIST).
 
-The real-MNIST test prepares MNIST offline from ../shared/data/mnist into a
-temporary data_dir once per session (~20-25 s on 2 CPU cores) and is marked
-``slow``; ``-m "not slow"`` leaves only the fast mocked tests.
+The real-MNIST test reads MNIST prepared offline from ../shared/data/mnist
+once per session (the shared `real_tfds` folder) and is marked ``slow``;
+``-m "not slow"`` leaves only the fast mocked tests.
 """
 
 import gzip
@@ -221,26 +221,17 @@ def test_preprocess_in_jit():
   np.testing.assert_array_equal(zero_mean * 256, batch.astype(np.float32))
 
 
-@pytest.fixture(scope="session")
-def real_mnist_loader(tmp_path_factory):
-  """``load(manual_dir) -> ImageData``, preparing MNIST once per session."""
-  data_dir = tmp_path_factory.mktemp("tfds")
-  cache = {}
-
-  def load(manual_dir: pathlib.Path) -> images.ImageData:
-    if manual_dir not in cache:
-      cache[manual_dir] = images.load_image_dataset(
-          "mnist", batch_size=128, data_dir=str(data_dir),
-          manual_dir=str(manual_dir))
-    return cache[manual_dir]
-
-  return load
-
-
 @pytest.mark.slow
-def test_real_mnist(shared_data, real_mnist_loader):
+def test_real_mnist(shared_data, real_tfds):
+  """MNIST as read from the shared prepared folder (its decoded arrays, `array_cache`), equal to
+  TFDS's own read of that folder, and to the IDX files' examples."""
   manual_dir = shared_data / "mnist"
-  data = real_mnist_loader(manual_dir)
+  data = images.load_image_dataset("mnist", batch_size=128, data_dir=str(real_tfds))
+  builder = tfds.builder("mnist", data_dir=str(real_tfds))
+  for split, kept in (("train", data.train), ("test", data.test)):
+    through_tfds = images._read_whole(builder, split)
+    for key in ("image", "label"):
+      np.testing.assert_array_equal(kept[key], through_tfds[key])
   assert data.train["image"].shape == (image_specs.SPECS["mnist"].train_size, 28, 28, 1)
   assert data.test["image"].shape == (image_specs.SPECS["mnist"].test_size, 28, 28, 1)
   assert data.train["image"].shape == (60_000, 28, 28, 1)

@@ -7,9 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-import image_classification as ic
 from sam_edge import landscape
-from sam_edge.cli import main as cli
 from sam_edge.run import params_file
 from sam_edge.studies import trained
 from tests.helpers import REPO
@@ -98,35 +96,21 @@ def test_unknown_flag_is_one_line(tmp_path, capsys):
   assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-TINY_RUN = ["--mlp_width=8", "--mlp_depth=2", "--batch_size=50",
-            "--mini_training_set_num_batches=4", "--mini_test_set_num_batches=1",
-            "--max_steps=10", "--step_size=0.05", "--hessian_check_gap=0",
-            "--loss_curve_output=", "--eigs_curve_output=", "--eigs_se_only_output=",
-            "--alignment_curve_output=", "--eval_curve_output="]
-
-
-def _train(shared_data, tfds, folder, seed):
-  folder.mkdir()
-  cli.parse_flags(ic.FLAGS, ["image_classification", f"--manual_dir={shared_data / 'mnist'}",
-                             f"--tfds_data_dir={tfds}", *TINY_RUN, f"--seed={seed}",
-                             f"--raw_data_output={folder / 'raw.pkl'}",
-                             f"--params_output={folder / 'params.npz'}"])
-  assert ic.main([]) == 0
-
-
 @pytest.mark.slow
-def test_tiny_mnist_run_end_to_end(shared_data, tmp_path, capsys):
-  tfds = tmp_path / "tfds"
-  for seed in (0, 1, 2):
-    _train(shared_data, tfds, tmp_path / f"run{seed}", seed)
-  t = trained.load(str(tmp_path / "run0"))
+def test_tiny_mnist_run_end_to_end(tiny_sweep, real_tfds, tmp_path, capsys):
+  """Three runs of the shared sweep with the same network (width 8): the landscape of the first
+  along random, Hessian and three-run directions, and a 1-D cut of its params file."""
+  run0, run1, run2 = (tiny_sweep / f"mlp_width=8,batch_size={b},seed={s}"
+                      for b, s in ((50, 0), (50, 1), (100, 0)))
+  tfds = real_tfds
+  t = trained.load(str(run0))
   p = trained.problem(t, tfds_data_dir=str(tfds))
   loss_at_theta = float(p.loss_fn()(p.params, p.model_state, p.train_arrays, p.constants)[0])
-  cases = {"random": [], "hessian": [],
-           "runs": [f"--runs={tmp_path / 'run1'},{tmp_path / 'run2' / 'params.npz'}"]}
+  cases = {"random": [], "hessian": [],                      # sweep folders: one --runs each
+           "runs": [f"--runs={run1}", f"--runs={run2 / 'params.npz'}"]}
   for kind, extra in cases.items():
     out = tmp_path / f"land_{kind}"
-    assert landscape.main([str(tmp_path / "run0"), f"--out={out}", f"--directions={kind}",
+    assert landscape.main([str(run0), f"--out={out}", f"--directions={kind}",
                            "--grid=5", f"--tfds_data_dir={tfds}", *extra]) == 0
     assert (out / "landscape.pdf").read_bytes().startswith(b"%PDF")
     with np.load(out / "landscape.npz") as z:
@@ -140,7 +124,7 @@ def test_tiny_mnist_run_end_to_end(shared_data, tmp_path, capsys):
   out = capsys.readouterr().out
   assert "top Hessian eigenvectors" in out and "loss at θ" in out
   cut = tmp_path / "cut"
-  assert landscape.main([str(tmp_path / "run0" / "params.npz"), f"--out={cut}", "--dims=1",
+  assert landscape.main([str(run0 / "params.npz"), f"--out={cut}", "--dims=1",
                          "--grid=3", "--examples=20", f"--tfds_data_dir={tfds}"]) == 0
   with np.load(cut / "landscape.npz") as z:
     assert z["loss"].shape == (3,) and "y" not in z.files and int(z["examples"]) == 20

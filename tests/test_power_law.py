@@ -157,7 +157,7 @@ def test_figures_have_a_panel_per_setting_and_the_stability_maps_their_boundarie
 
 
 @pytest.mark.slow
-def test_end_to_end_on_mnist_writes_the_results_and_the_four_pdfs(shared_data, tmp_path):
+def test_end_to_end_on_mnist_writes_the_results_and_the_four_pdfs(shared_data, tmp_path, capsys):
   help_out = subprocess.run(
       [sys.executable, "-c", "import sys, runpy; sys.argv = ['power_law', '--help']\n"
        "try:\n  runpy.run_module('sam_edge.power_law', run_name='__main__')\n"
@@ -165,12 +165,13 @@ def test_end_to_end_on_mnist_writes_the_results_and_the_four_pdfs(shared_data, t
       cwd=REPO, capture_output=True, text=True, timeout=60)
   assert help_out.returncode == 0 and "--max_averaged_examples" in help_out.stdout, help_out
   out = tmp_path / "study"
-  args = [sys.executable, "-m", "sam_edge.power_law", f"--out={out}", "--data=mnist",
-          f"--manual_dir={shared_data / 'mnist'}", "--num_examples=48", "--hidden_width=64",
+  args = [f"--out={out}", "--data=mnist", f"--manual_dir={shared_data / 'mnist'}",
+          "--num_examples=48", "--hidden_width=64",
           "--regimes=spectral_diagonal,network,averaged,linearized", "--batch_sizes=4,48",
           "--step_sizes=0.5,1", "--momenta=-0.3,0.5", "--tau=1,-1", "--steps=60", "--seeds=2"]
-  done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
+  code = power_law.main(args)
+  printed = capsys.readouterr()
+  assert code == 0, printed.err[-3000:]
   doc = json.loads((out / "results.json").read_text())
   assert set(doc) == {"spectrum", "runs", "best"}
   assert set(doc["spectrum"]) == {"nu", "kappa", "predicted_exponent"}
@@ -186,4 +187,4 @@ def test_end_to_end_on_mnist_writes_the_results_and_the_four_pdfs(shared_data, t
   assert full["linearized"] == pytest.approx(full["spectral_diagonal"], rel=1e-9)
   for name in ("curves", "spectrum", "stability", "budget"):
     assert (out / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
-  assert "best spectral_diagonal/tau=1/b=4:" in done.stdout
+  assert "best spectral_diagonal/tau=1/b=4:" in printed.out

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from absl import flags, logging
 
 from sam_edge import errors
-from sam_edge.cli import checks
+from sam_edge.cli import checks, compilation_cache
 from sam_edge.cli import flags as cli_flags
 from sam_edge.tasks.task import Task
 
@@ -30,6 +30,7 @@ def task_flags(task: Task) -> flags.FlagValues:
   fv = flags.FlagValues()
   cli_flags.define_common_flags(fv, task.defaults)
   task.define_flags(fv)
+  compilation_cache.define_flag(fv)
   return fv
 
 
@@ -44,8 +45,10 @@ def parse_flags(fv: flags.FlagValues, argv: list[str], usage: Optional[str] = No
                 ) -> list[str]:
   """Parses `argv` (the program first) into `fv` and returns it less the flags: --help prints
   the flags (exit 0); a malformed or unknown flag is one line on stderr and exit code 2. absl's
-  own flags keep their defaults."""
+  own flags keep their defaults. Every command has --compilation_cache_dir, applied here, before
+  jax is imported (`compilation_cache`)."""
   prog = os.path.basename(argv[0]).removesuffix(".py")
+  compilation_cache.define_flag(fv)
   if any(a in HELP for a in argv[1:]):
     print(f"usage: {usage or f'python -m {prog} [--flag=value ...]'}\n")
     print(fv.get_help())
@@ -58,6 +61,9 @@ def parse_flags(fv: flags.FlagValues, argv: list[str], usage: Optional[str] = No
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
   logging.set_verbosity(logging.WARNING)      # absl's app.run would log INFO from jax and TFDS
+  compilation_cache.configure(fv[compilation_cache.FLAG].value, prog)
+  if "jax" in sys.modules:                    # imported before the flags were read (tests)
+    compilation_cache.install()
   return rest
 
 
@@ -112,6 +118,7 @@ def task_main(task: Task, f: flags.FlagValues) -> int:
   found = problems(task, f)
   if found:
     return fail(task.prog, found)
+  compilation_cache.install()
   from sam_edge.cli import settings  # pylint: disable=import-outside-toplevel
   from sam_edge.run import experiment  # pylint: disable=import-outside-toplevel
   run_settings = settings.run_settings(f, title=f"{task.title(f)}, {settings.method_title(f)}",

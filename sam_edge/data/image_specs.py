@@ -26,8 +26,8 @@ class DatasetSpec:
 
   ``train_size`` and ``test_size`` are the examples in the ``train`` and ``test`` splits,
   ``image_shape`` is ``(H, W, C)``, ``num_classes`` the label classes (also
-  ``builder.info.features["label"]``) and ``manual_files`` the file names TFDS looks for in
-  ``manual_dir``.
+  ``builder.info.features["label"]``), ``manual_files`` the file names TFDS looks for in
+  ``manual_dir`` and ``version`` the version TFDS builds (its folder under the data dir).
   """
 
   train_size: int
@@ -35,20 +35,21 @@ class DatasetSpec:
   image_shape: tuple[int, int, int]
   num_classes: int
   manual_files: tuple[str, ...]
+  version: str
 
 
 SPECS = {
-    "mnist": DatasetSpec(60_000, 10_000, (28, 28, 1), 10, _IDX_FILES),
-    "fashion_mnist": DatasetSpec(60_000, 10_000, (28, 28, 1), 10, _IDX_FILES),
+    "mnist": DatasetSpec(60_000, 10_000, (28, 28, 1), 10, _IDX_FILES, "3.0.1"),
+    "fashion_mnist": DatasetSpec(60_000, 10_000, (28, 28, 1), 10, _IDX_FILES, "3.0.1"),
     "cifar10": DatasetSpec(50_000, 10_000, (32, 32, 3), 10,
-                           ("cifar-10-binary.tar.gz",)),
+                           ("cifar-10-binary.tar.gz",), "3.0.2"),
     "cifar100": DatasetSpec(50_000, 10_000, (32, 32, 3), 100,
-                            ("cifar-100-binary.tar.gz",)),
+                            ("cifar-100-binary.tar.gz",), "3.0.2"),
     # TFDS prepares the 531,131-example "extra" split too, so it needs its file
     # (1.3 GB) although only train and test are read here.
     "svhn_cropped": DatasetSpec(73_257, 26_032, (32, 32, 3), 10,
                                 ("train_32x32.mat", "test_32x32.mat",
-                                 "extra_32x32.mat")),
+                                 "extra_32x32.mat"), "3.1.0"),
 }
 
 

@@ -34,7 +34,6 @@ uint8 C-order, labels int32 little-endian).
 """
 
 import dataclasses
-import hashlib
 import os
 import tempfile
 import threading
@@ -48,7 +47,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam_edge import errors
-from sam_edge.data.image_specs import check_supported, expected_manual_files, swapped_with
+from sam_edge.data import array_cache
+from sam_edge.data.array_cache import split_sha256
+from sam_edge.data.image_specs import SPECS, check_supported, expected_manual_files, swapped_with
 
 if TYPE_CHECKING:
   import tensorflow_datasets as tfds
@@ -137,14 +138,6 @@ def num_kept(num_examples: int, num_batches: int | None,
   if num_batches is None:
     return num_examples
   return min(num_examples, num_batches * batch_size)
-
-
-def split_sha256(split: dict[str, np.ndarray]) -> str:
-  """``sha256(image bytes || label bytes)`` in hex (uint8 / int32 <, C order)."""
-  digest = hashlib.sha256()
-  digest.update(np.ascontiguousarray(split["image"], np.uint8).tobytes())
-  digest.update(np.ascontiguousarray(split["label"], "<i4").tobytes())
-  return digest.hexdigest()
 
 
 def _read_whole(builder: "tfds.core.DatasetBuilder", split: str
@@ -257,6 +250,28 @@ def load_image_dataset(
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   check_num_batches(mini_training_set_num_batches)
   check_num_batches(mini_test_set_num_batches)
+  cached = array_cache.read(name, data_dir)
+  whole, num_classes = cached if cached is not None else _read_through_tfds(
+      name, data_dir, manual_dir, probe_timeout, log)
+  train = _keep(whole["train"], mini_training_set_num_batches, batch_size)
+  test = _keep(whole["test"], mini_test_set_num_batches, batch_size)
+  return ImageData(
+      train=train,
+      test=test,
+      mean_image=mean_image_of(train["image"]),
+      num_classes=num_classes,
+      fingerprint={"dataset": name, "version": SPECS[name].version,
+                   "train_sha256": split_sha256(train),
+                   "test_sha256": split_sha256(test)},
+  )
+
+
+def _read_through_tfds(name: str, data_dir: str | None, manual_dir: str | None,
+                       probe_timeout: float, log: Callable[[str], None]
+                       ) -> tuple[dict[str, dict[str, np.ndarray]], int]:
+  """({split: arrays}, num_classes) read whole through TFDS (preparing the dataset first if
+  needed), checked not to be the other dataset's data, then kept as NumPy arrays beside TFDS's
+  files for the next runs (`array_cache`)."""
   import tensorflow_datasets as tfds  # here, not at import: it loads TensorFlow (slow, noisy)
   builder = tfds.builder(name, data_dir=data_dir)
   if not os.path.exists(os.fspath(builder.data_path)):
@@ -273,17 +288,8 @@ def load_image_dataset(
         f"{builder.data_dir} holds {other}'s data, not {name}'s (an older sam-edge "
         f"prepared it from files TFDS had extracted for {other}): delete that folder "
         f"and run again to prepare {name} afresh")
-  train = _keep(whole["train"], mini_training_set_num_batches, batch_size)
-  test = _keep(whole["test"], mini_test_set_num_batches, batch_size)
-  return ImageData(
-      train=train,
-      test=test,
-      mean_image=mean_image_of(train["image"]),
-      num_classes=num_classes,
-      fingerprint={"dataset": name, "version": str(builder.version),
-                   "train_sha256": split_sha256(train),
-                   "test_sha256": split_sha256(test)},
-  )
+  array_cache.write(name, data_dir, whole, num_classes)
+  return whole, num_classes
 
 
 def preprocess(images: jax.Array, mean_image: jax.Array | np.ndarray

@@ -8,8 +8,9 @@ and `resume`: run `r` of a sweep in DIR writes each output `--X_output` into `DI
 checkpoint). A `--tensorboard_dir=D` among the run flags becomes `--tensorboard_dir=D/r`.
 
 Two commands are the same when their entry point and their arguments, less the ones the sweep
-owns and `--tensorboard_dir`, are equal; the interpreter and the folder's absolute path may differ
-(a sweep folder on a shared disk can be resumed from any machine).
+owns, `--tensorboard_dir` and `--compilation_cache_dir`, are equal; the interpreter and the
+folder's absolute path may differ (a sweep folder on a shared disk can be resumed from any
+machine).
 """
 
 import importlib
@@ -103,7 +104,7 @@ def command(entry: str, args: list[str]) -> list[str]:
 def comparable(argv: list[str], fv: flags.FlagValues) -> list[str]:
   """What two commands must share to be the same run: entry point and non-owned arguments."""
   rest = argv[argv.index("-m") + 1:] if "-m" in argv else argv
-  ignored = owned_flags(fv) | {TENSORBOARD}
+  ignored = owned_flags(fv) | {TENSORBOARD, "compilation_cache_dir"}
   return [a for a in rest
           if grid.flag_name(a) is None or _resolve(grid.flag_name(a), fv) not in ignored]
 

@@ -34,7 +34,7 @@ AFTER = ("steps", "stopped_because", "test_error", "test_loss", "final_lambda1",
 OPTIONAL = ("final_trace", "mc", "line_barrier", "cka", "dist")
 # Flags that say where things go, not what is computed: never columns of their own.
 BOOKKEEPING = ("checkpoint_dir", "checkpoint_every_minutes", "resume", "tensorboard_dir",
-               "tfds_data_dir", "manual_dir")
+               "tfds_data_dir", "manual_dir", "compilation_cache_dir")
 
 
 def _finite(x: Any) -> Optional[float]:
