@@ -6,6 +6,7 @@ here, before jax is imported, in the environment, so that every subprocess a tes
 inherits it; compiles of every size are cached."""
 import contextlib
 import fcntl
+import gzip
 import os
 import pathlib
 import shutil
@@ -34,7 +35,8 @@ compilation_cache.install()                     # its entries written atomically
 # Tests that share a fixture built once run on one pytest-xdist worker (`--dist loadgroup`), so
 # that the fixture is built once and the other worker never waits for it: {fixture: group}.
 GROUPS = {"real_tfds": "real_mnist", "tiny_sweep": "real_mnist", "swept": "swept",
-          "two_checkpoints": "two_checkpoints", "resnet20_mnist": "resnet20_mnist"}
+          "two_checkpoints": "two_checkpoints", "resnet20_mnist": "resnet20_mnist",
+          "text_on_one_device": "text_on_one_device"}
 
 
 def pytest_configure(config):
@@ -93,13 +95,26 @@ def built_once(tmp_path_factory, worker_id: str, name: str, build) -> pathlib.Pa
 @pytest.fixture(scope="session")
 def real_tfds(shared_data, tmp_path_factory, worker_id) -> pathlib.Path:
   """One TFDS data dir with real MNIST and Fashion-MNIST, prepared offline from ../shared/data
-  once per session (and their decoded arrays beside them): pass it as --tfds_data_dir."""
-  from sam_edge.data import images
+  once per session (and their decoded arrays beside them): pass it as --tfds_data_dir.
+
+  Fashion-MNIST is prepared with MNIST's files lying extracted in TFDS's shared extraction
+  folder, `downloads/extracted/GZIP.<name>`, as TFDS leaves them when it prepares MNIST itself:
+  the folder where an older sam-edge once built one dataset from the other's files
+  (tests/test_datasets_offline.py reads what was prepared; the lines said are in `log.txt`)."""
+  from sam_edge.data import image_specs, images
 
   def prepare(folder: pathlib.Path) -> None:
-    for name in ("mnist", "fashion_mnist"):
-      images.load_image_dataset(name, batch_size=1, data_dir=str(folder),
-                                manual_dir=str(shared_data / name), log=lambda line: None)
+    said = []
+    images.load_image_dataset("mnist", batch_size=1, data_dir=str(folder),
+                              manual_dir=str(shared_data / "mnist"), log=said.append)
+    extracted = folder / "downloads" / "extracted"
+    extracted.mkdir(parents=True)
+    for name in image_specs.expected_manual_files("mnist"):
+      with gzip.open(shared_data / "mnist" / name) as f:
+        (extracted / f"GZIP.{name}").write_bytes(f.read())
+    images.load_image_dataset("fashion_mnist", batch_size=1, data_dir=str(folder),
+                              manual_dir=str(shared_data / "fashion_mnist"), log=said.append)
+    (folder / "log.txt").write_text("".join(f"{line}\n" for line in said))
   return built_once(tmp_path_factory, worker_id, "real_tfds", prepare)
 
 

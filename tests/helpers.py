@@ -5,21 +5,47 @@ use these; test modules import from here, never from conftest."""
 import pathlib
 import pickletools
 
+import flax.linen as nn
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
 from jax.flatten_util import ravel_pytree
 
+from sam_edge.models import resnet
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 NUM_MOCK = 24
 
-# The tiny transformer (1 layer, width 32, windows of 17 characters, batch 8): a step or a
-# measurement takes milliseconds.
+# The tiny transformer (1 layer, width 32, windows of 17 characters, batch 8, Lanczos of 8 steps):
+# a step or a measurement takes milliseconds. Every test's tiny transformer run uses these flags
+# (and adds only what it tests), so that runs compile the same programs once.
 TINY_TRANSFORMER = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
-                    "--sequence_length=16", "--batch_size=8"]
+                    "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=8"]
 
 
+
+# The SAM papers' CIFAR recipe, shrunk (ResNet-20 with BatchNorm, 4 images, 4 steps), shared by the
+# tests of BatchNorm runs (recipes, resumption) so that they compile its programs once;
+# RESNET_MEASURED adds its measurements.
+RESNET_RECIPE = ["--nn_architecture=ResNet20", "--batch_size=4", "--optimizer=momentum",
+                 "--weight_decay=5e-4", "--rho=0.05", "--step_size=0.05", "--augment=flip_crop",
+                 "--label_noise=0.25", "--label_smoothing=0.1", "--lr_schedule=cosine",
+                 "--warmup_steps=1", "--max_steps=4", "--eval_every_steps=2"]
+RESNET_MEASURED = ["--measure_every_steps=1", "--lanczos_max_steps=4"]
+
+
+class TinyBatchNormNet(nn.Module):
+  """The smallest network with what BatchNorm brings (examples coupled through the batch's
+  statistics, running statistics as state), built from the residual networks' own layers:
+  conv 3x3 (4 channels) → BatchNorm → ReLU → global average pool → dense. It compiles in a
+  fraction of ResNet-20's time (`stateful` drives it as it drives the ResNets)."""
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    h = nn.relu(resnet.batch_norm(train, "bn")(resnet.conv3x3(4, 1, "conv")(x)))
+    return nn.Dense(self.num_classes, name="head")(resnet.global_average_pool(h))
 
 
 def tiny_sweep_args(tfds_dir) -> list[str]:

@@ -15,9 +15,10 @@ import image_classification as ic
 from sam_edge.cli import main as cli
 from sam_edge.curvature import measure
 from sam_edge.data import batching
-from sam_edge.models import losses, resnet, stateful
+from sam_edge.models import losses, stateful
 from sam_edge.optim import optimizers, sam_steps, update
 from sam_edge.optim.sam import SAM_VARIANTS, SamSettings
+from tests.helpers import TinyBatchNormNet
 
 ACCUMULATING = tuple(k for k, v in SAM_VARIANTS.items() if v.accumulates)
 
@@ -92,13 +93,14 @@ def test_esam_refuses_accumulation():
     SamSettings(0.1, "esam", micro_batches=2)
 
 
-# ------------------------------------------------------------------------ ResNet-20
+# ------------------------------------------------------- a residual network with BatchNorm
 
 
-def resnet20_forward():
-  """ResNet-20 on 8x8x1 images in train mode (BatchNorm with the batch's own statistics), the
-  way the image task's BatchNorm problem runs it; squared-error loss."""
-  model = resnet.make_resnet("ResNet20", num_classes=3)
+def batchnorm_forward():
+  """A network with BatchNorm (`helpers.TinyBatchNormNet`) on 8x8x1 images in train mode
+  (BatchNorm with the batch's own statistics), the way the image task's BatchNorm problem runs
+  the residual networks; squared-error loss."""
+  model = TinyBatchNormNet(num_classes=3)
   train_forward = stateful.train_forward(model, lambda x: x)
 
   def forward(params, model_state, batch, constants):
@@ -117,13 +119,13 @@ def as_loss(forward, output_loss, model_state):
 
 
 @pytest.mark.slow
-def test_resnet20_micro_batches_of_one_batch_repeated_equal_the_whole_batch():
+def test_batchnorm_micro_batches_of_one_batch_repeated_equal_the_whole_batch():
   """BatchNorm normalises each micro-batch with its own statistics, so k = 4 equals k = 1
   exactly when every micro-batch holds the same examples (4 images, each repeated 4 times so
   that every interleaved micro-batch holds all four): then the statistics agree, and the losses,
   parameters, running statistics and λ1 after two SAM steps agree to 1e-5. On 16 distinct
   images the k = 4 loss is the mean of the four micro-batches' own losses."""
-  model, forward, output_loss = resnet20_forward()
+  model, forward, output_loss = batchnorm_forward()
   images = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 1))
   params, stats = stateful.init_variables(model, jax.random.PRNGKey(0), images)
   repeated = {"image": jnp.repeat(images, 4, axis=0),

@@ -5,15 +5,15 @@
   local port, so the test does not depend on this machine's network).
 * MNIST / Fashion-MNIST: TFDS 4.9.10 reuses `<data_dir>/downloads/extracted/GZIP.<file name>`
   across datasets, so a data dir that had MNIST's files extracted prepared "fashion_mnist" from
-  them. The slow test builds such a poisoned data dir with TFDS's own call, checks that the
-  loader refuses it in one line, then deletes the folder as told and checks the re-preparation
-  gives Fashion-MNIST although MNIST's extracted files are still there.
+  them. One slow test builds such a poisoned data dir with TFDS's own call and checks that the
+  loader refuses it in one line; the other checks that the loader's own preparation gives
+  Fashion-MNIST although MNIST's extracted files are there (the shared `real_tfds` folder is
+  prepared that way, once per session).
 """
 
 import gzip
 import http.server
 import pathlib
-import shutil
 import socket
 import threading
 
@@ -190,7 +190,7 @@ def test_swapped_with_names_the_other_dataset(shared_data):
 
 
 @pytest.mark.slow
-def test_mnist_and_fashion_mnist_never_swap(shared_data, tmp_path, capsys):
+def test_a_folder_prepared_from_the_other_datasets_files_is_refused(shared_data, tmp_path):
   data_dir = tmp_path / "tfds"
   # A data dir where MNIST was prepared from --manual_dir before: TFDS left MNIST's IDX files
   # extracted (gunzipped) under the bare names in its shared extraction folder.
@@ -209,20 +209,27 @@ def test_mnist_and_fashion_mnist_never_swap(shared_data, tmp_path, capsys):
                               manual_dir=str(shared_data / "fashion_mnist"))
   assert str(e.value).startswith(f"{poisoned} holds mnist's data, not fashion_mnist's")
   assert "delete that folder" in str(e.value) and "\n" not in str(e.value)
-  capsys.readouterr()
-  # Deleted as told, it is prepared again, from Fashion-MNIST's files although MNIST's
-  # extracted files are still in TFDS's extraction folder.
-  shutil.rmtree(poisoned)
-  data = images.load_image_dataset(
-      "fashion_mnist", batch_size=500, data_dir=str(data_dir),
-      manual_dir=str(shared_data / "fashion_mnist"))
-  out = capsys.readouterr().out
-  assert out.count(f"preparing fashion_mnist from --manual_dir={shared_data}/fashion_mnist "
-                   f"into {poisoned}") == 1
-  assert "Downloading and preparing" not in out and "Unknown size" not in out
-  assert sorted(p.name for p in (data_dir / "downloads").iterdir()) == ["extracted"]
+  assert not (poisoned / "sam_edge_arrays").exists()           # nothing of it is kept either
+
+
+@pytest.mark.slow
+def test_mnist_and_fashion_mnist_never_swap(shared_data, real_tfds):
+  """The shared data folder prepared Fashion-MNIST with MNIST's extracted files still in TFDS's
+  extraction folder (conftest.real_tfds): what it holds is Fashion-MNIST's data."""
+  said = (real_tfds / "log.txt").read_text()
+  folder = real_tfds / "fashion_mnist" / "3.0.1"
+  assert said.count(f"preparing fashion_mnist from --manual_dir={shared_data}/fashion_mnist "
+                    f"into {folder}") == 1
+  assert "Downloading and preparing" not in said and "Unknown size" not in said
+  assert sorted(p.name for p in (real_tfds / "downloads").iterdir()) == ["extracted"]
+  assert len(list((real_tfds / "downloads" / "extracted").iterdir())) == 4   # still there
+  builder = tfds.builder("fashion_mnist", data_dir=str(real_tfds))
+  prepared = {split: images._read_whole(builder, split) for split in ("train", "test")}
+  data = images.load_image_dataset("fashion_mnist", batch_size=500, data_dir=str(real_tfds))
   for split, whole in (("train", data.train), ("test", data.test)):
     assert image_specs.signature(whole, 10) == image_specs.SIGNATURES["fashion_mnist"][split]
+    assert image_specs.signature(prepared[split], 10) == (
+        image_specs.SIGNATURES["fashion_mnist"][split])
   assert data.fingerprint["train_sha256"] == images.split_sha256(data.train)
   # Fashion-MNIST's mean pixel (72.9 on 0..255; MNIST's is 33.3).
   fashion = idx_splits(shared_data / "fashion_mnist")

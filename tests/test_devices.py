@@ -10,12 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, TINY_TRANSFORMER
 
 pytestmark = pytest.mark.slow       # every test here runs whole experiments
 
-TEXT = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
-        "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=12", "--max_steps=4",
+TEXT = [*TINY_TRANSFORMER, "--max_steps=4",
         "--measure_every_steps=2", "--num_principal_components=2"]
 IMAGE = ["--mlp_width=16", "--mlp_depth=3", "--batch_size=24", "--max_steps=4",
          "--measure_every_steps=2", "--lanczos_max_steps=15", "--num_principal_components=2",
@@ -54,19 +53,49 @@ def assert_same_run(a: dict, b: dict) -> None:
     np.testing.assert_allclose(x["eigenvalues"], y["eigenvalues"], rtol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["image", "text"])
-def test_four_devices_equal_one(kind, corpus, tmp_path):
-  """A full-batch MLP (SAM) and an SGD transformer: the batch sharded over 4 devices."""
-  cmd = image_cmd(tmp_path) if kind == "image" else text_cmd(corpus)
-  one = run(cmd, 1, tmp_path, "one")
-  four = run(cmd, 4, tmp_path, "four")
+def run_in_process(module, args: list[str], folder, name: str, *extra) -> dict:
+  """The same run in this process (one CPU device)."""
+  from sam_edge.cli import main as cli
+  raw = folder / f"{name}.pkl"
+  cli.parse_flags(module.FLAGS, [module.PROG, *args, *NO_PDFS, f"--raw_data_output={raw}",
+                                 *extra])
+  assert module.main([]) == 0
+  return pickle.loads(raw.read_bytes())
+
+
+def text_in_process(corpus, folder, name, *extra) -> dict:
+  import transformer
+  return run_in_process(transformer, [f"--training_data={corpus}", *TEXT], folder, name, *extra)
+
+
+@pytest.fixture(scope="module")
+def text_on_one_device(corpus, tmp_path_factory) -> dict:
+  """The tiny transformer of TEXT on this process's one device: the run the sharded ones equal."""
+  return text_in_process(corpus, tmp_path_factory.mktemp("one_device"), "one")
+
+
+def test_four_devices_equal_one_image(mock_mnist, tmp_path):
+  """A full-batch MLP (SAM): the batch sharded over 4 devices (the 4-device run a process of its
+  own, on the same mocked MNIST)."""
+  import image_classification
+  one = run_in_process(image_classification, [f"--tfds_data_dir={mock_mnist}", *IMAGE],
+                       tmp_path, "one")
+  four = run(image_cmd(tmp_path), 4, tmp_path, "four")
   assert one["environment"]["mesh"]["devices"] == 1
   assert four["environment"]["mesh"]["devices"] == 4 and four["environment"]["device_count"] == 4
   assert_same_run(one, four)
-  if kind == "text":
-    half = run(cmd, 4, tmp_path, "two", "--num_devices=2")
-    assert half["environment"]["mesh"]["devices"] == 2
-    assert_same_run(one, half)
+
+
+def test_four_devices_and_two_of_four_equal_one_text(text_on_one_device, corpus, tmp_path):
+  """An SGD transformer: the batch sharded over 4 devices, and over 2 of 4 (--num_devices)."""
+  one = text_on_one_device
+  four = run(text_cmd(corpus), 4, tmp_path, "four")
+  assert one["environment"]["mesh"]["devices"] == 1
+  assert four["environment"]["mesh"]["devices"] == 4 and four["environment"]["device_count"] == 4
+  assert_same_run(one, four)
+  half = run(text_cmd(corpus), 4, tmp_path, "two", "--num_devices=2")
+  assert half["environment"]["mesh"]["devices"] == 2
+  assert_same_run(one, half)
 
 
 def test_checkpoint_on_four_devices_and_resume_on_four(corpus, tmp_path):
@@ -98,9 +127,9 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_give_the_one_process_result(corpus, tmp_path):
+def test_two_processes_give_the_one_device_result(text_on_one_device, corpus, tmp_path):
   """jax.distributed on localhost, one CPU device per process: the batch split between them."""
-  one = run(text_cmd(corpus), 2, tmp_path, "single")
+  one = text_on_one_device
   port = free_port()
   procs = []
   for i in (0, 1):
@@ -121,22 +150,12 @@ def test_two_processes_give_the_one_process_result(corpus, tmp_path):
   assert_same_run(one, two)
 
 
-def run_in_process(corpus, folder, name, *extra) -> dict:
-  import transformer
-  from sam_edge.cli import main as cli
-  raw = folder / f"{name}.pkl"
-  cli.parse_flags(transformer.FLAGS, ["transformer", f"--training_data={corpus}", *TEXT,
-                                      *NO_PDFS, f"--raw_data_output={raw}", *extra])
-  assert transformer.main([]) == 0
-  return pickle.loads(raw.read_bytes())
-
-
 def test_measure_examples_chunked_equals_unchunked(corpus, tmp_path, capsys):
   """The first 32 windows, 8 at a time, against all 32 at once: the same records to 1e-5."""
   common = ["--measure_examples=32", "--max_steps=3", "--lanczos_tol=1e-6"]
-  whole = run_in_process(corpus, tmp_path, "whole", *common, "--measure_chunk=32")
-  chunked = run_in_process(corpus, tmp_path, "chunked", *common, "--measure_chunk=8")
-  batch = run_in_process(corpus, tmp_path, "batch", "--max_steps=3")
+  whole = text_in_process(corpus, tmp_path, "whole", *common, "--measure_chunk=32")
+  chunked = text_in_process(corpus, tmp_path, "chunked", *common, "--measure_chunk=8")
+  batch = text_in_process(corpus, tmp_path, "batch", "--max_steps=3")
   for x, y in zip(whole["records"], chunked["records"]):
     np.testing.assert_allclose(x["eigenvalues"], y["eigenvalues"], rtol=1e-5)
     for key in ("loss", "grad_norm", "sam_edge"):

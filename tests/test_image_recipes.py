@@ -24,7 +24,13 @@ from sam_edge.optim import update
 from sam_edge.optim.optimizers import OptimizerSettings
 from sam_edge.optim.sam import SamSettings
 from sam_edge.run import experiment
-from tests.helpers import NUM_MOCK, write_mock_metadata
+from tests.helpers import (
+  NUM_MOCK,
+  RESNET_MEASURED,
+  RESNET_RECIPE,
+  TinyBatchNormNet,
+  write_mock_metadata,
+)
 
 NO_PDFS = ["--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
            "--loss_curve_output=", "--density_output=", "--curvature_output="]
@@ -48,31 +54,27 @@ def run(args: list[str]) -> int:
 @pytest.mark.slow
 def test_resnet20_sam_recipe_end_to_end(tmp_path, capsys):
   """ResNet-20, SAM on heavy-ball momentum with L2, flip-crop, 25% label noise, label smoothing,
-  a cosine schedule with warm-up, measurements and evaluations every step."""
+  a cosine schedule with warm-up, measurements every step and evaluations every other step."""
   with mocked("mnist", tmp_path) as data_dir:
-    code = run([f"--tfds_data_dir={data_dir}", "--nn_architecture=ResNet20", "--batch_size=4",
-                "--optimizer=momentum", "--weight_decay=5e-4", "--rho=0.05", "--step_size=0.05",
-                "--augment=flip_crop", "--label_noise=0.25", "--label_smoothing=0.1",
-                "--lr_schedule=cosine", "--warmup_steps=1", "--max_steps=3",
-                "--measure_every_steps=1", "--eval_every_steps=1", "--lanczos_max_steps=4",
+    code = run([f"--tfds_data_dir={data_dir}", *RESNET_RECIPE, *RESNET_MEASURED,
                 f"--raw_data_output={tmp_path / 'raw.pkl'}",
                 f"--eval_curve_output={tmp_path / 'eval.pdf'}", *NO_PDFS])
   out = capsys.readouterr().out
   assert code == 0
   raw = pickle.loads((tmp_path / "raw.pkl").read_bytes())
   final = raw["final"]
-  assert final["steps"] == 3 and final["noisy_labels"] == round(0.25 * NUM_MOCK)
+  assert final["steps"] == 4 and final["noisy_labels"] == round(0.25 * NUM_MOCK)
   assert 0 <= final["test_error"] <= 1 and final["test_loss"] > 0
-  assert [e["step"] for e in raw["evaluations"]] == [0, 1, 2]
+  assert [e["step"] for e in raw["evaluations"]] == [0, 2]
   assert all({"test_error", "test_loss", "seconds"} <= set(e) for e in raw["evaluations"])
   assert (tmp_path / "eval.pdf").read_bytes().startswith(b"%PDF")
   etas = [r["step_size"] for r in raw["records"]]
-  # warm-up of 1 step (η₀·1/1), then η₀·½(1 + cos(π(s − 1)/(3 − 1))) for s = 1, 2
-  np.testing.assert_allclose(etas, [0.05, 0.05, 0.025], rtol=1e-6)
+  # warm-up of 1 step (η₀·1/1), then η₀·½(1 + cos(π(s − 1)/(4 − 1))) for s = 1, 2, 3
+  np.testing.assert_allclose(etas, [0.05, 0.05, 0.0375, 0.0125], rtol=1e-6)
   for r in raw["records"]:
     assert r["edge"] is None and r["edge_label"] is None    # SAM on momentum: no closed form
     assert r["two_over_eta"] == pytest.approx(2 / r["step_size"])
-  assert "evaluate step 2" in out
+  assert "evaluate step 2" in out and "measure step 3" in out
 
 
 @pytest.mark.slow
@@ -137,12 +139,11 @@ def test_new_datasets_end_to_end(dataset, tmp_path, capsys):
 
 
 def batchnorm_runs(tmp_path):
-  """A ResNet-20 SAM run with and without measurements: (measured, unmeasured) final states."""
+  """The ResNet-20 recipe's run with and without measurements: (measured, unmeasured) final
+  states."""
   with mocked("mnist", tmp_path) as data_dir:
-    cli.parse_flags(ic.FLAGS, [ic.PROG, f"--tfds_data_dir={data_dir}",
-                               "--nn_architecture=ResNet20", "--batch_size=4", "--rho=0.1",
-                               "--max_steps=2", "--measure_every_steps=1",
-                               "--lanczos_max_steps=3", "--raw_data_output=", *NO_PDFS])
+    cli.parse_flags(ic.FLAGS, [ic.PROG, f"--tfds_data_dir={data_dir}", *RESNET_RECIPE,
+                               *RESNET_MEASURED, "--raw_data_output=", *NO_PDFS])
     ic.problems(ic.FLAGS)
     measured = dataclasses.replace(cli_settings.run_settings(ic.FLAGS, title="t"),
                                    outputs=())
@@ -180,7 +181,7 @@ def test_batchnorm_statistics_never_move_in_a_measurement(tmp_path, capsys):
 def test_batchnorm_statistics_move_once_per_sam_step():
   """One SAM step through `update.sam_update`: the new running statistics are those of one
   train-mode pass at the unperturbed weights (the ascent pass's are discarded)."""
-  model = resnet.make_resnet("ResNet20", num_classes=10)
+  model = TinyBatchNormNet(num_classes=10)
   key = jax.random.PRNGKey(0)
   x = jax.random.uniform(key, (4, 12, 12, 1), minval=0, maxval=255).astype(jnp.uint8)
   batch = {"image": x, "label": jnp.array([0, 1, 2, 3], jnp.int32)}

@@ -18,9 +18,8 @@ import transformer
 from sam_edge.cli import main as cli
 from sam_edge.run import locks
 from tests.helpers import REPO
+from tests.helpers import TINY_TRANSFORMER as TINY
 
-TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
-        "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=8"]
 OUTPUTS = {"eigs_curve_output": "eigs.pdf", "eigs_se_only_output": "se.pdf",
            "alignment_curve_output": "a.pdf", "loss_curve_output": "ell.pdf",
            "raw_data_output": "raw.pkl"}
@@ -275,7 +274,9 @@ def test_a_signal_while_compiling_stops_at_once(corpus, tmp_path, sig, code, rea
   waiting for the compilation (today's runs waited for it and the first measurement)."""
   model = ["--num_layers=4", "--model_size=128", "--num_heads=4", "--key_size=32",
            "--sequence_length=64", "--batch_size=8", "--lanczos_max_steps=20"]
-  proc = start(corpus, tmp_path, "--measure_every_steps=1", model=model)
+  # No compilation cache: the signal must find the run compiling, not reading programs back.
+  proc = start(corpus, tmp_path, "--measure_every_steps=1", "--compilation_cache_dir=",
+               model=model)
   try:
     read_until(proc.stdout, "compiling the training step")
     proc.send_signal(sig)

@@ -10,11 +10,11 @@ import transformer
 from sam_edge.cli import main as cli
 from sam_edge.cli import settings as cli_settings
 from sam_edge.run import checkpoints
+from tests.helpers import RESNET_RECIPE, TINY_TRANSFORMER
 
 pytestmark = pytest.mark.slow       # every test here runs whole experiments
 
-TEXT_TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
-             "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=10", "--rho=0.1",
+TEXT_TINY = [*TINY_TRANSFORMER, "--rho=0.1",
              "--num_principal_components=2", "--measure_every_steps=2"]
 IMAGE_TINY = ["--mlp_width=16", "--mlp_depth=3", "--batch_size=5", "--rho=0.1",
               "--measure_every_steps=2", "--lanczos_max_steps=10", "--num_principal_components=2"]
@@ -113,10 +113,9 @@ def run_stopped_at(module, args, folder, stop_at):
 
 
 def test_batchnorm_and_schedule_resume_equals_uninterrupted(mock_mnist, tmp_path, capsys):
-  """BatchNorm statistics and a cosine schedule (whose position is the step) survive a resume."""
-  base = ["--nn_architecture=ResNet20", "--batch_size=4", "--rho=0.05", "--optimizer=momentum",
-          "--lr_schedule=cosine", "--warmup_steps=1", "--hessian_check_gap=0",
-          "--eval_every_steps=2", f"--tfds_data_dir={mock_mnist}", "--max_steps=4"]
+  """BatchNorm statistics, a cosine schedule (whose position is the step) and the label noise of
+  the ResNet-20 recipe survive a resume."""
+  base = [*RESNET_RECIPE, f"--tfds_data_dir={mock_mnist}", "--hessian_check_gap=0"]
   whole = run(image_classification, base + [f"--checkpoint_dir={tmp_path / 'ck_a'}"],
               tmp_path / "a")
   part = run_stopped_at(image_classification, base + [f"--checkpoint_dir={tmp_path / 'ck_b'}"],

@@ -10,11 +10,10 @@ import time
 import pytest
 
 from tests.helpers import REPO
+from tests.helpers import TINY_TRANSFORMER as TINY
 
 pytestmark = pytest.mark.slow       # every test here runs whole experiments
 
-TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
-        "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=8"]
 OUTPUTS = {"eigs_curve_output": "eigs.pdf", "eigs_se_only_output": "se.pdf",
            "alignment_curve_output": "a.pdf", "loss_curve_output": "ell.pdf",
            "raw_data_output": "raw.pkl"}

@@ -21,9 +21,8 @@ import transformer
 from sam_edge import compare, records, sweep, verify
 from sam_edge.studies import commands, grid, runner
 from tests.helpers import REPO, flip_a_measured_float
+from tests.helpers import TINY_TRANSFORMER as TINY
 
-TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
-        "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=8"]
 NAMES = ["rho=0,seed=0", "rho=0,seed=1", "rho=0.05,seed=0", "rho=0.05,seed=1"]
 PDFS = ["lambda1_over_edge.pdf", "loss_curves.pdf", "metric_vs_rho.pdf", "phase.pdf"]
 
@@ -109,15 +108,13 @@ def test_run_args_put_every_output_in_the_folder(tmp_path):
 @pytest.fixture(scope="module")
 def swept(corpus, tmp_path_factory):
   out = tmp_path_factory.mktemp("sweep") / "sw"
-  result = subprocess.run([sys.executable, "-m", "sam_edge.sweep", *two_by_two(out, corpus)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
-  return out, result
+  return out, sweep.main(two_by_two(out, corpus))          # the runs are processes of their own
 
 
 @pytest.mark.slow
 def test_two_by_two_end_to_end(swept):
-  out, result = swept
-  assert result.returncode == 0, result.stdout + result.stderr
+  out, code = swept
+  assert code == 0
   assert sorted(p.name for p in out.iterdir() if p.is_dir()) == NAMES
   for name in NAMES:
     folder = out / name

@@ -10,9 +10,7 @@ import pytest
 import transformer
 from sam_edge.cli import main as cli
 from tests.helpers import REPO
-
-TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
-        "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=12"]
+from tests.helpers import TINY_TRANSFORMER as TINY
 
 
 def outputs(tmp_path):
