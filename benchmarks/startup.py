@@ -13,20 +13,25 @@ arrives. `cold` starts with an empty `--compilation_cache_dir`; `warm` reuses th
 start just filled. Cold and warm starts alternate, `--repeats` times; each figure is the least
 over the repeats. The dataset is prepared once beforehand (TFDS), so only compilation differs.
 
-A warm start's seconds to its first step are split along its timeline:
+A start's seconds are split along its timeline (the warm first step's in `warm_breakdown`, the
+first measurement's, cold and warm, in `cold_measurement_breakdown` and
+`warm_measurement_breakdown`):
   imports      process start until the command's modules, jax among them, are imported;
   data         building the problem (reading the data, the model's initial parameters), less the
                compilations inside it; `tensorflow_import` of it is TensorFlow's and TFDS's import
                (`python -X importtime`);
   compilation  tracing, lowering and XLA compilation or the cache's read (jax's compile events,
                their union);
-  first_step   the rest: setting up the state and running the step.
+  first_step   the rest: setting up the state and running the step (`measurement`: running
+               the measurement, whose Hessian-vector products no cache can skip).
 
     python benchmarks/startup.py [--json PATH] [--repeats 3] [--problems mlp,transformer]
 
 JSON: {problem: {"cold_first_step", "warm_first_step", "cold_first_measurement",
 "warm_first_measurement", "warm_breakdown": {"imports", "data", "tensorflow_import",
-"compilation", "first_step"}, "speedup_first_step", "speedup_first_measurement"}}.
+"compilation", "first_step"}, "cold_measurement_breakdown" and "warm_measurement_breakdown":
+{..., "measurement"}, "speedup_first_step", "speedup_first_measurement"}}. Run it on a quiet
+machine: the figures are seconds of wall-clock time.
 """
 
 import argparse
@@ -96,15 +101,14 @@ def child(problem: str, event: str, launch: float, out: str) -> None:
   monitoring.register_event_time_span_listener(
       lambda name, start, end, **kw: timeline["spans"].append((start, end))
       if name in COMPILE_EVENTS else None)
-  task_type = type(module.TASK)
-  build = task_type.build
+  build = module.TASK.build
 
-  def timed_build(self, f, key):
+  def timed_build(f, key):
     timeline["build_start"] = time.time()
-    problem_built = build(self, f, key)
+    problem_built = build(f, key)
     timeline["build_end"] = time.time()
     return problem_built
-  task_type.build = timed_build
+  object.__setattr__(module.TASK, "build", timed_build)      # a frozen dataclass's field
 
   def finish() -> None:
     timeline["end"] = time.time()
@@ -143,8 +147,9 @@ def start(problem: str, event: str, cache: str, tfds_dir: str) -> dict:
   return timeline
 
 
-def breakdown(t: dict) -> dict:
-  """The warm start's seconds to its event, along its timeline (see the module doc)."""
+def breakdown(t: dict, rest: str) -> dict:
+  """A start's seconds to its event, along its timeline (see the module doc); `rest` names what
+  is left after imports, data and compilation: the first step, or the first measurement."""
   end = t["end"]
   compiled = union_seconds(t["spans"], t["launch"], end)
   build = t["build_end"] - t["build_start"]
@@ -152,7 +157,7 @@ def breakdown(t: dict) -> dict:
   imports = t["imported"] - t["launch"]
   data = build - compiled_in_build
   return {"imports": imports, "data": data, "tensorflow_import": t["tensorflow_import"],
-          "compilation": compiled, "first_step": (end - t["launch"]) - imports - data - compiled}
+          "compilation": compiled, rest: (end - t["launch"]) - imports - data - compiled}
 
 
 def measure(problem: str, repeats: int, root: str) -> dict:
@@ -160,7 +165,7 @@ def measure(problem: str, repeats: int, root: str) -> dict:
   tfds_dir = os.path.join(root, "tfds")
   start(problem, "first_step", os.path.join(root, "prepare"), tfds_dir)   # prepares the data
   seconds = {f"{w}_{e}": [] for w in ("cold", "warm") for e in EVENTS}
-  best_warm = None
+  best = {}
   for i in range(repeats):
     for event in EVENTS:
       cache = os.path.join(root, f"{problem}-{event}-{i}")
@@ -168,12 +173,15 @@ def measure(problem: str, repeats: int, root: str) -> dict:
         t = start(problem, event, cache, tfds_dir)
         s = t["end"] - t["launch"]
         seconds[f"{when}_{event}"].append(s)
-        if when == "warm" and event == "first_step" and s == min(seconds["warm_first_step"]):
-          best_warm = t
+        if s == min(seconds[f"{when}_{event}"]):
+          best[f"{when}_{event}"] = t
         print(f"  {problem} {when} {event}: {s:.2f} s", flush=True)
       shutil.rmtree(cache)
   result = {k: min(v) for k, v in seconds.items()}
-  result["warm_breakdown"] = breakdown(best_warm)
+  result["warm_breakdown"] = breakdown(best["warm_first_step"], "first_step")
+  for when in ("cold", "warm"):
+    result[f"{when}_measurement_breakdown"] = breakdown(best[f"{when}_first_measurement"],
+                                                        "measurement")
   for e in EVENTS:
     result[f"speedup_{e}"] = result[f"cold_{e}"] / result[f"warm_{e}"]
   return result
@@ -195,13 +203,18 @@ def main() -> None:
     for e in EVENTS:
       print(f"{problem:12} {e:18} {r[f'cold_{e}']:8.2f} {r[f'warm_{e}']:8.2f} "
             f"{r[f'speedup_{e}']:10.2f}")
-  print("\nwhere a warm start's seconds to its first step go")
-  print(f"{'problem':12} {'imports':>8} {'data':>8} {'(of it TF)':>11} {'compile':>8} "
-        f"{'step':>8}")
+  print("\nwhere a start's seconds go (the rest: the first step, or the first measurement)")
+  print(f"{'problem':12} {'start':24} {'imports':>8} {'data':>8} {'(of it TF)':>11} "
+        f"{'compile':>8} {'rest':>8}")
   for problem, r in results.items():
-    b = r["warm_breakdown"]
-    print(f"{problem:12} {b['imports']:8.2f} {b['data']:8.2f} {b['tensorflow_import']:11.2f} "
-          f"{b['compilation']:8.2f} {b['first_step']:8.2f}")
+    for name, key, rest in (("warm, first step", "warm_breakdown", "first_step"),
+                            ("cold, first measurement", "cold_measurement_breakdown",
+                             "measurement"),
+                            ("warm, first measurement", "warm_measurement_breakdown",
+                             "measurement")):
+      b = r[key]
+      print(f"{problem:12} {name:24} {b['imports']:8.2f} {b['data']:8.2f} "
+            f"{b['tensorflow_import']:11.2f} {b['compilation']:8.2f} {b[rest]:8.2f}")
   if a.json:
     with open(a.json, "w", encoding="utf-8") as f:
       json.dump(results, f, indent=1)

@@ -273,6 +273,7 @@ def _read_through_tfds(name: str, data_dir: str | None, manual_dir: str | None,
   needed), checked not to be the other dataset's data, then kept as NumPy arrays beside TFDS's
   files for the next runs (`array_cache`)."""
   import tensorflow_datasets as tfds  # here, not at import: it loads TensorFlow (slow, noisy)
+  tfds.disable_progress_bar()
   builder = tfds.builder(name, data_dir=data_dir)
   if not os.path.exists(os.fspath(builder.data_path)):
     _prepare(builder, name, manual_dir, probe_timeout, log)

@@ -31,7 +31,6 @@ import re
 from typing import Any, Optional
 
 import jax
-import orbax.checkpoint as ocp
 
 from sam_edge import records
 from sam_edge.optim import update
@@ -50,9 +49,16 @@ _STEP_NAME = re.compile(r"^\d+$")
 _QUARANTINED = re.compile(r"^\d+\.corrupt(\.\d+)?$")   # unsound steps moved aside on resume
 
 
+def _ocp():
+  """orbax.checkpoint, imported when a checkpoint is first written or read (a run without
+  checkpoints never pays its import)."""
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  return ocp
+
+
 def abstract_tree(template: PyTree) -> PyTree:
   """Shapes, dtypes and shardings of `template`'s arrays (arrays or ShapeDtypeStructs)."""
-  return jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+  return jax.tree.map(_ocp().utils.to_shape_dtype_struct, template)
 
 
 class _QuietOrbax(logging.Filter):
@@ -88,6 +94,7 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     self.checksums = checksums
     _quiet_orbax()
+    ocp = _ocp()
     if read_only:
       options = ocp.CheckpointManagerOptions(read_only=True, max_to_keep=None, create=False,
                                              cleanup_tmp_directories=False)
@@ -134,6 +141,7 @@ class Checkpointer:
     meta = {"progress": progress_to_json(progress), "config": encode_json(config)}
     if self.checksums:
       meta = checksums.DeferredMeta(arrays, meta)   # hashed while orbax writes the arrays
+    ocp = _ocp()
     args = ocp.args.Composite(**{ARRAYS_ITEM: ocp.args.StandardSave(arrays),
                                  META_ITEM: ocp.args.JsonSave(meta)})
     try:
@@ -158,6 +166,7 @@ class Checkpointer:
     if step is None:
       raise FileNotFoundError(f"no complete checkpoint in {self.directory}")
     abstract = abstract_tree({"state": state_template, "v_prev": v_template})
+    ocp = _ocp()
     args = ocp.args.Composite(**{ARRAYS_ITEM: ocp.args.StandardRestore(abstract),
                                  META_ITEM: ocp.args.JsonRestore()})
     restored = self._manager.restore(step, args=args)
@@ -183,6 +192,7 @@ class StepCheck:
 def check_step(checkpointer: "Checkpointer", step: int) -> StepCheck:
   """Reads checkpoint `step` back (its meta and every array, without templates; on this process's
   first device when the saved devices are not here) and checks it against its checksums."""
+  ocp = _ocp()
   try:
     restored = checkpointer._manager.restore(step, args=ocp.args.Composite(**{
         ARRAYS_ITEM: ocp.args.StandardRestore(fallback_sharding=devices.local_sharding()),

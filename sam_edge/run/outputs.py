@@ -11,7 +11,6 @@ import jax
 
 from sam_edge import records
 from sam_edge.curvature import registry
-from sam_edge.plots import figure
 from sam_edge.run import devices, loop, params_file, tensorboard
 
 PLOT_EVERY_S = 300.0
@@ -67,7 +66,9 @@ class Writer:
                                                   host(model_state)))
 
   def plots(self, final: dict) -> None:
-    """Every figure whose output is set and that has something to draw."""
+    """Every figure whose output is set and that has something to draw (matplotlib is imported
+    here, at the first figure, not before the first step)."""
+    from sam_edge.plots import figure  # pylint: disable=import-outside-toplevel
     raw = self.raw(final)
     for out in registry.figure_outputs():
       path = self.outputs.get(out.flag)

@@ -12,6 +12,7 @@ measurements see the batches un-augmented), label smoothing, and the linearized 
 import dataclasses
 import os
 import re
+import sys
 from typing import Any
 
 import jax
@@ -26,18 +27,25 @@ from sam_edge.run.problem import Problem
 EVAL_CHUNK = 2000
 
 
+def _wrong_checksum(e: Exception) -> bool:
+  """Whether `e` is TFDS's checksum error (TFDS is imported only if a preparation ran)."""
+  if "tensorflow_datasets" not in sys.modules:
+    return False
+  from tensorflow_datasets.core.download import download_manager  # pylint: disable=import-outside-toplevel
+  return isinstance(e, download_manager.NonMatchingChecksumError)
+
+
 def load(f: Any, log=print) -> images.ImageData:
   """Reads (preparing once if needed) the dataset; bad files are one InputError line."""
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  from tensorflow_datasets.core.download import download_manager  # pylint: disable=import-outside-toplevel
-  tfds.disable_progress_bar()
   log(f"reading {f.dataset} from {f.tfds_data_dir or 'the default TFDS folder'}")
   try:
     return images.load_image_dataset(
         f.dataset, batch_size=f.batch_size, data_dir=f.tfds_data_dir, manual_dir=f.manual_dir,
         mini_training_set_num_batches=f.mini_training_set_num_batches,
         mini_test_set_num_batches=f.mini_test_set_num_batches, log=log)
-  except download_manager.NonMatchingChecksumError as e:
+  except Exception as e:  # pylint: disable=broad-except
+    if not _wrong_checksum(e):
+      raise
     found = re.search(r"downloaded to (\S+?),? has wrong checksum", str(e))
     name = os.path.basename(found.group(1)) if found else "a file"
     raise errors.InputError(f"--manual_dir={f.manual_dir}: {name} is not the {f.dataset} file "
