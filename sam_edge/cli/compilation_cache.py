@@ -99,11 +99,14 @@ def configure(flag_value: Optional[str], prog: str,
 
 class AtomicFileCache:
   """jax's file cache (`jax._src.lru_cache.LRUCache` without eviction) whose entries appear
-  whole: each is written to a temporary file in the folder and renamed into place."""
+  whole: each is written to a temporary file in the folder and renamed into place. A write that
+  fails (the disk full, the folder gone or read-only) is one warning line on stderr, the first
+  time; the run goes on compiling what it cannot read back, without writing again."""
 
   def __init__(self, path: str):
     self._path = pathlib.Path(path)
     self._path.mkdir(parents=True, exist_ok=True)
+    self.failed = False
 
   def _file(self, key: str) -> pathlib.Path:
     if not key:
@@ -111,25 +114,29 @@ class AtomicFileCache:
     return self._path / f"{key}-cache"
 
   def get(self, key: str) -> Optional[bytes]:
-    """The entry under `key`, or None."""
+    """The entry under `key`, or None (also when the folder cannot be read: a miss)."""
     try:
       return self._file(key).read_bytes()
-    except FileNotFoundError:
+    except OSError:
       return None
 
   def put(self, key: str, value: bytes) -> None:
     """Writes the entry unless one exists (the first writer wins, as in jax's cache)."""
     target = self._file(key)
-    if target.exists():
+    if self.failed or target.exists():
       return
-    fd, tmp = tempfile.mkstemp(dir=self._path, prefix=f".{key}-")
+    tmp = None
     try:
+      fd, tmp = tempfile.mkstemp(dir=self._path, prefix=f".{key}-")
       with os.fdopen(fd, "wb") as f:
         f.write(value)
       os.replace(tmp, target)
-    except BaseException:
-      pathlib.Path(tmp).unlink(missing_ok=True)
-      raise
+    except OSError as e:
+      if tmp is not None:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+      self.failed = True
+      print(f"warning: could not write to the compilation cache {self._path} "
+            f"({e.strerror or e}); going on without writing to it", file=sys.stderr, flush=True)
 
 
 def install(environ: Mapping[str, str] = os.environ) -> None:
