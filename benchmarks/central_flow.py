@@ -56,7 +56,7 @@ def main() -> None:
           f"--step_size={args.step_size}", f"--max_steps={args.steps}",
           f"--substeps={args.substeps}", f"--critical_eigenvalues={args.critical_eigenvalues}",
           f"--lanczos_tol={args.lanczos_tol}", f"--average_window={args.average_window}",
-          f"--out={args.out}"]
+          f"--out={args.out}", "--compilation_cache_dir="]        # compiled here, as before
   code = central_flow.main(argv)
   if code:
     sys.exit(code)

@@ -54,7 +54,8 @@ def main() -> None:
       f"--batch_size={args.batch_size}", f"--max_steps={args.steps}", "--hessian_check_gap=0",
       "--loss_curve_output=", "--eigs_curve_output=", "--eigs_se_only_output=",
       "--alignment_curve_output=", "--eval_curve_output=",
-      f"--raw_data_output={run}/raw.pkl", f"--params_output={run}/params.npz"])
+      f"--raw_data_output={run}/raw.pkl", f"--params_output={run}/params.npz",
+      "--compilation_cache_dir="])            # no cache: the grid's seconds include compiling
   if ic.main([]):
     sys.exit("the run failed")
   printed = io.StringIO()

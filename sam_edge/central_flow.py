@@ -30,6 +30,7 @@ USAGE = ("python -m sam_edge.central_flow [RUN_FOLDER] --out=DIR [--substeps=4] 
          "[--critical_eigenvalues=3] [--average_window=0] [image_classification flags, e.g. "
          "--activation=tanh --step_size=η --max_steps=T ...]")
 OWN = ("out", "substeps", "critical_eigenvalues", "average_window")
+NOT_FROM_THE_RUN = OWN + (compilation_cache.FLAG,)      # flags a run's config never sets here
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -66,7 +67,7 @@ def apply_config(fv: flags.FlagValues, config: dict) -> None:
   """Every task flag of `config` the command line did not give, as if given (so that no
   flag-dependent default, e.g. the full-dataset --batch_size, replaces it)."""
   for name, value in config.items():
-    if name in fv and name not in OWN and not fv[name].present:
+    if name in fv and name not in NOT_FROM_THE_RUN and not fv[name].present:
       fv[name].value = value
       fv[name].present = 1
 

@@ -92,21 +92,37 @@ def built_once(tmp_path_factory, worker_id: str, name: str, build) -> pathlib.Pa
   return folder
 
 
+def array_cache_of(tfds_dir: pathlib.Path, name: str) -> pathlib.Path:
+  """Where the decoded splits of `name` are kept in `tfds_dir` (`data.array_cache`)."""
+  from sam_edge.data import array_cache
+  return pathlib.Path(array_cache.folder(name, str(tfds_dir)))
+
+
 @pytest.fixture(scope="session")
 def real_tfds(shared_data, tmp_path_factory, worker_id) -> pathlib.Path:
   """One TFDS data dir with real MNIST and Fashion-MNIST, prepared offline from ../shared/data
-  once per session (and their decoded arrays beside them): pass it as --tfds_data_dir.
+  once per session (and their decoded arrays beside them): pass it as --tfds_data_dir. MNIST is
+  prepared by a one-step run of the entry point given --manual_dir, as a user prepares it.
 
   Fashion-MNIST is prepared with MNIST's files lying extracted in TFDS's shared extraction
   folder, `downloads/extracted/GZIP.<name>`, as TFDS leaves them when it prepares MNIST itself:
   the folder where an older sam-edge once built one dataset from the other's files
   (tests/test_datasets_offline.py reads what was prepared; the lines said are in `log.txt`)."""
+  import image_classification as ic
+  from sam_edge.cli import main as cli
   from sam_edge.data import image_specs, images
 
   def prepare(folder: pathlib.Path) -> None:
+    cli.parse_flags(ic.FLAGS, [ic.PROG, f"--manual_dir={shared_data / 'mnist'}",
+                               f"--tfds_data_dir={folder}", "--mlp_width=8", "--mlp_depth=2",
+                               "--batch_size=50", "--mini_training_set_num_batches=1",
+                               "--mini_test_set_num_batches=1", "--max_steps=1",
+                               "--hessian_check_gap=0", "--raw_data_output=",
+                               "--eigs_curve_output=", "--eigs_se_only_output=",
+                               "--alignment_curve_output=", "--loss_curve_output="])
+    assert ic.main([]) == 0, "the run that prepares MNIST failed"
+    assert array_cache_of(folder, "mnist").is_dir()
     said = []
-    images.load_image_dataset("mnist", batch_size=1, data_dir=str(folder),
-                              manual_dir=str(shared_data / "mnist"), log=said.append)
     extracted = folder / "downloads" / "extracted"
     extracted.mkdir(parents=True)
     for name in image_specs.expected_manual_files("mnist"):

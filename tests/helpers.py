@@ -23,8 +23,6 @@ NUM_MOCK = 24
 TINY_TRANSFORMER = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
                     "--sequence_length=16", "--batch_size=8", "--lanczos_max_steps=8"]
 
-
-
 # The SAM papers' CIFAR recipe, shrunk (ResNet-20 with BatchNorm, 4 images, 4 steps), shared by the
 # tests of BatchNorm runs (recipes, resumption) so that they compile its programs once;
 # RESNET_MEASURED adds its measurements.
@@ -36,15 +34,17 @@ RESNET_MEASURED = ["--measure_every_steps=1", "--lanczos_max_steps=4"]
 
 
 class TinyBatchNormNet(nn.Module):
-  """The smallest network with what BatchNorm brings (examples coupled through the batch's
-  statistics, running statistics as state), built from the residual networks' own layers:
-  conv 3x3 (4 channels) → BatchNorm → ReLU → global average pool → dense. It compiles in a
-  fraction of ResNet-20's time (`stateful` drives it as it drives the ResNets)."""
+  """The smallest network with what BatchNorm brings to the residual networks (examples coupled
+  through the batch's statistics, running statistics as nested state), built from their own
+  layers: a stem (conv 3x3 of 4 channels → BatchNorm → ReLU), one of ResNet-20's basic blocks
+  (two BatchNorms in a sub-module), global average pool → dense. It compiles in a fraction of
+  ResNet-20's time (`stateful` drives it as it drives the ResNets)."""
   num_classes: int = 10
 
   @nn.compact
   def __call__(self, x, train: bool):
-    h = nn.relu(resnet.batch_norm(train, "bn")(resnet.conv3x3(4, 1, "conv")(x)))
+    h = nn.relu(resnet.batch_norm(train, "stem_bn")(resnet.conv3x3(4, 1, "stem_conv")(x)))
+    h = resnet.BasicBlock(4, 1, name="block")(h, train)
     return nn.Dense(self.num_classes, name="head")(resnet.global_average_pool(h))
 
 

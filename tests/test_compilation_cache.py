@@ -7,9 +7,16 @@ import pickle
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
+from jax._src import compilation_cache as jax_cache
 
+import transformer
+from sam_edge.cli import atomic_cache, checks
 from sam_edge.cli import compilation_cache as cc
+from sam_edge.studies import commands, summary
 from tests.helpers import REPO, TINY_TRANSFORMER
 
 HOME = {"HOME": "/home/u"}
@@ -20,7 +27,9 @@ def test_the_folder_flag_then_jax_environment_then_the_per_user_default():
   assert cc.resolve(None, {**HOME, "XDG_CACHE_HOME": "/x"}) == "/x/sam_edge/jax"
   assert cc.resolve(None, {**HOME, cc.DIR_ENV: "/j"}) == "/j"
   assert cc.resolve(None, {**HOME, cc.ENABLE_ENV: "false"}) is None
+  assert cc.resolve(None, {**HOME, cc.DIR_ENV: "/j", cc.ENABLE_ENV: "false"}) is None
   assert cc.resolve("/f", {**HOME, cc.DIR_ENV: "/j"}) == "/f"
+  assert cc.resolve("/f", {**HOME, cc.ENABLE_ENV: "false"}) == "/f"      # the flag wins
   assert cc.resolve("", {**HOME, cc.DIR_ENV: "/j"}) is None                # '' turns it off
 
 
@@ -49,16 +58,18 @@ def test_an_unwritable_folder_is_one_warning_line_and_no_cache(tmp_path, capsys)
 
 
 def test_entries_appear_whole_and_the_first_writer_wins(tmp_path):
-  cache = cc.AtomicFileCache(str(tmp_path / "c"))
+  cache = atomic_cache.AtomicFileCache(str(tmp_path / "c"))
   assert cache.get("k") is None
   cache.put("k", b"first")
   cache.put("k", b"second")
   assert cache.get("k") == b"first"
   assert sorted(os.listdir(tmp_path / "c")) == ["k-cache"]       # no temporary file left
+  mode = (tmp_path / "c" / "k-cache").stat().st_mode & 0o777
+  assert mode == 0o666 & ~atomic_cache.umask()                  # as the umask says, not 0600
 
 
 def test_a_write_that_fails_is_one_line_and_the_last(tmp_path, capsys):
-  cache = cc.AtomicFileCache(str(tmp_path / "c"))
+  cache = atomic_cache.AtomicFileCache(str(tmp_path / "c"))
   (tmp_path / "c").rmdir()
   (tmp_path / "c").write_text("the folder became a file")        # every write now fails
   cache.put("a", b"1")
@@ -66,6 +77,40 @@ def test_a_write_that_fails_is_one_line_and_the_last(tmp_path, capsys):
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "could not write to the compilation cache" in err[0]
   assert cache.get("a") is None                          # a read that fails is a miss
+
+
+def test_a_new_program_goes_through_the_atomic_store():
+  """In this process (conftest configured the cache): jax's cache is the atomic store, and a
+  program never compiled before is written through it."""
+  written = []
+  put = atomic_cache.AtomicFileCache.put
+  try:
+    atomic_cache.AtomicFileCache.put = lambda self, key, value: (written.append(key),
+                                                                 put(self, key, value))
+    salt = float(np.random.default_rng().integers(1, 2**30))          # a program of its own
+    jax.jit(lambda x: jnp.sin(x) * salt)(np.ones(3, np.float32)).block_until_ready()
+  finally:
+    atomic_cache.AtomicFileCache.put = put
+  assert isinstance(jax_cache._cache, atomic_cache.AtomicFileCache) and len(written) == 1
+  assert (jax_cache._cache._path / f"{written[0]}-cache").is_file()
+
+
+def test_jax_keeps_its_own_cache_where_only_it_honours_a_setting(tmp_path):
+  folder = str(tmp_path / "c")
+  assert not atomic_cache.keeps_jax_cache(folder)
+  assert atomic_cache.keeps_jax_cache("gs://bucket/cache")
+  jax.config.update("jax_compilation_cache_max_size", 10**9)
+  try:
+    assert atomic_cache.keeps_jax_cache(folder)             # only jax's cache evicts
+  finally:
+    jax.config.update("jax_compilation_cache_max_size", -1)
+
+
+def test_the_folder_is_no_part_of_a_run_a_resume_or_a_sweep_compares():
+  assert cc.FLAG in checks.RESUMABLE_CHANGES and cc.FLAG in summary.BOOKKEEPING
+  a = ["python", "-m", "transformer", "--rho=0.1", f"--{cc.FLAG}=/a"]
+  b = ["python", "-m", "transformer", "--rho=0.1"]
+  assert commands.comparable(a, transformer.FLAGS) == commands.comparable(b, transformer.FLAGS)
 
 
 def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:

@@ -440,4 +440,6 @@ def test_manual_dir_with_wrong_files_exit_2(tmp_path, capsys):
   args = [f"--manual_dir={manual}", f"--tfds_data_dir={tmp_path / 'tfds'}", *SMALL_MLP,
           "--max_steps=1", *output_args(output_paths(tmp_path))]
   assert run_main(args) == 2
-  assert_one_error_line(capsys.readouterr().err, "manual_dir")
+  err = capsys.readouterr().err
+  assert_one_error_line(err, "manual_dir")
+  assert "is not the mnist file TFDS expects (wrong checksum)" in err

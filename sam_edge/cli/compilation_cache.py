@@ -4,8 +4,8 @@ from disk by later processes (a run's restart, a sweep's other runs, a test's su
     --compilation_cache_dir=DIR   the folder (default: $XDG_CACHE_HOME/sam_edge/jax, else
                                   ~/.cache/sam_edge/jax); '' turns the cache off.
 
-Which folder, in order: the flag when given; else `JAX_COMPILATION_CACHE_DIR` when set (or off
-when `JAX_ENABLE_COMPILATION_CACHE` is false); else the per-user default. The choice is exported
+Which folder, in order: the flag when given; else none when `JAX_ENABLE_COMPILATION_CACHE` is
+false; else `JAX_COMPILATION_CACHE_DIR` when set; else the per-user default. The choice is exported
 to the environment before jax is imported, so jax reads it at import and child processes (a
 sweep's runs) inherit it: a sweep's runs share one cache. Every compile is cached, however short
 (`JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`, 0 unless set). An unwritable folder is one
@@ -13,23 +13,25 @@ warning line, and the command goes on without the cache.
 
 The cache only skips XLA's compilation: a program read back is the executable that XLA built for
 the same program, options and devices, so no number changes (tests/test_compilation_cache.py).
-Entries are written atomically (a temporary file, then a rename), so a process killed while
-writing, or a full disk, never leaves a truncated entry for later runs to stumble on. Nothing
-here imports jax until `install`.
+Entries are written whole (`atomic_cache`), so a process killed while writing, or a full disk,
+never leaves a truncated entry for later runs to stumble on. The folder grows with every new
+program and can be deleted at any time. Nothing here imports jax until `install`.
 """
 
 import os
-import pathlib
 import sys
 import tempfile
 from typing import Mapping, MutableMapping, Optional
 
 from absl import flags
 
+from sam_edge.cli import atomic_cache
+
 FLAG = "compilation_cache_dir"
 DIR_ENV = "JAX_COMPILATION_CACHE_DIR"
 ENABLE_ENV = "JAX_ENABLE_COMPILATION_CACHE"
 MIN_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
+XLA_CACHES_ENV = "JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES"
 FALSE = ("0", "false", "f", "no", "n", "off")
 
 
@@ -52,15 +54,13 @@ def define_flag(fv: flags.FlagValues) -> None:
 def resolve(flag_value: Optional[str], environ: Mapping[str, str] = os.environ
             ) -> Optional[str]:
   """The cache folder, or None for no cache: the flag when given (None: not given; '' off), else
-  $JAX_COMPILATION_CACHE_DIR, else nothing when $JAX_ENABLE_COMPILATION_CACHE is false, else
-  the per-user default."""
+  nothing when $JAX_ENABLE_COMPILATION_CACHE is false (jax's "disabled regardless"), else
+  $JAX_COMPILATION_CACHE_DIR, else the per-user default."""
   if flag_value is not None:
     return flag_value or None
-  if environ.get(DIR_ENV):
-    return environ[DIR_ENV]
   if environ.get(ENABLE_ENV, "").strip().lower() in FALSE:
     return None
-  return default_dir(environ)
+  return environ.get(DIR_ENV) or default_dir(environ)
 
 
 def writable_problem(folder: str) -> Optional[str]:
@@ -80,7 +80,7 @@ def configure(flag_value: Optional[str], prog: str,
   stderr, and no cache) and exports the choice to `environ`, where jax reads it at import (or
   `install`, once jax is imported). Returns the folder in use, or None."""
   folder = resolve(flag_value, environ)
-  if folder is not None:
+  if folder is not None and "://" not in folder:            # a remote folder: jax's to check
     folder = os.path.abspath(os.path.expanduser(folder))
     problem = writable_problem(folder)
     if problem:
@@ -97,67 +97,19 @@ def configure(flag_value: Optional[str], prog: str,
   return folder
 
 
-class AtomicFileCache:
-  """jax's file cache (`jax._src.lru_cache.LRUCache` without eviction) whose entries appear
-  whole: each is written to a temporary file in the folder and renamed into place. A write that
-  fails (the disk full, the folder gone or read-only) is one warning line on stderr, the first
-  time; the run goes on compiling what it cannot read back, without writing again."""
-
-  def __init__(self, path: str):
-    self._path = pathlib.Path(path)
-    self._path.mkdir(parents=True, exist_ok=True)
-    self.failed = False
-
-  def _file(self, key: str) -> pathlib.Path:
-    if not key:
-      raise ValueError("key cannot be empty")
-    return self._path / f"{key}-cache"
-
-  def get(self, key: str) -> Optional[bytes]:
-    """The entry under `key`, or None (also when the folder cannot be read: a miss)."""
-    try:
-      return self._file(key).read_bytes()
-    except OSError:
-      return None
-
-  def put(self, key: str, value: bytes) -> None:
-    """Writes the entry unless one exists (the first writer wins, as in jax's cache)."""
-    target = self._file(key)
-    if self.failed or target.exists():
-      return
-    tmp = None
-    try:
-      fd, tmp = tempfile.mkstemp(dir=self._path, prefix=f".{key}-")
-      with os.fdopen(fd, "wb") as f:
-        f.write(value)
-      os.replace(tmp, target)
-    except OSError as e:
-      if tmp is not None:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-      self.failed = True
-      print(f"warning: could not write to the compilation cache {self._path} "
-            f"({e.strerror or e}); going on without writing to it", file=sys.stderr, flush=True)
-
-
 def install(environ: Mapping[str, str] = os.environ) -> None:
-  """Applies the exported choice to jax's config (jax imported here) and puts an
-  `AtomicFileCache` in place of jax's file cache, before or after jax's first compile."""
+  """Applies the exported choice to jax's config (jax imported here) and puts the atomic store
+  in place (`atomic_cache.install`), before or after jax's first compile. XLA's own GPU caches
+  beside it (per-fusion autotuning), which XLA writes itself and a full disk would make fatal,
+  stay off unless $JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES asks for them."""
   import jax  # pylint: disable=import-outside-toplevel
-  from jax._src import compilation_cache  # pylint: disable=import-outside-toplevel
   off = environ.get(ENABLE_ENV, "").strip().lower() in FALSE
   folder = None if off else environ.get(DIR_ENV)
   jax.config.update("jax_persistent_cache_min_compile_time_secs",
                     float(environ.get(MIN_TIME_ENV, "0")))
-  current = getattr(compilation_cache, "_cache", None)
-  if folder is None:
-    jax.config.update("jax_enable_compilation_cache", False)
-    if current is not None:
-      compilation_cache.reset_cache()
-    return
-  jax.config.update("jax_enable_compilation_cache", True)
-  jax.config.update("jax_compilation_cache_dir", folder)
-  if isinstance(current, AtomicFileCache) and current._path == pathlib.Path(folder):
-    return
-  compilation_cache.reset_cache()
-  compilation_cache._cache = AtomicFileCache(folder)
-  compilation_cache._cache_initialized = True
+  if XLA_CACHES_ENV not in environ:
+    jax.config.update("jax_persistent_cache_enable_xla_caches", "none")
+  jax.config.update("jax_enable_compilation_cache", folder is not None)
+  if folder is not None:
+    jax.config.update("jax_compilation_cache_dir", folder)
+  atomic_cache.install(folder)

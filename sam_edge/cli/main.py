@@ -62,7 +62,7 @@ def parse_flags(fv: flags.FlagValues, argv: list[str], usage: Optional[str] = No
     flags.FLAGS.mark_as_parsed()
   logging.set_verbosity(logging.WARNING)      # absl's app.run would log INFO from jax and TFDS
   compilation_cache.configure(fv[compilation_cache.FLAG].value, prog)
-  if "jax" in sys.modules:                    # imported before the flags were read (tests)
+  if "jax" in sys.modules:          # imported before the flags were read (tests, benchmarks)
     compilation_cache.install()
   return rest
 

@@ -31,6 +31,9 @@ and the ``--manual_dir`` flag, instead of TFDS's minutes of retries.
 ``ImageData.fingerprint`` identifies the data actually used: sha256 over the
 kept arrays' bytes, ``sha256(image bytes || label bytes)`` per split (images
 uint8 C-order, labels int32 little-endian).
+
+The first read through TFDS keeps the decoded splits as NumPy arrays beside
+TFDS's files (``array_cache``); later reads load those, without TensorFlow.
 """
 
 import dataclasses
