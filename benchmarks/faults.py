@@ -1,6 +1,8 @@
-"""Fault injection: SIGKILL in every phase of a run, then --resume; damaged files, then verify.
+"""Fault injection: SIGKILL in every phase of a run, then --resume; damaged files, then verify;
+write faults (a full disk, a folder made read-only), then --resume.
 
-    python benchmarks/faults.py [--json PATH] [--devices 1,4] [--seed 0] [--corpus PATH]
+    python benchmarks/faults.py [--json PATH] [--parts kills,corruptions,writes] [--devices 1,4]
+                                [--seed 0] [--corpus PATH]
 
 Workload: the tiny transformer of tests/helpers.py (1 layer, width 32, 2 heads of 16, windows
 of 17 characters, batch 8) on the first 20,000 characters of tinyshakespeare (a temporary file),
@@ -43,8 +45,20 @@ exits 1 with an UNSOUND line for the damaged item; for a checkpoint, in addition
 skips the damaged step (its line names it), resumes from the older step and ends equal to the
 reference.
 
-Prints one row per kill, per run and per corruption; --json writes
-{"kills": {"runs", "kills", "lost_measurements", "equal"}, "corruptions": {"cases", "detected"}}.
+Writes, on one device (benchmarks/write_faults.py, without root): no space left from the first
+checkpoint write at or after step 30 on (orbax's own file writes fail half-way through a save), from
+the first pickle write at or after step 30, from the first PDF write (at the end); a folder made
+read-only at step 30 (every write fails with "Permission denied" from then on). Where root can
+mount one, a real full disk too: the run on a 300 kB tmpfs. Each case reports its `exit_code` (74
+expected), `claims_unwritten` (whether its outputs line names a file it failed to write, or a
+checkpoint step that is not on disk, or its closing sentence draws on a PDF it failed to write;
+false expected), `tracebacks` printed (0 expected) and `resume_equal`: the fault gone (the tmpfs
+grown to 64 MB), a `--resume` must exit 0 and end equal to the uninterrupted run.
+
+Prints one row per kill, per run, per corruption and per write case; --json writes
+{"kills": {"runs", "kills", "lost_measurements", "equal"}, "corruptions": {"cases", "detected"},
+"writes": [{"case", "exit_code", "unwritten", "claims_unwritten", "tracebacks", "resume_equal",
+"newest_state"}]}.
 """
 
 import argparse
@@ -67,6 +81,8 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks import write_faults  # noqa: E402  (the repository on the path first)
+
 TINY = ["--num_layers=1", "--model_size=32", "--num_heads=2", "--key_size=16",
         "--sequence_length=16", "--batch_size=8"]          # tests/helpers.py TINY_TRANSFORMER
 MAX_STEPS = 60
@@ -78,6 +94,7 @@ OUTPUTS = {"eigs_curve_output": "eigs.pdf", "eigs_se_only_output": "eigs_se_only
 PHASES = ("start-up", "training step", "measurement", "pickle write", "PDF write",
           "checkpoint write")
 PLAN_ENV = "SAM_EDGE_FAULTS_PLAN"
+NOT_WRITTEN = 74                      # sam_edge.run.outputs.NOT_WRITTEN
 CLOCKS = ("time", "seconds")
 
 
@@ -144,7 +161,8 @@ class Hooks:
 
 def child(argv: list[str]) -> int:
   """`python -m transformer` with the phases of PLAN_ENV's plan hooked (see the docstring)."""
-  hooks = Hooks(json.loads(os.environ[PLAN_ENV]))
+  plan = json.loads(os.environ[PLAN_ENV])
+  hooks = Hooks(plan)
   import jax
 
   import transformer
@@ -189,6 +207,8 @@ def child(argv: list[str]) -> int:
     with hooks.phase("PDF write", hooks.step):
       return write_pdf(*args, **kwargs)
 
+  if (plan.get("write_fault") or {}).get("case") in write_faults.CASES:    # else a real disk
+    write_faults.planned(plan["write_fault"], lambda: hooks.step).install()
   loop.run_loop, components.components = hooked_run_loop, hooked_components
   checkpoints.Checkpointer.save = hooked_save
   records.write_raw, figure.write = hooked_write_raw, hooked_write_pdf
@@ -212,13 +232,15 @@ class Harness:
             f"--checkpoint_dir={folder / 'ck'}",
             *[f"--{flag}={folder / name}" for flag, name in OUTPUTS.items()]]
 
-  def attempt(self, folder: pathlib.Path, devices: int, target=None) -> tuple[int, list, str]:
-    """One process of the run in `folder`: (exit code, its events, its stdout)."""
+  def attempt(self, folder: pathlib.Path, devices: int, target=None,
+              write_fault=None) -> tuple[int, list, str]:
+    """One process of the run in `folder`: (exit code, its events, its stdout); `self.stderr` is
+    its stderr."""
     folder.mkdir(parents=True, exist_ok=True)
     self.attempts += 1
-    events = folder / f"events{self.attempts}.jsonl"
+    events = self.root / f"events{self.attempts}.jsonl"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", PLAN_ENV: json.dumps(
-        {"events": str(events), "target": target}),
+        {"events": str(events), "target": target, "write_fault": write_fault}),
         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
         "JAX_COMPILATION_CACHE_DIR": str(self.root / "jax_cache"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
@@ -227,8 +249,10 @@ class Harness:
                           env=env, capture_output=True, text=True, timeout=1200)
     lines = events.read_text().splitlines() if events.exists() else []
     found = [json.loads(line) for line in lines]
-    if done.returncode not in (0, -signal.SIGKILL):
+    expected = (0, -signal.SIGKILL) + ((NOT_WRITTEN,) if write_fault else ())
+    if done.returncode not in expected:
       sys.exit(f"faults: an attempt failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    self.stderr = done.stderr
     return done.returncode, found, done.stdout
 
   def verify(self, path: pathlib.Path) -> tuple[int, str]:
@@ -263,14 +287,21 @@ def compare(end: dict, reference: dict) -> tuple[int, bool]:
   return lost, end == reference
 
 
-def kill_runs(h: Harness, devices: int) -> tuple[list, list, dict]:
-  """The kills on `devices` devices: (kill rows, run rows, the reference's end)."""
-  code, _, _ = h.attempt(h.root / f"warm_{devices}", devices)       # fills the compilation cache
+def reference_run(h: Harness, devices: int) -> tuple[dict, list]:
+  """(the end of an uninterrupted run on `devices` devices, the phases it went through), after a
+  first run that fills the compilation cache and must end the same."""
+  h.attempt(h.root / f"warm_{devices}", devices)
   ref_folder = h.root / f"reference_{devices}"
-  code, events, _ = h.attempt(ref_folder, devices)
+  _, events, _ = h.attempt(ref_folder, devices)
   reference = end_of(ref_folder)
   if end_of(h.root / f"warm_{devices}") != reference:
     sys.exit(f"faults: two uninterrupted runs on {devices} devices ended differently")
+  return reference, events
+
+
+def kill_runs(h: Harness, devices: int) -> tuple[list, list, dict]:
+  """The kills on `devices` devices: (kill rows, run rows, the reference's end)."""
+  reference, events = reference_run(h, devices)
   log = [e for e in events if e["kind"] == "phase"]
   startup = {"phase": "start-up", "step": 0, "index": 0, "seq": -1,
              "seconds": next(e["seconds"] for e in log if e["phase"] == "start-up")}
@@ -392,7 +423,42 @@ def corruptions(h: Harness, reference: dict) -> list[dict]:
   return rows
 
 
-def report(kills: list, runs: list, cases: list) -> None:
+def write_runs(h: Harness, reference: dict) -> list[dict]:
+  """Each write fault of write_faults.CASES (and a real full disk where root can mount a tmpfs),
+  on one device: its exit code, whether its last lines name an unwritten output as written, the
+  tracebacks it printed; then, the fault gone (the tmpfs grown), --resume, whose run must end as
+  the reference did."""
+  rows = []
+  for n, case in enumerate([*write_faults.CASES, write_faults.REAL_DISK], 1):
+    folder = h.root / f"write_{n}"
+    real = case == write_faults.REAL_DISK
+    folder.mkdir()
+    if real and not write_faults.mount_tmpfs(str(folder), "300k"):
+      print(f"(no {case}: mounting a tmpfs needs root)")
+      continue
+    try:
+      code, _, out = h.attempt(folder, 1, write_fault={"case": case, "folder": str(folder)})
+      failed, claims = write_faults.said_unwritten(out, h.stderr, str(folder))
+      state = [line for line in out.splitlines() if line.startswith("error: the newest")]
+      tracebacks = (out + h.stderr).count("Traceback")
+      if real:
+        write_faults.mount_tmpfs(str(folder), "64m")
+      again, _, _ = h.attempt(folder, 1)
+      rows.append({"case": case, "exit_code": code, "unwritten": len(failed),
+                   "claims_unwritten": claims, "tracebacks": tracebacks,
+                   "resume_equal": again == 0 and compare(end_of(folder), reference) == (0, True),
+                   "newest_state": state[-1][len("error: "):] if state else ""})
+    finally:
+      if real:
+        write_faults.unmount(str(folder))
+  return rows
+
+
+def yes(v) -> str:
+  return "-" if v is None else ("yes" if v else "NO")
+
+
+def report_kills(kills: list, runs: list) -> None:
   print("kills (SIGKILL at a random instant of a phase; the next attempt resumes)")
   print(f"{'devices':>7} {'run':>3}  {'phase':<16} {'step':>4} {'drawn s':>8} {'of (ref.)':>9} "
         f"{'killed after s':>16} {'resumed from':>12}")
@@ -405,12 +471,27 @@ def report(kills: list, runs: list, cases: list) -> None:
   for r in runs:
     print(f"{r['devices']:>7} {r['run']:>3} {r['kills']:>5} {r['lost']:>17} "
           f"{'yes' if r['equal'] else 'NO':>9}")
+
+
+def report_corruptions(cases: list) -> None:
   print("\ncorruptions (verify exits 1 naming the item; a damaged step is skipped on --resume)")
   print(f"{'case':<46} {'verify':>6} {'fallback':>8} {'end equal':>9} {'detected':>8}  verify says")
-  yes = lambda v: "-" if v is None else ("yes" if v else "NO")   # noqa: E731
   for c in cases:
     print(f"{c['case']:<46} {yes(c['verify']):>6} {yes(c['fallback']):>8} "
           f"{yes(c['equal']):>9} {yes(c['detected']):>8}  {c['why'][:90]}")
+
+
+def report_writes(writes: list) -> None:
+  print("\nwrites (the fault from the first such write at or after step 30; then --resume once "
+        "the disk has room)")
+  print(f"{'case':<34} {'exit_code':>9} {'unwritten':>9} {'claims_unwritten':>16} "
+        f"{'tracebacks':>10} {'resume_equal':>12}")
+  for w in writes:
+    print(f"{w['case']:<34} {w['exit_code']:>9} {w['unwritten']:>9} "
+          f"{str(w['claims_unwritten']).lower():>16} {w['tracebacks']:>10} "
+          f"{str(w['resume_equal']).lower():>12}")
+  for w in writes:
+    print(f"  {w['case']}: {w['newest_state']}")
 
 
 def main() -> None:
@@ -422,6 +503,8 @@ def main() -> None:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--corpus", default=str(REPO.parent / "shared" / "data" /
                                               "tinyshakespeare.txt"))
+  parser.add_argument("--parts", default="kills,corruptions,writes",
+                      help="which faults: kills, corruptions, writes (comma-separated)")
   parser.add_argument("--keep", help="keep the run folders here (default: a temporary folder)")
   args = parser.parse_args()
   started = time.time()
@@ -429,18 +512,28 @@ def main() -> None:
     root = pathlib.Path(args.keep or scratch)
     root.mkdir(parents=True, exist_ok=True)
     h = Harness(args, root)
+    parts = args.parts.split(",")
     kills, runs, references = [], [], {}
-    for devices in (int(d) for d in args.devices.split(",")):
+    for devices in (int(d) for d in args.devices.split(",")) if "kills" in parts else ():
       k, r, references[devices] = kill_runs(h, devices)
       kills += k
       runs += r
-    cases = corruptions(h, references[1]) if 1 in references else []
-  report(kills, runs, cases)
+    if 1 not in references and {"corruptions", "writes"} & set(parts):
+      references[1], _ = reference_run(h, 1)
+    cases = corruptions(h, references[1]) if "corruptions" in parts else []
+    writes = write_runs(h, references[1]) if "writes" in parts else []
+  if "kills" in parts:
+    report_kills(kills, runs)
+  if "corruptions" in parts:
+    report_corruptions(cases)
+  if "writes" in parts:
+    report_writes(writes)
   print(f"\n{h.attempts} processes in {time.time() - started:.0f} s")
   totals = {"kills": {"runs": len(runs), "kills": len(kills),
                       "lost_measurements": sum(r["lost"] for r in runs),
                       "equal": all(r["equal"] for r in runs)},
-            "corruptions": {"cases": len(cases), "detected": sum(c["detected"] for c in cases)}}
+            "corruptions": {"cases": len(cases), "detected": sum(c["detected"] for c in cases)},
+            "writes": writes}
   print(json.dumps(totals))
   if args.json:
     with open(args.json, "w", encoding="utf-8") as f:

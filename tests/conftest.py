@@ -36,7 +36,7 @@ compilation_cache.install()                     # its entries written atomically
 # that the fixture is built once and the other worker never waits for it: {fixture: group}.
 GROUPS = {"real_tfds": "real_mnist", "tiny_sweep": "real_mnist", "swept": "swept",
           "two_checkpoints": "two_checkpoints", "resnet20_mnist": "resnet20_mnist",
-          "text_on_one_device": "text_on_one_device"}
+          "text_on_one_device": "text_on_one_device", "uninterrupted": "uninterrupted"}
 
 
 def pytest_configure(config):

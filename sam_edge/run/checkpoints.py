@@ -25,16 +25,16 @@ leaves the previous checkpoint as the latest one plus an inert tmp folder. Old s
 """
 
 import dataclasses
-import logging
 import os
 import re
+import shutil
 from typing import Any, Optional
 
 import jax
 
 from sam_edge import records
 from sam_edge.optim import update
-from sam_edge.run import checksums, devices, locks, loop
+from sam_edge.run import checksums, devices, library_noise, locks, loop
 from sam_edge.run.meta_json import decode_json, encode_json, progress_from_json, progress_to_json
 
 PyTree = Any
@@ -61,20 +61,6 @@ def abstract_tree(template: PyTree) -> PyTree:
   return jax.tree.map(_ocp().utils.to_shape_dtype_struct, template)
 
 
-class _QuietOrbax(logging.Filter):
-  """Drops orbax's own log records (e.g. the traceback it logs from a background thread when a
-  save fails): every failure reaches the caller as an exception, reported in one line there."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return f"{os.sep}orbax{os.sep}" not in record.pathname
-
-
-def _quiet_orbax() -> None:
-  logger = logging.getLogger("absl")
-  if not any(isinstance(f, _QuietOrbax) for f in logger.filters):
-    logger.addFilter(_QuietOrbax())
-
-
 class Unsound(ValueError):
   """A checkpoint step that does not match its checksums (one line saying which array)."""
 
@@ -93,7 +79,8 @@ class Checkpointer:
                read_only: bool = False):
     self.directory = os.path.abspath(directory)
     self.checksums = checksums
-    _quiet_orbax()
+    self.read_only = read_only
+    library_noise.silence()
     ocp = _ocp()
     if read_only:
       options = ocp.CheckpointManagerOptions(read_only=True, max_to_keep=None, create=False,
@@ -110,8 +97,12 @@ class Checkpointer:
     self.close()
 
   def close(self) -> None:
-    """Waits for pending work and releases Orbax's resources."""
-    self._manager.close()
+    """Waits for pending work and releases Orbax's resources; removes what failed saves left."""
+    try:
+      self._manager.close()
+    finally:
+      if not self.read_only:
+        self._remove_unfinished()
 
   def all_steps(self) -> list[int]:
     """The steps of the complete checkpoints in the folder, ascending."""
@@ -147,10 +138,23 @@ class Checkpointer:
     try:
       self._manager.save(step, args=args, force=True)
       self._manager.wait_until_finished()
+    except BaseException:
+      self._remove_unfinished(step)
+      raise
     finally:
       if self.checksums:
         meta.join()
     return True
+
+  def _remove_unfinished(self, step: Optional[int] = None) -> None:
+    """Removes what a failed save of `step` (of any step if None) left: Orbax's temporary folder,
+    e.g. when the disk filled up. A write of TensorStore still under way when the save failed may
+    bring a folder back; `close` removes it again, and what cannot be removed stays (`verify`
+    reports it as not used; the next `Checkpointer` on the folder removes it)."""
+    for name in os.listdir(self.directory) if os.path.isdir(self.directory) else ():
+      owner = name.split(".")[0]
+      if TMP_SUFFIX in name and owner.isdigit() and (step is None or int(owner) == step):
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
   def restore(self, state_template: update.TrainState, v_template: PyTree,
               step: Optional[int] = None

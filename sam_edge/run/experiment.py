@@ -125,8 +125,7 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
   sup.kept = writer.existing
 
   def save(s, v, p) -> None:
-    outputs.guarded(f"the checkpoint of step {int(s.step)} in {settings.checkpoint_dir}",
-                    lambda: checkpointer.save(s, v, p, config))
+    writer.checkpoint(int(s.step), lambda: checkpointer.save(s, v, p, config))
 
   def on_record(record: dict) -> None:
     sup.mark_computed()
@@ -158,7 +157,9 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
   if checkpointer:
     if reason != "diverged":           # a diverged state is not worth resuming
       save(state, measure_state, progress)
-    outputs.guarded(f"the checkpoints in {settings.checkpoint_dir}", checkpointer.close)
+    else:                              # so a failed save before it is no loss
+      writer.needs_no_checkpoint()
+    writer.close_checkpoints(checkpointer.close)
   evaluation = problem.evaluate(state.params, state.model_state)
   steps_done = int(state.step)
   if reason == "diverged":             # the first step whose training loss is not finite
@@ -174,7 +175,8 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
   writer.params(settings.task, steps_done, state.params, state.model_state)
   writer.plots(final)
   writer.close()
-  code = supervisor.EXIT_CODES.get(reason, 0)
+  unwritten = writer.failures.lines()
+  code = outputs.NOT_WRITTEN if unwritten else supervisor.EXIT_CODES.get(reason, 0)
   how = f"diverged at step {steps_done}" if reason == "diverged" else reason
   log(f"stopped ({how}) after {steps_done} steps and {len(progress.records)} "
       f"measurements; outputs: {writer.where()}")
@@ -182,8 +184,33 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     log(f"warning: {unconverged} of {len(progress.records)} measurements did not converge (a "
         f"residual above --lanczos_tol·|λ1|); their points are hollow in the plots")
   log(problem.report(evaluation))
-  for sentence in (closing.edge_sentence(progress.records),
-                   closing.figure_sentence(dict(settings.outputs))):
+  written = {flag: path for flag, path in dict(settings.outputs).items()
+             if writer.wrote(path)}
+  for sentence in (closing.edge_sentence(progress.records), closing.figure_sentence(written)):
     if sentence:
       log(sentence)
+  if unwritten:
+    _say_unwritten(unwritten, writer, settings.checkpoint_dir, log)
   return writer.raw(final), code
+
+
+def _say_unwritten(unwritten: list[str], writer: outputs.Writer, checkpoint_dir: Optional[str],
+                   log: Callable[[str], None]) -> None:
+  """The last lines of a run whose final outputs are not all written: which and why, and the
+  newest complete state on disk (exit code outputs.NOT_WRITTEN)."""
+  log(f"error: {len(unwritten)} of the final outputs could not be written: "
+      + "; ".join(unwritten))
+  state = writer.newest_state(_newest_sound_step)
+  again = (" Free space (or make the folder writable) and run the same command with --resume: "
+           "it goes on from that checkpoint." if checkpoint_dir else "")
+  log(f"error: the newest complete state on disk: {state}.{again}")
+
+
+def _newest_sound_step(directory: str) -> Optional[int]:
+  """The newest checkpoint step in `directory` that reads back whole and matches its checksums,
+  read-only (None if none does)."""
+  try:
+    sound = [c.step for c in checkpoints.audit(directory) if c.problem is None]
+  except Exception:                    # an unreadable folder holds no sound step
+    return None
+  return sound[-1] if sound else None

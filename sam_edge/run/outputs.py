@@ -1,9 +1,14 @@
 """A run's outputs: the raw pickle after every measurement, the PDFs every few minutes and at the
 end, each write atomic and a failed write only a warning (training goes on; the previous complete
-file stays and the next write tries again)."""
+file stays and the next write tries again).
+
+The Writer remembers which outputs' newest write failed and what the pickle on disk holds, so that
+a run whose final outputs (pickle, PDFs, parameters file, TensorBoard scalars, final checkpoint)
+are not all written ends with NOT_WRITTEN (exit code 74, sysexits' EX_IOERR), says what was not
+written and why, and never names such a file among its outputs.
+"""
 
 import os
-import sys
 import time
 from typing import Callable, Optional
 
@@ -11,9 +16,11 @@ import jax
 
 from sam_edge import records
 from sam_edge.curvature import registry
-from sam_edge.run import devices, loop, params_file, tensorboard
+from sam_edge.run import devices, failures, loop, params_file, tensorboard
 
 PLOT_EVERY_S = 300.0
+NOT_WRITTEN = 74               # the exit code of a run whose final outputs are not all written
+CHECKPOINT, BOARD = "checkpoint", "board"   # the failures' keys of the checkpoints, TensorBoard
 
 
 def raw_data(config: dict, progress: loop.Progress, final: dict, env: dict) -> dict:
@@ -27,12 +34,9 @@ def raw_data(config: dict, progress: loop.Progress, final: dict, env: dict) -> d
           "evaluations": progress.evaluations, "final": final, "environment": env}
 
 
-def warn(line: str) -> None:
-  print(f"warning: {line}", file=sys.stderr, flush=True)
-
-
 class Writer:
-  """Writes the pickle after every record and the PDFs at most every PLOT_EVERY_S seconds."""
+  """Writes the pickle after every record and the PDFs at most every PLOT_EVERY_S seconds; keeps
+  the failed writes (`failures.Failures`) and what the pickle on disk holds."""
 
   def __init__(self, outputs: dict[str, str], title: str, config: dict, progress: loop.Progress,
                env: dict, checkpoint_dir: Optional[str] = None,
@@ -42,11 +46,13 @@ class Writer:
     self.checkpoint_dir = checkpoint_dir
     self.tensorboard_dir = tensorboard_dir
     self.board = None
+    self.written: set[str] = set()          # the paths this run has written
+    self.failures = failures.Failures()
+    self.pickled: Optional[str] = None      # what the pickle on disk holds, in words
     if tensorboard_dir:
       def open_board():
         self.board = tensorboard.Writer(tensorboard_dir)
-      guarded(f"TensorBoard scalars in {tensorboard_dir}", open_board)
-    self.written: set[str] = set()          # the paths this run has written
+      self.failures.attempt(BOARD, f"TensorBoard scalars in {tensorboard_dir}", open_board)
     self.last_plot = time.perf_counter()
 
   def raw(self, final: dict) -> dict:
@@ -55,7 +61,9 @@ class Writer:
   def pickle(self, final: dict) -> None:
     path = self.outputs.get(records.RAW_DATA.name)
     if path:
-      self._write(path, lambda: records.write_raw(path, self.raw(final)))
+      raw = self.raw(final)
+      if self._write(path, lambda: records.write_raw(path, raw)):
+        self.pickled = holds(raw)
 
   def params(self, task: str, step: int, params: object, model_state: object) -> None:
     """The final parameters and model state (`params_file`), if `--params_output` is set."""
@@ -78,13 +86,37 @@ class Writer:
           self._write(path, lambda: figure.write(path, panels))
     self.last_plot = time.perf_counter()
 
-  def _write(self, path: str, write: Callable[[], object]) -> None:
-    if guarded(path, write):
-      self.written.add(path)
+  def _write(self, path: str, write: Callable[[], object]) -> bool:
+    if self.failures.attempt(path, path, write) is not None:
+      return False
+    self.written.add(path)
+    return True
+
+  def checkpoint(self, step: int, save: Callable[[], object]) -> None:
+    """Saves the checkpoint of `step` with `save()`; a failure is remembered until a later
+    checkpoint is written."""
+    self.failures.attempt(CHECKPOINT, f"the checkpoint of step {step} in {self.checkpoint_dir}",
+                          save)
+
+  def close_checkpoints(self, close: Callable[[], object]) -> None:
+    """Closes the checkpointer (`close()`, which waits for what it still writes); after a failed
+    save, what it raises is that fault again."""
+    if CHECKPOINT not in self.failures:
+      self.failures.attempt(CHECKPOINT, f"the checkpoints in {self.checkpoint_dir}", close)
+      return
+    try:
+      close()
+    except Exception:  # pylint: disable=broad-except
+      pass
+
+  def needs_no_checkpoint(self) -> None:
+    """Forgets a failed checkpoint save: the run needs no newer one (it diverged)."""
+    self.failures.forget(CHECKPOINT)
 
   def _to_board(self, what: str, write: Callable[[], object]) -> None:
     """TensorBoard writes: a failure is one warning, and the scalars stop there."""
-    if self.board is not None and not guarded(f"TensorBoard scalars ({what})", write):
+    if self.board is not None and self.failures.attempt(
+        BOARD, f"TensorBoard scalars in {self.tensorboard_dir} ({what})", write) is not None:
       self.board = None
 
   def on_loss(self, step: int, values: dict) -> None:
@@ -108,23 +140,46 @@ class Writer:
     return ", ".join(self.existing()) or "nowhere (every output is off)"
 
   def existing(self) -> list[str]:
-    """The outputs that exist now (for a line at an immediate exit)."""
-    kept = [p for p in self.outputs.values() if p and p in self.written and os.path.isfile(p)]
-    if self.tensorboard_dir and self.tensorboard_dir in self.written:
+    """The outputs that exist now, each as its newest write left it (for a line at an immediate
+    exit); an output whose newest write failed is not among them."""
+    kept = [p for p in self.outputs.values() if p and self.wrote(p) and os.path.isfile(p)]
+    if self.tensorboard_dir and self.tensorboard_dir in self.written and BOARD not in self.failures:
       kept.append(f"TensorBoard scalars in {self.tensorboard_dir}")
-    if self.checkpoint_dir and os.path.isdir(self.checkpoint_dir):
-      steps = sorted(int(n) for n in os.listdir(self.checkpoint_dir) if n.isdigit())
-      if steps:
-        kept.append(f"checkpoints of steps {', '.join(map(str, steps))} in {self.checkpoint_dir}")
+    steps = checkpoint_steps(self.checkpoint_dir)
+    if steps:
+      kept.append(f"checkpoints of steps {', '.join(map(str, steps))} in {self.checkpoint_dir}")
     return kept
 
+  def wrote(self, path: str) -> bool:
+    """Whether `path` is an output whose newest write succeeded."""
+    return path in self.written and path not in self.failures
 
-def guarded(what: str, write: Callable[[], object]) -> bool:
-  """Runs `write`; a failure is one warning line naming `what`, and False."""
-  try:
-    write()
-    return True
-  except Exception as e:       # a failed write (folder removed, disk full, ...) costs that write
-    message = " ".join(str(e).split())
-    warn(f"could not write {what}: {type(e).__name__}: {message[:300]}")
-    return False
+  def newest_state(self, sound_step: Callable[[str], Optional[int]]) -> str:
+    """What on disk is the newest complete state, in words: what the pickle holds and the newest
+    sound checkpoint (`sound_step(checkpoint_dir)`)."""
+    said = []
+    path = self.outputs.get(records.RAW_DATA.name)
+    if path:
+      said.append(f"the pickle {path} holds {self.pickled}" if self.pickled
+                  else f"this run wrote no pickle to {path}")
+    if self.checkpoint_dir:
+      step = sound_step(self.checkpoint_dir)
+      said.append(f"the newest sound checkpoint is step {step} in {self.checkpoint_dir}"
+                  if step is not None else f"no sound checkpoint is in {self.checkpoint_dir}")
+    return "; ".join(said) if said else "nothing was written"
+
+
+def holds(raw: dict) -> str:
+  """What a pickled raw dict holds, in words: "steps 0–49 and 6 measurements (unfinished)"."""
+  steps, n = raw["losses"].get("step") or [], len(raw["records"])
+  span = f"steps {steps[0]}–{steps[-1]}" if steps else "no step's loss"
+  state = "finished" if raw["final"] else "unfinished"
+  return f"{span} and {n} measurement{'s' * (n != 1)} ({state})"
+
+
+def checkpoint_steps(directory: Optional[str]) -> list[int]:
+  """The complete checkpoint steps in `directory` by their folders' names (Orbax renames a step
+  into place only once it is whole), ascending."""
+  if not directory or not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
