@@ -136,8 +136,9 @@ class Checkpointer:
     args = ocp.args.Composite(**{ARRAYS_ITEM: ocp.args.StandardSave(arrays),
                                  META_ITEM: ocp.args.JsonSave(meta)})
     try:
-      self._manager.save(step, args=args, force=True)
-      self._manager.wait_until_finished()
+      with library_noise.saving():
+        self._manager.save(step, args=args, force=True)
+        self._manager.wait_until_finished()
     except BaseException:
       self._remove_unfinished(step)
       raise
@@ -151,7 +152,13 @@ class Checkpointer:
     e.g. when the disk filled up. A write of TensorStore still under way when the save failed may
     bring a folder back; `close` removes it again, and what cannot be removed stays (`verify`
     reports it as not used; the next `Checkpointer` on the folder removes it)."""
-    for name in os.listdir(self.directory) if os.path.isdir(self.directory) else ():
+    if not devices.is_writer():         # process 0 cleans the (shared) folder
+      return
+    try:
+      names = os.listdir(self.directory)
+    except OSError:                     # an unreadable folder: the save's own error says why
+      return
+    for name in names:
       owner = name.split(".")[0]
       if TMP_SUFFIX in name and owner.isdigit() and (step is None or int(owner) == step):
         shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)

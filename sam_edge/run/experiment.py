@@ -157,9 +157,9 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
   if checkpointer:
     if reason != "diverged":           # a diverged state is not worth resuming
       save(state, measure_state, progress)
-    else:                              # so a failed save before it is no loss
-      writer.needs_no_checkpoint()
     writer.close_checkpoints(checkpointer.close)
+    if reason == "diverged":           # so a failed save before it is no loss
+      writer.needs_no_checkpoint()
   evaluation = problem.evaluate(state.params, state.model_state)
   steps_done = int(state.step)
   if reason == "diverged":             # the first step whose training loss is not finite
@@ -190,25 +190,30 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     if sentence:
       log(sentence)
   if unwritten:
-    _say_unwritten(unwritten, writer, settings.checkpoint_dir, log)
+    _say_unwritten(unwritten, writer, log)
   return writer.raw(final), code
 
 
-def _say_unwritten(unwritten: list[str], writer: outputs.Writer, checkpoint_dir: Optional[str],
-                   log: Callable[[str], None]) -> None:
+def _say_unwritten(unwritten: list[str], writer: outputs.Writer, log: Callable[[str], None]
+                   ) -> None:
   """The last lines of a run whose final outputs are not all written: which and why, and the
   newest complete state on disk (exit code outputs.NOT_WRITTEN)."""
   log(f"error: {len(unwritten)} of the final outputs could not be written: "
       + "; ".join(unwritten))
-  state = writer.newest_state(_newest_sound_step)
+  state, step = writer.newest_state(_newest_sound_step)
   again = (" Free space (or make the folder writable) and run the same command with --resume: "
-           "it goes on from that checkpoint." if checkpoint_dir else "")
+           "it goes on from that checkpoint." if step is not None else "")
   log(f"error: the newest complete state on disk: {state}.{again}")
 
 
 def _newest_sound_step(directory: str) -> Optional[int]:
   """The newest checkpoint step in `directory` that reads back whole and matches its checksums,
-  read-only (None if none does)."""
+  read-only (None if none does). With several processes, reading back is collective (orbax waits
+  for every process) and only some may be here: the newest step by its folder's name, which
+  orbax renames into place only once the step is whole."""
+  if jax.process_count() > 1:
+    steps = outputs.checkpoint_steps(directory)
+    return steps[-1] if steps else None
   try:
     sound = [c.step for c in checkpoints.audit(directory) if c.problem is None]
   except Exception:                    # an unreadable folder holds no sound step

@@ -5,37 +5,53 @@ from `Checkpointer.save`, reported there in one line. Orbax and TensorStore, whi
 step from background threads and an event loop of their own, report the same failure again, many
 times over, through other doors; each is shut here for their reports only:
 
-  * absl's logger: orbax logs the save's traceback from its thread (any record from an orbax file);
+  * absl's logger: orbax logs the save's traceback from its thread (any record from a file of the
+    orbax package);
   * asyncio's logger: "Future exception was never retrieved" for orbax's own writes (a record
-    whose exception passed through an orbax file);
-  * `sys.unraisablehook`: TensorStore hands the result of a write that ends after orbax closed
-    its event loop to `loop.call_soon_threadsafe`, and reports the RuntimeError "Event loop is
-    closed" as unraisable when the loop is gone (`sys.excepthook` too, should it print it);
-    orbax's coroutines still pending when the save failed are collected later, "Exception
-    ignored in: <coroutine object ...>" (a coroutine of an orbax file).
+    whose exception passed through a file of the orbax package);
+  * `sys.unraisablehook`: orbax's coroutines still pending when the save failed are collected
+    later, "Exception ignored in: <coroutine object ...>" (a coroutine of the orbax package);
+    and TensorStore hands the result of a write that ends after orbax closed its event loop to
+    `loop.call_soon_threadsafe`, which raises "Event loop is closed", reported as unraisable.
+    That one names no library, so it is dropped only while a save runs (`saving`) and after one
+    failed.
 
 Everything else goes through untouched.
 """
 
+import contextlib
 import logging
 import os
 import sys
 import types
 from typing import Any, Optional
 
-ORBAX = f"{os.sep}orbax{os.sep}"
+_state = {"orbax": None, "saving": 0, "failed": False}
+
+
+def _orbax_dir() -> str:
+  """The folder of the orbax package, with a trailing separator."""
+  if _state["orbax"] is None:
+    import orbax.checkpoint  # pylint: disable=import-outside-toplevel
+    package = os.path.dirname(os.path.dirname(os.path.abspath(orbax.checkpoint.__file__)))
+    _state["orbax"] = package + os.sep
+  return _state["orbax"]
+
+
+def _in_orbax(filename: str) -> bool:
+  return os.path.abspath(filename).startswith(_orbax_dir())
 
 
 def _from_orbax(tb: Optional[types.TracebackType]) -> bool:
   """Whether the traceback `tb` passes through a file of orbax."""
   while tb is not None:
-    if ORBAX in tb.tb_frame.f_code.co_filename:
+    if _in_orbax(tb.tb_frame.f_code.co_filename):
       return True
     tb = tb.tb_next
   return False
 
 
-def _closed_loop(kind: type, value: BaseException, tb: Optional[types.TracebackType]) -> bool:
+def _closed_loop(value: Optional[BaseException], tb: Optional[types.TracebackType]) -> bool:
   """Whether the exception is asyncio's "Event loop is closed" from `call_soon_threadsafe`."""
   if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
     return False
@@ -47,29 +63,22 @@ def _closed_loop(kind: type, value: BaseException, tb: Optional[types.TracebackT
 
 
 class _OrbaxRecords(logging.Filter):
-  """Drops absl records logged from orbax's files and asyncio records about orbax's futures."""
+  """Drops records logged from orbax's files and records about exceptions that passed there."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    if ORBAX in record.pathname:
+    if _in_orbax(record.pathname):
       return False
     exc = record.exc_info
     return not (exc and exc[2] is not None and _from_orbax(exc[2]))
 
 
-def _excepthook(previous):
-  def hook(kind, value, tb):
-    if not _closed_loop(kind, value, tb):
-      previous(kind, value, tb)
-  hook.sam_edge_quiet = True
-  return hook
-
-
 def _unraisablehook(previous):
   def hook(unraisable: Any):
     code = getattr(unraisable.object, "cr_code", None)
-    if code is not None and ORBAX in code.co_filename:
+    if code is not None and _in_orbax(code.co_filename):
       return
-    if _closed_loop(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback):
+    if ((_state["saving"] or _state["failed"])
+        and _closed_loop(unraisable.exc_value, unraisable.exc_traceback)):
       return
     previous(unraisable)
   hook.sam_edge_quiet = True
@@ -82,7 +91,18 @@ def silence() -> None:
     logger = logging.getLogger(name)
     if not any(isinstance(f, _OrbaxRecords) for f in logger.filters):
       logger.addFilter(_OrbaxRecords())
-  if not getattr(sys.excepthook, "sam_edge_quiet", False):
-    sys.excepthook = _excepthook(sys.excepthook)
   if not getattr(sys.unraisablehook, "sam_edge_quiet", False):
     sys.unraisablehook = _unraisablehook(sys.unraisablehook)
+
+
+@contextlib.contextmanager
+def saving():
+  """Marks a save under way; a save that raises marks the process as having had a failed one."""
+  _state["saving"] += 1
+  try:
+    yield
+  except BaseException:
+    _state["failed"] = True
+    raise
+  finally:
+    _state["saving"] -= 1

@@ -20,7 +20,8 @@ from sam_edge.run import devices, failures, loop, params_file, tensorboard
 
 PLOT_EVERY_S = 300.0
 NOT_WRITTEN = 74               # the exit code of a run whose final outputs are not all written
-CHECKPOINT, BOARD = "checkpoint", "board"   # the failures' keys of the checkpoints, TensorBoard
+# The failures' keys: a file's is FILE + its path; the checkpoints' and TensorBoard's are fixed.
+FILE, CHECKPOINT, BOARD = "file:", "checkpoint", "board"
 
 
 def raw_data(config: dict, progress: loop.Progress, final: dict, env: dict) -> dict:
@@ -87,7 +88,7 @@ class Writer:
     self.last_plot = time.perf_counter()
 
   def _write(self, path: str, write: Callable[[], object]) -> bool:
-    if self.failures.attempt(path, path, write) is not None:
+    if self.failures.attempt(FILE + path, path, write) is not None:
       return False
     self.written.add(path)
     return True
@@ -147,17 +148,19 @@ class Writer:
       kept.append(f"TensorBoard scalars in {self.tensorboard_dir}")
     steps = checkpoint_steps(self.checkpoint_dir)
     if steps:
-      kept.append(f"checkpoints of steps {', '.join(map(str, steps))} in {self.checkpoint_dir}")
+      many = "s" * (len(steps) > 1)
+      kept.append(f"checkpoint{many} of step{many} {', '.join(map(str, steps))} in "
+                  f"{self.checkpoint_dir}")
     return kept
 
   def wrote(self, path: str) -> bool:
     """Whether `path` is an output whose newest write succeeded."""
-    return path in self.written and path not in self.failures
+    return path in self.written and FILE + path not in self.failures
 
-  def newest_state(self, sound_step: Callable[[str], Optional[int]]) -> str:
-    """What on disk is the newest complete state, in words: what the pickle holds and the newest
-    sound checkpoint (`sound_step(checkpoint_dir)`)."""
-    said = []
+  def newest_state(self, sound_step: Callable[[str], Optional[int]]) -> tuple[str, Optional[int]]:
+    """(what on disk is the newest complete state, in words; the newest sound checkpoint's step,
+    `sound_step(checkpoint_dir)`, or None): what the pickle holds and that checkpoint."""
+    said, step = [], None
     path = self.outputs.get(records.RAW_DATA.name)
     if path:
       said.append(f"the pickle {path} holds {self.pickled}" if self.pickled
@@ -166,7 +169,7 @@ class Writer:
       step = sound_step(self.checkpoint_dir)
       said.append(f"the newest sound checkpoint is step {step} in {self.checkpoint_dir}"
                   if step is not None else f"no sound checkpoint is in {self.checkpoint_dir}")
-    return "; ".join(said) if said else "nothing was written"
+    return ("; ".join(said) if said else "nothing was written"), step
 
 
 def holds(raw: dict) -> str:
