@@ -118,6 +118,7 @@ def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
                         timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu", **env})
 
 
+@pytest.mark.slow          # a process of its own: the flag is read at start-up
 def test_an_unwritable_cache_folder_never_stops_a_run(corpus, tmp_path):
   (tmp_path / "file").write_text("not a folder")
   done = run_cli(["transformer", f"--training_data={corpus}", *TINY_TRANSFORMER,

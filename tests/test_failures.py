@@ -68,12 +68,17 @@ def test_what_a_pickle_holds_in_words():
 
 
 def test_a_failed_saves_temporary_folder_is_removed_and_only_its_own(tmp_path):
-  with checkpoints.Checkpointer(str(tmp_path)) as ck:
-    for name in ("3.orbax-checkpoint-tmp", "13.orbax-checkpoint-tmp-17", "3", "30"):
-      (tmp_path / name).mkdir()
-    ck._remove_unfinished(3)
-    assert sorted(os.listdir(tmp_path)) == ["13.orbax-checkpoint-tmp-17", "3", "30"]
-  assert sorted(os.listdir(tmp_path)) == ["3", "30"]            # close removes the rest
+  """On a folder of its own (orbax's own clean-up of the checkpointer's folder runs in the
+  background when it opens)."""
+  left = tmp_path / "left"
+  left.mkdir()
+  for name in ("3.orbax-checkpoint-tmp", "13.orbax-checkpoint-tmp-17", "3", "30"):
+    (left / name).mkdir()
+  with checkpoints.Checkpointer(str(tmp_path / "ck")) as ck:
+    ck.directory = str(left)
+    ck._remove_unfinished(3)                                   # a failed save of step 3
+    assert sorted(os.listdir(left)) == ["13.orbax-checkpoint-tmp-17", "3", "30"]
+  assert sorted(os.listdir(left)) == ["3", "30"]               # close removes the rest
 
 
 def _traceback_through(filename: str) -> types.TracebackType:

@@ -98,6 +98,7 @@ def test_resnet18_param_counts(k, input_shape, classes):
     assert n == 11_173_962                                  # the standard CIFAR ResNet-18
 
 
+@pytest.mark.slow          # compiles ResNet-18 (init and a training-mode apply): ~14 s cold
 def test_resnet18_widths_and_projections():
   shapes = variable_shapes(resnet.make_resnet("ResNet18", num_classes=10, width=4), (32, 32, 3))
   params = shapes["params"]
