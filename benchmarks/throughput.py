@@ -16,6 +16,17 @@ are pre-sliced on device from the same training arrays, `arrays[i*B:(i+1)*B]`, c
 images stay uint8 and windows uint8 (converted inside the step, as in ours). Losses are never
 read back; N steps are timed after 2 warm-up steps, ending with `block_until_ready`.
 
+Single steps (`benchmarks/step_timing.py`, first): --single_steps (20) steps of each of ours,
+bare and the reference-shaped update (the reference's jitted update on one fixed batch:
+ε = ρ g/(‖g‖ + 1e-5), w ← w − η ∇L(w + ε), plain SGD), the three alternating step by step, each
+timed to `block_until_ready`; the least and the median of each. `ours_over_bare` (JSON and
+table) = least bare step / least ours step, `ours_over_bare_median` from the medians (throughput
+ratios: 1 is parity, above 1 ours is faster); `sam_over_gd_<method>` = least SAM step / least
+GD step. Blocks of steps (then): the timings below, `block_ours_over_bare`.
+
+--hlo DIR writes the optimized HLO of ours' and bare's step at ρ > 0 there and prints the opcodes
+whose counts differ (in the entry computation and over all computations).
+
 Workloads: `transformer` (the entry point's defaults: 6 layers, 8 heads, key 32, width 128,
 sequence 64, batch 128, η = 0.1, on tinyshakespeare with the last 10% held out) and `mnist_mlp`
 (the quick experiment's model: MLP depth 4, width 100, full-batch MNIST, 60,000 examples,
@@ -23,7 +34,7 @@ sequence 64, batch 128, η = 0.1, on tinyshakespeare with the last 10% held out)
 (least) time is reported. SAM/GD is time per SAM step / time per GD step.
 
     python benchmarks/throughput.py [--workloads=transformer,mnist_mlp] [--steps N]
-        [--repeats 2] [--small] [--json PATH]
+        [--repeats 2] [--single_steps 20] [--hlo DIR] [--small] [--json PATH]
 
 --small (a smoke run): a 1-layer, width-32 transformer (2 heads of 16, batch 32) and a width-16
 MLP on the first 1,000 MNIST training images (full batch).
@@ -48,6 +59,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from benchmarks import step_timing  # noqa: E402
 from sam_edge.cli import checks as cli_checks  # noqa: E402
 from sam_edge.cli import flags as cli_flags  # noqa: E402
 from sam_edge.cli import main as cli  # noqa: E402
@@ -176,7 +188,17 @@ class OursTimer:
     self.measure_state = place.replicate(measure.init_state(self.settings.measure,
                                                             w.problem.params))
     self.parts = components.components(w.problem, self.settings, run_keys, place)
+    self.problem, self.place = w.problem, place
     self.run(WARMUP_STEPS)                            # compiles the update
+
+  def compiled_text(self) -> str:
+    """The optimized HLO of the training step, as the run compiles it."""
+    order = components.batch_order(self.problem, self.settings.batch_size)
+    step = int(self.state.step)
+    train = components.host_phased_step(self.problem, self.settings, order, self.place)(step)
+    return train.lower(self.state, self.measure_state, self.parts.train_arrays,
+                       self.parts.data_key, components.host_indices(order, step),
+                       self.place.replicate(self.problem.constants)).compile().as_text()
 
   def run(self, n: int) -> float:
     start_step = int(self.state.step)
@@ -250,12 +272,33 @@ class BareTimer:
 # --- driver -----------------------------------------------------------------------------------
 
 
-def benchmark(w: Workload, rhos, num_steps: int, repeats: int) -> list[dict]:
+def benchmark(w: Workload, rhos, num_steps: int, repeats: int, single: int,
+              hlo: str = "") -> list[dict]:
+  """Per ρ: `single` single steps of ours, bare and the reference-shaped update, alternating step
+  by step (`step_timing`), then `repeats` blocks of `num_steps` steps of ours and bare."""
   rows = []
   for rho in rhos:
-    log(f"{w.name} ρ={rho:g}: compiling ours and bare ...")
+    log(f"{w.name} ρ={rho:g}: compiling ours, bare and the reference-shaped update ...")
     ours = OursTimer(w, rho)
     bare = BareTimer(w, rho, WARMUP_STEPS + repeats * num_steps)
+    reference = step_timing.reference_update(w.bare_loss, w.flags.step_size, rho, SAM_NORM_EPS)
+    steppers = {"ours": step_timing.ours_stepper(ours), "bare": step_timing.bare_stepper(bare),
+                "reference": step_timing.reference_stepper(
+                    reference, copy_tree(w.problem.params), bare.batches[0])}
+    if hlo and rho > 0:
+      texts = {"ours": ours.compiled_text(),
+               "bare": bare.step.lower(bare.params, bare.opt_state,
+                                       bare.batches[0]).compile().as_text()}
+      for method, text in texts.items():
+        pathlib.Path(hlo, f"{w.name}_rho{rho:g}_{method}.hlo.txt").write_text(text)
+      print(f"{w.name} ρ={rho:g}: optimized HLO, ours against bare (opcodes whose counts "
+            "differ)\n" + "\n".join(step_timing.compare_hlo(texts["ours"], texts["bare"])))
+    seconds = step_timing.interleaved(steppers, single)
+    row = {"workload": w.name, "rho": rho, "single_steps": single,
+           **step_timing.summary(seconds), "step_seconds": seconds}
+    log(f"{w.name} ρ={rho:g}: least step ours {row['ours_least_s']:.4f}s, bare "
+        f"{row['bare_least_s']:.4f}s, reference {row['reference_least_s']:.4f}s")
+    del steppers
     ours_s, bare_s = [], []
     for r in range(repeats):
       ours_s.append(ours.run(num_steps))
@@ -263,29 +306,39 @@ def benchmark(w: Workload, rhos, num_steps: int, repeats: int) -> list[dict]:
       log(f"{w.name} ρ={rho:g} repeat {r + 1}/{repeats}: ours {ours_s[-1]:.3f}s, "
           f"bare {bare_s[-1]:.3f}s for {num_steps} steps")
     best_ours, best_bare = min(ours_s), min(bare_s)
-    rows.append({
-        "workload": w.name, "rho": rho, "steps": num_steps, "repeats": repeats,
-        "ours_seconds": ours_s, "bare_seconds": bare_s,
+    row.update({
+        "steps": num_steps, "repeats": repeats, "ours_seconds": ours_s, "bare_seconds": bare_s,
         "ours_steps_per_s": num_steps / best_ours, "bare_steps_per_s": num_steps / best_bare,
-        "ours_over_bare": best_bare / best_ours,      # throughput ratio
+        "block_ours_over_bare": best_bare / best_ours,      # throughput ratio, whole blocks
     })
+    rows.append(row)
     del ours, bare
   gd = next((r for r in rows if r["rho"] == 0), None)
   for r in rows:
     if gd is not None and r["rho"] > 0:
-      r["sam_over_gd_ours"] = gd["ours_steps_per_s"] / r["ours_steps_per_s"]
-      r["sam_over_gd_bare"] = gd["bare_steps_per_s"] / r["bare_steps_per_s"]
+      for method in step_timing.METHODS:     # time per SAM step / time per GD step, least
+        r[f"sam_over_gd_{method}"] = r[f"{method}_least_s"] / gd[f"{method}_least_s"]
   return rows
 
 
 def print_table(rows: list[dict]) -> None:
-  print(f"{'workload':<13}{'rho':>5}{'steps':>7}{'ours steps/s':>14}{'bare steps/s':>14}"
-        f"{'ours/bare':>11}{'SAM/GD ours':>13}{'SAM/GD bare':>13}")
+  print("single steps, alternating (seconds per step: least / median)")
+  print(f"{'workload':<12}{'rho':>5}{'ours':>18}{'bare':>18}{'reference':>18}{'ours/bare':>10}"
+        f"{'(median)':>9}{'SAM/GD ours':>12}{'bare':>6}{'ref.':>6}")
   for r in rows:
-    sam = (f"{r['sam_over_gd_ours']:>13.2f}{r['sam_over_gd_bare']:>13.2f}"
-           if "sam_over_gd_ours" in r else f"{'-':>13}{'-':>13}")
-    print(f"{r['workload']:<13}{r['rho']:>5g}{r['steps']:>7}{r['ours_steps_per_s']:>14.4g}"
-          f"{r['bare_steps_per_s']:>14.4g}{r['ours_over_bare']:>11.3f}{sam}")
+    pair = lambda m: f"{r[m + '_least_s']:.4f} / {r[m + '_median_s']:.4f}"  # noqa: E731
+    sam = (f"{r['sam_over_gd_ours']:>12.2f}{r['sam_over_gd_bare']:>6.2f}"
+           f"{r['sam_over_gd_reference']:>6.2f}" if "sam_over_gd_ours" in r
+           else f"{'-':>12}{'-':>6}{'-':>6}")
+    print(f"{r['workload']:<12}{r['rho']:>5g}{pair('ours'):>18}{pair('bare'):>18}"
+          f"{pair('reference'):>18}{r['ours_over_bare']:>10.3f}"
+          f"{r['ours_over_bare_median']:>9.3f}{sam}")
+  print("\nblocks of steps (best of the repeats)")
+  print(f"{'workload':<12}{'rho':>5}{'steps':>7}{'ours steps/s':>14}{'bare steps/s':>14}"
+        f"{'ours/bare':>11}")
+  for r in rows:
+    print(f"{r['workload']:<12}{r['rho']:>5g}{r['steps']:>7}{r['ours_steps_per_s']:>14.4g}"
+          f"{r['bare_steps_per_s']:>14.4g}{r['block_ours_over_bare']:>11.3f}")
 
 
 def main() -> None:
@@ -297,6 +350,11 @@ def main() -> None:
                           f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
   parser.add_argument("--repeats", type=int, default=2,
                       help="timings per (workload, rho); the best is reported")
+  parser.add_argument("--single_steps", type=int, default=20,
+                      help="single steps timed per method and ρ, the methods alternating")
+  parser.add_argument("--hlo", default="",
+                      help="a folder: write the optimized HLO of ours and bare at ρ > 0 there "
+                      "and print the opcodes whose counts differ")
   parser.add_argument("--corpus", default=str(REPO.parent / "shared/data/tinyshakespeare.txt"))
   parser.add_argument("--manual_dir", default=str(REPO.parent / "shared/data/mnist"))
   parser.add_argument("--tfds_data_dir", default="/tmp/sam_edge_tfds",
@@ -309,9 +367,11 @@ def main() -> None:
   unknown = [n for n in names if n not in WORKLOADS]
   if unknown or not names:
     parser.error(f"--workloads: unknown {unknown}; choose from {','.join(WORKLOADS)}")
-  if (args.steps is not None and args.steps < 1) or args.repeats < 1:
-    parser.error("--steps and --repeats must be at least 1")
+  if (args.steps is not None and args.steps < 1) or args.repeats < 1 or args.single_steps < 1:
+    parser.error("--steps, --repeats and --single_steps must be at least 1")
 
+  if args.hlo:
+    os.makedirs(args.hlo, exist_ok=True)
   rows, described = [], {}
   for name in names:
     w = BUILDERS[name](args)
@@ -320,7 +380,8 @@ def main() -> None:
                            "batch_size", "step_size", "num_layers", "num_heads", "key_size",
                            "model_size", "sequence_length", "mlp_depth", "mlp_width",
                            "mini_training_set_num_batches") if k in w.flags}}
-    rows += benchmark(w, RHOS, args.steps or DEFAULT_STEPS[name], args.repeats)
+    rows += benchmark(w, RHOS, args.steps or DEFAULT_STEPS[name], args.repeats,
+                      args.single_steps, args.hlo)
     del w
   print(f"JAX {jax.__version__} on {jax.devices()[0].device_kind} "
         f"({jax.default_backend()}); best of {args.repeats}; ours/bare = throughput ratio; "

@@ -47,33 +47,50 @@ def host_indices(order: Any, step: int) -> Any:
 def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
                     sam: SamSettings, order: Any, place: devices.Placement,
                     track_hvps: int = 0) -> Callable:
-  """Jitted `(state, measure_state, arrays, data_key, indices, constants) -> (state,
-  measure_state, out)`: takes the step's batch (`take_batch`; augmented if the problem says so),
-  sharded along the mesh, then one step of SAM in front of the base optimizer (the base
-  optimizer alone when ρ = 0), with the forward pass in the problem's compute dtype, the SAM
-  variant's random draws from the step's key (`sam_steps.step_key`); the new state stays
+  """`(state, measure_state, arrays, data_key, indices, constants) -> (state, measure_state,
+  out)`, jitted (`.lower` lowers it): takes the step's batch (`take_batch`; augmented if the
+  problem says so), sharded along the mesh, then one step of SAM in front of the base optimizer
+  (the base optimizer alone when ρ = 0), with the forward pass in the problem's compute dtype,
+  the SAM variant's random draws from the step's key (`sam_steps.step_key`); the new state stays
   replicated. `out` is the loss, or with `track_hvps` {"loss", and λ1 of the step's Hessian
-  (`curvature.tracking`)}, whose tracker lives in `measure_state`. The old state is donated."""
+  (`curvature.tracking`)}, whose tracker lives in `measure_state`. The old state is donated;
+  without tracking `measure_state` is not an argument of the compiled step at all."""
   compute_loss = problem.loss_fn(problem.compute_dtype)
   example_losses = problem.example_loss_fn(problem.compute_dtype)
 
-  def train_step(state, measure_state, arrays, data_key, indices, constants):
+  def losses_of(state, arrays, data_key, indices, constants):
     batch = place.constrain_batch(take_batch(order, arrays, data_key, state.step, indices))
     if problem.augment is not None:
       batch = problem.augment(batch, data_key, state.step)
     loss_fn = lambda p, b: compute_loss(p, state.model_state, b, constants)
-    key = sam_steps.step_key(data_key, state.step)
     losses = lambda p, b: example_losses(p, state.model_state, b, constants)
-    if not track_hvps:
-      new_state, loss = update.sam_update(loss_fn, optimizer, sam, state, batch, key=key,
-                                          example_losses=losses)
-      return place.constrain_replicated(new_state), measure_state, loss
+    return batch, loss_fn, losses, sam_steps.step_key(data_key, state.step)
+
+  def untracked_step(state, arrays, data_key, indices, constants):
+    batch, loss_fn, losses, key = losses_of(state, arrays, data_key, indices, constants)
+    new_state, loss = update.sam_update(loss_fn, optimizer, sam, state, batch, key=key,
+                                        example_losses=losses)
+    return place.constrain_replicated(new_state), loss
+
+  def tracked_step(state, measure_state, arrays, data_key, indices, constants):
+    batch, loss_fn, losses, key = losses_of(state, arrays, data_key, indices, constants)
     new_state, tracker, out = tracking.tracked_update(
         loss_fn, optimizer, sam, state, batch, measure_state["tracker"], track_hvps,
         (key, tracking.track_key(data_key, state.step)), losses)
     measure_state = {**measure_state, "tracker": place.constrain_replicated(tracker)}
     return place.constrain_replicated(new_state), measure_state, out
-  return jax.jit(train_step, donate_argnums=(0, 1) if track_hvps else 0)
+
+  if track_hvps:
+    return jax.jit(tracked_step, donate_argnums=(0, 1))
+  # Without tracking the step never reads the measurements' state: it stays outside the
+  # compiled step, which would otherwise copy it (a parameter-sized warm start) at every step.
+  step = jax.jit(untracked_step, donate_argnums=0)
+
+  def train_step(state, measure_state, arrays, data_key, indices, constants):
+    new_state, loss = step(state, arrays, data_key, indices, constants)
+    return new_state, measure_state, loss
+  train_step.lower = lambda state, measure_state, *args: step.lower(state, *args)
+  return train_step
 
 
 def host_phased_step(problem: Problem, settings: RunSettings, order: Any,
