@@ -28,15 +28,18 @@ METHODS = ("ours", "bare", "reference")
 
 
 def reference_update(loss_fn: Callable, step_size: float, rho: float, eps: float) -> Callable:
-  """The reference-shaped update, jitted: (w, batch) -> (w', loss)."""
-  def update(params, batch):
-    loss, grad = jax.value_and_grad(loss_fn)(params, batch)
+  """The reference-shaped update, jitted: (w, state, batch) -> (w', state', loss), `loss_fn(w,
+  batch, state) -> (loss, state')` (the model state, BatchNorm statistics or {}, from the
+  unperturbed pass); w and state donated."""
+  def update(params, state, batch):
+    (loss, new_state), grad = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, state)
     if rho > 0:
       norm = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grad)))
       scale = rho / (norm + eps)
-      grad = jax.grad(loss_fn)(jax.tree.map(lambda p, g: p + scale * g, params, grad), batch)
-    return jax.tree.map(lambda p, g: p - step_size * g, params, grad), loss
-  return jax.jit(update, donate_argnums=(0,))
+      grad, _ = jax.grad(loss_fn, has_aux=True)(
+          jax.tree.map(lambda p, g: p + scale * g, params, grad), batch, state)
+    return jax.tree.map(lambda p, g: p - step_size * g, params, grad), new_state, loss
+  return jax.jit(update, donate_argnums=(0, 1))
 
 
 class Stepper:
@@ -66,19 +69,19 @@ def ours_stepper(ours) -> Stepper:
 def bare_stepper(bare) -> Stepper:
   """`throughput.BareTimer`'s step, one batch at a time."""
   def call():
-    bare.params, bare.opt_state, loss = bare.step(bare.params, bare.opt_state,
-                                                  bare.batches[bare.i % len(bare.batches)])
+    bare.params, bare.opt_state, bare.state, loss = bare.step(
+        bare.params, bare.opt_state, bare.state, bare.batches[bare.i % len(bare.batches)])
     bare.i += 1
     return bare.params, loss
   return Stepper(call)
 
 
-def reference_stepper(update: Callable, params, batch) -> Stepper:
-  state = {"params": params}
+def reference_stepper(update: Callable, params, model_state, batch) -> Stepper:
+  held = {"params": params, "state": model_state}
 
   def call():
-    state["params"], loss = update(state["params"], batch)
-    return state["params"], loss
+    held["params"], held["state"], loss = update(held["params"], held["state"], batch)
+    return held["params"], loss
   return Stepper(call)
 
 

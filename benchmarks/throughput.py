@@ -28,12 +28,14 @@ GD step. Blocks of steps (then): the timings below, `block_ours_over_bare`.
 whose counts differ (in the entry computation and over all computations).
 
 Workloads: `transformer` (the entry point's defaults: 6 layers, 8 heads, key 32, width 128,
-sequence 64, batch 128, η = 0.1, on tinyshakespeare with the last 10% held out) and `mnist_mlp`
+sequence 64, batch 128, η = 0.1, on tinyshakespeare with the last 10% held out), `mnist_mlp`
 (the quick experiment's model: MLP depth 4, width 100, full-batch MNIST, 60,000 examples,
-η = 0.01). Every timing is repeated --repeats times (ours and bare alternating) and the best
+η = 0.01) and `resnet20` (ResNet-20 with BatchNorm on MNIST, batches of 128 drawn from the
+60,000 examples, η = 0.05; the bare step moves the statistics from its unperturbed pass, as ours
+does). Every timing is repeated --repeats times (ours and bare alternating) and the best
 (least) time is reported. SAM/GD is time per SAM step / time per GD step.
 
-    python benchmarks/throughput.py [--workloads=transformer,mnist_mlp] [--steps N]
+    python benchmarks/throughput.py [--workloads=transformer,mnist_mlp,resnet20] [--steps N]
         [--repeats 2] [--single_steps 20] [--hlo DIR] [--small] [--json PATH]
 
 --small (a smoke run): a 1-layer, width-32 transformer (2 heads of 16, batch 32) and a width-16
@@ -69,8 +71,8 @@ from sam_edge.optim import update  # noqa: E402
 from sam_edge.run import components, devices, loop  # noqa: E402
 from sam_edge.run.problem import Problem, keys  # noqa: E402
 
-WORKLOADS = ("transformer", "mnist_mlp")
-DEFAULT_STEPS = {"transformer": 8, "mnist_mlp": 20}
+WORKLOADS = ("transformer", "mnist_mlp", "resnet20")
+DEFAULT_STEPS = {"transformer": 8, "mnist_mlp": 20, "resnet20": 20}
 RHOS = (0.0, 0.1)
 WARMUP_STEPS = 2
 SAM_NORM_EPS = 1e-5
@@ -81,6 +83,8 @@ SMALL_FLAGS = {
                     "--batch_size=32"],
     "mnist_mlp": ["--mlp_width=16", "--batch_size=1000", "--mini_training_set_num_batches=1",
                   "--mini_test_set_num_batches=1"],
+    "resnet20": ["--batch_size=16", "--mini_training_set_num_batches=4",
+                 "--mini_test_set_num_batches=1"],
 }
 
 
@@ -105,7 +109,8 @@ class Workload:
   module: object          # the entry point module (for re-parsing with --rho)
   argv: list              # its flags, without --rho
   problem: Problem
-  bare_loss: object       # (params, batch) -> mean loss, written here with the model + optax
+  bare_loss: object       # (params, batch, state) -> (mean loss, new state), written here
+  bare_state: object = dataclasses.field(default_factory=dict)   # BatchNorm statistics, or {}
 
 
 def build_transformer(args) -> Workload:
@@ -124,13 +129,13 @@ def build_transformer(args) -> Workload:
                               key_size=f.key_size, model_size=f.model_size,
                               sequence_length=f.sequence_length)
 
-  def bare_loss(params, window):                    # window: uint8 [B, T+1]
+  def bare_loss(params, window, state):             # window: uint8 [B, T+1]
     tokens = window.astype(jnp.int32)
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     logits = lm.apply(params, inputs).astype(jnp.float32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
     mask = (targets != 0).astype(jnp.float32)
-    return jnp.sum(mask * ce) / jnp.maximum(jnp.sum(mask), 1.0)
+    return jnp.sum(mask * ce) / jnp.maximum(jnp.sum(mask), 1.0), state
   return Workload("transformer", f, entry, argv, problem, bare_loss)
 
 
@@ -154,15 +159,49 @@ def build_mnist_mlp(args) -> Workload:
   mean = jnp.asarray((images.mean(axis=0, dtype=np.float64) / 256).astype(np.float32))
   del images
 
-  def bare_loss(params, batch):                     # image uint8 [B, 28, 28, 1], label int32 [B]
+  def bare_loss(params, batch, state):              # image uint8 [B, 28, 28, 1], label int32 [B]
     image, label = batch
     logits = model.apply(params, image.astype(jnp.float32) / 256 - mean)
     onehot = jax.nn.one_hot(label, logits.shape[-1], dtype=logits.dtype)
-    return jnp.mean((logits - onehot) ** 2)          # the reference's: mean over all entries
+    return jnp.mean((logits - onehot) ** 2), state   # the reference's: mean over all entries
   return Workload("mnist_mlp", f, entry, argv, problem, bare_loss)
 
 
-BUILDERS = {"transformer": build_transformer, "mnist_mlp": build_mnist_mlp}
+def build_resnet20(args) -> Workload:
+  """ResNet-20 (BatchNorm) on MNIST, a batch of 128: the bare loss runs the network in train
+  mode and returns the batch's statistics, moved once per step from the unperturbed pass (as
+  ours moves them)."""
+  import image_classification as entry
+  from sam_edge.models import resnet, stateful
+  from sam_edge.tasks import image_problem
+  os.makedirs(args.tfds_data_dir, exist_ok=True)
+  argv = ["--dataset=mnist", "--nn_architecture=ResNet20", "--batch_size=128",
+          "--step_size=0.05", f"--manual_dir={args.manual_dir}",
+          f"--tfds_data_dir={args.tfds_data_dir}"] + (SMALL_FLAGS["resnet20"] if args.small
+                                                      else [])
+  f = parse_entry_flags(entry, argv)
+  found = entry.problems(f)
+  if found:
+    sys.exit("\n".join(f"throughput: resnet20: {p}" for p in found))
+  with contextlib.redirect_stdout(sys.stderr):
+    problem = image_problem.build(f, keys(f.seed)["init"])
+  model = resnet.make_resnet("ResNet20", num_classes=10, activation=f.activation,
+                             width=f.resnet_width)
+  images = np.asarray(problem.train_arrays["image"])
+  mean = jnp.asarray((images.mean(axis=0, dtype=np.float64) / 256).astype(np.float32))
+  del images
+  forward = stateful.train_forward(model, lambda image: image.astype(jnp.float32) / 256 - mean)
+
+  def bare_loss(params, batch, state):
+    image, label = batch
+    logits, stats = forward(params, state["batch_stats"], image)
+    onehot = jax.nn.one_hot(label, logits.shape[-1], dtype=logits.dtype)
+    return jnp.mean((logits - onehot) ** 2), {"batch_stats": stats}
+  return Workload("resnet20", f, entry, argv, problem, bare_loss, problem.model_state)
+
+
+BUILDERS = {"transformer": build_transformer, "mnist_mlp": build_mnist_mlp,
+            "resnet20": build_resnet20}
 
 
 def copy_tree(tree):
@@ -220,18 +259,20 @@ class OursTimer:
 
 
 def make_bare_step(loss_fn, step_size: float, rho: float):
-  """The minimal jitted SAM (ρ > 0) or GD (ρ = 0) step; params and opt_state donated."""
+  """The minimal jitted SAM (ρ > 0) or GD (ρ = 0) step, `(params, opt_state, state, batch) ->
+  (params, opt_state, state, loss)`; the model state (BatchNorm statistics, or {}) from the
+  unperturbed pass; params, opt_state and state donated."""
   optimizer = optax.sgd(step_size)
 
-  def step(params, opt_state, batch):
-    loss, grad = jax.value_and_grad(loss_fn)(params, batch)
+  def step(params, opt_state, state, batch):
+    (loss, new_state), grad = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, state)
     if rho > 0:
       scale = rho / (optax.global_norm(grad) + SAM_NORM_EPS)
       perturbed = jax.tree.map(lambda p, g: p + scale * g, params, grad)
-      grad = jax.grad(loss_fn)(perturbed, batch)
+      grad, _ = jax.grad(loss_fn, has_aux=True)(perturbed, batch, state)
     updates, opt_state = optimizer.update(grad, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-  return optimizer, jax.jit(step, donate_argnums=(0, 1))
+    return optax.apply_updates(params, updates), opt_state, new_state, loss
+  return optimizer, jax.jit(step, donate_argnums=(0, 1, 2))
 
 
 class BareTimer:
@@ -250,22 +291,25 @@ class BareTimer:
     optimizer, self.step = make_bare_step(w.bare_loss, w.flags.step_size, rho)
     self.params = copy_tree(w.problem.params)
     self.opt_state = optimizer.init(self.params)
+    self.state = copy_tree(w.bare_state)
     self.i = 0
     self.run(WARMUP_STEPS)
 
   def run(self, n: int) -> float:
-    params, opt_state, batches, i = self.params, self.opt_state, self.batches, self.i
-    self.params = self.opt_state = None
+    params, opt_state, state, batches, i = (self.params, self.opt_state, self.state,
+                                            self.batches, self.i)
+    self.params = self.opt_state = self.state = None
     gc.collect()
     start = time.perf_counter()
     for _ in range(n):
-      params, opt_state, loss = self.step(params, opt_state, batches[i % len(batches)])
+      params, opt_state, state, loss = self.step(params, opt_state, state,
+                                                 batches[i % len(batches)])
       i += 1
-    jax.block_until_ready((params, opt_state, loss))
+    jax.block_until_ready((params, opt_state, state, loss))
     seconds = time.perf_counter() - start
     if not np.isfinite(float(loss)):
       raise RuntimeError(f"the bare loop diverged (loss {float(loss)})")
-    self.params, self.opt_state, self.i = params, opt_state, i
+    self.params, self.opt_state, self.state, self.i = params, opt_state, state, i
     return seconds
 
 
@@ -284,10 +328,11 @@ def benchmark(w: Workload, rhos, num_steps: int, repeats: int, single: int,
     reference = step_timing.reference_update(w.bare_loss, w.flags.step_size, rho, SAM_NORM_EPS)
     steppers = {"ours": step_timing.ours_stepper(ours), "bare": step_timing.bare_stepper(bare),
                 "reference": step_timing.reference_stepper(
-                    reference, copy_tree(w.problem.params), bare.batches[0])}
+                    reference, copy_tree(w.problem.params), copy_tree(w.bare_state),
+                    bare.batches[0])}
     if hlo and rho > 0:
       texts = {"ours": ours.compiled_text(),
-               "bare": bare.step.lower(bare.params, bare.opt_state,
+               "bare": bare.step.lower(bare.params, bare.opt_state, bare.state,
                                        bare.batches[0]).compile().as_text()}
       for method, text in texts.items():
         pathlib.Path(hlo, f"{w.name}_rho{rho:g}_{method}.hlo.txt").write_text(text)
