@@ -236,7 +236,8 @@ class OursTimer:
     step = int(self.state.step)
     train = components.host_phased_step(self.problem, self.settings, order, self.place)(step)
     return train.lower(self.state, self.measure_state, self.parts.train_arrays,
-                       self.parts.data_key, components.host_indices(order, step),
+                       self.parts.data_key,
+                       components.host_indices(order, step, self.parts.data_key),
                        self.place.replicate(self.problem.constants)).compile().as_text()
 
   def run(self, n: int) -> float:

@@ -66,3 +66,15 @@ def test_reference_test_batches():
   assert batches.max() < 1664                                 # only whole batches' windows
   np.testing.assert_array_equal(batches, order.reference_test_batches(1716, 111_540, 128, 64,
                                                                       (0, 2)))
+
+
+def test_shuffled_indices_drawn_once_per_epoch_are_those_drawn_in_the_step():
+  """The host's slices of the epoch's permutation equal the in-step draw, across epochs, for
+  steps asked out of order (a resume) and for another key."""
+  shuffled = order.ShuffledOrder(10, 3)                        # 3 steps an epoch, 1 row left out
+  in_step = jax.jit(shuffled.device_indices)
+  for key in (jax.random.key(0), jax.random.key(1), jax.random.PRNGKey(2)):
+    for step in (0, 1, 2, 3, 7, 4, 0, 11):
+      np.testing.assert_array_equal(shuffled.host_indices(step, key),
+                                    in_step(key, jnp.int32(step)))
+  assert order.ShuffledOrder(10, 10).host_indices(5, jax.random.key(0)) is None  # full batch

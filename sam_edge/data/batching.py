@@ -6,6 +6,7 @@ and perm_e a permutation of range(N) drawn from fold_in(key, e). Because the bat
 on (key, step), a resumed run sees the same batches as an uninterrupted one.
 """
 
+import functools
 from typing import Any
 
 import jax
@@ -30,8 +31,14 @@ def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int) -> j
     return jnp.arange(n, dtype=jnp.int32)
   steps_per_epoch = n // batch_size
   epoch, position = jnp.divmod(step, steps_per_epoch)
-  perm = jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
-  return jax.lax.dynamic_slice(perm, (position * batch_size,), (batch_size,))
+  return jax.lax.dynamic_slice(epoch_permutation(key, epoch, n), (position * batch_size,),
+                               (batch_size,))
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def epoch_permutation(key: jax.Array, epoch: Any, n: int) -> jax.Array:
+  """perm_e, int32 [N]: the permutation of range(N) of epoch e (module doc)."""
+  return jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
 
 
 def take(arrays: Arrays, indices: jax.Array) -> Arrays:

@@ -32,11 +32,30 @@ CHUNK = 1 << 16
 
 
 class ShuffledOrder:
-  """A fresh permutation every epoch, drawn on the device inside the step (module doc)."""
-  host = False
+  """A fresh permutation every epoch (module doc), drawn once per epoch: `host_indices(step,
+  key)` slices step s's B indices out of the epoch's permutation (`batching.epoch_permutation`,
+  kept until the epoch or the key changes) and the step gathers them. Drawing it inside every
+  step instead (`device_indices`, the same indices) sorts N keys twice per step for B rows."""
+  host = True
 
   def __init__(self, num_examples: int, batch_size: int):
     self.n, self.batch_size = num_examples, batch_size
+    self._epoch: tuple = (None, None)
+
+  def host_indices(self, step: int, key: Any) -> Optional[np.ndarray]:
+    """Row indices int32 [B] of step `step` (None for the full batch: no gather)."""
+    if self.batch_size == self.n:
+      return None
+    import jax  # pylint: disable=import-outside-toplevel
+
+    from sam_edge.data import batching  # pylint: disable=import-outside-toplevel  (module doc)
+    epoch, position = divmod(int(step), self.n // self.batch_size)
+    raw = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) \
+        else key
+    which = (epoch, np.asarray(raw).tobytes())
+    if self._epoch[0] != which:
+      self._epoch = (which, np.asarray(batching.epoch_permutation(key, epoch, self.n)))
+    return self._epoch[1][position * self.batch_size:(position + 1) * self.batch_size]
 
   def device_indices(self, key: Any, step: Any) -> Optional[Any]:
     from sam_edge.data import batching  # pylint: disable=import-outside-toplevel  (module doc)
@@ -122,8 +141,8 @@ class BufferedOrder:
     self._drawn += count
     return got
 
-  def host_indices(self, step: int) -> np.ndarray:
-    """Window indices int32 [B] of step `step`."""
+  def host_indices(self, step: int, key: Any = None) -> np.ndarray:
+    """Window indices int32 [B] of step `step` (`key` unused: the buffer has its seed)."""
     if step == self._last[0]:
       return self._last[1]
     first = step * self.batch_size

@@ -39,9 +39,9 @@ def take_batch(order: Any, arrays: PyTree, data_key: jax.Array, step: jax.Array,
   return arrays if indices is None else batching.take(arrays, indices)
 
 
-def host_indices(order: Any, step: int) -> Any:
+def host_indices(order: Any, step: int, data_key: jax.Array) -> Any:
   """The step's row indices when the order draws them on the host, else None."""
-  return order.host_indices(step) if order.host else None
+  return order.host_indices(step, data_key) if order.host else None
 
 
 def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
@@ -141,7 +141,7 @@ def measure_batches(problem: Problem, settings: RunSettings, order: Any,
   batch = jax.jit(lambda arrays, key, step_, indices: place.constrain_batch(
       take_batch(order, arrays, key, step_, indices)))
   return lambda arrays, key, step_: batch(arrays, key, jnp.asarray(step_, jnp.int32),
-                                         host_indices(order, step_))
+                                         host_indices(order, step_, key))
 
 
 def place_arrays(problem: Problem, settings: RunSettings, place: devices.Placement) -> PyTree:
@@ -162,7 +162,7 @@ def components(problem: Problem, settings: RunSettings, run_keys: dict,
   arrays = place_arrays(problem, settings, place)
   return loop.Components(
       update=lambda state, measure_state, arrays_, key, step_: train_step(step_)(
-          state, measure_state, arrays_, key, host_indices(order, step_), constants),
+          state, measure_state, arrays_, key, host_indices(order, step_, key), constants),
       measure=make_state_measure(problem, settings.measure, arrays, run_keys["data"]),
       batch=measure_batches(problem, settings, order, place),
       train_arrays=arrays, data_key=run_keys["data"],
