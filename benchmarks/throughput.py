@@ -139,31 +139,41 @@ def build_transformer(args) -> Workload:
   return Workload("transformer", f, entry, argv, problem, bare_loss)
 
 
-def build_mnist_mlp(args) -> Workload:
+def image_workload(args, name: str, own: list[str]):
+  """(flags, entry module, argv, Problem, the training images' mean pixel / 256) of an MNIST
+  workload whose own flags are `own`."""
   import image_classification as entry
-  from sam_edge.models import vision as vm
   from sam_edge.tasks import image_problem
   os.makedirs(args.tfds_data_dir, exist_ok=True)
-  argv = ["--dataset=mnist", "--nn_architecture=MLP", "--mlp_depth=4", "--mlp_width=100",
-          "--batch_size=60000", "--step_size=0.01", f"--manual_dir={args.manual_dir}",
-          f"--tfds_data_dir={args.tfds_data_dir}"] + (SMALL_FLAGS["mnist_mlp"] if args.small
-                                                      else [])
+  argv = ["--dataset=mnist", *own, f"--manual_dir={args.manual_dir}",
+          f"--tfds_data_dir={args.tfds_data_dir}"] + (SMALL_FLAGS[name] if args.small else [])
   f = parse_entry_flags(entry, argv)
   found = entry.problems(f)
   if found:
-    sys.exit("\n".join(f"throughput: mnist_mlp: {p}" for p in found))
+    sys.exit("\n".join(f"throughput: {name}: {p}" for p in found))
   with contextlib.redirect_stdout(sys.stderr):
     problem = image_problem.build(f, keys(f.seed)["init"])
-  model = vm.MLP(depth=f.mlp_depth, width=f.mlp_width, num_classes=10)
   images = np.asarray(problem.train_arrays["image"])
   mean = jnp.asarray((images.mean(axis=0, dtype=np.float64) / 256).astype(np.float32))
-  del images
+  return f, entry, argv, problem, mean
+
+
+def squared_error(logits, label):
+  """The reference's loss: the mean over all entries of (logits − onehot)²."""
+  onehot = jax.nn.one_hot(label, logits.shape[-1], dtype=logits.dtype)
+  return jnp.mean((logits - onehot) ** 2)
+
+
+def build_mnist_mlp(args) -> Workload:
+  from sam_edge.models import vision as vm
+  f, entry, argv, problem, mean = image_workload(args, "mnist_mlp", [
+      "--nn_architecture=MLP", "--mlp_depth=4", "--mlp_width=100", "--batch_size=60000",
+      "--step_size=0.01"])
+  model = vm.MLP(depth=f.mlp_depth, width=f.mlp_width, num_classes=10)
 
   def bare_loss(params, batch, state):              # image uint8 [B, 28, 28, 1], label int32 [B]
     image, label = batch
-    logits = model.apply(params, image.astype(jnp.float32) / 256 - mean)
-    onehot = jax.nn.one_hot(label, logits.shape[-1], dtype=logits.dtype)
-    return jnp.mean((logits - onehot) ** 2), state   # the reference's: mean over all entries
+    return squared_error(model.apply(params, image.astype(jnp.float32) / 256 - mean), label), state
   return Workload("mnist_mlp", f, entry, argv, problem, bare_loss)
 
 
@@ -171,32 +181,17 @@ def build_resnet20(args) -> Workload:
   """ResNet-20 (BatchNorm) on MNIST, a batch of 128: the bare loss runs the network in train
   mode and returns the batch's statistics, moved once per step from the unperturbed pass (as
   ours moves them)."""
-  import image_classification as entry
   from sam_edge.models import resnet, stateful
-  from sam_edge.tasks import image_problem
-  os.makedirs(args.tfds_data_dir, exist_ok=True)
-  argv = ["--dataset=mnist", "--nn_architecture=ResNet20", "--batch_size=128",
-          "--step_size=0.05", f"--manual_dir={args.manual_dir}",
-          f"--tfds_data_dir={args.tfds_data_dir}"] + (SMALL_FLAGS["resnet20"] if args.small
-                                                      else [])
-  f = parse_entry_flags(entry, argv)
-  found = entry.problems(f)
-  if found:
-    sys.exit("\n".join(f"throughput: resnet20: {p}" for p in found))
-  with contextlib.redirect_stdout(sys.stderr):
-    problem = image_problem.build(f, keys(f.seed)["init"])
+  f, entry, argv, problem, mean = image_workload(args, "resnet20", [
+      "--nn_architecture=ResNet20", "--batch_size=128", "--step_size=0.05"])
   model = resnet.make_resnet("ResNet20", num_classes=10, activation=f.activation,
                              width=f.resnet_width)
-  images = np.asarray(problem.train_arrays["image"])
-  mean = jnp.asarray((images.mean(axis=0, dtype=np.float64) / 256).astype(np.float32))
-  del images
   forward = stateful.train_forward(model, lambda image: image.astype(jnp.float32) / 256 - mean)
 
   def bare_loss(params, batch, state):
     image, label = batch
     logits, stats = forward(params, state["batch_stats"], image)
-    onehot = jax.nn.one_hot(label, logits.shape[-1], dtype=logits.dtype)
-    return jnp.mean((logits - onehot) ** 2), {"batch_stats": stats}
+    return squared_error(logits, label), {"batch_stats": stats}
   return Workload("resnet20", f, entry, argv, problem, bare_loss, problem.model_state)
 
 
