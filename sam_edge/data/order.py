@@ -40,7 +40,8 @@ class ShuffledOrder:
 
   def __init__(self, num_examples: int, batch_size: int):
     self.n, self.batch_size = num_examples, batch_size
-    self._epoch: tuple = (None, None)
+    self._epoch: tuple = (None, None)           # ((epoch, key bytes), its permutation)
+    self._key: tuple = (None, None)             # (the key last asked with, its bytes)
 
   def host_indices(self, step: int, key: Any) -> Optional[np.ndarray]:
     """Row indices int32 [B] of step `step` (None for the full batch: no gather)."""
@@ -50,9 +51,11 @@ class ShuffledOrder:
 
     from sam_edge.data import batching  # pylint: disable=import-outside-toplevel  (module doc)
     epoch, position = divmod(int(step), self.n // self.batch_size)
-    raw = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) \
-        else key
-    which = (epoch, np.asarray(raw).tobytes())
+    if key is not self._key[0]:          # a key read back once, not at every step
+      raw = (jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+             else key)
+      self._key = (key, np.asarray(raw).tobytes())
+    which = (epoch, self._key[1])
     if self._epoch[0] != which:
       self._epoch = (which, np.asarray(batching.epoch_permutation(key, epoch, self.n)))
     return self._epoch[1][position * self.batch_size:(position + 1) * self.batch_size]
