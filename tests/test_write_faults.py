@@ -93,8 +93,12 @@ def test_a_write_fault_ends_honestly_and_resume_ends_equal(case, corpus, tmp_pat
   named = said.split("; outputs: ")[1]
   assert not any(path in named for path in failed_files), said  # never named as written
   assert all(f"{path} draws" not in out for path in failed_files)
+  # The failed saves' temporary folders are removed; a TensorStore write still under way when a
+  # save failed may bring one back after that, which verify then lists as not used (and the
+  # next run on the folder removes, below). Nothing else is left.
   kept = checkpoints.unused_entries(str(tmp_path / "ck"))
-  assert kept == [], kept                                        # no temporary folder left
+  assert all(checkpoints.TMP_SUFFIX in name and int(name.split(".")[0]) > sound
+             for name in kept), kept
   assert max(outputs.checkpoint_steps(str(tmp_path / "ck"))) == sound
   unwritten, state = [line for line in out.splitlines() if line.startswith("error: ")][-2:]
   assert all(path in unwritten for path in failed_files), unwritten
@@ -106,6 +110,7 @@ def test_a_write_fault_ends_honestly_and_resume_ends_equal(case, corpus, tmp_pat
   resumed = capsys.readouterr().out
   assert f"resuming from the checkpoint of step {sound} " in resumed
   assert faults.compare(faults.end_of(tmp_path), uninterrupted) == (0, True)
+  assert checkpoints.unused_entries(str(tmp_path / "ck")) == []
 
 
 @pytest.mark.slow
@@ -173,6 +178,7 @@ def test_a_real_full_disk(corpus, tmp_path):
     assert done.returncode == 74, done.stdout[-2000:] + done.stderr[-2000:]
     assert "Traceback" not in done.stdout + done.stderr
     assert "error: the newest complete state on disk: " in done.stdout
-    assert checkpoints.unused_entries(str(disk / "ck")) == []
+    assert all(checkpoints.TMP_SUFFIX in name for name in checkpoints.unused_entries(
+        str(disk / "ck")))                     # at most a failed save's folder (see above)
   finally:
     write_faults.unmount(str(disk))
