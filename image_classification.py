@@ -12,8 +12,15 @@ import sys
 from sam_edge.cli import main as cli
 from sam_edge.tasks.image_task import TASK
 
-FLAGS = cli.task_flags(TASK)
 PROG = TASK.prog
+
+
+def flag_values():
+  """A fresh FlagValues with every flag of this entry point (what FLAGS holds)."""
+  return cli.task_flags(TASK)
+
+
+FLAGS = flag_values()
 
 
 def problems(f) -> list[str]:

@@ -107,10 +107,16 @@ def problems(fv: flags.FlagValues) -> list[str]:
   return found
 
 
-def main(argv: list[str]) -> int:
-  """Parses `argv` (without the program name) and runs the command; returns the exit code."""
+def flag_values() -> flags.FlagValues:
+  """Every flag of the command (the image task's and its own), on a FlagValues of its own."""
   fv = cli.task_flags(TASK)
   define_flags(fv)
+  return fv
+
+
+def main(argv: list[str]) -> int:
+  """Parses `argv` (without the program name) and runs the command; returns the exit code."""
+  fv = flag_values()
   return cli.command(PROG, USAGE, fv, argv, lambda rest: command(fv, rest))
 
 

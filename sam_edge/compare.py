@@ -56,11 +56,17 @@ def define_global_flags(fv: flags.FlagValues) -> None:
                       "instead of the one in their config.", **on)
 
 
-def main(argv: list[str]) -> int:
-  """Parses `argv` (without the program name), reads the runs and writes the report."""
+def flag_values() -> flags.FlagValues:
+  """Every flag of the command, on a FlagValues of its own."""
   fv = flags.FlagValues()
   report.define_flags(fv)
   define_global_flags(fv)
+  return fv
+
+
+def main(argv: list[str]) -> int:
+  """Parses `argv` (without the program name), reads the runs and writes the report."""
+  fv = flag_values()
   return cli.command(PROG, USAGE, fv, argv, lambda paths: compare(fv, paths))
 
 

@@ -148,10 +148,16 @@ def landscape(fv: flags.FlagValues, paths: list[str]) -> int:
   return 0
 
 
-def main(argv: list[str]) -> int:
-  """Parses `argv` (without the program name) and draws the landscape."""
+def flag_values() -> flags.FlagValues:
+  """Every flag of the command, on a FlagValues of its own."""
   fv = flags.FlagValues()
   define_flags(fv)
+  return fv
+
+
+def main(argv: list[str]) -> int:
+  """Parses `argv` (without the program name) and draws the landscape."""
+  fv = flag_values()
   return cli.command(PROG, USAGE, fv, argv, lambda paths: landscape(fv, paths))
 
 

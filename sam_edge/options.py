@@ -6,11 +6,16 @@ value, so that a bad value is one line `--name <reason>, got <value>`. This modu
 neither jax nor absl: declaring options costs nothing at `--help`.
 """
 
+import contextlib
 import dataclasses
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 Check = Callable[[Any], Optional[str]]      # value -> why it is bad ("must be > 0"), or None
+
+# The topics --help groups an entry point's flags by, in the order it prints them.
+TOPICS = ("data", "model", "method", "measurement", "loop", "outputs", "devices")
+TOPIC_ATTRIBUTE = "sam_edge_topic"          # set on each absl Flag object defined under `topic`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,3 +99,20 @@ def unique(options: list[Option]) -> list[Option]:
       raise ValueError(f"two different options are named --{o.name}")
     seen.setdefault(o.name, o)
   return list(seen.values())
+
+
+@contextlib.contextmanager
+def topic(flag_values: Any, name: str) -> Iterator[None]:
+  """Every flag defined on `flag_values` (an absl FlagValues) inside the block belongs to the
+  topic `name`, one of TOPICS: its group in `--help` (`cli.help`)."""
+  if name not in TOPICS:
+    raise ValueError(f"unknown topic {name!r}; one of {', '.join(TOPICS)}")
+  before = set(flag_values)
+  yield
+  for flag_name in set(flag_values) - before:
+    setattr(flag_values[flag_name], TOPIC_ATTRIBUTE, name)
+
+
+def topic_of(flag: Any) -> Optional[str]:
+  """The topic an absl Flag was defined under (`topic`), or None."""
+  return getattr(flag, TOPIC_ATTRIBUTE, None)

@@ -23,10 +23,16 @@ USAGE = ("python -m sam_edge.power_law --out=DIR [--data=synthetic|mnist] [--num
          "[--step_sizes=a,...] [--momenta=m,...] [--tau=t,...] [--steps=T] [--seeds=S]")
 
 
-def main(argv: list[str]) -> int:
-  """Parses `argv` (without the program name) and runs the study; returns the exit code."""
+def flag_values() -> flags.FlagValues:
+  """Every flag of the command, on a FlagValues of its own."""
   fv = flags.FlagValues()
   settings.define_flags(fv)
+  return fv
+
+
+def main(argv: list[str]) -> int:
+  """Parses `argv` (without the program name) and runs the study; returns the exit code."""
+  fv = flag_values()
   return cli.command(PROG, USAGE, fv, argv, lambda rest: study(fv, rest))
 
 

@@ -24,7 +24,7 @@ RAW_DATA = Option("raw_data_output", "/tmp/raw.pkl",
 PARAMS = Option("params_output", "",
                 "npz: the final parameters and BatchNorm statistics with the run's config, "
                 "checksummed (read by `sam_edge.compare --global_metrics` and "
-                "`sam_edge.landscape`); '' writes none")
+                "`sam_edge.landscape`)")
 SWEEP_FILES = {PARAMS.name: "params.npz"}  # run-folder names of outputs whose default is ''
 RECORDS_SHA256 = "records_sha256"          # the key of the checksum in a finished run's final
 _PLAIN_TYPES = (bool, int, float, complex, str, bytes)

@@ -14,6 +14,7 @@ from absl import flags
 from sam_edge.cli import main as cli
 from sam_edge.studies import commands, grid, report, study
 
+PROG = study.PROG
 USAGE = ("python -m sam_edge.sweep --out=DIR [--aggregate=product|zip] [--shard=I/N] [--dry_run] "
          "-- image_classification|transformer --flag=v1,v2 ...")
 
@@ -27,6 +28,13 @@ def define_flags(fv: flags.FlagValues) -> None:
                       "e.g. one task of a Slurm job array.", flag_values=fv)
   flags.DEFINE_bool("dry_run", False, "Print one command per run (of this shard) and run nothing.",
                     flag_values=fv)
+
+
+def flag_values() -> flags.FlagValues:
+  """The sweep's own flags (those before `--`), on a FlagValues of their own."""
+  fv = flags.FlagValues()
+  define_flags(fv)
+  return fv
 
 
 def misplaced_flags(fv: flags.FlagValues, run_part: list[str]) -> list[str]:
@@ -48,8 +56,7 @@ def main(argv: list[str]) -> int:
   else:                                        # forgiving: the entry point's name also splits
     cut = next((i for i, a in enumerate(argv) if a in commands.ENTRY_POINTS), len(argv))
     own, run_part = argv[:cut], argv[cut:]
-  fv = flags.FlagValues()
-  define_flags(fv)
+  fv = flag_values()
   return cli.command(study.PROG, USAGE, fv, own, lambda rest: sweep(fv, rest, run_part))
 
 

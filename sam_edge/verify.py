@@ -24,9 +24,14 @@ HELP = (f"{USAGE}\n\n"
         "Exit code 0 if every item is sound, 1 if not, 2 for bad input.")
 
 
+def flag_values() -> flags.FlagValues:
+  """The command's flags: none of its own (`--compilation_cache_dir` is added as it parses)."""
+  return flags.FlagValues()
+
+
 def main(argv: list[str]) -> int:
   """Parses `argv` (without the program name) and checks every PATH; returns the exit code."""
-  return cli.command(PROG, HELP, flags.FlagValues(), argv, verify)
+  return cli.command(PROG, HELP, flag_values(), argv, verify)
 
 
 def verify(paths: list[str]) -> int:

@@ -17,10 +17,14 @@ from sam_edge.tasks.task import Defaults
 DEFAULT_CHECKPOINT_MINUTES = 10.0
 
 
+def method_options() -> list[options.Option]:
+  """The options the optimizer and SAM-variant tables declare."""
+  return options.unique(optimizers.all_options() + [optimizers.WEIGHT_DECAY] + sam.all_options())
+
+
 def table_options() -> list[options.Option]:
   """The options the tables declare: optimizers, SAM variants, curvature kinds."""
-  return options.unique(optimizers.all_options() + [optimizers.WEIGHT_DECAY]
-                        + sam.all_options() + registry.all_options())
+  return options.unique(method_options() + registry.all_options())
 
 
 def output_options() -> list[options.Option]:
@@ -46,7 +50,35 @@ def define_option(fv: flags.FlagValues, option: options.Option) -> None:
 
 
 def define_common_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
-  """Defines the shared flags on `fv` with this task's defaults."""
+  """Defines the shared flags on `fv` with this task's defaults, each under its --help topic."""
+  with options.topic(fv, "data"):
+    _define_batch_flags(fv, defaults)
+  with options.topic(fv, "model"):
+    flags.DEFINE_enum("regime", "network", ["network", "linearized"],
+                      "Train the network, or its linearization at the initial parameters w0: "
+                      "f_lin(w) = f(w0) + J(w0)(w − w0).", flag_values=fv)
+  with options.topic(fv, "method"):
+    _define_method_flags(fv, defaults)
+    _define_schedule_flags(fv)
+  with options.topic(fv, "measurement"):
+    _define_measurement_flags(fv, defaults)
+    for option in registry.all_options():
+      define_option(fv, option)
+  with options.topic(fv, "loop"):
+    _define_loop_flags(fv, defaults)
+  with options.topic(fv, "outputs"):
+    for option in output_options():
+      define_option(fv, options.Option(option.name, option.default,
+                                       option.help + " ('' to skip)."))
+    flags.DEFINE_string("tensorboard_dir", None, "Write the training loss, every measurement "
+                        "and every evaluation as TensorBoard scalars into this folder as they "
+                        "happen (`tensorboard --logdir` follows the run live); none if unset.",
+                        flag_values=fv)
+  with options.topic(fv, "devices"):
+    _define_device_flags(fv)
+
+
+def _define_method_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
   on = {"flag_values": fv}
   flags.DEFINE_float("rho", 0.0, "SAM radius ρ; 0 is the base optimizer alone.", **on)
   flags.DEFINE_float("step_size", defaults.step_size, "Step size η.", **on)
@@ -65,13 +97,12 @@ def define_common_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
                        "gradients (and a measurement's) is the mean over them, taken one at a "
                        "time (memory of one micro-batch). With BatchNorm each micro-batch "
                        "normalises with its own statistics.", **on)
-  for option in table_options():
+  for option in method_options():
     define_option(fv, option)
-  _define_schedule_flags(fv)
-  _define_device_flags(fv)
-  flags.DEFINE_enum("regime", "network", ["network", "linearized"],
-                    "Train the network, or its linearization at the initial parameters w0: "
-                    "f_lin(w) = f(w0) + J(w0)(w − w0).", **on)
+
+
+def _define_batch_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
+  on = {"flag_values": fv}
   flags.DEFINE_integer("batch_size", defaults.batch_size,
                        "Examples per step (the whole training set: full batch).", **on)
   flags.DEFINE_enum("batch_order", defaults.batch_order, list(order.ORDERS),
@@ -79,6 +110,10 @@ def define_common_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
                     "(the reference's order: images in stored order, unshuffled, repeated; text "
                     "windows in corpus order through a shuffle buffer of 10 batches) or shuffled "
                     "(a fresh permutation every epoch).", **on)
+
+
+def _define_loop_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
+  on = {"flag_values": fv}
   flags.DEFINE_float("time_limit_in_hours", defaults.time_limit_in_hours,
                      "Wall-clock limit of the training loop, measurements included, in hours.",
                      **on)
@@ -86,10 +121,6 @@ def define_common_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
                        **on)
   flags.DEFINE_integer("seed", 0, "Seed of everything random: initialisation, batches, solver.",
                        **on)
-  _define_measurement_flags(fv, defaults)
-  for option in output_options():
-    define_option(fv, options.Option(option.name, option.default,
-                                     option.help + " ('' to skip)."))
   _define_checkpoint_flags(fv)
 
 
@@ -165,8 +196,5 @@ def _define_checkpoint_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_float("checkpoint_every_minutes", None,
                      f"Minutes between checkpoints (default {DEFAULT_CHECKPOINT_MINUTES:g} when "
                      "--checkpoint_dir is set); one is also written when the run stops.", **on)
-  flags.DEFINE_string("tensorboard_dir", None, "Write the training loss, every measurement and "
-                      "every evaluation as TensorBoard scalars into this folder as they happen "
-                      "(`tensorboard --logdir` follows the run live); none if unset.", **on)
   flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in --checkpoint_dir "
                     "(start afresh if it holds none); refused if the flags differ.", **on)

@@ -16,12 +16,13 @@ from typing import Callable, Optional
 
 from absl import flags, logging
 
-from sam_edge import errors
-from sam_edge.cli import checks, compilation_cache
+from sam_edge import errors, options
+from sam_edge.cli import checks, compilation_cache, help_text
 from sam_edge.cli import flags as cli_flags
 from sam_edge.tasks.task import Task
 
 HELP = ("-h", "--help", "-help", "--helpshort", "--helpfull")
+FULL_HELP = "--helpfull"
 
 
 def task_flags(task: Task) -> flags.FlagValues:
@@ -30,7 +31,8 @@ def task_flags(task: Task) -> flags.FlagValues:
   fv = flags.FlagValues()
   cli_flags.define_common_flags(fv, task.defaults)
   task.define_flags(fv)
-  compilation_cache.define_flag(fv)
+  with options.topic(fv, "loop"):
+    compilation_cache.define_flag(fv)
   return fv
 
 
@@ -51,7 +53,7 @@ def parse_flags(fv: flags.FlagValues, argv: list[str], usage: Optional[str] = No
   compilation_cache.define_flag(fv)
   if any(a in HELP for a in argv[1:]):
     print(f"usage: {usage or f'python -m {prog} [--flag=value ...]'}\n")
-    print(fv.get_help())
+    print(help_text.grouped(fv, full=FULL_HELP in argv[1:]))
     sys.exit(0)
   try:
     fv.unparse_flags()

@@ -8,7 +8,7 @@ from typing import Any
 
 from absl import flags
 
-from sam_edge import records
+from sam_edge import options, records
 from sam_edge.data import image_specs
 from sam_edge.models import catalog
 from sam_edge.tasks.task import Defaults, Task
@@ -19,43 +19,49 @@ ARCHITECTURES = catalog.ARCHITECTURES + catalog.RESIDUAL
 
 
 def define_flags(fv: flags.FlagValues) -> None:
-  """The image task's own flags on `fv`."""
+  """The image task's own flags on `fv`: its data and its model (their --help topics)."""
   on = {"flag_values": fv}
-  flags.DEFINE_string("dataset", "mnist", f"{', '.join(image_specs.SUPPORTED)} (from TFDS).", **on)
-  flags.DEFINE_string("nn_architecture", "MLP", "MLP, CNN, or a CIFAR-style residual network with "
-                      f"BatchNorm: {', '.join(catalog.RESIDUAL)}.", **on)
-  flags.DEFINE_integer("mlp_depth", 4, "Dense layers of the MLP, the output layer included.", **on)
-  flags.DEFINE_integer("mlp_width", 1000, "Width of the MLP's hidden layers.", **on)
-  flags.DEFINE_integer("resnet_width", 64, "k: ResNet18's channel widths are (k, 2k, 4k, 8k); "
-                       "64 is the standard CIFAR ResNet-18, the taxonomy (Yang et al. 2021) "
-                       "sweeps k from 2 to 128.", **on)
-  flags.DEFINE_integer("cnn_num_blocks", 2, "Blocks of the CNN (each ends in a 2x2 max-pool).",
+  with options.topic(fv, "data"):
+    flags.DEFINE_string("dataset", "mnist", f"{', '.join(image_specs.SUPPORTED)} (from TFDS).",
+                        **on)
+    flags.DEFINE_string("tfds_data_dir", None, "Where TFDS keeps prepared datasets (its default if "
+                        "unset).", **on)
+    flags.DEFINE_string("manual_dir", None, "A folder with the dataset's original files, for "
+                        "offline preparation (e.g. ../shared/data/mnist).", **on)
+    flags.DEFINE_integer("mini_training_set_num_batches", None,
+                         "Keep only the first N batches of the training set.", **on)
+    flags.DEFINE_integer("mini_test_set_num_batches", None,
+                         "Keep only the first N batches (of --batch_size) of the test set.",
+                         **on)
+    flags.DEFINE_enum("augment", "none", ["none", "flip_crop"],
+                      "Training-batch augmentation, on device, a pure function of (seed, step): "
+                      "flip_crop is a random crop after 4-pixel zero padding of the raw image "
+                      "and a horizontal flip. Measurements use the batches un-augmented.", **on)
+    flags.DEFINE_float("label_noise", 0.0, "Fraction p of the training labels replaced by a label "
+                       "drawn uniformly among the other classes (exactly round(pN), fixed by the "
+                       "seed); test labels stay clean.", **on)
+  with options.topic(fv, "model"):
+    flags.DEFINE_string("nn_architecture", "MLP", "MLP, CNN, or a CIFAR-style residual network "
+                        f"with BatchNorm: {', '.join(catalog.RESIDUAL)}.", **on)
+    flags.DEFINE_integer("mlp_depth", 4, "Dense layers of the MLP, the output layer included.",
+                         **on)
+    flags.DEFINE_integer("mlp_width", 1000, "Width of the MLP's hidden layers.", **on)
+    flags.DEFINE_integer("resnet_width", 64, "k: ResNet18's channel widths are (k, 2k, 4k, 8k); "
+                         "64 is the standard CIFAR ResNet-18, the taxonomy (Yang et al. 2021) "
+                         "sweeps k from 2 to 128.", **on)
+    flags.DEFINE_integer("cnn_num_blocks", 2, "Blocks of the CNN (each ends in a 2x2 max-pool).",
+                         **on)
+    flags.DEFINE_integer("cnn_layers_per_block", 1, "3x3 convolutions per CNN block.", **on)
+    flags.DEFINE_integer("cnn_feature_multiplier", 16, "Channels of block i: 2**i times this.",
+                         **on)
+    flags.DEFINE_enum("activation", "relu", list(catalog.ACTIVATIONS),
+                      "Activation of the MLP's hidden layers, the CNN's convolutions and the "
+                      "residual networks.", **on)
+    flags.DEFINE_enum("loss", "squared_error", list(catalog.LOSS_FORMULAS),
+                      "; ".join(f"{name}: {formula}"
+                                for name, formula in catalog.LOSS_FORMULAS.items()) + ".", **on)
+    flags.DEFINE_float("label_smoothing", 0.0, "s: targets (1 − s)·onehot + s/C, for every --loss.",
                        **on)
-  flags.DEFINE_integer("cnn_layers_per_block", 1, "3x3 convolutions per CNN block.", **on)
-  flags.DEFINE_integer("cnn_feature_multiplier", 16, "Channels of block i: 2**i times this.", **on)
-  flags.DEFINE_integer("mini_training_set_num_batches", None,
-                       "Keep only the first N batches of the training set.", **on)
-  flags.DEFINE_integer("mini_test_set_num_batches", None,
-                       "Keep only the first N batches (of --batch_size) of the test set.", **on)
-  flags.DEFINE_string("tfds_data_dir", None, "Where TFDS keeps prepared datasets (its default if "
-                      "unset).", **on)
-  flags.DEFINE_string("manual_dir", None, "A folder with the dataset's original files, for "
-                      "offline preparation (e.g. ../shared/data/mnist).", **on)
-  flags.DEFINE_enum("loss", "squared_error", list(catalog.LOSS_FORMULAS),
-                    "; ".join(f"{name}: {formula}"
-                              for name, formula in catalog.LOSS_FORMULAS.items()) + ".", **on)
-  flags.DEFINE_enum("augment", "none", ["none", "flip_crop"],
-                    "Training-batch augmentation, on device, a pure function of (seed, step): "
-                    "flip_crop is a random crop after 4-pixel zero padding of the raw image and a "
-                    "horizontal flip. Measurements use the batches un-augmented.", **on)
-  flags.DEFINE_float("label_noise", 0.0, "Fraction p of the training labels replaced by a label "
-                     "drawn uniformly among the other classes (exactly round(pN), fixed by the "
-                     "seed); test labels stay clean.", **on)
-  flags.DEFINE_float("label_smoothing", 0.0, "s: targets (1 − s)·onehot + s/C, for every --loss.",
-                     **on)
-  flags.DEFINE_enum("activation", "relu", list(catalog.ACTIVATIONS),
-                    "Activation of the MLP's hidden layers, the CNN's convolutions and the "
-                    "residual networks.", **on)
 
 
 def resolve_defaults(f: Any) -> None:

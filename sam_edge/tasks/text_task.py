@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from absl import flags
 
-from sam_edge import errors
+from sam_edge import errors, options
 from sam_edge.data import text
 from sam_edge.tasks.task import Defaults, Task
 
@@ -24,23 +24,25 @@ class Windows(NamedTuple):
 
 
 def define_flags(fv: flags.FlagValues) -> None:
-  """The transformer task's own flags on `fv`."""
+  """The transformer task's own flags on `fv`: its corpus and its model (their --help topics)."""
   on = {"flag_values": fv}
-  flags.DEFINE_string("training_data", None, "ASCII text corpus to train on (required).", **on)
-  flags.DEFINE_string("test_data", None, "ASCII text corpus for the test loss (default: the last "
-                      "--test_fraction of --training_data).", **on)
-  flags.DEFINE_float("test_fraction", 0.1, "Share of --training_data held out when --test_data is "
-                     "not given.", **on)
-  flags.DEFINE_integer("num_layers", 6, "Transformer blocks.", **on)
-  flags.DEFINE_integer("num_heads", 8, "Attention heads.", **on)
-  flags.DEFINE_integer("key_size", 32, "Size of each attention head's keys.", **on)
-  flags.DEFINE_integer("model_size", 128, "Width of the residual stream.", **on)
-  flags.DEFINE_integer("sequence_length", 64, "Characters of context (windows are one longer).",
-                       **on)
-  flags.DEFINE_enum("test_batches", "reference", list(TEST_BATCHES),
-                    "The test loss: reference (the reference's: the mean of the per-batch losses "
-                    "of ⌊characters/(B·T)⌋ test batches drawn through the shuffle buffer) or all "
-                    "(the mean over every test window).", **on)
+  with options.topic(fv, "data"):
+    flags.DEFINE_string("training_data", None, "ASCII text corpus to train on (required).", **on)
+    flags.DEFINE_string("test_data", None, "ASCII text corpus for the test loss (default: the last "
+                        "--test_fraction of --training_data).", **on)
+    flags.DEFINE_float("test_fraction", 0.1, "Share of --training_data held out when --test_data "
+                       "is not given.", **on)
+    flags.DEFINE_integer("sequence_length", 64, "Characters of context (windows are one longer).",
+                         **on)
+    flags.DEFINE_enum("test_batches", "reference", list(TEST_BATCHES),
+                      "The test loss: reference (the reference's: the mean of the per-batch losses "
+                      "of ⌊characters/(B·T)⌋ test batches drawn through the shuffle buffer) or all "
+                      "(the mean over every test window).", **on)
+  with options.topic(fv, "model"):
+    flags.DEFINE_integer("num_layers", 6, "Transformer blocks.", **on)
+    flags.DEFINE_integer("num_heads", 8, "Attention heads.", **on)
+    flags.DEFINE_integer("key_size", 32, "Size of each attention head's keys.", **on)
+    flags.DEFINE_integer("model_size", 128, "Width of the residual stream.", **on)
   flags.mark_flag_as_required("training_data", flag_values=fv)
 
 
