@@ -2,8 +2,10 @@
 linearised regime, in four regimes (network, linearized, averaged, spectral_diagonal), with its
 stability region and power-law fits. See README, "Mini-batch SGD in the linearised regime".
 
-    python -m sam_edge.power_law --out=DIR [--data=synthetic|mnist] [--num_examples=N] \\
-        [--regimes=...] [--batch_sizes=...] [--step_sizes=...] [--momenta=...] [--tau=...]
+    python -m sam_edge.power_law --out=DIR [--data=synthetic|mnist|cifar10|csv] \\
+        [--csv_path=FILE --target_column=NAME [--feature_columns=a,b,...]] [--num_examples=N] \\
+        [--subset=stratified|random|first] [--regimes=...] [--batch_sizes=...] \\
+        [--step_sizes=...] [--momenta=...] [--aggregate=product|zip] [--tau=...]
 
 Bad flags are one line and exit code 2 before anything is computed; jax is imported only once
 they pass.
@@ -18,9 +20,12 @@ from sam_edge.cli import main as cli
 from sam_edge.linear_sgd import settings
 
 PROG = "power_law"
-USAGE = ("python -m sam_edge.power_law --out=DIR [--data=synthetic|mnist] [--num_examples=N] "
+USAGE = ("python -m sam_edge.power_law --out=DIR [--data=synthetic|mnist|cifar10|csv] "
+         "[--csv_path=FILE --target_column=NAME [--feature_columns=a,b,...]] [--num_examples=N] "
+         "[--subset=stratified|random|first] "
          "[--regimes=network,linearized,averaged,spectral_diagonal] [--batch_sizes=b,...] "
-         "[--step_sizes=a,...] [--momenta=m,...] [--tau=t,...] [--steps=T] [--seeds=S]")
+         "[--step_sizes=a,...] [--momenta=m,...] [--aggregate=product|zip] [--tau=t,...] "
+         "[--steps=T] [--seeds=S]")
 
 
 def flag_values() -> flags.FlagValues:

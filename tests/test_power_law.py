@@ -3,6 +3,8 @@ figures' panels, and one end-to-end run on MNIST."""
 
 import gzip
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -11,13 +13,15 @@ import pytest
 
 from sam_edge import power_law
 from sam_edge.data import idx
-from sam_edge.linear_sgd import conditions, figures, fits, problem, results, scan
+from sam_edge.linear_sgd import conditions, figures, fits, problem, results, scan, settings
 from sam_edge.linear_sgd.runs import Curve
+from sam_edge.plots import figure
 from sam_edge.plots.spec import Heatmap
 from tests.helpers import REPO
 
 RUN_KEYS = {"regime", "tau", "batch_size", "step_size", "momentum", "final_loss", "converged",
             "exponent"}
+SPECTRUM_KEYS = {"nu", "kappa", "predicted_exponent", "scale", "tail_scale"}
 
 
 @pytest.fixture
@@ -58,6 +62,16 @@ BAD = [  # (args, what the error line must name)
     (["--data=mnist", "--manual_dir={tmp}/broken"], "is not an IDX file"),
     (["--out={tmp}/file/sub"], "is not a folder"),
     (["--data=cifar"], "data"),
+    (["--aggregate=zip", "--batch_sizes=1,10", "--step_sizes=0.1,0.2,0.3"],
+     "--aggregate=zip needs --batch_sizes, --step_sizes and --momenta of equal length (or of "
+     "one value), got 2, 3, 1"),
+    (["--aggregate=sum"], "--aggregate"),
+    (["--data=cifar10", "--num_examples=50001"], "but CIFAR-10's training split holds 50000"),
+    (["--data=cifar10", "--manual_dir={tmp}/missing"], "--manual_dir={tmp}/missing: "),
+    (["--data=cifar10", "--tfds_data_dir={tmp}/file/sub"], "is not a folder"),
+    (["--csv_path=x.csv"], "--csv_path applies to --data=csv, not --data=synthetic"),
+    (["--subset=first"], "--subset applies to --data=mnist or cifar10 or csv"),
+    (["--data=csv", "--target_column=y"], "--data=csv needs --csv_path"),
 ]
 
 
@@ -65,6 +79,7 @@ BAD = [  # (args, what the error line must name)
 def test_bad_input_is_one_line_and_exit_code_2(folders, capsys, args, message):
   out = [] if args == [] else [f"--out={folders}/out"]
   args = [a.replace("{tmp}", str(folders)) for a in args]
+  message = message.replace("{tmp}", str(folders))
   with pytest.raises(SystemExit) as stop:              # a malformed flag exits from the parser
     sys.exit(power_law.main(out + args))
   assert stop.value.code == 2
@@ -105,9 +120,11 @@ def test_results_hold_exactly_the_keys_and_the_best_run_of_each_regime_and_batch
   curves.append(overflowed)
   steps = np.flatnonzero(scan.record_mask(1000))
   spectrum = fits.spectrum(*problem.power_law_spectrum(1000, 1.5, 3.0))
-  doc = json.loads(json.dumps(results.document(spectrum, curves, steps), allow_nan=False))
-  assert set(doc) == {"spectrum", "runs", "best"}
-  assert set(doc["spectrum"]) == {"nu", "kappa", "predicted_exponent"}
+  files = {"curves": "curves.npz", "spectrum": "spectrum.npz"}
+  doc = json.loads(json.dumps(results.document(spectrum, curves, steps, files), allow_nan=False))
+  assert set(doc) == {"spectrum", "runs", "best", "files"} and doc["files"] == files
+  assert set(doc["spectrum"]) == SPECTRUM_KEYS
+  assert doc["spectrum"]["scale"] == pytest.approx(1.0)                # λ_k = k^-1.5 exactly
   assert all(set(r) == RUN_KEYS for r in doc["runs"])
   assert doc["runs"][0]["tau"] is None and doc["runs"][2]["tau"] == -1.0
   assert doc["runs"][1]["exponent"] == pytest.approx(4 / 3, rel=1e-6)   # 1e-4 after 1000 steps
@@ -122,7 +139,7 @@ def test_results_hold_exactly_the_keys_and_the_best_run_of_each_regime_and_batch
       "spectral_diagonal/tau=1/b=20": {"step_size": None, "momentum": None, "final_loss": None}}
   assert results.gap_to_linearized(curves[2], curves) is not None
   assert results.gap_to_linearized(curves[4], curves) is None          # no linearized twin
-  lines = results.table(doc, curves, problem.power_law_spectrum(1000, 1.5, 3.0)[0], 1000)
+  lines = results.table(doc, curves, problem.power_law_spectrum(1000, 1.5, 3.0)[0], 1000, 1000)
   assert len(lines) == 1 + len(curves) + len(doc["best"])
 
 
@@ -173,8 +190,12 @@ def test_end_to_end_on_mnist_writes_the_results_and_the_four_pdfs(shared_data, t
   printed = capsys.readouterr()
   assert code == 0, printed.err[-3000:]
   doc = json.loads((out / "results.json").read_text())
-  assert set(doc) == {"spectrum", "runs", "best"}
-  assert set(doc["spectrum"]) == {"nu", "kappa", "predicted_exponent"}
+  assert set(doc) == {"spectrum", "runs", "best", "files"}
+  assert set(doc["spectrum"]) == SPECTRUM_KEYS
+  saved = np.load(out / doc["files"]["curves"])
+  assert list(saved["regime"][::8]) == [r["regime"] for r in doc["runs"][::8]]
+  assert saved["losses"].shape == (40, 2, len(saved["steps"]))
+  assert np.load(out / doc["files"]["spectrum"])["eigenvalues"].shape == (48,)
   assert len(doc["runs"]) == 5 * 2 * 2 * 2 and all(set(r) == RUN_KEYS for r in doc["runs"])
   assert [r["regime"] for r in doc["runs"][::8]] == ["network", "linearized", "averaged",
                                                      "spectral_diagonal", "spectral_diagonal"]
@@ -188,3 +209,80 @@ def test_end_to_end_on_mnist_writes_the_results_and_the_four_pdfs(shared_data, t
   for name in ("curves", "spectrum", "stability", "budget"):
     assert (out / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
   assert "best spectral_diagonal/tau=1/b=4:" in printed.out
+
+
+def settings_from(args: list[str]) -> tuple:
+  """(settings, problems) of the command's flags `args`."""
+  fv = power_law.flag_values()
+  fv(["power_law", "--out=unused", *args])
+  return settings.settings_of(fv)
+
+
+def test_zip_runs_the_ith_batch_size_step_size_and_momentum_together():
+  s, problems = settings_from(["--aggregate=zip", "--batch_sizes=100,1,10",
+                               "--step_sizes=0.8,0.3,0.5", "--momenta=0.2"])
+  assert not problems
+  assert s.configs == ((100, 0.8, 0.2), (1, 0.3, 0.2), (10, 0.5, 0.2))
+  s, _ = settings_from(["--batch_sizes=100,1,10", "--step_sizes=0.8,0.3,0.5", "--momenta=0.2"])
+  assert len(s.configs) == 9 and s.configs[0] == (1, 0.3, 0.2)          # product, sorted
+  s, _ = settings_from(["--aggregate=zip", "--batch_sizes=1,1", "--step_sizes=0.3,0.3"])
+  assert s.configs == ((1, 0.3, 0.0),)                                # each run once
+  zipped = [curve("spectral_diagonal", 1.0, b, a, m, 1e-3) for b, a, m in
+            ((10, 0.3, 0.0), (10, 0.5, 0.5), (10, 0.8, 0.0))]
+  zipped[2].losses[:, -1] = np.inf                                     # overflowed: the cap
+  heat = figures.stability_heatmaps(zipped, problem.power_law_spectrum(100, 1.5, 3.0)[0], 100)
+  assert len(heat) == 1 and np.shape(heat[0].values) == (2, 3)
+  assert np.isnan(heat[0].values).sum() == 3                          # three cells not run
+  assert np.isfinite(heat[0].values[0, 2])
+
+
+def test_curves_npz_holds_what_curves_pdf_draws(tmp_path, monkeypatch):
+  drawn = {}
+  write = figure.write
+
+  def capture(path, panels, **kwargs):
+    drawn[os.path.basename(path)] = panels
+    return write(path, panels, **kwargs)
+  monkeypatch.setattr(figure, "write", capture)
+  out = tmp_path / "study"
+  code = power_law.main([f"--out={out}", "--num_examples=60", "--steps=300", "--seeds=2",
+                         "--regimes=linearized,spectral_diagonal", "--batch_sizes=5,60",
+                         "--step_sizes=0.5", "--momenta=-0.2,0.3", "--tau=1,-1"])
+  assert code == 0
+  doc = json.loads((out / "results.json").read_text())
+  saved = np.load(out / doc["files"]["curves"])
+  assert [(r["regime"], r["tau"], r["batch_size"], r["step_size"], r["momentum"])
+          for r in doc["runs"]] == [
+      (str(g), None if np.isnan(t) else t, int(b), a, m) for g, t, b, a, m in
+      zip(saved["regime"], saved["tau"], saved["batch_size"], saved["step_size"],
+          saved["momentum"])]
+  steps = saved["steps"]
+  later = steps > 0
+  labels = [g if np.isnan(t) else f"{g}/tau={t:g}" for g, t in zip(saved["regime"], saved["tau"])]
+  index = {(labels[i], int(b), a, m): i for i, (b, a, m) in
+           enumerate(zip(saved["batch_size"], saved["step_size"], saved["momentum"]))}
+  seen, laws = set(), 0
+  for panel in drawn["curves.pdf"]:
+    b, a, m = re.fullmatch(r"b=(\d+), α=(\S+), β=(\S+)", panel.title).groups()
+    for series in panel.series:
+      np.testing.assert_array_equal(series.xs, steps[later])
+      if series.label.startswith("law of "):
+        i = index[(series.label[len("law of "):].split(":")[0], int(b), float(a), float(m))]
+        np.testing.assert_array_equal(series.ys, saved["law"][i][later])
+        laws += 1
+        continue
+      i = index[(series.label, int(b), float(a), float(m))]
+      rows = saved["losses"][i, :saved["seeds"][i]]
+      assert np.all(np.isnan(saved["losses"][i, saved["seeds"][i]:]))
+      np.testing.assert_array_equal(series.ys, rows.mean(0)[later])
+      if series.lower is not None:
+        np.testing.assert_array_equal(series.lower, rows.min(0)[later])
+        np.testing.assert_array_equal(series.upper, rows.max(0)[later])
+      seen.add(i)
+  assert seen == set(range(len(labels)))                               # every run is drawn
+  sd = saved["regime"] == "spectral_diagonal"
+  assert laws == sd.sum() == 8 and list(saved["seeds"]) == [2] * 4 + [1] * 8
+  assert np.all(np.isfinite(saved["law"][sd][:, later])) and np.all(np.isnan(saved["law"][~sd]))
+  spectrum = np.load(out / doc["files"]["spectrum"])
+  assert spectrum["eigenvalues"][0] == 1.0 and spectrum["c0"].shape == (60,)
+  assert np.mean(spectrum["c0"]) / 2 == pytest.approx(saved["losses"][0, 0, 0])   # L(0)

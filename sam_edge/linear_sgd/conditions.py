@@ -29,10 +29,17 @@ def gamma(n: int, b: int) -> float:
   return (n - b) / ((n - 1) * b)
 
 
+def denominators(eigenvalues: np.ndarray, alpha: float, beta: float, g: float, tau: float
+                 ) -> np.ndarray:
+  """D_k = 2(1−β²) − αλ_k(1−β) + γτ αλ_k(1+β), one per eigenvalue."""
+  lam = np.asarray(eigenvalues, dtype=np.float64)
+  return 2 * (1 - beta ** 2) - alpha * lam * (1 - beta) + g * tau * alpha * lam * (1 + beta)
+
+
 def u_one(eigenvalues: np.ndarray, alpha: float, beta: float, g: float, tau: float) -> float:
   """U(1) = γα(1+β) Σ_k λ_k/D_k (module doc); inf when some D_k ≤ 0."""
   lam = np.asarray(eigenvalues, dtype=np.float64)
-  d = 2 * (1 - beta ** 2) - alpha * lam * (1 - beta) + g * tau * alpha * lam * (1 + beta)
+  d = denominators(lam, alpha, beta, g, tau)
   if np.any(d <= 0):
     return np.inf
   return float(g * alpha * (1 + beta) * np.sum(lam / d))

@@ -2,11 +2,13 @@
 
 * curves.pdf: loss against step, log-log, every regime overlaid, one panel per (b, α, β) (at
   most MAX_CURVE_PANELS: beyond that, the best (α, β) of each regime and batch size); the
-  sampled regimes are their seed mean with a min–max band.
+  sampled regimes are their seed mean with a min–max band; each spectral-diagonal run with a
+  law (`asymptotics`) has it dashed, in its colour, its constants in the legend.
 * spectrum.pdf: λ_k and the tail sums Σ_{l>k} C_l(0) against k with the fitted power laws.
 * stability.pdf: per regime (and τ) and batch size, a heat map of log10 L at the last step over
   (α, β), coloured around log10 L(0) (blue: the loss fell; red: it grew, capped as far above as
-  the best cell is below; overflowed runs get the cap), with the three boundaries of
+  the best cell is below; overflowed runs get the cap; a cell not run, with --aggregate=zip, is
+  empty), with the three boundaries of
   `conditions`: β = ±1, αλ_max = 2(1+β) and U(1) = 1 (with the panel's τ; τ = 1 for the
   regimes without one), and a star on the cell with the lowest loss.
 * budget.pdf: per regime, L against the examples drawn t·b, one curve per batch size at its
@@ -60,9 +62,17 @@ def curves_panels(curves: list[Curve], steps: np.ndarray) -> list[Panel]:
   labels = _labels(curves)
   panels = []
   for b, alpha, beta in configs:
-    series = [_series(c, steps, steps[steps > 0], c.label,
-                      {"color": colour(labels.index(c.label), len(labels)), "linewidth": 1.2})
-              for c in curves if (c.batch_size, c.step_size, c.momentum) == (b, alpha, beta)]
+    series = []
+    for c in curves:
+      if (c.batch_size, c.step_size, c.momentum) != (b, alpha, beta):
+        continue
+      shade = colour(labels.index(c.label), len(labels))
+      series.append(_series(c, steps, steps[steps > 0], c.label,
+                            {"color": shade, "linewidth": 1.2}))
+      if c.law is not None and np.isfinite(c.law.noise):
+        series.append(Series(f"law of {c.label}: {c.law.label()}", steps[steps > 0],
+                             c.law.at(steps[steps > 0]), {"color": shade, "linestyle": "--",
+                                                         "linewidth": 1.0, "marker": "none"}))
     panels.append(Panel(f"b={b}, α={alpha:g}, β={beta:g}", "step t", LOSS, series,
                         log_x=True, log_y=True))
   return panels
@@ -122,16 +132,19 @@ def stability_heatmaps(curves: list[Curve], eigenvalues: np.ndarray, n: int) -> 
     mine = [c for c in curves if c.label == label]
     for b in sorted({c.batch_size for c in mine}):
       cells = np.full((len(betas), len(alphas)), np.nan)
+      ran = np.zeros(cells.shape, dtype=bool)
       start: Optional[float] = None
       for c in (c for c in mine if c.batch_size == b):
         start = float(np.log10(c.mean[0]))
+        at = betas.index(c.momentum), alphas.index(c.step_size)
+        ran[at] = True
         with np.errstate(divide="ignore", invalid="ignore"):
-          cells[betas.index(c.momentum), alphas.index(c.step_size)] = np.log10(c.mean[-1])
+          cells[at] = np.log10(c.mean[-1])
       finite = cells[np.isfinite(cells)]
       cap = start + max(start - float(finite.min()), 1.0) if finite.size else start + 1.0
-      cells = np.where(np.isnan(cells) | (cells > cap), cap, cells)
+      cells = np.where(ran & (np.isnan(cells) | (cells > cap)), cap, cells)
       tau = mine[0].tau if mine[0].tau is not None else 1.0
-      lowest = np.unravel_index(np.argmin(cells), cells.shape)
+      lowest = np.unravel_index(np.nanargmin(cells), cells.shape)
       marker = Series("lowest loss", [alphas[lowest[1]]], [betas[lowest[0]]],
                       {"color": "gold", "marker": "*", "markersize": 12, "linestyle": "none"})
       maps.append(Heatmap(

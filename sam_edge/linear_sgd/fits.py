@@ -1,7 +1,8 @@
 """Power-law exponents: of the spectrum, of the target, of a loss curve.
 
-* ν: λ_k ∝ k^(−ν), the least-squares slope of log λ_k against log k;
-* κ: the target's tail sums S_k = Σ_{l>k} C_l(0) ∝ k^(−κ), the same way;
+* ν and Λ: λ_k ≈ Λ k^(−ν), the least-squares line of log λ_k against log k (slope −ν,
+  intercept log Λ);
+* κ and K: the target's tail sums S_k = Σ_{l>k} C_l(0) ≈ K k^(−κ), the same way;
 * both over the middle of the spectrum, k from N^(1/3) to N^(2/3), rounded (`window`), away
   from the few leading modes and from the finite-N end (the tail sums of N modes fall short of
   the infinite ones by about (k/N)^κ, which still biases a small κ upward: κ = 0.8 at N = 1000
@@ -20,21 +21,31 @@ MIN_POINTS = 3
 
 
 class Spectrum(NamedTuple):
-  """Fitted ν and κ, the predicted exponent min(κ/ν, 2 − 1/ν), and the window [k_lo, k_hi]."""
+  """Fitted ν and κ, the predicted exponent min(κ/ν, 2 − 1/ν), the window [k_lo, k_hi], and the
+  fitted constants Λ (`scale`) of λ_k and K (`tail_scale`) of the tail sums."""
   nu: float
   kappa: float
   predicted_exponent: float
   window: tuple[int, int]
+  scale: float = np.nan
+  tail_scale: float = np.nan
 
 
-def slope(x: np.ndarray, y: np.ndarray) -> Optional[float]:
-  """The least-squares slope of log y against log x over the points where both are finite and
-  positive, or None with fewer than MIN_POINTS of them."""
+def line(x: np.ndarray, y: np.ndarray) -> Optional[tuple[float, float]]:
+  """(slope, intercept) of the least-squares line of log y against log x over the points where
+  both are finite and positive, or None with fewer than MIN_POINTS of them."""
   x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
   keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
   if keep.sum() < MIN_POINTS:
     return None
-  return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
+  slope, intercept = np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)
+  return float(slope), float(intercept)
+
+
+def slope(x: np.ndarray, y: np.ndarray) -> Optional[float]:
+  """The slope of `line`, or None."""
+  fitted = line(x, y)
+  return None if fitted is None else fitted[0]
 
 
 def window(n: int) -> tuple[int, int]:
@@ -58,14 +69,15 @@ def predicted_exponent(nu: float, kappa: float) -> float:
 
 
 def spectrum(eigenvalues: np.ndarray, c0: np.ndarray) -> Spectrum:
-  """ν, κ (fitted over `window`) and the predicted exponent; NaN where a fit has too few
-  points."""
+  """ν, κ, Λ and K (fitted over `window`) and the predicted exponent; NaN where a fit has too
+  few points."""
   lo, hi = window(len(eigenvalues))
   k = np.arange(1, len(eigenvalues) + 1, dtype=np.float64)
   part = slice(lo - 1, hi)
-  fitted = [slope(k[part], values[part]) for values in (eigenvalues, tail_sums(c0))]
-  nu, kappa = (np.nan if s is None else -s for s in fitted)
-  return Spectrum(nu, kappa, predicted_exponent(nu, kappa), (lo, hi))
+  fitted = [line(k[part], values[part]) for values in (eigenvalues, tail_sums(c0))]
+  (nu, scale), (kappa, tail) = ((np.nan, np.nan) if f is None else (-f[0], float(np.exp(f[1])))
+                                for f in fitted)
+  return Spectrum(nu, kappa, predicted_exponent(nu, kappa), (lo, hi), scale, tail)
 
 
 def tail_exponent(steps: np.ndarray, loss: np.ndarray) -> Optional[float]:

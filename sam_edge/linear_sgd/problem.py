@@ -14,9 +14,8 @@ In the eigenbasis K̃ = Σ_k λ_k u_k u_kᵀ (λ_1 = 1 ≥ λ_2 ≥ ...), C_k(0)
   The regimes that need the matrix K̃ get it in a random orthonormal basis Q (Haar, from the
   key) with d₀ = Q·(s_k √C_k(0)) for random signs s_k; the spectral-diagonal regime needs only
   the spectrum, so without `with_kernel` nothing of size N² is built.
-* `mnist`: the first N training images, pixels standardised by their mean and standard deviation
-  over those images (one scalar each, as the paper's code does), the targets the digit labels
-  standardised the same way, and the network of `network` (one hidden layer of the given width).
+* real data (`mnist`, `cifar10`, `csv`): the standardised inputs and targets of `inputs` and the
+  network of `network` (one hidden layer of the given width) on them.
 """
 
 from typing import NamedTuple, Optional
@@ -25,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam_edge.data import idx
 from sam_edge.linear_sgd import network
 
 
@@ -67,17 +65,10 @@ def synthetic(n: int, nu: float, kappa: float, key: jax.Array, with_kernel: bool
   return Problem(eigenvalues, c0, kernel=(kernel + kernel.T) / 2, d0=q @ (signs * np.sqrt(c0)))
 
 
-def standardised(values: np.ndarray) -> np.ndarray:
-  """(v − mean v)/std v over all entries, float64."""
-  values = values.astype(np.float64)
-  return (values - values.mean()) / values.std()
-
-
-def mnist(folder: str, n: int, hidden_width: int, key: jax.Array) -> Problem:
-  """The first `n` MNIST training examples of the IDX files in `folder`, the network and its
-  kernel (module doc)."""
-  images, labels = idx.mnist_train(folder, n)
-  x, y = jnp.asarray(standardised(images)), jnp.asarray(standardised(labels))
+def real(x: np.ndarray, y: np.ndarray, hidden_width: int, key: jax.Array) -> Problem:
+  """The problem of a freshly initialised network of `hidden_width` on inputs x [N, D] with
+  targets y [N] (module doc)."""
+  x, y = jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64)
   params = jax.tree.map(lambda a: a.astype(jnp.float64),
                         network.init(key, x.shape[1], hidden_width))
   return from_network(params, x, y)

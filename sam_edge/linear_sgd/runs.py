@@ -1,5 +1,6 @@
-"""Every run of a study: each regime over the product of batch sizes, step sizes and momenta (and,
-for the spectral-diagonal regime, the values of τ), as loss curves on the recorded steps.
+"""Every run of a study: each regime over the (b, α, β) of the grid (`Settings.configs`: their
+product, or the zipped lists) and, for the spectral-diagonal regime, the values of τ, as loss
+curves on the recorded steps.
 
 The sampled regimes (network, linearized) run every seed at once; seed s draws its batches from
 the s-th key, so the network and its linearisation see the same batches. One compilation serves
@@ -13,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam_edge.linear_sgd import conditions, recurrences, sampled
+from sam_edge.linear_sgd import asymptotics, conditions, recurrences, sampled
 from sam_edge.linear_sgd.problem import Problem
 from sam_edge.linear_sgd.settings import Settings
 
@@ -21,14 +22,16 @@ SAMPLED = ("network", "linearized")
 
 
 class Curve(NamedTuple):
-  """One run: its regime and hyperparameters (τ None outside the spectral-diagonal regime) and
-  its losses [seeds, recorded steps] (one row for the deterministic regimes)."""
+  """One run: its regime and hyperparameters (τ None outside the spectral-diagonal regime), its
+  losses [seeds, recorded steps] (one row for the deterministic regimes) and, for the
+  spectral-diagonal regime, its predicted law (`asymptotics`)."""
   regime: str
   tau: Optional[float]
   batch_size: int
   step_size: float
   momentum: float
   losses: np.ndarray
+  law: Optional[asymptotics.Law] = None
 
   @property
   def key(self) -> str:
@@ -76,11 +79,9 @@ def run_all(problem: Problem, s: Settings, record: np.ndarray, key: jax.Array,
     start, before = time.perf_counter(), len(curves)
     taus = s.taus if regime == "spectral_diagonal" else (None,)
     for tau in taus:
-      for b in s.batch_sizes:
-        for alpha in s.step_sizes:
-          for beta in s.momenta:
-            losses = np.asarray(runners[regime](problem, alpha, beta, b, tau))[:, record]
-            curves.append(Curve(regime, tau, b, alpha, beta, losses))
+      for b, alpha, beta in s.configs:
+        losses = np.asarray(runners[regime](problem, alpha, beta, b, tau))[:, record]
+        curves.append(Curve(regime, tau, b, alpha, beta, losses))
     seeds = f" x {s.seeds} seeds" if regime in SAMPLED else ""
     log(f"{regime}: {len(curves) - before} runs{seeds} of {s.steps} steps in "
         f"{time.perf_counter() - start:.1f} s")
