@@ -3,30 +3,37 @@ half-finished) runs.
 
 PATHS are run folders, raw pickles, the reference's raw.txt files, or sweep folders, in any mix.
 Writes summary.csv, lambda1_over_edge.pdf, loss_curves.pdf, metric_vs_<axis>.pdf and, with
---phase_axes, phase.pdf into DIR. With --global_metrics=curve,cka,dist the runs' final
-parameters (`--params_output`) are read and the metrics between runs of a cell join summary.csv
-(studies/global_metrics.py). See README, "Studies" and "Between runs".
+--phase_axes, phase.pdf into DIR. With --global_metrics=curve,cka,dist,ensemble_error the runs'
+final parameters (`--params_output`) are read and the metrics between runs of a cell join
+summary.csv (studies/global_metrics.py); with --evaluations=FILE.json the post-hoc evaluations
+of `python -m sam_edge.evaluate --out=FILE.json` join it too (studies/evaluated.py: columns such
+as train_loss_full, lambda1_post), each run's entry matched by its folder. See README, "Studies"
+and "Between runs".
 
 Every pickle is checked against its `final.records_sha256`: a run whose pickle does not match is
 left out of the report, with one line on stderr naming it; the exit code is then 1 (0 when every
 run was sound, 2 for bad input).
 """
 
+import os
 import sys
+from typing import Callable, Optional
 
 from absl import flags
 
 from sam_edge.cli import compilation_cache
 from sam_edge.cli import main as cli
-from sam_edge.studies import phase, report, sources, summary
+from sam_edge.studies import evaluated, phase, report, sources, summary
 
 PROG = "compare"
 USAGE = ("python -m sam_edge.compare PATHS... --out=DIR [--phase_axes=a,b] [--phase_metric=m] "
-         "[--x_axis=auto|step|time] [--global_metrics=curve,cka,dist [--group_by=a,b]]")
+         "[--x_axis=auto|step|time] [--global_metrics=curve,cka,dist,ensemble_error "
+         "[--group_by=a,b]] [--evaluations=FILE.json]")
 
 
 GLOBAL_ONLY = ("group_by", "curve_pairs", "curve_epochs", "curve_batch_size", "curve_step_size",
-               "curve_momentum", "curve_metric", "cka_examples", "global_seed", "manual_dir",
+               "curve_momentum", "curve_metric", "curve_split", "cka_examples", "cka_data",
+               "cka_mixup_alpha", "global_seed", "manual_dir",
                "tfds_data_dir")                 # flags that only --global_metrics reads
 
 
@@ -35,7 +42,8 @@ def define_global_flags(fv: flags.FlagValues) -> None:
   on = {"flag_values": fv}
   flags.DEFINE_list("global_metrics", [], "Metrics between the runs of a cell (runs differing "
                     "only in --seed), averaged over its pairs: curve (mc and line_barrier), cka, "
-                    "dist. Needs each run's --params_output.", **on)
+                    "dist; and ensemble_error (the test error of their averaged softmax). Needs "
+                    "each run's --params_output.", **on)
   flags.DEFINE_list("group_by", [], "Cells are the runs sharing these axes (default: every "
                     "axis but seed).", **on)
   flags.DEFINE_integer("curve_pairs", 1, "Pairs of each cell connected by a trained curve.", **on)
@@ -46,10 +54,19 @@ def define_global_flags(fv: flags.FlagValues) -> None:
                      "half the epochs, then down to 1% of it at 90%).", **on)
   flags.DEFINE_float("curve_momentum", 0.9, "Momentum of the bend's SGD.", **on)
   flags.DEFINE_enum("curve_metric", "error", ["error", "loss"], "E(t) of mc and the line "
-                    "barrier: the training error or the training loss.", **on)
-  flags.DEFINE_integer("cka_examples", 768, "Training examples (the first ones) whose softmax "
-                       "outputs CKA compares.", **on)
-  flags.DEFINE_integer("global_seed", 0, "Seed of the bend's batches and t's.", **on)
+                    "barrier: the error or the loss (evaluation mode) on --curve_split.", **on)
+  flags.DEFINE_enum("curve_split", "train", ["train", "test"], "Where E(t) is measured: the "
+                    "training or the test set (the bend is always trained on the training "
+                    "set, BatchNorm statistics recomputed there).", **on)
+  flags.DEFINE_integer("cka_examples", 768, "Examples (the first ones of --cka_data) whose "
+                       "softmax outputs CKA compares.", **on)
+  flags.DEFINE_enum("cka_data", "train", ["train", "test", "mixup"], "CKA's examples: the "
+                    "training set, the test set, or training examples mixed as the taxonomy's "
+                    "mixup CKA (batches of 128, one λ ~ Beta(α, α) and one permutation each).",
+                    **on)
+  flags.DEFINE_float("cka_mixup_alpha", 16.0, "α of --cka_data=mixup (the taxonomy's 16).", **on)
+  flags.DEFINE_integer("global_seed", 0, "Seed of the bend's batches and t's, and of the "
+                       "mixup's λ and permutations.", **on)
   flags.DEFINE_string("manual_dir", None, "Rebuild the runs' data from this folder instead of "
                       "the one in their config.", **on)
   flags.DEFINE_string("tfds_data_dir", None, "Rebuild the runs' data from this TFDS folder "
@@ -61,6 +78,10 @@ def flag_values() -> flags.FlagValues:
   fv = flags.FlagValues()
   report.define_flags(fv)
   define_global_flags(fv)
+  flags.DEFINE_list("evaluations", [], "JSON files of `python -m sam_edge.evaluate --out`: their "
+                    "values join summary.csv (train_loss_full, train_error_full, lambda1_post, "
+                    "trace_post, ...), each entry in the row of the run whose folder it names.",
+                    flag_values=fv)
   return fv
 
 
@@ -80,10 +101,12 @@ def global_settings(fv: flags.FlagValues):
   from sam_edge.studies import connectivity, global_metrics  # pylint: disable=import-outside-toplevel
   curve = connectivity.CurveSettings(epochs=fv.curve_epochs, batch_size=fv.curve_batch_size,
                                      step_size=fv.curve_step_size, momentum=fv.curve_momentum)
-  found = global_metrics.problems(list(fv.global_metrics), fv.curve_pairs, fv.cka_examples, curve)
+  found = global_metrics.problems(list(fv.global_metrics), fv.curve_pairs, fv.cka_examples, curve,
+                                  fv.cka_mixup_alpha)
   settings = global_metrics.Settings(
       metrics=tuple(fv.global_metrics), curve=curve, curve_pairs=fv.curve_pairs,
-      curve_metric=fv.curve_metric, cka_examples=fv.cka_examples, group_by=tuple(fv.group_by),
+      curve_metric=fv.curve_metric, cka_examples=fv.cka_examples, curve_split=fv.curve_split,
+      cka_data=fv.cka_data, cka_mixup_alpha=fv.cka_mixup_alpha, group_by=tuple(fv.group_by),
       seed=fv.global_seed, manual_dir=fv.manual_dir, tfds_data_dir=fv.tfds_data_dir)
   return settings, found
 
@@ -97,6 +120,7 @@ def compare(fv: flags.FlagValues, paths: list[str]) -> int:
   between_settings, found = global_settings(fv)
   if found:
     return cli.fail(PROG, found)
+  files = {path: evaluated.read(path) for path in fv.evaluations}   # InputError: one line
   try:
     runs, sweep_axes = sources.read_paths(paths)
   except (sources.SourceError, OSError, ValueError) as e:
@@ -117,11 +141,32 @@ def compare(fv: flags.FlagValues, paths: list[str]) -> int:
     if group:
       return cli.fail(PROG, [f"--group_by: {', '.join(group)} is not an axis of the runs"])
     between = lambda rs, axes: global_metrics.compute(rs, axes, between_settings, log)
+  if files:
+    between = with_evaluations(between, files, sound, log)
   try:
     report.write(sound, sweep_axes, fv.out, report.options_of(fv), log=log, between=between)
   except phase.PhaseError as e:
     return cli.fail(PROG, [str(e)])
   return 0 if len(sound) == len(runs) else 1
+
+
+def with_evaluations(between: Optional[Callable], files: dict[str, list[dict]],
+                     runs: list[sources.Run], log: Callable[[str], None]) -> Callable:
+  """`between` (or nothing) with the values of the evaluation files joined to `runs` now
+  (`evaluated.join`; InputError, one line, when no entry matches a run) added to each run's
+  columns."""
+  folders = {r.name: r.source if os.path.isdir(r.source) else os.path.dirname(r.source)
+             for r in runs}
+  joined, unmatched = evaluated.join(files, folders)
+  if unmatched:
+    log(f"--evaluations: {unmatched} evaluated run{'s are' if unmatched > 1 else ' is'} not "
+        "among the runs compared")
+
+  def columns(rs: list[sources.Run], axes: list[str]) -> dict[str, dict]:
+    found = between(rs, axes) if between else {}
+    return {name: {**found.get(name, {}), **joined.get(name, {})}
+            for name in set(found) | set(joined)}
+  return columns
 
 
 if __name__ == "__main__":

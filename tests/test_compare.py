@@ -65,8 +65,11 @@ def test_reference_raw_txt_with_our_pickle(tmp_path, capsys):
   assert code == 0, capsys.readouterr().err
   rows = read_csv(tmp_path / "cmp" / "summary.csv")
   assert list(rows[0]) == ["run", "rho", "steps", "stopped_because", "test_error", "test_loss",
-                           "final_lambda1", "median_lambda1_over_edge", "diverged", "source"]
+                           "final_lambda1", "median_lambda1_over_edge", "diverged",
+                           "final_train_loss", "source"]
   ref, ours = rows
+  # The last epoch's training loss: the last step's (no training_examples to size an epoch).
+  assert ref["final_train_loss"] == "" and float(ours["final_train_loss"]) == 2.0 / 10
   # The reference: ρ recovered from 2/η, SAM-edge and ‖g‖; second half by training time
   # (t >= 25 s: the lines at 30, 40, 50 s), median of λ1 / SAM-edge there.
   assert float(ref["rho"]) == pytest.approx(RHO)
@@ -198,3 +201,14 @@ def test_unreadable_sources_are_one_line(tmp_path, capsys):
     assert len(err) == 1 and message in err[0], err
   assert compare.main([str(tmp_path / "bad.txt")]) == 2
   assert "--out=DIR is required" in capsys.readouterr().err
+
+
+def test_final_train_loss_is_the_mean_over_the_last_epoch():
+  run = lambda batch, losses: sources.Run("r", "r", "pickle", {"batch_size": batch},
+                                          losses=(list(range(len(losses))), losses),
+                                          final={"training_examples": 25})
+  assert summary.final_train_loss(run(10, [6.0, 5.0, 4.0, 3.0, 2.0, 1.0])) == 2.0   # ⌈25/10⌉ = 3
+  assert summary.final_train_loss(run(25, [6.0, 5.0, 4.0])) == 4.0                    # full batch
+  assert summary.final_train_loss(run(10, [1.0, 2.0])) == 1.5                         # < an epoch
+  assert summary.final_train_loss(run(10, [1.0, float("nan"), 2.0])) is None
+  assert summary.final_train_loss(run(10, [])) is None

@@ -3,6 +3,7 @@ distance, a convex problem's connected minima, and `compare --global_metrics` on
 
 import csv
 import pathlib
+import pickle
 import zipfile
 
 import jax
@@ -17,6 +18,7 @@ from sam_edge.run import params_file
 from sam_edge.studies import (
   cka,
   connectivity,
+  ensemble,
   global_metrics,
   network_eval,
   sources,
@@ -100,6 +102,37 @@ def test_two_minima_of_a_convex_problem_are_connected():
   assert abs(result["line_barrier"]) < 1e-6
   assert abs(result["mc"]) < 1e-4
   assert max(result["curve"]) < 1e-4
+
+
+def test_mixup_is_fixed_by_its_key_and_mixes_within_each_batch():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, size=(300, 4, 4, 1)).astype(np.uint8)
+  key = jax.random.key(3)
+  mixed = np.asarray(cka.mixup(images, key, 16.0))
+  assert mixed.shape == images.shape and mixed.dtype == np.float32
+  np.testing.assert_array_equal(mixed, cka.mixup(images, key, 16.0))        # a key fixes it
+  assert not np.allclose(mixed, cka.mixup(images, jax.random.key(4), 16.0))
+  assert not np.allclose(mixed, images)
+  for start in (0, 128, 256):                     # batches of 128, the last of 44: within each,
+    x, y = images[start:start + 128].astype(np.float64), mixed[start:start + 128]   # λ and 1 − λ
+    np.testing.assert_allclose(y.sum(0), x.sum(0), rtol=1e-5)    # of a permutation: sums kept
+  assert np.all(mixed >= 0) and np.all(mixed <= 255)
+  # α = 16: λ near 1/2, so two independent images average (variance about halved); a small α
+  # keeps λ near 0 or 1 (images nearly unmixed).
+  assert np.var(mixed) < 0.6 * np.var(images.astype(np.float64))
+  assert np.var(cka.mixup(images, key, 0.05)) > 0.9 * np.var(images.astype(np.float64))
+
+
+def test_ensemble_error_averages_the_runs_probabilities():
+  labels = np.array([0, 1, 1])
+  one = np.array([[0.6, 0.4], [0.3, 0.7], [0.8, 0.2]])           # wrong on the last example
+  other = np.array([[0.1, 0.9], [0.4, 0.6], [0.1, 0.9]])         # wrong on the first
+  assert float(ensemble.ensemble_error(np.stack([one, one]), labels)) == pytest.approx(1 / 3)
+  mean = (one + other) / 2                                       # [.35 .65], [.35 .65], [.45 .55]
+  assert float(ensemble.ensemble_error(np.stack([one, other]), labels)) == pytest.approx(
+      float(np.mean(np.argmax(mean, -1) != labels))) == pytest.approx(1 / 3)
+  assert float(ensemble.ensemble_error(np.stack([other, other, one]), labels)) == pytest.approx(
+      1 / 3)
 
 
 def test_distance_is_symmetric_and_zero_on_itself():
@@ -215,7 +248,7 @@ def test_compare_global_metrics_on_two_seeds(mock_mnist, tmp_path, capsys):
   # A run paired with itself: CKA 1 and distance 0.
   t = trained.load(folders[0])
   net = network_eval.NetworkEval(trained.problem(t, tfds_data_dir=str(mock_mnist)), 8)
-  out = net.outputs(t.params, t.model_state, 768)
+  out = net.outputs(t.params, t.model_state, net.first("train", 768))
   assert out.shape == (24, 10)
   assert float(cka.linear_cka(out, out)) == pytest.approx(1.0, abs=1e-6)
   assert global_metrics.distance(t.params, t.params) == 0.0
@@ -251,6 +284,9 @@ def test_compare_global_metrics_on_two_seeds(mock_mnist, tmp_path, capsys):
     (["--global_metrics=curve", "--curve_step_size=-1"], "--curve_step_size must be > 0"),
     (["--group_by=mlp_width"], "--group_by is for --global_metrics, which is not given"),
     (["--curve_epochs=5", "--cka_examples=9"], "--curve_epochs, --cka_examples are for"),
+    (["--global_metrics=cka", "--cka_mixup_alpha=0"], "--cka_mixup_alpha must be > 0"),
+    (["--cka_data=mixup"], "--cka_data is for --global_metrics"),
+    (["--curve_split=test"], "--curve_split is for --global_metrics"),
 ])
 def test_bad_global_flags_are_one_line(tmp_path, capsys, extra, message):
   assert compare.main([str(tmp_path), f"--out={tmp_path / 'o'}", *extra]) == 2
@@ -275,7 +311,7 @@ def test_tiny_width_batch_sweep_end_to_end(tiny_sweep, real_tfds, tmp_path, caps
       assert np.isfinite(float(r[name])), (r["run"], name)
   assert len({(r["mlp_width"], r["batch_size"]) for r in rows}) == 4
   assert (tmp_path / "cmp" / "phase.pdf").read_bytes().startswith(b"%PDF")
-  assert summary.OPTIONAL[1] in rows[0]
+  assert "final_train_loss" in rows[0] and "ensemble_error" not in rows[0]
 
 
 def test_phase_panels_follow_the_taxonomys_conventions():
@@ -299,3 +335,66 @@ def test_phase_panels_follow_the_taxonomys_conventions():
   assert ax.get_ylim()[0] > ax.get_ylim()[1]                     # small batches at the top
   only = phase.phase_heatmaps(rows, "w", "b", "mc", ["w", "b", "seed"])[0]
   assert [m.colorbar for m in only] == ["mode connectivity mc"]
+
+
+@pytest.mark.slow
+def test_the_taxonomy_s_variants_on_the_tiny_sweep(tiny_sweep, real_tfds, tmp_path, capsys,
+                                                   monkeypatch):
+  """Mixup CKA is symmetric and 1 on itself; a cell of one run twice has an ensemble error equal
+  to the run's test error, CKA 1, and E(t) on the straight line equal to that test error with
+  --curve_split=test; phase.pdf of the sweep has the training-loss and ensemble panels."""
+  run0, run1 = (tiny_sweep / f"mlp_width=8,batch_size=50,seed={s}" for s in (0, 1))
+  a, b = trained.load(str(run0)), trained.load(str(run1))
+  net = network_eval.NetworkEval(trained.problem(a, tfds_data_dir=str(real_tfds)), 50)
+  settings = global_metrics.Settings(metrics=("cka",), cka_data="mixup", cka_examples=150)
+  mixed = global_metrics.cka_batch(net, settings)
+  plain = net.first("train", 150)
+  assert mixed["image"].shape == plain["image"].shape and mixed["image"].dtype == np.float32
+  assert not np.allclose(mixed["image"], plain["image"])
+  np.testing.assert_array_equal(mixed["image"], global_metrics.cka_batch(net, settings)["image"])
+  out_a, out_b = (net.outputs(t.params, t.model_state, mixed) for t in (a, b))
+  ab, ba = float(cka.linear_cka(out_a, out_b)), float(cka.linear_cka(out_b, out_a))
+  assert ab == pytest.approx(ba, rel=1e-6) and 0 < ab < 1
+  assert float(cka.linear_cka(out_a, out_a)) == pytest.approx(1.0, abs=1e-6)
+  test_first = net.first("test", 150)                            # the 100 test examples
+  assert len(test_first["label"]) == 100
+
+  final = pickle.loads((run0 / "raw.pkl").read_bytes())["final"]
+  code = compare.main([str(run0), str(run0), f"--out={tmp_path / 'twice'}",
+                       "--global_metrics=ensemble_error,cka,curve", "--cka_data=mixup",
+                       "--cka_examples=150", "--curve_split=test", "--curve_epochs=1",
+                       "--curve_batch_size=50", f"--tfds_data_dir={real_tfds}"])
+  assert code == 0, capsys.readouterr().err
+  rows = list(csv.DictReader(open(tmp_path / "twice" / "summary.csv")))
+  assert len(rows) == 2
+  for r in rows:
+    assert float(r["ensemble_error"]) == pytest.approx(final["test_error"], rel=1e-6)
+    assert float(r["cka"]) == pytest.approx(1.0, abs=1e-6) and float(r["line_barrier"]) == 0
+  line = next(x for x in capsys.readouterr().out.splitlines() if "on the line" in x)
+  error = f"{final['test_error']:.4g}"
+  assert line.split("on the line ")[1].startswith(f"[{', '.join([error] * 5)}]"), line
+
+  drawn = {}
+  from sam_edge.plots import figure
+  write = figure.write
+
+  def capture(path, panels, **kwargs):
+    drawn[path.rsplit("/", 1)[-1]] = panels
+    return write(path, panels, **kwargs)
+  monkeypatch.setattr(figure, "write", capture)
+  assert compare.main([str(tiny_sweep), f"--out={tmp_path / 'cmp'}",
+                       "--phase_axes=mlp_width,batch_size", "--global_metrics=ensemble_error",
+                       f"--tfds_data_dir={real_tfds}"]) == 0
+  titles = [m.title for m in drawn["phase.pdf"]]
+  assert titles[:2] == ["test error", "training loss (last epoch)"]     # the notebook's order
+  assert "ensemble test error" in titles
+  rows = list(csv.DictReader(open(tmp_path / "cmp" / "summary.csv")))
+  for r in rows:
+    raw = pickle.loads(open(r["source"], "rb").read())
+    k = -(-raw["final"]["training_examples"] // int(r["batch_size"]))   # the last epoch's steps
+    assert float(r["final_train_loss"]) == pytest.approx(np.mean(raw["losses"]["loss"][-k:]))
+  cells = {}
+  for r in rows:
+    cells.setdefault((r["mlp_width"], r["batch_size"]), set()).add(r["ensemble_error"])
+  assert len(cells) == 4 and all(len(v) == 1 and 0 <= float(v.pop()) <= 1 for v in cells.values())
+  assert set(summary.OPTIONAL) >= {"final_train_loss", "ensemble_error"}

@@ -46,6 +46,10 @@ class Problem:
   # (params, model_state, constants, batch) -> float32 outputs in evaluation mode (BatchNorm
   # with the running statistics of `model_state`): what the test error sees; between-run
   # metrics (`studies.trained`) use it. None: the task offers none
+  held_out: dict = dataclasses.field(default_factory=dict)
+  # {split: host arrays} of the splits training never sees ("test"; "validation" where the run
+  # has one), each with the training set's keys: what post-hoc evaluations (`studies.evaluation`)
+  # and the ensemble error read. {}: the task offers none
 
   def loss_fn(self, dtype: Any = jnp.float32) -> TrainLoss:
     """`(params, model_state, batch, constants) -> (L, new model_state)` in `dtype`."""

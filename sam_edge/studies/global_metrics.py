@@ -1,19 +1,25 @@
-"""Metrics between runs (`compare --global_metrics=curve,cka,dist`): runs that differ only in
-their seed form a cell, and each metric is the mean over the cell's pairs of distinct runs.
+"""Metrics between runs (`compare --global_metrics=curve,cka,dist,ensemble_error`): runs that
+differ only in their seed form a cell, and each metric is the mean over the cell's pairs of
+distinct runs (the ensemble: over the cell's runs together).
 
     dist = ‖θᵢ − θⱼ‖₂ over the trainable parameters (BatchNorm statistics left out)
-    cka  = linear CKA of the two runs' softmax outputs on the first `cka_examples` training
-           examples, each run in evaluation mode with its own statistics (`cka.py`)
+    cka  = linear CKA of the two runs' softmax outputs on the first `cka_examples` examples of
+           `cka_data`: the training set, the test set, or the training examples mixed as the
+           taxonomy's mixup CKA does (α = `cka_mixup_alpha`, the mixes fixed by `seed`), each
+           run in evaluation mode with its own statistics (`cka.py`)
     mc, line_barrier = mode connectivity of the Bezier curve and of the straight line between
-           the pair (`connectivity.py`), E(t) the training error (or loss) with BatchNorm
-           statistics recomputed at each t (`network_eval.py`); only the first `curve_pairs`
-           pairs of a cell (in seed order) are connected, the costly part
+           the pair (`connectivity.py`), the bend trained on the training set, E(t) the error
+           (or loss) on `curve_split` (training or test set) with BatchNorm statistics
+           recomputed on the training set at each t (`network_eval.py`); only the first
+           `curve_pairs` pairs of a cell (in seed order) are connected, the costly part
+    ensemble_error = the test error of the cell's runs' averaged softmax outputs (`ensemble.py`)
 
 dist and cka are symmetric, so the mean over ordered pairs (i, j), i ≠ j, is the mean over the
 unordered ones computed here; a curve between i and j is the curve between j and i run
 backwards, so mc and line_barrier are symmetric too. Every run of a cell gets the cell's values
-in summary.csv. The network and the training set of a cell are rebuilt once, from its first
-run's config (`trained.problem`); a cell of one run has no pairs and gets no values.
+in summary.csv. The network and the data of a cell are rebuilt once, from its first run's
+config (`trained.problem`); a cell of one run has no pairs and gets no values (no ensemble
+either).
 """
 
 import dataclasses
@@ -26,11 +32,22 @@ import jax
 import numpy as np
 
 from sam_edge import errors
-from sam_edge.studies import cka, connectivity, network_eval, sources, summary, trained
+from sam_edge.studies import (
+  cka,
+  connectivity,
+  ensemble,
+  network_eval,
+  sources,
+  summary,
+  trained,
+)
 
-METRICS = ("curve", "cka", "dist")
+METRICS = ("curve", "cka", "dist", "ensemble_error")
 IMAGE_TASK = "image_classification"    # the task whose runs have evaluation-mode outputs
-COLUMNS = {"curve": ("mc", "line_barrier"), "cka": ("cka",), "dist": ("dist",)}
+COLUMNS = {"curve": ("mc", "line_barrier"), "cka": ("cka",), "dist": ("dist",),
+           "ensemble_error": ("ensemble_error",)}
+OUTPUTS = ("curve", "cka", "ensemble_error")     # the metrics that need evaluation-mode outputs
+MIXUP_STREAM = 2 ** 31 - 1             # fold_in(key(seed), this): the mixup's key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +58,9 @@ class Settings:
   curve_pairs: int = 1
   curve_metric: str = "error"
   cka_examples: int = 768
+  curve_split: str = "train"
+  cka_data: str = "train"
+  cka_mixup_alpha: float = cka.MIXUP_ALPHA
   group_by: tuple[str, ...] = ()            # () : every non-seed axis
   seed: int = 0
   manual_dir: Optional[str] = None
@@ -89,8 +109,9 @@ def load_all(runs: list[sources.Run]) -> dict[str, trained.Trained]:
 def check_cells(cells_: list[list[tuple[str, trained.Trained]]], s: Settings) -> None:
   """InputError (one line) before any work unless the runs of each cell of two or more runs
   share one network (a `--group_by` that leaves out an axis such as the width mixes networks),
-  and, for cka and curve, are image_classification runs (evaluation-mode outputs)."""
-  outputs = "cka" in s.metrics or "curve" in s.metrics
+  and, for cka, curve and ensemble_error, are image_classification runs (evaluation-mode
+  outputs)."""
+  outputs = any(m in s.metrics for m in OUTPUTS)
   for members in cells_:
     if len(members) < 2:
       continue
@@ -104,8 +125,9 @@ def check_cells(cells_: list[list[tuple[str, trained.Trained]]], s: Settings) ->
     for name, t in members:
       if outputs and t.task != IMAGE_TASK:
         raise errors.InputError(
-            f"--global_metrics: cka and curve need evaluation-mode outputs, which only "
-            f"{IMAGE_TASK} runs offer; {name} is a {t.task} run (dist works for every run)")
+            f"--global_metrics: cka, curve and ensemble_error need evaluation-mode outputs, "
+            f"which only {IMAGE_TASK} runs offer; {name} is a {t.task} run (dist works for "
+            f"every run)")
 
 
 def _pairs(members: list[trained.Trained]) -> list[tuple[trained.Trained, trained.Trained]]:
@@ -121,20 +143,26 @@ def cell_metrics(members: list[trained.Trained], s: Settings,
   out: dict[str, float] = {}
   if "dist" in s.metrics:
     out["dist"] = float(np.mean([distance(a.params, b.params) for a, b in pairs]))
-  if "cka" not in s.metrics and "curve" not in s.metrics:
+  if not any(m in s.metrics for m in OUTPUTS):
     return out
   problem = trained.problem(members[0], manual_dir=s.manual_dir, tfds_data_dir=s.tfds_data_dir)
   net = network_eval.NetworkEval(problem, s.curve.batch_size)
   if "cka" in s.metrics:
-    outputs = {id(m): net.outputs(m.params, m.model_state, s.cka_examples) for m in members}
+    batch = cka_batch(net, s)
+    outputs = {id(m): net.outputs(m.params, m.model_state, batch) for m in members}
     out["cka"] = float(np.mean([float(cka.linear_cka(outputs[id(a)], outputs[id(b)]))
                                 for a, b in pairs]))
+  if "ensemble_error" in s.metrics:
+    probs = np.stack([np.asarray(net.probabilities(m.params, m.model_state, "test"))
+                      for m in members])
+    out["ensemble_error"] = float(ensemble.ensemble_error(probs, net.split("test")["label"]))
   if "curve" in s.metrics:
     found = []
     for k, (a, b) in enumerate(pairs[:s.curve_pairs]):
       key = jax.random.fold_in(jax.random.key(s.seed), k)
-      result = connectivity.connect(net.loss, lambda w: net.measure(w, s.curve_metric),
-                                    a.params, b.params, net.arrays, s.curve, key)
+      result = connectivity.connect(
+          net.loss, lambda w: net.measure(w, s.curve_metric, s.curve_split), a.params,
+          b.params, net.arrays, s.curve, key)
       log(f"curve {a.path} -> {b.path}: E on the curve {_fmt(result['curve'])}, on the line "
           f"{_fmt(result['line'])}: mc {result['mc']:.4g}, line barrier "
           f"{result['line_barrier']:.4g}")
@@ -142,6 +170,17 @@ def cell_metrics(members: list[trained.Trained], s: Settings,
     out["mc"] = float(np.mean([r["mc"] for r in found]))
     out["line_barrier"] = float(np.mean([r["line_barrier"] for r in found]))
   return out
+
+
+def cka_batch(net: network_eval.NetworkEval, s: Settings) -> dict:
+  """The examples CKA compares (module doc): the first `cka_examples` of the training or test
+  set, or of the training set mixed (`cka.mixup` with the key fold_in(key(seed),
+  MIXUP_STREAM): every pair of every cell sees the same mixes)."""
+  batch = net.first("test" if s.cka_data == "test" else "train", s.cka_examples)
+  if s.cka_data != "mixup":
+    return batch
+  key = jax.random.fold_in(jax.random.key(s.seed), MIXUP_STREAM)
+  return {**batch, "image": cka.mixup(batch["image"], key, s.cka_mixup_alpha)}
 
 
 def _fmt(values: list[float]) -> str:
@@ -172,10 +211,13 @@ def columns(s: Settings) -> list[str]:
 
 
 def problems(metrics: list[str], curve_pairs: int, cka_examples: int,
-             curve: connectivity.CurveSettings) -> list[str]:
+             curve: connectivity.CurveSettings, cka_mixup_alpha: float = cka.MIXUP_ALPHA
+             ) -> list[str]:
   """Problems of the flags (one line each)."""
   found = [f"--global_metrics: unknown metric {m!r}; use some of {', '.join(METRICS)}"
            for m in metrics if m not in METRICS]
+  if not (math.isfinite(cka_mixup_alpha) and cka_mixup_alpha > 0):
+    found.append(f"--cka_mixup_alpha must be > 0, got {cka_mixup_alpha}")
   for name, value in (("curve_pairs", curve_pairs), ("cka_examples", cka_examples),
                       ("curve_epochs", curve.epochs), ("curve_batch_size", curve.batch_size)):
     if value < 1:

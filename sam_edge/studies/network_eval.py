@@ -1,7 +1,8 @@
 """A rebuilt run's network as the between-run metrics use it: its training loss (train mode),
-BatchNorm statistics recomputed on the training set, the training error or loss in evaluation
-mode, and its softmax outputs on a probe set. Every function is jitted once per `NetworkEval`
-(one per cell of runs sharing a network) and reused for every parameter vector.
+BatchNorm statistics recomputed on the training set, the error or loss of a split (the training
+or the test set) in evaluation mode, and its softmax outputs on a probe batch or a whole split.
+Every function is jitted once per `NetworkEval` (one per cell of runs sharing a network; once
+per split's shapes) and reused for every parameter vector.
 
 BatchNorm statistics of parameters w (Garipov et al.'s `update_bn`): the mean over the training
 set's batches of size B (the last incomplete one dropped) of each batch's (μ, v). One train-mode
@@ -21,7 +22,7 @@ from sam_edge.run.problem import Problem
 from sam_edge.studies import cka
 
 PyTree = Any
-METRICS = ("error", "loss")          # what E(t) measures on the training set
+METRICS = ("error", "loss")          # what E(t) measures on a split
 
 
 class NetworkEval:
@@ -30,22 +31,40 @@ class NetworkEval:
 
   def __init__(self, problem: Problem, batch_size: int, chunk: int = 1000):
     if problem.predict is None:
-      raise errors.InputError("cka and curve need evaluation-mode outputs, which only "
-                              "image_classification runs offer (dist works for every run)")
+      raise errors.InputError("cka, curve and ensemble_error need evaluation-mode outputs, "
+                              "which only image_classification runs offer (dist works for every "
+                              "run)")
     self.problem = problem
     self.arrays = jax.device_put(problem.train_arrays)
     self.n = batching.num_examples(self.arrays)
     self.batch_size = max(1, min(batch_size, self.n))
     self.chunk = chunk
     self.has_stats = bool(jax.tree.leaves(problem.model_state))
+    self._splits = {"train": self.arrays}
     train_loss = problem.loss_fn()
     state, constants = problem.model_state, problem.constants
     # `loss` is a jit static argument of `connectivity.fit_bend`: one object per NetworkEval.
     self.loss = lambda params, batch: train_loss(params, state, batch, constants)[0]
     self._stats = jax.jit(self._batch_stats)
-    self._metrics = jax.jit(self._train_metrics)
+    self._metrics = jax.jit(self._split_metrics)
     self._outputs = jax.jit(lambda p, s, batch: cka.softmax_outputs(
         problem.predict(p, s, problem.constants, batch)))
+    self._probabilities = jax.jit(self._all_outputs)
+
+  def split(self, name: str) -> batching.Arrays:
+    """The arrays of split `name` on the device: "train", or a held-out split of the problem
+    ("test"); InputError when the problem has no such split."""
+    if name not in self._splits:
+      if name not in self.problem.held_out:
+        raise errors.InputError(f"the runs have no {name} split")
+      self._splits[name] = jax.device_put(self.problem.held_out[name])
+    return self._splits[name]
+
+  def first(self, split: str, examples: int) -> batching.Arrays:
+    """The first min(examples, N) examples of `split`."""
+    arrays = self.split(split)
+    k = min(examples, batching.num_examples(arrays))
+    return batching.take(arrays, jnp.arange(k))
 
   def _batch_stats(self, params: PyTree) -> PyTree:
     p = self.problem
@@ -62,7 +81,7 @@ class NetworkEval:
     """The BatchNorm statistics of `params` on the training set ({} without BatchNorm)."""
     return self._stats(params) if self.has_stats else self.problem.model_state
 
-  def _train_metrics(self, params: PyTree, state: PyTree) -> dict:
+  def _split_metrics(self, params: PyTree, state: PyTree, arrays: batching.Arrays) -> dict:
     p = self.problem
 
     def per_example(args, batch):
@@ -71,15 +90,30 @@ class NetworkEval:
       each = jax.vmap(lambda o, b: p.output_loss(o[None], jax.tree.map(lambda x: x[None], b)))(
           outputs, batch)
       return {"error": losses.misclassified(outputs, batch["label"]), "loss": each}
-    return batching.chunked_mean(per_example, (params, state), self.arrays, self.chunk)
+    return batching.chunked_mean(per_example, (params, state), arrays, self.chunk)
 
-  def measure(self, params: PyTree, metric: str = "error") -> float:
-    """The training `metric` (error or loss) of `params` in evaluation mode, with BatchNorm
-    statistics recomputed for `params`."""
-    return float(self._metrics(params, self.stats(params))[metric])
+  def measure(self, params: PyTree, metric: str = "error", split: str = "train") -> float:
+    """The `metric` (error or loss) of `params` on `split` in evaluation mode, with BatchNorm
+    statistics recomputed for `params` on the training set (as the taxonomy's `update_bn`)."""
+    return float(self._metrics(params, self.stats(params), self.split(split))[metric])
 
-  def outputs(self, params: PyTree, state: PyTree, examples: int) -> jax.Array:
-    """softmax outputs [k, classes] of the first k = min(examples, N) training examples, in
-    evaluation mode with the statistics `state`."""
-    k = min(examples, self.n)
-    return self._outputs(params, state, batching.take(self.arrays, jnp.arange(k)))
+  def outputs(self, params: PyTree, state: PyTree, batch: batching.Arrays) -> jax.Array:
+    """softmax outputs [k, classes] of the k examples of `batch` (e.g. `first`), in evaluation
+    mode with the statistics `state`."""
+    return self._outputs(params, state, batch)
+
+  def _all_outputs(self, params: PyTree, state: PyTree, arrays: batching.Arrays) -> jax.Array:
+    n = batching.num_examples(arrays)
+    size = max(1, min(self.chunk, n))
+    count = -(-n // size)
+    rows = jnp.minimum(jnp.arange(count * size), n - 1)   # the last chunk padded, then cut
+    chunks = jax.tree.map(lambda a: a.reshape((count, size) + a.shape[1:]),
+                          batching.take(arrays, rows))
+    probs = jax.lax.map(lambda b: cka.softmax_outputs(
+        self.problem.predict(params, state, self.problem.constants, b)), chunks)
+    return probs.reshape((count * size,) + probs.shape[2:])[:n]
+
+  def probabilities(self, params: PyTree, state: PyTree, split: str) -> jax.Array:
+    """softmax outputs [N, classes] of every example of `split`, in evaluation mode with the
+    statistics `state`, `chunk` examples at a time."""
+    return self._probabilities(params, state, self.split(split))

@@ -6,7 +6,11 @@ Cell (i, j) of the map of metric m over axes a (x) and b (y) holds
 
 left empty (white, marked `–`) where no run has a finite m. Values are written in the cells.
 One panel per metric (every metric some run has, or only `--phase_metric`), and per setting of
-the runs' further non-seed axes. The taxonomy's conventions (Yang et al. 2021): both axes
+the runs' further non-seed axes. The panels come in the order of the taxonomy's notebook
+(Load_temperature_plots.ipynb, `TAXONOMY`): test error, training loss, CKA, λ1, tr H, mode
+connectivity, distance, each from the first of its columns some run has (a post-hoc evaluation
+before the run's own value), then every other metric. The taxonomy's conventions (Yang et al.
+2021): both axes
 logarithmic where their values are positive numbers (each cell centred on its value; else one
 cell per value, in order), a (e.g. width) increasing to the right and b (e.g. batch size)
 downwards, so small batches are at the top; mc and the line barrier on a diverging colour map
@@ -19,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from sam_edge.plots.spec import Heatmap
-from sam_edge.studies import summary, trends
+from sam_edge.studies import evaluated, summary, trends
 
 
 class PhaseError(ValueError):
@@ -54,15 +58,23 @@ def grid(rows: list[dict[str, Any]], a: str, b: str, metric: str
 
 
 CENTRED = ("mc", "line_barrier")                 # diverging colours around 0
-LOG = ("final_lambda1", "final_trace")            # logarithmic colours
+LOG = ("final_lambda1", "final_trace", *(c for c in evaluated.COLUMNS
+                                         if c.startswith(evaluated.CURVATURE)))   # log colours
+# The notebook's seven panels in its order, each with the columns that can fill it (the first
+# one some row has is drawn there).
+TAXONOMY = (("test_error",), ("train_loss_full", "final_train_loss"), ("cka",),
+            ("lambda1_post", "final_lambda1"), ("trace_post", "final_trace"), ("mc",), ("dist",))
 
 
 def metrics_drawn(rows: list[dict[str, Any]], metric: str | None) -> list[str]:
-  """`[metric]`, or every metric of `summary.METRICS` some row has (`steps` left out)."""
+  """`[metric]`, or every metric of `summary.METRICS` some row has (`steps` left out): the
+  notebook's panels first (`TAXONOMY`), then the others in `summary.METRICS` order."""
   if metric:
     return [metric]
   found = [m for m in summary.METRICS if m != "steps" and summary.has_metric(rows, m)]
-  return found or [summary.default_metric(rows)]
+  first = [next(m for m in slot if m in found) for slot in TAXONOMY
+           if any(m in found for m in slot)]
+  return first + [m for m in found if m not in first] or [summary.default_metric(rows)]
 
 
 def phase_heatmaps(rows: list[dict[str, Any]], a: str, b: str, metric: str | None,

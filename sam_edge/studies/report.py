@@ -40,9 +40,9 @@ def define_flags(fv: flags.FlagValues) -> None:
                       "run folders).", **on)
   flags.DEFINE_list("phase_axes", [], "Two axes a,b: write phase.pdf, heat maps of the "
                     "metrics over them (mean over seeds; a to the right, b downwards).", **on)
-  flags.DEFINE_string("phase_metric", None, "Only this metric in the phase plot: "
-                      f"{', '.join(summary.METRICS)} (default: every metric some run has).",
-                      **on)
+  flags.DEFINE_string("phase_metric", None, "Only this metric in the phase plot: a metric "
+                      "column of summary.csv, e.g. test_error, final_lambda1, mc, cka, "
+                      "train_loss_full (default: every metric some run has).", **on)
   flags.DEFINE_enum("x_axis", "auto", list(overlay.X_AXES), "x axis of the overlays: step, time "
                     "(training seconds), or auto (time when a reference raw.txt is among the "
                     "runs, since it has no steps; else step).", **on)

@@ -1,11 +1,17 @@
 """Runs -> the rows of summary.csv, and the seed groups the plots average over.
 
 Per run: its swept values, `steps`, `stopped_because`, `test_error`, `test_loss`,
-`final_lambda1` (λ1 of the last measurement), `median_lambda1_over_edge` and `diverged`, then
-`final_trace` (the last measured tr H, when measured) and the metrics between runs (`mc`,
-`line_barrier`, `cka`, `dist`, from `compare --global_metrics`) when some run has them, plus
-`source` (the path read). With S the run's last step (its final step count, else its last
-measured step), the median is over the records with step >= S/2 of
+`final_lambda1` (λ1 of the last measurement), `median_lambda1_over_edge` and `diverged`, then,
+when some run has them, `final_train_loss`, `final_trace` (the last measured tr H), the metrics
+between runs (`mc`, `line_barrier`, `cka`, `dist`, `ensemble_error`, from `compare
+--global_metrics`) and the post-hoc evaluations (`train_loss_full`, `lambda1_post`, ..., from
+`compare --evaluations`, `evaluated.COLUMNS`), plus `source` (the path read).
+
+`final_train_loss` is the training loss over the run's last epoch: the mean of the losses its
+last k steps recorded, k = ⌈N/B⌉ for N training examples and batch size B (1 when either is
+unknown; fewer when the run took fewer steps), so one step for full-batch runs; empty when one
+of them is not finite. With S the run's last step (its final step count, else its last measured
+step), the median is over the records with step >= S/2 of
 
     λ1 / edge,   edge = the record's `edge` (its method's stability threshold), or `sam_edge`
                  in pickles older than `edge` (equal to 2/η at ρ = 0);
@@ -21,17 +27,19 @@ import statistics
 from typing import Any, Optional
 
 from sam_edge import records as records_lib
-from sam_edge.studies import sources
+from sam_edge.studies import evaluated, sources
 
 SEED = "seed"
+# Columns written only when some run has a value: the last epoch's training loss, the trace
+# (when measured), the metrics between runs (`global_metrics`, filled in by `compare
+# --global_metrics`) and the post-hoc evaluations (`compare --evaluations`).
+OPTIONAL = ("final_train_loss", "final_trace", "mc", "line_barrier", "cka", "dist",
+            "ensemble_error", *evaluated.COLUMNS)
 METRICS = ("steps", "test_error", "test_loss", "final_lambda1", "median_lambda1_over_edge",
-           "final_trace", "mc", "line_barrier", "cka", "dist")
+           *OPTIONAL)
 BEFORE = ("run",)
 AFTER = ("steps", "stopped_because", "test_error", "test_loss", "final_lambda1",
          "median_lambda1_over_edge", "diverged", "source")
-# Columns written only when some run has a value: the trace (when measured) and the metrics
-# between runs (`global_metrics`, filled in by `compare --global_metrics`).
-OPTIONAL = ("final_trace", "mc", "line_barrier", "cka", "dist")
 # Flags that say where things go, not what is computed: never columns of their own.
 BOOKKEEPING = ("checkpoint_dir", "checkpoint_every_minutes", "resume", "tensorboard_dir",
                "tfds_data_dir", "manual_dir", "compilation_cache_dir")
@@ -78,6 +86,18 @@ def median_ratio_second_half(run: sources.Run) -> Optional[float]:
     last = max(last, float(run.final["steps"]))
   ys = [y for x, y in points if x >= last / 2 and y is not None]
   return statistics.median(ys) if ys else None
+
+
+def final_train_loss(run: sources.Run) -> Optional[float]:
+  """The mean training loss of the run's last epoch (module doc), None without step losses."""
+  losses = run.losses[1]
+  if not losses:
+    return None
+  n = _finite(run.final.get("training_examples"))
+  b = _finite(value_of(run, "batch_size"))
+  k = max(1, math.ceil(n / b)) if n and b else 1
+  last = [_finite(v) for v in losses[-k:]]
+  return None if None in last else statistics.fmean(last)
 
 
 def diverged(run: sources.Run) -> Optional[bool]:
@@ -139,7 +159,8 @@ def row(run: sources.Run, axes: list[str]) -> dict[str, Any]:
       "steps": run.final.get("steps"), "stopped_because": run.final.get("stopped_because"),
       "test_error": run.final.get("test_error"), "test_loss": run.final.get("test_loss"),
       "final_lambda1": lam, "median_lambda1_over_edge": median_ratio_second_half(run),
-      "diverged": diverged(run), "source": run.source, "final_trace": last(run, "trace")})
+      "diverged": diverged(run), "source": run.source, "final_trace": last(run, "trace"),
+      "final_train_loss": final_train_loss(run)})
   return out
 
 

@@ -14,13 +14,18 @@ from typing import Any, Optional
 import numpy as np
 
 from sam_edge.plots.spec import HLine, Panel, Series
-from sam_edge.studies import summary
+from sam_edge.studies import evaluated, summary
 
 METRIC_LABELS = {
     "test_error": "test error", "test_loss": "test loss", "final_lambda1": "final λ1",
     "median_lambda1_over_edge": "median λ1/edge (2nd half)", "steps": "steps",
     "final_trace": "final tr H", "mc": "mode connectivity mc", "line_barrier": "line barrier",
-    "cka": "CKA of outputs", "dist": "‖θi − θj‖"}
+    "cka": "CKA of outputs", "dist": "‖θi − θj‖", "final_train_loss": "training loss (last epoch)",
+    "ensemble_error": "ensemble test error",
+    **{evaluated.column(s, m): f"{s} {label} (evaluated)" for s in evaluated.SPLITS
+       for m, label in (("loss", "loss"), ("error", "error"), ("top5", "top-5 error"))},
+    **{evaluated.column(s, m): f"{label} (evaluated{'' if s == 'train' else f', {s}'})"
+       for s in evaluated.SPLITS for m, label in (("lambda1", "λ1"), ("trace", "tr H"))}}
 
 
 def panel_metrics(rows: list[dict[str, Any]]) -> list[str]:

@@ -86,6 +86,7 @@ def build(f: Any, key: jax.Array) -> Problem:
                  else order.ShuffledOrder(n, f.batch_size))
   return dataclasses.replace(problem, augment=augment_fn, order=batch_order,
                              compute_dtype=precision.DTYPES[f.compute_dtype],
+                             held_out={"test": data.test},
                              description={"parameters": int(num_params), **description})
 
 
