@@ -131,6 +131,7 @@ def test_two_by_two_end_to_end(swept):
   assert [r["run"] for r in rows] == NAMES
   assert list(rows[0]) == ["run", "rho", "seed", "steps", "stopped_because", "test_error",
                            "test_loss", "final_lambda1", "median_lambda1_over_edge", "diverged",
+                           "final_train_loss",
                            "source"]
   for row in rows:
     raw = pickle.loads((out / row["run"] / "raw.pkl").read_bytes())

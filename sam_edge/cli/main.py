@@ -52,8 +52,8 @@ def parse_flags(fv: flags.FlagValues, argv: list[str], usage: Optional[str] = No
   prog = os.path.basename(argv[0]).removesuffix(".py")
   compilation_cache.define_flag(fv)
   if any(a in HELP for a in argv[1:]):
-    print(f"usage: {usage or f'python -m {prog} [--flag=value ...]'}\n")
-    print(help_text.grouped(fv, full=FULL_HELP in argv[1:]))
+    _print_help(f"usage: {usage or f'python -m {prog} [--flag=value ...]'}\n\n"
+                + help_text.grouped(fv, full=FULL_HELP in argv[1:]))
     sys.exit(0)
   try:
     fv.unparse_flags()
@@ -67,6 +67,14 @@ def parse_flags(fv: flags.FlagValues, argv: list[str], usage: Optional[str] = No
   if "jax" in sys.modules:          # imported before the flags were read (tests, benchmarks)
     compilation_cache.install()
   return rest
+
+
+def _print_help(text: str) -> None:
+  """Prints the help; a reader that stops early (`--help | head`) is no error."""
+  try:
+    print(text, flush=True)
+  except BrokenPipeError:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no error at exit either
 
 
 def guard(prog: str, fn: Callable[[], int]) -> int:
