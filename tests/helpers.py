@@ -99,3 +99,16 @@ def flip_a_measured_float(path, value=None) -> None:
       pathlib.Path(path).write_bytes(bytes(data))
       return
   raise AssertionError(f"no measured float in {path}")
+
+
+def capture_figures(monkeypatch) -> dict:
+  """{file name: panels} of every figure `plots.figure.write` writes from now on in the test
+  (each still written)."""
+  from sam_edge.plots import figure  # pylint: disable=import-outside-toplevel
+  drawn, write = {}, figure.write
+
+  def capture(path, panels, **kwargs):
+    drawn[pathlib.Path(path).name] = panels
+    return write(path, panels, **kwargs)
+  monkeypatch.setattr(figure, "write", capture)
+  return drawn

@@ -19,6 +19,7 @@ from sam_edge import evaluate as evaluate_cli
 from sam_edge.cli import main as cli
 from sam_edge.run import params_file
 from sam_edge.studies import evaluated, evaluation
+from tests import helpers
 from tests.helpers import REPO
 
 
@@ -286,14 +287,7 @@ def test_a_sweep_evaluated_and_joined_into_compare(tiny_sweep, real_tfds, tmp_pa
   assert len(entries) == 8
   table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("mlp_width=")]
   assert len(table) == 8 and all(" train " in line for line in table)      # the printed table
-  drawn = {}
-  from sam_edge.plots import figure
-  write = figure.write
-
-  def capture(path, panels, **kwargs):
-    drawn[os.path.basename(path)] = panels
-    return write(path, panels, **kwargs)
-  monkeypatch.setattr(figure, "write", capture)
+  drawn = helpers.capture_figures(monkeypatch)
   assert compare.main([str(tiny_sweep), f"--out={tmp_path / 'cmp'}",
                        f"--evaluations={train_file},{test_file}",
                        "--phase_axes=mlp_width,batch_size"]) == 0

@@ -25,6 +25,7 @@ from sam_edge.studies import (
   summary,
   trained,
 )
+from tests import helpers
 
 
 @pytest.fixture
@@ -374,14 +375,7 @@ def test_the_taxonomy_s_variants_on_the_tiny_sweep(tiny_sweep, real_tfds, tmp_pa
   error = f"{final['test_error']:.4g}"
   assert line.split("on the line ")[1].startswith(f"[{', '.join([error] * 5)}]"), line
 
-  drawn = {}
-  from sam_edge.plots import figure
-  write = figure.write
-
-  def capture(path, panels, **kwargs):
-    drawn[path.rsplit("/", 1)[-1]] = panels
-    return write(path, panels, **kwargs)
-  monkeypatch.setattr(figure, "write", capture)
+  drawn = helpers.capture_figures(monkeypatch)
   assert compare.main([str(tiny_sweep), f"--out={tmp_path / 'cmp'}",
                        "--phase_axes=mlp_width,batch_size", "--global_metrics=ensemble_error",
                        f"--tfds_data_dir={real_tfds}"]) == 0

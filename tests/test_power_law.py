@@ -3,7 +3,6 @@ figures' panels, and one end-to-end run on MNIST."""
 
 import gzip
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,8 +14,8 @@ from sam_edge import power_law
 from sam_edge.data import idx
 from sam_edge.linear_sgd import conditions, figures, fits, problem, results, scan, settings
 from sam_edge.linear_sgd.runs import Curve
-from sam_edge.plots import figure
 from sam_edge.plots.spec import Heatmap
+from tests import helpers
 from tests.helpers import REPO
 
 RUN_KEYS = {"regime", "tau", "batch_size", "step_size", "momentum", "final_loss", "converged",
@@ -237,13 +236,7 @@ def test_zip_runs_the_ith_batch_size_step_size_and_momentum_together():
 
 
 def test_curves_npz_holds_what_curves_pdf_draws(tmp_path, monkeypatch):
-  drawn = {}
-  write = figure.write
-
-  def capture(path, panels, **kwargs):
-    drawn[os.path.basename(path)] = panels
-    return write(path, panels, **kwargs)
-  monkeypatch.setattr(figure, "write", capture)
+  drawn = helpers.capture_figures(monkeypatch)
   out = tmp_path / "study"
   code = power_law.main([f"--out={out}", "--num_examples=60", "--steps=300", "--seeds=2",
                          "--regimes=linearized,spectral_diagonal", "--batch_sizes=5,60",
