@@ -242,7 +242,7 @@ class OursTimer:
     start = time.perf_counter()
     self.state, self.measure_state, reason = loop.run_loop(
         self.parts, self.state, self.measure_state, loop.Progress(), settings, loop.StopFlag(),
-        log=lambda s: None)
+        loop.Hooks(log=lambda s: None))
     jax.block_until_ready(self.state)
     seconds = time.perf_counter() - start
     if reason != "max_steps" or int(self.state.step) != start_step + n:

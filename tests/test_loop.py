@@ -58,7 +58,7 @@ def test_seconds_is_the_whole_cost_not_the_dispatch():
   settings = loop.LoopSettings(time_limit_s=600, measure_every_steps=1, max_steps=2)
   state = optim_update.init_state(params, optax.sgd(0.1))
   _, _, reason = loop.run_loop(components, state, params, progress, settings, loop.StopFlag(),
-                               log=lambda line: None)
+                               loop.Hooks(log=lambda line: None))
   assert reason == "max_steps" and len(progress.records) == 2
   for record in progress.records:
     assert record["eigenvalues"] == [2.0]

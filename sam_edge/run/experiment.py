@@ -6,6 +6,7 @@ when the run ends for any reason: time limit, step cap, divergence, SIGINT or SI
 parameters (`--params_output`) are written then, once.
 """
 
+import dataclasses
 from typing import Any, Callable, Optional
 
 import jax
@@ -87,9 +88,52 @@ def _run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], c
       lock.release()
 
 
+@dataclasses.dataclass
+class _Prepared:
+  """A run set up and ready to train: what `_train_and_write` hands from set-up to the end."""
+  problem: Problem
+  state: update.TrainState
+  measure_state: PyTree
+  progress: loop.Progress
+  checkpointer: Optional[checkpoints.Checkpointer]
+  writer: outputs.Writer
+  parts: loop.Components
+  hooks: loop.Hooks
+
+
 def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array], Problem],
                      config: dict, log: Callable[[str], None], sup: supervisor.Supervisor,
                      env: dict) -> tuple[dict, int]:
+  run = _set_up(settings, build_problem, config, log, sup, env)
+  sup.phase = "compiling"
+  log("compiling the training step and the measurement (the first step and measurement wait "
+      "for it)")
+  try:
+    run.state, run.measure_state, reason = loop.run_loop(
+        run.parts, run.state, run.measure_state, run.progress, settings.loop, sup.stop, run.hooks)
+  except BaseException as e:          # an unexpected error: keep what was measured, then fail
+    _write(run, _final(run, f"error: {type(e).__name__}: {e}"))
+    log(f"run failed ({type(e).__name__}); kept {len(run.progress.records)} measurements in "
+        f"{run.writer.where()}")
+    raise
+  sup.phase = "writing the outputs"
+  if run.checkpointer:
+    if reason != "diverged":           # a diverged state is not worth resuming
+      run.hooks.on_checkpoint(run.state, run.measure_state, run.progress)
+    run.writer.close_checkpoints(run.checkpointer.close)
+    if reason == "diverged":           # so a failed save before it is no loss
+      run.writer.needs_no_checkpoint()
+  evaluation = run.problem.evaluate(run.state.params, run.state.model_state)
+  final = _final(run, reason, evaluation)
+  _write(run, final, settings.task)
+  code = _report(run, final, evaluation, settings, log)
+  return run.writer.raw(final), code
+
+
+def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], config: dict,
+            log: Callable[[str], None], sup: supervisor.Supervisor, env: dict) -> _Prepared:
+  """The devices, the problem (checked against the measurement's limits), the state (restored
+  when resuming), the writer and the compiled pieces."""
   place = devices.placement(settings.num_devices)
   mesh = place.describe()
   env = {**env, "mesh": mesh}
@@ -135,63 +179,62 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     sup.mark_computed()
     writer.on_loss(step, values)
 
-  parts = components.components(problem, settings, run_keys, place)
-  sup.phase = "compiling"
-  log("compiling the training step and the measurement (the first step and measurement wait "
-      "for it)")
-  try:
-    state, measure_state, reason = loop.run_loop(
-        parts, state, measure_state, progress, settings.loop, sup.stop, on_record=on_record,
-        on_checkpoint=save if checkpointer else None, on_loss=on_loss, log=log)
-  except BaseException as e:          # an unexpected error: keep what was measured, then fail
-    final = {"stopped_because": f"error: {type(e).__name__}: {e}",
-             "train_time": progress.train_time, "elapsed": progress.elapsed,
-             "measurements": len(progress.records), **problem.description}
-    writer.pickle(final)
-    writer.plots(final)
-    writer.close()
-    log(f"run failed ({type(e).__name__}); kept {len(progress.records)} measurements in "
-        f"{writer.where()}")
-    raise
-  sup.phase = "writing the outputs"
-  if checkpointer:
-    if reason != "diverged":           # a diverged state is not worth resuming
-      save(state, measure_state, progress)
-    writer.close_checkpoints(checkpointer.close)
-    if reason == "diverged":           # so a failed save before it is no loss
-      writer.needs_no_checkpoint()
-  evaluation = problem.evaluate(state.params, state.model_state)
-  steps_done = int(state.step)
+  hooks = loop.Hooks(on_record=on_record, on_checkpoint=save if checkpointer else None,
+                     on_loss=on_loss, log=log)
+  return _Prepared(problem, state, measure_state, progress, checkpointer, writer,
+                   components.components(problem, settings, run_keys, place), hooks)
+
+
+def _final(run: _Prepared, reason: str, evaluation: Optional[dict] = None) -> dict:
+  """The run's `final`: how it stopped, its clocks and size, and after a run that did not fail
+  (`evaluation` given) its steps, test metrics and unconverged measurements."""
+  progress = run.progress
+  final = {"stopped_because": reason, "train_time": progress.train_time,
+           "elapsed": progress.elapsed, "measurements": len(progress.records),
+           **run.problem.description}
+  if evaluation is None:
+    return final
+  steps = int(run.state.step)
   if reason == "diverged":             # the first step whose training loss is not finite
-    steps_done = progress.losses["step"][-1]
-  final = {"steps": steps_done, "stopped_because": reason,
-           "train_time": progress.train_time, "elapsed": progress.elapsed,
-           "measurements": len(progress.records), **problem.description, **evaluation}
+    steps = progress.losses["step"][-1]
+  final = {"steps": steps, **final, **evaluation}
   if reason == "diverged":
-    final["diverged_at_step"] = steps_done
-  unconverged = sum(not r.get("converged", True) for r in progress.records)
-  final["unconverged_measurements"] = unconverged
-  writer.pickle(final)
-  writer.params(settings.task, steps_done, state.params, state.model_state)
-  writer.plots(final)
-  writer.close()
+    final["diverged_at_step"] = steps
+  final["unconverged_measurements"] = sum(not r.get("converged", True)
+                                          for r in progress.records)
+  return final
+
+
+def _write(run: _Prepared, final: dict, task: Optional[str] = None) -> None:
+  """The final outputs, once: the pickle, the parameters (when `task` is given: a run that did
+  not fail), the figures; then the writer is closed."""
+  run.writer.pickle(final)
+  if task is not None:
+    run.writer.params(task, final["steps"], run.state.params, run.state.model_state)
+  run.writer.plots(final)
+  run.writer.close()
+
+
+def _report(run: _Prepared, final: dict, evaluation: dict, settings: RunSettings,
+            log: Callable[[str], None]) -> int:
+  """The closing lines of a run; returns its exit code."""
+  writer, records = run.writer, run.progress.records
   unwritten = writer.failures.lines()
-  code = outputs.NOT_WRITTEN if unwritten else supervisor.EXIT_CODES.get(reason, 0)
-  how = f"diverged at step {steps_done}" if reason == "diverged" else reason
-  log(f"stopped ({how}) after {steps_done} steps and {len(progress.records)} "
-      f"measurements; outputs: {writer.where()}")
-  if unconverged:
-    log(f"warning: {unconverged} of {len(progress.records)} measurements did not converge (a "
-        f"residual above --lanczos_tol·|λ1|); their points are hollow in the plots")
-  log(problem.report(evaluation))
-  written = {flag: path for flag, path in dict(settings.outputs).items()
-             if writer.wrote(path)}
-  for sentence in (closing.edge_sentence(progress.records), closing.figure_sentence(written)):
+  reason, steps = final["stopped_because"], final["steps"]
+  how = f"diverged at step {steps}" if reason == "diverged" else reason
+  log(f"stopped ({how}) after {steps} steps and {len(records)} measurements; outputs: "
+      f"{writer.where()}")
+  if final["unconverged_measurements"]:
+    log(f"warning: {final['unconverged_measurements']} of {len(records)} measurements did not "
+        "converge (a residual above --lanczos_tol·|λ1|); their points are hollow in the plots")
+  log(run.problem.report(evaluation))
+  written = {flag: path for flag, path in dict(settings.outputs).items() if writer.wrote(path)}
+  for sentence in (closing.edge_sentence(records), closing.figure_sentence(written)):
     if sentence:
       log(sentence)
   if unwritten:
     _say_unwritten(unwritten, writer, log)
-  return writer.raw(final), code
+  return outputs.NOT_WRITTEN if unwritten else supervisor.EXIT_CODES.get(reason, 0)
 
 
 def _say_unwritten(unwritten: list[str], writer: outputs.Writer, log: Callable[[str], None]

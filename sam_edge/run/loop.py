@@ -18,6 +18,7 @@ import jax
 from sam_edge import records
 from sam_edge.curvature import registry
 from sam_edge.optim import update
+from sam_edge.run import clock
 
 PyTree = Any
 
@@ -73,23 +74,6 @@ class StopFlag:
       self.reason = reason
 
 
-def measurement_due(settings: LoopSettings, progress: Progress, step: int) -> bool:
-  """First at step 0, then every `measure_every_steps` steps or `measure_gap_s` training seconds."""
-  if step == progress.last_measure_step:
-    return False
-  if settings.measure_every_steps:
-    return step % settings.measure_every_steps == 0
-  if settings.measure_gap_s:
-    return progress.train_time - progress.last_measure_time >= settings.measure_gap_s
-  return False
-
-
-def evaluation_due(settings: LoopSettings, progress: Progress, step: int) -> bool:
-  """At step 0 and every `eval_every_steps` steps (never twice at one step)."""
-  return bool(settings.eval_every_steps) and step % settings.eval_every_steps == 0 and (
-      step != progress.last_eval_step)
-
-
 def format_evaluation(e: dict) -> str:
   values = " | ".join(f"{k} {v:.6g}" for k, v in e.items()
                       if k not in ("step", "time", "seconds") and isinstance(v, float))
@@ -119,139 +103,154 @@ def format_record(r: dict) -> str:
   return line
 
 
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+  """What the loop calls besides its components. `on_record(entry)` follows each measurement
+  and each evaluation; `on_loss(step, values)` each step's {"loss": training loss[, per-step
+  scalars such as "lambda1_per_step"]} read back from the device; `on_checkpoint(state,
+  measure_state, progress)` every `checkpoint_every_s` (None: never); `log` each printed line.
+  All of them run outside training time."""
+  on_record: Callable[[dict], None] = lambda entry: None
+  on_checkpoint: Optional[Callable[[update.TrainState, PyTree, Progress], None]] = None
+  on_loss: Callable[[int, dict], None] = lambda step, values: None
+  log: Callable[[str], None] = print
+
+
 def run_loop(components: Components, state: update.TrainState, measure_state: PyTree,
-             progress: Progress,
-             settings: LoopSettings, stop: StopFlag, *,
-             on_record: Callable[[dict], None] = lambda r: None,
-             on_checkpoint: Optional[Callable[[update.TrainState, PyTree, Progress], None]] = None,
-             on_loss: Callable[[int, dict], None] = lambda step, values: None,
-             log: Callable[[str], None] = print) -> tuple[update.TrainState, PyTree, str]:
+             progress: Progress, settings: LoopSettings, stop: StopFlag,
+             hooks: Hooks = Hooks()) -> tuple[update.TrainState, PyTree, str]:
   """Trains until a stop condition; returns (state, measure_state, stopped_because), where
   measure_state holds the measurements' warm starts (e.g. the last principal eigenvector).
 
   `stopped_because` is one of: time_limit, max_steps, diverged, or the StopFlag's reason.
-  `progress` is updated in place (records, evaluations, losses, clocks); `on_record(record)`
-  follows each measurement and each evaluation, and `on_loss(step, values)` each step's
-  {"loss": training loss[, per-step scalars such as "lambda1_per_step"]} read back from the
-  device; every one of them is appended to `progress.losses[key]`.
+  `progress` is updated in place (records, evaluations, losses, clocks); every value `on_loss`
+  receives is appended to `progress.losses[key]`.
   """
-  c = components
-  step = int(state.step)
-  pending = None                                   # (step, loss on device) of the step in flight
-  start_elapsed = progress.elapsed
-  wall0 = time.perf_counter()
-  last_tick = wall0
-  last_progress_log = wall0
-  last_checkpoint = wall0
-  progress_steps = (step, progress.train_time)
+  return _Loop(components, state, measure_state, progress, settings, hooks).run(stop)
 
-  def clock() -> float:
-    nonlocal last_tick
+
+class _Loop:
+  """One call of `run_loop`: the state it carries between the phases of an iteration."""
+
+  def __init__(self, components: Components, state: update.TrainState, measure_state: PyTree,
+               progress: Progress, settings: LoopSettings, hooks: Hooks):
+    self.c, self.settings, self.hooks, self.progress = components, settings, hooks, progress
+    self.state, self.measure_state = state, measure_state
+    self.step = int(state.step)
+    self.pending = None                          # (step, loss on device) of the step in flight
+    self.clock = clock.Clock(progress)
+    self.measurements = clock.Schedule(settings.measure_every_steps, settings.measure_gap_s)
+    self.evaluations = clock.Schedule(settings.eval_every_steps if components.evaluate else None)
+    self.progress_log = clock.Schedule(seconds=settings.progress_every_s)
+    self.checkpoints = clock.Schedule(seconds=settings.checkpoint_every_s
+                                      if hooks.on_checkpoint else None)
     now = time.perf_counter()
-    progress.train_time += now - last_tick
-    progress.elapsed = start_elapsed + now - wall0
-    last_tick = now
-    return now
+    self.last_log, self.last_checkpoint = now, now
+    self.logged = (self.step, progress.train_time)         # for the steps/s of the next line
 
-  def settle() -> Optional[str]:
+  def run(self, stop: StopFlag) -> tuple[update.TrainState, PyTree, str]:
+    reason = None
+    while reason is None:
+      reason = self._limit(stop) or self._observe() or self._train()
+    if reason != "diverged":
+      reason = self._settle() or reason
+    self.clock.tick()
+    return self.state, self.measure_state, reason
+
+  def _limit(self, stop: StopFlag) -> Optional[str]:
+    """Why the loop must stop before the next step, if it must."""
+    if stop.reason:
+      return stop.reason
+    if self.settings.max_steps is not None and self.step >= self.settings.max_steps:
+      return "max_steps"
+    return "time_limit" if self.progress.elapsed >= self.settings.time_limit_s else None
+
+  def _observe(self) -> Optional[str]:
+    """The evaluation and the measurement due at this step, outside training time."""
+    p = self.progress
+    if self.evaluations.due(self.step, p.train_time, p.last_eval_step, -math.inf):
+      reason = self._scheduled(self._evaluate, p.evaluations, format_evaluation)
+      if reason:
+        return reason
+      p.last_eval_step = self.step
+    if self.measurements.due(self.step, p.train_time, p.last_measure_step, p.last_measure_time):
+      reason = self._scheduled(self._measure, p.records, format_record)
+      if reason:
+        return reason
+      p.last_measure_step, p.last_measure_time = self.step, p.train_time
+    return None
+
+  def _evaluate(self) -> dict:
+    return self.c.evaluate(self.state)
+
+  def _measure(self) -> dict:
+    batch = self.c.batch(self.c.train_arrays, self.c.data_key, self.step)
+    # Wait for the device: `seconds` is the measurement's whole cost, not its dispatch.
+    record, self.measure_state = jax.block_until_ready(self.c.measure(
+        self.state, batch, self.measure_state, jax.random.fold_in(self.c.measure_key, self.step)))
+    return record
+
+  def _scheduled(self, take: Callable[[], dict], into: list,
+                 line: Callable[[dict], str]) -> Optional[str]:
+    """Settles the step in flight ('diverged' if its loss is not finite), then, paused, `take()`s
+    a measurement or an evaluation, appends it `into` its list, prints its line and hands it to
+    `on_record`."""
+    reason = self._settle()
+    if reason:
+      return reason
+    jax.block_until_ready(self.state)            # training time ends here
+    with self.clock.paused():
+      t = time.perf_counter()
+      values = take()
+      entry = to_host_record(values, self.step, self.progress.train_time,
+                             time.perf_counter() - t)
+    into.append(entry)
+    self.hooks.log(line(entry))
+    with self.clock.paused():
+      self.hooks.on_record(entry)
+    return None
+
+  def _settle(self) -> Optional[str]:
     """Waits for the step in flight; records its loss; 'diverged' if it is not finite."""
-    nonlocal pending
-    if pending is None:
+    if self.pending is None:
       return None
-    s, out = pending
-    pending = None
+    s, out = self.pending
+    self.pending = None
     values = ({k: float(v) for k, v in jax.device_get(out).items()} if isinstance(out, dict)
               else {"loss": float(out)})
-    loss = values["loss"]
-    progress.losses["step"].append(s)
+    self.progress.losses["step"].append(s)
     for key, value in values.items():
-      progress.losses.setdefault(key, []).append(value)
-    on_loss(s, values)
-    if not math.isfinite(loss):
-      log(f"training loss is {loss} at step {s}: stopping (diverged)")
+      self.progress.losses.setdefault(key, []).append(value)
+    self.hooks.on_loss(s, values)
+    if not math.isfinite(values["loss"]):
+      self.hooks.log(f"training loss is {values['loss']} at step {s}: stopping (diverged)")
       return "diverged"
     return None
 
-  def pause(fn: Callable[[], Any]) -> Any:
-    """Runs `fn` outside training time."""
-    nonlocal last_tick
-    clock()
-    result = fn()
-    last_tick = time.perf_counter()
-    progress.elapsed = start_elapsed + last_tick - wall0
-    return result
-
-  def quiesce() -> Optional[str]:
-    """Before an evaluation or a measurement: settles the step in flight ('diverged' if its
-    loss is not finite) and waits for the state, so that training time ends here."""
-    reason = settle()
-    if reason is None:
-      jax.block_until_ready(state)
-      clock()
+  def _train(self) -> Optional[str]:
+    """One update step (its loss is read at the next settle), then the progress line and the
+    checkpoint when due."""
+    c = self.c
+    self.state, self.measure_state, out = c.update(self.state, self.measure_state,
+                                                   c.train_arrays, c.data_key, self.step)
+    reason = self._settle()
+    self.pending = (self.step, out)
+    self.step += 1
+    now = self.clock.tick()
+    if self.progress_log.due(self.step, now, -1, self.last_log):
+      self._log_progress(now)
+    if reason is None and self.checkpoints.due(self.step, now, -1, self.last_checkpoint):
+      reason = self._settle()
+      if reason is None:
+        with self.clock.paused():
+          self.hooks.on_checkpoint(self.state, self.measure_state, self.progress)
+      self.last_checkpoint = time.perf_counter()
     return reason
 
-  reason = None
-  while reason is None:
-    if stop.reason:
-      reason = stop.reason
-    elif settings.max_steps is not None and step >= settings.max_steps:
-      reason = "max_steps"
-    elif progress.elapsed >= settings.time_limit_s:
-      reason = "time_limit"
-    if reason:
-      break
-    if c.evaluate is not None and evaluation_due(settings, progress, step):
-      reason = quiesce()
-      if reason:
-        break
-
-      def take_evaluation():
-        t = time.perf_counter()
-        values = c.evaluate(state)
-        return {"step": step, "time": progress.train_time, **values,
-                "seconds": time.perf_counter() - t}
-      evaluation = pause(take_evaluation)
-      progress.evaluations.append(evaluation)
-      progress.last_eval_step = step
-      log(format_evaluation(evaluation))
-      pause(lambda: on_record(evaluation))
-    if measurement_due(settings, progress, step):
-      reason = quiesce()
-      if reason:
-        break
-
-      def take_measurement():
-        t = time.perf_counter()
-        batch = c.batch(c.train_arrays, c.data_key, step)
-        # Wait for the device: `seconds` is the measurement's whole cost, not its dispatch.
-        record, v1 = jax.block_until_ready(
-            c.measure(state, batch, measure_state, jax.random.fold_in(c.measure_key, step)))
-        seconds = time.perf_counter() - t
-        return to_host_record(record, step, progress.train_time, seconds), v1
-      record, measure_state = pause(take_measurement)
-      progress.records.append(record)
-      progress.last_measure_step, progress.last_measure_time = step, progress.train_time
-      log(format_record(record))
-      pause(lambda: on_record(record))
-    state, measure_state, out = c.update(state, measure_state, c.train_arrays, c.data_key, step)
-    reason = settle()
-    pending = (step, out)
-    step += 1
-    now = clock()
-    if now - last_progress_log >= settings.progress_every_s:
-      rate = (step - progress_steps[0]) / max(progress.train_time - progress_steps[1], 1e-9)
-      last_loss = (f" | loss {progress.losses['loss'][-1]:.6g}" if progress.losses["loss"] else "")
-      log(f"step {step} | {rate:.3g} steps/s{last_loss}"
-          f" | {max(settings.time_limit_s - progress.elapsed, 0):.0f}s left")
-      last_progress_log, progress_steps = now, (step, progress.train_time)
-    if (on_checkpoint and settings.checkpoint_every_s is not None
-        and now - last_checkpoint >= settings.checkpoint_every_s and reason is None):
-      reason = settle()
-      if reason is None:
-        pause(lambda: on_checkpoint(state, measure_state, progress))
-      last_checkpoint = time.perf_counter()
-  if reason != "diverged":
-    diverged = settle()
-    reason = diverged or reason
-  clock()
-  return state, measure_state, reason
+  def _log_progress(self, now: float) -> None:
+    p, (step0, time0) = self.progress, self.logged
+    rate = (self.step - step0) / max(p.train_time - time0, 1e-9)
+    last_loss = f" | loss {p.losses['loss'][-1]:.6g}" if p.losses["loss"] else ""
+    self.hooks.log(f"step {self.step} | {rate:.3g} steps/s{last_loss}"
+                   f" | {max(self.settings.time_limit_s - p.elapsed, 0):.0f}s left")
+    self.last_log, self.logged = now, (self.step, p.train_time)
