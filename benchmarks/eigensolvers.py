@@ -92,9 +92,9 @@ def main() -> None:
   dense = dense_top(loss_fn, params, batch, K)
   zeros = jax.tree.map(jnp.zeros_like, params)
   solvers = {  # name: (k, options)
-      "lanczos": (K, dict(method="lanczos", hvp_method="exact", max_steps=20, tol=1e-4)),
-      "power_finite_difference": (K, dict(method="power", hvp_method="finite_difference")),
-      "power_finite_difference_k1": (1, dict(method="power", hvp_method="finite_difference")),
+      "lanczos": (K, dict(method="lanczos", hvp="exact", max_steps=20, tol=1e-4)),
+      "power_finite_difference": (K, dict(method="power", hvp="finite_difference")),
+      "power_finite_difference_k1": (1, dict(method="power", hvp="finite_difference")),
   }
   out = {"dense": dense.tolist(), "parameters": n, "loss": loss}
   print(f"{n} parameters, loss {loss:.5f} after 200 GD steps; dense top-{K}: "
@@ -103,7 +103,8 @@ def main() -> None:
         f"{'HVPs':>6}{'seconds':>9}")
   for name, (k, options) in solvers.items():
     solve = jax.jit(lambda p, b, v, key, k=k, o=options:
-                    eigensolvers.top_eigenpairs(loss_fn, p, b, v, key, k=k, **o))
+                    eigensolvers.top_eigenpairs(loss_fn, p, b, v, key,
+                                                eigensolvers.Solver(k=k, **o)))
     result, seconds = timed_second_run(solve, params, batch, zeros)
     values = np.asarray(result.eigenvalues, np.float64)
     errors = np.abs(values - dense[:k]) / np.abs(dense[:k])

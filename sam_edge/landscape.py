@@ -90,6 +90,11 @@ def run_paths(values: list[str]) -> list[str]:
 
 def problems(fv: flags.FlagValues, paths: list[str]) -> list[str]:
   """Every problem with the arguments, before anything is loaded (one line each)."""
+  return _path_problems(fv, paths) + _grid_problems(fv) + _runs_problems(fv)
+
+
+def _path_problems(fv: flags.FlagValues, paths: list[str]) -> list[str]:
+  """The run to draw and the output folder."""
   found = []
   if len(paths) != 1:
     found.append(f"give exactly one run folder or params file: {USAGE}")
@@ -97,36 +102,40 @@ def problems(fv: flags.FlagValues, paths: list[str]) -> list[str]:
     found.append(f"{paths[0]}: no such file or run folder")
   if not fv.out:
     found.append("--out=DIR is required")
-  else:
-    problem = records.folder_problem(fv.out)
-    if problem:
-      found.append(f"--out={fv.out}: {problem}")
-  if fv.directions not in KINDS:
-    found.append(f"--directions={fv.directions}: choose one of {', '.join(KINDS)}")
-  if fv.dims not in (1, 2):
-    found.append(f"--dims={fv.dims}: must be 1 (a cut) or 2 (a contour)")
-  if fv.grid < 2:
-    found.append(f"--grid={fv.grid}: need at least 2 points per axis")
-  _, why = parse_range(fv.range, fv.directions)
-  if why:
-    found.append(why)
-  if fv.examples < 0:
-    found.append(f"--examples={fv.examples}: must be >= 0 (0: every training example)")
-  if fv.chunk < 0:
-    found.append(f"--chunk={fv.chunk}: must be >= 0 (0: by the device)")
-  if fv.lanczos_steps < 2:
-    found.append(f"--lanczos_steps={fv.lanczos_steps}: must be >= 2 (two eigenvectors)")
-  if not (math.isfinite(fv.lanczos_tol) and fv.lanczos_tol > 0):
-    found.append(f"--lanczos_tol={fv.lanczos_tol}: must be positive")
-  if fv.directions == "runs":
-    runs = run_paths(fv.runs)
-    if fv.dims in (1, 2) and len(runs) != fv.dims:
-      found.append(f"--directions=runs --dims={fv.dims} needs --runs with {fv.dims} other "
-                   f"run{'s' if fv.dims == 2 else ''} (got {len(runs)})")
-    found += [f"--runs: {r}: no such file or run folder" for r in runs if not os.path.exists(r)]
-  elif fv.runs:
-    found.append(f"--runs is for --directions=runs, not --directions={fv.directions}")
+  elif (problem := records.folder_problem(fv.out)):
+    found.append(f"--out={fv.out}: {problem}")
   return found
+
+
+def _grid_problems(fv: flags.FlagValues) -> list[str]:
+  """The directions, the grid and the solver's options."""
+  checks = [
+      (fv.directions in KINDS, f"--directions={fv.directions}: choose one of {', '.join(KINDS)}"),
+      (fv.dims in (1, 2), f"--dims={fv.dims}: must be 1 (a cut) or 2 (a contour)"),
+      (fv.grid >= 2, f"--grid={fv.grid}: need at least 2 points per axis"),
+      (fv.examples >= 0, f"--examples={fv.examples}: must be >= 0 (0: every training example)"),
+      (fv.chunk >= 0, f"--chunk={fv.chunk}: must be >= 0 (0: by the device)"),
+      (fv.lanczos_steps >= 2,
+       f"--lanczos_steps={fv.lanczos_steps}: must be >= 2 (two eigenvectors)"),
+      (math.isfinite(fv.lanczos_tol) and fv.lanczos_tol > 0,
+       f"--lanczos_tol={fv.lanczos_tol}: must be positive"),
+  ]
+  found = [line for ok, line in checks[:3] if not ok]
+  _, why = parse_range(fv.range, fv.directions)
+  return found + ([why] if why else []) + [line for ok, line in checks[3:] if not ok]
+
+
+def _runs_problems(fv: flags.FlagValues) -> list[str]:
+  """--runs, which only --directions=runs reads."""
+  if fv.directions != "runs":
+    return [f"--runs is for --directions=runs, not --directions={fv.directions}"] if fv.runs \
+        else []
+  runs = run_paths(fv.runs)
+  found = []
+  if fv.dims in (1, 2) and len(runs) != fv.dims:
+    found.append(f"--directions=runs --dims={fv.dims} needs --runs with {fv.dims} other "
+                 f"run{'s' if fv.dims == 2 else ''} (got {len(runs)})")
+  return found + [f"--runs: {r}: no such file or run folder" for r in runs if not os.path.exists(r)]
 
 
 def landscape(fv: flags.FlagValues, paths: list[str]) -> int:

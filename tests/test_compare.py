@@ -30,10 +30,13 @@ def write_reference(path, n: int = 6) -> list[list[float]]:
   return rows
 
 
-def make_pickle(path, *, rho=0.0, step_size=ETA, seed=0, n=10, edge_key=True, final=True,
-                shift=0.0, stopped="max_steps"):
+def make_pickle(path, *, n=10, edge_key=True, final=True, shift=0.0, stopped="max_steps",
+                **config):
   """A raw pickle of ours: λ1 = 1 + i + shift at step i, edge 10 (or `sam_edge` 10 in the
-  older format without `edge`), final test_loss 1.5 + shift."""
+  older format without `edge`), final test_loss 1.5 + shift; `config` may set rho (0),
+  step_size (ETA) and seed (0)."""
+  config = {"rho": 0.0, "step_size": ETA, "seed": 0, **config}
+  step_size = config["step_size"]
   recs = []
   for i in range(n):
     r = {"step": i, "time": 0.5 * i, "eigenvalues": [1.0 + i + shift], "residuals": [0.0],
@@ -42,8 +45,7 @@ def make_pickle(path, *, rho=0.0, step_size=ETA, seed=0, n=10, edge_key=True, fi
     if edge_key:
       r.update(edge=10.0, edge_label="SAM edge")
     recs.append(r)
-  raw = {"config": {"rho": rho, "step_size": step_size, "seed": seed, "raw_data_output": str(path),
-                    "checkpoint_dir": None},
+  raw = {"config": {**config, "raw_data_output": str(path), "checkpoint_dir": None},
          "records": recs,
          "losses": {"step": list(range(n)), "loss": [2.0 / (s + 1) for s in range(n)]},
          "final": ({"steps": n, "stopped_because": stopped, "test_loss": 1.5 + shift}

@@ -130,9 +130,9 @@ def test_top_three_of_a_tiny_mlp_loss_match_the_dense_hessian():
   loss_fn, params, batch = tiny_mlp_problem(activation=jax.nn.relu)
   expected = np.linalg.eigh(dense_hessian(loss_fn, params, batch))[0][::-1][:3]
   zeros = jax.tree.map(jnp.zeros_like, params)
+  solver = eigensolvers.Solver(k=3, max_steps=60, tol=1e-9)
   result, v1 = jax.jit(lambda p, b, v, key: eigensolvers.top_eigenpairs(
-      loss_fn, p, b, v, key, k=3, max_steps=60, tol=1e-9))(params, batch, zeros,
-                                                           jax.random.PRNGKey(0))
+      loss_fn, p, b, v, key, solver))(params, batch, zeros, jax.random.PRNGKey(0))
   np.testing.assert_allclose(result.eigenvalues, expected, rtol=1e-8)
   assert jax.tree.structure(v1) == jax.tree.structure(params)
   hv = hvp.exact_hvp(loss_fn, params, batch, v1)
@@ -153,4 +153,5 @@ def test_power_and_subspace_iteration_return_magnitudes_like_the_reference():
 def test_unknown_solver_is_rejected():
   loss_fn, params, batch = tiny_mlp_problem()
   with pytest.raises(ValueError, match="eigensolver"):
-    eigensolvers.top_eigenpairs(loss_fn, params, batch, params, jax.random.PRNGKey(0), method="qr")
+    eigensolvers.top_eigenpairs(loss_fn, params, batch, params, jax.random.PRNGKey(0),
+                                eigensolvers.Solver(method="qr"))

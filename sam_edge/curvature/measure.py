@@ -76,6 +76,11 @@ class MeasureSettings:
   def edge_label(self) -> Optional[str]:
     return edges.edge_label(self.optimizer, self.sam, self.batch_size)
 
+  @property
+  def solver(self) -> eigensolvers.Solver:
+    return eigensolvers.Solver(self.eigensolver, self.hvp, self.num_eigenvalues, self.max_steps,
+                               self.tol, self.min_steps)
+
 
 class Context(NamedTuple):
   """What a measurement reads besides the parameters (all arrays: jit arguments)."""
@@ -158,10 +163,13 @@ def prepare(loss: Objective, settings: MeasureSettings, params: PyTree, context:
   return Prepared(grads.loss, grads.grad, grad, sam_grad, precondition)
 
 
-def finish(loss: Objective, settings: MeasureSettings, params: PyTree, context: Context,
-           batch: PyTree, state: dict, key: jax.Array, prepared: Prepared,
-           result: lanczos.EigenResult, v1: PyTree) -> tuple[Record, dict]:
-  """The record and the next state, from the eigen-solver's result (and the curvature kinds)."""
+def finish(loss: Objective, settings: MeasureSettings, point: tuple[PyTree, Context, PyTree],
+           state: dict, key: jax.Array, prepared: Prepared,
+           solved: tuple[lanczos.EigenResult, PyTree]) -> tuple[Record, dict]:
+  """The record and the next state, from the eigen-solver's result and principal eigenvector
+  `solved` at `point` = (params, context, batch) (and the curvature kinds)."""
+  params, context, batch = point
+  result, v1 = solved
   o = settings.optimizer
   grad_norm = optax.tree.norm(prepared.grad)
   eta = schedules.step_size_at(o.learning_rate(), context.step)
@@ -231,11 +239,9 @@ def measure(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings
   with jax.default_matmul_precision(PRECISION):
     prepared = prepare(loss, settings, params, context, batch)
     result, v1 = eigensolvers.top_eigenpairs(
-        loss.loss, params, batch, state["v1"], jax.random.split(key)[0],
-        method=settings.eigensolver, hvp_method=settings.hvp, k=settings.num_eigenvalues,
-        max_steps=settings.max_steps, tol=settings.tol, min_steps=settings.min_steps,
-        precondition=prepared.precondition)
-    return finish(loss, settings, params, context, batch, state, key, prepared, result, v1)
+        loss.loss, params, batch, state["v1"], jax.random.split(key)[0], settings.solver,
+        prepared.precondition)
+    return finish(loss, settings, (params, context, batch), state, key, prepared, (result, v1))
 
 
 def convolves(fn: Callable[..., Any], *args: Any) -> bool:
@@ -308,8 +314,9 @@ def make_measure(forward: Forward, output_loss: OutputLoss, settings: MeasureSet
   def end(params, context, batch, state, key, prepared, s):
     result = lanczos.lanczos_finish(s, k=k)
     _, _, unravel = operator(params, context, batch, prepared)
-    return finish(objective(forward, output_loss, settings, context), settings, params,
-                  context, batch, state, key, prepared, result, unravel(result.vectors[0]))
+    return finish(objective(forward, output_loss, settings, context), settings,
+                  (params, context, batch), state, key, prepared,
+                  (result, unravel(result.vectors[0])))
 
   def host_loop(params, context, batch, state, key):
     prepared, s = start(params, context, batch, state, key)

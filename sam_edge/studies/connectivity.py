@@ -69,17 +69,20 @@ def schedule(step_size: float, epoch: int, epochs: int) -> float:
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "momentum"))
-def _epoch(theta: PyTree, velocity: PyTree, w0: PyTree, w1: PyTree, arrays: PyTree,
+def _epoch(carry: tuple[PyTree, PyTree], ends: tuple[PyTree, PyTree], arrays: PyTree,
            indices: jax.Array, ts: jax.Array, lr: jax.Array, *, loss: Loss, momentum: float
            ) -> tuple[PyTree, PyTree]:
-  """One epoch of SGD on θ: step s takes the rows `indices[s]` and the point `ts[s]`."""
+  """One epoch of SGD with momentum on `carry` = (θ, velocity) between `ends` = (w0, w1): step s
+  takes the rows `indices[s]` and the point `ts[s]`."""
+  w0, w1 = ends
+
   def step(carry, xs):
     th, v = carry
     idx, t = xs
     g = jax.grad(lambda b: loss(bezier(w0, b, w1, t), batching.take(arrays, idx)))(th)
     v = jax.tree.map(lambda vi, gi: momentum * vi + gi, v, g)
     return (jax.tree.map(lambda p, vi: p - lr * vi, th, v), v), None
-  (theta, velocity), _ = jax.lax.scan(step, (theta, velocity), (indices, ts))
+  (theta, velocity), _ = jax.lax.scan(step, carry, (indices, ts))
   return theta, velocity
 
 
@@ -98,7 +101,7 @@ def fit_bend(loss: Loss, w0: PyTree, w1: PyTree, arrays: PyTree, settings: Curve
     indices = jax.random.permutation(perm_key, n)[:steps * size].reshape(steps, size)
     ts = jax.random.uniform(t_key, (steps,))
     lr = jnp.float32(schedule(settings.step_size, epoch, settings.epochs))
-    theta, velocity = _epoch(theta, velocity, w0, w1, arrays, indices, ts, lr, loss=loss,
+    theta, velocity = _epoch((theta, velocity), (w0, w1), arrays, indices, ts, lr, loss=loss,
                              momentum=settings.momentum)
   return theta
 
