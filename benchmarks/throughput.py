@@ -181,11 +181,10 @@ def build_resnet20(args) -> Workload:
   """ResNet-20 (BatchNorm) on MNIST, a batch of 128: the bare loss runs the network in train
   mode and returns the batch's statistics, moved once per step from the unperturbed pass (as
   ours moves them)."""
-  from sam_edge.models import resnet, stateful
+  from sam_edge.models import registry, stateful
   f, entry, argv, problem, mean = image_workload(args, "resnet20", [
       "--nn_architecture=ResNet20", "--batch_size=128", "--step_size=0.05"])
-  model = resnet.make_resnet("ResNet20", num_classes=10, activation=f.activation,
-                             width=f.resnet_width)
+  model = registry.build("ResNet20", num_classes=10, activation=f.activation)
   forward = stateful.train_forward(model, lambda image: image.astype(jnp.float32) / 256 - mean)
 
   def bare_loss(params, batch, state):

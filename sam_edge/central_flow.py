@@ -23,7 +23,7 @@ from sam_edge.cli import compilation_cache
 from sam_edge.cli import main as cli
 from sam_edge.data import image_specs
 from sam_edge.studies import sources
-from sam_edge.tasks.image_task import TASK
+from sam_edge.tasks.image_task import BATCH_NORM, TASK
 
 PROG = "central_flow"
 USAGE = ("python -m sam_edge.central_flow [RUN_FOLDER] --out=DIR [--substeps=4] "
@@ -89,7 +89,7 @@ def problems(fv: flags.FlagValues) -> list[str]:
     found.append("the central flow models full-batch GD: give --mini_training_set_num_batches=1 "
                  "(or the whole training set as --batch_size), no --accumulate_batches or "
                  "--augment")
-  if fv.nn_architecture not in ("MLP", "CNN"):
+  if fv.nn_architecture in BATCH_NORM:
     found.append(f"--nn_architecture={fv.nn_architecture}: BatchNorm's statistics make the loss "
                  "no function of the parameters alone; use MLP or CNN")
   if fv.max_steps is None or fv.max_steps < 1:

@@ -3,7 +3,8 @@
 An optimizer, a SAM variant or a curvature kind declares its flags as `Option`s beside its code;
 `cli.flags` defines them with absl and `cli.checks` applies each option's `check` to the parsed
 value, so that a bad value is one line `--name <reason>, got <value>`. This module imports
-neither jax nor absl: declaring options costs nothing at `--help`.
+neither jax nor absl (`define` defines an option on absl's FlagValues it is given): declaring
+options costs nothing at `--help`.
 """
 
 import contextlib
@@ -111,6 +112,18 @@ def topic(flag_values: Any, name: str) -> Iterator[None]:
   yield
   for flag_name in set(flag_values) - before:
     setattr(flag_values[flag_name], TOPIC_ATTRIBUTE, name)
+
+
+def define(flag_values: Any, option: Option) -> None:
+  """`option` as an absl flag on `flag_values`."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  on = {"flag_values": flag_values}
+  if option.kind == "enum":
+    flags.DEFINE_enum(option.name, option.default, list(option.choices), option.help, **on)
+  else:
+    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+              float: flags.DEFINE_float}.get(option.kind, flags.DEFINE_string)
+    define(option.name, option.default, option.help, **on)
 
 
 def topic_of(flag: Any) -> Optional[str]:

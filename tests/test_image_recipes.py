@@ -19,7 +19,7 @@ from sam_edge.cli import main as cli
 from sam_edge.cli import settings as cli_settings
 from sam_edge.curvature import measure
 from sam_edge.data import image_specs
-from sam_edge.models import losses, resnet, stateful
+from sam_edge.models import losses, registry, stateful
 from sam_edge.optim import update
 from sam_edge.optim.optimizers import OptimizerSettings
 from sam_edge.optim.sam import SamSettings
@@ -83,7 +83,7 @@ def test_other_residual_networks_take_a_sam_step_and_a_measurement_in_shape(arch
   """The wide networks through the production SAM step and measurement, traced by
   `jax.eval_shape` (compiling WRN-28-10 for one CPU step took minutes and checked no more): the
   state keeps its shapes and dtypes, the loss and λ1 are scalars of float32."""
-  model = resnet.make_resnet(architecture, num_classes=10)
+  model = registry.build(architecture, num_classes=10)
   images = jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.uint8)
   batch = {"image": images, "label": jax.ShapeDtypeStruct((4,), jnp.int32)}
   preprocess = lambda im: im.astype(jnp.float32) / 256

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sam_edge.models import catalog, losses
+from sam_edge.models import losses, registry
 
 LOGITS = np.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]], np.float32)   # B = 2, C = 3
 LABELS = np.array([2, 0], np.int32)
@@ -42,4 +42,4 @@ def test_cross_entropy_and_label_smoothing():
 
 
 def test_every_loss_has_a_formula():
-  assert list(catalog.LOSS_FORMULAS) == list(losses.LOSSES)
+  assert list(registry.LOSS_FORMULAS) == list(losses.LOSSES)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sam_edge.curvature.objective import Objective
-from sam_edge.models import losses, resnet, stateful
+from sam_edge.models import losses, registry, resnet, stateful
 
 REFERENCE_ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "elu": jax.nn.elu,
                          "gelu": jax.nn.gelu, "softplus": jax.nn.softplus}
@@ -89,7 +89,7 @@ def resnet18_param_count(k: int, channels: int, classes: int) -> int:
 @pytest.mark.parametrize("k, input_shape, classes", [
     (2, (32, 32, 3), 10), (3, (28, 28, 1), 100), (11, (32, 32, 3), 10), (64, (32, 32, 3), 10)])
 def test_resnet18_param_counts(k, input_shape, classes):
-  model = resnet.make_resnet("ResNet18", num_classes=classes, width=k)
+  model = registry.build("ResNet18", {"resnet_width": k}, num_classes=classes)
   n = count(variable_shapes(model, input_shape)["params"])
   c = input_shape[-1]
   assert n == resnet18_param_count(k, c, classes)
@@ -100,7 +100,7 @@ def test_resnet18_param_counts(k, input_shape, classes):
 
 @pytest.mark.slow          # compiles ResNet-18 (init and a training-mode apply): ~14 s cold
 def test_resnet18_widths_and_projections():
-  shapes = variable_shapes(resnet.make_resnet("ResNet18", num_classes=10, width=4), (32, 32, 3))
+  shapes = variable_shapes(resnet.ResNet18(width=4, num_classes=10), (32, 32, 3))
   params = shapes["params"]
   assert params["stem_conv"]["kernel"].shape == (3, 3, 3, 4)
   assert "projection" not in params["stage0_block0"] and "projection" not in params[
@@ -109,7 +109,7 @@ def test_resnet18_widths_and_projections():
   assert params["head"]["kernel"].shape == (32, 10)
   assert shapes["batch_stats"]["stage3_block0"]["projection_bn"]["mean"].shape == (32,)
   x = jnp.zeros((2, 32, 32, 3))
-  model = resnet.make_resnet("ResNet18", num_classes=10, width=2)
+  model = resnet.ResNet18(width=2, num_classes=10)
   variables = model.init(jax.random.key(0), x, train=False)
   logits, updates = model.apply(variables, x, True, mutable=["batch_stats"])
   assert logits.shape == (2, 10) and set(updates) == {"batch_stats"}
@@ -134,7 +134,7 @@ def test_resnet18_end_to_end_mocked(mock_mnist, tmp_path, capsys):
 @pytest.mark.parametrize("name, n", [("ResNet20", 3), ("ResNet32", 5)])
 @pytest.mark.parametrize("input_shape, classes", [((32, 32, 3), 10), ((28, 28, 1), 100)])
 def test_resnet_param_counts(name, n, input_shape, classes):
-  model = resnet.make_resnet(name, num_classes=classes)
+  model = registry.build(name, num_classes=classes)
   assert count(variable_shapes(model, input_shape)["params"]) == resnet_param_count(
       n, input_shape[-1], classes)
 
@@ -142,7 +142,7 @@ def test_resnet_param_counts(name, n, input_shape, classes):
 @pytest.mark.parametrize("name, depth, k", [("WRN16_8", 16, 8), ("WRN28_10", 28, 10)])
 @pytest.mark.parametrize("input_shape, classes", [((32, 32, 3), 10), ((28, 28, 1), 100)])
 def test_wrn_param_counts(name, depth, k, input_shape, classes):
-  model = resnet.make_resnet(name, num_classes=classes)
+  model = registry.build(name, num_classes=classes)
   assert count(variable_shapes(model, input_shape)["params"]) == wrn_param_count(
       depth, k, input_shape[-1], classes)
 
@@ -151,13 +151,13 @@ def test_wrn_param_counts(name, depth, k, input_shape, classes):
     ("ResNet20", 0.27), ("ResNet32", 0.46), ("WRN16_8", 11.0), ("WRN28_10", 36.5)])
 def test_param_counts_match_the_papers(name, millions):
   # He et al. 2016 Table 6 and Zagoruyko & Komodakis 2016 Tables, CIFAR-10.
-  model = resnet.make_resnet(name, num_classes=10)
+  model = registry.build(name, num_classes=10)
   params = count(variable_shapes(model, (32, 32, 3))["params"])
   assert round(params / 1e6, 2 if millions < 1 else 1) == millions
 
 
 def test_batch_stats_are_two_per_bn_channel():
-  shapes = variable_shapes(resnet.make_resnet("ResNet20", num_classes=10), (32, 32, 3))
+  shapes = variable_shapes(registry.build("ResNet20", num_classes=10), (32, 32, 3))
   # Every BN has (scale, bias) in params and (mean, var) in batch_stats: 19 BNs in ResNet20.
   bn_params = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(shapes["params"])
                if "bn" in path[-2].key]
@@ -175,10 +175,10 @@ def test_wrn_projection_only_where_the_shape_changes():
 
 # ---------------------------------------------------------------- shapes and arguments
 
-@pytest.mark.parametrize("name", list(resnet.RESNETS))
+@pytest.mark.parametrize("name", [a.name for a in registry.ARCHITECTURES if a.batch_norm])
 @pytest.mark.parametrize("input_shape", [(8, 8, 1), (28, 28, 1), (32, 32, 3), (9, 13, 5)])
 def test_logit_shapes_for_any_input(name, input_shape):
-  model = resnet.make_resnet(name, num_classes=7)
+  model = registry.build(name, num_classes=7)
   variables = variable_shapes(model, input_shape)
   x = jax.ShapeDtypeStruct((3, *input_shape), jnp.float32)
   for train in (False, True):
@@ -190,21 +190,7 @@ def test_logit_shapes_for_any_input(name, input_shape):
 @pytest.mark.parametrize("input_shape", [(7, 8, 1), (8, 7, 3), (64, 3)])
 def test_rejects_images_smaller_than_8x8(input_shape):
   with pytest.raises(ValueError, match="8x8"):
-    variable_shapes(resnet.make_resnet("ResNet20", num_classes=10), input_shape)
-
-
-def test_make_resnet():
-  assert resnet.make_resnet("ResNet32", num_classes=100, activation="tanh") == resnet.ResNet(
-      blocks_per_stage=5, num_classes=100, activation="tanh")
-  assert resnet.make_resnet("WRN28_10", num_classes=10) == resnet.WideResNet(
-      depth=28, widen_factor=10, num_classes=10, activation="relu")
-
-
-@pytest.mark.parametrize("name, activation, match", [
-    ("ResNet50", "relu", "ResNet50"), ("MLP", "relu", "MLP"), ("ResNet20", "swish", "swish")])
-def test_make_resnet_rejects_bad_names(name, activation, match):
-  with pytest.raises(ValueError, match=match):
-    resnet.make_resnet(name, num_classes=10, activation=activation)
+    variable_shapes(registry.build("ResNet20", num_classes=10), input_shape)
 
 
 @pytest.mark.parametrize("depth", [8, 12, 4])
@@ -286,7 +272,7 @@ def reference_wrn(params, stats, x, depth, k, train, act):
 def test_matches_float64_reference(arch, activation, train):
   input_shape = (10, 10, 2)                     # odd sizes in stage 3: 10 -> 5 -> 3
   if arch == "ResNet20":
-    model = resnet.make_resnet("ResNet20", num_classes=5, activation=activation)
+    model = registry.build("ResNet20", num_classes=5, activation=activation)
     reference = lambda p, s, x: reference_resnet(p, s, x, 3, train,
                                                  REFERENCE_ACTIVATIONS[activation])
   else:
@@ -308,7 +294,7 @@ def test_matches_float64_reference(arch, activation, train):
 
 
 def test_activations_change_the_network():
-  model = {a: resnet.make_resnet("ResNet20", num_classes=3, activation=a)
+  model = {a: registry.build("ResNet20", num_classes=3, activation=a)
            for a in ("relu", "gelu")}
   params, stats = random_variables(model["relu"], (8, 8, 1))
   x = np.random.default_rng(2).standard_normal((2, 8, 8, 1)).astype(np.float32)
@@ -327,7 +313,7 @@ def identity(images):
 @pytest.fixture(scope="module")
 def resnet20_mnist():  # its tests compile ResNet-20's training step: slow
   """ResNet20 for 28x28x1 inputs, really initialised, and a batch of 4 images."""
-  model = resnet.make_resnet("ResNet20", num_classes=10)
+  model = registry.build("ResNet20", num_classes=10)
   images = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
   params, stats = jax.jit(lambda k, x: stateful.init_variables(model, k, x))(
       jax.random.key(0), images)
@@ -429,7 +415,7 @@ def train_loss(model, loss):
 def small_batch_logits(train: bool):
   """ResNet20 (8x8x1 inputs, random running statistics): a jitted images -> logits in the
   given mode (train mode through train_loss's forward pass, statistics dropped)."""
-  model = resnet.make_resnet("ResNet20", num_classes=10)
+  model = registry.build("ResNet20", num_classes=10)
   params, stats = random_variables(model, (8, 8, 1))
   params, stats = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), (params, stats))
   if not train:

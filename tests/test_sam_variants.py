@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from sam_edge.models import normalization, resnet, transformer, vision
+from sam_edge.models import normalization, registry, transformer
 from sam_edge.optim import optimizers, sam_steps, update
 from sam_edge.optim.sam import SAM_VARIANTS, SamSettings
 
@@ -233,16 +233,14 @@ def test_normalisation_layers_are_found_in_every_model():
     return sorted(jax.tree_util.keystr(p) for p, keep in
                   jax.tree_util.tree_leaves_with_path(normalization.mask(params)) if keep)
 
-  res = resnet.make_resnet("ResNet20", num_classes=10)
+  res = registry.build("ResNet20", num_classes=10)
   params = shapes(lambda: res.init(KEY, jnp.zeros((1, 8, 8, 1)), False))["params"]
   names = found(params)
   assert len(names) == 2 * 19 and all(n.endswith(("['scale']", "['bias']")) for n in names)
   assert "['stem_bn']['scale']" in names
-  sizes = dict(mlp_depth=2, mlp_width=8, cnn_num_blocks=1, cnn_layers_per_block=1,
-               cnn_feature_multiplier=4, num_classes=3)
-  mlp = vision.make_model("MLP", **sizes)
+  mlp = registry.build("MLP", {"mlp_depth": 2, "mlp_width": 8}, num_classes=3)
   assert found(shapes(lambda: mlp.init(KEY, jnp.zeros((1, 8, 8, 1))))["params"]) == []
-  cnn = vision.make_model("CNN", **sizes)
+  cnn = registry.build("CNN", {"cnn_num_blocks": 1, "cnn_feature_multiplier": 4}, num_classes=3)
   cnn_names = found(shapes(lambda: cnn.init(KEY, jnp.zeros((1, 8, 8, 1))))["params"])
   assert cnn_names and all("LayerNorm" in n for n in cnn_names)
   lm = transformer.make_language_model(vocab_size=5, model_size=8, num_heads=2, num_layers=1)

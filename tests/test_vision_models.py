@@ -184,22 +184,3 @@ def test_cnn_init():
   assert params["Dense_0"]["kernel"].shape == (16 * 16 * 4, 10)
   np.testing.assert_array_equal(params["LayerNorm_0"]["scale"], 1)
   np.testing.assert_array_equal(params["Conv_0"]["bias"], 0)
-
-
-def test_make_model():
-  kwargs = dict(mlp_depth=3, mlp_width=20, cnn_num_blocks=2,
-                cnn_layers_per_block=1, cnn_feature_multiplier=8,
-                num_classes=7)
-  mlp = vision.make_model("MLP", **kwargs)
-  assert mlp == vision.MLP(depth=3, width=20, num_classes=7)
-  cnn = vision.make_model("CNN", **kwargs)
-  assert cnn == vision.CNN(num_blocks=2, layers_per_block=1,
-                           feature_multiplier=8, num_classes=7)
-
-
-@pytest.mark.parametrize("name", ["ResNet", "mlp", ""])
-def test_make_model_rejects_bad_name(name):
-  with pytest.raises(ValueError, match=repr(name)):
-    vision.make_model(name, mlp_depth=3, mlp_width=20, cnn_num_blocks=2,
-                      cnn_layers_per_block=1, cnn_feature_multiplier=8,
-                      num_classes=10)

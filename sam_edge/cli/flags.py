@@ -33,22 +33,6 @@ def output_options() -> list[options.Option]:
                                for f in registry.figure_outputs()]
 
 
-def define_option(fv: flags.FlagValues, option: options.Option) -> None:
-  """One declared `Option` as an absl flag on `fv`."""
-  on = {"flag_values": fv}
-  kind = option.kind
-  if kind == "enum":
-    flags.DEFINE_enum(option.name, option.default, list(option.choices), option.help, **on)
-  elif kind is bool:
-    flags.DEFINE_bool(option.name, option.default, option.help, **on)
-  elif kind is int:
-    flags.DEFINE_integer(option.name, option.default, option.help, **on)
-  elif kind is float:
-    flags.DEFINE_float(option.name, option.default, option.help, **on)
-  else:
-    flags.DEFINE_string(option.name, option.default, option.help, **on)
-
-
 def define_common_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
   """Defines the shared flags on `fv` with this task's defaults, each under its --help topic."""
   with options.topic(fv, "data"):
@@ -63,12 +47,12 @@ def define_common_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
   with options.topic(fv, "measurement"):
     _define_measurement_flags(fv, defaults)
     for option in registry.all_options():
-      define_option(fv, option)
+      options.define(fv, option)
   with options.topic(fv, "loop"):
     _define_loop_flags(fv, defaults)
   with options.topic(fv, "outputs"):
     for option in output_options():
-      define_option(fv, options.Option(option.name, option.default,
+      options.define(fv, options.Option(option.name, option.default,
                                        option.help + " ('' to skip)."))
     flags.DEFINE_string("tensorboard_dir", None, "Write the training loss, every measurement "
                         "and every evaluation as TensorBoard scalars into this folder as they "
@@ -98,7 +82,7 @@ def _define_method_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
                        "time (memory of one micro-batch). With BatchNorm each micro-batch "
                        "normalises with its own statistics.", **on)
   for option in method_options():
-    define_option(fv, option)
+    options.define(fv, option)
 
 
 def _define_batch_flags(fv: flags.FlagValues, defaults: Defaults) -> None:

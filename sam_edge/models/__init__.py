@@ -1,2 +1,3 @@
 """Models: flax vision networks (MLP, CNN, residual networks with BatchNorm), the haiku
-transformer, the losses, the linearized model, mixed precision, and their names (`catalog`)."""
+transformer, the losses, the linearized model, mixed precision, and the image networks by name
+with their flags (`registry`)."""

@@ -251,26 +251,3 @@ class ResNet18(nn.Module):
                           name=f"stage{stage}_block{block}")(h, train)
     return nn.Dense(self.num_classes, name="head")(global_average_pool(h))
 
-
-RESNETS: dict[str, Callable[..., nn.Module]] = {
-    "ResNet20": lambda **kw: ResNet(blocks_per_stage=3, **kw),
-    "ResNet32": lambda **kw: ResNet(blocks_per_stage=5, **kw),
-    "WRN16_8": lambda **kw: WideResNet(depth=16, widen_factor=8, **kw),
-    "WRN28_10": lambda **kw: WideResNet(depth=28, widen_factor=10, **kw),
-    "ResNet18": lambda **kw: ResNet18(**kw),
-}
-WIDTHED = ("ResNet18",)             # the networks whose width `make_resnet(width=...)` sets
-
-
-def make_resnet(name: str, *, num_classes: int, activation: str = "relu",
-                width: int = 64) -> nn.Module:
-  """The (unbound) module ``RESNETS[name](num_classes=..., activation=...)``, with
-  ``width=width`` for the networks of ``WIDTHED`` (the others have fixed widths).
-
-  Raises ValueError for a name not in ``RESNETS`` or an activation not in ``vision.ACTIVATIONS``.
-  """
-  if name not in RESNETS:
-    raise ValueError(f"Unknown residual network {name!r}; expected one of {tuple(RESNETS)}")
-  activation_fn(activation)
-  extra = {"width": width} if name in WIDTHED else {}
-  return RESNETS[name](num_classes=num_classes, activation=activation, **extra)

@@ -33,8 +33,6 @@ from typing import Callable
 import flax.linen as nn
 import jax
 
-from sam_edge.models import catalog
-
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu, "tanh": nn.tanh, "elu": nn.elu, "gelu": nn.gelu, "softplus": nn.softplus}
 
@@ -104,41 +102,3 @@ class CNN(nn.Module):
       h = nn.max_pool(h, window_shape=(2, 2), strides=(2, 2), padding="VALID")
     return nn.Dense(self.num_classes)(flatten(h))
 
-
-ARCHITECTURES = catalog.ARCHITECTURES
-
-
-def make_model(
-    architecture: str,
-    *,
-    mlp_depth: int,
-    mlp_width: int,
-    cnn_num_blocks: int,
-    cnn_layers_per_block: int,
-    cnn_feature_multiplier: int,
-    num_classes: int,
-    activation: str = "relu",
-) -> nn.Module:
-  """Builds ``MLP(mlp_depth, mlp_width)`` or ``CNN(cnn_*)`` by name.
-
-  Returns the (unbound) flax module for ``architecture`` "MLP" or "CNN". ``mlp_depth`` and
-  ``mlp_width`` are ``MLP.depth`` and ``MLP.width`` (ignored for "CNN"); ``cnn_num_blocks``,
-  ``cnn_layers_per_block`` and ``cnn_feature_multiplier`` are ``CNN.num_blocks``,
-  ``CNN.layers_per_block`` and ``CNN.feature_multiplier`` (ignored for "MLP"). ``num_classes``
-  is the number of output logits and ``activation`` a key of ``ACTIVATIONS``. Raises ValueError
-  if ``architecture`` is not one of ``ARCHITECTURES``.
-  """
-  if architecture == "MLP":
-    return MLP(depth=mlp_depth, width=mlp_width, num_classes=num_classes, activation=activation)
-  if architecture == "CNN":
-    return CNN(
-        num_blocks=cnn_num_blocks,
-        layers_per_block=cnn_layers_per_block,
-        feature_multiplier=cnn_feature_multiplier,
-        num_classes=num_classes,
-        activation=activation,
-    )
-  raise ValueError(
-      f"Unknown architecture {architecture!r}; expected one of "
-      f"{ARCHITECTURES}"
-  )

@@ -21,7 +21,7 @@ import numpy as np
 
 from sam_edge import errors
 from sam_edge.data import augment, batching, images, label_noise, order
-from sam_edge.models import catalog, linearize, losses, precision, resnet, stateful, vision
+from sam_edge.models import linearize, losses, precision, registry, stateful
 from sam_edge.run.problem import Problem
 
 EVAL_CHUNK = 2000
@@ -73,8 +73,10 @@ def build(f: Any, key: jax.Array) -> Problem:
   preprocess = lambda x: images.preprocess(x, mean)
   loss = lambda outputs, batch: losses.LOSSES[f.loss](outputs, batch["label"], f.label_smoothing)
   test_loss = losses.LOSSES[f.loss]                 # on clean labels, without smoothing
-  make = _batchnorm_problem if f.nn_architecture in catalog.RESIDUAL else _plain_problem
-  problem = make(f, key, data.num_classes, preprocess, loss, test_loss, train, data.test)
+  model = registry.build(f.nn_architecture, registry.values(f.nn_architecture, f),
+                         num_classes=data.num_classes, activation=f.activation)
+  make = _batchnorm_problem if registry.BY_NAME[f.nn_architecture].batch_norm else _plain_problem
+  problem = make(f, model, key, preprocess, (loss, test_loss), train, data.test)
   num_params = sum(x.size for x in jax.tree.leaves(problem.params))
   print(f"{f.dataset}: {n} training and {len(data.test['label'])} test examples; "
         f"{f.nn_architecture} with {num_params} parameters", flush=True)
@@ -103,14 +105,10 @@ def test_metrics_fn(logits_fn, loss):
   return lambda args, arrays: {k: float(v) for k, v in metrics(args, arrays).items()}
 
 
-def _plain_problem(f, key, num_classes, preprocess, loss, test_loss, train, test) -> Problem:
-  """MLP or CNN (no model state); the network itself or its linearization at w0."""
-  model = vision.make_model(
-      f.nn_architecture, mlp_depth=f.mlp_depth, mlp_width=f.mlp_width,
-      cnn_num_blocks=f.cnn_num_blocks, cnn_layers_per_block=f.cnn_layers_per_block,
-      cnn_feature_multiplier=f.cnn_feature_multiplier, num_classes=num_classes,
-      activation=f.activation)
-  params = jax.jit(model.init)(key, preprocess(train["image"][:1]))
+def _plain_problem(f, model, key, preprocess, losses_, train, test) -> Problem:
+  """A network without model state (the MLP, the CNN); the network itself or its linearization at
+  w0. `losses_`: the training loss and the test loss."""
+  (loss, test_loss), params = losses_, jax.jit(model.init)(key, preprocess(train["image"][:1]))
   constants, network = linearize.in_regime(model.apply, params, f.regime)
 
   def logits(p, constants, image, dtype=jnp.float32):
@@ -127,14 +125,12 @@ def _plain_problem(f, key, num_classes, preprocess, loss, test_loss, train, test
                  report=lambda e: f"Test error: {e['test_error']}")
 
 
-def _batchnorm_problem(f, key, num_classes, preprocess, loss, test_loss, train, test
-                       ) -> Problem:
+def _batchnorm_problem(f, model, key, preprocess, losses_, train, test) -> Problem:
   """A ResNet/WRN with BatchNorm: the model state holds the running statistics, moved once per
   step from the unperturbed pass; measurements use the measured batch's own statistics (train
   mode: the forward pass training differentiates) and never move them; the test error uses
   them."""
-  model = resnet.make_resnet(f.nn_architecture, num_classes=num_classes, activation=f.activation,
-                             width=f.resnet_width)
+  loss, test_loss = losses_
   params, batch_stats = jax.jit(lambda k, x: stateful.init_variables(model, k, x))(
       key, preprocess(train["image"][:1]))
   eval_logits = stateful.eval_logits(model, preprocess)

@@ -10,12 +10,12 @@ from absl import flags
 
 from sam_edge import options, records
 from sam_edge.data import image_specs
-from sam_edge.models import catalog
+from sam_edge.models import registry
 from sam_edge.tasks.task import Defaults, Task
 
 RESNET_BATCH_SIZE = 128
 IMAGE_SIZES = {name: spec.image_shape[0] for name, spec in image_specs.SPECS.items()}
-ARCHITECTURES = catalog.ARCHITECTURES + catalog.RESIDUAL
+BATCH_NORM = [a.name for a in registry.ARCHITECTURES if a.batch_norm]
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -41,25 +41,16 @@ def define_flags(fv: flags.FlagValues) -> None:
                        "drawn uniformly among the other classes (exactly round(pN), fixed by the "
                        "seed); test labels stay clean.", **on)
   with options.topic(fv, "model"):
-    flags.DEFINE_string("nn_architecture", "MLP", "MLP, CNN, or a CIFAR-style residual network "
-                        f"with BatchNorm: {', '.join(catalog.RESIDUAL)}.", **on)
-    flags.DEFINE_integer("mlp_depth", 4, "Dense layers of the MLP, the output layer included.",
-                         **on)
-    flags.DEFINE_integer("mlp_width", 1000, "Width of the MLP's hidden layers.", **on)
-    flags.DEFINE_integer("resnet_width", 64, "k: ResNet18's channel widths are (k, 2k, 4k, 8k); "
-                         "64 is the standard CIFAR ResNet-18, the taxonomy (Yang et al. 2021) "
-                         "sweeps k from 2 to 128.", **on)
-    flags.DEFINE_integer("cnn_num_blocks", 2, "Blocks of the CNN (each ends in a 2x2 max-pool).",
-                         **on)
-    flags.DEFINE_integer("cnn_layers_per_block", 1, "3x3 convolutions per CNN block.", **on)
-    flags.DEFINE_integer("cnn_feature_multiplier", 16, "Channels of block i: 2**i times this.",
-                         **on)
-    flags.DEFINE_enum("activation", "relu", list(catalog.ACTIVATIONS),
+    flags.DEFINE_string("nn_architecture", "MLP", f"One of {', '.join(registry.NAMES)} (with "
+                        f"BatchNorm: {', '.join(BATCH_NORM)}).", **on)
+    for option in registry.all_options():
+      options.define(fv, option)
+    flags.DEFINE_enum("activation", "relu", list(registry.ACTIVATIONS),
                       "Activation of the MLP's hidden layers, the CNN's convolutions and the "
                       "residual networks.", **on)
-    flags.DEFINE_enum("loss", "squared_error", list(catalog.LOSS_FORMULAS),
+    flags.DEFINE_enum("loss", "squared_error", list(registry.LOSS_FORMULAS),
                       "; ".join(f"{name}: {formula}"
-                                for name, formula in catalog.LOSS_FORMULAS.items()) + ".", **on)
+                                for name, formula in registry.LOSS_FORMULAS.items()) + ".", **on)
     flags.DEFINE_float("label_smoothing", 0.0, "s: targets (1 − s)·onehot + s/C, for every --loss.",
                        **on)
 
@@ -69,15 +60,46 @@ def resolve_defaults(f: Any) -> None:
   dataset; for the residual networks (whose BatchNorm activations of a full batch would not fit
   a device) the default is RESNET_BATCH_SIZE."""
   if not f["batch_size"].present:
-    if f.nn_architecture in catalog.RESIDUAL:
+    if f.nn_architecture in BATCH_NORM:
       f.batch_size = RESNET_BATCH_SIZE
     elif f.dataset in image_specs.TRAIN_SIZES:
       f.batch_size = image_specs.TRAIN_SIZES[f.dataset]
 
 
-def cnn_max_blocks(size: int) -> int:
-  """The most 2x2 max-pool blocks an image of `size` pixels survives: ⌊log2 size⌋."""
-  return size.bit_length() - 1
+def _model_problems(f: Any) -> list[str]:
+  """The network's: its name, every network's options (their checks), another network's options
+  given with it, its fit to the images (`registry.Architecture.fit`), BatchNorm's and SAM-ON's
+  limits."""
+  p = options.problems(tuple(registry.all_options()), lambda name: f[name].value)
+  arch = registry.BY_NAME.get(f.nn_architecture)
+  if arch is None:
+    return p + [f"--nn_architecture={f.nn_architecture} is not supported; use one of "
+                f"{', '.join(registry.NAMES)}"]
+  p += [f"--{o.name} is an option of {other.name}, not of --nn_architecture={arch.name}"
+        for other in registry.ARCHITECTURES if other != arch and not other.reference_flags
+        for o in other.options if f[o.name].present]
+  if f.dataset in IMAGE_SIZES and not options.problems(arch.options, lambda n: f[n].value):
+    side = IMAGE_SIZES[f.dataset]
+    p += arch.fit(registry.values(arch.name, f), side, f"the {side}x{side} images of {f.dataset}")
+  if arch.batch_norm and f.measure_chunk:
+    p.append(f"--measure_chunk is not supported with --nn_architecture={arch.name}: "
+             "BatchNorm's batch statistics couple the examples of the measured batch")
+  if arch.batch_norm and f.regime == "linearized":
+    p.append(f"--regime=linearized is not supported with --nn_architecture={arch.name} "
+             "(BatchNorm's batch statistics make the network no function of one example)")
+  if f.sam_params == "normalization" and arch.name == "MLP":
+    p.append("--sam_params=normalization perturbs the normalisation layers, and the MLP has none "
+             f"(use one of {', '.join(a for a in registry.NAMES if a != 'MLP')})")
+  return p
+
+
+def title(f: Any) -> str:
+  """The run's title: dataset and network, with the network's options unless they are the
+  reference's."""
+  arch = registry.BY_NAME[f.nn_architecture]
+  shown = [f"{o.name.split('_', 1)[1]} {f[o.name].value}" for o in arch.options]
+  return f"{f.dataset} {arch.name}" + (f" ({', '.join(shown)})"
+                                       if shown and not arch.reference_flags else "")
 
 
 def _folder_problems(f: Any) -> list[str]:
@@ -101,31 +123,7 @@ def problems(f: Any) -> list[str]:
   if f.dataset not in image_specs.SUPPORTED:
     p.append(f"--dataset={f.dataset} is not supported; use one of "
              f"{', '.join(image_specs.SUPPORTED)}")
-  if f.nn_architecture not in ARCHITECTURES:
-    p.append(f"--nn_architecture={f.nn_architecture} is not supported; use one of "
-             f"{', '.join(ARCHITECTURES)}")
-  if f["resnet_width"].present and f.nn_architecture not in catalog.WIDTHED:
-    p.append(f"--resnet_width sets the width of {', '.join(catalog.WIDTHED)}, not of "
-             f"--nn_architecture={f.nn_architecture}")
-  for name, low in (("mlp_depth", 2), ("mlp_width", 1), ("resnet_width", 1), ("cnn_num_blocks", 1),
-                    ("cnn_layers_per_block", 1), ("cnn_feature_multiplier", 1)):
-    if getattr(f, name) < low:
-      p.append(f"--{name} must be at least {low}, got {getattr(f, name)}")
-  if f.nn_architecture == "CNN" and f.dataset in IMAGE_SIZES and f.cnn_num_blocks >= 1:
-    size = IMAGE_SIZES[f.dataset]
-    most = cnn_max_blocks(size)
-    if f.cnn_num_blocks > most:
-      p.append(f"--cnn_num_blocks={f.cnn_num_blocks} is too deep for the {size}x{size} images of "
-               f"{f.dataset}: each block halves the size, so at most {most} blocks")
-  if f.nn_architecture in catalog.RESIDUAL and f.measure_chunk:
-    p.append(f"--measure_chunk is not supported with --nn_architecture={f.nn_architecture}: "
-             "BatchNorm's batch statistics couple the examples of the measured batch")
-  if f.nn_architecture in catalog.RESIDUAL and f.regime == "linearized":
-    p.append(f"--regime=linearized is not supported with --nn_architecture={f.nn_architecture} "
-             "(BatchNorm's batch statistics make the network no function of one example)")
-  if f.sam_params == "normalization" and f.nn_architecture == "MLP":
-    p.append("--sam_params=normalization perturbs the normalisation layers, and the MLP has none "
-             f"(use one of {', '.join(a for a in ARCHITECTURES if a != 'MLP')})")
+  p += _model_problems(f)
   for name in ("mini_training_set_num_batches", "mini_test_set_num_batches"):
     if getattr(f, name) is not None and getattr(f, name) < 1:
       p.append(f"--{name} must be at least 1, got {getattr(f, name)}")
@@ -152,7 +150,5 @@ TASK = Task(prog="image_classification",
             defaults=Defaults(step_size=0.01, batch_size=60000, time_limit_in_hours=4.0,
                               hessian_check_gap=0.25, batch_order="shuffled"),
             define_flags=define_flags, problems=problems,
-            title=lambda f: f"{f.dataset} {f.nn_architecture}"
-            + (f" (width {f.resnet_width})" if f.nn_architecture in catalog.WIDTHED else ""),
-            build=build,
+            title=title, build=build,
             resolve_defaults=resolve_defaults)
