@@ -123,20 +123,21 @@ def trace_table(label, estimate, true, budgets, keys):
   return rows
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--json", help="also write the default settings' figures to this JSON file")
-  args = parser.parse_args()
+def default_settings():
+  """The registry's default settings of each kind measured here, checked to be among the
+  settings the tables sweep (so the JSON can read its figures from them)."""
   defaults = {"trace": trace_kind.TraceSettings(), "density": density_kind.DensitySettings(),
               "per_layer": per_layer_kind.PerLayerSettings(),
               "min_eigenvalue": min_eigenvalue_kind.MinEigenvalueSettings()}
   assert defaults["trace"].probes in TRACE_BUDGETS
   assert (defaults["density"].probes, defaults["density"].steps) in DENSITY_SETTINGS
   assert defaults["min_eigenvalue"].max_steps in MIN_EIGENVALUE_STEPS
+  return defaults
 
-  loss_fn, params, batch, loss = build_problem()
-  flat, unravel = ravel_pytree(params)
-  n = flat.size
+
+def dense_reference(loss_fn, params, batch):
+  """The dense float64 Hessian at `params` and its eigenvalues (ascending): (h, eigenvalues,
+  seconds to form h (compile excluded), seconds of eigvalsh)."""
   params64 = jax.tree.map(lambda p: p.astype(jnp.float64), params)
   batch64 = {"x": batch["x"].astype(jnp.float64), "y": batch["y"]}
   flat64, unravel64 = ravel_pytree(params64)
@@ -147,14 +148,14 @@ def main() -> None:
   start = time.perf_counter()
   eigenvalues = np.linalg.eigvalsh(h)
   eigh_seconds = time.perf_counter() - start
-  true_trace = float(np.trace(h))
-  width = float(eigenvalues[-1] - eigenvalues[0])
-  print(f"{n} parameters, loss {loss:.5f}; dense float64 Hessian {dense_seconds:.1f} s, eigh "
-        f"{eigh_seconds:.1f} s; λ1 {eigenvalues[-1]:.6f}, λ_min {eigenvalues[0]:.6f}, "
-        f"tr {true_trace:.4f}")
+  return h, eigenvalues, dense_seconds, eigh_seconds
+
+
+def mlp_trace_table(loss_fn, params, batch, n, true_trace):
+  """Prints the trace table of the MLP Hessian (float32 HVPs, `TRACE_SEEDS` seeds) and returns
+  its rows, keyed by (method, hvps)."""
   matvec_of = lambda p, b: hvp.operator(loss_fn, p, b)[0]
 
-  # Trace against HVPs.
   def mlp_trace(p, b, keys, *, m, method):
     return jax.lax.map(lambda k: trace.estimate_trace(matvec_of(p, b), n, jnp.float32, k,
                                                       num_probes=m, method=method), keys)
@@ -164,6 +165,12 @@ def main() -> None:
     mlp_rows = trace_table(f"Trace of the MLP Hessian ({TRACE_SEEDS} seeds)", lambda m, method, k:
                            mlp_trace(params, batch, k, m=m, method=method),
                            true_trace, TRACE_BUDGETS, keys)
+  return mlp_rows
+
+
+def synthetic_trace_table():
+  """Prints the trace table of the random matrix Q diag(1/i) Qᵀ (n = 1000, `SYNTHETIC_SEEDS`
+  seeds); printed only, the JSON holds the MLP rows."""
   rng = np.random.default_rng(0)
   q, _ = np.linalg.qr(rng.normal(size=(1000, 1000)))
   synthetic = jnp.asarray((q / np.arange(1, 1001)) @ q.T)
@@ -178,7 +185,10 @@ def main() -> None:
       float(np.sum(1 / np.arange(1, 1001))),
       TRACE_BUDGETS, jax.random.split(jax.random.PRNGKey(11), SYNTHETIC_SEEDS))
 
-  # Density.
+
+def density_table(loss_fn, params, batch, eigenvalues, width):
+  """Prints the SLQ density's W1 distance to the eigenvalues (mean over `DENSITY_SEEDS` seeds)
+  for each of `DENSITY_SETTINGS` and returns the rows, keyed "{probes}x{steps}"."""
   print(f"\nSLQ density against eigh (W1 mean over {DENSITY_SEEDS} seeds; spectral width "
         f"{width:.4f})")
   print(f"{'probes':>6}{'steps':>6}{'HVPs':>6}{'W1':>10}{'W1/width':>10}{'seconds':>9}")
@@ -199,8 +209,28 @@ def main() -> None:
     density_rows[f"{probes}x{steps}"] = {"w1": w1, "w1_relative": w1 / width,
                                           "hvps": probes * steps, "seconds": seconds}
     print(f"{probes:>6}{steps:>6}{probes * steps:>6}{w1:>10.2e}{w1 / width:>10.2e}{seconds:>9.3f}")
+  return density_rows
 
-  # Per-layer blocks.
+
+def per_layer_block_row(h, name, s, e, got):
+  """Prints one block's row of the per-layer table (block H[s:e, s:e] of the dense `h`, `got`
+  the kind's record for it) and returns (top-eigenvalue rel. error, trace rel. error)."""
+  hb = h[s:e, s:e]
+  top = float(np.linalg.eigvalsh(hb)[-1])
+  err = abs(float(got["eigenvalue"]) - top) / abs(top)
+  tr_b = float(np.trace(hb))
+  tr_err = abs(float(got["trace"]) - tr_b) / abs(tr_b)
+  var_block = 2 * (np.sum(hb ** 2) - np.sum(np.diag(hb) ** 2))
+  var_shared = var_block + 2 * (np.sum(h[s:e] ** 2) - np.sum(hb ** 2))
+  ratio = f"{var_shared / var_block:.2f}" if var_block > 0 else "inf"
+  print(f"  {name:<16}{e - s:>6}{top:>11.6f}{err:>10.1e}{tr_b:>10.4f}{tr_err:>10.1e}"
+        f"{float(got['trace_stderr']) / abs(tr_b):>10.1e}{ratio:>18}")
+  return err, tr_err
+
+
+def per_layer_table(loss_fn, params, batch, h, defaults):
+  """Prints the per-layer top eigenvalues and block traces against the dense blocks H[b, b]
+  for each granularity and returns the rows, keyed by granularity."""
   print("\nPer-layer top eigenvalue and trace of H[b, b] (defaults; traces with 30 shared probes)")
   per_layer_rows = {}
   for granularity in blocks.GRANULARITIES:
@@ -214,27 +244,21 @@ def main() -> None:
           f"{'SE/|tr|':>10}{'var shared/block':>18}")
     errors, trace_errors = [], []
     for name, (s, e) in zip(partition.names, partition.bounds):
-      hb = h[s:e, s:e]
-      top = float(np.linalg.eigvalsh(hb)[-1])
-      got = record["per_layer"][name]
-      err = abs(float(got["eigenvalue"]) - top) / abs(top)
-      tr_b = float(np.trace(hb))
-      tr_err = abs(float(got["trace"]) - tr_b) / abs(tr_b)
-      var_block = 2 * (np.sum(hb ** 2) - np.sum(np.diag(hb) ** 2))
-      var_shared = var_block + 2 * (np.sum(h[s:e] ** 2) - np.sum(hb ** 2))
-      ratio = f"{var_shared / var_block:.2f}" if var_block > 0 else "inf"
+      err, tr_err = per_layer_block_row(h, name, s, e, record["per_layer"][name])
       errors.append(err)
       trace_errors.append(tr_err)
-      print(f"  {name:<16}{e - s:>6}{top:>11.6f}{err:>10.1e}{tr_b:>10.4f}{tr_err:>10.1e}"
-            f"{float(got['trace_stderr']) / abs(tr_b):>10.1e}{ratio:>18}")
     per_layer_rows[granularity] = {"max_relative_error": float(max(errors)),
                                    "max_trace_relative_error": float(max(trace_errors)),
                                    "hvps": int(record["per_layer_hvps"]), "seconds": seconds}
   print("  (var shared/block: variance of one shared-probe sample z_bᵀ(Hz)_b over one probe "
         "restricted to the block; shared probes cost K HVPs for all B blocks, restricted ones "
         "K per block, so shared wins where the ratio is below B)")
+  return per_layer_rows
 
-  # λ_min.
+
+def min_eigenvalue_table(loss_fn, params, batch, eigenvalues, defaults):
+  """Prints λ_min's relative error against the Lanczos step cap (`MIN_EIGENVALUE_STEPS`) and
+  returns the rows, keyed by the cap."""
   print("\nλ_min by Lanczos on −H (tol 1e-4, cold start)")
   print(f"{'max steps':>9}{'λ_min':>12}{'rel.err':>10}{'residual':>10}{'HVPs':>6}{'seconds':>9}")
   min_rows = {}
@@ -248,8 +272,12 @@ def main() -> None:
         "min_eigenvalue_residual"]), "hvps": int(record["min_eigenvalue_hvps"]), "seconds": seconds}
     print(f"{steps:>9}{value:>12.6f}{err:>10.1e}{float(record['min_eigenvalue_residual']):>10.1e}"
           f"{int(record['min_eigenvalue_hvps']):>6}{seconds:>9.3f}")
+  return min_rows
 
-  # The defaults, timed.
+
+def defaults_timing_table(loss_fn, params, batch, defaults, dense_seconds, eigh_seconds):
+  """Prints the seconds of each kind at the registry's defaults against forming the dense
+  Hessian, and returns {kind: {"seconds", "hvps"}}."""
   print(f"\nDefaults (registry), seconds per measurement against the dense Hessian "
         f"({dense_seconds:.1f} s + eigh {eigh_seconds:.1f} s)")
   print(f"{'kind':<16}{'settings':<62}{'HVPs':>6}{'seconds':>9}{'× dense':>9}")
@@ -261,10 +289,14 @@ def main() -> None:
                      if f.name not in ("batch_size", "min_steps"))
     summary[name] = {"seconds": seconds, "hvps": hvps}
     print(f"{name:<16}{text:<62}{hvps:>6}{seconds:>9.3f}{seconds / dense_seconds:>9.1e}")
+  return summary
 
+
+def default_figures(defaults, mlp_rows, density_rows, per_layer_rows, min_rows):
+  """The JSON's figures: each table's row at the registry's default settings."""
   t, d = defaults["trace"], defaults["density"]
   trace_row = mlp_rows[(t.method, t.probes)]
-  result = {
+  return {
       "trace": {"relative_error": trace_row["relative_error"],
                 "standard_error": trace_row["standard_error"], "hvps": t.probes,
                 "method": t.method},
@@ -274,6 +306,34 @@ def main() -> None:
       "min_eigenvalue": {"relative_error": min_rows[defaults["min_eigenvalue"].max_steps][
           "relative_error"]},
   }
+
+
+def main() -> None:
+  """Runs the tables against the dense Hessian, prints them and the defaults' figures, and
+  writes those figures to --json if given."""
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--json", help="also write the default settings' figures to this JSON file")
+  args = parser.parse_args()
+  defaults = default_settings()
+
+  loss_fn, params, batch, loss = build_problem()
+  flat, _ = ravel_pytree(params)
+  n = flat.size
+  h, eigenvalues, dense_seconds, eigh_seconds = dense_reference(loss_fn, params, batch)
+  true_trace = float(np.trace(h))
+  width = float(eigenvalues[-1] - eigenvalues[0])
+  print(f"{n} parameters, loss {loss:.5f}; dense float64 Hessian {dense_seconds:.1f} s, eigh "
+        f"{eigh_seconds:.1f} s; λ1 {eigenvalues[-1]:.6f}, λ_min {eigenvalues[0]:.6f}, "
+        f"tr {true_trace:.4f}")
+
+  mlp_rows = mlp_trace_table(loss_fn, params, batch, n, true_trace)
+  synthetic_trace_table()
+  density_rows = density_table(loss_fn, params, batch, eigenvalues, width)
+  per_layer_rows = per_layer_table(loss_fn, params, batch, h, defaults)
+  min_rows = min_eigenvalue_table(loss_fn, params, batch, eigenvalues, defaults)
+  defaults_timing_table(loss_fn, params, batch, defaults, dense_seconds, eigh_seconds)
+
+  result = default_figures(defaults, mlp_rows, density_rows, per_layer_rows, min_rows)
   print("\nDefaults' figures: " + json.dumps(result))
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
