@@ -47,7 +47,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")        # this process only compute
 from sam_edge.optim import edges  # noqa: E402
 from sam_edge.optim.optimizers import OptimizerSettings  # noqa: E402
 from sam_edge.optim.sam import SAM_VARIANTS, SamSettings  # noqa: E402
-from sam_edge.optim.sam_options import LOOKSAM_EVERY  # noqa: E402
+from sam_edge.optim.variants.looksam import LOOKSAM_EVERY  # noqa: E402
 
 BETA, WD = 0.9, 5e-4
 RECIPE = ["--nn_architecture=ResNet20", "--batch_size=128", "--optimizer=momentum",

@@ -10,6 +10,7 @@ import pytest
 
 from sam_edge.optim import update
 from sam_edge.optim.sam import SAM_VARIANTS, SamSettings
+from sam_edge.optim.variants import adaptive, fisher, normalized, unnormalized
 from tests.helpers import make_optimizer
 
 A = jnp.diag(jnp.array([3.0, 1.0]))
@@ -76,6 +77,8 @@ def test_rho_zero_is_gradient_descent_exactly():
   assert np.array_equal(np.asarray(new_state.params["w"]), np.asarray(expected))
 
 
+PERTURBATIONS = {m.VARIANT.name: m.perturbation
+                 for m in (normalized, unnormalized, adaptive, fisher)}
 GROUPED = tuple(k for k, v in SAM_VARIANTS.items() if v.groups)
 # gradients a step traces: LookSAM's cheap branch adds none, Random-SAM's smoothing one more
 TRACED = {**{kind: 2 for kind in SAM_VARIANTS}, "random": 3}
@@ -121,10 +124,11 @@ def test_zero_gradient_never_gives_nan(kind):
   grads = update.sam_gradients(quadratic, params, batch, SamSettings(0.5, kind),
                                **variant_inputs(kind, params, quadratic))
   assert np.all(np.isfinite(grads.sam_grad["w"]))
-  if SAM_VARIANTS[kind].perturbation is not None:
+  if kind in PERTURBATIONS:
     assert np.all(grads.sam_grad["w"] == 0)
     hyper = {"asam_xi": 0.0} if kind == "adaptive" else {}
-    assert np.all(SamSettings(0.5, kind, hyper=hyper).perturbation(params, params)["w"] == 0)
+    values = SamSettings(0.5, kind, hyper=hyper).values
+    assert np.all(PERTURBATIONS[kind](params, params, 0.5, values)["w"] == 0)
 
 
 def test_sam_gradient_is_available_on_its_own():

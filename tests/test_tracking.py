@@ -86,7 +86,7 @@ def test_tracking_is_refreshed_after_the_measured_step_not_before():
   pending = tracking.refreshed(zero, v)
   key = jax.random.PRNGKey(0)
   first, hvp = tracking.linearize(Oracle(loss_fn, batch), params)
-  grads = update.sam_gradients(loss_fn, params, batch, SamSettings(), first=first)
+  grads = update.oracle_gradients(Oracle(loss_fn, batch, first=first), params, SamSettings())
   plain_tracker, plain = tracking.track(hvp, params, grads, zero, 2, key)
   next_tracker, out = tracking.track(hvp, params, grads, pending, 2, key)
   assert float(out["lambda1_per_step"]) == float(plain["lambda1_per_step"])

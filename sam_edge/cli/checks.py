@@ -10,7 +10,7 @@ from typing import Any
 from sam_edge import options, records
 from sam_edge.cli import flags as cli_flags
 from sam_edge.curvature import registry
-from sam_edge.optim import optimizers
+from sam_edge.optim import optimizers, sam
 
 MAX_LANCZOS_STEPS = 500
 # Flags that may change between a checkpointed run and its resumption.
@@ -139,12 +139,13 @@ def accumulate_problems(f: Any) -> list[str]:
 
 def sam_problems(f: Any) -> list[str]:
   """The SAM flags together (`sam_options.problems`): variant and m-sharpness, micro-batches,
-  GSAM's ρ schedule; ESAM ranks the whole measured batch, so no --measure_chunk."""
+  the variant's own problems; a variant whose step is not defined over parts of the batch (ESAM
+  ranks the whole measured batch) takes no --measure_chunk."""
   from sam_edge.cli import settings  # pylint: disable=import-outside-toplevel  (imports jax)
   p = []
-  if f.sam == "esam" and f.measure_chunk is not None:
-    p.append("--measure_chunk does not combine with --sam=esam: its selection ranks the losses "
-             "of the whole measured batch")
+  if not sam.SAM_VARIANTS[f.sam].accumulates and f.measure_chunk is not None:
+    p.append(f"--measure_chunk does not combine with --sam={f.sam}: its step is defined on the "
+             "whole batch only (ESAM ranks the losses of the whole measured batch)")
   try:
     settings.sam_settings(f)
   except ValueError as e:

@@ -41,6 +41,7 @@ from sam_edge.curvature.objective import Objective
 from sam_edge.data import batching
 from sam_edge.optim import edges, schedules, thresholds, update
 from sam_edge.optim.optimizers import OptimizerSettings
+from sam_edge.optim.oracle import Oracle
 from sam_edge.optim.sam import SamSettings
 
 PyTree = Any
@@ -145,13 +146,16 @@ def prepare(loss: Objective, settings: MeasureSettings, params: PyTree, context:
   uses its stored g_v (or takes SAM's gradient on its every-k steps), Friendly-SAM the average
   m_t = λ m_{t−1} + (1 − λ) g of the stored m_{t−1} and the measured g, ESAM and Random-SAM the
   draws of step t's key. The measured loss already takes the micro-batches of
-  --accumulate_batches one at a time (`objective`), so the variant runs on it unsplit.
+  --accumulate_batches one at a time (`objective`), so the variant runs on it unsplit. The
+  variant's oracle carries L(w) and ∇L(w) (`oracle.Oracle.first`), so L and ∇L are at w for every
+  variant, those too that take no gradient at w when training (`variant`).
   """
   o = settings.optimizer
-  grads = update.sam_gradients(
-      lambda p, b: (loss.loss(p, b), {}), params, batch,
+  oracle = Oracle(lambda p, b: (loss.loss(p, b), {}), batch, 1, loss.example_losses)
+  grads = update.oracle_gradients(
+      dataclasses.replace(oracle, first=oracle.value_and_grad(params)), params,
       dataclasses.replace(settings.sam, micro_batches=1), state=context.sam_state,
-      step=context.step, key=context.sam_key, example_losses=loss.example_losses)
+      step=context.step, key=context.sam_key)
   grad, sam_grad, precondition = grads.grad, grads.sam_grad, None
   if settings.preconditioned:
     seen = (optax.tree.add_scale(grads.sam_grad, o.weight_decay, params) if o.weight_decay

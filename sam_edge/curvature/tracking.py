@@ -25,6 +25,7 @@ for the variants whose step takes ∇L(w + ε) on the whole batch (`oracle.Gradi
 LookSAM, ESAM (a subset's gradient) or m-sharpness groups.
 """
 
+import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -91,10 +92,10 @@ def tracked_update(loss_fn: Any, optimizer: optax.GradientTransformation, sam: S
   """`update.sam_update` with λ1 tracked: (new state, next tracker, {"loss", and `track`'s}).
   `keys` are the SAM variant's key of the step and the tracker's (`track_key`); the step's first
   gradient is the linearization's (module doc)."""
-  first, hvp = linearize(Oracle(loss_fn, batch, sam.micro_batches), state.params)
-  grads = update.sam_gradients(loss_fn, state.params, batch, sam, state=state.sam_state,
-                               step=state.step, key=keys[0], example_losses=example_losses,
-                               first=first)
+  oracle = Oracle(loss_fn, batch, sam.micro_batches, example_losses)
+  first, hvp = linearize(oracle, state.params)
+  grads = update.oracle_gradients(dataclasses.replace(oracle, first=first), state.params, sam,
+                                  state=state.sam_state, step=state.step, key=keys[0])
   tracker, out = track(hvp, state.params, grads, tracker, hvps, keys[1])
   return update.apply_gradients(optimizer, state, grads), tracker, {"loss": grads.loss, **out}
 

@@ -14,11 +14,15 @@ with its own statistics (L_j is micro-batch j's loss in train mode) and the runn
 the aux, move by the micro-batches' mean, s ← 0.9 s + 0.1 (1/k) Σ_j (μ_j, v_j), as m-sharpness
 groups do.
 
-Loss convention: `loss_fn(params, batch) -> (loss, aux)`, aux the new model state.
+Loss convention: `loss_fn(params, batch) -> (loss, aux)`, aux the new model state. The oracle
+may also carry the per-example losses `example_losses(params, batch) -> [B]` (ESAM asks for them)
+and `first`, (L(w), ∇L(w), aux) at the step's w when the caller has them already (the tracked
+training step's linearization, `curvature.tracking`): `first_gradient` hands them over instead of
+a pass.
 """
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -30,9 +34,11 @@ LossFn = Callable[[PyTree, PyTree], tuple[jax.Array, PyTree]]   # (params, batch
 
 
 class Gradients(NamedTuple):
-  """What one step computes before the base optimizer."""
-  loss: jax.Array      # L(w) on the batch
-  grad: PyTree         # ∇L(w)
+  """What one step computes before the base optimizer. loss, grad and aux are at w whenever the
+  oracle has `first`; without it a variant that takes no gradient at w may give them at the
+  point where it took its gradient, as its module says (measurements give `first`)."""
+  loss: jax.Array      # L(w) on the batch (see below)
+  grad: PyTree         # ∇L(w) (see below)
   sam_grad: PyTree     # what the base optimizer sees; the same object as `grad` when ρ = 0
   aux: PyTree          # the new model state, from the unperturbed pass
   sam_state: PyTree    # the SAM variant's next state ({} for the variants without one)
@@ -57,6 +63,8 @@ class Oracle:
   loss_fn: LossFn
   batch: PyTree
   micro_batches: int = 1
+  example_losses: Optional[Callable[[PyTree, PyTree], jax.Array]] = None   # (w, batch) -> [B]
+  first: Optional[tuple] = None      # (L(w), ∇L(w), aux) at the step's w, when known already
 
   def _over_batch(self, fn: Callable[[PyTree], PyTree]) -> PyTree:
     if self.micro_batches == 1:
@@ -70,6 +78,10 @@ class Oracle:
       (loss, aux), grad = jax.value_and_grad(self.loss_fn, has_aux=True)(params, batch)
       return loss, grad, aux
     return self._over_batch(one)
+
+  def first_gradient(self, params: PyTree) -> tuple[jax.Array, PyTree, PyTree]:
+    """(L(w), ∇L(w), aux) at the step's w: `first` when given, else one pass."""
+    return self.first if self.first is not None else self.value_and_grad(params)
 
   def grad(self, params: PyTree) -> PyTree:
     """∇L(w) (the aux of this pass is discarded)."""

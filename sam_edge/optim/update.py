@@ -1,7 +1,7 @@
 """Pure update steps: a SAM variant (`sam.SAM_VARIANTS`) in front of any base optimizer (plain
 descent when ρ = 0).
 
-    d = the variant's direction (`sam_steps`; ∇L(w + ε) for plain SAM),
+    d = the variant's direction (`variant`; ∇L(w + ε) for plain SAM),
     w, opt_state ← optimizer.update(d, opt_state, w)              (any optax base optimizer)
 
 ρ = 0 is decided at trace time (a Python float): it evaluates one gradient and hands ∇L itself to
@@ -25,13 +25,13 @@ the caller closes over the current model state. Perturbed passes discard their a
 state changes once per step.
 """
 
+import dataclasses
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from sam_edge.optim import sam_steps
 from sam_edge.optim.oracle import Gradients, LossFn, Oracle, mean_over
 from sam_edge.optim.sam import SamSettings
 
@@ -58,19 +58,6 @@ def init_state(params: PyTree, optimizer: optax.GradientTransformation,
                     {} if sam is None else sam.variant.init(params))
 
 
-def _variant_step(loss_fn: LossFn, params: PyTree, batch: PyTree, sam: SamSettings,
-                  state: PyTree, step: Any, key: Optional[jax.Array],
-                  example_losses: Optional[ExampleLosses], first: Optional[tuple] = None
-                  ) -> Gradients:
-  """The variant's step (`sam_steps`) on `batch` taken as one group."""
-  variant = sam.variant
-  take = variant.step or sam_steps.perturbed(variant.perturbation)
-  return take(sam_steps.Step(Oracle(loss_fn, batch, sam.micro_batches), params, sam.rho,
-                             sam.values, state, step, key,
-                             sam_steps.restriction(params, sam.perturbed), example_losses,
-                             sam.schedule, first, sam.phase))
-
-
 def num_groups(batch: PyTree, group_size: Optional[int]) -> int:
   """B/m, the number of m-sharpness groups (1 for group_size None or m = B); ValueError when the
   batch's leaves disagree on B, or m does not divide B."""
@@ -89,32 +76,38 @@ def num_groups(batch: PyTree, group_size: Optional[int]) -> int:
 def sam_gradients(loss_fn: LossFn, params: PyTree, batch: PyTree, sam: SamSettings, *,
                   state: Optional[PyTree] = None, step: Any = 0,
                   key: Optional[jax.Array] = None,
-                  example_losses: Optional[ExampleLosses] = None,
-                  first: Optional[tuple] = None) -> Gradients:
+                  example_losses: Optional[ExampleLosses] = None) -> Gradients:
+  """`oracle_gradients` with the oracle of `loss_fn` on `batch` (its micro-batches `sam`'s;
+  `example_losses` the per-example losses for ESAM)."""
+  return oracle_gradients(Oracle(loss_fn, batch, sam.micro_batches, example_losses), params, sam,
+                          state=state, step=step, key=key)
+
+
+def oracle_gradients(oracle: Oracle, params: PyTree, sam: SamSettings, *,
+                     state: Optional[PyTree] = None, step: Any = 0,
+                     key: Optional[jax.Array] = None) -> Gradients:
   """L(w), ∇L(w), the direction d the base optimizer sees, aux and the variant's next state
   (module doc), averaged over m-sharpness groups; with the whole batch as one group also ε and
   ∇L(w + ε) where the variant took them (`oracle.Gradients`).
 
   `state` is the variant's state ({} or None for none), `step` the step t being taken, `key` the
-  step's key (`sam_steps.step_key`) for the variants that draw at random, `example_losses` the
-  per-example losses for ESAM, `first` (L(w), ∇L(w), aux) on the whole batch when the caller has
-  them already (they replace the first pass; groups ignore it). ρ = 0 takes one gradient (over
-  the micro-batches) and groups play no part; group_size None or m = B is the variant on the
-  whole batch, the same program as without groups.
+  step's key (`sam_steps.step_key`) for the variants that draw at random; the oracle's `first`
+  (L(w), ∇L(w), aux on the whole batch) replaces the first pass (groups ignore it). ρ = 0 takes
+  one gradient (over the micro-batches) and groups play no part; group_size None or m = B is the
+  variant on the whole batch, the same program as without groups.
   """
   state = {} if state is None else state
   if sam.rho == 0:
-    loss, grad, aux = (first if first is not None
-                       else Oracle(loss_fn, batch, sam.micro_batches).value_and_grad(params))
+    loss, grad, aux = oracle.first_gradient(params)
     return Gradients(loss, grad, grad, aux, state)
-  n = num_groups(batch, sam.group_size)
+  direction = sam.variant.direction
+  n = num_groups(oracle.batch, sam.group_size)
   if n == 1:
-    return _variant_step(loss_fn, params, batch, sam, state, step, key, example_losses, first)
-  groups = jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]), batch)
-  return mean_over(lambda group: _variant_step(   # each group has its own ε: none kept
-      loss_fn, params, group, sam, state, step, key, example_losses)._replace(eps=None,
-                                                                             shifted=None),
-      groups)
+    return direction(sam, oracle, params, state, key, step)
+  groups = jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]), oracle.batch)
+  return mean_over(lambda group: direction(   # each group has its own ε: none kept
+      sam, dataclasses.replace(oracle, batch=group, first=None), params, state, key,
+      step)._replace(eps=None, shifted=None), groups)
 
 
 def apply_gradients(optimizer: optax.GradientTransformation, state: TrainState,

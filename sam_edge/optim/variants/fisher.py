@@ -1,0 +1,27 @@
+"""Fisher-SAM (Kim et al. 2022): ε = ρ f⁻¹⊙g/√(g·(f⁻¹⊙g)), f = 1 + η_f g⊙g the diagonal Fisher
+estimate from the batch gradient (Kim et al.'s approximation), d = ∇L(w + ε); 0 when g = 0.
+Edge: none known (None).
+"""
+
+from typing import Any
+
+from sam_edge import options
+from sam_edge.optim import variant
+
+FISHER_ETA = options.Option("fisher_eta", 1.0, "η_f of Fisher-SAM's diagonal Fisher estimate "
+                            "f = 1 + η_f g⊙g (Kim et al.'s code: 1).", check=options.non_negative)
+
+
+def perturbation(params: Any, grad: Any, rho: Any, values: Any) -> Any:
+  """ε = ρ f⁻¹⊙g / √(g·(f⁻¹⊙g)) (module doc)."""
+  import jax  # pylint: disable=import-outside-toplevel  (variant doc)
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+  scaled = jax.tree.map(lambda g: g / (1.0 + values["fisher_eta"] * g * g), grad)     # f⁻¹⊙g
+  root = jnp.sqrt(optax.tree.vdot(grad, scaled))
+  return optax.tree.scale(jnp.where(root > 0, rho / jnp.where(root > 0, root, 1.0), 0.0), scaled)
+
+
+VARIANT = variant.Variant(
+    "fisher", "Fisher-SAM: ε = ρf⁻¹⊙g/√(g·f⁻¹⊙g), f = 1 + --fisher_eta·g⊙g", (FISHER_ETA,),
+    "Fisher-SAM", variant.perturbed(perturbation), groups=True)
