@@ -80,8 +80,9 @@ def test_rho_zero_is_gradient_descent_exactly():
 PERTURBATIONS = {m.VARIANT.name: m.perturbation
                  for m in (normalized, unnormalized, adaptive, fisher)}
 GROUPED = tuple(k for k, v in SAM_VARIANTS.items() if v.groups)
-# gradients a step traces: LookSAM's cheap branch adds none, Random-SAM's smoothing one more
-TRACED = {**{kind: 2 for kind in SAM_VARIANTS}, "random": 3}
+# gradients a step traces: LookSAM's cheap branch adds none, Random-SAM's smoothing one more,
+# Momentum-SAM takes its one at w + ε only
+TRACED = {**{kind: 2 for kind in SAM_VARIANTS}, "random": 3, "msam": 1}
 
 
 def per_example(loss_fn):

@@ -14,6 +14,7 @@ g = ∇L(w) and ε_ρ(v) = ρ v/(‖v‖ + 1e-5), the base optimizer steps along
                   the batch whose loss rose most (Du et al. 2022)
     friendly      m ← λ m + (1−λ) g, ε = ε_ρ(g − σ m) (Li et al. 2024)
     random        δ ~ N(0, σ²I), ε = δ + ε_λρ(∇L(w + δ)) (Liu et al. 2022)
+    msam          ε = −ρ m/‖m‖, d = ∇L(w + ε), m ← μ m + d: one gradient (Becker et al. 2024)
 
 each one module of `variants/` (the interface: `variant`), one line of `SAM_VARIANTS` here. A zero
 gradient gives a zero perturbation, never NaN. ρ = 0 is the base optimizer alone for every variant
@@ -43,6 +44,7 @@ from sam_edge.optim.variants import (
     friendly,
     gsam,
     looksam,
+    msam,
     normalized,
     random_sam,
     unnormalized,
@@ -58,6 +60,7 @@ SAM_VARIANTS: dict[str, Variant] = {v.name: v for v in (
     esam.VARIANT,
     friendly.VARIANT,
     random_sam.VARIANT,
+    msam.VARIANT,
 )}
 
 
