@@ -76,6 +76,17 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         Option("resnet_width", 64, "k: ResNet18's channel widths are (k, 2k, 4k, 8k); 64 is the "
                "standard CIFAR ResNet-18, the taxonomy (Yang et al. 2021) sweeps k from 2 to 128.",
                check=at_least(1)),), batch_norm=True),
+    Architecture("ViT", "vit.ViT", tuple(Option(f"vit_{field}", default, f"ViT: {text}.",
+                                                check=at_least(1)) for field, default, text in (
+        ("patch_size", 4, "side p of its square patches (p must divide the image side)"),
+        ("depth", 12, "pre-LN Transformer encoder blocks L"),
+        ("width", 192, "token width d (a multiple of --vit_heads)"),
+        ("heads", 3, "attention heads h"),
+        ("mlp_width", 768, "hidden width m of each block's MLP (GELU)"))),
+        fit=lambda v, side, images: [line for bad, line in (
+            (v["vit_width"] % v["vit_heads"], f"--vit_width={v['vit_width']} must be a multiple "
+             f"of --vit_heads={v['vit_heads']}"), (side % v["vit_patch_size"], f"--vit_patch_size="
+             f"{v['vit_patch_size']} must divide the side of {images}")) if bad]),
 )
 BY_NAME: dict[str, Architecture] = {a.name: a for a in ARCHITECTURES}
 NAMES = tuple(BY_NAME)
