@@ -42,8 +42,9 @@ def tracked_steps(objective, params, batch, sam, hvps, eta, steps):
   step-0 measurement (the exact top eigenvector) as in a run: [(params, out)] of every step."""
   loss_fn = lambda p, b: (objective.loss(p, b), {})
   optimizer = optax.sgd(eta)
-  step = jax.jit(lambda s, t, k: tracking.tracked_update(loss_fn, optimizer, sam, s, batch, t,
-                                                         hvps, (k, k)))
+  oracle = Oracle(loss_fn, batch, sam.micro_batches)
+  step = jax.jit(lambda s, t, k: tracking.tracked_update(oracle, optimizer, sam, s, t, hvps,
+                                                         (k, k)))
   state = update.init_state(params, optimizer)
   _, v1, _ = top_eigenpair(objective, params, batch)
   tracker = tracking.refreshed(tracking.init_tracker(params),
@@ -120,8 +121,8 @@ def test_gradient_curvature_is_the_curvature_along_the_ascent_direction():
 def tracked_steps_of(loss_fn, params, batch, sam):
   """One tracked SAM step on plain descent from `params`: (new state, out)."""
   optimizer = optax.sgd(0.1)
-  state, _, out = tracking.tracked_update(loss_fn, optimizer, sam,
-                                          update.init_state(params, optimizer), batch,
+  state, _, out = tracking.tracked_update(Oracle(loss_fn, batch, sam.micro_batches), optimizer,
+                                          sam, update.init_state(params, optimizer),
                                           tracking.init_tracker(params), 2,
                                           (jax.random.PRNGKey(0),) * 2)
   return state, out

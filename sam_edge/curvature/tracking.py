@@ -85,14 +85,13 @@ def track(hvp: Callable[[PyTree], PyTree], params: PyTree, grads: Gradients, tra
   return {"vector": vector, "refresh": tracker["refresh"], "pending": jnp.zeros([], bool)}, out
 
 
-def tracked_update(loss_fn: Any, optimizer: optax.GradientTransformation, sam: SamSettings,
-                   state: update.TrainState, batch: PyTree, tracker: dict, hvps: int,
-                   keys: tuple[jax.Array, jax.Array], example_losses: Any = None
-                   ) -> tuple[update.TrainState, dict, dict]:
+def tracked_update(oracle: Oracle, optimizer: optax.GradientTransformation, sam: SamSettings,
+                   state: update.TrainState, tracker: dict, hvps: int,
+                   keys: tuple[jax.Array, jax.Array]) -> tuple[update.TrainState, dict, dict]:
   """`update.sam_update` with λ1 tracked: (new state, next tracker, {"loss", and `track`'s}).
-  `keys` are the SAM variant's key of the step and the tracker's (`track_key`); the step's first
-  gradient is the linearization's (module doc)."""
-  oracle = Oracle(loss_fn, batch, sam.micro_batches, example_losses)
+  `oracle` is the step's loss on its batch (`Oracle(loss_fn, batch, sam.micro_batches,
+  example_losses)`); `keys` are the SAM variant's key of the step and the tracker's
+  (`track_key`); the step's first gradient is the linearization's (module doc)."""
   first, hvp = linearize(oracle, state.params)
   grads = update.oracle_gradients(dataclasses.replace(oracle, first=first), state.params, sam,
                                   state=state.sam_state, step=state.step, key=keys[0])

@@ -15,6 +15,8 @@ takes effect when the warm-up ends. Without warm-up, ``constant`` returns η₀ 
 step, so ``optax.sgd(make_schedule("constant", η))`` takes bitwise the steps of ``optax.sgd(η)``.
 """
 
+from typing import Optional
+
 import jax.numpy as jnp
 import optax
 
@@ -31,17 +33,9 @@ def _boundary_steps(boundaries: tuple[float, ...], total_steps: int) -> list[int
   return steps
 
 
-def make_schedule(kind: str, base_lr: float, *, warmup_steps: int = 0,
-                  total_steps: int | None = None, boundaries: tuple[float, ...] = (0.5, 0.75),
-                  factor: float = 0.1) -> optax.Schedule:
-  """The schedule ``s -> η(s)`` of the module docstring (``s`` an int or a traced int array).
-
-  ``kind`` is "constant", "cosine" or "step"; ``base_lr`` is η₀ > 0 and ``warmup_steps`` W >= 0
-  (0: no warm-up). ``total_steps`` T is required for "cosine" (T > W) and "step" (T >= 1) and
-  ignored by "constant". "step" multiplies by ``factor`` (> 0) at the fractions b_i of T in
-  ``boundaries``. Raises ValueError for an unknown kind, a missing or too small ``total_steps``,
-  or a value out of range.
-  """
+def _check(kind: str, base_lr: float, warmup_steps: int, total_steps: Optional[int]) -> None:
+  """ValueError for an unknown kind, a base step size <= 0, W < 0, or a missing or too small T
+  (the checks every kind shares)."""
   if kind not in KINDS:
     raise ValueError(f"Unknown schedule {kind!r}; expected one of {KINDS}")
   if not base_lr > 0:
@@ -53,21 +47,42 @@ def make_schedule(kind: str, base_lr: float, *, warmup_steps: int = 0,
       raise ValueError(f"the {kind} schedule needs total_steps")
     if total_steps < 1:
       raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+
+
+def _main_schedule(kind: str, base_lr: float, warmup_steps: int, total_steps: Optional[int],
+                   step_rule: tuple[tuple[float, ...], float]) -> optax.Schedule:
+  """The schedule after the warm-up, counting from W; `step_rule` = (boundaries, factor) of
+  "step"."""
   if kind == "constant":
-    main = optax.constant_schedule(base_lr)
-  elif kind == "cosine":
+    return optax.constant_schedule(base_lr)
+  if kind == "cosine":
     if total_steps <= warmup_steps:
       raise ValueError(f"the cosine schedule needs total_steps ({total_steps}) > warmup_steps "
                        f"({warmup_steps})")
-    main = optax.cosine_decay_schedule(base_lr, total_steps - warmup_steps)
-  else:
-    if not factor > 0:
-      raise ValueError(f"the step schedule's factor must be positive, got {factor}")
-    scales: dict[int, float] = {}
-    for b in _boundary_steps(tuple(boundaries), total_steps):
-      shifted = max(b - warmup_steps, 0)          # the main schedule starts counting at W
-      scales[shifted] = scales.get(shifted, 1.0) * factor
-    main = optax.piecewise_constant_schedule(base_lr, scales)
+    return optax.cosine_decay_schedule(base_lr, total_steps - warmup_steps)
+  boundaries, factor = step_rule
+  if not factor > 0:
+    raise ValueError(f"the step schedule's factor must be positive, got {factor}")
+  scales: dict[int, float] = {}
+  for b in _boundary_steps(boundaries, total_steps):
+    shifted = max(b - warmup_steps, 0)          # the main schedule starts counting at W
+    scales[shifted] = scales.get(shifted, 1.0) * factor
+  return optax.piecewise_constant_schedule(base_lr, scales)
+
+
+def make_schedule(kind: str, base_lr: float, *, warmup_steps: int = 0,
+                  total_steps: int | None = None, boundaries: tuple[float, ...] = (0.5, 0.75),
+                  factor: float = 0.1) -> optax.Schedule:
+  """The schedule ``s -> η(s)`` of the module docstring (``s`` an int or a traced int array).
+
+  ``kind`` is "constant", "cosine" or "step"; ``base_lr`` is η₀ > 0 and ``warmup_steps`` W >= 0
+  (0: no warm-up). ``total_steps`` T is required for "cosine" (T > W) and "step" (T >= 1) and
+  ignored by "constant". "step" multiplies by ``factor`` (> 0) at the fractions b_i of T in
+  ``boundaries``. Raises ValueError for an unknown kind, a missing or too small ``total_steps``,
+  or a value out of range.
+  """
+  _check(kind, base_lr, warmup_steps, total_steps)
+  main = _main_schedule(kind, base_lr, warmup_steps, total_steps, (tuple(boundaries), factor))
   if warmup_steps == 0:
     return main
   warmup = optax.linear_schedule(base_lr / warmup_steps, base_lr, warmup_steps - 1)

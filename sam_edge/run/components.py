@@ -14,6 +14,7 @@ from sam_edge.curvature import measure, tracking
 from sam_edge.data import batching
 from sam_edge.data import order as order_lib
 from sam_edge.optim import sam_steps, update
+from sam_edge.optim.oracle import Oracle
 from sam_edge.optim.sam import SamSettings
 from sam_edge.run import devices, loop
 from sam_edge.run.problem import Problem
@@ -75,8 +76,8 @@ def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
   def tracked_step(state, measure_state, arrays, data_key, indices, constants):
     batch, loss_fn, losses, key = losses_of(state, arrays, data_key, indices, constants)
     new_state, tracker, out = tracking.tracked_update(
-        loss_fn, optimizer, sam, state, batch, measure_state["tracker"], track_hvps,
-        (key, tracking.track_key(data_key, state.step)), losses)
+        Oracle(loss_fn, batch, sam.micro_batches, losses), optimizer, sam, state,
+        measure_state["tracker"], track_hvps, (key, tracking.track_key(data_key, state.step)))
     measure_state = {**measure_state, "tracker": place.constrain_replicated(tracker)}
     return place.constrain_replicated(new_state), measure_state, out
 
