@@ -135,15 +135,17 @@ def test_batchnorm_and_schedule_resume_equals_uninterrupted(mock_mnist, tmp_path
 
 @pytest.mark.parametrize("variant", [["--sam=friendly", "--friendly_lambda=0.5"],
                                      ["--sam=random", "--random_sam_sigma=0.05"],
-                                     ["--sam=looksam", "--looksam_every=3"]])
+                                     ["--sam=looksam", "--looksam_every=3"],
+                                     ["--sam=msam", "--msam_momentum=0.5"]])
 def test_sam_variant_state_and_draws_resume_equals_uninterrupted(variant, mock_mnist, tmp_path,
                                                                    capsys):
   """Friendly-SAM's gradient average m is in the checkpoint; Random-SAM's δ is drawn from
   (seed, step), so a resumed run draws what the uninterrupted one drew; LookSAM's g_v is in the
-  checkpoint, and its SAM or reuse step is chosen on the host from the resumed step."""
+  checkpoint, and its SAM or reuse step is chosen on the host from the resumed step;
+  Momentum-SAM's buffer m is in the checkpoint."""
   check_resume_equals_uninterrupted(
       image_classification, IMAGE_TINY + [f"--tfds_data_dir={mock_mnist}", *variant], tmp_path)
-  if variant[0] == "--sam=friendly":
+  if variant[0] in ("--sam=friendly", "--sam=msam"):
     import jax
     _, arrays = final_arrays(tmp_path / "ck_b")
     m = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(arrays["state"])
