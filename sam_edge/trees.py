@@ -1,12 +1,10 @@
 """Pytree maths beside `optax.tree`: safe normalisation and alignment."""
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import optax
 
-PyTree = Any
+from sam_edge.pytree import PyTree
 
 
 def safe_normalize(tree: PyTree, eps: float = 0.0) -> tuple[PyTree, jax.Array]:

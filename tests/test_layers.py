@@ -15,7 +15,7 @@ from tests.helpers import REPO
 PACKAGE = REPO / "sam_edge"
 # Lower ranks sit below higher ones; a module may import its own package and packages of lower
 # rank only (two packages of the same rank never import each other).
-RANKS = {"options": 0, "errors": 1, "trees": 1, "records": 1,
+RANKS = {"options": 0, "pytree": 0, "errors": 1, "trees": 1, "records": 1,
          "data": 2, "models": 2,
          "optim": 3, "plots": 3,
          "curvature": 4,
@@ -26,7 +26,7 @@ RANKS = {"options": 0, "errors": 1, "trees": 1, "records": 1,
          "sweep": 9, "compare": 9, "verify": 9, "power_law": 9, "central_flow": 9, "evaluate": 9,
          "landscapes": 9, "results": 9,
          "landscape": 10}
-TOP_MODULES = {"errors", "trees", "records", "options"}
+TOP_MODULES = {"errors", "trees", "records", "options", "pytree"}
 ENTRY_MODULES = {"sweep", "compare", "verify", "power_law", "central_flow", "landscape",
                  "evaluate"}
 READER_MODULES = {"results"}      # for users' own scripts: `sam_edge.results.load`

@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 
 from sam_edge.curvature import lanczos, operators
+from sam_edge.pytree import PyTree
 
-PyTree = Any
 GRANULARITIES = ("module", "leaf")
 
 

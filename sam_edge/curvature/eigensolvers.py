@@ -3,14 +3,12 @@ parameter pytree, by Lanczos or by the reference's power/subspace iteration.
 """
 
 import dataclasses
-from typing import Any
 
 import jax
 from jax.flatten_util import ravel_pytree
 
 from sam_edge.curvature import hvp, lanczos, power
-
-PyTree = Any
+from sam_edge.pytree import PyTree
 
 
 @dataclasses.dataclass(frozen=True)

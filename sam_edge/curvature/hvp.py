@@ -8,12 +8,13 @@ and `operator`, the Hessian (or the preconditioned P^{-1/2} H P^{-1/2}) as a lin
 raveled parameter vector (`jax.flatten_util.ravel_pytree`), which the eigensolvers take.
 """
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 from jax.flatten_util import ravel_pytree
 
-PyTree = Any
+from sam_edge.pytree import PyTree
+
 LossFn = Callable[[PyTree, PyTree], jax.Array]
 MatVec = Callable[[jax.Array], jax.Array]
 

@@ -43,8 +43,8 @@ from sam_edge.optim import edges, schedules, thresholds, update
 from sam_edge.optim.optimizers import OptimizerSettings
 from sam_edge.optim.oracle import Oracle
 from sam_edge.optim.sam import SamSettings
+from sam_edge.pytree import PyTree
 
-PyTree = Any
 Record = dict[str, Any]
 # (params, model_state, batch, constants) -> (outputs, new model_state), and (outputs, batch) -> L
 Forward = Callable[[PyTree, PyTree, PyTree, PyTree], tuple[Any, PyTree]]

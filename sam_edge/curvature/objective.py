@@ -17,8 +17,7 @@ import jax.numpy as jnp
 
 from sam_edge.data import batching
 from sam_edge.models import losses
-
-PyTree = Any
+from sam_edge.pytree import PyTree
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,14 +7,13 @@ At an eigenvector of a simple top eigenvalue this is the gradient of λ1 itself 
 the central flow (Cohen, Damian et al., 2025) both read it.
 """
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import optax
 
 from sam_edge.curvature import hvp
-
-PyTree = Any
+from sam_edge.pytree import PyTree
 
 
 def curvature_gradient(loss_fn: Callable[[PyTree, PyTree], jax.Array], params: PyTree,

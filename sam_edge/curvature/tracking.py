@@ -26,7 +26,7 @@ LookSAM, ESAM (a subset's gradient) or m-sharpness groups.
 """
 
 import dataclasses
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,8 +37,8 @@ from sam_edge.curvature import lanczos
 from sam_edge.optim import update
 from sam_edge.optim.oracle import Gradients, Oracle
 from sam_edge.optim.sam import SamSettings
+from sam_edge.pytree import PyTree
 
-PyTree = Any
 KEY_TAG = 0x7ac
 
 

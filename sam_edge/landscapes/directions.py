@@ -17,7 +17,7 @@
     (1, 0) and θ_B at (c, 1) with c = ⟨θ_B − θ, d₁⟩ / ‖d₁‖². In 1-D, the line θ → θ_A alone.
 """
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +25,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from sam_edge.curvature import hvp, lanczos
+from sam_edge.pytree import PyTree
 
-PyTree = Any
 Loss = Callable[[PyTree, PyTree], jax.Array]     # (params, data) -> scalar training loss
 FILTER_EPSILON = 1e-10
 

@@ -21,9 +21,9 @@ import numpy as np
 
 from sam_edge import errors
 from sam_edge.landscapes import directions, figures, grid
+from sam_edge.pytree import PyTree
 from sam_edge.studies import trained
 
-PyTree = Any
 IMAGE_TASK = "image_classification"     # the task whose runs have evaluation-mode outputs
 
 

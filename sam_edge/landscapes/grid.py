@@ -11,12 +11,13 @@ data at once and the memory is that of `chunk` forward passes. θ, the direction
 are arguments of the compiled function, never constants baked into it.
 """
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
 
-PyTree = Any
+from sam_edge.pytree import PyTree
+
 Loss = Callable[[PyTree, PyTree], jax.Array]     # (params, data) -> scalar
 
 

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from sam_edge.models import precision
+from sam_edge.pytree import PyTree
 
-PyTree = Any
 Apply = Callable[[PyTree, Any], Any]      # (params, inputs) -> outputs
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import jax
 
-PyTree = Any
+from sam_edge.pytree import PyTree
+
 NORM_MODULE = re.compile(r"(?i)^(.*_)?(layer_?norm|batch_?norm|group_?norm|rms_?norm|bn)(_?\d+)?$")
 NORM_LEAVES = ("scale", "bias", "offset")
 

@@ -8,7 +8,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-PyTree = Any
+from sam_edge.pytree import PyTree
+
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 

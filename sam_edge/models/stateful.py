@@ -32,12 +32,13 @@ measurement cannot change the training trajectory. Train-mode statistics couple 
 a batch, so the measured batch must be the training batch as a whole, not chunks of it.
 """
 
-from typing import Any, Callable
+from typing import Callable
 
 import flax.linen as nn
 import jax
 
-PyTree = Any
+from sam_edge.pytree import PyTree
+
 Preprocess = Callable[[jax.Array], jax.Array]             # raw images -> float32 [B, H, W, C]
 
 

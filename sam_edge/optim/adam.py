@@ -7,13 +7,11 @@ stability"): the next Adam step from state (μ, ν, t) with incoming gradient d 
 and the *preconditioned sharpness* is the top eigenvalue of P^{-1/2} H P^{-1/2}.
 """
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import optax
 
-PyTree = Any
+from sam_edge.pytree import PyTree
 
 
 def find_adam_state(opt_state: PyTree) -> optax.ScaleByAdamState:

@@ -22,14 +22,14 @@ a pass.
 """
 
 import dataclasses
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 from sam_edge.data import batching
+from sam_edge.pytree import PyTree
 
-PyTree = Any
 LossFn = Callable[[PyTree, PyTree], tuple[jax.Array, PyTree]]   # (params, batch) -> (loss, aux)
 
 

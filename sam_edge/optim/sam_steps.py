@@ -27,8 +27,8 @@ import optax
 from sam_edge import trees
 from sam_edge.models import normalization
 from sam_edge.optim.oracle import Gradients, Oracle
+from sam_edge.pytree import PyTree
 
-PyTree = Any
 SAM_TAG = 0x73616d21     # b"sam!" as an integer: far above the epochs `batching` folds in
 SAM_NORM_EPS = 1e-5
 

@@ -34,8 +34,8 @@ import optax
 
 from sam_edge.optim.oracle import Gradients, LossFn, Oracle, mean_over
 from sam_edge.optim.sam import SamSettings
+from sam_edge.pytree import PyTree
 
-PyTree = Any
 ExampleLosses = Callable[[PyTree, PyTree], jax.Array]   # (params, batch) -> per-example losses
 
 

@@ -31,8 +31,8 @@ import dataclasses
 from typing import Any, Callable, Optional
 
 from sam_edge import options
+from sam_edge.pytree import PyTree
 
-PyTree = Any
 Direction = Callable[..., Any]     # (sam, oracle, params, state, key, step) -> oracle.Gradients
 
 

@@ -34,10 +34,9 @@ import jax
 
 from sam_edge import records
 from sam_edge.optim import update
+from sam_edge.pytree import PyTree
 from sam_edge.run import checksums, devices, library_noise, locks, loop
 from sam_edge.run.meta_json import decode_json, encode_json, progress_from_json, progress_to_json
-
-PyTree = Any
 
 DEFAULT_EVERY_MINUTES = 10.0
 MAX_TO_KEEP = 2

@@ -30,9 +30,8 @@ import numpy as np
 from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
 from sam_edge import records
+from sam_edge.pytree import PyTree
 from sam_edge.run import devices
-
-PyTree = Any
 
 KEY = "sha256"
 BODY = ("config", "progress")          # the meta's own content, besides the checksums

@@ -16,11 +16,10 @@ from sam_edge.data import order as order_lib
 from sam_edge.optim import sam_steps, update
 from sam_edge.optim.oracle import Oracle
 from sam_edge.optim.sam import SamSettings
+from sam_edge.pytree import PyTree
 from sam_edge.run import devices, loop
 from sam_edge.run.problem import Problem
 from sam_edge.run.settings import RunSettings
-
-PyTree = Any
 
 
 def batch_order(problem: Problem, batch_size: int) -> Any:

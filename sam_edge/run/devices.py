@@ -26,7 +26,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-PyTree = Any
+from sam_edge.pytree import PyTree
+
 AXIS = "data"
 
 

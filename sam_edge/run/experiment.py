@@ -7,7 +7,7 @@ parameters (`--params_output`) are written then, once.
 """
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import jax
 
@@ -15,6 +15,7 @@ from sam_edge import errors
 from sam_edge.curvature import measure
 from sam_edge.data import batching
 from sam_edge.optim import update
+from sam_edge.pytree import PyTree
 from sam_edge.run import (
   checkpoints,
   closing,
@@ -28,8 +29,6 @@ from sam_edge.run import (
 )
 from sam_edge.run.problem import Problem, keys
 from sam_edge.run.settings import RunSettings
-
-PyTree = Any
 
 
 def _sound_step(directory: str, log: Callable[[str], None]) -> Optional[int]:

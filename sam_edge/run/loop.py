@@ -18,9 +18,8 @@ import jax
 from sam_edge import records
 from sam_edge.curvature import registry
 from sam_edge.optim import update
+from sam_edge.pytree import PyTree
 from sam_edge.run import clock
-
-PyTree = Any
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,8 +26,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sam_edge import errors, records
+from sam_edge.pytree import PyTree
 
-PyTree = Any
 FORMAT = "sam_edge.params/1"
 META = "meta"
 

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from sam_edge.models import losses
+from sam_edge.pytree import PyTree
 
-PyTree = Any
 Forward = Callable[..., tuple[Any, PyTree]]        # (params, model_state, batch, constants, dtype)
 OutputLoss = Callable[[Any, PyTree], jax.Array]    # (outputs, batch) -> mean loss
 TrainLoss = Callable[[PyTree, PyTree, PyTree, PyTree], tuple[jax.Array, PyTree]]

@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam_edge.data import batching
+from sam_edge.pytree import PyTree
 
-PyTree = Any
 Loss = Callable[[PyTree, PyTree], jax.Array]        # (params, batch) -> mean training loss
 TS = (0.0, 0.25, 0.5, 0.75, 1.0)
 

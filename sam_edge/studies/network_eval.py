@@ -10,18 +10,16 @@ pass from zero running statistics returns s' = (1 − m)·(μ, v) with m = `resn
 (μ, v) = s' / (1 − m). Networks without BatchNorm have no statistics (`{}`).
 """
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from sam_edge import errors
 from sam_edge.data import batching
 from sam_edge.models import losses, resnet
+from sam_edge.pytree import PyTree
 from sam_edge.run.problem import Problem
 from sam_edge.studies import cka
 
-PyTree = Any
 METRICS = ("error", "loss")          # what E(t) measures on a split
 
 

@@ -24,17 +24,16 @@ pass (batch statistics).
 import dataclasses
 import os
 import types
-from typing import Any, Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import jax
 import numpy as np
 
 from sam_edge import errors, records
+from sam_edge.pytree import PyTree
 from sam_edge.run import params_file
 from sam_edge.run.problem import Problem, keys
 from sam_edge.studies import commands, sources
-
-PyTree = Any
 
 
 @dataclasses.dataclass(frozen=True)
