@@ -77,12 +77,12 @@ def test_one_gradient_per_step_and_its_point():
   grads = update.sam_gradients(counting, params, None, sam, state=state)
   assert len(calls) == 1
   shifted = W - RHO * (A @ W) / np.linalg.norm(A @ W)
-  np.testing.assert_allclose(grads.sam_grad["w"], A @ shifted, rtol=1e-5)
+  np.testing.assert_allclose(grads.direction["w"], A @ shifted, rtol=1e-5)
   np.testing.assert_allclose(grads.loss, 0.5 * shifted @ A @ shifted, rtol=1e-5)
   assert grads.eps is None
   oracle = Oracle(quadratic, None)
   with_first = update.oracle_gradients(
       Oracle(quadratic, None, first=oracle.value_and_grad(params)), params, sam, state=state)
   np.testing.assert_allclose(with_first.grad["w"], A @ W, rtol=1e-5)
-  np.testing.assert_allclose(with_first.sam_grad["w"], grads.sam_grad["w"], rtol=1e-6)
+  np.testing.assert_allclose(with_first.direction["w"], grads.direction["w"], rtol=1e-6)
   np.testing.assert_allclose(with_first.eps["w"], shifted - W, rtol=1e-5, atol=1e-6)

@@ -82,10 +82,10 @@ def test_gsam_rho_follows_the_step_size_schedule(x64):
   sam = SamSettings(rho, "gsam", hyper={"gsam_alpha": 0.0, "gsam_rho_schedule": rho_min},
                     schedule=schedule)
   got = update.sam_gradients(quadratic, {"w": jnp.asarray(W)}, None, sam, step=t)
-  np.testing.assert_allclose(got.sam_grad["w"], A @ sam_point(W, rho_t), rtol=1e-12)
+  np.testing.assert_allclose(got.direction["w"], A @ sam_point(W, rho_t), rtol=1e-12)
   # at step 0 ρ_t = ρ (η_0 = η_max)
   got = update.sam_gradients(quadratic, {"w": jnp.asarray(W)}, None, sam, step=0)
-  np.testing.assert_allclose(got.sam_grad["w"], A @ sam_point(W, rho), rtol=1e-12)
+  np.testing.assert_allclose(got.direction["w"], A @ sam_point(W, rho), rtol=1e-12)
 
 
 def test_looksam_two_steps_by_hand(x64):
@@ -158,7 +158,7 @@ def test_esam_perturbs_a_bernoulli_subset_rescaled(x64):
   batch = {"x": jnp.zeros((4, 1))}
   eps = [np.asarray(update.sam_gradients(loss, {"w": w}, batch, sam, step=t,
                                          key=sam_steps.step_key(KEY, t),
-                                         example_losses=per_example).sam_grad["w"] - w)
+                                         example_losses=per_example).direction["w"] - w)
          for t in (0, 1)]
   full = np.asarray(w) * rho / (np.linalg.norm(w) + 1e-5) / beta
   for e in eps:

@@ -124,9 +124,9 @@ def test_zero_gradient_never_gives_nan(kind):
   params, batch = {"w": jnp.zeros(2)}, {"x": jnp.zeros((4, 1))}
   grads = update.sam_gradients(quadratic, params, batch, SamSettings(0.5, kind),
                                **variant_inputs(kind, params, quadratic))
-  assert np.all(np.isfinite(grads.sam_grad["w"]))
+  assert np.all(np.isfinite(grads.direction["w"]))
   if kind in PERTURBATIONS:
-    assert np.all(grads.sam_grad["w"] == 0)
+    assert np.all(grads.direction["w"] == 0)
     hyper = {"asam_xi": 0.0} if kind == "adaptive" else {}
     values = SamSettings(0.5, kind, hyper=hyper).values
     assert np.all(PERTURBATIONS[kind](params, params, 0.5, values)["w"] == 0)
@@ -138,7 +138,7 @@ def test_sam_gradient_is_available_on_its_own():
       {"w": w})
   g = A @ w
   np.testing.assert_allclose(grads.grad["w"], g, rtol=1e-6)
-  np.testing.assert_allclose(grads.sam_grad["w"], A @ (w + 0.5 * g / (jnp.linalg.norm(g) + 1e-5)),
+  np.testing.assert_allclose(grads.direction["w"], A @ (w + 0.5 * g / (jnp.linalg.norm(g) + 1e-5)),
                              rtol=1e-6)
   assert grads.aux == {}
 
@@ -220,7 +220,8 @@ def hand_group_loop(loss_fn, params, batch, sam, m):
   group's ε and ∇L(w + ε) dropped, as the grouped step keeps none)."""
   size = batch["x"].shape[0]
   plain = jax.jit(lambda p, b: update.sam_gradients(
-      loss_fn, p, b, dataclasses.replace(sam, group_size=None))._replace(eps=None, shifted=None))
+      loss_fn, p, b, dataclasses.replace(sam, group_size=None))._replace(
+          eps=None, perturbed_grad=None))
   parts = [plain(params, jax.tree.map(lambda a: a[i:i + m], batch)) for i in range(0, size, m)]
   return jax.tree.map(lambda *xs: sum(xs) / len(xs), *parts)
 
@@ -236,7 +237,7 @@ def test_group_size_below_the_batch_is_a_loop_over_groups(x64, kind):
   plain = update.sam_gradients(regression, params, batch, SamSettings(0.2, kind))
   np.testing.assert_allclose(got.grad["W"], plain.grad["W"], rtol=1e-12)   # ∇L: the same mean
   np.testing.assert_allclose(got.loss, plain.loss, rtol=1e-12)
-  assert not np.allclose(got.sam_grad["W"], plain.sam_grad["W"], rtol=1e-3)  # per-group ε
+  assert not np.allclose(got.direction["W"], plain.direction["W"], rtol=1e-3)  # per-group ε
 
 
 def test_groups_are_scanned_not_vectorised():
@@ -300,7 +301,7 @@ def test_model_state_comes_from_the_unperturbed_pass_and_is_threaded(x64):
   state, _ = step(state, batch)
   state, _ = step(state, batch)
   sam_grad = jax.jit(lambda w, s: update.sam_gradients(
-      lambda p, b: model_loss(p, {"s": s}, b), w, batch, sam).sam_grad)
+      lambda p, b: model_loss(p, {"s": s}, b), w, batch, sam).direction)
   for _ in range(2):
     g = sam_grad(w, s)
     s = 0.5 * s + 0.5 * regression(w, batch)[1]["mean_pre"]

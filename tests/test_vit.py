@@ -68,8 +68,8 @@ def test_accumulated_batches_give_the_full_batch_gradients():
   loss = lambda p, b: (jnp.mean((model.apply(p, b["x"]) - b["y"]) ** 2), {})
   whole, split = (update.sam_gradients(loss, params, batch, SamSettings(0.1, micro_batches=k))
                   for k in (1, 4))
-  for a, b in zip(jax.tree.leaves((whole.loss, whole.grad, whole.sam_grad)),
-                  jax.tree.leaves((split.loss, split.grad, split.sam_grad)), strict=True):
+  for a, b in zip(jax.tree.leaves((whole.loss, whole.grad, whole.direction)),
+                  jax.tree.leaves((split.loss, split.grad, split.direction)), strict=True):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
 
 

@@ -156,10 +156,10 @@ def prepare(loss: Objective, settings: MeasureSettings, params: PyTree, context:
       dataclasses.replace(oracle, first=oracle.value_and_grad(params)), params,
       dataclasses.replace(settings.sam, micro_batches=1), state=context.sam_state,
       step=context.step, key=context.sam_key)
-  grad, sam_grad, precondition = grads.grad, grads.sam_grad, None
+  grad, sam_grad, precondition = grads.grad, grads.direction, None
   if settings.preconditioned:
-    seen = (optax.tree.add_scale(grads.sam_grad, o.weight_decay, params) if o.weight_decay
-            else grads.sam_grad)           # what the next step receives: g_SAM + wd·w
+    seen = (optax.tree.add_scale(grads.direction, o.weight_decay, params) if o.weight_decay
+            else grads.direction)           # what the next step receives: g_SAM + wd·w
     precondition = o.entry.preconditioner(context.opt_state, seen, o.values)
     inv_sqrt = jax.tree.map(jax.lax.rsqrt, precondition)
     grad = jax.tree.map(jnp.multiply, inv_sqrt, grad)

@@ -79,7 +79,7 @@ def track(hvp: Callable[[PyTree], PyTree], params: PyTree, grads: Gradients, tra
   if grads.eps is not None:
     norm2 = optax.tree.vdot(grads.eps, grads.eps)
     out["gradient_curvature"] = jnp.where(
-        norm2 > 0, optax.tree.vdot(grads.eps, optax.tree.sub(grads.shifted, grads.grad))
+        norm2 > 0, optax.tree.vdot(grads.eps, optax.tree.sub(grads.perturbed_grad, grads.grad))
         / jnp.where(norm2 > 0, norm2, 1.0), 0.0)
   vector = jnp.where(tracker["pending"], tracker["refresh"], lanczos.power_step(s))
   return {"vector": vector, "refresh": tracker["refresh"], "pending": jnp.zeros([], bool)}, out

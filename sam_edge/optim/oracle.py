@@ -39,11 +39,11 @@ class Gradients(NamedTuple):
   point where it took its gradient, as its module says (measurements give `first`)."""
   loss: jax.Array      # L(w) on the batch (see below)
   grad: PyTree         # ∇L(w) (see below)
-  sam_grad: PyTree     # what the base optimizer sees; the same object as `grad` when ρ = 0
+  direction: PyTree    # d, what the base optimizer steps along; the same object as `grad` at ρ = 0
   aux: PyTree          # the new model state, from the unperturbed pass
   sam_state: PyTree    # the SAM variant's next state ({} for the variants without one)
   eps: PyTree = None       # ε, where the step took ∇L(w + ε) on the whole batch (else None)
-  shifted: PyTree = None   # that ∇L(w + ε) (`curvature.tracking` reads ε and it for free)
+  perturbed_grad: PyTree = None   # that ∇L(w + ε) (`curvature.tracking` reads it and ε free)
 
 
 def mean_over(fn: Callable[[PyTree], PyTree], pieces: PyTree) -> PyTree:

@@ -10,8 +10,8 @@ normalisation layers, `models.normalization`):
   perturbed  ε = R ε_var(w, R g),  d = ∇L(w + ε)                                    2 gradients
 
 g is the oracle's `first` when the caller has it (`curvature.tracking`); the directions that take
-∇L(w + ε) on the whole batch also return ε and it (`Gradients.eps`, `.shifted`), which give the
-curvature along ε for free.
+∇L(w + ε) on the whole batch also return ε and it (`Gradients.eps`, `.perturbed_grad`), which
+give the curvature along ε for free.
 
 The random draws (ESAM's M, Random-SAM's δ₀) come from the step's key `step_key(data key, t)`,
 a pure function of (seed, step): a resumed run draws what an uninterrupted one does, and a
@@ -80,5 +80,5 @@ def perturbed_direction(perturbation: Callable[..., PyTree], sam: Any, oracle: O
   restrict = restriction(params, sam.perturbed)
   loss, g, aux = oracle.first_gradient(params)
   eps = restrict(perturbation(params, restrict(g), sam.rho, sam.values))
-  shifted = oracle.grad(optax.tree.add(params, eps))
-  return Gradients(loss, g, shifted, aux, state, eps, shifted)
+  perturbed_grad = oracle.grad(optax.tree.add(params, eps))
+  return Gradients(loss, g, perturbed_grad, aux, state, eps, perturbed_grad)

@@ -107,14 +107,14 @@ def oracle_gradients(oracle: Oracle, params: PyTree, sam: SamSettings, *,
   groups = jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]), oracle.batch)
   return mean_over(lambda group: direction(   # each group has its own ε: none kept
       sam, dataclasses.replace(oracle, batch=group, first=None), params, state, key,
-      step)._replace(eps=None, shifted=None), groups)
+      step)._replace(eps=None, perturbed_grad=None), groups)
 
 
 def apply_gradients(optimizer: optax.GradientTransformation, state: TrainState,
                     grads: Gradients) -> TrainState:
-  """The base optimizer's step along grads.sam_grad; the model state becomes grads.aux, the
+  """The base optimizer's step along grads.direction; the model state becomes grads.aux, the
   variant's state grads.sam_state, and the step advances."""
-  updates, opt_state = optimizer.update(grads.sam_grad, state.opt_state, state.params)
+  updates, opt_state = optimizer.update(grads.direction, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   return TrainState(params, opt_state, state.step + 1, grads.aux, grads.sam_state)
 

@@ -35,8 +35,8 @@ def direction(sam: Any, oracle: Any, params: Any, state: Any, key: Any, step: An
   loss, g, aux = oracle.first_gradient(params)
   m = jax.tree.map(lambda m, gi: lam * m + (1.0 - lam) * gi, state["m"], g)
   eps = sam_steps.ascent(sam, params, jax.tree.map(lambda gi, mi: gi - sigma * mi, g, m))
-  shifted = oracle.grad(optax.tree.add(params, eps))
-  return oracles.Gradients(loss, g, shifted, aux, {"m": m}, eps, shifted)
+  perturbed_grad = oracle.grad(optax.tree.add(params, eps))
+  return oracles.Gradients(loss, g, perturbed_grad, aux, {"m": m}, eps, perturbed_grad)
 
 
 VARIANT = variant.Variant(

@@ -30,8 +30,8 @@ def direction(sam: Any, oracle: Any, params: Any, state: Any, key: Any, step: An
                                 sam_steps.leaf_keys(sam_steps.need_key(key), params), params))
   smoothed = oracle.grad(optax.tree.add(params, delta))
   eps = optax.tree.add(delta, sam_steps.ascent(sam, params, smoothed, lam * sam.rho))
-  shifted = oracle.grad(optax.tree.add(params, eps))
-  return oracles.Gradients(loss, g, shifted, aux, state, eps, shifted)
+  perturbed_grad = oracle.grad(optax.tree.add(params, eps))
+  return oracles.Gradients(loss, g, perturbed_grad, aux, state, eps, perturbed_grad)
 
 
 VARIANT = variant.Variant(
