@@ -54,7 +54,7 @@ def test_sam_on_perturbs_exactly_the_layernorms():
   assert all("LayerNorm" in m and m.endswith(("['scale']", "['bias']")) for m in marked)
   loss = lambda p, batch: (jnp.mean((model.apply(p, batch["x"]) - batch["y"]) ** 2), {})
   sam = SamSettings(0.1, perturbed="normalization")
-  out = update.sam_gradients(loss, params, {"x": x, "y": y}, sam)
+  out = jax.jit(lambda p, b: update.sam_gradients(loss, p, b, sam))(params, {"x": x, "y": y})
   moved = jax.tree.map(lambda e: bool(jnp.any(e != 0)), out.eps)
   assert jax.tree.leaves(moved) == jax.tree.leaves(normalization.mask(params))
 
@@ -66,8 +66,8 @@ def test_accumulated_batches_give_the_full_batch_gradients():
   batch = {"x": x, "y": jax.nn.one_hot(jnp.arange(8) % 3, 3)}
   params = model.init(KEY, x)
   loss = lambda p, b: (jnp.mean((model.apply(p, b["x"]) - b["y"]) ** 2), {})
-  whole, split = (update.sam_gradients(loss, params, batch, SamSettings(0.1, micro_batches=k))
-                  for k in (1, 4))
+  whole, split = (jax.jit(lambda p, b, k=k: update.sam_gradients(
+      loss, p, b, SamSettings(0.1, micro_batches=k)))(params, batch) for k in (1, 4))
   for a, b in zip(jax.tree.leaves((whole.loss, whole.grad, whole.direction)),
                   jax.tree.leaves((split.loss, split.grad, split.direction)), strict=True):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
