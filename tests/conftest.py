@@ -18,14 +18,12 @@ os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
 import jax  # noqa: E402,F401  (after the environment is set)
 import pytest  # noqa: E402
-import tensorflow_datasets as tfds  # noqa: E402
 
 from sam_edge.cli import compilation_cache  # noqa: E402
 from tests.helpers import (  # noqa: E402
-  NUM_MOCK,
   SHARED_DATA,
+  mocked_tfds,
   tiny_sweep_args,
-  write_mock_metadata,
 )
 
 compilation_cache.configure(None, "tests")      # the folder above,
@@ -160,9 +158,5 @@ def corpus(shared_data, tmp_path_factory):
 @pytest.fixture
 def mock_mnist(tmp_path):
   """A TFDS data dir for MNIST, with TFDS mocked to NUM_MOCK random examples per split."""
-  data_dir = tmp_path / "tfds"
-  data_dir.mkdir()
-  write_mock_metadata("mnist", data_dir)
-  with tfds.testing.mock_data(num_examples=NUM_MOCK, data_dir=str(data_dir),
-                              policy=tfds.testing.MockPolicy.USE_FILES):
+  with mocked_tfds("mnist", tmp_path) as data_dir:
     yield data_dir

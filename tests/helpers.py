@@ -2,6 +2,7 @@
 and dense references (Hessians, matrices with known spectra). Fixtures live in conftest.py and
 use these; test modules import from here, never from conftest."""
 
+import contextlib
 import pathlib
 import pickletools
 
@@ -55,6 +56,18 @@ def tiny_sweep_args(tfds_dir) -> list[str]:
           "--mlp_depth=2", "--mini_training_set_num_batches=4", "--mini_test_set_num_batches=2",
           "--max_steps=20", "--step_size=0.05", "--measure_every_steps=10",
           "--lanczos_max_steps=5"]
+
+
+@contextlib.contextmanager
+def mocked_tfds(name: str, folder: pathlib.Path):
+  """`folder/tfds`, a TFDS data dir for the dataset `name` with TFDS mocked (inside the block)
+  to NUM_MOCK random examples per split."""
+  data_dir = folder / "tfds"
+  data_dir.mkdir()
+  write_mock_metadata(name, data_dir)
+  with tfds.testing.mock_data(num_examples=NUM_MOCK, data_dir=str(data_dir),
+                              policy=tfds.testing.MockPolicy.USE_FILES):
+    yield data_dir
 
 
 def write_mock_metadata(name: str, data_dir: pathlib.Path) -> None:

@@ -2,9 +2,7 @@
 with BatchNorm, CIFAR-10/100 and SVHN, augmentation, label noise, label smoothing, schedules and
 test curves; BatchNorm statistics move once per step and never in a measurement."""
 
-import contextlib
 import dataclasses
-import pathlib
 import pickle
 
 import jax
@@ -12,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import tensorflow_datasets as tfds
 
 import image_classification as ic
 from sam_edge.cli import main as cli
@@ -29,21 +26,12 @@ from tests.helpers import (
   RESNET_MEASURED,
   RESNET_RECIPE,
   TinyBatchNormNet,
-  write_mock_metadata,
 )
+from tests.helpers import mocked_tfds as mocked
 
 NO_PDFS = ["--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
            "--loss_curve_output=", "--density_output=", "--curvature_output="]
 
-
-@contextlib.contextmanager
-def mocked(name: str, folder: pathlib.Path):
-  data_dir = folder / "tfds"
-  data_dir.mkdir()
-  write_mock_metadata(name, data_dir)
-  with tfds.testing.mock_data(num_examples=NUM_MOCK, data_dir=str(data_dir),
-                              policy=tfds.testing.MockPolicy.USE_FILES):
-    yield data_dir
 
 
 def run(args: list[str]) -> int:

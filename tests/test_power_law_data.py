@@ -9,12 +9,11 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from sam_edge import power_law
 from sam_edge.data import idx
 from sam_edge.linear_sgd import inputs, tables
-from tests.helpers import NUM_MOCK, write_mock_metadata
+from tests.helpers import NUM_MOCK, mocked_tfds
 
 HOUR_FEATURES = ("season", "yr", "mnth", "hr", "holiday", "weekday", "workingday", "weathersit",
                  "temp", "atemp", "hum", "windspeed")
@@ -181,11 +180,7 @@ def test_a_bad_csv_is_one_line_and_exit_code_2(tmp_path, capsys, contents, flags
 @pytest.fixture
 def mock_cifar10(tmp_path):
   """A TFDS data dir for CIFAR-10, TFDS mocked to NUM_MOCK random examples per split."""
-  data_dir = tmp_path / "tfds"
-  data_dir.mkdir()
-  write_mock_metadata("cifar10", data_dir)
-  with tfds.testing.mock_data(num_examples=NUM_MOCK, data_dir=str(data_dir),
-                              policy=tfds.testing.MockPolicy.USE_FILES):
+  with mocked_tfds("cifar10", tmp_path) as data_dir:
     yield data_dir
 
 
