@@ -5,7 +5,8 @@ parse fails here, with the file and line of the command.
 Commands are read from fenced code blocks (a trailing `\\` continues a line, `#` starts a
 comment) and from inline code spans. What is checked, token by token after `python -m MODULE`:
 * `--name=value`, `--name value`, `--name`, `--noname`: the flag exists; its value parses (each
-  alternative of `a|b`, and for a sweep's run flags each comma-separated value of an axis). A
+  alternative of `a|b`, and for a sweep's run flags each value of an axis, as the sweep splits
+  them: `studies.grid.parse`). A
   metavariable value (`DIR`, `N`, `FILE.json`, `<id>`, `${VAR}`) is not parsed.
 * `[...]` around a token is a usage synopsis: the brackets are dropped. `...` stands for more.
 * The entry points take no positional arguments; the other commands take paths. `--help`,
@@ -27,6 +28,7 @@ from absl import flags
 
 from sam_edge.cli import compilation_cache
 from sam_edge.cli import main as cli
+from sam_edge.studies import grid
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ENTRY_POINTS = ("image_classification", "transformer")
@@ -108,22 +110,18 @@ def flag_values(module: str) -> flags.FlagValues:
   return fv
 
 
-def _value_problem(flag: flags.Flag, value: str, axis: bool) -> Optional[str]:
+def _value_problem(flag: flags.Flag, value: str) -> Optional[str]:
   if _METAVARIABLE.match(value) or "..." in value:
     return None
-  values = value.split("|")
-  if axis and not isinstance(flag, flags.MultiFlag) and flag.parser.flag_type() != "list":
-    values = [v for part in values for v in re.split(r"(?<!\\),", part)]
-  for v in values:
+  for v in value.split("|"):
     try:
-      flag.parse(v.replace("\\,", ","))
+      flag.parse(v)
     except flags.Error as e:
       return f"--{flag.name}={v}: {e}"
   return None
 
 
-def problems(fv: flags.FlagValues, args: tuple[str, ...], *, positional: bool,
-             axes: bool = False) -> list[str]:
+def problems(fv: flags.FlagValues, args: tuple[str, ...], *, positional: bool) -> list[str]:
   """One line per argument of `args` that `fv` would refuse (see the module docstring)."""
   found, words = [], [w.strip("[]") for w in args]
   i = 0
@@ -150,7 +148,7 @@ def problems(fv: flags.FlagValues, args: tuple[str, ...], *, positional: bool,
         found.append(f"--{name} needs a value")
         continue
       value, i = words[i], i + 1
-    problem = _value_problem(flag, value or "true", axes) if (has_value or not flag.boolean) \
+    problem = _value_problem(flag, value or "true") if (has_value or not flag.boolean) \
         else None
     if problem:
       found.append(problem)
@@ -173,10 +171,22 @@ def command_problems(command: Command) -> list[str]:
   entries = run[0].strip("[]").split("|") if run and "..." not in run[0] else []
   for entry in entries:
     if entry in ENTRY_POINTS:
-      found += problems(flag_values(entry), tuple(run[1:]), positional=False, axes=True)
+      found += _run_problems(flag_values(entry), [w.strip("[]") for w in run[1:]])
     else:
       found.append(f"after `--`: {entry!r} is not an entry point")
   return found
+
+
+def _run_problems(fv: flags.FlagValues, args: list[str]) -> list[str]:
+  """A sweep's run flags read as the sweep reads them (`studies.grid.parse`): the arguments
+  passed through, and each value of each axis as `--flag=value`."""
+  try:
+    axes, template = grid.parse([a for a in args if "..." not in a])
+  except grid.GridError as e:
+    return [str(e)]
+  passed = tuple(a for a in template if isinstance(a, str))
+  return problems(fv, passed + tuple(f"--{axis.flag}={v}" for axis in axes for v in axis.values),
+                  positional=False)
 
 
 def all_commands() -> list[Command]:
