@@ -10,7 +10,10 @@ main thread waits in short, interruptible joins:
   * a first signal once training has produced something asks the loop to stop after the current
     step (`stop`), after which the job writes every output;
   * a second signal exits at once with one line naming the outputs that exist (exit 130/143);
-    a repeat within REPEAT_S seconds is taken for a duplicate delivery of the first.
+    a repeat within REPEAT_S seconds is taken for a duplicate delivery of the first, and so is
+    one within ORPHAN_REPEAT_S seconds when both came after this process's parent died: Linux
+    delivers a parent-death signal (`PR_SET_PDEATHSIG`, which a sweep asks for) more than once,
+    and on a loaded machine the main thread may run the copies' handlers seconds apart.
 
 Exceptions of the job are re-raised in the main thread, with their traceback.
 """
@@ -30,6 +33,8 @@ POLL_S = 0.1
 # One signal can arrive several times within microseconds (Linux sends a parent-death signal once
 # per thread of the child); a repeat sooner than this is that, not a second Ctrl-C.
 REPEAT_S = 0.25
+# After the parent died, the copies of its death signal are taken for one for this long.
+ORPHAN_REPEAT_S = 5.0
 
 
 class Supervisor:
@@ -48,6 +53,8 @@ class Supervisor:
     self.cleanup: Callable[[], None] = lambda: None
     self._signals = 0
     self._last_signal = -float("inf")
+    self._parent = os.getppid()
+    self._orphaned_signal = False
     self._err = err or (lambda line: print(line, file=sys.stderr, flush=True))
 
   def mark_computed(self) -> None:
@@ -65,9 +72,12 @@ class Supervisor:
   def on_signal(self, signum: int, frame: Any = None) -> None:
     reason = REASONS.get(signum, "interrupted")
     now = time.monotonic()
-    if now - self._last_signal < REPEAT_S:
+    orphaned = os.getppid() != self._parent
+    window = ORPHAN_REPEAT_S if orphaned and self._orphaned_signal else REPEAT_S
+    if now - self._last_signal < window:
       return
     self._last_signal = now
+    self._orphaned_signal = orphaned
     self._signals += 1
     if self._signals == 1 and self.computed:
       self.stop.set(reason)
