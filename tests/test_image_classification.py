@@ -32,7 +32,7 @@ PDF_FLAGS = ("eigs_curve_output", "eigs_se_only_output", "alignment_curve_output
              "loss_curve_output")
 RECORD_KEYS = {"step", "time", "seconds", "eigenvalues", "residuals", "hvps", "two_over_eta",
                "sam_edge", "grad_norm", "loss", "g_alignment", "sg_alignment", "converged",
-               "eigenvalue_kind", "operator", "edge", "edge_label", "step_size"}
+               "eigenvalue_kind", "operator", "edge", "edge_label", "step_size", "epoch"}
 SMALL_MLP = ["--nn_architecture=MLP", "--mlp_width=16", "--mlp_depth=2"]
 # One block keeps compilation short on 2 cores. The random mock images give this CNN a top
 # Hessian eigenvalue in the 1e4..1e6 range, so its step size is small enough to stay finite.

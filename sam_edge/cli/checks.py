@@ -55,6 +55,8 @@ def common_problems(f: Any) -> list[str]:
       (0 <= f.seed < 2**32, f"--seed must be between 0 and 2**32 - 1, got {f.seed}"),
       (f.eval_every_steps is None or f.eval_every_steps >= 1,
        f"--eval_every_steps must be at least 1, got {f.eval_every_steps}"),
+      (_finite(f.validation_fraction) and 0 <= f.validation_fraction < 1,
+       f"--validation_fraction must lie in [0, 1), got {f.validation_fraction}"),
   ]
   p += [message for ok, message in checks if not ok]
   p += options.problems(tuple(cli_flags.table_options()), lambda name: f[name].value)

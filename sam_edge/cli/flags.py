@@ -89,6 +89,11 @@ def _define_batch_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
   on = {"flag_values": fv}
   flags.DEFINE_integer("batch_size", defaults.batch_size,
                        "Examples per step (the whole training set: full batch).", **on)
+  flags.DEFINE_float("validation_fraction", 0.0, "Hold out this fraction p of the training set "
+                     "as a validation split, never trained on nor measured: images stratified by "
+                     "class and drawn from --seed (before --label_noise: clean labels), text the "
+                     "last p of the training text. Evaluations then record validation_loss and "
+                     "validation_error too.", **on)
   flags.DEFINE_enum("batch_order", defaults.batch_order, list(order.ORDERS),
                     "Which examples each step takes, a pure function of (seed, step): reference "
                     "(the reference's order: images in stored order, unshuffled, repeated; text "
@@ -103,6 +108,8 @@ def _define_loop_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
                      **on)
   flags.DEFINE_integer("max_steps", None, "Stop after this many steps (default: time limit only).",
                        **on)
+  flags.DEFINE_integer("num_epochs", None, "Stop after this many epochs: --max_steps = N · "
+                       "⌊training examples / --batch_size⌋ (the time limit still applies).", **on)
   flags.DEFINE_integer("seed", 0, "Seed of everything random: initialisation, batches, solver.",
                        **on)
   _define_checkpoint_flags(fv)
@@ -115,6 +122,8 @@ def _define_schedule_flags(fv: flags.FlagValues) -> None:
                     "step (× --lr_step_factor at each fraction --lr_step_boundaries of "
                     "--max_steps); edges use the step size of the current step.", **on)
   flags.DEFINE_integer("warmup_steps", 0, "Linear warm-up: η(s) = η (s + 1)/W for s < W.", **on)
+  flags.DEFINE_float("warmup_epochs", None, "--warmup_steps in epochs (rounded to whole steps).",
+                     **on)
   flags.DEFINE_list("lr_step_boundaries", ["0.5", "0.75"], "Fractions of --max_steps where "
                     "--lr_schedule=step multiplies the step size by --lr_step_factor.", **on)
   flags.DEFINE_float("lr_step_factor", 0.1, "The multiplier of --lr_schedule=step.", **on)
@@ -142,9 +151,13 @@ def _define_measurement_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
   flags.DEFINE_integer("measure_every_steps", None,
                        "Measure every N steps (first at step 0) instead of --hessian_check_gap.",
                        **on)
-  flags.DEFINE_integer("eval_every_steps", None, "Test metrics (test error and test loss) every "
-                       "N steps, first at step 0; recorded under `evaluations` and drawn in "
-                       "--eval_curve_output.", **on)
+  flags.DEFINE_integer("eval_every_steps", None, "Held-out metrics (validation when "
+                       "--validation_fraction > 0, and test: error, loss, top-5 error with 10 "
+                       "classes or more) and the mean training loss of the steps since the last "
+                       "evaluation, every N steps, first at step 0; recorded under `evaluations` "
+                       "and drawn in --eval_curve_output.", **on)
+  flags.DEFINE_float("eval_every_epochs", None, "--eval_every_steps in epochs (rounded to whole "
+                     "steps).", **on)
   flags.DEFINE_integer("measure_examples", None, "Measure on the first N training examples "
                        "(windows for the transformer) instead of the current batch.", **on)
   flags.DEFINE_integer("measure_chunk", None, "Take measurements C examples at a time, summing "

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from absl import flags, logging
 
 from sam_edge import errors, options
-from sam_edge.cli import checks, compilation_cache, help_text
+from sam_edge.cli import checks, compilation_cache, epochs, help_text
 from sam_edge.cli import flags as cli_flags
 from sam_edge.tasks.task import Task
 
@@ -112,10 +112,11 @@ def start_devices(prog: str, f: flags.FlagValues) -> Optional[int]:
 
 def problems(task: Task, f: flags.FlagValues) -> list[str]:
   """Every problem with the flags, before anything is loaded or compiled: fills in the task's
-  flag-dependent defaults, checks the shared and the task's flags, then (when those are sound)
-  the task's input files."""
+  flag-dependent defaults and the step flags of budgets in epochs (`epochs`), checks the shared
+  and the task's flags, then (when those are sound) the task's input files."""
   task.resolve_defaults(f)
-  found = checks.common_problems(f) + task.problems(f)
+  found = epochs.resolve(f, task.train_examples)
+  found += checks.common_problems(f) + task.problems(f)
   return found or task.input_problems(f)
 
 

@@ -197,6 +197,9 @@ def _final(run: _Prepared, reason: str, evaluation: Optional[dict] = None) -> di
   if reason == "diverged":             # the first step whose training loss is not finite
     steps = progress.losses["step"][-1]
   final = {"steps": steps, **final, **evaluation}
+  if run.parts.steps_per_epoch:
+    final["steps_per_epoch"] = run.parts.steps_per_epoch
+    final["epochs"] = steps / run.parts.steps_per_epoch
   if reason == "diverged":
     final["diverged_at_step"] = steps
   final["unconverged_measurements"] = sum(not r.get("converged", True)

@@ -60,6 +60,7 @@ class Components:
   data_key: jax.Array
   measure_key: jax.Array
   evaluate: Optional[Callable[[update.TrainState], dict]] = None   # -> {"test_error": x, ...}
+  steps_per_epoch: Optional[int] = None   # ⌊training examples / B⌋: records carry their epoch
 
 
 class StopFlag:
@@ -75,8 +76,10 @@ class StopFlag:
 
 def format_evaluation(e: dict) -> str:
   values = " | ".join(f"{k} {v:.6g}" for k, v in e.items()
-                      if k not in ("step", "time", "seconds") and isinstance(v, float))
-  return f"evaluate step {e['step']} | t {e['time']:.1f}s | {values} | {e['seconds']:.2f}s"
+                      if k not in ("step", "time", "seconds", "epoch") and isinstance(v, float))
+  epoch = f" (epoch {e['epoch']:.4g})" if "epoch" in e else ""
+  return (f"evaluate step {e['step']}{epoch} | t {e['time']:.1f}s | {values} | "
+          f"{e['seconds']:.2f}s")
 
 
 def to_host_record(record: dict, step: int, train_time: float, seconds: float) -> dict:
@@ -180,7 +183,22 @@ class _Loop:
     return None
 
   def _evaluate(self) -> dict:
-    return self.c.evaluate(self.state)
+    """The held-out metrics and `train_loss`, the mean of the per-step training losses of the
+    steps since the last evaluation (each on its own batch, at the parameters before its
+    update): the training loss on the batches seen since then (none at the first one)."""
+    values = dict(self.c.evaluate(self.state))
+    seen = self._losses_since(self.progress.last_eval_step)
+    if seen:
+      values["train_loss"] = sum(seen) / len(seen)
+    return values
+
+  def _losses_since(self, first: int) -> list[float]:
+    """The recorded training losses of the steps `first`..step − 1 (settled)."""
+    steps, losses = self.progress.losses["step"], self.progress.losses["loss"]
+    i = len(steps)
+    while i > 0 and steps[i - 1] >= max(first, 0):
+      i -= 1
+    return losses[i:] if first >= 0 else []
 
   def _measure(self) -> dict:
     batch = self.c.batch(self.c.train_arrays, self.c.data_key, self.step)
@@ -203,6 +221,8 @@ class _Loop:
       values = take()
       entry = to_host_record(values, self.step, self.progress.train_time,
                              time.perf_counter() - t)
+    if self.c.steps_per_epoch:
+      entry["epoch"] = self.step / self.c.steps_per_epoch
     into.append(entry)
     self.hooks.log(line(entry))
     with self.clock.paused():

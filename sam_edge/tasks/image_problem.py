@@ -20,11 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam_edge import errors
-from sam_edge.data import augment, batching, images, label_noise, order
+from sam_edge.data import augment, batching, images, label_noise, order, validation
 from sam_edge.models import linearize, losses, precision, registry, stateful
 from sam_edge.run.problem import Problem
 
 EVAL_CHUNK = 2000
+TOP_K, TOP_K_MIN_CLASSES = 5, 10        # the top-5 error, recorded with at least 10 classes
 
 
 def _wrong_checksum(e: Exception) -> bool:
@@ -56,7 +57,7 @@ def build(f: Any, key: jax.Array) -> Problem:
   """Loads the data (host arrays; the run places them on its devices) and builds the model
   (initialised from `key`), the loss and the test metrics. The label noise is drawn from `key`
   too: fixed by the seed."""
-  data = load(f)
+  data, held_out = hold_out(load(f), f.validation_fraction, key)
   n = len(data.train["label"])
   if f.batch_size > n:
     raise errors.InputError(f"--batch_size={f.batch_size} is larger than the {n} training "
@@ -64,6 +65,8 @@ def build(f: Any, key: jax.Array) -> Problem:
   train = data.train              # uint8 images, int32 labels on the host: the run places them
   description = {"training_examples": n, "test_examples": int(len(data.test["label"])),
                  "data_fingerprint": data.fingerprint}
+  if "validation" in held_out:
+    description["validation_examples"] = int(len(held_out["validation"]["label"]))
   if f.label_noise > 0:
     labels, flipped = label_noise.noisy_labels(train["label"], data.num_classes, f.label_noise,
                                                label_noise.noise_key(key))
@@ -76,10 +79,13 @@ def build(f: Any, key: jax.Array) -> Problem:
   model = registry.build(f.nn_architecture, registry.values(f.nn_architecture, f),
                          num_classes=data.num_classes, activation=f.activation)
   make = _batchnorm_problem if registry.BY_NAME[f.nn_architecture].batch_norm else _plain_problem
-  problem = make(f, model, key, preprocess, (loss, test_loss), train, data.test)
+  metrics = lambda logits_fn: held_out_metrics_fn(logits_fn, test_loss, data.num_classes,
+                                                  held_out)
+  problem = make(f, model, key, preprocess, loss, train, metrics)
   num_params = sum(x.size for x in jax.tree.leaves(problem.params))
-  print(f"{f.dataset}: {n} training and {len(data.test['label'])} test examples; "
-        f"{f.nn_architecture} with {num_params} parameters", flush=True)
+  sizes = ", ".join(f"{len(split['label'])} {name}" for name, split in held_out.items())
+  print(f"{f.dataset}: {n} training, {sizes} examples; {f.nn_architecture} with {num_params} "
+        "parameters", flush=True)
   augment_fn = None
   if f.augment == "flip_crop":
     augment_fn = lambda batch, k, step: {
@@ -88,27 +94,62 @@ def build(f: Any, key: jax.Array) -> Problem:
                  else order.ShuffledOrder(n, f.batch_size))
   return dataclasses.replace(problem, augment=augment_fn, order=batch_order,
                              compute_dtype=precision.DTYPES[f.compute_dtype],
-                             held_out={"test": data.test},
+                             held_out=held_out,
                              description={"parameters": int(num_params), **description})
 
 
-def test_metrics_fn(logits_fn, loss):
-  """Jitted `(args, test) -> {"test_error", "test_loss"}` of logits_fn(*args, images): the
-  fraction misclassified and the mean loss (the training loss's formula), EVAL_CHUNK images at a
-  time (compiled once, reused at every evaluation)."""
+def report(evaluation: dict) -> str:
+  """The closing line: "Test error: x" (the reference's), and the validation error if any."""
+  line = f"Test error: {evaluation['test_error']}"
+  if "validation_error" in evaluation:
+    line += f"; validation error: {evaluation['validation_error']}"
+  return line
+
+
+def hold_out(data: images.ImageData, fraction: float, key: jax.Array
+             ) -> tuple[images.ImageData, dict]:
+  """(the data less its validation split, {"validation": ..., "test": ...}): with `fraction` > 0
+  a stratified, seeded share of the training set held out (`data.validation`; its key from the
+  run's init key) and the mean image taken again over what remains; else just {"test": ...}."""
+  if not fraction:
+    return data, {"test": data.test}
+  kept, held = validation.stratified_split(data.train["label"], fraction,
+                                           validation.validation_key(key))
+  train, valid = validation.take(data.train, kept), validation.take(data.train, held)
+  data = dataclasses.replace(data, train=train, mean_image=images.mean_image_of(train["image"]))
+  return data, {"validation": valid, "test": data.test}
+
+
+def split_metrics_fn(logits_fn, loss, num_classes: int):
+  """Jitted `(args, split, name) -> {"<name>_error", "<name>_loss"[, "<name>_error_top5"]}` of
+  logits_fn(*args, images): the fraction misclassified, the mean loss (the training loss's
+  formula) and, with at least TOP_K_MIN_CLASSES classes, the top-5 error
+  (`losses.not_in_top_k`), EVAL_CHUNK images at a time (compiled once per split shape, reused at
+  every evaluation)."""
   def per_example(args, batch):                     # {[B], [B]}
     logits = logits_fn(*args, batch["image"])
     each = jax.vmap(lambda l, y: loss(l[None], y[None]))(logits, batch["label"])
-    return {"test_error": losses.misclassified(logits, batch["label"]), "test_loss": each}
+    out = {"error": losses.misclassified(logits, batch["label"]), "loss": each}
+    if num_classes >= TOP_K_MIN_CLASSES:
+      out[f"error_top{TOP_K}"] = losses.not_in_top_k(logits, batch["label"], TOP_K)
+    return out
   metrics = jax.jit(lambda args, arrays: batching.chunked_mean(per_example, args, arrays,
                                                                EVAL_CHUNK))
-  return lambda args, arrays: {k: float(v) for k, v in metrics(args, arrays).items()}
+  return lambda args, arrays, name: {f"{name}_{k}": float(v)
+                                     for k, v in metrics(args, arrays).items()}
 
 
-def _plain_problem(f, model, key, preprocess, losses_, train, test) -> Problem:
+def held_out_metrics_fn(logits_fn, loss, num_classes: int, held_out: dict):
+  """`args -> {...}`: `split_metrics_fn`'s metrics of every held-out split (validation first)."""
+  metrics = split_metrics_fn(logits_fn, loss, num_classes)
+  return lambda args: {k: v for name, split in held_out.items()
+                       for k, v in metrics(args, split, name).items()}
+
+
+def _plain_problem(f, model, key, preprocess, loss, train, metrics) -> Problem:
   """A network without model state (the MLP, the CNN); the network itself or its linearization at
-  w0. `losses_`: the training loss and the test loss."""
-  (loss, test_loss), params = losses_, jax.jit(model.init)(key, preprocess(train["image"][:1]))
+  w0. `metrics(logits_fn)`: the held-out metrics of `held_out_metrics_fn`."""
+  params = jax.jit(model.init)(key, preprocess(train["image"][:1]))
   constants, network = linearize.in_regime(model.apply, params, f.regime)
 
   def logits(p, constants, image, dtype=jnp.float32):
@@ -117,24 +158,23 @@ def _plain_problem(f, model, key, preprocess, losses_, train, test) -> Problem:
   def forward(p, model_state, batch, constants, dtype=jnp.float32):
     return logits(p, constants, batch["image"], dtype), model_state
 
-  test_metrics = test_metrics_fn(logits, test_loss)
+  held_out = metrics(logits)
   return Problem(forward=forward, output_loss=loss, params=params, train_arrays=train,
                  constants=constants,
                  predict=lambda p, s, c, batch: logits(p, c, batch["image"]),
-                 evaluate=lambda p, s: test_metrics((p, constants), test),
-                 report=lambda e: f"Test error: {e['test_error']}")
+                 evaluate=lambda p, s: held_out((p, constants)),
+                 report=report)
 
 
-def _batchnorm_problem(f, model, key, preprocess, losses_, train, test) -> Problem:
+def _batchnorm_problem(f, model, key, preprocess, loss, train, metrics) -> Problem:
   """A ResNet/WRN with BatchNorm: the model state holds the running statistics, moved once per
   step from the unperturbed pass; measurements use the measured batch's own statistics (train
   mode: the forward pass training differentiates) and never move them; the test error uses
   them."""
-  loss, test_loss = losses_
   params, batch_stats = jax.jit(lambda k, x: stateful.init_variables(model, k, x))(
       key, preprocess(train["image"][:1]))
   eval_logits = stateful.eval_logits(model, preprocess)
-  test_metrics = test_metrics_fn(eval_logits, test_loss)
+  held_out = metrics(eval_logits)
 
   def forward(p, model_state, batch, constants, dtype=jnp.float32):
     train_forward = stateful.train_forward(model, lambda image: preprocess(image).astype(dtype))
@@ -146,5 +186,5 @@ def _batchnorm_problem(f, model, key, preprocess, losses_, train, test) -> Probl
   return Problem(forward=forward, output_loss=loss, params=params, train_arrays=train,
                  model_state={"batch_stats": batch_stats},
                  predict=lambda p, s, c, batch: eval_logits(p, s["batch_stats"], batch["image"]),
-                 evaluate=lambda p, s: test_metrics((p, s["batch_stats"]), test),
-                 report=lambda e: f"Test error: {e['test_error']}")
+                 evaluate=lambda p, s: held_out((p, s["batch_stats"])),
+                 report=report)

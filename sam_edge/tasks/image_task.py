@@ -4,12 +4,12 @@ builds the model inside the run.
 """
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 from absl import flags
 
 from sam_edge import options, records
-from sam_edge.data import image_specs
+from sam_edge.data import image_specs, validation
 from sam_edge.models import registry
 from sam_edge.tasks.task import Defaults, Task
 
@@ -57,13 +57,27 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def resolve_defaults(f: Any) -> None:
   """The default --batch_size, 60000, means "the whole MNIST training set": full batch on any
-  dataset; for the residual networks (whose BatchNorm activations of a full batch would not fit
-  a device) the default is RESNET_BATCH_SIZE."""
+  dataset (what remains of it after --validation_fraction); for the residual networks (whose
+  BatchNorm activations of a full batch would not fit a device) the default is
+  RESNET_BATCH_SIZE."""
   if not f["batch_size"].present:
     if f.nn_architecture in BATCH_NORM:
       f.batch_size = RESNET_BATCH_SIZE
-    elif f.dataset in image_specs.TRAIN_SIZES:
-      f.batch_size = image_specs.TRAIN_SIZES[f.dataset]
+    elif f.dataset in image_specs.TRAIN_SIZES and 0 <= f.validation_fraction < 1:
+      n = image_specs.TRAIN_SIZES[f.dataset]
+      f.batch_size = n - validation.num_held_out(n, f.validation_fraction)
+
+
+def train_examples(f: Any) -> Optional[int]:
+  """The training examples a run of these flags trains on: the dataset's declared size, less what
+  the mini set drops (`images.num_kept`) and the validation split holds out; None for a dataset
+  of unknown size."""
+  total = image_specs.TRAIN_SIZES.get(f.dataset)
+  if total is None:
+    return None
+  mini = f.mini_training_set_num_batches
+  kept = total if mini is None else min(total, mini * f.batch_size)
+  return kept - validation.num_held_out(kept, f.validation_fraction)
 
 
 def _model_problems(f: Any) -> list[str]:
@@ -151,4 +165,4 @@ TASK = Task(prog="image_classification",
                               hessian_check_gap=0.25, batch_order="shuffled"),
             define_flags=define_flags, problems=problems,
             title=title, build=build,
-            resolve_defaults=resolve_defaults)
+            resolve_defaults=resolve_defaults, train_examples=train_examples)

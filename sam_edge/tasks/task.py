@@ -6,7 +6,7 @@ and checking them is fast, and only `build` (called inside the run) loads data a
 """
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,3 +33,4 @@ class Task:
   build: Callable[[Any, Any], Any]
   resolve_defaults: Callable[[Any], None] = lambda flags: None
   input_problems: Callable[[Any], list[str]] = lambda flags: []
+  train_examples: Callable[[Any], Optional[int]] = lambda flags: None

@@ -43,7 +43,7 @@ def build(f: Any, key: jax.Array, windows: Any) -> Problem:
     _, targets = transformer.split_window(batch["window"])
     return transformer.next_token_loss(outputs, targets)
 
-  evaluate = test_metrics(f, logits, windows)
+  evaluate = held_out_metrics(f, logits, windows)
   num_params = sum(x.size for x in jax.tree.leaves(params))
   print(f"{os.path.basename(f.training_data)}: {len(train_windows)} training and "
         f"{len(windows.test)} test windows of {f.sequence_length + 1} characters; transformer "
@@ -54,7 +54,22 @@ def build(f: Any, key: jax.Array, windows: Any) -> Problem:
       evaluate=lambda p, s: evaluate((p, constants)),
       report=lambda e: f"test_loss: {e['test_loss']}",
       description={"parameters": int(num_params), "training_windows": len(train_windows),
-                   "test_windows": len(windows.test)})
+                   "test_windows": len(windows.test),
+                   **({} if windows.validation is None
+                      else {"validation_windows": len(windows.validation)})})
+
+
+def held_out_metrics(f: Any, logits: Any, windows: Any) -> Any:
+  """`(params, constants) -> {["validation_loss", "validation_error",] "test_loss",
+  "test_error"}`: `test_metrics`, and with a validation split the mean over every validation
+  window of its next-character cross-entropy and error."""
+  test = test_metrics(f, logits, windows)
+  if windows.validation is None:
+    return test
+  validation = window_metrics_fn(f, logits)
+  arrays = {"window": windows.validation}
+  return lambda args: {**{f"validation_{k.removeprefix('test_')}": v
+                          for k, v in validation(args, arrays).items()}, **test(args)}
 
 
 def test_metrics(f: Any, logits: Any, windows: Any) -> Any:
@@ -80,6 +95,15 @@ def test_metrics(f: Any, logits: Any, windows: Any) -> Any:
         jnp.mean, jax.lax.map(lambda b: batch_metrics(args, b), batches)))
     return lambda args: {k: float(v) for k, v in metrics(args, batches).items()}
 
+  metrics = window_metrics_fn(f, logits)
+  test = {"window": windows.test}                    # on the host: placed by each evaluation
+  return lambda args: metrics(args, test)
+
+
+def window_metrics_fn(f: Any, logits: Any) -> Any:
+  """`(args, {"window": uint8 [W, T+1]}) -> {"test_loss", "test_error"}` (floats): the mean over
+  every window of its mean next-character cross-entropy and error, --batch_size windows at a
+  time (compiled once)."""
   def window_metrics(args, batch):                                   # {[B], [B]}
     inputs, targets = transformer.split_window(batch["window"])
     out = logits(*args, inputs)
@@ -87,5 +111,4 @@ def test_metrics(f: Any, logits: Any, windows: Any) -> Any:
             "test_error": transformer.per_sequence_error(out, targets)}
   metrics = jax.jit(lambda args, arrays: batching.chunked_mean(
       window_metrics, args, arrays, f.batch_size))
-  test = {"window": windows.test}                    # on the host: placed by each evaluation
-  return lambda args: {k: float(v) for k, v in metrics(args, test).items()}
+  return lambda args, arrays: {k: float(v) for k, v in metrics(args, arrays).items()}

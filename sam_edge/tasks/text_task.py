@@ -3,7 +3,7 @@ the corpus read and checked before anything is compiled (ASCII, no NUL, enough w
 defaults and title. `text_problem.build` builds the transformer inside the run.
 """
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 from absl import flags
@@ -16,11 +16,13 @@ TEST_BATCHES = ("reference", "all")
 
 
 class Windows(NamedTuple):
-  """The corpus cut into windows: training and test windows, uint8 [W, T+1], and the test
-  part's length in characters (the reference counts its test batches by it)."""
+  """The corpus cut into windows: training and test windows, uint8 [W, T+1], the test part's
+  length in characters (the reference counts its test batches by it) and the validation windows
+  (None without --validation_fraction)."""
   train: np.ndarray
   test: np.ndarray
   test_characters: int
+  validation: Optional[np.ndarray] = None
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -72,6 +74,14 @@ def load_windows(f: Any, log=print) -> Windows:
       test_path = f.training_data
       log(f"no --test_data: holding out the last {f.test_fraction:.0%} of {f.training_data} "
           f"({len(test)} characters) as test data")
+    valid = None
+    if f.validation_fraction:
+      train, valid = text.split_corpus(train, test_fraction=f.validation_fraction)
+      log(f"--validation_fraction: holding out the last {f.validation_fraction:.0%} of the "
+          f"training text ({len(valid)} characters) as validation data")
+      valid = text.make_windows(valid, sequence_length=f.sequence_length)
+      text.check_enough_windows(valid, batch_size=f.batch_size, what="validation", minimum=1,
+                                sequence_length=f.sequence_length, path=f.training_data)
     train_windows = text.make_windows(train, sequence_length=f.sequence_length)
     test_windows = text.make_windows(test, sequence_length=f.sequence_length)
     text.check_enough_windows(train_windows, batch_size=f.batch_size,
@@ -89,7 +99,16 @@ def load_windows(f: Any, log=print) -> Windows:
         f"--batch_size × --sequence_length = {f.batch_size * f.sequence_length} characters "
         f"({test_path} gives {len(test_windows)} windows, {len(test)} characters); pass "
         "--test_batches=all")
-  return Windows(train_windows, test_windows, len(test))
+  return Windows(train_windows, test_windows, len(test), valid)
+
+
+def train_examples(f: Any) -> Optional[int]:
+  """The training windows a run of these flags trains on (reading the corpus takes
+  milliseconds); None when the corpus cannot be read (its problem is reported on its own)."""
+  try:
+    return len(load_windows(f, log=lambda line: None).train)
+  except errors.InputError:
+    return None
 
 
 def corpus_problems(f: Any) -> list[str]:
@@ -113,4 +132,4 @@ TASK = Task(prog="transformer",
                               hessian_check_gap=0.05, batch_order="reference"),
             define_flags=define_flags, problems=problems,
             title=lambda f: f"transformer ({f.num_layers} layers, width {f.model_size})",
-            build=build, input_problems=corpus_problems)
+            build=build, input_problems=corpus_problems, train_examples=train_examples)

@@ -1,0 +1,58 @@
+"""Budgets in epochs: --num_epochs, --eval_every_epochs and --warmup_epochs become the step flags
+they stand for, once the training set's size is known (before any check that reads the steps).
+
+With E = ⌊N / B⌋ steps per epoch (N training examples after the validation split and the mini
+sets, B the batch size; the shuffled order's epoch):
+
+  --max_steps = num_epochs · E,   --eval_every_steps = max(1, round(eval_every_epochs · E)),
+  --warmup_steps = round(warmup_epochs · E).
+
+The step flags are set on the flag values, so the run's config records both what was asked (the
+epoch flags) and what ran (the steps); `--lr_step_boundaries`, being fractions of --max_steps,
+fall at the same fractions of the epoch budget.
+"""
+
+from typing import Any, Callable, Optional
+
+PAIRS = (("num_epochs", "max_steps"), ("eval_every_epochs", "eval_every_steps"),
+         ("warmup_epochs", "warmup_steps"))
+
+
+def _range_problems(f: Any) -> list[str]:
+  p = []
+  if f.num_epochs is not None and f.num_epochs < 1:
+    p.append(f"--num_epochs must be at least 1, got {f.num_epochs}")
+  if f.eval_every_epochs is not None and not f.eval_every_epochs > 0:
+    p.append(f"--eval_every_epochs must be > 0, got {f.eval_every_epochs}")
+  if f.warmup_epochs is not None and not f.warmup_epochs >= 0:
+    p.append(f"--warmup_epochs must be >= 0, got {f.warmup_epochs}")
+  p += [f"--{epochs} and --{steps} both given: use one" for epochs, steps in PAIRS
+        if f[epochs].value is not None and f[steps].present]
+  return p
+
+
+def resolve(f: Any, train_examples: Callable[[Any], Optional[int]]) -> list[str]:
+  """Sets the step flags from the epoch flags (module doc); returns the problems instead when the
+  epoch flags are out of range, clash with their step flags, or the training set's size
+  (`train_examples(f)`, None when unknown before loading) is not known."""
+  asked = [epochs for epochs, _ in PAIRS if f[epochs].value is not None]
+  if not asked:
+    return []
+  p = _range_problems(f)
+  if p or f.batch_size < 1:
+    return p
+  n = train_examples(f)
+  if n is None:
+    return [f"--{asked[0]} needs the training set's size before loading, which this dataset "
+            "does not declare; use the step flags"]
+  per_epoch = n // f.batch_size
+  if per_epoch < 1:
+    return [f"--{asked[0]}: the {n} training examples make no whole batch of --batch_size="
+            f"{f.batch_size}"]
+  if f.num_epochs is not None:
+    f.max_steps = f.num_epochs * per_epoch
+  if f.eval_every_epochs is not None:
+    f.eval_every_steps = max(1, round(f.eval_every_epochs * per_epoch))
+  if f.warmup_epochs is not None:
+    f.warmup_steps = round(f.warmup_epochs * per_epoch)
+  return []
