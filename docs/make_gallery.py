@@ -129,11 +129,12 @@ def sweep_argv(work: str, manual_dir: Optional[str]) -> list[str]:
 
 
 def compare_argv(work: str, manual_dir: Optional[str]) -> list[str]:
-  """sam_edge.compare's arguments: the sweep's runs, with a phase plot over ρ and width, into
+  """sam_edge.compare's arguments: the sweep's runs, with a phase plot over ρ and width and the
+  seeds' min–max bars (two seeds: a 95% t-interval would be 12.7 · s/√2 wide), into
   `<work>/compare` (the sweep wrote the same figures into its own folder, in its process)."""
   del manual_dir
   return [os.path.join(work, "sweep"), f"--out={os.path.join(work, 'compare')}",
-          f"--phase_axes={SWEEP_AXES}"]
+          f"--phase_axes={SWEEP_AXES}", "--error_bars=minmax"]
 
 
 def landscape_argv(work: str, manual_dir: Optional[str]) -> list[str]:

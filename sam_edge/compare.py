@@ -2,19 +2,23 @@
 half-finished) runs.
 
 PATHS are run folders, raw pickles, the reference's raw.txt files, or sweep folders, in any mix.
-Writes summary.csv, lambda1_over_edge.pdf, loss_curves.pdf, metric_vs_<axis>.pdf and, with
---phase_axes, phase.pdf into DIR. With --global_metrics=curve,cka,dist,ensemble_error the runs'
-final parameters (`--params_output`) are read and the metrics between runs of a cell join
-summary.csv (studies/global_metrics.py); with --evaluations=FILE.json the post-hoc evaluations
-of `python -m sam_edge.evaluate --out=FILE.json` join it too (studies/evaluated.py: columns such
-as train_loss_full, lambda1_post), each run's entry matched by its folder. See README, "Studies"
-and "Between runs".
+Writes summary.csv, cells.csv (each metric's mean, std, n and 95% t-interval over the seeds of a
+cell), lambda1_over_edge.pdf, loss_curves.pdf, metric_vs_<axis>.pdf (--error_bars=ci95|minmax)
+and, with --phase_axes, phase.pdf into DIR. With --select_by=validation_error --select_over=rho
+the value of rho with the lowest mean validation error is chosen per setting of the other axes,
+and its test metrics are written to selection.csv and printed (studies/selection.py). With
+--global_metrics=curve,cka,dist,ensemble_error the runs' final parameters (`--params_output`)
+are read and the metrics between runs of a cell join summary.csv (studies/global_metrics.py);
+with --evaluations=FILE.json the post-hoc evaluations of `python -m sam_edge.evaluate
+--out=FILE.json` join it too (studies/evaluated.py: columns such as train_loss_full,
+lambda1_post), each run's entry matched by its folder. See docs/commands/compare.md.
 
 Every pickle is checked against its `final.records_sha256`: a run whose pickle does not match is
 left out of the report, with one line on stderr naming it; the exit code is then 1 (0 when every
 run was sound, 2 for bad input).
 """
 
+import dataclasses
 import os
 import sys
 from typing import Callable, Optional
@@ -23,12 +27,13 @@ from absl import flags
 
 from sam_edge.cli import compilation_cache
 from sam_edge.cli import main as cli
-from sam_edge.studies import evaluated, phase, report, sources, summary
+from sam_edge.studies import evaluated, phase, report, selection, sources, summary
 
 PROG = "compare"
 USAGE = ("python -m sam_edge.compare PATHS... --out=DIR [--phase_axes=a,b] [--phase_metric=m] "
-         "[--x_axis=auto|step|time] [--global_metrics=curve,cka,dist,ensemble_error "
-         "[--group_by=a,b]] [--evaluations=FILE.json]")
+         "[--x_axis=auto|step|time] [--error_bars=ci95|minmax] [--select_by=m --select_over=a] "
+         "[--global_metrics=curve,cka,dist,ensemble_error [--group_by=a,b]] "
+         "[--evaluations=FILE.json]")
 
 
 GLOBAL_ONLY = ("group_by", "curve_pairs", "curve_epochs", "curve_batch_size", "curve_step_size",
@@ -77,6 +82,7 @@ def flag_values() -> flags.FlagValues:
   """Every flag of the command, on a FlagValues of its own."""
   fv = flags.FlagValues()
   report.define_flags(fv)
+  selection.define_flags(fv)
   define_global_flags(fv)
   flags.DEFINE_list("evaluations", [], "JSON files of `python -m sam_edge.evaluate --out`: their "
                     "values join summary.csv (train_loss_full, train_error_full, lambda1_post, "
@@ -118,6 +124,7 @@ def compare(fv: flags.FlagValues, paths: list[str]) -> int:
   if not paths:
     return cli.fail(PROG, [f"give at least one path: {USAGE}"])
   between_settings, found = global_settings(fv)
+  found += selection.pair_problems(fv.select_by, fv.select_over)
   if found:
     return cli.fail(PROG, found)
   files = {path: evaluated.read(path) for path in fv.evaluations}   # InputError: one line
@@ -132,35 +139,73 @@ def compare(fv: flags.FlagValues, paths: list[str]) -> int:
     return cli.fail(PROG, ["every run is unsound (see the lines above): nothing to compare"],
                     code=1)
   log = lambda line: print(f"{PROG}: {line}", flush=True)
-  between = None
-  if between_settings is not None:
-    from sam_edge.studies import global_metrics  # pylint: disable=import-outside-toplevel
-    global_metrics.check_runs(sound)
-    group = [a for a in between_settings.group_by
-             if a not in summary.choose_axes(sound, sweep_axes)]
-    if group:
-      return cli.fail(PROG, [f"--group_by: {', '.join(group)} is not an axis of the runs"])
-    between = lambda rs, axes: global_metrics.compute(rs, axes, between_settings, log)
+  options = dataclasses.replace(report.options_of(fv), select_by=fv.select_by,
+                                select_over=fv.select_over)
+  joined = evaluations_joined(files, sound, log) if files else {}
+  between, added = between_runs(between_settings, sound, log)
+  group_by = between_settings.group_by if between_settings else ()
+  found = problems(options, sound, sweep_axes, group_by,
+                   added | {c for values in joined.values() for c in values})
+  if found:
+    return cli.fail(PROG, found)
   if files:
-    between = with_evaluations(between, files, sound, log)
+    between = with_evaluations(between, joined)
   try:
-    report.write(sound, sweep_axes, fv.out, report.options_of(fv), log=log, between=between)
+    written = report.write(sound, sweep_axes, fv.out, options, log=log, between=between)
   except phase.PhaseError as e:
     return cli.fail(PROG, [str(e)])
+  if written.chosen is not None:
+    print(selection.table(written.chosen), flush=True)
   return 0 if len(sound) == len(runs) else 1
 
 
-def with_evaluations(between: Optional[Callable], files: dict[str, list[dict]],
-                     runs: list[sources.Run], log: Callable[[str], None]) -> Callable:
-  """`between` (or nothing) with the values of the evaluation files joined to `runs` now
-  (`evaluated.join`; InputError, one line, when no entry matches a run) added to each run's
-  columns."""
+def between_runs(settings, runs: list[sources.Run], log: Callable[[str], None]
+                 ) -> tuple[Optional[Callable], set[str]]:
+  """(the metrics between runs as `report.write`'s `between`, the columns they fill), or (None,
+  no columns) without --global_metrics; InputError unless every run is a finished run of
+  ours."""
+  if settings is None:
+    return None, set()
+  from sam_edge.studies import global_metrics  # pylint: disable=import-outside-toplevel
+  global_metrics.check_runs(runs)
+  return (lambda rs, axes: global_metrics.compute(rs, axes, settings, log),
+          set(global_metrics.columns(settings)))
+
+
+def problems(options: report.Options, runs: list[sources.Run], sweep_axes: list[str],
+             group_by: tuple[str, ...], added: set[str]) -> list[str]:
+  """Problems of the options against the runs, before any long work: the report's options
+  (`report.check_options`), --group_by, and a --select_by metric that no run has (neither its
+  own column nor one of the columns `added` by the metrics between runs or the evaluations)."""
+  axes = summary.choose_axes(runs, sweep_axes)
+  found = report.check_options(options, axes)
+  group = [a for a in group_by if a not in axes]
+  if group:
+    found.append(f"--group_by: {', '.join(group)} is not an axis of the runs")
+  if options.select_by and not found:
+    rows = [summary.row(r, axes) for r in runs]
+    present = {m for m in summary.METRICS if summary.has_metric(rows, m)} | added
+    found += selection.metric_problems(options.select_by, present)
+  return found
+
+
+def evaluations_joined(files: dict[str, list[dict]], runs: list[sources.Run],
+                       log: Callable[[str], None]) -> dict[str, dict]:
+  """{run name: {column: value}} of the evaluation files' entries for `runs` (`evaluated.join`;
+  InputError, one line, when no entry matches a run); one line counts the entries of other
+  runs."""
   folders = {r.name: r.source if os.path.isdir(r.source) else os.path.dirname(r.source)
              for r in runs}
   joined, unmatched = evaluated.join(files, folders)
   if unmatched:
     log(f"--evaluations: {unmatched} evaluated run{'s are' if unmatched > 1 else ' is'} not "
         "among the runs compared")
+  return joined
+
+
+def with_evaluations(between: Optional[Callable], joined: dict[str, dict]) -> Callable:
+  """`between` (or nothing) with the evaluations `joined` ({run name: {column: value}}) added to
+  each run's columns."""
 
   def columns(rs: list[sources.Run], axes: list[str]) -> dict[str, dict]:
     found = between(rs, axes) if between else {}

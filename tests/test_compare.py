@@ -173,7 +173,7 @@ def test_phase_cells_average_seeds_and_leave_missing_cells_empty(tmp_path, capsy
   assert code == 0
   assert (tmp_path / "cmp" / report.PHASE_PDF).read_bytes().startswith(b"%PDF")
   assert {p.name for p in (tmp_path / "cmp").iterdir()} == {
-      "summary.csv", "lambda1_over_edge.pdf", "loss_curves.pdf", "metric_vs_rho.pdf",
+      "summary.csv", "cells.csv", "lambda1_over_edge.pdf", "loss_curves.pdf", "metric_vs_rho.pdf",
       "metric_vs_step_size.pdf", "phase.pdf"}
   capsys.readouterr()
 

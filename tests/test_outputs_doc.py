@@ -1,7 +1,7 @@
 """docs/outputs.md names every key a run writes: every key of a real run's pickle (records with
 every curvature kind, losses with the per-step tracking, evaluations, final, environment) and of
-a sweep's files (sweep.json, done.json, summary.csv, params.npz's meta, a checkpoint's meta). A
-key that a run writes and the page does not name fails here."""
+a sweep's files (sweep.json, done.json, summary.csv, cells.csv, params.npz's meta, a checkpoint's
+meta). A key that a run writes and the page does not name fails here."""
 
 import csv
 import json
@@ -14,6 +14,7 @@ import pytest
 import image_classification as ic
 from sam_edge.cli import main as cli
 from sam_edge.curvature import registry
+from sam_edge.studies import cells
 from tests.helpers import REPO
 
 DOC = REPO / "docs" / "outputs.md"
@@ -48,6 +49,17 @@ def pickle_keys(raw: dict) -> set[str]:
   return set(raw) | keys_of({k: v for k, v in raw.items() if k != "config"})
 
 
+def stat_keys(header: list[str]) -> set[str]:
+  """The names a header of cells.csv or selection.csv stands for: a column `<metric>_<stat>`
+  (mean, std, n, ci95) as the metric and `_<stat>` (the page writes `<metric>_mean`), any other
+  column as itself."""
+  found = set()
+  for column in header:
+    metric, _, stat = column.rpartition("_")
+    found |= {metric, f"_{stat}"} if metric and stat in cells.STATS else {column}
+  return found
+
+
 def undocumented(keys: set[str]) -> list[str]:
   return sorted(keys - documented())
 
@@ -58,6 +70,9 @@ def test_the_check_finds_names_in_code_spans_only():
   assert "meaning" not in names and "no_such_key" not in names
   assert keys_of({"per_layer": {"Dense_0": {"eigenvalue": 1}}, "a": [{"b": 1}]}) == {
       "per_layer", "eigenvalue", "a", "b"}
+  assert stat_keys(["rho", "n", "test_error_ci95", "steps_n"]) == {
+      "rho", "n", "test_error", "_ci95", "steps", "_n"}
+  assert {"_mean", "_std", "_n", "_ci95"} <= names
 
 
 def test_every_curvature_kind_s_record_keys_are_documented():
@@ -69,6 +84,8 @@ def test_every_key_of_the_tiny_sweep_s_files_is_documented(tiny_sweep):
   keys = set(json.loads((tiny_sweep / "sweep.json").read_text()))
   with open(tiny_sweep / "summary.csv", encoding="utf-8") as f:
     keys |= set(next(csv.reader(f))) - set(AXES)
+  with open(tiny_sweep / "cells.csv", encoding="utf-8") as f:
+    keys |= stat_keys(next(csv.reader(f))) - set(AXES)
   folders = sorted(p.parent for p in tiny_sweep.glob("*/raw.pkl"))
   assert len(folders) == 8
   for folder in folders:

@@ -1,9 +1,15 @@
 """Everything a comparison writes into one folder, from the runs found under some paths.
 
     summary.csv              one row per run (see summary.py)
+    cells.csv                one row per cell (runs differing only in seed): each metric's
+                             mean, std, n and 95% t half-width over its runs (cells.py)
+    selection.csv            with a selection: the value of one axis chosen per setting of the
+                             others by a metric's lowest mean, and the test metrics there
+                             (selection.py)
     lambda1_over_edge.pdf    λ1/edge against step (or time) for every run (overlay.py)
     loss_curves.pdf          the training-loss curves (overlay.py)
-    metric_vs_<axis>.pdf     the final metrics against each non-seed axis (trends.py)
+    metric_vs_<axis>.pdf     the final metrics against each non-seed axis, with 95%
+                             t-interval or min–max bars (trends.py)
     phase.pdf                with phase axes: heat maps of every metric over two axes (phase.py)
 
 Both `compare` and the end of a `sweep` call `write`.
@@ -16,9 +22,10 @@ from typing import Callable, Optional
 from absl import flags
 
 from sam_edge.plots import figure
-from sam_edge.studies import overlay, phase, sources, summary, trends
+from sam_edge.studies import cells, overlay, phase, selection, sources, summary, trends
 
 SUMMARY = "summary.csv"
+CELLS = "cells.csv"
 RATIO_PDF = "lambda1_over_edge.pdf"
 LOSS_PDF = "loss_curves.pdf"
 PHASE_PDF = "phase.pdf"
@@ -31,6 +38,16 @@ class Options:
   phase_axes: tuple[str, ...] = ()
   phase_metric: Optional[str] = None     # None: every metric some run has
   x_axis: str = "auto"                   # auto, step or time
+  error_bars: str = "ci95"               # the trend figures' bars: ci95 or minmax
+  select_by: Optional[str] = None        # with select_over: selection.csv (selection.py)
+  select_over: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+  """What `write` wrote: the paths, and the selection (None without one)."""
+  paths: list[str]
+  chosen: Optional[selection.Selection] = None     # the selection, when asked for
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -46,11 +63,16 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_enum("x_axis", "auto", list(overlay.X_AXES), "x axis of the overlays: step, time "
                     "(training seconds), or auto (time when a reference raw.txt is among the "
                     "runs, since it has no steps; else step).", **on)
+  flags.DEFINE_enum("error_bars", "ci95", list(trends.ERROR_BARS), "Bars of the "
+                    "metric_vs_<axis>.pdf figures around the mean over seeds: ci95 (the 95% "
+                    "Student-t interval of the mean) or minmax (the seeds' range).", **on)
 
 
 def options_of(fv: flags.FlagValues) -> Options:
-  """The report options from parsed flags."""
-  return Options(phase_axes=tuple(fv.phase_axes), phase_metric=fv.phase_metric, x_axis=fv.x_axis)
+  """The report options from the parsed flags `define_flags` defines (`compare` adds its
+  selection's)."""
+  return Options(phase_axes=tuple(fv.phase_axes), phase_metric=fv.phase_metric, x_axis=fv.x_axis,
+                 error_bars=fv.error_bars)
 
 
 def metric_pdf(axis: str) -> str:
@@ -63,9 +85,12 @@ def check_options(options: Options, axes: list[str]) -> list[str]:
   found = []
   if options.x_axis not in overlay.X_AXES:
     found.append(f"--x_axis must be one of {', '.join(overlay.X_AXES)}, got {options.x_axis}")
+  if options.error_bars not in trends.ERROR_BARS:
+    found.append(f"--error_bars must be one of {', '.join(trends.ERROR_BARS)}, "
+                 f"got {options.error_bars}")
   if options.phase_axes or options.phase_metric:
     found += phase.check(list(options.phase_axes), options.phase_metric or "", axes)
-  return found
+  return found + selection.flag_problems(options.select_by, options.select_over, axes)
 
 
 def sound_runs(runs: list[sources.Run], log: Callable[[str], None]) -> list[sources.Run]:
@@ -80,12 +105,12 @@ def sound_runs(runs: list[sources.Run], log: Callable[[str], None]) -> list[sour
 def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Options,
           log: Callable[[str], None] = print,
           between: Optional[Callable[[list[sources.Run], list[str]], dict]] = None
-          ) -> list[str]:
-  """Writes the summary and the figures of `runs` into `out`; returns the paths written.
-  `between(runs, axes)`, when given, returns {run name: {column: value}} of metrics between runs
-  (`global_metrics.compute`), added to the runs' rows.
+          ) -> Written:
+  """Writes the tables and the figures of `runs` into `out`; returns the paths written and the
+  selection. `between(runs, axes)`, when given, returns {run name: {column: value}} of metrics
+  between runs (`global_metrics.compute`), added to the runs' rows.
 
-  Raises `phase.PhaseError` when the phase options name axes the runs do not have.
+  Raises `phase.PhaseError` when the options name axes the runs do not have.
   """
   axes = summary.choose_axes(runs, sweep_axes)
   problems = check_options(options, axes)
@@ -97,26 +122,47 @@ def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Opt
     extra = between(runs, axes)
     for r in rows:
       r.update(extra.get(r["run"], {}))
-  written = [os.path.join(out, SUMMARY)]
-  summary.write_csv(written[0], rows, axes)
+  tables = write_tables(rows, axes, out, options)
   with_data = [r for r in runs if r.kind != "pending"]
-  x_axis = overlay.resolve_x_axis(with_data, options.x_axis)
-  figures = {RATIO_PDF: ([overlay.ratio_panel(with_data, axes, x_axis)], None),
-             LOSS_PDF: ([overlay.loss_panel(with_data, axes, x_axis)], None)}
+  paths = tables.paths + write_figures(with_data, rows, axes, out, options)
+  pending = len(runs) - len(with_data)
+  log(f"summary of {len(runs)} runs" + (f" ({pending} without data yet)" if pending else "")
+      + f" in {out}: " + ", ".join(os.path.basename(p) for p in paths))
+  return dataclasses.replace(tables, paths=paths)
+
+
+def write_tables(rows: list[dict], axes: list[str], out: str, options: Options) -> Written:
+  """summary.csv, cells.csv and, with a selection, selection.csv of the summary `rows`."""
+  paths = [os.path.join(out, name) for name in (SUMMARY, CELLS)]
+  summary.write_csv(paths[0], rows, axes)
+  cell_rows = cells.write_csv(paths[1], rows, axes)
+  if not (options.select_by and options.select_over):
+    return Written(paths)
+  chosen = selection.select(cell_rows, axes, cells.metrics(rows, axes), options.select_by,
+                            options.select_over)
+  paths.append(os.path.join(out, selection.FILE))
+  selection.write_csv(paths[-1], chosen)
+  return Written(paths, chosen)
+
+
+def write_figures(runs: list[sources.Run], rows: list[dict], axes: list[str], out: str,
+                  options: Options) -> list[str]:
+  """The overlays of the `runs` with data, the trend figures and the phase plot; returns their
+  paths."""
+  x_axis = overlay.resolve_x_axis(runs, options.x_axis)
+  figures = {RATIO_PDF: ([overlay.ratio_panel(runs, axes, x_axis)], None),
+             LOSS_PDF: ([overlay.loss_panel(runs, axes, x_axis)], None)}
   for axis in axes:
     if axis != summary.SEED:
-      found = trends.metric_panels(rows, axis, axes)
+      found = trends.metric_panels(rows, axis, axes, options.error_bars)
       if found is not None:
         figures[metric_pdf(axis)] = found
   if options.phase_axes:
     a, b = options.phase_axes
     figures[PHASE_PDF] = phase.phase_heatmaps(rows, a, b, options.phase_metric, axes)
+  paths = []
   for name, (panels, title) in figures.items():
-    path = os.path.join(out, name)
+    paths.append(os.path.join(out, name))
     columns = min(len(panels), PHASE_COLUMNS) if name == PHASE_PDF else len(panels)
-    figure.write(path, panels, columns=max(1, columns) if title else 1, title=title)
-    written.append(path)
-  pending = len(runs) - len(with_data)
-  log(f"summary of {len(runs)} runs" + (f" ({pending} without data yet)" if pending else "")
-      + f" in {out}: " + ", ".join(os.path.basename(p) for p in written))
-  return written
+    figure.write(paths[-1], panels, columns=max(1, columns) if title else 1, title=title)
+  return paths

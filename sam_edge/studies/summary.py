@@ -2,7 +2,8 @@
 
 Per run: its swept values, `steps`, `stopped_because`, `test_error`, `test_loss`,
 `final_lambda1` (λ1 of the last measurement), `median_lambda1_over_edge` and `diverged`, then,
-when some run has them, `final_train_loss`, `final_trace` (the last measured tr H), the metrics
+when some run has them, `validation_error`, `validation_loss` (the final ones, of runs with a
+validation split), `final_train_loss`, `final_trace` (the last measured tr H), the metrics
 between runs (`mc`, `line_barrier`, `cka`, `dist`, `ensemble_error`, from `compare
 --global_metrics`) and the post-hoc evaluations (`train_loss_full`, `lambda1_post`, ..., from
 `compare --evaluations`, `evaluated.COLUMNS`), plus `source` (the path read).
@@ -30,11 +31,15 @@ from sam_edge import records as records_lib
 from sam_edge.studies import evaluated, sources
 
 SEED = "seed"
-# Columns written only when some run has a value: the last epoch's training loss, the trace
-# (when measured), the metrics between runs (`global_metrics`, filled in by `compare
-# --global_metrics`) and the post-hoc evaluations (`compare --evaluations`).
-OPTIONAL = ("final_train_loss", "final_trace", "mc", "line_barrier", "cka", "dist",
-            "ensemble_error", *evaluated.COLUMNS)
+# The final metrics on the validation split, in `final` of runs that hold one out.
+VALIDATION = ("validation_error", "validation_loss")
+# The metrics between runs (`global_metrics`, filled in by `compare --global_metrics`): one value
+# per cell, which every run of the cell carries.
+BETWEEN = ("mc", "line_barrier", "cka", "dist", "ensemble_error")
+# Columns written only when some run has a value: the validation metrics, the last epoch's
+# training loss, the trace (when measured), the metrics between runs and the post-hoc
+# evaluations (`compare --evaluations`).
+OPTIONAL = (*VALIDATION, "final_train_loss", "final_trace", *BETWEEN, *evaluated.COLUMNS)
 METRICS = ("steps", "test_error", "test_loss", "final_lambda1", "median_lambda1_over_edge",
            *OPTIONAL)
 BEFORE = ("run",)
@@ -158,6 +163,7 @@ def row(run: sources.Run, axes: list[str]) -> dict[str, Any]:
   out.update({
       "steps": run.final.get("steps"), "stopped_because": run.final.get("stopped_because"),
       "test_error": run.final.get("test_error"), "test_loss": run.final.get("test_loss"),
+      **{key: run.final.get(key) for key in VALIDATION},
       "final_lambda1": lam, "median_lambda1_over_edge": median_ratio_second_half(run),
       "diverged": diverged(run), "source": run.source, "final_trace": last(run, "trace"),
       "final_train_loss": final_train_loss(run)})
@@ -170,7 +176,8 @@ def columns(axes: list[str], rows: Optional[list[dict[str, Any]]] = None) -> lis
   return [*BEFORE, *axes, *AFTER[:-1], *extra, AFTER[-1]]
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+  """A value as a CSV cell: empty for None, `true`/`false` for booleans, else its text."""
   if value is None:
     return ""
   if isinstance(value, bool):
@@ -178,15 +185,20 @@ def _cell(value: Any) -> str:
   return str(value)
 
 
-def csv_text(rows: list[dict[str, Any]], axes: list[str]) -> str:
-  """The rows as CSV text, empty cells for missing values."""
+def table_text(header: list[str], rows: list[dict[str, Any]]) -> str:
+  """CSV text of `header` and each row's values of its columns, empty cells for missing
+  values."""
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator="\n")
-  header = columns(axes, rows)
   writer.writerow(header)
   for r in rows:
-    writer.writerow([_cell(r.get(c)) for c in header])
+    writer.writerow([cell_text(r.get(c)) for c in header])
   return buf.getvalue()
+
+
+def csv_text(rows: list[dict[str, Any]], axes: list[str]) -> str:
+  """The summary rows as CSV text (the header of `columns`)."""
+  return table_text(columns(axes, rows), rows)
 
 
 def write_csv(path: str, rows: list[dict[str, Any]], axes: list[str]) -> None:

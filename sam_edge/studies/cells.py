@@ -1,0 +1,92 @@
+"""Summary rows -> the rows of cells.csv: one per cell, the runs that differ only in their seed
+(the runs sharing every other axis, as the points of metric_vs_<axis>.pdf and the cells of
+phase.pdf), with each metric's statistics over them.
+
+A cell's row holds its value of each non-seed axis, `n` (its runs), and for each metric column
+m of summary.csv (`metrics`)
+
+    m_mean, m_std, m_n, m_ci95      (`intervals.stats` of the cell's finite values of m:
+                                     mean, sample std, how many, the 95% t half-width
+                                     t_{0.975, n−1} · std/√n; std and ci95 empty for n < 2).
+
+The metrics between runs (`summary.BETWEEN`: mc, cka, ...) are one value per cell that every
+run of it carries, not a sample per seed: their m_mean is that value and their m_std and m_ci95
+are empty. Cells come in the order of their axis values (numeric where all are numbers).
+"""
+
+from typing import Any, Optional
+
+from sam_edge import records as records_lib
+from sam_edge.studies import intervals, summary
+
+STATS = ("mean", "std", "n", "ci95")
+N = "n"
+
+
+def cell_axes(axes: list[str]) -> list[str]:
+  """The axes a cell is keyed by: every axis but the seed."""
+  return [a for a in axes if a != summary.SEED]
+
+
+def metrics(rows: list[dict[str, Any]], axes: list[str]) -> list[str]:
+  """The metric columns of summary.csv for these rows, in its order."""
+  return [c for c in summary.columns(axes, rows) if c in summary.METRICS]
+
+
+def stat_column(metric: str, stat: str) -> str:
+  """The column of `stat` (mean, std, n, ci95) of `metric`: `<metric>_<stat>`."""
+  return f"{metric}_{stat}"
+
+
+def _order(rows: list[dict[str, Any]], keys: list[str]):
+  """A sort key of rows by their values of `keys`, each in `summary.sort_values` order (missing
+  values last)."""
+  ranks = [{v: i for i, v in enumerate(summary.sort_values({r.get(k) for r in rows}))}
+           for k in keys]
+  return lambda r: tuple(rank.get(r.get(k), len(rank)) for rank, k in zip(ranks, keys))
+
+
+def group(rows: list[dict[str, Any]], axes: list[str]) -> list[list[dict[str, Any]]]:
+  """The rows grouped into cells (rows sharing every non-seed axis), in axis-value order."""
+  keys = cell_axes(axes)
+  found: dict[tuple, list[dict[str, Any]]] = {}
+  for r in sorted(rows, key=_order(rows, keys)):
+    found.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+  return list(found.values())
+
+
+def metric_stats(members: list[dict[str, Any]], metric: str) -> dict[str, Optional[float]]:
+  """{m_mean, m_std, m_n, m_ci95} of `metric` over a cell's rows (module doc)."""
+  s = intervals.stats(summary.metric_values(members, metric))
+  if metric in summary.BETWEEN:
+    s = s._replace(std=None, ci95=None)
+  return {stat_column(metric, name): value for name, value in s._asdict().items()}
+
+
+def cell_row(members: list[dict[str, Any]], axes: list[str], names: list[str]
+             ) -> dict[str, Any]:
+  """The cells.csv row of one cell's summary rows."""
+  out: dict[str, Any] = {a: members[0].get(a) for a in cell_axes(axes)}
+  out[N] = len(members)
+  for metric in names:
+    out.update(metric_stats(members, metric))
+  return out
+
+
+def table(rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
+  """The rows of cells.csv: one per cell of `rows` (summary rows)."""
+  names = metrics(rows, axes)
+  return [cell_row(members, axes, names) for members in group(rows, axes)]
+
+
+def columns(axes: list[str], names: list[str]) -> list[str]:
+  """The header: the non-seed axes, n, then mean, std, n, ci95 of each metric of `names`."""
+  return [*cell_axes(axes), N, *(stat_column(m, s) for m in names for s in STATS)]
+
+
+def write_csv(path: str, rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
+  """Writes cells.csv of the summary `rows` atomically; returns its rows."""
+  cells = table(rows, axes)
+  text = summary.table_text(columns(axes, metrics(rows, axes)), cells)
+  records_lib.atomic_write_bytes(path, text.encode("utf-8"))
+  return cells
