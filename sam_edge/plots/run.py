@@ -170,9 +170,12 @@ def loss_panel(raw: Mapping[str, Any], title: str) -> Panel:
                legend_loc="upper right", vlines=vlines)
 
 
+EVAL_SERIES = (("validation", "tab:green"), ("test", "tab:orange"))
+
+
 def evaluation_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
-  """The training loss beside the test loss of every evaluation, and the test error; none
-  without evaluations."""
+  """The training loss beside the validation and test losses of every evaluation, and the
+  validation and test errors; none without evaluations."""
   evaluations = list(raw.get("evaluations") or [])
   if not evaluations:
     return []
@@ -180,15 +183,18 @@ def evaluation_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
   eval_steps = [e["step"] for e in evaluations]
   series = [Series("training loss (the batch of each step)", steps, losses,
                    {"color": "tab:blue", "linewidth": 0.8})]
-  if any("test_loss" in e for e in evaluations):
-    series.append(Series("test loss", eval_steps, [e.get("test_loss") for e in evaluations],
-                         {"color": "tab:orange", "linewidth": 1.6}))
+
+  def curves(what: str, width: float) -> list[Series]:
+    return [Series(f"{split} {what}", eval_steps, [e.get(f"{split}_{what}") for e in evaluations],
+                   {"color": color, "linewidth": width})
+            for split, color in EVAL_SERIES if any(f"{split}_{what}" in e for e in evaluations)]
+  series += curves("loss", 1.6)
   out = [Panel(f"{title}: loss", XLABEL, "loss", series, log_y=positive_values(series),
                legend_loc="upper right")]
-  if any("test_error" in e for e in evaluations):
-    out.append(Panel(f"{title}: test error", XLABEL, "test error", [
-        Series("test error", eval_steps, [e.get("test_error") for e in evaluations],
-               {"color": "tab:red"})], legend_loc="upper right"))
+  errors = curves("error", 1.5)
+  if errors:
+    out.append(Panel(f"{title}: {' and '.join(s.label for s in errors)}", XLABEL, "error",
+                     errors, legend_loc="upper right"))
   return out
 
 
