@@ -32,6 +32,7 @@ import os
 from typing import Any, Iterator, Optional, Sequence, Union
 
 from sam_edge import records
+from sam_edge.run import run_folder
 from sam_edge.studies import commands, grid, sources, verify
 from sam_edge.studies.columns import Columns, import_pandas
 
@@ -193,8 +194,8 @@ def _run_folder(folder: str, name: str, check: bool, axes: Sequence[str] = (),
   """A run folder: its pickle (with its parameters file and done.json), or a pending Run when
   its command.txt is there and its pickle not yet. Its `values` are the given ones, else its
   command's values of `axes`."""
-  argv = commands.read_command(folder)
-  typed = sources.command_values(argv) if argv else {}
+  argv = run_folder.read_command(folder)
+  typed = run_folder.command_values(argv) if argv else {}
   values = values if values is not None else {a: typed[a] for a in axes if a in typed}
   raw_file = sources.pickle_in(folder, typed)
   done = os.path.isfile(os.path.join(folder, commands.DONE_FILE))
@@ -206,7 +207,7 @@ def _run_folder(folder: str, name: str, check: bool, axes: Sequence[str] = (),
     items = [verify.done_item(folder, expected)] if done else []   # finished, pickle gone?
     _checked(items, check)
     return _pending(folder, name, values, items)
-  params = sources.params_in(folder, typed)
+  params = run_folder.params_in(folder, typed)
   more = [verify.params_item(params)] if params else []
   if done:
     more.append(verify.done_item(folder, raw_file))

@@ -19,6 +19,7 @@ import pytest
 
 import transformer
 from sam_edge import compare, records, sweep, verify
+from sam_edge.run import run_folder
 from sam_edge.studies import commands, grid, runner
 from tests.helpers import REPO, flip_a_measured_float
 from tests.helpers import TINY_TRANSFORMER as TINY
@@ -120,7 +121,7 @@ def test_two_by_two_end_to_end(swept):
     folder = out / name
     assert {"command.txt", "log.txt", "done.json", "raw.pkl", "checkpoints"} <= set(
         os.listdir(folder))
-    argv = commands.read_command(str(folder))
+    argv = run_folder.read_command(str(folder))
     assert argv[1:3] == ["-m", "transformer"] and "--resume" in argv
     assert f"--checkpoint_dir={folder / 'checkpoints'}" in argv
     assert json.loads((folder / "done.json").read_text())["exit_code"] == 0

@@ -19,16 +19,15 @@ import shlex
 import sys
 import tempfile
 from types import ModuleType
-from typing import Optional
 
 from absl import flags
 
 from sam_edge import records
+from sam_edge.run.run_folder import COMMAND_FILE
 from sam_edge.studies import grid
 
 ENTRY_POINTS = ("image_classification", "transformer")
 CHECKPOINTS = "checkpoints"
-COMMAND_FILE = "command.txt"
 LOG_FILE = "log.txt"
 DONE_FILE = "done.json"
 LOCK_FILE = "run.lock"
@@ -112,15 +111,6 @@ def comparable(argv: list[str], fv: flags.FlagValues) -> list[str]:
 def command_text(argv: list[str]) -> str:
   """The contents of command.txt: the shell-quoted command and the working directory."""
   return f"{shlex.join(argv)}\n# working directory: {os.getcwd()}\n"
-
-
-def read_command(folder: str) -> Optional[list[str]]:
-  """The argv in `folder`/command.txt, or None if there is none."""
-  try:
-    with open(os.path.join(folder, COMMAND_FILE), encoding="utf-8") as f:
-      return shlex.split(f.read(), comments=True)     # the working-directory line is a comment
-  except FileNotFoundError:
-    return None
 
 
 def check_args(module: ModuleType, args: list[str]) -> list[str]:

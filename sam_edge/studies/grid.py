@@ -18,7 +18,9 @@ import hashlib
 import itertools
 import re
 import urllib.parse
-from typing import Optional, Union
+from typing import Union
+
+from sam_edge.run.run_folder import flag_name
 
 AGGREGATES = ("product", "zip")
 MAX_NAME_BYTES = 200          # file systems allow 255; leave room for temporary suffixes
@@ -43,13 +45,6 @@ class RunSpec:
   name: str
   values: tuple[tuple[str, str], ...]      # (flag, value) per axis, in axis order
   args: tuple[str, ...]                    # the run's arguments, without the sweep's outputs
-
-
-def flag_name(arg: str) -> Optional[str]:
-  """The name in `--name`, `--name=value`, `-name` or `-name=value`; None for other arguments."""
-  if not arg.startswith("-") or arg in ("-", "--"):
-    return None
-  return arg.lstrip("-").split("=", 1)[0] or None
 
 
 def _unescape(value: str) -> str:

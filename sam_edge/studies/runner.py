@@ -31,7 +31,7 @@ import time
 from typing import Callable, Optional
 
 from sam_edge import records
-from sam_edge.run import params_file
+from sam_edge.run import params_file, run_folder
 from sam_edge.studies import commands
 
 LOCK_POLL_S = 0.5
@@ -169,7 +169,7 @@ class Runner:
     if self.stopped_by:
       return Outcome(name, "stopped")
     os.makedirs(folder, exist_ok=True)
-    if commands.read_command(folder) is None:
+    if run_folder.read_command(folder) is None:
       records.atomic_write_bytes(os.path.join(folder, commands.COMMAND_FILE),
                                  commands.command_text(argv).encode())
     fd = self._lock(folder, name)

@@ -25,7 +25,8 @@ import statistics
 from typing import Any, Optional
 
 from sam_edge import records
-from sam_edge.studies import commands, grid
+from sam_edge.run import run_folder
+from sam_edge.studies import commands
 
 SWEEP_FILE = "sweep.json"
 REFERENCE_COLUMNS = ("time", "lambda1", "two_over_eta", "sam_edge", "grad_norm", "loss",
@@ -122,25 +123,6 @@ def read_pickle(path: str, name: str) -> Run:
              final=dict(raw.get("final") or {}), sound=sound, check=check)
 
 
-def command_values(argv: list[str]) -> dict[str, str]:
-  """{flag: value} of the `--flag=value` arguments of a command."""
-  return {grid.flag_name(a): a.split("=", 1)[1] for a in argv
-          if grid.flag_name(a) and "=" in a}
-
-
-def params_in(folder: str, values: dict[str, str]) -> Optional[str]:
-  """The parameters file of a run folder (`--params_output`): the file its command's
-  --params_output names, else params.npz, else the folder's only *.npz; None if there is none."""
-  candidates = []
-  if values.get(records.PARAMS.name):
-    candidates.append(os.path.join(folder, os.path.basename(values[records.PARAMS.name])))
-  candidates.append(os.path.join(folder, records.SWEEP_FILES[records.PARAMS.name]))
-  found = sorted(glob.glob(os.path.join(folder, "*.npz")))
-  if len(found) == 1:
-    candidates.append(found[0])
-  return next((c for c in candidates if os.path.isfile(c)), None)
-
-
 def pickle_in(folder: str, values: dict[str, str]) -> Optional[str]:
   """The raw pickle of a run folder: the file its command's --raw_data_output names, else
   raw.pkl, else the folder's only *.pkl; None if there is none."""
@@ -157,8 +139,8 @@ def pickle_in(folder: str, values: dict[str, str]) -> Optional[str]:
 def read_run_folder(folder: str, name: Optional[str] = None) -> Run:
   """A run folder (of a sweep, or any folder holding one pickle or one raw.txt) as a Run."""
   name = name or os.path.basename(os.path.normpath(folder))
-  argv = commands.read_command(folder)
-  values = command_values(argv) if argv else {}
+  argv = run_folder.read_command(folder)
+  values = run_folder.command_values(argv) if argv else {}
   path = pickle_in(folder, values)
   if path:
     run = read_pickle(path, name)

@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Callable, Optional
 
 from sam_edge import records
+from sam_edge.run import run_folder
 from sam_edge.studies import commands, grid, report, runner, sources
 
 PROG = "sweep"
@@ -59,7 +60,7 @@ def folder_problems(out: str, runs: list[grid.RunSpec], argvs: dict[str, list[st
     folder = os.path.join(out, spec.name)
     if not os.path.isdir(folder):
       continue
-    old = commands.read_command(folder)
+    old = run_folder.read_command(folder)
     if old is None:
       if os.listdir(folder):
         found.append(f"{folder} exists but holds no {commands.COMMAND_FILE}: not a run folder "

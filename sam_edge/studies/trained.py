@@ -8,8 +8,9 @@ problem rebuilt from its config, for the metrics between runs and the landscapes
     loss(t.params, t.model_state, trained.batch(p, range(500)))
 
 Names kept stable for other commands: `Trained` (fields `path, task, step, config, params,
-model_state`), `load(path)`, `params_path(path)`, `problem(t, *, manual_dir=None,
-tfds_data_dir=None)`, `eval_loss(problem)`, `batch(problem, indices)`.
+model_state`), `load(path)`, `problem(t, *, manual_dir=None, tfds_data_dir=None)`,
+`eval_loss(problem)`, `batch(problem, indices)`; a run folder's parameters file is found by
+`run.run_folder.params_path`.
 
 `problem(t)` is the `run.problem.Problem` the run trained, built again from the run's config
 (the entry point's flag defaults, then the config over them; `manual_dir`/`tfds_data_dir`, when
@@ -22,18 +23,17 @@ pass (batch statistics).
 """
 
 import dataclasses
-import os
 import types
 from typing import Callable, Iterable, Optional
 
 import jax
 import numpy as np
 
-from sam_edge import errors, records
+from sam_edge import errors
 from sam_edge.pytree import PyTree
-from sam_edge.run import params_file
+from sam_edge.run import params_file, run_folder
 from sam_edge.run.problem import Problem, keys
-from sam_edge.studies import commands, sources
+from sam_edge.studies import commands
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,26 +47,10 @@ class Trained:
   model_state: PyTree  # {"batch_stats": ...} for BatchNorm networks, else {}
 
 
-def params_path(path: str) -> str:
-  """The parameters file of `path`: the path itself if a file; in a run folder, the file its
-  command.txt's --params_output names, else params.npz, else the folder's only *.npz.
-  InputError (one line) if there is none."""
-  if os.path.isfile(path):
-    return path
-  if not os.path.isdir(path):
-    raise errors.InputError(f"{path}: no such file or run folder")
-  found = sources.params_in(path, sources.command_values(commands.read_command(path) or []))
-  if found:
-    return found
-  raise errors.InputError(f"{path}: holds no parameters file (run it with "
-                          f"--{records.PARAMS.name}=PATH; sweeps write "
-                          f"{records.SWEEP_FILES[records.PARAMS.name]})")
-
-
 def load(path: str) -> Trained:
   """The parameters file at `path` (or in the run folder `path`), verified against its
   checksums; `params_file.ParamsError` (an InputError, one line) if it is unsound."""
-  found = params_path(path)
+  found = run_folder.params_path(path)
   saved = params_file.read(found)
   return Trained(path=found, task=saved.task, step=saved.step, config=saved.config,
                  params=saved.params, model_state=saved.model_state)

@@ -23,6 +23,7 @@ import json
 import os
 
 from sam_edge import records
+from sam_edge.run import run_folder
 from sam_edge.studies import commands, runner, sources
 
 
@@ -119,11 +120,11 @@ def _checkpoint_folder(folder: str, values: dict[str, str]) -> str | None:
 def run_folder_items(folder: str) -> list[Item]:
   """A run folder's pickle, done.json and checkpoints; a sweep run without outputs yet is one
   sound item saying so."""
-  argv = commands.read_command(folder)
-  values = sources.command_values(argv) if argv else {}
+  argv = run_folder.read_command(folder)
+  values = run_folder.command_values(argv) if argv else {}
   raw_file = sources.pickle_in(folder, values)
   items = [pickle_item(raw_file)] if raw_file else []
-  params = sources.params_in(folder, values)
+  params = run_folder.params_in(folder, values)
   if params:
     items.append(params_item(params))
   if os.path.isfile(os.path.join(folder, commands.DONE_FILE)):
