@@ -211,7 +211,7 @@ def test_batchnorm_statistics_are_recomputed_for_each_parameter_vector():
     logits, new = train(p, s["batch_stats"], batch["image"])
     return logits, {"batch_stats": new}
   problem = Problem(
-      forward=forward, params=params, train_arrays=arrays, evaluate=lambda p, s: {},
+      forward=forward, params=params, train_arrays=arrays, evaluate=lambda p, s, c: {},
       output_loss=lambda o, b: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
           o, b["label"])), report=str, model_state={"batch_stats": stats},
       predict=lambda p, s, c, batch: evaluate(p, s["batch_stats"], batch["image"]))

@@ -324,9 +324,9 @@ def test_measurements_do_not_change_parameters(mock_mnist, capsys):
       problem = ic.TASK.build(ic.FLAGS, key)
       seen["initial"] = jax.tree.map(np.array, problem.params)    # copies (state is donated)
 
-      def evaluate(params, model_state):
+      def evaluate(params, model_state, constants):
         seen["final"] = jax.tree.map(np.array, params)
-        return problem.evaluate(params, model_state)
+        return problem.evaluate(params, model_state, constants)
       return dataclasses.replace(problem, evaluate=evaluate)
 
     raw, code = experiment.run(settings, build, config={})

@@ -145,9 +145,9 @@ def batchnorm_runs(tmp_path):
         problem = ic.TASK.build(ic.FLAGS, key)
         seen["initial"] = jax.tree.map(np.array, problem.model_state)
 
-        def evaluate(params, model_state):
+        def evaluate(params, model_state, constants):
           seen["final"] = jax.tree.map(np.array, model_state)
-          return problem.evaluate(params, model_state)
+          return problem.evaluate(params, model_state, constants)
         return dataclasses.replace(problem, evaluate=evaluate)
 
       raw, code = experiment.run(settings, build, config={})

@@ -115,7 +115,8 @@ def test_run_writes_params_and_its_problem_is_rebuilt(mock_mnist, tmp_path, caps
   assert t.step == 3 and t.task == "image_classification"
   assert t.config == final["config"] and t.model_state == {}
   p = trained.problem(t, tfds_data_dir=str(mock_mnist))
-  assert p.evaluate(p.params, p.model_state)["test_error"] == final["final"]["test_error"]
+  evaluation = p.evaluate(p.params, p.model_state, p.constants)
+  assert evaluation["test_error"] == final["final"]["test_error"]
   batch = trained.batch(p, range(8))
   loss = float(trained.eval_loss(p)(p.params, p.model_state, batch))
   train_loss = float(p.loss_fn()(p.params, p.model_state, batch, p.constants)[0])
@@ -144,7 +145,7 @@ def test_resnet_params_keep_batchnorm_statistics(mock_mnist, tmp_path, capsys):
   stats = t.model_state["batch_stats"]["stem_bn"]
   assert not np.allclose(stats["mean"], 0)                     # moved by two steps
   p = trained.problem(t, tfds_data_dir=str(mock_mnist))
-  assert p.evaluate(p.params, p.model_state)["test_error"] == final["test_error"]
+  assert p.evaluate(p.params, p.model_state, p.constants)["test_error"] == final["test_error"]
 
 
 def test_sweeps_write_params_into_each_run_folder():

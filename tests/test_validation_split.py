@@ -93,7 +93,7 @@ def test_validation_examples_never_enter_training(mock_mnist):
   train, valid = rows(problem.train_arrays), rows(problem.held_out["validation"])
   assert len(valid) == validation.num_held_out(NUM_MOCK, 0.25) == 6
   assert len(train) == NUM_MOCK - 6 and train.isdisjoint(valid)
-  assert set(problem.evaluate(problem.params, problem.model_state)) == {
+  assert set(problem.evaluate(problem.params, problem.model_state, problem.constants)) == {
       "validation_error", "validation_loss", "validation_error_top5",
       "test_error", "test_loss", "test_error_top5"}
 

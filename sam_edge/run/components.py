@@ -167,5 +167,5 @@ def components(problem: Problem, settings: RunSettings, run_keys: dict,
       batch=measure_batches(problem, settings, order, place),
       train_arrays=arrays, data_key=run_keys["data"],
       measure_key=run_keys["measure"],
-      evaluate=lambda state: problem.evaluate(state.params, state.model_state),
+      evaluate=lambda state: problem.evaluate(state.params, state.model_state, constants),
       steps_per_epoch=batching.num_examples(problem.train_arrays) // settings.batch_size)

@@ -122,7 +122,8 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     run.writer.close_checkpoints(run.checkpointer.close)
     if reason == "diverged":           # so a failed save before it is no loss
       run.writer.needs_no_checkpoint()
-  evaluation = run.problem.evaluate(run.state.params, run.state.model_state)
+  evaluation = run.problem.evaluate(run.state.params, run.state.model_state,
+                                    run.problem.constants)
   final = _final(run, reason, evaluation)
   _write(run, final, settings.task)
   code = _report(run, final, evaluation, settings, log)

@@ -32,7 +32,8 @@ class Problem:
   output_loss: OutputLoss
   params: PyTree                                       # initial parameters
   train_arrays: dict                    # host arrays, leading axis = examples (placed by the run)
-  evaluate: Callable[[PyTree, PyTree], dict]           # (params, model_state) -> {"test_error": x}
+  evaluate: Callable[[PyTree, PyTree, PyTree], dict]
+  # (params, model_state, constants) -> {"test_error": x}
   report: Callable[[dict], str]                        # evaluation -> "Test error: x"
   description: dict = dataclasses.field(default_factory=dict)   # e.g. parameter count
   model_state: PyTree = dataclasses.field(default_factory=dict)

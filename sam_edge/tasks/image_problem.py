@@ -162,7 +162,7 @@ def _plain_problem(f, model, key, preprocess, loss, train, metrics) -> Problem:
   return Problem(forward=forward, output_loss=loss, params=params, train_arrays=train,
                  constants=constants,
                  predict=lambda p, s, c, batch: logits(p, c, batch["image"]),
-                 evaluate=lambda p, s: held_out((p, constants)),
+                 evaluate=lambda p, s, c: held_out((p, c)),
                  report=report)
 
 
@@ -186,5 +186,5 @@ def _batchnorm_problem(f, model, key, preprocess, loss, train, metrics) -> Probl
   return Problem(forward=forward, output_loss=loss, params=params, train_arrays=train,
                  model_state={"batch_stats": batch_stats},
                  predict=lambda p, s, c, batch: eval_logits(p, s["batch_stats"], batch["image"]),
-                 evaluate=lambda p, s: held_out((p, s["batch_stats"])),
+                 evaluate=lambda p, s, c: held_out((p, s["batch_stats"])),
                  report=report)

@@ -51,7 +51,7 @@ def build(f: Any, key: jax.Array, windows: Any) -> Problem:
   return Problem(
       forward=forward, output_loss=output_loss, params=params, train_arrays=train,
       constants=constants, compute_dtype=precision.DTYPES[f.compute_dtype], order=batch_order,
-      evaluate=lambda p, s: evaluate((p, constants)),
+      evaluate=lambda p, s, c: evaluate((p, c)),
       report=lambda e: f"test_loss: {e['test_loss']}",
       description={"parameters": int(num_params), "training_windows": len(train_windows),
                    "test_windows": len(windows.test),
