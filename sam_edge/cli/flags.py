@@ -41,6 +41,15 @@ def define_common_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
     flags.DEFINE_enum("regime", "network", ["network", "linearized"],
                       "Train the network, or its linearization at the initial parameters w0: "
                       "f_lin(w) = f(w0) + J(w0)(w − w0).", flag_values=fv)
+    flags.DEFINE_string("init_params", None,
+                        "Start from a --params_output file, or the run folder holding one "
+                        "(finetuning): each parameter array (and BatchNorm statistic) whose path "
+                        "and shape match this network's is loaded, the others (e.g. a new head "
+                        "for another number of classes) keep their fresh initialisation; one line "
+                        "lists them. The loaded parameters are w0 (--regime=linearized expands "
+                        "around them); the optimizer state starts fresh and the step count at 0. "
+                        "A file of another task or architecture is refused. With --resume, an "
+                        "existing checkpoint wins: the run continues from it.", flag_values=fv)
   with options.topic(fv, "method"):
     _define_method_flags(fv, defaults)
     _define_schedule_flags(fv)

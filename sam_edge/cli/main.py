@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from absl import flags, logging
 
 from sam_edge import errors, options
-from sam_edge.cli import checks, compilation_cache, epochs, help_text
+from sam_edge.cli import checks, compilation_cache, epochs, help_text, init_params_checks
 from sam_edge.cli import flags as cli_flags
 from sam_edge.tasks.task import Task
 
@@ -113,11 +113,12 @@ def start_devices(prog: str, f: flags.FlagValues) -> Optional[int]:
 def problems(task: Task, f: flags.FlagValues) -> list[str]:
   """Every problem with the flags, before anything is loaded or compiled: fills in the task's
   flag-dependent defaults and the step flags of budgets in epochs (`epochs`), checks the shared
-  and the task's flags, then (when those are sound) the task's input files."""
+  and the task's flags, then (when those are sound) the task's input files and the --init_params
+  file's header."""
   task.resolve_defaults(f)
   found = epochs.resolve(f, task.train_examples)
   found += checks.common_problems(f) + task.problems(f)
-  return found or task.input_problems(f)
+  return found or task.input_problems(f) + init_params_checks.problems(f, task.prog)
 
 
 def task_main(task: Task, f: flags.FlagValues) -> int:

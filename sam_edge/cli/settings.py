@@ -79,7 +79,7 @@ def run_settings(f: Any, *, title: str, task: str = "") -> RunSettings:
                      outputs=outputs, title=title, checkpoint_dir=f.checkpoint_dir,
                      resume=f.resume, tensorboard_dir=f.tensorboard_dir,
                      num_devices=f.num_devices, measure_examples=f.measure_examples,
-                     task=task)
+                     task=task, init_params=f.init_params)
 
 
 def flag_values(fv: flags.FlagValues) -> dict:

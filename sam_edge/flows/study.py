@@ -15,6 +15,7 @@ from jax.flatten_util import ravel_pytree
 
 from sam_edge.flows import outputs, summary, trajectory
 from sam_edge.flows.substep import Eigen
+from sam_edge.run import init_params
 from sam_edge.run import problem as problem_lib
 from sam_edge.tasks.image_task import TASK
 
@@ -36,10 +37,13 @@ def settings(f: Any) -> trajectory.Settings:
 
 
 def run(f: Any, config: dict, log: Callable[[str], None] = print) -> int:
-  """Builds the problem from the flags `f`, integrates, prints the figures and writes the
-  outputs into f.out; returns 0."""
+  """Builds the problem from the flags `f` (started from --init_params when given), integrates,
+  prints the figures and writes the outputs into f.out; returns 0."""
   keys = problem_lib.keys(f.seed)
   problem = TASK.build(f, keys["init"])
+  if f.init_params:                    # GD and the flows start from the loaded parameters
+    problem, line = init_params.initialise(problem, f.init_params)
+    log(line)
   loss, w0, batch = full_batch_loss(problem)
   s = settings(f)
   log(f"GD, central flow (k = {s.critical}, {s.substeps} substeps per step) and gradient flow "

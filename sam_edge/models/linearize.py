@@ -18,6 +18,7 @@ from sam_edge.models import precision
 from sam_edge.pytree import PyTree
 
 Apply = Callable[[PyTree, Any], Any]      # (params, inputs) -> outputs
+W0 = "w0"                                 # the expansion point's key in the constants
 
 
 def linearized_apply(apply: Apply, params0: PyTree, params: PyTree, inputs: Any) -> Any:
@@ -47,11 +48,20 @@ def in_regime(apply: Apply, params0: PyTree, regime: str
   pass it through the jitted functions rather than closing over it.
   """
   linear = regime == "linearized"
-  constants = {"w0": jax.tree.map(jnp.copy, params0)} if linear else {}
+  constants = {W0: jax.tree.map(jnp.copy, params0)} if linear else {}
 
   def forward(p: PyTree, constants: dict, inputs: Any, dtype: Any = jnp.float32) -> Any:
     p, constants = precision.cast_floats((p, constants), dtype)
-    out = (linearized_apply(apply, constants["w0"], p, inputs) if linear
+    out = (linearized_apply(apply, constants[W0], p, inputs) if linear
            else apply(p, inputs))
     return out.astype(jnp.float32)
   return constants, forward
+
+
+def expanded_at(constants: dict, params0: PyTree) -> dict:
+  """`in_regime`'s constants with the expansion point w0 moved to `params0` (a copy, as there);
+  the network regime's constants (no w0) unchanged. A run that starts from other parameters
+  than its initialisation (`--init_params`) linearizes around them."""
+  if W0 not in constants:
+    return constants
+  return {**constants, W0: jax.tree.map(jnp.copy, params0)}

@@ -22,6 +22,7 @@ from sam_edge.run import (
   components,
   devices,
   environment,
+  init_params,
   locks,
   loop,
   outputs,
@@ -132,8 +133,9 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
 
 def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], config: dict,
             log: Callable[[str], None], sup: supervisor.Supervisor, env: dict) -> _Prepared:
-  """The devices, the problem (checked against the measurement's limits), the state (restored
-  when resuming), the writer and the compiled pieces."""
+  """The devices, the problem (started from --init_params when given; checked against the
+  measurement's limits), the state (restored when resuming: a checkpoint wins over
+  --init_params), the writer and the compiled pieces."""
   place = devices.placement(settings.num_devices)
   mesh = place.describe()
   env = {**env, "mesh": mesh}
@@ -142,6 +144,9 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
   sup.phase = "loading the data"
   run_keys = keys(settings.seed)
   problem = build_problem(run_keys["init"])
+  if settings.init_params:
+    problem, line = init_params.initialise(problem, settings.init_params)
+    log(line)
   too_big = measure.size_problems(settings.measure,
                                   sum(x.size for x in jax.tree.leaves(problem.params)))
   examples = batching.num_examples(problem.train_arrays)

@@ -14,14 +14,16 @@ arrays `a0, a1, ...` and one more entry `meta`, the UTF-8 bytes (uint8) of the J
 has no BatchNorm), each array replaced by its entry's name. An array's sha256 is that of its
 bytes in C order (`checksums.array_digests`' convention). `read` refuses, in one `ParamsError`
 line, a file that is not such an npz, a meta that does not match its checksum, and an array
-that is missing or does not match its dtype, shape or checksum. This module imports no jax.
+that is missing or does not match its dtype, shape or checksum; `read_header` reads and
+checks the meta alone. This module imports no jax.
 """
 
+import contextlib
 import hashlib
 import io
 import json
 import zipfile
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
@@ -120,16 +122,11 @@ def _array(npz: Any, name: str, expected: dict, path: str) -> np.ndarray:
   return x
 
 
-def read(path: str) -> Saved:
-  """The file at `path`, verified against its checksums; ParamsError (one line) otherwise."""
+@contextlib.contextmanager
+def _reading(path: str) -> Iterator[None]:
+  """Turns what reading a damaged or missing file raises into one ParamsError line."""
   try:
-    with np.load(path, allow_pickle=False) as npz:
-      meta = _meta(npz, path)
-      arrays = {n: _array(npz, n, e, path) for n, e in meta["arrays"].items()}
-    tree = meta["tree"]
-    saved = Saved(task=meta["task"], step=meta["step"], config=meta["config"],
-                  params=_fill(tree["params"], arrays),
-                  model_state=_fill(tree["model_state"], arrays))
+    yield
   except ParamsError:
     raise
   except OSError as e:
@@ -137,4 +134,26 @@ def read(path: str) -> Saved:
   except (zipfile.BadZipFile, ValueError, EOFError, KeyError, TypeError, AttributeError) as e:
     raise ParamsError(f"{path}: not a readable parameters file ({type(e).__name__}: "
                       f"{' '.join(str(e).split())[:200]})") from None
-  return saved
+
+
+def read(path: str) -> Saved:
+  """The file at `path`, verified against its checksums; ParamsError (one line) otherwise."""
+  with _reading(path):
+    with np.load(path, allow_pickle=False) as npz:
+      meta = _meta(npz, path)
+      arrays = {n: _array(npz, n, e, path) for n, e in meta["arrays"].items()}
+    tree = meta["tree"]
+    return Saved(task=meta["task"], step=meta["step"], config=meta["config"],
+                 params=_fill(tree["params"], arrays),
+                 model_state=_fill(tree["model_state"], arrays))
+
+
+def read_header(path: str) -> Saved:
+  """The task, step and config of the file at `path` without its arrays (`params` and
+  `model_state` None): only the meta is read, and checked against its own sha256, so this is
+  cheap for any network. ParamsError (one line) otherwise; `read` checks the arrays."""
+  with _reading(path):
+    with np.load(path, allow_pickle=False) as npz:
+      meta = _meta(npz, path)
+    return Saved(task=meta["task"], step=meta["step"], config=meta["config"], params=None,
+                 model_state=None)

@@ -5,7 +5,7 @@ that command, and the parameters file (`--params_output`) it holds.
     values = command_values(argv or [])                  # {"mlp_width": "8", ...}
     params_path("sweep/mlp_width=8")                     # ".../params.npz"; a file stays itself
 
-Lower than the studies (which read sweeps), so that a run can resolve a run folder too.
+Both the studies (which read sweeps) and a run's `--init_params` resolve a run folder here.
 """
 
 import glob

@@ -31,3 +31,4 @@ class RunSettings:
   num_devices: Optional[int] = None        # the first N devices (all by default)
   measure_examples: Optional[int] = None   # measure on the first N training examples
   task: str = ""                           # the entry point, for the parameters file
+  init_params: Optional[str] = None        # start from this parameters file or run folder

@@ -10,12 +10,14 @@ problem rebuilt from its config, for the metrics between runs and the landscapes
 Names kept stable for other commands: `Trained` (fields `path, task, step, config, params,
 model_state`), `load(path)`, `problem(t, *, manual_dir=None, tfds_data_dir=None)`,
 `eval_loss(problem)`, `batch(problem, indices)`; a run folder's parameters file is found by
-`run.run_folder.params_path`.
+`run.run_folder.params_path` (which `--init_params` shares).
 
 `problem(t)` is the `run.problem.Problem` the run trained, built again from the run's config
 (the entry point's flag defaults, then the config over them; `manual_dir`/`tfds_data_dir`, when
 given, replace the run's data folders) and its seed's init key, so the training set is the
-run's own, label noise included; its `params` and `model_state` are the trained ones. The
+run's own, label noise included; its `params` and `model_state` are the trained ones (a
+linearized run started from `--init_params` is expanded around that file's parameters again,
+so the file must still be where the run read it). The
 evaluation-mode loss `eval_loss(p)(w, s, batch) = output_loss(p.predict(w, s, constants,
 batch), batch)` is the training loss with BatchNorm in evaluation mode (running statistics
 `s`), as the test error sees the network; `Problem.forward` is the training step's train-mode
@@ -31,7 +33,7 @@ import numpy as np
 
 from sam_edge import errors
 from sam_edge.pytree import PyTree
-from sam_edge.run import params_file, run_folder
+from sam_edge.run import init_params, params_file, run_folder
 from sam_edge.run.problem import Problem, keys
 from sam_edge.studies import commands
 
@@ -72,6 +74,8 @@ def problem(t: Trained, *, manual_dir: Optional[str] = None,
   f = flags_of(t, manual_dir=manual_dir, tfds_data_dir=tfds_data_dir)
   task = commands.load_entry(t.task).TASK
   built = task.build(f, keys(int(f.seed))["init"])
+  if f.init_params and f.regime == "linearized":    # its w0: the parameters it started from
+    built, _ = init_params.initialise(built, f.init_params)
   return dataclasses.replace(built, params=jax.tree.map(np.asarray, t.params),
                              model_state=jax.tree.map(np.asarray, t.model_state))
 
