@@ -1,13 +1,25 @@
-"""Tests for sam_edge.data.augment: flip_crop against a numpy reference."""
+"""Tests for the training-batch augmentations: flip_crop against a numpy reference
+(sam_edge.data.augment), cutout, brightness, AutoAugment and the --augment pipeline."""
 
 import itertools
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sam_edge.data import augment
+from sam_edge.data import (
+  augment,
+  augment_pipeline,
+  autoaugment,
+  autoaugment_ops,
+  brightness,
+  cutout,
+  input_spec,
+  normalize,
+)
+from sam_edge.tasks import image_problem
 
 flip_crop = jax.jit(augment.flip_crop)      # Compiled once per shape, shared by the tests.
 
@@ -129,3 +141,257 @@ def test_flips_happen_in_outputs():
 def test_rejects_unbatched_images():
   with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
     augment.flip_crop(np.zeros((28, 28, 1), np.uint8), jax.random.key(0))
+
+
+# --------------------------------------------------------------------------------------------
+# Cutout, brightness and the --augment pipeline (sam_edge.data.{cutout, brightness,
+# augment_pipeline}); AutoAugment below.
+
+
+@pytest.mark.parametrize("centre, size, rows, cols", [
+    ((3, 5), 4, (1, 5), (3, 7)),        # inside: rows cy − 2 .. cy + 1, columns cx − 2 .. cx + 1
+    ((0, 7), 4, (0, 2), (5, 8)),        # clipped at the top and right borders
+    ((4, 4), 3, (3, 6), (3, 6)),        # odd side: cy − 1 .. cy + 1
+    ((7, 0), 1, (7, 8), (0, 1)),        # one pixel
+])
+def test_cutout_sets_exactly_the_square_around_the_centre(centre, size, rows, cols):
+  images = random_images((2, 8, 8, 3), np.uint8)        # values 1..255: never the fill 0
+  fill = np.array([0, 7, 9], np.uint8)                     # per channel (a mean colour)
+  out = np.asarray(cutout.cut(images, jnp.array([centre, (7, 7)]), size, fill))
+  expected = images[0].copy()
+  expected[rows[0]:rows[1], cols[0]:cols[1]] = fill
+  np.testing.assert_array_equal(out[0], expected)
+  assert out.dtype == np.uint8
+  # The second example's square, around (7, 7), is its own.
+  above = 7 - size // 2
+  assert (out[1, 7, 7] == fill).all() and (out[1, :above] == images[1, :above]).all()
+
+
+def test_cutout_draws_one_square_per_example_from_the_key():
+  images = random_images((64, 8, 8, 1), np.uint8)
+  out = np.asarray(jax.jit(cutout.cutout, static_argnums=2)(images, jax.random.key(4), 4))
+  centres = np.asarray(cutout.draw(jax.random.key(4), 64, 8, 8))
+  assert centres.min() == 0 and centres.max() == 7 and len(np.unique(centres, axis=0)) > 30
+  np.testing.assert_array_equal(out, cutout.cut(images, centres, 4))
+  for x, y, (cy, cx) in zip(images, out, centres):
+    zeroed = y[..., 0] == 0
+    assert zeroed.sum() == (min(cy + 2, 8) - max(cy - 2, 0)) * (min(cx + 2, 8) - max(cx - 2, 0))
+    np.testing.assert_array_equal(y[~zeroed], x[~zeroed])
+
+
+def test_brightness_shifts_by_255_delta_rounds_and_clips():
+  images = np.array([0, 100, 250], np.uint8).reshape(1, 1, 3, 1).repeat(2, axis=0)
+  out = np.asarray(brightness.shift(images, jnp.array([0.2, -0.4])))
+  np.testing.assert_array_equal(out[0, 0, :, 0], [51, 151, 255])       # + 51, 301 clipped
+  np.testing.assert_array_equal(out[1, 0, :, 0], [0, 0, 148])          # − 102, clipped at 0
+  assert out.dtype == np.uint8
+
+
+def test_brightness_draws_one_shift_per_example_within_the_delta():
+  images = np.full((500, 2, 2, 3), 128, np.uint8)
+  deltas = np.asarray(brightness.draw(jax.random.key(2), 500, 0.3))
+  assert -0.3 <= deltas.min() < -0.25 and 0.25 < deltas.max() < 0.3
+  out = np.asarray(brightness.random_brightness(images, jax.random.key(2), 0.3)).astype(int)
+  assert (out == out[:, :1, :1, :1]).all()                        # one shift per example
+  shifted = np.float32(128) + np.float32(255) * deltas              # float32, as on device
+  np.testing.assert_array_equal(out[:, 0, 0, 0], np.round(shifted))
+
+
+def test_flip_crop_is_flip_comma_crop_bitwise_and_other_ops_keep_its_draws():
+  images = random_images((16, 9, 11, 3), np.uint8)
+  key = augment.augment_key(jax.random.key(7), 3)
+  old = np.asarray(augment.flip_crop(images, key))
+  for text in ("flip_crop", "flip,crop", "crop,flip", " crop , flip "):
+    settings = augment_pipeline.Augmentation(input_spec.parse(text))
+    np.testing.assert_array_equal(augment_pipeline.apply(settings, images, key), old)
+  # brightness with d = 0 changes nothing, and the crops and flips stay today's.
+  still = augment_pipeline.Augmentation(input_spec.parse("flip_crop,brightness"),
+                                        brightness_delta=0.0)
+  np.testing.assert_array_equal(augment_pipeline.apply(still, images, key), old)
+  offsets, flips = augment.draw(key, 16)
+  only_flip = augment_pipeline.apply(augment_pipeline.Augmentation(("flip",)), images, key)
+  np.testing.assert_array_equal(only_flip, np.where(np.asarray(flips)[:, None, None, None],
+                                                    images[:, :, ::-1], images))
+  only_crop = augment_pipeline.apply(augment_pipeline.Augmentation(("crop",)), images, key)
+  np.testing.assert_array_equal(only_crop, augment.crop_flip(images, offsets, jnp.zeros(16, bool)))
+
+
+def test_every_augmentation_is_a_pure_function_of_seed_and_step():
+  images = random_images((6, 32, 32, 3), np.uint8)
+  settings = augment_pipeline.Augmentation(
+      input_spec.parse("flip,crop,cutout,brightness,autoaugment"), 8, np.uint8(120), 0.5)
+  once = jax.jit(lambda x, seed, step: augment_pipeline.apply(
+      settings, x, augment.augment_key(jax.random.key(seed), step)))
+  a = np.asarray(once(images, 0, 5))
+  assert a.shape == images.shape and a.dtype == np.uint8 and not np.array_equal(a, images)
+  np.testing.assert_array_equal(a, once(images, 0, 5))
+  assert not np.array_equal(a, once(images, 0, 6)) and not np.array_equal(a, once(images, 1, 5))
+
+
+def test_the_ops_work_per_example_inside_vmap():
+  """vmap over batches of one example each gives the batch's own result (AutoAugment maps its
+  ops over the examples with vmap itself)."""
+  images = random_images((5, 8, 8, 3), np.uint8)
+  settings = augment_pipeline.Augmentation(input_spec.parse("flip,crop,brightness,cutout"), 3)
+  keys = jax.random.split(jax.random.key(3), 5)
+  per_example = jax.jit(jax.vmap(lambda x, k: augment_pipeline.apply(settings, x[None], k)[0]))
+  out = per_example(images, keys)
+  for i in range(5):
+    np.testing.assert_array_equal(out[i], augment_pipeline.apply(settings, images[i:i + 1],
+                                                                 keys[i])[0])
+
+
+def test_the_problem_augments_the_steps_batch_with_the_steps_key():
+  settings = types.SimpleNamespace(augment="none", cutout_size=4, brightness_delta=0.0)
+  norm = normalize.Normalization(255.0, np.array([0.2, 0.4, 0.6], np.float32))
+  assert image_problem.augment_fn(settings, norm) is None
+  settings.augment = "cutout,flip_crop"
+  fn = image_problem.augment_fn(settings, norm)
+  batch = {"image": random_images((4, 8, 8, 3), np.uint8), "label": np.arange(4)}
+  data_key = jax.random.key(1)
+  out = fn(batch, data_key, 9)
+  np.testing.assert_array_equal(out["label"], batch["label"])
+  settings = augment_pipeline.Augmentation(("flip", "crop", "cutout"), 4, norm.centre())
+  expected = augment_pipeline.apply(settings, batch["image"], augment.augment_key(data_key, 9))
+  np.testing.assert_array_equal(out["image"], expected)
+  assert (np.asarray(out["image"]) == [51, 102, 153]).all(axis=-1).any()   # the fill: 255·shift
+
+
+# --------------------------------------------------------------------------------------------
+# AutoAugment (sam_edge.data.autoaugment, autoaugment_ops): the policy table, each op at a
+# magnitude of the table by hand, the colour ops against PIL, and the policy's application.
+
+
+def test_the_cifar10_policy_has_25_sub_policies_of_two_known_ops():
+  policy = autoaugment.CIFAR10_POLICY
+  assert len(policy) == 25 and all(len(sub) == 2 for sub in policy)
+  for name, p, level in (step for sub in policy for step in sub):
+    assert name in autoaugment.OPS and 0 <= p <= 1
+    assert (level is None) == (autoaugment.OPS[name][1] is None), name
+    assert level is None or level in range(10)
+  assert policy[0] == (("Invert", 0.1, None), ("Contrast", 0.2, 6))        # the paper's first
+  assert policy[-1] == (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, None))   # and last rows
+  arrays = autoaugment.policy_arrays()
+  assert all(a.shape == (25, 2) for a in arrays.values())
+  argument = {(policy[i][j][0], policy[i][j][2]): arrays["argument"][i, j]
+              for i in range(25) for j in range(2)}
+  assert argument["Posterize", 7] == 2 and argument["Solarize", 2] == 205
+  assert argument["Rotate", 2] == 6 and argument["TranslateY", 9] == 9
+  assert argument["ShearY", 8] == np.float32(0.24)
+  assert argument["Sharpness", 5] == 100 and argument["Color", 0] == 10    # factors in percent
+  assert argument["Brightness", 9] == 172 and argument["Contrast", 6] == 118
+  signed = {policy[i][j][0] for i in range(25) for j in range(2) if arrays["signed"][i, j]}
+  assert signed == {"Rotate", "ShearY", "TranslateX", "TranslateY"}
+
+
+JITTED_OPS = {name: jax.jit(op) for name, (op, _, _) in autoaugment.OPS.items()}
+
+
+def _op(name: str, x, v=0.0) -> np.ndarray:
+  return np.asarray(JITTED_OPS[name](jnp.asarray(x, jnp.uint8), jnp.float32(v)))
+
+
+def test_each_colour_op_at_a_magnitude_of_the_table_by_hand():
+  line = np.array([[[0], [63], [64], [200], [205], [255]]], np.uint8)        # [1, 6, 1]
+  np.testing.assert_array_equal(_op("Invert", line)[0, :, 0], [255, 192, 191, 55, 50, 0])
+  np.testing.assert_array_equal(_op("Posterize", line, 2)[0, :, 0], [0, 0, 64, 192, 192, 192])
+  np.testing.assert_array_equal(_op("Solarize", line, 205)[0, :, 0], [0, 63, 64, 200, 50, 0])
+  np.testing.assert_array_equal(_op("Brightness", line, 172)[0, :, 0],
+                                [0, 108, 110, 255, 255, 255])       # ⌊1.72 x⌋, clipped
+  # Color 0.1: grey(200, 100, 0) = 7798768 >> 16 = 118; 118 + 0.1·(x − 118) = 126.2, 116.2, 106.2.
+  np.testing.assert_array_equal(_op("Color", [[[200, 100, 0]]], 10), [[[126, 116, 106]]])
+  np.testing.assert_array_equal(_op("Color", line, 10), line)       # one channel: the identity
+  # Contrast 1.18 around m = ⌊mean(0, 100, 200, 255) + ½⌋ = 139.
+  square = np.array([[0, 100], [200, 255]], np.uint8)[..., None]
+  np.testing.assert_array_equal(_op("Contrast", square, 118)[..., 0], [[0, 92], [210, 255]])
+  # Sharpness 1.72: the centre's smooth is round(5·130/13) = 50, 50 + 1.72·80 = 187.6.
+  dot = np.zeros((3, 3, 1), np.uint8)
+  dot[1, 1] = 130
+  np.testing.assert_array_equal(_op("Sharpness", dot, 172)[..., 0],
+                                [[0, 0, 0], [0, 187, 0], [0, 0, 0]])
+  np.testing.assert_array_equal(_op("Sharpness", dot, 100), dot)    # level 5: the identity
+  # AutoContrast: per channel (x − lo)·255 // (hi − lo); a constant channel stays.
+  two = np.stack([square[..., 0] // 5 + 10, np.full((2, 2), 7)], axis=-1).astype(np.uint8)
+  np.testing.assert_array_equal(_op("AutoContrast", two)[..., 0], [[0, 100], [200, 255]])
+  np.testing.assert_array_equal(_op("AutoContrast", two)[..., 1], two[..., 1])
+  # Equalize: half the pixels 50, half 100: s = (512 − 256) // 255 = 1, lut[50] = 0,
+  # lut[100] = min(255, 256); fewer than 256 other pixels: the identity.
+  halves = np.repeat(np.array([50, 100], np.uint8), 256).reshape(16, 32, 1)
+  np.testing.assert_array_equal(_op("Equalize", halves), np.where(halves == 50, 0, 255))
+  np.testing.assert_array_equal(_op("Equalize", square), square)
+
+
+def test_each_geometric_op_at_a_magnitude_of_the_table_by_hand():
+  x = (np.arange(20).reshape(4, 5, 1) + 1).astype(np.uint8)
+  fill = autoaugment_ops.FILL
+  np.testing.assert_array_equal(_op("TranslateX", x, 3)[..., 0],
+                                np.c_[x[:, 3:, 0], np.full((4, 3), fill)])
+  np.testing.assert_array_equal(_op("TranslateX", x, -3)[..., 0],
+                                np.c_[np.full((4, 3), fill), x[:, :2, 0]])
+  np.testing.assert_array_equal(_op("TranslateY", x, 3)[..., 0],
+                                np.r_[x[3:, :, 0], np.full((3, 5), fill)])
+  # ShearY 0.24: out[y, x] = in[round(y + 0.24 x), x]: columns 0..2 stay, 3 and 4 move up a row.
+  sheared = _op("ShearY", x, 0.24)[..., 0]
+  np.testing.assert_array_equal(sheared[:, :3], x[:, :3, 0])
+  np.testing.assert_array_equal(sheared[:, 3:], np.r_[x[1:, 3:, 0], np.full((1, 2), fill)])
+  square = (np.arange(16).reshape(4, 4, 1) + 1).astype(np.uint8)
+  np.testing.assert_array_equal(_op("Rotate", square, 90), np.rot90(square))   # about the centre
+  np.testing.assert_array_equal(_op("Rotate", square, 0), square)
+
+
+def test_the_colour_ops_at_the_tables_magnitudes_give_pils_bytes():
+  """Exactly PIL's, but for the float rounding PIL's own formulas suffer: AutoContrast's
+  (float64) and the blends' (float32 factors: 1.18 is 1.1799999, so PIL gives ⌊1.18·50⌋ = 58): one
+  off where the exact value is whole."""
+  Image = pytest.importorskip("PIL.Image")
+  from PIL import ImageEnhance, ImageOps
+  x = np.random.default_rng(3).integers(40, 220, (16, 32, 3), dtype=np.uint8)
+  im = Image.fromarray(x)
+  enhance = lambda kind: lambda v: kind(im).enhance(np.float32(v / 100))
+  pil = {"Invert": lambda v: ImageOps.invert(im),
+         "Posterize": lambda v: ImageOps.posterize(im, int(v)),
+         "Solarize": lambda v: ImageOps.solarize(im, v),
+         "Equalize": lambda v: ImageOps.equalize(im),
+         "AutoContrast": lambda v: ImageOps.autocontrast(im),
+         "Brightness": enhance(ImageEnhance.Brightness),
+         "Color": enhance(ImageEnhance.Color),
+         "Contrast": enhance(ImageEnhance.Contrast),
+         "Sharpness": enhance(ImageEnhance.Sharpness)}
+  exact = ("Invert", "Posterize", "Solarize", "Equalize")
+  arrays = autoaugment.policy_arrays()
+  for name, make in pil.items():
+    index = autoaugment.NAMES.index(name)
+    arguments = np.unique(arrays["argument"][arrays["op"] == index])       # the table's
+    got = jax.jit(jax.vmap(autoaugment.OPS[name][0], in_axes=(None, 0)))(x, arguments)
+    for v, out in zip(arguments, np.asarray(got).astype(int)):
+      want = np.asarray(make(v)).astype(int)
+      assert np.abs(out - want).max() <= (0 if name in exact else 1), (name, v)
+      assert np.mean(out == want) > 0.95, (name, v)           # where the product is whole
+      assert not np.array_equal(out, x) or v == 100, (name, v)      # each op does something
+
+
+def test_the_policy_applies_the_drawn_sub_policy_with_its_probabilities_and_signs():
+  x = random_images((3, 6, 6, 3), np.uint8)
+  choices = {"subpolicy": jnp.array([0, 14, 12]),
+             "uniform": jnp.array([[0.05, 0.2], [0.45, 0.0], [0.39, 0.2]]),
+             "negate": jnp.array([[False, False], [True, True], [True, True]])}
+  out = np.asarray(jax.jit(autoaugment.apply)(x, choices))
+  # 0: Invert (0.05 < 0.1), not Contrast (0.2 < 0.2 fails).  14: Solarize 205 (0.45 < 0.5; not
+  # signed), never Invert (p = 0).  12: TranslateY by −3 (0.39 < 0.4, signed and negated), not
+  # Sharpness (0.2 < 0.2 fails).
+  np.testing.assert_array_equal(out[0], 255 - x[0])
+  np.testing.assert_array_equal(out[1], np.where(x[1] < 205, x[1], 255 - x[1]))
+  np.testing.assert_array_equal(out[2, :3], np.full_like(x[2, :3], autoaugment_ops.FILL))
+  np.testing.assert_array_equal(out[2, 3:], x[2, :3])
+  drawn = autoaugment.draw(jax.random.key(0), 4000)
+  counts = np.bincount(np.asarray(drawn["subpolicy"]), minlength=25)
+  assert len(counts) == 25 and counts.min() > 100               # uniform over the 25
+  assert abs(float(np.mean(drawn["negate"])) - 0.5) < 0.02
+
+
+def test_autoaugment_rejects_float_or_unbatched_images():
+  with pytest.raises(ValueError, match="uint8"):
+    autoaugment.autoaugment(np.zeros((2, 4, 4, 3), np.float32), jax.random.key(0))
+  with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
+    augment_pipeline.apply(augment_pipeline.Augmentation(("cutout",)),
+                           np.zeros((4, 4, 3), np.uint8), jax.random.key(0))

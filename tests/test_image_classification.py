@@ -394,11 +394,35 @@ def assert_one_error_line(err: str, flag: str) -> None:
 ])
 def test_bad_input_exit_2(make_arg, flag, tmp_path, capsys):
   (tmp_path / "empty").mkdir()
+  assert_exit_2_before_anything([make_arg(tmp_path)], flag, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--augment=flip,mixup"], "augment"),
+    (["--augment=none,cutout"], "augment"),
+    (["--augment=flip_crop,flip"], "augment"),
+    (["--augment=flip,"], "augment"),
+    (["--cutout_size=0"], "cutout_size"),
+    (["--augment=cutout", "--cutout_size=29"], "cutout_size"),          # MNIST is 28x28
+    (["--dataset=cifar10", "--cutout_size=33"], "cutout_size"),
+    (["--brightness_delta=1.5"], "brightness_delta"),
+    (["--augment=brightness", "--brightness_delta=-0.1"], "brightness_delta"),
+    *[([f"--augment={a}", "--track_every_step"], "track_every_step")
+      for a in ("flip_crop", "flip", "crop", "cutout", "brightness", "autoaugment",
+                "autoaugment,cutout")],
+])
+def test_bad_augmentation_flags_exit_2(args, flag, tmp_path, capsys):
+  assert_exit_2_before_anything(args, flag, tmp_path, capsys)
+
+
+def assert_exit_2_before_anything(extra: list[str], flag: str, tmp_path, capsys) -> None:
+  """`extra` on top of valid flags: exit code 2, one line naming --flag, nothing written or
+  prepared."""
   out_dir = tmp_path / "out"
   out_dir.mkdir()
   paths = output_paths(out_dir)
   args = [*output_args(paths), f"--tfds_data_dir={tmp_path / 'tfds'}", "--lanczos_max_steps=10",
-          make_arg(tmp_path)]
+          *extra]
   assert run_main(args) == 2
   captured = capsys.readouterr()
   assert_one_error_line(captured.err, flag)
@@ -410,6 +434,7 @@ def test_bad_input_exit_2(make_arg, flag, tmp_path, capsys):
 @pytest.mark.parametrize("arg, flag", [
     ("--rho=abc", "rho"),
     ("--max_steps=1.5", "max_steps"),
+    ("--normalize=zscore", "normalize"),
 ])
 def test_malformed_flag_exit_2(arg, flag, capsys):
   with pytest.raises(SystemExit) as e:

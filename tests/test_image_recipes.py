@@ -126,6 +126,23 @@ def test_new_datasets_end_to_end(dataset, tmp_path, capsys):
   assert len(raw["records"]) == 2
 
 
+@pytest.mark.slow
+def test_every_augmentation_with_per_channel_normalisation_end_to_end(tmp_path, capsys):
+  """All the papers' augmentations of the training batches, the SAM paper's normalisation."""
+  with mocked("cifar10", tmp_path) as data_dir:
+    code = run([f"--tfds_data_dir={data_dir}", "--dataset=cifar10", "--mlp_width=8",
+                "--mlp_depth=2", "--batch_size=8", "--max_steps=3", "--hessian_check_gap=0",
+                "--augment=flip,crop,cutout,brightness,autoaugment", "--cutout_size=8",
+                "--normalize=per_channel", f"--raw_data_output={tmp_path / 'raw.pkl'}",
+                *NO_PDFS])
+  assert code == 0
+  raw = pickle.loads((tmp_path / "raw.pkl").read_bytes())
+  assert raw["final"]["steps"] == 3 and 0 <= raw["final"]["test_error"] <= 1
+  assert all(np.isfinite(raw["losses"]["loss"])) and len(raw["losses"]["loss"]) == 3
+  assert raw["config"]["augment"] == "flip,crop,cutout,brightness,autoaugment"
+  assert raw["config"]["normalize"] == "per_channel" and raw["config"]["cutout_size"] == 8
+
+
 def batchnorm_runs(tmp_path):
   """The ResNet-20 recipe's run with and without measurements: (measured, unmeasured) final
   states."""

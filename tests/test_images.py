@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sam_edge.data import image_specs, images
+from sam_edge.data import image_specs, images, normalize
 
 NUM_MOCK = 20
 
@@ -206,19 +206,52 @@ def test_shared_mnist_has_expected_files(shared_data):
       assert (shared_data / name / file_name).is_file()
 
 
-def test_preprocess_in_jit():
+def test_mean_image_normalisation_is_x_over_256_minus_the_mean_in_jit():
   rng = np.random.default_rng(0)
   batch = rng.integers(0, 256, size=(5, 4, 3, 2), dtype=np.uint8)
   mean = rng.random((4, 3, 2)).astype(np.float32)
   device_batch = jax.device_put(batch)
   assert device_batch.dtype == jnp.uint8
-  out = jax.jit(images.preprocess)(device_batch, mean)
+  preprocess = normalize.of("mean_image", batch, mean)
+  out = jax.jit(preprocess)(device_batch)
   assert out.dtype == jnp.float32 and out.shape == batch.shape
-  np.testing.assert_allclose(out, batch.astype(np.float64) / 256 - mean,
-                             rtol=1e-6, atol=1e-6)
+  # Bytes for bytes the reference's float32 x/256 − mean (IEEE division and subtraction).
+  np.testing.assert_array_equal(out, batch.astype(np.float32) / np.float32(256) - mean)
   # Values stay exact multiples of 1/256 before centring (no uint8 overflow).
-  zero_mean = jax.jit(images.preprocess)(device_batch, np.zeros_like(mean))
+  zero_mean = jax.jit(normalize.of("mean_image", batch, np.zeros_like(mean)))(device_batch)
   np.testing.assert_array_equal(zero_mean * 256, batch.astype(np.float32))
+  np.testing.assert_array_equal(preprocess.centre(), np.round(mean * 256).astype(np.uint8))
+
+
+def test_per_channel_normalisation_uses_the_training_pixels_moments():
+  rng = np.random.default_rng(1)
+  train = rng.integers(0, 256, size=(10_000, 2, 3, 3), dtype=np.uint8)   # more than CHUNK
+  train[..., 2] //= 4                                       # channels of different spreads
+  mean, std = normalize.channel_moments(train)
+  pixels = train.reshape(-1, 3).astype(np.float64) / 255
+  np.testing.assert_allclose(mean, pixels.mean(axis=0), rtol=1e-12)
+  np.testing.assert_allclose(std, pixels.std(axis=0), rtol=1e-10)
+  preprocess = normalize.of("per_channel", train, images.mean_image_of(train))
+  out = np.asarray(jax.jit(preprocess)(train[:7]))
+  np.testing.assert_allclose(out, (train[:7] / 255 - mean) / std, rtol=1e-5, atol=1e-5)
+  whole = np.asarray(jax.jit(preprocess)(train)).reshape(-1, 3).astype(np.float64)
+  np.testing.assert_allclose(whole.mean(axis=0), 0, atol=1e-5)
+  np.testing.assert_allclose(whole.std(axis=0), 1, atol=1e-5)
+  # The centre, the cut-out fill, maps to 0 up to its rounding to uint8.
+  centre = preprocess.centre()
+  np.testing.assert_array_equal(centre, np.round(255 * mean).astype(np.uint8))
+  assert np.all(np.abs(np.asarray(preprocess(centre))) <= 0.5 / 255 / std)
+  constant = np.full((4, 2, 2, 1), 9, np.uint8)              # σ = 0: centred only
+  np.testing.assert_allclose(normalize.of("per_channel", constant, None)(constant), 0)
+
+
+def test_no_normalisation_is_x_over_255():
+  batch = np.array([0, 1, 128, 255], np.uint8).reshape(1, 2, 2, 1)
+  preprocess = normalize.of("none", batch, None)
+  np.testing.assert_array_equal(jax.jit(preprocess)(batch), batch.astype(np.float32) / 255)
+  np.testing.assert_array_equal(preprocess.centre(), [0])
+  with pytest.raises(ValueError, match="zscore"):
+    normalize.of("zscore", batch, None)
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ kept ("mini" sets). The mean image is taken over the kept training examples,
 
   mean_image = (1 / N) sum_{i < N} image_i / 256,
 
-and ``preprocess`` maps ``x -> x / 256 - mean_image`` (float32).
+which ``normalize`` subtracts from ``x / 256`` (``--normalize=mean_image``, the default).
 
 Preparation (once per data dir) never shares extracted files between datasets.
 TFDS 4.9.10 extracts every archive to ``extract_dir / f"{METHOD}.{file name}"``
@@ -45,8 +45,6 @@ import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Callable, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sam_edge import errors
@@ -294,14 +292,3 @@ def _read_through_tfds(name: str, data_dir: str | None, manual_dir: str | None,
         f"and run again to prepare {name} afresh")
   array_cache.write(name, data_dir, whole, num_classes)
   return whole, num_classes
-
-
-def preprocess(images: jax.Array, mean_image: jax.Array | np.ndarray
-               ) -> jax.Array:
-  """``images / 256 - mean_image`` in float32; jit-safe for uint8 inputs.
-
-  ``images`` is uint8 ``[..., H, W, C]`` and ``mean_image`` float32 ``[H, W, C]`` (broadcast over
-  leading axes); the result is a float32 array of the shape of ``images``.
-  """
-  return images.astype(jnp.float32) / 256 - jnp.asarray(mean_image,
-                                                         jnp.float32)

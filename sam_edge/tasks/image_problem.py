@@ -1,12 +1,13 @@
 """The image-classification problem: data + network + loss -> `run.problem.Problem`.
 
-Data: each split read once into host memory as uint8; inputs x/256 − mean training image
-(computed inside the forward pass, on device); the loss of `--loss` on logits (`models.losses`
-gives each as a formula); test error = fraction of test images misclassified. Optionally: a
-fraction of the training labels replaced by other labels (`--label_noise`, fixed by the seed),
-random crops and flips of the training batches (`--augment`, a pure function of (seed, step);
-measurements see the batches un-augmented), label smoothing, and the linearized model
-(`--regime`). The flags are checked by `image_task` before anything here runs.
+Data: each split read once into host memory as uint8; inputs normalised inside the forward pass,
+on device (`--normalize`, `data.normalize`: by default x/256 − mean training image); the loss of
+`--loss` on logits (`models.losses` gives each as a formula); test error = fraction of test images
+misclassified. Optionally: a fraction of the training labels replaced by other labels
+(`--label_noise`, fixed by the seed), augmentation of the training batches' raw images
+(`--augment`, `data.augment_pipeline`, a pure function of (seed, step); measurements see the
+batches un-augmented), label smoothing, and the linearized model (`--regime`). The flags are
+checked by `image_task` before anything here runs.
 """
 
 import dataclasses
@@ -20,7 +21,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam_edge import errors
-from sam_edge.data import augment, batching, images, label_noise, order, validation
+from sam_edge.data import (
+  augment,
+  augment_pipeline,
+  batching,
+  images,
+  input_spec,
+  label_noise,
+  normalize,
+  order,
+  validation,
+)
 from sam_edge.models import linearize, losses, precision, registry, stateful
 from sam_edge.run.problem import Problem
 
@@ -72,8 +83,7 @@ def build(f: Any, key: jax.Array) -> Problem:
                                                label_noise.noise_key(key))
     train = {**train, "label": np.asarray(labels)}
     description["noisy_labels"] = int(np.sum(flipped))
-  mean = jnp.asarray(data.mean_image)
-  preprocess = lambda x: images.preprocess(x, mean)
+  preprocess = normalize.of(f.normalize, train["image"], data.mean_image)
   loss = lambda outputs, batch: losses.LOSSES[f.loss](outputs, batch["label"], f.label_smoothing)
   test_loss = losses.LOSSES[f.loss]                 # on clean labels, without smoothing
   model = registry.build(f.nn_architecture, registry.values(f.nn_architecture, f),
@@ -86,13 +96,9 @@ def build(f: Any, key: jax.Array) -> Problem:
   sizes = ", ".join(f"{len(split['label'])} {name}" for name, split in held_out.items())
   print(f"{f.dataset}: {n} training, {sizes} examples; {f.nn_architecture} with {num_params} "
         "parameters", flush=True)
-  augment_fn = None
-  if f.augment == "flip_crop":
-    augment_fn = lambda batch, k, step: {
-        **batch, "image": augment.flip_crop(batch["image"], augment.augment_key(k, step))}
   batch_order = (order.StreamOrder(n, f.batch_size) if f.batch_order == "reference"
                  else order.ShuffledOrder(n, f.batch_size))
-  return dataclasses.replace(problem, augment=augment_fn, order=batch_order,
+  return dataclasses.replace(problem, augment=augment_fn(f, preprocess), order=batch_order,
                              compute_dtype=precision.DTYPES[f.compute_dtype],
                              held_out=held_out,
                              description={"parameters": int(num_params), **description})
@@ -118,6 +124,19 @@ def hold_out(data: images.ImageData, fraction: float, key: jax.Array
   train, valid = validation.take(data.train, kept), validation.take(data.train, held)
   data = dataclasses.replace(data, train=train, mean_image=images.mean_image_of(train["image"]))
   return data, {"validation": valid, "test": data.test}
+
+
+def augment_fn(f: Any, preprocess: normalize.Normalization) -> Any:
+  """`(batch, data_key, step) -> batch` with its images augmented as `--augment` says, with the
+  step's key `augment.augment_key(data_key, step)`; None for `none`. Cutout fills with the raw
+  value the normalisation maps to 0 (`normalize.Normalization.centre`)."""
+  ops = input_spec.parse(f.augment)
+  if not ops:
+    return None
+  settings = augment_pipeline.Augmentation(ops, f.cutout_size, preprocess.centre(),
+                                           f.brightness_delta)
+  return lambda batch, k, step: {**batch, "image": augment_pipeline.apply(
+      settings, batch["image"], augment.augment_key(k, step))}
 
 
 def split_metrics_fn(logits_fn, loss, num_classes: int):

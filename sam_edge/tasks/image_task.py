@@ -9,7 +9,7 @@ from typing import Any, Optional
 from absl import flags
 
 from sam_edge import options, records
-from sam_edge.data import image_specs, validation
+from sam_edge.data import image_specs, input_spec, validation
 from sam_edge.models import registry
 from sam_edge.tasks.task import Defaults, Task
 
@@ -33,10 +33,30 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("mini_test_set_num_batches", None,
                          "Keep only the first N batches (of --batch_size) of the test set.",
                          **on)
-    flags.DEFINE_enum("augment", "none", ["none", "flip_crop"],
-                      "Training-batch augmentation, on device, a pure function of (seed, step): "
-                      "flip_crop is a random crop after 4-pixel zero padding of the raw image "
-                      "and a horizontal flip. Measurements use the batches un-augmented.", **on)
+    flags.DEFINE_string("augment", input_spec.NONE,
+                        "Training-batch augmentation, on device, a pure function of (seed, step): "
+                        "none, or a comma list of autoaugment, flip, crop, brightness, cutout, "
+                        "applied in that order (the SAM papers') whatever the order written; "
+                        "flip_crop is flip,crop. On the raw uint8 image, per example: "
+                        "autoaugment is AutoAugment's CIFAR-10 policy (25 sub-policies); flip a "
+                        "horizontal flip with probability 1/2; crop a random crop after 4-pixel "
+                        "zero padding; brightness adds δ ~ U[-d, d) on the [0, 1] scale and "
+                        "clips (--brightness_delta); cutout sets a square of side --cutout_size, "
+                        "centred at a random pixel and clipped at the border, to the raw value "
+                        "that --normalize maps to 0. In a sweep write the commas as \\, "
+                        "(--augment=flip\\,crop). Measurements use the batches un-augmented.",
+                        **on)
+    flags.DEFINE_integer("cutout_size", input_spec.CUTOUT_SIZE, "Side S of --augment=cutout's "
+                         "square, in pixels, at most the image side (16: the SAM paper's).", **on)
+    flags.DEFINE_float("brightness_delta", input_spec.BRIGHTNESS_DELTA, "d ∈ [0, 1] of "
+                       "--augment=brightness: each image's shift δ ~ U[-d, d) on the [0, 1] pixel "
+                       "scale (0.5: SAM-TF's max_delta).", **on)
+    flags.DEFINE_enum("normalize", input_spec.NORMALIZE_METHODS[0],
+                      list(input_spec.NORMALIZE_METHODS),
+                      "The network's inputs from the raw pixels x, on device: mean_image "
+                      "x/256 − the mean training image (the reference's); per_channel "
+                      "(x/255 − μ_c)/σ_c with each channel's mean and standard deviation over "
+                      "the training pixels (the SAM paper's); none x/255.", **on)
     flags.DEFINE_float("label_noise", 0.0, "Fraction p of the training labels replaced by a label "
                        "drawn uniformly among the other classes (exactly round(pN), fixed by the "
                        "seed); test labels stay clean.", **on)
@@ -144,7 +164,10 @@ def problems(f: Any) -> list[str]:
   if f.dataset in image_specs.TRAIN_SIZES and f.batch_size > image_specs.TRAIN_SIZES[f.dataset]:
     p.append(f"--batch_size={f.batch_size} is larger than the "
              f"{image_specs.TRAIN_SIZES[f.dataset]} training examples of {f.dataset}")
-  if f.track_every_step and f.augment != "none":
+  p += input_spec.problems(f.augment, f.cutout_size, f.brightness_delta,
+                           IMAGE_SIZES.get(f.dataset), f.dataset)
+  if (f.track_every_step and not input_spec.list_problems(f.augment)
+      and input_spec.parse(f.augment)):
     p.append(f"--track_every_step is not supported with --augment={f.augment}: it follows the "
              "Hessian of the step's own (augmented) batch, which measurements do not see")
   if not 0 <= f.label_noise < 1:
