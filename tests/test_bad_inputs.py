@@ -83,6 +83,11 @@ IMAGE = [  # (args, what the error line must name)
     (["--optimizer=momentum", "--momentum=1"], "--momentum"),
     (["--optimizer=adam", "--adam_b2=1.5"], "--adam_b2"),
     (["--weight_decay=-0.1"], "--weight_decay"),
+    (["--clip_grad_norm=0"], "--clip_grad_norm"),
+    (["--ema_decay=1"], "--ema_decay"),
+    (["--ema_decay=-0.1"], "--ema_decay"),
+    (["--weight_decay_in_loss"], "--weight_decay_in_loss"),
+    (["--no_weight_decay_on_norm", "--weight_decay=0"], "--no_weight_decay_on_norm"),
     (["--sam=sharp"], "sam"),
     (["--rho=0.1", "--sam_group_size=7"], "--sam_group_size"),
     (["--rho=0.1", "--sam_group_size=4", "--batch_size=12", "--measure_chunk=3"],
@@ -135,6 +140,7 @@ TEXT = [
     (["--training_data={tmp}/corpus.txt", "--loss_curve_output={tmp}/readonly.pkl"],
      "--loss_curve_output"),
     (["--training_data={tmp}/corpus.txt", "--regime=affine"], "regime"),
+    (["--training_data={tmp}/corpus.txt", "--clip_grad_norm=-1"], "--clip_grad_norm"),
 ]
 CASES = ([pytest.param(image_classification, a, n, id="image:" + " ".join(a)) for a, n in IMAGE]
          + [pytest.param(transformer, a, n, id="text:" + " ".join(a)) for a, n in TEXT])

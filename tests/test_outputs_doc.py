@@ -103,7 +103,7 @@ def test_every_key_of_the_tiny_sweep_s_files_is_documented(tiny_sweep):
 @pytest.mark.slow
 def test_every_key_of_a_run_with_every_measurement_is_documented(mock_mnist, tmp_path):
   """A run with every curvature kind (each kind's boolean flags on), the per-step tracking with
-  SAM, evaluations, heavy ball and label noise."""
+  SAM, evaluations (with the weights' moving average's), heavy ball and label noise."""
   every_kind = [f"--{o.name}" for kind in registry.KINDS for o in kind.options
                 if o.default is False]
   raw_file = tmp_path / "raw.pkl"
@@ -114,7 +114,7 @@ def test_every_key_of_a_run_with_every_measurement_is_documented(mock_mnist, tmp
                              "--trace_probes=4", "--density_probes=2", "--density_steps=5",
                              "--batch_sharpness_batches=2", "--rho=0.05",
                              "--optimizer=momentum", "--label_noise=0.25", "--track_every_step",
-                             *every_kind, f"--raw_data_output={raw_file}",
+                             "--ema_decay=0.9", *every_kind, f"--raw_data_output={raw_file}",
                              "--eigs_curve_output=", "--eigs_se_only_output=",
                              "--alignment_curve_output=", "--loss_curve_output=",
                              "--eval_curve_output=", "--tracking_curve_output=",
@@ -125,4 +125,5 @@ def test_every_key_of_a_run_with_every_measurement_is_documented(mock_mnist, tmp
   assert {k for kind in registry.KINDS for k in kind.record_keys} <= record_keys
   assert {"lambda1_per_step", "gradient_curvature"} <= set(raw["losses"])
   assert raw["evaluations"] and "noisy_labels" in raw["final"]
+  assert "ema_test_error" in raw["evaluations"][0] and "ema_test_loss" in raw["final"]
   assert not undocumented(pickle_keys(raw))

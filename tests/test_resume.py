@@ -92,6 +92,24 @@ def test_momentum_with_curvature_measurements_resume_equals_uninterrupted(mock_m
                                           "--min_eigenvalue_max_steps=10"], tmp_path)
 
 
+def test_sam_paper_knobs_resume_equals_uninterrupted(mock_mnist, tmp_path, capsys):
+  """The moving average of the weights is in the checkpoint (its own item) and resumes bitwise,
+  with L2 in the loss, the decay mask and the clip on; evaluations and the final dict report the
+  averaged network beside the trained one."""
+  whole, resumed = check_resume_equals_uninterrupted(
+      image_classification, IMAGE_TINY + [
+          f"--tfds_data_dir={mock_mnist}", "--ema_decay=0.8", "--eval_every_steps=2",
+          "--weight_decay=0.01", "--weight_decay_in_loss", "--no_weight_decay_on_norm",
+          "--clip_grad_norm=0.5"], tmp_path)
+  assert without_timing(resumed["evaluations"]) == without_timing(whole["evaluations"])
+  for key in ("ema_test_error", "ema_test_loss"):
+    assert resumed["final"][key] == whole["final"][key]
+    assert all(key in e for e in whole["evaluations"])
+  assert whole["final"]["ema_test_loss"] != whole["final"]["test_loss"]
+  _, arrays = final_arrays(tmp_path / "ck_b")
+  assert set(arrays["ema"]) == {"params", "model_state"}
+
+
 def run_stopped_at(module, args, folder, stop_at):
   """A run of `args` (whose --max_steps sets the schedule's length) stopped after `stop_at` steps
   as a preemption would stop it, with its checkpoint written."""

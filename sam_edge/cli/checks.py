@@ -10,7 +10,7 @@ from typing import Any
 from sam_edge import options, records
 from sam_edge.cli import flags as cli_flags
 from sam_edge.curvature import registry
-from sam_edge.optim import optimizers, sam
+from sam_edge.optim import optimizers, sam, training_options
 
 MAX_LANCZOS_STEPS = 500
 # Flags that may change between a checkpointed run and its resumption.
@@ -60,6 +60,8 @@ def common_problems(f: Any) -> list[str]:
   ]
   p += [message for ok, message in checks if not ok]
   p += options.problems(tuple(cli_flags.table_options()), lambda name: f[name].value)
+  p += training_options.decay_problems(f.weight_decay, f.weight_decay_in_loss,
+                                       f.no_weight_decay_on_norm)
   p += (schedule_problems(f) + group_problems(f) + accumulate_problems(f) + device_problems(f)
         + tracking_problems(f))
   p += registry.problems(registry.requested(f))

@@ -11,15 +11,17 @@ from absl import flags
 from sam_edge import options, records
 from sam_edge.curvature import registry
 from sam_edge.data import order
-from sam_edge.optim import optimizers, sam, sam_options
+from sam_edge.optim import optimizers, sam, sam_options, training_options
 from sam_edge.tasks.task import Defaults
 
 DEFAULT_CHECKPOINT_MINUTES = 10.0
 
 
 def method_options() -> list[options.Option]:
-  """The options the optimizer and SAM-variant tables declare."""
-  return options.unique(optimizers.all_options() + [optimizers.WEIGHT_DECAY] + sam.all_options())
+  """The options the optimizer and SAM-variant tables declare, weight decay and the SAM paper's
+  training knobs (`optim.training_options`)."""
+  return options.unique(optimizers.all_options() + [optimizers.WEIGHT_DECAY]
+                        + list(training_options.OPTIONS) + sam.all_options())
 
 
 def table_options() -> list[options.Option]:

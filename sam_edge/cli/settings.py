@@ -3,7 +3,7 @@
 Called once the flags are checked (`cli.checks`); every value here is valid.
 """
 
-from typing import Any
+from typing import Any, Optional
 
 from absl import flags
 
@@ -24,7 +24,9 @@ def optimizer_settings(f: Any) -> OptimizerSettings:
       name=f.optimizer, step_size=f.step_size,
       hyper={o.name: f[o.name].value for o in entry.options}, weight_decay=f.weight_decay,
       schedule=f.lr_schedule, warmup_steps=f.warmup_steps, total_steps=f.max_steps,
-      boundaries=tuple(float(b) for b in f.lr_step_boundaries), factor=f.lr_step_factor)
+      boundaries=tuple(float(b) for b in f.lr_step_boundaries), factor=f.lr_step_factor,
+      decay_in_loss=f.weight_decay_in_loss, exempt_norm=f.no_weight_decay_on_norm,
+      clip=f.clip_grad_norm)
 
 
 def sam_settings(f: Any) -> SamSettings:
@@ -62,12 +64,32 @@ def loop_settings(f: Any) -> LoopSettings:
       if f.checkpoint_dir else None, eval_every_steps=f.eval_every_steps)
 
 
+def ema_decay(f: Any) -> Optional[float]:
+  """d of --ema_decay, or None when it is off (unset or 0)."""
+  return f.ema_decay or None
+
+
+def knobs_title(f: Any) -> str:
+  """The SAM paper's training knobs that are set, e.g. ", wd=0.001 in the loss, no decay on
+  norms/biases, clip 5, EMA 0.999" ("" when none is)."""
+  words = []
+  if f.weight_decay_in_loss:
+    words.append(f"wd={f.weight_decay:g} in the loss")
+  if f.no_weight_decay_on_norm:
+    words.append("no decay on norms/biases")
+  if f.clip_grad_norm is not None:
+    words.append(f"clip {f.clip_grad_norm:g}")
+  if ema_decay(f) is not None:
+    words.append(f"EMA {f.ema_decay:g}")
+  return "".join(f", {w}" for w in words)
+
+
 def method_title(f: Any) -> str:
-  """The method in a few words for figure titles, e.g. "SAM ρ=0.1, η=0.01" or
-  "momentum β=0.9 + unnormalized SAM ρ=0.05, η=0.1"."""
+  """The method in a few words for figure titles, e.g. "SAM ρ=0.1, η=0.01",
+  "momentum β=0.9 + unnormalized SAM ρ=0.05, η=0.1" or "SAM ρ=0.05, η=0.1, clip 5"."""
   words = " + ".join(w for w in (optimizer_settings(f).title(), sam_settings(f).title()) if w)
   extra = ", linearized" if f.regime == "linearized" else ""
-  return f"{words or 'GD'}, η={f.step_size:g}{extra}"
+  return f"{words or 'GD'}, η={f.step_size:g}{extra}{knobs_title(f)}"
 
 
 def run_settings(f: Any, *, title: str, task: str = "") -> RunSettings:
@@ -79,7 +101,7 @@ def run_settings(f: Any, *, title: str, task: str = "") -> RunSettings:
                      outputs=outputs, title=title, checkpoint_dir=f.checkpoint_dir,
                      resume=f.resume, tensorboard_dir=f.tensorboard_dir,
                      num_devices=f.num_devices, measure_examples=f.measure_examples,
-                     task=task, init_params=f.init_params)
+                     task=task, init_params=f.init_params, ema_decay=ema_decay(f))
 
 
 def flag_values(fv: flags.FlagValues) -> dict:

@@ -123,9 +123,11 @@ def init_state(settings: MeasureSettings, params: PyTree) -> dict:
 
 def objective(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings,
               context: Context) -> Objective:
-  """The measured loss at this context: the forward pass with its model state and constants."""
+  """The measured loss at this context: the forward pass with its model state and constants, and
+  the L2 term when the weight decay is in the loss (the loss the optimizer follows)."""
   return Objective(lambda p, b: forward(p, context.model_state, b, context.constants)[0],
-                   output_loss, settings.chunk, settings.interleave)
+                   output_loss, settings.chunk, settings.interleave,
+                   settings.optimizer.penalty())
 
 
 class Prepared(NamedTuple):
@@ -158,8 +160,7 @@ def prepare(loss: Objective, settings: MeasureSettings, params: PyTree, context:
       step=context.step, key=context.sam_key)
   grad, sam_grad, precondition = grads.grad, grads.direction, None
   if settings.preconditioned:
-    seen = (optax.tree.add_scale(grads.direction, o.weight_decay, params) if o.weight_decay
-            else grads.direction)           # what the next step receives: g_SAM + wd·w
+    seen = o.seen(grads.direction, params)  # what the next step receives: c(g_SAM + wd·M⊙w)
     precondition = o.entry.preconditioner(context.opt_state, seen, o.values)
     inv_sqrt = jax.tree.map(jax.lax.rsqrt, precondition)
     grad = jax.tree.map(jnp.multiply, inv_sqrt, grad)

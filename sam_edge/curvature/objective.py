@@ -7,6 +7,11 @@ Gauss–Newton kind takes Jᵀ H_ℓ J from the two parts. With `chunk` = C the 
 examples at a time (`--measure_chunk`: consecutive chunks; `--accumulate_batches`: the training
 step's interleaved micro-batches, `interleave`): L is the mean over the N/C chunks of their
 losses, and so is every operator built from it, so the memory is that of one chunk.
+
+With the weight decay in the loss (--weight_decay_in_loss, `optim.regularization`) the measured
+loss is the one the optimizer follows, L(w) + R(w) with R(w) = (λ/2)‖M⊙w‖² (`penalty`): its
+Hessian, and every operator of the curvature kinds, gains λ diag(M) (λ I without a mask), and
+each example's loss gains R(w).
 """
 
 import dataclasses
@@ -27,22 +32,30 @@ class Objective:
   output_loss: Callable[[Any, PyTree], jax.Array]     # (outputs, batch) -> mean loss
   chunk: Optional[int] = None
   interleave: bool = False                            # chunks as `batching.split` interleaves
+  penalty: Optional[Callable[[PyTree], jax.Array]] = None   # R(w), in the loss; None: none
 
   def one_batch_loss(self, params: PyTree, batch: PyTree) -> jax.Array:
     """ℓ(f(w, x), y) on `batch` taken whole."""
     return self.output_loss(self.forward(params, batch), batch)
 
   def example_losses(self, params: PyTree, batch: PyTree) -> jax.Array:
-    """[B]: each example's loss at `params`, from one forward pass on the whole batch (unchunked;
-    `losses.per_example`)."""
-    return losses.per_example(self.output_loss, self.forward(params, batch), batch)
+    """[B]: each example's loss at `params` (plus R(w)), from one forward pass on the whole batch
+    (unchunked; `losses.per_example`)."""
+    return self.penalized(losses.per_example(self.output_loss, self.forward(params, batch),
+                                             batch), params)
+
+  def penalized(self, value: jax.Array, params: PyTree) -> jax.Array:
+    """value + R(w); value itself without a penalty."""
+    return value if self.penalty is None else value + self.penalty(params)
 
   def loss(self, params: PyTree, batch: PyTree) -> jax.Array:
-    """L(w): the loss of the whole batch, or the mean of its chunks' losses."""
+    """L(w) (+ R(w)): the loss of the whole batch, or the mean of its chunks' losses."""
     if self.chunk:
-      return batching.chunked_loss(self.one_batch_loss, self.chunk,
-                                   interleave=self.interleave)(params, batch)
-    return self.one_batch_loss(params, batch)
+      value = batching.chunked_loss(self.one_batch_loss, self.chunk,
+                                    interleave=self.interleave)(params, batch)
+    else:
+      value = self.one_batch_loss(params, batch)
+    return self.penalized(value, params)
 
   def chunk_mean(self, fn: Callable[[PyTree], PyTree], batch: PyTree) -> PyTree:
     """fn(batch), or the mean of fn over the batch's chunks (each rematerialised, one at a time),

@@ -1,7 +1,8 @@
 """The base optimizers, one entry each: constructor, stability edge, edge formula, title, flags.
 
 The base optimizer sees the gradient d that SAM hands it (g_SAM, or ∇L when ρ = 0), plus the L2
-term when `weight_decay` = wd > 0:
+term when `weight_decay` = wd > 0 (then clipped with --clip_grad_norm; with --weight_decay_in_loss
+the L2 term is in the loss instead: `regularization`):
 
     sgd       w ← w − η d                                   optax.sgd(η)       (the reference)
     momentum  m ← d + β m,  w ← w − η m                     optax.sgd(η, momentum=β)
@@ -9,7 +10,9 @@ term when `weight_decay` = wd > 0:
     adam      μ ← β1 μ + (1−β1) d,  ν ← β2 ν + (1−β2) d²,  t ← t + 1,
               w ← w − η (μ/(1−β1^t)) / (sqrt(ν/(1−β2^t)) + eps)      optax.adam(η, β1, β2, eps)
 
-    with weight decay:  d ← d + wd·w  (optax.add_decayed_weights before the base transform)
+    with weight decay:  d ← d + wd·M⊙w  (optax.add_decayed_weights before the base transform;
+                        M the decay mask of --no_weight_decay_on_norm, 1 without it)
+    with a clip c:      d ← d·min(1, c/‖d‖)  (optax.clip_by_global_norm, after the decay)
 
 Weight decay is therefore **L2 regularisation** (the gradient of ½ wd ||w||² added to what the
 base optimizer sees, so Adam rescales it too), not decoupled (AdamW) decay. η may be a float or
@@ -29,6 +32,7 @@ import dataclasses
 from typing import Any, Callable, Mapping, Optional
 
 from sam_edge import options
+from sam_edge.optim import training_options
 from sam_edge.options import Option
 
 Hyper = Mapping[str, Any]      # the optimizer's own flag values by name
@@ -158,8 +162,9 @@ def help_text() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerSettings:
-  """The base optimizer, its own flag values (`hyper`, defaults filled in), L2 weight decay and
-  the step-size schedule (all static); values outside their flags' ranges are a ValueError.
+  """The base optimizer, its own flag values (`hyper`, defaults filled in), L2 weight decay (its
+  form and mask: `decay_in_loss`, `exempt_norm`), the clip of its direction and the step-size
+  schedule (all static); values outside their flags' ranges are a ValueError.
 
   `learning_rate()` is the float η for a constant schedule without warm-up, so that `sgd` is
   exactly the reference's `optax.sgd(η)`; otherwise the optax schedule of `schedules`.
@@ -173,6 +178,9 @@ class OptimizerSettings:
   total_steps: Optional[int] = None
   boundaries: tuple[float, ...] = (0.5, 0.75)
   factor: float = 0.1
+  decay_in_loss: bool = False       # --weight_decay_in_loss: L2 in the loss (`regularization`)
+  exempt_norm: bool = False         # --no_weight_decay_on_norm: no decay on norms and biases
+  clip: Optional[float] = None      # --clip_grad_norm: the global norm of what the base sees
 
   def __post_init__(self):
     if self.name not in OPTIMIZERS:
@@ -180,7 +188,10 @@ class OptimizerSettings:
                        f"{', '.join(OPTIMIZERS)}")
     object.__setattr__(self, "hyper", options.settled(OPTIMIZERS[self.name].options, self.hyper,
                                                       f"optimizer {self.name!r}"))
-    bad = options.problems((WEIGHT_DECAY,), {"weight_decay": self.weight_decay}.get)
+    values = {"weight_decay": self.weight_decay, "clip_grad_norm": self.clip}
+    bad = options.problems((WEIGHT_DECAY, training_options.CLIP_GRAD_NORM), values.get)
+    bad += training_options.decay_problems(self.weight_decay, self.decay_in_loss,
+                                           self.exempt_norm)
     if bad:
       raise ValueError("; ".join(bad))
 
@@ -201,14 +212,34 @@ class OptimizerSettings:
                                    total_steps=self.total_steps, boundaries=self.boundaries,
                                    factor=self.factor)
 
+  @property
+  def optimizer_decay(self) -> float:
+    """The decay the optimizer adds to its direction: wd, or 0 when it is in the loss."""
+    return 0.0 if self.decay_in_loss else self.weight_decay
+
+  def _before_base(self) -> list:
+    from sam_edge.optim import regularization  # pylint: disable=import-outside-toplevel
+    return regularization.before_base(self.optimizer_decay, self.exempt_norm, self.clip)
+
   def make(self) -> Any:
-    """The optax transformation: chain(add_decayed_weights(wd), base) when wd > 0, else the base
-    optimizer alone (so that its state is the base optimizer's)."""
+    """The optax transformation: chain(add_decayed_weights(wd, mask), clip_by_global_norm(c),
+    base) with the steps that apply, else the base optimizer alone (so that its state is the
+    base optimizer's, as before these steps existed)."""
     base = self.entry.make(self.values, self.learning_rate())
-    if self.weight_decay == 0:
-      return base
-    optax = _optax()
-    return optax.chain(optax.add_decayed_weights(self.weight_decay), base)
+    steps = self._before_base()
+    return _optax().chain(*steps, base) if steps else base
+
+  def seen(self, direction: Any, params: Any) -> Any:
+    """What the base transform receives for `direction` at `params`: c(d + wd·M⊙w)."""
+    from sam_edge.optim import regularization  # pylint: disable=import-outside-toplevel
+    return regularization.seen(self._before_base(), direction, params)
+
+  def penalty(self) -> Optional[Callable[[Any], Any]]:
+    """R(w) = (wd/2)‖M⊙w‖² when the decay is in the loss, else None."""
+    if not (self.decay_in_loss and self.weight_decay):
+      return None
+    from sam_edge.optim import regularization  # pylint: disable=import-outside-toplevel
+    return lambda params: regularization.penalty(params, self.weight_decay, self.exempt_norm)
 
   def title(self) -> str:
     return self.entry.title(self.values)
@@ -216,4 +247,5 @@ class OptimizerSettings:
 
 WEIGHT_DECAY = Option("weight_decay", 0.0, "L2 weight decay wd: wd·w is added to the gradient the "
                       "base optimizer sees (coupled L2, not decoupled AdamW-style decay); SAM's "
-                      "perturbation uses the loss gradient alone.", check=options.non_negative)
+                      "perturbation uses the loss gradient alone (--weight_decay_in_loss puts "
+                      "(wd/2)‖w‖² in the loss instead).", check=options.non_negative)

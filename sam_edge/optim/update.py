@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sam_edge.optim import ema
 from sam_edge.optim.oracle import Gradients, LossFn, Oracle, mean_over
 from sam_edge.optim.sam import SamSettings
 from sam_edge.pytree import PyTree
@@ -46,16 +47,18 @@ class TrainState(NamedTuple):
   step: jax.Array          # int32 []
   model_state: PyTree      # non-trainable model variables (BatchNorm statistics); {} if none
   sam_state: PyTree = {}   # the SAM variant's state (Friendly-SAM's m, LookSAM's g_v); {} if none
+  ema: PyTree = {}         # the weights' moving average {"params", "model_state"} (`ema`); {}: off
 
 
 def init_state(params: PyTree, optimizer: optax.GradientTransformation,
                model_state: Optional[PyTree] = None,
-               sam: Optional[SamSettings] = None) -> TrainState:
+               sam: Optional[SamSettings] = None, *, average: bool = False) -> TrainState:
   """The state before the first step (`model_state` None means `{}`; `sam` gives the variant's
-  first state, {} without one)."""
-  return TrainState(params, optimizer.init(params), jnp.zeros([], jnp.int32),
-                    {} if model_state is None else model_state,
-                    {} if sam is None else sam.variant.init(params))
+  first state, {} without one; `average` starts the weights' moving average, w̄_0 = w_0)."""
+  model_state = {} if model_state is None else model_state
+  return TrainState(params, optimizer.init(params), jnp.zeros([], jnp.int32), model_state,
+                    {} if sam is None else sam.variant.init(params),
+                    ema.init(params, model_state) if average else {})
 
 
 def num_groups(batch: PyTree, group_size: Optional[int]) -> int:
@@ -113,10 +116,12 @@ def oracle_gradients(oracle: Oracle, params: PyTree, sam: SamSettings, *,
 def apply_gradients(optimizer: optax.GradientTransformation, state: TrainState,
                     grads: Gradients) -> TrainState:
   """The base optimizer's step along grads.direction; the model state becomes grads.aux, the
-  variant's state grads.sam_state, and the step advances."""
+  variant's state grads.sam_state, and the step advances (the moving average is the caller's:
+  `ema.updated`)."""
   updates, opt_state = optimizer.update(grads.direction, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  return TrainState(params, opt_state, state.step + 1, grads.aux, grads.sam_state)
+  return state._replace(params=params, opt_state=opt_state, step=state.step + 1,
+                        model_state=grads.aux, sam_state=grads.sam_state)
 
 
 def sam_update(loss_fn: LossFn, optimizer: optax.GradientTransformation, sam: SamSettings,

@@ -171,11 +171,13 @@ def loss_panel(raw: Mapping[str, Any], title: str) -> Panel:
 
 
 EVAL_SERIES = (("validation", "tab:green"), ("test", "tab:orange"))
+EVAL_WEIGHTS = (("", "", {}), ("ema_", " of the moving average", {"linestyle": "--"}))
 
 
 def evaluation_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
   """The training loss beside the validation and test losses of every evaluation, and the
-  validation and test errors; none without evaluations."""
+  validation and test errors (with --ema_decay each beside that of the weights' moving average,
+  dashed); none without evaluations."""
   evaluations = list(raw.get("evaluations") or [])
   if not evaluations:
     return []
@@ -185,16 +187,19 @@ def evaluation_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
                    {"color": "tab:blue", "linewidth": 0.8})]
 
   def curves(what: str, width: float) -> list[Series]:
-    return [Series(f"{split} {what}", eval_steps, [e.get(f"{split}_{what}") for e in evaluations],
-                   {"color": color, "linewidth": width})
-            for split, color in EVAL_SERIES if any(f"{split}_{what}" in e for e in evaluations)]
+    return [Series(f"{split} {what}{label}", eval_steps,
+                   [e.get(f"{prefix}{split}_{what}") for e in evaluations],
+                   {"color": color, "linewidth": width, **style})
+            for prefix, label, style in EVAL_WEIGHTS for split, color in EVAL_SERIES
+            if any(f"{prefix}{split}_{what}" in e for e in evaluations)]
   series += curves("loss", 1.6)
   out = [Panel(f"{title}: loss", XLABEL, "loss", series, log_y=positive_values(series),
                legend_loc="upper right")]
   errors = curves("error", 1.5)
   if errors:
-    out.append(Panel(f"{title}: {' and '.join(s.label for s in errors)}", XLABEL, "error",
-                     errors, legend_loc="upper right"))
+    splits = [split for split, _ in EVAL_SERIES if any(s.label.startswith(split) for s in errors)]
+    out.append(Panel(f"{title}: {' and '.join(splits)} error", XLABEL, "error", errors,
+                     legend_loc="upper right"))
   return out
 
 

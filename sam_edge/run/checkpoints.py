@@ -2,7 +2,8 @@
 
 What a checkpoint holds, at step `int(state.step)`:
 
-  * `arrays`: `{"state": TrainState, "v_prev": eigenvector warm start}` (Orbax StandardSave);
+  * `arrays`: `{"state": TrainState, "v_prev": eigenvector warm start[, "ema": the weights'
+    moving average]}` (Orbax StandardSave; `checkpoint_layout`);
   * `meta`:   `{"progress": loop.Progress as a dict, "config": {flag: value}, "sha256": ...}`
     (Orbax JsonSave), in the strict JSON of meta_json.py (every float reads back exactly);
     "sha256" holds the checksums of every array and of the progress and config (checksums.py).
@@ -35,7 +36,7 @@ import jax
 from sam_edge import records
 from sam_edge.optim import update
 from sam_edge.pytree import PyTree
-from sam_edge.run import checksums, devices, library_noise, locks, loop
+from sam_edge.run import checkpoint_layout, checksums, devices, library_noise, locks, loop
 from sam_edge.run.meta_json import decode_json, encode_json, progress_from_json, progress_to_json
 
 DEFAULT_EVERY_MINUTES = 10.0
@@ -127,7 +128,7 @@ class Checkpointer:
     if latest is not None and latest > step:
       raise ValueError(f"{self.directory} already holds a checkpoint of step {latest}, later than "
                        f"step {step}: resume from it or use another checkpoint folder")
-    arrays = {"state": state, "v_prev": v_prev}
+    arrays = checkpoint_layout.arrays_of(state, v_prev)
     meta = {"progress": progress_to_json(progress), "config": encode_json(config)}
     if self.checksums:
       meta = checksums.DeferredMeta(arrays, meta)   # hashed while orbax writes the arrays
@@ -175,7 +176,7 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no complete checkpoint in {self.directory}")
-    abstract = abstract_tree({"state": state_template, "v_prev": v_template})
+    abstract = abstract_tree(checkpoint_layout.arrays_of(state_template, v_template))
     ocp = _ocp()
     args = ocp.args.Composite(**{ARRAYS_ITEM: ocp.args.StandardRestore(abstract),
                                  META_ITEM: ocp.args.JsonRestore()})
@@ -184,9 +185,8 @@ class Checkpointer:
     wrong, _ = checksums.problem(meta, arrays)
     if wrong:
       raise Unsound(f"the checkpoint of step {step} in {self.directory}: {wrong}")
-    state = update.TrainState(*arrays["state"])
-    return (state, arrays["v_prev"], progress_from_json(meta["progress"]),
-            decode_json(meta["config"]))
+    return (checkpoint_layout.state_of(arrays), arrays["v_prev"],
+            progress_from_json(meta["progress"]), decode_json(meta["config"]))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,23 +3,25 @@ reuse steps): the training step, the measurement reading the training state, the
 batch, and the training arrays placed on the mesh."""
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from sam_edge.curvature import measure, tracking
 from sam_edge.data import batching
 from sam_edge.data import order as order_lib
-from sam_edge.optim import sam_steps, update
+from sam_edge.optim import ema, regularization, sam_steps, update
+from sam_edge.optim.optimizers import OptimizerSettings
 from sam_edge.optim.oracle import Oracle
 from sam_edge.optim.sam import SamSettings
 from sam_edge.pytree import PyTree
 from sam_edge.run import devices, loop
 from sam_edge.run.problem import Problem
 from sam_edge.run.settings import RunSettings
+
+EMA_PREFIX = "ema_"           # the averaged network's evaluation keys (`evaluation`)
 
 
 def batch_order(problem: Problem, batch_size: int) -> Any:
@@ -44,17 +46,20 @@ def host_indices(order: Any, step: int, data_key: jax.Array) -> Any:
   return order.host_indices(step, data_key) if order.host else None
 
 
-def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
-                    sam: SamSettings, order: Any, place: devices.Placement,
-                    track_hvps: int = 0) -> Callable:
+def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSettings, order: Any,
+                    place: devices.Placement, *, track_hvps: int = 0,
+                    ema_decay: Optional[float] = None) -> Callable:
   """`(state, measure_state, arrays, data_key, indices, constants) -> (state, measure_state,
   out)`, jitted (`.lower` lowers it): takes the step's batch (`take_batch`; augmented if the
   problem says so), sharded along the mesh, then one step of SAM in front of the base optimizer
-  (the base optimizer alone when ρ = 0), with the forward pass in the problem's compute dtype,
-  the SAM variant's random draws from the step's key (`sam_steps.step_key`); the new state stays
-  replicated. `out` is the loss, or with `track_hvps` {"loss", and λ1 of the step's Hessian
-  (`curvature.tracking`)}, whose tracker lives in `measure_state`. The old state is donated;
-  without tracking `measure_state` is not an argument of the compiled step at all."""
+  `method.make()` (the base optimizer alone when ρ = 0), with the forward pass in the problem's
+  compute dtype, the L2 term in the loss with --weight_decay_in_loss (`method.penalty()`,
+  `regularization`), the SAM variant's random draws from the step's key (`sam_steps.step_key`)
+  and, with `ema_decay`, the weights' moving average updated after the step (`ema`); the new
+  state stays replicated. `out` is the loss, or with `track_hvps` {"loss", and λ1 of the step's
+  Hessian (`curvature.tracking`)}, whose tracker lives in `measure_state`. The old state is
+  donated; without tracking `measure_state` is not an argument of the compiled step at all."""
+  optimizer, penalty = method.make(), method.penalty()
   compute_loss = problem.loss_fn(problem.compute_dtype)
   example_losses = problem.example_loss_fn(problem.compute_dtype)
 
@@ -62,15 +67,22 @@ def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
     batch = place.constrain_batch(take_batch(order, arrays, data_key, state.step, indices))
     if problem.augment is not None:
       batch = problem.augment(batch, data_key, state.step)
-    loss_fn = lambda p, b: compute_loss(p, state.model_state, b, constants)
-    losses = lambda p, b: example_losses(p, state.model_state, b, constants)
+    loss_fn = regularization.regularized(
+        lambda p, b: compute_loss(p, state.model_state, b, constants), penalty)
+    losses = regularization.regularized_examples(
+        lambda p, b: example_losses(p, state.model_state, b, constants), penalty)
     return batch, loss_fn, losses, sam_steps.step_key(data_key, state.step)
+
+  def averaged(state):
+    if not ema_decay:
+      return state
+    return state._replace(ema=ema.updated(state.ema, state.params, state.model_state, ema_decay))
 
   def untracked_step(state, arrays, data_key, indices, constants):
     batch, loss_fn, losses, key = losses_of(state, arrays, data_key, indices, constants)
     new_state, loss = update.sam_update(loss_fn, optimizer, sam, state, batch, key=key,
                                         example_losses=losses)
-    return place.constrain_replicated(new_state), loss
+    return place.constrain_replicated(averaged(new_state)), loss
 
   def tracked_step(state, measure_state, arrays, data_key, indices, constants):
     batch, loss_fn, losses, key = losses_of(state, arrays, data_key, indices, constants)
@@ -78,7 +90,7 @@ def make_train_step(problem: Problem, optimizer: optax.GradientTransformation,
         Oracle(loss_fn, batch, sam.micro_batches, losses), optimizer, sam, state,
         measure_state["tracker"], track_hvps, (key, tracking.track_key(data_key, state.step)))
     measure_state = {**measure_state, "tracker": place.constrain_replicated(tracker)}
-    return place.constrain_replicated(new_state), measure_state, out
+    return place.constrain_replicated(averaged(new_state)), measure_state, out
 
   if track_hvps:
     return jax.jit(tracked_step, donate_argnums=(0, 1))
@@ -99,9 +111,9 @@ def host_phased_step(problem: Problem, settings: RunSettings, order: Any,
   every t, or with LookSAM (`SamSettings.host_period` k) its SAM step for t ≡ 0 (mod k) and its
   reuse step otherwise, compiled apart (a `lax.cond` between them runs the SAM branch's
   convolution gradients several times slower on XLA's CPU)."""
-  optimizer = settings.optimizer.make()
-  make = lambda sam: make_train_step(problem, optimizer, sam, order, place,
-                                     settings.measure.track_hvps)
+  make = lambda sam: make_train_step(problem, settings.optimizer, sam, order, place,
+                                     track_hvps=settings.measure.track_hvps,
+                                     ema_decay=settings.ema_decay)
   period = settings.sam.host_period()
   if period is None:
     step = make(settings.sam)
@@ -109,6 +121,17 @@ def host_phased_step(problem: Problem, settings: RunSettings, order: Any,
   phased = {phase: make(dataclasses.replace(settings.sam, phase=phase))
             for phase in (True, False)}
   return lambda t: phased[t % period == 0]
+
+
+def evaluation(problem: Problem, state: update.TrainState) -> dict:
+  """The problem's test metrics of the state's network and, with the weights' moving average
+  (`ema`), those of the averaged network under the same keys prefixed `ema_` (`ema_test_error`,
+  `ema_test_loss`, ...)."""
+  metrics = problem.evaluate(state.params, state.model_state, problem.constants)
+  if not state.ema:
+    return metrics
+  averaged = problem.evaluate(state.ema["params"], state.ema["model_state"], problem.constants)
+  return {**metrics, **{f"{EMA_PREFIX}{k}": v for k, v in averaged.items()}}
 
 
 def make_state_measure(problem: Problem, settings: measure.MeasureSettings,
@@ -167,5 +190,5 @@ def components(problem: Problem, settings: RunSettings, run_keys: dict,
       batch=measure_batches(problem, settings, order, place),
       train_arrays=arrays, data_key=run_keys["data"],
       measure_key=run_keys["measure"],
-      evaluate=lambda state: problem.evaluate(state.params, state.model_state, constants),
+      evaluate=lambda state: evaluation(problem, state),
       steps_per_epoch=batching.num_examples(problem.train_arrays) // settings.batch_size)

@@ -123,8 +123,7 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     run.writer.close_checkpoints(run.checkpointer.close)
     if reason == "diverged":           # so a failed save before it is no loss
       run.writer.needs_no_checkpoint()
-  evaluation = run.problem.evaluate(run.state.params, run.state.model_state,
-                                    run.problem.constants)
+  evaluation = components.evaluation(run.problem, run.state)
   final = _final(run, reason, evaluation)
   _write(run, final, settings.task)
   code = _report(run, final, evaluation, settings, log)
@@ -158,7 +157,8 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
   sup.phase = "setting up"
   progress = loop.Progress()
   state = place.replicate(update.init_state(problem.params, settings.optimizer.make(),
-                                           problem.model_state, settings.sam))
+                                           problem.model_state, settings.sam,
+                                           average=settings.ema_decay is not None))
   measure_state = place.replicate(measure.init_state(settings.measure, problem.params))
   resume_step = (_sound_step(settings.checkpoint_dir, log)
                  if settings.checkpoint_dir and settings.resume else None)
@@ -218,7 +218,8 @@ def _write(run: _Prepared, final: dict, task: Optional[str] = None) -> None:
   not fail), the figures; then the writer is closed."""
   run.writer.pickle(final)
   if task is not None:
-    run.writer.params(task, final["steps"], run.state.params, run.state.model_state)
+    run.writer.params(task, final["steps"], run.state.params, run.state.model_state,
+                      run.state.ema or None)
   run.writer.plots(final)
   run.writer.close()
 
@@ -236,6 +237,10 @@ def _report(run: _Prepared, final: dict, evaluation: dict, settings: RunSettings
     log(f"warning: {final['unconverged_measurements']} of {len(records)} measurements did not "
         "converge (a residual above --lanczos_tol·|λ1|); their points are hollow in the plots")
   log(run.problem.report(evaluation))
+  averaged = {k[len(components.EMA_PREFIX):]: v for k, v in evaluation.items()
+              if k.startswith(components.EMA_PREFIX)}
+  if averaged:
+    log(f"moving average of the weights (--ema_decay): {run.problem.report(averaged)}")
   written = {flag: path for flag, path in dict(settings.outputs).items() if writer.wrote(path)}
   for sentence in (closing.edge_sentence(records), closing.figure_sentence(written)):
     if sentence:

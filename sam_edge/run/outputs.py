@@ -66,13 +66,16 @@ class Writer:
       if self._write(path, lambda: records.write_raw(path, raw)):
         self.pickled = holds(raw)
 
-  def params(self, task: str, step: int, params: object, model_state: object) -> None:
-    """The final parameters and model state (`params_file`), if `--params_output` is set."""
+  def params(self, task: str, step: int, params: object, model_state: object,
+             ema: object = None) -> None:
+    """The final parameters and model state (`params_file`), with the weights' moving average
+    `ema` ({"params", "model_state"}) when given, if `--params_output` is set."""
     path = self.outputs.get(records.PARAMS.name)
     if path:
       host = lambda tree: jax.tree.map(devices.host_copy, tree)
-      self._write(path, lambda: params_file.write(path, task, step, self.config, host(params),
-                                                  host(model_state)))
+      self._write(path, lambda: params_file.write(
+          path, task, step, self.config, host(params), host(model_state),
+          ema=None if ema is None else host(ema)))
 
   def plots(self, final: dict) -> None:
     """Every figure whose output is set and that has something to draw (matplotlib is imported

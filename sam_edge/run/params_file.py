@@ -6,12 +6,15 @@ arrays `a0, a1, ...` and one more entry `meta`, the UTF-8 bytes (uint8) of the J
 
     {"format": "sam_edge.params/1", "task": "image_classification", "step": 400,
      "config": {flag: value, ...},                     # the run's config, as in its raw pickle
-     "tree": {"params": {...: "a0", ...}, "model_state": {...}},
+     "tree": {"params": {...: "a0", ...}, "model_state": {...}[,
+              "ema": {"params": {...}, "model_state": {...}}]},
      "arrays": {"a0": {"sha256": ..., "dtype": "float32", "shape": [784, 8]}, ...},
      "sha256": records.json_sha256(every other key of meta)}
 
 `tree` is the nested dicts/lists of the parameters and the model state (`{}` when the network
-has no BatchNorm), each array replaced by its entry's name. An array's sha256 is that of its
+has no BatchNorm), each array replaced by its entry's name; a run with --ema_decay adds "ema",
+the moving average of both (`optim.ema`), read back as `Saved.ema` (None for a file without one,
+every file written before --ema_decay existed included). An array's sha256 is that of its
 bytes in C order (`checksums.array_digests`' convention). `read` refuses, in one `ParamsError`
 line, a file that is not such an npz, a meta that does not match its checksum, and an array
 that is missing or does not match its dtype, shape or checksum; `read_header` reads and
@@ -45,6 +48,7 @@ class Saved(NamedTuple):
   config: dict        # the run's flag values
   params: PyTree      # nested dicts of numpy arrays
   model_state: PyTree  # {"batch_stats": ...} for BatchNorm networks, else {}
+  ema: Any = None      # {"params", "model_state"} of the weights' moving average, or None
 
 
 def _skeleton(tree: PyTree, arrays: dict[str, np.ndarray]) -> Any:
@@ -72,10 +76,14 @@ def _digest(x: np.ndarray) -> str:
   return hashlib.sha256(np.ascontiguousarray(x).reshape(-1).view(np.uint8)).hexdigest()
 
 
-def encode(task: str, step: int, config: dict, params: PyTree, model_state: PyTree) -> bytes:
-  """The file's bytes (module doc)."""
+def encode(task: str, step: int, config: dict, params: PyTree, model_state: PyTree, *,
+           ema: Any = None) -> bytes:
+  """The file's bytes (module doc); `ema` the moving average {"params", "model_state"} or None."""
   arrays: dict[str, np.ndarray] = {}
   tree = {"params": _skeleton(params, arrays), "model_state": _skeleton(model_state or {}, arrays)}
+  if ema is not None:
+    tree["ema"] = {"params": _skeleton(ema["params"], arrays),
+                   "model_state": _skeleton(ema.get("model_state") or {}, arrays)}
   meta = {"format": FORMAT, "task": task, "step": int(step), "config": records.to_plain(config),
           "tree": tree,
           "arrays": {n: {"sha256": _digest(a), "dtype": a.dtype.str, "shape": list(a.shape)}
@@ -88,10 +96,10 @@ def encode(task: str, step: int, config: dict, params: PyTree, model_state: PyTr
 
 
 def write(path: str, task: str, step: int, config: dict, params: PyTree,
-          model_state: PyTree) -> None:
+          model_state: PyTree, *, ema: Any = None) -> None:
   """Writes the file atomically (the old file or the new one survives a kill); the arrays are
   host arrays (numpy, or jax arrays this process can read whole)."""
-  records.atomic_write_bytes(path, encode(task, step, config, params, model_state))
+  records.atomic_write_bytes(path, encode(task, step, config, params, model_state, ema=ema))
 
 
 def _meta(npz: Any, path: str) -> dict:
@@ -145,7 +153,8 @@ def read(path: str) -> Saved:
     tree = meta["tree"]
     return Saved(task=meta["task"], step=meta["step"], config=meta["config"],
                  params=_fill(tree["params"], arrays),
-                 model_state=_fill(tree["model_state"], arrays))
+                 model_state=_fill(tree["model_state"], arrays),
+                 ema=_fill(tree["ema"], arrays) if "ema" in tree else None)
 
 
 def read_header(path: str) -> Saved:

@@ -32,3 +32,4 @@ class RunSettings:
   measure_examples: Optional[int] = None   # measure on the first N training examples
   task: str = ""                           # the entry point, for the parameters file
   init_params: Optional[str] = None        # start from this parameters file or run folder
+  ema_decay: Optional[float] = None        # the weights' moving average (`optim.ema`); None: off

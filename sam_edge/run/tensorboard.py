@@ -5,7 +5,8 @@ As they happen: `train/loss` at every step, and for every measurement its scalar
 `edges/sam_edge`, `edges/edge`, `hessian/grad_norm`, `hessian/loss`, `hessian/g_alignment`,
 `hessian/sg_alignment`, `hessian/step_size`, `hessian/hvps`, `hessian/seconds`, and the
 curvature kinds' own (`curvature.registry.scalars`: `curvature/trace`, `per_layer/<block>`,
-...)), and for every evaluation `test/<metric>`, each at its training step. The
+...)), and for every evaluation `test/<metric>` (with --ema_decay also `ema_test/<metric>`, the
+averaged weights'), each at its training step. The
 writer flushes every few seconds, so `tensorboard --logdir DIR` follows a run live.
 TensorFlow is imported only when a writer is made.
 """
@@ -39,8 +40,9 @@ def scalars(record: Mapping[str, Any]) -> dict[str, float]:
     out.update(registry.scalars(record))
   else:                                                # an evaluation
     for key, value in record.items():
-      if key.startswith("test_"):
-        out[f"test/{key[5:]}"] = value
+      for prefix in ("test_", "ema_test_"):
+        if key.startswith(prefix):
+          out[f"{prefix[:-1]}/{key[len(prefix):]}"] = value
   return {tag: float(v) for tag, v in out.items()
           if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 

@@ -47,6 +47,7 @@ class Trained:
   config: dict         # the run's flag values (as in its raw pickle's config)
   params: PyTree       # nested dicts of numpy arrays
   model_state: PyTree  # {"batch_stats": ...} for BatchNorm networks, else {}
+  ema: Optional[PyTree] = None   # {"params", "model_state"} of --ema_decay's average, or None
 
 
 def load(path: str) -> Trained:
@@ -55,7 +56,7 @@ def load(path: str) -> Trained:
   found = run_folder.params_path(path)
   saved = params_file.read(found)
   return Trained(path=found, task=saved.task, step=saved.step, config=saved.config,
-                 params=saved.params, model_state=saved.model_state)
+                 params=saved.params, model_state=saved.model_state, ema=saved.ema)
 
 
 def flags_of(t: Trained, **replace: Optional[str]) -> types.SimpleNamespace:

@@ -10,7 +10,9 @@ for a convex ℓ: squared error, cross-entropy). For a network linear in w (the 
 the second term vanishes and G = ∇²L. A product G v costs one linearization of f (a forward
 pass), its transpose (a backward pass) and an HVP of ℓ in the outputs (cheap): about one HVP.
 With --measure_chunk, G is the mean of the chunks' Gauss–Newton matrices, as L is the mean of
-their losses.
+their losses. With the weight decay in the loss (`objective.Objective.penalty`, R(w) =
+(λ/2)‖M⊙w‖², quadratic in w) G gains R's Hessian λ diag(M), which is its own Gauss–Newton part:
+G is that of the loss the optimizer follows, as the measured Hessian is.
 
 Lanczos (`curvature.lanczos`, k = 1) with the top eigenvalue's cap and tolerance
 (`--lanczos_max_steps`, `--lanczos_tol`), warm-started from the previous measurement's
@@ -48,7 +50,12 @@ def gauss_newton_matvec(objective: Any, params: Any, batch: Any) -> Any:
       hjv = jax.jvp(loss_grad, (outputs,), (jv,))[1]                        # H_ℓ J v
       (jthjv,) = jax.linear_transpose(jvp, params)(hjv)                     # Jᵀ H_ℓ J v
       return ravel_pytree(jthjv)[0]
-    return objective.chunk_mean(one, batch)
+    gv = objective.chunk_mean(one, batch)
+    if objective.penalty is None:
+      return gv
+    tangent = unravel(v.astype(flat.dtype))
+    penalty_hv = jax.jvp(jax.grad(objective.penalty), (params,), (tangent,))[1]   # λ M⊙v
+    return gv + ravel_pytree(penalty_hv)[0].astype(gv.dtype)
   return product
 
 

@@ -1,0 +1,316 @@
+"""The SAM paper's training knobs, each formula by hand on a tiny problem: the clip of the
+optimizer's direction, L2 in the loss (SAM's ε, the measured Hessian, the Gauss–Newton matrix),
+the decay mask, the weights' moving average, and where each is kept (evaluations, parameters
+files, checkpoints, titles, edges)."""
+
+import collections
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sam_edge.curvature import measure
+from sam_edge.curvature.kinds import gauss_newton
+from sam_edge.models import normalization
+from sam_edge.optim import edges, regularization, sam_steps
+from sam_edge.optim.optimizers import OptimizerSettings
+from sam_edge.optim.sam import SamSettings
+from sam_edge.run import checkpoint_layout, checkpoints, components, devices, loop, params_file
+from sam_edge.run.problem import Problem
+from sam_edge.studies import trained
+from tests import test_outputs_doc
+
+ETA, WD, RHO = 0.1, 0.05, 0.2
+# The TrainState before --ema_decay existed: five fields, as checkpoints were written then.
+OldTrainState = collections.namedtuple(
+    "TrainState", ["params", "opt_state", "step", "model_state", "sam_state"])
+
+
+def tiny_params(dtype=jnp.float64) -> dict:
+  """A dense layer (kernel, bias) followed by a normalisation layer's scale and offset."""
+  k = jax.random.split(jax.random.PRNGKey(0), 4)
+  return {"Dense_0": {"kernel": jax.random.normal(k[0], (3, 2), dtype),
+                      "bias": jax.random.normal(k[1], (2,), dtype)},
+          "LayerNorm_0": {"scale": 1.0 + 0.1 * jax.random.normal(k[2], (2,), dtype),
+                          "bias": 0.1 * jax.random.normal(k[3], (2,), dtype)}}
+
+
+def forward(p, s, batch, constants, dtype=jnp.float32):
+  """tanh(x W + b)·scale + offset; the model state follows the outputs' batch mean as BatchNorm's
+  statistics do (s ← 0.9 s + 0.1 mean)."""
+  h = jnp.tanh(batch["x"] @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"])
+  out = h * p["LayerNorm_0"]["scale"] + p["LayerNorm_0"]["bias"]
+  return out, {"mean": 0.9 * s["mean"] + 0.1 * jnp.mean(out, axis=0)}
+
+
+def output_loss(out, batch):
+  return 0.5 * jnp.mean(jnp.sum((out - batch["y"]) ** 2, axis=-1))
+
+
+def tiny_problem() -> Problem:
+  rng = np.random.default_rng(0)
+  arrays = {"x": rng.normal(size=(6, 3)), "y": rng.normal(size=(6, 2))}
+  params = tiny_params()
+
+  def evaluate(p, s):
+    out, _ = forward(p, s, arrays, {})
+    return {"test_loss": float(output_loss(out, arrays)), "test_error": float(out[0, 0])}
+  return Problem(forward=forward, output_loss=output_loss, params=params, train_arrays=arrays,
+                 evaluate=evaluate, report=lambda e: f"Test loss: {e['test_loss']}",
+                 model_state={"mean": jnp.zeros(2, jnp.float64)})
+
+
+def data_loss(p, batch):
+  return output_loss(forward(p, {"mean": jnp.zeros(2)}, batch, {})[0], batch)
+
+
+def train(method: OptimizerSettings, steps: int, *, rho: float = 0.0, ema_decay=None):
+  """`steps` full-batch steps of the run's own training step (`components.make_train_step`,
+  which donates its state): host copies of the states after each step, the first included."""
+  problem = tiny_problem()
+  place = devices.placement(1)
+  step = components.make_train_step(problem, method, SamSettings(rho=rho),
+                                    components.batch_order(problem, 6), place,
+                                    ema_decay=ema_decay)
+  from sam_edge.optim import update
+  state = update.init_state(problem.params, method.make(), problem.model_state,
+                            average=ema_decay is not None)
+  arrays, key, states = problem.train_arrays, jax.random.PRNGKey(1), [jax.device_get(state)]
+  for _ in range(steps):
+    state, _, _ = step(state, {}, arrays, key, None, {})
+    states.append(jax.device_get(state))
+  return problem, states
+
+
+def assert_trees_close(a, b, rtol=1e-12, atol=1e-14):
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol,
+                                                       atol=atol), a, b)
+
+
+def test_the_clip_scales_the_direction_by_min_1_c_over_its_norm(x64):
+  """c(d) = d·min(1, c/‖d‖) on d = (3, 4) (‖d‖ = 5), after the decay is added."""
+  w = {"a": jnp.array([1.0, -2.0])}
+  d = {"a": jnp.array([3.0, 4.0])}
+  for clip, factor in ((1.0, 0.2), (2.5, 0.5), (10.0, 1.0)):
+    opt = OptimizerSettings("sgd", ETA, clip=clip).make()
+    updates, _ = opt.update(d, opt.init(w), w)
+    np.testing.assert_allclose(updates["a"], -ETA * factor * d["a"], rtol=1e-15)
+  opt = OptimizerSettings("sgd", ETA, clip=10.0).make()
+  np.testing.assert_array_equal(opt.update(d, opt.init(w), w)[0]["a"], -ETA * d["a"])
+  opt = OptimizerSettings("sgd", ETA, weight_decay=WD, clip=1.0).make()
+  decayed = d["a"] + WD * w["a"]
+  expected = -ETA * decayed * min(1.0, 1.0 / float(jnp.linalg.norm(decayed)))
+  np.testing.assert_allclose(opt.update(d, opt.init(w), w)[0]["a"], expected, rtol=1e-15)
+
+
+def test_l2_in_the_loss_turns_sam_s_perturbation_and_step(x64):
+  """In the loss: ε = ρ∇(L+R)/‖∇(L+R)‖ and w1 = w0 − η∇(L+R)(w0 + ε); in the optimizer:
+  ε = ρ∇L/‖∇L‖ and w1 = w0 − η(∇L(w0 + ε) + λ w0)."""
+  problem = tiny_problem()
+  w0, batch = problem.params, problem.train_arrays
+  penalty = lambda p: 0.5 * WD * optax.tree.vdot(p, p)
+  full = lambda p, b: data_loss(p, b) + penalty(p)
+  steps = {}
+  for in_loss in (True, False):
+    method = OptimizerSettings("sgd", ETA, weight_decay=WD, decay_in_loss=in_loss)
+    _, states = train(method, 1, rho=RHO)
+    steps[in_loss] = states[1].params
+  g_in = jax.grad(full)(w0, batch)
+  eps_in = sam_steps.normalized(g_in, RHO)
+  assert_trees_close(steps[True], optax.tree.add_scale(
+      w0, -ETA, jax.grad(full)(optax.tree.add(w0, eps_in), batch)))
+  g = jax.grad(data_loss)(w0, batch)
+  eps = sam_steps.normalized(g, RHO)
+  direction = optax.tree.add_scale(jax.grad(data_loss)(optax.tree.add(w0, eps), batch), WD, w0)
+  assert_trees_close(steps[False], optax.tree.add_scale(w0, -ETA, direction))
+  cos = optax.tree.vdot(eps_in, eps) / (optax.tree.norm(eps_in) * optax.tree.norm(eps))
+  assert cos < 1 - 1e-4                       # the two forms perturb along different directions
+
+
+def test_the_mask_leaves_norms_and_biases_undecayed_in_both_forms(x64):
+  """--no_weight_decay_on_norm: only the kernel (rank 2) is decayed; the normalisation leaves
+  are those SAM-ON finds."""
+  w = tiny_params()
+  mask = regularization.decay_mask(w, True)
+  assert mask == {"Dense_0": {"kernel": True, "bias": False},
+                  "LayerNorm_0": {"scale": False, "bias": False}}
+  norm = normalization.mask(w)
+  assert all(not m for m, n in zip(jax.tree.leaves(mask), jax.tree.leaves(norm)) if n)
+  zero = jax.tree.map(jnp.zeros_like, w)
+  opt = OptimizerSettings("sgd", ETA, weight_decay=WD, exempt_norm=True).make()
+  updates, _ = opt.update(zero, opt.init(w), w)
+  np.testing.assert_allclose(updates["Dense_0"]["kernel"], -ETA * WD * w["Dense_0"]["kernel"],
+                             rtol=1e-15)
+  for leaf in (updates["Dense_0"]["bias"], *updates["LayerNorm_0"].values()):
+    np.testing.assert_array_equal(leaf, 0.0)
+  penalty = OptimizerSettings("sgd", ETA, weight_decay=WD, decay_in_loss=True,
+                              exempt_norm=True).penalty()
+  np.testing.assert_allclose(penalty(w), 0.5 * WD * jnp.sum(w["Dense_0"]["kernel"] ** 2),
+                             rtol=1e-15)
+  haiku = {"linear": {"w": jnp.ones((2, 2)), "b": jnp.ones(2)},
+           "layer_norm": {"scale": jnp.ones((2, 2)), "offset": jnp.ones(2)}}
+  assert regularization.decay_mask(haiku, True) == {
+      "linear": {"w": True, "b": False}, "layer_norm": {"scale": False, "offset": False}}
+  assert regularization.decay_mask(jax.eval_shape(lambda: haiku), True) == \
+      regularization.decay_mask(haiku, True)
+  assert all(jax.tree.leaves(regularization.decay_mask(haiku, False)))
+
+
+@pytest.mark.parametrize("exempt_norm", [False, True])
+def test_l2_in_the_loss_shifts_the_measured_hessian_by_lambda(x64, exempt_norm):
+  """A linear model (H = the same everywhere): the measured λ1 is that of H + λ diag(M), so
+  without the mask it gains exactly λ; the Gauss–Newton product gains λ M⊙v."""
+  rng = np.random.default_rng(1)
+  batch = {"x": rng.normal(size=(8, 3)), "y": rng.normal(size=(8, 1))}
+  params = {"Dense_0": {"kernel": jnp.asarray(rng.normal(size=(3, 1))), "bias": jnp.zeros(1)}}
+  lin = lambda p, s, b, c: (b["x"] @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"], s)
+  mse = lambda out, b: 0.5 * jnp.mean((out - b["y"]) ** 2)
+  hessian = np.column_stack([batch["x"], np.ones(8)]).T @ np.column_stack([batch["x"],
+                                                                           np.ones(8)]) / 8
+  mask = np.array([0.0, 1.0, 1.0, 1.0] if exempt_norm else [1.0] * 4)   # raveled: bias first
+  decayed = np.diag(np.roll(mask, -1))                                   # kernel first, as H
+  v = jnp.arange(1.0, 5.0)
+  top, gv = {}, {}
+  for in_loss in (False, True):
+    settings = measure.MeasureSettings(
+        optimizer=OptimizerSettings("sgd", ETA, weight_decay=WD, decay_in_loss=in_loss,
+                                    exempt_norm=exempt_norm), max_steps=4, tol=1e-10)
+    context = measure.Context({}, (), jnp.zeros([], jnp.int32), {})
+    record, _ = measure.measure(lin, mse, settings, params, context, batch,
+                                measure.init_state(settings, params), jax.random.PRNGKey(0))
+    top[in_loss] = float(record["eigenvalues"][0])
+    objective = measure.objective(lin, mse, settings, context)
+    gv[in_loss] = np.asarray(gauss_newton.gauss_newton_matvec(objective, params, batch)(v))
+  assert top[False] == pytest.approx(np.linalg.eigvalsh(hessian)[-1], rel=1e-12)
+  assert top[True] == pytest.approx(np.linalg.eigvalsh(hessian + WD * decayed)[-1],
+                                    rel=1e-12)
+  if not exempt_norm:
+    assert top[True] - top[False] == pytest.approx(WD, rel=1e-9)
+  np.testing.assert_allclose(gv[True] - gv[False], WD * mask * np.asarray(v), rtol=1e-12,
+                             atol=1e-14)
+
+
+def test_the_moving_average_follows_its_recursion_and_changes_no_step(x64):
+  """w̄_3 = d³w0 + d²(1−d)w1 + d(1−d)w2 + (1−d)w3, the model state alike; the parameters are
+  those of the run without the average, bit for bit."""
+  d = 0.8
+  method = OptimizerSettings("sgd", ETA)
+  problem, states = train(method, 3, rho=RHO, ema_decay=d)
+  _, plain = train(method, 3, rho=RHO)
+  for part in ("params", "model_state"):
+    w = [getattr(s, part) for s in states]
+    expected = jax.tree.map(lambda a, b, c, e: d ** 3 * a + d ** 2 * (1 - d) * b
+                            + d * (1 - d) * c + (1 - d) * e, *w)
+    assert_trees_close(states[-1].ema[part], expected)
+  jax.tree.map(np.testing.assert_array_equal, states[-1].params, plain[-1].params)
+  assert not plain[-1].ema
+  metrics = components.evaluation(problem, states[-1])
+  assert set(metrics) == {"test_loss", "test_error", "ema_test_loss", "ema_test_error"}
+  assert metrics["ema_test_loss"] == problem.evaluate(states[-1].ema["params"],
+                                                      states[-1].ema["model_state"])["test_loss"]
+  assert metrics["ema_test_loss"] != metrics["test_loss"]
+
+
+def test_parameters_files_hold_the_average_and_old_files_read(tmp_path):
+  params = {"w": np.arange(3, dtype=np.float32)}
+  ema = {"params": {"w": np.ones(3, np.float32)}, "model_state": {}}
+  path = tmp_path / "params.npz"
+  params_file.write(str(path), "image_classification", 5, {"ema_decay": 0.9}, params, {}, ema=ema)
+  t = trained.load(str(path))
+  np.testing.assert_array_equal(t.ema["params"]["w"], ema["params"]["w"])
+  np.testing.assert_array_equal(t.params["w"], params["w"])
+  assert t.ema["model_state"] == {}
+  old = tmp_path / "old.npz"
+  params_file.write(str(old), "image_classification", 5, {}, params, {})
+  assert params_file.read(str(old)).ema is None and trained.load(str(old)).ema is None
+  with np.load(path, allow_pickle=False) as npz:
+    tree = json.loads(npz["meta"].tobytes())["tree"]
+  assert set(tree) == {"params", "model_state", "ema"} and "ema" in test_outputs_doc.documented()
+
+
+def test_checkpoints_keep_the_average_and_old_checkpoints_restore(tmp_path, monkeypatch):
+  """With the average the arrays gain an item "ema"; without it a checkpoint is laid out as
+  before the average existed (the state's five fields), and such a checkpoint restores."""
+  from sam_edge.optim import update
+  params = tiny_params(jnp.float32)
+  state = update.init_state(params, optax.sgd(0.1), {"mean": jnp.ones(2)}, average=True)
+  state = state._replace(ema=jax.tree.map(lambda x: x + 1, state.ema))
+  with checkpoints.Checkpointer(str(tmp_path / "a")) as c:
+    c.save(state, params, loop.Progress(), {})
+    got, _, _, _ = c.restore(state, params)
+    raw = c._manager.restore(0)["arrays"]
+  assert set(raw) == {"state", "v_prev", "ema"} and "ema" not in raw["state"]
+  jax.tree.map(np.testing.assert_array_equal, got, state)
+  plain = update.init_state(params, optax.sgd(0.1))
+  assert set(checkpoint_layout.arrays_of(plain, params)) == {"state", "v_prev"}
+  old_layout = lambda s, v: {"state": OldTrainState(*s[:5]), "v_prev": v}   # as written before
+  with monkeypatch.context() as m:
+    m.setattr(checkpoint_layout, "arrays_of", old_layout)
+    with checkpoints.Checkpointer(str(tmp_path / "old")) as c:
+      c.save(plain, params, loop.Progress(), {})
+  with checkpoints.Checkpointer(str(tmp_path / "old")) as c:
+    got, _, _, _ = c.restore(plain, params)
+  assert got.ema == {}
+  jax.tree.map(np.testing.assert_array_equal, got, plain)
+
+
+def test_edges_with_the_decay_in_the_loss_or_masked():
+  """In the loss the method is the base optimizer on L + R: its edge has no − wd; the decay in
+  the optimizer with the mask shifts some curvatures only: no closed form."""
+  sam = SamSettings()
+  in_loss = OptimizerSettings("momentum", ETA, weight_decay=WD, decay_in_loss=True)
+  plain = OptimizerSettings("momentum", ETA)
+  assert float(edges.method_edge(in_loss, sam, ETA)) == float(edges.method_edge(plain, sam, ETA))
+  assert edges.edge_label(in_loss, sam) == edges.edge_label(plain, sam)
+  masked = OptimizerSettings("momentum", ETA, weight_decay=WD, exempt_norm=True)
+  assert edges.method_edge(masked, sam, ETA) is None
+  assert edges.method_edge(OptimizerSettings("adam", ETA, weight_decay=WD, decay_in_loss=True),
+                           sam, ETA) is not None
+
+
+@pytest.mark.parametrize("kwargs, flag", [
+    (dict(clip=0.0), "--clip_grad_norm"), (dict(clip=-1.0), "--clip_grad_norm"),
+    (dict(decay_in_loss=True), "--weight_decay_in_loss"),
+    (dict(exempt_norm=True), "--no_weight_decay_on_norm")])
+def test_bad_settings_name_their_flag(kwargs, flag):
+  with pytest.raises(ValueError, match=flag):
+    OptimizerSettings("sgd", ETA, **kwargs)
+
+
+def test_titles_name_the_knobs_that_are_set():
+  import image_classification as ic
+  from sam_edge.cli import main as cli
+  from sam_edge.cli import settings
+  cli.parse_flags(ic.FLAGS, [ic.PROG, "--rho=0.1", "--step_size=0.1"])
+  assert settings.method_title(ic.FLAGS) == "SAM ρ=0.1, η=0.1"
+  cli.parse_flags(ic.FLAGS, [ic.PROG, "--rho=0.1", "--step_size=0.1", "--weight_decay=0.001",
+                             "--weight_decay_in_loss", "--no_weight_decay_on_norm",
+                             "--clip_grad_norm=5", "--ema_decay=0.999"])
+  assert settings.method_title(ic.FLAGS) == ("SAM ρ=0.1, η=0.1, wd=0.001 in the loss, no decay "
+                                             "on norms/biases, clip 5, EMA 0.999")
+  config = settings.flag_values(ic.FLAGS)
+  assert {k: config[k] for k in ("weight_decay_in_loss", "no_weight_decay_on_norm",
+                                 "clip_grad_norm", "ema_decay")} == {
+      "weight_decay_in_loss": True, "no_weight_decay_on_norm": True, "clip_grad_norm": 5.0,
+      "ema_decay": 0.999}
+  run = settings.run_settings(ic.FLAGS, title="t")
+  assert run.ema_decay == 0.999 and run.optimizer.clip == 5.0 and run.optimizer.exempt_norm
+  cli.parse_flags(ic.FLAGS, [ic.PROG, "--ema_decay=0"])
+  assert settings.run_settings(ic.FLAGS, title="t").ema_decay is None
+
+
+def test_the_average_s_evaluations_reach_tensorboard_and_the_figure():
+  from sam_edge.plots import run as run_plots
+  from sam_edge.run import tensorboard
+  e = {"step": 0, "time": 0.0, "test_error": 0.5, "test_loss": 1.0, "ema_test_error": 0.25,
+       "ema_test_loss": 0.75, "seconds": 0.1}
+  assert tensorboard.scalars(e) == {"test/error": 0.5, "test/loss": 1.0, "ema_test/error": 0.25,
+                                    "ema_test/loss": 0.75}
+  panels = run_plots.evaluation_panels({"evaluations": [e], "losses": {"step": [0],
+                                                                       "loss": [2.0]}}, "t")
+  drawn = {s.label: s.ys for p in panels for s in p.series}
+  assert drawn["test loss of the moving average"] == [0.75]
+  assert drawn["test error of the moving average"] == [0.25] and drawn["test error"] == [0.5]
