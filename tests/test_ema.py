@@ -39,8 +39,8 @@ def test_the_moving_average_follows_its_recursion_and_changes_no_step(x64):
   assert not plain[-1].ema
   metrics = components.evaluation(problem, states[-1])
   assert set(metrics) == {"test_loss", "test_error", "ema_test_loss", "ema_test_error"}
-  assert metrics["ema_test_loss"] == problem.evaluate(states[-1].ema["params"],
-                                                      states[-1].ema["model_state"])["test_loss"]
+  assert metrics["ema_test_loss"] == problem.evaluate(
+      states[-1].ema["params"], states[-1].ema["model_state"], problem.constants)["test_loss"]
   assert metrics["ema_test_loss"] != metrics["test_loss"]
 
 

@@ -47,7 +47,7 @@ def tiny_problem() -> Problem:
   arrays = {"x": rng.normal(size=(6, 3)), "y": rng.normal(size=(6, 2))}
   params = tiny_params()
 
-  def evaluate(p, s):
+  def evaluate(p, s, c):
     out, _ = forward(p, s, arrays, {})
     return {"test_loss": float(output_loss(out, arrays)), "test_error": float(out[0, 0])}
   return Problem(forward=forward, output_loss=output_loss, params=params, train_arrays=arrays,
