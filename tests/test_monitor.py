@@ -27,3 +27,24 @@ def test_the_validation_loss_is_followed_when_there_is_one_and_step_0_is_left_ou
   assert monitor.monitored(evals) == ([1, 2], [2.0, 1.0])
   assert monitor.monitored([{k: v for k, v in e.items() if k != "validation_loss"}
                             for e in evals]) == ([1, 2], [1.0, 2.0])
+
+
+def test_the_plateau_scale_multiplies_the_step_and_the_step_size_measurements_see():
+  import jax.numpy as jnp
+  import numpy as np
+
+  from sam_edge.optim import plateau
+  from sam_edge.optim.optimizers import OptimizerSettings
+  o = OptimizerSettings(name="momentum", step_size=0.1, hyper={"momentum": 0.9},
+                        schedule="plateau")
+  tx = o.make()
+  params, grad = {"w": jnp.ones(3)}, {"w": jnp.array([1.0, 2.0, 3.0])}
+  state = tx.init(params)
+  full, _ = tx.update(grad, state, params)
+  halved = plateau.with_scale(state, 0.5)
+  half, kept = tx.update(grad, halved, params)
+  np.testing.assert_allclose(half["w"], 0.5 * full["w"])
+  np.testing.assert_allclose(full["w"], -0.1 * grad["w"])
+  assert float(plateau.scale_of(kept)) == 0.5
+  assert float(o.step_size_now(halved, 7)) == np.float32(0.05)
+  assert float(OptimizerSettings(step_size=0.1).step_size_now(state, 7)) == np.float32(0.1)

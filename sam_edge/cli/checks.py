@@ -78,7 +78,7 @@ def common_problems(f: Any) -> list[str]:
 def schedule_problems(f: Any) -> list[str]:
   """The step-size schedule's flags."""
   p: list[str] = []
-  if f.lr_schedule != "constant" and f.max_steps is None:
+  if f.lr_schedule in ("cosine", "step") and f.max_steps is None:
     p.append(f"--lr_schedule={f.lr_schedule} needs --max_steps (the schedule's length)")
   if f.warmup_steps < 0:
     p.append(f"--warmup_steps must be >= 0, got {f.warmup_steps}")
@@ -89,6 +89,27 @@ def schedule_problems(f: Any) -> list[str]:
     p.append(f"--lr_step_boundaries must be numbers, got {f.lr_step_boundaries}")
   if not (_finite(f.lr_step_factor) and f.lr_step_factor > 0):
     p.append(f"--lr_step_factor must be > 0, got {f.lr_step_factor}")
+  return p + monitor_problems(f)
+
+
+def monitor_problems(f: Any) -> list[str]:
+  """The flags that evaluations drive: the plateau schedule, early stopping, --restore_best."""
+  p: list[str] = []
+  if not (_finite(f.plateau_factor) and 0 < f.plateau_factor < 1):
+    p.append(f"--plateau_factor must lie in (0, 1), got {f.plateau_factor}")
+  if f.plateau_patience < 1:
+    p.append(f"--plateau_patience must be at least 1, got {f.plateau_patience}")
+  if f.early_stopping_patience is not None and f.early_stopping_patience < 1:
+    p.append(f"--early_stopping_patience must be at least 1, got {f.early_stopping_patience}")
+  asked = [flag for flag, on in (("--lr_schedule=plateau", f.lr_schedule == "plateau"),
+                                 ("--early_stopping_patience", f.early_stopping_patience),
+                                 ("--restore_best", f.restore_best)) if on]
+  if asked and not f.eval_every_steps:
+    p.append(f"{asked[0]} follows the evaluations: give --eval_every_steps or "
+             "--eval_every_epochs")
+  if f.lr_schedule == "plateau" and f.sam == "gsam" and f.gsam_rho_schedule:
+    p.append("--lr_schedule=plateau with --sam=gsam: GSAM's ρ_t follows a step size known in "
+             "advance, which the plateau schedule's is not")
   return p
 
 

@@ -119,6 +119,14 @@ def _define_loop_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
                      **on)
   flags.DEFINE_integer("max_steps", None, "Stop after this many steps (default: time limit only).",
                        **on)
+  flags.DEFINE_integer("early_stopping_patience", None, "Stop after this many evaluations "
+                       "without a better validation loss (the test loss without "
+                       "--validation_fraction) than the best one (Keras's EarlyStopping; SAM-TF "
+                       "uses 10); needs evaluations.", **on)
+  flags.DEFINE_bool("restore_best", False, "End with the parameters of the best evaluation (the "
+                    "least validation loss, else test loss): the final metrics and "
+                    "--params_output are theirs, whether or not the run stopped early; needs "
+                    "evaluations.", **on)
   flags.DEFINE_integer("num_epochs", None, "Stop after this many epochs: --max_steps = N · "
                        "⌊training examples / --batch_size⌋ (the time limit still applies).", **on)
   flags.DEFINE_integer("seed", 0, "Seed of everything random: initialisation, batches, solver.",
@@ -128,10 +136,18 @@ def _define_loop_flags(fv: flags.FlagValues, defaults: Defaults) -> None:
 
 def _define_schedule_flags(fv: flags.FlagValues) -> None:
   on = {"flag_values": fv}
-  flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine", "step"],
-                    "Step-size schedule: constant (the reference), cosine (to 0 at --max_steps) or "
+  flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine", "step", "plateau"],
+                    "Step-size schedule: constant (the reference), cosine (to 0 at --max_steps), "
                     "step (× --lr_step_factor at each fraction --lr_step_boundaries of "
-                    "--max_steps); edges use the step size of the current step.", **on)
+                    "--max_steps) or plateau (× --plateau_factor after --plateau_patience "
+                    "evaluations without a better validation loss, Keras's ReduceLROnPlateau; "
+                    "needs evaluations); edges use the step size of the current step.", **on)
+  flags.DEFINE_float("plateau_factor", 0.5, "The multiplier of --lr_schedule=plateau (SAM-TF's "
+                     "0.5).", **on)
+  flags.DEFINE_integer("plateau_patience", 3, "Evaluations without improvement (by more than "
+                       "1e-4) of the validation loss (the test loss without "
+                       "--validation_fraction) before --lr_schedule=plateau reduces the step "
+                       "size (SAM-TF's 3).", **on)
   flags.DEFINE_integer("warmup_steps", 0, "Linear warm-up: η(s) = η (s + 1)/W for s < W.", **on)
   flags.DEFINE_float("warmup_epochs", None, "--warmup_steps in epochs (rounded to whole steps).",
                      **on)

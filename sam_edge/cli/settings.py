@@ -14,6 +14,7 @@ from sam_edge.optim import optimizers, sam
 from sam_edge.optim.optimizers import OptimizerSettings
 from sam_edge.optim.sam import SamSettings
 from sam_edge.run.loop import LoopSettings
+from sam_edge.run.monitor import MonitorSettings
 from sam_edge.run.settings import RunSettings
 
 
@@ -101,7 +102,15 @@ def run_settings(f: Any, *, title: str, task: str = "") -> RunSettings:
                      outputs=outputs, title=title, checkpoint_dir=f.checkpoint_dir,
                      resume=f.resume, tensorboard_dir=f.tensorboard_dir,
                      num_devices=f.num_devices, measure_examples=f.measure_examples,
-                     task=task, init_params=f.init_params, ema_decay=ema_decay(f))
+                     task=task, init_params=f.init_params, ema_decay=ema_decay(f),
+                     monitor=monitor_settings(f))
+
+
+def monitor_settings(f: Any) -> MonitorSettings:
+  """What the evaluations drive: the plateau schedule, early stopping, --restore_best."""
+  return MonitorSettings(
+      plateau=(f.plateau_factor, f.plateau_patience) if f.lr_schedule == "plateau" else None,
+      early_stopping_patience=f.early_stopping_patience, restore_best=f.restore_best)
 
 
 def flag_values(fv: flags.FlagValues) -> dict:

@@ -39,7 +39,7 @@ from sam_edge.curvature import eigensolvers, hvp, lanczos, registry, tracking
 from sam_edge.curvature.kind import Inputs
 from sam_edge.curvature.objective import Objective
 from sam_edge.data import batching
-from sam_edge.optim import edges, schedules, thresholds, update
+from sam_edge.optim import edges, thresholds, update
 from sam_edge.optim.optimizers import OptimizerSettings
 from sam_edge.optim.oracle import Oracle
 from sam_edge.optim.sam import SamSettings
@@ -177,7 +177,7 @@ def finish(loss: Objective, settings: MeasureSettings, point: tuple[PyTree, Cont
   result, v1 = solved
   o = settings.optimizer
   grad_norm = optax.tree.norm(prepared.grad)
-  eta = schedules.step_size_at(o.learning_rate(), context.step)
+  eta = o.step_size_now(context.opt_state, context.step)
   record = {
       "eigenvalues": result.eigenvalues,
       "residuals": result.residuals,
@@ -212,7 +212,7 @@ def kind_inputs(loss: Objective, settings: MeasureSettings, params: PyTree, cont
   if prepared.precondition is not None:
     u = jax.tree.map(lambda p, v: jax.lax.rsqrt(p) * v, prepared.precondition, v1)
   transformation = settings.optimizer.make()
-  eta = schedules.step_size_at(settings.optimizer.learning_rate(), context.step)
+  eta = settings.optimizer.step_size_now(context.opt_state, context.step)
 
   def optimizer_step(d: PyTree) -> PyTree:
     updates, _ = transformation.update(d, context.opt_state, params)

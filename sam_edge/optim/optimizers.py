@@ -167,7 +167,9 @@ class OptimizerSettings:
   schedule (all static); values outside their flags' ranges are a ValueError.
 
   `learning_rate()` is the float η for a constant schedule without warm-up, so that `sgd` is
-  exactly the reference's `optax.sgd(η)`; otherwise the optax schedule of `schedules`.
+  exactly the reference's `optax.sgd(η)`; otherwise the optax schedule of `schedules`. The
+  schedule `plateau` is the constant one times a scale the run sets between steps (`plateau`);
+  `step_size_now(opt_state, step)` is the step size η_t of the update at `step`, scale included.
   """
   name: str = "sgd"
   step_size: float = 0.01
@@ -205,10 +207,11 @@ class OptimizerSettings:
     return dict(self.hyper)
 
   def learning_rate(self) -> Any:
-    if self.schedule == "constant" and self.warmup_steps == 0:
+    kind = "constant" if self.schedule == PLATEAU else self.schedule
+    if kind == "constant" and self.warmup_steps == 0:
       return self.step_size
     from sam_edge.optim import schedules  # pylint: disable=import-outside-toplevel
-    return schedules.make_schedule(self.schedule, self.step_size, warmup_steps=self.warmup_steps,
+    return schedules.make_schedule(kind, self.step_size, warmup_steps=self.warmup_steps,
                                    total_steps=self.total_steps, boundaries=self.boundaries,
                                    factor=self.factor)
 
@@ -227,7 +230,17 @@ class OptimizerSettings:
     base optimizer's, as before these steps existed)."""
     base = self.entry.make(self.values, self.learning_rate())
     steps = self._before_base()
+    if self.schedule == PLATEAU:
+      from sam_edge.optim import plateau  # pylint: disable=import-outside-toplevel
+      return _optax().chain(*steps, base, plateau.scale_by_plateau())
     return _optax().chain(*steps, base) if steps else base
+
+  def step_size_now(self, opt_state: Any, step: Any) -> Any:
+    """η_t of the update at `step` (0-based) from the optimizer state `opt_state`: the schedule's
+    η(step), times the plateau scale for `--lr_schedule=plateau`."""
+    from sam_edge.optim import plateau, schedules  # pylint: disable=import-outside-toplevel
+    eta = schedules.step_size_at(self.learning_rate(), step)
+    return eta * plateau.scale_of(opt_state) if self.schedule == PLATEAU else eta
 
   def seen(self, direction: Any, params: Any) -> Any:
     """What the base transform receives for `direction` at `params`: c(d + wd·M⊙w)."""
@@ -245,6 +258,7 @@ class OptimizerSettings:
     return self.entry.title(self.values)
 
 
+PLATEAU = "plateau"
 WEIGHT_DECAY = Option("weight_decay", 0.0, "L2 weight decay wd: wd·w is added to the gradient the "
                       "base optimizer sees (coupled L2, not decoupled AdamW-style decay); SAM's "
                       "perturbation uses the loss gradient alone (--weight_decay_in_loss puts "

@@ -48,17 +48,22 @@ class TrainState(NamedTuple):
   model_state: PyTree      # non-trainable model variables (BatchNorm statistics); {} if none
   sam_state: PyTree = {}   # the SAM variant's state (Friendly-SAM's m, LookSAM's g_v); {} if none
   ema: PyTree = {}         # the weights' moving average {"params", "model_state"} (`ema`); {}: off
+  best: PyTree = {}        # {"params", "model_state"} of the best evaluation (`run.monitor`, set
+                           # between steps, copied); {}: not kept
 
 
 def init_state(params: PyTree, optimizer: optax.GradientTransformation,
                model_state: Optional[PyTree] = None,
-               sam: Optional[SamSettings] = None, *, average: bool = False) -> TrainState:
+               sam: Optional[SamSettings] = None, *, average: bool = False,
+               keep_best: bool = False) -> TrainState:
   """The state before the first step (`model_state` None means `{}`; `sam` gives the variant's
-  first state, {} without one; `average` starts the weights' moving average, w̄_0 = w_0)."""
+  first state, {} without one; `average` starts the weights' moving average, w̄_0 = w_0;
+  `keep_best` keeps the best evaluation's weights, w_0 until there is one)."""
   model_state = {} if model_state is None else model_state
   return TrainState(params, optimizer.init(params), jnp.zeros([], jnp.int32), model_state,
                     {} if sam is None else sam.variant.init(params),
-                    ema.init(params, model_state) if average else {})
+                    ema.init(params, model_state) if average else {},
+                    ema.init(params, model_state) if keep_best else {})
 
 
 def num_groups(batch: PyTree, group_size: Optional[int]) -> int:

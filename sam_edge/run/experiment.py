@@ -25,6 +25,7 @@ from sam_edge.run import (
   init_params,
   locks,
   loop,
+  monitor,
   outputs,
   supervisor,
 )
@@ -123,7 +124,8 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     run.writer.close_checkpoints(run.checkpointer.close)
     if reason == "diverged":           # so a failed save before it is no loss
       run.writer.needs_no_checkpoint()
-  evaluation = components.evaluation(run.problem, run.state)
+  run.state, best = monitor.finish(settings.monitor, run.state, run.progress.evaluations, log)
+  evaluation = {**components.evaluation(run.problem, run.state), **best}
   final = _final(run, reason, evaluation)
   _write(run, final, settings.task)
   code = _report(run, final, evaluation, settings, log)
@@ -158,7 +160,11 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
   progress = loop.Progress()
   state = place.replicate(update.init_state(problem.params, settings.optimizer.make(),
                                            problem.model_state, settings.sam,
-                                           average=settings.ema_decay is not None))
+                                           average=settings.ema_decay is not None,
+                                           keep_best=settings.monitor.keeps_best))
+  warning = monitor.followed(settings.monitor, problem.held_out)
+  if warning:
+    log(warning)
   measure_state = place.replicate(measure.init_state(settings.measure, problem.params))
   resume_step = (_sound_step(settings.checkpoint_dir, log)
                  if settings.checkpoint_dir and settings.resume else None)
@@ -186,8 +192,11 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
 
   hooks = loop.Hooks(on_record=on_record, on_checkpoint=save if checkpointer else None,
                      on_loss=on_loss, log=log)
-  return _Prepared(problem, state, measure_state, progress, checkpointer, writer,
-                   components.components(problem, settings, run_keys, place), hooks)
+  parts = components.components(problem, settings, run_keys, place)
+  if settings.monitor.active:
+    parts = dataclasses.replace(parts, decide=lambda s, evaluations: monitor.decide(
+        settings.monitor, s, evaluations, log))
+  return _Prepared(problem, state, measure_state, progress, checkpointer, writer, parts, hooks)
 
 
 def _final(run: _Prepared, reason: str, evaluation: Optional[dict] = None) -> dict:
@@ -219,7 +228,7 @@ def _write(run: _Prepared, final: dict, task: Optional[str] = None) -> None:
   run.writer.pickle(final)
   if task is not None:
     run.writer.params(task, final["steps"], run.state.params, run.state.model_state,
-                      run.state.ema or None)
+                      ema=run.state.ema or None, best=run.state.best or None)
   run.writer.plots(final)
   run.writer.close()
 

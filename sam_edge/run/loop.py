@@ -61,6 +61,8 @@ class Components:
   measure_key: jax.Array
   evaluate: Optional[Callable[[update.TrainState], dict]] = None   # -> {"test_error": x, ...}
   steps_per_epoch: Optional[int] = None   # ⌊training examples / B⌋: records carry their epoch
+  decide: Optional[Callable[[update.TrainState, list], tuple[update.TrainState, Optional[str]]]] \
+      = None      # (state, evaluations) -> (state, why stop or None), after each evaluation
 
 
 class StopFlag:
@@ -75,8 +77,11 @@ class StopFlag:
 
 
 def format_evaluation(e: dict) -> str:
-  values = " | ".join(f"{k} {v:.6g}" for k, v in e.items()
-                      if k not in ("step", "time", "seconds", "epoch") and isinstance(v, float))
+  """The one printed line of an evaluation: the trained weights' metrics, then the moving
+  average's (`ema_`)."""
+  shown = sorted((k for k, v in e.items() if k not in ("step", "time", "seconds", "epoch")
+                  and isinstance(v, float)), key=lambda k: k.startswith("ema_"))
+  values = " | ".join(f"{k} {e[k]:.6g}" for k in shown)
   epoch = f" (epoch {e['epoch']:.4g})" if "epoch" in e else ""
   return (f"evaluate step {e['step']}{epoch} | t {e['time']:.1f}s | {values} | "
           f"{e['seconds']:.2f}s")
@@ -124,7 +129,8 @@ def run_loop(components: Components, state: update.TrainState, measure_state: Py
   """Trains until a stop condition; returns (state, measure_state, stopped_because), where
   measure_state holds the measurements' warm starts (e.g. the last principal eigenvector).
 
-  `stopped_because` is one of: time_limit, max_steps, diverged, or the StopFlag's reason.
+  `stopped_because` is one of: time_limit, max_steps, diverged, early_stopping (`decide`), or the
+  StopFlag's reason.
   `progress` is updated in place (records, evaluations, losses, clocks); every value `on_loss`
   receives is appended to `progress.losses[key]`.
   """
@@ -175,6 +181,11 @@ class _Loop:
       if reason:
         return reason
       p.last_eval_step = self.step
+      if self.c.decide is not None:
+        with self.clock.paused():
+          self.state, reason = self.c.decide(self.state, p.evaluations)
+        if reason:
+          return reason
     if self.measurements.due(self.step, p.train_time, p.last_measure_step, p.last_measure_time):
       reason = self._scheduled(self._measure, p.records, format_record)
       if reason:

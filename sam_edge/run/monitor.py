@@ -19,8 +19,11 @@ Because each is a function of the evaluations, which checkpoints keep, a resumed
 exactly as an uninterrupted one.
 """
 
+import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
 
 MIN_DELTA = 1e-4
 VALIDATION, TEST = "validation_loss", "test_loss"
@@ -63,3 +66,80 @@ def stop_early(values: Sequence[float], patience: int) -> bool:
   best = best_index(values)
   last = len(values) - 1
   return last - (-1 if best is None else best) >= patience if values else False
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorSettings:
+  """What the evaluations drive (module doc); the default drives nothing."""
+  plateau: Optional[tuple[float, int]] = None      # (factor, patience) of --lr_schedule=plateau
+  early_stopping_patience: Optional[int] = None
+  restore_best: bool = False
+
+  @property
+  def keeps_best(self) -> bool:
+    """Whether the run keeps the best evaluation's weights (in `TrainState.best`)."""
+    return self.early_stopping_patience is not None or self.restore_best
+
+  @property
+  def active(self) -> bool:
+    return self.plateau is not None or self.keeps_best
+
+
+def best_evaluation(evaluations: Sequence[dict]) -> Optional[dict]:
+  """{"index", "step", "monitored", "value"} of the best evaluation (module doc), or None."""
+  indices, values = monitored(evaluations)
+  best = best_index(values)
+  if best is None:
+    return None
+  e = evaluations[indices[best]]
+  return {"index": indices[best], "step": e["step"], "monitored": monitored_key(e),
+          "value": values[best]}
+
+
+def decide(settings: MonitorSettings, state: Any, evaluations: Sequence[dict],
+           log: Callable[[str], None]) -> tuple[Any, Optional[str]]:
+  """After an evaluation (the last of `evaluations`, of `state`'s weights): the state with the
+  plateau scale it now has and, when the evaluation is the best so far, its weights as
+  `state.best` (copies); and "early_stopping" when the run must stop, else None."""
+  from sam_edge.optim import ema, plateau  # pylint: disable=import-outside-toplevel  (jax)
+  _, values = monitored(evaluations)
+  if not values:
+    return state, None
+  key = monitored_key(evaluations[-1])
+  if settings.plateau is not None:
+    factor, patience = settings.plateau
+    k = reductions(values, patience)
+    if float(plateau.scale_of(state.opt_state)) != float(np.float32(factor ** k)):
+      state = state._replace(opt_state=plateau.with_scale(state.opt_state, factor ** k))
+      log(f"plateau: no better {key} for {patience} evaluations: step size × {factor:g} "
+          f"(× {factor ** k:g} in all)")
+  if settings.keeps_best and best_index(values) == len(values) - 1:
+    state = state._replace(best=ema.init(state.params, state.model_state))
+  if (settings.early_stopping_patience is not None
+      and stop_early(values, settings.early_stopping_patience)):
+    log(f"early stopping: no better {key} for {settings.early_stopping_patience} evaluations")
+    return state, "early_stopping"
+  return state, None
+
+
+
+def finish(settings: MonitorSettings, state: Any, evaluations: Sequence[dict],
+           log: Callable[[str], None]) -> tuple[Any, dict]:
+  """At the end of a run: the state, with the best evaluation's weights as its parameters and
+  model state under --restore_best, and what `final` records of it (`best_evaluation`)."""
+  if not settings.keeps_best:
+    return state, {}
+  best = best_evaluation(evaluations)
+  if settings.restore_best and best is not None:
+    state = state._replace(params=state.best["params"], model_state=state.best["model_state"])
+    log(f"--restore_best: the final parameters are those of evaluation {best['index']} (step "
+        f"{best['step']}, {best['monitored']} {best['value']:.6g})")
+  return state, {"best_evaluation": best}
+
+
+def followed(settings: MonitorSettings, held_out: dict) -> Optional[str]:
+  """The warning line of a run whose decisions follow the test loss (no validation split)."""
+  if settings.active and "validation" not in held_out:
+    return ("warning: the plateau schedule, early stopping and --restore_best follow the test "
+            "loss: this run has no validation split (--validation_fraction)")
+  return None

@@ -67,15 +67,16 @@ class Writer:
         self.pickled = holds(raw)
 
   def params(self, task: str, step: int, params: object, model_state: object,
-             ema: object = None) -> None:
-    """The final parameters and model state (`params_file`), with the weights' moving average
-    `ema` ({"params", "model_state"}) when given, if `--params_output` is set."""
+             **variants: object) -> None:
+    """The final parameters and model state (`params_file`), with the weight variants given
+    (`params_file.VARIANTS`: the moving average `ema`, the best evaluation's `best`, each
+    {"params", "model_state"} or None), if `--params_output` is set."""
     path = self.outputs.get(records.PARAMS.name)
     if path:
       host = lambda tree: jax.tree.map(devices.host_copy, tree)
+      kept = {name: host(tree) for name, tree in variants.items() if tree is not None}
       self._write(path, lambda: params_file.write(
-          path, task, step, self.config, host(params), host(model_state),
-          ema=None if ema is None else host(ema)))
+          path, task, step, self.config, host(params), host(model_state), **kept))
 
   def plots(self, final: dict) -> None:
     """Every figure whose output is set and that has something to draw (matplotlib is imported

@@ -7,14 +7,16 @@ arrays `a0, a1, ...` and one more entry `meta`, the UTF-8 bytes (uint8) of the J
     {"format": "sam_edge.params/1", "task": "image_classification", "step": 400,
      "config": {flag: value, ...},                     # the run's config, as in its raw pickle
      "tree": {"params": {...: "a0", ...}, "model_state": {...}[,
-              "ema": {"params": {...}, "model_state": {...}}]},
+              "ema": {"params": {...}, "model_state": {...}}][, "best": {...}]},
      "arrays": {"a0": {"sha256": ..., "dtype": "float32", "shape": [784, 8]}, ...},
      "sha256": records.json_sha256(every other key of meta)}
 
 `tree` is the nested dicts/lists of the parameters and the model state (`{}` when the network
 has no BatchNorm), each array replaced by its entry's name; a run with --ema_decay adds "ema",
-the moving average of both (`optim.ema`), read back as `Saved.ema` (None for a file without one,
-every file written before --ema_decay existed included). An array's sha256 is that of its
+the moving average of both (`optim.ema`), and a run that keeps its best evaluation's weights
+(--early_stopping_patience, --restore_best) adds "best", each {"params", "model_state"}, read back
+as `Saved.ema` and `Saved.best` (None for a file without one, every file written before they
+existed included). An array's sha256 is that of its
 bytes in C order (`checksums.array_digests`' convention). `read` refuses, in one `ParamsError`
 line, a file that is not such an npz, a meta that does not match its checksum, and an array
 that is missing or does not match its dtype, shape or checksum; `read_header` reads and
@@ -49,6 +51,10 @@ class Saved(NamedTuple):
   params: PyTree      # nested dicts of numpy arrays
   model_state: PyTree  # {"batch_stats": ...} for BatchNorm networks, else {}
   ema: Any = None      # {"params", "model_state"} of the weights' moving average, or None
+  best: Any = None     # {"params", "model_state"} of the best evaluation, or None
+
+
+VARIANTS = ("ema", "best")     # the optional {"params", "model_state"} trees (module doc)
 
 
 def _skeleton(tree: PyTree, arrays: dict[str, np.ndarray]) -> Any:
@@ -76,14 +82,19 @@ def _digest(x: np.ndarray) -> str:
   return hashlib.sha256(np.ascontiguousarray(x).reshape(-1).view(np.uint8)).hexdigest()
 
 
-def encode(task: str, step: int, config: dict, params: PyTree, model_state: PyTree, *,
-           ema: Any = None) -> bytes:
-  """The file's bytes (module doc); `ema` the moving average {"params", "model_state"} or None."""
+def encode(task: str, step: int, config: dict, params: PyTree, model_state: PyTree,
+           **variants: Any) -> bytes:
+  """The file's bytes (module doc); `variants` the optional trees of VARIANTS ({"params",
+  "model_state"} or None)."""
   arrays: dict[str, np.ndarray] = {}
   tree = {"params": _skeleton(params, arrays), "model_state": _skeleton(model_state or {}, arrays)}
-  if ema is not None:
-    tree["ema"] = {"params": _skeleton(ema["params"], arrays),
-                   "model_state": _skeleton(ema.get("model_state") or {}, arrays)}
+  for name in VARIANTS:
+    weights = variants.pop(name, None)
+    if weights is not None:
+      tree[name] = {"params": _skeleton(weights["params"], arrays),
+                    "model_state": _skeleton(weights.get("model_state") or {}, arrays)}
+  if variants:
+    raise TypeError(f"unknown weight variants {sorted(variants)}")
   meta = {"format": FORMAT, "task": task, "step": int(step), "config": records.to_plain(config),
           "tree": tree,
           "arrays": {n: {"sha256": _digest(a), "dtype": a.dtype.str, "shape": list(a.shape)}
@@ -96,10 +107,10 @@ def encode(task: str, step: int, config: dict, params: PyTree, model_state: PyTr
 
 
 def write(path: str, task: str, step: int, config: dict, params: PyTree,
-          model_state: PyTree, *, ema: Any = None) -> None:
+          model_state: PyTree, **variants: Any) -> None:
   """Writes the file atomically (the old file or the new one survives a kill); the arrays are
   host arrays (numpy, or jax arrays this process can read whole)."""
-  records.atomic_write_bytes(path, encode(task, step, config, params, model_state, ema=ema))
+  records.atomic_write_bytes(path, encode(task, step, config, params, model_state, **variants))
 
 
 def _meta(npz: Any, path: str) -> dict:
@@ -154,7 +165,7 @@ def read(path: str) -> Saved:
     return Saved(task=meta["task"], step=meta["step"], config=meta["config"],
                  params=_fill(tree["params"], arrays),
                  model_state=_fill(tree["model_state"], arrays),
-                 ema=_fill(tree["ema"], arrays) if "ema" in tree else None)
+                 **{name: _fill(tree[name], arrays) for name in VARIANTS if name in tree})
 
 
 def read_header(path: str) -> Saved:

@@ -8,6 +8,7 @@ from sam_edge.curvature.measure import MeasureSettings
 from sam_edge.optim.optimizers import OptimizerSettings
 from sam_edge.optim.sam import SamSettings
 from sam_edge.run.loop import LoopSettings
+from sam_edge.run.monitor import MonitorSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,4 +33,5 @@ class RunSettings:
   measure_examples: Optional[int] = None   # measure on the first N training examples
   task: str = ""                           # the entry point, for the parameters file
   init_params: Optional[str] = None        # start from this parameters file or run folder
+  monitor: MonitorSettings = MonitorSettings()   # what evaluations drive (plateau, early stop)
   ema_decay: Optional[float] = None        # the weights' moving average (`optim.ema`); None: off

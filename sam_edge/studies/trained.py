@@ -48,6 +48,7 @@ class Trained:
   params: PyTree       # nested dicts of numpy arrays
   model_state: PyTree  # {"batch_stats": ...} for BatchNorm networks, else {}
   ema: Optional[PyTree] = None   # {"params", "model_state"} of --ema_decay's average, or None
+  best: Optional[PyTree] = None  # {"params", "model_state"} of the best evaluation, or None
 
 
 def load(path: str) -> Trained:
@@ -56,7 +57,8 @@ def load(path: str) -> Trained:
   found = run_folder.params_path(path)
   saved = params_file.read(found)
   return Trained(path=found, task=saved.task, step=saved.step, config=saved.config,
-                 params=saved.params, model_state=saved.model_state, ema=saved.ema)
+                 params=saved.params, model_state=saved.model_state, ema=saved.ema,
+                 best=saved.best)
 
 
 def flags_of(t: Trained, **replace: Optional[str]) -> types.SimpleNamespace:
