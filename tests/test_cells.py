@@ -208,3 +208,33 @@ def test_summary_picks_up_the_final_validation_metrics(tmp_path):
   run = summary.row(sources.read_pickle(str(tmp_path / "w16r0.05s1.pkl"), "r"), AXES)
   assert (run["validation_error"], run["validation_loss"]) == (0.12, 0.5)
   assert np.isclose(run["test_error"], 0.32)
+
+
+@pytest.mark.slow
+def test_a_rho_by_seed_sweep_with_a_validation_split_is_selected_on_it(real_tfds, tmp_path,
+                                                                       capsys):
+  """The SAM paper's protocol end to end: a small ρ × seed sweep whose runs hold out a
+  validation split, then compare choosing ρ on the validation error."""
+  from sam_edge import sweep
+  folder = tmp_path / "sw"
+  assert sweep.main([f"--out={folder}", "--", "image_classification",
+                     f"--tfds_data_dir={real_tfds}", "--rho=0,0.05", "--seed=0,1",
+                     "--mlp_width=8", "--mlp_depth=2", "--batch_size=50",
+                     "--mini_training_set_num_batches=4", "--mini_test_set_num_batches=2",
+                     "--validation_fraction=0.25", "--num_epochs=2", "--step_size=0.05",
+                     "--hessian_check_gap=0"]) == 0
+  out = tmp_path / "report"
+  assert compare.main([str(folder), f"--out={out}", "--select_by=validation_error",
+                       "--select_over=rho"]) == 0
+  rows = read_csv(out / "summary.csv")
+  assert len(rows) == 4 and all(float(r["validation_error"]) >= 0 for r in rows)
+  assert {r["steps"] for r in rows} == {"6"}          # 150 trained on, 3 batches × 2 epochs
+  table = read_csv(out / "cells.csv")
+  assert sorted(r["rho"] for r in table) == ["0", "0.05"] and {r["n"] for r in table} == {"2"}
+  chosen = read_csv(out / "selection.csv")
+  assert len(chosen) == 1 and chosen[0]["n"] == "2"
+  by_rho = {r["rho"]: float(r["validation_error_mean"]) for r in table}
+  assert chosen[0]["rho"] == min(by_rho, key=lambda rho: (by_rho[rho], rho))
+  assert float(chosen[0]["test_error_mean"]) == float(
+      next(r for r in table if r["rho"] == chosen[0]["rho"])["test_error_mean"])
+  assert "selection.csv" in capsys.readouterr().out
