@@ -60,7 +60,7 @@ def test_the_protocol_run_resumes_equal_to_an_uninterrupted_one(real_tfds, tmp_p
       "test_error"]
   e = whole["evaluations"][-1]
   assert {"validation_loss", "validation_error", "test_loss", "test_error", "train_loss",
-          "ema_test_error", "epoch"} <= set(e)
+          "train_error", "ema_test_error", "epoch"} <= set(e)
   part = run_stopped_at(ic, base + [f"--checkpoint_dir={tmp_path / 'ck_b'}"], tmp_path / "b",
                         stop_at=8)
   assert part["final"]["steps"] == 8

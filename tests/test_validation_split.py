@@ -115,6 +115,9 @@ def test_epoch_run_records_validation_test_and_training_curves(mock_mnist, tmp_p
   assert [(e["step"], e["epoch"]) for e in evaluations] == [(0, 0.0), (4, 1.0)]
   assert "train_loss" not in evaluations[0]
   assert evaluations[1]["train_loss"] == pytest.approx(np.mean(raw["losses"]["loss"][:4]))
+  errors = raw["losses"]["train_error"]
+  assert len(errors) == 8 and all(e in (0, 0.25, 0.5, 0.75, 1) for e in errors)  # batches of 4
+  assert evaluations[1]["train_error"] == pytest.approx(np.mean(errors[:4]))
   for key in ("validation_error", "validation_loss", "test_error", "test_loss"):
     assert all(np.isfinite(e[key]) for e in evaluations) and np.isfinite(final[key])
   assert "validation error:" in capsys.readouterr().out
@@ -131,5 +134,5 @@ def test_text_validation_split_is_held_out_and_evaluated(corpus, tmp_path, capsy
   assert "holding out the last 10% of the training text" in capsys.readouterr().out
   raw = pickle.loads(raw_path.read_bytes())
   assert raw["final"]["validation_windows"] > 0
-  assert {"validation_loss", "validation_error", "test_loss", "train_loss"} <= set(
+  assert {"validation_loss", "validation_error", "test_loss", "train_loss", "train_error"} <= set(
       raw["evaluations"][1])

@@ -48,7 +48,7 @@ def host_indices(order: Any, step: int, data_key: jax.Array) -> Any:
 
 def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSettings, order: Any,
                     place: devices.Placement, *, track_hvps: int = 0,
-                    ema_decay: Optional[float] = None) -> Callable:
+                    ema_decay: Optional[float] = None, train_error: bool = False) -> Callable:
   """`(state, measure_state, arrays, data_key, indices, constants) -> (state, measure_state,
   out)`, jitted (`.lower` lowers it): takes the step's batch (`take_batch`; augmented if the
   problem says so), sharded along the mesh, then one step of SAM in front of the base optimizer
@@ -57,8 +57,11 @@ def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSetting
   `regularization`), the SAM variant's random draws from the step's key (`sam_steps.step_key`)
   and, with `ema_decay`, the weights' moving average updated after the step (`ema`); the new
   state stays replicated. `out` is the loss, or with `track_hvps` {"loss", and λ1 of the step's
-  Hessian (`curvature.tracking`)}, whose tracker lives in `measure_state`. The old state is
-  donated; without tracking `measure_state` is not an argument of the compiled step at all."""
+  Hessian (`curvature.tracking`)}, whose tracker lives in `measure_state`; with `train_error`
+  (and the problem's `batch_error`) `out` also holds "train_error", the error of the step's
+  (augmented) batch at the step's w in the training pass's mode, the forward pass the loss takes
+  (XLA computes it once). The old state is donated; without tracking `measure_state` is not an
+  argument of the compiled step at all."""
   optimizer, penalty = method.make(), method.penalty()
   compute_loss = problem.loss_fn(problem.compute_dtype)
   example_losses = problem.example_loss_fn(problem.compute_dtype)
@@ -73,6 +76,14 @@ def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSetting
         lambda p, b: example_losses(p, state.model_state, b, constants), penalty)
     return batch, loss_fn, losses, sam_steps.step_key(data_key, state.step)
 
+  def with_error(out, state, batch, constants):
+    if not (train_error and problem.batch_error):
+      return out
+    outputs, _ = problem.forward(state.params, state.model_state, batch, constants,
+                                 problem.compute_dtype)
+    values = out if isinstance(out, dict) else {"loss": out}
+    return {**values, "train_error": problem.batch_error(outputs, batch)}
+
   def averaged(state):
     if not ema_decay:
       return state
@@ -82,7 +93,8 @@ def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSetting
     batch, loss_fn, losses, key = losses_of(state, arrays, data_key, indices, constants)
     new_state, loss = update.sam_update(loss_fn, optimizer, sam, state, batch, key=key,
                                         example_losses=losses)
-    return place.constrain_replicated(averaged(new_state)), loss
+    return (place.constrain_replicated(averaged(new_state)),
+            with_error(loss, state, batch, constants))
 
   def tracked_step(state, measure_state, arrays, data_key, indices, constants):
     batch, loss_fn, losses, key = losses_of(state, arrays, data_key, indices, constants)
@@ -90,7 +102,8 @@ def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSetting
         Oracle(loss_fn, batch, sam.micro_batches, losses), optimizer, sam, state,
         measure_state["tracker"], track_hvps, (key, tracking.track_key(data_key, state.step)))
     measure_state = {**measure_state, "tracker": place.constrain_replicated(tracker)}
-    return place.constrain_replicated(averaged(new_state)), measure_state, out
+    return (place.constrain_replicated(averaged(new_state)), measure_state,
+            with_error(out, state, batch, constants))
 
   if track_hvps:
     return jax.jit(tracked_step, donate_argnums=(0, 1))
@@ -113,7 +126,8 @@ def host_phased_step(problem: Problem, settings: RunSettings, order: Any,
   convolution gradients several times slower on XLA's CPU)."""
   make = lambda sam: make_train_step(problem, settings.optimizer, sam, order, place,
                                      track_hvps=settings.measure.track_hvps,
-                                     ema_decay=settings.ema_decay)
+                                     ema_decay=settings.ema_decay,
+                                     train_error=settings.loop.eval_every_steps is not None)
   period = settings.sam.host_period()
   if period is None:
     step = make(settings.sam)

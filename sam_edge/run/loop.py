@@ -194,22 +194,26 @@ class _Loop:
     return None
 
   def _evaluate(self) -> dict:
-    """The held-out metrics and `train_loss`, the mean of the per-step training losses of the
-    steps since the last evaluation (each on its own batch, at the parameters before its
-    update): the training loss on the batches seen since then (none at the first one)."""
+    """The held-out metrics, and `train_loss` and `train_error`: the means of the per-step
+    training losses and errors of the steps since the last evaluation (each on its own batch,
+    at the parameters before its update): the training figures of the batches seen since then
+    (none at the first evaluation)."""
     values = dict(self.c.evaluate(self.state))
-    seen = self._losses_since(self.progress.last_eval_step)
-    if seen:
-      values["train_loss"] = sum(seen) / len(seen)
+    for key, name in (("loss", "train_loss"), ("train_error", "train_error")):
+      seen = self._since(key, self.progress.last_eval_step)
+      if seen:
+        values[name] = sum(seen) / len(seen)
     return values
 
-  def _losses_since(self, first: int) -> list[float]:
-    """The recorded training losses of the steps `first`..step − 1 (settled)."""
-    steps, losses = self.progress.losses["step"], self.progress.losses["loss"]
+  def _since(self, key: str, first: int) -> list[float]:
+    """The per-step values `key` of the steps `first`..step − 1 (settled; [] before any)."""
+    steps, values = self.progress.losses["step"], self.progress.losses.get(key, [])
+    if first < 0 or len(values) != len(steps):
+      return []
     i = len(steps)
-    while i > 0 and steps[i - 1] >= max(first, 0):
+    while i > 0 and steps[i - 1] >= first:
       i -= 1
-    return losses[i:] if first >= 0 else []
+    return values[i:]
 
   def _measure(self) -> dict:
     batch = self.c.batch(self.c.train_arrays, self.c.data_key, self.step)

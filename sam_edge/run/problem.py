@@ -47,6 +47,9 @@ class Problem:
   # (params, model_state, constants, batch) -> float32 outputs in evaluation mode (BatchNorm
   # with the running statistics of `model_state`): what the test error sees; between-run
   # metrics (`studies.trained`) use it. None: the task offers none
+  batch_error: Optional[Callable[[Any, PyTree], jax.Array]] = None
+  # (outputs, batch) -> the fraction of the batch's predictions that are wrong (images: examples,
+  # text: next characters); the training error evaluations report. None: the task has none
   held_out: dict = dataclasses.field(default_factory=dict)
   # {split: host arrays} of the splits training never sees ("test"; "validation" where the run
   # has one), each with the training set's keys: what post-hoc evaluations (`studies.evaluation`)

@@ -99,6 +99,8 @@ def build(f: Any, key: jax.Array) -> Problem:
   batch_order = (order.StreamOrder(n, f.batch_size) if f.batch_order == "reference"
                  else order.ShuffledOrder(n, f.batch_size))
   return dataclasses.replace(problem, augment=augment_fn(f, preprocess), order=batch_order,
+                             batch_error=lambda outputs, batch: jnp.mean(
+                                 losses.misclassified(outputs, batch["label"])),
                              compute_dtype=precision.DTYPES[f.compute_dtype],
                              held_out=held_out,
                              description={"parameters": int(num_params), **description})

@@ -52,6 +52,8 @@ def build(f: Any, key: jax.Array, windows: Any) -> Problem:
       forward=forward, output_loss=output_loss, params=params, train_arrays=train,
       constants=constants, compute_dtype=precision.DTYPES[f.compute_dtype], order=batch_order,
       evaluate=lambda p, s, c: evaluate((p, c)),
+      batch_error=lambda outputs, batch: jnp.mean(transformer.per_sequence_error(
+          outputs, transformer.split_window(batch["window"])[1])),
       report=lambda e: f"test_loss: {e['test_loss']}",
       description={"parameters": int(num_params), "training_windows": len(train_windows),
                    "test_windows": len(windows.test),
