@@ -9,6 +9,8 @@ comment) and from inline code spans. What is checked, token by token after `pyth
   them: `studies.grid.parse`). A
   metavariable value (`DIR`, `N`, `FILE.json`, `<id>`, `${VAR}`) is not parsed.
 * `[...]` around a token is a usage synopsis: the brackets are dropped. `...` stands for more.
+* `--flagfile=PATH` (absl's, a path from the repository root, e.g. a file of `recipes/`): the
+  file exists and each of its flag lines passes these checks.
 * The entry points take no positional arguments; the other commands take paths. `--help`,
   `--helpfull` and `--flag=value` (any flag) pass.
 * `python -m sam_edge.sweep [sweep flags] -- ENTRY [run flags]`: both parts are checked, the run
@@ -36,6 +38,7 @@ COMMANDS = ENTRY_POINTS + tuple(f"sam_edge.{name}" for name in (
     "sweep", "compare", "evaluate", "landscape", "central_flow", "power_law", "verify"))
 README_LINES = 200
 PLACEHOLDER = "flag"                                   # `--flag=value`: any flag
+FLAGFILE = "flagfile"                                  # absl's: the flags of a file
 _PYTHON = re.compile(r"(^|/)python(3(\.\d+)?)?$")
 _METAVARIABLE = re.compile(r"^([A-Z][A-Z0-9_]*(\.[a-z]+)?|.*[$<>{}*].*)$")
 _OPERATOR = re.compile(r"^(\d*[<>]|[|&;()]+$)")     # `|`, `&&`, `;`, `>`, `2>&1`...
@@ -121,6 +124,22 @@ def _value_problem(flag: flags.Flag, value: str) -> Optional[str]:
   return None
 
 
+def _flagfile_problems(fv: flags.FlagValues, path: str) -> list[str]:
+  """The problems of a `--flagfile=PATH` (a path from the repository root): the file exists and
+  each of its flag lines parses (absl skips the lines starting with `#` or `//` and blank
+  lines, and takes each other line, stripped, as one argument)."""
+  if not path:
+    return [f"write --{FLAGFILE}=PATH"]
+  if _METAVARIABLE.match(path) or "..." in path:
+    return []
+  file = REPO / path
+  if not file.is_file():
+    return [f"--{FLAGFILE}={path}: no such file (paths are from the repository root)"]
+  lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()
+           if line.strip() and not line.startswith(("#", "//"))]
+  return [f"{path}: {p}" for p in problems(fv, tuple(lines), positional=False)]
+
+
 def problems(fv: flags.FlagValues, args: tuple[str, ...], *, positional: bool) -> list[str]:
   """One line per argument of `args` that `fv` would refuse (see the module docstring)."""
   found, words = [], [w.strip("[]") for w in args]
@@ -136,6 +155,9 @@ def problems(fv: flags.FlagValues, args: tuple[str, ...], *, positional: bool) -
       continue
     name, has_value, value = word.lstrip("-").partition("=")
     if word in cli.HELP or name == PLACEHOLDER:
+      continue
+    if name == FLAGFILE:                  # written `--flagfile=PATH`
+      found += _flagfile_problems(fv, value)
       continue
     if name not in fv and name.startswith("no") and name[2:] in fv and fv[name[2:]].boolean:
       name, value, has_value = name[2:], "false", "="
@@ -234,6 +256,12 @@ def test_readme_is_short_and_names_the_test_commands():
     ("python -m sam_edge.sweep --out=D -- image_classification|transformer --rho=0,1 --x=1",
      ["--x: no such flag", "--x: no such flag"]),
     ("python -m transformer --helpfull", []),
+    ("python -m image_classification --flagfile=recipes/reference_mnist_mlp.flags --rho=0.2",
+     []),
+    ("python -m image_classification --flagfile=recipes/nosuch.flags", ["no such file"]),
+    ("python -m sam_edge.sweep --out=D -- image_classification "
+     "--flagfile=recipes/taxonomy_resnet18_w64_b128.flags --resnet_width=2,x",
+     ["--resnet_width=x"]),
 ])
 def test_the_check_catches_what_it_should(tmp_path, text, expected):
   page = tmp_path / "page.md"
