@@ -63,6 +63,23 @@ def test_epochs_become_steps_and_clash_with_the_step_flags():
       "--num_epochs and --max_steps both given: use one"]
 
 
+def test_step_boundaries_in_epochs_fall_on_those_epochs_first_steps():
+  from sam_edge.cli import settings
+  from sam_edge.optim import schedules
+  cli.parse_flags(ic.FLAGS, ["image_classification", "--batch_size=128", "--num_epochs=200",
+                             "--lr_schedule=step", "--lr_step_epochs=60,120,160",
+                             "--lr_step_factor=0.2", "--step_size=0.1"])
+  assert epochs.resolve(ic.FLAGS, lambda f: 50000) == []          # 390 steps per epoch
+  lr = settings.optimizer_settings(ic.FLAGS).learning_rate()
+  eta = lambda step: float(schedules.step_size_at(lr, step))
+  for epoch, value in ((60, 0.02), (120, 0.004), (160, 0.0008)):
+    assert eta(epoch * 390 - 1) == pytest.approx(value * 5)
+    assert eta(epoch * 390) == pytest.approx(value)
+  cli.parse_flags(ic.FLAGS, ["image_classification", "--lr_step_epochs=60"])
+  assert epochs.resolve(ic.FLAGS, lambda f: 50000) == [
+      "--lr_step_epochs needs --num_epochs (the boundaries are fractions of it)"]
+
+
 def test_image_task_counts_its_training_examples_before_loading():
   cli.parse_flags(ic.FLAGS, ["image_classification", "--dataset=fashion_mnist",
                              "--validation_fraction=0.1"])

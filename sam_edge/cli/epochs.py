@@ -5,7 +5,9 @@ With E = ⌊N / B⌋ steps per epoch (N training examples after the validation s
 sets, B the batch size; the shuffled order's epoch):
 
   --max_steps = num_epochs · E,   --eval_every_steps = max(1, round(eval_every_epochs · E)),
-  --warmup_steps = round(warmup_epochs · E).
+  --warmup_steps = round(warmup_epochs · E),   --lr_step_boundaries = lr_step_epochs / num_epochs
+
+(a boundary e falls at step ⌊(e/num_epochs)·num_epochs·E + ½⌋ = e·E).
 
 The step flags are set on the flag values, so the run's config records both what was asked (the
 epoch flags) and what ran (the steps); `--lr_step_boundaries`, being fractions of --max_steps,
@@ -15,7 +17,7 @@ fall at the same fractions of the epoch budget.
 from typing import Any, Callable, Optional
 
 PAIRS = (("num_epochs", "max_steps"), ("eval_every_epochs", "eval_every_steps"),
-         ("warmup_epochs", "warmup_steps"))
+         ("warmup_epochs", "warmup_steps"), ("lr_step_epochs", "lr_step_boundaries"))
 
 
 def _range_problems(f: Any) -> list[str]:
@@ -27,15 +29,30 @@ def _range_problems(f: Any) -> list[str]:
   if f.warmup_epochs is not None and not f.warmup_epochs >= 0:
     p.append(f"--warmup_epochs must be >= 0, got {f.warmup_epochs}")
   p += [f"--{epochs} and --{steps} both given: use one" for epochs, steps in PAIRS
-        if f[epochs].value is not None and f[steps].present]
-  return p
+        if f[epochs].value not in (None, []) and f[steps].present]
+  return p + _boundary_problems(f)
+
+
+def _boundary_problems(f: Any) -> list[str]:
+  if not f.lr_step_epochs:
+    return []
+  if f.num_epochs is None:
+    return ["--lr_step_epochs needs --num_epochs (the boundaries are fractions of it)"]
+  try:
+    values = [float(e) for e in f.lr_step_epochs]
+  except ValueError:
+    return [f"--lr_step_epochs must be numbers, got {f.lr_step_epochs}"]
+  if not all(0 <= e <= f.num_epochs for e in values):
+    return [f"--lr_step_epochs must lie in [0, --num_epochs={f.num_epochs}], got "
+            f"{f.lr_step_epochs}"]
+  return []
 
 
 def resolve(f: Any, train_examples: Callable[[Any], Optional[int]]) -> list[str]:
   """Sets the step flags from the epoch flags (module doc); returns the problems instead when the
   epoch flags are out of range, clash with their step flags, or the training set's size
   (`train_examples(f)`, None when unknown before loading) is not known."""
-  asked = [epochs for epochs, _ in PAIRS if f[epochs].value is not None]
+  asked = [epochs for epochs, _ in PAIRS if f[epochs].value not in (None, [])]
   if not asked:
     return []
   p = _range_problems(f)
@@ -55,4 +72,6 @@ def resolve(f: Any, train_examples: Callable[[Any], Optional[int]]) -> list[str]
     f.eval_every_steps = max(1, round(f.eval_every_epochs * per_epoch))
   if f.warmup_epochs is not None:
     f.warmup_steps = round(f.warmup_epochs * per_epoch)
+  if f.lr_step_epochs:
+    f.lr_step_boundaries = [repr(float(e) / f.num_epochs) for e in f.lr_step_epochs]
   return []

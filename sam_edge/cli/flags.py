@@ -154,6 +154,8 @@ def _define_schedule_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_list("lr_step_boundaries", ["0.5", "0.75"], "Fractions of --max_steps where "
                     "--lr_schedule=step multiplies the step size by --lr_step_factor.", **on)
   flags.DEFINE_float("lr_step_factor", 0.1, "The multiplier of --lr_schedule=step.", **on)
+  flags.DEFINE_list("lr_step_epochs", [], "--lr_step_boundaries in epochs (with --num_epochs), "
+                    "e.g. 60,120,160.", **on)
 
 
 def _define_device_flags(fv: flags.FlagValues) -> None:
