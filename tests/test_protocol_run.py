@@ -22,11 +22,12 @@ def test_early_stopping_restores_the_best_evaluation(mock_mnist, tmp_path, capsy
   """On random labels the validation loss soon stops improving: the plateau schedule halves the
   step size, early stopping ends the run, and the final metrics are the best evaluation's."""
   params = tmp_path / "params.npz"
-  raw = run(ic, [f"--tfds_data_dir={mock_mnist}", "--mlp_width=16", "--mlp_depth=2",
-                 "--batch_size=4", "--validation_fraction=0.25", "--eval_every_steps=1",
-                 "--lr_schedule=plateau", "--plateau_patience=1", "--early_stopping_patience=3",
-                 "--restore_best", "--max_steps=60", "--step_size=0.5", "--hessian_check_gap=0",
-                 f"--params_output={params}"], tmp_path / "run")
+  args = [f"--tfds_data_dir={mock_mnist}", "--mlp_width=16", "--mlp_depth=2",
+          "--batch_size=4", "--validation_fraction=0.25", "--eval_every_steps=1",
+          "--lr_schedule=plateau", "--plateau_patience=1", "--early_stopping_patience=3",
+          "--restore_best", "--max_steps=60", "--step_size=0.5", "--hessian_check_gap=0",
+          f"--params_output={params}", f"--checkpoint_dir={tmp_path / 'ck'}"]
+  raw = run(ic, args, tmp_path / "run")
   out = capsys.readouterr().out
   final, evaluations = raw["final"], raw["evaluations"]
   assert final["stopped_because"] == "early_stopping" and final["steps"] < 60
@@ -38,6 +39,13 @@ def test_early_stopping_restores_the_best_evaluation(mock_mnist, tmp_path, capsy
     assert final[key] == evaluations[best["index"]][key]
   saved = params_file.read(str(params))
   jax.tree.map(np.testing.assert_array_equal, saved.params, saved.best["params"])
+  assert best["restored"] and saved.step == best["step"] < final["steps"]
+  # run again with --resume (as after a failed final write): it stops at once, as it did
+  again = run(ic, [*args, "--resume"], tmp_path / "again")
+  assert again["final"]["steps"] == final["steps"]
+  assert again["final"]["stopped_because"] == "early_stopping"
+  assert without_timing(again["evaluations"]) == without_timing(evaluations)
+  assert again["final"]["test_error"] == final["test_error"]
 
 
 def test_the_protocol_run_resumes_equal_to_an_uninterrupted_one(real_tfds, tmp_path, capsys):

@@ -47,20 +47,21 @@ def test_quotas_sum_to_the_rounded_total():
 def test_top_k_error_by_hand():
   logits = jnp.array([[9., 8., 7., 6., 5., 4.],        # label 4 ranks 5th: inside the top 5
                       [9., 8., 7., 6., 5., 4.],        # label 5 ranks 6th: outside
-                      [1., 1., 1., 1., 1., 1.]])       # ties count for the label
-  assert losses.not_in_top_k(logits, jnp.array([4, 5, 0]), 5).tolist() == [0., 1., 0.]
+                      [1., 1., 1., 1., 1., 1.],        # ties count for the label
+                      [jnp.nan] * 6])                  # a diverged network is wrong
+  assert losses.not_in_top_k(logits, jnp.array([4, 5, 0, 0]), 5).tolist() == [0., 1., 0., 1.]
 
 
 def test_epochs_become_steps_and_clash_with_the_step_flags():
   cli.parse_flags(ic.FLAGS, ["image_classification", "--batch_size=100", "--num_epochs=3",
                              "--eval_every_epochs=0.5", "--warmup_epochs=1",
                              "--validation_fraction=0.1"])
-  assert epochs.resolve(ic.FLAGS, lambda f: 5400) == []
+  assert epochs.resolve(ic.FLAGS, lambda f: 5400) == ([], True)
   assert (ic.FLAGS.max_steps, ic.FLAGS.eval_every_steps, ic.FLAGS.warmup_steps) == (162, 27, 54)
   cli.parse_flags(ic.FLAGS, ["image_classification", "--batch_size=100", "--num_epochs=3",
                              "--max_steps=5"])
-  assert epochs.resolve(ic.FLAGS, lambda f: 5400) == [
-      "--num_epochs and --max_steps both given: use one"]
+  assert epochs.resolve(ic.FLAGS, lambda f: 5400) == (
+      ["--num_epochs and --max_steps both given: use one"], True)
 
 
 def test_step_boundaries_in_epochs_fall_on_those_epochs_first_steps():
@@ -69,15 +70,15 @@ def test_step_boundaries_in_epochs_fall_on_those_epochs_first_steps():
   cli.parse_flags(ic.FLAGS, ["image_classification", "--batch_size=128", "--num_epochs=200",
                              "--lr_schedule=step", "--lr_step_epochs=60,120,160",
                              "--lr_step_factor=0.2", "--step_size=0.1"])
-  assert epochs.resolve(ic.FLAGS, lambda f: 50000) == []          # 390 steps per epoch
+  assert epochs.resolve(ic.FLAGS, lambda f: 50000) == ([], True)  # 390 steps per epoch
   lr = settings.optimizer_settings(ic.FLAGS).learning_rate()
   eta = lambda step: float(schedules.step_size_at(lr, step))
   for epoch, value in ((60, 0.02), (120, 0.004), (160, 0.0008)):
     assert eta(epoch * 390 - 1) == pytest.approx(value * 5)
     assert eta(epoch * 390) == pytest.approx(value)
   cli.parse_flags(ic.FLAGS, ["image_classification", "--lr_step_epochs=60"])
-  assert epochs.resolve(ic.FLAGS, lambda f: 50000) == [
-      "--lr_step_epochs needs --num_epochs (the boundaries are fractions of it)"]
+  assert epochs.resolve(ic.FLAGS, lambda f: 50000) == (
+      ["--lr_step_epochs needs --num_epochs (the boundaries are fractions of it)"], True)
 
 
 def test_image_task_counts_its_training_examples_before_loading():
@@ -92,6 +93,8 @@ def test_image_task_counts_its_training_examples_before_loading():
 
 
 @pytest.mark.parametrize("args, flag", [(["--validation_fraction=1"], "validation_fraction"),
+                                        (["--num_epochs=2", "--validation_fraction=1.5"],
+                                         "validation_fraction"),
                                         (["--num_epochs=0"], "num_epochs"),
                                         (["--eval_every_epochs=-1"], "eval_every_epochs")])
 def test_bad_values_are_one_line_and_exit_2(args, flag, capsys):
@@ -99,6 +102,14 @@ def test_bad_values_are_one_line_and_exit_2(args, flag, capsys):
   assert ic.main([]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and f"--{flag}" in err[0]
+
+
+def test_an_unreadable_corpus_is_named_also_with_a_budget_in_epochs(tmp_path, capsys):
+  cli.parse_flags(transformer.FLAGS, ["transformer", f"--training_data={tmp_path / 'none.txt'}",
+                                      "--num_epochs=1"])
+  assert transformer.main([]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "none.txt" in err[0] and "declare" not in err[0]
 
 
 def test_validation_examples_never_enter_training(mock_mnist):

@@ -259,7 +259,7 @@ def checkpoint_problems(f: Any) -> list[str]:
     return [f"--resume: none of the {len(sound.skipped)} checkpoints in {f.checkpoint_dir} can be "
             f"restored (the newest, step {step}: {why})"]
   resumable = RESUMABLE_CHANGES
-  if sound.config.get("lr_schedule", "constant") != "constant":
+  if sound.config.get("lr_schedule", "constant") in ("cosine", "step"):
     resumable = tuple(n for n in resumable if n != "max_steps")   # the schedule's length
   outputs = tuple(o.name for o in cli_flags.output_options())
   saved = {**{name: f[name].default for name in f},

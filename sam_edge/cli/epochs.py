@@ -48,24 +48,26 @@ def _boundary_problems(f: Any) -> list[str]:
   return []
 
 
-def resolve(f: Any, train_examples: Callable[[Any], Optional[int]]) -> list[str]:
-  """Sets the step flags from the epoch flags (module doc); returns the problems instead when the
-  epoch flags are out of range, clash with their step flags, or the training set's size
-  (`train_examples(f)`, None when unknown before loading) is not known."""
+def resolve(f: Any, train_examples: Callable[[Any], Optional[int]]) -> tuple[list[str], bool]:
+  """Sets the step flags from the epoch flags (module doc). Returns (problems, whether the
+  training set's size was known): the problems instead when the epoch flags are out of range or
+  clash with their step flags, or the size (`train_examples(f)`, None when it cannot be known
+  before loading, e.g. for a corpus that cannot be read) is unknown; that last one is for the
+  caller to say only when nothing else explains it."""
   asked = [epochs for epochs, _ in PAIRS if f[epochs].value not in (None, [])]
   if not asked:
-    return []
+    return [], True
   p = _range_problems(f)
   if p or f.batch_size < 1:
-    return p
+    return p, True
   n = train_examples(f)
   if n is None:
-    return [f"--{asked[0]} needs the training set's size before loading, which this dataset "
-            "does not declare; use the step flags"]
+    return [f"--{asked[0]} needs the training set's size before loading, which is unknown "
+            "for these flags; use the step flags"], False
   per_epoch = n // f.batch_size
   if per_epoch < 1:
     return [f"--{asked[0]}: the {n} training examples make no whole batch of --batch_size="
-            f"{f.batch_size}"]
+            f"{f.batch_size}"], True
   if f.num_epochs is not None:
     f.max_steps = f.num_epochs * per_epoch
   if f.eval_every_epochs is not None:
@@ -74,4 +76,4 @@ def resolve(f: Any, train_examples: Callable[[Any], Optional[int]]) -> list[str]
     f.warmup_steps = round(f.warmup_epochs * per_epoch)
   if f.lr_step_epochs:
     f.lr_step_boundaries = [repr(float(e) / f.num_epochs) for e in f.lr_step_epochs]
-  return []
+  return [], True

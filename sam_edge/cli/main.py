@@ -116,9 +116,12 @@ def problems(task: Task, f: flags.FlagValues) -> list[str]:
   and the task's flags, then (when those are sound) the task's input files and the --init_params
   file's header."""
   task.resolve_defaults(f)
-  found = epochs.resolve(f, task.train_examples)
-  found += checks.common_problems(f) + task.problems(f)
-  return found or task.input_problems(f) + init_params_checks.problems(f, task.prog)
+  in_epochs, size_known = epochs.resolve(f, task.train_examples)
+  found = checks.common_problems(f) + task.problems(f)
+  if found:           # an unknown size then follows from these (a bad dataset or fraction)
+    return (in_epochs if size_known else []) + found
+  # a corpus that cannot be read also leaves the training set's size unknown: it says why
+  return (task.input_problems(f) + init_params_checks.problems(f, task.prog)) or in_epochs
 
 
 def task_main(task: Task, f: flags.FlagValues) -> int:

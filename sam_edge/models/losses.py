@@ -75,9 +75,9 @@ def not_in_top_k(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
   """1.0 where the label is not among the `k` largest logits, else 0.0 (one per example); its
   mean is the top-k error (k = 5: the top-5 error the SAM papers report for CIFAR-100 and
   ImageNet). The label's rank is the number of logits strictly above its own, so ties count in
-  its favour."""
+  its favour; a NaN logit counts as above it (a diverged network is wrong)."""
   own = jnp.take_along_axis(logits, labels[..., None], axis=-1)          # [..., 1]
-  return (jnp.sum(logits > own, axis=-1) >= k).astype(jnp.float32)
+  return (jnp.sum(~(logits <= own), axis=-1) >= k).astype(jnp.float32)
 
 
 LOSSES: dict[str, Loss] = {

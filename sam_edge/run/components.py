@@ -58,10 +58,10 @@ def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSetting
   and, with `ema_decay`, the weights' moving average updated after the step (`ema`); the new
   state stays replicated. `out` is the loss, or with `track_hvps` {"loss", and λ1 of the step's
   Hessian (`curvature.tracking`)}, whose tracker lives in `measure_state`; with `train_error`
-  (and the problem's `batch_error`) `out` also holds "train_error", the error of the step's
-  (augmented) batch at the step's w in the training pass's mode, the forward pass the loss takes
-  (XLA computes it once). The old state is donated; without tracking `measure_state` is not an
-  argument of the compiled step at all."""
+  (and the problem's `batch_error`; not with --accumulate_batches) `out` also holds
+  "train_error", the error of the step's (augmented) batch at the step's w in the training
+  pass's mode, the forward pass the loss takes (XLA computes it once). The old state is
+  donated; without tracking `measure_state` is not an argument of the compiled step at all."""
   optimizer, penalty = method.make(), method.penalty()
   compute_loss = problem.loss_fn(problem.compute_dtype)
   example_losses = problem.example_loss_fn(problem.compute_dtype)
@@ -77,8 +77,8 @@ def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSetting
     return batch, loss_fn, losses, sam_steps.step_key(data_key, state.step)
 
   def with_error(out, state, batch, constants):
-    if not (train_error and problem.batch_error):
-      return out
+    if not (train_error and problem.batch_error) or sam.micro_batches > 1:
+      return out                   # micro-batches: one whole-batch pass would break their memory
     outputs, _ = problem.forward(state.params, state.model_state, batch, constants,
                                  problem.compute_dtype)
     values = out if isinstance(out, dict) else {"loss": out}

@@ -227,8 +227,10 @@ def _write(run: _Prepared, final: dict, task: Optional[str] = None) -> None:
   not fail), the figures; then the writer is closed."""
   run.writer.pickle(final)
   if task is not None:
-    run.writer.params(task, final["steps"], run.state.params, run.state.model_state,
-                      ema=run.state.ema or None, best=run.state.best or None)
+    best = final.get("best_evaluation")
+    run.writer.params(task, best["step"] if best and best.get("restored") else final["steps"],
+                      run.state.params, run.state.model_state, ema=run.state.ema or None,
+                      best=run.state.best if best else None)
   run.writer.plots(final)
   run.writer.close()
 

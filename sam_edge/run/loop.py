@@ -157,13 +157,22 @@ class _Loop:
     self.logged = (self.step, progress.train_time)         # for the steps/s of the next line
 
   def run(self, stop: StopFlag) -> tuple[update.TrainState, PyTree, str]:
-    reason = None
+    reason = self._decided_before()
     while reason is None:
       reason = self._limit(stop) or self._observe() or self._train()
     if reason != "diverged":
       reason = self._settle() or reason
     self.clock.tick()
     return self.state, self.measure_state, reason
+
+  def _decided_before(self) -> Optional[str]:
+    """A run resumed at the step of its last evaluation (one that stopped early and is run again
+    with --resume) decides on it again, as the uninterrupted run did, instead of training on."""
+    p = self.progress
+    if self.c.decide is None or not p.evaluations or p.last_eval_step != self.step:
+      return None
+    self.state, reason = self.c.decide(self.state, p.evaluations)
+    return reason
 
   def _limit(self, stop: StopFlag) -> Optional[str]:
     """Why the loop must stop before the next step, if it must."""

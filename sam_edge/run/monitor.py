@@ -126,11 +126,13 @@ def decide(settings: MonitorSettings, state: Any, evaluations: Sequence[dict],
 def finish(settings: MonitorSettings, state: Any, evaluations: Sequence[dict],
            log: Callable[[str], None]) -> tuple[Any, dict]:
   """At the end of a run: the state, with the best evaluation's weights as its parameters and
-  model state under --restore_best, and what `final` records of it (`best_evaluation`)."""
+  model state under --restore_best, and what `final` records of it (`best_evaluation`, with
+  "restored": True when its weights became the final ones)."""
   if not settings.keeps_best:
     return state, {}
   best = best_evaluation(evaluations)
   if settings.restore_best and best is not None:
+    best = {**best, "restored": True}
     state = state._replace(params=state.best["params"], model_state=state.best["model_state"])
     log(f"--restore_best: the final parameters are those of evaluation {best['index']} (step "
         f"{best['step']}, {best['monitored']} {best['value']:.6g})")

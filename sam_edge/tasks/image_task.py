@@ -93,7 +93,7 @@ def train_examples(f: Any) -> Optional[int]:
   the mini set drops (`images.num_kept`) and the validation split holds out; None for a dataset
   of unknown size."""
   total = image_specs.TRAIN_SIZES.get(f.dataset)
-  if total is None:
+  if total is None or not 0 <= f.validation_fraction < 1:     # the latter: a problem of its own
     return None
   mini = f.mini_training_set_num_batches
   kept = total if mini is None else min(total, mini * f.batch_size)

@@ -105,6 +105,8 @@ def load_windows(f: Any, log=print) -> Windows:
 def train_examples(f: Any) -> Optional[int]:
   """The training windows a run of these flags trains on (reading the corpus takes
   milliseconds); None when the corpus cannot be read (its problem is reported on its own)."""
+  if not 0 <= f.validation_fraction < 1:                        # a problem of its own
+    return None
   try:
     return len(load_windows(f, log=lambda line: None).train)
   except errors.InputError:
