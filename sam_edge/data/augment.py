@@ -23,7 +23,6 @@ import jax.numpy as jnp
 
 PAD = 4
 AUGMENT_TAG = 0x61756721  # b"aug!" as an integer.
-METHODS = ("none", "flip_crop")
 
 
 def augment_key(data_key: jax.Array, step: jax.Array | int) -> jax.Array:

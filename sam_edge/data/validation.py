@@ -52,12 +52,14 @@ def stratified_split(labels: np.ndarray, fraction: float, key: Any
   """(training indices, validation indices), int64, each ascending (module doc)."""
   import jax  # pylint: disable=import-outside-toplevel
   labels = np.asarray(labels)
-  classes, counts = np.unique(labels, return_counts=True)
+  _, counts = np.unique(labels, return_counts=True)
   permutation = np.asarray(jax.random.permutation(key, len(labels)))
+  # each class's indices in permuted order, the classes one after another (a stable sort)
+  by_class = permutation[np.argsort(labels[permutation], kind="stable")]
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  rank = np.arange(len(labels)) - np.repeat(starts, counts)         # position within its class
   held = np.zeros(len(labels), bool)
-  for c, q in zip(classes, quotas(counts, fraction)):
-    members = permutation[labels[permutation] == c]          # class c in permuted order
-    held[members[:q]] = True
+  held[by_class[rank < np.repeat(quotas(counts, fraction), counts)]] = True
   return np.flatnonzero(~held), np.flatnonzero(held)
 
 
