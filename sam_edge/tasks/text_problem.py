@@ -70,8 +70,7 @@ def held_out_metrics(f: Any, logits: Any, windows: Any) -> Any:
     return test
   validation = window_metrics_fn(f, logits)
   arrays = {"window": windows.validation}
-  return lambda args: {**{f"validation_{k.removeprefix('test_')}": v
-                          for k, v in validation(args, arrays).items()}, **test(args)}
+  return lambda args: {**validation(args, arrays, "validation"), **test(args)}
 
 
 def test_metrics(f: Any, logits: Any, windows: Any) -> Any:
@@ -99,18 +98,19 @@ def test_metrics(f: Any, logits: Any, windows: Any) -> Any:
 
   metrics = window_metrics_fn(f, logits)
   test = {"window": windows.test}                    # on the host: placed by each evaluation
-  return lambda args: metrics(args, test)
+  return lambda args: metrics(args, test, "test")
 
 
 def window_metrics_fn(f: Any, logits: Any) -> Any:
-  """`(args, {"window": uint8 [W, T+1]}) -> {"test_loss", "test_error"}` (floats): the mean over
-  every window of its mean next-character cross-entropy and error, --batch_size windows at a
-  time (compiled once)."""
+  """`(args, {"window": uint8 [W, T+1]}, name) -> {"<name>_loss", "<name>_error"}` (floats): the
+  mean over every window of its mean next-character cross-entropy and error, --batch_size
+  windows at a time (compiled once per split shape)."""
   def window_metrics(args, batch):                                   # {[B], [B]}
     inputs, targets = transformer.split_window(batch["window"])
     out = logits(*args, inputs)
-    return {"test_loss": transformer.per_sequence_loss(out, targets),
-            "test_error": transformer.per_sequence_error(out, targets)}
+    return {"loss": transformer.per_sequence_loss(out, targets),
+            "error": transformer.per_sequence_error(out, targets)}
   metrics = jax.jit(lambda args, arrays: batching.chunked_mean(
       window_metrics, args, arrays, f.batch_size))
-  return lambda args, arrays: {k: float(v) for k, v in metrics(args, arrays).items()}
+  return lambda args, arrays, name: {f"{name}_{k}": float(v)
+                                     for k, v in metrics(args, arrays).items()}
