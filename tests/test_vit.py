@@ -73,6 +73,7 @@ def test_accumulated_batches_give_the_full_batch_gradients():
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
 
 
+@pytest.mark.slow                 # real Fashion-MNIST: preparing it takes about a minute
 def test_a_vit_run_takes_sam_steps_and_measures(real_tfds, tmp_path):
   """Fashion-MNIST (28x28: 7x7 patches of 4), SAM-ON with micro-batches: each measurement has
   a finite λ1 and the SAM-edge beside it."""
