@@ -1,19 +1,10 @@
-"""The supervisor's answer to signals: the first stops the loop, a second exits at once, and
-copies of one delivery (a parent-death signal arrives more than once) count as one."""
+"""The supervisor's answer to signals: the first stops the loop, a Ctrl-C after it exits at once,
+and a SIGTERM after it asks for the same stop (a parent-death signal arrives once per thread of
+the dying parent, seconds apart on a loaded machine)."""
 
 import signal
 
-import pytest
-
 from sam_edge.run import supervisor
-
-
-@pytest.fixture
-def clock(monkeypatch):
-  """A settable time.monotonic for the supervisor module."""
-  now = [100.0]
-  monkeypatch.setattr(supervisor.time, "monotonic", lambda: now[0])
-  return now
 
 
 def _supervised(monkeypatch):
@@ -25,26 +16,27 @@ def _supervised(monkeypatch):
   return sup, exits
 
 
-def test_a_second_signal_exits_at_once_and_a_quick_copy_does_not(monkeypatch, clock):
+def test_a_second_ctrl_c_exits_at_once(monkeypatch):
   sup, exits = _supervised(monkeypatch)
-  sup.on_signal(signal.SIGTERM)
-  assert sup.stop.reason == "terminated" and not exits
-  clock[0] += supervisor.REPEAT_S / 2              # a copy of the same delivery
-  sup.on_signal(signal.SIGTERM)
-  assert not exits
-  clock[0] += 1.0                                  # a second signal of the user's
-  sup.on_signal(signal.SIGTERM)
-  assert exits and exits[0][0] == "terminated" and "again: exiting at once" in exits[0][1]
+  sup.on_signal(signal.SIGINT)
+  assert sup.stop.reason == "interrupted" and not exits
+  sup.on_signal(signal.SIGINT)
+  assert exits == [("interrupted", exits[0][1])] and "again: exiting at once" in exits[0][1]
 
 
-def test_copies_of_a_parent_death_signal_seconds_apart_count_once(monkeypatch, clock):
+def test_repeated_sigterms_ask_for_one_stop_and_a_ctrl_c_still_exits(monkeypatch):
   sup, exits = _supervised(monkeypatch)
-  parent = supervisor.os.getppid()
-  monkeypatch.setattr(supervisor.os, "getppid", lambda: parent + 1)   # the parent died
-  sup.on_signal(signal.SIGTERM)
-  clock[0] += 2.0                                  # a copy handled late on a loaded machine
-  sup.on_signal(signal.SIGTERM)
+  for _ in range(4):                               # copies of a parent-death signal
+    sup.on_signal(signal.SIGTERM)
   assert sup.stop.reason == "terminated" and not exits
-  clock[0] += supervisor.ORPHAN_REPEAT_S + 0.1     # a real second signal, later
+  sup.on_signal(signal.SIGINT)
+  assert len(exits) == 1 and exits[0][0] == "interrupted"
+
+
+def test_a_signal_before_anything_is_computed_exits_at_once(monkeypatch):
+  sup = supervisor.Supervisor(err=lambda line: None)
+  exits = []
+  monkeypatch.setattr(sup, "_exit_now", lambda reason, line: exits.append((reason, line)))
+  sup.phase = "loading data"
   sup.on_signal(signal.SIGTERM)
-  assert len(exits) == 1
+  assert exits == [("terminated", "terminated while loading data: nothing computed yet, exiting")]

@@ -9,11 +9,11 @@ main thread waits in short, interruptible joins:
     measurement) exits at once with one line and exit code 130/143: nothing would be kept anyway;
   * a first signal once training has produced something asks the loop to stop after the current
     step (`stop`), after which the job writes every output;
-  * a second signal exits at once with one line naming the outputs that exist (exit 130/143);
-    a repeat within REPEAT_S seconds is taken for a duplicate delivery of the first, and so is
-    one within ORPHAN_REPEAT_S seconds when both came after this process's parent died: Linux
-    delivers a parent-death signal (`PR_SET_PDEATHSIG`, which a sweep asks for) more than once,
-    and on a loaded machine the main thread may run the copies' handlers seconds apart.
+  * after that, a SIGINT (a second Ctrl-C) exits at once with one line naming the outputs that
+    exist (exit 130/143). A SIGTERM asks again for the stop already asked for: Linux delivers a
+    parent-death signal (`PR_SET_PDEATHSIG`, which a sweep asks for) once per thread of the dying
+    parent, and on a loaded machine the copies come seconds apart, before `getppid` changes;
+    schedulers (Slurm, Kubernetes) send SIGTERM once and SIGKILL after their grace period.
 
 Exceptions of the job are re-raised in the main thread, with their traceback.
 """
@@ -22,7 +22,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import Any, Callable, Optional
 
 from sam_edge.run import loop
@@ -30,11 +29,6 @@ from sam_edge.run import loop
 EXIT_CODES = {"interrupted": 130, "terminated": 143}
 REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 POLL_S = 0.1
-# One signal can arrive several times within microseconds (Linux sends a parent-death signal once
-# per thread of the child); a repeat sooner than this is that, not a second Ctrl-C.
-REPEAT_S = 0.25
-# After the parent died, the copies of its death signal are taken for one for this long.
-ORPHAN_REPEAT_S = 5.0
 
 
 class Supervisor:
@@ -52,9 +46,6 @@ class Supervisor:
     self.kept: Callable[[], list[str]] = lambda: []
     self.cleanup: Callable[[], None] = lambda: None
     self._signals = 0
-    self._last_signal = -float("inf")
-    self._parent = os.getppid()
-    self._orphaned_signal = False
     self._err = err or (lambda line: print(line, file=sys.stderr, flush=True))
 
   def mark_computed(self) -> None:
@@ -71,21 +62,17 @@ class Supervisor:
 
   def on_signal(self, signum: int, frame: Any = None) -> None:
     reason = REASONS.get(signum, "interrupted")
-    now = time.monotonic()
-    orphaned = os.getppid() != self._parent
-    window = ORPHAN_REPEAT_S if orphaned and self._orphaned_signal else REPEAT_S
-    if now - self._last_signal < window:
-      return
-    self._last_signal = now
-    self._orphaned_signal = orphaned
+    if self._signals and signum == signal.SIGTERM:
+      return                                          # the stop asked for already (see module doc)
     self._signals += 1
     if self._signals == 1 and self.computed:
       self.stop.set(reason)
       self._err(f"{reason}: stopping after the current step and writing every output "
-                f"(signal again to exit at once)")
+                f"(Ctrl-C again to exit at once)")
       return
     if self._signals == 1:
       self._exit_now(reason, f"{reason} while {self.phase}: nothing computed yet, exiting")
+      return
     kept = self.kept()
     where = ", ".join(kept) if kept else "nothing"
     self._exit_now(reason, f"{reason} again: exiting at once; kept: {where}")
