@@ -1,5 +1,7 @@
 """HVPs against jax.hessian, Lanczos against numpy.linalg.eigh (float64)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,11 +35,17 @@ def tiny_mlp_problem(activation=jnp.tanh, seed=0):
 
 
 
+@functools.partial(jax.jit, static_argnames=("k", "max_steps", "tol"))
+def _jitted_lanczos(a, v0, key, *, k, max_steps, tol):
+  """Compiled once per (k, max_steps, tol, shape): the matrix is an argument, so the spectra of
+  one parametrisation share one program."""
+  return lanczos.lanczos(lambda v: a @ v, v0, key, k=k, max_steps=max_steps, tol=tol)
+
+
 def run_lanczos(matrix, k, max_steps, tol=1e-10, v0=None, seed=0):
   a = jnp.asarray(matrix)
   v0 = jnp.zeros(a.shape[0]) if v0 is None else jnp.asarray(v0)
-  return lanczos.lanczos(lambda v: a @ v, v0, jax.random.PRNGKey(seed), k=k,
-                         max_steps=max_steps, tol=tol)
+  return _jitted_lanczos(a, v0, jax.random.PRNGKey(seed), k=k, max_steps=max_steps, tol=tol)
 
 
 @pytest.mark.slow
