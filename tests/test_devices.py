@@ -25,7 +25,8 @@ NO_PDFS = ["--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_
 
 def env(devices: int) -> dict:
   return {**os.environ, "JAX_PLATFORMS": "cpu",
-          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+          "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
+                       f"--xla_force_host_platform_device_count={devices}".strip()}
 
 
 def run(cmd: list[str], devices: int, folder, name: str, *extra) -> dict:
