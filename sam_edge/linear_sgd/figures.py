@@ -74,7 +74,7 @@ def curves_panels(curves: list[Curve], steps: np.ndarray) -> list[Panel]:
                              c.law.at(steps[steps > 0]), {"color": shade, "linestyle": "--",
                                                          "linewidth": 1.0, "marker": "none"}))
     panels.append(Panel(f"b={b}, α={alpha:g}, β={beta:g}", "step t", LOSS, series,
-                        log_x=True, log_y=True))
+                        log_x=True, log_y=True, legend_loc="lower left"))   # curves fall right
   return panels
 
 

@@ -27,7 +27,7 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("tfds_data_dir", None, "Where TFDS keeps prepared datasets (its default if "
                         "unset).", **on)
     flags.DEFINE_string("manual_dir", None, "A folder with the dataset's original files, for "
-                        "offline preparation (e.g. ../shared/data/mnist).", **on)
+                        "offline preparation (e.g. the four IDX .gz files of MNIST).", **on)
     flags.DEFINE_integer("mini_training_set_num_batches", None,
                          "Keep only the first N batches of the training set.", **on)
     flags.DEFINE_integer("mini_test_set_num_batches", None,
