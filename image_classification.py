@@ -1,4 +1,5 @@
-"""SAM / gradient descent on MNIST, Fashion-MNIST, CIFAR-10/100 or SVHN with Hessian measurements.
+"""SAM / gradient descent on MNIST, Fashion-MNIST, CIFAR-10/100, SVHN or ImageNet with Hessian
+measurements.
 
     python -m image_classification --rho=0.1            # MLP on MNIST, full batch, SAM
 

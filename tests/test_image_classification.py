@@ -383,6 +383,7 @@ def assert_one_error_line(err: str, flag: str) -> None:
 
 @pytest.mark.parametrize("make_arg, flag", [
     (lambda tmp: "--dataset=imagenet", "dataset"),
+    (lambda tmp: "--dataset=imagenet2012", "data_pipeline=stream"),     # too large for memory
     (lambda tmp: "--rho=-1", "rho"),
     (lambda tmp: "--nn_architecture=RNN", "nn_architecture"),
     (lambda tmp: "--mlp_depth=1", "mlp_depth"),

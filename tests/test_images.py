@@ -180,8 +180,9 @@ def test_specs_match_the_tfds_builders(name):
   assert image_specs.SPECS[name].num_classes == builder.info.features["label"].num_classes
   assert image_specs.SPECS[name].image_shape == builder.info.features["image"].shape
   assert image_specs.TRAIN_SIZES[name] == image_specs.SPECS[name].train_size
+  assert image_specs.SPECS[name].version == str(builder.version)
   assert image_specs.SUPPORTED == ("mnist", "fashion_mnist", "cifar10", "cifar100",
-                              "svhn_cropped")
+                                   "svhn_cropped", "imagenet2012")
 
 
 @pytest.mark.parametrize("name", image_specs.SUPPORTED)
@@ -194,9 +195,11 @@ def test_download_urls_are_tfds_urls(name):
 
 @pytest.mark.parametrize("name", image_specs.SUPPORTED)
 def test_expected_manual_files_match_tfds_checksums(name):
-  # TFDS looks for manual_dir / url_info.filename for every URL it downloads.
-  tfds_names = {info.filename
-                for info in tfds.builder_cls(name).url_infos.values()}
+  # TFDS looks for manual_dir / url_info.filename for every URL it downloads. ImageNet's
+  # checksums name no file (TFDS never downloads it): its builder reads manual_dir / the last
+  # part of each URL (tests/test_imagenet.py).
+  tfds_names = {info.filename or url.rsplit("/", 1)[1]
+                for url, info in tfds.builder_cls(name).url_infos.items()}
   assert set(image_specs.expected_manual_files(name)) == tfds_names
 
 

@@ -5,14 +5,14 @@ one line each."""
 import pytest
 
 import image_classification as ic
-from sam_edge.models import losses, registry, resnet, vision
+from sam_edge.models import imagenet_resnet, losses, registry, resnet, vision
 
 
 def test_registry_names_are_implemented():
   assert tuple(vision.ACTIVATIONS) == registry.ACTIVATIONS
   assert list(losses.LOSSES) == list(registry.LOSS_FORMULAS)
   assert [a.name for a in registry.ARCHITECTURES if a.batch_norm] == [
-      "ResNet20", "ResNet32", "WRN16_8", "WRN28_10", "ResNet18"]
+      "ResNet20", "ResNet32", "WRN16_8", "WRN28_10", "ResNet18", "ResNet50"]
 
 
 def test_build_passes_the_options_as_fields():
@@ -27,10 +27,12 @@ def test_build_passes_the_options_as_fields():
       depth=28, widen_factor=10, num_classes=10, activation="relu")
   assert registry.build("ResNet18", {"resnet_width": 4}, num_classes=10) == resnet.ResNet18(
       width=4, num_classes=10)
+  assert registry.build("ResNet50", num_classes=1000) == imagenet_resnet.ResNet50(
+      num_classes=1000, activation="relu")
 
 
 @pytest.mark.parametrize("name, given, match", [
-    ("ResNet50", {}, "ResNet50"), ("mlp", {}, "'mlp'"),
+    ("ResNet101", {}, "ResNet101"), ("mlp", {}, "'mlp'"),
     ("MLP", {"resnet_width": 2}, "resnet_width")])
 def test_build_rejects_unknown_names_and_options(name, given, match):
   with pytest.raises(ValueError, match=match):

@@ -85,6 +85,17 @@ def test_a_recipe_is_a_header_then_one_flag_per_line(path):
   assert all(len(line) <= 100 for line in header[1:]), f"{path.name}: a header line > 100"
 
 
+# The recipes whose data only the streaming pipeline reads (ImageNet). Its flags, --data_pipeline
+# and --image_size, come with that pipeline: where it is not part of the code yet, they do not
+# parse, and such a recipe's checks and runs are skipped (its form is still checked above).
+STREAMED = [p for p in RECIPES if "--data_pipeline=stream" in p.read_text()]
+
+
+def skip_without_the_streaming_pipeline(path: pathlib.Path) -> None:
+  if path in STREAMED and "data_pipeline" not in entry_point(path).flag_values():
+    pytest.skip("needs the streaming pipeline (--data_pipeline is not a flag yet)")
+
+
 def parsed(path: pathlib.Path, extra: list[str]):
   """The recipe parsed with its entry point, `extra` after it (later flags win)."""
   module = entry_point(path)
@@ -96,6 +107,7 @@ def parsed(path: pathlib.Path, extra: list[str]):
 def test_a_recipe_passes_the_checks_of_its_entry_point(path, request):
   """Parsed as the user runs it (the transformer given all of tinyshakespeare), a recipe passes
   every check made before anything is loaded, and the flags written after it win."""
+  skip_without_the_streaming_pipeline(path)
   extra = ([f"--training_data={request.getfixturevalue('shared_data') / 'tinyshakespeare.txt'}"]
            if entry_point(path).PROG == "transformer" else [])
   module = parsed(path, extra)
@@ -187,7 +199,7 @@ def check_two_steps(path: pathlib.Path, result: dict, overridden=frozenset()) ->
 # SAM step and measurement are checked in shape by test_image_recipes.py (jax.eval_shape).
 WRN = [p for p in RECIPES if "--nn_architecture=WRN28_10" in p.read_text()]
 SMALLER = ["--nn_architecture=ResNet20"]
-OTHERS = [p for p in RECIPES if p not in WRN]
+OTHERS = [p for p in RECIPES if p not in WRN and p not in STREAMED]
 
 
 @pytest.mark.slow
@@ -202,4 +214,15 @@ def test_two_steps_of_a_recipe(path, tmp_path, request):
 def test_two_steps_of_a_wrn_recipe_on_a_smaller_network(path, tmp_path):
   result = run_two_steps(path, tmp_path, None, SMALLER)
   check_two_steps(path, result, overridden={"nn_architecture"})
+  assert result["config"]["nn_architecture"] == "ResNet20"
+
+
+# ImageNet's recipe (ResNet-50 at 224x224) runs its two steps as the WRN recipes do, on ResNet-20
+# and 32x32 mock images, through the streaming pipeline.
+@pytest.mark.slow
+@pytest.mark.parametrize("path", STREAMED, ids=lambda p: p.stem)
+def test_two_steps_of_a_streamed_recipe_on_a_smaller_network(path, tmp_path):
+  skip_without_the_streaming_pipeline(path)
+  result = run_two_steps(path, tmp_path, None, [*SMALLER, "--image_size=32"])
+  check_two_steps(path, result, overridden={"nn_architecture", "image_size"})
   assert result["config"]["nn_architecture"] == "ResNet20"

@@ -1,5 +1,14 @@
 """The image datasets by name, without loading anything: their sizes, shapes, classes, the files
-TFDS needs offline, and signatures that identify MNIST's and Fashion-MNIST's splits.
+TFDS needs offline, which split is the held-out test set, whether the dataset can be read into
+memory at all, and signatures that identify MNIST's and Fashion-MNIST's splits.
+
+ImageNet (``imagenet2012``, ILSVRC 2012) is prepared by TFDS from the two archives the user
+downloads from image-net.org (``manual_files``, in ``--manual_dir``). Its images are JPEGs of
+varying sizes (1,281,167 for training; the training archive alone is 148 GB), so no in-memory
+path can hold them: it is ``streaming_only`` (``in_memory_problem`` says so in one line naming
+``STREAM_FLAG``). Its TFDS ``test`` split has no labels, so its held-out test set is the 50,000
+labelled images of the ``validation`` split (``test_split``), whose top-1 and top-5 errors the
+runs record as ``test_error`` and ``test_error_top5``, as the SAM paper reports them.
 
 A data dir prepared by an older version may hold one dataset built from the other's files (TFDS
 4.9.10 extracts every archive to ``extract_dir / f"{METHOD}.{file name}"`` and reuses that path,
@@ -28,14 +37,19 @@ class DatasetSpec:
   ``image_shape`` is ``(H, W, C)``, ``num_classes`` the label classes (also
   ``builder.info.features["label"]``), ``manual_files`` the file names TFDS looks for in
   ``manual_dir`` and ``version`` the version TFDS builds (its folder under the data dir).
+  ``test_split`` is the TFDS split held out as the test set (``test_size`` its examples);
+  ``image_shape`` is ``(None, None, C)`` for images of varying sizes, and ``streaming_only``
+  marks a dataset too large to read into memory.
   """
 
   train_size: int
   test_size: int
-  image_shape: tuple[int, int, int]
+  image_shape: tuple[int | None, int | None, int]
   num_classes: int
   manual_files: tuple[str, ...]
   version: str
+  test_split: str = "test"
+  streaming_only: bool = False
 
 
 SPECS = {
@@ -50,6 +64,10 @@ SPECS = {
     "svhn_cropped": DatasetSpec(73_257, 26_032, (32, 32, 3), 10,
                                 ("train_32x32.mat", "test_32x32.mat",
                                  "extra_32x32.mat"), "3.1.0"),
+    # The test split of TFDS's imagenet2012 has no labels: the validation split is the test set.
+    "imagenet2012": DatasetSpec(1_281_167, 50_000, (None, None, 3), 1000,
+                                ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"), "5.1.0",
+                                test_split="validation", streaming_only=True),
 }
 
 
@@ -57,6 +75,10 @@ SUPPORTED = tuple(SPECS)
 
 
 TRAIN_SIZES = {name: spec.train_size for name, spec in SPECS.items()}
+
+
+# The flag of the streaming input pipeline, which a streaming-only dataset needs.
+STREAM_FLAG = "--data_pipeline=stream"
 
 
 # Per split: (examples, sum of all pixel values, label counts), computed from
@@ -83,6 +105,16 @@ def check_supported(name: str) -> None:
     )
 
 
+def in_memory_problem(name: str) -> str | None:
+  """Why the dataset ``name`` cannot be read whole into memory (one line naming ``STREAM_FLAG``),
+  or None when it can (and for a name not in ``SPECS``)."""
+  spec = SPECS.get(name)
+  if spec is None or not spec.streaming_only:
+    return None
+  return (f"--dataset={name} cannot be read into memory ({spec.train_size:,} training images of "
+          f"varying sizes): it needs the streaming input pipeline, {STREAM_FLAG}")
+
+
 def expected_manual_files(name: str) -> tuple[str, ...]:
   """File names TFDS looks for in ``manual_dir`` when preparing ``name``.
 
@@ -97,6 +129,8 @@ def expected_manual_files(name: str) -> tuple[str, ...]:
     ``cifar-100-binary.tar.gz`` (not the python-pickle ``*-python.tar.gz``).
   * svhn_cropped: ``train_32x32.mat``, ``test_32x32.mat`` and
     ``extra_32x32.mat`` (TFDS prepares the extra split too).
+  * imagenet2012: ``ILSVRC2012_img_train.tar`` and ``ILSVRC2012_img_val.tar``
+    from image-net.org (after registering there; TFDS cannot download them).
 
   Raises ValueError if ``name`` is not one of ``SUPPORTED``.
   """

@@ -50,7 +50,13 @@ import numpy as np
 from sam_edge import errors
 from sam_edge.data import array_cache
 from sam_edge.data.array_cache import split_sha256
-from sam_edge.data.image_specs import SPECS, check_supported, expected_manual_files, swapped_with
+from sam_edge.data.image_specs import (
+  SPECS,
+  check_supported,
+  expected_manual_files,
+  in_memory_problem,
+  swapped_with,
+)
 
 if TYPE_CHECKING:
   import tensorflow_datasets as tfds
@@ -242,11 +248,13 @@ def load_image_dataset(
   be downloaded, and ``log`` prints the one line saying a preparation is happening.
 
   Raises ValueError for an unsupported name, or a batch size or mini-set size below 1, and
-  ``errors.InputError`` when the data cannot be had (not prepared, no manual_dir and the download
-  hosts unreachable; a manual_dir lacking files) or the prepared folder holds another dataset's
-  data.
+  ``errors.InputError`` for a dataset too large for memory (``image_specs.in_memory_problem``),
+  when the data cannot be had (not prepared, no manual_dir and the download hosts unreachable; a
+  manual_dir lacking files) or the prepared folder holds another dataset's data.
   """
   check_supported(name)
+  if in_memory_problem(name):
+    raise errors.InputError(in_memory_problem(name))
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   check_num_batches(mini_training_set_num_batches)
@@ -283,7 +291,8 @@ def _read_through_tfds(name: str, data_dir: str | None, manual_dir: str | None,
         f"{builder.data_path} is not a complete {name} preparation (no dataset_info.json "
         "or features.json): delete that folder and run again")
   num_classes = builder.info.features["label"].num_classes
-  whole = {split: _read_whole(builder, split) for split in ("train", "test")}
+  whole = {"train": _read_whole(builder, "train"),
+           "test": _read_whole(builder, SPECS[name].test_split)}
   other = swapped_with(name, whole, num_classes)
   if other is not None:
     raise errors.InputError(

@@ -4,9 +4,9 @@ A parameter is a normalisation parameter when its leaf name is a scale or an off
 `bias`, `offset`) and the module holding it is a normalisation layer by name: the last part of
 its module path (flax: the dict key above the leaf; haiku: the last `/`-separated part of it)
 matches NORM_MODULE, i.e. flax's `LayerNorm_0`, `BatchNorm_3`, `GroupNorm_1`, haiku's
-`layer_norm`, `layer_norm_2`, `rms_norm`, and our residual networks' `bn1`, `bn2`, `stem_bn`,
-`final_bn` (`resnet.batch_norm`). So the CNN's LayerNorms, the residual networks' BatchNorms and
-the transformer's LayerNorms are found, and the MLP has none.
+`layer_norm`, `layer_norm_2`, `rms_norm`, and our residual networks' `bn1`, `bn2`, `bn3`,
+`stem_bn`, `final_bn`, `projection_bn` (`resnet.batch_norm`). So the CNN's LayerNorms, the
+residual networks' BatchNorms and the transformer's LayerNorms are found, and the MLP has none.
 """
 
 import re

@@ -76,6 +76,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         Option("resnet_width", 64, "k: ResNet18's channel widths are (k, 2k, 4k, 8k); 64 is the "
                "standard CIFAR ResNet-18, the taxonomy (Yang et al. 2021) sweeps k from 2 to 128.",
                check=at_least(1)),), batch_norm=True),
+    Architecture("ResNet50", "imagenet_resnet.ResNet50", batch_norm=True),
     Architecture("ViT", "vit.ViT", tuple(Option(f"vit_{field}", default, f"ViT: {text}.",
                                                 check=at_least(1)) for field, default, text in (
         ("patch_size", 4, "side p of its square patches (p must divide the image side)"),

@@ -65,29 +65,31 @@ from sam_edge.models.vision import ACTIVATIONS
 
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
+HE_NORMAL = nn.initializers.variance_scaling(2.0, "fan_in", "normal")    # N(0, 2 / fan_in)
 _PAD_1 = ((1, 1), (1, 1))
 
 
 def conv3x3(features: int, stride: int, name: str) -> nn.Conv:
   """Bias-free 3x3 convolution, stride ``stride``, one pixel of zero padding each side."""
   return nn.Conv(features, (3, 3), strides=(stride, stride), padding=_PAD_1, use_bias=False,
-                 kernel_init=nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
-                 name=name)
+                 kernel_init=HE_NORMAL, name=name)
 
 
 def conv1x1(features: int, stride: int, name: str) -> nn.Conv:
   """Bias-free 1x1 convolution with stride ``stride`` (no padding): the projection shortcut."""
   return nn.Conv(features, (1, 1), strides=(stride, stride), padding="VALID", use_bias=False,
-                 kernel_init=nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
-                 name=name)
+                 kernel_init=HE_NORMAL, name=name)
 
 
-def batch_norm(train: bool, name: str) -> nn.BatchNorm:
+def batch_norm(train: bool, name: str, zero_scale: bool = False) -> nn.BatchNorm:
   """BatchNorm over (B, H, W) per channel: batch statistics when ``train`` (updating the running
   ones with momentum 0.9), the running statistics otherwise; eps 1e-5. The variance is computed
-  as mean((h − μ)²), not mean(h²) − μ², so that Hessians through it keep their precision."""
+  as mean((h − μ)²), not mean(h²) − μ², so that Hessians through it keep their precision. γ
+  starts at 1, or at 0 with ``zero_scale`` (a residual branch's last BatchNorm: the block then
+  starts as its shortcut)."""
+  scale_init = nn.initializers.zeros if zero_scale else nn.initializers.ones
   return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                      use_fast_variance=False, name=name)
+                      use_fast_variance=False, scale_init=scale_init, name=name)
 
 
 def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:

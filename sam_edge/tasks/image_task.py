@@ -14,7 +14,9 @@ from sam_edge.models import registry
 from sam_edge.tasks.task import Defaults, Task
 
 RESNET_BATCH_SIZE = 128
-IMAGE_SIZES = {name: spec.image_shape[0] for name, spec in image_specs.SPECS.items()}
+# The side of each dataset's square images (not of those whose images vary in size).
+IMAGE_SIZES = {name: spec.image_shape[0] for name, spec in image_specs.SPECS.items()
+               if spec.image_shape[0] is not None}
 BATCH_NORM = [a.name for a in registry.ARCHITECTURES if a.batch_norm]
 
 
@@ -157,6 +159,9 @@ def problems(f: Any) -> list[str]:
   if f.dataset not in image_specs.SUPPORTED:
     p.append(f"--dataset={f.dataset} is not supported; use one of "
              f"{', '.join(image_specs.SUPPORTED)}")
+  in_memory = image_specs.in_memory_problem(f.dataset)
+  if in_memory:
+    p.append(in_memory)
   p += _model_problems(f)
   for name in ("mini_training_set_num_batches", "mini_test_set_num_batches"):
     if getattr(f, name) is not None and getattr(f, name) < 1:
