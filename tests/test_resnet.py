@@ -430,8 +430,10 @@ def test_eval_mode_is_per_example():
   together = np.asarray(logits(x[:3]))
   swapped = np.asarray(logits(np.concatenate([x[:1], x[3:], 10 * x[1:2]])))
   alone = np.concatenate([np.asarray(logits(x[i:i + 1])) for i in range(3)])
-  np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(swapped[0], together[0], rtol=1e-5, atol=1e-6)
+  # Logits of order 1e9 (random statistics): a batch of 3 and a batch of 1 are compiled apart
+  # and may sum in another order, a few float32 ulps; mixed examples would differ wholesale.
+  np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(swapped[0], together[0], rtol=1e-4, atol=1e-6)
 
 
 def test_train_mode_uses_batch_statistics():
