@@ -53,6 +53,25 @@ SPECS = {
 }
 
 
+
+@dataclasses.dataclass(frozen=True)
+class StreamedSpec:
+  """A dataset read only through the stream (`--data_pipeline=stream`; too large to hold):
+  its training examples, image shape (None for sides that vary), classes, the held-out split its
+  evaluations read (reported under the test_ keys) and the default --image_size."""
+
+  train_size: int
+  image_shape: tuple[int | None, int | None, int]
+  num_classes: int
+  held_out_split: str
+  image_size: int
+
+
+STREAMED = {
+    "imagenet2012": StreamedSpec(1_281_167, (None, None, 3), 1000, "validation", 224),
+}
+
+
 SUPPORTED = tuple(SPECS)
 
 

@@ -184,7 +184,7 @@ def _local_source(builder: "tfds.core.DatasetBuilder", name: str,
   return None
 
 
-def _prepare(builder: "tfds.core.DatasetBuilder", name: str,
+def prepare(builder: "tfds.core.DatasetBuilder", name: str,
              manual_dir: str | None, probe_timeout: float,
              log: Callable[[str], None]) -> None:
   """Prepares ``name`` into ``builder.data_dir``, extracting into a temporary
@@ -277,7 +277,7 @@ def _read_through_tfds(name: str, data_dir: str | None, manual_dir: str | None,
   tfds.disable_progress_bar()
   builder = tfds.builder(name, data_dir=data_dir)
   if not os.path.exists(os.fspath(builder.data_path)):
-    _prepare(builder, name, manual_dir, probe_timeout, log)
+    prepare(builder, name, manual_dir, probe_timeout, log)
   elif not builder.is_prepared():          # TFDS would "reuse" it, then fail to read it.
     raise errors.InputError(
         f"{builder.data_path} is not a complete {name} preparation (no dataset_info.json "
