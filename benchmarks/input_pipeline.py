@@ -7,8 +7,8 @@ Data: --images (2,000) random-ish 256×256 RGB JPEGs (smooth colour gradients pl
 90) written once to an ArrayRecord file in --data_dir (kept for later runs).
 
   pipeline   this process's batches of --batch_size from `stream.training_batches` (the run's
-             own function), after one batch that starts the workers: --batches batches timed,
-             images / seconds;
+             own function), after the batches that start the workers and drain what they made
+             ahead: --batches batches timed, images / seconds;
   step       the training step of `run.components` (SAM, ρ = 0.05, heavy ball) of
              --architecture on one fixed, placed batch of --step_batch 224×224 images, after
              WARMUP calls that compile it, each waited for on the device: images / seconds.
@@ -45,6 +45,7 @@ from sam_edge.data import stream, stream_order, stream_sources  # noqa: E402
 
 SIDE, SIZE = 256, 224
 WARMUP = 2
+BUFFERED = 2                   # batches each worker makes ahead (`stream._iterate`)
 WORKERS = (1, 2)
 FALLBACK = "ResNet20"          # the step's network when the registry has no --architecture
 
@@ -76,11 +77,13 @@ def records(data_dir: str, count: int) -> stream_sources.ImageRecords:
 
 
 def pipeline_seconds(source, batch_size: int, batches: int, workers: int, first: int) -> float:
-  """Seconds for `batches` training batches from step `first` + 1 on, after step `first`'s."""
+  """Seconds for `batches` training batches, after the BUFFERED·W + 1 batches from step `first`
+  on that start the workers and drain what they had made ahead (each keeps BUFFERED batches)."""
   order = stream_order.StreamOrder(len(source), batch_size, seed=0)
   it = stream.training_batches(source, order, stream.Transform(SIZE, True, 0, 3), first, workers)
   try:
-    next(it)
+    for _ in range(BUFFERED * workers + 1):
+      next(it)
     start = time.perf_counter()
     for _ in range(batches):
       next(it)
@@ -139,7 +142,7 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--images", type=int, default=2000)
   parser.add_argument("--batch_size", type=int, default=32, help="the pipeline's batches")
-  parser.add_argument("--batches", type=int, default=8, help="batches timed per repeat")
+  parser.add_argument("--batches", type=int, default=24, help="batches timed per repeat")
   parser.add_argument("--architecture", default="ResNet50",
                       help=f"the stepped network (falls back to {FALLBACK} when not registered)")
   parser.add_argument("--step_batch", type=int, default=8, help="the step's batch size")
@@ -152,7 +155,8 @@ def main() -> None:
   steps = []
   for r in range(args.repeats):
     for w in WORKERS:
-      first = r * (args.batches + 1) * len(WORKERS) + w * (args.batches + 1)
+      span = args.batches + BUFFERED * max(WORKERS) + 1
+      first = (r * len(WORKERS) + w) * span
       seconds[w].append(pipeline_seconds(source, args.batch_size, args.batches, w, first))
     steps.append(step())
     print(f"repeat {r}: " + ", ".join(f"{w} worker(s) {seconds[w][-1]:.3f}s" for w in WORKERS)
