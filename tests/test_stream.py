@@ -194,12 +194,14 @@ def test_a_checkpoint_keeps_the_stream_position_and_a_resume_checks_it():
 TINY = ["--mlp_width=16", "--mlp_depth=2", "--batch_size=8", "--rho=0.1", "--data_workers=0",
         "--data_memory_cap_gb=0.001", "--measure_every_steps=3", "--eval_every_steps=4",
         "--lanczos_max_steps=5", "--num_principal_components=1", "--measure_examples=16",
-        "--step_size=0.05"]
+        "--step_size=0.05", "--image_size=20", "--augment=flip_crop"]
 
 
 @pytest.fixture
 def streamed_mnist(tmp_path, monkeypatch):
-  """--dataset=mnist streamed from 96 training and 40 test JPEGs of 28×28 (grayscale)."""
+  """--dataset=mnist streamed from 96 training and 40 test JPEGs of 28×28 (grayscale); the runs
+  train on host crops to 20×20 (--image_size), flipped and cropped again on the device
+  (--augment), and evaluate on centre crops."""
   write_jpegs(tmp_path / "train.array_record", 96, (28, 28), seed=1)
   write_jpegs(tmp_path / "test.array_record", 40, (28, 28), seed=2)
   sources = image_stream.Sources(
