@@ -242,3 +242,22 @@ def test_streamed_run_resumed_at_an_arbitrary_step_equals_the_uninterrupted_one(
   assert {"test_error", "test_loss", "test_error_top5"} <= set(whole["evaluations"][0])
   assert resumed["losses"] == whole["losses"]
   assert resumed["final"]["test_error"] == whole["final"]["test_error"]
+
+
+@pytest.mark.slow
+def test_real_mnist_is_prepared_as_array_record_and_streamed(shared_data, tmp_path, capsys):
+  """TFDS's own path: MNIST prepared from its IDX files into ArrayRecord files, its records read
+  at random by TFDS's data source, decoded in a grain worker process."""
+  tfds_dir = tmp_path / "tfds"
+  raw = run(["--data_pipeline=stream", f"--tfds_data_dir={tfds_dir}",
+             f"--manual_dir={shared_data / 'mnist'}", "--batch_size=50", "--max_steps=3",
+             "--mini_test_set_num_batches=2", "--mlp_width=8", "--mlp_depth=2",
+             "--measure_every_steps=2", "--lanczos_max_steps=3", "--data_workers=1",
+             "--eval_every_steps=2"], tmp_path / "run")
+  out = capsys.readouterr().out
+  assert "preparing mnist from --manual_dir=" in out
+  assert "mnist (streamed, --data_workers=1): 60000 training, 100 test examples" in out
+  assert sorted(p.name for p in (tfds_dir / "mnist" / "3.0.1").glob("*.array_record*")) == [
+      "mnist-test.array_record-00000-of-00001", "mnist-train.array_record-00000-of-00001"]
+  assert raw["final"]["steps"] == 3 and [r["step"] for r in raw["records"]] == [0, 2]
+  assert 0 <= raw["final"]["test_error"] <= 1 and raw["final"]["steps_per_epoch"] == 1200

@@ -120,7 +120,7 @@ def build(f: Any, key: jax.Array, sources: Optional[Sources] = None,
   problem = image_problem.network_problem(f, key, measured, sources.num_classes, preprocess,
                                           metrics)
   num_params = sum(x.size for x in jax.tree.leaves(problem.params))
-  log(f"{f.dataset} (streamed, {f.data_workers} workers): {n} training, {m} "
+  log(f"{f.dataset} (streamed, --data_workers={f.data_workers}): {n} training, {m} "
       f"{sources.held_out_name} examples; {f.nn_architecture} with {num_params} parameters")
   training = stream.TrainingStream(sources.train, order,
                                    stream.Transform(f.image_size, True, f.seed, channels),
