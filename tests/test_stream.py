@@ -117,6 +117,15 @@ def test_worker_processes_hand_back_the_batches_of_the_main_process(records):
     stream.close(there)
 
 
+def test_listed_examples_come_in_their_order_the_last_batch_short(records):
+  indices = [5, 3, 39, 0, 7]
+  got = list(stream.listed_batches(records, indices, stream.Transform(), 2))
+  assert [len(b["label"]) for b in got] == [2, 2, 1]
+  assert np.concatenate([b["label"] for b in got]).tolist() == [records[i]["label"]
+                                                                for i in indices]
+  assert got[2]["image"].shape == (1, 20, 24, 3)
+
+
 def test_evaluation_crop_is_the_centre_of_the_resized_image():
   image = np.arange(40 * 60 * 3, dtype=np.uint32).reshape(40, 60, 3).astype(np.uint8)
   out = host_augment.centre_crop(image, 16)

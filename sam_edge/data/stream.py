@@ -62,12 +62,13 @@ class _Streamed:
 
 @dataclasses.dataclass(frozen=True)
 class _Listed:
-  """k -> the example stored at `indices[k]` (its position k)."""
+  """k -> the example stored at `indices[k]` (its position k; past the end, the last one)."""
   source: Any
   indices: Sequence[int]
   transform: Transform
 
   def __call__(self, k: int) -> dict:
+    k = min(k, len(self.indices) - 1)
     return self.transform(self.source[int(self.indices[k])], k)
 
 
@@ -100,14 +101,30 @@ def training_batches(source: Any, order: stream_order.StreamOrder, transform: Tr
 def listed_batches(source: Any, indices: Sequence[int], transform: Transform, batch_size: int,
                    workers: int = 0) -> Iterator[dict]:
   """The examples stored at `indices`, in that order, `batch_size` at a time (the last batch
-  short when `batch_size` does not divide their number)."""
+  short when `batch_size` does not divide their number). The grain stream behind it never ends
+  (a place past the list reads its last example again) and is closed after the last batch: its
+  worker processes, reaching the end of a finite stream, would leave the shared memory of their
+  batches behind."""
   import grain  # pylint: disable=import-outside-toplevel
-  ks = grain.MapDataset.range(len(indices))
-  return _iterate(ks.map(_Listed(source, np.asarray(indices), transform)), batch_size, workers)
+  ks = grain.MapDataset.range(LOCAL_EXAMPLES)
+  batches = _iterate(ks.map(_Listed(source, np.asarray(indices), transform)), batch_size, workers)
+  return _first(batches, len(indices), batch_size)
+
+
+def _first(batches: Iterator[dict], count: int, batch_size: int) -> Iterator[dict]:
+  """The batches holding the first `count` examples of `batches` (the last one cut short), then
+  `batches` closed."""
+  try:
+    for start in range(0, count, batch_size):
+      batch = next(batches)
+      yield batch if count - start >= batch_size else {k: v[:count - start]
+                                                        for k, v in batch.items()}
+  finally:
+    close(batches)
 
 
 def close(batches: Iterator[dict]) -> None:
-  """Stops the worker processes of an iterator of `_iterate` (nothing to stop without them)."""
+  """Stops an iterator of `_iterate` or `listed_batches` and its worker processes (if any)."""
   stop = getattr(batches, "close", None)
   if stop is not None:
     stop()
@@ -115,7 +132,11 @@ def close(batches: Iterator[dict]) -> None:
 
 def read_examples(source: Any, indices: Sequence[int], transform: Transform) -> dict:
   """The examples stored at `indices` as one batch, read in this process."""
-  return next(listed_batches(source, indices, transform, max(len(indices), 1)))
+  batches = listed_batches(source, indices, transform, max(len(indices), 1))
+  try:
+    return next(batches)
+  finally:
+    close(batches)
 
 
 @dataclasses.dataclass(frozen=True)
