@@ -79,6 +79,7 @@ class Prefetcher:
     if self._pending is not None:
       self._pending[1].cancel()
     self._pool.shutdown(wait=True)
+    self._pending = None                         # the batch read ahead, released
     self._close_iterator()
 
 
