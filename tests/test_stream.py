@@ -198,6 +198,12 @@ def test_a_checkpoint_keeps_the_stream_position_and_a_resume_checks_it():
   assert "next_step 7 (now 8)" in stream.position_problem(saved, order, 8)
   other = stream_order.StreamOrder(100, 20, seed=2)
   assert "batch_size 10 (now 20)" in stream.position_problem(saved, other, 7)
+  from sam_edge.run import loop, meta_json
+  progress = loop.Progress(stream_position=saved)
+  assert meta_json.progress_from_json(meta_json.progress_to_json(progress)) == progress
+  older = meta_json.progress_to_json(loop.Progress())
+  del older["stream_position"]                     # a checkpoint written before streams
+  assert meta_json.progress_from_json(older).stream_position == {}
 
 
 TINY = ["--mlp_width=16", "--mlp_depth=2", "--batch_size=8", "--rho=0.1", "--data_workers=0",
