@@ -1,6 +1,6 @@
 """Streamed runs in processes of their own: two jax.distributed processes (each reading only its
-half of every batch) equal one process reading whole batches; a run killed mid-run and resumed
-equals the run never stopped."""
+half of every batch) and one process with four devices equal one process on one device; a run
+killed mid-run and resumed equals the run never stopped."""
 
 import pickle
 import signal
@@ -28,7 +28,7 @@ def command(folder, raw, *extra) -> list[str]:
           *extra]
 
 
-def test_two_processes_read_halves_that_give_the_one_process_result(tmp_path):
+def test_two_processes_and_four_devices_give_the_one_process_result(tmp_path):
   write_jpegs(tmp_path / "train.array_record", 64, (28, 28), seed=1)
   write_jpegs(tmp_path / "test.array_record", 24, (28, 28), seed=2)
   one = subprocess.run(command(tmp_path, tmp_path / "one.pkl"), cwd=REPO, env=env(1),
@@ -47,11 +47,17 @@ def test_two_processes_read_halves_that_give_the_one_process_result(tmp_path):
       p.kill()
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
+  four = subprocess.run(command(tmp_path, tmp_path / "four.pkl"), cwd=REPO, env=env(4),
+                        capture_output=True, text=True, timeout=400)
+  assert four.returncode == 0, four.stderr[-3000:]
   a = pickle.loads((tmp_path / "one.pkl").read_bytes())
-  b = pickle.loads((tmp_path / "two.pkl").read_bytes())
-  assert b["environment"]["process_count"] == 2
-  assert_same_run(a, b)
-  assert [e["test_error"] for e in a["evaluations"]] == [e["test_error"] for e in b["evaluations"]]
+  for name, processes, devices in (("two", 2, 2), ("four", 1, 4)):
+    b = pickle.loads((tmp_path / f"{name}.pkl").read_bytes())
+    assert b["environment"]["process_count"] == processes
+    assert b["environment"]["mesh"]["devices"] == devices
+    assert_same_run(a, b)
+    assert [e["test_error"] for e in a["evaluations"]] == [e["test_error"]
+                                                           for e in b["evaluations"]]
 
 
 def test_a_streamed_run_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
