@@ -5,6 +5,7 @@ use these; test modules import from here, never from conftest."""
 import contextlib
 import pathlib
 import pickletools
+from typing import Optional
 
 import flax.linen as nn
 import jax
@@ -12,6 +13,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.flatten_util import ravel_pytree
 
+from sam_edge.data import image_specs
 from sam_edge.models import resnet
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -59,24 +61,28 @@ def tiny_sweep_args(tfds_dir) -> list[str]:
 
 
 @contextlib.contextmanager
-def mocked_tfds(name: str, folder: pathlib.Path):
+def mocked_tfds(name: str, folder: pathlib.Path, file_format: Optional[str] = None):
   """`folder/tfds`, a TFDS data dir for the dataset `name` with TFDS mocked (inside the block)
-  to NUM_MOCK random examples per split."""
+  to NUM_MOCK random examples per split; `file_format="array_record"` for the stream's
+  random-access reads."""
   data_dir = folder / "tfds"
   data_dir.mkdir()
-  write_mock_metadata(name, data_dir)
+  write_mock_metadata(name, data_dir, file_format)
   with tfds.testing.mock_data(num_examples=NUM_MOCK, data_dir=str(data_dir),
                               policy=tfds.testing.MockPolicy.USE_FILES):
     yield data_dir
 
 
-def write_mock_metadata(name: str, data_dir: pathlib.Path) -> None:
-  """Writes `name`'s dataset_info.json with NUM_MOCK-example train and test splits (without
-  split sizes a `batch_size=-1` read aborts TensorFlow; see test_images.py)."""
-  builder = tfds.builder(name, data_dir=str(data_dir))
+def write_mock_metadata(name: str, data_dir: pathlib.Path,
+                        file_format: Optional[str] = None) -> None:
+  """Writes `name`'s dataset_info.json with NUM_MOCK-example splits (train and its held-out
+  split; without split sizes a `batch_size=-1` read aborts TensorFlow; see test_images.py)."""
+  builder = tfds.builder(name, data_dir=str(data_dir), file_format=file_format)
+  spec = image_specs.SPECS.get(name)
+  held_out = spec.test_split if spec else "test"
   builder.info.set_splits(tfds.core.SplitDict([
       tfds.core.SplitInfo(name=split, shard_lengths=[NUM_MOCK], num_bytes=0)
-      for split in ("train", "test")]))
+      for split in ("train", held_out)]))
   pathlib.Path(builder.data_dir).mkdir(parents=True, exist_ok=True)
   builder.info.write_to_directory(builder.data_dir)
 

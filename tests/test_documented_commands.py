@@ -43,9 +43,6 @@ _PYTHON = re.compile(r"(^|/)python(3(\.\d+)?)?$")
 _METAVARIABLE = re.compile(r"^([A-Z][A-Z0-9_]*(\.[a-z]+)?|.*[$<>{}*].*)$")
 _OPERATOR = re.compile(r"^(\d*[<>]|[|&;()]+$)")     # `|`, `&&`, `;`, `>`, `2>&1`...
 _SPAN = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
-# The streaming input pipeline's flags, which ImageNet's recipe and docs use: where that pipeline
-# is not part of the code yet (no --data_pipeline), they are accepted unchecked.
-STREAM_FLAGS = ("data_pipeline", "image_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,12 +140,6 @@ def _flagfile_problems(fv: flags.FlagValues, path: str) -> list[str]:
   return [f"{path}: {p}" for p in problems(fv, tuple(lines), positional=False)]
 
 
-def _unknown_flag(fv: flags.FlagValues, name: str) -> list[str]:
-  """`--name: no such flag`, but nothing for STREAM_FLAGS while --data_pipeline is no flag."""
-  return [] if name in STREAM_FLAGS and STREAM_FLAGS[0] not in fv else [
-      f"--{name}: no such flag"]
-
-
 def problems(fv: flags.FlagValues, args: tuple[str, ...], *, positional: bool) -> list[str]:
   """One line per argument of `args` that `fv` would refuse (see the module docstring)."""
   found, words = [], [w.strip("[]") for w in args]
@@ -171,7 +162,7 @@ def problems(fv: flags.FlagValues, args: tuple[str, ...], *, positional: bool) -
     if name not in fv and name.startswith("no") and name[2:] in fv and fv[name[2:]].boolean:
       name, value, has_value = name[2:], "false", "="
     if name not in fv:
-      found += _unknown_flag(fv, name)
+      found.append(f"--{name}: no such flag")
       continue
     flag = fv[name]
     if not has_value and not flag.boolean:

@@ -383,7 +383,8 @@ def assert_one_error_line(err: str, flag: str) -> None:
 
 @pytest.mark.parametrize("make_arg, flag", [
     (lambda tmp: "--dataset=imagenet", "dataset"),
-    (lambda tmp: "--dataset=imagenet2012", "data_pipeline=stream"),     # too large for memory
+    (lambda tmp: "--dataset=imagenet2012 --data_pipeline=memory", "data_pipeline=stream"),
+    (lambda tmp: "--dataset=imagenet2012", "manual_dir"),     # streamed; TFDS cannot download it
     (lambda tmp: "--rho=-1", "rho"),
     (lambda tmp: "--nn_architecture=RNN", "nn_architecture"),
     (lambda tmp: "--mlp_depth=1", "mlp_depth"),
@@ -395,7 +396,7 @@ def assert_one_error_line(err: str, flag: str) -> None:
 ])
 def test_bad_input_exit_2(make_arg, flag, tmp_path, capsys):
   (tmp_path / "empty").mkdir()
-  assert_exit_2_before_anything([make_arg(tmp_path)], flag, tmp_path, capsys)
+  assert_exit_2_before_anything(make_arg(tmp_path).split(), flag, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("args, flag", [

@@ -43,13 +43,14 @@ def test_the_in_memory_path_refuses_it_even_when_prepared(tmp_path):
 @pytest.mark.parametrize("present, missing", [
     ((), ARCHIVES), (ARCHIVES[:1], ARCHIVES[1:]), (ARCHIVES, ())])
 def test_manual_dir_must_hold_both_archives(present, missing, tmp_path):
-  """Checked before anything is read: the archives in --manual_dir, and the in-memory refusal
-  (what the streaming pipeline lifts)."""
+  """Checked before anything is read: the archives in --manual_dir, and with
+  --data_pipeline=memory the in-memory refusal (the default, auto, streams it)."""
   for name in present:
     (tmp_path / name).write_bytes(b"")
-  f = ic.flag_values()
-  f(["prog", "--dataset=imagenet2012", "--nn_architecture=ResNet50", "--batch_size=4096",
-     f"--manual_dir={tmp_path}"])
   lacking = [f"--manual_dir={tmp_path} lacks the imagenet2012 files {', '.join(missing)}"]
-  assert sorted(ic.problems(f)) == sorted([REFUSAL, *(lacking if missing else [])])
-  assert ic.TASK.train_examples(f) == 1_281_167
+  for pipeline, refused in (("auto", []), ("memory", [REFUSAL])):
+    f = ic.flag_values()
+    f(["prog", "--dataset=imagenet2012", "--nn_architecture=ResNet50", "--batch_size=4096",
+       f"--manual_dir={tmp_path}", f"--data_pipeline={pipeline}"])
+    assert sorted(ic.problems(f)) == sorted([*refused, *(lacking if missing else [])])
+    assert ic.TASK.train_examples(f) == 1_281_167

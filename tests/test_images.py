@@ -182,7 +182,8 @@ def test_specs_match_the_tfds_builders(name):
   assert image_specs.TRAIN_SIZES[name] == image_specs.SPECS[name].train_size
   assert image_specs.SPECS[name].version == str(builder.version)
   assert image_specs.SUPPORTED == ("mnist", "fashion_mnist", "cifar10", "cifar100",
-                                   "svhn_cropped", "imagenet2012")
+                                   "svhn_cropped")
+  assert tuple(image_specs.STREAMED) == ("imagenet2012",)
 
 
 @pytest.mark.parametrize("name", image_specs.SUPPORTED)

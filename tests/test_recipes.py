@@ -85,15 +85,8 @@ def test_a_recipe_is_a_header_then_one_flag_per_line(path):
   assert all(len(line) <= 100 for line in header[1:]), f"{path.name}: a header line > 100"
 
 
-# The recipes whose data only the streaming pipeline reads (ImageNet). Its flags, --data_pipeline
-# and --image_size, come with that pipeline: where it is not part of the code yet, they do not
-# parse, and such a recipe's checks and runs are skipped (its form is still checked above).
+# The recipes whose data only the streaming pipeline reads (ImageNet).
 STREAMED = [p for p in RECIPES if "--data_pipeline=stream" in p.read_text()]
-
-
-def skip_without_the_streaming_pipeline(path: pathlib.Path) -> None:
-  if path in STREAMED and "data_pipeline" not in entry_point(path).flag_values():
-    pytest.skip("needs the streaming pipeline (--data_pipeline is not a flag yet)")
 
 
 def parsed(path: pathlib.Path, extra: list[str]):
@@ -107,7 +100,6 @@ def parsed(path: pathlib.Path, extra: list[str]):
 def test_a_recipe_passes_the_checks_of_its_entry_point(path, request):
   """Parsed as the user runs it (the transformer given all of tinyshakespeare), a recipe passes
   every check made before anything is loaded, and the flags written after it win."""
-  skip_without_the_streaming_pipeline(path)
   extra = ([f"--training_data={request.getfixturevalue('shared_data') / 'tinyshakespeare.txt'}"]
            if entry_point(path).PROG == "transformer" else [])
   module = parsed(path, extra)
@@ -159,7 +151,8 @@ def recipe_data(module, path: pathlib.Path, tmp_path: pathlib.Path, corpus):
   if module.PROG == "transformer":
     yield corpus
   else:
-    with mocked_tfds(dataset_of(path), tmp_path) as data_dir:
+    file_format = "array_record" if path in STREAMED else None
+    with mocked_tfds(dataset_of(path), tmp_path, file_format) as data_dir:
       yield data_dir
 
 
@@ -222,7 +215,6 @@ def test_two_steps_of_a_wrn_recipe_on_a_smaller_network(path, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", STREAMED, ids=lambda p: p.stem)
 def test_two_steps_of_a_streamed_recipe_on_a_smaller_network(path, tmp_path):
-  skip_without_the_streaming_pipeline(path)
   result = run_two_steps(path, tmp_path, None, [*SMALLER, "--image_size=32"])
   check_two_steps(path, result, overridden={"nn_architecture", "image_size"})
   assert result["config"]["nn_architecture"] == "ResNet20"

@@ -38,8 +38,9 @@ class DatasetSpec:
   ``builder.info.features["label"]``), ``manual_files`` the file names TFDS looks for in
   ``manual_dir`` and ``version`` the version TFDS builds (its folder under the data dir).
   ``test_split`` is the TFDS split held out as the test set (``test_size`` its examples);
-  ``image_shape`` is ``(None, None, C)`` for images of varying sizes, and ``streaming_only``
-  marks a dataset too large to read into memory.
+  ``image_shape`` is ``(None, None, C)`` for images of varying sizes, ``streaming_only``
+  marks a dataset too large to read into memory, and ``image_size`` is the side its stream crops
+  to by default (`--image_size`).
   """
 
   train_size: int
@@ -50,6 +51,7 @@ class DatasetSpec:
   version: str
   test_split: str = "test"
   streaming_only: bool = False
+  image_size: int | None = None
 
 
 SPECS = {
@@ -67,11 +69,15 @@ SPECS = {
     # The test split of TFDS's imagenet2012 has no labels: the validation split is the test set.
     "imagenet2012": DatasetSpec(1_281_167, 50_000, (None, None, 3), 1000,
                                 ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"), "5.1.0",
-                                test_split="validation", streaming_only=True),
+                                test_split="validation", streaming_only=True,
+                                image_size=224),
 }
 
 
-SUPPORTED = tuple(SPECS)
+
+# The datasets the in-memory path reads, and those read only through the stream.
+SUPPORTED = tuple(name for name, spec in SPECS.items() if not spec.streaming_only)
+STREAMED = {name: spec for name, spec in SPECS.items() if spec.streaming_only}
 
 
 TRAIN_SIZES = {name: spec.train_size for name, spec in SPECS.items()}
@@ -132,9 +138,10 @@ def expected_manual_files(name: str) -> tuple[str, ...]:
   * imagenet2012: ``ILSVRC2012_img_train.tar`` and ``ILSVRC2012_img_val.tar``
     from image-net.org (after registering there; TFDS cannot download them).
 
-  Raises ValueError if ``name`` is not one of ``SUPPORTED``.
+  Raises ValueError if ``name`` is not one of ``SPECS``.
   """
-  check_supported(name)
+  if name not in SPECS:
+    raise ValueError(f"Unknown image dataset {name!r}; known: {tuple(SPECS)}")
   return SPECS[name].manual_files
 
 

@@ -86,7 +86,8 @@ class ImageData:
 
 def download_urls(name: str) -> tuple[str, ...]:
   """The URLs TFDS 4.9.10 downloads to prepare ``name`` (sorted)."""
-  check_supported(name)
+  if name not in SPECS:
+    check_supported(name)
   import tensorflow_datasets as tfds
   return tuple(sorted(tfds.builder_cls(name).url_infos))
 
@@ -190,13 +191,18 @@ def _local_source(builder: "tfds.core.DatasetBuilder", name: str,
   return None
 
 
-def _prepare(builder: "tfds.core.DatasetBuilder", name: str,
+def prepare(builder: "tfds.core.DatasetBuilder", name: str,
              manual_dir: str | None, probe_timeout: float,
              log: Callable[[str], None]) -> None:
   """Prepares ``name`` into ``builder.data_dir``, extracting into a temporary
   folder of its own (see the module doc); fails fast when offline."""
   import tensorflow_datasets as tfds
   source = _local_source(builder, name, manual_dir)
+  if source is None and getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
+    raise errors.InputError(
+        f"{name} is not prepared in {builder.data_dir}, and TFDS cannot download it: put "
+        f"{' and '.join(expected_manual_files(name))} into a folder and pass it as "
+        "--manual_dir=FOLDER")
   if source is None:
     reason = unreachable(probe_urls(name), probe_timeout)
     if reason is not None:
@@ -252,9 +258,9 @@ def load_image_dataset(
   when the data cannot be had (not prepared, no manual_dir and the download hosts unreachable; a
   manual_dir lacking files) or the prepared folder holds another dataset's data.
   """
-  check_supported(name)
   if in_memory_problem(name):
     raise errors.InputError(in_memory_problem(name))
+  check_supported(name)
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   check_num_batches(mini_training_set_num_batches)
@@ -285,7 +291,7 @@ def _read_through_tfds(name: str, data_dir: str | None, manual_dir: str | None,
   tfds.disable_progress_bar()
   builder = tfds.builder(name, data_dir=data_dir)
   if not os.path.exists(os.fspath(builder.data_path)):
-    _prepare(builder, name, manual_dir, probe_timeout, log)
+    prepare(builder, name, manual_dir, probe_timeout, log)
   elif not builder.is_prepared():          # TFDS would "reuse" it, then fail to read it.
     raise errors.InputError(
         f"{builder.data_path} is not a complete {name} preparation (no dataset_info.json "

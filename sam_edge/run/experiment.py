@@ -27,6 +27,7 @@ from sam_edge.run import (
   loop,
   monitor,
   outputs,
+  streamed,
   supervisor,
 )
 from sam_edge.run.problem import Problem, keys
@@ -100,6 +101,7 @@ class _Prepared:
   writer: outputs.Writer
   parts: loop.Components
   hooks: loop.Hooks
+  close: Callable[[], None] = lambda: None       # stops the input stream's threads and workers
 
 
 def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array], Problem],
@@ -117,6 +119,8 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     log(f"run failed ({type(e).__name__}); kept {len(run.progress.records)} measurements in "
         f"{run.writer.where()}")
     raise
+  finally:
+    run.close()
   sup.phase = "writing the outputs"
   if run.checkpointer:
     if reason != "diverged":           # a diverged state is not worth resuming
@@ -173,6 +177,7 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
   if resume_step is not None:
     state, measure_state, progress = _restore(checkpointer, resume_step, state, measure_state, log)
     env = {**env, "resumed_from_step": int(state.step)}
+    _check_stream_position(problem, progress, int(state.step), settings.checkpoint_dir)
   writer = outputs.Writer(dict(settings.outputs) if devices.is_writer() else {},
                           settings.title, config, progress, env,
                           checkpoint_dir=settings.checkpoint_dir,
@@ -180,6 +185,8 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
   sup.kept = writer.existing
 
   def save(s, v, p) -> None:
+    if problem.stream is not None:
+      p.stream_position = streamed.position(problem, int(s.step))
     writer.checkpoint(int(s.step), lambda: checkpointer.save(s, v, p, config))
 
   def on_record(record: dict) -> None:
@@ -192,11 +199,36 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
 
   hooks = loop.Hooks(on_record=on_record, on_checkpoint=save if checkpointer else None,
                      on_loss=on_loss, log=log)
-  parts = components.components(problem, settings, run_keys, place)
+  parts, close = _components(problem, settings, run_keys, place, log)
+  return _Prepared(problem, state, measure_state, progress, checkpointer, writer, parts, hooks,
+                   close)
+
+
+def _check_stream_position(problem: Problem, progress: loop.Progress, step: int,
+                           directory: str) -> None:
+  """A streamed run resumes only from a checkpoint whose stream position fits its stream
+  (`streamed.resume_problem`): one InputError line otherwise."""
+  why = problem.stream and streamed.resume_problem(problem, progress.stream_position, step)
+  if why:
+    raise errors.InputError(f"--resume: the checkpoint of step {step} in {directory} does not "
+                            f"fit this run: {why}")
+
+
+def _components(problem: Problem, settings: RunSettings, run_keys: dict,
+                place: devices.Placement, log: Callable[[str], None]
+                ) -> tuple[loop.Components, Callable[[], None]]:
+  """The run's compiled pieces (`components`, or `streamed` for a streamed training set) with
+  the monitor's decisions, and what stops the stream at the end."""
+  close = lambda: None
+  if problem.stream is None:
+    parts = components.components(problem, settings, run_keys, place)
+  else:
+    parts, prefetcher = streamed.components_of(problem, settings, run_keys, place)
+    close = prefetcher.close
   if settings.monitor.active:
     parts = dataclasses.replace(parts, decide=lambda s, evaluations: monitor.decide(
         settings.monitor, s, evaluations, log))
-  return _Prepared(problem, state, measure_state, progress, checkpointer, writer, parts, hooks)
+  return parts, close
 
 
 def _final(run: _Prepared, reason: str, evaluation: Optional[dict] = None) -> dict:

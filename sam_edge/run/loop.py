@@ -45,6 +45,8 @@ class Progress:
   last_measure_time: float = -math.inf
   evaluations: list = dataclasses.field(default_factory=list)   # {step, time, test_..., seconds}
   last_eval_step: int = -1
+  stream_position: dict = dataclasses.field(default_factory=dict)
+  # a streamed run's input position at the checkpoint's step (`data.stream.position`); {} else
 
 
 @dataclasses.dataclass(frozen=True)

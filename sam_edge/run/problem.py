@@ -54,6 +54,9 @@ class Problem:
   # {split: host arrays} of the splits training never sees ("test"; "validation" where the run
   # has one), each with the training set's keys: what post-hoc evaluations (`studies.evaluation`)
   # and the ensemble error read. {}: the task offers none
+  stream: Any = None
+  # `data.stream.TrainingStream`: the training batches are streamed (`run.streamed`), and
+  # `train_arrays` holds only the fixed measured set. None: the batches come from train_arrays
 
   def loss_fn(self, dtype: Any = jnp.float32) -> TrainLoss:
     """`(params, model_state, batch, constants) -> (L, new model_state)` in `dtype`."""

@@ -84,26 +84,35 @@ def build(f: Any, key: jax.Array) -> Problem:
     train = {**train, "label": np.asarray(labels)}
     description["noisy_labels"] = int(np.sum(flipped))
   preprocess = normalize.of(f.normalize, train["image"], data.mean_image)
-  loss = lambda outputs, batch: losses.LOSSES[f.loss](outputs, batch["label"], f.label_smoothing)
   test_loss = losses.LOSSES[f.loss]                 # on clean labels, without smoothing
-  model = registry.build(f.nn_architecture, registry.values(f.nn_architecture, f),
-                         num_classes=data.num_classes, activation=f.activation)
-  make = _batchnorm_problem if registry.BY_NAME[f.nn_architecture].batch_norm else _plain_problem
   metrics = lambda logits_fn: held_out_metrics_fn(logits_fn, test_loss, data.num_classes,
                                                   held_out)
-  problem = make(f, model, key, preprocess, loss, train, metrics)
+  problem = network_problem(f, key, train, data.num_classes, preprocess, metrics)
   num_params = sum(x.size for x in jax.tree.leaves(problem.params))
   sizes = ", ".join(f"{len(split['label'])} {name}" for name, split in held_out.items())
   print(f"{f.dataset}: {n} training, {sizes} examples; {f.nn_architecture} with {num_params} "
         "parameters", flush=True)
   batch_order = (order.StreamOrder(n, f.batch_size) if f.batch_order == "reference"
                  else order.ShuffledOrder(n, f.batch_size))
-  return dataclasses.replace(problem, augment=augment_fn(f, preprocess), order=batch_order,
+  return dataclasses.replace(problem, order=batch_order, held_out=held_out,
+                             description={"parameters": int(num_params), **description})
+
+
+def network_problem(f: Any, key: jax.Array, train: dict, num_classes: int,
+                    preprocess: normalize.Normalization, metrics: Any) -> Problem:
+  """The network of the flags (initialised from `key` on `train`'s first image) with its loss
+  (`--loss`, with label smoothing), its held-out metrics (`metrics(logits_fn) -> (args ->
+  {...})`), `--augment`, the batch error and the compute dtype; `train` becomes the problem's
+  training arrays."""
+  loss = lambda outputs, batch: losses.LOSSES[f.loss](outputs, batch["label"], f.label_smoothing)
+  model = registry.build(f.nn_architecture, registry.values(f.nn_architecture, f),
+                         num_classes=num_classes, activation=f.activation)
+  make = _batchnorm_problem if registry.BY_NAME[f.nn_architecture].batch_norm else _plain_problem
+  problem = make(f, model, key, preprocess, loss, train, metrics)
+  return dataclasses.replace(problem, augment=augment_fn(f, preprocess),
                              batch_error=lambda outputs, batch: jnp.mean(
                                  losses.misclassified(outputs, batch["label"])),
-                             compute_dtype=precision.DTYPES[f.compute_dtype],
-                             held_out=held_out,
-                             description={"parameters": int(num_params), **description})
+                             compute_dtype=precision.DTYPES[f.compute_dtype])
 
 
 def report(evaluation: dict) -> str:
@@ -141,12 +150,10 @@ def augment_fn(f: Any, preprocess: normalize.Normalization) -> Any:
       settings, batch["image"], augment.augment_key(k, step))}
 
 
-def split_metrics_fn(logits_fn, loss, num_classes: int):
-  """Jitted `(args, split, name) -> {"<name>_error", "<name>_loss"[, "<name>_error_top5"]}` of
-  logits_fn(*args, images): the fraction misclassified, the mean loss (the training loss's
-  formula) and, with at least TOP_K_MIN_CLASSES classes, the top-5 error
-  (`losses.not_in_top_k`), EVAL_CHUNK images at a time (compiled once per split shape, reused at
-  every evaluation)."""
+def per_example_metrics_fn(logits_fn, loss, num_classes: int):
+  """`(args, batch) -> {"error", "loss"[, "error_top5"]}`, each [B]: whether logits_fn(*args,
+  images) misclassifies each example, its loss (the training loss's formula) and, with at least
+  TOP_K_MIN_CLASSES classes, whether the label is outside the top 5 (`losses.not_in_top_k`)."""
   def per_example(args, batch):                     # {[B], [B]}
     logits = logits_fn(*args, batch["image"])
     each = jax.vmap(lambda l, y: loss(l[None], y[None]))(logits, batch["label"])
@@ -154,6 +161,14 @@ def split_metrics_fn(logits_fn, loss, num_classes: int):
     if num_classes >= TOP_K_MIN_CLASSES:
       out[f"error_top{TOP_K}"] = losses.not_in_top_k(logits, batch["label"], TOP_K)
     return out
+  return per_example
+
+
+def split_metrics_fn(logits_fn, loss, num_classes: int):
+  """Jitted `(args, split, name) -> {"<name>_error", "<name>_loss"[, "<name>_error_top5"]}`: the
+  means of `per_example_metrics_fn` over the split, EVAL_CHUNK images at a time (compiled once
+  per split shape, reused at every evaluation)."""
+  per_example = per_example_metrics_fn(logits_fn, loss, num_classes)
   metrics = jax.jit(lambda args, arrays: batching.chunked_mean(per_example, args, arrays,
                                                                EVAL_CHUNK))
   return lambda args, arrays, name: {f"{name}_{k}": float(v)

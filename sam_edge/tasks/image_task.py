@@ -11,6 +11,7 @@ from absl import flags
 from sam_edge import options, records
 from sam_edge.data import image_specs, input_spec, validation
 from sam_edge.models import registry
+from sam_edge.tasks import data_pipeline
 from sam_edge.tasks.task import Defaults, Task
 
 RESNET_BATCH_SIZE = 128
@@ -24,8 +25,9 @@ def define_flags(fv: flags.FlagValues) -> None:
   """The image task's own flags on `fv`: its data and its model (their --help topics)."""
   on = {"flag_values": fv}
   with options.topic(fv, "data"):
-    flags.DEFINE_string("dataset", "mnist", f"{', '.join(image_specs.SUPPORTED)} (from TFDS).",
-                        **on)
+    flags.DEFINE_string("dataset", "mnist", f"{', '.join(image_specs.SUPPORTED)} (from TFDS); "
+                        f"streamed only: {', '.join(image_specs.STREAMED)}, or any TFDS image "
+                        "dataset with --data_pipeline=stream.", **on)
     flags.DEFINE_string("tfds_data_dir", None, "Where TFDS keeps prepared datasets (its default if "
                         "unset).", **on)
     flags.DEFINE_string("manual_dir", None, "A folder with the dataset's original files, for "
@@ -62,6 +64,7 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_float("label_noise", 0.0, "Fraction p of the training labels replaced by a label "
                        "drawn uniformly among the other classes (exactly round(pN), fixed by the "
                        "seed); test labels stay clean.", **on)
+    data_pipeline.define_flags(fv)
   with options.topic(fv, "model"):
     flags.DEFINE_string("nn_architecture", "MLP", f"One of {', '.join(registry.NAMES)} (with "
                         f"BatchNorm: {', '.join(BATCH_NORM)}).", **on)
@@ -81,20 +84,22 @@ def resolve_defaults(f: Any) -> None:
   """The default --batch_size, 60000, means "the whole MNIST training set": full batch on any
   dataset (what remains of it after --validation_fraction); for the residual networks (whose
   BatchNorm activations of a full batch would not fit a device) the default is
-  RESNET_BATCH_SIZE."""
+  RESNET_BATCH_SIZE. A streamed run's own defaults: `data_pipeline.resolve_defaults`."""
   if not f["batch_size"].present:
     if f.nn_architecture in BATCH_NORM:
       f.batch_size = RESNET_BATCH_SIZE
     elif f.dataset in image_specs.TRAIN_SIZES and 0 <= f.validation_fraction < 1:
       n = image_specs.TRAIN_SIZES[f.dataset]
       f.batch_size = n - validation.num_held_out(n, f.validation_fraction)
+  data_pipeline.resolve_defaults(f)
 
 
 def train_examples(f: Any) -> Optional[int]:
   """The training examples a run of these flags trains on: the dataset's declared size, less what
   the mini set drops (`images.num_kept`) and the validation split holds out; None for a dataset
   of unknown size."""
-  total = image_specs.TRAIN_SIZES.get(f.dataset)
+  streamed = image_specs.STREAMED.get(f.dataset)
+  total = image_specs.TRAIN_SIZES.get(f.dataset, streamed and streamed.train_size)
   if total is None or not 0 <= f.validation_fraction < 1:     # the latter: a problem of its own
     return None
   mini = f.mini_training_set_num_batches
@@ -114,8 +119,8 @@ def _model_problems(f: Any) -> list[str]:
   p += [f"--{o.name} is an option of {other.name}, not of --nn_architecture={arch.name}"
         for other in registry.ARCHITECTURES if other != arch and not other.reference_flags
         for o in other.options if f[o.name].present]
-  if f.dataset in IMAGE_SIZES and not options.problems(arch.options, lambda n: f[n].value):
-    side = IMAGE_SIZES[f.dataset]
+  side = f.image_size or IMAGE_SIZES.get(f.dataset)
+  if side is not None and not options.problems(arch.options, lambda n: f[n].value):
     p += arch.fit(registry.values(arch.name, f), side, f"the {side}x{side} images of {f.dataset}")
   if arch.batch_norm and f.measure_chunk:
     p.append(f"--measure_chunk is not supported with --nn_architecture={arch.name}: "
@@ -145,7 +150,7 @@ def _folder_problems(f: Any) -> list[str]:
     reason = records.folder_problem(path, must_exist=must_exist) if path else None
     if reason:
       p.append(f"--{name}={path}: {reason}")
-  if f.manual_dir and not p and f.dataset in image_specs.SUPPORTED:
+  if f.manual_dir and not p and f.dataset in image_specs.SPECS:
     missing = [n for n in image_specs.expected_manual_files(f.dataset)
                if not os.path.isfile(os.path.join(f.manual_dir, n))]
     if missing:
@@ -156,13 +161,11 @@ def _folder_problems(f: Any) -> list[str]:
 def problems(f: Any) -> list[str]:
   """Every problem with the image flags, found without loading anything."""
   p = []
-  if f.dataset not in image_specs.SUPPORTED:
+  if f.dataset not in image_specs.SUPPORTED and not (f.dataset in image_specs.STREAMED
+                                                     or f.data_pipeline == "stream"):
     p.append(f"--dataset={f.dataset} is not supported; use one of "
              f"{', '.join(image_specs.SUPPORTED)}")
-  in_memory = image_specs.in_memory_problem(f.dataset)
-  if in_memory:
-    p.append(in_memory)
-  p += _model_problems(f)
+  p += _model_problems(f) + data_pipeline.problems(f)
   for name in ("mini_training_set_num_batches", "mini_test_set_num_batches"):
     if getattr(f, name) is not None and getattr(f, name) < 1:
       p.append(f"--{name} must be at least 1, got {getattr(f, name)}")
@@ -183,7 +186,11 @@ def problems(f: Any) -> list[str]:
 
 
 def build(f: Any, key: Any) -> Any:
-  """The Problem (`image_problem.build`): loads the data, builds the model from `key`."""
+  """The Problem (`image_problem.build`; streamed, `image_stream.build`): loads the data (or
+  opens its stream), builds the model from `key`."""
+  if data_pipeline.streams(f):
+    from sam_edge.tasks import image_stream  # pylint: disable=import-outside-toplevel
+    return image_stream.build(f, key)
   from sam_edge.tasks import image_problem  # pylint: disable=import-outside-toplevel
   return image_problem.build(f, key)
 

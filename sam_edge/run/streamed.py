@@ -1,0 +1,119 @@
+"""The loop's pieces for a streamed training set (`Problem.stream`): each step's batch comes from
+the stream, placed on the mesh, instead of being gathered from arrays held on the devices.
+
+* Placement: every process hands jax its own slice of step s's batch (`stream_order`: the
+  p-th of P equal, consecutive parts of the global batch) and
+  `jax.make_array_from_process_local_data` assembles the global batch, sharded along the mesh's
+  axis as every batch is (`devices.Placement.sharded`): row for row the batch one process
+  reading it whole would place.
+* Prefetch: while step s runs, a background thread takes step s + 1's batch from the stream and
+  places it (`Prefetcher`); asking for any other step restarts the stream there (random access).
+* The step: the training step of `components` with a full-batch order (no gather), given the
+  placed batch as its `arrays`.
+* Measurements: the fixed measured set (`train_arrays`), placed once.
+* Checkpoints keep the stream's position (`data.stream.position`); a resumed run checks it
+  (`resume_problem`).
+"""
+
+import concurrent.futures
+import dataclasses
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+from sam_edge.data import batching, stream
+from sam_edge.data import order as order_lib
+from sam_edge.pytree import PyTree
+from sam_edge.run import components, devices, loop
+from sam_edge.run.problem import Problem
+from sam_edge.run.settings import RunSettings
+
+
+def place_local(local: dict, place: devices.Placement, global_size: int) -> PyTree:
+  """The global batch of `global_size` examples from this process's slice `local` (module
+  doc), sharded along the mesh."""
+  def put(x):
+    x = np.asarray(x)
+    return jax.make_array_from_process_local_data(place.sharded, x, (global_size,) + x.shape[1:])
+  return jax.tree.map(put, local)
+
+
+class Prefetcher:
+  """Step s's placed batch on request, the next step's prepared meanwhile (module doc)."""
+
+  def __init__(self, training: stream.TrainingStream, place: devices.Placement):
+    self.training, self.place = training, place
+    self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stream")
+    self._batches: Optional[Any] = None          # the host iterator
+    self._next_step: Optional[int] = None        # the step it yields next
+    self._pending: Optional[tuple[int, concurrent.futures.Future]] = None
+
+  def _read(self, step: int) -> PyTree:
+    if self._next_step != step:
+      self._close_iterator()
+      self._batches = self.training.batches(step)
+    local = next(self._batches)
+    self._next_step = step + 1
+    return place_local(local, self.place, self.training.order.batch_size)
+
+  def batch(self, step: int) -> PyTree:
+    """The placed global batch of `step`; then step + 1's is prepared in the background."""
+    pending, self._pending = self._pending, None
+    if pending is not None and pending[0] == step:
+      placed = pending[1].result()
+    else:
+      if pending is not None:
+        pending[1].result()                      # let it finish before the iterator moves
+      placed = self._read(step)
+    self._pending = (step + 1, self._pool.submit(self._read, step + 1))
+    return placed
+
+  def _close_iterator(self) -> None:
+    if self._batches is not None:
+      stream.close(self._batches)
+    self._batches = None
+
+  def close(self) -> None:
+    """Stops the background thread and grain's workers."""
+    if self._pending is not None:
+      self._pending[1].cancel()
+    self._pool.shutdown(wait=True)
+    self._pending = None                         # the batch read ahead, released
+    self._close_iterator()
+
+
+def position(problem: Problem, step: int) -> dict:
+  """The stream's position a checkpoint of `step` keeps (`data.stream.position`)."""
+  return stream.position(problem.stream.order, step)
+
+
+def resume_problem(problem: Problem, saved: Optional[dict], step: int) -> Optional[str]:
+  """Why the checkpoint of `step` whose progress holds the stream position `saved` cannot resume
+  this run's stream (`stream.position_problem`), or None."""
+  return stream.position_problem(saved, problem.stream.order, step)
+
+
+def components_of(problem: Problem, settings: RunSettings, run_keys: dict,
+                  place: devices.Placement) -> tuple[loop.Components, Prefetcher]:
+  """The jitted pieces of a streamed run (module doc) and its prefetcher (close it at the end)."""
+  training = problem.stream
+  b = training.order.batch_size
+  whole = order_lib.ShuffledOrder(b, b)          # the batch as given: no gather
+  train_step = components.host_phased_step(problem, settings, whole, place)
+  constants = place.replicate(problem.constants)
+  problem = dataclasses.replace(problem, constants=constants)
+  measured = problem.train_arrays
+  n = batching.num_examples(measured)
+  fixed = place.shard(measured) if n % place.size == 0 else place.replicate(measured)
+  prefetcher = Prefetcher(training, place)
+  parts = loop.Components(
+      update=lambda state, measure_state, arrays_, key, step_: train_step(step_)(
+          state, measure_state, prefetcher.batch(step_), key, None, constants),
+      measure=components.make_state_measure(problem, settings.measure,
+                                            place.replicate(measured), run_keys["data"]),
+      batch=lambda arrays, key, step_: fixed,
+      train_arrays=None, data_key=run_keys["data"], measure_key=run_keys["measure"],
+      evaluate=lambda state: components.evaluation(problem, state),
+      steps_per_epoch=training.order.steps_per_epoch)
+  return parts, prefetcher

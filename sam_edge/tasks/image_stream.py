@@ -1,0 +1,129 @@
+"""The image-classification problem on a streamed dataset (`--data_pipeline=stream`): the network
+and loss of `image_problem`, with the training set read batch by batch (`data.stream`) instead of
+held in memory.
+
+* Training batches: this process's slice of step s's batch (`stream_order`), host-augmented
+  with --image_size; `--augment` still runs on the device on the streamed batch.
+* Measurements: the fixed measured set, --measure_examples examples drawn from the seed
+  (`stream_order.measured_indices`), un-augmented (centre-cropped with --image_size); it is also
+  the problem's `train_arrays`, and the normalisation's statistics are taken over it (the
+  training split is never read whole).
+* Evaluations: the held-out split streamed in chunks of EVAL_CHUNK (centre-cropped), each
+  chunk's per-example metrics summed on the device and divided by the split's size: the keys of
+  the in-memory run (test_error, test_loss, test_error_top5 with at least 10 classes).
+"""
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sam_edge import errors
+from sam_edge.data import image_specs, images, normalize, stream, stream_order, stream_sources
+from sam_edge.models import losses
+from sam_edge.run.problem import Problem
+from sam_edge.tasks import data_pipeline, image_problem
+
+EVAL_CHUNK = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class Sources:
+  """The random-access training and held-out sources of a run, the number of classes, and the
+  name of the held-out split (reported under the test_ keys)."""
+  train: Any
+  held_out: Any
+  num_classes: int
+  held_out_name: str = "test"
+  channels: Optional[int] = None            # the images' channels (None: as each is stored)
+
+
+def open_sources(f: Any, log: Callable[[str], None]) -> Sources:
+  """TFDS's ArrayRecord sources of --dataset (prepared first if needed, from --manual_dir)."""
+  spec = image_specs.STREAMED.get(f.dataset)
+  held = spec.test_split if spec else "test"
+
+  def prepare(builder: Any) -> None:
+    images.prepare(builder, f.dataset, f.manual_dir, images.PROBE_TIMEOUT_S, log)
+
+  train = stream_sources.tfds_split(f.dataset, f.tfds_data_dir, "train", prepare)
+  _, shape, num_classes = stream_sources.tfds_info(f.dataset, f.tfds_data_dir)
+  return Sources(train, stream_sources.tfds_split(f.dataset, f.tfds_data_dir, held, prepare),
+                 num_classes, held, shape[-1])
+
+
+def streamed_metrics_fn(logits_fn: Any, loss: Any, num_classes: int, held_out: Any,
+                        transform: stream.Transform, workers: int, count: int) -> Callable:
+  """`args -> {"test_error", "test_loss"[, "test_error_top5"]}`: (1/M) Σ_i of
+  `image_problem.per_example_metrics_fn` over the first `count` examples of the held-out source,
+  read EVAL_CHUNK at a time (the last chunk padded with copies of its first row, masked out)."""
+  per_example = image_problem.per_example_metrics_fn(logits_fn, loss, num_classes)
+
+  @jax.jit
+  def chunk_sums(args, chunk, mask):
+    return jax.tree.map(lambda v: jnp.sum(jnp.where(mask, v, 0.0)), per_example(args, chunk))
+
+  def metrics(args) -> dict:
+    totals, chunks = None, stream.listed_batches(held_out, range(count), transform, EVAL_CHUNK,
+                                                 workers)
+    try:
+      for chunk in chunks:
+        k = len(chunk["label"])
+        rows = np.where(np.arange(EVAL_CHUNK) < k, np.arange(EVAL_CHUNK), 0)
+        sums = chunk_sums(args, {key: v[rows] for key, v in chunk.items()},
+                          np.arange(EVAL_CHUNK) < k)
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    finally:
+      stream.close(chunks)
+    return {f"test_{k}": float(v) / count for k, v in totals.items()}
+  return metrics
+
+
+def _kept(num_examples: int, num_batches: Optional[int], batch_size: int) -> int:
+  return images.num_kept(num_examples, num_batches, batch_size)
+
+
+def build(f: Any, key: jax.Array, sources: Optional[Sources] = None,
+          log: Callable[[str], None] = print) -> Problem:
+  """The streamed Problem (module doc) of the flags, on `sources` (default: `open_sources`)."""
+  _, why = data_pipeline.resolved(f)
+  if why:
+    log(why)
+  sources = sources or open_sources(f, log)
+  n = _kept(len(sources.train), f.mini_training_set_num_batches, f.batch_size)
+  m = _kept(len(sources.held_out), f.mini_test_set_num_batches, f.batch_size)
+  if f.batch_size > n:
+    raise errors.InputError(f"--batch_size={f.batch_size} is larger than the {n} training "
+                            "examples")
+  try:
+    order = stream_order.StreamOrder(n, f.batch_size, f.seed, jax.process_index(),
+                                     jax.process_count())
+  except ValueError as e:
+    raise errors.InputError(f"--batch_size={f.batch_size}: {e}") from None
+  count = f.measure_examples
+  if count > n:
+    raise errors.InputError(f"--measure_examples={count} exceeds the {n} training examples")
+  log(f"measurements use a fixed set of {count} training examples drawn from the seed "
+      "(--measure_examples): a stream holds no training array to draw batches from")
+  evaluated = stream.Transform(f.image_size, channels=sources.channels)
+  measured = stream.read_examples(sources.train,
+                                  stream_order.measured_indices(f.seed, n, count), evaluated)
+  preprocess = normalize.of(f.normalize, measured["image"],
+                            images.mean_image_of(measured["image"]))
+  channels = measured["image"].shape[-1]
+  evaluated = dataclasses.replace(evaluated, channels=channels)
+  metrics = lambda logits_fn: streamed_metrics_fn(logits_fn, losses.LOSSES[f.loss],
+                                                  sources.num_classes, sources.held_out,
+                                                  evaluated, f.data_workers, m)
+  problem = image_problem.network_problem(f, key, measured, sources.num_classes, preprocess,
+                                          metrics)
+  num_params = sum(x.size for x in jax.tree.leaves(problem.params))
+  log(f"{f.dataset} (streamed, --data_workers={f.data_workers}): {n} training, {m} "
+      f"{sources.held_out_name} examples; {f.nn_architecture} with {num_params} parameters")
+  training = stream.TrainingStream(sources.train, order,
+                                   stream.Transform(f.image_size, True, f.seed, channels),
+                                   f.data_workers)
+  return dataclasses.replace(problem, stream=training, description={
+      "parameters": int(num_params), "training_examples": n, "test_examples": m})
