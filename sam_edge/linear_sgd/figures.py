@@ -70,11 +70,11 @@ def curves_panels(curves: list[Curve], steps: np.ndarray) -> list[Panel]:
       series.append(_series(c, steps, steps[steps > 0], c.label,
                             {"color": shade, "linewidth": 1.2}))
       if c.law is not None and np.isfinite(c.law.noise):
-        series.append(Series(f"law of {c.label}: {c.law.label()}", steps[steps > 0],
+        series.append(Series(f"law of {c.label}:\n{c.law.label()}", steps[steps > 0],
                              c.law.at(steps[steps > 0]), {"color": shade, "linestyle": "--",
                                                          "linewidth": 1.0, "marker": "none"}))
     panels.append(Panel(f"b={b}, α={alpha:g}, β={beta:g}", "step t", LOSS, series,
-                        log_x=True, log_y=True, legend_loc="lower left"))   # curves fall right
+                        log_x=True, log_y=True, legend_loc="upper right"))   # curves fall away
   return panels
 
 
