@@ -122,6 +122,24 @@ def test_a_batch_the_devices_do_not_divide_is_one_line(corpus, tmp_path):
   assert "--batch_size=6" in lines[0] and "4 devices" in lines[0]
 
 
+def run_two_processes(command: list[str]) -> list[tuple[str, str]]:
+  """`command` as processes 0 and 1 of a jax.distributed run on localhost, one CPU device each;
+  both must exit 0: their (stdout, stderr)."""
+  port = free_port()
+  procs = [subprocess.Popen(
+      [*command, f"--coordinator_address=localhost:{port}", "--num_processes=2",
+       f"--process_id={i}"], cwd=REPO, env=env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for i in (0, 1)]
+  try:
+    outs = [p.communicate(timeout=400) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  return outs
+
+
 def free_port() -> int:
   with socket.socket() as s:
     s.bind(("localhost", 0))
@@ -131,20 +149,8 @@ def free_port() -> int:
 def test_two_processes_give_the_one_device_result(text_on_one_device, corpus, tmp_path):
   """jax.distributed on localhost, one CPU device per process: the batch split between them."""
   one = text_on_one_device
-  port = free_port()
-  procs = []
-  for i in (0, 1):
-    procs.append(subprocess.Popen(
-        [sys.executable, *text_cmd(corpus), *NO_PDFS, f"--raw_data_output={tmp_path / 'mp.pkl'}",
-         f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
-        cwd=REPO, env=env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-  try:
-    outs = [p.communicate(timeout=400) for p in procs]
-  finally:
-    for p in procs:
-      p.kill()
-  for p, (_, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
+  outs = run_two_processes([sys.executable, *text_cmd(corpus), *NO_PDFS,
+                            f"--raw_data_output={tmp_path / 'mp.pkl'}"])
   assert "test_loss:" in outs[1][0]
   two = pickle.loads((tmp_path / "mp.pkl").read_bytes())      # written by process 0 alone
   assert two["environment"]["process_count"] == 2 and two["environment"]["mesh"]["devices"] == 2

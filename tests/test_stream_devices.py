@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.helpers import REPO
-from tests.test_devices import NO_PDFS, assert_same_run, env, free_port
+from tests.test_devices import NO_PDFS, assert_same_run, env, run_two_processes
 from tests.test_stream import write_jpegs
 
 pytestmark = pytest.mark.slow       # processes, whole experiments
@@ -34,19 +34,7 @@ def test_two_processes_and_four_devices_give_the_one_process_result(tmp_path):
   one = subprocess.run(command(tmp_path, tmp_path / "one.pkl"), cwd=REPO, env=env(1),
                        capture_output=True, text=True, timeout=400)
   assert one.returncode == 0, one.stderr[-3000:]
-  port = free_port()
-  procs = [subprocess.Popen(
-      command(tmp_path, tmp_path / "two.pkl", f"--coordinator_address=localhost:{port}",
-              "--num_processes=2", f"--process_id={i}"),
-      cwd=REPO, env=env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in (0, 1)]
-  try:
-    outs = [p.communicate(timeout=400) for p in procs]
-  finally:
-    for p in procs:
-      p.kill()
-  for p, (_, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
+  run_two_processes(command(tmp_path, tmp_path / "two.pkl"))
   four = subprocess.run(command(tmp_path, tmp_path / "four.pkl"), cwd=REPO, env=env(4),
                         capture_output=True, text=True, timeout=400)
   assert four.returncode == 0, four.stderr[-3000:]
