@@ -3,7 +3,11 @@ reading by hand, the choice of pipeline, the checkpointed position, and a stream
 and resumed against the uninterrupted one."""
 
 import io
+import pathlib
 import pickle
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +18,7 @@ from sam_edge import errors
 from sam_edge.cli import main as cli
 from sam_edge.data import host_augment, pipeline_choice, stream, stream_order, stream_sources
 from sam_edge.tasks import data_pipeline, image_stream
-from tests.helpers import mocked_tfds
+from tests.helpers import REPO, mocked_tfds
 
 
 def jpeg(pixels: np.ndarray) -> bytes:
@@ -251,8 +255,8 @@ def test_streamed_run_resumed_at_an_arbitrary_step_equals_the_uninterrupted_one(
   assert "measurements use a fixed set of 16 training examples" in out
   part = run([*TINY, "--max_steps=7", f"--checkpoint_dir={tmp_path / 'ck_b'}"], tmp_path / "b")
   assert part["final"]["steps"] == 7
-  resumed = run([*TINY, "--max_steps=17", f"--checkpoint_dir={tmp_path / 'ck_b'}", "--resume"],
-                tmp_path / "c")
+  resumed = run([*TINY, "--max_steps=17", f"--checkpoint_dir={tmp_path / 'ck_b'}", "--resume",
+                 "--data_workers=1"], tmp_path / "c")      # a worker count may change on resume
   assert resumed["final"]["steps"] == 17 and whole["final"]["epochs"] == 17 / 12
   assert without_timing(resumed["records"]) == without_timing(whole["records"])
   assert without_timing(resumed["evaluations"]) == without_timing(whole["evaluations"])
@@ -288,3 +292,54 @@ def test_a_dataset_prepared_as_tfrecord_is_one_line_naming_the_format(tmp_path):
       stream_sources.tfds_split("mnist", str(data_dir), "train", lambda builder: None)
   line = str(e.value)
   assert "\n" not in line and "cannot be streamed" in line and "ArrayRecord" in line
+
+
+@pytest.mark.slow
+def test_workers_die_with_the_process_and_ignore_the_groups_signals(tmp_path):
+  """A process streaming with 2 workers reads a batch, gets SIGINT with its whole process group
+  (a terminal's Ctrl-C; the workers must not die under the training process, which answers it),
+  reads on, then ends at once (os._exit, as an immediate stop or SIGKILL leaves them): the
+  workers go with it."""
+  path = tmp_path / "images.array_record"
+  write_jpegs(path, 40, (20, 24, 3))
+  code = f"""
+import multiprocessing, os, signal, sys, time
+from sam_edge.data import stream, stream_order, stream_sources
+if __name__ == "__main__":
+  records = stream_sources.ImageRecords(({str(path)!r},))
+  order = stream_order.StreamOrder(len(records), 8, seed=1)
+  batches = stream.training_batches(records, order, stream.Transform(16, True, 1), 0, workers=2)
+  next(batches)
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  os.killpg(os.getpgid(0), signal.SIGINT)
+  time.sleep(1)
+  for _ in range(12):
+    next(batches)
+  print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+  os._exit(0)
+"""
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                        timeout=120, start_new_session=True)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  workers = [int(p) for p in proc.stdout.split()]
+  assert len(workers) >= 2
+
+  def alive(pid: int) -> bool:
+    try:
+      state = pathlib.Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+      return False
+    return state not in ("Z", "X")
+  deadline = time.monotonic() + 10
+  while any(alive(p) for p in workers) and time.monotonic() < deadline:
+    time.sleep(0.1)
+  assert not any(alive(p) for p in workers)
+
+
+def test_palette_and_alpha_images_decode_to_rgb():
+  rgba = np.random.default_rng(0).integers(0, 256, (5, 6, 4)).astype(np.uint8)
+  for image in (Image.fromarray(rgba, "RGBA"), Image.fromarray(rgba[..., :3]).convert("P")):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    decoded = host_augment.decode(buffer.getvalue())
+    assert decoded.shape == (5, 6, 3) and decoded.dtype == np.uint8

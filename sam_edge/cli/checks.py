@@ -16,7 +16,8 @@ MAX_LANCZOS_STEPS = 500
 # Flags that may change between a checkpointed run and its resumption.
 RESUMABLE_CHANGES = ("time_limit_in_hours", "max_steps", "resume", "checkpoint_dir",
                      "checkpoint_every_minutes", "tfds_data_dir", "manual_dir", "tensorboard_dir",
-                     "coordinator_address", "process_id", "compilation_cache_dir")
+                     "coordinator_address", "process_id", "compilation_cache_dir",
+                     "data_workers")      # the stream's batches do not depend on its workers
 # A checkpoint written before a flag existed resumes under the flag's default, or, for the flags
 # whose default changed what a run does, under the value that reproduces what runs did before.
 ADDED_FLAGS = {"batch_order": "shuffled", "test_batches": "all"}

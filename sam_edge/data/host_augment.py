@@ -27,11 +27,14 @@ CROP_FRACTION = 0.875
 
 def decode(image: Any, channels: Optional[int] = None) -> np.ndarray:
   """uint8 [H, W, C] of an encoded image (JPEG, PNG: bytes) or of raw pixels ([H, W] or
-  [H, W, C]); with `channels` 1 or 3, converted to that many channels."""
+  [H, W, C]); with `channels` 1 or 3, converted to that many channels. Without, an encoded image
+  is grey (L) or RGB: a palette, an alpha channel or CMYK becomes RGB, so that the images of one
+  batch stack."""
   if isinstance(image, (bytes, bytearray, memoryview, np.bytes_)):
     from PIL import Image  # pylint: disable=import-outside-toplevel
     with Image.open(io.BytesIO(bytes(image))) as opened:
-      mode = {1: "L", 3: "RGB"}.get(channels or 0, opened.mode)
+      kept = opened.mode if opened.mode in ("L", "RGB") else "RGB"
+      mode = {1: "L", 3: "RGB"}.get(channels or 0, kept)
       pixels = np.asarray(opened.convert(mode) if opened.mode != mode else opened)
   else:
     pixels = np.asarray(image, np.uint8)

@@ -16,7 +16,10 @@ Held-out splits and the fixed measured set are read in the same way, from a list
 indices, with the evaluation transform (`listed_batches`).
 """
 
+import ctypes
 import dataclasses
+import os
+import signal
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
@@ -24,6 +27,7 @@ import numpy as np
 from sam_edge.data import host_augment, stream_order
 
 LOCAL_EXAMPLES = 1 << 50          # the stream's end: never reached
+_PR_SET_PDEATHSIG = 1
 POSITION_KIND = "stream"
 
 
@@ -85,7 +89,25 @@ def _iterate(dataset: Any, batch_size: int, workers: int) -> Iterator[dict]:
     flags.FLAGS.mark_as_parsed()       # which the entry points (FlagValues of their own) leave
   options = grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2)
   return iter(batched.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=1))
-              .mp_prefetch(options))
+              .mp_prefetch(options, worker_init_fn=worker_init))
+
+
+def worker_init(worker_index: int, worker_count: int) -> None:
+  """In each of grain's worker processes: ignore SIGINT and SIGTERM, which the training process
+  answers by closing the workers (a Ctrl-C reaches the terminal's whole process group, and a
+  scheduler may signal every process of a job: a worker killed under a step waiting for its
+  batch would turn a clean stop into a failed run), and, on Linux, die with the training process
+  (`PR_SET_PDEATHSIG`), which may end without closing them (SIGKILL, an immediate exit)."""
+  del worker_index, worker_count
+  parent = os.getppid()
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
+  try:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+  except (OSError, AttributeError):
+    return
+  if os.getppid() != parent:                     # the parent died before prctl took effect
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def training_batches(source: Any, order: stream_order.StreamOrder, transform: Transform,

@@ -173,7 +173,7 @@ def problems(f: Any) -> list[str]:
     p.append(f"--batch_size={f.batch_size} is larger than the "
              f"{image_specs.TRAIN_SIZES[f.dataset]} training examples of {f.dataset}")
   p += input_spec.problems(f.augment, f.cutout_size, f.brightness_delta,
-                           IMAGE_SIZES.get(f.dataset), f.dataset)
+                           f.image_size or IMAGE_SIZES.get(f.dataset), f.dataset)
   if (f.track_every_step and not input_spec.list_problems(f.augment)
       and input_spec.parse(f.augment)):
     p.append(f"--track_every_step is not supported with --augment={f.augment}: it follows the "
