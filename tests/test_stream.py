@@ -296,7 +296,7 @@ def test_a_dataset_prepared_as_tfrecord_is_one_line_naming_the_format(tmp_path):
 
 @pytest.mark.slow
 def test_workers_die_with_the_process_and_ignore_the_groups_signals(tmp_path):
-  """A process streaming with 2 workers reads a batch, gets SIGINT with its whole process group
+  """A process streaming with 2 workers reads a batch from each, gets SIGINT with its whole group
   (a terminal's Ctrl-C; the workers must not die under the training process, which answers it),
   reads on, then ends at once (os._exit, as an immediate stop or SIGKILL leaves them): the
   workers go with it."""
@@ -309,7 +309,7 @@ if __name__ == "__main__":
   records = stream_sources.ImageRecords(({str(path)!r},))
   order = stream_order.StreamOrder(len(records), 8, seed=1)
   batches = stream.training_batches(records, order, stream.Transform(16, True, 1), 0, workers=2)
-  next(batches)
+  next(batches), next(batches)        # batches 0 and 1 come from workers 0 and 1: both started
   signal.signal(signal.SIGINT, signal.SIG_IGN)
   os.killpg(os.getpgid(0), signal.SIGINT)
   time.sleep(1)

@@ -16,7 +16,6 @@ Held-out splits and the fixed measured set are read in the same way, from a list
 indices, with the evaluation transform (`listed_batches`).
 """
 
-import ctypes
 import dataclasses
 import os
 import signal
@@ -24,10 +23,9 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from sam_edge.data import host_augment, stream_order
+from sam_edge.data import host_augment, parent_death, stream_order
 
 LOCAL_EXAMPLES = 1 << 50          # the stream's end: never reached
-_PR_SET_PDEATHSIG = 1
 POSITION_KIND = "stream"
 
 
@@ -102,12 +100,7 @@ def worker_init(worker_index: int, worker_count: int) -> None:
   parent = os.getppid()
   signal.signal(signal.SIGINT, signal.SIG_IGN)
   signal.signal(signal.SIGTERM, signal.SIG_IGN)
-  try:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-  except (OSError, AttributeError):
-    return
-  if os.getppid() != parent:                     # the parent died before prctl took effect
-    os.kill(os.getpid(), signal.SIGKILL)
+  parent_death.die_with_parent(parent, signal.SIGKILL)
 
 
 def training_batches(source: Any, order: stream_order.StreamOrder, transform: Transform,

@@ -17,7 +17,6 @@ gets) and, on Linux, receives SIGTERM when the sweep dies (`PR_SET_PDEATHSIG`), 
 `kill -9` of the sweep leaves a checkpoint to resume from.
 """
 
-import ctypes
 import dataclasses
 import datetime
 import fcntl
@@ -31,12 +30,12 @@ import time
 from typing import Callable, Optional
 
 from sam_edge import records
+from sam_edge.data import parent_death
 from sam_edge.run import params_file, run_folder
 from sam_edge.studies import commands
 
 LOCK_POLL_S = 0.5
 PICKLE_SHA256 = "pickle_sha256"
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,14 +53,7 @@ def _now() -> str:
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
   """For the child before exec: ask Linux for SIGTERM when the parent dies (no-op elsewhere)."""
-  def preexec() -> None:
-    try:
-      ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):
-      return
-    if os.getppid() != parent:                     # the parent died before prctl took effect
-      os.kill(os.getpid(), signal.SIGTERM)
-  return preexec
+  return lambda: parent_death.die_with_parent(parent, signal.SIGTERM)
 
 
 def read_done(folder: str) -> Optional[dict]:
