@@ -140,9 +140,14 @@ def expected_manual_files(name: str) -> tuple[str, ...]:
 
   Raises ValueError if ``name`` is not one of ``SPECS``.
   """
+  return spec(name).manual_files
+
+
+def spec(name: str) -> DatasetSpec:
+  """``SPECS[name]``; ValueError naming the known datasets for any other name."""
   if name not in SPECS:
     raise ValueError(f"Unknown image dataset {name!r}; known: {tuple(SPECS)}")
-  return SPECS[name].manual_files
+  return SPECS[name]
 
 
 def signature(split: dict[str, np.ndarray], num_classes: int

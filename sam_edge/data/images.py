@@ -55,6 +55,7 @@ from sam_edge.data.image_specs import (
   check_supported,
   expected_manual_files,
   in_memory_problem,
+  spec,
   swapped_with,
 )
 
@@ -86,8 +87,7 @@ class ImageData:
 
 def download_urls(name: str) -> tuple[str, ...]:
   """The URLs TFDS 4.9.10 downloads to prepare ``name`` (sorted)."""
-  if name not in SPECS:
-    check_supported(name)
+  spec(name)
   import tensorflow_datasets as tfds
   return tuple(sorted(tfds.builder_cls(name).url_infos))
 

@@ -81,10 +81,6 @@ def streamed_metrics_fn(logits_fn: Any, loss: Any, num_classes: int, held_out: A
   return metrics
 
 
-def _kept(num_examples: int, num_batches: Optional[int], batch_size: int) -> int:
-  return images.num_kept(num_examples, num_batches, batch_size)
-
-
 def build(f: Any, key: jax.Array, sources: Optional[Sources] = None,
           log: Callable[[str], None] = print) -> Problem:
   """The streamed Problem (module doc) of the flags, on `sources` (default: `open_sources`)."""
@@ -92,8 +88,8 @@ def build(f: Any, key: jax.Array, sources: Optional[Sources] = None,
   if why:
     log(why)
   sources = sources or open_sources(f, log)
-  n = _kept(len(sources.train), f.mini_training_set_num_batches, f.batch_size)
-  m = _kept(len(sources.held_out), f.mini_test_set_num_batches, f.batch_size)
+  n = images.num_kept(len(sources.train), f.mini_training_set_num_batches, f.batch_size)
+  m = images.num_kept(len(sources.held_out), f.mini_test_set_num_batches, f.batch_size)
   if f.batch_size > n:
     raise errors.InputError(f"--batch_size={f.batch_size} is larger than the {n} training "
                             "examples")

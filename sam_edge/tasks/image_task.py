@@ -98,13 +98,18 @@ def train_examples(f: Any) -> Optional[int]:
   """The training examples a run of these flags trains on: the dataset's declared size, less what
   the mini set drops (`images.num_kept`) and the validation split holds out; None for a dataset
   of unknown size."""
-  streamed = image_specs.STREAMED.get(f.dataset)
-  total = image_specs.TRAIN_SIZES.get(f.dataset, streamed and streamed.train_size)
+  total = image_specs.TRAIN_SIZES.get(f.dataset)
   if total is None or not 0 <= f.validation_fraction < 1:     # the latter: a problem of its own
     return None
   mini = f.mini_training_set_num_batches
   kept = total if mini is None else min(total, mini * f.batch_size)
   return kept - validation.num_held_out(kept, f.validation_fraction)
+
+
+def _image_side(f: Any) -> Optional[int]:
+  """The side of the square images the network sees: the stream's --image_size, else the
+  dataset's (None when its images vary in size and no size is given)."""
+  return f.image_size or IMAGE_SIZES.get(f.dataset)
 
 
 def _model_problems(f: Any) -> list[str]:
@@ -119,7 +124,7 @@ def _model_problems(f: Any) -> list[str]:
   p += [f"--{o.name} is an option of {other.name}, not of --nn_architecture={arch.name}"
         for other in registry.ARCHITECTURES if other != arch and not other.reference_flags
         for o in other.options if f[o.name].present]
-  side = f.image_size or IMAGE_SIZES.get(f.dataset)
+  side = _image_side(f)
   if side is not None and not options.problems(arch.options, lambda n: f[n].value):
     p += arch.fit(registry.values(arch.name, f), side, f"the {side}x{side} images of {f.dataset}")
   if arch.batch_norm and f.measure_chunk:
@@ -173,7 +178,7 @@ def problems(f: Any) -> list[str]:
     p.append(f"--batch_size={f.batch_size} is larger than the "
              f"{image_specs.TRAIN_SIZES[f.dataset]} training examples of {f.dataset}")
   p += input_spec.problems(f.augment, f.cutout_size, f.brightness_delta,
-                           f.image_size or IMAGE_SIZES.get(f.dataset), f.dataset)
+                           _image_side(f), f.dataset)
   if (f.track_every_step and not input_spec.list_problems(f.augment)
       and input_spec.parse(f.augment)):
     p.append(f"--track_every_step is not supported with --augment={f.augment}: it follows the "
