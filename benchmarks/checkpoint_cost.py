@@ -37,9 +37,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
 import image_classification as entry  # noqa: E402
+from sam_edge.cli import config as cli_config  # noqa: E402
 from sam_edge.cli import flags as cli_flags  # noqa: E402
 from sam_edge.cli import main as cli  # noqa: E402
-from sam_edge.cli import settings as cli_settings  # noqa: E402
 from sam_edge.curvature import measure  # noqa: E402
 from sam_edge.optim import update  # noqa: E402
 from sam_edge.run import checkpoints, checksums, loop, meta_json  # noqa: E402
@@ -63,11 +63,12 @@ def run_state(args, model_flags: list[str]):
   found = entry.problems(f)
   if found:
     sys.exit("\n".join(f"checkpoint_cost: {p}" for p in found))
-  settings = cli_settings.run_settings(f, title="cost")
+  run = cli_config.of_flags(entry.TASK, f)
+  settings = run.run
   with contextlib.redirect_stdout(sys.stderr):
-    problem = image_problem.build(f, keys(f.seed)["init"])
-  state = update.init_state(problem.params, settings.optimizer.make(), problem.model_state)
-  return state, measure.init_state(settings.measure, problem.params), cli_settings.flag_values(f)
+    problem = image_problem.build(run.problem, keys(f.seed)["init"])
+  state = update.init_state(problem.params, settings.method.optimizer.make(), problem.model_state)
+  return state, measure.init_state(settings.measure, problem.params), cli_config.flag_values(f)
 
 
 def progress_of_a_run() -> loop.Progress:

@@ -94,8 +94,8 @@ def step_timer(source, architecture: str, batch_size: int):
   import jax
 
   import image_classification
+  from sam_edge.cli import config as cli_config
   from sam_edge.cli import main as cli
-  from sam_edge.cli import settings as cli_settings
   from sam_edge.data import order as order_lib
   from sam_edge.optim import update
   from sam_edge.run import components, devices
@@ -111,8 +111,9 @@ def step_timer(source, architecture: str, batch_size: int):
     sys.exit(f"input_pipeline: {found[0]}")
   keys = problem_lib.keys(0)
   sources = image_stream.Sources(source, source, 1000)
-  problem = image_stream.build(f, keys["init"], sources, log=lambda line: None)
-  settings = cli_settings.run_settings(f, title="bench")
+  run = cli_config.of_flags(image_classification.TASK, f)
+  problem = image_stream.build(run.problem, keys["init"], sources, log=lambda line: None)
+  settings = run.run
   place = devices.placement(1)
   whole = order_lib.ShuffledOrder(batch_size, batch_size)
   step = components.host_phased_step(problem, settings, whole, place)(0)
@@ -120,7 +121,7 @@ def step_timer(source, architecture: str, batch_size: int):
       source, np.arange(batch_size), stream.Transform(SIZE, True, 0, 3)))
   constants = place.replicate(problem.constants)
   held = {"state": place.replicate(update.init_state(
-      problem.params, settings.optimizer.make(), problem.model_state, settings.sam))}
+      problem.params, settings.method.optimizer.make(), problem.model_state, settings.method.sam))}
 
   def timed() -> float:
     start = time.perf_counter()

@@ -58,8 +58,8 @@ def measurement_memory(corpus: str, examples: int, chunks: list[int]) -> list[di
   import jax
 
   import transformer
+  from sam_edge.cli import config as cli_config
   from sam_edge.cli import main as cli
-  from sam_edge.cli import settings as cli_settings
   from sam_edge.curvature import measure
   from sam_edge.optim import update
   from sam_edge.tasks import text_problem, text_task
@@ -69,11 +69,12 @@ def measurement_memory(corpus: str, examples: int, chunks: list[int]) -> list[di
                                         f"--measure_examples={examples}",
                                         f"--measure_chunk={chunk}"])
     f = transformer.FLAGS
-    settings = cli_settings.run_settings(f, title="t").measure
-    problem = text_problem.build(f, jax.random.PRNGKey(0),
+    run = cli_config.of_flags(transformer.TASK, f)
+    settings = run.run.measure
+    problem = text_problem.build(run.problem, jax.random.PRNGKey(0),
                                  text_task.load_windows(f, log=lambda s: 0))
     batch = jax.tree.map(lambda a: a[:examples], problem.train_arrays)
-    state = update.init_state(problem.params, settings.optimizer.make())
+    state = update.init_state(problem.params, settings.method.optimizer.make())
     context = measure.Context({}, state.opt_state, state.step, {})
     forward, output_loss = problem.measured_forward(), problem.output_loss
     fn = jax.jit(lambda p, c, b, s, k: measure.measure(forward, output_loss, settings, p, c, b, s,

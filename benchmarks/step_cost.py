@@ -30,8 +30,8 @@ sys.path.insert(0, REPO)
 import jax  # noqa: E402
 
 import image_classification  # noqa: E402
+from sam_edge.cli import config as cli_config  # noqa: E402
 from sam_edge.cli import main as cli  # noqa: E402
-from sam_edge.cli import settings as cli_settings  # noqa: E402
 from sam_edge.curvature import measure  # noqa: E402
 from sam_edge.optim import update  # noqa: E402
 from sam_edge.run import components, devices  # noqa: E402
@@ -56,13 +56,14 @@ def build(module: Any, argv: list[str], name: str) -> Built:
   found = module.problems(f)
   if found:
     sys.exit(f"{name}: {found[0]}")
-  settings = cli_settings.run_settings(f, title=name)
+  run = cli_config.of_flags(module.TASK, f)
+  settings = run.run
   run_keys = problem_lib.keys(f.seed)
-  problem = module.TASK.build(f, run_keys["init"])
+  problem = module.TASK.build(run.problem, run_keys["init"])
   place = devices.placement(1)
   parts = components.components(problem, settings, run_keys, place)
-  state = place.replicate(update.init_state(problem.params, settings.optimizer.make(),
-                                            problem.model_state, settings.sam))
+  state = place.replicate(update.init_state(problem.params, settings.method.optimizer.make(),
+                                            problem.model_state, settings.method.sam))
   measure_state = place.replicate(measure.init_state(settings.measure, problem.params))
   return Built(settings, problem, place, parts, state, measure_state)
 

@@ -63,9 +63,9 @@ import optax  # noqa: E402
 
 from benchmarks import step_timing  # noqa: E402
 from sam_edge.cli import checks as cli_checks  # noqa: E402
+from sam_edge.cli import config as cli_config  # noqa: E402
 from sam_edge.cli import flags as cli_flags  # noqa: E402
 from sam_edge.cli import main as cli  # noqa: E402
-from sam_edge.cli import settings as cli_settings  # noqa: E402
 from sam_edge.curvature import measure  # noqa: E402
 from sam_edge.optim import update  # noqa: E402
 from sam_edge.run import components, devices, loop  # noqa: E402
@@ -124,7 +124,8 @@ def build_transformer(args) -> Workload:
     sys.exit("\n".join(f"throughput: transformer: {p}" for p in found))
   windows = text_task.load_windows(f, log=lambda s: None)
   with contextlib.redirect_stdout(sys.stderr):
-    problem = text_problem.build(f, keys(f.seed)["init"], windows)
+    problem = text_problem.build(entry.TASK.config(cli_config.flag_values(f)),
+                                 keys(f.seed)["init"], windows)
   lm = tm.make_language_model(num_layers=f.num_layers, num_heads=f.num_heads,
                               key_size=f.key_size, model_size=f.model_size,
                               sequence_length=f.sequence_length)
@@ -152,7 +153,8 @@ def image_workload(args, name: str, own: list[str]):
   if found:
     sys.exit("\n".join(f"throughput: {name}: {p}" for p in found))
   with contextlib.redirect_stdout(sys.stderr):
-    problem = image_problem.build(f, keys(f.seed)["init"])
+    problem = image_problem.build(entry.TASK.config(cli_config.flag_values(f)),
+                                  keys(f.seed)["init"])
   images = np.asarray(problem.train_arrays["image"])
   mean = jnp.asarray((images.mean(axis=0, dtype=np.float64) / 256).astype(np.float32))
   return f, entry, argv, problem, mean
@@ -211,13 +213,13 @@ class OursTimer:
 
   def __init__(self, w: Workload, rho: float):
     f = parse_entry_flags(w.module, w.argv + [f"--rho={rho}"])
-    settings = cli_settings.run_settings(f, title=w.name)
+    settings = cli_config.of_flags(w.module.TASK, f).run
     self.settings = dataclasses.replace(settings, loop=loop.LoopSettings(
         time_limit_s=1e9, measure_gap_s=None, measure_every_steps=None, max_steps=None))
     run_keys = keys(self.settings.seed)
     place = devices.placement(self.settings.num_devices)
     self.state = place.replicate(update.init_state(
-        copy_tree(w.problem.params), self.settings.optimizer.make(), w.problem.model_state))
+        copy_tree(w.problem.params), self.settings.method.optimizer.make(), w.problem.model_state))
     self.measure_state = place.replicate(measure.init_state(self.settings.measure,
                                                             w.problem.params))
     self.parts = components.components(w.problem, self.settings, run_keys, place)

@@ -38,8 +38,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import image_classification  # noqa: E402
+from sam_edge.cli import config as cli_config  # noqa: E402
 from sam_edge.cli import main as cli  # noqa: E402
-from sam_edge.cli import settings as cli_settings  # noqa: E402
 from sam_edge.curvature import measure  # noqa: E402
 from sam_edge.optim import update  # noqa: E402
 from sam_edge.run import components, devices  # noqa: E402
@@ -56,9 +56,10 @@ def build(argv: list[str]):
   found = m.problems(m.FLAGS)
   if found:
     sys.exit(f"tracking: {found[0]}")
-  settings = cli_settings.run_settings(m.FLAGS, title="tracking")
+  run = cli_config.of_flags(m.TASK, m.FLAGS)
+  settings = run.run
   run_keys = problem_lib.keys(m.FLAGS.seed)
-  problem = m.TASK.build(m.FLAGS, run_keys["init"])
+  problem = m.TASK.build(run.problem, run_keys["init"])
   place = devices.placement(1)
   return problem, settings, run_keys, components.components(problem, settings, run_keys, place)
 
@@ -66,7 +67,7 @@ def build(argv: list[str]):
 def fresh(problem, settings):
   """The first training and measurement states, on copies (a training step donates its own)."""
   params = jax.tree.map(jnp.copy, problem.params)
-  state = update.init_state(params, settings.optimizer.make(), problem.model_state)
+  state = update.init_state(params, settings.method.optimizer.make(), problem.model_state)
   return state, measure.init_state(settings.measure, params)
 
 

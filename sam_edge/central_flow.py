@@ -20,6 +20,7 @@ from absl import flags
 
 from sam_edge import records
 from sam_edge.cli import compilation_cache
+from sam_edge.cli import flags as cli_flags
 from sam_edge.cli import main as cli
 from sam_edge.data import image_specs
 from sam_edge.studies import sources
@@ -133,9 +134,8 @@ def command(fv: flags.FlagValues, rest: list[str]) -> int:
   if found:
     return cli.fail(PROG, found)
   compilation_cache.install()
-  from sam_edge.cli import settings  # pylint: disable=import-outside-toplevel  # jax
-  from sam_edge.flows import study  # pylint: disable=import-outside-toplevel
-  return study.run(fv, settings.flag_values(fv),
+  from sam_edge.flows import study  # pylint: disable=import-outside-toplevel  # jax
+  return study.run(cli_flags.flag_values(fv),
                    log=lambda line: print(f"{PROG}: {line}", flush=True))
 
 

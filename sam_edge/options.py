@@ -129,3 +129,9 @@ def define(flag_values: Any, option: Option) -> None:
 def topic_of(flag: Any) -> Optional[str]:
   """The topic an absl Flag was defined under (`topic`), or None."""
   return getattr(flag, TOPIC_ATTRIBUTE, None)
+
+
+def refuse(problems: list[str]) -> None:
+  """ValueError whose message is the problems, `; `-joined, if there are any."""
+  if problems:
+    raise ValueError("; ".join(problems))

@@ -16,6 +16,7 @@ import image_classification as ic
 from sam_edge.cli import main as cli
 from sam_edge.curvature import measure
 from sam_edge.curvature.kinds.batch_sharpness import BatchSharpnessSettings
+from sam_edge.optim.method import Method
 from sam_edge.optim.optimizers import OptimizerSettings
 
 
@@ -41,7 +42,7 @@ def quadratic_set(n, d=5, seed=0, identical=False):
 
 def measured(arrays, params, batch_size, batches, optimizer=OptimizerSettings(), opt_state=None):
   settings = measure.MeasureSettings(
-      optimizer=optimizer, batch_size=batch_size, max_steps=5,
+      method=Method(optimizer), batch_size=batch_size, max_steps=5,
       curvature=(("batch_sharpness", BatchSharpnessSettings(
           batches=batches, momentum=optimizer.name in ("momentum", "nesterov"))),))
   run = measure.make_measure(forward, output_loss, settings)

@@ -18,6 +18,7 @@ import pytest
 from sam_edge.curvature import measure
 from sam_edge.models import losses, vision
 from sam_edge.optim import update
+from sam_edge.optim.method import Method
 from sam_edge.optim.optimizers import OptimizerSettings
 from sam_edge.optim.sam import SamSettings
 
@@ -44,7 +45,8 @@ def test_gd_self_stabilises_at_two_over_eta(shared_data):
     return losses.squared_error(logits, b["y"])
 
   def sharpness(p, eta: float) -> float:
-    settings = measure.MeasureSettings(optimizer=OptimizerSettings(step_size=eta), max_steps=40)
+    settings = measure.MeasureSettings(method=Method(OptimizerSettings(step_size=eta)),
+                                       max_steps=40)
     run = measure.make_measure(forward, output_loss, settings)
     record, _ = run(p, measure.Context({}, (), jnp.int32(0), {}), batch,
                     measure.init_state(settings, p), jax.random.PRNGKey(1))

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 import image_classification as ic
+from sam_edge.cli import config as cli_config
 from sam_edge.cli import main as cli
-from sam_edge.cli import settings as cli_settings
 from sam_edge.run import experiment
 from tests.helpers import NUM_MOCK, REPO
 
@@ -311,7 +311,7 @@ def test_measurements_do_not_change_parameters(mock_mnist, capsys):
   parse([f"--tfds_data_dir={mock_mnist}", "--batch_size=8", "--rho=0.1",
          "--num_principal_components=3", f"--max_steps={num_steps}", "--measure_every_steps=1",
          "--lanczos_max_steps=10", *SMALL_MLP])
-  measured = cli_settings.run_settings(ic.FLAGS, title="t")
+  measured = cli_config.of_flags(ic.TASK, ic.FLAGS).run
   measured = dataclasses.replace(measured, outputs=())   # write nothing
   unmeasured = dataclasses.replace(measured, loop=dataclasses.replace(
       measured.loop, measure_every_steps=None, measure_gap_s=None))
@@ -321,7 +321,7 @@ def test_measurements_do_not_change_parameters(mock_mnist, capsys):
     seen = {}
 
     def build(key):
-      problem = ic.TASK.build(ic.FLAGS, key)
+      problem = ic.TASK.build(cli_config.of_flags(ic.TASK, ic.FLAGS).problem, key)
       seen["initial"] = jax.tree.map(np.array, problem.params)    # copies (state is donated)
 
       def evaluate(params, model_state, constants):
@@ -356,18 +356,18 @@ def test_measurements_do_not_change_parameters(mock_mnist, capsys):
 def test_hessian_check_gap_is_in_hours():
   assert "hours" in ic.FLAGS["hessian_check_gap"].help.lower()
   parse(["--hessian_check_gap=0.001"])
-  loop = cli_settings.run_settings(ic.FLAGS, title="t").loop
+  loop = cli_config.of_flags(ic.TASK, ic.FLAGS).run.loop
   assert loop.measure_gap_s == pytest.approx(3.6)
   assert loop.measure_every_steps is None
   parse([])                                       # the default: 0.25 h
-  assert cli_settings.run_settings(ic.FLAGS, title="t").loop.measure_gap_s == pytest.approx(900.0)
+  assert cli_config.of_flags(ic.TASK, ic.FLAGS).run.loop.measure_gap_s == pytest.approx(900.0)
   parse(["--hessian_check_gap=0"])                # 0: no time-based schedule
-  assert cli_settings.run_settings(ic.FLAGS, title="t").loop.measure_gap_s is None
+  assert cli_config.of_flags(ic.TASK, ic.FLAGS).run.loop.measure_gap_s is None
   parse(["--hessian_check_gap=0.001", "--measure_every_steps=3"])   # steps win
-  loop = cli_settings.run_settings(ic.FLAGS, title="t").loop
+  loop = cli_config.of_flags(ic.TASK, ic.FLAGS).run.loop
   assert loop.measure_every_steps == 3 and loop.measure_gap_s is None
   parse(["--time_limit_in_hours=0.5"])
-  assert cli_settings.run_settings(ic.FLAGS, title="t").loop.time_limit_s == pytest.approx(1800.0)
+  assert cli_config.of_flags(ic.TASK, ic.FLAGS).run.loop.time_limit_s == pytest.approx(1800.0)
 
 
 # --------------------------------------------------------------------------------------------

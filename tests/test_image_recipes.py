@@ -12,8 +12,8 @@ import optax
 import pytest
 
 import image_classification as ic
+from sam_edge.cli import config as cli_config
 from sam_edge.cli import main as cli
-from sam_edge.cli import settings as cli_settings
 from sam_edge.curvature import measure
 from sam_edge.data import image_specs
 from sam_edge.models import losses, registry, stateful
@@ -150,7 +150,7 @@ def batchnorm_runs(tmp_path):
     cli.parse_flags(ic.FLAGS, [ic.PROG, f"--tfds_data_dir={data_dir}", *RESNET_RECIPE,
                                *RESNET_MEASURED, "--raw_data_output=", *NO_PDFS])
     ic.problems(ic.FLAGS)
-    measured = dataclasses.replace(cli_settings.run_settings(ic.FLAGS, title="t"),
+    measured = dataclasses.replace(cli_config.of_flags(ic.TASK, ic.FLAGS).run,
                                    outputs=())
     unmeasured = dataclasses.replace(measured, loop=dataclasses.replace(
         measured.loop, measure_every_steps=None, measure_gap_s=None))
@@ -159,7 +159,7 @@ def batchnorm_runs(tmp_path):
       seen = {}
 
       def build(key):
-        problem = ic.TASK.build(ic.FLAGS, key)
+        problem = ic.TASK.build(cli_config.of_flags(ic.TASK, ic.FLAGS).problem, key)
         seen["initial"] = jax.tree.map(np.array, problem.model_state)
 
         def evaluate(params, model_state, constants):

@@ -9,6 +9,7 @@ from jax.flatten_util import ravel_pytree
 from sam_edge.curvature import measure
 from sam_edge.models import losses
 from sam_edge.optim import adam, thresholds, update
+from sam_edge.optim.method import Method
 from sam_edge.optim.optimizers import OptimizerSettings
 from sam_edge.optim.sam import SamSettings
 
@@ -44,8 +45,8 @@ def scalar_loss(params, batch):
 
 def settings_for(name="sgd", rho=0.0, eta=0.05, k=1, **kw):
   return measure.MeasureSettings(
-      optimizer=OptimizerSettings(name=name, step_size=eta),
-      sam=SamSettings(rho=rho), batch_size=32, num_eigenvalues=k, **kw)
+      method=Method(OptimizerSettings(name=name, step_size=eta), SamSettings(rho=rho)),
+      batch_size=32, num_eigenvalues=k, **kw)
 
 
 def context(optimizer, params, step=0):
@@ -55,7 +56,7 @@ def context(optimizer, params, step=0):
 def measure_once(settings, params, batch, v0=None, key=0, step=0):
   run = measure.make_measure(forward, output_loss, settings)
   state = measure.init_state(settings, params) if v0 is None else {"v1": v0, "curvature": {}}
-  return run(params, context(settings.optimizer.make(), params, step), batch, state,
+  return run(params, context(settings.method.optimizer.make(), params, step), batch, state,
              jax.random.PRNGKey(key))
 
 
@@ -101,7 +102,7 @@ def test_momentum_edge_and_schedule_step_size():
   """The record's `edge` is the configured method's: (2+2β)/η with η of the current step."""
   schedule = OptimizerSettings(name="momentum", step_size=0.1, hyper={"momentum": 0.5},
                                schedule="step", total_steps=10, boundaries=(0.5,), factor=0.1)
-  settings = measure.MeasureSettings(optimizer=schedule, batch_size=32)
+  settings = measure.MeasureSettings(method=Method(schedule), batch_size=32)
   params, batch = problem(0)
   for step, eta in ((0, 0.1), (5, 0.01)):
     record, _ = measure_once(settings, params, batch, step=step)
@@ -117,7 +118,7 @@ def test_adam_measures_the_preconditioned_hessian():
   preconditioner, checked against the dense matrix."""
   params, batch = problem(4)
   settings = settings_for(name="adam", eta=1e-3, k=2, max_steps=60, tol=1e-6)
-  optimizer = settings.optimizer.make()
+  optimizer = settings.method.optimizer.make()
   state = update.init_state(params, optimizer)
   step = jax.jit(lambda state, batch: update.sam_update(
       lambda p, b: (scalar_loss(p, b), {}), optimizer, SamSettings(), state, batch))
@@ -144,7 +145,7 @@ def test_second_measurement_does_not_retrace_or_recompile():
   settings = settings_for(rho=0.05, k=2, eta=0.1)
   run = measure.make_measure(forward, output_loss, settings)
   params, batch = problem(1)
-  opt = settings.optimizer.make()
+  opt = settings.method.optimizer.make()
   record, next_state = run(params, context(opt, params), batch,
                            measure.init_state(settings, params), jax.random.PRNGKey(0))
   traces = len(TRACES)

@@ -7,8 +7,8 @@ import pytest
 
 import image_classification
 import transformer
+from sam_edge.cli import config as cli_config
 from sam_edge.cli import main as cli
-from sam_edge.cli import settings as cli_settings
 from sam_edge.run import checkpoints
 from tests.helpers import RESNET_RECIPE, TINY_TRANSFORMER
 
@@ -121,11 +121,11 @@ def run_stopped_at(module, args, folder, stop_at):
       "--eigs_curve_output=", "--eigs_se_only_output=", "--alignment_curve_output=",
       "--loss_curve_output=", f"--raw_data_output={folder / 'raw.pkl'}"])
   assert not module.problems(module.FLAGS)
-  settings = cli_settings.run_settings(module.FLAGS, title="t")
-  settings = dataclasses.replace(settings, loop=dataclasses.replace(settings.loop,
-                                                                     max_steps=stop_at))
-  _, code = experiment.run(settings, lambda key: module.TASK.build(module.FLAGS, key),
-                           cli_settings.flag_values(module.FLAGS))
+  run = cli_config.of_flags(module.TASK, module.FLAGS)
+  settings = dataclasses.replace(run.run, loop=dataclasses.replace(run.run.loop,
+                                                                    max_steps=stop_at))
+  _, code = experiment.run(settings, lambda key: module.TASK.build(run.problem, key),
+                           dict(run.values))
   assert code == 0
   return pickle.loads((folder / "raw.pkl").read_bytes())
 

@@ -12,6 +12,7 @@ import pytest
 
 from sam_edge.models import normalization, registry, transformer
 from sam_edge.optim import optimizers, sam_steps, update
+from sam_edge.optim.method import Method
 from sam_edge.optim.sam import SAM_VARIANTS, SamSettings
 
 A = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, -0.3], [0.0, -0.3, 0.7]])
@@ -79,8 +80,8 @@ def test_gsam_rho_follows_the_step_size_schedule(x64):
   schedule = optimizers.OptimizerSettings("sgd", 0.2, schedule="cosine", total_steps=10)
   eta_t = 0.2 * 0.5 * (1 + np.cos(np.pi * t / 10))
   rho_t = rho_min + (rho - rho_min) * eta_t / 0.2
-  sam = SamSettings(rho, "gsam", hyper={"gsam_alpha": 0.0, "gsam_rho_schedule": rho_min},
-                    schedule=schedule)
+  sam = Method.of(schedule, SamSettings(rho, "gsam", hyper={"gsam_alpha": 0.0,
+                                                           "gsam_rho_schedule": rho_min})).sam
   got = update.sam_gradients(quadratic, {"w": jnp.asarray(W)}, None, sam, step=t)
   np.testing.assert_allclose(got.direction["w"], A @ sam_point(W, rho_t), rtol=1e-12)
   # at step 0 ρ_t = ρ (η_0 = η_max)
@@ -304,8 +305,8 @@ def test_looksam_steps_chosen_on_the_host_are_the_cond_steps(x64):
   assert SamSettings(0.3, "looksam", hyper={"looksam_every": 1}).host_period() is None
   assert SamSettings(0.0, "looksam", hyper={"looksam_every": 3}).host_period() is None
   assert SamSettings(0.3, "gsam").host_period() is None
-  with pytest.raises(ValueError, match="phase must be None, True or False"):
-    SamSettings(0.3, "looksam", phase="sam")
+  assert SamSettings(0.3, "looksam", phase="sam").problems() == [
+      "the SAM phase must be None, True or False, got 'sam'"]
   optimizer = optax.sgd(ETA)
   phased = {phase: jax.jit(lambda state, sam=dataclasses.replace(sam, phase=phase):
                            update.sam_update(quadratic, optimizer, sam, state, None,

@@ -1,6 +1,7 @@
 """SAM variants and plain steps, checked by hand on quadratics; ρ = 0 and m = B bitwise."""
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -277,8 +278,11 @@ def test_a_group_size_that_does_not_divide_the_batch_is_refused():
                                       dict(rho=0.1, kind="adaptive", hyper={"asam_xi": -1.0}),
                                       dict(rho=jnp.float32(0.1))])
 def test_bad_sam_settings_are_refused(settings):
-  with pytest.raises(ValueError):
-    SamSettings(**settings)
+  bad = SamSettings(**settings)
+  assert bad.problems()
+  params, batch = regression_problem(12)
+  with pytest.raises(ValueError, match="; ".join(map(re.escape, bad.problems()))):
+    update.sam_gradients(regression, params, batch, bad)
 
 
 def test_model_state_comes_from_the_unperturbed_pass_and_is_threaded(x64):

@@ -13,6 +13,7 @@ from sam_edge.curvature import measure
 from sam_edge.curvature.kinds import gauss_newton
 from sam_edge.models import normalization
 from sam_edge.optim import edges, regularization, sam_steps, update
+from sam_edge.optim.method import Method
 from sam_edge.optim.optimizers import OptimizerSettings
 from sam_edge.optim.sam import SamSettings
 from sam_edge.run import components, devices
@@ -167,8 +168,8 @@ def test_l2_in_the_loss_shifts_the_measured_hessian_by_lambda(x64, exempt_norm):
   top, gv = {}, {}
   for in_loss in (False, True):
     settings = measure.MeasureSettings(
-        optimizer=OptimizerSettings("sgd", ETA, weight_decay=WD, decay_in_loss=in_loss,
-                                    exempt_norm=exempt_norm), max_steps=4, tol=1e-10)
+        method=Method(OptimizerSettings("sgd", ETA, weight_decay=WD, decay_in_loss=in_loss,
+                                        exempt_norm=exempt_norm)), max_steps=4, tol=1e-10)
     context = measure.Context({}, (), jnp.zeros([], jnp.int32), {})
     record, _ = measure.measure(lin, mse, settings, params, context, batch,
                                 measure.init_state(settings, params), jax.random.PRNGKey(0))
@@ -203,27 +204,31 @@ def test_edges_with_the_decay_in_the_loss_or_masked():
     (dict(decay_in_loss=True), "--weight_decay_in_loss"),
     (dict(exempt_norm=True), "--no_weight_decay_on_norm")])
 def test_bad_settings_name_their_flag(kwargs, flag):
-  with pytest.raises(ValueError, match=flag):
-    OptimizerSettings("sgd", ETA, **kwargs)
+  bad = OptimizerSettings("sgd", ETA, **kwargs)
+  assert len(bad.problems()) == 1 and flag in bad.problems()[0]
+  with pytest.raises(ValueError, match=flag):         # the optimizer refuses to be made
+    bad.make()
 
 
 def test_titles_name_the_knobs_that_are_set():
   import image_classification as ic
+  from sam_edge.cli import config
   from sam_edge.cli import main as cli
-  from sam_edge.cli import settings
+  title = lambda: config.of_flags(ic.TASK, ic.FLAGS).run.title.split(", ", 1)[1]
   cli.parse_flags(ic.FLAGS, [ic.PROG, "--rho=0.1", "--step_size=0.1"])
-  assert settings.method_title(ic.FLAGS) == "SAM ρ=0.1, η=0.1"
+  assert title() == "SAM ρ=0.1, η=0.1"
   cli.parse_flags(ic.FLAGS, [ic.PROG, "--rho=0.1", "--step_size=0.1", "--weight_decay=0.001",
                              "--weight_decay_in_loss", "--no_weight_decay_on_norm",
                              "--clip_grad_norm=5", "--ema_decay=0.999"])
-  assert settings.method_title(ic.FLAGS) == ("SAM ρ=0.1, η=0.1, wd=0.001 in the loss, no decay "
-                                             "on norms/biases, clip 5, EMA 0.999")
-  config = settings.flag_values(ic.FLAGS)
-  assert {k: config[k] for k in ("weight_decay_in_loss", "no_weight_decay_on_norm",
+  assert title() == ("SAM ρ=0.1, η=0.1, wd=0.001 in the loss, no decay on norms/biases, clip 5, "
+                     "EMA 0.999")
+  values = config.flag_values(ic.FLAGS)
+  assert {k: values[k] for k in ("weight_decay_in_loss", "no_weight_decay_on_norm",
                                  "clip_grad_norm", "ema_decay")} == {
       "weight_decay_in_loss": True, "no_weight_decay_on_norm": True, "clip_grad_norm": 5.0,
       "ema_decay": 0.999}
-  run = settings.run_settings(ic.FLAGS, title="t")
-  assert run.ema_decay == 0.999 and run.optimizer.clip == 5.0 and run.optimizer.exempt_norm
+  run = config.of_flags(ic.TASK, ic.FLAGS).run
+  assert run.ema_decay == 0.999 and run.method.optimizer.clip == 5.0
+  assert run.method.optimizer.exempt_norm
   cli.parse_flags(ic.FLAGS, [ic.PROG, "--ema_decay=0"])
-  assert settings.run_settings(ic.FLAGS, title="t").ema_decay is None
+  assert config.of_flags(ic.TASK, ic.FLAGS).run.ema_decay is None

@@ -11,6 +11,7 @@ import pytest
 import image_classification as ic
 import transformer
 from sam_edge.cli import epochs
+from sam_edge.cli import flags as cli_flags
 from sam_edge.cli import main as cli
 from sam_edge.data import validation
 from sam_edge.models import losses
@@ -65,13 +66,13 @@ def test_epochs_become_steps_and_clash_with_the_step_flags():
 
 
 def test_step_boundaries_in_epochs_fall_on_those_epochs_first_steps():
-  from sam_edge.cli import settings
+  from sam_edge.cli import config
   from sam_edge.optim import schedules
   cli.parse_flags(ic.FLAGS, ["image_classification", "--batch_size=128", "--num_epochs=200",
                              "--lr_schedule=step", "--lr_step_epochs=60,120,160",
                              "--lr_step_factor=0.2", "--step_size=0.1"])
   assert epochs.resolve(ic.FLAGS, lambda f: 50000) == ([], True)  # 390 steps per epoch
-  lr = settings.optimizer_settings(ic.FLAGS).learning_rate()
+  lr = config.of_flags(ic.TASK, ic.FLAGS).run.method.optimizer.learning_rate()
   eta = lambda step: float(schedules.step_size_at(lr, step))
   for epoch, value in ((60, 0.02), (120, 0.004), (160, 0.0008)):
     assert eta(epoch * 390 - 1) == pytest.approx(value * 5)
@@ -115,7 +116,8 @@ def test_an_unreadable_corpus_is_named_also_with_a_budget_in_epochs(tmp_path, ca
 def test_validation_examples_never_enter_training(mock_mnist):
   cli.parse_flags(ic.FLAGS, ["image_classification", f"--tfds_data_dir={mock_mnist}",
                              "--batch_size=4", "--validation_fraction=0.25", *SMALL_MLP])
-  problem = image_problem.build(ic.FLAGS, jax.random.PRNGKey(0))
+  problem = image_problem.build(ic.TASK.config(cli_flags.flag_values(ic.FLAGS)),
+                                jax.random.PRNGKey(0))
   rows = lambda split: {bytes(x) for x in np.asarray(split["image"]).reshape(
       len(split["label"]), -1)}
   train, valid = rows(problem.train_arrays), rows(problem.held_out["validation"])

@@ -9,6 +9,7 @@ from typing import Any
 
 from sam_edge import options, records
 from sam_edge.cli import flags as cli_flags
+from sam_edge.cli.flags import flag_values
 from sam_edge.curvature import registry
 from sam_edge.optim import optimizers, sam, training_options
 
@@ -18,9 +19,6 @@ RESUMABLE_CHANGES = ("time_limit_in_hours", "max_steps", "resume", "checkpoint_d
                      "checkpoint_every_minutes", "tfds_data_dir", "manual_dir", "tensorboard_dir",
                      "coordinator_address", "process_id", "compilation_cache_dir",
                      "data_workers")      # the stream's batches do not depend on its workers
-# A checkpoint written before a flag existed resumes under the flag's default, or, for the flags
-# whose default changed what a run does, under the value that reproduces what runs did before.
-ADDED_FLAGS = {"batch_order": "shuffled", "test_batches": "all"}
 
 
 def _finite(x: Any) -> bool:
@@ -31,7 +29,6 @@ def common_problems(f: Any) -> list[str]:
   """Every problem with the shared flags (empty if none)."""
   p: list[str] = []
   checks = [
-      (_finite(f.rho) and f.rho >= 0, f"--rho must be a finite number >= 0, got {f.rho}"),
       (_finite(f.step_size) and f.step_size > 0,
        f"--step_size must be a finite number > 0, got {f.step_size}"),
       (f.batch_size >= 1, f"--batch_size must be at least 1, got {f.batch_size}"),
@@ -60,15 +57,11 @@ def common_problems(f: Any) -> list[str]:
        f"--validation_fraction must lie in [0, 1), got {f.validation_fraction}"),
   ]
   p += [message for ok, message in checks if not ok]
-  p += options.problems(tuple(cli_flags.table_options()), lambda name: f[name].value)
-  p += training_options.decay_problems(f.weight_decay, f.weight_decay_in_loss,
-                                       f.no_weight_decay_on_norm)
+  p += method_problems(f)
   p += (schedule_problems(f) + group_problems(f) + accumulate_problems(f) + device_problems(f)
         + tracking_problems(f))
-  p += registry.problems(registry.requested(f))
+  p += registry.problems(registry.requested(flag_values(f)))
   p += output_problems(f)
-  if not p:                                # the SAM flags together, once each is valid
-    p += sam_problems(f)
   if f.resume and not f.checkpoint_dir:
     p.append("--resume needs --checkpoint_dir")
   if f.checkpoint_dir:
@@ -131,10 +124,8 @@ def tracking_problems(f: Any) -> list[str]:
 def group_problems(f: Any) -> list[str]:
   """m-sharpness: the group size divides the batch and every measured set."""
   m = f.sam_group_size
-  if m is None:
+  if m is None or m < 1:                   # the latter: the method's problem (`method_problems`)
     return []
-  if m < 1:
-    return [f"--sam_group_size must be at least 1, got {m}"]
   if f.batch_size >= 1 and f.batch_size % m:
     return [f"--sam_group_size={m} does not divide --batch_size={f.batch_size}"]
   # a measurement takes SAM's gradient on its set, or on each chunk of it, in groups
@@ -146,9 +137,7 @@ def group_problems(f: Any) -> list[str]:
 def accumulate_problems(f: Any) -> list[str]:
   """--accumulate_batches: it divides the batch, and measurements take its micro-batches."""
   k = f.accumulate_batches
-  if k < 1:
-    return [f"--accumulate_batches must be at least 1, got {k}"]
-  if k == 1 or f.batch_size < 1:
+  if k <= 1 or f.batch_size < 1:           # k < 1: the method's problem (`method_problems`)
     return []
   if f.batch_size % k:
     return [f"--accumulate_batches={k} does not divide --batch_size={f.batch_size}"]
@@ -163,19 +152,22 @@ def accumulate_problems(f: Any) -> list[str]:
   return p
 
 
-def sam_problems(f: Any) -> list[str]:
-  """The SAM flags together (`sam_options.problems`): variant and m-sharpness, micro-batches,
-  the variant's own problems; a variant whose step is not defined over parts of the batch (ESAM
-  ranks the whole measured batch) takes no --measure_chunk."""
-  from sam_edge.cli import settings  # pylint: disable=import-outside-toplevel  (imports jax)
-  p = []
-  if not sam.SAM_VARIANTS[f.sam].accumulates and f.measure_chunk is not None:
+def method_problems(f: Any) -> list[str]:
+  """The method's own problems (`optim.method.Method.problems`: the optimizer's and the SAM
+  variant's values, alone and together), the other optimizers' and variants' options and the
+  curvature kinds' (their declared checks); a variant whose step is not defined over parts of
+  the batch (ESAM ranks the whole measured batch) takes no --measure_chunk."""
+  from sam_edge.cli import config  # pylint: disable=import-outside-toplevel  (imports jax)
+  method = config.method(flag_values(f))
+  p = method.problems()
+  own = {*method.optimizer.values, *method.sam.values, optimizers.WEIGHT_DECAY.name,
+         training_options.CLIP_GRAD_NORM.name}
+  p += options.problems(tuple(o for o in cli_flags.table_options() if o.name not in own),
+                        lambda name: f[name].value)
+  variant = sam.SAM_VARIANTS.get(f.sam)
+  if variant and not variant.accumulates and f.measure_chunk is not None:
     p.append(f"--measure_chunk does not combine with --sam={f.sam}: its step is defined on the "
              "whole batch only (ESAM ranks the losses of the whole measured batch)")
-  try:
-    settings.sam_settings(f)
-  except ValueError as e:
-    p += str(e).split("; ")
   return p
 
 
@@ -240,7 +232,7 @@ def output_problems(f: Any) -> list[str]:
 
 def checkpoint_problems(f: Any) -> list[str]:
   """Whether --checkpoint_dir can be used, and --resume with it."""
-  from sam_edge.cli.settings import flag_values  # pylint: disable=import-outside-toplevel
+  from sam_edge.cli import config  # pylint: disable=import-outside-toplevel  (imports jax)
   from sam_edge.run import checkpoints, locks  # pylint: disable=import-outside-toplevel
   reason = checkpoints.check_checkpoint_dir(f.checkpoint_dir)
   if reason:
@@ -264,7 +256,7 @@ def checkpoint_problems(f: Any) -> list[str]:
     resumable = tuple(n for n in resumable if n != "max_steps")   # the schedule's length
   outputs = tuple(o.name for o in cli_flags.output_options())
   saved = {**{name: f[name].default for name in f},
-           **{k: v for k, v in ADDED_FLAGS.items() if k in f}, **sound.config}
+           **{k: v for k, v in config.ADDED_FLAGS.items() if k in f}, **sound.config}
   differ = checkpoints.config_differences(saved, flag_values(f), ignore=resumable + outputs)
   if differ:
     return [f"--resume: the checkpoint in {f.checkpoint_dir} was written with different flags: "

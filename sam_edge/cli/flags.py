@@ -9,10 +9,11 @@ output flag (`registry.figure_outputs`). Defining them imports neither jax nor m
 from absl import flags
 
 from sam_edge import options, records
+from sam_edge.cli import compilation_cache
 from sam_edge.curvature import registry
 from sam_edge.data import order
 from sam_edge.optim import optimizers, sam, sam_options, training_options
-from sam_edge.tasks.task import Defaults
+from sam_edge.tasks.task import Defaults, Task
 
 DEFAULT_CHECKPOINT_MINUTES = 10.0
 
@@ -224,3 +225,19 @@ def _define_checkpoint_flags(fv: flags.FlagValues) -> None:
                      "--checkpoint_dir is set); one is also written when the run stops.", **on)
   flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in --checkpoint_dir "
                     "(start afresh if it holds none); refused if the flags differ.", **on)
+
+
+def task_flags(task: Task) -> flags.FlagValues:
+  """A FlagValues of its own holding the shared flags with the task's defaults and the task's
+  own flags (so that both entry points can live in one process, e.g. in tests)."""
+  fv = flags.FlagValues()
+  define_common_flags(fv, task.defaults)
+  task.define_flags(fv)
+  with options.topic(fv, "loop"):
+    compilation_cache.define_flag(fv)
+  return fv
+
+
+def flag_values(fv: flags.FlagValues) -> dict:
+  """{flag: value} of every flag of `fv` (a run's values, `config.of_values`)."""
+  return {name: fv[name].value for name in sorted(fv)}

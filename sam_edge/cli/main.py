@@ -16,24 +16,13 @@ from typing import Callable, Optional
 
 from absl import flags, logging
 
-from sam_edge import errors, options
+from sam_edge import errors
 from sam_edge.cli import checks, compilation_cache, epochs, help_text, init_params_checks
-from sam_edge.cli import flags as cli_flags
+from sam_edge.cli.flags import task_flags  # noqa: F401  (the entry points' FlagValues)
 from sam_edge.tasks.task import Task
 
 HELP = ("-h", "--help", "-help", "--helpshort", "--helpfull")
 FULL_HELP = "--helpfull"
-
-
-def task_flags(task: Task) -> flags.FlagValues:
-  """A FlagValues of its own holding the shared flags with the task's defaults and the task's
-  own flags (so that both entry points can live in one process, e.g. in tests)."""
-  fv = flags.FlagValues()
-  cli_flags.define_common_flags(fv, task.defaults)
-  task.define_flags(fv)
-  with options.topic(fv, "loop"):
-    compilation_cache.define_flag(fv)
-  return fv
 
 
 def fail(prog: str, problems: list[str], code: int = 2) -> int:
@@ -134,12 +123,11 @@ def task_main(task: Task, f: flags.FlagValues) -> int:
   if found:
     return fail(task.prog, found)
   compilation_cache.install()
-  from sam_edge.cli import settings  # pylint: disable=import-outside-toplevel
+  from sam_edge.cli import config  # pylint: disable=import-outside-toplevel
   from sam_edge.run import experiment  # pylint: disable=import-outside-toplevel
-  run_settings = settings.run_settings(f, title=f"{task.title(f)}, {settings.method_title(f)}",
-                                       task=task.prog)
+  run = config.of_flags(task, f)
   return guard(task.prog, lambda: experiment.run(
-      run_settings, lambda key: task.build(f, key), settings.flag_values(f))[1])
+      run.run, lambda key: task.build(run.problem, key), dict(run.values))[1])
 
 
 def entry(task: Task, fv: flags.FlagValues, argv: Optional[list[str]] = None) -> int:

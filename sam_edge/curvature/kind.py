@@ -53,8 +53,8 @@ class Kind:
   options: tuple[Option, ...] = ()
   figures: tuple[FigureOutput, ...] = ()     # PDFs of its own, besides its curvature panels
 
-  def settings(self, flags: Any) -> Optional[Any]:
-    """Its settings from the parsed flags (attribute access), or None when not requested."""
+  def settings(self, values: Mapping[str, Any]) -> Optional[Any]:
+    """Its settings from the run's values ({flag: value}), or None when not requested."""
     raise NotImplementedError
 
   def problems(self, settings: Any) -> list[str]:

@@ -40,9 +40,8 @@ from sam_edge.curvature.kind import Inputs
 from sam_edge.curvature.objective import Objective
 from sam_edge.data import batching
 from sam_edge.optim import edges, thresholds, update
-from sam_edge.optim.optimizers import OptimizerSettings
+from sam_edge.optim.method import Method
 from sam_edge.optim.oracle import Oracle
-from sam_edge.optim.sam import SamSettings
 from sam_edge.pytree import PyTree
 
 Record = dict[str, Any]
@@ -56,8 +55,7 @@ PRECISION = "highest"
 @dataclasses.dataclass(frozen=True)
 class MeasureSettings:
   """How a measurement is taken, and the method whose edge it reports."""
-  optimizer: OptimizerSettings = OptimizerSettings()
-  sam: SamSettings = SamSettings()
+  method: Method = Method()         # the run's optimizer and SAM variant (one object)
   batch_size: Optional[int] = None  # for the edge of m-sharpness (group size vs batch)
   num_eigenvalues: int = 1          # k
   eigensolver: str = "lanczos"      # lanczos | power
@@ -72,10 +70,10 @@ class MeasureSettings:
 
   @property
   def preconditioned(self) -> bool:
-    return self.optimizer.entry.preconditioner is not None
+    return self.method.optimizer.entry.preconditioner is not None
 
   def edge_label(self) -> Optional[str]:
-    return edges.edge_label(self.optimizer, self.sam, self.batch_size)
+    return edges.edge_label(self.method.optimizer, self.method.sam, self.batch_size)
 
   @property
   def solver(self) -> eigensolvers.Solver:
@@ -127,7 +125,7 @@ def objective(forward: Forward, output_loss: OutputLoss, settings: MeasureSettin
   the L2 term when the weight decay is in the loss (the loss the optimizer follows)."""
   return Objective(lambda p, b: forward(p, context.model_state, b, context.constants)[0],
                    output_loss, settings.chunk, settings.interleave,
-                   settings.optimizer.penalty())
+                   settings.method.optimizer.penalty())
 
 
 class Prepared(NamedTuple):
@@ -152,11 +150,11 @@ def prepare(loss: Objective, settings: MeasureSettings, params: PyTree, context:
   variant's oracle carries L(w) and ∇L(w) (`oracle.Oracle.first`), so L and ∇L are at w for every
   variant, those too that take no gradient at w when training (`variant`).
   """
-  o = settings.optimizer
+  o = settings.method.optimizer
   oracle = Oracle(lambda p, b: (loss.loss(p, b), {}), batch, 1, loss.example_losses)
   grads = update.oracle_gradients(
       dataclasses.replace(oracle, first=oracle.value_and_grad(params)), params,
-      dataclasses.replace(settings.sam, micro_batches=1), state=context.sam_state,
+      dataclasses.replace(settings.method.sam, micro_batches=1), state=context.sam_state,
       step=context.step, key=context.sam_key)
   grad, sam_grad, precondition = grads.grad, grads.direction, None
   if settings.preconditioned:
@@ -175,7 +173,7 @@ def finish(loss: Objective, settings: MeasureSettings, point: tuple[PyTree, Cont
   `solved` at `point` = (params, context, batch) (and the curvature kinds)."""
   params, context, batch = point
   result, v1 = solved
-  o = settings.optimizer
+  o = settings.method.optimizer
   grad_norm = optax.tree.norm(prepared.grad)
   eta = o.step_size_now(context.opt_state, context.step)
   record = {
@@ -185,8 +183,8 @@ def finish(loss: Objective, settings: MeasureSettings, point: tuple[PyTree, Cont
       "hvps": result.num_matvecs,
       "step_size": eta,
       "two_over_eta": thresholds.two_over_eta(eta),
-      "sam_edge": thresholds.sam_edge(grad_norm, eta, settings.sam.rho),
-      "edge": edges.method_edge(o, settings.sam, eta, grad_norm=grad_norm,
+      "sam_edge": thresholds.sam_edge(grad_norm, eta, settings.method.sam.rho),
+      "edge": edges.method_edge(o, settings.method.sam, eta, grad_norm=grad_norm,
                                 batch_size=settings.batch_size),
       "grad_norm": grad_norm,
       "loss": prepared.loss,
@@ -211,8 +209,8 @@ def kind_inputs(loss: Objective, settings: MeasureSettings, params: PyTree, cont
   u = v1
   if prepared.precondition is not None:
     u = jax.tree.map(lambda p, v: jax.lax.rsqrt(p) * v, prepared.precondition, v1)
-  transformation = settings.optimizer.make()
-  eta = settings.optimizer.step_size_now(context.opt_state, context.step)
+  transformation = settings.method.optimizer.make()
+  eta = settings.method.optimizer.step_size_now(context.opt_state, context.step)
 
   def optimizer_step(d: PyTree) -> PyTree:
     updates, _ = transformation.update(d, context.opt_state, params)

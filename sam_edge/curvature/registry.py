@@ -37,9 +37,9 @@ def all_options() -> list[options.Option]:
   return options.unique([o for k in KINDS for o in k.options])
 
 
-def requested(flags: Any) -> Requested:
-  """The kinds the parsed flags ask for, with their settings, in registry order."""
-  found = ((k.name, k.settings(flags)) for k in KINDS)
+def requested(values: Mapping[str, Any]) -> Requested:
+  """The kinds the run's values ({flag: value}) ask for, with their settings, in registry order."""
+  found = ((k.name, k.settings(values)) for k in KINDS)
   return tuple((name, s) for name, s in found if s is not None)
 
 

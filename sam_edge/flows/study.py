@@ -7,12 +7,13 @@ everything random: the initialisation (the run's `init` key) and Lanczos' restar
 `measure` key).
 """
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from sam_edge.cli import config
 from sam_edge.flows import outputs, summary, trajectory
 from sam_edge.flows.substep import Eigen
 from sam_edge.run import init_params
@@ -29,33 +30,35 @@ def full_batch_loss(problem: problem_lib.Problem) -> tuple[Callable, jax.Array, 
   return loss, w0, jax.tree.map(jnp.asarray, problem.train_arrays)
 
 
-def settings(f: Any) -> trajectory.Settings:
-  """The integration's settings from the flags."""
-  return trajectory.Settings(step_size=f.step_size, steps=f.max_steps, substeps=f.substeps,
-                             critical=f.critical_eigenvalues,
-                             eigen=Eigen(f.lanczos_max_steps, f.lanczos_tol))
+def settings(v: Mapping[str, Any]) -> trajectory.Settings:
+  """The integration's settings from the command's values {flag: value}."""
+  return trajectory.Settings(step_size=v["step_size"], steps=v["max_steps"],
+                             substeps=v["substeps"], critical=v["critical_eigenvalues"],
+                             eigen=Eigen(v["lanczos_max_steps"], v["lanczos_tol"]))
 
 
-def run(f: Any, config: dict, log: Callable[[str], None] = print) -> int:
-  """Builds the problem from the flags `f` (started from --init_params when given), integrates,
-  prints the figures and writes the outputs into f.out; returns 0."""
-  keys = problem_lib.keys(f.seed)
-  problem = TASK.build(f, keys["init"])
-  if f.init_params:                    # GD and the flows start from the loaded parameters
-    problem, line = init_params.initialise(problem, f.init_params)
+def run(values: Mapping[str, Any], log: Callable[[str], None] = print) -> int:
+  """Builds the problem of the command's values {flag: value} (`cli.config`; started from
+  --init_params when given), integrates, prints the figures and writes the outputs into --out;
+  returns 0."""
+  c = config.of_values(TASK, values)
+  keys = problem_lib.keys(c.run.seed)
+  problem = TASK.build(c.problem, keys["init"])
+  if c.run.init_params:                # GD and the flows start from the loaded parameters
+    problem, line = init_params.initialise(problem, c.run.init_params)
     log(line)
   loss, w0, batch = full_batch_loss(problem)
-  s = settings(f)
+  s = settings(values)
   log(f"GD, central flow (k = {s.critical}, {s.substeps} substeps per step) and gradient flow "
       f"from the same {w0.size} parameters, η = {s.step_size:g}, {s.steps} steps")
   with jax.default_matmul_precision("highest"):
     curves = trajectory.run(loss, w0, batch, s, keys["measure"], log)
   seconds_per_step = float(curves["seconds"]) / max(len(curves["step"]) - 1, 1)
-  final = {**summary.metrics(curves, s.step_size, f.average_window),
+  final = {**summary.metrics(curves, s.step_size, values["average_window"]),
            "seconds_per_step": seconds_per_step}
   for line in summary.table(final, seconds_per_step):
     log(line)
-  title = f"{TASK.title(f)}, GD η = {s.step_size:g}: central flow (k = {s.critical})"
-  paths = outputs.write(f.out, config, curves, final, title)
+  title = f"{TASK.title(c.problem)}, GD η = {s.step_size:g}: central flow (k = {s.critical})"
+  paths = outputs.write(values["out"], dict(values), curves, final, title)
   log(f"wrote {', '.join(paths)}")
   return 0

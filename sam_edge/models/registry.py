@@ -98,11 +98,6 @@ def all_options() -> list[Option]:
   return [o for a in ARCHITECTURES for o in a.options]
 
 
-def values(name: str, flags: Any) -> dict[str, Any]:
-  """{option: value} of the architecture `name`'s options in `flags` (attributes)."""
-  return {o.name: getattr(flags, o.name) for o in BY_NAME[name].options}
-
-
 def build(name: str, given: Mapping[str, Any] | None = None, *, num_classes: int,
           activation: str = "relu") -> Any:
   """The (unbound) flax module of the network `name`: its constructor called with the entry's

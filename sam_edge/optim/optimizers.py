@@ -29,13 +29,22 @@ This module imports optax only inside the constructors, so defining the flags st
 """
 
 import dataclasses
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 from sam_edge import options
 from sam_edge.optim import training_options
 from sam_edge.options import Option
 
 Hyper = Mapping[str, Any]      # the optimizer's own flag values by name
+
+
+class StepSizes(NamedTuple):
+  """The step-size schedule as a SAM variant sees it (GSAM's ρ_t): `learning_rate()` is η or the
+  schedule s -> η(s) (`schedules.step_size_at` reads either), `low` and `high` are η_min and
+  η_max over all steps."""
+  learning_rate: Callable[[], Any]
+  low: float
+  high: float
 
 MOMENTUM = Option("momentum", 0.9, "β of --optimizer=momentum|nesterov, any value in (-1, 1).",
                   check=options.interval(-1, 1, low_open=True))
@@ -164,7 +173,7 @@ def help_text() -> str:
 class OptimizerSettings:
   """The base optimizer, its own flag values (`hyper`, defaults filled in), L2 weight decay (its
   form and mask: `decay_in_loss`, `exempt_norm`), the clip of its direction and the step-size
-  schedule (all static); values outside their flags' ranges are a ValueError.
+  schedule (all static); `problems()` lists the values outside their flags' ranges.
 
   `learning_rate()` is the float η for a constant schedule without warm-up, so that `sgd` is
   exactly the reference's `optax.sgd(η)`; otherwise the optax schedule of `schedules`. The
@@ -185,17 +194,30 @@ class OptimizerSettings:
   clip: Optional[float] = None      # --clip_grad_norm: the global norm of what the base sees
 
   def __post_init__(self):
+    if self.name in OPTIMIZERS:
+      object.__setattr__(self, "hyper", options.settled(OPTIMIZERS[self.name].options,
+                                                        self.hyper, f"optimizer {self.name!r}",
+                                                        check=False))
+
+  def problems(self) -> list[str]:
+    """Every value outside its flag's range, one line each ([] when sound); `make` refuses
+    settings with problems."""
     if self.name not in OPTIMIZERS:
-      raise ValueError(f"unknown optimizer {self.name!r}: expected one of "
-                       f"{', '.join(OPTIMIZERS)}")
-    object.__setattr__(self, "hyper", options.settled(OPTIMIZERS[self.name].options, self.hyper,
-                                                      f"optimizer {self.name!r}"))
-    values = {"weight_decay": self.weight_decay, "clip_grad_norm": self.clip}
-    bad = options.problems((WEIGHT_DECAY, training_options.CLIP_GRAD_NORM), values.get)
-    bad += training_options.decay_problems(self.weight_decay, self.decay_in_loss,
-                                           self.exempt_norm)
-    if bad:
-      raise ValueError("; ".join(bad))
+      return [f"unknown optimizer {self.name!r}: expected one of {', '.join(OPTIMIZERS)}"]
+    values = {**self.values, "weight_decay": self.weight_decay, "clip_grad_norm": self.clip}
+    return (options.problems((*self.entry.options, WEIGHT_DECAY, training_options.CLIP_GRAD_NORM),
+                             values.get)
+            + training_options.decay_problems(self.weight_decay, self.decay_in_loss,
+                                              self.exempt_norm))
+
+  def step_sizes(self) -> "StepSizes":
+    """The schedule as a SAM variant sees it: η_t and the extremes (η_min, η_max)."""
+    from sam_edge.optim import schedules  # pylint: disable=import-outside-toplevel
+    kind = "constant" if self.schedule == PLATEAU else self.schedule
+    low, high = schedules.extremes(kind, self.step_size, warmup_steps=self.warmup_steps,
+                                   total_steps=self.total_steps, boundaries=self.boundaries,
+                                   factor=self.factor)
+    return StepSizes(self.learning_rate, low, high)
 
   @property
   def entry(self) -> Optimizer:
@@ -227,7 +249,8 @@ class OptimizerSettings:
   def make(self) -> Any:
     """The optax transformation: chain(add_decayed_weights(wd, mask), clip_by_global_norm(c),
     base) with the steps that apply, else the base optimizer alone (so that its state is the
-    base optimizer's, as before these steps existed)."""
+    base optimizer's, as before these steps existed); ValueError for settings with problems."""
+    options.refuse(self.problems())
     base = self.entry.make(self.values, self.learning_rate())
     steps = self._before_base()
     if self.schedule == PLATEAU:

@@ -32,6 +32,7 @@ This module imports jax only inside functions, so defining the flags stays fast.
 """
 
 import dataclasses
+import math
 from typing import Any, Optional
 
 from sam_edge import options
@@ -77,8 +78,8 @@ def help_text() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class SamSettings:
-  """The SAM options; all static (decided at trace time). Bad values are a ValueError whose
-  message names the flags, one problem per `; `-separated part.
+  """The SAM options; all static (decided at trace time). `problems()` lists the bad values, one
+  line each naming its flag; the step refuses settings with problems (`update`).
 
   rho:           radius ρ ≥ 0 (a Python float; 0 is the base optimizer, one gradient per step)
   kind:          the variant's name (module doc)
@@ -86,8 +87,8 @@ class SamSettings:
   hyper:         the variant's own flag values ({flag: value} or pairs; defaults filled in)
   perturbed:     "all" parameters, or only the "normalization" layers' (SAM-ON, --sam_params)
   micro_batches: k of --accumulate_batches (`oracle`): every gradient a sum over k micro-batches
-  schedule:      the step-size schedule (`optimizers.OptimizerSettings`), for a variant whose
-                 ρ can follow it (GSAM's --gsam_rho_schedule)
+  step_sizes:    η_t and its extremes (`optimizers.StepSizes`, set by `method.Method.of`), for a
+                 variant whose ρ can follow them (GSAM's --gsam_rho_schedule)
   phase:         for a variant compiled as two programs chosen on the host (`host_period`), the
                  one fixed at trace time (True: the one of steps t ≡ 0 mod k); None (default):
                  chosen on the device
@@ -98,26 +99,29 @@ class SamSettings:
   hyper: Any = ()
   perturbed: str = "all"
   micro_batches: int = 1
-  schedule: Optional[optimizers.OptimizerSettings] = None
+  step_sizes: Optional[optimizers.StepSizes] = None
   phase: Optional[bool] = None
 
   def __post_init__(self):
-    if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not self.rho >= 0:
-      raise ValueError(f"rho must be a Python number >= 0, got {self.rho!r}")
-    object.__setattr__(self, "rho", float(self.rho))
+    if _number(self.rho):
+      object.__setattr__(self, "rho", float(self.rho))
+    if self.kind in SAM_VARIANTS:
+      object.__setattr__(self, "hyper", options.settled(self.variant.options, self.hyper,
+                                                        f"SAM variant {self.kind!r}", check=False))
+
+  def problems(self) -> list[str]:
+    """Every problem of these settings, one line each naming its flag ([] when sound)."""
     if self.kind not in SAM_VARIANTS:
-      raise ValueError(f"unknown SAM kind {self.kind!r}: expected one of "
-                       f"{', '.join(SAM_VARIANTS)}")
+      return [f"--sam={self.kind} is not a SAM variant: use one of {', '.join(SAM_VARIANTS)}"]
+    p = [] if _number(self.rho) and math.isfinite(self.rho) and self.rho >= 0 else [
+        f"--rho must be a finite number >= 0, got {self.rho}"]
     if self.group_size is not None and (not isinstance(self.group_size, int)
                                         or self.group_size < 1):
-      raise ValueError(f"group_size must be a positive integer or None, got {self.group_size!r}")
-    object.__setattr__(self, "hyper", options.settled(self.variant.options, self.hyper,
-                                                      f"SAM variant {self.kind!r}"))
+      p.append(f"--sam_group_size must be at least 1, got {self.group_size}")
     if self.phase not in (None, True, False):
-      raise ValueError(f"phase must be None, True or False, got {self.phase!r}")
-    bad = sam_options.problems(self)
-    if bad:
-      raise ValueError("; ".join(bad))
+      p.append(f"the SAM phase must be None, True or False, got {self.phase!r}")
+    p += options.problems(self.variant.options, self.values.get)
+    return p + ([] if p else sam_options.problems(self))
 
   @property
   def variant(self) -> Variant:
@@ -141,3 +145,8 @@ class SamSettings:
     words = f"{self.variant.title} ρ={self.rho:g}"
     words += f" m={self.group_size}" if self.group_size else ""
     return words + (" SAM-ON" if self.perturbed == "normalization" else "")
+
+
+def _number(x: Any) -> bool:
+  """Whether `x` is a Python int or float (not a bool)."""
+  return isinstance(x, (int, float)) and not isinstance(x, bool)

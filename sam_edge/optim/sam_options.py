@@ -14,7 +14,7 @@ def problems(settings: Any) -> list[str]:
   if settings.perturbed not in PERTURBED:
     p.append(f"--sam_params must be all or normalization, got {settings.perturbed}")
   if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-    p.append(f"--accumulate_batches must be an integer >= 1, got {k}")
+    p.append(f"--accumulate_batches must be at least 1, got {k}")
     k = 1
   if settings.group_size is not None and not variant.groups:
     p.append(f"--sam_group_size (m-sharpness) applies to the variants without state or random "

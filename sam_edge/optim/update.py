@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sam_edge import options
 from sam_edge.optim import ema
 from sam_edge.optim.oracle import Gradients, LossFn, Oracle, mean_over
 from sam_edge.optim.sam import SamSettings
@@ -102,8 +103,10 @@ def oracle_gradients(oracle: Oracle, params: PyTree, sam: SamSettings, *,
   step's key (`sam_steps.step_key`) for the variants that draw at random; the oracle's `first`
   (L(w), ∇L(w), aux on the whole batch) replaces the first pass (groups ignore it). ρ = 0 takes
   one gradient (over the micro-batches) and groups play no part; group_size None or m = B is the
-  variant on the whole batch, the same program as without groups.
+  variant on the whole batch, the same program as without groups. ValueError for settings with
+  problems (`sam.SamSettings.problems`).
   """
+  options.refuse(sam.problems())
   state = {} if state is None else state
   if sam.rho == 0:
     loss, grad, aux = oracle.first_gradient(params)

@@ -124,15 +124,15 @@ def host_phased_step(problem: Problem, settings: RunSettings, order: Any,
   every t, or with LookSAM (`SamSettings.host_period` k) its SAM step for t ≡ 0 (mod k) and its
   reuse step otherwise, compiled apart (a `lax.cond` between them runs the SAM branch's
   convolution gradients several times slower on XLA's CPU)."""
-  make = lambda sam: make_train_step(problem, settings.optimizer, sam, order, place,
+  make = lambda sam: make_train_step(problem, settings.method.optimizer, sam, order, place,
                                      track_hvps=settings.measure.track_hvps,
                                      ema_decay=settings.ema_decay,
                                      train_error=settings.loop.eval_every_steps is not None)
-  period = settings.sam.host_period()
+  period = settings.method.sam.host_period()
   if period is None:
-    step = make(settings.sam)
+    step = make(settings.method.sam)
     return lambda t: step
-  phased = {phase: make(dataclasses.replace(settings.sam, phase=phase))
+  phased = {phase: make(dataclasses.replace(settings.method.sam, phase=phase))
             for phase in (True, False)}
   return lambda t: phased[t % period == 0]
 

@@ -162,8 +162,8 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
     raise errors.InputError("; ".join(too_big))
   sup.phase = "setting up"
   progress = loop.Progress()
-  state = place.replicate(update.init_state(problem.params, settings.optimizer.make(),
-                                           problem.model_state, settings.sam,
+  state = place.replicate(update.init_state(problem.params, settings.method.optimizer.make(),
+                                           problem.model_state, settings.method.sam,
                                            average=settings.ema_decay is not None,
                                            keep_best=settings.monitor.keeps_best))
   warning = monitor.followed(settings.monitor, problem.held_out)

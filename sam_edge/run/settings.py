@@ -5,8 +5,7 @@ import dataclasses
 from typing import Optional
 
 from sam_edge.curvature.measure import MeasureSettings
-from sam_edge.optim.optimizers import OptimizerSettings
-from sam_edge.optim.sam import SamSettings
+from sam_edge.optim.method import Method
 from sam_edge.run.loop import LoopSettings
 from sam_edge.run.monitor import MonitorSettings
 
@@ -20,8 +19,7 @@ class RunSettings:
   """
   batch_size: int
   seed: int
-  optimizer: OptimizerSettings
-  sam: SamSettings
+  method: Method                    # the optimizer and SAM variant (`measure.method` is it too)
   measure: MeasureSettings
   loop: LoopSettings
   outputs: tuple[tuple[str, str], ...]

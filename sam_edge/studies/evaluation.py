@@ -73,13 +73,13 @@ def split_size(t: trained.Trained, split: str) -> Optional[int]:
   (`images.num_kept` of its `--mini_training_set_num_batches` / `--mini_test_set_num_batches`
   and `--batch_size`). None where that is not known (a validation split, a dataset not in
   `image_specs`)."""
-  f = trained.flags_of(t)
-  spec = image_specs.SPECS.get(getattr(f, "dataset", None))
+  v = trained.values(t)
+  spec = image_specs.SPECS.get(v.get("dataset"))
   if spec is None or split not in ("train", "test"):
     return None
-  whole, batches = ((spec.train_size, f.mini_training_set_num_batches) if split == "train"
-                    else (spec.test_size, f.mini_test_set_num_batches))
-  return images.num_kept(whole, batches, int(f.batch_size))
+  whole, batches = ((spec.train_size, v["mini_training_set_num_batches"]) if split == "train"
+                    else (spec.test_size, v["mini_test_set_num_batches"]))
+  return images.num_kept(whole, batches, int(v["batch_size"]))
 
 
 def check_sizes(t: trained.Trained, s: Settings) -> None:
@@ -156,19 +156,19 @@ def output_metrics(p: Problem, arrays: dict, metrics: tuple[str, ...], chunk: in
 def measure_settings(t: trained.Trained, s: Settings) -> measure.MeasureSettings:
   """How λ1 and the trace are measured (module doc): the run's settings, `s` over them.
   InputError (one line) for settings the measurement cannot run."""
-  f = trained.flags_of(t, lanczos_max_steps=s.lanczos_max_steps, trace_probes=s.trace_probes,
-                       measure_chunk=s.measure_chunk)
+  v = trained.values(t, lanczos_max_steps=s.lanczos_max_steps, trace_probes=s.trace_probes,
+                     measure_chunk=s.measure_chunk)
   kinds: registry.Requested = ()
   if "trace" in s.metrics:
-    kinds = (("trace", TraceSettings(probes=f.trace_probes, method=f.trace_method)),)
+    kinds = (("trace", TraceSettings(probes=v["trace_probes"], method=v["trace_method"])),)
   found = registry.problems(kinds) + registry.size_problems(
       kinds, sum(np.size(x) for x in jax.tree.leaves(t.params)))
   if found:
     raise errors.InputError("; ".join(found))
-  steps = int(f.lanczos_max_steps)
-  return measure.MeasureSettings(max_steps=steps, tol=float(f.lanczos_tol),
+  steps = int(v["lanczos_max_steps"])
+  return measure.MeasureSettings(max_steps=steps, tol=float(v["lanczos_tol"]),
                                  min_steps=min(3, steps), curvature=kinds,
-                                 chunk=f.measure_chunk or None)
+                                 chunk=v["measure_chunk"] or None)
 
 
 def curvature(p: Problem, arrays: dict, settings: measure.MeasureSettings, key: jax.Array
@@ -178,7 +178,7 @@ def curvature(p: Problem, arrays: dict, settings: measure.MeasureSettings, key: 
   forward = lambda w, state, batch, c: (p.predict(w, state, c, batch), state)
   run = measure.make_measure(forward, p.output_loss, settings)
   params = jax.device_put(p.params)
-  context = measure.Context(p.model_state, settings.optimizer.make().init(params),
+  context = measure.Context(p.model_state, settings.method.optimizer.make().init(params),
                             jnp.asarray(0, jnp.int32), p.constants)
   record, _ = run(params, context, jax.device_put(arrays), measure.init_state(settings, params),
                   key)

@@ -25,13 +25,13 @@ pass (batch statistics).
 """
 
 import dataclasses
-import types
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import jax
 import numpy as np
 
 from sam_edge import errors
+from sam_edge.cli import config
 from sam_edge.pytree import PyTree
 from sam_edge.run import init_params, params_file, run_folder
 from sam_edge.run.problem import Problem, keys
@@ -61,24 +61,26 @@ def load(path: str) -> Trained:
                  best=saved.best)
 
 
-def flags_of(t: Trained, **replace: Optional[str]) -> types.SimpleNamespace:
-  """The run's flags as attributes: the entry point's defaults, the run's config over them,
-  then every `replace` value that is not None."""
-  module = commands.load_entry(t.task)
-  values = {name: module.FLAGS[name].default for name in module.FLAGS}
-  values.update(t.config)
-  values.update({k: v for k, v in replace.items() if v is not None})
-  return types.SimpleNamespace(**values)
+def values(t: Trained, **replace: Any) -> dict:
+  """The run's flag values: the entry point's defaults, the run's config over them, then every
+  `replace` value that is not None (`cli.config.of_values`)."""
+  return dict(run_config(t, **replace).values)
+
+
+def run_config(t: Trained, **replace: Any) -> config.RunConfig:
+  """The run's config rebuilt from its saved values (`values`)."""
+  task = commands.load_entry(t.task).TASK
+  return config.of_values(task, t.config,
+                          replace={k: v for k, v in replace.items() if v is not None})
 
 
 def problem(t: Trained, *, manual_dir: Optional[str] = None,
             tfds_data_dir: Optional[str] = None) -> Problem:
   """The run's problem rebuilt (module doc), holding the trained parameters and model state."""
-  f = flags_of(t, manual_dir=manual_dir, tfds_data_dir=tfds_data_dir)
-  task = commands.load_entry(t.task).TASK
-  built = task.build(f, keys(int(f.seed))["init"])
-  if f.init_params and f.regime == "linearized":    # its w0: the parameters it started from
-    built, _ = init_params.initialise(built, f.init_params)
+  c = run_config(t, manual_dir=manual_dir, tfds_data_dir=tfds_data_dir)
+  built = commands.load_entry(t.task).TASK.build(c.problem, keys(c.run.seed)["init"])
+  if c.run.init_params and c.values["regime"] == "linearized":  # its w0: where it started from
+    built, _ = init_params.initialise(built, c.run.init_params)
   return dataclasses.replace(built, params=jax.tree.map(np.asarray, t.params),
                              model_state=jax.tree.map(np.asarray, t.model_state))
 

@@ -34,6 +34,7 @@ from sam_edge.data import (
 )
 from sam_edge.models import linearize, losses, precision, registry, stateful
 from sam_edge.run.problem import Problem
+from sam_edge.tasks.image_config import ImageConfig
 
 EVAL_CHUNK = 2000
 TOP_K, TOP_K_MIN_CLASSES = 5, 10        # the top-5 error, recorded with at least 10 classes
@@ -47,72 +48,74 @@ def _wrong_checksum(e: Exception) -> bool:
   return isinstance(e, download_manager.NonMatchingChecksumError)
 
 
-def load(f: Any, log=print) -> images.ImageData:
+def load(c: ImageConfig, log=print) -> images.ImageData:
   """Reads (preparing once if needed) the dataset; bad files are one InputError line."""
-  log(f"reading {f.dataset} from {f.tfds_data_dir or 'the default TFDS folder'}")
+  d = c.data
+  log(f"reading {d.dataset} from {d.tfds_data_dir or 'the default TFDS folder'}")
   try:
     return images.load_image_dataset(
-        f.dataset, batch_size=f.batch_size, data_dir=f.tfds_data_dir, manual_dir=f.manual_dir,
-        mini_training_set_num_batches=f.mini_training_set_num_batches,
-        mini_test_set_num_batches=f.mini_test_set_num_batches, log=log)
+        d.dataset, batch_size=d.batch_size, data_dir=d.tfds_data_dir, manual_dir=d.manual_dir,
+        mini_training_set_num_batches=d.mini_training_set_num_batches,
+        mini_test_set_num_batches=d.mini_test_set_num_batches, log=log)
   except Exception as e:  # pylint: disable=broad-except
     if not _wrong_checksum(e):
       raise
     found = re.search(r"downloaded to (\S+?),? has wrong checksum", str(e))
     name = os.path.basename(found.group(1)) if found else "a file"
-    raise errors.InputError(f"--manual_dir={f.manual_dir}: {name} is not the {f.dataset} file "
+    raise errors.InputError(f"--manual_dir={d.manual_dir}: {name} is not the {d.dataset} file "
                             "TFDS expects (wrong checksum)") from None
 
 
-def build(f: Any, key: jax.Array) -> Problem:
+def build(c: ImageConfig, key: jax.Array) -> Problem:
   """Loads the data (host arrays; the run places them on its devices) and builds the model
   (initialised from `key`), the loss and the test metrics. The label noise is drawn from `key`
   too: fixed by the seed."""
-  data, held_out = hold_out(load(f), f.validation_fraction, key)
+  data, held_out = hold_out(load(c), c.data.validation_fraction, key)
   n = len(data.train["label"])
-  if f.batch_size > n:
-    raise errors.InputError(f"--batch_size={f.batch_size} is larger than the {n} training "
+  if c.data.batch_size > n:
+    raise errors.InputError(f"--batch_size={c.data.batch_size} is larger than the {n} training "
                             "examples")
   train = data.train              # uint8 images, int32 labels on the host: the run places them
   description = {"training_examples": n, "test_examples": int(len(data.test["label"])),
                  "data_fingerprint": data.fingerprint}
   if "validation" in held_out:
     description["validation_examples"] = int(len(held_out["validation"]["label"]))
-  if f.label_noise > 0:
-    labels, flipped = label_noise.noisy_labels(train["label"], data.num_classes, f.label_noise,
+  if c.data.label_noise > 0:
+    labels, flipped = label_noise.noisy_labels(train["label"], data.num_classes, c.data.label_noise,
                                                label_noise.noise_key(key))
     train = {**train, "label": np.asarray(labels)}
     description["noisy_labels"] = int(np.sum(flipped))
-  preprocess = normalize.of(f.normalize, train["image"], data.mean_image)
-  test_loss = losses.LOSSES[f.loss]                 # on clean labels, without smoothing
+  preprocess = normalize.of(c.data.normalize, train["image"], data.mean_image)
+  test_loss = losses.LOSSES[c.model.loss]                 # on clean labels, without smoothing
   metrics = lambda logits_fn: held_out_metrics_fn(logits_fn, test_loss, data.num_classes,
                                                   held_out)
-  problem = network_problem(f, key, train, data.num_classes, preprocess, metrics)
+  problem = network_problem(c, key, train, data.num_classes, preprocess, metrics)
   num_params = sum(x.size for x in jax.tree.leaves(problem.params))
   sizes = ", ".join(f"{len(split['label'])} {name}" for name, split in held_out.items())
-  print(f"{f.dataset}: {n} training, {sizes} examples; {f.nn_architecture} with {num_params} "
-        "parameters", flush=True)
-  batch_order = (order.StreamOrder(n, f.batch_size) if f.batch_order == "reference"
-                 else order.ShuffledOrder(n, f.batch_size))
+  print(f"{c.data.dataset}: {n} training, {sizes} examples; {c.model.nn_architecture} with "
+        f"{num_params} parameters", flush=True)
+  batch_order = (order.StreamOrder(n, c.data.batch_size) if c.data.batch_order == "reference"
+                 else order.ShuffledOrder(n, c.data.batch_size))
   return dataclasses.replace(problem, order=batch_order, held_out=held_out,
                              description={"parameters": int(num_params), **description})
 
 
-def network_problem(f: Any, key: jax.Array, train: dict, num_classes: int,
+def network_problem(c: ImageConfig, key: jax.Array, train: dict, num_classes: int,
                     preprocess: normalize.Normalization, metrics: Any) -> Problem:
   """The network of the flags (initialised from `key` on `train`'s first image) with its loss
   (`--loss`, with label smoothing), its held-out metrics (`metrics(logits_fn) -> (args ->
   {...})`), `--augment`, the batch error and the compute dtype; `train` becomes the problem's
   training arrays."""
-  loss = lambda outputs, batch: losses.LOSSES[f.loss](outputs, batch["label"], f.label_smoothing)
-  model = registry.build(f.nn_architecture, registry.values(f.nn_architecture, f),
-                         num_classes=num_classes, activation=f.activation)
-  make = _batchnorm_problem if registry.BY_NAME[f.nn_architecture].batch_norm else _plain_problem
-  problem = make(f, model, key, preprocess, loss, train, metrics)
-  return dataclasses.replace(problem, augment=augment_fn(f, preprocess),
+  m = c.model
+  loss = lambda outputs, batch: losses.LOSSES[m.loss](outputs, batch["label"], m.label_smoothing)
+  model = registry.build(m.nn_architecture, dict(m.options), num_classes=num_classes,
+                         activation=m.activation)
+  make = _batchnorm_problem if registry.BY_NAME[m.nn_architecture].batch_norm else _plain_problem
+  problem = make(c, model, key, preprocess, loss, train, metrics)
+  return dataclasses.replace(problem, augment=augment_fn(c, preprocess),
                              batch_error=lambda outputs, batch: jnp.mean(
                                  losses.misclassified(outputs, batch["label"])),
-                             compute_dtype=precision.DTYPES[f.compute_dtype])
+                             compute_dtype=precision.DTYPES[c.model.compute_dtype])
 
 
 def report(evaluation: dict) -> str:
@@ -137,15 +140,15 @@ def hold_out(data: images.ImageData, fraction: float, key: jax.Array
   return data, {"validation": valid, "test": data.test}
 
 
-def augment_fn(f: Any, preprocess: normalize.Normalization) -> Any:
+def augment_fn(c: ImageConfig, preprocess: normalize.Normalization) -> Any:
   """`(batch, data_key, step) -> batch` with its images augmented as `--augment` says, with the
   step's key `augment.augment_key(data_key, step)`; None for `none`. Cutout fills with the raw
   value the normalisation maps to 0 (`normalize.Normalization.centre`)."""
-  ops = input_spec.parse(f.augment)
+  ops = input_spec.parse(c.data.augment)
   if not ops:
     return None
-  settings = augment_pipeline.Augmentation(ops, f.cutout_size, preprocess.centre(),
-                                           f.brightness_delta)
+  settings = augment_pipeline.Augmentation(ops, c.data.cutout_size, preprocess.centre(),
+                                           c.data.brightness_delta)
   return lambda batch, k, step: {**batch, "image": augment_pipeline.apply(
       settings, batch["image"], augment.augment_key(k, step))}
 
@@ -182,11 +185,11 @@ def held_out_metrics_fn(logits_fn, loss, num_classes: int, held_out: dict):
                        for k, v in metrics(args, split, name).items()}
 
 
-def _plain_problem(f, model, key, preprocess, loss, train, metrics) -> Problem:
+def _plain_problem(c, model, key, preprocess, loss, train, metrics) -> Problem:
   """A network without model state (the MLP, the CNN); the network itself or its linearization at
   w0. `metrics(logits_fn)`: the held-out metrics of `held_out_metrics_fn`."""
   params = jax.jit(model.init)(key, preprocess(train["image"][:1]))
-  constants, network = linearize.in_regime(model.apply, params, f.regime)
+  constants, network = linearize.in_regime(model.apply, params, c.model.regime)
 
   def logits(p, constants, image, dtype=jnp.float32):
     return network(p, constants, preprocess(image).astype(dtype), dtype)
@@ -202,7 +205,7 @@ def _plain_problem(f, model, key, preprocess, loss, train, metrics) -> Problem:
                  report=report)
 
 
-def _batchnorm_problem(f, model, key, preprocess, loss, train, metrics) -> Problem:
+def _batchnorm_problem(c, model, key, preprocess, loss, train, metrics) -> Problem:
   """A ResNet/WRN with BatchNorm: the model state holds the running statistics, moved once per
   step from the unperturbed pass; measurements use the measured batch's own statistics (train
   mode: the forward pass training differentiates) and never move them; the test error uses

@@ -25,6 +25,7 @@ from sam_edge.data import image_specs, images, normalize, stream, stream_order, 
 from sam_edge.models import losses
 from sam_edge.run.problem import Problem
 from sam_edge.tasks import data_pipeline, image_problem
+from sam_edge.tasks.image_config import ImageConfig
 
 EVAL_CHUNK = 500
 
@@ -40,17 +41,18 @@ class Sources:
   channels: Optional[int] = None            # the images' channels (None: as each is stored)
 
 
-def open_sources(f: Any, log: Callable[[str], None]) -> Sources:
+def open_sources(c: ImageConfig, log: Callable[[str], None]) -> Sources:
   """TFDS's ArrayRecord sources of --dataset (prepared first if needed, from --manual_dir)."""
-  spec = image_specs.STREAMED.get(f.dataset)
+  spec = image_specs.STREAMED.get(c.data.dataset)
   held = spec.test_split if spec else "test"
 
   def prepare(builder: Any) -> None:
-    images.prepare(builder, f.dataset, f.manual_dir, images.PROBE_TIMEOUT_S, log)
+    images.prepare(builder, c.data.dataset, c.data.manual_dir, images.PROBE_TIMEOUT_S, log)
 
-  train = stream_sources.tfds_split(f.dataset, f.tfds_data_dir, "train", prepare)
-  _, shape, num_classes = stream_sources.tfds_info(f.dataset, f.tfds_data_dir)
-  return Sources(train, stream_sources.tfds_split(f.dataset, f.tfds_data_dir, held, prepare),
+  d = c.data
+  train = stream_sources.tfds_split(d.dataset, d.tfds_data_dir, "train", prepare)  # prepares
+  _, shape, num_classes = stream_sources.tfds_info(d.dataset, d.tfds_data_dir)
+  return Sources(train, stream_sources.tfds_split(d.dataset, d.tfds_data_dir, held, prepare),
                  num_classes, held, shape[-1])
 
 
@@ -81,45 +83,45 @@ def streamed_metrics_fn(logits_fn: Any, loss: Any, num_classes: int, held_out: A
   return metrics
 
 
-def build(f: Any, key: jax.Array, sources: Optional[Sources] = None,
+def build(c: ImageConfig, key: jax.Array, sources: Optional[Sources] = None,
           log: Callable[[str], None] = print) -> Problem:
   """The streamed Problem (module doc) of the flags, on `sources` (default: `open_sources`)."""
-  _, why = data_pipeline.resolved(f)
+  _, why = data_pipeline.resolved(c.data)
   if why:
     log(why)
-  sources = sources or open_sources(f, log)
-  n = images.num_kept(len(sources.train), f.mini_training_set_num_batches, f.batch_size)
-  m = images.num_kept(len(sources.held_out), f.mini_test_set_num_batches, f.batch_size)
-  if f.batch_size > n:
-    raise errors.InputError(f"--batch_size={f.batch_size} is larger than the {n} training "
+  sources = sources or open_sources(c, log)
+  n = images.num_kept(len(sources.train), c.data.mini_training_set_num_batches, c.data.batch_size)
+  m = images.num_kept(len(sources.held_out), c.data.mini_test_set_num_batches, c.data.batch_size)
+  if c.data.batch_size > n:
+    raise errors.InputError(f"--batch_size={c.data.batch_size} is larger than the {n} training "
                             "examples")
   try:
-    order = stream_order.StreamOrder(n, f.batch_size, f.seed, jax.process_index(),
+    order = stream_order.StreamOrder(n, c.data.batch_size, c.data.seed, jax.process_index(),
                                      jax.process_count())
   except ValueError as e:
-    raise errors.InputError(f"--batch_size={f.batch_size}: {e}") from None
-  count = f.measure_examples
+    raise errors.InputError(f"--batch_size={c.data.batch_size}: {e}") from None
+  count = c.data.measure_examples
   if count > n:
     raise errors.InputError(f"--measure_examples={count} exceeds the {n} training examples")
   log(f"measurements use a fixed set of {count} training examples drawn from the seed "
       "(--measure_examples): a stream holds no training array to draw batches from")
-  evaluated = stream.Transform(f.image_size, channels=sources.channels)
+  evaluated = stream.Transform(c.data.image_size, channels=sources.channels)
   measured = stream.read_examples(sources.train,
-                                  stream_order.measured_indices(f.seed, n, count), evaluated)
-  preprocess = normalize.of(f.normalize, measured["image"],
+                                  stream_order.measured_indices(c.data.seed, n, count), evaluated)
+  preprocess = normalize.of(c.data.normalize, measured["image"],
                             images.mean_image_of(measured["image"]))
   channels = measured["image"].shape[-1]
   evaluated = dataclasses.replace(evaluated, channels=channels)
-  metrics = lambda logits_fn: streamed_metrics_fn(logits_fn, losses.LOSSES[f.loss],
+  metrics = lambda logits_fn: streamed_metrics_fn(logits_fn, losses.LOSSES[c.model.loss],
                                                   sources.num_classes, sources.held_out,
-                                                  evaluated, f.data_workers, m)
-  problem = image_problem.network_problem(f, key, measured, sources.num_classes, preprocess,
+                                                  evaluated, c.data.data_workers, m)
+  problem = image_problem.network_problem(c, key, measured, sources.num_classes, preprocess,
                                           metrics)
   num_params = sum(x.size for x in jax.tree.leaves(problem.params))
-  log(f"{f.dataset} (streamed, --data_workers={f.data_workers}): {n} training, {m} "
-      f"{sources.held_out_name} examples; {f.nn_architecture} with {num_params} parameters")
+  log(f"{c.data.dataset} (streamed, --data_workers={c.data.data_workers}): {n} training, {m} "
+      f"{sources.held_out_name} examples; {c.model.nn_architecture} with {num_params} parameters")
   training = stream.TrainingStream(sources.train, order,
-                                   stream.Transform(f.image_size, True, f.seed, channels),
-                                   f.data_workers)
+                                   stream.Transform(c.data.image_size, True, c.data.seed, channels),
+                                   c.data.data_workers)
   return dataclasses.replace(problem, stream=training, description={
       "parameters": int(num_params), "training_examples": n, "test_examples": m})

@@ -11,7 +11,7 @@ from absl import flags
 from sam_edge import options, records
 from sam_edge.data import image_specs, input_spec, validation
 from sam_edge.models import registry
-from sam_edge.tasks import data_pipeline
+from sam_edge.tasks import data_pipeline, image_config
 from sam_edge.tasks.task import Defaults, Task
 
 RESNET_BATCH_SIZE = 128
@@ -126,7 +126,8 @@ def _model_problems(f: Any) -> list[str]:
         for o in other.options if f[o.name].present]
   side = _image_side(f)
   if side is not None and not options.problems(arch.options, lambda n: f[n].value):
-    p += arch.fit(registry.values(arch.name, f), side, f"the {side}x{side} images of {f.dataset}")
+    p += arch.fit({o.name: f[o.name].value for o in arch.options}, side,
+                  f"the {side}x{side} images of {f.dataset}")
   if arch.batch_norm and f.measure_chunk:
     p.append(f"--measure_chunk is not supported with --nn_architecture={arch.name}: "
              "BatchNorm's batch statistics couple the examples of the measured batch")
@@ -139,13 +140,13 @@ def _model_problems(f: Any) -> list[str]:
   return p
 
 
-def title(f: Any) -> str:
+def title(c: image_config.ImageConfig) -> str:
   """The run's title: dataset and network, with the network's options unless they are the
   reference's."""
-  arch = registry.BY_NAME[f.nn_architecture]
-  shown = [f"{o.name.split('_', 1)[1]} {f[o.name].value}" for o in arch.options]
-  return f"{f.dataset} {arch.name}" + (f" ({', '.join(shown)})"
-                                       if shown and not arch.reference_flags else "")
+  arch = registry.BY_NAME[c.model.nn_architecture]
+  shown = [f"{name.split('_', 1)[1]} {value}" for name, value in c.model.options]
+  return f"{c.data.dataset} {arch.name}" + (f" ({', '.join(shown)})"
+                                            if shown and not arch.reference_flags else "")
 
 
 def _folder_problems(f: Any) -> list[str]:
@@ -190,19 +191,19 @@ def problems(f: Any) -> list[str]:
   return p + _folder_problems(f)
 
 
-def build(f: Any, key: Any) -> Any:
-  """The Problem (`image_problem.build`; streamed, `image_stream.build`): loads the data (or
-  opens its stream), builds the model from `key`."""
-  if data_pipeline.streams(f):
+def build(c: image_config.ImageConfig, key: Any) -> Any:
+  """The Problem (`image_problem.build`; streamed, `image_stream.build`) of the task's part of the
+  config: loads the data (or opens its stream), builds the model from `key`."""
+  if data_pipeline.streams(c.data):
     from sam_edge.tasks import image_stream  # pylint: disable=import-outside-toplevel
-    return image_stream.build(f, key)
+    return image_stream.build(c, key)
   from sam_edge.tasks import image_problem  # pylint: disable=import-outside-toplevel
-  return image_problem.build(f, key)
+  return image_problem.build(c, key)
 
 
 TASK = Task(prog="image_classification",
             defaults=Defaults(step_size=0.01, batch_size=60000, time_limit_in_hours=4.0,
                               hessian_check_gap=0.25, batch_order="shuffled"),
             define_flags=define_flags, problems=problems,
-            title=title, build=build,
+            title=title, config=image_config.of, build=build,
             resolve_defaults=resolve_defaults, train_examples=train_examples)

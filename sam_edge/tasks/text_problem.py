@@ -16,24 +16,26 @@ import jax.numpy as jnp
 from sam_edge.data import batching, order
 from sam_edge.models import linearize, losses, precision, transformer
 from sam_edge.run.problem import Problem
+from sam_edge.tasks.text_config import TextConfig
 
 
-def build(f: Any, key: jax.Array, windows: Any) -> Problem:
+def build(c: TextConfig, key: jax.Array, windows: Any) -> Problem:
   """The transformer (or its linearization at w0), its loss on the training windows (host arrays
   that the run places on its devices) in --batch_order, and the test metrics (`test_metrics`).
   `windows` is `text_task.Windows`; with the reference order the training windows beyond whole
   batches are dropped, as the reference drops them."""
   train_windows = windows.train
   batch_order = None
-  if f.batch_order == "reference":
-    train_windows = train_windows[:order.whole_batches(len(train_windows), f.batch_size)]
-    batch_order = order.BufferedOrder(len(train_windows), f.batch_size, (f.seed, 1))
+  if c.data.batch_order == "reference":
+    train_windows = train_windows[:order.whole_batches(len(train_windows), c.data.batch_size)]
+    batch_order = order.BufferedOrder(len(train_windows), c.data.batch_size, (c.data.seed, 1))
   lm = transformer.make_language_model(
-      num_layers=f.num_layers, num_heads=f.num_heads, key_size=f.key_size,
-      model_size=f.model_size, sequence_length=f.sequence_length)
+      num_layers=c.model.num_layers, num_heads=c.model.num_heads, key_size=c.model.key_size,
+      model_size=c.model.model_size, sequence_length=c.data.sequence_length)
   train = {"window": train_windows}                 # uint8 [W, T+1] on the host: the run places it
   params = jax.jit(lm.init)(key, train["window"][:1, :-1].astype(jnp.int32))
-  constants, logits = linearize.in_regime(lm.apply, params, f.regime)   # logits [B, T, V] float32
+  # logits [B, T, V] float32
+  constants, logits = linearize.in_regime(lm.apply, params, c.model.regime)
 
   def forward(p, model_state, batch, constants, dtype=jnp.float32):
     inputs, _ = transformer.split_window(batch["window"])          # [B, T]
@@ -43,14 +45,14 @@ def build(f: Any, key: jax.Array, windows: Any) -> Problem:
     _, targets = transformer.split_window(batch["window"])
     return transformer.next_token_loss(outputs, targets)
 
-  evaluate = held_out_metrics(f, logits, windows)
+  evaluate = held_out_metrics(c, logits, windows)
   num_params = sum(x.size for x in jax.tree.leaves(params))
-  print(f"{os.path.basename(f.training_data)}: {len(train_windows)} training and "
-        f"{len(windows.test)} test windows of {f.sequence_length + 1} characters; transformer "
+  print(f"{os.path.basename(c.data.training_data)}: {len(train_windows)} training and "
+        f"{len(windows.test)} test windows of {c.data.sequence_length + 1} characters; transformer "
         f"with {num_params} parameters", flush=True)
   return Problem(
       forward=forward, output_loss=output_loss, params=params, train_arrays=train,
-      constants=constants, compute_dtype=precision.DTYPES[f.compute_dtype], order=batch_order,
+      constants=constants, compute_dtype=precision.DTYPES[c.model.compute_dtype], order=batch_order,
       evaluate=lambda p, s, c: evaluate((p, c)),
       batch_error=lambda outputs, batch: jnp.mean(transformer.per_sequence_error(
           outputs, transformer.split_window(batch["window"])[1])),
@@ -61,28 +63,29 @@ def build(f: Any, key: jax.Array, windows: Any) -> Problem:
                       else {"validation_windows": len(windows.validation)})})
 
 
-def held_out_metrics(f: Any, logits: Any, windows: Any) -> Any:
+def held_out_metrics(c: TextConfig, logits: Any, windows: Any) -> Any:
   """`(params, constants) -> {["validation_loss", "validation_error",] "test_loss",
   "test_error"}`: `test_metrics`, and with a validation split the mean over every validation
   window of its next-character cross-entropy and error."""
-  test = test_metrics(f, logits, windows)
+  test = test_metrics(c, logits, windows)
   if windows.validation is None:
     return test
-  validation = window_metrics_fn(f, logits)
+  validation = window_metrics_fn(c, logits)
   arrays = {"window": windows.validation}
   return lambda args: {**validation(args, arrays, "validation"), **test(args)}
 
 
-def test_metrics(f: Any, logits: Any, windows: Any) -> Any:
+def test_metrics(c: TextConfig, logits: Any, windows: Any) -> Any:
   """`(params, constants) -> {"test_loss", "test_error"}` (floats), compiled once.
 
   --test_batches=all: the mean over every test window of its mean next-character cross-entropy
   (and error). reference: the reference's test loss, the mean over the K test batches of
   `order.reference_test_batches` (drawn once from the seed) of each batch's loss, the mean
   next-character cross-entropy over its non-padding targets (and likewise its error)."""
-  if f.test_batches == "reference":
-    index = order.reference_test_batches(len(windows.test), windows.test_characters, f.batch_size,
-                                         f.sequence_length, (f.seed, 2))
+  if c.data.test_batches == "reference":
+    d = c.data
+    index = order.reference_test_batches(len(windows.test), windows.test_characters,
+                                         d.batch_size, d.sequence_length, (d.seed, 2))
     batches = windows.test[index]                                    # uint8 [K, B, T+1]
 
     def batch_metrics(args, batch):                                  # {[], []}
@@ -96,12 +99,12 @@ def test_metrics(f: Any, logits: Any, windows: Any) -> Any:
         jnp.mean, jax.lax.map(lambda b: batch_metrics(args, b), batches)))
     return lambda args: {k: float(v) for k, v in metrics(args, batches).items()}
 
-  metrics = window_metrics_fn(f, logits)
+  metrics = window_metrics_fn(c, logits)
   test = {"window": windows.test}                    # on the host: placed by each evaluation
   return lambda args: metrics(args, test, "test")
 
 
-def window_metrics_fn(f: Any, logits: Any) -> Any:
+def window_metrics_fn(c: TextConfig, logits: Any) -> Any:
   """`(args, {"window": uint8 [W, T+1]}, name) -> {"<name>_loss", "<name>_error"}` (floats): the
   mean over every window of its mean next-character cross-entropy and error, --batch_size
   windows at a time (compiled once per split shape)."""
@@ -111,6 +114,6 @@ def window_metrics_fn(f: Any, logits: Any) -> Any:
     return {"loss": transformer.per_sequence_loss(out, targets),
             "error": transformer.per_sequence_error(out, targets)}
   metrics = jax.jit(lambda args, arrays: batching.chunked_mean(
-      window_metrics, args, arrays, f.batch_size))
+      window_metrics, args, arrays, c.data.batch_size))
   return lambda args, arrays, name: {f"{name}_{k}": float(v)
                                      for k, v in metrics(args, arrays).items()}

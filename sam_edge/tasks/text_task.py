@@ -10,6 +10,7 @@ from absl import flags
 
 from sam_edge import errors, options
 from sam_edge.data import text
+from sam_edge.tasks import text_config
 from sam_edge.tasks.task import Defaults, Task
 
 TEST_BATCHES = ("reference", "all")
@@ -60,7 +61,8 @@ def problems(f: Any) -> list[str]:
 
 
 def load_windows(f: Any, log=print) -> Windows:
-  """Reads and checks the corpus (or corpora): the training and test windows, uint8 [W, T+1].
+  """Reads and checks the corpus (or corpora) of `f` (the flags, or `text_config.TextData`): the
+  training and test windows, uint8 [W, T+1].
 
   Without --test_data the last --test_fraction of --training_data is held out.
   Raises errors.InputError with one line naming the file and the problem.
@@ -122,16 +124,18 @@ def corpus_problems(f: Any) -> list[str]:
   return []
 
 
-def build(f: Any, key: Any) -> Any:
-  """The Problem (`text_problem.build`) on the corpus's windows, read here: inside the run, where
-  a Ctrl-C is answered at once."""
+def build(c: text_config.TextConfig, key: Any) -> Any:
+  """The Problem (`text_problem.build`) of the task's part of the config, on the corpus's windows,
+  read here: inside the run, where a Ctrl-C is answered at once."""
   from sam_edge.tasks import text_problem  # pylint: disable=import-outside-toplevel
-  return text_problem.build(f, key, load_windows(f))
+  return text_problem.build(c, key, load_windows(c.data))
 
 
 TASK = Task(prog="transformer",
             defaults=Defaults(step_size=0.1, batch_size=128, time_limit_in_hours=1.0,
                               hessian_check_gap=0.05, batch_order="reference"),
             define_flags=define_flags, problems=problems,
-            title=lambda f: f"transformer ({f.num_layers} layers, width {f.model_size})",
-            build=build, input_problems=corpus_problems, train_examples=train_examples)
+            title=lambda c: f"transformer ({c.model.num_layers} layers, "
+                            f"width {c.model.model_size})",
+            config=text_config.of, build=build, input_problems=corpus_problems,
+            train_examples=train_examples)

@@ -45,11 +45,11 @@ class BatchSharpness(Kind):
       Option("batch_sharpness_batches", 64, "Fresh batches per batch-sharpness measurement."),
   )
 
-  def settings(self, flags: Any) -> Optional[BatchSharpnessSettings]:
-    if not flags.measure_batch_sharpness:
+  def settings(self, values: Mapping[str, Any]) -> Optional[BatchSharpnessSettings]:
+    if not values["measure_batch_sharpness"]:
       return None
-    return BatchSharpnessSettings(batches=flags.batch_sharpness_batches,
-                                  momentum=flags.optimizer in ("momentum", "nesterov"))
+    return BatchSharpnessSettings(batches=values["batch_sharpness_batches"],
+                                  momentum=values["optimizer"] in ("momentum", "nesterov"))
 
   def problems(self, settings: BatchSharpnessSettings) -> list[str]:
     if settings.batches < 2:

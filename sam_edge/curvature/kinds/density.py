@@ -86,10 +86,10 @@ class Density(Kind):
                           "density (SLQ) at a few measurements, log scale; written with "
                           "--measure_density", density_panels),)
 
-  def settings(self, flags: Any) -> Optional[DensitySettings]:
-    if not flags.measure_density:
+  def settings(self, values: Mapping[str, Any]) -> Optional[DensitySettings]:
+    if not values["measure_density"]:
       return None
-    return DensitySettings(probes=flags.density_probes, steps=flags.density_steps)
+    return DensitySettings(probes=values["density_probes"], steps=values["density_steps"])
 
   def problems(self, settings: DensitySettings) -> list[str]:
     if settings.probes < 1 or settings.steps < 1:

@@ -68,11 +68,11 @@ class GaussNewton(WarmLanczosKind):
                     "Gauss–Newton matrix G = Jᵀ H_ℓ J (J: the Jacobian of the logits, H_ℓ: the "
                     "Hessian of the loss in the logits), with its residual."),)
 
-  def settings(self, flags: Any) -> Optional[GaussNewtonSettings]:
-    if not flags.measure_gauss_newton:
+  def settings(self, values: Mapping[str, Any]) -> Optional[GaussNewtonSettings]:
+    if not values["measure_gauss_newton"]:
       return None
-    return GaussNewtonSettings(max_steps=flags.lanczos_max_steps, tol=flags.lanczos_tol,
-                               min_steps=min(3, flags.lanczos_max_steps))
+    return GaussNewtonSettings(max_steps=values["lanczos_max_steps"], tol=values["lanczos_tol"],
+                               min_steps=min(3, values["lanczos_max_steps"]))
 
   def measure(self, inputs: Inputs, settings: GaussNewtonSettings, key: Any, state: Any
               ) -> tuple[dict, Any]:

@@ -34,11 +34,12 @@ class MinEigenvalue(WarmLanczosKind):
              "slowly than λ1)."),
   )
 
-  def settings(self, flags: Any) -> Optional[MinEigenvalueSettings]:
-    if not flags.measure_min_eigenvalue:
+  def settings(self, values: Mapping[str, Any]) -> Optional[MinEigenvalueSettings]:
+    if not values["measure_min_eigenvalue"]:
       return None
-    return MinEigenvalueSettings(max_steps=flags.min_eigenvalue_max_steps, tol=flags.lanczos_tol,
-                                 min_steps=min(3, flags.min_eigenvalue_max_steps))
+    steps = values["min_eigenvalue_max_steps"]
+    return MinEigenvalueSettings(max_steps=steps, tol=values["lanczos_tol"],
+                                 min_steps=min(3, steps))
 
   def measure(self, inputs: Inputs, settings: MinEigenvalueSettings, key: Any, state: Any
               ) -> tuple[dict, Any]:

@@ -32,12 +32,12 @@ class PerLayer(Kind):
   options = (Option("measure_per_layer", False, "Measure the top eigenvalue (and, with "
                     "--measure_trace, the trace) of each module's diagonal Hessian block."),)
 
-  def settings(self, flags: Any) -> Optional[PerLayerSettings]:
-    if not flags.measure_per_layer:
+  def settings(self, values: Mapping[str, Any]) -> Optional[PerLayerSettings]:
+    if not values["measure_per_layer"]:
       return None
-    return PerLayerSettings(max_steps=flags.lanczos_max_steps, tol=flags.lanczos_tol,
-                            min_steps=min(3, flags.lanczos_max_steps),
-                            trace_probes=flags.trace_probes if flags.measure_trace else 0)
+    return PerLayerSettings(max_steps=values["lanczos_max_steps"], tol=values["lanczos_tol"],
+                            min_steps=min(3, values["lanczos_max_steps"]),
+                            trace_probes=values["trace_probes"] if values["measure_trace"] else 0)
 
   def problems(self, settings: PerLayerSettings) -> list[str]:
     if settings.trace_probes == 1 or settings.trace_probes < 0:

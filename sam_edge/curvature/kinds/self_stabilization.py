@@ -32,8 +32,8 @@ class SelfStabilization(Kind):
                     "the sharpness ∇S = ∇³L[u, u] (exact): records ||∇S||, α = −∇L·∇S "
                     "(progressive sharpening) and β = ||∇S||² (self-stabilization)."),)
 
-  def settings(self, flags: Any) -> Optional[SelfStabilizationSettings]:
-    return SelfStabilizationSettings() if flags.measure_self_stabilization else None
+  def settings(self, values: Mapping[str, Any]) -> Optional[SelfStabilizationSettings]:
+    return SelfStabilizationSettings() if values["measure_self_stabilization"] else None
 
   def measure(self, inputs: Inputs, settings: SelfStabilizationSettings, key: Any, state: Any
               ) -> tuple[dict, Any]:

@@ -36,10 +36,10 @@ class Trace(Kind):
              "with Rademacher probes.", choices=METHODS),
   )
 
-  def settings(self, flags: Any) -> Optional[TraceSettings]:
-    if not flags.measure_trace:
+  def settings(self, values: Mapping[str, Any]) -> Optional[TraceSettings]:
+    if not values["measure_trace"]:
       return None
-    return TraceSettings(probes=flags.trace_probes, method=flags.trace_method)
+    return TraceSettings(probes=values["trace_probes"], method=values["trace_method"])
 
   def problems(self, settings: TraceSettings) -> list[str]:
     if settings.method not in METHODS:

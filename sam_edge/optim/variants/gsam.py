@@ -4,7 +4,7 @@
     g_p = ∇L(w + R ε_ρt(R g)),  g_⊥ = g − (g·ĝ_p) ĝ_p,  d = g_p − α g_⊥           2 gradients
 
 ρ_t = ρ_min + (ρ − ρ_min)(η_t − η_min)/(η_max − η_min) with --gsam_rho_schedule=ρ_min (η_min and
-η_max the schedule's smallest and largest step sizes, `sam.SamSettings.schedule`), else ρ.
+η_max the schedule's smallest and largest step sizes, `sam.SamSettings.step_sizes`), else ρ.
 Edge: none known (None).
 """
 
@@ -21,12 +21,6 @@ GSAM_RHO_SCHEDULE = options.Option(
     "largest step sizes (default: ρ constant).", type=float, check=options.non_negative)
 
 
-def _extremes(o: Any) -> tuple[float, float]:
-  from sam_edge.optim import schedules  # pylint: disable=import-outside-toplevel  (variant doc)
-  return schedules.extremes(o.schedule, o.step_size, warmup_steps=o.warmup_steps,
-                            total_steps=o.total_steps, boundaries=o.boundaries, factor=o.factor)
-
-
 def problems(sam: Any) -> list[str]:
   """--gsam_rho_schedule: ρ_min ≤ ρ, and a schedule whose step size changes."""
   rho_min = sam.values["gsam_rho_schedule"]
@@ -34,10 +28,9 @@ def problems(sam: Any) -> list[str]:
     return []
   if rho_min > sam.rho:
     return [f"--gsam_rho_schedule={rho_min:g} (ρ_min) must be at most --rho={sam.rho:g}"]
-  if sam.schedule is None:
+  if sam.step_sizes is None:
     return ["--gsam_rho_schedule needs the step-size schedule it follows"]
-  low, high = _extremes(sam.schedule)
-  if low == high:
+  if sam.step_sizes.low == sam.step_sizes.high:
     return ["--gsam_rho_schedule needs a step size that changes (--lr_schedule=cosine|step or "
             "--warmup_steps >= 2)"]
   return []
@@ -45,12 +38,12 @@ def problems(sam: Any) -> list[str]:
 
 def rho_at(sam: Any, step: Any) -> Any:
   """ρ_t (module doc): ρ itself without --gsam_rho_schedule."""
-  rho_min, o = sam.values["gsam_rho_schedule"], sam.schedule
+  rho_min, eta_t = sam.values["gsam_rho_schedule"], sam.step_sizes
   if rho_min is None:
     return sam.rho
   from sam_edge.optim import schedules  # pylint: disable=import-outside-toplevel  (variant doc)
-  low, high = _extremes(o)
-  eta = schedules.step_size_at(o.learning_rate(), step)
+  low, high = eta_t.low, eta_t.high
+  eta = schedules.step_size_at(eta_t.learning_rate(), step)
   return rho_min + (sam.rho - rho_min) * (eta - low) / (high - low)
 
 

@@ -1,0 +1,157 @@
+"""The flags' values -> one frozen, typed run config: the whole input of a run.
+
+    config = of_flags(task, fv)                  # after the checks (`main.problems`)
+    config = of_values(task, saved["config"])    # a raw pickle's, a checkpoint's, a params file's
+    config.problem        # the task's part: data and model (`Task.config`, e.g. ImageConfig)
+    config.run            # `run.settings.RunSettings`: the method (built once), measurement, loop,
+                          # monitor, outputs, where the state is kept
+    config.values         # {flag: value} it was made from: what the outputs store
+
+`of_values` fills in the entry point's defaults for flags a file written before them lacks (and,
+for flags whose default changed what a run does, the value that reproduces the old run), so an old
+pickle or checkpoint rebuilds its run. Below `cli/`, nothing reads the flags: each part of the
+run takes its part of this config.
+"""
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+from sam_edge.cli import flags as cli_flags
+from sam_edge.cli.flags import flag_values, task_flags
+from sam_edge.curvature import registry
+from sam_edge.curvature.measure import MeasureSettings
+from sam_edge.optim import optimizers, sam
+from sam_edge.optim.method import Method
+from sam_edge.optim.optimizers import OptimizerSettings
+from sam_edge.optim.sam import SamSettings
+from sam_edge.run.loop import LoopSettings
+from sam_edge.run.monitor import MonitorSettings
+from sam_edge.run.settings import RunSettings
+from sam_edge.tasks.task import Task, Values
+
+# A file written before a flag existed rebuilds under the flag's default, or, for the flags whose
+# default changed what a run does, under the value that reproduces what runs did before.
+ADDED_FLAGS = {"batch_order": "shuffled", "test_batches": "all"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """One run's whole input (module doc)."""
+  task: str
+  values: Mapping[str, Any]
+  problem: Any
+  run: RunSettings
+
+
+def optimizer_settings(v: Values) -> OptimizerSettings:
+  """The base optimizer with its own options, L2 weight decay and the step-size schedule."""
+  entry = optimizers.OPTIMIZERS.get(v["optimizer"])
+  return OptimizerSettings(
+      name=v["optimizer"], step_size=v["step_size"],
+      hyper={o.name: v[o.name] for o in entry.options} if entry else (),
+      weight_decay=v["weight_decay"], schedule=v["lr_schedule"], warmup_steps=v["warmup_steps"],
+      total_steps=v["max_steps"], boundaries=tuple(float(b) for b in v["lr_step_boundaries"]),
+      factor=v["lr_step_factor"], decay_in_loss=v["weight_decay_in_loss"],
+      exempt_norm=v["no_weight_decay_on_norm"], clip=v["clip_grad_norm"])
+
+
+def method(v: Values) -> Method:
+  """The optimizer and the SAM variant with its own options, ρ, the m-sharpness group size, the
+  perturbed parameters and the micro-batches, as one object (built once per run)."""
+  variant = sam.SAM_VARIANTS.get(v["sam"])
+  return Method.of(optimizer_settings(v), SamSettings(
+      rho=v["rho"], kind=v["sam"], group_size=v["sam_group_size"],
+      hyper={o.name: v[o.name] for o in variant.options} if variant else (),
+      perturbed=v["sam_params"], micro_batches=v["accumulate_batches"]))
+
+
+def measure_settings(v: Values, the_method: Method) -> MeasureSettings:
+  """How measurements are taken (the top eigenvalues and the requested curvature kinds): with
+  --accumulate_batches=k in the training step's interleaved micro-batches of B/k examples."""
+  micro = v["batch_size"] // v["accumulate_batches"] if v["accumulate_batches"] > 1 else None
+  return MeasureSettings(
+      method=the_method, batch_size=v["batch_size"], num_eigenvalues=v["num_principal_components"],
+      eigensolver=v["eigensolver"], hvp=v["hvp"], max_steps=v["lanczos_max_steps"],
+      tol=v["lanczos_tol"], min_steps=min(3, v["lanczos_max_steps"]),
+      curvature=registry.requested(v), chunk=v["measure_chunk"] or micro,
+      interleave=micro is not None, track_hvps=v["track_hvps"] if v["track_every_step"] else 0)
+
+
+def loop_settings(v: Values) -> LoopSettings:
+  """When to measure, evaluate, checkpoint and stop: --hessian_check_gap is in hours of training
+  time (0 or None: off), --measure_every_steps replaces it."""
+  gap_hours = v["hessian_check_gap"] or None
+  every = v["measure_every_steps"]
+  minutes = v["checkpoint_every_minutes"] or cli_flags.DEFAULT_CHECKPOINT_MINUTES
+  return LoopSettings(
+      time_limit_s=v["time_limit_in_hours"] * 3600.0, measure_every_steps=every,
+      measure_gap_s=None if every else (gap_hours * 3600.0 if gap_hours else None),
+      max_steps=v["max_steps"], checkpoint_every_s=60.0 * minutes if v["checkpoint_dir"] else None,
+      eval_every_steps=v["eval_every_steps"])
+
+
+def monitor_settings(v: Values) -> MonitorSettings:
+  """What the evaluations drive: the plateau schedule, early stopping, --restore_best."""
+  return MonitorSettings(
+      plateau=((v["plateau_factor"], v["plateau_patience"]) if v["lr_schedule"] == "plateau"
+               else None),
+      early_stopping_patience=v["early_stopping_patience"], restore_best=v["restore_best"])
+
+
+def knobs_title(v: Values) -> str:
+  """The SAM paper's training knobs that are set, e.g. ", wd=0.001 in the loss, no decay on
+  norms/biases, clip 5, EMA 0.999" ("" when none is)."""
+  words = []
+  if v["weight_decay_in_loss"]:
+    words.append(f"wd={v['weight_decay']:g} in the loss")
+  if v["no_weight_decay_on_norm"]:
+    words.append("no decay on norms/biases")
+  if v["clip_grad_norm"] is not None:
+    words.append(f"clip {v['clip_grad_norm']:g}")
+  if v["ema_decay"]:
+    words.append(f"EMA {v['ema_decay']:g}")
+  return "".join(f", {w}" for w in words)
+
+
+def method_title(v: Values, the_method: Method) -> str:
+  """The method in a few words for figure titles, e.g. "SAM ρ=0.1, η=0.01",
+  "momentum β=0.9 + unnormalized SAM ρ=0.05, η=0.1" or "SAM ρ=0.05, η=0.1, clip 5"."""
+  extra = ", linearized" if v["regime"] == "linearized" else ""
+  return f"{the_method.title() or 'GD'}, η={v['step_size']:g}{extra}{knobs_title(v)}"
+
+
+def run_settings(task: Task, v: Values, problem: Any) -> RunSettings:
+  """The run's settings of the values (the method built once, shared by the measurements)."""
+  the_method = method(v)
+  outputs = tuple((o.name, v[o.name]) for o in cli_flags.output_options() if v[o.name])
+  return RunSettings(
+      batch_size=v["batch_size"], seed=v["seed"], method=the_method,
+      measure=measure_settings(v, the_method), loop=loop_settings(v), outputs=outputs,
+      title=f"{task.title(problem)}, {method_title(v, the_method)}",
+      checkpoint_dir=v["checkpoint_dir"], resume=v["resume"], tensorboard_dir=v["tensorboard_dir"],
+      num_devices=v["num_devices"], measure_examples=v["measure_examples"], task=task.prog,
+      init_params=v["init_params"], ema_decay=v["ema_decay"] or None,
+      monitor=monitor_settings(v))
+
+
+def defaults(task: Task) -> dict:
+  """{flag: default} of the entry point's flags."""
+  fv = task_flags(task)
+  return {name: fv[name].default for name in sorted(fv)}
+
+
+def of_values(task: Task, values: Values, *, replace: Optional[Values] = None) -> RunConfig:
+  """The run config of `values` ({flag: value}; the entry point's defaults and ADDED_FLAGS' old
+  values where missing), then `replace` over them (e.g. another --manual_dir)."""
+  known = defaults(task)
+  old = {k: v for k, v in ADDED_FLAGS.items() if k in known}
+  full = {**known, **old, **values, **(replace or {})}
+  problem = task.config(full)
+  return RunConfig(task.prog, full, problem, run_settings(task, full, problem))
+
+
+def of_flags(task: Task, fv: Any) -> RunConfig:
+  """The run config of the parsed, checked flags `fv` of the entry point `task`."""
+  values = flag_values(fv)
+  problem = task.config(values)
+  return RunConfig(task.prog, values, problem, run_settings(task, values, problem))
