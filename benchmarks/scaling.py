@@ -72,7 +72,7 @@ def measurement_memory(corpus: str, examples: int, chunks: list[int]) -> list[di
     run = cli_config.of_flags(transformer.TASK, f)
     settings = run.run.measure
     problem = text_problem.build(run.problem, jax.random.PRNGKey(0),
-                                 text_task.load_windows(f, log=lambda s: 0))
+                                 text_task.load_windows(cli_config.flag_values(f), log=lambda s: 0))
     batch = jax.tree.map(lambda a: a[:examples], problem.train_arrays)
     state = update.init_state(problem.params, settings.method.optimizer.make())
     context = measure.Context({}, state.opt_state, state.step, {})

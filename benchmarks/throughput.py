@@ -62,7 +62,6 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from benchmarks import step_timing  # noqa: E402
-from sam_edge.cli import checks as cli_checks  # noqa: E402
 from sam_edge.cli import config as cli_config  # noqa: E402
 from sam_edge.cli import flags as cli_flags  # noqa: E402
 from sam_edge.cli import main as cli  # noqa: E402
@@ -119,10 +118,10 @@ def build_transformer(args) -> Workload:
   from sam_edge.tasks import text_problem, text_task
   argv = [f"--training_data={args.corpus}"] + (SMALL_FLAGS["transformer"] if args.small else [])
   f = parse_entry_flags(entry, argv)
-  found = cli_checks.common_problems(f) + text_task.problems(f)
+  found = entry.problems(f)
   if found:
     sys.exit("\n".join(f"throughput: transformer: {p}" for p in found))
-  windows = text_task.load_windows(f, log=lambda s: None)
+  windows = text_task.load_windows(cli_config.flag_values(f), log=lambda s: None)
   with contextlib.redirect_stdout(sys.stderr):
     problem = text_problem.build(entry.TASK.config(cli_config.flag_values(f)),
                                  keys(f.seed)["init"], windows)

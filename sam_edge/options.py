@@ -114,6 +114,11 @@ def topic(flag_values: Any, name: str) -> Iterator[None]:
     setattr(flag_values[flag_name], TOPIC_ATTRIBUTE, name)
 
 
+def topics(**by_topic: tuple[Option, ...]) -> tuple[tuple[str, Option], ...]:
+  """(topic, option) pairs of options declared by their --help topic (`TOPICS`)."""
+  return tuple((name, o) for name, group in by_topic.items() for o in group)
+
+
 def define(flag_values: Any, option: Option) -> None:
   """`option` as an absl flag on `flag_values`."""
   from absl import flags  # pylint: disable=import-outside-toplevel

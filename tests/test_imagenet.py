@@ -7,6 +7,7 @@ import tensorflow_datasets as tfds
 
 import image_classification as ic
 from sam_edge import errors
+from sam_edge.cli import flags as cli_flags
 from sam_edge.data import image_specs, images
 from tests.helpers import mocked_tfds
 
@@ -53,4 +54,4 @@ def test_manual_dir_must_hold_both_archives(present, missing, tmp_path):
     f(["prog", "--dataset=imagenet2012", "--nn_architecture=ResNet50", "--batch_size=4096",
        f"--manual_dir={tmp_path}", f"--data_pipeline={pipeline}"])
     assert sorted(ic.problems(f)) == sorted([*refused, *(lacking if missing else [])])
-    assert ic.TASK.train_examples(f) == 1_281_167
+    assert ic.TASK.train_examples(cli_flags.flag_values(f)) == 1_281_167

@@ -5,6 +5,7 @@ one line each."""
 import pytest
 
 import image_classification as ic
+from sam_edge.cli import flags as cli_flags
 from sam_edge.models import imagenet_resnet, losses, registry, resnet, vision
 
 
@@ -58,4 +59,4 @@ def test_cnn_flags_are_accepted_with_another_network_and_the_title_shows_resnet_
   f = ic.flag_values()
   f(["prog", "--nn_architecture=ResNet18", "--mlp_width=8", "--resnet_width=4"])
   assert not [p for p in ic.problems(f) if "width" in p]
-  assert ic.TASK.title(f) == "mnist ResNet18 (width 4)"
+  assert ic.TASK.title(ic.TASK.config(cli_flags.flag_values(f))) == "mnist ResNet18 (width 4)"

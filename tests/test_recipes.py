@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from sam_edge.cli import flags as cli_flags
 from sam_edge.cli import main as cli
 from tests.helpers import REPO, mocked_tfds
 
@@ -137,7 +138,7 @@ def set_epochs_for_two_steps(module) -> None:
   f = module.FLAGS
   if f.num_epochs is None:
     return
-  per_epoch = module.TASK.train_examples(f) // f.batch_size
+  per_epoch = module.TASK.train_examples(cli_flags.flag_values(f)) // f.batch_size
   assert per_epoch >= 1 and STEPS % per_epoch == 0, per_epoch
   f.num_epochs = STEPS // per_epoch
 

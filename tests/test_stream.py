@@ -157,10 +157,11 @@ def test_auto_streams_a_dataset_above_the_memory_cap():
   f = image_classification.flag_values()
   cli.parse_flags(f, ["prog", "--data_memory_cap_gb=0.01", "--batch_size=100"])
   assert image_classification.problems(f) == []
-  assert data_pipeline.streams(f) and f.measure_examples == 100    # measured on a fixed set
+  assert data_pipeline.streams("mnist", "auto", 0.01)
+  assert f.measure_examples == 100                                   # measured on a fixed set
   f = image_classification.flag_values()
   cli.parse_flags(f, ["prog", "--batch_size=100"])
-  assert image_classification.problems(f) == [] and not data_pipeline.streams(f)
+  assert image_classification.problems(f) == [] and not data_pipeline.streams("mnist", "auto", 8.0)
   assert f.measure_examples is None
 
 

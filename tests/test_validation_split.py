@@ -85,12 +85,12 @@ def test_step_boundaries_in_epochs_fall_on_those_epochs_first_steps():
 def test_image_task_counts_its_training_examples_before_loading():
   cli.parse_flags(ic.FLAGS, ["image_classification", "--dataset=fashion_mnist",
                              "--validation_fraction=0.1"])
-  ic.TASK.resolve_defaults(ic.FLAGS)
+  assert ic.problems(ic.FLAGS) == []                  # fills in the defaults
   assert ic.FLAGS.batch_size == 54000                 # full batch: what the split leaves
-  assert ic.TASK.train_examples(ic.FLAGS) == 54000
+  assert ic.TASK.train_examples(cli_flags.flag_values(ic.FLAGS)) == 54000
   cli.parse_flags(ic.FLAGS, ["image_classification", "--batch_size=50",
                              "--mini_training_set_num_batches=4", "--validation_fraction=0.25"])
-  assert ic.TASK.train_examples(ic.FLAGS) == 150
+  assert ic.TASK.train_examples(cli_flags.flag_values(ic.FLAGS)) == 150
 
 
 @pytest.mark.parametrize("args, flag", [(["--validation_fraction=1"], "validation_fraction"),

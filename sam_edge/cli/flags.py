@@ -232,7 +232,11 @@ def task_flags(task: Task) -> flags.FlagValues:
   own flags (so that both entry points can live in one process, e.g. in tests)."""
   fv = flags.FlagValues()
   define_common_flags(fv, task.defaults)
-  task.define_flags(fv)
+  for topic, option in task.options:
+    with options.topic(fv, topic):
+      options.define(fv, option)
+  for name in task.required:
+    flags.mark_flag_as_required(name, flag_values=fv)
   with options.topic(fv, "loop"):
     compilation_cache.define_flag(fv)
   return fv

@@ -18,6 +18,7 @@ from absl import flags, logging
 
 from sam_edge import errors
 from sam_edge.cli import checks, compilation_cache, epochs, help_text, init_params_checks
+from sam_edge.cli import flags as cli_flags
 from sam_edge.cli.flags import task_flags  # noqa: F401  (the entry points' FlagValues)
 from sam_edge.tasks.task import Task
 
@@ -104,13 +105,17 @@ def problems(task: Task, f: flags.FlagValues) -> list[str]:
   flag-dependent defaults and the step flags of budgets in epochs (`epochs`), checks the shared
   and the task's flags, then (when those are sound) the task's input files and the --init_params
   file's header."""
-  task.resolve_defaults(f)
-  in_epochs, size_known = epochs.resolve(f, task.train_examples)
-  found = checks.common_problems(f) + task.problems(f)
+  given = frozenset(name for name in f if f[name].present)
+  for name, value in task.resolve_defaults(cli_flags.flag_values(f), given).items():
+    setattr(f, name, value)
+  in_epochs, size_known = epochs.resolve(
+      f, lambda fv: task.train_examples(cli_flags.flag_values(fv)))
+  found = checks.common_problems(f) + task.problems(cli_flags.flag_values(f), given)
   if found:           # an unknown size then follows from these (a bad dataset or fraction)
     return (in_epochs if size_known else []) + found
   # a corpus that cannot be read also leaves the training set's size unknown: it says why
-  return (task.input_problems(f) + init_params_checks.problems(f, task.prog)) or in_epochs
+  return (task.input_problems(cli_flags.flag_values(f))
+          + init_params_checks.problems(f, task.prog)) or in_epochs
 
 
 def task_main(task: Task, f: flags.FlagValues) -> int:

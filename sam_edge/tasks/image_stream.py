@@ -86,7 +86,8 @@ def streamed_metrics_fn(logits_fn: Any, loss: Any, num_classes: int, held_out: A
 def build(c: ImageConfig, key: jax.Array, sources: Optional[Sources] = None,
           log: Callable[[str], None] = print) -> Problem:
   """The streamed Problem (module doc) of the flags, on `sources` (default: `open_sources`)."""
-  _, why = data_pipeline.resolved(c.data)
+  _, why = data_pipeline.resolved(c.data.dataset, c.data.data_pipeline,
+                                   c.data.data_memory_cap_gb)
   if why:
     log(why)
   sources = sources or open_sources(c, log)

@@ -6,13 +6,12 @@ builds the model inside the run.
 import os
 from typing import Any, Optional
 
-from absl import flags
-
 from sam_edge import options, records
 from sam_edge.data import image_specs, input_spec, validation
 from sam_edge.models import registry
+from sam_edge.options import Option
 from sam_edge.tasks import data_pipeline, image_config
-from sam_edge.tasks.task import Defaults, Task
+from sam_edge.tasks.task import Defaults, Task, Values
 
 RESNET_BATCH_SIZE = 128
 # The side of each dataset's square images (not of those whose images vary in size).
@@ -21,120 +20,116 @@ IMAGE_SIZES = {name: spec.image_shape[0] for name, spec in image_specs.SPECS.ite
 BATCH_NORM = [a.name for a in registry.ARCHITECTURES if a.batch_norm]
 
 
-def define_flags(fv: flags.FlagValues) -> None:
-  """The image task's own flags on `fv`: its data and its model (their --help topics)."""
-  on = {"flag_values": fv}
-  with options.topic(fv, "data"):
-    flags.DEFINE_string("dataset", "mnist", f"{', '.join(image_specs.SUPPORTED)} (from TFDS); "
-                        f"streamed only: {', '.join(image_specs.STREAMED)}, or any TFDS image "
-                        "dataset with --data_pipeline=stream.", **on)
-    flags.DEFINE_string("tfds_data_dir", None, "Where TFDS keeps prepared datasets (its default if "
-                        "unset).", **on)
-    flags.DEFINE_string("manual_dir", None, "A folder with the dataset's original files, for "
-                        "offline preparation (e.g. the four IDX .gz files of MNIST).", **on)
-    flags.DEFINE_integer("mini_training_set_num_batches", None,
-                         "Keep only the first N batches of the training set.", **on)
-    flags.DEFINE_integer("mini_test_set_num_batches", None,
-                         "Keep only the first N batches (of --batch_size) of the test set.",
-                         **on)
-    flags.DEFINE_string("augment", input_spec.NONE,
-                        "Training-batch augmentation, on device, a pure function of (seed, step): "
-                        "none, or a comma list of autoaugment, flip, crop, brightness, cutout, "
-                        "applied in that order (the SAM papers') whatever the order written; "
-                        "flip_crop is flip,crop. On the raw uint8 image, per example: "
-                        "autoaugment is AutoAugment's CIFAR-10 policy (25 sub-policies); flip a "
-                        "horizontal flip with probability 1/2; crop a random crop after 4-pixel "
-                        "zero padding; brightness adds δ ~ U[-d, d) on the [0, 1] scale and "
-                        "clips (--brightness_delta); cutout sets a square of side --cutout_size, "
-                        "centred at a random pixel and clipped at the border, to the raw value "
-                        "that --normalize maps to 0. In a sweep write the commas as \\, "
-                        "(--augment=flip\\,crop). Measurements use the batches un-augmented.",
-                        **on)
-    flags.DEFINE_integer("cutout_size", input_spec.CUTOUT_SIZE, "Side S of --augment=cutout's "
-                         "square, in pixels, at most the image side (16: the SAM paper's).", **on)
-    flags.DEFINE_float("brightness_delta", input_spec.BRIGHTNESS_DELTA, "d ∈ [0, 1] of "
-                       "--augment=brightness: each image's shift δ ~ U[-d, d) on the [0, 1] pixel "
-                       "scale (0.5: SAM-TF's max_delta).", **on)
-    flags.DEFINE_enum("normalize", input_spec.NORMALIZE_METHODS[0],
-                      list(input_spec.NORMALIZE_METHODS),
-                      "The network's inputs from the raw pixels x, on device: mean_image "
-                      "x/256 − the mean training image (the reference's); per_channel "
-                      "(x/255 − μ_c)/σ_c with each channel's mean and standard deviation over "
-                      "the training pixels (the SAM paper's); none x/255.", **on)
-    flags.DEFINE_float("label_noise", 0.0, "Fraction p of the training labels replaced by a label "
-                       "drawn uniformly among the other classes (exactly round(pN), fixed by the "
-                       "seed); test labels stay clean.", **on)
-    data_pipeline.define_flags(fv)
-  with options.topic(fv, "model"):
-    flags.DEFINE_string("nn_architecture", "MLP", f"One of {', '.join(registry.NAMES)} (with "
-                        f"BatchNorm: {', '.join(BATCH_NORM)}).", **on)
-    for option in registry.all_options():
-      options.define(fv, option)
-    flags.DEFINE_enum("activation", "relu", list(registry.ACTIVATIONS),
-                      "Activation of the MLP's hidden layers, the CNN's convolutions and the "
-                      "residual networks.", **on)
-    flags.DEFINE_enum("loss", "squared_error", list(registry.LOSS_FORMULAS),
-                      "; ".join(f"{name}: {formula}"
-                                for name, formula in registry.LOSS_FORMULAS.items()) + ".", **on)
-    flags.DEFINE_float("label_smoothing", 0.0, "s: targets (1 − s)·onehot + s/C, for every --loss.",
-                       **on)
+DATA_OPTIONS = (
+    Option("dataset", "mnist", f"{', '.join(image_specs.SUPPORTED)} (from TFDS); streamed only: "
+           f"{', '.join(image_specs.STREAMED)}, or any TFDS image dataset with "
+           "--data_pipeline=stream."),
+    Option("tfds_data_dir", None, "Where TFDS keeps prepared datasets (its default if unset).",
+           type=str),
+    Option("manual_dir", None, "A folder with the dataset's original files, for offline "
+           "preparation (e.g. the four IDX .gz files of MNIST).", type=str),
+    Option("mini_training_set_num_batches", None,
+           "Keep only the first N batches of the training set.", type=int),
+    Option("mini_test_set_num_batches", None,
+           "Keep only the first N batches (of --batch_size) of the test set.", type=int),
+    Option("augment", input_spec.NONE,
+           "Training-batch augmentation, on device, a pure function of (seed, step): "
+           "none, or a comma list of autoaugment, flip, crop, brightness, cutout, "
+           "applied in that order (the SAM papers') whatever the order written; "
+           "flip_crop is flip,crop. On the raw uint8 image, per example: "
+           "autoaugment is AutoAugment's CIFAR-10 policy (25 sub-policies); flip a "
+           "horizontal flip with probability 1/2; crop a random crop after 4-pixel "
+           "zero padding; brightness adds δ ~ U[-d, d) on the [0, 1] scale and "
+           "clips (--brightness_delta); cutout sets a square of side --cutout_size, "
+           "centred at a random pixel and clipped at the border, to the raw value "
+           "that --normalize maps to 0. In a sweep write the commas as \\, "
+           "(--augment=flip\\,crop). Measurements use the batches un-augmented."),
+    Option("cutout_size", input_spec.CUTOUT_SIZE, "Side S of --augment=cutout's square, in "
+           "pixels, at most the image side (16: the SAM paper's)."),
+    Option("brightness_delta", input_spec.BRIGHTNESS_DELTA, "d ∈ [0, 1] of --augment=brightness: "
+           "each image's shift δ ~ U[-d, d) on the [0, 1] pixel scale (0.5: SAM-TF's "
+           "max_delta)."),
+    Option("normalize", input_spec.NORMALIZE_METHODS[0],
+           "The network's inputs from the raw pixels x, on device: mean_image "
+           "x/256 − the mean training image (the reference's); per_channel "
+           "(x/255 − μ_c)/σ_c with each channel's mean and standard deviation over "
+           "the training pixels (the SAM paper's); none x/255.",
+           choices=tuple(input_spec.NORMALIZE_METHODS)),
+    Option("label_noise", 0.0, "Fraction p of the training labels replaced by a label drawn "
+           "uniformly among the other classes (exactly round(pN), fixed by the seed); test "
+           "labels stay clean."),
+    *data_pipeline.OPTIONS,
+)
+MODEL_OPTIONS = (
+    Option("nn_architecture", "MLP", f"One of {', '.join(registry.NAMES)} (with BatchNorm: "
+           f"{', '.join(BATCH_NORM)})."),
+    *registry.all_options(),
+    Option("activation", "relu", "Activation of the MLP's hidden layers, the CNN's convolutions "
+           "and the residual networks.", choices=tuple(registry.ACTIVATIONS)),
+    Option("loss", "squared_error", "; ".join(
+        f"{name}: {formula}" for name, formula in registry.LOSS_FORMULAS.items()) + ".",
+           choices=tuple(registry.LOSS_FORMULAS)),
+    Option("label_smoothing", 0.0, "s: targets (1 − s)·onehot + s/C, for every --loss."),
+)
 
 
-def resolve_defaults(f: Any) -> None:
+def resolve_defaults(v: Values, given: frozenset) -> dict[str, Any]:
   """The default --batch_size, 60000, means "the whole MNIST training set": full batch on any
   dataset (what remains of it after --validation_fraction); for the residual networks (whose
   BatchNorm activations of a full batch would not fit a device) the default is
-  RESNET_BATCH_SIZE. A streamed run's own defaults: `data_pipeline.resolve_defaults`."""
-  if not f["batch_size"].present:
-    if f.nn_architecture in BATCH_NORM:
-      f.batch_size = RESNET_BATCH_SIZE
-    elif f.dataset in image_specs.TRAIN_SIZES and 0 <= f.validation_fraction < 1:
-      n = image_specs.TRAIN_SIZES[f.dataset]
-      f.batch_size = n - validation.num_held_out(n, f.validation_fraction)
-  data_pipeline.resolve_defaults(f)
+  RESNET_BATCH_SIZE. A streamed run's own defaults: `data_pipeline.resolve_defaults`. Returns
+  {flag: value} of the defaults to set, given the values `v` and the flags `given`."""
+  out = {}
+  if "batch_size" not in given:
+    if v["nn_architecture"] in BATCH_NORM:
+      out["batch_size"] = RESNET_BATCH_SIZE
+    elif v["dataset"] in image_specs.TRAIN_SIZES and 0 <= v["validation_fraction"] < 1:
+      n = image_specs.TRAIN_SIZES[v["dataset"]]
+      out["batch_size"] = n - validation.num_held_out(n, v["validation_fraction"])
+  return {**out, **data_pipeline.resolve_defaults({**v, **out})}
 
 
-def train_examples(f: Any) -> Optional[int]:
+def train_examples(v: Values) -> Optional[int]:
   """The training examples a run of these flags trains on: the dataset's declared size, less what
   the mini set drops (`images.num_kept`) and the validation split holds out; None for a dataset
   of unknown size."""
-  total = image_specs.TRAIN_SIZES.get(f.dataset)
-  if total is None or not 0 <= f.validation_fraction < 1:     # the latter: a problem of its own
+  total = image_specs.TRAIN_SIZES.get(v["dataset"])
+  if total is None or not 0 <= v["validation_fraction"] < 1:     # the latter: a problem of its own
     return None
-  mini = f.mini_training_set_num_batches
-  kept = total if mini is None else min(total, mini * f.batch_size)
-  return kept - validation.num_held_out(kept, f.validation_fraction)
+  mini = v["mini_training_set_num_batches"]
+  kept = total if mini is None else min(total, mini * v["batch_size"])
+  return kept - validation.num_held_out(kept, v["validation_fraction"])
 
 
-def _image_side(f: Any) -> Optional[int]:
+def _image_side(v: Values) -> Optional[int]:
   """The side of the square images the network sees: the stream's --image_size, else the
   dataset's (None when its images vary in size and no size is given)."""
-  return f.image_size or IMAGE_SIZES.get(f.dataset)
+  return v["image_size"] or IMAGE_SIZES.get(v["dataset"])
 
 
-def _model_problems(f: Any) -> list[str]:
+def _model_problems(v: Values, given: frozenset) -> list[str]:
   """The network's: its name, every network's options (their checks), another network's options
   given with it, its fit to the images (`registry.Architecture.fit`), BatchNorm's and SAM-ON's
   limits."""
-  p = options.problems(tuple(registry.all_options()), lambda name: f[name].value)
-  arch = registry.BY_NAME.get(f.nn_architecture)
+  p = options.problems(tuple(registry.all_options()), v.get)
+  arch = registry.BY_NAME.get(v["nn_architecture"])
   if arch is None:
-    return p + [f"--nn_architecture={f.nn_architecture} is not supported; use one of "
+    return p + [f"--nn_architecture={v['nn_architecture']} is not supported; use one of "
                 f"{', '.join(registry.NAMES)}"]
   p += [f"--{o.name} is an option of {other.name}, not of --nn_architecture={arch.name}"
         for other in registry.ARCHITECTURES if other != arch and not other.reference_flags
-        for o in other.options if f[o.name].present]
-  side = _image_side(f)
-  if side is not None and not options.problems(arch.options, lambda n: f[n].value):
-    p += arch.fit({o.name: f[o.name].value for o in arch.options}, side,
-                  f"the {side}x{side} images of {f.dataset}")
-  if arch.batch_norm and f.measure_chunk:
+        for o in other.options if o.name in given]
+  side = _image_side(v)
+  if side is not None and not options.problems(arch.options, v.get):
+    p += arch.fit({o.name: v[o.name] for o in arch.options}, side,
+                  f"the {side}x{side} images of {v['dataset']}")
+  if arch.batch_norm and v["measure_chunk"]:
     p.append(f"--measure_chunk is not supported with --nn_architecture={arch.name}: "
              "BatchNorm's batch statistics couple the examples of the measured batch")
-  if arch.batch_norm and f.regime == "linearized":
+  if arch.batch_norm and v["regime"] == "linearized":
     p.append(f"--regime=linearized is not supported with --nn_architecture={arch.name} "
              "(BatchNorm's batch statistics make the network no function of one example)")
-  if f.sam_params == "normalization" and arch.name == "MLP":
+  if v["sam_params"] == "normalization" and arch.name == "MLP":
     p.append("--sam_params=normalization perturbs the normalisation layers, and the MLP has none "
              f"(use one of {', '.join(a for a in registry.NAMES if a != 'MLP')})")
   return p
@@ -149,52 +144,53 @@ def title(c: image_config.ImageConfig) -> str:
                                             if shown and not arch.reference_flags else "")
 
 
-def _folder_problems(f: Any) -> list[str]:
+def _folder_problems(v: Values) -> list[str]:
   p = []
   for name, must_exist in (("tfds_data_dir", False), ("manual_dir", True)):
-    path = getattr(f, name)
+    path = v[name]
     reason = records.folder_problem(path, must_exist=must_exist) if path else None
     if reason:
       p.append(f"--{name}={path}: {reason}")
-  if f.manual_dir and not p and f.dataset in image_specs.SPECS:
-    missing = [n for n in image_specs.expected_manual_files(f.dataset)
-               if not os.path.isfile(os.path.join(f.manual_dir, n))]
+  if v["manual_dir"] and not p and v["dataset"] in image_specs.SPECS:
+    missing = [n for n in image_specs.expected_manual_files(v["dataset"])
+               if not os.path.isfile(os.path.join(v["manual_dir"], n))]
     if missing:
-      p.append(f"--manual_dir={f.manual_dir} lacks the {f.dataset} files {', '.join(missing)}")
+      p.append(f"--manual_dir={v['manual_dir']} lacks the {v['dataset']} files "
+               f"{', '.join(missing)}")
   return p
 
 
-def problems(f: Any) -> list[str]:
+def problems(v: Values, given: frozenset) -> list[str]:
   """Every problem with the image flags, found without loading anything."""
-  p = []
-  if f.dataset not in image_specs.SUPPORTED and not (f.dataset in image_specs.STREAMED
-                                                     or f.data_pipeline == "stream"):
-    p.append(f"--dataset={f.dataset} is not supported; use one of "
+  p, dataset = [], v["dataset"]
+  if dataset not in image_specs.SUPPORTED and not (dataset in image_specs.STREAMED
+                                                   or v["data_pipeline"] == "stream"):
+    p.append(f"--dataset={dataset} is not supported; use one of "
              f"{', '.join(image_specs.SUPPORTED)}")
-  p += _model_problems(f) + data_pipeline.problems(f)
+  p += _model_problems(v, given) + data_pipeline.problems(v)
   for name in ("mini_training_set_num_batches", "mini_test_set_num_batches"):
-    if getattr(f, name) is not None and getattr(f, name) < 1:
-      p.append(f"--{name} must be at least 1, got {getattr(f, name)}")
-  if f.dataset in image_specs.TRAIN_SIZES and f.batch_size > image_specs.TRAIN_SIZES[f.dataset]:
-    p.append(f"--batch_size={f.batch_size} is larger than the "
-             f"{image_specs.TRAIN_SIZES[f.dataset]} training examples of {f.dataset}")
-  p += input_spec.problems(f.augment, f.cutout_size, f.brightness_delta,
-                           _image_side(f), f.dataset)
-  if (f.track_every_step and not input_spec.list_problems(f.augment)
-      and input_spec.parse(f.augment)):
-    p.append(f"--track_every_step is not supported with --augment={f.augment}: it follows the "
+    if v[name] is not None and v[name] < 1:
+      p.append(f"--{name} must be at least 1, got {v[name]}")
+  if dataset in image_specs.TRAIN_SIZES and v["batch_size"] > image_specs.TRAIN_SIZES[dataset]:
+    p.append(f"--batch_size={v['batch_size']} is larger than the "
+             f"{image_specs.TRAIN_SIZES[dataset]} training examples of {dataset}")
+  p += input_spec.problems(v["augment"], v["cutout_size"], v["brightness_delta"],
+                           _image_side(v), v["dataset"])
+  if (v["track_every_step"] and not input_spec.list_problems(v["augment"])
+      and input_spec.parse(v["augment"])):
+    p.append(f"--track_every_step is not supported with --augment={v['augment']}: it follows the "
              "Hessian of the step's own (augmented) batch, which measurements do not see")
-  if not 0 <= f.label_noise < 1:
-    p.append(f"--label_noise must lie in [0, 1), got {f.label_noise}")
-  if not 0 <= f.label_smoothing < 1:
-    p.append(f"--label_smoothing must lie in [0, 1), got {f.label_smoothing}")
-  return p + _folder_problems(f)
+  if not 0 <= v["label_noise"] < 1:
+    p.append(f"--label_noise must lie in [0, 1), got {v['label_noise']}")
+  if not 0 <= v["label_smoothing"] < 1:
+    p.append(f"--label_smoothing must lie in [0, 1), got {v['label_smoothing']}")
+  return p + _folder_problems(v)
 
 
 def build(c: image_config.ImageConfig, key: Any) -> Any:
   """The Problem (`image_problem.build`; streamed, `image_stream.build`) of the task's part of the
   config: loads the data (or opens its stream), builds the model from `key`."""
-  if data_pipeline.streams(c.data):
+  if data_pipeline.streams(c.data.dataset, c.data.data_pipeline, c.data.data_memory_cap_gb):
     from sam_edge.tasks import image_stream  # pylint: disable=import-outside-toplevel
     return image_stream.build(c, key)
   from sam_edge.tasks import image_problem  # pylint: disable=import-outside-toplevel
@@ -204,6 +200,6 @@ def build(c: image_config.ImageConfig, key: Any) -> Any:
 TASK = Task(prog="image_classification",
             defaults=Defaults(step_size=0.01, batch_size=60000, time_limit_in_hours=4.0,
                               hessian_check_gap=0.25, batch_order="shuffled"),
-            define_flags=define_flags, problems=problems,
+            options=options.topics(data=DATA_OPTIONS, model=MODEL_OPTIONS), problems=problems,
             title=title, config=image_config.of, build=build,
             resolve_defaults=resolve_defaults, train_examples=train_examples)

@@ -1,12 +1,15 @@
 """An experiment as a command line sees it: its program name, its defaults for the shared flags,
 its own flags and checks, its title, and how it builds its `run.problem.Problem`.
 
-A task module (`image_task`, `text_task`) imports neither jax nor TensorFlow: defining its flags
-and checking them is fast, and only `build` (called inside the run) loads data and models.
+A task module (`image_task`, `text_task`) imports neither jax, TensorFlow nor absl: declaring its
+flags and checking their values is fast, and only `build` (called inside the run) loads data and
+models.
 """
 
 import dataclasses
 from typing import Any, Callable, Mapping, Optional
+
+from sam_edge.options import Option
 
 Values = Mapping[str, Any]        # {flag: value}: a parsed command line, or a saved run's config
 
@@ -28,18 +31,22 @@ class Defaults:
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-  """One experiment (module doc). `problems(flags)` lists the task's own flag problems, one line
-  each; `input_problems(flags)` reads the input files (the corpus), once the flags are sound;
-  `resolve_defaults(flags)` fills in defaults that depend on other flags; `config(values)` is the
-  task's typed part of a run's config (its data and model) from the flags' values {flag: value};
-  `build(config, key)` returns the Problem of that part, initialised from `key`."""
+  """One experiment (module doc), seeing the command line as values only ({flag: value}, `given`
+  the flags written on it): `options` its own flags by --help topic (`cli` defines them),
+  `required` those that must be given; `resolve_defaults(values, given)` the defaults that depend
+  on other flags ({flag: value} to set); `problems(values, given)` the task's own problems, one
+  line each; `input_problems(values)` reads the input files (the corpus), once the flags are
+  sound; `train_examples(values)` the training set's size when known before loading;
+  `config(values)` the task's typed part of a run's config (its data and model); `build(config,
+  key)` the Problem of that part, initialised from `key`; `title(config)` its figures' title."""
   prog: str
   defaults: Defaults
-  define_flags: Callable[[Any], None]
-  problems: Callable[[Any], list[str]]
-  title: Callable[[Any], str]       # of the task's part of the config
+  options: tuple[tuple[str, Option], ...]
+  problems: Callable[[Values, frozenset], list[str]]
+  title: Callable[[Any], str]
   config: Callable[[Values], Any]
   build: Callable[[Any, Any], Any]
-  resolve_defaults: Callable[[Any], None] = lambda flags: None
-  input_problems: Callable[[Any], list[str]] = lambda flags: []
-  train_examples: Callable[[Any], Optional[int]] = lambda flags: None
+  required: tuple[str, ...] = ()
+  resolve_defaults: Callable[[Values, frozenset], dict] = lambda values, given: {}
+  input_problems: Callable[[Values], list[str]] = lambda values: []
+  train_examples: Callable[[Values], Optional[int]] = lambda values: None
