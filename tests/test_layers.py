@@ -96,6 +96,25 @@ def test_no_import_cycles():
       visit(node, [node])
 
 
+# Below cli/, no module sees the flag namespace: tasks, models, curvature kinds and the run take
+# their part of the run config (`cli.config`). These two touch absl for another reason: `options`
+# defines an option on the FlagValues cli hands it; `data.stream` marks absl's global FlagValues
+# parsed, which grain reads its own flags from.
+ABSL_BELOW_CLI = {"sam_edge.options", "sam_edge.data.stream"}
+
+
+def test_no_module_below_cli_reads_the_flags():
+  readers = []
+  for name, path in modules().items():
+    if name == "sam_edge" or RANKS[name.split(".")[1]] >= RANKS["cli"] or name in ABSL_BELOW_CLI:
+      continue
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+               else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+      readers += [f"{name} imports {n}" for n in names if n.split(".")[0] == "absl"]
+  assert not readers, readers
+
+
 def test_no_module_is_too_long():
   long = {str(p.relative_to(REPO)): n for p in PACKAGE.rglob("*.py")
           if (n := len(p.read_text().splitlines())) > MAX_LINES}

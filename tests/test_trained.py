@@ -12,6 +12,7 @@ import pytest
 import image_classification as ic
 from sam_edge import errors, records
 from sam_edge import verify as verify_cli
+from sam_edge.cli import config
 from sam_edge.cli import main as cli
 from sam_edge.run import params_file
 from sam_edge.studies import trained
@@ -114,6 +115,16 @@ def test_run_writes_params_and_its_problem_is_rebuilt(mock_mnist, tmp_path, caps
   t = trained.load(str(out))
   assert t.step == 3 and t.task == "image_classification"
   assert t.config == final["config"] and t.model_state == {}
+  # the config round-trips: the pickle's and the parameters file's values rebuild the run's own
+  run = config.of_flags(ic.TASK, ic.FLAGS)
+  assert config.of_values(ic.TASK, final["config"]) == run == trained.run_config(t)
+  assert run.problem.model.options == (("mlp_depth", 2), ("mlp_width", 8))
+  assert run.run.method.optimizer.step_size == 0.05 and run.run.seed == 2
+  # a file written before a flag existed: its default, or the value runs had before it
+  old = {k: v for k, v in final["config"].items() if k not in ("batch_order", "label_smoothing")}
+  rebuilt = config.of_values(ic.TASK, old)
+  assert rebuilt.problem.data.batch_order == "shuffled"
+  assert rebuilt.problem.model.label_smoothing == 0.0 and rebuilt.run == run.run
   p = trained.problem(t, tfds_data_dir=str(mock_mnist))
   evaluation = p.evaluate(p.params, p.model_state, p.constants)
   assert evaluation["test_error"] == final["final"]["test_error"]

@@ -39,12 +39,30 @@ Hyper = Mapping[str, Any]      # the optimizer's own flag values by name
 
 
 class StepSizes(NamedTuple):
-  """The step-size schedule as a SAM variant sees it (GSAM's ρ_t): `learning_rate()` is η or the
-  schedule s -> η(s) (`schedules.step_size_at` reads either), `low` and `high` are η_min and
-  η_max over all steps."""
-  learning_rate: Callable[[], Any]
-  low: float
-  high: float
+  """The step-size schedule alone (`schedules`; the plateau schedule's scale aside), a value: what
+  a SAM variant whose ρ follows η_t sees (GSAM's ρ_t). `learning_rate()` is η for a constant
+  schedule without warm-up, else the schedule s -> η(s) (`schedules.step_size_at` reads either);
+  `extremes()` is (η_min, η_max) over all steps."""
+  kind: str
+  step_size: float
+  warmup_steps: int
+  total_steps: Optional[int]
+  boundaries: tuple[float, ...]
+  factor: float
+
+  def learning_rate(self) -> Any:
+    if self.kind == "constant" and self.warmup_steps == 0:
+      return self.step_size
+    from sam_edge.optim import schedules  # pylint: disable=import-outside-toplevel
+    return schedules.make_schedule(self.kind, self.step_size, warmup_steps=self.warmup_steps,
+                                   total_steps=self.total_steps, boundaries=self.boundaries,
+                                   factor=self.factor)
+
+  def extremes(self) -> tuple[float, float]:
+    from sam_edge.optim import schedules  # pylint: disable=import-outside-toplevel
+    return schedules.extremes(self.kind, self.step_size, warmup_steps=self.warmup_steps,
+                              total_steps=self.total_steps, boundaries=self.boundaries,
+                              factor=self.factor)
 
 MOMENTUM = Option("momentum", 0.9, "β of --optimizer=momentum|nesterov, any value in (-1, 1).",
                   check=options.interval(-1, 1, low_open=True))
@@ -210,14 +228,11 @@ class OptimizerSettings:
             + training_options.decay_problems(self.weight_decay, self.decay_in_loss,
                                               self.exempt_norm))
 
-  def step_sizes(self) -> "StepSizes":
-    """The schedule as a SAM variant sees it: η_t and the extremes (η_min, η_max)."""
-    from sam_edge.optim import schedules  # pylint: disable=import-outside-toplevel
+  def step_sizes(self) -> StepSizes:
+    """The step-size schedule alone (`StepSizes`)."""
     kind = "constant" if self.schedule == PLATEAU else self.schedule
-    low, high = schedules.extremes(kind, self.step_size, warmup_steps=self.warmup_steps,
-                                   total_steps=self.total_steps, boundaries=self.boundaries,
-                                   factor=self.factor)
-    return StepSizes(self.learning_rate, low, high)
+    return StepSizes(kind, self.step_size, self.warmup_steps, self.total_steps,
+                     tuple(self.boundaries), self.factor)
 
   @property
   def entry(self) -> Optimizer:
@@ -229,13 +244,7 @@ class OptimizerSettings:
     return dict(self.hyper)
 
   def learning_rate(self) -> Any:
-    kind = "constant" if self.schedule == PLATEAU else self.schedule
-    if kind == "constant" and self.warmup_steps == 0:
-      return self.step_size
-    from sam_edge.optim import schedules  # pylint: disable=import-outside-toplevel
-    return schedules.make_schedule(kind, self.step_size, warmup_steps=self.warmup_steps,
-                                   total_steps=self.total_steps, boundaries=self.boundaries,
-                                   factor=self.factor)
+    return self.step_sizes().learning_rate()
 
   @property
   def optimizer_decay(self) -> float:

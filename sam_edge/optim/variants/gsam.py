@@ -30,7 +30,8 @@ def problems(sam: Any) -> list[str]:
     return [f"--gsam_rho_schedule={rho_min:g} (ρ_min) must be at most --rho={sam.rho:g}"]
   if sam.step_sizes is None:
     return ["--gsam_rho_schedule needs the step-size schedule it follows"]
-  if sam.step_sizes.low == sam.step_sizes.high:
+  low, high = sam.step_sizes.extremes()
+  if low == high:
     return ["--gsam_rho_schedule needs a step size that changes (--lr_schedule=cosine|step or "
             "--warmup_steps >= 2)"]
   return []
@@ -42,7 +43,7 @@ def rho_at(sam: Any, step: Any) -> Any:
   if rho_min is None:
     return sam.rho
   from sam_edge.optim import schedules  # pylint: disable=import-outside-toplevel  (variant doc)
-  low, high = eta_t.low, eta_t.high
+  low, high = eta_t.extremes()
   eta = schedules.step_size_at(eta_t.learning_rate(), step)
   return rho_min + (sam.rho - rho_min) * (eta - low) / (high - low)
 
