@@ -221,7 +221,7 @@ class OptimizerSettings:
     """Every value outside its flag's range, one line each ([] when sound); `make` refuses
     settings with problems."""
     if self.name not in OPTIMIZERS:
-      return [f"unknown optimizer {self.name!r}: expected one of {', '.join(OPTIMIZERS)}"]
+      return [f"--optimizer={self.name} is not an optimizer: use one of {', '.join(OPTIMIZERS)}"]
     values = {**self.values, "weight_decay": self.weight_decay, "clip_grad_norm": self.clip}
     return (options.problems((*self.entry.options, WEIGHT_DECAY, training_options.CLIP_GRAD_NORM),
                              values.get)
@@ -236,6 +236,9 @@ class OptimizerSettings:
 
   @property
   def entry(self) -> Optimizer:
+    """The optimizer's table entry; ValueError for an unknown name."""
+    if self.name not in OPTIMIZERS:
+      raise ValueError(self.problems()[0])
     return OPTIMIZERS[self.name]
 
   @property

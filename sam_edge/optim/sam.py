@@ -125,6 +125,9 @@ class SamSettings:
 
   @property
   def variant(self) -> Variant:
+    """The variant's registry entry; ValueError for an unknown name."""
+    if self.kind not in SAM_VARIANTS:
+      raise ValueError(self.problems()[0])
     return SAM_VARIANTS[self.kind]
 
   @property

@@ -112,7 +112,7 @@ def network_problem(c: ImageConfig, key: jax.Array, train: dict, num_classes: in
                          activation=m.activation)
   make = _batchnorm_problem if registry.BY_NAME[m.nn_architecture].batch_norm else _plain_problem
   problem = make(c, model, key, preprocess, loss, train, metrics)
-  return dataclasses.replace(problem, augment=augment_fn(c, preprocess),
+  return dataclasses.replace(problem, augment=augment_fn(c.data, preprocess),
                              batch_error=lambda outputs, batch: jnp.mean(
                                  losses.misclassified(outputs, batch["label"])),
                              compute_dtype=precision.DTYPES[c.model.compute_dtype])
@@ -140,15 +140,16 @@ def hold_out(data: images.ImageData, fraction: float, key: jax.Array
   return data, {"validation": valid, "test": data.test}
 
 
-def augment_fn(c: ImageConfig, preprocess: normalize.Normalization) -> Any:
+def augment_fn(d: Any, preprocess: normalize.Normalization) -> Any:
   """`(batch, data_key, step) -> batch` with its images augmented as `--augment` says, with the
-  step's key `augment.augment_key(data_key, step)`; None for `none`. Cutout fills with the raw
+  step's key `augment.augment_key(data_key, step)`; None for `none`. `d` holds --augment,
+  --cutout_size and --brightness_delta (`image_config.ImageData`). Cutout fills with the raw
   value the normalisation maps to 0 (`normalize.Normalization.centre`)."""
-  ops = input_spec.parse(c.data.augment)
+  ops = input_spec.parse(d.augment)
   if not ops:
     return None
-  settings = augment_pipeline.Augmentation(ops, c.data.cutout_size, preprocess.centre(),
-                                           c.data.brightness_delta)
+  settings = augment_pipeline.Augmentation(ops, d.cutout_size, preprocess.centre(),
+                                           d.brightness_delta)
   return lambda batch, k, step: {**batch, "image": augment_pipeline.apply(
       settings, batch["image"], augment.augment_key(k, step))}
 
