@@ -1,5 +1,6 @@
 """The training loop's bookkeeping: what a record's `seconds` and `time` mean."""
 
+import math
 import time
 
 import jax
@@ -65,3 +66,14 @@ def test_seconds_is_the_whole_cost_not_the_dispatch():
     assert record["seconds"] >= DEVICE_SECONDS, record
   # Measurements are outside training time and inside the loop's elapsed time.
   assert progress.elapsed - progress.train_time >= 2 * DEVICE_SECONDS
+
+
+def test_losses_stay_equally_long_when_a_key_appears_after_a_resume():
+  """A checkpoint written before `train_error` existed: the resumed run's list of it holds NaN
+  for the steps before the resume, and the evaluations' means skip those."""
+  losses = {"step": [0, 1], "loss": [2.0, 1.5]}
+  loop.append_losses(losses, 2, {"loss": 1.0, "train_error": 0.25})
+  loop.append_losses(losses, 3, {"loss": 0.5, "train_error": 0.75})
+  assert losses["step"] == [0, 1, 2, 3] and losses["loss"] == [2.0, 1.5, 1.0, 0.5]
+  assert math.isnan(losses["train_error"][0]) and math.isnan(losses["train_error"][1])
+  assert losses["train_error"][2:] == [0.25, 0.75]

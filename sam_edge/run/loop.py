@@ -22,7 +22,18 @@ from sam_edge.pytree import PyTree
 from sam_edge.run import clock
 
 
+def append_losses(losses: dict, step: int, values: dict) -> None:
+  """Appends step `step`'s per-step values ({"loss": L, ...}) to `losses` ({"step": [...], key:
+  [...]}), whose lists stay equally long: a key first seen after earlier steps (a run resumed
+  from a checkpoint written before the key existed) holds NaN for those steps."""
+  earlier = len(losses["step"])
+  losses["step"].append(step)
+  for key, value in values.items():
+    losses.setdefault(key, [math.nan] * earlier).append(value)
+
+
 @dataclasses.dataclass(frozen=True)
+
 class LoopSettings:
   """When to measure and when to stop."""
   time_limit_s: float
@@ -211,7 +222,7 @@ class _Loop:
     (none at the first evaluation)."""
     values = dict(self.c.evaluate(self.state))
     for key, name in (("loss", "train_loss"), ("train_error", "train_error")):
-      seen = self._since(key, self.progress.last_eval_step)
+      seen = [x for x in self._since(key, self.progress.last_eval_step) if not math.isnan(x)]
       if seen:
         values[name] = sum(seen) / len(seen)
     return values
@@ -263,9 +274,7 @@ class _Loop:
     self.pending = None
     values = ({k: float(v) for k, v in jax.device_get(out).items()} if isinstance(out, dict)
               else {"loss": float(out)})
-    self.progress.losses["step"].append(s)
-    for key, value in values.items():
-      self.progress.losses.setdefault(key, []).append(value)
+    append_losses(self.progress.losses, s, values)
     self.hooks.on_loss(s, values)
     if not math.isfinite(values["loss"]):
       self.hooks.log(f"training loss is {values['loss']} at step {s}: stopping (diverged)")
