@@ -33,7 +33,6 @@ def append_losses(losses: dict, step: int, values: dict) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-
 class LoopSettings:
   """When to measure and when to stop."""
   time_limit_s: float
