@@ -37,7 +37,7 @@ from jax.flatten_util import ravel_pytree
 from sam_edge import trees
 from sam_edge.curvature import eigensolvers, hvp, lanczos, registry, tracking
 from sam_edge.curvature.kind import Inputs
-from sam_edge.curvature.objective import Objective
+from sam_edge.curvature.objective import Forward, Objective, OutputLoss
 from sam_edge.data import batching
 from sam_edge.optim import edges, thresholds, update
 from sam_edge.optim.optimizers import OptimizerSettings
@@ -46,9 +46,6 @@ from sam_edge.optim.sam import SamSettings
 from sam_edge.pytree import PyTree
 
 Record = dict[str, Any]
-# (params, model_state, batch, constants) -> (outputs, new model_state), and (outputs, batch) -> L
-Forward = Callable[[PyTree, PyTree, PyTree, PyTree], tuple[Any, PyTree]]
-OutputLoss = Callable[[Any, PyTree], jax.Array]
 
 PRECISION = "highest"
 
@@ -123,9 +120,11 @@ def init_state(settings: MeasureSettings, params: PyTree) -> dict:
 
 def objective(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings,
               context: Context) -> Objective:
-  """The measured loss at this context: the forward pass with its model state and constants, and
-  the L2 term when the weight decay is in the loss (the loss the optimizer follows)."""
-  return Objective(lambda p, b: forward(p, context.model_state, b, context.constants)[0],
+  """The measured loss at this context: the forward pass in float32 with its model state and
+  constants, and the L2 term when the weight decay is in the loss (the loss the optimizer
+  follows)."""
+  return Objective(lambda p, b: forward(p, context.model_state, b, context.constants,
+                                        jnp.float32)[0],
                    output_loss, settings.chunk, settings.interleave,
                    settings.optimizer.penalty())
 
