@@ -93,7 +93,7 @@ def problem_cost(name: str) -> dict:
         parts.measure(state, batch, measure_state, jax.random.fold_in(key, i)))
     seconds.append(time.perf_counter() - start)
     hvps.append(int(record["hvps"]))
-  loss = measure.objective(problem.measured_forward(), problem.output_loss, settings.measure,
+  loss = measure.objective(problem.forward, problem.output_loss, settings.measure,
                            measure.Context(state.model_state, state.opt_state, state.step,
                                            place.replicate(problem.constants))).loss
   params = state.params

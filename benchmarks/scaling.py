@@ -76,7 +76,7 @@ def measurement_memory(corpus: str, examples: int, chunks: list[int]) -> list[di
     batch = jax.tree.map(lambda a: a[:examples], problem.train_arrays)
     state = update.init_state(problem.params, settings.method.optimizer.make())
     context = measure.Context({}, state.opt_state, state.step, {})
-    forward, output_loss = problem.measured_forward(), problem.output_loss
+    forward, output_loss = problem.forward, problem.output_loss
     fn = jax.jit(lambda p, c, b, s, k: measure.measure(forward, output_loss, settings, p, c, b, s,
                                                        k))
     compiled = fn.lower(problem.params, context, batch,

@@ -70,6 +70,13 @@ def non_negative(x: Any) -> Optional[str]:
   return None if _real(x) and x >= 0 else "must be a finite number >= 0"
 
 
+def doc_summary(doc: Optional[str]) -> str:
+  """The first paragraph of a docstring, on one line ("" for None). A formula is written once,
+  in the docstring of the code that computes it, and a flag's help that states it is made from
+  that docstring."""
+  return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
 def problems(options: tuple[Option, ...], value_of: Callable[[str], Any]) -> list[str]:
   """One line per option whose value (`value_of(name)`) fails its check."""
   found = [o.problem(value_of(o.name)) for o in options]

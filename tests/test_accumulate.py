@@ -104,7 +104,7 @@ def batchnorm_forward():
   model = TinyBatchNormNet(num_classes=3)
   train_forward = stateful.train_forward(model, lambda x: x)
 
-  def forward(params, model_state, batch, constants):
+  def forward(params, model_state, batch, constants, dtype=jnp.float32):
     logits, stats = train_forward(params, model_state["batch_stats"], batch["image"])
     return logits, {"batch_stats": stats}
   output_loss = lambda logits, batch: losses.squared_error(logits, batch["label"])

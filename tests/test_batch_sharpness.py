@@ -20,7 +20,7 @@ from sam_edge.optim.method import Method
 from sam_edge.optim.optimizers import OptimizerSettings
 
 
-def forward(params, model_state, batch, constants):
+def forward(params, model_state, batch, constants, dtype=jnp.float32):
   """Per-example quadratics ℓ_i(w) = ½ wᵀ A_i w − b_iᵀ w (the outputs are the losses)."""
   w = params["w"]
   return 0.5 * jnp.einsum("i,nij,j->n", w, batch["a"], w) - batch["b"] @ w, model_state

@@ -38,7 +38,7 @@ def test_gd_self_stabilises_at_two_over_eta(shared_data):
   model = vision.MLP(depth=3, width=32)
   params = model.init(jax.random.PRNGKey(0), batch["x"][:1])
 
-  def forward(p, model_state, b, constants=None):
+  def forward(p, model_state, b, constants=None, dtype=jnp.float32):
     return model.apply(p, b["x"]), model_state
 
   def output_loss(logits, b):

@@ -7,6 +7,8 @@ import transformer
 from sam_edge import options
 from sam_edge.cli import help_text
 from sam_edge.cli import main as cli
+from sam_edge.optim import sam
+from sam_edge.optim.variants import fisher
 
 
 @pytest.mark.parametrize("entry", [image_classification, transformer])
@@ -69,3 +71,12 @@ def test_a_long_first_sentence_is_cut_at_its_first_clause():
   long = "Variant (a; b): first (x; y); " + "second clause " * 20 + "end. Next."
   assert help_text.first_sentence(long) == "Variant (a; b): first (x; y); …"
   assert help_text.first_sentence("Radius ρ; 0 is none. More.") == "Radius ρ; 0 is none."
+
+
+def test_a_formula_s_help_is_the_first_paragraph_of_the_docstring_that_states_it():
+  """`options.doc_summary`: a help states a formula by quoting the one docstring that has it."""
+  doc = "ε = ρ g,\n  d = ∇L(w + ε).\n\nEdge: none."
+  assert options.doc_summary(doc) == "ε = ρ g, d = ∇L(w + ε)."
+  assert options.doc_summary(None) == ""
+  assert fisher.VARIANT.formula == options.doc_summary(fisher.__doc__)
+  assert f"fisher ({fisher.VARIANT.formula.rstrip('.')})" in sam.help_text()

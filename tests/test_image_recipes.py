@@ -79,7 +79,7 @@ def test_other_residual_networks_take_a_sam_step_and_a_measurement_in_shape(arch
                                  jax.random.PRNGKey(0), images)
   forward = stateful.train_forward(model, preprocess)
 
-  def model_forward(p, model_state, b, constants):
+  def model_forward(p, model_state, b, constants, dtype=jnp.float32):
     logits, new_stats = forward(p, model_state["batch_stats"], b["image"])
     return logits, {"batch_stats": new_stats}
   output_loss = lambda logits, b: losses.squared_error(logits, b["label"])

@@ -105,7 +105,7 @@ def test_tiny_mnist_run_end_to_end(tiny_sweep, real_tfds, tmp_path, capsys):
   tfds = real_tfds
   t = trained.load(str(run0))
   p = trained.problem(t, tfds_data_dir=str(tfds))
-  loss_at_theta = float(p.loss_fn()(p.params, p.model_state, p.train_arrays, p.constants)[0])
+  loss_at_theta = float(p.loss_fn(p.model_state, p.constants)(p.params, p.train_arrays)[0])
   cases = {"random": [], "hessian": [],                      # sweep folders: one --runs each
            "runs": [f"--runs={run1}", f"--runs={run2 / 'params.npz'}"]}
   for kind, extra in cases.items():
@@ -130,7 +130,7 @@ def test_tiny_mnist_run_end_to_end(tiny_sweep, real_tfds, tmp_path, capsys):
     assert z["loss"].shape == (3,) and "y" not in z.files and int(z["examples"]) == 20
     first = trained.batch(p, range(20))
     np.testing.assert_allclose(
-        z["loss"][1], float(p.loss_fn()(p.params, p.model_state, first, p.constants)[0]),
+        z["loss"][1], float(p.loss_fn(p.model_state, p.constants)(p.params, first)[0]),
         rtol=1e-5)
 
 

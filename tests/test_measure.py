@@ -30,7 +30,7 @@ def problem(seed):
 TRACES = []
 
 
-def forward(params, model_state, batch, constants):
+def forward(params, model_state, batch, constants, dtype=jnp.float32):
   TRACES.append(1)                       # Python side effect: runs only while tracing
   return jax.nn.relu(batch["x"] @ params["w1"]) @ params["w2"], model_state
 

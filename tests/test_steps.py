@@ -304,10 +304,10 @@ def test_model_state_comes_from_the_unperturbed_pass_and_is_threaded(x64):
   w, s = params, jnp.ones(2)
   state, _ = step(state, batch)
   state, _ = step(state, batch)
-  sam_grad = jax.jit(lambda w, s: update.sam_gradients(
+  direction = jax.jit(lambda w, s: update.sam_gradients(
       lambda p, b: model_loss(p, {"s": s}, b), w, batch, sam).direction)
   for _ in range(2):
-    g = sam_grad(w, s)
+    g = direction(w, s)
     s = 0.5 * s + 0.5 * regression(w, batch)[1]["mean_pre"]
     w = jax.tree.map(lambda p, g: p - 0.1 * g, w, g)
   np.testing.assert_allclose(state.model_state["s"], s, rtol=1e-13)

@@ -130,7 +130,7 @@ def test_run_writes_params_and_its_problem_is_rebuilt(mock_mnist, tmp_path, caps
   assert evaluation["test_error"] == final["final"]["test_error"]
   batch = trained.batch(p, range(8))
   loss = float(trained.eval_loss(p)(p.params, p.model_state, batch))
-  train_loss = float(p.loss_fn()(p.params, p.model_state, batch, p.constants)[0])
+  train_loss = float(p.loss_fn(p.model_state, p.constants)(p.params, batch)[0])
   assert loss == pytest.approx(train_loss, rel=1e-6)        # no BatchNorm: both modes agree
 
 

@@ -158,7 +158,7 @@ def test_l2_in_the_loss_shifts_the_measured_hessian_by_lambda(x64, exempt_norm):
   rng = np.random.default_rng(1)
   batch = {"x": rng.normal(size=(8, 3)), "y": rng.normal(size=(8, 1))}
   params = {"Dense_0": {"kernel": jnp.asarray(rng.normal(size=(3, 1))), "bias": jnp.zeros(1)}}
-  lin = lambda p, s, b, c: (b["x"] @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"], s)
+  lin = lambda p, s, b, c, dtype: (b["x"] @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"], s)
   mse = lambda out, b: 0.5 * jnp.mean((out - b["y"]) ** 2)
   hessian = np.column_stack([batch["x"], np.ones(8)]).T @ np.column_stack([batch["x"],
                                                                            np.ones(8)]) / 8

@@ -1,8 +1,8 @@
 """One Hessian measurement -> one record of the edge-of-stability quantities.
 
-At parameters w on batch B, with η the step size of this step, g = ∇L(w), g_SAM the gradient the
-base optimizer would see at this step (the direction of the configured SAM variant, from the
-training state as it is: see `prepare`; g itself when ρ = 0) and
+At parameters w on batch B, with η the step size of this step, g = ∇L(w), d the direction the
+base optimizer would see at this step (that of the configured SAM variant, from the training
+state as it is: see `prepare`; g itself when ρ = 0) and
 (λ_i, v_i) the top-k eigenpairs of the measured operator A (v_1 principal), a record holds
 
     eigenvalues λ_1 ≥ … ≥ λ_k of A, their residuals ||A v_i − λ_i v_i||, `converged` (every
@@ -11,14 +11,14 @@ training state as it is: see `prepare`; g itself when ρ = 0) and
     `step_size` η, `two_over_eta` 2/η, `sam_edge` SAM-edge(||g||, η, ρ),
     `edge` (the configured method's own stability threshold, `edges.method_edge`; None where no
     closed form is known) and `edge_label` (its formula), ||g||, L(w),
-    g_alignment  = |cos(g, v_1)|,   sg_alignment = |cos(g_SAM, v_1)|,
+    g_alignment  = |cos(g, v_1)|,   sg_alignment = |cos(d, v_1)|,
 
 and the keys of each requested curvature kind (`registry`).
 
 A is the Hessian H of the training loss (`operator` "hessian"), except for an optimizer with a
 preconditioner (Adam), where it is P^{-1/2} H P^{-1/2} (`operator` "preconditioned_hessian") with
 P the diagonal preconditioner of its next step (`optim.adam`); in the coordinates z = P^{1/2} w
-Adam is plain momentum on A, and the alignments are those of P^{-1/2} g and P^{-1/2} g_SAM.
+Adam is plain momentum on A, and the alignments are those of P^{-1/2} g and P^{-1/2} d.
 
 The loss is `objective.Objective`: the task's forward pass on the measured batch (its own
 BatchNorm statistics) and the loss of its outputs, over chunks with --measure_chunk. Everything
@@ -37,7 +37,7 @@ from jax.flatten_util import ravel_pytree
 from sam_edge import trees
 from sam_edge.curvature import eigensolvers, hvp, lanczos, registry, tracking
 from sam_edge.curvature.kind import Inputs
-from sam_edge.curvature.objective import Objective
+from sam_edge.curvature.objective import Forward, Objective, OutputLoss
 from sam_edge.data import batching
 from sam_edge.optim import edges, thresholds, update
 from sam_edge.optim.method import Method
@@ -45,9 +45,6 @@ from sam_edge.optim.oracle import Oracle
 from sam_edge.pytree import PyTree
 
 Record = dict[str, Any]
-# (params, model_state, batch, constants) -> (outputs, new model_state), and (outputs, batch) -> L
-Forward = Callable[[PyTree, PyTree, PyTree, PyTree], tuple[Any, PyTree]]
-OutputLoss = Callable[[Any, PyTree], jax.Array]
 
 PRECISION = "highest"
 
@@ -121,9 +118,11 @@ def init_state(settings: MeasureSettings, params: PyTree) -> dict:
 
 def objective(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings,
               context: Context) -> Objective:
-  """The measured loss at this context: the forward pass with its model state and constants, and
-  the L2 term when the weight decay is in the loss (the loss the optimizer follows)."""
-  return Objective(lambda p, b: forward(p, context.model_state, b, context.constants)[0],
+  """The measured loss at this context: the forward pass in float32 with its model state and
+  constants, and the L2 term when the weight decay is in the loss (the loss the optimizer
+  follows)."""
+  return Objective(lambda p, b: forward(p, context.model_state, b, context.constants,
+                                        jnp.float32)[0],
                    output_loss, settings.chunk, settings.interleave,
                    settings.method.optimizer.penalty())
 
@@ -133,15 +132,15 @@ class Prepared(NamedTuple):
   loss: jax.Array            # L(w)
   grad: PyTree               # ∇L(w)
   grad_seen: PyTree          # g, in the operator's coordinates (P^{-1/2} g for Adam)
-  sam_grad_seen: PyTree      # g_SAM, likewise
+  direction_seen: PyTree     # d, likewise
   precondition: Any          # P (a params pytree) for Adam, else None
 
 
 def prepare(loss: Objective, settings: MeasureSettings, params: PyTree, context: Context,
             batch: PyTree) -> Prepared:
-  """L, ∇L, the SAM gradient and, for a preconditioned optimizer, the preconditioner P.
+  """L, ∇L, the direction d and, for a preconditioned optimizer, the preconditioner P.
 
-  The SAM gradient is what the step at `context.step` would hand the base optimizer on the
+  The direction is what the step at `context.step` would hand the base optimizer on the
   measured batch, from the training state as it is, which the measurement never changes: LookSAM
   uses its stored g_v (or takes SAM's gradient on its every-k steps), Friendly-SAM the average
   m_t = λ m_{t−1} + (1 − λ) g of the stored m_{t−1} and the measured g, ESAM and Random-SAM the
@@ -156,14 +155,14 @@ def prepare(loss: Objective, settings: MeasureSettings, params: PyTree, context:
       dataclasses.replace(oracle, first=oracle.value_and_grad(params)), params,
       dataclasses.replace(settings.method.sam, micro_batches=1), state=context.sam_state,
       step=context.step, key=context.sam_key)
-  grad, sam_grad, precondition = grads.grad, grads.direction, None
+  grad, direction, precondition = grads.grad, grads.direction, None
   if settings.preconditioned:
-    seen = o.seen(grads.direction, params)  # what the next step receives: c(g_SAM + wd·M⊙w)
+    seen = o.seen(grads.direction, params)  # what the next step receives: c(d + wd·M⊙w)
     precondition = o.entry.preconditioner(context.opt_state, seen, o.values)
     inv_sqrt = jax.tree.map(jax.lax.rsqrt, precondition)
     grad = jax.tree.map(jnp.multiply, inv_sqrt, grad)
-    sam_grad = jax.tree.map(jnp.multiply, inv_sqrt, sam_grad)
-  return Prepared(grads.loss, grads.grad, grad, sam_grad, precondition)
+    direction = jax.tree.map(jnp.multiply, inv_sqrt, direction)
+  return Prepared(grads.loss, grads.grad, grad, direction, precondition)
 
 
 def finish(loss: Objective, settings: MeasureSettings, point: tuple[PyTree, Context, PyTree],
@@ -189,7 +188,7 @@ def finish(loss: Objective, settings: MeasureSettings, point: tuple[PyTree, Cont
       "grad_norm": grad_norm,
       "loss": prepared.loss,
       "g_alignment": trees.alignment(prepared.grad_seen, v1),
-      "sg_alignment": trees.alignment(prepared.sam_grad_seen, v1),
+      "sg_alignment": trees.alignment(prepared.direction_seen, v1),
   }
   extra, curvature_states = registry.measure_curvature(
       kind_inputs(loss, settings, params, context, batch, prepared, v1), settings.curvature,

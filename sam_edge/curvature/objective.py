@@ -24,12 +24,18 @@ from sam_edge.data import batching
 from sam_edge.models import losses
 from sam_edge.pytree import PyTree
 
+# A task's network and the loss of its outputs, as `run.problem.Problem` holds them (its module
+# doc); a measurement calls the forward pass in float32 (`curvature.measure.objective`).
+Forward = Callable[[PyTree, PyTree, PyTree, PyTree, Any], tuple[Any, PyTree]]
+# (params, model_state, batch, constants, dtype) -> (float32 outputs, new model_state)
+OutputLoss = Callable[[Any, PyTree], jax.Array]     # (outputs, batch) -> mean loss ℓ
+
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
   """L(w) = ℓ(f(w, x), y), optionally over chunks (module doc)."""
   forward: Callable[[PyTree, PyTree], Any]            # (params, batch) -> outputs
-  output_loss: Callable[[Any, PyTree], jax.Array]     # (outputs, batch) -> mean loss
+  output_loss: OutputLoss
   chunk: Optional[int] = None
   interleave: bool = False                            # chunks as `batching.split` interleaves
   penalty: Optional[Callable[[PyTree], jax.Array]] = None   # R(w), in the loss; None: none

@@ -24,9 +24,8 @@ from sam_edge.tasks.image_task import TASK
 def full_batch_loss(problem: problem_lib.Problem) -> tuple[Callable, jax.Array, Any]:
   """(loss(w, batch) on raveled parameters, w_0, the whole training set as the batch)."""
   w0, unravel = ravel_pytree(problem.params)
-  train_loss = problem.loss_fn()
-  loss = lambda w, batch: train_loss(unravel(w), problem.model_state, batch,
-                                     problem.constants)[0]
+  train_loss = problem.loss_fn(problem.model_state, problem.constants)
+  loss = lambda w, batch: train_loss(unravel(w), batch)[0]
   return loss, w0, jax.tree.map(jnp.asarray, problem.train_arrays)
 
 

@@ -30,8 +30,9 @@ def preconditioner(nu: PyTree, count: jax.Array, grad_seen: PyTree, b2: float,
                    eps: float) -> PyTree:
   """P = sqrt(ν̂) + eps with ν̂ = (b2·ν + (1 − b2)·d²) / (1 − b2^(count+1)), elementwise: the
   diagonal the *next* Adam step from this state applies, with d = `grad_seen` the gradient Adam
-  will receive (the SAM gradient, plus wd·w with weight decay) and `count` the Adam steps taken
-  so far. Well defined at count = 0 (ν = 0 gives P = |d| + eps). A params-shaped pytree."""
+  will receive (the SAM variant's direction, plus wd·w with weight decay) and `count` the Adam
+  steps taken so far. Well defined at count = 0 (ν = 0 gives P = |d| + eps). A params-shaped
+  pytree."""
   correction = 1 - b2 ** (jnp.asarray(count, jnp.int32) + 1)     # as optax's bias correction
 
   def leaf(v, d):

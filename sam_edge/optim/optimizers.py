@@ -1,6 +1,6 @@
 """The base optimizers, one entry each: constructor, stability edge, edge formula, title, flags.
 
-The base optimizer sees the gradient d that SAM hands it (g_SAM, or ∇L when ρ = 0), plus the L2
+The base optimizer sees the direction d that the SAM variant hands it (∇L when ρ = 0), plus the L2
 term when `weight_decay` = wd > 0 (then clipped with --clip_grad_norm; with --weight_decay_in_loss
 the L2 term is in the loss instead: `regularization`):
 
@@ -183,7 +183,7 @@ def all_options() -> list[Option]:
 
 def help_text() -> str:
   """The --optimizer help: each optimizer and its update."""
-  return ("Base optimizer (optax), fed the SAM gradient d: "
+  return ("Base optimizer (optax), fed the SAM variant's direction d: "
           + "; ".join(f"{o.name} ({o.update})" for o in OPTIMIZERS.values()) + ".")
 
 

@@ -1,22 +1,12 @@
 """The SAM variants' registry and their settings.
 
 With training loss L, parameters w and SAM radius ρ, on one batch (the same for every gradient),
-g = ∇L(w) and ε_ρ(v) = ρ v/(‖v‖ + 1e-5), the base optimizer steps along d (`update.sam_update`):
-
-    normalized    ε = ε_ρ(g) (the reference; the default),       d = ∇L(w + ε)
-    unnormalized  ε = ρ g,                                        d = ∇L(w + ε)
-    adaptive      ε = ρ T² g/‖T g‖, T = |w| + ξ (ASAM, Kwon et al. 2021; elementwise)
-    fisher        ε = ρ f⁻¹⊙g/√(g·(f⁻¹⊙g)), f = 1 + η_f g⊙g (Fisher-SAM, Kim et al. 2022)
-    gsam          d = g_p − α g_⊥, g_p = ∇L(w + ε_ρ(g)), g_⊥ = g − (g·ĝ_p) ĝ_p (Zhuang et al. 2022)
-    looksam       every k-th step d = g_p and g_v ← g_p − (g_p·ĝ)ĝ; between,
-                  d = g + α(‖g‖/‖g_v‖) g_v at the cost of one gradient (Liu et al. 2022)
-    esam          ε = M⊙ε_ρ(g)/β, M_i ~ Bernoulli(β); d = the gradient at w + ε of the fraction γ of
-                  the batch whose loss rose most (Du et al. 2022)
-    friendly      m ← λ m + (1−λ) g, ε = ε_ρ(g − σ m) (Li et al. 2024)
-    random        δ ~ N(0, σ²I), ε = δ + ε_λρ(∇L(w + δ)) (Liu et al. 2022)
-    msam          ε = −ρ m/‖m‖, d = ∇L(w + ε), m ← μ m + d: one gradient (Becker et al. 2024)
-
-each one module of `variants/` (the interface: `variant`), one line of `SAM_VARIANTS` here. A zero
+g = ∇L(w), the base optimizer steps along the direction d of the variant --sam names
+(`update.sam_update`): normalized (the reference; the default), unnormalized, adaptive (ASAM),
+fisher (Fisher-SAM), gsam, looksam, esam, friendly (Friendly-SAM), random (Random-SAM) and msam
+(Momentum-SAM), each one module of `variants/` (the interface: `variant`) whose docstring states
+its formula (its first paragraph is the variant's part of --sam's help, `help_text`), and one line
+of `SAM_VARIANTS` here. A zero
 gradient gives a zero perturbation, never NaN. ρ = 0 is the base optimizer alone for every variant
 (decided at trace time: one gradient, the variant's state left as it is); for ESAM and Random-SAM
 that is a convention, their formulas at ρ = 0 would still take a subset or a random point.
@@ -73,7 +63,7 @@ def all_options() -> list[options.Option]:
 def help_text() -> str:
   """The --sam help: each variant's formula."""
   return "SAM variant (g = ∇L(w), d = what the base optimizer sees): " + "; ".join(
-      f"{v.name} ({v.formula})" for v in SAM_VARIANTS.values()) + "."
+      f"{v.name} ({v.formula.rstrip('.')})" for v in SAM_VARIANTS.values()) + "."
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,7 +50,7 @@ def restriction(params: PyTree, perturbed: str) -> Callable[[PyTree], PyTree]:
 
 
 def normalized(v: PyTree, rho: Any) -> PyTree:
-  """ε_ρ(v) = ρ v / (||v|| + 1e-5) (0 for v = 0)."""
+  """ε_ρ(v) (module doc; 0 for v = 0)."""
   direction, _ = trees.safe_normalize(v, eps=SAM_NORM_EPS)
   return optax.tree.scale(rho, direction)
 

@@ -28,7 +28,7 @@ def _clip_check(x: Any) -> Optional[str]:
 WEIGHT_DECAY_IN_LOSS = Option(
     "weight_decay_in_loss", False,
     "Put the L2 weight decay in the loss, L(w) + (λ/2)‖w‖² with λ = --weight_decay (the SAM "
-    "paper's form): SAM's perturbation ε = ρ∇L/‖∇L‖ sees it, the base optimizer gets no separate "
+    "paper's form): SAM's perturbation sees it, the base optimizer gets no separate "
     "decay, and the measured Hessian is that of this loss (it gains λ on the decayed "
     "parameters), as do the recorded losses. Default: the decay wd·w is added to the direction "
     "the base optimizer sees, after SAM. Needs --weight_decay > 0.")

@@ -13,9 +13,9 @@ comes from the accumulated g, so it takes two passes over the micro-batches).
 
 m-sharpness (`group_size` = m): the batch (leading axis = examples, B of them) is cut into B/m
 consecutive groups of m; group j takes the variant's step on its own, its ε_j computed from L_j's
-own gradient; losses, gradients, SAM gradients and aux are averaged over the groups:
+own gradient; losses, gradients, directions and aux are averaged over the groups:
 
-    g_SAM = (m/B) Σ_j ∇L_j(w + ε_j(∇L_j(w))).
+    d = (m/B) Σ_j d_j,   d_j = ∇L_j(w + ε_j(∇L_j(w))) for a variant given by its perturbation.
 
 Groups are visited with `lax.scan`, so memory is that of one group plus the running sums.
 

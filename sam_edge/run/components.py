@@ -63,17 +63,15 @@ def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSetting
   pass's mode, the forward pass the loss takes (XLA computes it once). The old state is
   donated; without tracking `measure_state` is not an argument of the compiled step at all."""
   optimizer, penalty = method.make(), method.penalty()
-  compute_loss = problem.loss_fn(problem.compute_dtype)
-  example_losses = problem.example_loss_fn(problem.compute_dtype)
 
   def losses_of(state, arrays, data_key, indices, constants):
     batch = place.constrain_batch(take_batch(order, arrays, data_key, state.step, indices))
     if problem.augment is not None:
       batch = problem.augment(batch, data_key, state.step)
     loss_fn = regularization.regularized(
-        lambda p, b: compute_loss(p, state.model_state, b, constants), penalty)
+        problem.loss_fn(state.model_state, constants, problem.compute_dtype), penalty)
     losses = regularization.regularized_examples(
-        lambda p, b: example_losses(p, state.model_state, b, constants), penalty)
+        problem.example_loss_fn(state.model_state, constants, problem.compute_dtype), penalty)
     return batch, loss_fn, losses, sam_steps.step_key(data_key, state.step)
 
   def with_error(out, state, batch, constants):
@@ -154,7 +152,7 @@ def make_state_measure(problem: Problem, settings: measure.MeasureSettings,
   `measure.make_measure` reading the training state (the SAM variant's state and the SAM key the
   training step of this step draws from, `data_key` being the run's; the training `arrays`,
   placed, for the kinds that draw fresh batches)."""
-  run = measure.make_measure(problem.measured_forward(), problem.output_loss, settings)
+  run = measure.make_measure(problem.forward, problem.output_loss, settings)
   constants = problem.constants
 
   def from_state(state: update.TrainState, batch, measure_state, key):

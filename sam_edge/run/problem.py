@@ -17,12 +17,10 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from sam_edge.curvature.objective import Forward, OutputLoss
 from sam_edge.models import losses
+from sam_edge.optim.oracle import LossFn
 from sam_edge.pytree import PyTree
-
-Forward = Callable[..., tuple[Any, PyTree]]        # (params, model_state, batch, constants, dtype)
-OutputLoss = Callable[[Any, PyTree], jax.Array]    # (outputs, batch) -> mean loss
-TrainLoss = Callable[[PyTree, PyTree, PyTree, PyTree], tuple[jax.Array, PyTree]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,25 +56,22 @@ class Problem:
   # `data.stream.TrainingStream`: the training batches are streamed (`run.streamed`), and
   # `train_arrays` holds only the fixed measured set. None: the batches come from train_arrays
 
-  def loss_fn(self, dtype: Any = jnp.float32) -> TrainLoss:
-    """`(params, model_state, batch, constants) -> (L, new model_state)` in `dtype`."""
-    def loss(params, model_state, batch, constants):
+  def loss_fn(self, model_state: PyTree, constants: PyTree, dtype: Any = jnp.float32) -> LossFn:
+    """`(params, batch) -> (L, new model_state)` in `dtype` at `model_state` and `constants`: the
+    loss a step follows (`optim.oracle`)."""
+    def loss(params, batch):
       outputs, new_state = self.forward(params, model_state, batch, constants, dtype)
       return self.output_loss(outputs, batch), new_state
     return loss
 
-  def example_loss_fn(self, dtype: Any = jnp.float32) -> Callable[..., jax.Array]:
-    """`(params, model_state, batch, constants) -> [B]`: each example's loss in `dtype`, from one
-    forward pass on the whole batch (`losses.per_example`; ESAM's selection)."""
-    def example_losses(params, model_state, batch, constants):
+  def example_loss_fn(self, model_state: PyTree, constants: PyTree, dtype: Any = jnp.float32
+                      ) -> Callable[[PyTree, PyTree], jax.Array]:
+    """`(params, batch) -> [B]`: each example's loss in `dtype`, from one forward pass on the
+    whole batch (`losses.per_example`; ESAM's selection)."""
+    def example_losses(params, batch):
       outputs, _ = self.forward(params, model_state, batch, constants, dtype)
       return losses.per_example(self.output_loss, outputs, batch)
     return example_losses
-
-  def measured_forward(self) -> Callable[[PyTree, PyTree, PyTree, PyTree], tuple[Any, PyTree]]:
-    """The float32 forward pass measurements take: `(params, model_state, batch, constants)`."""
-    return lambda params, model_state, batch, constants: self.forward(
-        params, model_state, batch, constants, jnp.float32)
 
 
 def keys(seed: int) -> dict[str, jax.Array]:

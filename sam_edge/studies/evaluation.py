@@ -175,7 +175,7 @@ def curvature(p: Problem, arrays: dict, settings: measure.MeasureSettings, key: 
               ) -> dict[str, Any]:
   """The measurement's record of H at the problem's parameters on `arrays` taken as one batch,
   in evaluation mode (module doc), as host values."""
-  forward = lambda w, state, batch, c: (p.predict(w, state, c, batch), state)
+  forward = lambda w, state, batch, c, dtype: (p.predict(w, state, c, batch), state)   # float32
   run = measure.make_measure(forward, p.output_loss, settings)
   params = jax.device_put(p.params)
   context = measure.Context(p.model_state, settings.method.optimizer.make().init(params),

@@ -39,10 +39,9 @@ class NetworkEval:
     self.chunk = chunk
     self.has_stats = bool(jax.tree.leaves(problem.model_state))
     self._splits = {"train": self.arrays}
-    train_loss = problem.loss_fn()
-    state, constants = problem.model_state, problem.constants
+    train_loss = problem.loss_fn(problem.model_state, problem.constants)
     # `loss` is a jit static argument of `connectivity.fit_bend`: one object per NetworkEval.
-    self.loss = lambda params, batch: train_loss(params, state, batch, constants)[0]
+    self.loss = lambda params, batch: train_loss(params, batch)[0]
     self._stats = jax.jit(self._batch_stats)
     self._metrics = jax.jit(self._split_metrics)
     self._outputs = jax.jit(lambda p, s, batch: cka.softmax_outputs(

@@ -1,5 +1,7 @@
-"""ASAM (Kwon et al. 2021): ε = ρ T² g/‖T g‖, T = |w| + ξ elementwise, d = ∇L(w + ε); 0 when
-T g = 0. Edge: none known (None).
+"""ASAM (Kwon et al. 2021): ε = ρ T² g/‖T g‖, T = |w| + ξ elementwise, ξ = --asam_xi,
+d = ∇L(w + ε); ε = 0 when T g = 0.
+
+Edge: none known (None).
 """
 
 from typing import Any
@@ -7,12 +9,12 @@ from typing import Any
 from sam_edge import options
 from sam_edge.optim import variant
 
-ASAM_XI = options.Option("asam_xi", 0.01, "ξ of ASAM's T = |w| + ξ (Kwon et al.: 0.01).",
+ASAM_XI = options.Option("asam_xi", 0.01, "ξ of ASAM's T (--sam=adaptive; Kwon et al.: 0.01).",
                          check=options.non_negative)
 
 
 def perturbation(params: Any, grad: Any, rho: Any, values: Any) -> Any:
-  """ε = ρ T² g / ||T g|| with T = |w| + ξ elementwise (0 when T g = 0)."""
+  """ε (module doc)."""
   import jax  # pylint: disable=import-outside-toplevel  (variant doc)
 
   from sam_edge import trees  # pylint: disable=import-outside-toplevel
@@ -21,5 +23,5 @@ def perturbation(params: Any, grad: Any, rho: Any, values: Any) -> Any:
   return jax.tree.map(lambda ti, d: rho * ti * d, t, direction)
 
 
-VARIANT = variant.Variant("adaptive", "ASAM: ε = ρT²g/‖Tg‖, T = |w| + --asam_xi", (ASAM_XI,),
+VARIANT = variant.Variant("adaptive", options.doc_summary(__doc__), (ASAM_XI,),
                           "ASAM", variant.perturbed(perturbation), groups=True)

@@ -1,4 +1,8 @@
-"""ESAM (Du et al. 2022): with g = ∇L(w), R and ε_ρ as in `sam_steps`, β and γ its fractions,
+"""ESAM (Du et al. 2022): ε = M⊙ρg/(β‖g‖), M_i ~ Bernoulli(β), β = --esam_weight_fraction;
+d = ∇L(w + ε) on the round(γB) examples of the batch whose loss rose most under ε,
+γ = --esam_example_fraction.
+
+In full, with g = ∇L(w), R and ε_ρ as in `sam_steps`,
 
     M_i ~ Bernoulli(β) per weight, ε = R (M ⊙ ε_ρ(R g))/β; S = the round(γB)           1 + γ,
     examples with the largest L_i(w + ε) − L_i(w); d = ∇L_S(w + ε)           2 forward passes
@@ -13,11 +17,10 @@ from sam_edge.optim import variant
 
 FRACTION = options.interval(0, 1, low_open=True, high_open=False)      # (0, 1]
 ESAM_WEIGHT_FRACTION = options.Option(
-    "esam_weight_fraction", 0.5, "β of ESAM, in (0, 1]: each weight is perturbed with "
-    "probability β, by ε/β (Du et al.: 0.5 to 0.6).", check=FRACTION)
+    "esam_weight_fraction", 0.5, "β of ESAM, in (0, 1] (--sam=esam; Du et al.: 0.5 to "
+    "0.6).", check=FRACTION)
 ESAM_EXAMPLE_FRACTION = options.Option(
-    "esam_example_fraction", 0.5, "γ of ESAM, in (0, 1]: the second gradient is taken on the "
-    "round(γB) examples whose loss rose most under the perturbation (Du et al.: 0.5).",
+    "esam_example_fraction", 0.5, "γ of ESAM, in (0, 1] (--sam=esam; Du et al.: 0.5).",
     check=FRACTION)
 
 
@@ -50,6 +53,5 @@ def direction(sam: Any, oracle: Any, params: Any, state: Any, key: Any, step: An
 
 
 VARIANT = variant.Variant(
-    "esam", "ESAM: ε = M⊙ρg/(β‖g‖), M ~ Bernoulli(β = --esam_weight_fraction); d on the "
-    "--esam_example_fraction of examples whose loss rose most",
+    "esam", options.doc_summary(__doc__),
     (ESAM_WEIGHT_FRACTION, ESAM_EXAMPLE_FRACTION), "ESAM", direction, accumulates=False)

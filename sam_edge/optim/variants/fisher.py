@@ -1,5 +1,7 @@
 """Fisher-SAM (Kim et al. 2022): ε = ρ f⁻¹⊙g/√(g·(f⁻¹⊙g)), f = 1 + η_f g⊙g the diagonal Fisher
-estimate from the batch gradient (Kim et al.'s approximation), d = ∇L(w + ε); 0 when g = 0.
+estimate from the batch gradient (Kim et al.'s approximation), η_f = --fisher_eta,
+d = ∇L(w + ε); ε = 0 when g = 0.
+
 Edge: none known (None).
 """
 
@@ -9,11 +11,11 @@ from sam_edge import options
 from sam_edge.optim import variant
 
 FISHER_ETA = options.Option("fisher_eta", 1.0, "η_f of Fisher-SAM's diagonal Fisher estimate "
-                            "f = 1 + η_f g⊙g (Kim et al.'s code: 1).", check=options.non_negative)
+                            "f (--sam=fisher; Kim et al.'s code: 1).", check=options.non_negative)
 
 
 def perturbation(params: Any, grad: Any, rho: Any, values: Any) -> Any:
-  """ε = ρ f⁻¹⊙g / √(g·(f⁻¹⊙g)) (module doc)."""
+  """ε (module doc)."""
   import jax  # pylint: disable=import-outside-toplevel  (variant doc)
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel
@@ -23,5 +25,5 @@ def perturbation(params: Any, grad: Any, rho: Any, values: Any) -> Any:
 
 
 VARIANT = variant.Variant(
-    "fisher", "Fisher-SAM: ε = ρf⁻¹⊙g/√(g·f⁻¹⊙g), f = 1 + --fisher_eta·g⊙g", (FISHER_ETA,),
+    "fisher", options.doc_summary(__doc__), (FISHER_ETA,),
     "Fisher-SAM", variant.perturbed(perturbation), groups=True)

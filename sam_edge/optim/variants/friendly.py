@@ -1,4 +1,7 @@
-"""Friendly-SAM (Li et al. 2024): with g = ∇L(w), R and ε_ρ as in `sam_steps`,
+"""Friendly-SAM (Li et al. 2024): m ← λm + (1 − λ)g, ε = ρ(g − σm)/‖g − σm‖, d = ∇L(w + ε),
+σ = --friendly_sigma, λ = --friendly_lambda.
+
+In full, with g = ∇L(w), R and ε_ρ as in `sam_steps`,
 
     m ← λ m + (1 − λ) g,  ε = R ε_ρ(R(g − σ m)),  d = ∇L(w + ε)                    2 gradients
 
@@ -10,10 +13,11 @@ from typing import Any
 from sam_edge import options
 from sam_edge.optim import variant
 
-FRIENDLY_SIGMA = options.Option("friendly_sigma", 1.0, "σ of Friendly-SAM (Li et al.: 1).",
-                                check=options.non_negative)
+FRIENDLY_SIGMA = options.Option("friendly_sigma", 1.0, "σ of Friendly-SAM (--sam=friendly; Li et "
+                                "al.: 1).", check=options.non_negative)
 FRIENDLY_LAMBDA = options.Option("friendly_lambda", 0.95, "λ of Friendly-SAM's gradient average "
-                                 "m, in [0, 1) (Li et al.'s released runs: 0.95).",
+                                 "m, in [0, 1) (--sam=friendly; Li et al.'s released runs: "
+                                 "0.95).",
                                  check=options.interval(0, 1))
 
 
@@ -40,6 +44,5 @@ def direction(sam: Any, oracle: Any, params: Any, state: Any, key: Any, step: An
 
 
 VARIANT = variant.Variant(
-    "friendly", "Friendly-SAM: m = λm + (1−λ)g, ε = ρ(g − σm)/‖g − σm‖, σ = --friendly_sigma, "
-    "λ = --friendly_lambda", (FRIENDLY_SIGMA, FRIENDLY_LAMBDA), "Friendly-SAM", direction,
-    init=init)
+    "friendly", options.doc_summary(__doc__), (FRIENDLY_SIGMA, FRIENDLY_LAMBDA), "Friendly-SAM",
+    direction, init=init)

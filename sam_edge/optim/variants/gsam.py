@@ -1,11 +1,11 @@
-"""GSAM (Zhuang et al. 2022): with g = ∇L(w), R the restriction to the perturbed parameters and
-ε_ρ(v) = ρ v/(‖v‖ + 1e-5) (`sam_steps`),
+"""GSAM (Zhuang et al. 2022): d = g_p − α g_⊥, g_p = ∇L(w + ρ_t g/‖g‖), g_⊥ = g − (g·ĝ_p)ĝ_p,
+α = --gsam_alpha, ρ_t = ρ unless --gsam_rho_schedule.
+
+In full, with g = ∇L(w), R and ε_ρ as in `sam_steps`,
 
     g_p = ∇L(w + R ε_ρt(R g)),  g_⊥ = g − (g·ĝ_p) ĝ_p,  d = g_p − α g_⊥           2 gradients
 
-ρ_t = ρ_min + (ρ − ρ_min)(η_t − η_min)/(η_max − η_min) with --gsam_rho_schedule=ρ_min (η_min and
-η_max the schedule's smallest and largest step sizes, `sam.SamSettings.step_sizes`), else ρ.
-Edge: none known (None).
+and ρ_t as `rho_at` gives it. Edge: none known (None).
 """
 
 from typing import Any
@@ -13,12 +13,8 @@ from typing import Any
 from sam_edge import options
 from sam_edge.optim import variant
 
-GSAM_ALPHA = options.Option("gsam_alpha", 0.1, "α of GSAM: d = g_p − α g_⊥ (α = 0 is normalized "
-                            "SAM; Zhuang et al. use 0.01 to 0.3).", check=options.non_negative)
-GSAM_RHO_SCHEDULE = options.Option(
-    "gsam_rho_schedule", None, "ρ_min: GSAM's ρ follows the step-size schedule, ρ_t = ρ_min + "
-    "(ρ − ρ_min)(η_t − η_min)/(η_max − η_min), η_min and η_max the schedule's smallest and "
-    "largest step sizes (default: ρ constant).", type=float, check=options.non_negative)
+GSAM_ALPHA = options.Option("gsam_alpha", 0.1, "α of GSAM (--sam=gsam; α = 0 is normalized SAM; "
+                            "Zhuang et al. use 0.01 to 0.3).", check=options.non_negative)
 
 
 def problems(sam: Any) -> list[str]:
@@ -38,7 +34,11 @@ def problems(sam: Any) -> list[str]:
 
 
 def rho_at(sam: Any, step: Any) -> Any:
-  """ρ_t (module doc): ρ itself without --gsam_rho_schedule."""
+  """ρ_t = ρ_min + (ρ − ρ_min)(η_t − η_min)/(η_max − η_min), η_min and η_max the schedule's
+  smallest and largest step sizes.
+
+  ρ_min is --gsam_rho_schedule (`sam.SamSettings.step_sizes` the schedule); ρ itself without
+  it."""
   rho_min, eta_t = sam.values["gsam_rho_schedule"], sam.step_sizes
   if rho_min is None:
     return sam.rho
@@ -64,6 +64,11 @@ def direction(sam: Any, oracle: Any, params: Any, state: Any, key: Any, step: An
                            aux, state, eps, g_p)
 
 
+GSAM_RHO_SCHEDULE = options.Option(
+    "gsam_rho_schedule", None, "ρ_min: GSAM's ρ follows the step-size schedule, "
+    + options.doc_summary(rho_at.__doc__).rstrip(".") + " (default: ρ constant).", type=float,
+    check=options.non_negative)
+
 VARIANT = variant.Variant(
-    "gsam", "GSAM: d = g_p − --gsam_alpha·g_⊥, g_p = ∇L(w + ρg/‖g‖), g_⊥ = g − (g·ĝ_p)ĝ_p",
+    "gsam", options.doc_summary(__doc__),
     (GSAM_ALPHA, GSAM_RHO_SCHEDULE), "GSAM", direction, groups=True, problems=problems)

@@ -1,4 +1,8 @@
-"""LookSAM (Liu et al. 2022): with g = ∇L(w), R and ε_ρ as in `sam_steps`, k = --looksam_every,
+"""LookSAM (Liu et al. 2022): every k-th step d = g_p = ∇L(w + ρg/‖g‖) and
+g_v ← g_p − (g_p·ĝ)ĝ; between, d = g + α(‖g‖/‖g_v‖)g_v at the cost of one gradient,
+k = --looksam_every, α = --looksam_alpha.
+
+In full, with g = ∇L(w), R and ε_ρ as in `sam_steps`,
 
     steps t ≡ 0 (mod k): g_p = ∇L(w + R ε_ρ(R g)), d = g_p, g_v ← g_p − (g_p·ĝ)ĝ     2 gradients
     other steps:         d = g + α (‖g‖/‖g_v‖) g_v (g for g_v = 0)                   1
@@ -21,10 +25,10 @@ def whole_positive(x: Any) -> Optional[str]:
       "must be an integer >= 1")
 
 
-LOOKSAM_EVERY = options.Option("looksam_every", 5, "k of LookSAM: the SAM gradient every k steps "
-                               "(Liu et al.: 5).", check=whole_positive)
-LOOKSAM_ALPHA = options.Option("looksam_alpha", 0.7, "α of LookSAM (Liu et al.: 0.7).",
-                               check=options.non_negative)
+LOOKSAM_EVERY = options.Option("looksam_every", 5, "k of LookSAM (--sam=looksam; Liu et al.: 5).",
+                               check=whole_positive)
+LOOKSAM_ALPHA = options.Option("looksam_alpha", 0.7, "α of LookSAM (--sam=looksam; Liu et al.: "
+                               "0.7).", check=options.non_negative)
 
 
 def init(params: Any) -> dict:
@@ -74,6 +78,5 @@ def direction(sam: Any, oracle: Any, params: Any, state: Any, key: Any, step: An
 
 
 VARIANT = variant.Variant(
-    "looksam", "LookSAM: every --looksam_every steps d = g_p, g_v = g_p − (g_p·ĝ)ĝ; between, "
-    "d = g + --looksam_alpha·(‖g‖/‖g_v‖)g_v", (LOOKSAM_EVERY, LOOKSAM_ALPHA), "LookSAM",
+    "looksam", options.doc_summary(__doc__), (LOOKSAM_EVERY, LOOKSAM_ALPHA), "LookSAM",
     direction, init=init, host_period=host_period)

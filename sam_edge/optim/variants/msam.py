@@ -1,8 +1,10 @@
-"""Momentum-SAM (Becker, Altrock and Risse 2024, "Momentum-SAM: Sharpness Aware Minimization
-without Computational Overhead"; the paper's code, github.com/MarlonBecker/MSAM,
-optimizer/msam.py): the perturbation is taken along the negative momentum, so a step costs one
-gradient. With R the restriction to the perturbed parameters (`sam_steps`) and m the variant's
-momentum buffer of the directions it hands the base optimizer, m_0 = 0:
+"""Momentum-SAM (Becker, Altrock and Risse 2024): ε = −ρm/‖m‖, d = ∇L(w + ε), m ← μm + d,
+μ = --msam_momentum: one gradient per step.
+
+The paper: "Momentum-SAM: Sharpness Aware Minimization without Computational Overhead"; its code:
+github.com/MarlonBecker/MSAM, optimizer/msam.py. In full, with R the restriction to the perturbed
+parameters (`sam_steps`) and m the variant's momentum buffer of the directions it hands the base
+optimizer, m_0 = 0:
 
     ε_t = −ρ R m_t/(‖R m_t‖ + 1e-12)  (0 for R m_t = 0: the first step is the base optimizer's)
     d_t = ∇L(w_t + ε_t)                                                             1 gradient
@@ -30,7 +32,7 @@ from sam_edge import options
 from sam_edge.optim import variant
 
 MSAM_MOMENTUM = options.Option(
-    "msam_momentum", 0.9, "μ of Momentum-SAM's buffer m ← μ m + d, in [0, 1) (the paper's: 0.9; "
+    "msam_momentum", 0.9, "μ of Momentum-SAM's buffer m, in [0, 1) (--sam=msam; the paper's: 0.9; "
     "set it to --momentum with --optimizer=momentum to use the optimizer's own buffer).",
     check=options.interval(0, 1))
 
@@ -69,5 +71,4 @@ def _next(mu: float, m: Any, d: Any) -> Any:
 
 
 VARIANT = variant.Variant(
-    "msam", "Momentum-SAM: ε = −ρm/‖m‖, d = ∇L(w + ε), m ← μm + d, μ = --msam_momentum: one "
-    "gradient per step", (MSAM_MOMENTUM,), "Momentum-SAM", direction, init=init)
+    "msam", options.doc_summary(__doc__), (MSAM_MOMENTUM,), "Momentum-SAM", direction, init=init)

@@ -1,5 +1,5 @@
 """SAM (Foret et al. 2021; the reference's and the default): ε = ρ g/(‖g‖ + 1e-5),
-d = ∇L(w + ε), g = ∇L(w).
+d = ∇L(w + ε).
 
 Edge (derived on L = ½ wᵀ H w, E the base optimizer's edge less the L2 weight decay): with plain
 descent, in the step from w with g = ||∇L(w)|| the eigen-component of curvature a is multiplied by
@@ -10,11 +10,12 @@ recurrence: no closed form (None).
 
 from typing import Any
 
+from sam_edge import options
 from sam_edge.optim import optimizers, variant
 
 
 def perturbation(params: Any, grad: Any, rho: Any, values: Any) -> Any:
-  """ε = ρ g / (||g|| + 1e-5)."""
+  """ε (module doc)."""
   from sam_edge.optim import sam_steps  # pylint: disable=import-outside-toplevel  (variant doc)
   return sam_steps.normalized(grad, rho)
 
@@ -33,5 +34,5 @@ def edge(base: optimizers.Optimizer, e: Any, eta: Any, rho: float, grad_norm: An
 
 
 VARIANT = variant.Variant(
-    "normalized", "ε = ρg/(‖g‖+1e-5), the reference", (), "SAM", variant.perturbed(perturbation),
+    "normalized", options.doc_summary(__doc__), (), "SAM", variant.perturbed(perturbation),
     edge=edge, edge_formula=lambda base, f: "SAM-edge" if base.memoryless else None, groups=True)

@@ -1,4 +1,7 @@
-"""Random-SAM (Liu et al. 2022): with g = ∇L(w), R and ε_ρ as in `sam_steps`,
+"""Random-SAM (Liu et al. 2022): δ ~ N(0, σ²I), ε = δ + λρ∇L(w + δ)/‖∇L(w + δ)‖,
+d = ∇L(w + ε), σ = --random_sam_sigma (per weight), λ = --random_sam_lambda.
+
+In full, with g = ∇L(w), R and ε_ρ as in `sam_steps`,
 
     δ = R δ₀, δ₀ ~ N(0, σ²I);  ε = δ + R ε_λρ(R ∇L(w + δ)),  d = ∇L(w + ε)          3 gradients
 
@@ -10,10 +13,10 @@ from typing import Any
 from sam_edge import options
 from sam_edge.optim import variant
 
-RANDOM_SAM_SIGMA = options.Option("random_sam_sigma", 0.01, "σ of Random-SAM: δ ~ N(0, σ²I), σ "
+RANDOM_SAM_SIGMA = options.Option("random_sam_sigma", 0.01, "σ of Random-SAM (--sam=random), "
                                   "per weight.", check=options.non_negative)
-RANDOM_SAM_LAMBDA = options.Option("random_sam_lambda", 1.0, "λ of Random-SAM: the ascent step "
-                                   "from w + δ has length λρ.", check=options.non_negative)
+RANDOM_SAM_LAMBDA = options.Option("random_sam_lambda", 1.0, "λ of Random-SAM (--sam=random).",
+                                   check=options.non_negative)
 
 
 def direction(sam: Any, oracle: Any, params: Any, state: Any, key: Any, step: Any) -> Any:
@@ -35,5 +38,5 @@ def direction(sam: Any, oracle: Any, params: Any, state: Any, key: Any, step: An
 
 
 VARIANT = variant.Variant(
-    "random", "Random-SAM: δ ~ N(0, σ²I), ε = δ + λρ∇L(w+δ)/‖∇L(w+δ)‖, σ = --random_sam_sigma, "
-    "λ = --random_sam_lambda", (RANDOM_SAM_SIGMA, RANDOM_SAM_LAMBDA), "Random-SAM", direction)
+    "random", options.doc_summary(__doc__), (RANDOM_SAM_SIGMA, RANDOM_SAM_LAMBDA), "Random-SAM",
+    direction)

@@ -1,17 +1,18 @@
-"""Unnormalized SAM: ε = ρ g, d = ∇L(w + ε), g = ∇L(w).
+"""Unnormalized SAM: ε = ρ g, d = ∇L(w + ε).
 
 Edge (derived on L = ½ wᵀ H w, E the base optimizer's edge less the L2 weight decay): with a
-linear base method (GD, heavy ball, Nesterov) g_SAM = (H + ρH²) w, so the method runs on the
+linear base method (GD, heavy ball, Nesterov) d = (H + ρH²) w, so the method runs on the
 curvatures a (1 + ρ a), and the edge is the λ with λ (1 + ρλ) = E; None for the others.
 """
 
 from typing import Any
 
+from sam_edge import options
 from sam_edge.optim import optimizers, variant
 
 
 def perturbation(params: Any, grad: Any, rho: Any, values: Any) -> Any:
-  """ε = ρ g."""
+  """ε (module doc)."""
   import optax  # pylint: disable=import-outside-toplevel  (variant doc)
   return optax.tree.scale(rho, grad)
 
@@ -30,6 +31,6 @@ def edge_formula(base: optimizers.Optimizer, formula: str) -> Any:
   return "unnormalized SAM-edge" + ("" if formula == "2/η" else f" of {formula}")
 
 
-VARIANT = variant.Variant("unnormalized", "ε = ρg", (), "unnormalized SAM",
+VARIANT = variant.Variant("unnormalized", options.doc_summary(__doc__), (), "unnormalized SAM",
                           variant.perturbed(perturbation), edge=edge, edge_formula=edge_formula,
                           groups=True)
