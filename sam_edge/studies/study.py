@@ -24,6 +24,8 @@ from sam_edge.run import run_folder
 from sam_edge.studies import commands, grid, report, runner, sources
 
 PROG = "sweep"
+OUTCOME_LINES = {"skipped": "finished already ({}); skipped", "done": "done ({})",
+                 "failed": "failed ({})"}                  # filled with Outcome.detail
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +46,6 @@ class SweepError(ValueError):
   def __init__(self, lines: list[str]):
     super().__init__("; ".join(lines))
     self.lines = lines
-
-
-def out_problem(out: str) -> Optional[str]:
-  """Why `out` cannot hold the sweep, or None (it may not exist yet: it is created)."""
-  reason = records.folder_problem(out)
-  return f"--out={out}: {reason}" if reason else None
 
 
 def folder_problems(out: str, runs: list[grid.RunSpec], argvs: dict[str, list[str]],
@@ -84,8 +80,8 @@ def prepare(s: Settings) -> tuple[ModuleType, list[grid.Axis], list[grid.RunSpec
   fv = module.FLAGS
   problems = commands.owned_problems(list(s.args), fv)
   problems += report.check_options(s.options, [a.flag for a in axes])
-  reason = out_problem(s.out)
-  problems += [reason] if reason else []
+  reason = records.folder_problem(s.out)        # `out` may not exist yet: it is created
+  problems += [f"--out={s.out}: {reason}"] if reason else []
   if problems:
     raise SweepError(problems)
   problems = commands.validate(module, runs)
@@ -134,19 +130,14 @@ def run(s: Settings, log: Callable[[str], None] = _print) -> int:
   outcomes = []
   with runner.Runner(log=lambda line: log(f"{PROG}: {line}")) as r:
     for k, spec in enumerate(mine, 1):
-      folder = os.path.join(s.out, spec.name)
+      folder, label = os.path.join(s.out, spec.name), f"[{k}/{len(mine)}] {spec.name}"
       raw_file = os.path.join(folder, raw_name) if raw_name else None
       outcome = r.run(spec.name, folder, argvs[spec.name], raw_file, child_env(module),
-                      label=f"[{k}/{len(mine)}] {spec.name}",
+                      label=label,
                       params_path=os.path.join(folder, params_name) if params_name else None)
       outcomes.append(outcome)
-      if outcome.status == "skipped":
-        log(f"{PROG}: [{k}/{len(mine)}] {spec.name}: finished already ({outcome.detail}); "
-            "skipped")
-      elif outcome.status == "done":
-        log(f"{PROG}: [{k}/{len(mine)}] {spec.name}: done ({outcome.detail})")
-      elif outcome.status == "failed":
-        log(f"{PROG}: [{k}/{len(mine)}] {spec.name}: failed ({outcome.detail})")
+      if outcome.status in OUTCOME_LINES:
+        log(f"{PROG}: {label}: " + OUTCOME_LINES[outcome.status].format(outcome.detail))
       if r.stopped_by:
         break
     stopped_by = r.stopped_by

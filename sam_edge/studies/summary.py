@@ -239,8 +239,3 @@ def metric_values(rows: list[dict[str, Any]], metric: str) -> list[float]:
 def has_metric(rows: list[dict[str, Any]], metric: str) -> bool:
   """Whether any row has a finite `metric`."""
   return bool(metric_values(rows, metric))
-
-
-def default_metric(rows: list[dict[str, Any]]) -> str:
-  """`test_error` if any row has it, else `test_loss`."""
-  return "test_error" if has_metric(rows, "test_error") else "test_loss"
