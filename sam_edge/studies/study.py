@@ -127,8 +127,9 @@ def run(s: Settings, log: Callable[[str], None] = _print) -> int:
   write_plan(s, axes, runs)
   files = commands.output_files(module.FLAGS)
   raw_name, params_name = files.get("raw_data_output"), files.get(records.PARAMS.name)
+  say = lambda line: log(f"{PROG}: {line}")
   outcomes = []
-  with runner.Runner(log=lambda line: log(f"{PROG}: {line}")) as r:
+  with runner.Runner(log=say) as r:
     for k, spec in enumerate(mine, 1):
       folder, label = os.path.join(s.out, spec.name), f"[{k}/{len(mine)}] {spec.name}"
       raw_file = os.path.join(folder, raw_name) if raw_name else None
@@ -137,27 +138,26 @@ def run(s: Settings, log: Callable[[str], None] = _print) -> int:
                       params_path=os.path.join(folder, params_name) if params_name else None)
       outcomes.append(outcome)
       if outcome.status in OUTCOME_LINES:
-        log(f"{PROG}: {label}: " + OUTCOME_LINES[outcome.status].format(outcome.detail))
+        say(f"{label}: " + OUTCOME_LINES[outcome.status].format(outcome.detail))
       if r.stopped_by:
         break
     stopped_by = r.stopped_by
-  _summarise(s, log)
+  _summarise(s, say)
   failed = [o.name for o in outcomes if o.status == "failed"]
   if stopped_by:
-    log(f"{PROG}: stopped by {signal.Signals(stopped_by).name}; run the same command again to "
-        "resume")
+    say(f"stopped by {signal.Signals(stopped_by).name}; run the same command again to resume")
     return 128 + stopped_by
   if failed:
-    log(f"{PROG}: {len(failed)} of {len(mine)} runs failed: {', '.join(failed)}")
+    say(f"{len(failed)} of {len(mine)} runs failed: {', '.join(failed)}")
     return 1
   return 0
 
 
-def _summarise(s: Settings, log: Callable[[str], None]) -> None:
-  """The summary of the sweep folder; a failure here is a warning, not the sweep's result."""
+def _summarise(s: Settings, say: Callable[[str], None]) -> None:
+  """The summary of the sweep folder; a failure here is a warning, not the sweep's result. `say`
+  logs a line after the sweep's name."""
   try:
     found, sweep_axes = sources.read_sweep(s.out)
-    found = report.sound_runs(found, log=lambda line: log(f"{PROG}: {line}"))
-    report.write(found, sweep_axes, s.out, s.options, log=lambda line: log(f"{PROG}: {line}"))
+    report.write(report.sound_runs(found, log=say), sweep_axes, s.out, s.options, log=say)
   except Exception as e:  # pylint: disable=broad-except
-    log(f"{PROG}: warning: could not write the summary: {type(e).__name__}: {e}")
+    say(f"warning: could not write the summary: {type(e).__name__}: {e}")

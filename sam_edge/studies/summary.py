@@ -132,9 +132,9 @@ def value_of(run: sources.Run, flag: str) -> Optional[str]:
   if flag in run.values:
     return canonical(run.values[flag])
   value = run.config.get(flag)
-  if value is None or isinstance(value, (list, tuple, dict)):
-    return None if value is None else str(value)
-  return str(value) if isinstance(value, bool) else canonical(str(value))
+  if value is None:
+    return None
+  return str(value) if isinstance(value, (bool, list, tuple, dict)) else canonical(str(value))
 
 
 def choose_axes(runs: list[sources.Run], sweep_axes: list[str]) -> list[str]:

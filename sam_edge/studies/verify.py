@@ -102,8 +102,7 @@ def checkpoint_items(directory: str) -> list[Item]:
 
 
 def _checkpoint_folder(folder: str, values: dict[str, str]) -> str | None:
-  """A run folder's checkpoint folder, if it has one: `checkpoints/`, the `--checkpoint_dir` of
-  its command.txt, or its only subfolder that holds checkpoint steps."""
+  """A run folder's checkpoint folder, if it has one (module doc)."""
   for path in (os.path.join(folder, commands.CHECKPOINTS), values.get("checkpoint_dir")):
     if path and os.path.isdir(path):
       return path
