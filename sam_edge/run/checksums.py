@@ -81,8 +81,13 @@ def array_digests(tree: PyTree) -> dict[str, str]:
   return {leaf_name(path): digest for (path, _), digest in zip(leaves, digests)}
 
 
+def make(arrays: PyTree, body: dict) -> dict:
+  """The "sha256" entry of a step's meta for its arrays and its meta `body` (config, progress)."""
+  return {"arrays": array_digests(arrays), "meta": records.json_sha256(body)}
+
+
 class DeferredMeta(dict):
-  """A step's meta whose "sha256" entry is computed on another thread while Orbax writes
+  """A step's meta whose "sha256" entry (`make`) is computed on another thread while Orbax writes
   the arrays, so that the hashing overlaps the writing instead of adding to it.
 
   The dict holds `body`; `items()`, which `json.dumps` calls to encode a dict subclass (Orbax
@@ -94,8 +99,7 @@ class DeferredMeta(dict):
   def __init__(self, arrays: PyTree, body: dict):
     super().__init__(body)
     self._pool = concurrent.futures.ThreadPoolExecutor(1)
-    self._future = self._pool.submit(
-        lambda: {"arrays": array_digests(arrays), "meta": records.json_sha256(body)})
+    self._future = self._pool.submit(make, arrays, body)
 
   def join(self) -> dict:
     """The "sha256" entry, once computed (its exception, if the hashing failed)."""

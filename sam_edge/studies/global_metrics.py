@@ -189,9 +189,7 @@ def compute(runs: list[sources.Run], axes: list[str], s: Settings,
   for k, members in enumerate(groups, 1):
     names = [r.name for r in members]
     log(f"global metrics, cell {k}/{len(groups)} ({len(members)} runs: {', '.join(names)})")
-    values = cell_metrics([loaded[n] for n in names], s, log)
-    for name in names:
-      out[name] = values
+    out.update(dict.fromkeys(names, cell_metrics([loaded[n] for n in names], s, log)))
   return out
 
 

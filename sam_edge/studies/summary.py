@@ -158,16 +158,14 @@ def last(run: sources.Run, key: str) -> Optional[float]:
 def row(run: sources.Run, axes: list[str]) -> dict[str, Any]:
   """The summary row of one run (None for a missing value)."""
   lam = next((lambda1(r) for r in reversed(run.records) if lambda1(r) is not None), None)
-  out: dict[str, Any] = {"run": run.name}
-  out.update({a: value_of(run, a) for a in axes})
-  out.update({
+  return {
+      "run": run.name, **{a: value_of(run, a) for a in axes},
       "steps": run.final.get("steps"), "stopped_because": run.final.get("stopped_because"),
       "test_error": run.final.get("test_error"), "test_loss": run.final.get("test_loss"),
       **{key: run.final.get(key) for key in VALIDATION},
       "final_lambda1": lam, "median_lambda1_over_edge": median_ratio_second_half(run),
       "diverged": diverged(run), "source": run.source, "final_trace": last(run, "trace"),
-      "final_train_loss": final_train_loss(run)})
-  return out
+      "final_train_loss": final_train_loss(run)}
 
 
 def columns(axes: list[str], rows: Optional[list[dict[str, Any]]] = None) -> list[str]:
