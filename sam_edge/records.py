@@ -9,6 +9,7 @@ A finished run's `final` holds `records_sha256`, the sha256 of its records and l
 canonical JSON of `json_sha256`; `raw_status` checks a pickle read back against it.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,12 +32,8 @@ _PLAIN_TYPES = (bool, int, float, complex, str, bytes)
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-  """Writes `data` (the complete new contents) to `path` so a kill leaves the old or the new file.
-
-  The bytes go to a temporary file in the same folder, are flushed and
-  fsynced, then renamed onto `path` with `os.replace`. On any failure the
-  temporary file is removed and the exception re-raised.
-  """
+  """Writes `data` (the complete new contents) to `path` so a kill leaves the old or the new file:
+  a temporary file in the same folder, fsynced, then renamed onto `path` (removed on failure)."""
   folder = os.path.dirname(os.path.abspath(path))
   prefix = "." + os.path.basename(path) + "."
   mode = _mode_for(path)
@@ -50,10 +47,8 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
       os.fsync(f.fileno())
     os.replace(tmp_path, path)
   except BaseException:
-    try:
+    with contextlib.suppress(OSError):
       os.unlink(tmp_path)
-    except OSError:
-      pass
     raise
   _fsync_folder(folder)
 
@@ -72,37 +67,27 @@ def _mode_for(path: str) -> int:
 
 def _umask() -> int:
   """The process umask, read without changing it where Linux allows."""
-  try:
+  with contextlib.suppress(OSError, ValueError, IndexError):
     with open("/proc/self/status", encoding="ascii") as f:
       for line in f:
         if line.startswith("Umask:"):
           return int(line.split()[1], 8)
-  except (OSError, ValueError, IndexError):
-    pass
   return 0o022
 
 
 def _fsync_folder(folder: str) -> None:
   """Best-effort fsync of a folder so a completed rename survives a crash."""
-  try:
+  with contextlib.suppress(OSError):
     fd = os.open(folder, os.O_RDONLY)
-  except OSError:
-    return
-  try:
-    os.fsync(fd)
-  except OSError:
-    pass
-  finally:
-    os.close(fd)
+    try:
+      os.fsync(fd)
+    finally:
+      os.close(fd)
 
 
 def to_plain(obj: Any) -> Any:
-  """Returns a copy of `obj` with numpy/jax-like values as Python builtins.
-
-  Recurses through dicts, lists and tuples (tuples stay tuples). Zero-dim
-  array-likes and numpy scalars (anything with `.item()` and `ndim == 0`)
-  become Python numbers; arrays (anything with `.tolist()`) become nested
-  lists. Other values are returned unchanged. `obj` may be any value.
+  """A copy of `obj` (any value) with numpy/jax-like values as Python builtins, through dicts,
+  lists and tuples: 0-d array-likes (`.item()`) become numbers, arrays (`.tolist()`) nested lists.
   """
   if obj is None or type(obj) in _PLAIN_TYPES:
     return obj
@@ -125,12 +110,8 @@ def to_plain(obj: Any) -> Any:
 
 
 def write_raw(path: str, raw: dict) -> None:
-  """Atomically writes a run's raw data `raw` to the file `path` as a plain-typed pickle.
-
-  Numpy/jax values in `raw` are converted with `to_plain`.
-  """
-  data = pickle.dumps(to_plain(raw), protocol=PICKLE_PROTOCOL)
-  atomic_write_bytes(path, data)
+  """Atomically writes a run's raw data `raw` to the file `path` as a pickle of `to_plain(raw)`."""
+  atomic_write_bytes(path, pickle.dumps(to_plain(raw), protocol=PICKLE_PROTOCOL))
 
 
 def read_raw(path: str) -> dict:
@@ -223,10 +204,8 @@ def folder_problem(path: str, *, must_exist: bool = False) -> Optional[str]:
 
 
 def check_writable(path: str) -> str | None:
-  """Says whether a file could be written at `path`, before any long work.
-
-  `path` is the intended output file. Returns None if it could be written, else a one-line reason.
-  """
+  """Why no file could be written at `path` (one line), or None if it could: checked before any
+  long work."""
   if not path:
     return "the path is empty"
   if os.path.isdir(path):
@@ -253,8 +232,6 @@ def check_writable(path: str) -> str | None:
   except OSError as e:
     return f"folder {folder} is not writable ({e.strerror or e})"
   os.close(fd)
-  try:
+  with contextlib.suppress(OSError):
     os.unlink(tmp_path)
-  except OSError:
-    pass
   return None

@@ -29,7 +29,7 @@ import dataclasses
 import os
 import re
 import shutil
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 
@@ -39,7 +39,6 @@ from sam_edge.pytree import PyTree
 from sam_edge.run import checkpoint_layout, checksums, devices, library_noise, locks, loop
 from sam_edge.run.meta_json import decode_json, encode_json, progress_from_json, progress_to_json
 
-DEFAULT_EVERY_MINUTES = 10.0
 MAX_TO_KEEP = 2
 ARRAYS_ITEM = "arrays"
 META_ITEM = "meta"
@@ -82,12 +81,9 @@ class Checkpointer:
     self.read_only = read_only
     library_noise.silence()
     ocp = _ocp()
-    if read_only:
-      options = ocp.CheckpointManagerOptions(read_only=True, max_to_keep=None, create=False,
-                                             cleanup_tmp_directories=False)
-    else:
-      options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                             cleanup_tmp_directories=True)
+    options = ocp.CheckpointManagerOptions(
+        read_only=read_only, max_to_keep=None if read_only else max_to_keep, create=not read_only,
+        cleanup_tmp_directories=not read_only)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def __enter__(self) -> "Checkpointer":
@@ -257,9 +253,8 @@ def audit(directory: str, step: Optional[int] = None) -> list[StepCheck]:
 def unused_entries(directory: str) -> list[str]:
   """The entries of a checkpoint folder no run reads: steps moved aside as unsound
   (`<step>.corrupt`) and saves a stop cut short (Orbax's temporary folders), by name."""
-  return sorted(name for name in os.listdir(directory)
-                if _QUARANTINED.match(name) or (TMP_SUFFIX in name
-                                                 and os.path.isdir(os.path.join(directory, name))))
+  return sorted(name for name in os.listdir(directory) if _QUARANTINED.match(name)
+                or TMP_SUFFIX in name and os.path.isdir(os.path.join(directory, name)))
 
 
 def is_step_folder(path: str) -> bool:
@@ -302,13 +297,8 @@ def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ())
   """
   missing = object()
   names = (set(saved) | set(current)) - set(ignore)
-  return sorted(name for name in names
-                if not _same_value(saved.get(name, missing), current.get(name, missing)))
-
-
-def _same_value(a: Any, b: Any) -> bool:
-  """Whether two config values are equal once written as checkpoint JSON."""
-  return encode_json(a) == encode_json(b)
+  return sorted(name for name in names if encode_json(saved.get(name, missing))
+                != encode_json(current.get(name, missing)))
 
 
 def check_checkpoint_dir(path: str) -> Optional[str]:
@@ -336,12 +326,8 @@ def check_checkpoint_dir(path: str) -> Optional[str]:
 def _is_orbax_entry(folder: str, name: str) -> bool:
   """Whether `folder/name` is something CheckpointManager writes at the top of its folder."""
   full = os.path.join(folder, name)
-  if name in ORBAX_ROOT_FILES:
+  if name in ORBAX_ROOT_FILES or _QUARANTINED.match(name):
     return True
   if name == locks.LOCK_NAME:
     return os.path.isfile(full)
-  if _QUARANTINED.match(name):
-    return True
-  if _STEP_NAME.match(name) or TMP_SUFFIX in name:
-    return os.path.isdir(full)
-  return False
+  return bool(_STEP_NAME.match(name) or TMP_SUFFIX in name) and os.path.isdir(full)

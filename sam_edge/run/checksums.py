@@ -58,13 +58,10 @@ def leaf_name(path: tuple) -> str:
   return "".join(f"[{p}]" for p in parts)
 
 
-def _host_bytes(x: Any) -> np.ndarray:
-  """The leaf on the host as a flat uint8 view of its C-order bytes."""
-  return np.ascontiguousarray(devices.host_copy(x)).reshape(-1).view(np.uint8)
-
-
 def _digest(x: Any) -> str:
-  return hashlib.sha256(_host_bytes(x)).hexdigest()
+  """The sha256 of the leaf's C-order bytes on the host."""
+  host = np.ascontiguousarray(devices.host_copy(x))
+  return hashlib.sha256(host.reshape(-1).view(np.uint8)).hexdigest()
 
 
 def array_digests(tree: PyTree) -> dict[str, str]:

@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import types
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 _state = {"orbax": None, "saving": 0, "failed": False}
 
@@ -42,24 +42,17 @@ def _in_orbax(filename: str) -> bool:
   return os.path.abspath(filename).startswith(_orbax_dir())
 
 
-def _from_orbax(tb: Optional[types.TracebackType]) -> bool:
-  """Whether the traceback `tb` passes through a file of orbax."""
+def _codes(tb: Optional[types.TracebackType]) -> Iterator[types.CodeType]:
+  """The code of each frame of the traceback `tb`."""
   while tb is not None:
-    if _in_orbax(tb.tb_frame.f_code.co_filename):
-      return True
+    yield tb.tb_frame.f_code
     tb = tb.tb_next
-  return False
 
 
 def _closed_loop(value: Optional[BaseException], tb: Optional[types.TracebackType]) -> bool:
   """Whether the exception is asyncio's "Event loop is closed" from `call_soon_threadsafe`."""
-  if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
-    return False
-  while tb is not None:
-    if tb.tb_frame.f_code.co_name == "call_soon_threadsafe":
-      return True
-    tb = tb.tb_next
-  return False
+  return (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
+          and any(code.co_name == "call_soon_threadsafe" for code in _codes(tb)))
 
 
 class _OrbaxRecords(logging.Filter):
@@ -68,8 +61,8 @@ class _OrbaxRecords(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     if _in_orbax(record.pathname):
       return False
-    exc = record.exc_info
-    return not (exc and exc[2] is not None and _from_orbax(exc[2]))
+    tb = record.exc_info[2] if record.exc_info else None
+    return not any(_in_orbax(code.co_filename) for code in _codes(tb))
 
 
 def _unraisablehook(previous):

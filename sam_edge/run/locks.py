@@ -8,6 +8,7 @@ a lock held by a live process, or by a process on another host (whose liveness c
 from here), is refused with one line naming the owner and the file to delete if that run is gone.
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -34,13 +35,9 @@ def _alive(pid: int) -> bool:
     os.kill(pid, 0)
   except ProcessLookupError:
     return False
-  except PermissionError:
-    return True
+  except PermissionError:           # alive, owned by another user
+    pass
   return True
-
-
-def owner_description(owner: dict) -> str:
-  return f"process {owner.get('pid')} on {owner.get('host')}"
 
 
 def _me() -> dict:
@@ -79,8 +76,8 @@ def problem(folder: str) -> Optional[str]:
   owner = read_owner(folder)
   if owner is None or is_stale(owner) or owner == _me():
     return None
-  return (f"is in use by another run ({owner_description(owner)}); if that run is gone, delete "
-          f"{os.path.join(folder, LOCK_NAME)}")
+  return (f"is in use by another run (process {owner.get('pid')} on {owner.get('host')}); if that "
+          f"run is gone, delete {os.path.join(folder, LOCK_NAME)}")
 
 
 class FolderLock:
@@ -102,10 +99,8 @@ class FolderLock:
         reason = problem(self.folder)
         if reason:
           raise RuntimeError(f"{self.folder} {reason}") from None
-        try:                               # stale: take it over
+        with contextlib.suppress(FileNotFoundError):     # stale: take it over
           os.unlink(self.path)
-        except FileNotFoundError:
-          pass
         continue
       with os.fdopen(fd, "wb") as f:
         f.write(me)
@@ -116,10 +111,8 @@ class FolderLock:
   def release(self) -> None:
     """Removes the lock file if this process still holds it."""
     if self.held and read_owner(self.folder) == _me():
-      try:
+      with contextlib.suppress(OSError):
         os.unlink(self.path)
-      except OSError:
-        pass
     self.held = False
 
   def __enter__(self) -> "FolderLock":

@@ -122,7 +122,6 @@ def decide(settings: MonitorSettings, state: Any, evaluations: Sequence[dict],
   return state, None
 
 
-
 def finish(settings: MonitorSettings, state: Any, evaluations: Sequence[dict],
            log: Callable[[str], None]) -> tuple[Any, dict]:
   """At the end of a run: the state, with the best evaluation's weights as its parameters and

@@ -16,11 +16,10 @@ has no BatchNorm), each array replaced by its entry's name; a run with --ema_dec
 the moving average of both (`optim.ema`), and a run that keeps its best evaluation's weights
 (--early_stopping_patience, --restore_best) adds "best", each {"params", "model_state"}, read back
 as `Saved.ema` and `Saved.best` (None for a file without one, every file written before they
-existed included). An array's sha256 is that of its
-bytes in C order (`checksums.array_digests`' convention). `read` refuses, in one `ParamsError`
-line, a file that is not such an npz, a meta that does not match its checksum, and an array
-that is missing or does not match its dtype, shape or checksum; `read_header` reads and
-checks the meta alone. This module imports no jax.
+existed included). An array's sha256 is that of its bytes in C order (`checksums.array_digests`'
+convention). `read` refuses, in one `ParamsError` line, a file that is not such an npz, a meta
+that does not match its checksum, and an array that is missing or does not match its dtype,
+shape or checksum; `read_header` reads and checks the meta alone. This module imports no jax.
 """
 
 import contextlib

@@ -39,17 +39,21 @@ def command_values(argv: list[str]) -> dict[str, str]:
   return {flag_name(a): a.split("=", 1)[1] for a in argv if flag_name(a) and "=" in a}
 
 
-def params_in(folder: str, values: dict[str, str]) -> Optional[str]:
-  """The parameters file of a run folder (`--params_output`): the file its command's
-  --params_output names, else params.npz, else the folder's only *.npz; None if there is none."""
-  candidates = []
-  if values.get(records.PARAMS.name):
-    candidates.append(os.path.join(folder, os.path.basename(values[records.PARAMS.name])))
-  candidates.append(os.path.join(folder, records.SWEEP_FILES[records.PARAMS.name]))
-  found = sorted(glob.glob(os.path.join(folder, "*.npz")))
+def output_in(folder: str, values: dict[str, str], flag: str, default: str) -> Optional[str]:
+  """An output of a run folder: the file its command's --`flag` names, else `default`, else the
+  folder's only file with `default`'s extension; None if there is none."""
+  candidates = [os.path.join(folder, default)]
+  if values.get(flag):
+    candidates.insert(0, os.path.join(folder, os.path.basename(values[flag])))
+  found = sorted(glob.glob(os.path.join(folder, "*" + os.path.splitext(default)[1])))
   if len(found) == 1:
     candidates.append(found[0])
   return next((c for c in candidates if os.path.isfile(c)), None)
+
+
+def params_in(folder: str, values: dict[str, str]) -> Optional[str]:
+  """The parameters file of a run folder (`--params_output`, else params.npz, else its *.npz)."""
+  return output_in(folder, values, records.PARAMS.name, records.SWEEP_FILES[records.PARAMS.name])
 
 
 def params_path(path: str) -> str:

@@ -6,8 +6,8 @@ As they happen: `train/loss` at every step, and for every measurement its scalar
 `hessian/sg_alignment`, `hessian/step_size`, `hessian/hvps`, `hessian/seconds`, and the
 curvature kinds' own (`curvature.registry.scalars`: `curvature/trace`, `per_layer/<block>`,
 ...)), and for every evaluation `test/<metric>` (with --ema_decay also `ema_test/<metric>`, the
-averaged weights'), each at its training step. The
-writer flushes every few seconds, so `tensorboard --logdir DIR` follows a run live.
+averaged weights'), each at its training step. The writer flushes every few seconds, so
+`tensorboard --logdir DIR` follows a run live.
 TensorFlow is imported only when a writer is made.
 """
 
@@ -33,10 +33,8 @@ def scalars(record: Mapping[str, Any]) -> dict[str, float]:
     out[f"hessian/lambda_{i + 1}"] = value
   if record.get("residuals"):
     out["hessian/residual_max"] = max(record["residuals"])
-  for key, tag in RECORD_SCALARS.items():
-    if key in record and "eigenvalues" in record:
-      out[tag] = record[key]
   if "eigenvalues" in record:
+    out.update({tag: record[key] for key, tag in RECORD_SCALARS.items() if key in record})
     out.update(registry.scalars(record))
   else:                                                # an evaluation
     for key, value in record.items():

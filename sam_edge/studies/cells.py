@@ -14,7 +14,7 @@ run of it carries, not a sample per seed: their m_mean is that value and their m
 are empty. Cells come in the order of their axis values (numeric where all are numbers).
 """
 
-from typing import Any, Optional
+from typing import Any
 
 from sam_edge import records as records_lib
 from sam_edge.studies import intervals, summary
@@ -55,28 +55,21 @@ def group(rows: list[dict[str, Any]], axes: list[str]) -> list[list[dict[str, An
   return list(found.values())
 
 
-def metric_stats(members: list[dict[str, Any]], metric: str) -> dict[str, Optional[float]]:
-  """{m_mean, m_std, m_n, m_ci95} of `metric` over a cell's rows (module doc)."""
-  s = intervals.stats(summary.metric_values(members, metric))
-  if metric in summary.BETWEEN:
-    s = s._replace(std=None, ci95=None)
-  return {stat_column(metric, name): value for name, value in s._asdict().items()}
-
-
-def cell_row(members: list[dict[str, Any]], axes: list[str], names: list[str]
-             ) -> dict[str, Any]:
-  """The cells.csv row of one cell's summary rows."""
-  out: dict[str, Any] = {a: members[0].get(a) for a in cell_axes(axes)}
-  out[N] = len(members)
-  for metric in names:
-    out.update(metric_stats(members, metric))
-  return out
-
-
 def table(rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
-  """The rows of cells.csv: one per cell of `rows` (summary rows)."""
+  """The rows of cells.csv: one per cell of `rows` (summary rows), each metric's statistics as
+  the module doc says."""
   names = metrics(rows, axes)
-  return [cell_row(members, axes, names) for members in group(rows, axes)]
+  out = []
+  for members in group(rows, axes):
+    row: dict[str, Any] = {a: members[0].get(a) for a in cell_axes(axes)}
+    row[N] = len(members)
+    for metric in names:
+      s = intervals.stats(summary.metric_values(members, metric))
+      if metric in summary.BETWEEN:
+        s = s._replace(std=None, ci95=None)
+      row.update({stat_column(metric, name): value for name, value in s._asdict().items()})
+    out.append(row)
+  return out
 
 
 def columns(axes: list[str], names: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ Every array is read-only. `Columns.to_pandas` needs pandas, which sam-edge does 
 it is imported there (`import_pandas`), never here at the top.
 """
 
+import contextlib
 import dataclasses
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
@@ -48,10 +49,8 @@ def column(values: Sequence[Any]) -> np.ndarray:
   present = [v for v in values if v is not MISSING and v is not None]
   out: Optional[np.ndarray] = None
   if present and len(present) == len(values):
-    try:
+    with contextlib.suppress(ValueError, TypeError):  # ragged lists
       out = np.asarray(values)
-    except (ValueError, TypeError):                  # ragged lists
-      out = None
     if out is not None and out.dtype.kind not in "biuf":
       out = None
   if out is None and present and all(_is_number(v) for v in present):

@@ -96,21 +96,17 @@ def read(path: str) -> list[dict]:
   return runs
 
 
-def _real(path: str) -> str:
-  return os.path.realpath(path)
-
-
 def join(files: dict[str, list[dict]], folders: dict[str, str]) -> tuple[dict, int]:
   """({run name: {column: value}}, entries matching no run) for the entries of `files` ({path:
   entries}) and the runs' folders ({run name: folder}). InputError (one line) when no entry
   matches a run, or when two entries give one run the same column."""
-  by_folder = {_real(folder): name for name, folder in folders.items()}
+  by_folder = {os.path.realpath(folder): name for name, folder in folders.items()}
   out: dict[str, dict[str, Any]] = {}
   came_from: dict[tuple[str, str], str] = {}
   unmatched = 0
   for path, entries in files.items():
     for entry in entries:
-      name = by_folder.get(_real(entry["folder"]))
+      name = by_folder.get(os.path.realpath(entry["folder"]))
       if name is None:
         unmatched += 1
         continue

@@ -100,12 +100,6 @@ def run_folder(run: sources.Run) -> str:
   return run.source if os.path.isdir(run.source) else os.path.dirname(run.source) or "."
 
 
-def load_all(runs: list[sources.Run]) -> dict[str, trained.Trained]:
-  """{run name: its parameters} for every run; InputError naming the first that has none or
-  whose file is unsound (one line)."""
-  return {run.name: trained.load(run_folder(run)) for run in runs}
-
-
 def check_cells(cells_: list[list[tuple[str, trained.Trained]]], s: Settings) -> None:
   """InputError (one line) before any work unless the runs of each cell of two or more runs
   share one network (a `--group_by` that leaves out an axis such as the width mixes networks),
@@ -130,14 +124,10 @@ def check_cells(cells_: list[list[tuple[str, trained.Trained]]], s: Settings) ->
             f"every run)")
 
 
-def _pairs(members: list[trained.Trained]) -> list[tuple[trained.Trained, trained.Trained]]:
-  return list(itertools.combinations(members, 2))
-
-
 def cell_metrics(members: list[trained.Trained], s: Settings,
                  log: Callable[[str], None]) -> dict[str, float]:
   """{column: mean over the cell's pairs} for the requested metrics (module doc)."""
-  pairs = _pairs(members)
+  pairs = list(itertools.combinations(members, 2))
   if not pairs:
     return {}
   out: dict[str, float] = {}
@@ -190,18 +180,16 @@ def _fmt(values: list[float]) -> str:
 def compute(runs: list[sources.Run], axes: list[str], s: Settings,
             log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
   """{run name: {column: value}}: every run gets its cell's metrics (module doc). Every
-  parameters file is read and checked first, and every cell (`check_cells`): InputError, one
-  line, before any long work."""
-  loaded = load_all(runs)
+  parameters file is read and checked first (`trained.load`), and every cell (`check_cells`):
+  InputError, one line naming the run, before any long work."""
+  loaded = {run.name: trained.load(run_folder(run)) for run in runs}
   groups = cells(runs, axes, s.group_by)
   check_cells([[(r.name, loaded[r.name]) for r in members] for members in groups], s)
   out: dict[str, dict[str, float]] = {}
   for k, members in enumerate(groups, 1):
     names = [r.name for r in members]
     log(f"global metrics, cell {k}/{len(groups)} ({len(members)} runs: {', '.join(names)})")
-    values = cell_metrics([loaded[n] for n in names], s, log)
-    for name in names:
-      out[name] = values
+    out.update(dict.fromkeys(names, cell_metrics([loaded[n] for n in names], s, log)))
   return out
 
 

@@ -44,7 +44,9 @@ class NetworkEval:
     self.loss = lambda params, batch: train_loss(params, batch)[0]
     self._stats = jax.jit(self._batch_stats)
     self._metrics = jax.jit(self._split_metrics)
-    self._outputs = jax.jit(lambda p, s, batch: cka.softmax_outputs(
+    # outputs(params, state, batch): softmax outputs [k, classes] of the k examples of `batch`
+    # (e.g. `first`), in evaluation mode with the statistics `state`.
+    self.outputs = jax.jit(lambda p, s, batch: cka.softmax_outputs(
         problem.predict(p, s, problem.constants, batch)))
     self._probabilities = jax.jit(self._all_outputs)
 
@@ -93,11 +95,6 @@ class NetworkEval:
     """The `metric` (error or loss) of `params` on `split` in evaluation mode, with BatchNorm
     statistics recomputed for `params` on the training set (as the taxonomy's `update_bn`)."""
     return float(self._metrics(params, self.stats(params), self.split(split))[metric])
-
-  def outputs(self, params: PyTree, state: PyTree, batch: batching.Arrays) -> jax.Array:
-    """softmax outputs [k, classes] of the k examples of `batch` (e.g. `first`), in evaluation
-    mode with the statistics `state`."""
-    return self._outputs(params, state, batch)
 
   def _all_outputs(self, params: PyTree, state: PyTree, arrays: batching.Arrays) -> jax.Array:
     n = batching.num_examples(arrays)

@@ -10,12 +10,11 @@ the runs' further non-seed axes. The panels come in the order of the taxonomy's 
 (Load_temperature_plots.ipynb, `TAXONOMY`): test error, training loss, CKA, λ1, tr H, mode
 connectivity, distance, each from the first of its columns some run has (a post-hoc evaluation
 before the run's own value), then every other metric. The taxonomy's conventions (Yang et al.
-2021): both axes
-logarithmic where their values are positive numbers (each cell centred on its value; else one
-cell per value, in order), a (e.g. width) increasing to the right and b (e.g. batch size)
-downwards, so small batches are at the top; mc and the line barrier on a diverging colour map
-centred at 0 (red above, blue below: blue is a barrier); λ1 and the trace with logarithmic
-colours.
+2021): both axes logarithmic where their values are positive numbers (each cell centred on its
+value; else one cell per value, in order), a (e.g. width) increasing to the right and b (e.g.
+batch size) downwards, so small batches are at the top; mc and the line barrier on a diverging
+colour map centred at 0 (red above, blue below: blue is a barrier); λ1 and the trace with
+logarithmic colours.
 """
 
 from typing import Any
@@ -74,7 +73,8 @@ def metrics_drawn(rows: list[dict[str, Any]], metric: str | None) -> list[str]:
   found = [m for m in summary.METRICS if m != "steps" and summary.has_metric(rows, m)]
   first = [next(m for m in slot if m in found) for slot in TAXONOMY
            if any(m in found for m in slot)]
-  return first + [m for m in found if m not in first] or [summary.default_metric(rows)]
+  return first + [m for m in found if m not in first] or [
+      "test_error" if summary.has_metric(rows, "test_error") else "test_loss"]
 
 
 def phase_heatmaps(rows: list[dict[str, Any]], a: str, b: str, metric: str | None,

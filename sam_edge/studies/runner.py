@@ -154,10 +154,9 @@ class Runner:
   def run(self, name: str, folder: str, argv: list[str], raw_file: Optional[str],
           env: Optional[dict] = None, label: str = "",
           params_path: Optional[str] = None) -> Outcome:
-    """Runs `argv` for the run folder `folder` unless done.json says it finished already;
+    """Runs `argv` for the run folder `folder` unless it finished already (module doc);
     `raw_file` is the run's pickle (its final dict goes into done.json), `params_path` its
-    parameters file, if it writes one: a finished run whose pickle changed or whose parameters
-    file is missing or unsound runs again (from its last checkpoint, so at once)."""
+    parameters file, if it writes one."""
     if self.stopped_by:
       return Outcome(name, "stopped")
     os.makedirs(folder, exist_ok=True)

@@ -17,7 +17,6 @@ the median over the lines, to 3 significant digits (ρ = 0 where e = 2/η).
 """
 
 import dataclasses
-import glob
 import json
 import math
 import os
@@ -124,16 +123,8 @@ def read_pickle(path: str, name: str) -> Run:
 
 
 def pickle_in(folder: str, values: dict[str, str]) -> Optional[str]:
-  """The raw pickle of a run folder: the file its command's --raw_data_output names, else
-  raw.pkl, else the folder's only *.pkl; None if there is none."""
-  candidates = []
-  if values.get("raw_data_output"):
-    candidates.append(os.path.join(folder, os.path.basename(values["raw_data_output"])))
-  candidates.append(os.path.join(folder, "raw.pkl"))
-  pickles = sorted(glob.glob(os.path.join(folder, "*.pkl")))
-  if len(pickles) == 1:
-    candidates.append(pickles[0])
-  return next((path for path in candidates if os.path.isfile(path)), None)
+  """The raw pickle of a run folder (`--raw_data_output`, else raw.pkl, else its only *.pkl)."""
+  return run_folder.output_in(folder, values, "raw_data_output", "raw.pkl")
 
 
 def read_run_folder(folder: str, name: Optional[str] = None) -> Run:

@@ -24,6 +24,8 @@ from sam_edge.run import run_folder
 from sam_edge.studies import commands, grid, report, runner, sources
 
 PROG = "sweep"
+OUTCOME_LINES = {"skipped": "finished already ({}); skipped", "done": "done ({})",
+                 "failed": "failed ({})"}                  # filled with Outcome.detail
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +46,6 @@ class SweepError(ValueError):
   def __init__(self, lines: list[str]):
     super().__init__("; ".join(lines))
     self.lines = lines
-
-
-def out_problem(out: str) -> Optional[str]:
-  """Why `out` cannot hold the sweep, or None (it may not exist yet: it is created)."""
-  reason = records.folder_problem(out)
-  return f"--out={out}: {reason}" if reason else None
 
 
 def folder_problems(out: str, runs: list[grid.RunSpec], argvs: dict[str, list[str]],
@@ -84,8 +80,8 @@ def prepare(s: Settings) -> tuple[ModuleType, list[grid.Axis], list[grid.RunSpec
   fv = module.FLAGS
   problems = commands.owned_problems(list(s.args), fv)
   problems += report.check_options(s.options, [a.flag for a in axes])
-  reason = out_problem(s.out)
-  problems += [reason] if reason else []
+  reason = records.folder_problem(s.out)        # `out` may not exist yet: it is created
+  problems += [f"--out={s.out}: {reason}"] if reason else []
   if problems:
     raise SweepError(problems)
   problems = commands.validate(module, runs)
@@ -131,42 +127,37 @@ def run(s: Settings, log: Callable[[str], None] = _print) -> int:
   write_plan(s, axes, runs)
   files = commands.output_files(module.FLAGS)
   raw_name, params_name = files.get("raw_data_output"), files.get(records.PARAMS.name)
+  say = lambda line: log(f"{PROG}: {line}")
   outcomes = []
-  with runner.Runner(log=lambda line: log(f"{PROG}: {line}")) as r:
+  with runner.Runner(log=say) as r:
     for k, spec in enumerate(mine, 1):
-      folder = os.path.join(s.out, spec.name)
+      folder, label = os.path.join(s.out, spec.name), f"[{k}/{len(mine)}] {spec.name}"
       raw_file = os.path.join(folder, raw_name) if raw_name else None
       outcome = r.run(spec.name, folder, argvs[spec.name], raw_file, child_env(module),
-                      label=f"[{k}/{len(mine)}] {spec.name}",
+                      label=label,
                       params_path=os.path.join(folder, params_name) if params_name else None)
       outcomes.append(outcome)
-      if outcome.status == "skipped":
-        log(f"{PROG}: [{k}/{len(mine)}] {spec.name}: finished already ({outcome.detail}); "
-            "skipped")
-      elif outcome.status == "done":
-        log(f"{PROG}: [{k}/{len(mine)}] {spec.name}: done ({outcome.detail})")
-      elif outcome.status == "failed":
-        log(f"{PROG}: [{k}/{len(mine)}] {spec.name}: failed ({outcome.detail})")
+      if outcome.status in OUTCOME_LINES:
+        say(f"{label}: " + OUTCOME_LINES[outcome.status].format(outcome.detail))
       if r.stopped_by:
         break
     stopped_by = r.stopped_by
-  _summarise(s, log)
+  _summarise(s, say)
   failed = [o.name for o in outcomes if o.status == "failed"]
   if stopped_by:
-    log(f"{PROG}: stopped by {signal.Signals(stopped_by).name}; run the same command again to "
-        "resume")
+    say(f"stopped by {signal.Signals(stopped_by).name}; run the same command again to resume")
     return 128 + stopped_by
   if failed:
-    log(f"{PROG}: {len(failed)} of {len(mine)} runs failed: {', '.join(failed)}")
+    say(f"{len(failed)} of {len(mine)} runs failed: {', '.join(failed)}")
     return 1
   return 0
 
 
-def _summarise(s: Settings, log: Callable[[str], None]) -> None:
-  """The summary of the sweep folder; a failure here is a warning, not the sweep's result."""
+def _summarise(s: Settings, say: Callable[[str], None]) -> None:
+  """The summary of the sweep folder; a failure here is a warning, not the sweep's result. `say`
+  logs a line after the sweep's name."""
   try:
     found, sweep_axes = sources.read_sweep(s.out)
-    found = report.sound_runs(found, log=lambda line: log(f"{PROG}: {line}"))
-    report.write(found, sweep_axes, s.out, s.options, log=lambda line: log(f"{PROG}: {line}"))
+    report.write(report.sound_runs(found, log=say), sweep_axes, s.out, s.options, log=say)
   except Exception as e:  # pylint: disable=broad-except
-    log(f"{PROG}: warning: could not write the summary: {type(e).__name__}: {e}")
+    say(f"warning: could not write the summary: {type(e).__name__}: {e}")

@@ -132,9 +132,9 @@ def value_of(run: sources.Run, flag: str) -> Optional[str]:
   if flag in run.values:
     return canonical(run.values[flag])
   value = run.config.get(flag)
-  if value is None or isinstance(value, (list, tuple, dict)):
-    return None if value is None else str(value)
-  return str(value) if isinstance(value, bool) else canonical(str(value))
+  if value is None:
+    return None
+  return str(value) if isinstance(value, (bool, list, tuple, dict)) else canonical(str(value))
 
 
 def choose_axes(runs: list[sources.Run], sweep_axes: list[str]) -> list[str]:
@@ -158,16 +158,14 @@ def last(run: sources.Run, key: str) -> Optional[float]:
 def row(run: sources.Run, axes: list[str]) -> dict[str, Any]:
   """The summary row of one run (None for a missing value)."""
   lam = next((lambda1(r) for r in reversed(run.records) if lambda1(r) is not None), None)
-  out: dict[str, Any] = {"run": run.name}
-  out.update({a: value_of(run, a) for a in axes})
-  out.update({
+  return {
+      "run": run.name, **{a: value_of(run, a) for a in axes},
       "steps": run.final.get("steps"), "stopped_because": run.final.get("stopped_because"),
       "test_error": run.final.get("test_error"), "test_loss": run.final.get("test_loss"),
       **{key: run.final.get(key) for key in VALIDATION},
       "final_lambda1": lam, "median_lambda1_over_edge": median_ratio_second_half(run),
       "diverged": diverged(run), "source": run.source, "final_trace": last(run, "trace"),
-      "final_train_loss": final_train_loss(run)})
-  return out
+      "final_train_loss": final_train_loss(run)}
 
 
 def columns(axes: list[str], rows: Optional[list[dict[str, Any]]] = None) -> list[str]:
@@ -239,8 +237,3 @@ def metric_values(rows: list[dict[str, Any]], metric: str) -> list[float]:
 def has_metric(rows: list[dict[str, Any]], metric: str) -> bool:
   """Whether any row has a finite `metric`."""
   return bool(metric_values(rows, metric))
-
-
-def default_metric(rows: list[dict[str, Any]]) -> str:
-  """`test_error` if any row has it, else `test_loss`."""
-  return "test_error" if has_metric(rows, "test_error") else "test_loss"

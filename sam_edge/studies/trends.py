@@ -22,6 +22,8 @@ from sam_edge.studies import evaluated, intervals, summary
 
 ERROR_BARS = ("ci95", "minmax")
 BAR_TEXT = {"ci95": "95% t-interval", "minmax": "min–max"}
+# The metrics drawn against an axis (those some run has).
+DRAWN = ("test_error", "test_loss", "validation_error", "final_lambda1", "median_lambda1_over_edge")
 
 METRIC_LABELS = {
     "test_error": "test error", "test_loss": "test loss", "final_lambda1": "final λ1",
@@ -34,14 +36,6 @@ METRIC_LABELS = {
        for m, label in (("loss", "loss"), ("error", "error"), ("top5", "top-5 error"))},
     **{evaluated.column(s, m): f"{label} (evaluated{'' if s == 'train' else f', {s}'})"
        for s in evaluated.SPLITS for m, label in (("lambda1", "λ1"), ("trace", "tr H"))}}
-
-
-def panel_metrics(rows: list[dict[str, Any]]) -> list[str]:
-  """The metrics drawn: the test and validation metrics present, final λ1 and the median
-  λ1/edge."""
-  wanted = ("test_error", "test_loss", "validation_error", "final_lambda1",
-            "median_lambda1_over_edge")
-  return [m for m in wanted if summary.has_metric(rows, m)]
 
 
 def points(rows: list[dict[str, Any]], axis: str, metric: str, values: list[str],
@@ -64,7 +58,7 @@ def metric_panels(rows: list[dict[str, Any]], axis: str, axes: list[str],
                   error_bars: str = "ci95") -> Optional[tuple[list[Panel], str]]:
   """(one panel per metric against `axis`, the figure's title, which names the bars); None when
   no run has any metric."""
-  metrics = panel_metrics(rows)
+  metrics = [m for m in DRAWN if summary.has_metric(rows, m)]
   if not metrics:
     return None
   values = summary.sort_values({r.get(axis) for r in rows})

@@ -40,9 +40,7 @@ class Item:
   counted: bool = True             # False: listed for information (no run reads it)
 
   def line(self) -> str:
-    state = "sound" if self.sound else "UNSOUND"
-    if not self.counted:
-      state = "not used"
+    state = "not used" if not self.counted else "sound" if self.sound else "UNSOUND"
     return f"{self.path}: {state}: {self.detail}"
 
 
@@ -88,26 +86,23 @@ def checkpoint_items(directory: str) -> list[Item]:
   """Every step of a checkpoint folder (or the one step of a step folder), checked."""
   from sam_edge.run import checkpoints  # pylint: disable=import-outside-toplevel  # jax, orbax
   if checkpoints.is_step_folder(directory):
-    parent, name = os.path.split(os.path.normpath(directory))
-    found = checkpoints.audit(parent, int(name))
-    base = parent
+    base, name = os.path.split(os.path.normpath(directory))
+    found, unused = checkpoints.audit(base, int(name)), []
   else:
-    found, base = checkpoints.audit(directory), directory
+    base = directory
+    found, unused = checkpoints.audit(directory), checkpoints.unused_entries(directory)
   items = [Item(os.path.join(base, str(c.step)), c.problem is None,
                 c.problem or c.note or "its arrays and meta match their sha256 checksums")
            for c in found]
-  if not checkpoints.is_step_folder(directory):
-    items += [Item(os.path.join(directory, name), False,
-                   "moved aside as unsound by an earlier --resume" if ".corrupt" in name
-                   else "a save cut short (removed when a run next opens the folder)",
-                   counted=False)
-              for name in checkpoints.unused_entries(directory)]
-  return items
+  return items + [Item(os.path.join(base, name), False,
+                       "moved aside as unsound by an earlier --resume" if ".corrupt" in name
+                       else "a save cut short (removed when a run next opens the folder)",
+                       counted=False)
+                  for name in unused]
 
 
 def _checkpoint_folder(folder: str, values: dict[str, str]) -> str | None:
-  """A run folder's checkpoint folder, if it has one: `checkpoints/`, the `--checkpoint_dir` of
-  its command.txt, or its only subfolder that holds checkpoint steps."""
+  """A run folder's checkpoint folder, if it has one (module doc)."""
   for path in (os.path.join(folder, commands.CHECKPOINTS), values.get("checkpoint_dir")):
     if path and os.path.isdir(path):
       return path
