@@ -143,3 +143,16 @@ def sam_update(loss_fn: LossFn, optimizer: optax.GradientTransformation, sam: Sa
   grads = sam_gradients(loss_fn, state.params, batch, sam, state=state.sam_state,
                         step=state.step, key=key, example_losses=example_losses)
   return apply_gradients(optimizer, state, grads), grads.loss
+
+
+def host_phased(make: Callable[[SamSettings], Any], sam: SamSettings) -> Callable[[int], Any]:
+  """`t -> make(sam)`, the training step `make` compiles for the SAM settings `sam` and host step
+  t: one for every t or, where the variant's steps are chosen on the host (`SamSettings.
+  host_period` k: LookSAM on the CPU, `oracle.host_loops`), its phase True step for t ≡ 0 (mod k)
+  and its phase False step otherwise, each compiled once."""
+  period = sam.host_period()
+  if period is None:
+    step = make(sam)
+    return lambda t: step
+  phased = {phase: make(dataclasses.replace(sam, phase=phase)) for phase in (True, False)}
+  return lambda t: phased[t % period == 0]

@@ -5,8 +5,8 @@
 
 state {g_v}, 0 before the first SAM step. With `sam.SamSettings.phase` None the kind of step is a
 `lax.cond` on t mod k (only the branch taken runs), else the branch it names, fixed at trace time
-(`host_period`: two compiled steps chosen on the host, since XLA on the CPU runs convolution
-gradients inside a `cond` several times slower). Edge: none known (None).
+(`host_period`: on the CPU, `oracle.host_loops`, two compiled steps chosen on the host,
+`update.host_phased`). Edge: none known (None).
 """
 
 from typing import Any, Optional
@@ -35,9 +35,11 @@ def init(params: Any) -> dict:
 
 
 def host_period(sam: Any) -> Optional[int]:
-  """k when the two kinds of step are compiled apart and chosen on the host: phase None, k > 1."""
+  """k when the two kinds of step are compiled apart and chosen on the host: phase None, k > 1,
+  and branches around gradients run on the host (`oracle.host_loops`)."""
+  from sam_edge.optim import oracle  # pylint: disable=import-outside-toplevel  (variant doc)
   every = sam.values["looksam_every"]
-  return every if sam.phase is None and every > 1 else None
+  return every if sam.phase is None and every > 1 and oracle.host_loops() else None
 
 
 def direction(sam: Any, oracle: Any, params: Any, state: Any, key: Any, step: Any) -> Any:
