@@ -1,7 +1,6 @@
 """The top-k eigenpairs of the training-loss Hessian (or of Adam's preconditioned Hessian) at a
-parameter pytree, by Lanczos or by the reference's power/subspace iteration: `top_eigenpairs`
-(pure, one device loop), and `compiled`, which runs Lanczos as a host loop of jitted steps where
-`optim.oracle.host_loops` says so (the CPU).
+parameter pytree, by Lanczos or by the reference's power/subspace iteration; `compiled` runs
+Lanczos as a host loop of jitted steps where `optim.oracle.host_loops` says so (the CPU).
 """
 
 import dataclasses
@@ -67,10 +66,9 @@ def pipeline(before: Callable, hessian: Callable, after: Callable, solver: Solve
 
 
 def compiled(before: Callable, hessian: Callable, after: Callable, solver: Solver) -> Callable:
-  """`pipeline` compiled once (its arguments all arrays, so new values never retrace): one jitted
-  function, or where Lanczos' loop runs on the host (`oracle.host_loops`: the CPU) three jitted
-  pieces computing the same, `before` with the Lanczos start, one Lanczos step (repeated by the
-  host until done) and `after` with the Lanczos finish."""
+  """`pipeline` compiled once (its arguments all arrays): one jitted function or, where Lanczos'
+  loop runs on the host (`oracle.host_loops`), `before` with the Lanczos start, one Lanczos step
+  (repeated by the host until done) and `after` with the Lanczos finish, each jitted."""
   if solver.method != "lanczos" or not oracle.host_loops():
     return jax.jit(pipeline(before, hessian, after, solver))
   s = solver

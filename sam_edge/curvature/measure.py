@@ -269,8 +269,7 @@ def measure(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings
 
 def make_measure(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings
                  ) -> Callable[[PyTree, Context, PyTree, dict, jax.Array], tuple[Record, dict]]:
-  """`measure` compiled once for this forward pass, loss and settings
-  (`eigensolvers.compiled`, which decides where the Lanczos loop runs):
+  """`measure` compiled once for this forward pass, loss and settings (`eigensolvers.compiled`):
   `(params, context, batch, state, key) -> (record, next state)`.
 
   Everything that changes between measurements is an argument, so later measurements with new

@@ -19,8 +19,6 @@ may also carry the per-example losses `example_losses(params, batch) -> [B]` (ES
 and `first`, (L(w), ∇L(w), aux) at the step's w when the caller has them already (the tracked
 training step's linearization, `curvature.tracking`): `first_gradient` hands them over instead of
 a pass.
-
-`host_loops` is the one rule for where loops and branches around gradients run on the CPU.
 """
 
 import dataclasses

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from sam_edge.optim import ema
-from sam_edge.optim.oracle import Gradients, LossFn, Oracle, mean_over
+from sam_edge.optim.oracle import Gradients, LossFn, Oracle, host_loops, mean_over
 from sam_edge.optim.sam import SamSettings
 from sam_edge.pytree import PyTree
 
@@ -147,10 +147,10 @@ def sam_update(loss_fn: LossFn, optimizer: optax.GradientTransformation, sam: Sa
 
 def host_phased(make: Callable[[SamSettings], Any], sam: SamSettings) -> Callable[[int], Any]:
   """`t -> make(sam)`, the training step `make` compiles for the SAM settings `sam` and host step
-  t: one for every t or, where the variant's steps are chosen on the host (`SamSettings.
-  host_period` k: LookSAM on the CPU, `oracle.host_loops`), its phase True step for t ≡ 0 (mod k)
-  and its phase False step otherwise, each compiled once."""
-  period = sam.host_period()
+  t: one for every t or, where branches run on the host (`oracle.host_loops`: the CPU) and the
+  variant has two steps (`SamSettings.host_period` k: LookSAM), its phase True step for
+  t ≡ 0 (mod k) and its phase False step otherwise, each compiled once."""
+  period = sam.host_period() if host_loops() else None
   if period is None:
     step = make(sam)
     return lambda t: step

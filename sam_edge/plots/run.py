@@ -251,13 +251,11 @@ CURVATURE_HELP = ("PDF: tr(H) ± its standard error, λ_min, the per-layer top e
 
 
 def figure_outputs(kinds: Sequence[Any]) -> tuple[FigureOutput, ...]:
-  """Every PDF a run can write: `FIGURES` (the eigenvalue ones with the kinds' curves beside λ1
-  and the method's edge), the curvature figure of the kinds' panels and the kinds' own figures.
-
-  `kinds` are the curvature kinds (`curvature.registry.KINDS`, handed over by the caller), read as
-  data: each one's `record_keys`, its panels `panels(records, title)` and curves
-  `eigen_series(records)` from the records holding those keys (a kind without such records has
-  no panels), and its own `figures`."""
+  """Every PDF a run can write: `FIGURES` (the eigenvalue ones with the kinds' curves beside λ1),
+  the curvature figure of the kinds' panels and the kinds' own figures. `kinds`, the curvature
+  kinds the caller hands over (`curvature.registry.KINDS`), are read as data: their
+  `record_keys`, `panels(records, title)` and `eigen_series(records)` of the records holding
+  those keys (no panels without such records), and `figures`."""
   def held(raw: Mapping[str, Any]) -> list[tuple[Any, list[Mapping[str, Any]]]]:
     recs = records_of(raw)
     return [(k, [r for r in recs if all(key in r for key in k.record_keys)]) for k in kinds]

@@ -5,7 +5,7 @@
 
 state {g_v}, 0 before the first SAM step. With `sam.SamSettings.phase` None the kind of step is a
 `lax.cond` on t mod k (only the branch taken runs), else the branch it names, fixed at trace time
-(`host_period`: on the CPU, `oracle.host_loops`, two compiled steps chosen on the host,
+(`host_period`: two compiled steps chosen on the host where branches run there,
 `update.host_phased`). Edge: none known (None).
 """
 
@@ -35,11 +35,9 @@ def init(params: Any) -> dict:
 
 
 def host_period(sam: Any) -> Optional[int]:
-  """k when the two kinds of step are compiled apart and chosen on the host: phase None, k > 1,
-  and branches around gradients run on the host (`oracle.host_loops`)."""
-  from sam_edge.optim import oracle  # pylint: disable=import-outside-toplevel  (variant doc)
+  """k when the two kinds of step are compiled apart and chosen on the host: phase None, k > 1."""
   every = sam.values["looksam_every"]
-  return every if sam.phase is None and every > 1 and oracle.host_loops() else None
+  return every if sam.phase is None and every > 1 else None
 
 
 def direction(sam: Any, oracle: Any, params: Any, state: Any, key: Any, step: Any) -> Any:
