@@ -116,7 +116,7 @@ def step_timer(source, architecture: str, batch_size: int):
   settings = run.run
   place = devices.placement(1)
   whole = order_lib.ShuffledOrder(batch_size, batch_size)
-  step = components.host_phased_step(problem, settings, whole, place)(0)
+  step = components.train_steps(problem, settings, whole, place)(0)
   batch = place.shard(stream.read_examples(
       source, np.arange(batch_size), stream.Transform(SIZE, True, 0, 3)))
   constants = place.replicate(problem.constants)

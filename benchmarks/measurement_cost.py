@@ -102,7 +102,7 @@ def problem_cost(name: str) -> dict:
   t_hvp = best_of(matvec, params, batch, jnp.ones_like(flat))
   t_grad = best_of(jax.jit(jax.grad(loss)), params, batch)
   sam = jax.jit(lambda p, b: update.sam_gradients(lambda q, c: (loss(q, c), {}), p, b,
-                                                  settings.sam).direction)
+                                                  settings.method.sam).direction)
   t_sam = best_of(sam, params, batch)
   floors = [h * t_hvp + t_grad + t_sam for h in hvps]
   ratio = statistics.median(s / fl for s, fl in zip(seconds, floors))

@@ -229,7 +229,7 @@ class OursTimer:
     """The optimized HLO of the training step, as the run compiles it."""
     order = components.batch_order(self.problem, self.settings.batch_size)
     step = int(self.state.step)
-    train = components.host_phased_step(self.problem, self.settings, order, self.place)(step)
+    train = components.train_steps(self.problem, self.settings, order, self.place)(step)
     return train.lower(self.state, self.measure_state, self.parts.train_arrays,
                        self.parts.data_key,
                        components.host_indices(order, step, self.parts.data_key),

@@ -8,7 +8,7 @@ from jax.flatten_util import ravel_pytree
 
 from sam_edge.curvature import measure
 from sam_edge.models import losses
-from sam_edge.optim import adam, thresholds, update
+from sam_edge.optim import adam, oracle, thresholds, update
 from sam_edge.optim.method import Method
 from sam_edge.optim.optimizers import OptimizerSettings
 from sam_edge.optim.sam import SamSettings
@@ -168,29 +168,17 @@ def test_measurement_does_not_change_its_inputs():
 @pytest.mark.slow
 @pytest.mark.parametrize("name, rho", [("sgd", 0.1), ("adam", 0.0)])
 def test_host_driven_lanczos_equals_the_device_loop(name, rho, monkeypatch):
-  """The CPU's host loop of jitted Lanczos steps computes what the one jitted function does."""
+  """The CPU's host loop of jitted Lanczos steps (`oracle.host_loops`) computes what the one
+  jitted function does."""
   settings = settings_for(name=name, rho=rho, eta=1e-3 if name == "adam" else 0.05, k=2,
                           max_steps=40, tol=1e-6)
   params, batch = problem(5)
-  assert measure.host_driven(settings, True) and not measure.host_driven(settings, False)
-  monkeypatch.setattr(measure, "host_driven", lambda s, convolutional: True)
+  assert oracle.host_loops() == (jax.default_backend() == "cpu")
+  monkeypatch.setattr(oracle, "host_loops", lambda: True)
   host, _ = measure_once(settings, params, batch)
-  monkeypatch.setattr(measure, "host_driven", lambda s, convolutional: False)
+  monkeypatch.setattr(oracle, "host_loops", lambda: False)
   device, _ = measure_once(settings, params, batch)
   assert host["hvps"] == device["hvps"]
   for key in ("eigenvalues", "residuals", "loss", "grad_norm", "g_alignment", "sg_alignment"):
     np.testing.assert_allclose(np.asarray(host[key]), np.asarray(device[key]), rtol=1e-5,
                                atol=1e-7, err_msg=key)
-
-
-def test_only_convolutional_losses_take_the_host_loop():
-  """The host loop is for convolutions (XLA:CPU runs them slowly inside a while loop); a dense
-  network keeps the device loop, where XLA hoists its forward and backward passes."""
-  params, batch = problem(0)
-  assert not measure.convolves(scalar_loss, params, batch)
-  kernel = jnp.ones((3, 3, 1, 2))
-  conv = lambda k, b: jnp.sum(jax.lax.conv_general_dilated(
-      b["image"], k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) ** 2)
-  images = {"image": jnp.ones((2, 5, 5, 1))}
-  assert measure.convolves(conv, kernel, images)
-  assert measure.convolves(jax.checkpoint(conv), kernel, images)     # inside nested jaxprs

@@ -297,25 +297,34 @@ def test_sam_on_needs_normalisation_layers():
                          SamSettings(0.1, perturbed="normalization"))
 
 
-def test_looksam_steps_chosen_on_the_host_are_the_cond_steps(x64):
-  """`SamSettings.host_period`: LookSAM's SAM and reuse steps compiled apart (phase fixed at
-  trace time) and chosen by t mod k on the host give the `lax.cond` step's states."""
+def test_looksam_steps_chosen_on_the_host_are_the_cond_steps(x64, monkeypatch):
+  """Where branches run on the host (`oracle.host_loops`: the CPU) LookSAM's SAM and reuse steps
+  are compiled apart (phase fixed at trace time) and chosen by t mod k on the host
+  (`update.host_phased`); they give the `lax.cond` step's states. Elsewhere one step."""
+  monkeypatch.setattr(update, "host_loops", lambda: True)
   sam = SamSettings(0.3, "looksam", hyper={"looksam_every": 3, "looksam_alpha": 0.7})
   assert sam.host_period() == 3
   assert SamSettings(0.3, "looksam", hyper={"looksam_every": 1}).host_period() is None
   assert SamSettings(0.0, "looksam", hyper={"looksam_every": 3}).host_period() is None
   assert SamSettings(0.3, "gsam").host_period() is None
+  assert dataclasses.replace(sam, phase=True).host_period() is None
   assert SamSettings(0.3, "looksam", phase="sam").problems() == [
       "the SAM phase must be None, True or False, got 'sam'"]
   optimizer = optax.sgd(ETA)
-  phased = {phase: jax.jit(lambda state, sam=dataclasses.replace(sam, phase=phase):
-                           update.sam_update(quadratic, optimizer, sam, state, None,
-                                             key=KEY)[0])
-            for phase in (True, False)}
-  assert dataclasses.replace(sam, phase=True).host_period() is None
+  made = []
+
+  def make(phased_sam):
+    made.append(phased_sam.phase)
+    return jax.jit(lambda state: update.sam_update(quadratic, optimizer, phased_sam, state, None,
+                                                   key=KEY)[0])
+  phased = update.host_phased(make, sam)
+  assert made == [True, False]
   state = update.init_state({"w": jnp.asarray(W)}, optimizer, sam=sam)
   for t, expected in enumerate(steps(sam, 7)):
-    state = phased[t % 3 == 0](state)
+    state = phased(t)(state)
     np.testing.assert_allclose(state.params["w"], expected.params["w"], rtol=1e-13)
     np.testing.assert_allclose(state.sam_state["g_v"]["w"], expected.sam_state["g_v"]["w"],
                                rtol=1e-13, atol=1e-15)
+  monkeypatch.setattr(update, "host_loops", lambda: False)
+  update.host_phased(make, sam)
+  assert made == [True, False, None]

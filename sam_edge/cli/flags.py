@@ -3,7 +3,7 @@
 Flag names, meanings and defaults follow the reference (see README); each entry point passes its
 task's defaults. The tables add their own: every optimizer's and SAM variant's options
 (`optim.optimizers`, `optim.sam`), every curvature kind's (`curvature.registry`) and every figure's
-output flag (`registry.figure_outputs`). Defining them imports neither jax nor matplotlib.
+output flag (`plots.run.figure_outputs`). Defining them imports neither jax nor matplotlib.
 """
 
 from absl import flags
@@ -13,6 +13,7 @@ from sam_edge.cli import compilation_cache
 from sam_edge.curvature import registry
 from sam_edge.data import order
 from sam_edge.optim import optimizers, sam, sam_options, training_options
+from sam_edge.plots import run as run_figures
 from sam_edge.tasks.task import Defaults, Task
 
 DEFAULT_CHECKPOINT_MINUTES = 10.0
@@ -33,7 +34,7 @@ def table_options() -> list[options.Option]:
 def output_options() -> list[options.Option]:
   """Every output flag: the raw pickle, the final parameters and each figure (`''` skips it)."""
   return [records.RAW_DATA, records.PARAMS] + [options.Option(f.flag, f.default, f.help)
-                               for f in registry.figure_outputs()]
+                               for f in run_figures.figure_outputs(registry.KINDS)]
 
 
 def define_common_flags(fv: flags.FlagValues, defaults: Defaults) -> None:

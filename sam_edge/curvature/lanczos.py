@@ -8,7 +8,7 @@ restarts from a random vector orthogonal to the basis, so an exact eigenvector a
 vector, or a low-rank H, cannot end it early with the wrong eigenvalues.
 
 `lanczos` runs `lanczos_start`, `lanczos_step` in a `lax.while_loop` and `lanczos_finish`; a
-host can drive the same steps itself (`curvature.measure.host_driven`).
+host can drive the same steps itself (`eigensolvers.compiled`).
 """
 
 from typing import Callable, NamedTuple

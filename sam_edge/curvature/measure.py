@@ -32,10 +32,9 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import optax
-from jax.flatten_util import ravel_pytree
 
 from sam_edge import trees
-from sam_edge.curvature import eigensolvers, hvp, lanczos, registry, tracking
+from sam_edge.curvature import eigensolvers, lanczos, registry, tracking
 from sam_edge.curvature.kind import Inputs
 from sam_edge.curvature.objective import Forward, Objective, OutputLoss
 from sam_edge.data import batching
@@ -227,114 +226,61 @@ def kind_inputs(loss: Objective, settings: MeasureSettings, params: PyTree, cont
   return Inputs(loss, params, batch, u, prepared.grad, optimizer_step, draw, size == n)
 
 
+def stages(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings
+           ) -> tuple[Callable, Callable, Callable]:
+  """The measurement around its eigen-solve (`eigensolvers.pipeline`), on the arguments
+  `(params, context, batch, state, key)`: `prepare` with the start vector `state["v1"]` and the
+  solver's key, the measured Hessian (the loss, w, the batch and the preconditioner), and
+  `finish`."""
+  loss = lambda context: objective(forward, output_loss, settings, context)
+
+  def before(params, context, batch, state, key):
+    return (prepare(loss(context), settings, params, context, batch), state["v1"],
+            jax.random.split(key)[0])
+
+  def hessian(args, prepared):
+    params, context, batch, _, _ = args
+    return loss(context).loss, params, batch, prepared.precondition
+
+  def after(args, prepared, solved):
+    params, context, batch, state, key = args
+    return finish(loss(context), settings, (params, context, batch), state, key, prepared,
+                  solved)
+  return before, hessian, after
+
+
 def measure(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings,
             params: PyTree, context: Context, batch: PyTree, state: dict, key: jax.Array
             ) -> tuple[Record, dict]:
   """Returns the record (see module doc) and the next measurement state (`init_state`): the
   principal eigenvector v_1 (a params pytree, in the operator's coordinates) and the curvature
-  kinds' states. One pure function: `prepare`, the eigen-solver, `finish`.
+  kinds' states. One pure function: `prepare`, the eigen-solver, `finish` (`stages`).
 
   `state["v1"]` warm-starts the eigen-solver (the previous measurement's v_1; zeros for a
   random start drawn from `key`).
   """
-  loss = objective(forward, output_loss, settings, context)
   with jax.default_matmul_precision(PRECISION):
-    prepared = prepare(loss, settings, params, context, batch)
-    result, v1 = eigensolvers.top_eigenpairs(
-        loss.loss, params, batch, state["v1"], jax.random.split(key)[0], settings.solver,
-        prepared.precondition)
-    return finish(loss, settings, (params, context, batch), state, key, prepared, (result, v1))
-
-
-def convolves(fn: Callable[..., Any], *args: Any) -> bool:
-  """Whether `fn(*args)` computes a convolution (`conv_general_dilated`), anywhere in its
-  jaxpr, nested computations included (traced once, nothing run)."""
-  def walk(jaxpr: Any) -> bool:
-    for eqn in jaxpr.eqns:
-      if eqn.primitive.name == "conv_general_dilated":
-        return True
-      for value in eqn.params.values():
-        inner = getattr(value, "jaxpr", value)
-        if hasattr(inner, "eqns") and walk(inner):
-          return True
-    return False
-  return walk(jax.make_jaxpr(fn)(*args).jaxpr)
-
-
-def host_driven(settings: MeasureSettings, convolutional: bool) -> bool:
-  """Whether Lanczos runs as a host loop of jitted steps rather than a `lax.while_loop`.
-
-  On the CPU, XLA runs the kernel-gradient convolutions of an HVP inside a while loop about 30
-  times slower than outside one (measured: 6 ResNet-20 HVPs take 2.6 s unrolled, 74 s in a
-  loop), so a convolutional network's Lanczos is a host loop there. Everywhere else the device
-  loop wins: XLA hoists the loop-invariant forward and backward passes out of its HVPs
-  (measured on the MNIST MLP, 20,000 examples: 1.10 s per HVP in the loop, 1.31 s for a
-  standalone jitted HVP, 1.86 s per step of the host loop).
-  """
-  return settings.eigensolver == "lanczos" and convolutional and (
-      jax.default_backend() == "cpu")
+    return eigensolvers.pipeline(*stages(forward, output_loss, settings), settings.solver)(
+        params, context, batch, state, key)
 
 
 def make_measure(forward: Forward, output_loss: OutputLoss, settings: MeasureSettings
                  ) -> Callable[[PyTree, Context, PyTree, dict, jax.Array], tuple[Record, dict]]:
-  """`measure` compiled once for this forward pass, loss and settings:
+  """`measure` compiled once for this forward pass, loss and settings (`eigensolvers.compiled`):
   `(params, context, batch, state, key) -> (record, next state)`.
 
   Everything that changes between measurements is an argument, so later measurements with new
-  values of the same shapes reuse the compiled functions. At the first call it decides where the
-  Lanczos loop runs (`host_driven`): as one jitted function with a device loop, or as three
-  jitted pieces, `prepare` with the Lanczos start, one Lanczos step (repeated by the host until
-  done) and `finish`, computing what `measure` computes. Static facts (the kind of eigenvalue,
+  values of the same shapes reuse the compiled functions. Static facts (the kind of eigenvalue,
   the operator, the edge's formula) are added to the record on the host.
   """
   static = {"eigenvalue_kind": eigenvalue_kind(settings),
             "operator": "preconditioned_hessian" if settings.preconditioned else "hessian",
             "edge_label": settings.edge_label()}
-  device_loop = jax.jit(lambda params, context, batch, state, key: measure(
-      forward, output_loss, settings, params, context, batch, state, key))
-  k = settings.num_eigenvalues
-
-  def operator(params, context, batch, prepared):
-    loss = objective(forward, output_loss, settings, context)
-    return hvp.operator(loss.loss, params, batch, settings.hvp, prepared.precondition)
-
-  @jax.jit
-  def start(params, context, batch, state, key):
-    prepared = prepare(objective(forward, output_loss, settings, context), settings, params,
-                       context, batch)
-    _, flat, _ = operator(params, context, batch, prepared)
-    v0 = ravel_pytree(state["v1"])[0].astype(flat.dtype)
-    return prepared, lanczos.lanczos_start(v0, jax.random.split(key)[0], k=k,
-                                           max_steps=settings.max_steps)
-
-  @jax.jit
-  def one_step(params, context, batch, prepared, s):
-    matvec, _, _ = operator(params, context, batch, prepared)
-    return lanczos.lanczos_step(matvec, s, k=k, tol=settings.tol, min_steps=settings.min_steps)
-
-  @jax.jit
-  def end(params, context, batch, state, key, prepared, s):
-    result = lanczos.lanczos_finish(s, k=k)
-    _, _, unravel = operator(params, context, batch, prepared)
-    return finish(objective(forward, output_loss, settings, context), settings,
-                  (params, context, batch), state, key, prepared,
-                  (result, unravel(result.vectors[0])))
-
-  def host_loop(params, context, batch, state, key):
-    prepared, s = start(params, context, batch, state, key)
-    while not bool(s.done):
-      s = one_step(params, context, batch, prepared, s)
-    return end(params, context, batch, state, key, prepared, s)
-
-  chosen: list = []
+  compiled = eigensolvers.compiled(*stages(forward, output_loss, settings), settings.solver)
 
   def run(params: PyTree, context: Context, batch: PyTree, state: dict, key: jax.Array
           ) -> tuple[Record, dict]:
-    if not chosen:
-      loss = objective(forward, output_loss, settings, context).loss
-      chosen.append(host_loop if host_driven(settings, convolves(loss, params, batch))
-                    else device_loop)
     with jax.default_matmul_precision(PRECISION):
-      record, new_state = chosen[0](params, context, batch, state, key)
+      record, new_state = compiled(params, context, batch, state, key)
     return {**record, **static}, new_state
   return run

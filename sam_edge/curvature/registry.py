@@ -3,12 +3,12 @@
 `KINDS` lists the kinds (`kind.Kind`, one module each in `kinds/`); a requested set is a tuple of
 (name, settings) pairs in registry order (`requested(flags)`). The command line declares every
 kind's options and checks them (`options`, `problems`), a measurement runs the requested kinds
-(`init_states`, `measure_curvature`), the measurement line, TensorBoard and the figures read
-their parts (`line`, `scalars`, `figure_outputs`, which also lists the run's own figures). No jax
+(`init_states`, `measure_curvature`), the measurement line and TensorBoard read their parts
+(`line`, `scalars`), and the run's figures read `KINDS` (`plots.run.figure_outputs`). No jax
 here.
 """
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from sam_edge import options
 from sam_edge.curvature.kind import Inputs, Kind
@@ -21,8 +21,6 @@ from sam_edge.curvature.kinds import (
     self_stabilization,
     trace,
 )
-from sam_edge.plots import run as run_figures
-from sam_edge.plots.spec import FigureOutput, Panel, records_of
 
 KINDS: tuple[Kind, ...] = (trace.TRACE, density.DENSITY, per_layer.PER_LAYER,
                            min_eigenvalue.MIN_EIGENVALUE, gauss_newton.GAUSS_NEWTON,
@@ -91,58 +89,19 @@ def measure_curvature(inputs: Inputs, kinds: Requested, key: Any,
   return record, new_states
 
 
-def _holding(kind: Kind, records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-  return [r for r in records if all(key in r for key in kind.record_keys)]
+def _holds(kind: Kind, record: Mapping[str, Any]) -> bool:
+  return all(key in record for key in kind.record_keys)
 
 
 def line(record: Mapping[str, Any]) -> str:
   """The kinds' parts of a measurement's printed line."""
-  return "".join(k.line(record) for k in KINDS if _holding(k, [record]))
+  return "".join(k.line(record) for k in KINDS if _holds(k, record))
 
 
 def scalars(record: Mapping[str, Any]) -> dict[str, Any]:
   """The kinds' TensorBoard scalars of a host record."""
   out: dict[str, Any] = {}
   for k in KINDS:
-    if _holding(k, [record]):
+    if _holds(k, record):
       out.update(k.scalars(record))
   return out
-
-
-def curvature_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
-  """The panels of the curvature figure: each kind's, from the records holding its keys (none
-  when nothing was measured)."""
-  recs = records_of(raw)
-  return [p for k in KINDS if _holding(k, recs) for p in k.panels(_holding(k, recs), title)]
-
-
-CURVATURE_FIGURE = FigureOutput(
-    "curvature_output", "/tmp/curvature.pdf", "PDF: tr(H) ± its standard error, λ_min, the "
-    "per-layer top eigenvalues and the other curvature kinds' panels; written when one of them is "
-    "measured", curvature_panels)
-
-
-def with_kind_series(out: FigureOutput) -> FigureOutput:
-  """An eigenvalue figure with the kinds' curves (`Kind.eigen_series`, e.g. the batch sharpness)
-  added to its panel beside λ1 and the method's edge."""
-  def panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
-    found = out.panels(raw, title)
-    recs = records_of(raw)
-    extra = [s for k in KINDS for s in k.eigen_series(_holding(k, recs))]
-    if not found or not extra:
-      return found
-    return [found[0]._replace(series=list(found[0].series) + extra)] + found[1:]
-  return out._replace(panels=panels)
-
-
-EIGENVALUE_FIGURES = ("eigs_curve_output", "eigs_se_only_output")
-
-
-def figure_outputs() -> tuple[FigureOutput, ...]:
-  """Every PDF a run can write: the run's own figures (`plots.run.FIGURES`, the eigenvalue ones
-  with the kinds' curves), the curvature figure and the kinds' own (e.g. the spectral
-  density)."""
-  own = tuple(with_kind_series(f) if f.flag in EIGENVALUE_FIGURES else f
-              for f in run_figures.FIGURES)
-  return own + (CURVATURE_FIGURE,) + tuple(f for k in KINDS for f in k.figures)
-

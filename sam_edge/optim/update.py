@@ -34,7 +34,7 @@ import optax
 
 from sam_edge import options
 from sam_edge.optim import ema
-from sam_edge.optim.oracle import Gradients, LossFn, Oracle, mean_over
+from sam_edge.optim.oracle import Gradients, LossFn, Oracle, host_loops, mean_over
 from sam_edge.optim.sam import SamSettings
 from sam_edge.pytree import PyTree
 
@@ -146,3 +146,16 @@ def sam_update(loss_fn: LossFn, optimizer: optax.GradientTransformation, sam: Sa
   grads = sam_gradients(loss_fn, state.params, batch, sam, state=state.sam_state,
                         step=state.step, key=key, example_losses=example_losses)
   return apply_gradients(optimizer, state, grads), grads.loss
+
+
+def host_phased(make: Callable[[SamSettings], Any], sam: SamSettings) -> Callable[[int], Any]:
+  """`t -> make(sam)`, the training step `make` compiles for the SAM settings `sam` and host step
+  t: one for every t or, where branches run on the host (`oracle.host_loops`: the CPU) and the
+  variant has two steps (`SamSettings.host_period` k: LookSAM), its phase True step for
+  t ≡ 0 (mod k) and its phase False step otherwise, each compiled once."""
+  period = sam.host_period() if host_loops() else None
+  if period is None:
+    step = make(sam)
+    return lambda t: step
+  phased = {phase: make(dataclasses.replace(sam, phase=phase)) for phase in (True, False)}
+  return lambda t: phased[t % period == 0]

@@ -21,7 +21,7 @@ The rest is optional: `edge(base, E, η, ρ, ||g||, wd)` its stability edge on t
 its name; `title` for figure titles; `groups`: m-sharpness applies (no state, no random draws);
 `accumulates`: its step is defined over micro-batches; `problems(sam)` its cross-flag problems,
 one line each; `host_period(sam)` a period k when its step is compiled as two programs chosen on
-the host (step t is phase True iff t mod k = 0; `sam.SamSettings.phase`).
+the host (step t is phase True iff t mod k = 0; `sam.SamSettings.phase`, `update.host_phased`).
 
 No jax here: defining the flags stays fast, and the variants' modules import jax inside their
 functions only.

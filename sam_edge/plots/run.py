@@ -1,8 +1,9 @@
 """A run's own figures, from its raw data: the Hessian eigenvalues against the method's edge
 (with and without 2/η), the gradient alignments, the training loss, and the test metrics.
 
-Each is a `spec.FigureOutput` in `FIGURES`, keyed by its output flag; the curvature kinds add
-theirs (`curvature.registry.figure_outputs`). The run's writer draws them all the same way.
+Each is a `spec.FigureOutput` in `FIGURES`, keyed by its output flag. `figure_outputs` lists every
+PDF of a run: these, the curvature figure and the curvature kinds' own, from the kinds the caller
+hands over (plots never imports curvature). The run's writer draws them all the same way.
 """
 
 from typing import Any, Mapping, Sequence
@@ -243,3 +244,34 @@ FIGURES: tuple[FigureOutput, ...] = (
                  "PDF: λ1 at every step under the training loss; written with "
                  "--track_every_step", tracking_panels),
 )
+
+EIGENVALUE_FIGURES = ("eigs_curve_output", "eigs_se_only_output")
+CURVATURE_HELP = ("PDF: tr(H) ± its standard error, λ_min, the per-layer top eigenvalues and the "
+                  "other curvature kinds' panels; written when one of them is measured")
+
+
+def figure_outputs(kinds: Sequence[Any]) -> tuple[FigureOutput, ...]:
+  """Every PDF a run can write: `FIGURES` (the eigenvalue ones with the kinds' curves beside λ1),
+  the curvature figure of the kinds' panels and the kinds' own figures. `kinds`, the curvature
+  kinds the caller hands over (`curvature.registry.KINDS`), are read as data: their
+  `record_keys`, `panels(records, title)` and `eigen_series(records)` of the records holding
+  those keys (no panels without such records), and `figures`."""
+  def held(raw: Mapping[str, Any]) -> list[tuple[Any, list[Mapping[str, Any]]]]:
+    recs = records_of(raw)
+    return [(k, [r for r in recs if all(key in r for key in k.record_keys)]) for k in kinds]
+
+  def curvature(raw: Mapping[str, Any], title: str) -> list[Panel]:
+    return [p for k, recs in held(raw) if recs for p in k.panels(recs, title)]
+
+  def with_kind_series(out: FigureOutput) -> FigureOutput:
+    def panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
+      found = out.panels(raw, title)
+      extra = [s for k, recs in held(raw) for s in k.eigen_series(recs)]
+      if not found or not extra:
+        return found
+      return [found[0]._replace(series=list(found[0].series) + extra)] + found[1:]
+    return out._replace(panels=panels)
+
+  own = tuple(with_kind_series(f) if f.flag in EIGENVALUE_FIGURES else f for f in FIGURES)
+  return (own + (FigureOutput("curvature_output", "/tmp/curvature.pdf", CURVATURE_HELP, curvature),)
+          + tuple(f for k in kinds for f in k.figures))

@@ -1,6 +1,6 @@
-"""The jitted pieces of one run, each compiled once (LookSAM's training step twice, its SAM and
-reuse steps): the training step, the measurement reading the training state, the measured
-batch, and the training arrays placed on the mesh."""
+"""The jitted pieces of one run, each compiled once (a training step chosen on the host per step,
+`update.host_phased`, twice): the training step, the measurement reading the training state, the
+measured batch, and the training arrays placed on the mesh."""
 
 import dataclasses
 from typing import Any, Callable, Optional
@@ -116,23 +116,14 @@ def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSetting
   return train_step
 
 
-def host_phased_step(problem: Problem, settings: RunSettings, order: Any,
-                     place: devices.Placement) -> Callable[[int], Callable]:
-  """`step -> the jitted training step (`make_train_step`) for that host step`: one step for
-  every t, or with LookSAM (`SamSettings.host_period` k) its SAM step for t ≡ 0 (mod k) and its
-  reuse step otherwise, compiled apart (a `lax.cond` between them runs the SAM branch's
-  convolution gradients several times slower on XLA's CPU)."""
-  make = lambda sam: make_train_step(problem, settings.method.optimizer, sam, order, place,
-                                     track_hvps=settings.measure.track_hvps,
-                                     ema_decay=settings.ema_decay,
-                                     train_error=settings.loop.eval_every_steps is not None)
-  period = settings.method.sam.host_period()
-  if period is None:
-    step = make(settings.method.sam)
-    return lambda t: step
-  phased = {phase: make(dataclasses.replace(settings.method.sam, phase=phase))
-            for phase in (True, False)}
-  return lambda t: phased[t % period == 0]
+def train_steps(problem: Problem, settings: RunSettings, order: Any,
+                place: devices.Placement) -> Callable[[int], Callable]:
+  """`step -> the jitted training step (`make_train_step`) for that host step`
+  (`update.host_phased`: one for every step, or a variant's two chosen on the host)."""
+  return update.host_phased(lambda sam: make_train_step(
+      problem, settings.method.optimizer, sam, order, place, track_hvps=settings.measure.track_hvps,
+      ema_decay=settings.ema_decay, train_error=settings.loop.eval_every_steps is not None),
+      settings.method.sam)
 
 
 def evaluation(problem: Problem, state: update.TrainState) -> dict:
@@ -188,10 +179,9 @@ def place_arrays(problem: Problem, settings: RunSettings, place: devices.Placeme
 
 def components(problem: Problem, settings: RunSettings, run_keys: dict,
                place: devices.Placement) -> loop.Components:
-  """The jitted pieces of one run (each compiled once; LookSAM's step twice), with its arrays
-  placed on the mesh."""
+  """The jitted pieces of one run (each compiled once), with its arrays placed on the mesh."""
   order = batch_order(problem, settings.batch_size)
-  train_step = host_phased_step(problem, settings, order, place)
+  train_step = train_steps(problem, settings, order, place)
   constants = place.replicate(problem.constants)
   problem = dataclasses.replace(problem, constants=constants)
   arrays = place_arrays(problem, settings, place)

@@ -16,6 +16,7 @@ import jax
 
 from sam_edge import records
 from sam_edge.curvature import registry
+from sam_edge.plots import run as run_figures
 from sam_edge.run import devices, failures, loop, params_file, tensorboard
 
 PLOT_EVERY_S = 300.0
@@ -83,7 +84,7 @@ class Writer:
     here, at the first figure, not before the first step)."""
     from sam_edge.plots import figure  # pylint: disable=import-outside-toplevel
     raw = self.raw(final)
-    for out in registry.figure_outputs():
+    for out in run_figures.figure_outputs(registry.KINDS):
       path = self.outputs.get(out.flag)
       if path:
         panels = out.panels(raw, self.title)

@@ -100,7 +100,7 @@ def components_of(problem: Problem, settings: RunSettings, run_keys: dict,
   training = problem.stream
   b = training.order.batch_size
   whole = order_lib.ShuffledOrder(b, b)          # the batch as given: no gather
-  train_step = components.host_phased_step(problem, settings, whole, place)
+  train_step = components.train_steps(problem, settings, whole, place)
   constants = place.replicate(problem.constants)
   problem = dataclasses.replace(problem, constants=constants)
   measured = problem.train_arrays

@@ -9,8 +9,8 @@ In full, with g = ∇L(w), R and ε_ρ as in `sam_steps`,
 
 state {g_v}, 0 before the first SAM step. With `sam.SamSettings.phase` None the kind of step is a
 `lax.cond` on t mod k (only the branch taken runs), else the branch it names, fixed at trace time
-(`host_period`: two compiled steps chosen on the host, since XLA on the CPU runs convolution
-gradients inside a `cond` several times slower). Edge: none known (None).
+(`host_period`: two compiled steps chosen on the host where branches run there,
+`update.host_phased`). Edge: none known (None).
 """
 
 from typing import Any, Optional
