@@ -174,11 +174,26 @@ def test_host_driven_lanczos_equals_the_device_loop(name, rho, monkeypatch):
                           max_steps=40, tol=1e-6)
   params, batch = problem(5)
   assert oracle.host_loops() == (jax.default_backend() == "cpu")
-  monkeypatch.setattr(oracle, "host_loops", lambda: True)
+  monkeypatch.setattr(oracle, "host_loops", lambda *program: True)
   host, _ = measure_once(settings, params, batch)
-  monkeypatch.setattr(oracle, "host_loops", lambda: False)
+  monkeypatch.setattr(oracle, "host_loops", lambda *program: False)
   device, _ = measure_once(settings, params, batch)
   assert host["hvps"] == device["hvps"]
   for key in ("eigenvalues", "residuals", "loss", "grad_norm", "g_alignment", "sg_alignment"):
     np.testing.assert_allclose(np.asarray(host[key]), np.asarray(device[key]), rtol=1e-5,
                                atol=1e-7, err_msg=key)
+
+
+def test_only_convolutional_programs_loop_on_the_host():
+  """`oracle.host_loops(program, *args)`: on the CPU, a program whose jaxpr holds a convolution,
+  also inside a loop or a branch; a dense one keeps the device loop; other backends never."""
+  x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1))
+  conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  looped = lambda x, w: jax.lax.fori_loop(0, 2, lambda i, y: conv(y, w), x)
+  branched = lambda x, w: jax.lax.cond(True, lambda: conv(x, w), lambda: x)
+  cpu = jax.default_backend() == "cpu"
+  for program in (conv, looped, branched):
+    assert oracle.host_loops(program, x, w) == cpu
+  assert not oracle.host_loops(lambda x, w: jnp.sum(x) * jnp.sum(w), x, w)
+  assert oracle.host_loops() == cpu

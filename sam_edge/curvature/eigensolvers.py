@@ -67,10 +67,13 @@ def pipeline(before: Callable, hessian: Callable, after: Callable, solver: Solve
 
 def compiled(before: Callable, hessian: Callable, after: Callable, solver: Solver) -> Callable:
   """`pipeline` compiled once (its arguments all arrays): one jitted function or, where Lanczos'
-  loop runs on the host (`oracle.host_loops`), `before` with the Lanczos start, one Lanczos step
-  (repeated by the host until done) and `after` with the Lanczos finish, each jitted."""
+  loop runs on the host (`oracle.host_loops`, decided at the first call from the pipeline's own
+  program), `before` with the Lanczos start, one Lanczos step (repeated by the host until done)
+  and `after` with the Lanczos finish, each jitted."""
+  whole = pipeline(before, hessian, after, solver)
+  device_loop = jax.jit(whole)
   if solver.method != "lanczos" or not oracle.host_loops():
-    return jax.jit(pipeline(before, hessian, after, solver))
+    return device_loop
   s = solver
 
   def operator(args, prepared):
@@ -99,4 +102,11 @@ def compiled(before: Callable, hessian: Callable, after: Callable, solver: Solve
     while not bool(state.done):
       state = step(args, prepared, state)
     return end(args, prepared, state)
-  return host_loop
+
+  chosen: list[Callable] = []
+
+  def run(*args: Any) -> Any:
+    if not chosen:
+      chosen.append(host_loop if oracle.host_loops(whole, *args) else device_loop)
+    return chosen[0](*args)
+  return run

@@ -22,7 +22,7 @@ a pass.
 """
 
 import dataclasses
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -33,18 +33,33 @@ from sam_edge.pytree import PyTree
 LossFn = Callable[[PyTree, PyTree], tuple[jax.Array, PyTree]]   # (params, batch) -> (loss, aux)
 
 
-def host_loops() -> bool:
+def host_loops(program: Optional[Callable] = None, *args: Any) -> bool:
   """Whether loops and branches around gradients run on the host, as jitted pieces it chooses
   between (Lanczos' steps, `curvature.eigensolvers.compiled`; LookSAM's SAM and reuse steps,
   `update.host_phased`), rather than as a `lax.while_loop` or `lax.cond` on the device: on the
-  CPU. There XLA runs the kernel-gradient convolutions of an HVP inside a while loop about 30
+  CPU, for a program with convolutions (given `program` and its `args`, its jaxpr is searched for
+  one). There XLA runs the kernel-gradient convolutions of an HVP inside a while loop about 30
   times slower than outside one (measured: 6 ResNet-20 HVPs take 2.6 s unrolled, 74 s in a loop),
-  and a network's convolution gradients inside a `cond` several times slower. The backend alone
-  decides, so a dense network on the CPU takes the host loop too, at some cost (the MNIST MLP,
-  20,000 examples: 1.10 s per HVP in the loop, 1.86 s per step of the host loop). Everywhere else
-  the device loop wins: XLA hoists the loop-invariant forward and backward passes out of its
-  HVPs."""
-  return jax.default_backend() == "cpu"
+  and a network's convolution gradients inside a `cond` several times slower. A dense network
+  keeps the device loop there, which XLA makes faster by hoisting the loop-invariant forward and
+  backward passes out of its HVPs (the MNIST MLP, 20,000 examples: 1.10 s per HVP in the loop,
+  1.86 s per step of the host loop); so does every program on other backends."""
+  if jax.default_backend() != "cpu":
+    return False
+  return program is None or _convolves(jax.make_jaxpr(program)(*args).jaxpr)
+
+
+def _convolves(jaxpr: Any) -> bool:
+  """Whether `jaxpr`, or one nested in it (loops, branches, calls), holds a convolution."""
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "conv_general_dilated":
+      return True
+    for value in eqn.params.values():
+      for inner in value if isinstance(value, (tuple, list)) else (value,):   # cond's branches
+        inner = getattr(inner, "jaxpr", inner)
+        if hasattr(inner, "eqns") and _convolves(inner):
+          return True
+  return False
 
 
 class Gradients(NamedTuple):
