@@ -9,7 +9,7 @@ import dataclasses
 from typing import Any, Optional
 
 from sam_edge.models import registry
-from sam_edge.tasks.task import Values, section
+from sam_edge.tasks.task import TaskConfig, Values, section
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +48,7 @@ class ImageModel:
   compute_dtype: str
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageConfig:
-  """The image task's data and model."""
-  data: ImageData
-  model: ImageModel
+ImageConfig = TaskConfig[ImageData, ImageModel]
 
 
 def of(values: Values) -> ImageConfig:

@@ -7,16 +7,27 @@ models.
 """
 
 import dataclasses
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Generic, Mapping, Optional, TypeVar
 
 from sam_edge.options import Option
 
 Values = Mapping[str, Any]        # {flag: value}: a parsed command line, or a saved run's config
 
 
+Data, Model = TypeVar("Data"), TypeVar("Model")
+
+
 def section(cls: type, values: Values) -> Any:
   """The frozen dataclass `cls` whose every field is the value of the flag of its name."""
   return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig(Generic[Data, Model]):
+  """A task's part of a run's config: its data and its model (typed per task, e.g.
+  `image_config.ImageConfig`)."""
+  data: Data
+  model: Model
 
 
 @dataclasses.dataclass(frozen=True)

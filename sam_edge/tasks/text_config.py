@@ -4,7 +4,7 @@ each field the value of the flag of its name (`task.section`)."""
 import dataclasses
 from typing import Optional
 
-from sam_edge.tasks.task import Values, section
+from sam_edge.tasks.task import TaskConfig, Values, section
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +32,7 @@ class TextModel:
   compute_dtype: str
 
 
-@dataclasses.dataclass(frozen=True)
-class TextConfig:
-  """The transformer task's data and model."""
-  data: TextData
-  model: TextModel
+TextConfig = TaskConfig[TextData, TextModel]
 
 
 def of(values: Values) -> TextConfig:
