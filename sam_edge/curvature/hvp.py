@@ -15,7 +15,7 @@ from jax.flatten_util import ravel_pytree
 
 from sam_edge.pytree import PyTree
 
-LossFn = Callable[[PyTree, PyTree], jax.Array]
+LossFn = Callable[[PyTree, PyTree], jax.Array]    # (params, batch) -> scalar loss
 MatVec = Callable[[jax.Array], jax.Array]
 
 FINITE_DIFFERENCE_STEP = 1e-3

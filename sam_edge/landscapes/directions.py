@@ -17,7 +17,7 @@
     (1, 0) and θ_B at (c, 1) with c = ⟨θ_B − θ, d₁⟩ / ‖d₁‖². In 1-D, the line θ → θ_A alone.
 """
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,9 +25,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from sam_edge.curvature import hvp, lanczos
+from sam_edge.curvature.hvp import LossFn
 from sam_edge.pytree import PyTree
 
-Loss = Callable[[PyTree, PyTree], jax.Array]     # (params, data) -> scalar training loss
 FILTER_EPSILON = 1e-10
 
 
@@ -67,7 +67,7 @@ def random_plane(key: jax.Array, params: PyTree, dims: int) -> Plane:
                {"θ": (0.0,) * dims}, {})
 
 
-def hessian_eigenvectors(loss: Loss, params: PyTree, data: PyTree, key: jax.Array, *, k: int,
+def hessian_eigenvectors(loss: LossFn, params: PyTree, data: PyTree, key: jax.Array, *, k: int,
                          max_steps: int, tol: float) -> lanczos.EigenResult:
   """The top-k eigenpairs of ∇²_θ loss(θ, data) at `params` (Lanczos from a random start drawn
   from `key`, exact HVPs), compiled once."""
@@ -77,7 +77,7 @@ def hessian_eigenvectors(loss: Loss, params: PyTree, data: PyTree, key: jax.Arra
   return jax.jit(solve)(params, data, key)
 
 
-def hessian_plane(loss: Loss, params: PyTree, data: PyTree, key: jax.Array, dims: int, *,
+def hessian_plane(loss: LossFn, params: PyTree, data: PyTree, key: jax.Array, dims: int, *,
                   max_steps: int, tol: float) -> Plane:
   """The top `dims` unit Hessian eigenvectors of the loss at θ, each signed so that its
   largest-magnitude entry is positive (the eigensolver's sign is arbitrary)."""

@@ -16,9 +16,8 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
+from sam_edge.curvature.hvp import LossFn
 from sam_edge.pytree import PyTree
-
-Loss = Callable[[PyTree, PyTree], jax.Array]     # (params, data) -> scalar
 
 
 def default_chunk() -> int:
@@ -51,7 +50,7 @@ def shifted(params: PyTree, vectors: Sequence[PyTree], c: jax.Array) -> PyTree:
       params, *vectors)
 
 
-def losses_fn(loss: Loss, chunk: int) -> Callable[..., jax.Array]:
+def losses_fn(loss: LossFn, chunk: int) -> Callable[..., jax.Array]:
   """`(params, data, vectors, coords [N, k]) -> [N]`: the loss at every point, `chunk` points
   per vmapped batch (module doc), jitted."""
   def fn(params, data, vectors, coords):
@@ -60,7 +59,7 @@ def losses_fn(loss: Loss, chunk: int) -> Callable[..., jax.Array]:
   return jax.jit(fn)
 
 
-def evaluate(loss: Loss, params: PyTree, data: PyTree, vectors: Sequence[PyTree],
+def evaluate(loss: LossFn, params: PyTree, data: PyTree, vectors: Sequence[PyTree],
              axes: Sequence[np.ndarray], chunk: int) -> np.ndarray:
   """The loss on the grid spanned by `axes` along `vectors` (one axis per vector), `chunk` points
   at a time (0: `default_chunk()`): shape

@@ -30,10 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sam_edge.curvature.hvp import LossFn
 from sam_edge.data import batching
 from sam_edge.pytree import PyTree
 
-Loss = Callable[[PyTree, PyTree], jax.Array]        # (params, batch) -> mean training loss
 TS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -70,7 +70,7 @@ def schedule(step_size: float, epoch: int, epochs: int) -> float:
 
 @functools.partial(jax.jit, static_argnames=("loss", "momentum"))
 def _epoch(carry: tuple[PyTree, PyTree], ends: tuple[PyTree, PyTree], arrays: PyTree,
-           indices: jax.Array, ts: jax.Array, lr: jax.Array, *, loss: Loss, momentum: float
+           indices: jax.Array, ts: jax.Array, lr: jax.Array, *, loss: LossFn, momentum: float
            ) -> tuple[PyTree, PyTree]:
   """One epoch of SGD with momentum on `carry` = (θ, velocity) between `ends` = (w0, w1): step s
   takes the rows `indices[s]` and the point `ts[s]`."""
@@ -86,7 +86,7 @@ def _epoch(carry: tuple[PyTree, PyTree], ends: tuple[PyTree, PyTree], arrays: Py
   return theta, velocity
 
 
-def fit_bend(loss: Loss, w0: PyTree, w1: PyTree, arrays: PyTree, settings: CurveSettings,
+def fit_bend(loss: LossFn, w0: PyTree, w1: PyTree, arrays: PyTree, settings: CurveSettings,
              key: jax.Array) -> PyTree:
   """θ trained as in the module doc on `arrays` (the training set, on the device): each epoch a
   fresh permutation (the last incomplete batch dropped) and one t ~ U(0, 1) per batch, both
@@ -124,7 +124,7 @@ def barrier(values: Sequence[float]) -> float:
   return float(mean_ends - inner[int(np.argmax(np.abs(inner - mean_ends)))])
 
 
-def connect(loss: Loss, measure: Callable[[PyTree], float], w0: PyTree, w1: PyTree,
+def connect(loss: LossFn, measure: Callable[[PyTree], float], w0: PyTree, w1: PyTree,
             arrays: PyTree, settings: CurveSettings, key: jax.Array) -> dict[str, Any]:
   """{"mc", "line_barrier", "curve": E on the curve at settings.ts, "line": E on the line}."""
   line = along(measure, w0, midpoint(w0, w1), w1, settings.ts)
