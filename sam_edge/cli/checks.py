@@ -57,10 +57,11 @@ def common_problems(f: Any) -> list[str]:
        f"--validation_fraction must lie in [0, 1), got {f.validation_fraction}"),
   ]
   p += [message for ok, message in checks if not ok]
-  p += method_problems(f)
+  values = flag_values(f)
+  p += method_problems(f, values)
   p += (schedule_problems(f) + group_problems(f) + accumulate_problems(f) + device_problems(f)
         + tracking_problems(f))
-  p += registry.problems(registry.requested(flag_values(f)))
+  p += registry.problems(registry.requested(values))
   p += output_problems(f)
   if f.resume and not f.checkpoint_dir:
     p.append("--resume needs --checkpoint_dir")
@@ -152,18 +153,18 @@ def accumulate_problems(f: Any) -> list[str]:
   return p
 
 
-def method_problems(f: Any) -> list[str]:
+def method_problems(f: Any, values: dict) -> list[str]:
   """The method's own problems (`optim.method.Method.problems`: the optimizer's and the SAM
   variant's values, alone and together), the other optimizers' and variants' options and the
   curvature kinds' (their declared checks); a variant whose step is not defined over parts of
   the batch (ESAM ranks the whole measured batch) takes no --measure_chunk."""
   from sam_edge.cli import config  # pylint: disable=import-outside-toplevel  (imports jax)
-  method = config.method(flag_values(f))
+  method = config.method(values)
   p = method.problems()
   own = {*method.optimizer.values, *method.sam.values, optimizers.WEIGHT_DECAY.name,
          training_options.CLIP_GRAD_NORM.name}
   p += options.problems(tuple(o for o in cli_flags.table_options() if o.name not in own),
-                        lambda name: f[name].value)
+                        values.get)
   variant = sam.SAM_VARIANTS.get(f.sam)
   if variant and not variant.accumulates and f.measure_chunk is not None:
     p.append(f"--measure_chunk does not combine with --sam={f.sam}: its step is defined on the "
@@ -255,8 +256,7 @@ def checkpoint_problems(f: Any) -> list[str]:
   if sound.config.get("lr_schedule", "constant") in ("cosine", "step"):
     resumable = tuple(n for n in resumable if n != "max_steps")   # the schedule's length
   outputs = tuple(o.name for o in cli_flags.output_options())
-  saved = {**{name: f[name].default for name in f},
-           **{k: v for k, v in config.ADDED_FLAGS.items() if k in f}, **sound.config}
+  saved = config.completed({name: f[name].default for name in f}, sound.config)
   differ = checkpoints.config_differences(saved, flag_values(f), ignore=resumable + outputs)
   if differ:
     return [f"--resume: the checkpoint in {f.checkpoint_dir} was written with different flags: "

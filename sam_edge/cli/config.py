@@ -134,24 +134,29 @@ def run_settings(task: Task, v: Values, problem: Any) -> RunSettings:
       monitor=monitor_settings(v))
 
 
-def defaults(task: Task) -> dict:
-  """{flag: default} of the entry point's flags."""
+def completed(defaults: Values, saved: Values) -> dict:
+  """The values `saved` by a run (a pickle's, a checkpoint's, a params file's config) over the
+  flags' `defaults`, where ADDED_FLAGS holds the old value of a flag the file predates."""
+  return {**defaults, **{k: v for k, v in ADDED_FLAGS.items() if k in defaults}, **saved}
+
+
+def full_values(task: Task, saved: Values, *, replace: Optional[Values] = None) -> dict:
+  """`completed` with the entry point's defaults, then `replace` over it (e.g. another
+  --manual_dir)."""
   fv = task_flags(task)
-  return {name: fv[name].default for name in sorted(fv)}
+  return {**completed({name: fv[name].default for name in fv}, saved), **(replace or {})}
 
 
-def of_values(task: Task, values: Values, *, replace: Optional[Values] = None) -> RunConfig:
-  """The run config of `values` ({flag: value}; the entry point's defaults and ADDED_FLAGS' old
-  values where missing), then `replace` over them (e.g. another --manual_dir)."""
-  known = defaults(task)
-  old = {k: v for k, v in ADDED_FLAGS.items() if k in known}
-  full = {**known, **old, **values, **(replace or {})}
-  problem = task.config(full)
-  return RunConfig(task.prog, full, problem, run_settings(task, full, problem))
+def of_values(task: Task, saved: Values, *, replace: Optional[Values] = None) -> RunConfig:
+  """The run config of a run's saved values (`full_values`)."""
+  return _of(task, full_values(task, saved, replace=replace))
 
 
 def of_flags(task: Task, fv: Any) -> RunConfig:
   """The run config of the parsed, checked flags `fv` of the entry point `task`."""
-  values = flag_values(fv)
+  return _of(task, flag_values(fv))
+
+
+def _of(task: Task, values: dict) -> RunConfig:
   problem = task.config(values)
   return RunConfig(task.prog, values, problem, run_settings(task, values, problem))

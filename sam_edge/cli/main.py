@@ -110,12 +110,12 @@ def problems(task: Task, f: flags.FlagValues) -> list[str]:
     setattr(f, name, value)
   in_epochs, size_known = epochs.resolve(
       f, lambda fv: task.train_examples(cli_flags.flag_values(fv)))
-  found = checks.common_problems(f) + task.problems(cli_flags.flag_values(f), given)
+  values = cli_flags.flag_values(f)             # as the checks see them: every default set
+  found = checks.common_problems(f) + task.problems(values, given)
   if found:           # an unknown size then follows from these (a bad dataset or fraction)
     return (in_epochs if size_known else []) + found
   # a corpus that cannot be read also leaves the training set's size unknown: it says why
-  return (task.input_problems(cli_flags.flag_values(f))
-          + init_params_checks.problems(f, task.prog)) or in_epochs
+  return (task.input_problems(values) + init_params_checks.problems(f, task.prog)) or in_epochs
 
 
 def task_main(task: Task, f: flags.FlagValues) -> int:

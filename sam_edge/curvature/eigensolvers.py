@@ -67,11 +67,10 @@ def pipeline(before: Callable, hessian: Callable, after: Callable, solver: Solve
 
 def compiled(before: Callable, hessian: Callable, after: Callable, solver: Solver) -> Callable:
   """`pipeline` compiled once (its arguments all arrays): one jitted function or, where Lanczos'
-  loop runs on the host (`oracle.host_loops`, decided at the first call from the pipeline's own
-  program), `before` with the Lanczos start, one Lanczos step (repeated by the host until done)
-  and `after` with the Lanczos finish, each jitted."""
-  whole = pipeline(before, hessian, after, solver)
-  device_loop = jax.jit(whole)
+  loop runs on the host (`oracle.host_loops`, decided at the first call from `before`'s program,
+  which takes the loss's gradients), `before` with the Lanczos start, one Lanczos step (repeated
+  by the host until done) and `after` with the Lanczos finish, each jitted."""
+  device_loop = jax.jit(pipeline(before, hessian, after, solver))
   if solver.method != "lanczos" or not oracle.host_loops():
     return device_loop
   s = solver
@@ -107,6 +106,6 @@ def compiled(before: Callable, hessian: Callable, after: Callable, solver: Solve
 
   def run(*args: Any) -> Any:
     if not chosen:
-      chosen.append(host_loop if oracle.host_loops(whole, *args) else device_loop)
+      chosen.append(host_loop if oracle.host_loops(before, *args) else device_loop)
     return chosen[0](*args)
   return run

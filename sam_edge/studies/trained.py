@@ -63,15 +63,14 @@ def load(path: str) -> Trained:
 
 def values(t: Trained, **replace: Any) -> dict:
   """The run's flag values: the entry point's defaults, the run's config over them, then every
-  `replace` value that is not None (`cli.config.of_values`)."""
-  return dict(run_config(t, **replace).values)
+  `replace` value that is not None (`cli.config.full_values`)."""
+  return config.full_values(commands.load_entry(t.task).TASK, t.config,
+                            replace={k: v for k, v in replace.items() if v is not None})
 
 
 def run_config(t: Trained, **replace: Any) -> config.RunConfig:
   """The run's config rebuilt from its saved values (`values`)."""
-  task = commands.load_entry(t.task).TASK
-  return config.of_values(task, t.config,
-                          replace={k: v for k, v in replace.items() if v is not None})
+  return config.of_values(commands.load_entry(t.task).TASK, values(t, **replace))
 
 
 def problem(t: Trained, *, manual_dir: Optional[str] = None,
