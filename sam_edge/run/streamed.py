@@ -22,8 +22,8 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from sam_edge.data import batching, stream
 from sam_edge.data import order as order_lib
+from sam_edge.data import stream
 from sam_edge.pytree import PyTree
 from sam_edge.run import components, devices, loop
 from sam_edge.run.problem import Problem
@@ -103,16 +103,14 @@ def components_of(problem: Problem, settings: RunSettings, run_keys: dict,
   train_step = components.train_steps(problem, settings, whole, place)
   constants = place.replicate(problem.constants)
   problem = dataclasses.replace(problem, constants=constants)
-  measured = problem.train_arrays
-  n = batching.num_examples(measured)
-  fixed = place.shard(measured) if n % place.size == 0 else place.replicate(measured)
+  batch = components.measure_batches(problem, settings, whole, place)   # the measured set
   prefetcher = Prefetcher(training, place)
   parts = loop.Components(
       update=lambda state, measure_state, arrays_, key, step_: train_step(step_)(
           state, measure_state, prefetcher.batch(step_), key, None, constants),
-      measure=components.make_state_measure(problem, settings.measure,
-                                            place.replicate(measured), run_keys["data"]),
-      batch=lambda arrays, key, step_: fixed,
+      measure=components.make_state_measure(problem, settings.measure, batch(None, None, 0),
+                                            run_keys["data"]),
+      batch=batch,
       train_arrays=None, data_key=run_keys["data"], measure_key=run_keys["measure"],
       evaluate=lambda state: components.evaluation(problem, state),
       steps_per_epoch=training.order.steps_per_epoch)

@@ -73,9 +73,10 @@ def streamed_metrics_fn(logits_fn: Any, loss: Any, num_classes: int, held_out: A
     try:
       for chunk in chunks:
         k = len(chunk["label"])
-        rows = np.where(np.arange(EVAL_CHUNK) < k, np.arange(EVAL_CHUNK), 0)
-        sums = chunk_sums(args, {key: v[rows] for key, v in chunk.items()},
-                          np.arange(EVAL_CHUNK) < k)
+        if k < EVAL_CHUNK:                # the last chunk: padded, never a copy of a full one
+          rows = np.where(np.arange(EVAL_CHUNK) < k, np.arange(EVAL_CHUNK), 0)
+          chunk = {key: v[rows] for key, v in chunk.items()}
+        sums = chunk_sums(args, chunk, np.arange(EVAL_CHUNK) < k)
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     finally:
       stream.close(chunks)
