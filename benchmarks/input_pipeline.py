@@ -19,9 +19,10 @@ machine falls on each alike); each figure is the least time of its repeats (the 
 other work only slows a measurement down). `--json PATH` writes
 
     {"workers_1": {"images_per_second": x}, "workers_2": {"images_per_second": x},
-     "resnet50_sam_step_images_per_second": x}
+     "resnet50_sam_step_images_per_second": x, "step_architecture": "ResNet50"}
 
-(the line before it names the network the step ran).
+(the step's figure keeps the issue's key whatever --architecture is; "step_architecture" names the
+network that ran).
 
     python benchmarks/input_pipeline.py [--json PATH] [--repeats 3] [--architecture ResNet50]
 """
@@ -161,6 +162,7 @@ def main() -> None:
   images = args.batch_size * args.batches
   out = {f"workers_{w}": {"images_per_second": images / min(seconds[w])} for w in WORKERS}
   out["resnet50_sam_step_images_per_second"] = args.step_batch / min(steps)
+  out["step_architecture"] = arch
   print(f"the step ran {arch}, batch {args.step_batch}, {SIZE}x{SIZE}, on {os.cpu_count()} "
         "CPU(s)")
   print(json.dumps(out))
