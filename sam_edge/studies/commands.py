@@ -19,6 +19,7 @@ import shlex
 import sys
 import tempfile
 from types import ModuleType
+from typing import Optional
 
 from absl import flags
 
@@ -59,9 +60,10 @@ def owned_flags(fv: flags.FlagValues) -> set[str]:
   return set(output_files(fv)) | {"checkpoint_dir", "resume"}
 
 
-def _resolve(name: str, fv: flags.FlagValues) -> str:
-  """`noresume` -> `resume` for boolean flags; other names unchanged."""
-  if name not in fv and name.startswith("no") and name[2:] in fv:
+def _flag(arg: str, fv: flags.FlagValues) -> Optional[str]:
+  """The flag `arg` sets (`--noresume` -> `resume` for boolean flags); None for a non-flag."""
+  name = grid.flag_name(arg)
+  if name and name not in fv and name.startswith("no") and name[2:] in fv:
     return name[2:]
   return name
 
@@ -70,10 +72,7 @@ def owned_problems(args: list[str], fv: flags.FlagValues) -> list[str]:
   """One line per argument that sets a flag the sweep owns (or --tensorboard_dir without `=`)."""
   found = []
   for arg in args:
-    name = grid.flag_name(arg)
-    if name is None:
-      continue
-    name = _resolve(name, fv)
+    name = _flag(arg, fv)
     if name in owned_flags(fv):
       found.append(f"{arg}: the sweep sets --{name} itself (each run writes its outputs and "
                    "checkpoints into its own folder under --out); leave it out")
@@ -104,8 +103,7 @@ def comparable(argv: list[str], fv: flags.FlagValues) -> list[str]:
   """What two commands must share to be the same run: entry point and non-owned arguments."""
   rest = argv[argv.index("-m") + 1:] if "-m" in argv else argv
   ignored = owned_flags(fv) | {TENSORBOARD, "compilation_cache_dir"}
-  return [a for a in rest
-          if grid.flag_name(a) is None or _resolve(grid.flag_name(a), fv) not in ignored]
+  return [a for a in rest if _flag(a, fv) not in ignored]
 
 
 def command_text(argv: list[str]) -> str:

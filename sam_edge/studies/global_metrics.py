@@ -71,12 +71,10 @@ def cells(runs: list[sources.Run], axes: list[str], group_by: tuple[str, ...] = 
           ) -> list[list[sources.Run]]:
   """The runs grouped by every non-seed axis (or by the axes `group_by`), each cell sorted by
   seed, in the order their first runs come."""
-  keys = [a for a in (group_by or axes) if a != summary.SEED]
-  found: dict[tuple, list[sources.Run]] = {}
-  for run in runs:
-    found.setdefault(tuple(summary.value_of(run, a) for a in keys), []).append(run)
-  seed = lambda r: summary.numeric([summary.value_of(r, summary.SEED)]) or [0.0]
-  return [sorted(members, key=lambda r: seed(r)[0]) for members in found.values()]
+  keys = summary.non_seed(list(group_by or axes))
+  found = summary.groups(runs, lambda r: tuple(summary.value_of(r, a) for a in keys))
+  seed = lambda r: (summary.numeric([summary.value_of(r, summary.SEED)]) or [0.0])[0]
+  return [sorted(members, key=seed) for members in found.values()]
 
 
 def same_network(a: trained.PyTree, b: trained.PyTree) -> bool:

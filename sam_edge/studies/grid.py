@@ -60,11 +60,11 @@ def parse(args: list[str]) -> tuple[list[Axis], list[Union[str, int]]]:
   axes: list[Axis] = []
   template: list[Union[str, int]] = []
   for arg in args:
-    name = flag_name(arg)
-    if name is None or "=" not in arg or not _SEPARATOR.search(arg.split("=", 1)[1]):
+    name, value = flag_name(arg), arg.partition("=")[2]
+    if name is None or not _SEPARATOR.search(value):
       template.append(_unescape(arg))
       continue
-    values = tuple(_unescape(v) for v in _SEPARATOR.split(arg.split("=", 1)[1]))
+    values = tuple(_unescape(v) for v in _SEPARATOR.split(value))
     if any(a.flag == name for a in axes):
       raise GridError(f"--{name} is swept twice; give its values once")
     if len(set(values)) < len(values):

@@ -34,11 +34,9 @@ def resolve_x_axis(runs: list[sources.Run], requested: str) -> str:
 
 def x_label(runs: list[sources.Run], x_axis: str) -> str:
   """The x-axis label, saying how reference runs are placed."""
-  has_reference = any(r.kind == "reference" for r in runs)
-  if x_axis == "time":
-    return "training time (s)" + (" (reference raw.txt runs have no steps)" if has_reference
-                                  else "")
-  return XLABEL + (" (reference raw.txt runs: measurement index)" if has_reference else "")
+  label, note = (("training time (s)", " (reference raw.txt runs have no steps)")
+                 if x_axis == "time" else (XLABEL, " (reference raw.txt runs: measurement index)"))
+  return label + (note if any(r.kind == "reference" for r in runs) else "")
 
 
 def _record_x(record: dict, x_axis: str) -> Optional[float]:
@@ -65,7 +63,7 @@ def loss_curve(run: sources.Run, x_axis: str) -> Curve:
 
 def mean_band(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """(x, mean, min, max) of several curves on a common grid (see the module docstring)."""
-  if all(len(c[0]) == len(curves[0][0]) and np.array_equal(c[0], curves[0][0]) for c in curves):
+  if all(np.array_equal(c[0], curves[0][0]) for c in curves):
     grid = curves[0][0]
     ys = np.stack([c[1] for c in curves])
   else:
@@ -83,13 +81,11 @@ def _sorted(curve: Curve) -> Curve:
 
 def group_styles(runs: list[sources.Run], axes: list[str]) -> dict[tuple, dict]:
   """{group key: {"members", "color", "linestyle", "label"}} in order of first appearance."""
-  groups: dict[tuple, dict] = {}
-  for run in runs:
-    key = summary.group_key(run, axes)
-    groups.setdefault(key, {"members": []})["members"].append(run)
-  free = [a for a in axes if a != summary.SEED]
+  groups = {key: {"members": members} for key, members in
+            summary.groups(runs, lambda r: summary.group_key(r, axes)).items()}
+  free = summary.non_seed(axes)
   colour_values = summary.sort_values({summary.value_of(r, free[0]) for r in runs}) if free else []
-  others: list[tuple] = []
+  others = list(dict.fromkeys(tuple(dict(key[0]).get(a) for a in free[1:]) for key in groups))
   for index, (key, g) in enumerate(groups.items()):
     head = g["members"][0]
     values = dict(key[0])
@@ -98,8 +94,6 @@ def group_styles(runs: list[sources.Run], axes: list[str]) -> dict[tuple, dict]:
       slot = colour_values.index(value) if value in colour_values else len(colour_values)
       g["color"] = colour(slot, len(colour_values) + 1)
       rest = tuple(values.get(a) for a in free[1:])
-      if rest not in others:
-        others.append(rest)
       g["linestyle"] = LINESTYLES[others.index(rest) % len(LINESTYLES)]
     else:
       g["color"], g["linestyle"] = colour(index, len(groups)), "-"

@@ -51,11 +51,6 @@ def _now() -> str:
   return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
-  """For the child before exec: ask Linux for SIGTERM when the parent dies (no-op elsewhere)."""
-  return lambda: parent_death.die_with_parent(parent, signal.SIGTERM)
-
-
 def read_done(folder: str) -> Optional[dict]:
   """The folder's done.json, or None."""
   try:
@@ -181,11 +176,13 @@ class Runner:
 
   def _attempt(self, name: str, folder: str, argv: list[str], raw_file: Optional[str],
                env: Optional[dict], lock_fd: int) -> Outcome:
+    parent = os.getpid()              # the child asks Linux for SIGTERM when it dies (module doc)
     with open(os.path.join(folder, commands.LOG_FILE), "ab", buffering=0) as log:
       log.write(f"--- sweep: started {_now()} (resumes from its checkpoint if any) ---\n".encode())
-      self.child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                    preexec_fn=_die_with_parent(os.getpid()), pass_fds=(lock_fd,))
+      self.child = subprocess.Popen(
+          argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+          start_new_session=True, pass_fds=(lock_fd,),
+          preexec_fn=lambda: parent_death.die_with_parent(parent, signal.SIGTERM))
       try:
         code = self.child.wait()
       finally:

@@ -19,7 +19,6 @@ from typing import Any, Optional
 
 from absl import flags
 
-from sam_edge import records as records_lib
 from sam_edge.studies import cells, summary
 
 FILE = "selection.csv"
@@ -88,34 +87,28 @@ class Selection:
 
   def columns(self) -> list[str]:
     """The header of selection.csv."""
-    return [*self.others, self.over, cells.N,
-            *(cells.stat_column(m, s) for m in self.reported for s in cells.STATS)]
+    return [*self.others, self.over, cells.N, *cells.stat_columns(self.reported)]
 
 
 def select(cell_rows: list[dict[str, Any]], axes: list[str], names: list[str], by: str,
            over: str) -> Selection:
   """The chosen cell of each setting of the other axes among `cell_rows` (of `cells.table`, in
   its order; `names` its metrics)."""
-  others = [a for a in cells.cell_axes(axes) if a != over]
+  others = [a for a in summary.non_seed(axes) if a != over]
   reported = [by, *(m for m in test_metrics(cell_rows, names) if m != by)]
-  settings: dict[tuple, list[dict[str, Any]]] = {}
-  for r in cell_rows:
-    settings.setdefault(tuple(r.get(a) for a in others), []).append(r)
+  chosen = Selection(by, over, others, reported, [])
   mean = cells.stat_column(by, "mean")
-  rows = []
+  settings = summary.groups(cell_rows, lambda r: tuple(r.get(a) for a in others))
   for key, members in settings.items():
     candidates = [r for r in members if r.get(mean) is not None]
     best = min(candidates, key=lambda r: r[mean]) if candidates else dict(zip(others, key))
-    rows.append({k: best.get(k) for k in others + [over, cells.N]}
-                | {c: best.get(c) for m in reported
-                   for c in (cells.stat_column(m, s) for s in cells.STATS)})
-  return Selection(by, over, others, reported, rows)
+    chosen.rows.append({c: best.get(c) for c in chosen.columns()})
+  return chosen
 
 
 def write_csv(path: str, chosen: Selection) -> None:
   """Writes selection.csv atomically."""
-  text = summary.table_text(chosen.columns(), chosen.rows)
-  records_lib.atomic_write_bytes(path, text.encode("utf-8"))
+  summary.write_table(path, chosen.columns(), chosen.rows)
 
 
 def _interval(row: dict[str, Any], metric: str) -> str:

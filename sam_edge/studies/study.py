@@ -104,14 +104,6 @@ def write_plan(s: Settings, axes: list[grid.Axis], runs: list[grid.RunSpec]) -> 
                              json.dumps(plan, indent=1).encode())
 
 
-def child_env(module) -> dict:
-  """This environment, with the entry point's folder first on PYTHONPATH."""
-  env = dict(os.environ)
-  root = os.path.dirname(os.path.abspath(module.__file__))
-  env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-  return env
-
-
 def _print(line: str) -> None:
   print(line, flush=True)                  # in order with the runs, also when piped to a file
 
@@ -128,13 +120,15 @@ def run(s: Settings, log: Callable[[str], None] = _print) -> int:
   files = commands.output_files(module.FLAGS)
   raw_name, params_name = files.get("raw_data_output"), files.get(records.PARAMS.name)
   say = lambda line: log(f"{PROG}: {line}")
+  env = dict(os.environ)                  # the runs': the entry point's folder first on PYTHONPATH
+  root = os.path.dirname(os.path.abspath(module.__file__))
+  env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
   outcomes = []
   with runner.Runner(log=say) as r:
     for k, spec in enumerate(mine, 1):
       folder, label = os.path.join(s.out, spec.name), f"[{k}/{len(mine)}] {spec.name}"
       raw_file = os.path.join(folder, raw_name) if raw_name else None
-      outcome = r.run(spec.name, folder, argvs[spec.name], raw_file, child_env(module),
-                      label=label,
+      outcome = r.run(spec.name, folder, argvs[spec.name], raw_file, env, label=label,
                       params_path=os.path.join(folder, params_name) if params_name else None)
       outcomes.append(outcome)
       if outcome.status in OUTCOME_LINES:

@@ -25,7 +25,7 @@ import csv
 import io
 import math
 import statistics
-from typing import Any, Optional
+from typing import Any, Callable, Hashable, Iterable, Optional, TypeVar
 
 from sam_edge import records as records_lib
 from sam_edge.studies import evaluated, sources
@@ -42,12 +42,12 @@ BETWEEN = ("mc", "line_barrier", "cka", "dist", "ensemble_error")
 OPTIONAL = (*VALIDATION, "final_train_loss", "final_trace", *BETWEEN, *evaluated.COLUMNS)
 METRICS = ("steps", "test_error", "test_loss", "final_lambda1", "median_lambda1_over_edge",
            *OPTIONAL)
-BEFORE = ("run",)
 AFTER = ("steps", "stopped_because", "test_error", "test_loss", "final_lambda1",
          "median_lambda1_over_edge", "diverged", "source")
 # Flags that say where things go, not what is computed: never columns of their own.
 BOOKKEEPING = ("checkpoint_dir", "checkpoint_every_minutes", "resume", "tensorboard_dir",
                "tfds_data_dir", "manual_dir", "compilation_cache_dir")
+T = TypeVar("T")
 
 
 def _finite(x: Any) -> Optional[float]:
@@ -149,29 +149,28 @@ def choose_axes(runs: list[sources.Run], sweep_axes: list[str]) -> list[str]:
   return axes
 
 
-def last(run: sources.Run, key: str) -> Optional[float]:
-  """The run's last finite record value of `key` (None if none)."""
-  return next((v for v in (_finite(r.get(key)) for r in reversed(run.records)) if v is not None),
-              None)
+def last(run: sources.Run, value: Callable[[dict], Optional[float]]) -> Optional[float]:
+  """The run's last record value `value(record)` that is not None (None if none)."""
+  return next((v for v in map(value, reversed(run.records)) if v is not None), None)
 
 
 def row(run: sources.Run, axes: list[str]) -> dict[str, Any]:
   """The summary row of one run (None for a missing value)."""
-  lam = next((lambda1(r) for r in reversed(run.records) if lambda1(r) is not None), None)
+  final = ("steps", "stopped_because", "test_error", "test_loss", *VALIDATION)
   return {
       "run": run.name, **{a: value_of(run, a) for a in axes},
-      "steps": run.final.get("steps"), "stopped_because": run.final.get("stopped_because"),
-      "test_error": run.final.get("test_error"), "test_loss": run.final.get("test_loss"),
-      **{key: run.final.get(key) for key in VALIDATION},
-      "final_lambda1": lam, "median_lambda1_over_edge": median_ratio_second_half(run),
-      "diverged": diverged(run), "source": run.source, "final_trace": last(run, "trace"),
+      **{key: run.final.get(key) for key in final},
+      "final_lambda1": last(run, lambda1),
+      "median_lambda1_over_edge": median_ratio_second_half(run),
+      "diverged": diverged(run), "source": run.source,
+      "final_trace": last(run, lambda r: _finite(r.get("trace"))),
       "final_train_loss": final_train_loss(run)}
 
 
 def columns(axes: list[str], rows: Optional[list[dict[str, Any]]] = None) -> list[str]:
   """The CSV header: run, the axes, the fixed columns, then the OPTIONAL ones some row has."""
   extra = [c for c in OPTIONAL if rows and any(r.get(c) is not None for r in rows)]
-  return [*BEFORE, *axes, *AFTER[:-1], *extra, AFTER[-1]]
+  return ["run", *axes, *AFTER[:-1], *extra, AFTER[-1]]
 
 
 def cell_text(value: Any) -> str:
@@ -194,6 +193,11 @@ def table_text(header: list[str], rows: list[dict[str, Any]]) -> str:
   return buf.getvalue()
 
 
+def write_table(path: str, header: list[str], rows: list[dict[str, Any]]) -> None:
+  """Writes `table_text` of `header` and `rows` into `path` atomically."""
+  records_lib.atomic_write_bytes(path, table_text(header, rows).encode("utf-8"))
+
+
 def csv_text(rows: list[dict[str, Any]], axes: list[str]) -> str:
   """The summary rows as CSV text (the header of `columns`)."""
   return table_text(columns(axes, rows), rows)
@@ -201,7 +205,21 @@ def csv_text(rows: list[dict[str, Any]], axes: list[str]) -> str:
 
 def write_csv(path: str, rows: list[dict[str, Any]], axes: list[str]) -> None:
   """Writes summary.csv atomically."""
-  records_lib.atomic_write_bytes(path, csv_text(rows, axes).encode("utf-8"))
+  write_table(path, columns(axes, rows), rows)
+
+
+def non_seed(axes: list[str]) -> list[str]:
+  """Every axis but the seed: the axes a cell (runs differing only in their seed) is keyed by."""
+  return [a for a in axes if a != SEED]
+
+
+def groups(items: Iterable[T], key: Callable[[T], Hashable]) -> dict[Any, list[T]]:
+  """The items by `key(item)`: the groups in the order of their first items, each in input
+  order."""
+  found: dict[Any, list[T]] = {}
+  for item in items:
+    found.setdefault(key(item), []).append(item)
+  return found
 
 
 def group_key(run: sources.Run, axes: list[str]) -> tuple:
