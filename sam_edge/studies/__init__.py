@@ -15,7 +15,4 @@ pickles (or the reference's `raw.txt` files); `verify` reads their checkpoints t
                the flags `sweep` and `compare` share
   study.py     a whole sweep: checks first, this shard's runs one after another, the report
   verify.py    whether pickles, done.json files and checkpoint steps match their checksums
-
-Nothing here imports jax except `commands.validate` (through the entry point it checks) and
-`verify` when it reads checkpoints.
 """

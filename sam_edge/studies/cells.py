@@ -1,17 +1,9 @@
-"""Summary rows -> the rows of cells.csv: one per cell, the runs that differ only in their seed
-(the runs sharing every other axis, as the points of metric_vs_<axis>.pdf and the cells of
-phase.pdf), with each metric's statistics over them.
-
-A cell's row holds its value of each non-seed axis, `n` (its runs), and for each metric column
-m of summary.csv (`metrics`)
-
-    m_mean, m_std, m_n, m_ci95      (`intervals.stats` of the cell's finite values of m:
-                                     mean, sample std, how many, the 95% t half-width
-                                     t_{0.975, n−1} · std/√n; std and ci95 empty for n < 2).
-
-The metrics between runs (`summary.BETWEEN`: mc, cka, ...) are one value per cell that every
-run of it carries, not a sample per seed: their m_mean is that value and their m_std and m_ci95
-are empty. Cells come in the order of their axis values (numeric where all are numbers).
+"""Summary rows -> the rows of cells.csv: one per cell (the runs that differ only in their seed),
+in the order of their axis values, holding its non-seed axes, `n` (its runs) and, for each metric
+column m of summary.csv, m_mean, m_std, m_n, m_ci95: `intervals.stats` of the cell's finite
+values of m (ci95 = t_{0.975, n−1} · std/√n; std and ci95 empty for n < 2). The metrics between
+runs (`summary.BETWEEN`) are one value per cell, not a sample per seed: their std and ci95 are
+empty.
 """
 
 from typing import Any

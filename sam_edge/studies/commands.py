@@ -1,16 +1,12 @@
 """An entry point seen from a sweep: its output flags, a run's command line, and flag checks.
 
-The sweep owns every flag of the entry point whose name ends in `_output`, plus `checkpoint_dir`
-and `resume`: run `r` of a sweep in DIR writes each output `--X_output` into `DIR/r/<file>`
-(`<file>` is the basename of the flag's default, e.g. `raw.pkl`, or for a flag whose default is
-'' its name in `records.SWEEP_FILES`, e.g. `params.npz` for `--params_output`), its checkpoints into
-`DIR/r/checkpoints`, and always gets `--resume` (which starts afresh when that folder holds no
-checkpoint). A `--tensorboard_dir=D` among the run flags becomes `--tensorboard_dir=D/r`.
-
-Two commands are the same when their entry point and their arguments, less the ones the sweep
-owns, `--tensorboard_dir` and `--compilation_cache_dir`, are equal; the interpreter and the
-folder's absolute path may differ (a sweep folder on a shared disk can be resumed from any
-machine).
+The sweep owns every flag whose name ends in `_output`, `checkpoint_dir` and `resume`: run `r`
+of a sweep in DIR writes output `--X_output` into `DIR/r/<file>` (the basename of the flag's
+default, or for a default of '' its name in `records.SWEEP_FILES`, e.g. `params.npz`), its
+checkpoints into `DIR/r/checkpoints`, and always gets `--resume` (a fresh start without a
+checkpoint); `--tensorboard_dir=D` becomes `D/r`. Two commands are the same when their entry
+point and their arguments but those and `--compilation_cache_dir` are equal: the interpreter and
+the folder's absolute path may differ, so a sweep on a shared disk resumes from any machine.
 """
 
 import importlib

@@ -42,10 +42,10 @@ from sam_edge.studies import (
   trained,
 )
 
-METRICS = ("curve", "cka", "dist", "ensemble_error")
 IMAGE_TASK = "image_classification"    # the task whose runs have evaluation-mode outputs
 COLUMNS = {"curve": ("mc", "line_barrier"), "cka": ("cka",), "dist": ("dist",),
            "ensemble_error": ("ensemble_error",)}
+METRICS = tuple(COLUMNS)
 OUTPUTS = ("curve", "cka", "ensemble_error")     # the metrics that need evaluation-mode outputs
 MIXUP_STREAM = 2 ** 31 - 1             # fold_in(key(seed), this): the mixup's key
 
@@ -137,9 +137,9 @@ def cell_metrics(members: list[trained.Trained], s: Settings,
   net = network_eval.NetworkEval(problem, s.curve.batch_size)
   if "cka" in s.metrics:
     batch = cka_batch(net, s)
-    outputs = {id(m): net.outputs(m.params, m.model_state, batch) for m in members}
-    out["cka"] = float(np.mean([float(cka.linear_cka(outputs[id(a)], outputs[id(b)]))
-                                for a, b in pairs]))
+    outputs = [net.outputs(m.params, m.model_state, batch) for m in members]
+    out["cka"] = float(np.mean([float(cka.linear_cka(a, b))
+                                for a, b in itertools.combinations(outputs, 2)]))
   if "ensemble_error" in s.metrics:
     probs = np.stack([np.asarray(net.probabilities(m.params, m.model_state, "test"))
                       for m in members])
@@ -155,8 +155,7 @@ def cell_metrics(members: list[trained.Trained], s: Settings,
           f"{_fmt(result['line'])}: mc {result['mc']:.4g}, line barrier "
           f"{result['line_barrier']:.4g}")
       found.append(result)
-    out["mc"] = float(np.mean([r["mc"] for r in found]))
-    out["line_barrier"] = float(np.mean([r["line_barrier"] for r in found]))
+    out.update({c: float(np.mean([r[c] for r in found])) for c in COLUMNS["curve"]})
   return out
 
 

@@ -1,16 +1,14 @@
 """From an entry point's arguments with swept axes to the list of runs, their names and shards.
 
-An argument `--flag=v1,v2,v3` (a value holding commas) is an axis; `\\,` writes a literal comma
-and is not a separator. With axes A1..Am (in the order given), the runs are
+An argument `--flag=v1,v2,v3` is an axis (`\\,` is a literal comma); every other argument passes
+through. With axes A1..Am in the order given, the runs are
 
     product: every (a1, ..., am) in A1 x ... x Am, the last axis varying fastest;
     zip:     (A1[i], ..., Am[i]) for i < |A1| (every axis must have as many values).
 
-Run i (0-based, in that order) belongs to shard I of N when i mod N = I, so the N shards
-partition the runs whatever their order. Every other argument passes through unchanged.
-A run is named `flag1=value1,flag2=value2` from its swept values in axis order, each value
-percent-encoded outside `[A-Za-z0-9._+-]`: the name is readable, safe as a folder name, and the
-same for the same command.
+Run i (0-based) belongs to shard I of N when i mod N = I. A run is named `flag1=value1,...` from
+its swept values, percent-encoded outside `[A-Za-z0-9._+-]`: readable, a safe folder name, and
+the same for the same command.
 """
 
 import dataclasses

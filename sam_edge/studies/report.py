@@ -1,18 +1,8 @@
-"""Everything a comparison writes into one folder, from the runs found under some paths.
-
-    summary.csv              one row per run (see summary.py)
-    cells.csv                one row per cell (runs differing only in seed): each metric's
-                             mean, std, n and 95% t half-width over its runs (cells.py)
-    selection.csv            with a selection: the value of one axis chosen per setting of the
-                             others by a metric's lowest mean, and the test metrics there
-                             (selection.py)
-    lambda1_over_edge.pdf    λ1/edge against step (or time) for every run (overlay.py)
-    loss_curves.pdf          the training-loss curves (overlay.py)
-    metric_vs_<axis>.pdf     the final metrics against each non-seed axis, with 95%
-                             t-interval or min–max bars (trends.py)
-    phase.pdf                with phase axes: heat maps of every metric over two axes (phase.py)
-
-Both `compare` and the end of a `sweep` call `write`.
+"""Everything a comparison writes into one folder, from the runs found under some paths (what
+`compare` and the end of a `sweep` do; docs/commands/compare.md): summary.csv (summary.py),
+cells.csv (cells.py), with a selection selection.csv (selection.py), lambda1_over_edge.pdf and
+loss_curves.pdf (overlay.py), metric_vs_<axis>.pdf for each non-seed axis (trends.py) and, with
+phase axes, phase.pdf (phase.py); and the flags `sweep` and `compare` share.
 """
 
 import dataclasses

@@ -1,20 +1,17 @@
 """One run of a sweep as a subprocess: skipped when done, resumed when not, logged, interruptible.
 
-A run folder holds `command.txt` (written first), `log.txt` (the run's stdout and stderr, appended
-across attempts, each framed by a `--- sweep: ...` line), `done.json` (written by the sweep after
-exit code 0: `{"exit_code": 0, "final": <the pickle's final dict>, "pickle_sha256": <sha256 of
-the pickle file>}`), and `run.lock`. A finished run is skipped on a rerun while its pickle still
-matches `pickle_sha256` (and its parameters file, when it writes one, is there and matches its
-own checksums); one that no longer does (changed, truncated, missing) is run again, with
-a line saying so: it resumes from its newest sound checkpoint (at the end step, so at once) and
-writes its pickle anew.
+A run folder holds `command.txt` (written first), `log.txt` (appended across attempts, each
+framed by `--- sweep: ...` lines), `done.json` (written after exit code 0; docs/outputs.md) and
+`run.lock`. A finished run is skipped on a rerun while its pickle still matches the
+`pickle_sha256` of its done.json (and its parameters file, if any, its own checksums); otherwise
+it runs again, resuming from its newest sound checkpoint (the end step), so its outputs are
+written anew.
 
-While a run goes on, its folder's lock (`flock` on run.lock) is held by the sweep and inherited by
-the child, so a second sweep on the same folder waits instead of starting it twice, also when
-the first sweep was killed and its child is still writing its checkpoint. The child runs in its
-own session (a Ctrl-C in the terminal reaches only the sweep, which forwards exactly what it
-gets) and, on Linux, receives SIGTERM when the sweep dies (`PR_SET_PDEATHSIG`), so that even
-`kill -9` of the sweep leaves a checkpoint to resume from.
+The sweep holds the folder's lock (`flock` on run.lock) while the run goes on, and the child
+inherits it, so a second sweep waits instead of starting the run twice, also when the first was
+killed and its child still writes its checkpoint. The child runs in its own session (a Ctrl-C
+reaches only the sweep, which forwards what it gets) and, on Linux, gets SIGTERM when the sweep
+dies (`PR_SET_PDEATHSIG`), so that even `kill -9` of the sweep leaves a checkpoint to resume from.
 """
 
 import dataclasses

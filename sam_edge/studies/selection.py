@@ -2,16 +2,14 @@
 protocol of the SAM papers, where ρ is chosen on a validation split
 (`compare --select_by=validation_error --select_over=rho`).
 
-For each setting G of the other non-seed axes (every axis but the seed and the selected one s),
-among the cells (`cells.py`) of G the chosen value of s is
+For each setting G of the other non-seed axes, among the cells (`cells.py`) of G with a finite
+mean the chosen value of the selected axis s is
 
     s*(G) = argmin_v  mean{ select_by(run) : run in G, s(run) = v }      (mean over seeds),
 
-over the cells with a finite mean; a tie goes to the first value in axis order (numeric where
-all are numbers). The row of G is the chosen cell's row of cells.csv restricted to n, the
-select_by metric and the test metrics (`test_metrics`: `test_error`, `test_loss`, the evaluated
-`test_*_full`, `ensemble_error`), each as mean, std, n and ci95 (the half-width of the 95%
-t-interval). A setting none of whose cells has a finite mean gets a row with an empty s.
+a tie going to the first value in axis order. The row of G is the chosen cell's row of cells.csv
+restricted to n, the select_by metric and the test metrics (`test_metrics`); a setting none of
+whose cells has a finite mean gets a row with an empty s.
 """
 
 import dataclasses

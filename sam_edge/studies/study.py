@@ -1,14 +1,11 @@
 """A whole sweep: expand the grid, check everything before starting, run this shard's runs one
 after another, then write the summary of whatever runs the folder holds.
 
-Checks before any run starts (each problem one line, exit code 2): the grid itself, flags the
-sweep owns, every run's flags as its entry point would check them (for all shards, so that every
-machine fails alike), the phase-plot options, `--out`, and each of this shard's run folders that
-exists already (it must hold the same command, see commands.comparable).
-
-Exit code: 0 when every run of the shard finished (a diverged run has finished), 1 when some
-failed (they are named), 128 + the signal when SIGINT/SIGTERM stopped the sweep (re-running the
-same command resumes).
+Checked first, for all shards so that every machine fails alike (one line each, exit code 2):
+the grid, the flags the sweep owns, every run's flags as its entry point checks them, the
+report's options, `--out`, and this shard's existing run folders (same command:
+`commands.comparable`). Exit code: 0 when every run of the shard finished (diverged included), 1
+when some failed, 128 + the signal when SIGINT/SIGTERM stopped it (the same command resumes).
 """
 
 import dataclasses

@@ -1,12 +1,7 @@
 """Runs -> the rows of summary.csv, and the seed groups the plots average over.
 
-Per run: its swept values, `steps`, `stopped_because`, `test_error`, `test_loss`,
-`final_lambda1` (λ1 of the last measurement), `median_lambda1_over_edge` and `diverged`, then,
-when some run has them, `validation_error`, `validation_loss` (the final ones, of runs with a
-validation split), `final_train_loss`, `final_trace` (the last measured tr H), the metrics
-between runs (`mc`, `line_barrier`, `cka`, `dist`, `ensemble_error`, from `compare
---global_metrics`) and the post-hoc evaluations (`train_loss_full`, `lambda1_post`, ..., from
-`compare --evaluations`, `evaluated.COLUMNS`), plus `source` (the path read).
+The columns (`columns`) are listed in docs/commands/compare.md (What it writes);
+`final_lambda1` and `final_trace` are the last measured λ1 and tr H.
 
 `final_train_loss` is the training loss over the run's last epoch: the mean of the losses its
 last k steps recorded, k = ⌈N/B⌉ for N training examples and batch size B (1 when either is
@@ -33,12 +28,9 @@ from sam_edge.studies import evaluated, sources
 SEED = "seed"
 # The final metrics on the validation split, in `final` of runs that hold one out.
 VALIDATION = ("validation_error", "validation_loss")
-# The metrics between runs (`global_metrics`, filled in by `compare --global_metrics`): one value
-# per cell, which every run of the cell carries.
+# The metrics between runs (`compare --global_metrics`): one value per cell, carried by its runs.
 BETWEEN = ("mc", "line_barrier", "cka", "dist", "ensemble_error")
-# Columns written only when some run has a value: the validation metrics, the last epoch's
-# training loss, the trace (when measured), the metrics between runs and the post-hoc
-# evaluations (`compare --evaluations`).
+# Columns written only when some run has a value (evaluated.COLUMNS: `compare --evaluations`).
 OPTIONAL = (*VALIDATION, "final_train_loss", "final_trace", *BETWEEN, *evaluated.COLUMNS)
 METRICS = ("steps", "test_error", "test_loss", "final_lambda1", "median_lambda1_over_edge",
            *OPTIONAL)
