@@ -30,16 +30,14 @@ def stat_columns(names: list[str]) -> list[str]:
 
 
 def _order(rows: list[dict[str, Any]], keys: list[str]):
-  """A sort key of rows by their values of `keys`, each in `summary.sort_values` order (missing
-  values last)."""
+  """A sort key of rows by their values of `keys` (`summary.sort_values` order, missing last)."""
   ranks = [{v: i for i, v in enumerate(summary.sort_values({r.get(k) for r in rows}))}
            for k in keys]
   return lambda r: tuple(rank.get(r.get(k), len(rank)) for rank, k in zip(ranks, keys))
 
 
 def table(rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
-  """The rows of cells.csv: one per cell of `rows` (summary rows), in axis-value order, each
-  metric's statistics as the module doc says."""
+  """The rows of cells.csv of the summary `rows` (module doc)."""
   keys, names = summary.non_seed(axes), metrics(rows, axes)
   out = []
   for members in summary.groups(sorted(rows, key=_order(rows, keys)),
@@ -56,8 +54,7 @@ def table(rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
 
 
 def write_csv(path: str, rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
-  """Writes cells.csv of the summary `rows` atomically (the non-seed axes, n, then the
-  statistics of each metric); returns its rows."""
+  """Writes cells.csv of the summary `rows` atomically; returns its rows."""
   cells = table(rows, axes)
   summary.write_table(path, [*summary.non_seed(axes), N, *stat_columns(metrics(rows, axes))],
                       cells)

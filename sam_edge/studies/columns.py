@@ -36,8 +36,7 @@ def _is_numbers(v: Any) -> bool:
 
 
 def column(values: Sequence[Any]) -> np.ndarray:
-  """One key's values (one per row, `MISSING` where a row lacks the key) as a read-only array
-  (the module doc)."""
+  """One key's values (`MISSING` where a row lacks the key) as a read-only array (module doc)."""
   present = [v for v in values if v is not MISSING and v is not None]
   out: Optional[np.ndarray] = None
   if present and len(present) == len(values):

@@ -99,10 +99,8 @@ def run_folder(run: sources.Run) -> str:
 
 
 def check_cells(cells_: list[list[tuple[str, trained.Trained]]], s: Settings) -> None:
-  """InputError (one line) before any work unless the runs of each cell of two or more runs
-  share one network (a `--group_by` that leaves out an axis such as the width mixes networks),
-  and, for cka, curve and ensemble_error, are image_classification runs (evaluation-mode
-  outputs)."""
+  """InputError (one line) unless the runs of each cell of two or more share one network (a
+  `--group_by` without the width mixes networks) and, for OUTPUTS, are IMAGE_TASK runs."""
   outputs = any(m in s.metrics for m in OUTPUTS)
   for members in cells_:
     if len(members) < 2:
@@ -177,8 +175,7 @@ def _fmt(values: list[float]) -> str:
 def compute(runs: list[sources.Run], axes: list[str], s: Settings,
             log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
   """{run name: {column: value}}: every run gets its cell's metrics (module doc). Every
-  parameters file is read and checked first (`trained.load`), and every cell (`check_cells`):
-  InputError, one line naming the run, before any long work."""
+  parameters file and cell is checked first: InputError, one line, before any long work."""
   loaded = {run.name: trained.load(run_folder(run)) for run in runs}
   groups = cells(runs, axes, s.group_by)
   check_cells([[(r.name, loaded[r.name]) for r in members] for members in groups], s)

@@ -50,11 +50,8 @@ def _unescape(value: str) -> str:
 
 
 def parse(args: list[str]) -> tuple[list[Axis], list[Union[str, int]]]:
-  """Splits the run arguments into axes and a template.
-
-  Returns `(axes, template)`: the template holds each pass-through argument (with `\\,`
-  unescaped) and, in place of each axis argument, the axis's index.
-  """
+  """(axes, template): the template holds each pass-through argument (`\\,` unescaped) and, in
+  place of each axis argument, the axis's index."""
   axes: list[Axis] = []
   template: list[Union[str, int]] = []
   for arg in args:
@@ -91,9 +88,7 @@ def combinations(axes: list[Axis], aggregate: str) -> list[tuple[str, ...]]:
 
 def run_name(values: tuple[tuple[str, str], ...]) -> str:
   """`flag=value,...` with values percent-encoded outside `[A-Za-z0-9._+-]`; `run` if no axes.
-
-  Names longer than MAX_NAME_BYTES keep their start and end with a hash of the whole name.
-  """
+  A name longer than MAX_NAME_BYTES keeps its start, then a hash of the whole name."""
   name = ",".join(f"{flag}={urllib.parse.quote(value, safe='._+-')}" for flag, value in values)
   name = name or "run"
   if len(name) > MAX_NAME_BYTES:

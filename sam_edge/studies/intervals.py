@@ -47,8 +47,7 @@ class Stats(NamedTuple):
 
 
 def stats(values: Iterable[float]) -> Stats:
-  """Mean, sample standard deviation and 95% t half-width of the finite `values` (module
-  doc)."""
+  """Mean, sample standard deviation and 95% t half-width of the finite `values`."""
   xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
   n = len(xs)
   if n == 0:

@@ -59,8 +59,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def options_of(fv: flags.FlagValues) -> Options:
-  """The report options from the parsed flags `define_flags` defines (`compare` adds its
-  selection's)."""
+  """The options of the flags of `define_flags` (`compare` adds its selection's)."""
   return Options(phase_axes=tuple(fv.phase_axes), phase_metric=fv.phase_metric, x_axis=fv.x_axis,
                  error_bars=fv.error_bars)
 
@@ -96,12 +95,9 @@ def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Opt
           log: Callable[[str], None] = print,
           between: Optional[Callable[[list[sources.Run], list[str]], dict]] = None
           ) -> Written:
-  """Writes the tables and the figures of `runs` into `out`; returns the paths written and the
-  selection. `between(runs, axes)`, when given, returns {run name: {column: value}} of metrics
-  between runs (`global_metrics.compute`), added to the runs' rows.
-
-  Raises `phase.PhaseError` when the options name axes the runs do not have.
-  """
+  """Writes the tables and the figures of `runs` into `out`. `between(runs, axes)`, when given,
+  returns {run name: {column: value}} of metrics between runs (`global_metrics.compute`), added
+  to the runs' rows. Raises `phase.PhaseError` when the options do not fit the runs' axes."""
   axes = summary.choose_axes(runs, sweep_axes)
   problems = check_options(options, axes)
   if problems:
@@ -124,29 +120,27 @@ def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Opt
 def write_tables(rows: list[dict], axes: list[str], out: str, options: Options) -> Written:
   """summary.csv, cells.csv and, with a selection, selection.csv of the summary `rows`."""
   paths = [os.path.join(out, name) for name in (SUMMARY, CELLS)]
-  summary.write_csv(paths[0], rows, axes)
+  summary.write_table(paths[0], summary.columns(axes, rows), rows)
   cell_rows = cells.write_csv(paths[1], rows, axes)
   if not (options.select_by and options.select_over):
     return Written(paths)
   chosen = selection.select(cell_rows, axes, cells.metrics(rows, axes), options.select_by,
                             options.select_over)
   paths.append(os.path.join(out, selection.FILE))
-  selection.write_csv(paths[-1], chosen)
+  summary.write_table(paths[-1], chosen.columns(), chosen.rows)
   return Written(paths, chosen)
 
 
 def write_figures(runs: list[sources.Run], rows: list[dict], axes: list[str], out: str,
                   options: Options) -> list[str]:
-  """The overlays of the `runs` with data, the trend figures and the phase plot; returns their
-  paths."""
+  """Writes the overlays of the `runs`, the trend figures and the phase plot; their paths."""
   x_axis = overlay.resolve_x_axis(runs, options.x_axis)
   figures = {RATIO_PDF: ([overlay.ratio_panel(runs, axes, x_axis)], None),
              LOSS_PDF: ([overlay.loss_panel(runs, axes, x_axis)], None)}
-  for axis in axes:
-    if axis != summary.SEED:
-      found = trends.metric_panels(rows, axis, axes, options.error_bars)
-      if found is not None:
-        figures[metric_pdf(axis)] = found
+  for axis in summary.non_seed(axes):
+    found = trends.metric_panels(rows, axis, axes, options.error_bars)
+    if found is not None:
+      figures[metric_pdf(axis)] = found
   if options.phase_axes:
     a, b = options.phase_axes
     figures[PHASE_PDF] = phase.phase_heatmaps(rows, a, b, options.phase_metric, axes)

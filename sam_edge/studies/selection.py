@@ -90,8 +90,7 @@ class Selection:
 
 def select(cell_rows: list[dict[str, Any]], axes: list[str], names: list[str], by: str,
            over: str) -> Selection:
-  """The chosen cell of each setting of the other axes among `cell_rows` (of `cells.table`, in
-  its order; `names` its metrics)."""
+  """The chosen cells among `cell_rows` (`cells.table`'s, in its order; `names` its metrics)."""
   others = [a for a in summary.non_seed(axes) if a != over]
   reported = [by, *(m for m in test_metrics(cell_rows, names) if m != by)]
   chosen = Selection(by, over, others, reported, [])
@@ -102,11 +101,6 @@ def select(cell_rows: list[dict[str, Any]], axes: list[str], names: list[str], b
     best = min(candidates, key=lambda r: r[mean]) if candidates else dict(zip(others, key))
     chosen.rows.append({c: best.get(c) for c in chosen.columns()})
   return chosen
-
-
-def write_csv(path: str, chosen: Selection) -> None:
-  """Writes selection.csv atomically."""
-  summary.write_table(path, chosen.columns(), chosen.rows)
 
 
 def _interval(row: dict[str, Any], metric: str) -> str:

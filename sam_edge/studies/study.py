@@ -9,6 +9,7 @@ when some failed, 128 + the signal when SIGINT/SIGTERM stopped it (the same comm
 """
 
 import dataclasses
+import functools
 import json
 import os
 import shlex
@@ -101,12 +102,9 @@ def write_plan(s: Settings, axes: list[grid.Axis], runs: list[grid.RunSpec]) -> 
                              json.dumps(plan, indent=1).encode())
 
 
-def _print(line: str) -> None:
-  print(line, flush=True)                  # in order with the runs, also when piped to a file
-
-
-def run(s: Settings, log: Callable[[str], None] = _print) -> int:
-  """Runs the sweep; returns its exit code (see the module docstring). Raises SweepError."""
+def run(s: Settings, log: Callable[[str], None] = functools.partial(print, flush=True)) -> int:
+  """Runs the sweep; returns its exit code (module doc). Raises SweepError. `log` flushes each
+  line, so that the lines stay in order with the runs' also when piped to a file."""
   module, axes, runs, mine, argvs = prepare(s)
   if s.dry_run:
     for spec in mine:

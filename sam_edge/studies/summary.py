@@ -131,14 +131,9 @@ def value_of(run: sources.Run, flag: str) -> Optional[str]:
 
 def choose_axes(runs: list[sources.Run], sweep_axes: list[str]) -> list[str]:
   """The swept axes, then every other flag with at least two values among the runs."""
-  axes = list(sweep_axes)
-  names = sorted({n for r in runs for n in list(r.config) + list(r.values)})
-  for name in names:
-    if name in axes or name.endswith("_output") or name in BOOKKEEPING:
-      continue
-    if len({value_of(r, name) for r in runs} - {None}) > 1:
-      axes.append(name)
-  return axes
+  names = sorted({n for r in runs for n in [*r.config, *r.values]} - {*sweep_axes, *BOOKKEEPING})
+  return [*sweep_axes, *(n for n in names if not n.endswith("_output")
+                         and len({value_of(r, n) for r in runs} - {None}) > 1)]
 
 
 def last(run: sources.Run, value: Callable[[dict], Optional[float]]) -> Optional[float]:
@@ -175,8 +170,7 @@ def cell_text(value: Any) -> str:
 
 
 def table_text(header: list[str], rows: list[dict[str, Any]]) -> str:
-  """CSV text of `header` and each row's values of its columns, empty cells for missing
-  values."""
+  """CSV text of `header` and each row's values of its columns (`cell_text`)."""
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator="\n")
   writer.writerow(header)
@@ -195,19 +189,13 @@ def csv_text(rows: list[dict[str, Any]], axes: list[str]) -> str:
   return table_text(columns(axes, rows), rows)
 
 
-def write_csv(path: str, rows: list[dict[str, Any]], axes: list[str]) -> None:
-  """Writes summary.csv atomically."""
-  write_table(path, columns(axes, rows), rows)
-
-
 def non_seed(axes: list[str]) -> list[str]:
   """Every axis but the seed: the axes a cell (runs differing only in their seed) is keyed by."""
   return [a for a in axes if a != SEED]
 
 
 def groups(items: Iterable[T], key: Callable[[T], Hashable]) -> dict[Any, list[T]]:
-  """The items by `key(item)`: the groups in the order of their first items, each in input
-  order."""
+  """The items by `key(item)`, in the order of each group's first item."""
   found: dict[Any, list[T]] = {}
   for item in items:
     found.setdefault(key(item), []).append(item)
@@ -221,22 +209,17 @@ def group_key(run: sources.Run, axes: list[str]) -> tuple:
 
 def numeric(values: list[Optional[str]]) -> Optional[list[float]]:
   """The values as floats if every non-missing one parses, else None."""
-  out = []
-  for v in values:
-    try:
-      out.append(float(v) if v is not None else math.nan)
-    except ValueError:
-      return None
-  return out
+  try:
+    return [float(v) if v is not None else math.nan for v in values]
+  except ValueError:
+    return None
 
 
 def sort_values(values: set) -> list:
   """Axis values in numeric order where they are all numbers, else as text."""
   values = [v for v in values if v is not None]
   nums = numeric(values)
-  if nums is not None:
-    return [v for _, v in sorted(zip(nums, values))]
-  return sorted(values)
+  return sorted(values) if nums is None else [v for _, v in sorted(zip(nums, values))]
 
 
 def metric_values(rows: list[dict[str, Any]], metric: str) -> list[float]:
