@@ -80,14 +80,10 @@ def owned_problems(args: list[str], fv: flags.FlagValues) -> list[str]:
 def run_args(spec: grid.RunSpec, folder: str, fv: flags.FlagValues) -> list[str]:
   """The run's full argument list: its own arguments, then every output inside `folder`."""
   folder = os.path.abspath(folder)
-  args = []
-  for arg in spec.args:
-    if grid.flag_name(arg) == TENSORBOARD:
-      arg = f"--{TENSORBOARD}={os.path.join(arg.split('=', 1)[1], spec.name)}"
-    args.append(arg)
+  args = [f"--{TENSORBOARD}={os.path.join(a.split('=', 1)[1], spec.name)}"
+          if grid.flag_name(a) == TENSORBOARD else a for a in spec.args]
   args += [f"--{flag}={os.path.join(folder, name)}" for flag, name in output_files(fv).items()]
-  args += [f"--checkpoint_dir={os.path.join(folder, CHECKPOINTS)}", "--resume"]
-  return args
+  return [*args, f"--checkpoint_dir={os.path.join(folder, CHECKPOINTS)}", "--resume"]
 
 
 def command(entry: str, args: list[str]) -> list[str]:

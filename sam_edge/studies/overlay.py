@@ -11,7 +11,7 @@ A band's members are put on a common grid: their own x values when they all shar
 the union of their x values inside the range they all cover, each member linearly interpolated.
 """
 
-from typing import Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
@@ -39,16 +39,16 @@ def x_label(runs: list[sources.Run], x_axis: str) -> str:
   return label + (note if any(r.kind == "reference" for r in runs) else "")
 
 
-def _record_x(record: dict, x_axis: str) -> Optional[float]:
-  if x_axis == "time":
-    return record.get("time")
-  return record.get("step") if record.get("step") is not None else record.get("index")
+def _records_curve(run: sources.Run, x_axis: str, value: Callable[[dict], Any]) -> Curve:
+  """`value(record)` of each record against its time, or its step (its index when it has none)."""
+  step = lambda r: r.get("step") if r.get("step") is not None else r.get("index")
+  xs = [r.get("time") if x_axis == "time" else step(r) for r in run.records]
+  return figure.finite_points(xs, [value(r) for r in run.records])
 
 
 def ratio_curve(run: sources.Run, x_axis: str) -> Curve:
   """λ1/edge of each record against the step (or time)."""
-  return figure.finite_points([_record_x(r, x_axis) for r in run.records],
-                             [summary.ratio(r) for r in run.records])
+  return _records_curve(run, x_axis, summary.ratio)
 
 
 def loss_curve(run: sources.Run, x_axis: str) -> Curve:
@@ -57,8 +57,7 @@ def loss_curve(run: sources.Run, x_axis: str) -> Curve:
   steps, losses = run.losses
   if x_axis == "step" and steps and losses:
     return figure.finite_points(steps, losses)
-  return figure.finite_points([_record_x(r, x_axis) for r in run.records],
-                             [r.get("loss") for r in run.records])
+  return _records_curve(run, x_axis, lambda r: r.get("loss"))
 
 
 def mean_band(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -125,13 +124,9 @@ def curves_panel(runs: list[sources.Run], axes: list[str], x_axis: str,
 def edge_labels(runs: list[sources.Run]) -> list[str]:
   """The records' edge labels (`2/η`, `SAM-edge`, ...), in order of first appearance; older
   pickles without `edge_label` count as `SAM-edge` (their edge is `sam_edge`)."""
-  labels: list[str] = []
-  for run in runs:
-    for r in run.records:
-      label = r.get("edge_label") or ("SAM-edge" if "edge" not in r else None)
-      if label and label not in labels:
-        labels.append(label)
-  return labels
+  labels = (r.get("edge_label") or ("SAM-edge" if "edge" not in r else None)
+            for run in runs for r in run.records)
+  return [label for label in dict.fromkeys(labels) if label]
 
 
 def ratio_panel(runs: list[sources.Run], axes: list[str], x_axis: str) -> Panel:

@@ -17,6 +17,7 @@ dies (`PR_SET_PDEATHSIG`), so that even `kill -9` of the sweep leaves a checkpoi
 import dataclasses
 import datetime
 import fcntl
+import itertools
 import json
 import os
 import pickle
@@ -129,8 +130,7 @@ class Runner:
     """Opens and locks `folder`/run.lock, waiting while another process holds it; None if this
     sweep was stopped meanwhile."""
     fd = os.open(os.path.join(folder, commands.LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
-    said = False
-    while True:
+    for attempt in itertools.count():
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return fd
@@ -138,9 +138,8 @@ class Runner:
         if self.stopped_by:
           os.close(fd)
           return None
-        if not said:
+        if attempt == 0:
           self.log(f"{name}: another process is running it (run.lock is held); waiting")
-          said = True
         time.sleep(LOCK_POLL_S)
 
   def run(self, name: str, folder: str, argv: list[str], raw_file: Optional[str],
@@ -190,9 +189,8 @@ class Runner:
       log.write(f"--- sweep: exit code {code} at {_now()} ---\n".encode())
     if code == 0:
       final, digest = _final(raw_file)
-      done = {"exit_code": 0, "finished": _now(), "final": final}
-      if digest:
-        done[PICKLE_SHA256] = digest
+      done = ({"exit_code": 0, "finished": _now(), "final": final}
+              | ({PICKLE_SHA256: digest} if digest else {}))
       records.atomic_write_bytes(os.path.join(folder, commands.DONE_FILE),
                                  json.dumps(done, indent=1, default=str).encode())
       return Outcome(name, "done", 0, describe_final(final))
