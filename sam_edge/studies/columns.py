@@ -61,8 +61,7 @@ def column(values: Sequence[Any]) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Columns(Mapping[str, np.ndarray]):
-  """Rows of results by key: `columns[key]` is an array with one entry per row (module doc), in
-  the order the keys first appear."""
+  """Rows of results by key, in the order the keys first appear (module doc)."""
   arrays: Mapping[str, np.ndarray]
   rows: int                                          # the number of rows
 

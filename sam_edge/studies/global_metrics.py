@@ -158,9 +158,8 @@ def cell_metrics(members: list[trained.Trained], s: Settings,
 
 
 def cka_batch(net: network_eval.NetworkEval, s: Settings) -> dict:
-  """The examples CKA compares (module doc): the first `cka_examples` of the training or test
-  set, or of the training set mixed (`cka.mixup` with the key fold_in(key(seed),
-  MIXUP_STREAM): every pair of every cell sees the same mixes)."""
+  """The examples CKA compares (module doc); the mixup's key, fold_in(key(seed), MIXUP_STREAM),
+  gives every pair of every cell the same mixes."""
   batch = net.first("test" if s.cka_data == "test" else "train", s.cka_examples)
   if s.cka_data != "mixup":
     return batch

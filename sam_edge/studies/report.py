@@ -41,7 +41,7 @@ class Written:
 
 
 def define_flags(fv: flags.FlagValues) -> None:
-  """--out, --phase_axes, --phase_metric, --x_axis on `fv` (`sweep` and `compare` share them)."""
+  """--out, --phase_axes, --phase_metric, --x_axis, --error_bars on `fv` (sweep's, compare's)."""
   on = {"flag_values": fv}
   flags.DEFINE_string("out", None, "Folder for summary.csv and the PDFs (for a sweep: also the "
                       "run folders).", **on)
@@ -108,26 +108,20 @@ def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Opt
     extra = between(runs, axes)
     for r in rows:
       r.update(extra.get(r["run"], {}))
-  tables = write_tables(rows, axes, out, options)
-  with_data = [r for r in runs if r.kind != "pending"]
-  paths = tables.paths + write_figures(with_data, rows, axes, out, options)
-  pending = len(runs) - len(with_data)
-  log(f"summary of {len(runs)} runs" + (f" ({pending} without data yet)" if pending else "")
-      + f" in {out}: " + ", ".join(os.path.basename(p) for p in paths))
-  return dataclasses.replace(tables, paths=paths)
-
-
-def write_tables(rows: list[dict], axes: list[str], out: str, options: Options) -> Written:
-  """summary.csv, cells.csv and, with a selection, selection.csv of the summary `rows`."""
   paths = [os.path.join(out, name) for name in (SUMMARY, CELLS)]
   summary.write_table(paths[0], summary.columns(axes, rows), rows)
   cell_rows = cells.write_csv(paths[1], rows, axes)
-  if not (options.select_by and options.select_over):
-    return Written(paths)
-  chosen = selection.select(cell_rows, axes, cells.metrics(rows, axes), options.select_by,
-                            options.select_over)
-  paths.append(os.path.join(out, selection.FILE))
-  summary.write_table(paths[-1], chosen.columns(), chosen.rows)
+  chosen = None
+  if options.select_by and options.select_over:
+    chosen = selection.select(cell_rows, axes, cells.metrics(rows, axes), options.select_by,
+                              options.select_over)
+    paths.append(os.path.join(out, selection.FILE))
+    summary.write_table(paths[-1], chosen.columns(), chosen.rows)
+  with_data = [r for r in runs if r.kind != "pending"]
+  paths += write_figures(with_data, rows, axes, out, options)
+  pending = len(runs) - len(with_data)
+  log(f"summary of {len(runs)} runs" + (f" ({pending} without data yet)" if pending else "")
+      + f" in {out}: " + ", ".join(os.path.basename(p) for p in paths))
   return Written(paths, chosen)
 
 

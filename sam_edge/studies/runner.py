@@ -59,9 +59,8 @@ def read_done(folder: str) -> Optional[dict]:
 
 
 def pickle_changed(done: dict, raw_file: Optional[str]) -> Optional[str]:
-  """Why a finished run's pickle no longer matches the `pickle_sha256` its done.json recorded,
-  or None when it does (or when there is nothing to compare: no pickle output, or a done.json
-  written before checksums existed)."""
+  """Why a finished run's pickle no longer matches the `pickle_sha256` of its done.json; None
+  when it does or there is nothing to compare (no pickle output, a done.json without one)."""
   expected = done.get(PICKLE_SHA256)
   if not expected or not raw_file:
     return None
@@ -146,8 +145,7 @@ class Runner:
           env: Optional[dict] = None, label: str = "",
           params_path: Optional[str] = None) -> Outcome:
     """Runs `argv` for the run folder `folder` unless it finished already (module doc);
-    `raw_file` is the run's pickle (its final dict goes into done.json), `params_path` its
-    parameters file, if it writes one."""
+    `raw_file` is the run's pickle, `params_path` its parameters file, if it writes them."""
     if self.stopped_by:
       return Outcome(name, "stopped")
     os.makedirs(folder, exist_ok=True)

@@ -20,7 +20,7 @@ import csv
 import io
 import math
 import statistics
-from typing import Any, Callable, Hashable, Iterable, Optional, TypeVar
+from typing import Any, Callable, Iterable, Optional
 
 from sam_edge import records as records_lib
 from sam_edge.studies import evaluated, sources
@@ -39,7 +39,6 @@ AFTER = ("steps", "stopped_because", "test_error", "test_loss", "final_lambda1",
 # Flags that say where things go, not what is computed: never columns of their own.
 BOOKKEEPING = ("checkpoint_dir", "checkpoint_every_minutes", "resume", "tensorboard_dir",
                "tfds_data_dir", "manual_dir", "compilation_cache_dir")
-T = TypeVar("T")
 
 
 def _finite(x: Any) -> Optional[float]:
@@ -194,9 +193,9 @@ def non_seed(axes: list[str]) -> list[str]:
   return [a for a in axes if a != SEED]
 
 
-def groups(items: Iterable[T], key: Callable[[T], Hashable]) -> dict[Any, list[T]]:
+def groups(items: Iterable[Any], key: Callable[[Any], Any]) -> dict[Any, list[Any]]:
   """The items by `key(item)`, in the order of each group's first item."""
-  found: dict[Any, list[T]] = {}
+  found: dict[Any, list[Any]] = {}
   for item in items:
     found.setdefault(key(item), []).append(item)
   return found
