@@ -130,12 +130,11 @@ def run(s: Settings, log: Callable[[str], None] = functools.partial(print, flush
         say(f"{label}: " + OUTCOME_LINES[outcome.status].format(outcome.detail))
       if r.stopped_by:
         break
-    stopped_by = r.stopped_by
   _summarise(s, say)
   failed = [o.name for o in outcomes if o.status == "failed"]
-  if stopped_by:
-    say(f"stopped by {signal.Signals(stopped_by).name}; run the same command again to resume")
-    return 128 + stopped_by
+  if r.stopped_by:
+    say(f"stopped by {signal.Signals(r.stopped_by).name}; run the same command again to resume")
+    return 128 + r.stopped_by
   if failed:
     say(f"{len(failed)} of {len(mine)} runs failed: {', '.join(failed)}")
     return 1
