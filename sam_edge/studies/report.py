@@ -71,12 +71,10 @@ def metric_pdf(axis: str) -> str:
 
 def check_options(options: Options, axes: list[str]) -> list[str]:
   """Problems of the options against the available axes (one line each)."""
-  found = []
-  if options.x_axis not in overlay.X_AXES:
-    found.append(f"--x_axis must be one of {', '.join(overlay.X_AXES)}, got {options.x_axis}")
-  if options.error_bars not in trends.ERROR_BARS:
-    found.append(f"--error_bars must be one of {', '.join(trends.ERROR_BARS)}, "
-                 f"got {options.error_bars}")
+  found = [f"--{flag} must be one of {', '.join(allowed)}, got {value}"
+           for flag, value, allowed in (("x_axis", options.x_axis, overlay.X_AXES),
+                                        ("error_bars", options.error_bars, trends.ERROR_BARS))
+           if value not in allowed]
   if options.phase_axes or options.phase_metric:
     found += phase.check(list(options.phase_axes), options.phase_metric or "", axes)
   return found + selection.flag_problems(options.select_by, options.select_over, axes)
