@@ -49,7 +49,7 @@ def flag_problems(by: Optional[str], over: Optional[str], axes: list[str]) -> li
     return pair_problems(by, over)
   found = []
   if over == summary.SEED or over not in axes:
-    others = ", ".join(a for a in axes if a != summary.SEED) or "none"
+    others = ", ".join(summary.non_seed(axes)) or "none"
     found.append(f"--select_over: {over} is not an axis of the runs other than seed "
                  f"(axes: {others})")
   if by not in summary.METRICS:
