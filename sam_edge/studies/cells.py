@@ -1,31 +1,17 @@
-"""Summary rows -> the rows of cells.csv: one per cell, the runs that differ only in their seed
-(the runs sharing every other axis, as the points of metric_vs_<axis>.pdf and the cells of
-phase.pdf), with each metric's statistics over them.
-
-A cell's row holds its value of each non-seed axis, `n` (its runs), and for each metric column
-m of summary.csv (`metrics`)
-
-    m_mean, m_std, m_n, m_ci95      (`intervals.stats` of the cell's finite values of m:
-                                     mean, sample std, how many, the 95% t half-width
-                                     t_{0.975, n−1} · std/√n; std and ci95 empty for n < 2).
-
-The metrics between runs (`summary.BETWEEN`: mc, cka, ...) are one value per cell that every
-run of it carries, not a sample per seed: their m_mean is that value and their m_std and m_ci95
-are empty. Cells come in the order of their axis values (numeric where all are numbers).
+"""Summary rows -> the rows of cells.csv: one per cell (the runs that differ only in their seed),
+in the order of their axis values, holding its non-seed axes, `n` (its runs) and, for each metric
+column m of summary.csv, m_mean, m_std, m_n, m_ci95: `intervals.stats` of the cell's finite
+values of m (ci95 = t_{0.975, n−1} · std/√n; std and ci95 empty for n < 2). The metrics between
+runs (`summary.BETWEEN`) are one value per cell, not a sample per seed: their std and ci95 are
+empty.
 """
 
 from typing import Any
 
-from sam_edge import records as records_lib
 from sam_edge.studies import intervals, summary
 
 STATS = ("mean", "std", "n", "ci95")
 N = "n"
-
-
-def cell_axes(axes: list[str]) -> list[str]:
-  """The axes a cell is keyed by: every axis but the seed."""
-  return [a for a in axes if a != summary.SEED]
 
 
 def metrics(rows: list[dict[str, Any]], axes: list[str]) -> list[str]:
@@ -38,30 +24,25 @@ def stat_column(metric: str, stat: str) -> str:
   return f"{metric}_{stat}"
 
 
+def stat_columns(names: list[str]) -> list[str]:
+  """The columns of mean, std, n and ci95 of each metric of `names`."""
+  return [stat_column(m, s) for m in names for s in STATS]
+
+
 def _order(rows: list[dict[str, Any]], keys: list[str]):
-  """A sort key of rows by their values of `keys`, each in `summary.sort_values` order (missing
-  values last)."""
+  """A sort key of rows by their values of `keys` (`summary.sort_values` order, missing last)."""
   ranks = [{v: i for i, v in enumerate(summary.sort_values({r.get(k) for r in rows}))}
            for k in keys]
   return lambda r: tuple(rank.get(r.get(k), len(rank)) for rank, k in zip(ranks, keys))
 
 
-def group(rows: list[dict[str, Any]], axes: list[str]) -> list[list[dict[str, Any]]]:
-  """The rows grouped into cells (rows sharing every non-seed axis), in axis-value order."""
-  keys = cell_axes(axes)
-  found: dict[tuple, list[dict[str, Any]]] = {}
-  for r in sorted(rows, key=_order(rows, keys)):
-    found.setdefault(tuple(r.get(k) for k in keys), []).append(r)
-  return list(found.values())
-
-
 def table(rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
-  """The rows of cells.csv: one per cell of `rows` (summary rows), each metric's statistics as
-  the module doc says."""
-  names = metrics(rows, axes)
+  """The rows of cells.csv of the summary `rows` (module doc)."""
+  keys, names = summary.non_seed(axes), metrics(rows, axes)
   out = []
-  for members in group(rows, axes):
-    row: dict[str, Any] = {a: members[0].get(a) for a in cell_axes(axes)}
+  for members in summary.groups(sorted(rows, key=_order(rows, keys)),
+                                lambda r: tuple(r.get(k) for k in keys)).values():
+    row: dict[str, Any] = {a: members[0].get(a) for a in keys}
     row[N] = len(members)
     for metric in names:
       s = intervals.stats(summary.metric_values(members, metric))
@@ -72,14 +53,9 @@ def table(rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
   return out
 
 
-def columns(axes: list[str], names: list[str]) -> list[str]:
-  """The header: the non-seed axes, n, then mean, std, n, ci95 of each metric of `names`."""
-  return [*cell_axes(axes), N, *(stat_column(m, s) for m in names for s in STATS)]
-
-
 def write_csv(path: str, rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
   """Writes cells.csv of the summary `rows` atomically; returns its rows."""
   cells = table(rows, axes)
-  text = summary.table_text(columns(axes, metrics(rows, axes)), cells)
-  records_lib.atomic_write_bytes(path, text.encode("utf-8"))
+  summary.write_table(path, [*summary.non_seed(axes), N, *stat_columns(metrics(rows, axes))],
+                      cells)
   return cells

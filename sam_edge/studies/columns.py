@@ -1,19 +1,11 @@
 """Rows of results as NumPy columns: the records or evaluations of a run (a list of dicts) or its
-losses (a dict of per-step lists) as one array per key, one entry per row (`Columns`).
+losses (a dict of per-step lists) as one read-only array per key, one entry per row (`Columns`).
 
-A key's values become
-
-  * numbers (bool, int, float) in every row: an array of their dtype;
-  * numbers in some rows, missing or None in others: float64, NaN in the gaps;
-  * lists of numbers (`eigenvalues`, `residuals`): a 2-D array (rows x the longest list), of
-    their dtype when every row holds one and all are as long, else float64 with NaN where a list
-    is shorter or missing;
-  * nested lists of numbers, rectangular and in every row: an array of that shape;
-  * anything else (strings, dicts such as `density` and `per_layer`, a key that is None in every
-    row): a 1-D object array, None in the gaps.
-
-Every array is read-only. `Columns.to_pandas` needs pandas, which sam-edge does not depend on:
-it is imported there (`import_pandas`), never here at the top.
+A key's values become an array of their dtype when every row holds a number or a rectangular
+(nested) list of numbers; float64 with NaN in the gaps for numbers, or lists of numbers (2-D:
+rows x the longest list), missing or ragged in some rows; else a 1-D object array, None in the
+gaps (docs/results.md). `Columns.to_pandas` needs pandas, which sam-edge does not depend on: it is
+imported there, never here at the top.
 """
 
 import contextlib
@@ -44,8 +36,7 @@ def _is_numbers(v: Any) -> bool:
 
 
 def column(values: Sequence[Any]) -> np.ndarray:
-  """One key's values (one per row, `MISSING` where a row lacks the key) as a read-only array
-  (the module doc)."""
+  """One key's values (`MISSING` where a row lacks the key) as a read-only array (module doc)."""
   present = [v for v in values if v is not MISSING and v is not None]
   out: Optional[np.ndarray] = None
   if present and len(present) == len(values):
@@ -70,8 +61,7 @@ def column(values: Sequence[Any]) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Columns(Mapping[str, np.ndarray]):
-  """Rows of results by key: `columns[key]` is an array with one entry per row (module doc), in
-  the order the keys first appear."""
+  """Rows of results by key, in the order the keys first appear (module doc)."""
   arrays: Mapping[str, np.ndarray]
   rows: int                                          # the number of rows
 

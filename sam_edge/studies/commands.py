@@ -1,16 +1,12 @@
 """An entry point seen from a sweep: its output flags, a run's command line, and flag checks.
 
-The sweep owns every flag of the entry point whose name ends in `_output`, plus `checkpoint_dir`
-and `resume`: run `r` of a sweep in DIR writes each output `--X_output` into `DIR/r/<file>`
-(`<file>` is the basename of the flag's default, e.g. `raw.pkl`, or for a flag whose default is
-'' its name in `records.SWEEP_FILES`, e.g. `params.npz` for `--params_output`), its checkpoints into
-`DIR/r/checkpoints`, and always gets `--resume` (which starts afresh when that folder holds no
-checkpoint). A `--tensorboard_dir=D` among the run flags becomes `--tensorboard_dir=D/r`.
-
-Two commands are the same when their entry point and their arguments, less the ones the sweep
-owns, `--tensorboard_dir` and `--compilation_cache_dir`, are equal; the interpreter and the
-folder's absolute path may differ (a sweep folder on a shared disk can be resumed from any
-machine).
+The sweep owns every flag whose name ends in `_output`, `checkpoint_dir` and `resume`: run `r`
+of a sweep in DIR writes output `--X_output` into `DIR/r/<file>` (the basename of the flag's
+default, or for a default of '' its name in `records.SWEEP_FILES`, e.g. `params.npz`), its
+checkpoints into `DIR/r/checkpoints`, and always gets `--resume` (a fresh start without a
+checkpoint); `--tensorboard_dir=D` becomes `D/r`. Two commands are the same when their entry
+point and their arguments but those and `--compilation_cache_dir` are equal: the interpreter and
+the folder's absolute path may differ, so a sweep on a shared disk resumes from any machine.
 """
 
 import importlib
@@ -19,6 +15,7 @@ import shlex
 import sys
 import tempfile
 from types import ModuleType
+from typing import Optional
 
 from absl import flags
 
@@ -59,9 +56,10 @@ def owned_flags(fv: flags.FlagValues) -> set[str]:
   return set(output_files(fv)) | {"checkpoint_dir", "resume"}
 
 
-def _resolve(name: str, fv: flags.FlagValues) -> str:
-  """`noresume` -> `resume` for boolean flags; other names unchanged."""
-  if name not in fv and name.startswith("no") and name[2:] in fv:
+def _flag(arg: str, fv: flags.FlagValues) -> Optional[str]:
+  """The flag `arg` sets (`--noresume` -> `resume` for boolean flags); None for a non-flag."""
+  name = grid.flag_name(arg)
+  if name and name not in fv and name.startswith("no") and name[2:] in fv:
     return name[2:]
   return name
 
@@ -70,10 +68,7 @@ def owned_problems(args: list[str], fv: flags.FlagValues) -> list[str]:
   """One line per argument that sets a flag the sweep owns (or --tensorboard_dir without `=`)."""
   found = []
   for arg in args:
-    name = grid.flag_name(arg)
-    if name is None:
-      continue
-    name = _resolve(name, fv)
+    name = _flag(arg, fv)
     if name in owned_flags(fv):
       found.append(f"{arg}: the sweep sets --{name} itself (each run writes its outputs and "
                    "checkpoints into its own folder under --out); leave it out")
@@ -85,14 +80,10 @@ def owned_problems(args: list[str], fv: flags.FlagValues) -> list[str]:
 def run_args(spec: grid.RunSpec, folder: str, fv: flags.FlagValues) -> list[str]:
   """The run's full argument list: its own arguments, then every output inside `folder`."""
   folder = os.path.abspath(folder)
-  args = []
-  for arg in spec.args:
-    if grid.flag_name(arg) == TENSORBOARD:
-      arg = f"--{TENSORBOARD}={os.path.join(arg.split('=', 1)[1], spec.name)}"
-    args.append(arg)
+  args = [f"--{TENSORBOARD}={os.path.join(a.split('=', 1)[1], spec.name)}"
+          if grid.flag_name(a) == TENSORBOARD else a for a in spec.args]
   args += [f"--{flag}={os.path.join(folder, name)}" for flag, name in output_files(fv).items()]
-  args += [f"--checkpoint_dir={os.path.join(folder, CHECKPOINTS)}", "--resume"]
-  return args
+  return [*args, f"--checkpoint_dir={os.path.join(folder, CHECKPOINTS)}", "--resume"]
 
 
 def command(entry: str, args: list[str]) -> list[str]:
@@ -104,8 +95,7 @@ def comparable(argv: list[str], fv: flags.FlagValues) -> list[str]:
   """What two commands must share to be the same run: entry point and non-owned arguments."""
   rest = argv[argv.index("-m") + 1:] if "-m" in argv else argv
   ignored = owned_flags(fv) | {TENSORBOARD, "compilation_cache_dir"}
-  return [a for a in rest
-          if grid.flag_name(a) is None or _resolve(grid.flag_name(a), fv) not in ignored]
+  return [a for a in rest if _flag(a, fv) not in ignored]
 
 
 def command_text(argv: list[str]) -> str:

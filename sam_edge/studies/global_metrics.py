@@ -42,10 +42,10 @@ from sam_edge.studies import (
   trained,
 )
 
-METRICS = ("curve", "cka", "dist", "ensemble_error")
 IMAGE_TASK = "image_classification"    # the task whose runs have evaluation-mode outputs
 COLUMNS = {"curve": ("mc", "line_barrier"), "cka": ("cka",), "dist": ("dist",),
            "ensemble_error": ("ensemble_error",)}
+METRICS = tuple(COLUMNS)
 OUTPUTS = ("curve", "cka", "ensemble_error")     # the metrics that need evaluation-mode outputs
 MIXUP_STREAM = 2 ** 31 - 1             # fold_in(key(seed), this): the mixup's key
 
@@ -71,12 +71,10 @@ def cells(runs: list[sources.Run], axes: list[str], group_by: tuple[str, ...] = 
           ) -> list[list[sources.Run]]:
   """The runs grouped by every non-seed axis (or by the axes `group_by`), each cell sorted by
   seed, in the order their first runs come."""
-  keys = [a for a in (group_by or axes) if a != summary.SEED]
-  found: dict[tuple, list[sources.Run]] = {}
-  for run in runs:
-    found.setdefault(tuple(summary.value_of(run, a) for a in keys), []).append(run)
-  seed = lambda r: summary.numeric([summary.value_of(r, summary.SEED)]) or [0.0]
-  return [sorted(members, key=lambda r: seed(r)[0]) for members in found.values()]
+  keys = summary.non_seed(list(group_by or axes))
+  found = summary.groups(runs, lambda r: tuple(summary.value_of(r, a) for a in keys))
+  seed = lambda r: (summary.numeric([summary.value_of(r, summary.SEED)]) or [0.0])[0]
+  return [sorted(members, key=seed) for members in found.values()]
 
 
 def same_network(a: trained.PyTree, b: trained.PyTree) -> bool:
@@ -101,10 +99,8 @@ def run_folder(run: sources.Run) -> str:
 
 
 def check_cells(cells_: list[list[tuple[str, trained.Trained]]], s: Settings) -> None:
-  """InputError (one line) before any work unless the runs of each cell of two or more runs
-  share one network (a `--group_by` that leaves out an axis such as the width mixes networks),
-  and, for cka, curve and ensemble_error, are image_classification runs (evaluation-mode
-  outputs)."""
+  """InputError (one line) unless the runs of each cell of two or more share one network (a
+  `--group_by` without the width mixes networks) and, for OUTPUTS, are IMAGE_TASK runs."""
   outputs = any(m in s.metrics for m in OUTPUTS)
   for members in cells_:
     if len(members) < 2:
@@ -139,9 +135,9 @@ def cell_metrics(members: list[trained.Trained], s: Settings,
   net = network_eval.NetworkEval(problem, s.curve.batch_size)
   if "cka" in s.metrics:
     batch = cka_batch(net, s)
-    outputs = {id(m): net.outputs(m.params, m.model_state, batch) for m in members}
-    out["cka"] = float(np.mean([float(cka.linear_cka(outputs[id(a)], outputs[id(b)]))
-                                for a, b in pairs]))
+    outputs = [net.outputs(m.params, m.model_state, batch) for m in members]
+    out["cka"] = float(np.mean([float(cka.linear_cka(a, b))
+                                for a, b in itertools.combinations(outputs, 2)]))
   if "ensemble_error" in s.metrics:
     probs = np.stack([np.asarray(net.probabilities(m.params, m.model_state, "test"))
                       for m in members])
@@ -157,15 +153,13 @@ def cell_metrics(members: list[trained.Trained], s: Settings,
           f"{_fmt(result['line'])}: mc {result['mc']:.4g}, line barrier "
           f"{result['line_barrier']:.4g}")
       found.append(result)
-    out["mc"] = float(np.mean([r["mc"] for r in found]))
-    out["line_barrier"] = float(np.mean([r["line_barrier"] for r in found]))
+    out.update({c: float(np.mean([r[c] for r in found])) for c in COLUMNS["curve"]})
   return out
 
 
 def cka_batch(net: network_eval.NetworkEval, s: Settings) -> dict:
-  """The examples CKA compares (module doc): the first `cka_examples` of the training or test
-  set, or of the training set mixed (`cka.mixup` with the key fold_in(key(seed),
-  MIXUP_STREAM): every pair of every cell sees the same mixes)."""
+  """The examples CKA compares (module doc); the mixup's key, fold_in(key(seed), MIXUP_STREAM),
+  gives every pair of every cell the same mixes."""
   batch = net.first("test" if s.cka_data == "test" else "train", s.cka_examples)
   if s.cka_data != "mixup":
     return batch
@@ -180,8 +174,7 @@ def _fmt(values: list[float]) -> str:
 def compute(runs: list[sources.Run], axes: list[str], s: Settings,
             log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
   """{run name: {column: value}}: every run gets its cell's metrics (module doc). Every
-  parameters file is read and checked first (`trained.load`), and every cell (`check_cells`):
-  InputError, one line naming the run, before any long work."""
+  parameters file and cell is checked first: InputError, one line, before any long work."""
   loaded = {run.name: trained.load(run_folder(run)) for run in runs}
   groups = cells(runs, axes, s.group_by)
   check_cells([[(r.name, loaded[r.name]) for r in members] for members in groups], s)

@@ -1,16 +1,14 @@
 """From an entry point's arguments with swept axes to the list of runs, their names and shards.
 
-An argument `--flag=v1,v2,v3` (a value holding commas) is an axis; `\\,` writes a literal comma
-and is not a separator. With axes A1..Am (in the order given), the runs are
+An argument `--flag=v1,v2,v3` is an axis (`\\,` is a literal comma); every other argument passes
+through. With axes A1..Am in the order given, the runs are
 
     product: every (a1, ..., am) in A1 x ... x Am, the last axis varying fastest;
     zip:     (A1[i], ..., Am[i]) for i < |A1| (every axis must have as many values).
 
-Run i (0-based, in that order) belongs to shard I of N when i mod N = I, so the N shards
-partition the runs whatever their order. Every other argument passes through unchanged.
-A run is named `flag1=value1,flag2=value2` from its swept values in axis order, each value
-percent-encoded outside `[A-Za-z0-9._+-]`: the name is readable, safe as a folder name, and the
-same for the same command.
+Run i (0-based) belongs to shard I of N when i mod N = I. A run is named `flag1=value1,...` from
+its swept values, percent-encoded outside `[A-Za-z0-9._+-]`: readable, a safe folder name, and
+the same for the same command.
 """
 
 import dataclasses
@@ -52,19 +50,16 @@ def _unescape(value: str) -> str:
 
 
 def parse(args: list[str]) -> tuple[list[Axis], list[Union[str, int]]]:
-  """Splits the run arguments into axes and a template.
-
-  Returns `(axes, template)`: the template holds each pass-through argument (with `\\,`
-  unescaped) and, in place of each axis argument, the axis's index.
-  """
+  """(axes, template): the template holds each pass-through argument (`\\,` unescaped) and, in
+  place of each axis argument, the axis's index."""
   axes: list[Axis] = []
   template: list[Union[str, int]] = []
   for arg in args:
-    name = flag_name(arg)
-    if name is None or "=" not in arg or not _SEPARATOR.search(arg.split("=", 1)[1]):
+    name, value = flag_name(arg), arg.partition("=")[2]
+    if name is None or not _SEPARATOR.search(value):
       template.append(_unescape(arg))
       continue
-    values = tuple(_unescape(v) for v in _SEPARATOR.split(arg.split("=", 1)[1]))
+    values = tuple(_unescape(v) for v in _SEPARATOR.split(value))
     if any(a.flag == name for a in axes):
       raise GridError(f"--{name} is swept twice; give its values once")
     if len(set(values)) < len(values):
@@ -93,9 +88,7 @@ def combinations(axes: list[Axis], aggregate: str) -> list[tuple[str, ...]]:
 
 def run_name(values: tuple[tuple[str, str], ...]) -> str:
   """`flag=value,...` with values percent-encoded outside `[A-Za-z0-9._+-]`; `run` if no axes.
-
-  Names longer than MAX_NAME_BYTES keep their start and end with a hash of the whole name.
-  """
+  A name longer than MAX_NAME_BYTES keeps its start, then a hash of the whole name."""
   name = ",".join(f"{flag}={urllib.parse.quote(value, safe='._+-')}" for flag, value in values)
   name = name or "run"
   if len(name) > MAX_NAME_BYTES:

@@ -47,14 +47,11 @@ class Stats(NamedTuple):
 
 
 def stats(values: Iterable[float]) -> Stats:
-  """Mean, sample standard deviation and 95% t half-width of the finite `values` (module
-  doc)."""
+  """Mean, sample standard deviation and 95% t half-width of the finite `values`."""
   xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
   n = len(xs)
-  if n == 0:
-    return Stats(0, None, None, None)
+  if n < 2:
+    return Stats(n, xs[0] if xs else None, None, None)
   mean = math.fsum(xs) / n
-  if n == 1:
-    return Stats(1, mean, None, None)
   std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
   return Stats(n, mean, std, t_quantile(0.5 + LEVEL / 2, n - 1) * std / math.sqrt(n))

@@ -11,7 +11,7 @@ A band's members are put on a common grid: their own x values when they all shar
 the union of their x values inside the range they all cover, each member linearly interpolated.
 """
 
-from typing import Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
@@ -34,23 +34,21 @@ def resolve_x_axis(runs: list[sources.Run], requested: str) -> str:
 
 def x_label(runs: list[sources.Run], x_axis: str) -> str:
   """The x-axis label, saying how reference runs are placed."""
-  has_reference = any(r.kind == "reference" for r in runs)
-  if x_axis == "time":
-    return "training time (s)" + (" (reference raw.txt runs have no steps)" if has_reference
-                                  else "")
-  return XLABEL + (" (reference raw.txt runs: measurement index)" if has_reference else "")
+  label, note = (("training time (s)", " (reference raw.txt runs have no steps)")
+                 if x_axis == "time" else (XLABEL, " (reference raw.txt runs: measurement index)"))
+  return label + (note if any(r.kind == "reference" for r in runs) else "")
 
 
-def _record_x(record: dict, x_axis: str) -> Optional[float]:
-  if x_axis == "time":
-    return record.get("time")
-  return record.get("step") if record.get("step") is not None else record.get("index")
+def _records_curve(run: sources.Run, x_axis: str, value: Callable[[dict], Any]) -> Curve:
+  """`value(record)` of each record against its time, or its step (its index when it has none)."""
+  step = lambda r: r.get("step") if r.get("step") is not None else r.get("index")
+  xs = [r.get("time") if x_axis == "time" else step(r) for r in run.records]
+  return figure.finite_points(xs, [value(r) for r in run.records])
 
 
 def ratio_curve(run: sources.Run, x_axis: str) -> Curve:
   """λ1/edge of each record against the step (or time)."""
-  return figure.finite_points([_record_x(r, x_axis) for r in run.records],
-                             [summary.ratio(r) for r in run.records])
+  return _records_curve(run, x_axis, summary.ratio)
 
 
 def loss_curve(run: sources.Run, x_axis: str) -> Curve:
@@ -59,13 +57,12 @@ def loss_curve(run: sources.Run, x_axis: str) -> Curve:
   steps, losses = run.losses
   if x_axis == "step" and steps and losses:
     return figure.finite_points(steps, losses)
-  return figure.finite_points([_record_x(r, x_axis) for r in run.records],
-                             [r.get("loss") for r in run.records])
+  return _records_curve(run, x_axis, lambda r: r.get("loss"))
 
 
 def mean_band(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """(x, mean, min, max) of several curves on a common grid (see the module docstring)."""
-  if all(len(c[0]) == len(curves[0][0]) and np.array_equal(c[0], curves[0][0]) for c in curves):
+  if all(np.array_equal(c[0], curves[0][0]) for c in curves):
     grid = curves[0][0]
     ys = np.stack([c[1] for c in curves])
   else:
@@ -83,13 +80,11 @@ def _sorted(curve: Curve) -> Curve:
 
 def group_styles(runs: list[sources.Run], axes: list[str]) -> dict[tuple, dict]:
   """{group key: {"members", "color", "linestyle", "label"}} in order of first appearance."""
-  groups: dict[tuple, dict] = {}
-  for run in runs:
-    key = summary.group_key(run, axes)
-    groups.setdefault(key, {"members": []})["members"].append(run)
-  free = [a for a in axes if a != summary.SEED]
+  groups = {key: {"members": members} for key, members in
+            summary.groups(runs, lambda r: summary.group_key(r, axes)).items()}
+  free = summary.non_seed(axes)
   colour_values = summary.sort_values({summary.value_of(r, free[0]) for r in runs}) if free else []
-  others: list[tuple] = []
+  others = list(dict.fromkeys(tuple(dict(key[0]).get(a) for a in free[1:]) for key in groups))
   for index, (key, g) in enumerate(groups.items()):
     head = g["members"][0]
     values = dict(key[0])
@@ -98,8 +93,6 @@ def group_styles(runs: list[sources.Run], axes: list[str]) -> dict[tuple, dict]:
       slot = colour_values.index(value) if value in colour_values else len(colour_values)
       g["color"] = colour(slot, len(colour_values) + 1)
       rest = tuple(values.get(a) for a in free[1:])
-      if rest not in others:
-        others.append(rest)
       g["linestyle"] = LINESTYLES[others.index(rest) % len(LINESTYLES)]
     else:
       g["color"], g["linestyle"] = colour(index, len(groups)), "-"
@@ -131,13 +124,9 @@ def curves_panel(runs: list[sources.Run], axes: list[str], x_axis: str,
 def edge_labels(runs: list[sources.Run]) -> list[str]:
   """The records' edge labels (`2/η`, `SAM-edge`, ...), in order of first appearance; older
   pickles without `edge_label` count as `SAM-edge` (their edge is `sam_edge`)."""
-  labels: list[str] = []
-  for run in runs:
-    for r in run.records:
-      label = r.get("edge_label") or ("SAM-edge" if "edge" not in r else None)
-      if label and label not in labels:
-        labels.append(label)
-  return labels
+  labels = (r.get("edge_label") or ("SAM-edge" if "edge" not in r else None)
+            for run in runs for r in run.records)
+  return [label for label in dict.fromkeys(labels) if label]
 
 
 def ratio_panel(runs: list[sources.Run], axes: list[str], x_axis: str) -> Panel:

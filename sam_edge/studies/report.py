@@ -1,18 +1,8 @@
-"""Everything a comparison writes into one folder, from the runs found under some paths.
-
-    summary.csv              one row per run (see summary.py)
-    cells.csv                one row per cell (runs differing only in seed): each metric's
-                             mean, std, n and 95% t half-width over its runs (cells.py)
-    selection.csv            with a selection: the value of one axis chosen per setting of the
-                             others by a metric's lowest mean, and the test metrics there
-                             (selection.py)
-    lambda1_over_edge.pdf    λ1/edge against step (or time) for every run (overlay.py)
-    loss_curves.pdf          the training-loss curves (overlay.py)
-    metric_vs_<axis>.pdf     the final metrics against each non-seed axis, with 95%
-                             t-interval or min–max bars (trends.py)
-    phase.pdf                with phase axes: heat maps of every metric over two axes (phase.py)
-
-Both `compare` and the end of a `sweep` call `write`.
+"""Everything a comparison writes into one folder, from the runs found under some paths (what
+`compare` and the end of a `sweep` do; docs/commands/compare.md): summary.csv (summary.py),
+cells.csv (cells.py), with a selection selection.csv (selection.py), lambda1_over_edge.pdf and
+loss_curves.pdf (overlay.py), metric_vs_<axis>.pdf for each non-seed axis (trends.py) and, with
+phase axes, phase.pdf (phase.py); and the flags `sweep` and `compare` share.
 """
 
 import dataclasses
@@ -51,7 +41,7 @@ class Written:
 
 
 def define_flags(fv: flags.FlagValues) -> None:
-  """--out, --phase_axes, --phase_metric, --x_axis on `fv` (`sweep` and `compare` share them)."""
+  """--out, --phase_axes, --phase_metric, --x_axis, --error_bars on `fv` (sweep's, compare's)."""
   on = {"flag_values": fv}
   flags.DEFINE_string("out", None, "Folder for summary.csv and the PDFs (for a sweep: also the "
                       "run folders).", **on)
@@ -69,8 +59,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def options_of(fv: flags.FlagValues) -> Options:
-  """The report options from the parsed flags `define_flags` defines (`compare` adds its
-  selection's)."""
+  """The options of the flags of `define_flags` (`compare` adds its selection's)."""
   return Options(phase_axes=tuple(fv.phase_axes), phase_metric=fv.phase_metric, x_axis=fv.x_axis,
                  error_bars=fv.error_bars)
 
@@ -82,12 +71,10 @@ def metric_pdf(axis: str) -> str:
 
 def check_options(options: Options, axes: list[str]) -> list[str]:
   """Problems of the options against the available axes (one line each)."""
-  found = []
-  if options.x_axis not in overlay.X_AXES:
-    found.append(f"--x_axis must be one of {', '.join(overlay.X_AXES)}, got {options.x_axis}")
-  if options.error_bars not in trends.ERROR_BARS:
-    found.append(f"--error_bars must be one of {', '.join(trends.ERROR_BARS)}, "
-                 f"got {options.error_bars}")
+  found = [f"--{flag} must be one of {', '.join(allowed)}, got {value}"
+           for flag, value, allowed in (("x_axis", options.x_axis, overlay.X_AXES),
+                                        ("error_bars", options.error_bars, trends.ERROR_BARS))
+           if value not in allowed]
   if options.phase_axes or options.phase_metric:
     found += phase.check(list(options.phase_axes), options.phase_metric or "", axes)
   return found + selection.flag_problems(options.select_by, options.select_over, axes)
@@ -106,12 +93,9 @@ def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Opt
           log: Callable[[str], None] = print,
           between: Optional[Callable[[list[sources.Run], list[str]], dict]] = None
           ) -> Written:
-  """Writes the tables and the figures of `runs` into `out`; returns the paths written and the
-  selection. `between(runs, axes)`, when given, returns {run name: {column: value}} of metrics
-  between runs (`global_metrics.compute`), added to the runs' rows.
-
-  Raises `phase.PhaseError` when the options name axes the runs do not have.
-  """
+  """Writes the tables and the figures of `runs` into `out`. `between(runs, axes)`, when given,
+  returns {run name: {column: value}} of metrics between runs (`global_metrics.compute`), added
+  to the runs' rows. Raises `phase.PhaseError` when the options do not fit the runs' axes."""
   axes = summary.choose_axes(runs, sweep_axes)
   problems = check_options(options, axes)
   if problems:
@@ -122,41 +106,33 @@ def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Opt
     extra = between(runs, axes)
     for r in rows:
       r.update(extra.get(r["run"], {}))
-  tables = write_tables(rows, axes, out, options)
+  paths = [os.path.join(out, name) for name in (SUMMARY, CELLS)]
+  summary.write_table(paths[0], summary.columns(axes, rows), rows)
+  cell_rows = cells.write_csv(paths[1], rows, axes)
+  chosen = None
+  if options.select_by and options.select_over:
+    chosen = selection.select(cell_rows, axes, cells.metrics(rows, axes), options.select_by,
+                              options.select_over)
+    paths.append(os.path.join(out, selection.FILE))
+    summary.write_table(paths[-1], chosen.columns(), chosen.rows)
   with_data = [r for r in runs if r.kind != "pending"]
-  paths = tables.paths + write_figures(with_data, rows, axes, out, options)
+  paths += write_figures(with_data, rows, axes, out, options)
   pending = len(runs) - len(with_data)
   log(f"summary of {len(runs)} runs" + (f" ({pending} without data yet)" if pending else "")
       + f" in {out}: " + ", ".join(os.path.basename(p) for p in paths))
-  return dataclasses.replace(tables, paths=paths)
-
-
-def write_tables(rows: list[dict], axes: list[str], out: str, options: Options) -> Written:
-  """summary.csv, cells.csv and, with a selection, selection.csv of the summary `rows`."""
-  paths = [os.path.join(out, name) for name in (SUMMARY, CELLS)]
-  summary.write_csv(paths[0], rows, axes)
-  cell_rows = cells.write_csv(paths[1], rows, axes)
-  if not (options.select_by and options.select_over):
-    return Written(paths)
-  chosen = selection.select(cell_rows, axes, cells.metrics(rows, axes), options.select_by,
-                            options.select_over)
-  paths.append(os.path.join(out, selection.FILE))
-  selection.write_csv(paths[-1], chosen)
   return Written(paths, chosen)
 
 
 def write_figures(runs: list[sources.Run], rows: list[dict], axes: list[str], out: str,
                   options: Options) -> list[str]:
-  """The overlays of the `runs` with data, the trend figures and the phase plot; returns their
-  paths."""
+  """Writes the overlays of the `runs`, the trend figures and the phase plot; their paths."""
   x_axis = overlay.resolve_x_axis(runs, options.x_axis)
   figures = {RATIO_PDF: ([overlay.ratio_panel(runs, axes, x_axis)], None),
              LOSS_PDF: ([overlay.loss_panel(runs, axes, x_axis)], None)}
-  for axis in axes:
-    if axis != summary.SEED:
-      found = trends.metric_panels(rows, axis, axes, options.error_bars)
-      if found is not None:
-        figures[metric_pdf(axis)] = found
+  for axis in summary.non_seed(axes):
+    found = trends.metric_panels(rows, axis, axes, options.error_bars)
+    if found is not None:
+      figures[metric_pdf(axis)] = found
   if options.phase_axes:
     a, b = options.phase_axes
     figures[PHASE_PDF] = phase.phase_heatmaps(rows, a, b, options.phase_metric, axes)

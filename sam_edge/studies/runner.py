@@ -1,25 +1,23 @@
 """One run of a sweep as a subprocess: skipped when done, resumed when not, logged, interruptible.
 
-A run folder holds `command.txt` (written first), `log.txt` (the run's stdout and stderr, appended
-across attempts, each framed by a `--- sweep: ...` line), `done.json` (written by the sweep after
-exit code 0: `{"exit_code": 0, "final": <the pickle's final dict>, "pickle_sha256": <sha256 of
-the pickle file>}`), and `run.lock`. A finished run is skipped on a rerun while its pickle still
-matches `pickle_sha256` (and its parameters file, when it writes one, is there and matches its
-own checksums); one that no longer does (changed, truncated, missing) is run again, with
-a line saying so: it resumes from its newest sound checkpoint (at the end step, so at once) and
-writes its pickle anew.
+A run folder holds `command.txt` (written first), `log.txt` (appended across attempts, each
+framed by `--- sweep: ...` lines), `done.json` (written after exit code 0; docs/outputs.md) and
+`run.lock`. A finished run is skipped on a rerun while its pickle still matches the
+`pickle_sha256` of its done.json (and its parameters file, if any, its own checksums); otherwise
+it runs again, resuming from its newest sound checkpoint (the end step), so its outputs are
+written anew.
 
-While a run goes on, its folder's lock (`flock` on run.lock) is held by the sweep and inherited by
-the child, so a second sweep on the same folder waits instead of starting it twice, also when
-the first sweep was killed and its child is still writing its checkpoint. The child runs in its
-own session (a Ctrl-C in the terminal reaches only the sweep, which forwards exactly what it
-gets) and, on Linux, receives SIGTERM when the sweep dies (`PR_SET_PDEATHSIG`), so that even
-`kill -9` of the sweep leaves a checkpoint to resume from.
+The sweep holds the folder's lock (`flock` on run.lock) while the run goes on, and the child
+inherits it, so a second sweep waits instead of starting the run twice, also when the first was
+killed and its child still writes its checkpoint. The child runs in its own session (a Ctrl-C
+reaches only the sweep, which forwards what it gets) and, on Linux, gets SIGTERM when the sweep
+dies (`PR_SET_PDEATHSIG`), so that even `kill -9` of the sweep leaves a checkpoint to resume from.
 """
 
 import dataclasses
 import datetime
 import fcntl
+import itertools
 import json
 import os
 import pickle
@@ -51,11 +49,6 @@ def _now() -> str:
   return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
-  """For the child before exec: ask Linux for SIGTERM when the parent dies (no-op elsewhere)."""
-  return lambda: parent_death.die_with_parent(parent, signal.SIGTERM)
-
-
 def read_done(folder: str) -> Optional[dict]:
   """The folder's done.json, or None."""
   try:
@@ -66,9 +59,8 @@ def read_done(folder: str) -> Optional[dict]:
 
 
 def pickle_changed(done: dict, raw_file: Optional[str]) -> Optional[str]:
-  """Why a finished run's pickle no longer matches the `pickle_sha256` its done.json recorded,
-  or None when it does (or when there is nothing to compare: no pickle output, or a done.json
-  written before checksums existed)."""
+  """Why a finished run's pickle no longer matches the `pickle_sha256` of its done.json; None
+  when it does or there is nothing to compare (no pickle output, a done.json without one)."""
   expected = done.get(PICKLE_SHA256)
   if not expected or not raw_file:
     return None
@@ -137,8 +129,7 @@ class Runner:
     """Opens and locks `folder`/run.lock, waiting while another process holds it; None if this
     sweep was stopped meanwhile."""
     fd = os.open(os.path.join(folder, commands.LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
-    said = False
-    while True:
+    for attempt in itertools.count():
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return fd
@@ -146,17 +137,15 @@ class Runner:
         if self.stopped_by:
           os.close(fd)
           return None
-        if not said:
+        if attempt == 0:
           self.log(f"{name}: another process is running it (run.lock is held); waiting")
-          said = True
         time.sleep(LOCK_POLL_S)
 
   def run(self, name: str, folder: str, argv: list[str], raw_file: Optional[str],
           env: Optional[dict] = None, label: str = "",
           params_path: Optional[str] = None) -> Outcome:
     """Runs `argv` for the run folder `folder` unless it finished already (module doc);
-    `raw_file` is the run's pickle (its final dict goes into done.json), `params_path` its
-    parameters file, if it writes one."""
+    `raw_file` is the run's pickle, `params_path` its parameters file, if it writes them."""
     if self.stopped_by:
       return Outcome(name, "stopped")
     os.makedirs(folder, exist_ok=True)
@@ -181,11 +170,13 @@ class Runner:
 
   def _attempt(self, name: str, folder: str, argv: list[str], raw_file: Optional[str],
                env: Optional[dict], lock_fd: int) -> Outcome:
+    parent = os.getpid()              # the child asks Linux for SIGTERM when it dies (module doc)
     with open(os.path.join(folder, commands.LOG_FILE), "ab", buffering=0) as log:
       log.write(f"--- sweep: started {_now()} (resumes from its checkpoint if any) ---\n".encode())
-      self.child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                    preexec_fn=_die_with_parent(os.getpid()), pass_fds=(lock_fd,))
+      self.child = subprocess.Popen(
+          argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+          start_new_session=True, pass_fds=(lock_fd,),
+          preexec_fn=lambda: parent_death.die_with_parent(parent, signal.SIGTERM))
       try:
         code = self.child.wait()
       finally:
@@ -196,9 +187,8 @@ class Runner:
       log.write(f"--- sweep: exit code {code} at {_now()} ---\n".encode())
     if code == 0:
       final, digest = _final(raw_file)
-      done = {"exit_code": 0, "finished": _now(), "final": final}
-      if digest:
-        done[PICKLE_SHA256] = digest
+      done = ({"exit_code": 0, "finished": _now(), "final": final}
+              | ({PICKLE_SHA256: digest} if digest else {}))
       records.atomic_write_bytes(os.path.join(folder, commands.DONE_FILE),
                                  json.dumps(done, indent=1, default=str).encode())
       return Outcome(name, "done", 0, describe_final(final))

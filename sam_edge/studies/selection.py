@@ -2,16 +2,14 @@
 protocol of the SAM papers, where ρ is chosen on a validation split
 (`compare --select_by=validation_error --select_over=rho`).
 
-For each setting G of the other non-seed axes (every axis but the seed and the selected one s),
-among the cells (`cells.py`) of G the chosen value of s is
+For each setting G of the other non-seed axes, among the cells (`cells.py`) of G with a finite
+mean the chosen value of the selected axis s is
 
     s*(G) = argmin_v  mean{ select_by(run) : run in G, s(run) = v }      (mean over seeds),
 
-over the cells with a finite mean; a tie goes to the first value in axis order (numeric where
-all are numbers). The row of G is the chosen cell's row of cells.csv restricted to n, the
-select_by metric and the test metrics (`test_metrics`: `test_error`, `test_loss`, the evaluated
-`test_*_full`, `ensemble_error`), each as mean, std, n and ci95 (the half-width of the 95%
-t-interval). A setting none of whose cells has a finite mean gets a row with an empty s.
+a tie going to the first value in axis order. The row of G is the chosen cell's row of cells.csv
+restricted to n, the select_by metric and the test metrics (`test_metrics`); a setting none of
+whose cells has a finite mean gets a row with an empty s.
 """
 
 import dataclasses
@@ -19,7 +17,6 @@ from typing import Any, Optional
 
 from absl import flags
 
-from sam_edge import records as records_lib
 from sam_edge.studies import cells, summary
 
 FILE = "selection.csv"
@@ -52,7 +49,7 @@ def flag_problems(by: Optional[str], over: Optional[str], axes: list[str]) -> li
     return pair_problems(by, over)
   found = []
   if over == summary.SEED or over not in axes:
-    others = ", ".join(a for a in axes if a != summary.SEED) or "none"
+    others = ", ".join(summary.non_seed(axes)) or "none"
     found.append(f"--select_over: {over} is not an axis of the runs other than seed "
                  f"(axes: {others})")
   if by not in summary.METRICS:
@@ -88,34 +85,22 @@ class Selection:
 
   def columns(self) -> list[str]:
     """The header of selection.csv."""
-    return [*self.others, self.over, cells.N,
-            *(cells.stat_column(m, s) for m in self.reported for s in cells.STATS)]
+    return [*self.others, self.over, cells.N, *cells.stat_columns(self.reported)]
 
 
 def select(cell_rows: list[dict[str, Any]], axes: list[str], names: list[str], by: str,
            over: str) -> Selection:
-  """The chosen cell of each setting of the other axes among `cell_rows` (of `cells.table`, in
-  its order; `names` its metrics)."""
-  others = [a for a in cells.cell_axes(axes) if a != over]
+  """The chosen cells among `cell_rows` (`cells.table`'s, in its order; `names` its metrics)."""
+  others = [a for a in summary.non_seed(axes) if a != over]
   reported = [by, *(m for m in test_metrics(cell_rows, names) if m != by)]
-  settings: dict[tuple, list[dict[str, Any]]] = {}
-  for r in cell_rows:
-    settings.setdefault(tuple(r.get(a) for a in others), []).append(r)
+  chosen = Selection(by, over, others, reported, [])
   mean = cells.stat_column(by, "mean")
-  rows = []
+  settings = summary.groups(cell_rows, lambda r: tuple(r.get(a) for a in others))
   for key, members in settings.items():
     candidates = [r for r in members if r.get(mean) is not None]
     best = min(candidates, key=lambda r: r[mean]) if candidates else dict(zip(others, key))
-    rows.append({k: best.get(k) for k in others + [over, cells.N]}
-                | {c: best.get(c) for m in reported
-                   for c in (cells.stat_column(m, s) for s in cells.STATS)})
-  return Selection(by, over, others, reported, rows)
-
-
-def write_csv(path: str, chosen: Selection) -> None:
-  """Writes selection.csv atomically."""
-  text = summary.table_text(chosen.columns(), chosen.rows)
-  records_lib.atomic_write_bytes(path, text.encode("utf-8"))
+    chosen.rows.append({c: best.get(c) for c in chosen.columns()})
+  return chosen
 
 
 def _interval(row: dict[str, Any], metric: str) -> str:

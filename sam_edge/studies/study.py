@@ -1,17 +1,15 @@
 """A whole sweep: expand the grid, check everything before starting, run this shard's runs one
 after another, then write the summary of whatever runs the folder holds.
 
-Checks before any run starts (each problem one line, exit code 2): the grid itself, flags the
-sweep owns, every run's flags as its entry point would check them (for all shards, so that every
-machine fails alike), the phase-plot options, `--out`, and each of this shard's run folders that
-exists already (it must hold the same command, see commands.comparable).
-
-Exit code: 0 when every run of the shard finished (a diverged run has finished), 1 when some
-failed (they are named), 128 + the signal when SIGINT/SIGTERM stopped the sweep (re-running the
-same command resumes).
+Checked first, for all shards so that every machine fails alike (one line each, exit code 2):
+the grid, the flags the sweep owns, every run's flags as its entry point checks them, the
+report's options, `--out`, and this shard's existing run folders (same command:
+`commands.comparable`). Exit code: 0 when every run of the shard finished (diverged included), 1
+when some failed, 128 + the signal when SIGINT/SIGTERM stopped it (the same command resumes).
 """
 
 import dataclasses
+import functools
 import json
 import os
 import shlex
@@ -104,20 +102,9 @@ def write_plan(s: Settings, axes: list[grid.Axis], runs: list[grid.RunSpec]) -> 
                              json.dumps(plan, indent=1).encode())
 
 
-def child_env(module) -> dict:
-  """This environment, with the entry point's folder first on PYTHONPATH."""
-  env = dict(os.environ)
-  root = os.path.dirname(os.path.abspath(module.__file__))
-  env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-  return env
-
-
-def _print(line: str) -> None:
-  print(line, flush=True)                  # in order with the runs, also when piped to a file
-
-
-def run(s: Settings, log: Callable[[str], None] = _print) -> int:
-  """Runs the sweep; returns its exit code (see the module docstring). Raises SweepError."""
+def run(s: Settings, log: Callable[[str], None] = functools.partial(print, flush=True)) -> int:
+  """Runs the sweep; returns its exit code (module doc). Raises SweepError. `log` flushes each
+  line, so that the lines stay in order with the runs' also when piped to a file."""
   module, axes, runs, mine, argvs = prepare(s)
   if s.dry_run:
     for spec in mine:
@@ -128,25 +115,26 @@ def run(s: Settings, log: Callable[[str], None] = _print) -> int:
   files = commands.output_files(module.FLAGS)
   raw_name, params_name = files.get("raw_data_output"), files.get(records.PARAMS.name)
   say = lambda line: log(f"{PROG}: {line}")
+  env = dict(os.environ)                  # the runs': the entry point's folder first on PYTHONPATH
+  root = os.path.dirname(os.path.abspath(module.__file__))
+  env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
   outcomes = []
   with runner.Runner(log=say) as r:
     for k, spec in enumerate(mine, 1):
       folder, label = os.path.join(s.out, spec.name), f"[{k}/{len(mine)}] {spec.name}"
       raw_file = os.path.join(folder, raw_name) if raw_name else None
-      outcome = r.run(spec.name, folder, argvs[spec.name], raw_file, child_env(module),
-                      label=label,
+      outcome = r.run(spec.name, folder, argvs[spec.name], raw_file, env, label=label,
                       params_path=os.path.join(folder, params_name) if params_name else None)
       outcomes.append(outcome)
       if outcome.status in OUTCOME_LINES:
         say(f"{label}: " + OUTCOME_LINES[outcome.status].format(outcome.detail))
       if r.stopped_by:
         break
-    stopped_by = r.stopped_by
   _summarise(s, say)
   failed = [o.name for o in outcomes if o.status == "failed"]
-  if stopped_by:
-    say(f"stopped by {signal.Signals(stopped_by).name}; run the same command again to resume")
-    return 128 + stopped_by
+  if r.stopped_by:
+    say(f"stopped by {signal.Signals(r.stopped_by).name}; run the same command again to resume")
+    return 128 + r.stopped_by
   if failed:
     say(f"{len(failed)} of {len(mine)} runs failed: {', '.join(failed)}")
     return 1

@@ -1,12 +1,7 @@
 """Runs -> the rows of summary.csv, and the seed groups the plots average over.
 
-Per run: its swept values, `steps`, `stopped_because`, `test_error`, `test_loss`,
-`final_lambda1` (λ1 of the last measurement), `median_lambda1_over_edge` and `diverged`, then,
-when some run has them, `validation_error`, `validation_loss` (the final ones, of runs with a
-validation split), `final_train_loss`, `final_trace` (the last measured tr H), the metrics
-between runs (`mc`, `line_barrier`, `cka`, `dist`, `ensemble_error`, from `compare
---global_metrics`) and the post-hoc evaluations (`train_loss_full`, `lambda1_post`, ..., from
-`compare --evaluations`, `evaluated.COLUMNS`), plus `source` (the path read).
+The columns (`columns`) are listed in docs/commands/compare.md (What it writes);
+`final_lambda1` and `final_trace` are the last measured λ1 and tr H.
 
 `final_train_loss` is the training loss over the run's last epoch: the mean of the losses its
 last k steps recorded, k = ⌈N/B⌉ for N training examples and batch size B (1 when either is
@@ -25,7 +20,7 @@ import csv
 import io
 import math
 import statistics
-from typing import Any, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from sam_edge import records as records_lib
 from sam_edge.studies import evaluated, sources
@@ -33,16 +28,12 @@ from sam_edge.studies import evaluated, sources
 SEED = "seed"
 # The final metrics on the validation split, in `final` of runs that hold one out.
 VALIDATION = ("validation_error", "validation_loss")
-# The metrics between runs (`global_metrics`, filled in by `compare --global_metrics`): one value
-# per cell, which every run of the cell carries.
+# The metrics between runs (`compare --global_metrics`): one value per cell, carried by its runs.
 BETWEEN = ("mc", "line_barrier", "cka", "dist", "ensemble_error")
-# Columns written only when some run has a value: the validation metrics, the last epoch's
-# training loss, the trace (when measured), the metrics between runs and the post-hoc
-# evaluations (`compare --evaluations`).
+# Columns written only when some run has a value (evaluated.COLUMNS: `compare --evaluations`).
 OPTIONAL = (*VALIDATION, "final_train_loss", "final_trace", *BETWEEN, *evaluated.COLUMNS)
 METRICS = ("steps", "test_error", "test_loss", "final_lambda1", "median_lambda1_over_edge",
            *OPTIONAL)
-BEFORE = ("run",)
 AFTER = ("steps", "stopped_because", "test_error", "test_loss", "final_lambda1",
          "median_lambda1_over_edge", "diverged", "source")
 # Flags that say where things go, not what is computed: never columns of their own.
@@ -139,39 +130,33 @@ def value_of(run: sources.Run, flag: str) -> Optional[str]:
 
 def choose_axes(runs: list[sources.Run], sweep_axes: list[str]) -> list[str]:
   """The swept axes, then every other flag with at least two values among the runs."""
-  axes = list(sweep_axes)
-  names = sorted({n for r in runs for n in list(r.config) + list(r.values)})
-  for name in names:
-    if name in axes or name.endswith("_output") or name in BOOKKEEPING:
-      continue
-    if len({value_of(r, name) for r in runs} - {None}) > 1:
-      axes.append(name)
-  return axes
+  names = sorted({n for r in runs for n in [*r.config, *r.values]} - {*sweep_axes, *BOOKKEEPING})
+  return [*sweep_axes, *(n for n in names if not n.endswith("_output")
+                         and len({value_of(r, n) for r in runs} - {None}) > 1)]
 
 
-def last(run: sources.Run, key: str) -> Optional[float]:
-  """The run's last finite record value of `key` (None if none)."""
-  return next((v for v in (_finite(r.get(key)) for r in reversed(run.records)) if v is not None),
-              None)
+def last(run: sources.Run, value: Callable[[dict], Optional[float]]) -> Optional[float]:
+  """The run's last record value `value(record)` that is not None (None if none)."""
+  return next((v for v in map(value, reversed(run.records)) if v is not None), None)
 
 
 def row(run: sources.Run, axes: list[str]) -> dict[str, Any]:
   """The summary row of one run (None for a missing value)."""
-  lam = next((lambda1(r) for r in reversed(run.records) if lambda1(r) is not None), None)
+  final = ("steps", "stopped_because", "test_error", "test_loss", *VALIDATION)
   return {
       "run": run.name, **{a: value_of(run, a) for a in axes},
-      "steps": run.final.get("steps"), "stopped_because": run.final.get("stopped_because"),
-      "test_error": run.final.get("test_error"), "test_loss": run.final.get("test_loss"),
-      **{key: run.final.get(key) for key in VALIDATION},
-      "final_lambda1": lam, "median_lambda1_over_edge": median_ratio_second_half(run),
-      "diverged": diverged(run), "source": run.source, "final_trace": last(run, "trace"),
+      **{key: run.final.get(key) for key in final},
+      "final_lambda1": last(run, lambda1),
+      "median_lambda1_over_edge": median_ratio_second_half(run),
+      "diverged": diverged(run), "source": run.source,
+      "final_trace": last(run, lambda r: _finite(r.get("trace"))),
       "final_train_loss": final_train_loss(run)}
 
 
 def columns(axes: list[str], rows: Optional[list[dict[str, Any]]] = None) -> list[str]:
   """The CSV header: run, the axes, the fixed columns, then the OPTIONAL ones some row has."""
   extra = [c for c in OPTIONAL if rows and any(r.get(c) is not None for r in rows)]
-  return [*BEFORE, *axes, *AFTER[:-1], *extra, AFTER[-1]]
+  return ["run", *axes, *AFTER[:-1], *extra, AFTER[-1]]
 
 
 def cell_text(value: Any) -> str:
@@ -184,8 +169,7 @@ def cell_text(value: Any) -> str:
 
 
 def table_text(header: list[str], rows: list[dict[str, Any]]) -> str:
-  """CSV text of `header` and each row's values of its columns, empty cells for missing
-  values."""
+  """CSV text of `header` and each row's values of its columns (`cell_text`)."""
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator="\n")
   writer.writerow(header)
@@ -194,14 +178,27 @@ def table_text(header: list[str], rows: list[dict[str, Any]]) -> str:
   return buf.getvalue()
 
 
+def write_table(path: str, header: list[str], rows: list[dict[str, Any]]) -> None:
+  """Writes `table_text` of `header` and `rows` into `path` atomically."""
+  records_lib.atomic_write_bytes(path, table_text(header, rows).encode("utf-8"))
+
+
 def csv_text(rows: list[dict[str, Any]], axes: list[str]) -> str:
   """The summary rows as CSV text (the header of `columns`)."""
   return table_text(columns(axes, rows), rows)
 
 
-def write_csv(path: str, rows: list[dict[str, Any]], axes: list[str]) -> None:
-  """Writes summary.csv atomically."""
-  records_lib.atomic_write_bytes(path, csv_text(rows, axes).encode("utf-8"))
+def non_seed(axes: list[str]) -> list[str]:
+  """Every axis but the seed: the axes a cell (runs differing only in their seed) is keyed by."""
+  return [a for a in axes if a != SEED]
+
+
+def groups(items: Iterable[Any], key: Callable[[Any], Any]) -> dict[Any, list[Any]]:
+  """The items by `key(item)`, in the order of each group's first item."""
+  found: dict[Any, list[Any]] = {}
+  for item in items:
+    found.setdefault(key(item), []).append(item)
+  return found
 
 
 def group_key(run: sources.Run, axes: list[str]) -> tuple:
@@ -211,22 +208,17 @@ def group_key(run: sources.Run, axes: list[str]) -> tuple:
 
 def numeric(values: list[Optional[str]]) -> Optional[list[float]]:
   """The values as floats if every non-missing one parses, else None."""
-  out = []
-  for v in values:
-    try:
-      out.append(float(v) if v is not None else math.nan)
-    except ValueError:
-      return None
-  return out
+  try:
+    return [float(v) if v is not None else math.nan for v in values]
+  except ValueError:
+    return None
 
 
 def sort_values(values: set) -> list:
   """Axis values in numeric order where they are all numbers, else as text."""
   values = [v for v in values if v is not None]
   nums = numeric(values)
-  if nums is not None:
-    return [v for _, v in sorted(zip(nums, values))]
-  return sorted(values)
+  return sorted(values) if nums is None else [v for _, v in sorted(zip(nums, values))]
 
 
 def metric_values(rows: list[dict[str, Any]], metric: str) -> list[float]:

@@ -64,10 +64,8 @@ def metric_panels(rows: list[dict[str, Any]], axis: str, axes: list[str],
   values = summary.sort_values({r.get(axis) for r in rows})
   nums = summary.numeric(values)
   xs = np.array(nums if nums is not None else range(len(values)), dtype=np.float64)
-  others = [a for a in axes if a not in (axis, summary.SEED)]
-  lines: dict[tuple, list] = {}
-  for r in rows:
-    lines.setdefault(tuple(r.get(a) for a in others), []).append(r)
+  others = [a for a in summary.non_seed(axes) if a != axis]
+  lines = summary.groups(rows, lambda r: tuple(r.get(a) for a in others))
   panels = []
   for metric in metrics:
     series = []
