@@ -82,8 +82,7 @@ def _epoch(carry: tuple[PyTree, PyTree], ends: tuple[PyTree, PyTree], arrays: Py
     g = jax.grad(lambda b: loss(bezier(w0, b, w1, t), batching.take(arrays, idx)))(th)
     v = jax.tree.map(lambda vi, gi: momentum * vi + gi, v, g)
     return (jax.tree.map(lambda p, vi: p - lr * vi, th, v), v), None
-  (theta, velocity), _ = jax.lax.scan(step, carry, (indices, ts))
-  return theta, velocity
+  return jax.lax.scan(step, carry, (indices, ts))[0]
 
 
 def fit_bend(loss: LossFn, w0: PyTree, w1: PyTree, arrays: PyTree, settings: CurveSettings,

@@ -65,13 +65,8 @@ def document(entries: list[dict]) -> dict:
 
 def values(entry: dict) -> dict[str, Optional[float]]:
   """{column: value} of one entry (a value None where it is null)."""
-  split = entry["split"]
-  out: dict[str, Optional[float]] = {}
-  for metric in METRICS:
-    if metric in entry:
-      value = entry[metric]
-      out[column(split, metric)] = value.get("value") if isinstance(value, dict) else value
-  return out
+  value = lambda v: v.get("value") if isinstance(v, dict) else v
+  return {column(entry["split"], m): value(entry[m]) for m in METRICS if m in entry}
 
 
 def read(path: str) -> list[dict]:

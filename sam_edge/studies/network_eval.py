@@ -18,7 +18,6 @@ from sam_edge.data import batching
 from sam_edge.models import losses, resnet
 from sam_edge.pytree import PyTree
 from sam_edge.run.problem import Problem
-from sam_edge.studies import cka
 
 METRICS = ("error", "loss")          # what E(t) measures on a split
 TOP_K = 5
@@ -26,10 +25,8 @@ TOP_K = 5
 
 def per_example(p: Problem, params: PyTree, state: PyTree, constants: PyTree,
                 batch: batching.Arrays, metrics: tuple[str, ...]) -> dict[str, jax.Array]:
-  """{metric: [B]} of the outputs f̄ = p.predict(params, state, constants, batch) in evaluation
-  mode, for those of `metrics` among: loss ℓ(f̄(x_i), y_i) (the run's output loss, example by
-  example), error [argmax_c f̄_c(x_i) ≠ y_i] and top5 [y_i not among the 5 largest outputs, ties
-  counted in its favour: `losses.not_in_top_k`]."""
+  """{metric: [B]} of the evaluation-mode outputs p.predict(params, state, constants, batch), for
+  those of `metrics` among loss, error and top5 (`studies.evaluation` gives each formula)."""
   outputs = p.predict(params, state, constants, batch)
   each = {"loss": lambda: losses.per_example(p.output_loss, outputs, batch),
           "error": lambda: losses.misclassified(outputs, batch["label"]),
@@ -74,9 +71,7 @@ class NetworkEval:
 
   def first(self, split: str, examples: int) -> batching.Arrays:
     """The first min(examples, N) examples of `split`."""
-    arrays = self.split(split)
-    k = min(examples, batching.num_examples(arrays))
-    return batching.take(arrays, jnp.arange(k))
+    return jax.tree.map(lambda a: a[:examples], self.split(split))
 
   def _batch_stats(self, params: PyTree) -> PyTree:
     p = self.problem
@@ -104,8 +99,8 @@ class NetworkEval:
     return float(self._metrics(params, self.stats(params), self.split(split))[metric])
 
   def _softmax(self, params: PyTree, state: PyTree, batch: batching.Arrays) -> jax.Array:
-    p = self.problem
-    return cka.softmax_outputs(p.predict(params, state, p.constants, batch))
+    logits = self.problem.predict(params, state, self.problem.constants, batch)
+    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
   def _all_outputs(self, params: PyTree, state: PyTree, arrays: batching.Arrays) -> jax.Array:
     n = batching.num_examples(arrays)

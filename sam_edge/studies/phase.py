@@ -91,13 +91,12 @@ def phase_heatmaps(rows: list[dict[str, Any]], a: str, b: str, metric: str | Non
     label = trends.METRIC_LABELS.get(m, m)
     for key, members in panels.items():
       xs, ys, cells = grid(members, a, b, m)
-      where = ", ".join(f"{o}={v}" for o, v in zip(others, key)) if others else ""
-      title = label if len(drawn) > 1 and not where else (
-          f"{label}, {where}" if len(drawn) > 1 else where)
-      xv, yv = summary.numeric(xs), summary.numeric(ys)
+      where = ", ".join(f"{o}={v}" for o, v in zip(others, key))
+      title = ", ".join(t for t in (label if len(drawn) > 1 else "", where) if t)
       maps.append(Heatmap(title, a, b, xs, ys, cells, colorbar=label,
                           centre=0.0 if m in CENTRED else None, log=m in LOG, invert_y=True,
-                          xvalues=xv, yvalues=yv, log_axes=True))
+                          xvalues=summary.numeric(xs), yvalues=summary.numeric(ys),
+                          log_axes=True))
   seeds = " (mean over seeds)" if summary.SEED in axes and summary.SEED not in (a, b) else ""
   what = trends.METRIC_LABELS.get(drawn[0], drawn[0]) if len(drawn) == 1 else "metrics"
   return maps, f"{what} over {a} and {b}{seeds}"
