@@ -34,8 +34,6 @@ from sam_edge.curvature.hvp import LossFn
 from sam_edge.data import batching
 from sam_edge.pytree import PyTree
 
-TS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
 
 @dataclasses.dataclass(frozen=True)
 class CurveSettings:
@@ -44,7 +42,7 @@ class CurveSettings:
   batch_size: int = 128
   step_size: float = 0.01
   momentum: float = 0.9
-  ts: tuple[float, ...] = TS
+  ts: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def bezier(w0: PyTree, theta: PyTree, w1: PyTree, t: Any) -> PyTree:

@@ -41,15 +41,6 @@ def column(split: str, metric: str) -> str:
 COLUMNS = tuple(column(s, m) for s in SPLITS for m in METRICS)
 
 
-def has_split(config: dict, split: str) -> bool:
-  """Whether a run with this config has `split`: train and test always, validation when its
-  config holds a positive `validation_fraction`."""
-  if split != "validation":
-    return split in SPLITS
-  fraction = config.get("validation_fraction")
-  return isinstance(fraction, (int, float)) and fraction > 0
-
-
 def metric_problems(metrics: Iterable[str]) -> list[str]:
   """One line per unknown metric, and one for none at all."""
   metrics = list(metrics)

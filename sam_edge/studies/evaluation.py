@@ -57,11 +57,14 @@ class Settings:
 
 
 def check_run(t: trained.Trained, split: str) -> None:
-  """InputError (one line) unless `t` is an image_classification run that has `split`."""
+  """InputError (one line) unless `t` is an image_classification run that has `split`: train and
+  test always, validation when its config holds a positive `validation_fraction`."""
   if t.task != IMAGE_TASK:
     raise errors.InputError(f"{t.path}: a {t.task} run; evaluate supports {IMAGE_TASK} runs "
                             "(evaluation-mode outputs)")
-  if not evaluated.has_split(t.config, split):
+  fraction = t.config.get("validation_fraction")
+  has_validation = isinstance(fraction, (int, float)) and fraction > 0
+  if split not in evaluated.SPLITS or (split == "validation" and not has_validation):
     raise errors.InputError(f"{t.path}: this run has no {split} split (it was trained without "
                             "--validation_fraction)")
 

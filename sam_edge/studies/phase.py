@@ -59,8 +59,7 @@ def grid(rows: list[dict[str, Any]], a: str, b: str, metric: str
 CENTRED = ("mc", "line_barrier")                 # diverging colours around 0
 LOG = ("final_lambda1", "final_trace", *(c for c in evaluated.COLUMNS
                                          if c.startswith(evaluated.CURVATURE)))   # log colours
-# The notebook's seven panels in its order, each with the columns that can fill it (the first
-# one some row has is drawn there).
+# The notebook's seven panels in order, each drawn from the first of its columns some row has.
 TAXONOMY = (("test_error",), ("train_loss_full", "final_train_loss"), ("cka",),
             ("lambda1_post", "final_lambda1"), ("trace_post", "final_trace"), ("mc",), ("dist",))
 
@@ -71,8 +70,7 @@ def metrics_drawn(rows: list[dict[str, Any]], metric: str | None) -> list[str]:
   if metric:
     return [metric]
   found = [m for m in summary.METRICS if m != "steps" and summary.has_metric(rows, m)]
-  first = [next(m for m in slot if m in found) for slot in TAXONOMY
-           if any(m in found for m in slot)]
+  first = [m for slot in TAXONOMY for m in [c for c in slot if c in found][:1]]
   return first + [m for m in found if m not in first] or [
       "test_error" if summary.has_metric(rows, "test_error") else "test_loss"]
 
