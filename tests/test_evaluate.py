@@ -17,8 +17,9 @@ import image_classification as ic
 from sam_edge import compare, errors, records
 from sam_edge import evaluate as evaluate_cli
 from sam_edge.cli import main as cli
+from sam_edge.models import losses
 from sam_edge.run import params_file
-from sam_edge.studies import evaluated, evaluation
+from sam_edge.studies import evaluated, evaluation, network_eval
 from tests import helpers
 from tests.helpers import REPO
 
@@ -158,9 +159,10 @@ def test_import_and_help_load_no_jax():
 def test_top5_error_counts_labels_outside_the_five_largest_outputs():
   logits = jnp.tile(jnp.arange(10.0), (4, 1))                   # class c has output c
   labels = jnp.array([9, 5, 4, 0])                              # 0, 4, 5, 9 outputs above
-  np.testing.assert_array_equal(evaluation.out_of_top_k(logits, labels), [0, 0, 1, 1])
+  top5 = lambda logits, labels: losses.not_in_top_k(logits, labels, network_eval.TOP_K)
+  np.testing.assert_array_equal(top5(logits, labels), [0, 0, 1, 1])
   ties = jnp.zeros((1, 10))
-  assert float(evaluation.out_of_top_k(ties, jnp.array([3]))[0]) == 0.0   # ties: in its favour
+  assert float(top5(ties, jnp.array([3]))[0]) == 0.0                      # ties: in its favour
 
 
 def test_columns_and_how_compare_joins_them(tmp_path):

@@ -40,11 +40,6 @@ def linear_cka(x: jax.Array, y: jax.Array) -> jax.Array:
   return cross / (jnp.linalg.norm(xc.T @ xc) * jnp.linalg.norm(yc.T @ yc))
 
 
-def softmax_outputs(logits: jax.Array) -> jax.Array:
-  """The class probabilities softmax(logits) [n, k], the features CKA compares."""
-  return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-
-
 def mixup(images: jax.Array, key: jax.Array, alpha: float = MIXUP_ALPHA,
           batch_size: int = MIXUP_BATCH) -> jax.Array:
   """The images mixed as in the module doc, float32 [n, ...]: batch b (rows b·B .. b·B + B − 1,

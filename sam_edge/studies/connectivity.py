@@ -34,8 +34,6 @@ from sam_edge.curvature.hvp import LossFn
 from sam_edge.data import batching
 from sam_edge.pytree import PyTree
 
-TS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
 
 @dataclasses.dataclass(frozen=True)
 class CurveSettings:
@@ -44,7 +42,7 @@ class CurveSettings:
   batch_size: int = 128
   step_size: float = 0.01
   momentum: float = 0.9
-  ts: tuple[float, ...] = TS
+  ts: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def bezier(w0: PyTree, theta: PyTree, w1: PyTree, t: Any) -> PyTree:
@@ -82,8 +80,7 @@ def _epoch(carry: tuple[PyTree, PyTree], ends: tuple[PyTree, PyTree], arrays: Py
     g = jax.grad(lambda b: loss(bezier(w0, b, w1, t), batching.take(arrays, idx)))(th)
     v = jax.tree.map(lambda vi, gi: momentum * vi + gi, v, g)
     return (jax.tree.map(lambda p, vi: p - lr * vi, th, v), v), None
-  (theta, velocity), _ = jax.lax.scan(step, carry, (indices, ts))
-  return theta, velocity
+  return jax.lax.scan(step, carry, (indices, ts))[0]
 
 
 def fit_bend(loss: LossFn, w0: PyTree, w1: PyTree, arrays: PyTree, settings: CurveSettings,

@@ -41,15 +41,6 @@ def column(split: str, metric: str) -> str:
 COLUMNS = tuple(column(s, m) for s in SPLITS for m in METRICS)
 
 
-def has_split(config: dict, split: str) -> bool:
-  """Whether a run with this config has `split`: train and test always, validation when its
-  config holds a positive `validation_fraction`."""
-  if split != "validation":
-    return split in SPLITS
-  fraction = config.get("validation_fraction")
-  return isinstance(fraction, (int, float)) and fraction > 0
-
-
 def metric_problems(metrics: Iterable[str]) -> list[str]:
   """One line per unknown metric, and one for none at all."""
   metrics = list(metrics)
@@ -65,13 +56,8 @@ def document(entries: list[dict]) -> dict:
 
 def values(entry: dict) -> dict[str, Optional[float]]:
   """{column: value} of one entry (a value None where it is null)."""
-  split = entry["split"]
-  out: dict[str, Optional[float]] = {}
-  for metric in METRICS:
-    if metric in entry:
-      value = entry[metric]
-      out[column(split, metric)] = value.get("value") if isinstance(value, dict) else value
-  return out
+  value = lambda v: v.get("value") if isinstance(v, dict) else v
+  return {column(entry["split"], m): value(entry[m]) for m in METRICS if m in entry}
 
 
 def read(path: str) -> list[dict]:

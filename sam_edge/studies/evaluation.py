@@ -9,7 +9,8 @@ statistics s, `Problem.predict`) and ℓ the run's own loss of outputs (`--loss`
     loss  = L(w) = (1/N) Σ_i ℓ(f̄(w, s; x_i), y_i)
     error = (1/N) Σ_i [argmax_c f̄_c(w, s; x_i) ≠ y_i]
     top5  = (1/N) Σ_i [#{c : f̄_c(x_i) > f̄_{y_i}(x_i)} ≥ 5]     (y_i not among the 5 largest
-            outputs, ties counted in its favour; only with ≥ 10 classes, else null)
+            outputs, ties counted in its favour and a NaN output above it; only with ≥ 10
+            classes, else null)
     λ1, tr(H) of H = ∇²_w L(w), s held fixed
 
 λ1 is Lanczos on exact HVPs and tr(H) the run's trace estimator (Hutch++ unless the run chose
@@ -34,13 +35,11 @@ from sam_edge import errors
 from sam_edge.curvature import measure, registry
 from sam_edge.curvature.kinds.trace import TraceSettings
 from sam_edge.data import batching, image_specs, images
-from sam_edge.models import losses
 from sam_edge.run.problem import Problem
-from sam_edge.studies import evaluated, trained
+from sam_edge.studies import evaluated, network_eval, trained
 
 IMAGE_TASK = "image_classification"     # the task whose runs have evaluation-mode outputs
 CHUNK = 1000                            # examples per chunk of the output metrics
-TOP_K = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,21 +57,22 @@ class Settings:
 
 
 def check_run(t: trained.Trained, split: str) -> None:
-  """InputError (one line) unless `t` is an image_classification run that has `split`."""
+  """InputError (one line) unless `t` is an image_classification run that has `split`: train and
+  test always, validation when its config holds a positive `validation_fraction`."""
   if t.task != IMAGE_TASK:
     raise errors.InputError(f"{t.path}: a {t.task} run; evaluate supports {IMAGE_TASK} runs "
                             "(evaluation-mode outputs)")
-  if not evaluated.has_split(t.config, split):
+  fraction = t.config.get("validation_fraction")
+  has_validation = isinstance(fraction, (int, float)) and fraction > 0
+  if split not in evaluated.SPLITS or (split == "validation" and not has_validation):
     raise errors.InputError(f"{t.path}: this run has no {split} split (it was trained without "
                             "--validation_fraction)")
 
 
 def split_size(t: trained.Trained, split: str) -> Optional[int]:
-  """The examples of `split` in the run as `trained.problem` rebuilds it, known without reading
-  the data: the dataset's split (`image_specs.SPECS`), cut to a mini set as the run was
-  (`images.num_kept` of its `--mini_training_set_num_batches` / `--mini_test_set_num_batches`
-  and `--batch_size`). None where that is not known (a validation split, a dataset not in
-  `image_specs`)."""
+  """The examples of `split` in the rebuilt run, known without reading the data: the dataset's
+  split (`image_specs.SPECS`) cut to the run's mini set (`images.num_kept`); None for a
+  validation split or a dataset not in `image_specs`."""
   v = trained.values(t)
   spec = image_specs.SPECS.get(v.get("dataset"))
   if spec is None or split not in ("train", "test"):
@@ -83,21 +83,18 @@ def split_size(t: trained.Trained, split: str) -> Optional[int]:
 
 
 def check_sizes(t: trained.Trained, s: Settings) -> None:
-  """InputError (one line naming the run) unless `s` fits the run, checked before any run is
-  evaluated (`evaluate` calls it for every run first): `examples` at most the split's size
-  (`split_size`), λ1 and the trace measurable (`measure_settings`), and their chunk dividing the
-  examples evaluated. Where the split's size is not known without the data, `split_arrays` and
-  `entry` check it once the data is read."""
+  """InputError (one line naming the run) unless `s` fits the run, before any data is read:
+  `examples` at most the split's size, λ1 and the trace measurable (`measure_settings`), their
+  chunk dividing the examples. A size known only from the data is checked by `entry`."""
   n = split_size(t, s.split)
   if s.examples is not None and n is not None and s.examples > n:
     raise errors.InputError(f"{t.path}: --examples={s.examples}: the run's {s.split} split has "
                             f"{n} examples")
-  if not any(m in s.metrics for m in evaluated.CURVATURE):
-    return
-  settings = measure_settings(t, s)
-  count = s.examples or n
-  if count is not None:
-    chunk_problem(settings.chunk, count, s, t.path)
+  if any(m in s.metrics for m in evaluated.CURVATURE):
+    settings = measure_settings(t, s)
+    count = s.examples or n
+    if count is not None:
+      chunk_problem(settings.chunk, count, s, t.path)
 
 
 def chunk_problem(chunk: Optional[int], n: int, s: Settings, path: str) -> None:
@@ -121,33 +118,18 @@ def split_arrays(p: Problem, split: str, examples: Optional[int]) -> dict:
   return {k: np.asarray(v)[:examples or n] for k, v in arrays.items()}
 
 
-def out_of_top_k(logits: jax.Array, labels: jax.Array, k: int = TOP_K) -> jax.Array:
-  """1.0 where at least k outputs exceed the label's (the label is not among the k largest;
-  ties counted in its favour), else 0.0; one per example."""
-  own = jnp.take_along_axis(logits, labels[:, None], axis=-1)
-  return (jnp.sum(logits > own, axis=-1) >= k).astype(jnp.float32)
-
-
 def output_metrics(p: Problem, arrays: dict, metrics: tuple[str, ...], chunk: int = CHUNK
                    ) -> dict[str, Optional[float]]:
   """{loss, error, top5} of the problem's parameters on `arrays`, those of `metrics` (module
-  doc): one jitted chunked pass, `chunk` examples at a time. top5 is None with fewer than
-  `evaluated.TOP5_CLASSES` classes."""
+  doc, `network_eval.per_example`): one jitted chunked pass, `chunk` examples at a time. top5 is
+  None with fewer than `evaluated.TOP5_CLASSES` classes."""
   wanted = [m for m in evaluated.OUTPUTS if m in metrics]
-  sample = jax.eval_shape(lambda b: p.predict(p.params, p.model_state, p.constants, b),
-                          jax.tree.map(lambda a: a[:1], arrays))
-  classes = sample.shape[-1]
+  classes = jax.eval_shape(lambda b: p.predict(p.params, p.model_state, p.constants, b),
+                           jax.tree.map(lambda a: a[:1], arrays)).shape[-1]
   computed = [m for m in wanted if m != "top5" or classes >= evaluated.TOP5_CLASSES]
   if not computed:
     return {m: None for m in wanted}
-
-  def per_example(args, batch):
-    w, s, c = args
-    outputs = p.predict(w, s, c, batch)
-    each = {"loss": lambda: losses.per_example(p.output_loss, outputs, batch),
-            "error": lambda: losses.misclassified(outputs, batch["label"]),
-            "top5": lambda: out_of_top_k(outputs, batch["label"])}
-    return {m: each[m]() for m in computed}
+  per_example = lambda args, batch: network_eval.per_example(p, *args, batch, computed)
   means = jax.jit(lambda args, a: batching.chunked_mean(per_example, args, a, chunk))(
       (p.params, p.model_state, p.constants), jax.device_put(arrays))
   return {m: float(means[m]) if m in means else None for m in wanted}

@@ -18,9 +18,20 @@ from sam_edge.data import batching
 from sam_edge.models import losses, resnet
 from sam_edge.pytree import PyTree
 from sam_edge.run.problem import Problem
-from sam_edge.studies import cka
 
 METRICS = ("error", "loss")          # what E(t) measures on a split
+TOP_K = 5
+
+
+def per_example(p: Problem, params: PyTree, state: PyTree, constants: PyTree,
+                batch: batching.Arrays, metrics: tuple[str, ...]) -> dict[str, jax.Array]:
+  """{metric: [B]} of the evaluation-mode outputs p.predict(params, state, constants, batch), for
+  those of `metrics` among loss, error and top5 (`studies.evaluation` gives each formula)."""
+  outputs = p.predict(params, state, constants, batch)
+  each = {"loss": lambda: losses.per_example(p.output_loss, outputs, batch),
+          "error": lambda: losses.misclassified(outputs, batch["label"]),
+          "top5": lambda: losses.not_in_top_k(outputs, batch["label"], TOP_K)}
+  return {m: each[m]() for m in metrics}
 
 
 class NetworkEval:
@@ -46,8 +57,7 @@ class NetworkEval:
     self._metrics = jax.jit(self._split_metrics)
     # outputs(params, state, batch): softmax outputs [k, classes] of the k examples of `batch`
     # (e.g. `first`), in evaluation mode with the statistics `state`.
-    self.outputs = jax.jit(lambda p, s, batch: cka.softmax_outputs(
-        problem.predict(p, s, problem.constants, batch)))
+    self.outputs = jax.jit(self._softmax)
     self._probabilities = jax.jit(self._all_outputs)
 
   def split(self, name: str) -> batching.Arrays:
@@ -61,9 +71,7 @@ class NetworkEval:
 
   def first(self, split: str, examples: int) -> batching.Arrays:
     """The first min(examples, N) examples of `split`."""
-    arrays = self.split(split)
-    k = min(examples, batching.num_examples(arrays))
-    return batching.take(arrays, jnp.arange(k))
+    return jax.tree.map(lambda a: a[:examples], self.split(split))
 
   def _batch_stats(self, params: PyTree) -> PyTree:
     p = self.problem
@@ -82,19 +90,17 @@ class NetworkEval:
 
   def _split_metrics(self, params: PyTree, state: PyTree, arrays: batching.Arrays) -> dict:
     p = self.problem
-
-    def per_example(args, batch):
-      w, s = args
-      outputs = p.predict(w, s, p.constants, batch)
-      each = jax.vmap(lambda o, b: p.output_loss(o[None], jax.tree.map(lambda x: x[None], b)))(
-          outputs, batch)
-      return {"error": losses.misclassified(outputs, batch["label"]), "loss": each}
-    return batching.chunked_mean(per_example, (params, state), arrays, self.chunk)
+    each = lambda args, batch: per_example(p, *args, p.constants, batch, METRICS)
+    return batching.chunked_mean(each, (params, state), arrays, self.chunk)
 
   def measure(self, params: PyTree, metric: str = "error", split: str = "train") -> float:
     """The `metric` (error or loss) of `params` on `split` in evaluation mode, with BatchNorm
     statistics recomputed for `params` on the training set (as the taxonomy's `update_bn`)."""
     return float(self._metrics(params, self.stats(params), self.split(split))[metric])
+
+  def _softmax(self, params: PyTree, state: PyTree, batch: batching.Arrays) -> jax.Array:
+    logits = self.problem.predict(params, state, self.problem.constants, batch)
+    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
   def _all_outputs(self, params: PyTree, state: PyTree, arrays: batching.Arrays) -> jax.Array:
     n = batching.num_examples(arrays)
@@ -103,8 +109,7 @@ class NetworkEval:
     rows = jnp.minimum(jnp.arange(count * size), n - 1)   # the last chunk padded, then cut
     chunks = jax.tree.map(lambda a: a.reshape((count, size) + a.shape[1:]),
                           batching.take(arrays, rows))
-    probs = jax.lax.map(lambda b: cka.softmax_outputs(
-        self.problem.predict(params, state, self.problem.constants, b)), chunks)
+    probs = jax.lax.map(lambda b: self._softmax(params, state, b), chunks)
     return probs.reshape((count * size,) + probs.shape[2:])[:n]
 
   def probabilities(self, params: PyTree, state: PyTree, split: str) -> jax.Array:

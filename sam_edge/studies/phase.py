@@ -59,8 +59,7 @@ def grid(rows: list[dict[str, Any]], a: str, b: str, metric: str
 CENTRED = ("mc", "line_barrier")                 # diverging colours around 0
 LOG = ("final_lambda1", "final_trace", *(c for c in evaluated.COLUMNS
                                          if c.startswith(evaluated.CURVATURE)))   # log colours
-# The notebook's seven panels in its order, each with the columns that can fill it (the first
-# one some row has is drawn there).
+# The notebook's seven panels in order, each drawn from the first of its columns some row has.
 TAXONOMY = (("test_error",), ("train_loss_full", "final_train_loss"), ("cka",),
             ("lambda1_post", "final_lambda1"), ("trace_post", "final_trace"), ("mc",), ("dist",))
 
@@ -71,8 +70,7 @@ def metrics_drawn(rows: list[dict[str, Any]], metric: str | None) -> list[str]:
   if metric:
     return [metric]
   found = [m for m in summary.METRICS if m != "steps" and summary.has_metric(rows, m)]
-  first = [next(m for m in slot if m in found) for slot in TAXONOMY
-           if any(m in found for m in slot)]
+  first = [m for slot in TAXONOMY for m in [c for c in slot if c in found][:1]]
   return first + [m for m in found if m not in first] or [
       "test_error" if summary.has_metric(rows, "test_error") else "test_loss"]
 
@@ -91,13 +89,12 @@ def phase_heatmaps(rows: list[dict[str, Any]], a: str, b: str, metric: str | Non
     label = trends.METRIC_LABELS.get(m, m)
     for key, members in panels.items():
       xs, ys, cells = grid(members, a, b, m)
-      where = ", ".join(f"{o}={v}" for o, v in zip(others, key)) if others else ""
-      title = label if len(drawn) > 1 and not where else (
-          f"{label}, {where}" if len(drawn) > 1 else where)
-      xv, yv = summary.numeric(xs), summary.numeric(ys)
+      where = ", ".join(f"{o}={v}" for o, v in zip(others, key))
+      title = ", ".join(t for t in (label if len(drawn) > 1 else "", where) if t)
       maps.append(Heatmap(title, a, b, xs, ys, cells, colorbar=label,
                           centre=0.0 if m in CENTRED else None, log=m in LOG, invert_y=True,
-                          xvalues=xv, yvalues=yv, log_axes=True))
+                          xvalues=summary.numeric(xs), yvalues=summary.numeric(ys),
+                          log_axes=True))
   seeds = " (mean over seeds)" if summary.SEED in axes and summary.SEED not in (a, b) else ""
   what = trends.METRIC_LABELS.get(drawn[0], drawn[0]) if len(drawn) == 1 else "metrics"
   return maps, f"{what} over {a} and {b}{seeds}"

@@ -58,12 +58,6 @@ def _float(text: str) -> float:
     return math.nan
 
 
-def _round(x: float, digits: int) -> float:
-  if x == 0 or not math.isfinite(x):
-    return x
-  return round(x, digits - 1 - math.floor(math.log10(abs(x))))
-
-
 def infer_reference_config(records: list[dict]) -> dict[str, float]:
   """{step_size, rho} of a reference run from its 2/η, SAM-edge and ‖g‖ columns (see above)."""
   etas, rhos = [], []
@@ -76,8 +70,8 @@ def infer_reference_config(records: list[dict]) -> dict[str, float]:
     rhos.append(max(0.0, eta * g / 8.0 * ((4.0 / (eta * edge) - 1.0) ** 2 - 1.0)))
   if not etas:
     return {}
-  return {"step_size": _round(statistics.median(etas), 6),
-          "rho": _round(statistics.median(rhos), 3)}
+  return {"step_size": float(f"{statistics.median(etas):.6g}"),      # 6 significant digits
+          "rho": float(f"{statistics.median(rhos):.3g}")}
 
 
 def read_reference(path: str, name: str) -> Run:

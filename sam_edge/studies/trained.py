@@ -1,5 +1,5 @@
 """A trained run read back: its final parameters (`--params_output`, `run.params_file`) and the
-problem rebuilt from its config, for the metrics between runs and the landscapes.
+problem rebuilt from its config, for the metrics between runs, the evaluations and the landscapes.
 
     t = trained.load("sweep/mlp_width=8,seed=0")      # a run folder, or the .npz itself
     t.config["mlp_width"], t.params, t.model_state    # {"batch_stats": ...} or {}
@@ -7,21 +7,15 @@ problem rebuilt from its config, for the metrics between runs and the landscapes
     loss = trained.eval_loss(p)                      # (params, model_state, batch) -> mean loss
     loss(t.params, t.model_state, trained.batch(p, range(500)))
 
-Names kept stable for other commands: `Trained` (fields `path, task, step, config, params,
-model_state`), `load(path)`, `problem(t, *, manual_dir=None, tfds_data_dir=None)`,
-`eval_loss(problem)`, `batch(problem, indices)`; a run folder's parameters file is found by
-`run.run_folder.params_path` (which `--init_params` shares).
+`problem(t)` is the `run.problem.Problem` the run trained, built again from its config and its
+seed's init key, so the training set is the run's own, label noise included (a linearized run
+started from `--init_params` is expanded around that file's parameters again, so the file must
+still be where the run read it). The evaluation-mode loss is
 
-`problem(t)` is the `run.problem.Problem` the run trained, built again from the run's config
-(the entry point's flag defaults, then the config over them; `manual_dir`/`tfds_data_dir`, when
-given, replace the run's data folders) and its seed's init key, so the training set is the
-run's own, label noise included; its `params` and `model_state` are the trained ones (a
-linearized run started from `--init_params` is expanded around that file's parameters again,
-so the file must still be where the run read it). The
-evaluation-mode loss `eval_loss(p)(w, s, batch) = output_loss(p.predict(w, s, constants,
-batch), batch)` is the training loss with BatchNorm in evaluation mode (running statistics
-`s`), as the test error sees the network; `Problem.forward` is the training step's train-mode
-pass (batch statistics).
+    eval_loss(p)(w, s, batch) = output_loss(p.predict(w, s, constants, batch), batch),
+
+the training loss with BatchNorm's running statistics `s`, as the test error sees the network;
+`Problem.forward` is the training step's train-mode pass (batch statistics).
 """
 
 import dataclasses
@@ -52,13 +46,11 @@ class Trained:
 
 
 def load(path: str) -> Trained:
-  """The parameters file at `path` (or in the run folder `path`), verified against its
-  checksums; `params_file.ParamsError` (an InputError, one line) if it is unsound."""
+  """The parameters file at `path` (or in the run folder `path`: `run_folder.params_path`),
+  verified against its checksums; `params_file.ParamsError` (an InputError, one line) if it is
+  unsound."""
   found = run_folder.params_path(path)
-  saved = params_file.read(found)
-  return Trained(path=found, task=saved.task, step=saved.step, config=saved.config,
-                 params=saved.params, model_state=saved.model_state, ema=saved.ema,
-                 best=saved.best)
+  return Trained(found, *params_file.read(found))        # the fields of `params_file.Saved`
 
 
 def values(t: Trained, **replace: Any) -> dict:
@@ -75,7 +67,8 @@ def run_config(t: Trained, **replace: Any) -> config.RunConfig:
 
 def problem(t: Trained, *, manual_dir: Optional[str] = None,
             tfds_data_dir: Optional[str] = None) -> Problem:
-  """The run's problem rebuilt (module doc), holding the trained parameters and model state."""
+  """The run's problem rebuilt (module doc), holding the trained parameters and model state;
+  `manual_dir` and `tfds_data_dir`, when given, replace the run's data folders."""
   c = run_config(t, manual_dir=manual_dir, tfds_data_dir=tfds_data_dir)
   built = commands.load_entry(t.task).TASK.build(c.problem, keys(c.run.seed)["init"])
   if c.run.init_params and c.values["regime"] == "linearized":  # its w0: where it started from
