@@ -24,8 +24,6 @@ from sam_edge.landscapes import directions, figures, grid
 from sam_edge.pytree import PyTree
 from sam_edge.studies import trained
 
-IMAGE_TASK = "image_classification"     # the task whose runs have evaluation-mode outputs
-
 
 class Settings(NamedTuple):
   """What to draw (the command's flags, checked)."""
@@ -92,9 +90,7 @@ def draw(s: Settings, log: Callable[[str], None] = print) -> dict:
   returns {"centre": L(θ) when θ is a grid point (else NaN), "min", "max", "direction_seconds",
   "grid_seconds" (each with its compilation)}."""
   t = trained.load(s.source)
-  if t.task != IMAGE_TASK:
-    raise errors.InputError(f"{t.path}: a {t.task} run; landscapes support {IMAGE_TASK} runs "
-                            "(evaluation-mode outputs)")
+  trained.check_image(t, "landscapes support")
   others = other_runs(s, t)                            # read and checked before any data
   p = trained.problem(t, manual_dir=s.manual_dir, tfds_data_dir=s.tfds_data_dir)
   n = len(next(iter(p.train_arrays.values())))

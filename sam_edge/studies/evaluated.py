@@ -132,6 +132,10 @@ def table(entries: list[dict]) -> str:
       else:
         cells.append(_fmt(v))
     rows.append(cells)
-  widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-  line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-  return "\n".join([line(header), *(line(r) for r in rows)])
+  return "\n".join(aligned([header, *rows]))
+
+
+def aligned(rows: list[list[str]]) -> list[str]:
+  """The rows of cells as text lines, each column padded to its widest cell, two spaces apart."""
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

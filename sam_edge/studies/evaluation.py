@@ -38,7 +38,6 @@ from sam_edge.data import batching, image_specs, images
 from sam_edge.run.problem import Problem
 from sam_edge.studies import evaluated, network_eval, trained
 
-IMAGE_TASK = "image_classification"     # the task whose runs have evaluation-mode outputs
 CHUNK = 1000                            # examples per chunk of the output metrics
 
 
@@ -59,9 +58,7 @@ class Settings:
 def check_run(t: trained.Trained, split: str) -> None:
   """InputError (one line) unless `t` is an image_classification run that has `split`: train and
   test always, validation when its config holds a positive `validation_fraction`."""
-  if t.task != IMAGE_TASK:
-    raise errors.InputError(f"{t.path}: a {t.task} run; evaluate supports {IMAGE_TASK} runs "
-                            "(evaluation-mode outputs)")
+  trained.check_image(t, "evaluate supports")
   fraction = t.config.get("validation_fraction")
   has_validation = isinstance(fraction, (int, float)) and fraction > 0
   if split not in evaluated.SPLITS or (split == "validation" and not has_validation):

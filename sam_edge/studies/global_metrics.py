@@ -42,7 +42,6 @@ from sam_edge.studies import (
   trained,
 )
 
-IMAGE_TASK = "image_classification"    # the task whose runs have evaluation-mode outputs
 COLUMNS = {"curve": ("mc", "line_barrier"), "cka": ("cka",), "dist": ("dist",),
            "ensemble_error": ("ensemble_error",)}
 METRICS = tuple(COLUMNS)
@@ -100,7 +99,7 @@ def run_folder(run: sources.Run) -> str:
 
 def check_cells(cells_: list[list[tuple[str, trained.Trained]]], s: Settings) -> None:
   """InputError (one line) unless the runs of each cell of two or more share one network (a
-  `--group_by` without the width mixes networks) and, for OUTPUTS, are IMAGE_TASK runs."""
+  `--group_by` without the width mixes networks) and, for OUTPUTS, are image_classification runs."""
   outputs = any(m in s.metrics for m in OUTPUTS)
   for members in cells_:
     if len(members) < 2:
@@ -113,10 +112,10 @@ def check_cells(cells_: list[list[tuple[str, trained.Trained]]], s: Settings) ->
             f"parameters differ in shape); choose --group_by so that a cell's runs differ "
             f"only in their seed")
     for name, t in members:
-      if outputs and t.task != IMAGE_TASK:
+      if outputs and t.task != trained.IMAGE_TASK:
         raise errors.InputError(
             f"--global_metrics: cka, curve and ensemble_error need evaluation-mode outputs, "
-            f"which only {IMAGE_TASK} runs offer; {name} is a {t.task} run (dist works for "
+            f"which only {trained.IMAGE_TASK} runs offer; {name} is a {t.task} run (dist works for "
             f"every run)")
 
 

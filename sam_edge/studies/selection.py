@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from absl import flags
 
-from sam_edge.studies import cells, summary
+from sam_edge.studies import cells, evaluated, summary
 
 FILE = "selection.csv"
 TEST_PREFIX = "test_"
@@ -116,10 +116,7 @@ def table(chosen: Selection) -> str:
   header = [*chosen.others, chosen.over, cells.N, *chosen.reported]
   body = [[summary.cell_text(r.get(a)) or "–" for a in chosen.others + [chosen.over, cells.N]]
           + [_interval(r, m) for m in chosen.reported] for r in chosen.rows]
-  widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-  lines = ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip()
-           for line in [header, *body]]
   what = f"per setting of {', '.join(chosen.others)}" if chosen.others else "over all runs"
   title = (f"{chosen.over} chosen {what} by the lowest mean {chosen.by} over seeds; "
            "each metric: mean ± half-width of its 95% t-interval")
-  return "\n".join([title, *lines])
+  return "\n".join([title, *evaluated.aligned([header, *body])])

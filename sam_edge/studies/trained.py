@@ -31,6 +31,8 @@ from sam_edge.run import init_params, params_file, run_folder
 from sam_edge.run.problem import Problem, keys
 from sam_edge.studies import commands
 
+IMAGE_TASK = "image_classification"     # the task whose runs have evaluation-mode outputs
+
 
 @dataclasses.dataclass(frozen=True)
 class Trained:
@@ -51,6 +53,14 @@ def load(path: str) -> Trained:
   unsound."""
   found = run_folder.params_path(path)
   return Trained(found, *params_file.read(found))        # the fields of `params_file.Saved`
+
+
+def check_image(t: Trained, supports: str) -> None:
+  """InputError (one line) unless `t` is an IMAGE_TASK run; `supports` says who asks, e.g.
+  "evaluate supports"."""
+  if t.task != IMAGE_TASK:
+    raise errors.InputError(f"{t.path}: a {t.task} run; {supports} {IMAGE_TASK} runs "
+                            "(evaluation-mode outputs)")
 
 
 def values(t: Trained, **replace: Any) -> dict:
