@@ -103,10 +103,7 @@ def to_plain(obj: Any) -> Any:
     return obj.tolist()
   # Subclasses of builtins (np.float64 is a float, np.str_ a str) would
   # otherwise pickle as references to their defining module.
-  for plain_type in _PLAIN_TYPES:
-    if isinstance(obj, plain_type):
-      return plain_type(obj)
-  return obj
+  return next((plain(obj) for plain in _PLAIN_TYPES if isinstance(obj, plain)), obj)
 
 
 def write_raw(path: str, raw: dict) -> None:

@@ -41,11 +41,15 @@ def record_series(recs: Sequence[Mapping[str, Any]], key: str, label: str,
 
 def eigenvalue_label(i: int, kind: str | None = None) -> str:
   """The legend label of the i-th (0-based) Hessian eigenvalue; "|λ1|" for magnitudes."""
-  name = f"|λ{i + 1}|" if kind == "magnitude" else f"λ{i + 1}"
-  if i == 0:
-    what = "top Hessian eigenvalue magnitude" if kind == "magnitude" else "top Hessian eigenvalue"
-    return f"{name} ({what})"
-  return name
+  magnitude = kind == "magnitude"
+  name = f"|λ{i + 1}|" if magnitude else f"λ{i + 1}"
+  return f"{name} (top Hessian eigenvalue{' magnitude' if magnitude else ''})" if i == 0 else name
+
+
+def _eigenvalue_points(recs: Sequence[Mapping[str, Any]], i: int) -> tuple[list, list]:
+  """(steps, values) of the i-th eigenvalue, over the records that hold one."""
+  held = [r for r in recs if i < len(r.get("eigenvalues") or ())]
+  return [r.get("step") for r in held], [r["eigenvalues"][i] for r in held]
 
 
 def eigenvalue_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
@@ -54,14 +58,8 @@ def eigenvalue_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
   figure without eigenvalues is still labelled."""
   k = max(max((len(r.get("eigenvalues") or ()) for r in recs), default=0), 1)
   kind = recs[-1].get("eigenvalue_kind") if recs else None
-  out = []
-  for i in range(k):
-    points = [(r.get("step"), r["eigenvalues"][i]) for r in recs
-              if i < len(r.get("eigenvalues") or ())]
-    style = {"color": colour(i, k), "linewidth": 1.6 if i == 0 else 1.0}
-    out.append(Series(eigenvalue_label(i, kind), [p[0] for p in points],
-                      [p[1] for p in points], style))
-  return out
+  return [Series(eigenvalue_label(i, kind), *_eigenvalue_points(recs, i),
+                 {"color": colour(i, k), "linewidth": 1.6 if i == 0 else 1.0}) for i in range(k)]
 
 
 def unconverged_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
@@ -71,14 +69,10 @@ def unconverged_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
   if not bad:
     return []
   k = max(len(r.get("eigenvalues") or ()) for r in recs)
-  out = []
-  for i in range(k):
-    xs = [r.get("step") for r in bad if i < len(r.get("eigenvalues") or ())]
-    ys = [r["eigenvalues"][i] for r in bad if i < len(r.get("eigenvalues") or ())]
-    style = {"color": colour(i, k), "marker": "o", "markersize": 7, "markerfacecolor": "none",
-             "linestyle": "none", "markeredgewidth": 1.2}
-    out.append(Series(UNCONVERGED_LABEL if i == 0 else "_nolegend_", xs, ys, style))
-  return out
+  style = {"marker": "o", "markersize": 7, "markerfacecolor": "none", "linestyle": "none",
+           "markeredgewidth": 1.2}
+  return [Series(UNCONVERGED_LABEL if i == 0 else "_nolegend_", *_eigenvalue_points(bad, i),
+                 {"color": colour(i, k), **style}) for i in range(k)]
 
 
 def two_over_eta_marks(recs: Sequence[Mapping[str, Any]]) -> tuple[list[Series], list[HLine]]:

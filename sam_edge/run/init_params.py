@@ -34,7 +34,7 @@ import numpy as np
 from sam_edge import errors
 from sam_edge.models import linearize
 from sam_edge.pytree import PyTree
-from sam_edge.run import params_file, run_folder
+from sam_edge.run import checksums, params_file, run_folder
 from sam_edge.run.problem import Problem
 
 SHOWN = 8                  # the file's arrays named when none of them fits the network
@@ -51,18 +51,10 @@ class Merged(NamedTuple):
     return f"{len(self.loaded)} of {len(self.loaded) + len(self.fresh)} {what}"
 
 
-def _key(entry: Any) -> str:
-  """One step of a jax key path as text: a dict key, a sequence index or an attribute name."""
-  for field in ("key", "idx", "name"):          # DictKey, SequenceKey, GetAttrKey
-    if hasattr(entry, field):
-      return str(getattr(entry, field))
-  return str(entry)
-
-
 def _leaves(tree: PyTree) -> tuple[list[tuple[tuple[str, ...], Any]], Any]:
   """((path, array) of every array of `tree`, the path as the tuple of its keys; its treedef)."""
   flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-  return [(tuple(_key(k) for k in path), x) for path, x in flat], treedef
+  return [(tuple(checksums.key_text(k) for k in path), x) for path, x in flat], treedef
 
 
 def name(path: tuple[str, ...]) -> str:

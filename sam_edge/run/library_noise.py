@@ -20,22 +20,21 @@ Everything else goes through untouched.
 """
 
 import contextlib
+import functools
 import logging
 import os
 import sys
 import types
 from typing import Any, Iterator, Optional
 
-_state = {"orbax": None, "saving": 0, "failed": False}
+_state = {"saving": 0, "failed": False}
 
 
+@functools.cache
 def _orbax_dir() -> str:
   """The folder of the orbax package, with a trailing separator."""
-  if _state["orbax"] is None:
-    import orbax.checkpoint  # pylint: disable=import-outside-toplevel
-    package = os.path.dirname(os.path.dirname(os.path.abspath(orbax.checkpoint.__file__)))
-    _state["orbax"] = package + os.sep
-  return _state["orbax"]
+  import orbax.checkpoint  # pylint: disable=import-outside-toplevel
+  return os.path.dirname(os.path.dirname(os.path.abspath(orbax.checkpoint.__file__))) + os.sep
 
 
 def _in_orbax(filename: str) -> bool:

@@ -28,9 +28,7 @@ RECORD_SCALARS = {  # record key: tag
 
 def scalars(record: Mapping[str, Any]) -> dict[str, float]:
   """The finite scalars of a measurement or evaluation record, by tag."""
-  out = {}
-  for i, value in enumerate(record.get("eigenvalues") or ()):
-    out[f"hessian/lambda_{i + 1}"] = value
+  out = {f"hessian/lambda_{i + 1}": v for i, v in enumerate(record.get("eigenvalues") or ())}
   if record.get("residuals"):
     out["hessian/residual_max"] = max(record["residuals"])
   if "eigenvalues" in record:
