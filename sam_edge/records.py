@@ -33,11 +33,11 @@ _PLAIN_TYPES = (bool, int, float, complex, str, bytes)
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
   """Writes `data` (the complete new contents) to `path` so a kill leaves the old or the new file:
-  a temporary file in the same folder, fsynced, then renamed onto `path` (removed on failure)."""
+  a temporary file in the same folder, fsynced, then renamed onto `path` (removed on failure);
+  the folder is fsynced too (best effort), so that the rename survives a crash."""
   folder = os.path.dirname(os.path.abspath(path))
-  prefix = "." + os.path.basename(path) + "."
   mode = _mode_for(path)
-  fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+  fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
   try:
     with os.fdopen(fd, "wb") as f:
       if hasattr(os, "fchmod"):
@@ -50,39 +50,28 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     with contextlib.suppress(OSError):
       os.unlink(tmp_path)
     raise
-  _fsync_folder(folder)
-
-
-def _mode_for(path: str) -> int:
-  """The permissions for a new version of `path`.
-
-  `mkstemp` creates files readable only by their owner; an ordinary `open`
-  would give 0o666 less the umask, and a replaced file keeps its own mode.
-  """
-  try:
-    return os.stat(path).st_mode & 0o777
-  except OSError:
-    return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-  """The process umask, read without changing it where Linux allows."""
-  with contextlib.suppress(OSError, ValueError, IndexError):
-    with open("/proc/self/status", encoding="ascii") as f:
-      for line in f:
-        if line.startswith("Umask:"):
-          return int(line.split()[1], 8)
-  return 0o022
-
-
-def _fsync_folder(folder: str) -> None:
-  """Best-effort fsync of a folder so a completed rename survives a crash."""
   with contextlib.suppress(OSError):
     fd = os.open(folder, os.O_RDONLY)
     try:
       os.fsync(fd)
     finally:
       os.close(fd)
+
+
+def _mode_for(path: str) -> int:
+  """The permissions for a new version of `path`.
+
+  `mkstemp` creates files readable only by their owner; an ordinary `open` would give 0o666 less
+  the umask (read from /proc, without changing it, where Linux allows; else taken as 0o022), and
+  a replaced file keeps its own mode.
+  """
+  with contextlib.suppress(OSError):
+    return os.stat(path).st_mode & 0o777
+  umask = 0o022
+  with contextlib.suppress(OSError, ValueError, IndexError, StopIteration):
+    with open("/proc/self/status", encoding="ascii") as f:
+      umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+  return 0o666 & ~umask
 
 
 def to_plain(obj: Any) -> Any:

@@ -97,13 +97,10 @@ def edge_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
   "(2+2β)/η, β=0.9"; a method without a known closed form (`edge` None) draws none.
   """
   style = {"color": "black", "linestyle": "-.", "linewidth": 1.4}
-  labels = [r["edge_label"] for r in recs if "edge_label" in r]
-  label = labels[-1] if labels else None
-  if not labels or label in REFERENCE_EDGES:
+  label = next((r["edge_label"] for r in reversed(recs) if "edge_label" in r), REFERENCE_EDGES[0])
+  if label in REFERENCE_EDGES:
     return [record_series(recs, "sam_edge", SAM_EDGE_LABEL, style)]
-  if label is None:
-    return []
-  return [record_series(recs, "edge", label, style)]
+  return [] if label is None else [record_series(recs, "edge", label, style)]
 
 
 def eigs_ylabel(recs: Sequence[Mapping[str, Any]]) -> str:
@@ -118,24 +115,18 @@ def eigs_panel(raw: Mapping[str, Any], title: str, *, with_two_over_eta: bool = 
   recs = records_of(raw)
   if not recs:
     return Panel(title, XLABEL, EIGS_YLABEL, [], note=NO_MEASUREMENTS)
-  series = eigenvalue_series(recs) + edge_series(recs)
-  hlines: list[HLine] = []
-  if with_two_over_eta:
-    extra, hlines = two_over_eta_marks(recs)
-    series += extra
-  series += unconverged_series(recs)
+  extra, hlines = two_over_eta_marks(recs) if with_two_over_eta else ([], [])
+  series = eigenvalue_series(recs) + edge_series(recs) + extra + unconverged_series(recs)
   return Panel(title, XLABEL, eigs_ylabel(recs), series, hlines)
 
 
 def alignment_panel(raw: Mapping[str, Any], title: str) -> Panel:
   """|cos| of ∇L and ∇L_SAM with v1, y in [0, 1]."""
   recs = records_of(raw)
-  if not recs:
-    return Panel(title, XLABEL, ALIGNMENT_YLABEL, [], ylim=(0.0, 1.0), note=NO_MEASUREMENTS)
-  return Panel(title, XLABEL, ALIGNMENT_YLABEL, [
-      record_series(recs, "g_alignment", G_ALIGNMENT_LABEL, {"color": "tab:blue"}),
-      record_series(recs, "sg_alignment", SG_ALIGNMENT_LABEL, {"color": "tab:orange"})],
-               ylim=(0.0, 1.0))
+  series = [record_series(recs, "g_alignment", G_ALIGNMENT_LABEL, {"color": "tab:blue"}),
+            record_series(recs, "sg_alignment", SG_ALIGNMENT_LABEL, {"color": "tab:orange"})]
+  return Panel(title, XLABEL, ALIGNMENT_YLABEL, series if recs else [], ylim=(0.0, 1.0),
+               note=None if recs else NO_MEASUREMENTS)
 
 
 def loss_points(raw: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
@@ -156,11 +147,10 @@ def loss_panel(raw: Mapping[str, Any], title: str) -> Panel:
   if not steps:
     return Panel(title, XLABEL, LOSS_YLABEL, [], note="no training steps")
   series = [Series(LOSS_YLABEL, steps, values, {"color": "tab:blue", "linewidth": 0.8})]
-  vlines = []
   diverged_at = (raw.get("final") or {}).get("diverged_at_step")
-  if diverged_at is not None:
-    vlines.append(VLine(f"diverged at step {diverged_at}", diverged_at,
-                        {"color": "tab:red", "linestyle": ":", "linewidth": 1.5}))
+  vlines = [] if diverged_at is None else [VLine(
+      f"diverged at step {diverged_at}", diverged_at,
+      {"color": "tab:red", "linestyle": ":", "linewidth": 1.5})]
   return Panel(title, XLABEL, LOSS_YLABEL, series, log_y=positive_values(series),
                legend_loc="upper right", vlines=vlines)
 
