@@ -117,8 +117,7 @@ def _norm(h: Heatmap, values: np.ndarray) -> tuple[Any, Any]:
   diverging around `centre`."""
   finite = values[np.isfinite(values)]
   if h.centre is not None:
-    span = float(np.max(np.abs(finite - h.centre))) if finite.size else 1.0
-    span = span or 1.0
+    span = float(np.max(np.abs(finite - h.centre), initial=0.0)) or 1.0
     return (colormaps["RdBu_r"].with_extremes(bad="white"),
             colors.Normalize(h.centre - span, h.centre + span))
   cmap = colormaps["viridis"].with_extremes(bad="white")

@@ -35,10 +35,8 @@ def scalars(record: Mapping[str, Any]) -> dict[str, float]:
     out.update({tag: record[key] for key, tag in RECORD_SCALARS.items() if key in record})
     out.update(registry.scalars(record))
   else:                                                # an evaluation
-    for key, value in record.items():
-      for prefix in ("test_", "ema_test_"):
-        if key.startswith(prefix):
-          out[f"{prefix[:-1]}/{key[len(prefix):]}"] = value
+    out.update({f"{prefix[:-1]}/{key[len(prefix):]}": value for key, value in record.items()
+                for prefix in ("test_", "ema_test_") if key.startswith(prefix)})
   return {tag: float(v) for tag, v in out.items()
           if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
