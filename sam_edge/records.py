@@ -82,10 +82,8 @@ def to_plain(obj: Any) -> Any:
     return obj
   if isinstance(obj, dict):
     return {to_plain(k): to_plain(v) for k, v in obj.items()}
-  if isinstance(obj, list):
-    return [to_plain(v) for v in obj]
-  if isinstance(obj, tuple):
-    return tuple(to_plain(v) for v in obj)
+  if isinstance(obj, (list, tuple)):                # a namedtuple becomes a plain tuple
+    return (list if isinstance(obj, list) else tuple)(to_plain(v) for v in obj)
   if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
     return obj.item()
   if hasattr(obj, "tolist"):
@@ -160,11 +158,8 @@ def raw_status(raw: Any) -> tuple[bool, str]:
 
 def file_sha256(path: str) -> str:
   """The sha256 (hex) of the bytes of the file `path`."""
-  digest = hashlib.sha256()
   with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
+    return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def folder_problem(path: str, *, must_exist: bool = False) -> Optional[str]:

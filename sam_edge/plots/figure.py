@@ -112,19 +112,23 @@ def draw_panel(ax: Any, panel: Panel) -> None:
     ax.legend(loc=panel.legend_loc, fontsize="small")
 
 
+def _value_norm(finite: np.ndarray, log: bool) -> colors.Normalize:
+  """Colours from the smallest finite value to the largest: logarithmic with `log` when they are
+  positive and not all equal, else linear ([lo, lo + 1] for one value, [0, 1] for none)."""
+  lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+  if log and lo > 0 and hi > lo:
+    return colors.LogNorm(lo, hi)
+  return colors.Normalize(lo, hi if hi > lo else lo + 1.0)
+
+
 def _norm(h: Heatmap, values: np.ndarray) -> tuple[Any, Any]:
-  """(colour map, norm) of a heat map: viridis, log-scaled (when the values span a range) or
-  diverging around `centre`."""
+  """(colour map, norm) of a heat map: viridis (`_value_norm`) or diverging around `centre`."""
   finite = values[np.isfinite(values)]
   if h.centre is not None:
     span = float(np.max(np.abs(finite - h.centre), initial=0.0)) or 1.0
     return (colormaps["RdBu_r"].with_extremes(bad="white"),
             colors.Normalize(h.centre - span, h.centre + span))
-  cmap = colormaps["viridis"].with_extremes(bad="white")
-  if h.log and finite.size and np.all(finite > 0) and finite.max() > finite.min():
-    return cmap, colors.LogNorm(float(finite.min()), float(finite.max()))
-  lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-  return cmap, colors.Normalize(lo, hi if hi > lo else lo + 1.0)
+  return colormaps["viridis"].with_extremes(bad="white"), _value_norm(finite, h.log)
 
 
 def _positive(values: Optional[Sequence[float]], n: int) -> bool:
@@ -232,12 +236,9 @@ def draw_contour(fig: Figure, ax: Any, c: Contour) -> None:
   if not finite.size:
     ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
     return
-  lo, hi = float(finite.min()), float(finite.max())
-  if c.log and lo > 0 and hi > lo:
-    levels, norm = np.geomspace(lo, hi, max(c.levels, 2)), colors.LogNorm(lo, hi)
-  else:
-    hi = hi if hi > lo else lo + 1.0
-    levels, norm = np.linspace(lo, hi, max(c.levels, 2)), colors.Normalize(lo, hi)
+  norm = _value_norm(finite, c.log)
+  spacing = np.geomspace if isinstance(norm, colors.LogNorm) else np.linspace
+  levels = spacing(norm.vmin, norm.vmax, max(c.levels, 2))
   masked = np.ma.masked_invalid(values)
   filled = ax.contourf(c.xvalues, c.yvalues, masked, levels=levels, cmap="viridis", norm=norm)
   ax.contour(c.xvalues, c.yvalues, masked, levels=levels, colors="k", linewidths=0.3,

@@ -158,10 +158,9 @@ def _reading(path: str) -> Iterator[None]:
 
 def read(path: str) -> Saved:
   """The file at `path`, verified against its checksums; ParamsError (one line) otherwise."""
-  with _reading(path):
-    with np.load(path, allow_pickle=False) as npz:
-      meta = _meta(npz, path)
-      arrays = {n: _array(npz, n, e, path) for n, e in meta["arrays"].items()}
+  with _reading(path), np.load(path, allow_pickle=False) as npz:
+    meta = _meta(npz, path)
+    arrays = {n: _array(npz, n, e, path) for n, e in meta["arrays"].items()}
     tree = meta["tree"]
     return Saved(task=meta["task"], step=meta["step"], config=meta["config"],
                  params=_fill(tree["params"], arrays),
@@ -173,8 +172,7 @@ def read_header(path: str) -> Saved:
   """The task, step and config of the file at `path` without its arrays (`params` and
   `model_state` None): only the meta is read, and checked against its own sha256, so this is
   cheap for any network. ParamsError (one line) otherwise; `read` checks the arrays."""
-  with _reading(path):
-    with np.load(path, allow_pickle=False) as npz:
-      meta = _meta(npz, path)
+  with _reading(path), np.load(path, allow_pickle=False) as npz:
+    meta = _meta(npz, path)
     return Saved(task=meta["task"], step=meta["step"], config=meta["config"], params=None,
                  model_state=None)
