@@ -23,6 +23,7 @@ from sam_edge.plots.spec import (
 )
 
 EIGS_YLABEL = "Hessian eigenvalue"
+PRECONDITIONED_YLABEL = "eigenvalue of P^-1/2 H P^-1/2 (Adam-preconditioned Hessian)"
 ALIGNMENT_YLABEL = "|cosine| with top Hessian eigenvector v1"
 LOSS_YLABEL = "training loss"
 SAM_EDGE_LABEL = "SAM edge"
@@ -103,12 +104,6 @@ def edge_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
   return [] if label is None else [record_series(recs, "edge", label, style)]
 
 
-def eigs_ylabel(recs: Sequence[Mapping[str, Any]]) -> str:
-  if recs and recs[-1].get("operator") == "preconditioned_hessian":
-    return "eigenvalue of P^-1/2 H P^-1/2 (Adam-preconditioned Hessian)"
-  return EIGS_YLABEL
-
-
 def eigs_panel(raw: Mapping[str, Any], title: str, *, with_two_over_eta: bool = True) -> Panel:
   """λ1..λk, the method's edge (`edge_series`) and, optionally, 2/η (it can be far above the
   rest and squash the plot, hence the variant without it)."""
@@ -117,7 +112,9 @@ def eigs_panel(raw: Mapping[str, Any], title: str, *, with_two_over_eta: bool = 
     return Panel(title, XLABEL, EIGS_YLABEL, [], note=NO_MEASUREMENTS)
   extra, hlines = two_over_eta_marks(recs) if with_two_over_eta else ([], [])
   series = eigenvalue_series(recs) + edge_series(recs) + extra + unconverged_series(recs)
-  return Panel(title, XLABEL, eigs_ylabel(recs), series, hlines)
+  preconditioned = recs[-1].get("operator") == "preconditioned_hessian"
+  return Panel(title, XLABEL, PRECONDITIONED_YLABEL if preconditioned else EIGS_YLABEL, series,
+               hlines)
 
 
 def alignment_panel(raw: Mapping[str, Any], title: str) -> Panel:
