@@ -54,7 +54,7 @@ def thin_points(x: np.ndarray, y: np.ndarray, max_points: int = MAX_PLOTTED_POIN
     return x, y
   edges = np.linspace(0, len(x), max(1, max_points // 2) + 1).astype(np.int64)
   keep = []
-  for lo, hi in zip(edges[:-1], edges[1:]):         # every bucket holds at least two points
+  for lo, hi in zip(edges[:-1], edges[1:]):         # none is empty: len(x) > max_points
     keep.extend(sorted({lo + int(np.argmin(y[lo:hi])), lo + int(np.argmax(y[lo:hi]))}))
   return x[keep], y[keep]
 
