@@ -163,10 +163,7 @@ def evaluation_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
   evaluations = list(raw.get("evaluations") or [])
   if not evaluations:
     return []
-  steps, losses = loss_points(raw)
   eval_steps = [e["step"] for e in evaluations]
-  series = [Series("training loss (the batch of each step)", steps, losses,
-                   {"color": "tab:blue", "linewidth": 0.8})]
 
   def curves(what: str, width: float) -> list[Series]:
     return [Series(f"{split} {what}{label}", eval_steps,
@@ -174,7 +171,8 @@ def evaluation_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
                    {"color": color, "linewidth": width, **style})
             for prefix, label, style in EVAL_WEIGHTS for split, color in EVAL_SERIES
             if any(f"{prefix}{split}_{what}" in e for e in evaluations)]
-  series += curves("loss", 1.6)
+  series = [Series("training loss (the batch of each step)", *loss_points(raw),
+                   {"color": "tab:blue", "linewidth": 0.8}), *curves("loss", 1.6)]
   out = [Panel(f"{title}: loss", XLABEL, "loss", series, log_y=positive_values(series),
                legend_loc="upper right")]
   errors = curves("error", 1.5)

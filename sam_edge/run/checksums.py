@@ -126,7 +126,5 @@ def problem(meta: dict, arrays: PyTree) -> tuple[Optional[str], Optional[str]]:
       wrong.append(f"array {name} has no checksum")
     elif digests[name] != saved[name]:
       wrong.append(f"array {name} does not match its sha256 checksum")
-  if wrong:
-    more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
-    return wrong[0] + more, None
-  return None, None
+  more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+  return (wrong[0] + more if wrong else None), None
