@@ -33,11 +33,11 @@ _PLAIN_TYPES = (bool, int, float, complex, str, bytes)
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
   """Writes `data` (the complete new contents) to `path` so a kill leaves the old or the new file:
-  a temporary file in the same folder, fsynced, then renamed onto `path` (removed on failure)."""
+  a temporary file in the same folder, fsynced, then renamed onto `path` (removed on failure);
+  the folder is fsynced too (best effort), so that the rename survives a crash."""
   folder = os.path.dirname(os.path.abspath(path))
-  prefix = "." + os.path.basename(path) + "."
   mode = _mode_for(path)
-  fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+  fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
   try:
     with os.fdopen(fd, "wb") as f:
       if hasattr(os, "fchmod"):
@@ -50,39 +50,28 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     with contextlib.suppress(OSError):
       os.unlink(tmp_path)
     raise
-  _fsync_folder(folder)
-
-
-def _mode_for(path: str) -> int:
-  """The permissions for a new version of `path`.
-
-  `mkstemp` creates files readable only by their owner; an ordinary `open`
-  would give 0o666 less the umask, and a replaced file keeps its own mode.
-  """
-  try:
-    return os.stat(path).st_mode & 0o777
-  except OSError:
-    return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-  """The process umask, read without changing it where Linux allows."""
-  with contextlib.suppress(OSError, ValueError, IndexError):
-    with open("/proc/self/status", encoding="ascii") as f:
-      for line in f:
-        if line.startswith("Umask:"):
-          return int(line.split()[1], 8)
-  return 0o022
-
-
-def _fsync_folder(folder: str) -> None:
-  """Best-effort fsync of a folder so a completed rename survives a crash."""
   with contextlib.suppress(OSError):
     fd = os.open(folder, os.O_RDONLY)
     try:
       os.fsync(fd)
     finally:
       os.close(fd)
+
+
+def _mode_for(path: str) -> int:
+  """The permissions for a new version of `path`.
+
+  `mkstemp` creates files readable only by their owner; an ordinary `open` would give 0o666 less
+  the umask (read from /proc, without changing it, where Linux allows; else taken as 0o022), and
+  a replaced file keeps its own mode.
+  """
+  with contextlib.suppress(OSError):
+    return os.stat(path).st_mode & 0o777
+  umask = 0o022
+  with contextlib.suppress(OSError, ValueError, IndexError, StopIteration):
+    with open("/proc/self/status", encoding="ascii") as f:
+      umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+  return 0o666 & ~umask
 
 
 def to_plain(obj: Any) -> Any:
@@ -93,20 +82,15 @@ def to_plain(obj: Any) -> Any:
     return obj
   if isinstance(obj, dict):
     return {to_plain(k): to_plain(v) for k, v in obj.items()}
-  if isinstance(obj, list):
-    return [to_plain(v) for v in obj]
-  if isinstance(obj, tuple):
-    return tuple(to_plain(v) for v in obj)
+  if isinstance(obj, (list, tuple)):                # a namedtuple becomes a plain tuple
+    return (list if isinstance(obj, list) else tuple)(to_plain(v) for v in obj)
   if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
     return obj.item()
   if hasattr(obj, "tolist"):
     return obj.tolist()
   # Subclasses of builtins (np.float64 is a float, np.str_ a str) would
   # otherwise pickle as references to their defining module.
-  for plain_type in _PLAIN_TYPES:
-    if isinstance(obj, plain_type):
-      return plain_type(obj)
-  return obj
+  return next((plain(obj) for plain in _PLAIN_TYPES if isinstance(obj, plain)), obj)
 
 
 def write_raw(path: str, raw: dict) -> None:
@@ -174,11 +158,8 @@ def raw_status(raw: Any) -> tuple[bool, str]:
 
 def file_sha256(path: str) -> str:
   """The sha256 (hex) of the bytes of the file `path`."""
-  digest = hashlib.sha256()
   with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
+    return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def folder_problem(path: str, *, must_exist: bool = False) -> Optional[str]:

@@ -22,7 +22,7 @@ from matplotlib import colormaps, colors, ticker
 from matplotlib.figure import Figure
 
 from sam_edge import records
-from sam_edge.plots.spec import Contour, Heatmap, Panel, Series
+from sam_edge.plots.spec import Contour, Heatmap, Panel, Series, as_float
 
 FIGSIZE = (7.0, 4.5)                 # one panel
 STACKED_HEIGHT = 0.8 * FIGSIZE[1]    # each panel of a stacked figure
@@ -32,72 +32,53 @@ MARKER_MAX_POINTS = 60
 AnyPanel = Union[Panel, Heatmap, Contour]
 
 
-def _as_float(value: Any) -> float:
-  """`value` as a float, NaN for None or anything non-numeric."""
-  try:
-    return float(value)
-  except (TypeError, ValueError):
-    return math.nan
+def _finite_rows(*columns: Sequence[Any]) -> np.ndarray:
+  """The columns as the rows of a float64 array (None and non-numeric entries count as NaN; the
+  longer ones are cut to the shortest), keeping the entries where every column is finite."""
+  n = min(len(c) for c in columns)
+  rows = np.array([[as_float(v) for v in c[:n]] for c in columns], dtype=np.float64)
+  return rows[:, np.isfinite(rows).all(axis=0)]
 
 
 def finite_points(xs: Sequence[Any], ys: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
   """The (x, y) pairs where both are finite numbers, as two float64 arrays (None and
   non-numeric entries count as NaN; the longer sequence is cut to the shorter)."""
-  x = np.array([_as_float(v) for v in xs], dtype=np.float64)
-  y = np.array([_as_float(v) for v in ys], dtype=np.float64)
-  n = min(len(x), len(y))
-  x, y = x[:n], y[:n]
-  keep = np.isfinite(x) & np.isfinite(y)
-  return x[keep], y[keep]
+  return tuple(_finite_rows(xs, ys))
 
 
 def thin_points(x: np.ndarray, y: np.ndarray, max_points: int = MAX_PLOTTED_POINTS
                 ) -> tuple[np.ndarray, np.ndarray]:
   """About `max_points` of a long series: `max_points // 2` consecutive buckets each keep their
   minimum and maximum, in their original order; shorter series are returned unchanged."""
-  n = len(x)
-  if n <= max_points:
+  if len(x) <= max_points:
     return x, y
-  buckets = max(1, max_points // 2)
-  edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+  edges = np.linspace(0, len(x), max(1, max_points // 2) + 1).astype(np.int64)
   keep = []
-  for lo, hi in zip(edges[:-1], edges[1:]):
-    if hi <= lo:
-      continue
-    chunk = y[lo:hi]
-    keep.extend(sorted({lo + int(np.argmin(chunk)), lo + int(np.argmax(chunk))}))
-  index = np.array(keep, dtype=np.int64)
-  return x[index], y[index]
+  for lo, hi in zip(edges[:-1], edges[1:]):         # none is empty: len(x) > max_points
+    keep.extend(sorted({lo + int(np.argmin(y[lo:hi])), lo + int(np.argmax(y[lo:hi]))}))
+  return x[keep], y[keep]
 
 
 def _series(ax: Any, s: Series, panel: Panel) -> None:
+  banded = s.lower is not None and s.upper is not None
+  rows = _finite_rows(s.xs, s.ys, *((s.lower, s.upper) if banded else ()))
+  if panel.log_y:                                   # y, and a band's lower bound, positive
+    rows = rows[:, (rows[1:3] > 0).all(axis=0)]
   style = dict(s.style)
-  if s.lower is not None and s.upper is not None:
-    x = np.array([_as_float(v) for v in s.xs], dtype=np.float64)
-    y, lo, hi = (np.array([_as_float(v) for v in vs], dtype=np.float64)
-                 for vs in (s.ys, s.lower, s.upper))
-    keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(lo) & np.isfinite(hi)
-    if panel.log_y:
-      keep &= (y > 0) & (lo > 0)
-    x, y, lo, hi = x[keep], y[keep], lo[keep], hi[keep]
-    if s.bars:
-      style.setdefault("marker", "o")
-      style.setdefault("markersize", 4)
-      style.setdefault("capsize", 3)
-      ax.errorbar(x, y, yerr=np.stack([y - lo, hi - y]), label=s.label, **style)
-      return
-    if len(x) > MAX_PLOTTED_POINTS:
-      index = np.linspace(0, len(x) - 1, MAX_PLOTTED_POINTS).astype(np.int64)
-      x, y, lo, hi = x[index], y[index], lo[index], hi[index]
-    ax.fill_between(x, lo, hi, color=style.get("color"), alpha=0.2, linewidth=0)
+  if banded and s.bars:
+    x, y, lo, hi = rows
+    ax.errorbar(x, y, yerr=np.stack([y - lo, hi - y]), label=s.label,
+                **{"marker": "o", "markersize": 4, "capsize": 3, **style})
+    return
+  if banded:
+    if rows.shape[1] > MAX_PLOTTED_POINTS:
+      rows = rows[:, np.linspace(0, rows.shape[1] - 1, MAX_PLOTTED_POINTS).astype(np.int64)]
+    ax.fill_between(rows[0], rows[2], rows[3], color=style.get("color"), alpha=0.2, linewidth=0)
+    x, y = rows[:2]
   else:
-    x, y = finite_points(s.xs, s.ys)
-    if panel.log_y:
-      x, y = x[y > 0], y[y > 0]
-    x, y = thin_points(x, y)
+    x, y = thin_points(*rows)
   if len(x) <= MARKER_MAX_POINTS:
-    style.setdefault("marker", "o")
-    style.setdefault("markersize", 3)
+    style = {"marker": "o", "markersize": 3, **style}
   ax.plot(x, y, label=s.label, **style)
 
 
@@ -106,12 +87,12 @@ def draw_panel(ax: Any, panel: Panel) -> None:
   for s in panel.series:
     _series(ax, s, panel)
   for h in panel.hlines:
-    y = _as_float(h.y)
+    y = as_float(h.y)
     if math.isfinite(y) and not (panel.log_y and y <= 0):
       ax.axhline(y, label=h.label, **dict(h.style))
   for v in panel.vlines:
-    if math.isfinite(_as_float(v.x)):
-      ax.axvline(_as_float(v.x), label=v.label, **dict(v.style))
+    if math.isfinite(as_float(v.x)):
+      ax.axvline(as_float(v.x), label=v.label, **dict(v.style))
   if panel.note:
     ax.text(0.5, 0.5, panel.note, transform=ax.transAxes, ha="center", va="center",
             fontsize="large", color="0.4")
@@ -131,27 +112,30 @@ def draw_panel(ax: Any, panel: Panel) -> None:
     ax.legend(loc=panel.legend_loc, fontsize="small")
 
 
+def _value_norm(finite: np.ndarray, log: bool) -> colors.Normalize:
+  """Colours from the smallest finite value to the largest: logarithmic with `log` when they are
+  positive and not all equal, else linear ([lo, lo + 1] for one value, [0, 1] for none)."""
+  lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+  if log and lo > 0 and hi > lo:
+    return colors.LogNorm(lo, hi)
+  return colors.Normalize(lo, hi if hi > lo else lo + 1.0)
+
+
 def _norm(h: Heatmap, values: np.ndarray) -> tuple[Any, Any]:
-  """(colour map, norm) of a heat map: viridis, log-scaled (when the values span a range) or
-  diverging around `centre`."""
+  """(colour map, norm) of a heat map: viridis (`_value_norm`) or diverging around `centre`."""
   finite = values[np.isfinite(values)]
   if h.centre is not None:
-    span = float(np.max(np.abs(finite - h.centre))) if finite.size else 1.0
-    span = span or 1.0
+    span = float(np.max(np.abs(finite - h.centre), initial=0.0)) or 1.0
     return (colormaps["RdBu_r"].with_extremes(bad="white"),
             colors.Normalize(h.centre - span, h.centre + span))
-  cmap = colormaps["viridis"].with_extremes(bad="white")
-  if h.log and finite.size and np.all(finite > 0) and finite.max() > finite.min():
-    return cmap, colors.LogNorm(float(finite.min()), float(finite.max()))
-  lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-  return cmap, colors.Normalize(lo, hi if hi > lo else lo + 1.0)
+  return colormaps["viridis"].with_extremes(bad="white"), _value_norm(finite, h.log)
 
 
 def _positive(values: Optional[Sequence[float]], n: int) -> bool:
   """Whether `values` are n finite positive numbers (a log axis can hold them)."""
   if values is None or len(values) != n or n == 0:
     return False
-  v = np.array([_as_float(x) for x in values], dtype=np.float64)
+  v = np.array([as_float(x) for x in values], dtype=np.float64)
   return bool(np.all(np.isfinite(v)) and np.all(v > 0))
 
 
@@ -171,7 +155,7 @@ def cell_positions(centres: Sequence[float], values: Any) -> np.ndarray:
   `centres`: linear between neighbouring centres, extrapolated from the end cells beyond them;
   with a single cell, 0 for its own value and NaN (not drawn) for any other."""
   c = np.asarray(centres, dtype=np.float64)
-  v = np.array([_as_float(x) for x in values], dtype=np.float64)
+  v = np.array([as_float(x) for x in values], dtype=np.float64)
   if len(c) < 2:
     return np.where(v == c[0], 0.0, np.nan) if len(c) else np.full(v.shape, np.nan)
   below = (v - c[0]) / (c[1] - c[0])
@@ -179,18 +163,22 @@ def cell_positions(centres: Sequence[float], values: Any) -> np.ndarray:
   return np.where(v < c[0], below, np.where(v > c[-1], above, np.interp(v, c, np.arange(len(c)))))
 
 
-def _heatmap_curves(ax: Any, h: Heatmap, shape: tuple[int, int]) -> None:
-  """The heat map's `curves`, placed by `cell_positions` and clipped by the map's edges."""
-  if not h.curves or h.xvalues is None or h.yvalues is None:
+def _heatmap_curves(ax: Any, h: Heatmap, shape: tuple[int, int], log: bool) -> None:
+  """The heat map's `curves`: on log axes at their own values, else placed by `cell_positions`
+  (given `xvalues` and `yvalues`) and clipped by the map's edges."""
+  if not h.curves or not (log or (h.xvalues is not None and h.yvalues is not None)):
     return
   for s in h.curves:
-    x, y = cell_positions(h.xvalues, s.xs), cell_positions(h.yvalues, s.ys)
     style = dict(s.style)
-    if np.isfinite(x).sum() == 1:
-      style.setdefault("marker", "o")
+    x, y = s.xs, s.ys
+    if not log:
+      x, y = cell_positions(h.xvalues, s.xs), cell_positions(h.yvalues, s.ys)
+      if np.isfinite(x).sum() == 1:
+        style.setdefault("marker", "o")
     ax.plot(x, y, label=s.label, **style)
-  ax.set_xlim(-0.5, shape[1] - 0.5)
-  ax.set_ylim(*((shape[0] - 0.5, -0.5) if h.invert_y else (-0.5, shape[0] - 0.5)))
+  if not log:
+    ax.set_xlim(-0.5, shape[1] - 0.5)
+    ax.set_ylim(*((shape[0] - 0.5, -0.5) if h.invert_y else (-0.5, shape[0] - 0.5)))
   ax.legend(loc="best", fontsize="x-small")
 
 
@@ -224,15 +212,10 @@ def draw_heatmap(fig: Figure, ax: Any, h: Heatmap) -> None:
       light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
       ax.text(xs[i], ys[j], f"{value:.3g}", ha="center", va="center", fontsize="small",
               color="black" if light else "white")
+  _heatmap_curves(ax, h, values.shape, log)
   if log:
-    for s in h.curves:
-      ax.plot(s.xs, s.ys, label=s.label, **dict(s.style))
-    if h.curves:
-      ax.legend(loc="best", fontsize="x-small")
     ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.yaxis.set_minor_locator(ticker.NullLocator())
-  else:
-    _heatmap_curves(ax, h, values.shape)
   ax.set_xticks(xs, h.xlabels, rotation=45 if len(h.xlabels) > 8 else 0)
   ax.set_yticks(ys, h.ylabels)
   ax.set_xlabel(h.xlabel)
@@ -253,12 +236,9 @@ def draw_contour(fig: Figure, ax: Any, c: Contour) -> None:
   if not finite.size:
     ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
     return
-  lo, hi = float(finite.min()), float(finite.max())
-  if c.log and lo > 0 and hi > lo:
-    levels, norm = np.geomspace(lo, hi, max(c.levels, 2)), colors.LogNorm(lo, hi)
-  else:
-    hi = hi if hi > lo else lo + 1.0
-    levels, norm = np.linspace(lo, hi, max(c.levels, 2)), colors.Normalize(lo, hi)
+  norm = _value_norm(finite, c.log)
+  spacing = np.geomspace if isinstance(norm, colors.LogNorm) else np.linspace
+  levels = spacing(norm.vmin, norm.vmax, max(c.levels, 2))
   masked = np.ma.masked_invalid(values)
   filled = ax.contourf(c.xvalues, c.yvalues, masked, levels=levels, cmap="viridis", norm=norm)
   ax.contour(c.xvalues, c.yvalues, masked, levels=levels, colors="k", linewidths=0.3,
@@ -297,16 +277,12 @@ def build(panels: Sequence[AnyPanel], *, columns: int = 1, title: Optional[str] 
   return fig
 
 
-def pdf_bytes(fig: Figure) -> bytes:
-  """`fig` rendered as PDF bytes in memory."""
-  buf = io.BytesIO()
-  fig.savefig(buf, format="pdf", metadata={"Creator": "sam-edge"})
-  return buf.getvalue()
-
-
 def write(path: str, panels: Sequence[AnyPanel], *, columns: int = 1,
           title: Optional[str] = None) -> Figure:
-  """Builds the figure and writes it as a PDF at `path`, atomically; returns the figure."""
+  """Builds the figure and writes it as a PDF at `path` (rendered in memory, written atomically);
+  returns the figure."""
   fig = build(panels, columns=columns, title=title)
-  records.atomic_write_bytes(path, pdf_bytes(fig))
+  pdf = io.BytesIO()
+  fig.savefig(pdf, format="pdf", metadata={"Creator": "sam-edge"})
+  records.atomic_write_bytes(path, pdf.getvalue())
   return fig

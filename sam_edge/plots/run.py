@@ -23,6 +23,7 @@ from sam_edge.plots.spec import (
 )
 
 EIGS_YLABEL = "Hessian eigenvalue"
+PRECONDITIONED_YLABEL = "eigenvalue of P^-1/2 H P^-1/2 (Adam-preconditioned Hessian)"
 ALIGNMENT_YLABEL = "|cosine| with top Hessian eigenvector v1"
 LOSS_YLABEL = "training loss"
 SAM_EDGE_LABEL = "SAM edge"
@@ -41,11 +42,15 @@ def record_series(recs: Sequence[Mapping[str, Any]], key: str, label: str,
 
 def eigenvalue_label(i: int, kind: str | None = None) -> str:
   """The legend label of the i-th (0-based) Hessian eigenvalue; "|λ1|" for magnitudes."""
-  name = f"|λ{i + 1}|" if kind == "magnitude" else f"λ{i + 1}"
-  if i == 0:
-    what = "top Hessian eigenvalue magnitude" if kind == "magnitude" else "top Hessian eigenvalue"
-    return f"{name} ({what})"
-  return name
+  magnitude = kind == "magnitude"
+  name = f"|λ{i + 1}|" if magnitude else f"λ{i + 1}"
+  return f"{name} (top Hessian eigenvalue{' magnitude' if magnitude else ''})" if i == 0 else name
+
+
+def _eigenvalue_points(recs: Sequence[Mapping[str, Any]], i: int) -> tuple[list, list]:
+  """(steps, values) of the i-th eigenvalue, over the records that hold one."""
+  held = [r for r in recs if i < len(r.get("eigenvalues") or ())]
+  return [r.get("step") for r in held], [r["eigenvalues"][i] for r in held]
 
 
 def eigenvalue_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
@@ -54,14 +59,8 @@ def eigenvalue_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
   figure without eigenvalues is still labelled."""
   k = max(max((len(r.get("eigenvalues") or ()) for r in recs), default=0), 1)
   kind = recs[-1].get("eigenvalue_kind") if recs else None
-  out = []
-  for i in range(k):
-    points = [(r.get("step"), r["eigenvalues"][i]) for r in recs
-              if i < len(r.get("eigenvalues") or ())]
-    style = {"color": colour(i, k), "linewidth": 1.6 if i == 0 else 1.0}
-    out.append(Series(eigenvalue_label(i, kind), [p[0] for p in points],
-                      [p[1] for p in points], style))
-  return out
+  return [Series(eigenvalue_label(i, kind), *_eigenvalue_points(recs, i),
+                 {"color": colour(i, k), "linewidth": 1.6 if i == 0 else 1.0}) for i in range(k)]
 
 
 def unconverged_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
@@ -71,14 +70,10 @@ def unconverged_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
   if not bad:
     return []
   k = max(len(r.get("eigenvalues") or ()) for r in recs)
-  out = []
-  for i in range(k):
-    xs = [r.get("step") for r in bad if i < len(r.get("eigenvalues") or ())]
-    ys = [r["eigenvalues"][i] for r in bad if i < len(r.get("eigenvalues") or ())]
-    style = {"color": colour(i, k), "marker": "o", "markersize": 7, "markerfacecolor": "none",
-             "linestyle": "none", "markeredgewidth": 1.2}
-    out.append(Series(UNCONVERGED_LABEL if i == 0 else "_nolegend_", xs, ys, style))
-  return out
+  style = {"marker": "o", "markersize": 7, "markerfacecolor": "none", "linestyle": "none",
+           "markeredgewidth": 1.2}
+  return [Series(UNCONVERGED_LABEL if i == 0 else "_nolegend_", *_eigenvalue_points(bad, i),
+                 {"color": colour(i, k), **style}) for i in range(k)]
 
 
 def two_over_eta_marks(recs: Sequence[Mapping[str, Any]]) -> tuple[list[Series], list[HLine]]:
@@ -103,19 +98,10 @@ def edge_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
   "(2+2β)/η, β=0.9"; a method without a known closed form (`edge` None) draws none.
   """
   style = {"color": "black", "linestyle": "-.", "linewidth": 1.4}
-  labels = [r["edge_label"] for r in recs if "edge_label" in r]
-  label = labels[-1] if labels else None
-  if not labels or label in REFERENCE_EDGES:
+  label = next((r["edge_label"] for r in reversed(recs) if "edge_label" in r), REFERENCE_EDGES[0])
+  if label in REFERENCE_EDGES:
     return [record_series(recs, "sam_edge", SAM_EDGE_LABEL, style)]
-  if label is None:
-    return []
-  return [record_series(recs, "edge", label, style)]
-
-
-def eigs_ylabel(recs: Sequence[Mapping[str, Any]]) -> str:
-  if recs and recs[-1].get("operator") == "preconditioned_hessian":
-    return "eigenvalue of P^-1/2 H P^-1/2 (Adam-preconditioned Hessian)"
-  return EIGS_YLABEL
+  return [] if label is None else [record_series(recs, "edge", label, style)]
 
 
 def eigs_panel(raw: Mapping[str, Any], title: str, *, with_two_over_eta: bool = True) -> Panel:
@@ -124,24 +110,20 @@ def eigs_panel(raw: Mapping[str, Any], title: str, *, with_two_over_eta: bool = 
   recs = records_of(raw)
   if not recs:
     return Panel(title, XLABEL, EIGS_YLABEL, [], note=NO_MEASUREMENTS)
-  series = eigenvalue_series(recs) + edge_series(recs)
-  hlines: list[HLine] = []
-  if with_two_over_eta:
-    extra, hlines = two_over_eta_marks(recs)
-    series += extra
-  series += unconverged_series(recs)
-  return Panel(title, XLABEL, eigs_ylabel(recs), series, hlines)
+  extra, hlines = two_over_eta_marks(recs) if with_two_over_eta else ([], [])
+  series = eigenvalue_series(recs) + edge_series(recs) + extra + unconverged_series(recs)
+  preconditioned = recs[-1].get("operator") == "preconditioned_hessian"
+  return Panel(title, XLABEL, PRECONDITIONED_YLABEL if preconditioned else EIGS_YLABEL, series,
+               hlines)
 
 
 def alignment_panel(raw: Mapping[str, Any], title: str) -> Panel:
   """|cos| of ∇L and ∇L_SAM with v1, y in [0, 1]."""
   recs = records_of(raw)
-  if not recs:
-    return Panel(title, XLABEL, ALIGNMENT_YLABEL, [], ylim=(0.0, 1.0), note=NO_MEASUREMENTS)
-  return Panel(title, XLABEL, ALIGNMENT_YLABEL, [
-      record_series(recs, "g_alignment", G_ALIGNMENT_LABEL, {"color": "tab:blue"}),
-      record_series(recs, "sg_alignment", SG_ALIGNMENT_LABEL, {"color": "tab:orange"})],
-               ylim=(0.0, 1.0))
+  series = [record_series(recs, "g_alignment", G_ALIGNMENT_LABEL, {"color": "tab:blue"}),
+            record_series(recs, "sg_alignment", SG_ALIGNMENT_LABEL, {"color": "tab:orange"})]
+  return Panel(title, XLABEL, ALIGNMENT_YLABEL, series if recs else [], ylim=(0.0, 1.0),
+               note=None if recs else NO_MEASUREMENTS)
 
 
 def loss_points(raw: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
@@ -162,11 +144,10 @@ def loss_panel(raw: Mapping[str, Any], title: str) -> Panel:
   if not steps:
     return Panel(title, XLABEL, LOSS_YLABEL, [], note="no training steps")
   series = [Series(LOSS_YLABEL, steps, values, {"color": "tab:blue", "linewidth": 0.8})]
-  vlines = []
   diverged_at = (raw.get("final") or {}).get("diverged_at_step")
-  if diverged_at is not None:
-    vlines.append(VLine(f"diverged at step {diverged_at}", diverged_at,
-                        {"color": "tab:red", "linestyle": ":", "linewidth": 1.5}))
+  vlines = [] if diverged_at is None else [VLine(
+      f"diverged at step {diverged_at}", diverged_at,
+      {"color": "tab:red", "linestyle": ":", "linewidth": 1.5})]
   return Panel(title, XLABEL, LOSS_YLABEL, series, log_y=positive_values(series),
                legend_loc="upper right", vlines=vlines)
 
@@ -182,10 +163,7 @@ def evaluation_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
   evaluations = list(raw.get("evaluations") or [])
   if not evaluations:
     return []
-  steps, losses = loss_points(raw)
   eval_steps = [e["step"] for e in evaluations]
-  series = [Series("training loss (the batch of each step)", steps, losses,
-                   {"color": "tab:blue", "linewidth": 0.8})]
 
   def curves(what: str, width: float) -> list[Series]:
     return [Series(f"{split} {what}{label}", eval_steps,
@@ -193,7 +171,8 @@ def evaluation_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
                    {"color": color, "linewidth": width, **style})
             for prefix, label, style in EVAL_WEIGHTS for split, color in EVAL_SERIES
             if any(f"{prefix}{split}_{what}" in e for e in evaluations)]
-  series += curves("loss", 1.6)
+  series = [Series("training loss (the batch of each step)", *loss_points(raw),
+                   {"color": "tab:blue", "linewidth": 0.8}), *curves("loss", 1.6)]
   out = [Panel(f"{title}: loss", XLABEL, "loss", series, log_y=positive_values(series),
                legend_loc="upper right")]
   errors = curves("error", 1.5)

@@ -122,12 +122,17 @@ def colour(i: int, k: int) -> str:
   return f"#{int(255 * r):02x}{int(255 * g):02x}{int(255 * b):02x}"
 
 
+def as_float(value: Any) -> float:
+  """`value` as a float, NaN for None or anything non-numeric."""
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    return math.nan
+
+
 def finite(value: Any) -> bool:
   """Whether `value` is a finite number (None and non-numbers are not)."""
-  try:
-    return math.isfinite(float(value))
-  except (TypeError, ValueError):
-    return False
+  return math.isfinite(as_float(value))
 
 
 def positive_values(series: Sequence[Series]) -> bool:

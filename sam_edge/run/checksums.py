@@ -21,17 +21,15 @@ flipped bit in the key "sha256" cannot make a step look old.
 """
 
 import concurrent.futures
-import hashlib
 import os
 from typing import Any, Optional
 
 import jax
-import numpy as np
-from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
+from jax.tree_util import FlattenedIndexKey, SequenceKey
 
 from sam_edge import records
 from sam_edge.pytree import PyTree
-from sam_edge.run import devices
+from sam_edge.run import devices, params_file
 
 KEY = "sha256"
 BODY = ("config", "progress")          # the meta's own content, besides the checksums
@@ -41,27 +39,24 @@ OLD_NOTE = ("holds no checksums (written before checksums existed): its arrays c
             "verified")
 
 
+def key_text(key: Any) -> str:
+  """One step of a jax key path as text: a dict key, a sequence index or an attribute name."""
+  for field in ("key", "idx", "name"):          # DictKey, SequenceKey, GetAttrKey
+    if hasattr(key, field):
+      return str(getattr(key, field))
+  return str(key)
+
+
 def leaf_name(path: tuple) -> str:
-  """`['state']['params']['dense']['w']`: a leaf's path, container types left out."""
-  parts = []
-  for key in path:
-    if isinstance(key, DictKey):
-      parts.append(repr(str(key.key)))
-    elif isinstance(key, GetAttrKey):
-      parts.append(repr(key.name))
-    elif isinstance(key, SequenceKey):
-      parts.append(str(key.idx))
-    elif isinstance(key, FlattenedIndexKey):
-      parts.append(str(key.key))
-    else:
-      parts.append(repr(str(key)))
-  return "".join(f"[{p}]" for p in parts)
+  """`['state']['params']['dense']['w']`: a leaf's path, container types left out (indices bare,
+  keys and attribute names quoted alike)."""
+  return "".join(f"[{key_text(k)}]" if isinstance(k, (SequenceKey, FlattenedIndexKey))
+                 else f"[{key_text(k)!r}]" for k in path)
 
 
 def _digest(x: Any) -> str:
   """The sha256 of the leaf's C-order bytes on the host."""
-  host = np.ascontiguousarray(devices.host_copy(x))
-  return hashlib.sha256(host.reshape(-1).view(np.uint8)).hexdigest()
+  return params_file.array_sha256(devices.host_copy(x))
 
 
 def array_digests(tree: PyTree) -> dict[str, str]:
@@ -69,16 +64,12 @@ def array_digests(tree: PyTree) -> dict[str, str]:
   THREAD_BYTES are hashed on up to HASH_THREADS threads (hashlib lets go of the GIL on large
   buffers) while the small ones are hashed here, where a thread would cost more than the hash."""
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  big = [i for i, (_, x) in enumerate(leaves) if getattr(x, "nbytes", 0) >= THREAD_BYTES]
-  digests: list[Optional[str]] = [None] * len(leaves)
   with concurrent.futures.ThreadPoolExecutor(min(HASH_THREADS, os.cpu_count() or 1)) as pool:
-    pending = {i: pool.submit(_digest, leaves[i][1]) for i in big}
-    for i, (_, x) in enumerate(leaves):
-      if i not in pending:
-        digests[i] = _digest(x)
-    for i, done in pending.items():
-      digests[i] = done.result()
-  return {leaf_name(path): digest for (path, _), digest in zip(leaves, digests)}
+    threaded = [pool.submit(_digest, x) if getattr(x, "nbytes", 0) >= THREAD_BYTES else None
+                for _, x in leaves]
+    here = [_digest(x) if done is None else None for (_, x), done in zip(leaves, threaded)]
+  return {leaf_name(path): digest or done.result()
+          for (path, _), digest, done in zip(leaves, here, threaded)}
 
 
 def make(arrays: PyTree, body: dict) -> dict:
@@ -135,7 +126,5 @@ def problem(meta: dict, arrays: PyTree) -> tuple[Optional[str], Optional[str]]:
       wrong.append(f"array {name} has no checksum")
     elif digests[name] != saved[name]:
       wrong.append(f"array {name} does not match its sha256 checksum")
-  if wrong:
-    more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
-    return wrong[0] + more, None
-  return None, None
+  more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+  return (wrong[0] + more if wrong else None), None

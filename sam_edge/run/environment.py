@@ -32,14 +32,13 @@ def git_commit(repo: str = REPO) -> Optional[dict]:
   run from a git checkout (or git is missing)."""
   if not os.path.exists(os.path.join(repo, ".git")):
     return None
+  git = lambda *args: subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
+                                     timeout=10, check=True).stdout.strip()
   try:
-    sha = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True,
-                         text=True, timeout=10, check=True).stdout.strip()
-    status = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
-                            capture_output=True, text=True, timeout=10, check=True).stdout
+    return {"commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
   except (OSError, subprocess.SubprocessError):
     return None
-  return {"commit": sha, "dirty": bool(status.strip())}
 
 
 def describe() -> dict:
@@ -51,12 +50,11 @@ def describe() -> dict:
   UTC), `hostname`. The run adds `mesh` (and `resumed_from_step`).
   """
   start_time = datetime.datetime.now(datetime.timezone.utc)
-  devices = jax.devices()
   return {
       "python": platform.python_version(),
       "versions": {name: package_version(dist) for name, dist in PACKAGES.items()},
       "platform": jax.default_backend(),
-      "device_kind": devices[0].device_kind,
+      "device_kind": jax.devices()[0].device_kind,
       "device_count": jax.device_count(),
       "local_device_count": jax.local_device_count(),
       "process_count": jax.process_count(),

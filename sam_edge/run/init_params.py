@@ -34,7 +34,7 @@ import numpy as np
 from sam_edge import errors
 from sam_edge.models import linearize
 from sam_edge.pytree import PyTree
-from sam_edge.run import params_file, run_folder
+from sam_edge.run import checksums, params_file, run_folder
 from sam_edge.run.problem import Problem
 
 SHOWN = 8                  # the file's arrays named when none of them fits the network
@@ -51,18 +51,9 @@ class Merged(NamedTuple):
     return f"{len(self.loaded)} of {len(self.loaded) + len(self.fresh)} {what}"
 
 
-def _key(entry: Any) -> str:
-  """One step of a jax key path as text: a dict key, a sequence index or an attribute name."""
-  for field in ("key", "idx", "name"):          # DictKey, SequenceKey, GetAttrKey
-    if hasattr(entry, field):
-      return str(getattr(entry, field))
-  return str(entry)
-
-
-def _leaves(tree: PyTree) -> tuple[list[tuple[tuple[str, ...], Any]], Any]:
-  """((path, array) of every array of `tree`, the path as the tuple of its keys; its treedef)."""
-  flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-  return [(tuple(_key(k) for k in path), x) for path, x in flat], treedef
+def _keys(path: tuple) -> tuple[str, ...]:
+  """A jax key path as the tuple of its keys' texts."""
+  return tuple(checksums.key_text(k) for k in path)
 
 
 def name(path: tuple[str, ...]) -> str:
@@ -73,18 +64,17 @@ def name(path: tuple[str, ...]) -> str:
 def merge(fresh: PyTree, saved: PyTree) -> Merged:
   """`fresh` with each array whose path and shape `saved` holds replaced by saved's, cast to the
   fresh array's dtype (module doc); the others as they are."""
-  held = dict(_leaves(saved)[0])
-  flat, treedef = _leaves(fresh)
-  out, loaded, kept = [], [], []
-  for path, x in flat:
-    y = held.get(path)
+  held = {_keys(path): y for path, y in jax.tree_util.tree_flatten_with_path(saved)[0]}
+  loaded, kept = [], []
+
+  def take(path: tuple, x: Any) -> Any:
+    y = held.get(_keys(path))
     if y is not None and np.shape(y) == np.shape(x):
-      out.append(jnp.asarray(np.asarray(y, dtype=x.dtype)))
-      loaded.append(name(path))
-    else:
-      out.append(x)
-      kept.append((name(path), tuple(np.shape(x))))
-  return Merged(jax.tree_util.tree_unflatten(treedef, out), loaded, kept)
+      loaded.append(name(_keys(path)))
+      return jnp.asarray(np.asarray(y, dtype=x.dtype))
+    kept.append((name(_keys(path)), tuple(np.shape(x))))
+    return x
+  return Merged(jax.tree_util.tree_map_with_path(take, fresh), loaded, kept)
 
 
 def _sentence(given: str, found: str, saved: params_file.Saved, params: Merged,
@@ -112,7 +102,7 @@ def initialise(problem: Problem, path: str) -> tuple[Problem, str]:
     raise errors.InputError(f"--init_params: {e}") from None
   params = merge(problem.params, saved.params)
   if not params.loaded:
-    names = [name(p) for p, _ in _leaves(saved.params)[0]]
+    names = [name(_keys(p)) for p, _ in jax.tree_util.tree_flatten_with_path(saved.params)[0]]
     raise errors.InputError(
         f"--init_params={path}: none of the {len(names)} parameter arrays of {found} ("
         f"{', '.join(names[:SHOWN])}{', ...' if len(names) > SHOWN else ''}) has the path and "

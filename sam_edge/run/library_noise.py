@@ -20,39 +20,32 @@ Everything else goes through untouched.
 """
 
 import contextlib
+import functools
 import logging
 import os
 import sys
+import traceback
 import types
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
-_state = {"orbax": None, "saving": 0, "failed": False}
+_state = {"saving": 0, "failed": False}
 
 
+@functools.cache
 def _orbax_dir() -> str:
   """The folder of the orbax package, with a trailing separator."""
-  if _state["orbax"] is None:
-    import orbax.checkpoint  # pylint: disable=import-outside-toplevel
-    package = os.path.dirname(os.path.dirname(os.path.abspath(orbax.checkpoint.__file__)))
-    _state["orbax"] = package + os.sep
-  return _state["orbax"]
+  import orbax.checkpoint  # pylint: disable=import-outside-toplevel
+  return os.path.dirname(os.path.dirname(os.path.abspath(orbax.checkpoint.__file__))) + os.sep
 
 
 def _in_orbax(filename: str) -> bool:
   return os.path.abspath(filename).startswith(_orbax_dir())
 
 
-def _codes(tb: Optional[types.TracebackType]) -> Iterator[types.CodeType]:
-  """The code of each frame of the traceback `tb`."""
-  while tb is not None:
-    yield tb.tb_frame.f_code
-    tb = tb.tb_next
-
-
 def _closed_loop(value: Optional[BaseException], tb: Optional[types.TracebackType]) -> bool:
   """Whether the exception is asyncio's "Event loop is closed" from `call_soon_threadsafe`."""
   return (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
-          and any(code.co_name == "call_soon_threadsafe" for code in _codes(tb)))
+          and any(f.f_code.co_name == "call_soon_threadsafe" for f, _ in traceback.walk_tb(tb)))
 
 
 class _OrbaxRecords(logging.Filter):
@@ -62,7 +55,7 @@ class _OrbaxRecords(logging.Filter):
     if _in_orbax(record.pathname):
       return False
     tb = record.exc_info[2] if record.exc_info else None
-    return not any(_in_orbax(code.co_filename) for code in _codes(tb))
+    return not any(_in_orbax(f.f_code.co_filename) for f, _ in traceback.walk_tb(tb))
 
 
 def _unraisablehook(previous):

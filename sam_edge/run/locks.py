@@ -60,8 +60,6 @@ def is_stale(owner: dict) -> bool:
   running a process that started at another time. An unreadable lock file counts as stale."""
   if not owner:
     return True
-  if owner == _me():
-    return False
   if owner.get("host") != socket.gethostname():
     return False
   pid = owner.get("pid")

@@ -14,10 +14,8 @@ _FLOAT_TAG = "__float__"
 
 
 def encode_json(value: Any) -> Any:
-  """`value` with non-finite floats tagged and tuples as lists: strict JSON that round-trips.
-
-  Numpy scalars and arrays become Python numbers and (nested) lists.
-  """
+  """`value` with non-finite floats tagged, tuples as lists, numpy scalars and arrays as Python
+  numbers and (nested) lists: strict JSON that round-trips."""
   if isinstance(value, (np.ndarray, np.generic)):
     value = value.tolist()
   if isinstance(value, float) and not math.isfinite(value):

@@ -16,10 +16,11 @@ has no BatchNorm), each array replaced by its entry's name; a run with --ema_dec
 the moving average of both (`optim.ema`), and a run that keeps its best evaluation's weights
 (--early_stopping_patience, --restore_best) adds "best", each {"params", "model_state"}, read back
 as `Saved.ema` and `Saved.best` (None for a file without one, every file written before they
-existed included). An array's sha256 is that of its bytes in C order (`checksums.array_digests`'
-convention). `read` refuses, in one `ParamsError` line, a file that is not such an npz, a meta
-that does not match its checksum, and an array that is missing or does not match its dtype,
-shape or checksum; `read_header` reads and checks the meta alone. This module imports no jax.
+existed included). An array's sha256 is that of its bytes in C order (`array_sha256`, which
+`checksums.array_digests` shares). `read` refuses, in one `ParamsError` line, a file that is not
+such an npz, a meta that does not match its checksum, and an array that is missing or does not
+match its dtype, shape or checksum; `read_header` reads and checks the meta alone. This module
+imports no jax.
 """
 
 import contextlib
@@ -77,7 +78,8 @@ def _fill(skeleton: Any, arrays: dict[str, np.ndarray]) -> PyTree:
   return None if skeleton is None else arrays[skeleton]
 
 
-def _digest(x: np.ndarray) -> str:
+def array_sha256(x: np.ndarray) -> str:
+  """The sha256 (hex) of an array's bytes in C order."""
   return hashlib.sha256(np.ascontiguousarray(x).reshape(-1).view(np.uint8)).hexdigest()
 
 
@@ -85,19 +87,19 @@ def encode(task: str, step: int, config: dict, params: PyTree, model_state: PyTr
            **variants: Any) -> bytes:
   """The file's bytes (module doc); `variants` the optional trees of VARIANTS ({"params",
   "model_state"} or None)."""
+  unknown = set(variants) - set(VARIANTS)
+  if unknown:
+    raise TypeError(f"unknown weight variants {sorted(unknown)}")
   arrays: dict[str, np.ndarray] = {}
-  tree = {"params": _skeleton(params, arrays), "model_state": _skeleton(model_state or {}, arrays)}
-  for name in VARIANTS:
-    weights = variants.pop(name, None)
-    if weights is not None:
-      tree[name] = {"params": _skeleton(weights["params"], arrays),
-                    "model_state": _skeleton(weights.get("model_state") or {}, arrays)}
-  if variants:
-    raise TypeError(f"unknown weight variants {sorted(variants)}")
+  skeleton = lambda weights: {"params": _skeleton(weights["params"], arrays),
+                              "model_state": _skeleton(weights.get("model_state") or {}, arrays)}
+  tree = skeleton({"params": params, "model_state": model_state})
+  tree.update({name: skeleton(variants[name]) for name in VARIANTS
+               if variants.get(name) is not None})
   meta = {"format": FORMAT, "task": task, "step": int(step), "config": records.to_plain(config),
           "tree": tree,
-          "arrays": {n: {"sha256": _digest(a), "dtype": a.dtype.str, "shape": list(a.shape)}
-                     for n, a in arrays.items()}}
+          "arrays": {n: {"sha256": array_sha256(a), "dtype": a.dtype.str,
+                         "shape": list(a.shape)} for n, a in arrays.items()}}
   meta["sha256"] = records.json_sha256(meta)
   buffer = io.BytesIO()
   text = json.dumps(meta, allow_nan=True).encode("utf-8")
@@ -135,7 +137,7 @@ def _array(npz: Any, name: str, expected: dict, path: str) -> np.ndarray:
   if x.dtype.str != expected["dtype"] or list(x.shape) != expected["shape"]:
     raise ParamsError(f"{path}: array {name} is {x.dtype.str}{list(x.shape)}, not "
                       f"{expected['dtype']}{expected['shape']}")
-  if _digest(x) != expected["sha256"]:
+  if array_sha256(x) != expected["sha256"]:
     raise ParamsError(f"{path}: array {name} does not match its sha256 checksum")
   return x
 
@@ -156,10 +158,9 @@ def _reading(path: str) -> Iterator[None]:
 
 def read(path: str) -> Saved:
   """The file at `path`, verified against its checksums; ParamsError (one line) otherwise."""
-  with _reading(path):
-    with np.load(path, allow_pickle=False) as npz:
-      meta = _meta(npz, path)
-      arrays = {n: _array(npz, n, e, path) for n, e in meta["arrays"].items()}
+  with _reading(path), np.load(path, allow_pickle=False) as npz:
+    meta = _meta(npz, path)
+    arrays = {n: _array(npz, n, e, path) for n, e in meta["arrays"].items()}
     tree = meta["tree"]
     return Saved(task=meta["task"], step=meta["step"], config=meta["config"],
                  params=_fill(tree["params"], arrays),
@@ -171,8 +172,7 @@ def read_header(path: str) -> Saved:
   """The task, step and config of the file at `path` without its arrays (`params` and
   `model_state` None): only the meta is read, and checked against its own sha256, so this is
   cheap for any network. ParamsError (one line) otherwise; `read` checks the arrays."""
-  with _reading(path):
-    with np.load(path, allow_pickle=False) as npz:
-      meta = _meta(npz, path)
+  with _reading(path), np.load(path, allow_pickle=False) as npz:
+    meta = _meta(npz, path)
     return Saved(task=meta["task"], step=meta["step"], config=meta["config"], params=None,
                  model_state=None)

@@ -42,12 +42,9 @@ def command_values(argv: list[str]) -> dict[str, str]:
 def output_in(folder: str, values: dict[str, str], flag: str, default: str) -> Optional[str]:
   """An output of a run folder: the file its command's --`flag` names, else `default`, else the
   folder's only file with `default`'s extension; None if there is none."""
-  candidates = [os.path.join(folder, default)]
-  if values.get(flag):
-    candidates.insert(0, os.path.join(folder, os.path.basename(values[flag])))
+  named = [os.path.join(folder, os.path.basename(values[flag]))] if values.get(flag) else []
   found = sorted(glob.glob(os.path.join(folder, "*" + os.path.splitext(default)[1])))
-  if len(found) == 1:
-    candidates.append(found[0])
+  candidates = [*named, os.path.join(folder, default), *(found if len(found) == 1 else [])]
   return next((c for c in candidates if os.path.isfile(c)), None)
 
 

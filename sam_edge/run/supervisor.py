@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from sam_edge.run import loop
 
@@ -65,24 +65,22 @@ class Supervisor:
     if self._signals and signum == signal.SIGTERM:
       return                                          # the stop asked for already (see module doc)
     self._signals += 1
-    if self._signals == 1 and self.computed:
+    if self._signals > 1:
+      kept = ", ".join(self.kept()) or "nothing"
+      self._exit_now(reason, f"{reason} again: exiting at once; kept: {kept}")
+    elif self.computed:
       self.stop.set(reason)
       self._err(f"{reason}: stopping after the current step and writing every output "
                 f"(Ctrl-C again to exit at once)")
-      return
-    if self._signals == 1:
+    else:
       self._exit_now(reason, f"{reason} while {self.phase}: nothing computed yet, exiting")
-      return
-    kept = self.kept()
-    where = ", ".join(kept) if kept else "nothing"
-    self._exit_now(reason, f"{reason} again: exiting at once; kept: {where}")
 
 
-def run(job: Callable[[Supervisor], Any], supervisor: Optional[Supervisor] = None) -> Any:
+def run(job: Callable[[Supervisor], Any]) -> Any:
   """Runs `job(supervisor)` in a worker thread under the signal handling of the module doc and
   returns its result (re-raising its exception). From a thread other than the main one, where
   signals cannot be handled, the job simply runs in the caller's thread."""
-  sup = supervisor or Supervisor()
+  sup = Supervisor()
   if threading.current_thread() is not threading.main_thread():
     return job(sup)
   result: dict[str, Any] = {}

@@ -28,19 +28,15 @@ RECORD_SCALARS = {  # record key: tag
 
 def scalars(record: Mapping[str, Any]) -> dict[str, float]:
   """The finite scalars of a measurement or evaluation record, by tag."""
-  out = {}
-  for i, value in enumerate(record.get("eigenvalues") or ()):
-    out[f"hessian/lambda_{i + 1}"] = value
+  out = {f"hessian/lambda_{i + 1}": v for i, v in enumerate(record.get("eigenvalues") or ())}
   if record.get("residuals"):
     out["hessian/residual_max"] = max(record["residuals"])
   if "eigenvalues" in record:
     out.update({tag: record[key] for key, tag in RECORD_SCALARS.items() if key in record})
     out.update(registry.scalars(record))
   else:                                                # an evaluation
-    for key, value in record.items():
-      for prefix in ("test_", "ema_test_"):
-        if key.startswith(prefix):
-          out[f"{prefix[:-1]}/{key[len(prefix):]}"] = value
+    out.update({f"{prefix[:-1]}/{key[len(prefix):]}": value for key, value in record.items()
+                for prefix in ("test_", "ema_test_") if key.startswith(prefix)})
   return {tag: float(v) for tag, v in out.items()
           if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
