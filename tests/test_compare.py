@@ -129,7 +129,7 @@ def test_half_finished_and_diverged_runs(tmp_path):
   assert (half["steps"], half["stopped_because"], half["diverged"]) == (None, None, None)
   assert half["median_lambda1_over_edge"] == pytest.approx(0.8)   # by its last step, 9
   assert div["diverged"] is True
-  text = summary.csv_text([half], [])
+  text = summary.table_text(summary.columns([], [half]), [half])
   assert text.splitlines()[1].startswith("half,,,,,10.0,0.8,,")
 
 

@@ -183,11 +183,6 @@ def write_table(path: str, header: list[str], rows: list[dict[str, Any]]) -> Non
   records_lib.atomic_write_bytes(path, table_text(header, rows).encode("utf-8"))
 
 
-def csv_text(rows: list[dict[str, Any]], axes: list[str]) -> str:
-  """The summary rows as CSV text (the header of `columns`)."""
-  return table_text(columns(axes, rows), rows)
-
-
 def non_seed(axes: list[str]) -> list[str]:
   """Every axis but the seed: the axes a cell (runs differing only in their seed) is keyed by."""
   return [a for a in axes if a != SEED]
