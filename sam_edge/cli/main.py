@@ -111,7 +111,7 @@ def problems(task: Task, f: flags.FlagValues) -> list[str]:
   in_epochs, size_known = epochs.resolve(
       f, lambda fv: task.train_examples(cli_flags.flag_values(fv)))
   values = cli_flags.flag_values(f)             # as the checks see them: every default set
-  found = checks.common_problems(f) + task.problems(values, given)
+  found = checks.common_problems(f, task) + task.problems(values, given)
   if found:           # an unknown size then follows from these (a bad dataset or fraction)
     return (in_epochs if size_known else []) + found
   # a corpus that cannot be read also leaves the training set's size unknown: it says why

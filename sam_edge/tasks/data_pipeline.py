@@ -9,9 +9,10 @@ training examples held on the device (`stream_order.measured_indices`).
 
 from typing import Any, Optional
 
+from sam_edge import options
 from sam_edge.data import image_specs, pipeline_choice, stream_sources
 from sam_edge.options import Option
-from sam_edge.tasks.task import Values
+from sam_edge.tasks.task import Values, at_least, check
 
 OPTIONS = (     # the pipeline's flags (under the image task's --help topic data)
     Option("data_pipeline", "auto",
@@ -23,15 +24,16 @@ OPTIONS = (     # the pipeline's flags (under the image task's --help topic data
            choices=tuple(pipeline_choice.PIPELINES)),
     Option("data_memory_cap_gb", pipeline_choice.DEFAULT_CAP_GB,
            "With --data_pipeline=auto: the largest training split (N·H·W·C bytes decoded, in "
-           "10⁹ bytes) read into memory; a larger one is streamed.", type=float),
+           "10⁹ bytes) read into memory; a larger one is streamed.", type=float,
+           check=check(lambda x: x > 0, "must be > 0")),
     Option("data_workers", pipeline_choice.DEFAULT_WORKERS,
            "Stream: worker processes decoding and augmenting batches (grain's mp_prefetch); 0 "
-           "decodes in the training process.", type=int),
+           "decodes in the training process.", type=int, check=at_least(0)),
     Option("image_size", None,
            "Stream: train on S×S random-resized crops (Inception-style, scale (0.08, 1), ratio "
            "(3/4, 4/3)) with a horizontal flip, drawn on the host from (seed, example position), "
            "and evaluate on the centre S×S crop (crop fraction 0.875); default: the images as "
-           "stored (imagenet2012: 224).", type=int),
+           "stored (imagenet2012: 224).", type=int, check=at_least(1)),
 )
 
 
@@ -73,22 +75,12 @@ def resolve_defaults(v: Values) -> dict[str, Any]:
   return out
 
 
-def _bad_values(v: Values) -> list[str]:
-  p = []
-  if v["data_workers"] < 0:
-    p.append(f"--data_workers must be at least 0, got {v['data_workers']}")
-  if not v["data_memory_cap_gb"] > 0:
-    p.append(f"--data_memory_cap_gb must be > 0, got {v['data_memory_cap_gb']}")
-  if v["image_size"] is not None and v["image_size"] < 1:
-    p.append(f"--image_size must be at least 1, got {v['image_size']}")
-  return p
-
-
 def problems(v: Values) -> list[str]:
-  """The pipeline flags' problems, and the flags a stream does not combine with."""
-  p = _bad_values(v)
-  if p:
-    return p
+  """The flags a stream does not combine with (none while a pipeline flag is out of range: its
+  declared check says so)."""
+  if options.problems(OPTIONS, v.get):
+    return []
+  p = []
   if v["data_pipeline"] == "memory" and image_specs.in_memory_problem(v["dataset"]):
     return [image_specs.in_memory_problem(v["dataset"])]
   if not _streams(v):
