@@ -28,13 +28,6 @@ ABOVE_0 = check(lambda x: math.isfinite(x) and x > 0, "must be > 0")
 NOT_NEGATIVE = check(lambda x: x >= 0, "must be >= 0")
 
 
-def method_options() -> list[Option]:
-  """The options the optimizer and SAM-variant tables declare, weight decay and the SAM paper's
-  training knobs (`optim.training_options`)."""
-  return options.unique(optimizers.all_options() + [optimizers.WEIGHT_DECAY]
-                        + list(training_options.OPTIONS) + sam.all_options())
-
-
 def output_options() -> list[Option]:
   """Every output flag: the raw pickle, the final parameters and each figure (`''` skips it)."""
   return [records.RAW_DATA, records.PARAMS] + [Option(f.flag, f.default, f.help)
@@ -103,7 +96,9 @@ def _method_options(d: Defaults) -> tuple[Option, ...]:
              "each of SAM's gradients (and a measurement's) is the mean over them, taken one at "
              "a time (memory of one micro-batch). With BatchNorm each micro-batch normalises "
              "with its own statistics."),
-      *method_options())
+      # the optimizer and SAM-variant tables' options, weight decay, the SAM paper's knobs
+      *options.unique(optimizers.all_options() + [optimizers.WEIGHT_DECAY]
+                      + list(training_options.OPTIONS) + sam.all_options()))
 
 
 def _schedule_options() -> tuple[Option, ...]:

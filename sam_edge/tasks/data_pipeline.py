@@ -37,19 +37,15 @@ OPTIONS = (     # the pipeline's flags (under the image task's --help topic data
 )
 
 
-def decoded_size(dataset: str) -> float:
-  """The training split's bytes decoded (`stream_sources.decoded_bytes`) from the tables of
-  `image_specs` (TFDS's dataset info); ∞ for a dataset they do not know."""
-  spec = image_specs.SPECS.get(dataset)
-  if spec is None:
-    return float("inf")
-  return stream_sources.decoded_bytes(spec.train_size, spec.image_shape)
-
-
 def resolved(dataset: str, pipeline: str, cap_gb: float) -> tuple[str, Optional[str]]:
   """(memory or stream, why auto streams or None) of --dataset, --data_pipeline and
-  --data_memory_cap_gb (`pipeline_choice.choose`)."""
-  return pipeline_choice.choose(pipeline, decoded_size(dataset), cap_gb, dataset)
+  --data_memory_cap_gb (`pipeline_choice.choose`), the training split's size the bytes decoded
+  (`stream_sources.decoded_bytes`) by the tables of `image_specs` (TFDS's dataset info), ∞ for
+  a dataset they do not know."""
+  spec = image_specs.SPECS.get(dataset)
+  size = (float("inf") if spec is None
+          else stream_sources.decoded_bytes(spec.train_size, spec.image_shape))
+  return pipeline_choice.choose(pipeline, size, cap_gb, dataset)
 
 
 def streams(dataset: str, pipeline: str, cap_gb: float) -> bool:
@@ -80,17 +76,15 @@ def problems(v: Values) -> list[str]:
   declared check says so)."""
   if options.problems(OPTIONS, v.get):
     return []
-  p = []
   if v["data_pipeline"] == "memory" and image_specs.in_memory_problem(v["dataset"]):
     return [image_specs.in_memory_problem(v["dataset"])]
   if not _streams(v):
-    if v["image_size"] is not None:
-      p.append("--image_size applies to the stream only (--data_pipeline=stream, or auto "
-               "above --data_memory_cap_gb)")
-    return p
+    return [] if v["image_size"] is None else [
+        "--image_size applies to the stream only (--data_pipeline=stream, or auto above "
+        "--data_memory_cap_gb)"]
   why = {"--validation_fraction": v["validation_fraction"] > 0,
          "--label_noise": v["label_noise"] > 0,
          "--batch_order=reference": v["batch_order"] == "reference",
          "--track_every_step": v["track_every_step"]}
-  return p + [f"{name} is not supported with the streamed input pipeline "
-              "(--data_pipeline=stream)" for name, bad in why.items() if bad]
+  return [f"{name} is not supported with the streamed input pipeline "
+          "(--data_pipeline=stream)" for name, bad in why.items() if bad]
