@@ -8,7 +8,7 @@ import math
 import os
 from typing import Any
 
-from sam_edge import options, records
+from sam_edge import errors, options, records
 from sam_edge.cli import flags as cli_flags
 from sam_edge.cli.flags import flag_values
 from sam_edge.curvature import registry
@@ -20,6 +20,9 @@ RESUMABLE_CHANGES = ("time_limit_in_hours", "max_steps", "resume", "checkpoint_d
                      "checkpoint_every_minutes", "tfds_data_dir", "manual_dir", "tensorboard_dir",
                      "coordinator_address", "process_id", "compilation_cache_dir",
                      "data_workers")      # the stream's batches do not depend on its workers
+# The flags whose value fixes the architecture: an --init_params file whose config says otherwise
+# is refused.
+ARCHITECTURE_FLAGS = ("nn_architecture",)
 
 
 def common_problems(f: Any, task: Task) -> list[str]:
@@ -218,3 +221,26 @@ def checkpoint_problems(f: Any) -> list[str]:
             + ", ".join(f"--{name} (was {saved.get(name)!r}, now {f[name].value!r})"
                         if name in f else f"--{name}" for name in differ)]
   return []
+
+
+def init_params_problems(f: Any, task: str) -> list[str]:
+  """--init_params for the entry point `task`: the file (or the run folder's file) exists, its
+  meta is sound, and the same entry point wrote it for the same architecture. Only its meta is
+  read here (`params_file.read_header`: its config and its own checksum); the run reads the
+  arrays, checks their checksums and merges them (`run.init_params`), and refuses then a file
+  that shares no parameter array with the network."""
+  given = f.init_params
+  if not given:
+    return []
+  from sam_edge.run import params_file, run_folder  # pylint: disable=import-outside-toplevel
+  try:
+    header = params_file.read_header(run_folder.params_path(given))
+  except errors.InputError as e:
+    return [f"--init_params: {e}"]
+  if header.task != task:
+    return [f"--init_params={given}: written by {header.task}, not {task}: the parameters of "
+            "another task"]
+  return [f"--init_params={given}: holds a --{flag}={header.config[flag]} network, not "
+          f"--{flag}={f[flag].value}; finetuning keeps the architecture"
+          for flag in ARCHITECTURE_FLAGS
+          if flag in f and flag in header.config and header.config[flag] != f[flag].value]

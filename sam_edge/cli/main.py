@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from absl import flags, logging
 
 from sam_edge import errors
-from sam_edge.cli import checks, compilation_cache, epochs, help_text, init_params_checks
+from sam_edge.cli import checks, compilation_cache, epochs, help_text
 from sam_edge.cli import flags as cli_flags
 from sam_edge.cli.flags import task_flags  # noqa: F401  (the entry points' FlagValues)
 from sam_edge.tasks.task import Task
@@ -115,7 +115,7 @@ def problems(task: Task, f: flags.FlagValues) -> list[str]:
   if found:           # an unknown size then follows from these (a bad dataset or fraction)
     return (in_epochs if size_known else []) + found
   # a corpus that cannot be read also leaves the training set's size unknown: it says why
-  return (task.input_problems(values) + init_params_checks.problems(f, task.prog)) or in_epochs
+  return (task.input_problems(values) + checks.init_params_problems(f, task.prog)) or in_epochs
 
 
 def task_main(task: Task, f: flags.FlagValues) -> int:
