@@ -116,10 +116,10 @@ def _model_problems(v: Values, given: frozenset) -> list[str]:
   arch = registry.BY_NAME.get(v["nn_architecture"])
   if arch is None:
     return [f"--nn_architecture={v['nn_architecture']} is not supported; use one of "
-                f"{', '.join(registry.NAMES)}"]
+            f"{', '.join(registry.NAMES)}"]
   p = [f"--{o.name} is an option of {other.name}, not of --nn_architecture={arch.name}"
-        for other in registry.ARCHITECTURES if other != arch and not other.reference_flags
-        for o in other.options if o.name in given]
+       for other in registry.ARCHITECTURES if other != arch and not other.reference_flags
+       for o in other.options if o.name in given]
   side = _image_side(v)
   if side is not None and not options.problems(arch.options, v.get):
     p += arch.fit({o.name: v[o.name] for o in arch.options}, side,
