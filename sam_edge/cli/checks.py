@@ -37,12 +37,7 @@ def common_problems(f: Any, task: Task) -> list[str]:
   p += (schedule_problems(f) + group_problems(f) + accumulate_problems(f) + device_problems(f)
         + tracking_problems(f))
   p += registry.problems(registry.requested(values))
-  p += output_problems(f)
-  if f.resume and not f.checkpoint_dir:
-    p.append("--resume needs --checkpoint_dir")
-  if f.checkpoint_dir:
-    p.extend(checkpoint_problems(f))
-  return p
+  return p + output_problems(f) + checkpoint_problems(f)
 
 
 def schedule_problems(f: Any) -> list[str]:
@@ -191,6 +186,8 @@ def output_problems(f: Any) -> list[str]:
 
 def checkpoint_problems(f: Any) -> list[str]:
   """Whether --checkpoint_dir can be used, and --resume with it."""
+  if not f.checkpoint_dir:
+    return ["--resume needs --checkpoint_dir"] if f.resume else []
   from sam_edge.cli import config  # pylint: disable=import-outside-toplevel  (imports jax)
   from sam_edge.run import checkpoints, locks  # pylint: disable=import-outside-toplevel
   reason = checkpoints.check_checkpoint_dir(f.checkpoint_dir)
