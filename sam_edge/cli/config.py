@@ -43,23 +43,20 @@ class RunConfig:
   run: RunSettings
 
 
-def optimizer_settings(v: Values) -> OptimizerSettings:
-  """The base optimizer with its own options, L2 weight decay and the step-size schedule."""
+def method(v: Values) -> Method:
+  """The optimizer with its own options, L2 weight decay and the step-size schedule, and the SAM
+  variant with its own options, ρ, the m-sharpness group size, the perturbed parameters and the
+  micro-batches, as one object (built once per run)."""
   entry = optimizers.OPTIMIZERS.get(v["optimizer"])
-  return OptimizerSettings(
+  variant = sam.SAM_VARIANTS.get(v["sam"])
+  optimizer = OptimizerSettings(
       name=v["optimizer"], step_size=v["step_size"],
       hyper={o.name: v[o.name] for o in entry.options} if entry else (),
       weight_decay=v["weight_decay"], schedule=v["lr_schedule"], warmup_steps=v["warmup_steps"],
       total_steps=v["max_steps"], boundaries=tuple(float(b) for b in v["lr_step_boundaries"]),
       factor=v["lr_step_factor"], decay_in_loss=v["weight_decay_in_loss"],
       exempt_norm=v["no_weight_decay_on_norm"], clip=v["clip_grad_norm"])
-
-
-def method(v: Values) -> Method:
-  """The optimizer and the SAM variant with its own options, ρ, the m-sharpness group size, the
-  perturbed parameters and the micro-batches, as one object (built once per run)."""
-  variant = sam.SAM_VARIANTS.get(v["sam"])
-  return Method.of(optimizer_settings(v), SamSettings(
+  return Method.of(optimizer, SamSettings(
       rho=v["rho"], kind=v["sam"], group_size=v["sam_group_size"],
       hyper={o.name: v[o.name] for o in variant.options} if variant else (),
       perturbed=v["sam_params"], micro_batches=v["accumulate_batches"]))

@@ -41,8 +41,10 @@ def _lanczos_steps(x: int) -> str | None:
           if x > MAX_LANCZOS_STEPS else None)
 
 
-def common_options(d: Defaults) -> tuple[tuple[str, Option], ...]:
-  """The shared flags as (--help topic, option), with the task's defaults `d`, in --help order."""
+def entry_options(task: Task) -> tuple[tuple[str, Option], ...]:
+  """Every flag of the entry point `task` as (--help topic, option), in definition order: the
+  shared flags with the task's defaults, then the task's own."""
+  d = task.defaults
   return options.topics(
       data=(
           Option("batch_size", d.batch_size,
@@ -76,7 +78,7 @@ def common_options(d: Defaults) -> tuple[tuple[str, Option], ...]:
                Option("tensorboard_dir", None, "Write the training loss, every measurement and "
                       "every evaluation as TensorBoard scalars into this folder as they happen "
                       "(`tensorboard --logdir` follows the run live); none if unset.", type=str)),
-      devices=_device_options())
+      devices=_device_options()) + task.options
 
 
 def _method_options(d: Defaults) -> tuple[Option, ...]:
@@ -203,12 +205,6 @@ def _device_options() -> tuple[Option, ...]:
       Option("compute_dtype", "float32", "Training forward and backward passes in this dtype, "
              "parameters in float32; measurements are always float32 at precision 'highest'.",
              choices=("float32", "bfloat16")))
-
-
-def entry_options(task: Task) -> tuple[tuple[str, Option], ...]:
-  """Every flag of the entry point `task` as (--help topic, option), in definition order: the
-  shared flags with the task's defaults, then the task's own."""
-  return common_options(task.defaults) + task.options
 
 
 def task_flags(task: Task) -> flags.FlagValues:

@@ -14,8 +14,6 @@ from sam_edge.options import Option
 from sam_edge.tasks import text_config
 from sam_edge.tasks.task import Defaults, Task, Values, at_least, check
 
-TEST_BATCHES = ("reference", "all")
-
 
 class Windows(NamedTuple):
   """The corpus cut into windows: training and test windows, uint8 [W, T+1], the test part's
@@ -37,7 +35,7 @@ DATA_OPTIONS = (
            check=at_least(1)),
     Option("test_batches", "reference", "The test loss: reference (the reference's: the mean of "
            "the per-batch losses of ⌊characters/(B·T)⌋ test batches drawn through the shuffle "
-           "buffer) or all (the mean over every test window).", choices=TEST_BATCHES),
+           "buffer) or all (the mean over every test window).", choices=("reference", "all")),
 )
 MODEL_OPTIONS = (
     Option("num_layers", 6, "Transformer blocks.", check=at_least(1)),
