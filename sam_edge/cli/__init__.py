@@ -1,3 +1,3 @@
-"""The command line: flag definitions (`flags`), flags -> settings (`settings`), one-line checks
-(`checks`) and the plumbing every command shares (`main`). Defining and checking flags imports
-no jax."""
+"""The command line: flag definitions (`flags`), flags -> one run config (`config`), one-line
+checks (`checks`) and the plumbing every command shares (`main`). Defining the flags (and
+--help) imports no jax."""

@@ -1,101 +1,56 @@
-"""Every problem with the shared flags, one line each naming its flag, found before anything is
-loaded or compiled. The tables' options are checked by their own declared checks
-(`options.Option.check`), the requested curvature kinds by the registry.
+"""Every problem with the flags, one line each naming its flag, found before anything is
+loaded or compiled. Each flag's own range is its option's declared check (`options.Option.check`:
+the shared flags', the tables' and the task's), the requested curvature kinds are checked by the
+registry; here the rest, the problems between flags.
 """
 
 import math
 import os
 from typing import Any
 
-from sam_edge import options, records
+from sam_edge import errors, options, records
 from sam_edge.cli import flags as cli_flags
 from sam_edge.cli.flags import flag_values
 from sam_edge.curvature import registry
 from sam_edge.optim import optimizers, sam, training_options
+from sam_edge.tasks.task import Task
 
-MAX_LANCZOS_STEPS = 500
 # Flags that may change between a checkpointed run and its resumption.
 RESUMABLE_CHANGES = ("time_limit_in_hours", "max_steps", "resume", "checkpoint_dir",
                      "checkpoint_every_minutes", "tfds_data_dir", "manual_dir", "tensorboard_dir",
                      "coordinator_address", "process_id", "compilation_cache_dir",
                      "data_workers")      # the stream's batches do not depend on its workers
+# The flags whose value fixes the architecture: an --init_params file whose config says otherwise
+# is refused.
+ARCHITECTURE_FLAGS = ("nn_architecture",)
 
 
-def _finite(x: Any) -> bool:
-  return x is not None and math.isfinite(x)
-
-
-def common_problems(f: Any) -> list[str]:
-  """Every problem with the shared flags (empty if none)."""
-  p: list[str] = []
-  checks = [
-      (_finite(f.step_size) and f.step_size > 0,
-       f"--step_size must be a finite number > 0, got {f.step_size}"),
-      (f.batch_size >= 1, f"--batch_size must be at least 1, got {f.batch_size}"),
-      (_finite(f.time_limit_in_hours) and f.time_limit_in_hours > 0,
-       f"--time_limit_in_hours must be > 0, got {f.time_limit_in_hours}"),
-      (f.hessian_check_gap is None or (_finite(f.hessian_check_gap) and f.hessian_check_gap >= 0),
-       f"--hessian_check_gap must be >= 0 hours, got {f.hessian_check_gap}"),
-      (f.measure_every_steps is None or f.measure_every_steps >= 1,
-       f"--measure_every_steps must be at least 1, got {f.measure_every_steps}"),
-      (f.max_steps is None or f.max_steps >= 0, f"--max_steps must be >= 0, got {f.max_steps}"),
-      (f.lanczos_max_steps >= 1,
-       f"--lanczos_max_steps must be at least 1, got {f.lanczos_max_steps}"),
-      (_finite(f.lanczos_tol) and f.lanczos_tol > 0,
-       f"--lanczos_tol must be > 0, got {f.lanczos_tol}"),
-      (1 <= f.num_principal_components <= (f.lanczos_max_steps if f.eigensolver == "lanczos"
-                                            else math.inf),
-       f"--num_principal_components must be between 1 and --lanczos_max_steps "
-       f"({f.lanczos_max_steps}), got {f.num_principal_components}"),
-      (f.lanczos_max_steps <= MAX_LANCZOS_STEPS,
-       f"--lanczos_max_steps must be at most {MAX_LANCZOS_STEPS} (the basis is kept whole), "
-       f"got {f.lanczos_max_steps}"),
-      (0 <= f.seed < 2**32, f"--seed must be between 0 and 2**32 - 1, got {f.seed}"),
-      (f.eval_every_steps is None or f.eval_every_steps >= 1,
-       f"--eval_every_steps must be at least 1, got {f.eval_every_steps}"),
-      (_finite(f.validation_fraction) and 0 <= f.validation_fraction < 1,
-       f"--validation_fraction must lie in [0, 1), got {f.validation_fraction}"),
-  ]
-  p += [message for ok, message in checks if not ok]
+def common_problems(f: Any, task: Task) -> list[str]:
+  """Every problem with the flags of the entry point `task` but the task's own cross-flag ones
+  (`Task.problems`); empty if none."""
   values = flag_values(f)
-  p += method_problems(f, values)
+  p = method_problems(f, values, task)
+  if not 1 <= f.num_principal_components <= (f.lanczos_max_steps if f.eigensolver == "lanczos"
+                                             else math.inf):
+    p.append(f"--num_principal_components must be between 1 and --lanczos_max_steps "
+             f"({f.lanczos_max_steps}), got {f.num_principal_components}")
   p += (schedule_problems(f) + group_problems(f) + accumulate_problems(f) + device_problems(f)
         + tracking_problems(f))
   p += registry.problems(registry.requested(values))
-  p += output_problems(f)
-  if f.resume and not f.checkpoint_dir:
-    p.append("--resume needs --checkpoint_dir")
-  if f.checkpoint_dir:
-    p.extend(checkpoint_problems(f))
-  return p
+  return p + output_problems(f) + checkpoint_problems(f)
 
 
 def schedule_problems(f: Any) -> list[str]:
-  """The step-size schedule's flags."""
+  """The step-size schedule's flags and those that evaluations drive: the plateau schedule,
+  early stopping, --restore_best."""
   p: list[str] = []
   if f.lr_schedule in ("cosine", "step") and f.max_steps is None:
     p.append(f"--lr_schedule={f.lr_schedule} needs --max_steps (the schedule's length)")
-  if f.warmup_steps < 0:
-    p.append(f"--warmup_steps must be >= 0, got {f.warmup_steps}")
   try:
     if not all(0 <= float(b) <= 1 for b in f.lr_step_boundaries):
       p.append(f"--lr_step_boundaries must be fractions in [0, 1], got {f.lr_step_boundaries}")
   except ValueError:
     p.append(f"--lr_step_boundaries must be numbers, got {f.lr_step_boundaries}")
-  if not (_finite(f.lr_step_factor) and f.lr_step_factor > 0):
-    p.append(f"--lr_step_factor must be > 0, got {f.lr_step_factor}")
-  return p + monitor_problems(f)
-
-
-def monitor_problems(f: Any) -> list[str]:
-  """The flags that evaluations drive: the plateau schedule, early stopping, --restore_best."""
-  p: list[str] = []
-  if not (_finite(f.plateau_factor) and 0 < f.plateau_factor < 1):
-    p.append(f"--plateau_factor must lie in (0, 1), got {f.plateau_factor}")
-  if f.plateau_patience < 1:
-    p.append(f"--plateau_patience must be at least 1, got {f.plateau_patience}")
-  if f.early_stopping_patience is not None and f.early_stopping_patience < 1:
-    p.append(f"--early_stopping_patience must be at least 1, got {f.early_stopping_patience}")
   asked = [flag for flag, on in (("--lr_schedule=plateau", f.lr_schedule == "plateau"),
                                  ("--early_stopping_patience", f.early_stopping_patience),
                                  ("--restore_best", f.restore_best)) if on]
@@ -122,6 +77,12 @@ def tracking_problems(f: Any) -> list[str]:
   return [f"--track_every_step is not supported with {name}" for name, bad in why.items() if bad]
 
 
+def _measured(f: Any, name: str) -> Any:
+  """--measure_examples or --measure_chunk when given and in range (else None)."""
+  value = f[name].value
+  return value if value is not None and value >= 1 else None
+
+
 def group_problems(f: Any) -> list[str]:
   """m-sharpness: the group size divides the batch and every measured set."""
   m = f.sam_group_size
@@ -130,9 +91,8 @@ def group_problems(f: Any) -> list[str]:
   if f.batch_size >= 1 and f.batch_size % m:
     return [f"--sam_group_size={m} does not divide --batch_size={f.batch_size}"]
   # a measurement takes SAM's gradient on its set, or on each chunk of it, in groups
-  return [f"--sam_group_size={m} does not divide --{name}={f[name].value}"
-          for name in ("measure_examples", "measure_chunk")
-          if f[name].value is not None and f[name].value >= 1 and f[name].value % m]
+  return [f"--sam_group_size={m} does not divide --{name}={n}"
+          for name in ("measure_examples", "measure_chunk") if (n := _measured(f, name)) and n % m]
 
 
 def accumulate_problems(f: Any) -> list[str]:
@@ -147,23 +107,24 @@ def accumulate_problems(f: Any) -> list[str]:
   if f.measure_chunk is not None:
     p.append("--measure_chunk does not combine with --accumulate_batches: measurements take the "
              f"training step's micro-batches of {micro} examples one at a time")
-  if f.measure_examples is not None and f.measure_examples >= 1 and f.measure_examples % micro:
-    p.append(f"--measure_examples={f.measure_examples} is not a whole number of micro-batches of "
+  if (n := _measured(f, "measure_examples")) and n % micro:
+    p.append(f"--measure_examples={n} is not a whole number of micro-batches of "
              f"{micro} examples (--batch_size/--accumulate_batches)")
   return p
 
 
-def method_problems(f: Any, values: dict) -> list[str]:
+def method_problems(f: Any, values: dict, task: Task) -> list[str]:
   """The method's own problems (`optim.method.Method.problems`: the optimizer's and the SAM
-  variant's values, alone and together), the other optimizers' and variants' options and the
-  curvature kinds' (their declared checks); a variant whose step is not defined over parts of
-  the batch (ESAM ranks the whole measured batch) takes no --measure_chunk."""
+  variant's values, alone and together), then every other flag's declared check (the shared
+  flags', the other optimizers' and variants', the curvature kinds', the task's); a variant
+  whose step is not defined over parts of the batch (ESAM ranks the whole measured batch) takes
+  no --measure_chunk."""
   from sam_edge.cli import config  # pylint: disable=import-outside-toplevel  (imports jax)
   method = config.method(values)
   p = method.problems()
   own = {*method.optimizer.values, *method.sam.values, optimizers.WEIGHT_DECAY.name,
          training_options.CLIP_GRAD_NORM.name}
-  p += options.problems(tuple(o for o in cli_flags.table_options() if o.name not in own),
+  p += options.problems(tuple(o for _, o in cli_flags.entry_options(task) if o.name not in own),
                         values.get)
   variant = sam.SAM_VARIANTS.get(f.sam)
   if variant and not variant.accumulates and f.measure_chunk is not None:
@@ -191,15 +152,10 @@ def device_problems(f: Any) -> list[str]:
     p.append(f"the micro-batches of {f.batch_size // f.accumulate_batches} examples "
              f"(--batch_size/--accumulate_batches) are not divisible by the {count} devices "
              "(each holds an equal share of every micro-batch)")
-  if f.measure_examples is not None and f.measure_examples < 1:
-    p.append(f"--measure_examples must be at least 1, got {f.measure_examples}")
-  if f.measure_chunk is not None:
-    measured = f.measure_examples or f.batch_size
-    if f.measure_chunk < 1:
-      p.append(f"--measure_chunk must be at least 1, got {f.measure_chunk}")
-    elif measured >= 1 and measured % f.measure_chunk:
-      p.append(f"--measure_chunk={f.measure_chunk} does not divide the {measured} measured "
-               "examples (--measure_examples, else --batch_size)")
+  chunk, measured = _measured(f, "measure_chunk"), f.measure_examples or f.batch_size
+  if chunk and measured >= 1 and measured % chunk:
+    p.append(f"--measure_chunk={chunk} does not divide the {measured} measured examples "
+             "(--measure_examples, else --batch_size)")
   return p
 
 
@@ -221,9 +177,6 @@ def output_problems(f: Any) -> list[str]:
     seen.setdefault(real, option.name)
     if f.checkpoint_dir and real.startswith(os.path.realpath(f.checkpoint_dir) + os.sep):
       p.append(f"--{option.name}={path} is inside --checkpoint_dir; keep outputs elsewhere")
-  if not (f.checkpoint_every_minutes is None or (_finite(f.checkpoint_every_minutes)
-                                                 and f.checkpoint_every_minutes > 0)):
-    p.append(f"--checkpoint_every_minutes must be > 0, got {f.checkpoint_every_minutes}")
   if f.tensorboard_dir:
     reason = records.folder_problem(f.tensorboard_dir)
     if reason:
@@ -233,6 +186,8 @@ def output_problems(f: Any) -> list[str]:
 
 def checkpoint_problems(f: Any) -> list[str]:
   """Whether --checkpoint_dir can be used, and --resume with it."""
+  if not f.checkpoint_dir:
+    return ["--resume needs --checkpoint_dir"] if f.resume else []
   from sam_edge.cli import config  # pylint: disable=import-outside-toplevel  (imports jax)
   from sam_edge.run import checkpoints, locks  # pylint: disable=import-outside-toplevel
   reason = checkpoints.check_checkpoint_dir(f.checkpoint_dir)
@@ -263,3 +218,26 @@ def checkpoint_problems(f: Any) -> list[str]:
             + ", ".join(f"--{name} (was {saved.get(name)!r}, now {f[name].value!r})"
                         if name in f else f"--{name}" for name in differ)]
   return []
+
+
+def init_params_problems(f: Any, task: str) -> list[str]:
+  """--init_params for the entry point `task`: the file (or the run folder's file) exists, its
+  meta is sound, and the same entry point wrote it for the same architecture. Only its meta is
+  read here (`params_file.read_header`: its config and its own checksum); the run reads the
+  arrays, checks their checksums and merges them (`run.init_params`), and refuses then a file
+  that shares no parameter array with the network."""
+  given = f.init_params
+  if not given:
+    return []
+  from sam_edge.run import params_file, run_folder  # pylint: disable=import-outside-toplevel
+  try:
+    header = params_file.read_header(run_folder.params_path(given))
+  except errors.InputError as e:
+    return [f"--init_params: {e}"]
+  if header.task != task:
+    return [f"--init_params={given}: written by {header.task}, not {task}: the parameters of "
+            "another task"]
+  return [f"--init_params={given}: holds a --{flag}={header.config[flag]} network, not "
+          f"--{flag}={f[flag].value}; finetuning keeps the architecture"
+          for flag in ARCHITECTURE_FLAGS
+          if flag in f and flag in header.config and header.config[flag] != f[flag].value]

@@ -43,23 +43,20 @@ class RunConfig:
   run: RunSettings
 
 
-def optimizer_settings(v: Values) -> OptimizerSettings:
-  """The base optimizer with its own options, L2 weight decay and the step-size schedule."""
+def method(v: Values) -> Method:
+  """The optimizer with its own options, L2 weight decay and the step-size schedule, and the SAM
+  variant with its own options, ρ, the m-sharpness group size, the perturbed parameters and the
+  micro-batches, as one object (built once per run)."""
   entry = optimizers.OPTIMIZERS.get(v["optimizer"])
-  return OptimizerSettings(
+  variant = sam.SAM_VARIANTS.get(v["sam"])
+  optimizer = OptimizerSettings(
       name=v["optimizer"], step_size=v["step_size"],
       hyper={o.name: v[o.name] for o in entry.options} if entry else (),
       weight_decay=v["weight_decay"], schedule=v["lr_schedule"], warmup_steps=v["warmup_steps"],
       total_steps=v["max_steps"], boundaries=tuple(float(b) for b in v["lr_step_boundaries"]),
       factor=v["lr_step_factor"], decay_in_loss=v["weight_decay_in_loss"],
       exempt_norm=v["no_weight_decay_on_norm"], clip=v["clip_grad_norm"])
-
-
-def method(v: Values) -> Method:
-  """The optimizer and the SAM variant with its own options, ρ, the m-sharpness group size, the
-  perturbed parameters and the micro-batches, as one object (built once per run)."""
-  variant = sam.SAM_VARIANTS.get(v["sam"])
-  return Method.of(optimizer_settings(v), SamSettings(
+  return Method.of(optimizer, SamSettings(
       rho=v["rho"], kind=v["sam"], group_size=v["sam_group_size"],
       hyper={o.name: v[o.name] for o in variant.options} if variant else (),
       perturbed=v["sam_params"], micro_batches=v["accumulate_batches"]))
@@ -90,18 +87,14 @@ def loop_settings(v: Values) -> LoopSettings:
       eval_every_steps=v["eval_every_steps"])
 
 
-def monitor_settings(v: Values) -> MonitorSettings:
-  """What the evaluations drive: the plateau schedule, early stopping, --restore_best."""
-  return MonitorSettings(
-      plateau=((v["plateau_factor"], v["plateau_patience"]) if v["lr_schedule"] == "plateau"
-               else None),
-      early_stopping_patience=v["early_stopping_patience"], restore_best=v["restore_best"])
-
-
-def knobs_title(v: Values) -> str:
-  """The SAM paper's training knobs that are set, e.g. ", wd=0.001 in the loss, no decay on
-  norms/biases, clip 5, EMA 0.999" ("" when none is)."""
-  words = []
+def method_title(v: Values, the_method: Method) -> str:
+  """The method in a few words for figure titles, e.g. "SAM ρ=0.1, η=0.01",
+  "momentum β=0.9 + unnormalized SAM ρ=0.05, η=0.1" or "SAM ρ=0.05, η=0.1, clip 5": then the
+  regime if linearized and the SAM paper's training knobs that are set (", wd=0.001 in the
+  loss, no decay on norms/biases, clip 5, EMA 0.999")."""
+  words = [f"{the_method.title() or 'GD'}", f"η={v['step_size']:g}"]
+  if v["regime"] == "linearized":
+    words.append("linearized")
   if v["weight_decay_in_loss"]:
     words.append(f"wd={v['weight_decay']:g} in the loss")
   if v["no_weight_decay_on_norm"]:
@@ -110,14 +103,7 @@ def knobs_title(v: Values) -> str:
     words.append(f"clip {v['clip_grad_norm']:g}")
   if v["ema_decay"]:
     words.append(f"EMA {v['ema_decay']:g}")
-  return "".join(f", {w}" for w in words)
-
-
-def method_title(v: Values, the_method: Method) -> str:
-  """The method in a few words for figure titles, e.g. "SAM ρ=0.1, η=0.01",
-  "momentum β=0.9 + unnormalized SAM ρ=0.05, η=0.1" or "SAM ρ=0.05, η=0.1, clip 5"."""
-  extra = ", linearized" if v["regime"] == "linearized" else ""
-  return f"{the_method.title() or 'GD'}, η={v['step_size']:g}{extra}{knobs_title(v)}"
+  return ", ".join(words)
 
 
 def run_settings(task: Task, v: Values, problem: Any) -> RunSettings:
@@ -131,7 +117,10 @@ def run_settings(task: Task, v: Values, problem: Any) -> RunSettings:
       checkpoint_dir=v["checkpoint_dir"], resume=v["resume"], tensorboard_dir=v["tensorboard_dir"],
       num_devices=v["num_devices"], measure_examples=v["measure_examples"], task=task.prog,
       init_params=v["init_params"], ema_decay=v["ema_decay"] or None,
-      monitor=monitor_settings(v))
+      monitor=MonitorSettings(        # what the evaluations drive
+          plateau=((v["plateau_factor"], v["plateau_patience"]) if v["lr_schedule"] == "plateau"
+                   else None),
+          early_stopping_patience=v["early_stopping_patience"], restore_best=v["restore_best"]))
 
 
 def completed(defaults: Values, saved: Values) -> dict:

@@ -71,36 +71,23 @@ def flag_lines(flag: flags.Flag, *, full: bool) -> list[str]:
   text = " ".join(flag.help.split())           # an enum's help starts with <its|choices>:
   text = text if full else first_sentence(text)
   synopsis = "  " + _synopsis(flag)
+  body = textwrap.wrap(text, WIDTH - NAME_COLUMN, break_long_words=False, break_on_hyphens=False)
   if len(synopsis) < NAME_COLUMN - 1:
-    body = _wrap(text, WIDTH - NAME_COLUMN) or [""]
-    return [synopsis.ljust(NAME_COLUMN) + body[0]] + [" " * NAME_COLUMN + line
-                                                      for line in body[1:]]
-  return [synopsis] + [" " * NAME_COLUMN + line for line in _wrap(text, WIDTH - NAME_COLUMN)]
-
-
-def _wrap(text: str, width: int) -> list[str]:
-  return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
-
-
-def groups(fv: flags.FlagValues) -> list[tuple[str, list[flags.Flag]]]:
-  """The flags of `fv` as (heading, flags) in topic order, each in definition order; the flags
-  defined under no topic last, under UNGROUPED."""
-  by_topic: dict[str, list[flags.Flag]] = {}
-  for name in fv:
-    flag = fv[name]
-    if name == flag.name:                       # not a short name
-      by_topic.setdefault(options.topic_of(flag) or "", []).append(flag)
-  order = [*options.TOPICS, ""]
-  return [(HEADINGS.get(topic, UNGROUPED), by_topic[topic]) for topic in order
-          if topic in by_topic]
+    synopsis, body = synopsis.ljust(NAME_COLUMN) + (body or [""])[0], body[1:]
+  return [synopsis] + [" " * NAME_COLUMN + line for line in body]
 
 
 def grouped(fv: flags.FlagValues, *, full: bool = False) -> str:
-  """The help of every flag of `fv`, grouped by topic (see the module docstring)."""
+  """The help of every flag of `fv`, grouped by topic (see the module docstring): each topic's
+  flags in definition order, the flags defined under no topic last, under UNGROUPED."""
+  by_topic: dict[str, list[flags.Flag]] = {}
+  for name in fv:
+    if name == fv[name].name:                   # not a short name
+      by_topic.setdefault(options.topic_of(fv[name]) or "", []).append(fv[name])
   lines = []
-  for heading, group in groups(fv):
-    lines += [f"{heading}:"] + [line for flag in group for line in flag_lines(flag, full=full)]
-    lines.append("")
+  for topic in (t for t in (*options.TOPICS, "") if t in by_topic):
+    lines += [f"{HEADINGS.get(topic, UNGROUPED)}:",
+              *(line for flag in by_topic[topic] for line in flag_lines(flag, full=full)), ""]
   if not full:
     lines.append("--helpfull: every flag's whole help text.")
   return "\n".join(lines).rstrip("\n")

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from absl import flags, logging
 
 from sam_edge import errors
-from sam_edge.cli import checks, compilation_cache, epochs, help_text, init_params_checks
+from sam_edge.cli import checks, compilation_cache, epochs, help_text
 from sam_edge.cli import flags as cli_flags
 from sam_edge.cli.flags import task_flags  # noqa: F401  (the entry points' FlagValues)
 from sam_edge.tasks.task import Task
@@ -111,11 +111,11 @@ def problems(task: Task, f: flags.FlagValues) -> list[str]:
   in_epochs, size_known = epochs.resolve(
       f, lambda fv: task.train_examples(cli_flags.flag_values(fv)))
   values = cli_flags.flag_values(f)             # as the checks see them: every default set
-  found = checks.common_problems(f) + task.problems(values, given)
+  found = checks.common_problems(f, task) + task.problems(values, given)
   if found:           # an unknown size then follows from these (a bad dataset or fraction)
     return (in_epochs if size_known else []) + found
   # a corpus that cannot be read also leaves the training set's size unknown: it says why
-  return (task.input_problems(values) + init_params_checks.problems(f, task.prog)) or in_epochs
+  return (task.input_problems(values) + checks.init_params_problems(f, task.prog)) or in_epochs
 
 
 def task_main(task: Task, f: flags.FlagValues) -> int:

@@ -9,9 +9,10 @@ training examples held on the device (`stream_order.measured_indices`).
 
 from typing import Any, Optional
 
+from sam_edge import options
 from sam_edge.data import image_specs, pipeline_choice, stream_sources
 from sam_edge.options import Option
-from sam_edge.tasks.task import Values
+from sam_edge.tasks.task import Values, at_least, check
 
 OPTIONS = (     # the pipeline's flags (under the image task's --help topic data)
     Option("data_pipeline", "auto",
@@ -23,31 +24,28 @@ OPTIONS = (     # the pipeline's flags (under the image task's --help topic data
            choices=tuple(pipeline_choice.PIPELINES)),
     Option("data_memory_cap_gb", pipeline_choice.DEFAULT_CAP_GB,
            "With --data_pipeline=auto: the largest training split (N·H·W·C bytes decoded, in "
-           "10⁹ bytes) read into memory; a larger one is streamed.", type=float),
+           "10⁹ bytes) read into memory; a larger one is streamed.", type=float,
+           check=check(lambda x: x > 0, "must be > 0")),
     Option("data_workers", pipeline_choice.DEFAULT_WORKERS,
            "Stream: worker processes decoding and augmenting batches (grain's mp_prefetch); 0 "
-           "decodes in the training process.", type=int),
+           "decodes in the training process.", type=int, check=at_least(0)),
     Option("image_size", None,
            "Stream: train on S×S random-resized crops (Inception-style, scale (0.08, 1), ratio "
            "(3/4, 4/3)) with a horizontal flip, drawn on the host from (seed, example position), "
            "and evaluate on the centre S×S crop (crop fraction 0.875); default: the images as "
-           "stored (imagenet2012: 224).", type=int),
+           "stored (imagenet2012: 224).", type=int, check=at_least(1)),
 )
-
-
-def decoded_size(dataset: str) -> float:
-  """The training split's bytes decoded (`stream_sources.decoded_bytes`) from the tables of
-  `image_specs` (TFDS's dataset info); ∞ for a dataset they do not know."""
-  spec = image_specs.SPECS.get(dataset)
-  if spec is None:
-    return float("inf")
-  return stream_sources.decoded_bytes(spec.train_size, spec.image_shape)
 
 
 def resolved(dataset: str, pipeline: str, cap_gb: float) -> tuple[str, Optional[str]]:
   """(memory or stream, why auto streams or None) of --dataset, --data_pipeline and
-  --data_memory_cap_gb (`pipeline_choice.choose`)."""
-  return pipeline_choice.choose(pipeline, decoded_size(dataset), cap_gb, dataset)
+  --data_memory_cap_gb (`pipeline_choice.choose`), the training split's size the bytes decoded
+  (`stream_sources.decoded_bytes`) by the tables of `image_specs` (TFDS's dataset info), ∞ for
+  a dataset they do not know."""
+  spec = image_specs.SPECS.get(dataset)
+  size = (float("inf") if spec is None
+          else stream_sources.decoded_bytes(spec.train_size, spec.image_shape))
+  return pipeline_choice.choose(pipeline, size, cap_gb, dataset)
 
 
 def streams(dataset: str, pipeline: str, cap_gb: float) -> bool:
@@ -73,32 +71,20 @@ def resolve_defaults(v: Values) -> dict[str, Any]:
   return out
 
 
-def _bad_values(v: Values) -> list[str]:
-  p = []
-  if v["data_workers"] < 0:
-    p.append(f"--data_workers must be at least 0, got {v['data_workers']}")
-  if not v["data_memory_cap_gb"] > 0:
-    p.append(f"--data_memory_cap_gb must be > 0, got {v['data_memory_cap_gb']}")
-  if v["image_size"] is not None and v["image_size"] < 1:
-    p.append(f"--image_size must be at least 1, got {v['image_size']}")
-  return p
-
-
 def problems(v: Values) -> list[str]:
-  """The pipeline flags' problems, and the flags a stream does not combine with."""
-  p = _bad_values(v)
-  if p:
-    return p
+  """The flags a stream does not combine with (none while a pipeline flag is out of range: its
+  declared check says so)."""
+  if options.problems(OPTIONS, v.get):
+    return []
   if v["data_pipeline"] == "memory" and image_specs.in_memory_problem(v["dataset"]):
     return [image_specs.in_memory_problem(v["dataset"])]
   if not _streams(v):
-    if v["image_size"] is not None:
-      p.append("--image_size applies to the stream only (--data_pipeline=stream, or auto "
-               "above --data_memory_cap_gb)")
-    return p
+    return [] if v["image_size"] is None else [
+        "--image_size applies to the stream only (--data_pipeline=stream, or auto above "
+        "--data_memory_cap_gb)"]
   why = {"--validation_fraction": v["validation_fraction"] > 0,
          "--label_noise": v["label_noise"] > 0,
          "--batch_order=reference": v["batch_order"] == "reference",
          "--track_every_step": v["track_every_step"]}
-  return p + [f"{name} is not supported with the streamed input pipeline "
-              "(--data_pipeline=stream)" for name, bad in why.items() if bad]
+  return [f"{name} is not supported with the streamed input pipeline "
+          "(--data_pipeline=stream)" for name, bad in why.items() if bad]

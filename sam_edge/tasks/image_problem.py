@@ -104,18 +104,23 @@ def network_problem(c: ImageConfig, key: jax.Array, train: dict, num_classes: in
                     preprocess: normalize.Normalization, metrics: Any) -> Problem:
   """The network of the flags (initialised from `key` on `train`'s first image) with its loss
   (`--loss`, with label smoothing), its held-out metrics (`metrics(logits_fn) -> (args ->
-  {...})`), `--augment`, the batch error and the compute dtype; `train` becomes the problem's
-  training arrays."""
+  {...})`, where `logits_fn(params, model_state, constants, images)`), `--augment`, the batch
+  error and the compute dtype; `train` becomes the problem's training arrays."""
   m = c.model
   loss = lambda outputs, batch: losses.LOSSES[m.loss](outputs, batch["label"], m.label_smoothing)
   model = registry.build(m.nn_architecture, dict(m.options), num_classes=num_classes,
                          activation=m.activation)
-  make = _batchnorm_problem if registry.BY_NAME[m.nn_architecture].batch_norm else _plain_problem
-  problem = make(c, model, key, preprocess, loss, train, metrics)
-  return dataclasses.replace(problem, augment=augment_fn(c.data, preprocess),
-                             batch_error=lambda outputs, batch: jnp.mean(
-                                 losses.misclassified(outputs, batch["label"])),
-                             compute_dtype=precision.DTYPES[c.model.compute_dtype])
+  make = _batchnorm_network if registry.BY_NAME[m.nn_architecture].batch_norm else _plain_network
+  params, model_state, constants, forward, logits = make(c, model, key, preprocess, train)
+  held_out = metrics(logits)
+  return Problem(
+      forward=forward, output_loss=loss, params=params, train_arrays=train,
+      model_state=model_state, constants=constants,
+      predict=lambda p, s, c, batch: logits(p, s, c, batch["image"]),
+      evaluate=lambda p, s, c: held_out((p, s, c)), report=report,
+      augment=augment_fn(c.data, preprocess),
+      batch_error=lambda outputs, batch: jnp.mean(losses.misclassified(outputs, batch["label"])),
+      compute_dtype=precision.DTYPES[m.compute_dtype])
 
 
 def report(evaluation: dict) -> str:
@@ -168,53 +173,40 @@ def per_example_metrics_fn(logits_fn, loss, num_classes: int):
   return per_example
 
 
-def split_metrics_fn(logits_fn, loss, num_classes: int):
-  """Jitted `(args, split, name) -> {"<name>_error", "<name>_loss"[, "<name>_error_top5"]}`: the
-  means of `per_example_metrics_fn` over the split, EVAL_CHUNK images at a time (compiled once
-  per split shape, reused at every evaluation)."""
+def held_out_metrics_fn(logits_fn, loss, num_classes: int, held_out: dict):
+  """`args -> {"<split>_error", "<split>_loss"[, "<split>_error_top5"]}` of every held-out split
+  (validation first): the means of `per_example_metrics_fn` over the split, EVAL_CHUNK images at
+  a time (jitted, compiled once per split shape, reused at every evaluation)."""
   per_example = per_example_metrics_fn(logits_fn, loss, num_classes)
   metrics = jax.jit(lambda args, arrays: batching.chunked_mean(per_example, args, arrays,
                                                                EVAL_CHUNK))
-  return lambda args, arrays, name: {f"{name}_{k}": float(v)
-                                     for k, v in metrics(args, arrays).items()}
+  return lambda args: {f"{name}_{k}": float(v) for name, split in held_out.items()
+                       for k, v in metrics(args, split).items()}
 
 
-def held_out_metrics_fn(logits_fn, loss, num_classes: int, held_out: dict):
-  """`args -> {...}`: `split_metrics_fn`'s metrics of every held-out split (validation first)."""
-  metrics = split_metrics_fn(logits_fn, loss, num_classes)
-  return lambda args: {k: v for name, split in held_out.items()
-                       for k, v in metrics(args, split, name).items()}
-
-
-def _plain_problem(c, model, key, preprocess, loss, train, metrics) -> Problem:
+def _plain_network(c, model, key, preprocess, train):
   """A network without model state (the MLP, the CNN); the network itself or its linearization at
-  w0. `metrics(logits_fn)`: the held-out metrics of `held_out_metrics_fn`."""
+  w0: (params, model state, constants, forward, logits(p, s, constants, images))."""
   params = jax.jit(model.init)(key, preprocess(train["image"][:1]))
   constants, network = linearize.in_regime(model.apply, params, c.model.regime)
 
-  def logits(p, constants, image, dtype=jnp.float32):
+  def logits(p, model_state, constants, image, dtype=jnp.float32):
     return network(p, constants, preprocess(image).astype(dtype), dtype)
 
   def forward(p, model_state, batch, constants, dtype=jnp.float32):
-    return logits(p, constants, batch["image"], dtype), model_state
+    return logits(p, model_state, constants, batch["image"], dtype), model_state
 
-  held_out = metrics(logits)
-  return Problem(forward=forward, output_loss=loss, params=params, train_arrays=train,
-                 constants=constants,
-                 predict=lambda p, s, c, batch: logits(p, c, batch["image"]),
-                 evaluate=lambda p, s, c: held_out((p, c)),
-                 report=report)
+  return params, {}, constants, forward, logits
 
 
-def _batchnorm_problem(c, model, key, preprocess, loss, train, metrics) -> Problem:
+def _batchnorm_network(c, model, key, preprocess, train):
   """A ResNet/WRN with BatchNorm: the model state holds the running statistics, moved once per
   step from the unperturbed pass; measurements use the measured batch's own statistics (train
   mode: the forward pass training differentiates) and never move them; the test error uses
-  them."""
+  them. As `_plain_network`."""
   params, batch_stats = jax.jit(lambda k, x: stateful.init_variables(model, k, x))(
       key, preprocess(train["image"][:1]))
   eval_logits = stateful.eval_logits(model, preprocess)
-  held_out = metrics(eval_logits)
 
   def forward(p, model_state, batch, constants, dtype=jnp.float32):
     train_forward = stateful.train_forward(model, lambda image: preprocess(image).astype(dtype))
@@ -223,8 +215,5 @@ def _batchnorm_problem(c, model, key, preprocess, loss, train, metrics) -> Probl
     return (logits.astype(jnp.float32),
             {"batch_stats": precision.like(stats, model_state["batch_stats"])})
 
-  return Problem(forward=forward, output_loss=loss, params=params, train_arrays=train,
-                 model_state={"batch_stats": batch_stats},
-                 predict=lambda p, s, c, batch: eval_logits(p, s["batch_stats"], batch["image"]),
-                 evaluate=lambda p, s, c: held_out((p, s["batch_stats"])),
-                 report=report)
+  return (params, {"batch_stats": batch_stats}, {}, forward,
+          lambda p, s, constants, image: eval_logits(p, s["batch_stats"], image))

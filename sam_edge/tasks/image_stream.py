@@ -43,13 +43,11 @@ class Sources:
 
 def open_sources(c: ImageConfig, log: Callable[[str], None]) -> Sources:
   """TFDS's ArrayRecord sources of --dataset (prepared first if needed, from --manual_dir)."""
-  spec = image_specs.STREAMED.get(c.data.dataset)
-  held = spec.test_split if spec else "test"
-
-  def prepare(builder: Any) -> None:
-    images.prepare(builder, c.data.dataset, c.data.manual_dir, images.PROBE_TIMEOUT_S, log)
-
   d = c.data
+  spec = image_specs.STREAMED.get(d.dataset)
+  held = spec.test_split if spec else "test"
+  prepare = lambda builder: images.prepare(builder, d.dataset, d.manual_dir,
+                                           images.PROBE_TIMEOUT_S, log)
   train = stream_sources.tfds_split(d.dataset, d.tfds_data_dir, "train", prepare)  # prepares
   _, shape, num_classes = stream_sources.tfds_info(d.dataset, d.tfds_data_dir)
   return Sources(train, stream_sources.tfds_split(d.dataset, d.tfds_data_dir, held, prepare),

@@ -11,7 +11,7 @@ from sam_edge.data import image_specs, input_spec, validation
 from sam_edge.models import registry
 from sam_edge.options import Option
 from sam_edge.tasks import data_pipeline, image_config
-from sam_edge.tasks.task import Defaults, Task, Values
+from sam_edge.tasks.task import Defaults, Task, Values, at_least
 
 RESNET_BATCH_SIZE = 128
 # The side of each dataset's square images (not of those whose images vary in size).
@@ -29,9 +29,10 @@ DATA_OPTIONS = (
     Option("manual_dir", None, "A folder with the dataset's original files, for offline "
            "preparation (e.g. the four IDX .gz files of MNIST).", type=str),
     Option("mini_training_set_num_batches", None,
-           "Keep only the first N batches of the training set.", type=int),
+           "Keep only the first N batches of the training set.", type=int, check=at_least(1)),
     Option("mini_test_set_num_batches", None,
-           "Keep only the first N batches (of --batch_size) of the test set.", type=int),
+           "Keep only the first N batches (of --batch_size) of the test set.", type=int,
+           check=at_least(1)),
     Option("augment", input_spec.NONE,
            "Training-batch augmentation, on device, a pure function of (seed, step): "
            "none, or a comma list of autoaugment, flip, crop, brightness, cutout, "
@@ -57,7 +58,7 @@ DATA_OPTIONS = (
            choices=tuple(input_spec.NORMALIZE_METHODS)),
     Option("label_noise", 0.0, "Fraction p of the training labels replaced by a label drawn "
            "uniformly among the other classes (exactly round(pN), fixed by the seed); test "
-           "labels stay clean."),
+           "labels stay clean.", check=options.interval(0, 1)),
     *data_pipeline.OPTIONS,
 )
 MODEL_OPTIONS = (
@@ -69,7 +70,8 @@ MODEL_OPTIONS = (
     Option("loss", "squared_error", "; ".join(
         f"{name}: {formula}" for name, formula in registry.LOSS_FORMULAS.items()) + ".",
            choices=tuple(registry.LOSS_FORMULAS)),
-    Option("label_smoothing", 0.0, "s: targets (1 − s)·onehot + s/C, for every --loss."),
+    Option("label_smoothing", 0.0, "s: targets (1 − s)·onehot + s/C, for every --loss.",
+           check=options.interval(0, 1)),
 )
 
 
@@ -108,17 +110,16 @@ def _image_side(v: Values) -> Optional[int]:
 
 
 def _model_problems(v: Values, given: frozenset) -> list[str]:
-  """The network's: its name, every network's options (their checks), another network's options
-  given with it, its fit to the images (`registry.Architecture.fit`), BatchNorm's and SAM-ON's
-  limits."""
-  p = options.problems(tuple(registry.all_options()), v.get)
+  """The network's: its name, another network's options given with it, its fit to the images
+  (`registry.Architecture.fit`), BatchNorm's and SAM-ON's limits (each network's options are
+  checked by their declared checks)."""
   arch = registry.BY_NAME.get(v["nn_architecture"])
   if arch is None:
-    return p + [f"--nn_architecture={v['nn_architecture']} is not supported; use one of "
-                f"{', '.join(registry.NAMES)}"]
-  p += [f"--{o.name} is an option of {other.name}, not of --nn_architecture={arch.name}"
-        for other in registry.ARCHITECTURES if other != arch and not other.reference_flags
-        for o in other.options if o.name in given]
+    return [f"--nn_architecture={v['nn_architecture']} is not supported; use one of "
+            f"{', '.join(registry.NAMES)}"]
+  p = [f"--{o.name} is an option of {other.name}, not of --nn_architecture={arch.name}"
+       for other in registry.ARCHITECTURES if other != arch and not other.reference_flags
+       for o in other.options if o.name in given]
   side = _image_side(v)
   if side is not None and not options.problems(arch.options, v.get):
     p += arch.fit({o.name: v[o.name] for o in arch.options}, side,
@@ -161,16 +162,14 @@ def _folder_problems(v: Values) -> list[str]:
 
 
 def problems(v: Values, given: frozenset) -> list[str]:
-  """Every problem with the image flags, found without loading anything."""
+  """Every problem with the image flags, found without loading anything, but the ranges that
+  their options' declared checks hold."""
   p, dataset = [], v["dataset"]
   if dataset not in image_specs.SUPPORTED and not (dataset in image_specs.STREAMED
                                                    or v["data_pipeline"] == "stream"):
     p.append(f"--dataset={dataset} is not supported; use one of "
              f"{', '.join(image_specs.SUPPORTED)}")
   p += _model_problems(v, given) + data_pipeline.problems(v)
-  for name in ("mini_training_set_num_batches", "mini_test_set_num_batches"):
-    if v[name] is not None and v[name] < 1:
-      p.append(f"--{name} must be at least 1, got {v[name]}")
   if dataset in image_specs.TRAIN_SIZES and v["batch_size"] > image_specs.TRAIN_SIZES[dataset]:
     p.append(f"--batch_size={v['batch_size']} is larger than the "
              f"{image_specs.TRAIN_SIZES[dataset]} training examples of {dataset}")
@@ -180,10 +179,6 @@ def problems(v: Values, given: frozenset) -> list[str]:
       and input_spec.parse(v["augment"])):
     p.append(f"--track_every_step is not supported with --augment={v['augment']}: it follows the "
              "Hessian of the step's own (augmented) batch, which measurements do not see")
-  if not 0 <= v["label_noise"] < 1:
-    p.append(f"--label_noise must lie in [0, 1), got {v['label_noise']}")
-  if not 0 <= v["label_smoothing"] < 1:
-    p.append(f"--label_smoothing must lie in [0, 1), got {v['label_smoothing']}")
   return p + _folder_problems(v)
 
 

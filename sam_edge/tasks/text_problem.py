@@ -65,43 +65,38 @@ def build(c: TextConfig, key: jax.Array, windows: Any) -> Problem:
 
 def held_out_metrics(c: TextConfig, logits: Any, windows: Any) -> Any:
   """`(params, constants) -> {["validation_loss", "validation_error",] "test_loss",
-  "test_error"}`: `test_metrics`, and with a validation split the mean over every validation
-  window of its next-character cross-entropy and error."""
-  test = test_metrics(c, logits, windows)
-  if windows.validation is None:
-    return test
-  validation = window_metrics_fn(c, logits)
-  arrays = {"window": windows.validation}
-  return lambda args: {**validation(args, arrays, "validation"), **test(args)}
+  "test_error"}` (floats), compiled once: the mean over every validation window (with a
+  validation split) and, with --test_batches=all, every test window of its mean next-character
+  cross-entropy and error (`window_metrics_fn`); with reference, `reference_test_metrics`."""
+  reference = c.data.test_batches == "reference"
+  named = (("validation", windows.validation), ("test", None if reference else windows.test))
+  splits = {name: {"window": w} for name, w in named if w is not None}   # placed by each evaluation
+  windowed = window_metrics_fn(c, logits)
+  test = reference_test_metrics(c, logits, windows) if reference else lambda args: {}
+  return lambda args: {**{k: v for name, arrays in splits.items()
+                          for k, v in windowed(args, arrays, name).items()}, **test(args)}
 
 
-def test_metrics(c: TextConfig, logits: Any, windows: Any) -> Any:
-  """`(params, constants) -> {"test_loss", "test_error"}` (floats), compiled once.
+def reference_test_metrics(c: TextConfig, logits: Any, windows: Any) -> Any:
+  """`(params, constants) -> {"test_loss", "test_error"}`: the reference's test loss, the mean
+  over the K test batches of `order.reference_test_batches` (drawn once from the seed) of each
+  batch's loss, the mean next-character cross-entropy over its non-padding targets (and likewise
+  its error)."""
+  d = c.data
+  index = order.reference_test_batches(len(windows.test), windows.test_characters,
+                                       d.batch_size, d.sequence_length, (d.seed, 2))
+  batches = windows.test[index]                                      # uint8 [K, B, T+1]
 
-  --test_batches=all: the mean over every test window of its mean next-character cross-entropy
-  (and error). reference: the reference's test loss, the mean over the K test batches of
-  `order.reference_test_batches` (drawn once from the seed) of each batch's loss, the mean
-  next-character cross-entropy over its non-padding targets (and likewise its error)."""
-  if c.data.test_batches == "reference":
-    d = c.data
-    index = order.reference_test_batches(len(windows.test), windows.test_characters,
-                                         d.batch_size, d.sequence_length, (d.seed, 2))
-    batches = windows.test[index]                                    # uint8 [K, B, T+1]
-
-    def batch_metrics(args, batch):                                  # {[], []}
-      inputs, targets = transformer.split_window(batch)
-      out = logits(*args, inputs)
-      mask = (targets != transformer.PAD).astype(jnp.float32)
-      wrong = losses.misclassified(out, targets)
-      return {"test_loss": transformer.next_token_loss(out, targets),
-              "test_error": jnp.sum(mask * wrong) / jnp.maximum(jnp.sum(mask), 1.0)}
-    metrics = jax.jit(lambda args, batches: jax.tree.map(
-        jnp.mean, jax.lax.map(lambda b: batch_metrics(args, b), batches)))
-    return lambda args: {k: float(v) for k, v in metrics(args, batches).items()}
-
-  metrics = window_metrics_fn(c, logits)
-  test = {"window": windows.test}                    # on the host: placed by each evaluation
-  return lambda args: metrics(args, test, "test")
+  def batch_metrics(args, batch):                                    # {[], []}
+    inputs, targets = transformer.split_window(batch)
+    out = logits(*args, inputs)
+    mask = (targets != transformer.PAD).astype(jnp.float32)
+    wrong = losses.misclassified(out, targets)
+    return {"test_loss": transformer.next_token_loss(out, targets),
+            "test_error": jnp.sum(mask * wrong) / jnp.maximum(jnp.sum(mask), 1.0)}
+  metrics = jax.jit(lambda args, batches: jax.tree.map(
+      jnp.mean, jax.lax.map(lambda b: batch_metrics(args, b), batches)))
+  return lambda args: {k: float(v) for k, v in metrics(args, batches).items()}
 
 
 def window_metrics_fn(c: TextConfig, logits: Any) -> Any:

@@ -12,9 +12,7 @@ from sam_edge import errors, options
 from sam_edge.data import text
 from sam_edge.options import Option
 from sam_edge.tasks import text_config
-from sam_edge.tasks.task import Defaults, Task, Values
-
-TEST_BATCHES = ("reference", "all")
+from sam_edge.tasks.task import Defaults, Task, Values, at_least, check
 
 
 class Windows(NamedTuple):
@@ -32,29 +30,19 @@ DATA_OPTIONS = (
     Option("test_data", None, "ASCII text corpus for the test loss (default: the last "
            "--test_fraction of --training_data).", type=str),
     Option("test_fraction", 0.1, "Share of --training_data held out when --test_data is not "
-           "given."),
-    Option("sequence_length", 64, "Characters of context (windows are one longer)."),
+           "given.", check=check(lambda x: 0 < x < 1, "must be between 0 and 1 (exclusive)")),
+    Option("sequence_length", 64, "Characters of context (windows are one longer).",
+           check=at_least(1)),
     Option("test_batches", "reference", "The test loss: reference (the reference's: the mean of "
            "the per-batch losses of ⌊characters/(B·T)⌋ test batches drawn through the shuffle "
-           "buffer) or all (the mean over every test window).", choices=TEST_BATCHES),
+           "buffer) or all (the mean over every test window).", choices=("reference", "all")),
 )
 MODEL_OPTIONS = (
-    Option("num_layers", 6, "Transformer blocks."),
-    Option("num_heads", 8, "Attention heads."),
-    Option("key_size", 32, "Size of each attention head's keys."),
-    Option("model_size", 128, "Width of the residual stream."),
+    Option("num_layers", 6, "Transformer blocks.", check=at_least(1)),
+    Option("num_heads", 8, "Attention heads.", check=at_least(1)),
+    Option("key_size", 32, "Size of each attention head's keys.", check=at_least(1)),
+    Option("model_size", 128, "Width of the residual stream.", check=at_least(1)),
 )
-
-
-def problems(v: Values, given: frozenset) -> list[str]:
-  """Problems with the model and split flags (the corpus is checked by `load_windows`)."""
-  p = []
-  for name in ("num_layers", "num_heads", "key_size", "model_size", "sequence_length"):
-    if v[name] < 1:
-      p.append(f"--{name} must be at least 1, got {v[name]}")
-  if not 0 < v["test_fraction"] < 1:
-    p.append(f"--test_fraction must be between 0 and 1 (exclusive), got {v['test_fraction']}")
-  return p
 
 
 def load_windows(v: Values, log=print) -> Windows:
@@ -132,7 +120,7 @@ TASK = Task(prog="transformer",
             defaults=Defaults(step_size=0.1, batch_size=128, time_limit_in_hours=1.0,
                               hessian_check_gap=0.05, batch_order="reference"),
             options=options.topics(data=DATA_OPTIONS, model=MODEL_OPTIONS),
-            required=("training_data",), problems=problems,
+            required=("training_data",),
             title=lambda c: f"transformer ({c.model.num_layers} layers, "
                             f"width {c.model.model_size})",
             config=text_config.of, build=build, input_problems=corpus_problems,
