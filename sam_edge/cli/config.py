@@ -14,6 +14,7 @@ run takes its part of this config.
 """
 
 import dataclasses
+import math
 from typing import Any, Mapping, Optional
 
 from sam_edge.cli import flags as cli_flags
@@ -53,13 +54,21 @@ def method(v: Values) -> Method:
       name=v["optimizer"], step_size=v["step_size"],
       hyper={o.name: v[o.name] for o in entry.options} if entry else (),
       weight_decay=v["weight_decay"], schedule=v["lr_schedule"], warmup_steps=v["warmup_steps"],
-      total_steps=v["max_steps"], boundaries=tuple(float(b) for b in v["lr_step_boundaries"]),
+      total_steps=v["max_steps"], boundaries=tuple(_number(b) for b in v["lr_step_boundaries"]),
       factor=v["lr_step_factor"], decay_in_loss=v["weight_decay_in_loss"],
       exempt_norm=v["no_weight_decay_on_norm"], clip=v["clip_grad_norm"])
   return Method.of(optimizer, SamSettings(
       rho=v["rho"], kind=v["sam"], group_size=v["sam_group_size"],
       hyper={o.name: v[o.name] for o in variant.options} if variant else (),
       perturbed=v["sam_params"], micro_batches=v["accumulate_batches"]))
+
+
+def _number(text: str) -> float:
+  """float(text), NaN where it is not a number (`checks.schedule_problems` says so in one line)."""
+  try:
+    return float(text)
+  except ValueError:
+    return math.nan
 
 
 def measure_settings(v: Values, the_method: Method) -> MeasureSettings:
