@@ -6,6 +6,7 @@ when the run ends for any reason: time limit, step cap, divergence, SIGINT or SI
 parameters (`--params_output`) are written then, once.
 """
 
+import contextlib
 import dataclasses
 from typing import Callable, Optional
 
@@ -13,7 +14,7 @@ import jax
 
 from sam_edge import errors
 from sam_edge.curvature import measure
-from sam_edge.data import batching
+from sam_edge.data import batching, stream
 from sam_edge.optim import update
 from sam_edge.pytree import PyTree
 from sam_edge.run import (
@@ -51,16 +52,24 @@ def _sound_step(directory: str, log: Callable[[str], None]) -> Optional[int]:
   return sound.step
 
 
-def _restore(checkpointer: checkpoints.Checkpointer, step: int, state: update.TrainState,
-             measure_state: PyTree, log: Callable[[str], None]):
-  """(state, measure_state, progress) of checkpoint `step`; a step that no longer matches its
-  checksums when read again is refused in one line."""
+def _restore(checkpointer: checkpoints.Checkpointer, step: int, problem: Problem,
+             state: update.TrainState, measure_state: PyTree, directory: str,
+             log: Callable[[str], None]):
+  """(state, measure_state, progress) of checkpoint `step`; refused in one line when the step no
+  longer matches its checksums when read again, or (a streamed run) when its stream position does
+  not fit this run's stream (`data.stream.position_problem`)."""
   try:
     state, measure_state, progress, _ = checkpointer.restore(state, measure_state, step=step)
   except checkpoints.Unsound as e:
     raise errors.InputError(f"--resume: {e}") from None
-  log(f"resuming from the checkpoint of step {int(state.step)} in {checkpointer.directory} "
+  step = int(state.step)
+  log(f"resuming from the checkpoint of step {step} in {checkpointer.directory} "
       f"({len(progress.records)} measurements so far)")
+  why = problem.stream and stream.position_problem(progress.stream_position, problem.stream.order,
+                                                   step)
+  if why:
+    raise errors.InputError(f"--resume: the checkpoint of step {step} in {directory} does not "
+                            f"fit this run: {why}")
   return state, measure_state, progress
 
 
@@ -75,19 +84,15 @@ def run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], co
 def _run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], config: dict,
          log: Callable[[str], None], sup: supervisor.Supervisor) -> tuple[dict, int]:
   env = environment.describe()
-  lock = (locks.FolderLock(settings.checkpoint_dir)
-          if settings.checkpoint_dir and devices.is_writer() else None)
-  if lock:
-    try:
-      lock.acquire()
-    except RuntimeError as e:
-      raise errors.InputError(f"--checkpoint_dir={settings.checkpoint_dir}: {e}") from None
-    sup.cleanup = lock.release
-  try:
+  with contextlib.ExitStack() as held:
+    if settings.checkpoint_dir and devices.is_writer():
+      lock = locks.FolderLock(settings.checkpoint_dir)
+      try:
+        held.enter_context(lock)
+      except RuntimeError as e:
+        raise errors.InputError(f"--checkpoint_dir={settings.checkpoint_dir}: {e}") from None
+      sup.cleanup = lock.release
     return _train_and_write(settings, build_problem, config, log, sup, env)
-  finally:
-    if lock:
-      lock.release()
 
 
 @dataclasses.dataclass
@@ -126,8 +131,8 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
     if reason != "diverged":           # a diverged state is not worth resuming
       run.hooks.on_checkpoint(run.state, run.measure_state, run.progress)
     run.writer.close_checkpoints(run.checkpointer.close)
-    if reason == "diverged":           # so a failed save before it is no loss
-      run.writer.needs_no_checkpoint()
+    if reason == "diverged":           # it needs no newer one: a failed save before it is no loss
+      run.writer.failures.forget(outputs.CHECKPOINT)
   run.state, best = monitor.finish(settings.monitor, run.state, run.progress.evaluations, log)
   evaluation = {**components.evaluation(run.problem, run.state), **best}
   final = _final(run, reason, evaluation)
@@ -175,9 +180,9 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
   checkpointer = (checkpoints.Checkpointer(settings.checkpoint_dir) if settings.checkpoint_dir
                   else None)
   if resume_step is not None:
-    state, measure_state, progress = _restore(checkpointer, resume_step, state, measure_state, log)
+    state, measure_state, progress = _restore(checkpointer, resume_step, problem, state,
+                                              measure_state, settings.checkpoint_dir, log)
     env = {**env, "resumed_from_step": int(state.step)}
-    _check_stream_position(problem, progress, int(state.step), settings.checkpoint_dir)
   writer = outputs.Writer(dict(settings.outputs) if devices.is_writer() else {},
                           settings.title, config, progress, env,
                           checkpoint_dir=settings.checkpoint_dir,
@@ -186,7 +191,7 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
 
   def save(s, v, p) -> None:
     if problem.stream is not None:
-      p.stream_position = streamed.position(problem, int(s.step))
+      p.stream_position = stream.position(problem.stream.order, int(s.step))
     writer.checkpoint(int(s.step), lambda: checkpointer.save(s, v, p, config))
 
   def on_record(record: dict) -> None:
@@ -204,27 +209,15 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
                    close)
 
 
-def _check_stream_position(problem: Problem, progress: loop.Progress, step: int,
-                           directory: str) -> None:
-  """A streamed run resumes only from a checkpoint whose stream position fits its stream
-  (`streamed.resume_problem`): one InputError line otherwise."""
-  why = problem.stream and streamed.resume_problem(problem, progress.stream_position, step)
-  if why:
-    raise errors.InputError(f"--resume: the checkpoint of step {step} in {directory} does not "
-                            f"fit this run: {why}")
-
-
 def _components(problem: Problem, settings: RunSettings, run_keys: dict,
                 place: devices.Placement, log: Callable[[str], None]
                 ) -> tuple[loop.Components, Callable[[], None]]:
   """The run's compiled pieces (`components`, or `streamed` for a streamed training set) with
   the monitor's decisions, and what stops the stream at the end."""
-  close = lambda: None
   if problem.stream is None:
-    parts = components.components(problem, settings, run_keys, place)
+    parts, close = components.components(problem, settings, run_keys, place), lambda: None
   else:
-    parts, prefetcher = streamed.components_of(problem, settings, run_keys, place)
-    close = prefetcher.close
+    parts, close = streamed.components_of(problem, settings, run_keys, place)
   if settings.monitor.active:
     parts = dataclasses.replace(parts, decide=lambda s, evaluations: monitor.decide(
         settings.monitor, s, evaluations, log))
@@ -269,7 +262,8 @@ def _write(run: _Prepared, final: dict, task: Optional[str] = None) -> None:
 
 def _report(run: _Prepared, final: dict, evaluation: dict, settings: RunSettings,
             log: Callable[[str], None]) -> int:
-  """The closing lines of a run; returns its exit code."""
+  """The closing lines of a run; returns its exit code (outputs.NOT_WRITTEN when its final
+  outputs are not all written)."""
   writer, records = run.writer, run.progress.records
   unwritten = writer.failures.lines()
   reason, steps = final["stopped_because"], final["steps"]
@@ -288,21 +282,16 @@ def _report(run: _Prepared, final: dict, evaluation: dict, settings: RunSettings
   for sentence in (closing.edge_sentence(records), closing.figure_sentence(written)):
     if sentence:
       log(sentence)
-  if unwritten:
-    _say_unwritten(unwritten, writer, log)
-  return outputs.NOT_WRITTEN if unwritten else supervisor.EXIT_CODES.get(reason, 0)
-
-
-def _say_unwritten(unwritten: list[str], writer: outputs.Writer, log: Callable[[str], None]
-                   ) -> None:
-  """The last lines of a run whose final outputs are not all written: which and why, and the
-  newest complete state on disk (exit code outputs.NOT_WRITTEN)."""
+  if not unwritten:
+    return supervisor.EXIT_CODES.get(reason, 0)
+  # Final outputs not all written: which and why, and the newest complete state on disk.
   log(f"error: {len(unwritten)} of the final outputs could not be written: "
       + "; ".join(unwritten))
   state, step = writer.newest_state(_newest_sound_step)
   again = (" Free space (or make the folder writable) and run the same command with --resume: "
            "it goes on from that checkpoint." if step is not None else "")
   log(f"error: the newest complete state on disk: {state}.{again}")
+  return outputs.NOT_WRITTEN
 
 
 def _newest_sound_step(directory: str) -> Optional[int]:
@@ -314,7 +303,6 @@ def _newest_sound_step(directory: str) -> Optional[int]:
     steps = outputs.checkpoint_steps(directory)
     return steps[-1] if steps else None
   try:
-    sound = [c.step for c in checkpoints.audit(directory) if c.problem is None]
+    return checkpoints.newest_sound(directory, read_only=True).step
   except Exception:                    # an unreadable folder holds no sound step
     return None
-  return sound[-1] if sound else None

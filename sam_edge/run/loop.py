@@ -8,6 +8,7 @@ limit applies to the loop's wall-clock time, measurements included (as in the re
 Measurements use their own keys and never change the parameters or batches.
 """
 
+import bisect
 import dataclasses
 import math
 import time
@@ -97,12 +98,6 @@ def format_evaluation(e: dict) -> str:
   epoch = f" (epoch {e['epoch']:.4g})" if "epoch" in e else ""
   return (f"evaluate step {e['step']}{epoch} | t {e['time']:.1f}s | {values} | "
           f"{e['seconds']:.2f}s")
-
-
-def to_host_record(record: dict, step: int, train_time: float, seconds: float) -> dict:
-  """A measurement as plain Python numbers (eigenvalues and residuals as lists)."""
-  return {"step": step, "time": train_time, **records.to_plain(jax.device_get(record)),
-          "seconds": seconds}
 
 
 def format_record(r: dict) -> str:
@@ -231,10 +226,7 @@ class _Loop:
     steps, values = self.progress.losses["step"], self.progress.losses.get(key, [])
     if first < 0 or len(values) != len(steps):
       return []
-    i = len(steps)
-    while i > 0 and steps[i - 1] >= first:
-      i -= 1
-    return values[i:]
+    return values[bisect.bisect_left(steps, first):]         # the steps ascend
 
   def _measure(self) -> dict:
     batch = self.c.batch(self.c.train_arrays, self.c.data_key, self.step)
@@ -255,8 +247,9 @@ class _Loop:
     with self.clock.paused():
       t = time.perf_counter()
       values = take()
-      entry = to_host_record(values, self.step, self.progress.train_time,
-                             time.perf_counter() - t)
+      seconds = time.perf_counter() - t
+      entry = {"step": self.step, "time": self.progress.train_time,     # plain Python numbers
+               **records.to_plain(jax.device_get(values)), "seconds": seconds}
     if self.c.steps_per_epoch:
       entry["epoch"] = self.step / self.c.steps_per_epoch
     into.append(entry)

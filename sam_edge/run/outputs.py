@@ -8,6 +8,7 @@ are not all written ends with NOT_WRITTEN (exit code 74, sysexits' EX_IOERR), sa
 written and why, and never names such a file among its outputs.
 """
 
+import contextlib
 import os
 import time
 from typing import Callable, Optional
@@ -110,14 +111,8 @@ class Writer:
     if CHECKPOINT not in self.failures:
       self.failures.attempt(CHECKPOINT, f"the checkpoints in {self.checkpoint_dir}", close)
       return
-    try:
+    with contextlib.suppress(Exception):
       close()
-    except Exception:  # pylint: disable=broad-except
-      pass
-
-  def needs_no_checkpoint(self) -> None:
-    """Forgets a failed checkpoint save: the run needs no newer one (it diverged)."""
-    self.failures.forget(CHECKPOINT)
 
   def _to_board(self, what: str, write: Callable[[], object]) -> None:
     """TensorBoard writes: a failure is one warning, and the scalars stop there."""

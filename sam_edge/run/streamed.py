@@ -12,17 +12,15 @@ the stream, placed on the mesh, instead of being gathered from arrays held on th
   placed batch as its `arrays`.
 * Measurements: the fixed measured set (`train_arrays`), placed once.
 * Checkpoints keep the stream's position (`data.stream.position`); a resumed run checks it
-  (`resume_problem`).
+  (`data.stream.position_problem`).
 """
 
 import concurrent.futures
-import dataclasses
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
 
-from sam_edge.data import order as order_lib
 from sam_edge.data import stream
 from sam_edge.pytree import PyTree
 from sam_edge.run import components, devices, loop
@@ -83,35 +81,9 @@ class Prefetcher:
     self._close_iterator()
 
 
-def position(problem: Problem, step: int) -> dict:
-  """The stream's position a checkpoint of `step` keeps (`data.stream.position`)."""
-  return stream.position(problem.stream.order, step)
-
-
-def resume_problem(problem: Problem, saved: Optional[dict], step: int) -> Optional[str]:
-  """Why the checkpoint of `step` whose progress holds the stream position `saved` cannot resume
-  this run's stream (`stream.position_problem`), or None."""
-  return stream.position_problem(saved, problem.stream.order, step)
-
-
 def components_of(problem: Problem, settings: RunSettings, run_keys: dict,
-                  place: devices.Placement) -> tuple[loop.Components, Prefetcher]:
-  """The jitted pieces of a streamed run (module doc) and its prefetcher (close it at the end)."""
-  training = problem.stream
-  b = training.order.batch_size
-  whole = order_lib.ShuffledOrder(b, b)          # the batch as given: no gather
-  train_step = components.train_steps(problem, settings, whole, place)
-  constants = place.replicate(problem.constants)
-  problem = dataclasses.replace(problem, constants=constants)
-  batch = components.measure_batches(problem, settings, whole, place)   # the measured set
-  prefetcher = Prefetcher(training, place)
-  parts = loop.Components(
-      update=lambda state, measure_state, arrays_, key, step_: train_step(step_)(
-          state, measure_state, prefetcher.batch(step_), key, None, constants),
-      measure=components.make_state_measure(problem, settings.measure, batch(None, None, 0),
-                                            run_keys["data"]),
-      batch=batch,
-      train_arrays=None, data_key=run_keys["data"], measure_key=run_keys["measure"],
-      evaluate=lambda state: components.evaluation(problem, state),
-      steps_per_epoch=training.order.steps_per_epoch)
-  return parts, prefetcher
+                  place: devices.Placement) -> tuple[loop.Components, Callable[[], None]]:
+  """The jitted pieces of a streamed run (module doc) and what stops its prefetcher at the end."""
+  prefetcher = Prefetcher(problem.stream, place)
+  return (components.components(problem, settings, run_keys, place, prefetcher.batch),
+          prefetcher.close)
