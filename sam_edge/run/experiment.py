@@ -106,7 +106,7 @@ class _Prepared:
   writer: outputs.Writer
   parts: loop.Components
   hooks: loop.Hooks
-  close: Callable[[], None] = lambda: None       # stops the input stream's threads and workers
+  prefetcher: Optional[streamed.Prefetcher]      # a streamed run's batches (closed at the end)
 
 
 def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array], Problem],
@@ -125,7 +125,8 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
         f"{run.writer.where()}")
     raise
   finally:
-    run.close()
+    if run.prefetcher:                # stops the input stream's threads and workers
+      run.prefetcher.close()
   sup.phase = "writing the outputs"
   if run.checkpointer:
     if reason != "diverged":           # a diverged state is not worth resuming
@@ -204,24 +205,14 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
 
   hooks = loop.Hooks(on_record=on_record, on_checkpoint=save if checkpointer else None,
                      on_loss=on_loss, log=log)
-  parts, close = _components(problem, settings, run_keys, place, log)
-  return _Prepared(problem, state, measure_state, progress, checkpointer, writer, parts, hooks,
-                   close)
-
-
-def _components(problem: Problem, settings: RunSettings, run_keys: dict,
-                place: devices.Placement, log: Callable[[str], None]
-                ) -> tuple[loop.Components, Callable[[], None]]:
-  """The run's compiled pieces (`components`, or `streamed` for a streamed training set) with
-  the monitor's decisions, and what stops the stream at the end."""
-  if problem.stream is None:
-    parts, close = components.components(problem, settings, run_keys, place), lambda: None
-  else:
-    parts, close = streamed.components_of(problem, settings, run_keys, place)
+  prefetcher = streamed.Prefetcher(problem.stream, place) if problem.stream is not None else None
+  parts = components.components(problem, settings, run_keys, place,
+                                prefetcher.batch if prefetcher else None)
   if settings.monitor.active:
     parts = dataclasses.replace(parts, decide=lambda s, evaluations: monitor.decide(
         settings.monitor, s, evaluations, log))
-  return parts, close
+  return _Prepared(problem, state, measure_state, progress, checkpointer, writer, parts, hooks,
+                   prefetcher)
 
 
 def _final(run: _Prepared, reason: str, evaluation: Optional[dict] = None) -> dict:
@@ -287,22 +278,8 @@ def _report(run: _Prepared, final: dict, evaluation: dict, settings: RunSettings
   # Final outputs not all written: which and why, and the newest complete state on disk.
   log(f"error: {len(unwritten)} of the final outputs could not be written: "
       + "; ".join(unwritten))
-  state, step = writer.newest_state(_newest_sound_step)
+  state, step = writer.newest_state()
   again = (" Free space (or make the folder writable) and run the same command with --resume: "
            "it goes on from that checkpoint." if step is not None else "")
   log(f"error: the newest complete state on disk: {state}.{again}")
   return outputs.NOT_WRITTEN
-
-
-def _newest_sound_step(directory: str) -> Optional[int]:
-  """The newest checkpoint step in `directory` that reads back whole and matches its checksums,
-  read-only (None if none does). With several processes, reading back is collective (orbax waits
-  for every process) and only some may be here: the newest step by its folder's name, which
-  orbax renames into place only once the step is whole."""
-  if jax.process_count() > 1:
-    steps = outputs.checkpoint_steps(directory)
-    return steps[-1] if steps else None
-  try:
-    return checkpoints.newest_sound(directory, read_only=True).step
-  except Exception:                    # an unreadable folder holds no sound step
-    return None

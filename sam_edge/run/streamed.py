@@ -1,5 +1,6 @@
-"""The loop's pieces for a streamed training set (`Problem.stream`): each step's batch comes from
-the stream, placed on the mesh, instead of being gathered from arrays held on the devices.
+"""The batches of a streamed training set (`Problem.stream`): each step's batch comes from the
+stream, placed on the mesh (`Prefetcher.batch`, which `components.components` is given), instead
+of being gathered from arrays held on the devices.
 
 * Placement: every process hands jax its own slice of step s's batch (`stream_order`: the
   p-th of P equal, consecutive parts of the global batch) and
@@ -16,16 +17,14 @@ the stream, placed on the mesh, instead of being gathered from arrays held on th
 """
 
 import concurrent.futures
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import jax
 import numpy as np
 
 from sam_edge.data import stream
 from sam_edge.pytree import PyTree
-from sam_edge.run import components, devices, loop
-from sam_edge.run.problem import Problem
-from sam_edge.run.settings import RunSettings
+from sam_edge.run import devices
 
 
 def place_local(local: dict, place: devices.Placement, global_size: int) -> PyTree:
@@ -79,11 +78,3 @@ class Prefetcher:
     self._pool.shutdown(wait=True)
     self._pending = None                         # the batch read ahead, released
     self._close_iterator()
-
-
-def components_of(problem: Problem, settings: RunSettings, run_keys: dict,
-                  place: devices.Placement) -> tuple[loop.Components, Callable[[], None]]:
-  """The jitted pieces of a streamed run (module doc) and what stops its prefetcher at the end."""
-  prefetcher = Prefetcher(problem.stream, place)
-  return (components.components(problem, settings, run_keys, place, prefetcher.batch),
-          prefetcher.close)
