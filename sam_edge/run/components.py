@@ -64,14 +64,6 @@ def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSetting
   donated; without tracking `measure_state` is not an argument of the compiled step at all."""
   optimizer, penalty = method.make(), method.penalty()
 
-  def with_error(out, state, batch, constants):
-    if not (train_error and problem.batch_error) or sam.micro_batches > 1:
-      return out                   # micro-batches: one whole-batch pass would break their memory
-    outputs, _ = problem.forward(state.params, state.model_state, batch, constants,
-                                 problem.compute_dtype)
-    values = out if isinstance(out, dict) else {"loss": out}
-    return {**values, "train_error": problem.batch_error(outputs, batch)}
-
   def step(state, measure_state, arrays, data_key, indices, constants):
     batch = place.constrain_batch(take_batch(order, arrays, data_key, state.step, indices))
     if problem.augment is not None:
@@ -92,8 +84,13 @@ def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSetting
     if ema_decay:
       new_state = new_state._replace(
           ema=ema.updated(new_state.ema, new_state.params, new_state.model_state, ema_decay))
-    return (place.constrain_replicated(new_state), measure_state,
-            with_error(out, state, batch, constants))
+    # Not with micro-batches: one whole-batch pass would break their memory.
+    if train_error and problem.batch_error and sam.micro_batches <= 1:
+      outputs, _ = problem.forward(state.params, state.model_state, batch, constants,
+                                   problem.compute_dtype)
+      out = {**(out if isinstance(out, dict) else {"loss": out}),
+             "train_error": problem.batch_error(outputs, batch)}
+    return place.constrain_replicated(new_state), measure_state, out
 
   if track_hvps:
     return jax.jit(step, donate_argnums=(0, 1))
@@ -129,23 +126,6 @@ def evaluation(problem: Problem, state: update.TrainState) -> dict:
   return {**metrics, **{f"{EMA_PREFIX}{k}": v for k, v in averaged.items()}}
 
 
-def make_state_measure(problem: Problem, settings: measure.MeasureSettings,
-                       arrays: PyTree, data_key: jax.Array) -> Callable:
-  """`(state, batch, measure_state, key) -> (record, next measure_state)`:
-  `measure.make_measure` reading the training state (the SAM variant's state and the SAM key the
-  training step of this step draws from, `data_key` being the run's; the training `arrays`,
-  placed, for the kinds that draw fresh batches)."""
-  run = measure.make_measure(problem.forward, problem.output_loss, settings)
-  constants = problem.constants
-
-  def from_state(state: update.TrainState, batch, measure_state, key):
-    context = measure.Context(state.model_state, state.opt_state, state.step, constants,
-                              state.sam_state, sam_steps.step_key(data_key, state.step),
-                              arrays)
-    return run(state.params, context, batch, measure_state, key)
-  return from_state
-
-
 def measure_batches(problem: Problem, settings: RunSettings, order: Any,
                     place: devices.Placement) -> Callable:
   """`(arrays, key, step) -> the batch a measurement at `step` uses` (`step` a host int): the
@@ -179,21 +159,29 @@ def components(problem: Problem, settings: RunSettings, run_keys: dict,
   constants = place.replicate(problem.constants)
   problem = dataclasses.replace(problem, constants=constants)
   batch = measure_batches(problem, settings, order, place)
-  arrays = measured = None
   if batches is None:
     # Sharded when every step uses them whole (full batch), replicated when steps gather from them.
     full_batch = batching.num_examples(problem.train_arrays) == settings.batch_size
     arrays = measured = (place.shard if full_batch else place.replicate)(problem.train_arrays)
   else:
-    measured = batch(None, None, 0)
+    arrays, measured = None, batch(None, None, 0)
 
   def update_(state, measure_state, arrays_, key, step_):
     data = arrays_ if batches is None else batches(step_)
     return train_step(step_)(state, measure_state, data, key, host_indices(order, step_, key),
                              constants)
+
+  measure_ = measure.make_measure(problem.forward, problem.output_loss, settings.measure)
+
+  def measure_from_state(state, batch_, measure_state, key):
+    """`measure.make_measure` reading the training state: the SAM variant's state and the SAM
+    key the training step of this step draws from, and the `measured` arrays for the kinds
+    that draw fresh batches."""
+    context = measure.Context(state.model_state, state.opt_state, state.step, constants,
+                              state.sam_state, sam_steps.step_key(run_keys["data"], state.step),
+                              measured)
+    return measure_(state.params, context, batch_, measure_state, key)
   return loop.Components(
-      update=update_, measure=make_state_measure(problem, settings.measure, measured,
-                                                 run_keys["data"]),
-      batch=batch, train_arrays=arrays, data_key=run_keys["data"],
-      measure_key=run_keys["measure"], evaluate=lambda state: evaluation(problem, state),
-      steps_per_epoch=steps_per_epoch)
+      update=update_, measure=measure_from_state, batch=batch, train_arrays=arrays,
+      data_key=run_keys["data"], measure_key=run_keys["measure"],
+      evaluate=lambda state: evaluation(problem, state), steps_per_epoch=steps_per_epoch)

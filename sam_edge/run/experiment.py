@@ -78,21 +78,18 @@ def run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], co
   """Builds the problem, trains, evaluates, writes every output; returns (raw dict, exit code).
 
   The work runs under `supervisor.run`: signals stop it promptly in every phase (see there)."""
-  return supervisor.run(lambda sup: _run(settings, build_problem, config, log, sup))
-
-
-def _run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], config: dict,
-         log: Callable[[str], None], sup: supervisor.Supervisor) -> tuple[dict, int]:
-  env = environment.describe()
-  with contextlib.ExitStack() as held:
-    if settings.checkpoint_dir and devices.is_writer():
-      lock = locks.FolderLock(settings.checkpoint_dir)
-      try:
-        held.enter_context(lock)
-      except RuntimeError as e:
-        raise errors.InputError(f"--checkpoint_dir={settings.checkpoint_dir}: {e}") from None
-      sup.cleanup = lock.release
-    return _train_and_write(settings, build_problem, config, log, sup, env)
+  def work(sup: supervisor.Supervisor) -> tuple[dict, int]:
+    env = environment.describe()
+    with contextlib.ExitStack() as held:
+      if settings.checkpoint_dir and devices.is_writer():
+        lock = locks.FolderLock(settings.checkpoint_dir)
+        try:
+          held.enter_context(lock)
+        except RuntimeError as e:
+          raise errors.InputError(f"--checkpoint_dir={settings.checkpoint_dir}: {e}") from None
+        sup.cleanup = lock.release
+      return _train_and_write(settings, build_problem, config, log, sup, env)
+  return supervisor.run(work)
 
 
 @dataclasses.dataclass

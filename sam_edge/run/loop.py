@@ -164,7 +164,10 @@ class _Loop:
     self.logged = (self.step, progress.train_time)         # for the steps/s of the next line
 
   def run(self, stop: StopFlag) -> tuple[update.TrainState, PyTree, str]:
-    reason = self._decided_before()
+    p = self.progress
+    # A run resumed at the step of its last evaluation (one that stopped early and is run again
+    # with --resume) decides on it again, as the uninterrupted run did, instead of training on.
+    reason = self._decide() if p.evaluations and p.last_eval_step == self.step else None
     while reason is None:
       reason = self._limit(stop) or self._observe() or self._train()
     if reason != "diverged":
@@ -172,13 +175,12 @@ class _Loop:
     self.clock.tick()
     return self.state, self.measure_state, reason
 
-  def _decided_before(self) -> Optional[str]:
-    """A run resumed at the step of its last evaluation (one that stopped early and is run again
-    with --resume) decides on it again, as the uninterrupted run did, instead of training on."""
-    p = self.progress
-    if self.c.decide is None or not p.evaluations or p.last_eval_step != self.step:
+  def _decide(self) -> Optional[str]:
+    """The decision on the last evaluation (`Components.decide`, paused): why stop, or None."""
+    if self.c.decide is None:
       return None
-    self.state, reason = self.c.decide(self.state, p.evaluations)
+    with self.clock.paused():
+      self.state, reason = self.c.decide(self.state, self.progress.evaluations)
     return reason
 
   def _limit(self, stop: StopFlag) -> Optional[str]:
@@ -194,14 +196,11 @@ class _Loop:
     p = self.progress
     if self.evaluations.due(self.step, p.train_time, p.last_eval_step, -math.inf):
       reason = self._scheduled(self._evaluate, p.evaluations, format_evaluation)
+      if reason is None:
+        p.last_eval_step = self.step
+        reason = self._decide()
       if reason:
         return reason
-      p.last_eval_step = self.step
-      if self.c.decide is not None:
-        with self.clock.paused():
-          self.state, reason = self.c.decide(self.state, p.evaluations)
-        if reason:
-          return reason
     if self.measurements.due(self.step, p.train_time, p.last_measure_step, p.last_measure_time):
       reason = self._scheduled(self._measure, p.records, format_record)
       if reason:
