@@ -192,16 +192,15 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
       p.stream_position = stream.position(problem.stream.order, int(s.step))
     writer.checkpoint(int(s.step), lambda: checkpointer.save(s, v, p, config))
 
-  def on_record(record: dict) -> None:
-    sup.mark_computed()
-    writer.on_record(record)
+  def computed(write: Callable[..., None]) -> Callable[..., None]:
+    def marked(*args) -> None:          # something worth keeping exists from now on
+      sup.mark_computed()
+      write(*args)
+    return marked
 
-  def on_loss(step: int, values: dict) -> None:
-    sup.mark_computed()
-    writer.on_loss(step, values)
-
-  hooks = loop.Hooks(on_record=on_record, on_checkpoint=save if checkpointer else None,
-                     on_loss=on_loss, log=log)
+  hooks = loop.Hooks(on_record=computed(writer.on_record),
+                     on_checkpoint=save if checkpointer else None,
+                     on_loss=computed(writer.on_loss), log=log)
   prefetcher = streamed.Prefetcher(problem.stream, place) if problem.stream is not None else None
   parts = components.components(problem, settings, run_keys, place,
                                 prefetcher.batch if prefetcher else None)

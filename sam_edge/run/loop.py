@@ -78,11 +78,10 @@ class Components:
       = None      # (state, evaluations) -> (state, why stop or None), after each evaluation
 
 
+@dataclasses.dataclass
 class StopFlag:
   """Set by a signal handler; the loop checks it once per step."""
-
-  def __init__(self) -> None:
-    self.reason: Optional[str] = None
+  reason: Optional[str] = None
 
   def set(self, reason: str) -> None:
     if self.reason is None:

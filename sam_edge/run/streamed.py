@@ -57,11 +57,9 @@ class Prefetcher:
   def batch(self, step: int) -> PyTree:
     """The placed global batch of `step`; then step + 1's is prepared in the background."""
     pending, self._pending = self._pending, None
-    if pending is not None and pending[0] == step:
-      placed = pending[1].result()
-    else:
-      if pending is not None:
-        pending[1].result()                      # let it finish before the iterator moves
+    if pending is not None:                      # another step's: let it finish before the
+      placed = pending[1].result()               # iterator moves
+    if pending is None or pending[0] != step:
       placed = self._read(step)
     self._pending = (step + 1, self._pool.submit(self._read, step + 1))
     return placed
