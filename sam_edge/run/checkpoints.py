@@ -172,17 +172,20 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no complete checkpoint in {self.directory}")
-    abstract = abstract_tree(checkpoint_layout.arrays_of(state_template, v_template))
-    ocp = _ocp()
-    args = ocp.args.Composite(**{ARRAYS_ITEM: ocp.args.StandardRestore(abstract),
-                                 META_ITEM: ocp.args.JsonRestore()})
-    restored = self._manager.restore(step, args=args)
-    arrays, meta = restored[ARRAYS_ITEM], restored[META_ITEM]
+    arrays, meta = self._read(
+        step, item=abstract_tree(checkpoint_layout.arrays_of(state_template, v_template)))
     wrong, _ = checksums.problem(meta, arrays)
     if wrong:
       raise Unsound(f"the checkpoint of step {step} in {self.directory}: {wrong}")
     return (checkpoint_layout.state_of(arrays), arrays["v_prev"],
             progress_from_json(meta["progress"]), decode_json(meta["config"]))
+
+  def _read(self, step: int, **restore: object) -> tuple[object, object]:
+    """(arrays, meta) of `step` as Orbax reads them; `restore`: `StandardRestore`'s arguments."""
+    ocp = _ocp()
+    restored = self._manager.restore(step, args=ocp.args.Composite(**{
+        ARRAYS_ITEM: ocp.args.StandardRestore(**restore), META_ITEM: ocp.args.JsonRestore()}))
+    return restored[ARRAYS_ITEM], restored[META_ITEM]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,15 +201,10 @@ class StepCheck:
 def check_step(checkpointer: "Checkpointer", step: int) -> StepCheck:
   """Reads checkpoint `step` back (its meta and every array, without templates; on this process's
   first device when the saved devices are not here) and checks it against its checksums."""
-  ocp = _ocp()
   try:
-    restored = checkpointer._manager.restore(step, args=ocp.args.Composite(**{
-        ARRAYS_ITEM: ocp.args.StandardRestore(fallback_sharding=devices.local_sharding()),
-        META_ITEM: ocp.args.JsonRestore()}))
-    meta = restored[META_ITEM]
+    arrays, meta = checkpointer._read(step, fallback_sharding=devices.local_sharding())
     if not isinstance(meta, dict) or "config" not in meta or "progress" not in meta:
       return StepCheck(step, "its meta file lacks the config or the progress")
-    arrays = restored[ARRAYS_ITEM]
     if not isinstance(arrays, dict) or "state" not in arrays:
       return StepCheck(step, "its arrays lack the training state")
     wrong, note = checksums.problem(meta, arrays)
@@ -227,13 +225,13 @@ class Soundness:
   note: Optional[str] = None
 
 
-def newest_sound(directory: str) -> Soundness:
+def newest_sound(directory: str, read_only: bool = False) -> Soundness:
   """Checks the steps in `directory` from the newest down (`check_step`); the first sound one
-  wins."""
+  wins. `read_only`: as `Checkpointer`'s."""
   if not os.path.isdir(directory):
     return Soundness(None, None, ())
   skipped = []
-  with Checkpointer(directory) as checkpointer:
+  with Checkpointer(directory, read_only=read_only) as checkpointer:
     for step in reversed(checkpointer.all_steps()):
       found = check_step(checkpointer, step)
       if found.problem is None:

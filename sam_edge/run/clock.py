@@ -55,6 +55,4 @@ class Schedule:
       return False
     if self.steps:
       return step % self.steps == 0
-    if self.seconds:
-      return now - last_time >= self.seconds
-    return False
+    return bool(self.seconds) and now - last_time >= self.seconds

@@ -64,7 +64,7 @@ def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSetting
   donated; without tracking `measure_state` is not an argument of the compiled step at all."""
   optimizer, penalty = method.make(), method.penalty()
 
-  def losses_of(state, arrays, data_key, indices, constants):
+  def step(state, measure_state, arrays, data_key, indices, constants):
     batch = place.constrain_batch(take_batch(order, arrays, data_key, state.step, indices))
     if problem.augment is not None:
       batch = problem.augment(batch, data_key, state.step)
@@ -72,47 +72,36 @@ def make_train_step(problem: Problem, method: OptimizerSettings, sam: SamSetting
         problem.loss_fn(state.model_state, constants, problem.compute_dtype), penalty)
     losses = regularization.regularized_examples(
         problem.example_loss_fn(state.model_state, constants, problem.compute_dtype), penalty)
-    return batch, loss_fn, losses, sam_steps.step_key(data_key, state.step)
-
-  def with_error(out, state, batch, constants):
-    if not (train_error and problem.batch_error) or sam.micro_batches > 1:
-      return out                   # micro-batches: one whole-batch pass would break their memory
-    outputs, _ = problem.forward(state.params, state.model_state, batch, constants,
-                                 problem.compute_dtype)
-    values = out if isinstance(out, dict) else {"loss": out}
-    return {**values, "train_error": problem.batch_error(outputs, batch)}
-
-  def averaged(state):
-    if not ema_decay:
-      return state
-    return state._replace(ema=ema.updated(state.ema, state.params, state.model_state, ema_decay))
-
-  def untracked_step(state, arrays, data_key, indices, constants):
-    batch, loss_fn, losses, key = losses_of(state, arrays, data_key, indices, constants)
-    new_state, loss = update.sam_update(loss_fn, optimizer, sam, state, batch, key=key,
-                                        example_losses=losses)
-    return (place.constrain_replicated(averaged(new_state)),
-            with_error(loss, state, batch, constants))
-
-  def tracked_step(state, measure_state, arrays, data_key, indices, constants):
-    batch, loss_fn, losses, key = losses_of(state, arrays, data_key, indices, constants)
-    new_state, tracker, out = tracking.tracked_update(
-        Oracle(loss_fn, batch, sam.micro_batches, losses), optimizer, sam, state,
-        measure_state["tracker"], track_hvps, (key, tracking.track_key(data_key, state.step)))
-    measure_state = {**measure_state, "tracker": place.constrain_replicated(tracker)}
-    return (place.constrain_replicated(averaged(new_state)), measure_state,
-            with_error(out, state, batch, constants))
+    key = sam_steps.step_key(data_key, state.step)
+    if track_hvps:
+      new_state, tracker, out = tracking.tracked_update(
+          Oracle(loss_fn, batch, sam.micro_batches, losses), optimizer, sam, state,
+          measure_state["tracker"], track_hvps, (key, tracking.track_key(data_key, state.step)))
+      measure_state = {**measure_state, "tracker": place.constrain_replicated(tracker)}
+    else:
+      new_state, out = update.sam_update(loss_fn, optimizer, sam, state, batch, key=key,
+                                         example_losses=losses)
+    if ema_decay:
+      new_state = new_state._replace(
+          ema=ema.updated(new_state.ema, new_state.params, new_state.model_state, ema_decay))
+    # Not with micro-batches: one whole-batch pass would break their memory.
+    if train_error and problem.batch_error and sam.micro_batches <= 1:
+      outputs, _ = problem.forward(state.params, state.model_state, batch, constants,
+                                   problem.compute_dtype)
+      out = {**(out if isinstance(out, dict) else {"loss": out}),
+             "train_error": problem.batch_error(outputs, batch)}
+    return place.constrain_replicated(new_state), measure_state, out
 
   if track_hvps:
-    return jax.jit(tracked_step, donate_argnums=(0, 1))
+    return jax.jit(step, donate_argnums=(0, 1))
   # Without tracking the step never reads the measurements' state: it stays outside the
   # compiled step, which would otherwise copy it (a parameter-sized warm start) at every step.
-  step = jax.jit(untracked_step, donate_argnums=0)
+  untracked = jax.jit(lambda state, *args: step(state, None, *args), donate_argnums=0)
 
-  def train_step(state, measure_state, arrays, data_key, indices, constants):
-    new_state, loss = step(state, arrays, data_key, indices, constants)
-    return new_state, measure_state, loss
-  train_step.lower = lambda state, measure_state, *args: step.lower(state, *args)
+  def train_step(state, measure_state, *args):
+    new_state, _, out = untracked(state, *args)
+    return new_state, measure_state, out
+  train_step.lower = lambda state, measure_state, *args: untracked.lower(state, *args)
   return train_step
 
 
@@ -137,23 +126,6 @@ def evaluation(problem: Problem, state: update.TrainState) -> dict:
   return {**metrics, **{f"{EMA_PREFIX}{k}": v for k, v in averaged.items()}}
 
 
-def make_state_measure(problem: Problem, settings: measure.MeasureSettings,
-                       arrays: PyTree, data_key: jax.Array) -> Callable:
-  """`(state, batch, measure_state, key) -> (record, next measure_state)`:
-  `measure.make_measure` reading the training state (the SAM variant's state and the SAM key the
-  training step of this step draws from, `data_key` being the run's; the training `arrays`,
-  placed, for the kinds that draw fresh batches)."""
-  run = measure.make_measure(problem.forward, problem.output_loss, settings)
-  constants = problem.constants
-
-  def from_state(state: update.TrainState, batch, measure_state, key):
-    context = measure.Context(state.model_state, state.opt_state, state.step, constants,
-                              state.sam_state, sam_steps.step_key(data_key, state.step),
-                              arrays)
-    return run(state.params, context, batch, measure_state, key)
-  return from_state
-
-
 def measure_batches(problem: Problem, settings: RunSettings, order: Any,
                     place: devices.Placement) -> Callable:
   """`(arrays, key, step) -> the batch a measurement at `step` uses` (`step` a host int): the
@@ -170,27 +142,46 @@ def measure_batches(problem: Problem, settings: RunSettings, order: Any,
                                          host_indices(order, step_, key))
 
 
-def place_arrays(problem: Problem, settings: RunSettings, place: devices.Placement) -> PyTree:
-  """The training arrays on the mesh: sharded when every step uses them whole (full batch),
-  replicated when steps gather batches from them."""
-  full_batch = batching.num_examples(problem.train_arrays) == settings.batch_size
-  return (place.shard if full_batch else place.replicate)(problem.train_arrays)
-
-
 def components(problem: Problem, settings: RunSettings, run_keys: dict,
-               place: devices.Placement) -> loop.Components:
-  """The jitted pieces of one run (each compiled once), with its arrays placed on the mesh."""
-  order = batch_order(problem, settings.batch_size)
+               place: devices.Placement,
+               batches: Optional[Callable[[int], PyTree]] = None) -> loop.Components:
+  """The jitted pieces of one run (each compiled once), with its arrays placed on the mesh; for a
+  streamed run (`run.streamed`) `batches(step)` is the placed batch of `step`, taken whole, and
+  the measurements read the problem's fixed measured set."""
+  if batches is None:
+    order = batch_order(problem, settings.batch_size)
+    steps_per_epoch = batching.num_examples(problem.train_arrays) // settings.batch_size
+  else:
+    b = problem.stream.order.batch_size
+    order = order_lib.ShuffledOrder(b, b)        # the batch as given: no gather
+    steps_per_epoch = problem.stream.order.steps_per_epoch
   train_step = train_steps(problem, settings, order, place)
   constants = place.replicate(problem.constants)
   problem = dataclasses.replace(problem, constants=constants)
-  arrays = place_arrays(problem, settings, place)
+  batch = measure_batches(problem, settings, order, place)
+  if batches is None:
+    # Sharded when every step uses them whole (full batch), replicated when steps gather from them.
+    full_batch = batching.num_examples(problem.train_arrays) == settings.batch_size
+    arrays = measured = (place.shard if full_batch else place.replicate)(problem.train_arrays)
+  else:
+    arrays, measured = None, batch(None, None, 0)
+
+  def update_(state, measure_state, arrays_, key, step_):
+    data = arrays_ if batches is None else batches(step_)
+    return train_step(step_)(state, measure_state, data, key, host_indices(order, step_, key),
+                             constants)
+
+  measure_ = measure.make_measure(problem.forward, problem.output_loss, settings.measure)
+
+  def measure_from_state(state, batch_, measure_state, key):
+    """`measure.make_measure` reading the training state: the SAM variant's state and the SAM
+    key the training step of this step draws from, and the `measured` arrays for the kinds
+    that draw fresh batches."""
+    context = measure.Context(state.model_state, state.opt_state, state.step, constants,
+                              state.sam_state, sam_steps.step_key(run_keys["data"], state.step),
+                              measured)
+    return measure_(state.params, context, batch_, measure_state, key)
   return loop.Components(
-      update=lambda state, measure_state, arrays_, key, step_: train_step(step_)(
-          state, measure_state, arrays_, key, host_indices(order, step_, key), constants),
-      measure=make_state_measure(problem, settings.measure, arrays, run_keys["data"]),
-      batch=measure_batches(problem, settings, order, place),
-      train_arrays=arrays, data_key=run_keys["data"],
-      measure_key=run_keys["measure"],
-      evaluate=lambda state: evaluation(problem, state),
-      steps_per_epoch=batching.num_examples(problem.train_arrays) // settings.batch_size)
+      update=update_, measure=measure_from_state, batch=batch, train_arrays=arrays,
+      data_key=run_keys["data"], measure_key=run_keys["measure"],
+      evaluate=lambda state: evaluation(problem, state), steps_per_epoch=steps_per_epoch)

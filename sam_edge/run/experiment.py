@@ -6,6 +6,7 @@ when the run ends for any reason: time limit, step cap, divergence, SIGINT or SI
 parameters (`--params_output`) are written then, once.
 """
 
+import contextlib
 import dataclasses
 from typing import Callable, Optional
 
@@ -13,7 +14,7 @@ import jax
 
 from sam_edge import errors
 from sam_edge.curvature import measure
-from sam_edge.data import batching
+from sam_edge.data import batching, stream
 from sam_edge.optim import update
 from sam_edge.pytree import PyTree
 from sam_edge.run import (
@@ -51,16 +52,24 @@ def _sound_step(directory: str, log: Callable[[str], None]) -> Optional[int]:
   return sound.step
 
 
-def _restore(checkpointer: checkpoints.Checkpointer, step: int, state: update.TrainState,
-             measure_state: PyTree, log: Callable[[str], None]):
-  """(state, measure_state, progress) of checkpoint `step`; a step that no longer matches its
-  checksums when read again is refused in one line."""
+def _restore(checkpointer: checkpoints.Checkpointer, step: int, problem: Problem,
+             state: update.TrainState, measure_state: PyTree, directory: str,
+             log: Callable[[str], None]):
+  """(state, measure_state, progress) of checkpoint `step`; refused in one line when the step no
+  longer matches its checksums when read again, or (a streamed run) when its stream position does
+  not fit this run's stream (`data.stream.position_problem`)."""
   try:
     state, measure_state, progress, _ = checkpointer.restore(state, measure_state, step=step)
   except checkpoints.Unsound as e:
     raise errors.InputError(f"--resume: {e}") from None
-  log(f"resuming from the checkpoint of step {int(state.step)} in {checkpointer.directory} "
+  step = int(state.step)
+  log(f"resuming from the checkpoint of step {step} in {checkpointer.directory} "
       f"({len(progress.records)} measurements so far)")
+  why = problem.stream and stream.position_problem(progress.stream_position, problem.stream.order,
+                                                   step)
+  if why:
+    raise errors.InputError(f"--resume: the checkpoint of step {step} in {directory} does not "
+                            f"fit this run: {why}")
   return state, measure_state, progress
 
 
@@ -69,25 +78,18 @@ def run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], co
   """Builds the problem, trains, evaluates, writes every output; returns (raw dict, exit code).
 
   The work runs under `supervisor.run`: signals stop it promptly in every phase (see there)."""
-  return supervisor.run(lambda sup: _run(settings, build_problem, config, log, sup))
-
-
-def _run(settings: RunSettings, build_problem: Callable[[jax.Array], Problem], config: dict,
-         log: Callable[[str], None], sup: supervisor.Supervisor) -> tuple[dict, int]:
-  env = environment.describe()
-  lock = (locks.FolderLock(settings.checkpoint_dir)
-          if settings.checkpoint_dir and devices.is_writer() else None)
-  if lock:
-    try:
-      lock.acquire()
-    except RuntimeError as e:
-      raise errors.InputError(f"--checkpoint_dir={settings.checkpoint_dir}: {e}") from None
-    sup.cleanup = lock.release
-  try:
-    return _train_and_write(settings, build_problem, config, log, sup, env)
-  finally:
-    if lock:
-      lock.release()
+  def work(sup: supervisor.Supervisor) -> tuple[dict, int]:
+    env = environment.describe()
+    with contextlib.ExitStack() as held:
+      if settings.checkpoint_dir and devices.is_writer():
+        lock = locks.FolderLock(settings.checkpoint_dir)
+        try:
+          held.enter_context(lock)
+        except RuntimeError as e:
+          raise errors.InputError(f"--checkpoint_dir={settings.checkpoint_dir}: {e}") from None
+        sup.cleanup = lock.release
+      return _train_and_write(settings, build_problem, config, log, sup, env)
+  return supervisor.run(work)
 
 
 @dataclasses.dataclass
@@ -101,7 +103,7 @@ class _Prepared:
   writer: outputs.Writer
   parts: loop.Components
   hooks: loop.Hooks
-  close: Callable[[], None] = lambda: None       # stops the input stream's threads and workers
+  prefetcher: Optional[streamed.Prefetcher]      # a streamed run's batches (closed at the end)
 
 
 def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array], Problem],
@@ -120,14 +122,15 @@ def _train_and_write(settings: RunSettings, build_problem: Callable[[jax.Array],
         f"{run.writer.where()}")
     raise
   finally:
-    run.close()
+    if run.prefetcher:                # stops the input stream's threads and workers
+      run.prefetcher.close()
   sup.phase = "writing the outputs"
   if run.checkpointer:
     if reason != "diverged":           # a diverged state is not worth resuming
       run.hooks.on_checkpoint(run.state, run.measure_state, run.progress)
     run.writer.close_checkpoints(run.checkpointer.close)
-    if reason == "diverged":           # so a failed save before it is no loss
-      run.writer.needs_no_checkpoint()
+    if reason == "diverged":           # it needs no newer one: a failed save before it is no loss
+      run.writer.failures.forget(outputs.CHECKPOINT)
   run.state, best = monitor.finish(settings.monitor, run.state, run.progress.evaluations, log)
   evaluation = {**components.evaluation(run.problem, run.state), **best}
   final = _final(run, reason, evaluation)
@@ -175,9 +178,9 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
   checkpointer = (checkpoints.Checkpointer(settings.checkpoint_dir) if settings.checkpoint_dir
                   else None)
   if resume_step is not None:
-    state, measure_state, progress = _restore(checkpointer, resume_step, state, measure_state, log)
+    state, measure_state, progress = _restore(checkpointer, resume_step, problem, state,
+                                              measure_state, settings.checkpoint_dir, log)
     env = {**env, "resumed_from_step": int(state.step)}
-    _check_stream_position(problem, progress, int(state.step), settings.checkpoint_dir)
   writer = outputs.Writer(dict(settings.outputs) if devices.is_writer() else {},
                           settings.title, config, progress, env,
                           checkpoint_dir=settings.checkpoint_dir,
@@ -186,49 +189,26 @@ def _set_up(settings: RunSettings, build_problem: Callable[[jax.Array], Problem]
 
   def save(s, v, p) -> None:
     if problem.stream is not None:
-      p.stream_position = streamed.position(problem, int(s.step))
+      p.stream_position = stream.position(problem.stream.order, int(s.step))
     writer.checkpoint(int(s.step), lambda: checkpointer.save(s, v, p, config))
 
-  def on_record(record: dict) -> None:
-    sup.mark_computed()
-    writer.on_record(record)
+  def computed(write: Callable[..., None]) -> Callable[..., None]:
+    def marked(*args) -> None:          # something worth keeping exists from now on
+      sup.mark_computed()
+      write(*args)
+    return marked
 
-  def on_loss(step: int, values: dict) -> None:
-    sup.mark_computed()
-    writer.on_loss(step, values)
-
-  hooks = loop.Hooks(on_record=on_record, on_checkpoint=save if checkpointer else None,
-                     on_loss=on_loss, log=log)
-  parts, close = _components(problem, settings, run_keys, place, log)
-  return _Prepared(problem, state, measure_state, progress, checkpointer, writer, parts, hooks,
-                   close)
-
-
-def _check_stream_position(problem: Problem, progress: loop.Progress, step: int,
-                           directory: str) -> None:
-  """A streamed run resumes only from a checkpoint whose stream position fits its stream
-  (`streamed.resume_problem`): one InputError line otherwise."""
-  why = problem.stream and streamed.resume_problem(problem, progress.stream_position, step)
-  if why:
-    raise errors.InputError(f"--resume: the checkpoint of step {step} in {directory} does not "
-                            f"fit this run: {why}")
-
-
-def _components(problem: Problem, settings: RunSettings, run_keys: dict,
-                place: devices.Placement, log: Callable[[str], None]
-                ) -> tuple[loop.Components, Callable[[], None]]:
-  """The run's compiled pieces (`components`, or `streamed` for a streamed training set) with
-  the monitor's decisions, and what stops the stream at the end."""
-  close = lambda: None
-  if problem.stream is None:
-    parts = components.components(problem, settings, run_keys, place)
-  else:
-    parts, prefetcher = streamed.components_of(problem, settings, run_keys, place)
-    close = prefetcher.close
+  hooks = loop.Hooks(on_record=computed(writer.on_record),
+                     on_checkpoint=save if checkpointer else None,
+                     on_loss=computed(writer.on_loss), log=log)
+  prefetcher = streamed.Prefetcher(problem.stream, place) if problem.stream is not None else None
+  parts = components.components(problem, settings, run_keys, place,
+                                prefetcher.batch if prefetcher else None)
   if settings.monitor.active:
     parts = dataclasses.replace(parts, decide=lambda s, evaluations: monitor.decide(
         settings.monitor, s, evaluations, log))
-  return parts, close
+  return _Prepared(problem, state, measure_state, progress, checkpointer, writer, parts, hooks,
+                   prefetcher)
 
 
 def _final(run: _Prepared, reason: str, evaluation: Optional[dict] = None) -> dict:
@@ -269,7 +249,8 @@ def _write(run: _Prepared, final: dict, task: Optional[str] = None) -> None:
 
 def _report(run: _Prepared, final: dict, evaluation: dict, settings: RunSettings,
             log: Callable[[str], None]) -> int:
-  """The closing lines of a run; returns its exit code."""
+  """The closing lines of a run; returns its exit code (outputs.NOT_WRITTEN when its final
+  outputs are not all written)."""
   writer, records = run.writer, run.progress.records
   unwritten = writer.failures.lines()
   reason, steps = final["stopped_because"], final["steps"]
@@ -288,33 +269,13 @@ def _report(run: _Prepared, final: dict, evaluation: dict, settings: RunSettings
   for sentence in (closing.edge_sentence(records), closing.figure_sentence(written)):
     if sentence:
       log(sentence)
-  if unwritten:
-    _say_unwritten(unwritten, writer, log)
-  return outputs.NOT_WRITTEN if unwritten else supervisor.EXIT_CODES.get(reason, 0)
-
-
-def _say_unwritten(unwritten: list[str], writer: outputs.Writer, log: Callable[[str], None]
-                   ) -> None:
-  """The last lines of a run whose final outputs are not all written: which and why, and the
-  newest complete state on disk (exit code outputs.NOT_WRITTEN)."""
+  if not unwritten:
+    return supervisor.EXIT_CODES.get(reason, 0)
+  # Final outputs not all written: which and why, and the newest complete state on disk.
   log(f"error: {len(unwritten)} of the final outputs could not be written: "
       + "; ".join(unwritten))
-  state, step = writer.newest_state(_newest_sound_step)
+  state, step = writer.newest_state()
   again = (" Free space (or make the folder writable) and run the same command with --resume: "
            "it goes on from that checkpoint." if step is not None else "")
   log(f"error: the newest complete state on disk: {state}.{again}")
-
-
-def _newest_sound_step(directory: str) -> Optional[int]:
-  """The newest checkpoint step in `directory` that reads back whole and matches its checksums,
-  read-only (None if none does). With several processes, reading back is collective (orbax waits
-  for every process) and only some may be here: the newest step by its folder's name, which
-  orbax renames into place only once the step is whole."""
-  if jax.process_count() > 1:
-    steps = outputs.checkpoint_steps(directory)
-    return steps[-1] if steps else None
-  try:
-    sound = [c.step for c in checkpoints.audit(directory) if c.problem is None]
-  except Exception:                    # an unreadable folder holds no sound step
-    return None
-  return sound[-1] if sound else None
+  return outputs.NOT_WRITTEN

@@ -16,10 +16,6 @@ STORAGE_ERRORS = tuple(os.strerror(n) for n in (errno.ENOSPC, errno.EDQUOT, errn
                                                  errno.EACCES, errno.EPERM, errno.EIO))
 
 
-def warn(line: str) -> None:
-  print(f"warning: {line}", file=sys.stderr, flush=True)
-
-
 def reason(e: BaseException) -> str:
   """Why a write failed, in a few words: the system's words for a full disk, a quota, a
   read-only or forbidden folder (also when a library wraps them in its own message, as TensorStore
@@ -46,7 +42,7 @@ class Failures:
     except Exception as e:       # a failed write (folder removed, disk full, ...) costs that write
       why = reason(e)
       if key not in self.now:
-        warn(f"could not write {what}: {why}")
+        print(f"warning: could not write {what}: {why}", file=sys.stderr, flush=True)
       self.now[key] = (what, why)
       return why
     self.now.pop(key, None)

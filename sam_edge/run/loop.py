@@ -8,6 +8,7 @@ limit applies to the loop's wall-clock time, measurements included (as in the re
 Measurements use their own keys and never change the parameters or batches.
 """
 
+import bisect
 import dataclasses
 import math
 import time
@@ -77,11 +78,10 @@ class Components:
       = None      # (state, evaluations) -> (state, why stop or None), after each evaluation
 
 
+@dataclasses.dataclass
 class StopFlag:
   """Set by a signal handler; the loop checks it once per step."""
-
-  def __init__(self) -> None:
-    self.reason: Optional[str] = None
+  reason: Optional[str] = None
 
   def set(self, reason: str) -> None:
     if self.reason is None:
@@ -97,12 +97,6 @@ def format_evaluation(e: dict) -> str:
   epoch = f" (epoch {e['epoch']:.4g})" if "epoch" in e else ""
   return (f"evaluate step {e['step']}{epoch} | t {e['time']:.1f}s | {values} | "
           f"{e['seconds']:.2f}s")
-
-
-def to_host_record(record: dict, step: int, train_time: float, seconds: float) -> dict:
-  """A measurement as plain Python numbers (eigenvalues and residuals as lists)."""
-  return {"step": step, "time": train_time, **records.to_plain(jax.device_get(record)),
-          "seconds": seconds}
 
 
 def format_record(r: dict) -> str:
@@ -169,7 +163,10 @@ class _Loop:
     self.logged = (self.step, progress.train_time)         # for the steps/s of the next line
 
   def run(self, stop: StopFlag) -> tuple[update.TrainState, PyTree, str]:
-    reason = self._decided_before()
+    p = self.progress
+    # A run resumed at the step of its last evaluation (one that stopped early and is run again
+    # with --resume) decides on it again, as the uninterrupted run did, instead of training on.
+    reason = self._decide() if p.evaluations and p.last_eval_step == self.step else None
     while reason is None:
       reason = self._limit(stop) or self._observe() or self._train()
     if reason != "diverged":
@@ -177,13 +174,12 @@ class _Loop:
     self.clock.tick()
     return self.state, self.measure_state, reason
 
-  def _decided_before(self) -> Optional[str]:
-    """A run resumed at the step of its last evaluation (one that stopped early and is run again
-    with --resume) decides on it again, as the uninterrupted run did, instead of training on."""
-    p = self.progress
-    if self.c.decide is None or not p.evaluations or p.last_eval_step != self.step:
+  def _decide(self) -> Optional[str]:
+    """The decision on the last evaluation (`Components.decide`, paused): why stop, or None."""
+    if self.c.decide is None:
       return None
-    self.state, reason = self.c.decide(self.state, p.evaluations)
+    with self.clock.paused():
+      self.state, reason = self.c.decide(self.state, self.progress.evaluations)
     return reason
 
   def _limit(self, stop: StopFlag) -> Optional[str]:
@@ -199,14 +195,11 @@ class _Loop:
     p = self.progress
     if self.evaluations.due(self.step, p.train_time, p.last_eval_step, -math.inf):
       reason = self._scheduled(self._evaluate, p.evaluations, format_evaluation)
+      if reason is None:
+        p.last_eval_step = self.step
+        reason = self._decide()
       if reason:
         return reason
-      p.last_eval_step = self.step
-      if self.c.decide is not None:
-        with self.clock.paused():
-          self.state, reason = self.c.decide(self.state, p.evaluations)
-        if reason:
-          return reason
     if self.measurements.due(self.step, p.train_time, p.last_measure_step, p.last_measure_time):
       reason = self._scheduled(self._measure, p.records, format_record)
       if reason:
@@ -231,10 +224,7 @@ class _Loop:
     steps, values = self.progress.losses["step"], self.progress.losses.get(key, [])
     if first < 0 or len(values) != len(steps):
       return []
-    i = len(steps)
-    while i > 0 and steps[i - 1] >= first:
-      i -= 1
-    return values[i:]
+    return values[bisect.bisect_left(steps, first):]         # the steps ascend
 
   def _measure(self) -> dict:
     batch = self.c.batch(self.c.train_arrays, self.c.data_key, self.step)
@@ -255,8 +245,9 @@ class _Loop:
     with self.clock.paused():
       t = time.perf_counter()
       values = take()
-      entry = to_host_record(values, self.step, self.progress.train_time,
-                             time.perf_counter() - t)
+      seconds = time.perf_counter() - t
+      entry = {"step": self.step, "time": self.progress.train_time,     # plain Python numbers
+               **records.to_plain(jax.device_get(values)), "seconds": seconds}
     if self.c.steps_per_epoch:
       entry["epoch"] = self.step / self.c.steps_per_epoch
     into.append(entry)

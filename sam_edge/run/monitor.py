@@ -64,8 +64,7 @@ def best_index(values: Sequence[float]) -> Optional[int]:
 def stop_early(values: Sequence[float], patience: int) -> bool:
   """Whether the last evaluation is `patience` or more evaluations past the best one."""
   best = best_index(values)
-  last = len(values) - 1
-  return last - (-1 if best is None else best) >= patience if values else False
+  return bool(values) and len(values) - 1 - (-1 if best is None else best) >= patience
 
 
 @dataclasses.dataclass(frozen=True)

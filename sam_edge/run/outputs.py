@@ -8,6 +8,7 @@ are not all written ends with NOT_WRITTEN (exit code 74, sysexits' EX_IOERR), sa
 written and why, and never names such a file among its outputs.
 """
 
+import contextlib
 import os
 import time
 from typing import Callable, Optional
@@ -17,7 +18,7 @@ import jax
 from sam_edge import records
 from sam_edge.curvature import registry
 from sam_edge.plots import run as run_figures
-from sam_edge.run import devices, failures, loop, params_file, tensorboard
+from sam_edge.run import checkpoints, devices, failures, loop, params_file, tensorboard
 
 PLOT_EVERY_S = 300.0
 NOT_WRITTEN = 74               # the exit code of a run whose final outputs are not all written
@@ -110,14 +111,8 @@ class Writer:
     if CHECKPOINT not in self.failures:
       self.failures.attempt(CHECKPOINT, f"the checkpoints in {self.checkpoint_dir}", close)
       return
-    try:
+    with contextlib.suppress(Exception):
       close()
-    except Exception:  # pylint: disable=broad-except
-      pass
-
-  def needs_no_checkpoint(self) -> None:
-    """Forgets a failed checkpoint save: the run needs no newer one (it diverged)."""
-    self.failures.forget(CHECKPOINT)
 
   def _to_board(self, what: str, write: Callable[[], object]) -> None:
     """TensorBoard writes: a failure is one warning, and the scalars stop there."""
@@ -162,16 +157,16 @@ class Writer:
     """Whether `path` is an output whose newest write succeeded."""
     return path in self.written and FILE + path not in self.failures
 
-  def newest_state(self, sound_step: Callable[[str], Optional[int]]) -> tuple[str, Optional[int]]:
+  def newest_state(self) -> tuple[str, Optional[int]]:
     """(what on disk is the newest complete state, in words; the newest sound checkpoint's step,
-    `sound_step(checkpoint_dir)`, or None): what the pickle holds and that checkpoint."""
+    `newest_sound_step`, or None): what the pickle holds and that checkpoint."""
     said, step = [], None
     path = self.outputs.get(records.RAW_DATA.name)
     if path:
       said.append(f"the pickle {path} holds {self.pickled}" if self.pickled
                   else f"this run wrote no pickle to {path}")
     if self.checkpoint_dir:
-      step = sound_step(self.checkpoint_dir)
+      step = newest_sound_step(self.checkpoint_dir)
       said.append(f"the newest sound checkpoint is step {step} in {self.checkpoint_dir}"
                   if step is not None else f"no sound checkpoint is in {self.checkpoint_dir}")
     return ("; ".join(said) if said else "nothing was written"), step
@@ -191,3 +186,17 @@ def checkpoint_steps(directory: Optional[str]) -> list[int]:
   if not directory or not os.path.isdir(directory):
     return []
   return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+def newest_sound_step(directory: str) -> Optional[int]:
+  """The newest checkpoint step in `directory` that reads back whole and matches its checksums,
+  read-only (None if none does). With several processes, reading back is collective (orbax waits
+  for every process) and only some may be here: the newest step by its folder's name, which
+  orbax renames into place only once the step is whole."""
+  if jax.process_count() > 1:
+    steps = checkpoint_steps(directory)
+    return steps[-1] if steps else None
+  try:
+    return checkpoints.newest_sound(directory, read_only=True).step
+  except Exception:                    # an unreadable folder holds no sound step
+    return None

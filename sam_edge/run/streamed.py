@@ -1,5 +1,6 @@
-"""The loop's pieces for a streamed training set (`Problem.stream`): each step's batch comes from
-the stream, placed on the mesh, instead of being gathered from arrays held on the devices.
+"""The batches of a streamed training set (`Problem.stream`): each step's batch comes from the
+stream, placed on the mesh (`Prefetcher.batch`, which `components.components` is given), instead
+of being gathered from arrays held on the devices.
 
 * Placement: every process hands jax its own slice of step s's batch (`stream_order`: the
   p-th of P equal, consecutive parts of the global batch) and
@@ -12,22 +13,18 @@ the stream, placed on the mesh, instead of being gathered from arrays held on th
   placed batch as its `arrays`.
 * Measurements: the fixed measured set (`train_arrays`), placed once.
 * Checkpoints keep the stream's position (`data.stream.position`); a resumed run checks it
-  (`resume_problem`).
+  (`data.stream.position_problem`).
 """
 
 import concurrent.futures
-import dataclasses
 from typing import Any, Optional
 
 import jax
 import numpy as np
 
-from sam_edge.data import order as order_lib
 from sam_edge.data import stream
 from sam_edge.pytree import PyTree
-from sam_edge.run import components, devices, loop
-from sam_edge.run.problem import Problem
-from sam_edge.run.settings import RunSettings
+from sam_edge.run import devices
 
 
 def place_local(local: dict, place: devices.Placement, global_size: int) -> PyTree:
@@ -60,11 +57,9 @@ class Prefetcher:
   def batch(self, step: int) -> PyTree:
     """The placed global batch of `step`; then step + 1's is prepared in the background."""
     pending, self._pending = self._pending, None
-    if pending is not None and pending[0] == step:
-      placed = pending[1].result()
-    else:
-      if pending is not None:
-        pending[1].result()                      # let it finish before the iterator moves
+    if pending is not None:                      # another step's: let it finish before the
+      placed = pending[1].result()               # iterator moves
+    if pending is None or pending[0] != step:
       placed = self._read(step)
     self._pending = (step + 1, self._pool.submit(self._read, step + 1))
     return placed
@@ -81,37 +76,3 @@ class Prefetcher:
     self._pool.shutdown(wait=True)
     self._pending = None                         # the batch read ahead, released
     self._close_iterator()
-
-
-def position(problem: Problem, step: int) -> dict:
-  """The stream's position a checkpoint of `step` keeps (`data.stream.position`)."""
-  return stream.position(problem.stream.order, step)
-
-
-def resume_problem(problem: Problem, saved: Optional[dict], step: int) -> Optional[str]:
-  """Why the checkpoint of `step` whose progress holds the stream position `saved` cannot resume
-  this run's stream (`stream.position_problem`), or None."""
-  return stream.position_problem(saved, problem.stream.order, step)
-
-
-def components_of(problem: Problem, settings: RunSettings, run_keys: dict,
-                  place: devices.Placement) -> tuple[loop.Components, Prefetcher]:
-  """The jitted pieces of a streamed run (module doc) and its prefetcher (close it at the end)."""
-  training = problem.stream
-  b = training.order.batch_size
-  whole = order_lib.ShuffledOrder(b, b)          # the batch as given: no gather
-  train_step = components.train_steps(problem, settings, whole, place)
-  constants = place.replicate(problem.constants)
-  problem = dataclasses.replace(problem, constants=constants)
-  batch = components.measure_batches(problem, settings, whole, place)   # the measured set
-  prefetcher = Prefetcher(training, place)
-  parts = loop.Components(
-      update=lambda state, measure_state, arrays_, key, step_: train_step(step_)(
-          state, measure_state, prefetcher.batch(step_), key, None, constants),
-      measure=components.make_state_measure(problem, settings.measure, batch(None, None, 0),
-                                            run_keys["data"]),
-      batch=batch,
-      train_arrays=None, data_key=run_keys["data"], measure_key=run_keys["measure"],
-      evaluate=lambda state: components.evaluation(problem, state),
-      steps_per_epoch=training.order.steps_per_epoch)
-  return parts, prefetcher
