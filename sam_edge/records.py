@@ -82,8 +82,10 @@ def to_plain(obj: Any) -> Any:
     return obj
   if isinstance(obj, dict):
     return {to_plain(k): to_plain(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):                # a namedtuple becomes a plain tuple
-    return (list if isinstance(obj, list) else tuple)(to_plain(v) for v in obj)
+  if isinstance(obj, list):
+    return [to_plain(v) for v in obj]
+  if isinstance(obj, tuple):                        # a namedtuple becomes a plain tuple
+    return tuple(to_plain(v) for v in obj)
   if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
     return obj.item()
   if hasattr(obj, "tolist"):

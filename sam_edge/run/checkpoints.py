@@ -225,13 +225,13 @@ class Soundness:
   note: Optional[str] = None
 
 
-def newest_sound(directory: str, read_only: bool = False) -> Soundness:
+def newest_sound(directory: str) -> Soundness:
   """Checks the steps in `directory` from the newest down (`check_step`); the first sound one
-  wins. `read_only`: as `Checkpointer`'s."""
+  wins."""
   if not os.path.isdir(directory):
     return Soundness(None, None, ())
   skipped = []
-  with Checkpointer(directory, read_only=read_only) as checkpointer:
+  with Checkpointer(directory) as checkpointer:
     for step in reversed(checkpointer.all_steps()):
       found = check_step(checkpointer, step)
       if found.problem is None:

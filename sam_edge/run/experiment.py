@@ -62,13 +62,13 @@ def _restore(checkpointer: checkpoints.Checkpointer, step: int, problem: Problem
     state, measure_state, progress, _ = checkpointer.restore(state, measure_state, step=step)
   except checkpoints.Unsound as e:
     raise errors.InputError(f"--resume: {e}") from None
-  step = int(state.step)
-  log(f"resuming from the checkpoint of step {step} in {checkpointer.directory} "
+  restored = int(state.step)
+  log(f"resuming from the checkpoint of step {restored} in {checkpointer.directory} "
       f"({len(progress.records)} measurements so far)")
   why = problem.stream and stream.position_problem(progress.stream_position, problem.stream.order,
-                                                   step)
+                                                   restored)
   if why:
-    raise errors.InputError(f"--resume: the checkpoint of step {step} in {directory} does not "
+    raise errors.InputError(f"--resume: the checkpoint of step {restored} in {directory} does not "
                             f"fit this run: {why}")
   return state, measure_state, progress
 

@@ -78,7 +78,7 @@ class Components:
       = None      # (state, evaluations) -> (state, why stop or None), after each evaluation
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class StopFlag:
   """Set by a signal handler; the loop checks it once per step."""
   reason: Optional[str] = None

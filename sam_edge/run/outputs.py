@@ -197,6 +197,8 @@ def newest_sound_step(directory: str) -> Optional[int]:
     steps = checkpoint_steps(directory)
     return steps[-1] if steps else None
   try:
-    return checkpoints.newest_sound(directory, read_only=True).step
+    with checkpoints.Checkpointer(directory, read_only=True) as checkpointer:
+      return next((s for s in reversed(checkpointer.all_steps())
+                   if checkpoints.check_step(checkpointer, s).problem is None), None)
   except Exception:                    # an unreadable folder holds no sound step
     return None

@@ -57,10 +57,9 @@ class Prefetcher:
   def batch(self, step: int) -> PyTree:
     """The placed global batch of `step`; then step + 1's is prepared in the background."""
     pending, self._pending = self._pending, None
-    if pending is not None:                      # another step's: let it finish before the
-      placed = pending[1].result()               # iterator moves
-    if pending is None or pending[0] != step:
-      placed = self._read(step)
+    placed = pending[1].result() if pending is not None else None   # another step's: let it
+    if pending is None or pending[0] != step:                      # finish before the iterator
+      placed = self._read(step)                                    # moves
     self._pending = (step + 1, self._pool.submit(self._read, step + 1))
     return placed
 

@@ -116,8 +116,8 @@ def network_problem(c: ImageConfig, key: jax.Array, train: dict, num_classes: in
   return Problem(
       forward=forward, output_loss=loss, params=params, train_arrays=train,
       model_state=model_state, constants=constants,
-      predict=lambda p, s, c, batch: logits(p, s, c, batch["image"]),
-      evaluate=lambda p, s, c: held_out((p, s, c)), report=report,
+      predict=lambda p, s, k, batch: logits(p, s, k, batch["image"]),
+      evaluate=lambda p, s, k: held_out((p, s, k)), report=report,
       augment=augment_fn(c.data, preprocess),
       batch_error=lambda outputs, batch: jnp.mean(losses.misclassified(outputs, batch["label"])),
       compute_dtype=precision.DTYPES[m.compute_dtype])
