@@ -21,9 +21,9 @@ from sam_edge.tasks.text_config import TextConfig
 
 def build(c: TextConfig, key: jax.Array, windows: Any) -> Problem:
   """The transformer (or its linearization at w0), its loss on the training windows (host arrays
-  that the run places on its devices) in --batch_order, and the test metrics (`test_metrics`).
-  `windows` is `text_task.Windows`; with the reference order the training windows beyond whole
-  batches are dropped, as the reference drops them."""
+  that the run places on its devices) in --batch_order, and the held-out metrics
+  (`held_out_metrics`). `windows` is `text_task.Windows`; with the reference order the training
+  windows beyond whole batches are dropped, as the reference drops them."""
   train_windows = windows.train
   batch_order = None
   if c.data.batch_order == "reference":
