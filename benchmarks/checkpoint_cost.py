@@ -142,10 +142,12 @@ def main() -> None:
   parser.add_argument("--models", default=",".join(MODELS))
   parser.add_argument("--manual_dir", default=str(REPO.parent / "shared" / "data" / "mnist"))
   parser.add_argument("--tfds_data_dir", default="/tmp/sam_edge_tfds")
-  parser.add_argument("--scratch", default=None, help="where the checkpoint folders go "
-                      "(default: the system's temporary folder)")
+  parser.add_argument("--scratch", default=None, help="where the checkpoint folders go, made "
+                      "if missing (default: the system's temporary folder)")
   args = parser.parse_args()
-  os.makedirs(args.tfds_data_dir, exist_ok=True)
+  for folder in (args.tfds_data_dir, args.scratch):
+    if folder:
+      os.makedirs(folder, exist_ok=True)
   rows = [measure_model(args, name) for name in args.models.split(",")]
   print(f"{'model':<10} {'params':>9} {'MB/step':>8} {'save s (without)':>17} "
         f"{'save s (with)':>14} {'overhead':>9} {'sha256 s':>9} {'check s (without)':>18} "
