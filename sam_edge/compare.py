@@ -19,7 +19,6 @@ run was sound, 2 for bad input).
 """
 
 import dataclasses
-import os
 import sys
 from typing import Callable, Optional
 
@@ -107,14 +106,12 @@ def global_settings(fv: flags.FlagValues):
   from sam_edge.studies import connectivity, global_metrics  # pylint: disable=import-outside-toplevel
   curve = connectivity.CurveSettings(epochs=fv.curve_epochs, batch_size=fv.curve_batch_size,
                                      step_size=fv.curve_step_size, momentum=fv.curve_momentum)
-  found = global_metrics.problems(list(fv.global_metrics), fv.curve_pairs, fv.cka_examples, curve,
-                                  fv.cka_mixup_alpha)
   settings = global_metrics.Settings(
       metrics=tuple(fv.global_metrics), curve=curve, curve_pairs=fv.curve_pairs,
       curve_metric=fv.curve_metric, cka_examples=fv.cka_examples, curve_split=fv.curve_split,
       cka_data=fv.cka_data, cka_mixup_alpha=fv.cka_mixup_alpha, group_by=tuple(fv.group_by),
       seed=fv.global_seed, manual_dir=fv.manual_dir, tfds_data_dir=fv.tfds_data_dir)
-  return settings, found
+  return settings, global_metrics.problems(settings)
 
 
 def compare(fv: flags.FlagValues, paths: list[str]) -> int:
@@ -194,9 +191,7 @@ def evaluations_joined(files: dict[str, list[dict]], runs: list[sources.Run],
   """{run name: {column: value}} of the evaluation files' entries for `runs` (`evaluated.join`;
   InputError, one line, when no entry matches a run); one line counts the entries of other
   runs."""
-  folders = {r.name: r.source if os.path.isdir(r.source) else os.path.dirname(r.source)
-             for r in runs}
-  joined, unmatched = evaluated.join(files, folders)
+  joined, unmatched = evaluated.join(files, {r.name: r.folder for r in runs})
   if unmatched:
     log(f"--evaluations: {unmatched} evaluated run{'s are' if unmatched > 1 else ' is'} not "
         "among the runs compared")

@@ -16,15 +16,14 @@ from sam_edge import compare, errors
 from sam_edge.cli import main as cli
 from sam_edge.run import params_file
 from sam_edge.studies import (
-  cka,
   connectivity,
-  ensemble,
   global_metrics,
   network_eval,
   sources,
   summary,
   trained,
 )
+from sam_edge.studies.global_metrics import ensemble_error, linear_cka, mixup
 from tests import helpers
 
 
@@ -45,15 +44,15 @@ def kernel_cka(x, y):
 
 def test_cka_is_one_on_itself_and_invariant(features, x64):
   x, y = features
-  assert float(cka.linear_cka(x, x)) == pytest.approx(1.0, abs=1e-12)
-  base = float(cka.linear_cka(x, y))
+  assert float(linear_cka(x, x)) == pytest.approx(1.0, abs=1e-12)
+  base = float(linear_cka(x, y))
   assert base == pytest.approx(kernel_cka(x, y), rel=1e-10)
   assert 0 < base < 1
   q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(6, 6)))
-  assert float(cka.linear_cka(x @ q, y)) == pytest.approx(base, rel=1e-10)       # orthogonal
-  assert float(cka.linear_cka(-3.7 * x, y)) == pytest.approx(base, rel=1e-10)    # isotropic
-  assert float(cka.linear_cka(x + np.arange(6.0), y)) == pytest.approx(base, rel=1e-10)  # shift
-  assert float(cka.linear_cka(x, y * np.array([1, 5, 1, 1]))) != pytest.approx(base, rel=1e-3)
+  assert float(linear_cka(x @ q, y)) == pytest.approx(base, rel=1e-10)       # orthogonal
+  assert float(linear_cka(-3.7 * x, y)) == pytest.approx(base, rel=1e-10)    # isotropic
+  assert float(linear_cka(x + np.arange(6.0), y)) == pytest.approx(base, rel=1e-10)  # shift
+  assert float(linear_cka(x, y * np.array([1, 5, 1, 1]))) != pytest.approx(base, rel=1e-3)
 
 
 def test_barrier_formula():
@@ -109,10 +108,10 @@ def test_mixup_is_fixed_by_its_key_and_mixes_within_each_batch():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, size=(300, 4, 4, 1)).astype(np.uint8)
   key = jax.random.key(3)
-  mixed = np.asarray(cka.mixup(images, key, 16.0))
+  mixed = np.asarray(mixup(images, key, 16.0))
   assert mixed.shape == images.shape and mixed.dtype == np.float32
-  np.testing.assert_array_equal(mixed, cka.mixup(images, key, 16.0))        # a key fixes it
-  assert not np.allclose(mixed, cka.mixup(images, jax.random.key(4), 16.0))
+  np.testing.assert_array_equal(mixed, mixup(images, key, 16.0))        # a key fixes it
+  assert not np.allclose(mixed, mixup(images, jax.random.key(4), 16.0))
   assert not np.allclose(mixed, images)
   for start in (0, 128, 256):                     # batches of 128, the last of 44: within each,
     x, y = images[start:start + 128].astype(np.float64), mixed[start:start + 128]   # λ and 1 − λ
@@ -121,18 +120,18 @@ def test_mixup_is_fixed_by_its_key_and_mixes_within_each_batch():
   # α = 16: λ near 1/2, so two independent images average (variance about halved); a small α
   # keeps λ near 0 or 1 (images nearly unmixed).
   assert np.var(mixed) < 0.6 * np.var(images.astype(np.float64))
-  assert np.var(cka.mixup(images, key, 0.05)) > 0.9 * np.var(images.astype(np.float64))
+  assert np.var(mixup(images, key, 0.05)) > 0.9 * np.var(images.astype(np.float64))
 
 
 def test_ensemble_error_averages_the_runs_probabilities():
   labels = np.array([0, 1, 1])
   one = np.array([[0.6, 0.4], [0.3, 0.7], [0.8, 0.2]])           # wrong on the last example
   other = np.array([[0.1, 0.9], [0.4, 0.6], [0.1, 0.9]])         # wrong on the first
-  assert float(ensemble.ensemble_error(np.stack([one, one]), labels)) == pytest.approx(1 / 3)
+  assert float(ensemble_error(np.stack([one, one]), labels)) == pytest.approx(1 / 3)
   mean = (one + other) / 2                                       # [.35 .65], [.35 .65], [.45 .55]
-  assert float(ensemble.ensemble_error(np.stack([one, other]), labels)) == pytest.approx(
+  assert float(ensemble_error(np.stack([one, other]), labels)) == pytest.approx(
       float(np.mean(np.argmax(mean, -1) != labels))) == pytest.approx(1 / 3)
-  assert float(ensemble.ensemble_error(np.stack([other, other, one]), labels)) == pytest.approx(
+  assert float(ensemble_error(np.stack([other, other, one]), labels)) == pytest.approx(
       1 / 3)
 
 
@@ -251,7 +250,7 @@ def test_compare_global_metrics_on_two_seeds(mock_mnist, tmp_path, capsys):
   net = network_eval.NetworkEval(trained.problem(t, tfds_data_dir=str(mock_mnist)), 8)
   out = net.outputs(t.params, t.model_state, net.first("train", 768))
   assert out.shape == (24, 10)
-  assert float(cka.linear_cka(out, out)) == pytest.approx(1.0, abs=1e-6)
+  assert float(linear_cka(out, out)) == pytest.approx(1.0, abs=1e-6)
   assert global_metrics.distance(t.params, t.params) == 0.0
   assert net.measure(t.params, "error") == pytest.approx(
       float(np.mean(np.argmax(out, -1) != net.problem.train_arrays["label"])))
@@ -354,9 +353,9 @@ def test_the_taxonomy_s_variants_on_the_tiny_sweep(tiny_sweep, real_tfds, tmp_pa
   assert not np.allclose(mixed["image"], plain["image"])
   np.testing.assert_array_equal(mixed["image"], global_metrics.cka_batch(net, settings)["image"])
   out_a, out_b = (net.outputs(t.params, t.model_state, mixed) for t in (a, b))
-  ab, ba = float(cka.linear_cka(out_a, out_b)), float(cka.linear_cka(out_b, out_a))
+  ab, ba = float(linear_cka(out_a, out_b)), float(linear_cka(out_b, out_a))
   assert ab == pytest.approx(ba, rel=1e-6) and 0 < ab < 1
-  assert float(cka.linear_cka(out_a, out_a)) == pytest.approx(1.0, abs=1e-6)
+  assert float(linear_cka(out_a, out_a)) == pytest.approx(1.0, abs=1e-6)
   test_first = net.first("test", 150)                            # the 100 test examples
   assert len(test_first["label"]) == 100
 

@@ -81,9 +81,7 @@ def phase_heatmaps(rows: list[dict[str, Any]], a: str, b: str, metric: str | Non
   """(the heat maps over `a` (x) and `b` (y): one per metric drawn and per setting of the other
   non-seed axes, in the module doc's conventions; the figure's title)."""
   others = [x for x in axes if x not in (a, b, summary.SEED)]
-  panels: dict[tuple, list] = {}
-  for r in rows:
-    panels.setdefault(tuple(r.get(o) for o in others), []).append(r)
+  panels = summary.groups(rows, lambda r: tuple(r.get(o) for o in others))
   drawn = metrics_drawn(rows, metric)
   maps = []
   for m in drawn:

@@ -50,6 +50,11 @@ class Run:
   sound: bool = True                # False: a pickle that does not match its checksum
   check: str = ""                   # the pickle's check, one line (records.raw_status)
 
+  @property
+  def folder(self) -> str:
+    """Its folder (a pickle's folder): where it keeps its parameters."""
+    return self.source if os.path.isdir(self.source) else os.path.dirname(self.source) or "."
+
 
 def _float(text: str) -> float:
   try:
