@@ -38,8 +38,6 @@ from sam_edge.data import batching, image_specs, images
 from sam_edge.run.problem import Problem
 from sam_edge.studies import evaluated, network_eval, trained
 
-CHUNK = 1000                            # examples per chunk of the output metrics
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -115,11 +113,11 @@ def split_arrays(p: Problem, split: str, examples: Optional[int]) -> dict:
   return {k: np.asarray(v)[:examples or n] for k, v in arrays.items()}
 
 
-def output_metrics(p: Problem, arrays: dict, metrics: tuple[str, ...], chunk: int = CHUNK
+def output_metrics(p: Problem, arrays: dict, metrics: tuple[str, ...]
                    ) -> dict[str, Optional[float]]:
   """{loss, error, top5} of the problem's parameters on `arrays`, those of `metrics` (module
-  doc, `network_eval.per_example`): one jitted chunked pass, `chunk` examples at a time. top5 is
-  None with fewer than `evaluated.TOP5_CLASSES` classes."""
+  doc, `network_eval.per_example`): one jitted chunked pass, `network_eval.CHUNK` examples at a
+  time. top5 is None with fewer than `evaluated.TOP5_CLASSES` classes."""
   wanted = [m for m in evaluated.OUTPUTS if m in metrics]
   classes = jax.eval_shape(lambda b: p.predict(p.params, p.model_state, p.constants, b),
                            jax.tree.map(lambda a: a[:1], arrays)).shape[-1]
@@ -127,7 +125,7 @@ def output_metrics(p: Problem, arrays: dict, metrics: tuple[str, ...], chunk: in
   if not computed:
     return {m: None for m in wanted}
   per_example = lambda args, batch: network_eval.per_example(p, *args, batch, computed)
-  means = jax.jit(lambda args, a: batching.chunked_mean(per_example, args, a, chunk))(
+  means = jax.jit(lambda args, a: batching.chunked_mean(per_example, args, a, network_eval.CHUNK))(
       (p.params, p.model_state, p.constants), jax.device_put(arrays))
   return {m: float(means[m]) if m in means else None for m in wanted}
 

@@ -21,6 +21,7 @@ from sam_edge.run.problem import Problem
 
 METRICS = ("error", "loss")          # what E(t) measures on a split
 TOP_K = 5
+CHUNK = 1000                         # examples evaluated at once
 
 
 def per_example(p: Problem, params: PyTree, state: PyTree, constants: PyTree,
@@ -36,9 +37,9 @@ def per_example(p: Problem, params: PyTree, state: PyTree, constants: PyTree,
 
 class NetworkEval:
   """The jitted pieces for one rebuilt problem (module doc). `arrays` is the training set on the
-  device; `batch_size` the batch of the statistics; `chunk` the examples evaluated at once."""
+  device; `batch_size` the batch of the statistics."""
 
-  def __init__(self, problem: Problem, batch_size: int, chunk: int = 1000):
+  def __init__(self, problem: Problem, batch_size: int):
     if problem.predict is None:
       raise errors.InputError("cka, curve and ensemble_error need evaluation-mode outputs, "
                               "which only image_classification runs offer (dist works for every "
@@ -47,7 +48,6 @@ class NetworkEval:
     self.arrays = jax.device_put(problem.train_arrays)
     self.n = batching.num_examples(self.arrays)
     self.batch_size = max(1, min(batch_size, self.n))
-    self.chunk = chunk
     self.has_stats = bool(jax.tree.leaves(problem.model_state))
     self._splits = {"train": self.arrays}
     train_loss = problem.loss_fn(problem.model_state, problem.constants)
@@ -91,7 +91,7 @@ class NetworkEval:
   def _split_metrics(self, params: PyTree, state: PyTree, arrays: batching.Arrays) -> dict:
     p = self.problem
     each = lambda args, batch: per_example(p, *args, p.constants, batch, METRICS)
-    return batching.chunked_mean(each, (params, state), arrays, self.chunk)
+    return batching.chunked_mean(each, (params, state), arrays, CHUNK)
 
   def measure(self, params: PyTree, metric: str = "error", split: str = "train") -> float:
     """The `metric` (error or loss) of `params` on `split` in evaluation mode, with BatchNorm
@@ -104,7 +104,7 @@ class NetworkEval:
 
   def _all_outputs(self, params: PyTree, state: PyTree, arrays: batching.Arrays) -> jax.Array:
     n = batching.num_examples(arrays)
-    size = max(1, min(self.chunk, n))
+    size = max(1, min(CHUNK, n))
     count = -(-n // size)
     rows = jnp.minimum(jnp.arange(count * size), n - 1)   # the last chunk padded, then cut
     chunks = jax.tree.map(lambda a: a.reshape((count, size) + a.shape[1:]),
@@ -114,5 +114,5 @@ class NetworkEval:
 
   def probabilities(self, params: PyTree, state: PyTree, split: str) -> jax.Array:
     """softmax outputs [N, classes] of every example of `split`, in evaluation mode with the
-    statistics `state`, `chunk` examples at a time."""
+    statistics `state`, CHUNK examples at a time."""
     return self._probabilities(params, state, self.split(split))

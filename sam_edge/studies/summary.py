@@ -153,9 +153,9 @@ def row(run: sources.Run, axes: list[str]) -> dict[str, Any]:
       "final_train_loss": final_train_loss(run)}
 
 
-def columns(axes: list[str], rows: Optional[list[dict[str, Any]]] = None) -> list[str]:
+def columns(axes: list[str], rows: list[dict[str, Any]]) -> list[str]:
   """The CSV header: run, the axes, the fixed columns, then the OPTIONAL ones some row has."""
-  extra = [c for c in OPTIONAL if rows and any(r.get(c) is not None for r in rows)]
+  extra = [c for c in OPTIONAL if any(r.get(c) is not None for r in rows)]
   return ["run", *axes, *AFTER[:-1], *extra, AFTER[-1]]
 
 
