@@ -20,7 +20,7 @@ run was sound, 2 for bad input).
 
 import dataclasses
 import sys
-from typing import Callable, Optional
+from typing import Callable
 
 from absl import flags
 
@@ -139,16 +139,16 @@ def compare(fv: flags.FlagValues, paths: list[str]) -> int:
   options = dataclasses.replace(report.options_of(fv), select_by=fv.select_by,
                                 select_over=fv.select_over)
   joined = evaluations_joined(files, sound, log) if files else {}
-  between, added = between_runs(between_settings, sound, log)
+  added = between_columns(between_settings, sound)
   group_by = between_settings.group_by if between_settings else ()
   found = problems(options, sound, sweep_axes, group_by,
                    added | {c for values in joined.values() for c in values})
   if found:
     return cli.fail(PROG, found)
-  if files:
-    between = with_evaluations(between, joined)
+  extra = extra_columns(between_settings, sound, summary.choose_axes(sound, sweep_axes), joined,
+                        log)
   try:
-    written = report.write(sound, sweep_axes, fv.out, options, log=log, between=between)
+    written = report.write(sound, sweep_axes, fv.out, options, log=log, extra=extra)
   except phase.PhaseError as e:
     return cli.fail(PROG, [str(e)])
   if written.chosen is not None:
@@ -156,17 +156,14 @@ def compare(fv: flags.FlagValues, paths: list[str]) -> int:
   return 0 if len(sound) == len(runs) else 1
 
 
-def between_runs(settings, runs: list[sources.Run], log: Callable[[str], None]
-                 ) -> tuple[Optional[Callable], set[str]]:
-  """(the metrics between runs as `report.write`'s `between`, the columns they fill), or (None,
-  no columns) without --global_metrics; InputError unless every run is a finished run of
-  ours."""
+def between_columns(settings, runs: list[sources.Run]) -> set[str]:
+  """The columns the metrics between runs fill (none without --global_metrics); InputError
+  unless every run is a finished run of ours."""
   if settings is None:
-    return None, set()
+    return set()
   from sam_edge.studies import global_metrics  # pylint: disable=import-outside-toplevel
   global_metrics.check_runs(runs)
-  return (lambda rs, axes: global_metrics.compute(rs, axes, settings, log),
-          set(global_metrics.columns(settings)))
+  return set(global_metrics.columns(settings))
 
 
 def problems(options: report.Options, runs: list[sources.Run], sweep_axes: list[str],
@@ -198,15 +195,16 @@ def evaluations_joined(files: dict[str, list[dict]], runs: list[sources.Run],
   return joined
 
 
-def with_evaluations(between: Optional[Callable], joined: dict[str, dict]) -> Callable:
-  """`between` (or nothing) with the evaluations `joined` ({run name: {column: value}}) added to
-  each run's columns."""
-
-  def columns(rs: list[sources.Run], axes: list[str]) -> dict[str, dict]:
-    found = between(rs, axes) if between else {}
-    return {name: {**found.get(name, {}), **joined.get(name, {})}
-            for name in set(found) | set(joined)}
-  return columns
+def extra_columns(settings, runs: list[sources.Run], axes: list[str], joined: dict[str, dict],
+                  log: Callable[[str], None]) -> dict[str, dict]:
+  """{run name: {column: value}}: the metrics between runs (`global_metrics.compute`, with
+  --global_metrics) and the evaluations `joined`, for `report.write`."""
+  found: dict[str, dict] = {}
+  if settings is not None:
+    from sam_edge.studies import global_metrics  # pylint: disable=import-outside-toplevel
+    found = global_metrics.compute(runs, axes, settings, log)
+  return {name: {**found.get(name, {}), **joined.get(name, {})}
+          for name in set(found) | set(joined)}
 
 
 if __name__ == "__main__":

@@ -90,22 +90,16 @@ def sound_runs(runs: list[sources.Run], log: Callable[[str], None]) -> list[sour
 
 
 def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Options,
-          log: Callable[[str], None] = print,
-          between: Optional[Callable[[list[sources.Run], list[str]], dict]] = None
-          ) -> Written:
-  """Writes the tables and the figures of `runs` into `out`. `between(runs, axes)`, when given,
-  returns {run name: {column: value}} of metrics between runs (`global_metrics.compute`), added
-  to the runs' rows. Raises `phase.PhaseError` when the options do not fit the runs' axes."""
+          log: Callable[[str], None] = print, extra: Optional[dict[str, dict]] = None) -> Written:
+  """Writes the tables and the figures of `runs` into `out`. `extra` ({run name: {column:
+  value}}: the metrics between runs, the evaluations) joins the runs' rows. Raises
+  `phase.PhaseError` when the options do not fit the runs' axes."""
   axes = summary.choose_axes(runs, sweep_axes)
   problems = check_options(options, axes)
   if problems:
     raise phase.PhaseError("; ".join(problems))
   os.makedirs(out, exist_ok=True)
-  rows = [summary.row(r, axes) for r in runs]
-  if between is not None:
-    extra = between(runs, axes)
-    for r in rows:
-      r.update(extra.get(r["run"], {}))
+  rows = [{**summary.row(r, axes), **(extra or {}).get(r.name, {})} for r in runs]
   paths = [os.path.join(out, name) for name in (SUMMARY, CELLS)]
   summary.write_table(paths[0], summary.columns(axes, rows), rows)
   cell_rows = cells.write_csv(paths[1], rows, axes)
