@@ -148,11 +148,11 @@ def compare(fv: flags.FlagValues, paths: list[str]) -> int:
   extra = extra_columns(between_settings, sound, summary.choose_axes(sound, sweep_axes), joined,
                         log)
   try:
-    written = report.write(sound, sweep_axes, fv.out, options, log=log, extra=extra)
+    chosen = report.write(sound, sweep_axes, fv.out, options, log=log, extra=extra)
   except phase.PhaseError as e:
     return cli.fail(PROG, [str(e)])
-  if written.chosen is not None:
-    print(selection.table(written.chosen), flush=True)
+  if chosen is not None:
+    print(selection.table(chosen), flush=True)
   return 0 if len(sound) == len(runs) else 1
 
 

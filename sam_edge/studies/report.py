@@ -33,13 +33,6 @@ class Options:
   select_over: Optional[str] = None
 
 
-@dataclasses.dataclass(frozen=True)
-class Written:
-  """What `write` wrote: the paths, and the selection (None without one)."""
-  paths: list[str]
-  chosen: Optional[selection.Selection] = None     # the selection, when asked for
-
-
 def define_flags(fv: flags.FlagValues) -> None:
   """--out, --phase_axes, --phase_metric, --x_axis, --error_bars on `fv` (sweep's, compare's)."""
   on = {"flag_values": fv}
@@ -90,10 +83,11 @@ def sound_runs(runs: list[sources.Run], log: Callable[[str], None]) -> list[sour
 
 
 def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Options,
-          log: Callable[[str], None] = print, extra: Optional[dict[str, dict]] = None) -> Written:
-  """Writes the tables and the figures of `runs` into `out`. `extra` ({run name: {column:
-  value}}: the metrics between runs, the evaluations) joins the runs' rows. Raises
-  `phase.PhaseError` when the options do not fit the runs' axes."""
+          log: Callable[[str], None] = print, extra: Optional[dict[str, dict]] = None
+          ) -> Optional[selection.Selection]:
+  """Writes the tables and the figures of `runs` into `out`; returns the selection (None
+  without one). `extra` ({run name: {column: value}}: the metrics between runs, the evaluations)
+  joins the runs' rows. Raises `phase.PhaseError` when the options do not fit the runs' axes."""
   axes = summary.choose_axes(runs, sweep_axes)
   problems = check_options(options, axes)
   if problems:
@@ -114,7 +108,7 @@ def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Opt
   pending = len(runs) - len(with_data)
   log(f"summary of {len(runs)} runs" + (f" ({pending} without data yet)" if pending else "")
       + f" in {out}: " + ", ".join(os.path.basename(p) for p in paths))
-  return Written(paths, chosen)
+  return chosen
 
 
 def write_figures(runs: list[sources.Run], rows: list[dict], axes: list[str], out: str,

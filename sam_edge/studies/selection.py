@@ -8,8 +8,8 @@ mean the chosen value of the selected axis s is
     s*(G) = argmin_v  mean{ select_by(run) : run in G, s(run) = v }      (mean over seeds),
 
 a tie going to the first value in axis order. The row of G is the chosen cell's row of cells.csv
-restricted to n, the select_by metric and the test metrics (`test_metrics`); a setting none of
-whose cells has a finite mean gets a row with an empty s.
+restricted to n, the select_by metric and the test-set metrics some cell has (test_*,
+ensemble_error); a setting none of whose cells has a finite mean gets a row with an empty s.
 """
 
 import dataclasses
@@ -68,12 +68,6 @@ def metric_problems(by: Optional[str], present: set[str]) -> list[str]:
   return [f"--select_by={by}: no run compared has {by}{hint}"]
 
 
-def test_metrics(cell_rows: list[dict[str, Any]], names: list[str]) -> list[str]:
-  """The test-set metrics among `names` that some cell has a value of."""
-  return [m for m in names if (m.startswith(TEST_PREFIX) or m in ALSO_TEST)
-          and any(r.get(cells.stat_column(m, "n")) for r in cell_rows)]
-
-
 @dataclasses.dataclass(frozen=True)
 class Selection:
   """The chosen cells: one row per setting of `others` (module doc)."""
@@ -92,7 +86,8 @@ def select(cell_rows: list[dict[str, Any]], axes: list[str], names: list[str], b
            over: str) -> Selection:
   """The chosen cells among `cell_rows` (`cells.table`'s, in its order; `names` its metrics)."""
   others = [a for a in summary.non_seed(axes) if a != over]
-  reported = [by, *(m for m in test_metrics(cell_rows, names) if m != by)]
+  reported = [by, *(m for m in names if m != by and (m.startswith(TEST_PREFIX) or m in ALSO_TEST)
+                    and any(r.get(cells.stat_column(m, "n")) for r in cell_rows))]
   chosen = Selection(by, over, others, reported, [])
   mean = cells.stat_column(by, "mean")
   settings = summary.groups(cell_rows, lambda r: tuple(r.get(a) for a in others))
