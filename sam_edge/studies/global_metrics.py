@@ -96,13 +96,12 @@ def linear_cka(x: jax.Array, y: jax.Array) -> jax.Array:
   return cross / (jnp.linalg.norm(xc.T @ xc) * jnp.linalg.norm(yc.T @ yc))
 
 
-def mixup(images: jax.Array, key: jax.Array, alpha: float = MIXUP_ALPHA,
-          batch_size: int = MIXUP_BATCH) -> jax.Array:
+def mixup(images: jax.Array, key: jax.Array, alpha: float) -> jax.Array:
   """The images mixed as in the module doc, float32 [n, ...]: batch b (rows b·B .. b·B + B − 1,
   the last one shorter) draws λ_b and π_b from `fold_in(key, b)`, so a key fixes every mix."""
   parts = []
-  for b, start in enumerate(range(0, images.shape[0], batch_size)):
-    x = jnp.asarray(images[start:start + batch_size], jnp.float32)
+  for b, start in enumerate(range(0, images.shape[0], MIXUP_BATCH)):
+    x = jnp.asarray(images[start:start + MIXUP_BATCH], jnp.float32)
     lam_key, perm_key = jax.random.split(jax.random.fold_in(key, b))
     lam = jax.random.beta(lam_key, alpha, alpha)
     parts.append(lam * x + (1.0 - lam) * x[jax.random.permutation(perm_key, x.shape[0])])

@@ -39,7 +39,7 @@ METRIC_LABELS = {
 
 
 def points(rows: list[dict[str, Any]], axis: str, metric: str, values: list[str],
-           error_bars: str = "ci95") -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+           error_bars: str) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
   """(indices into `values`, mean, lower, upper) of `metric` over the rows at each value of
   `axis`, the bars as `error_bars` says (module doc)."""
   idx, mean, lo, hi = [], [], [], []
@@ -54,8 +54,8 @@ def points(rows: list[dict[str, Any]], axis: str, metric: str, values: list[str]
   return idx, np.array(mean), np.array(lo), np.array(hi)
 
 
-def metric_panels(rows: list[dict[str, Any]], axis: str, axes: list[str],
-                  error_bars: str = "ci95") -> Optional[tuple[list[Panel], str]]:
+def metric_panels(rows: list[dict[str, Any]], axis: str, axes: list[str], error_bars: str
+                  ) -> Optional[tuple[list[Panel], str]]:
   """(one panel per metric against `axis`, the figure's title, which names the bars); None when
   no run has any metric."""
   metrics = [m for m in DRAWN if summary.has_metric(rows, m)]
