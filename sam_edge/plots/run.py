@@ -6,7 +6,7 @@ PDF of a run: these, the curvature figure and the curvature kinds' own, from the
 hands over (plots never imports curvature). The run's writer draws them all the same way.
 """
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from sam_edge.plots.spec import (
   NO_MEASUREMENTS,
@@ -217,14 +217,12 @@ def tracking_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
 
 def own_figures(kinds: Sequence[Any] = ()) -> tuple[FigureOutput, ...]:
   """The run's own PDFs, the eigenvalue ones with the curvature `kinds`' curves beside λ1."""
-  def eigs(two_over_eta: bool) -> Callable[[Mapping[str, Any], str], list[Panel]]:
-    return lambda raw, title: [eigs_panel(raw, title, with_two_over_eta=two_over_eta,
-                                          kinds=kinds)]
   return (
     FigureOutput("eigs_curve_output", "/tmp/eigs.pdf",
-                 "PDF: top Hessian eigenvalue(s), the method's edge and 2/η", eigs(True)),
+                 "PDF: top Hessian eigenvalue(s), the method's edge and 2/η",
+                 lambda raw, title: [eigs_panel(raw, title, kinds=kinds)]),
     FigureOutput("eigs_se_only_output", "/tmp/eigs_se_only.pdf", "PDF: the same without 2/η",
-                 eigs(False)),
+                 lambda raw, title: [eigs_panel(raw, title, with_two_over_eta=False, kinds=kinds)]),
     FigureOutput("alignment_curve_output", "/tmp/a.pdf",
                  "PDF: |cos| of gradient and SAM gradient with v1",
                  lambda raw, title: [alignment_panel(raw, title)]),
