@@ -215,8 +215,15 @@ def tracking_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
           Panel(f"{title}: λ1 at every step", XLABEL, EIGS_YLABEL, series + extra, hlines)]
 
 
-def own_figures(kinds: Sequence[Any] = ()) -> tuple[FigureOutput, ...]:
-  """The run's own PDFs, the eigenvalue ones with the curvature `kinds`' curves beside λ1."""
+def figure_outputs(kinds: Sequence[Any] = ()) -> tuple[FigureOutput, ...]:
+  """Every PDF a run can write: its own (the eigenvalue ones with the kinds' curves beside λ1),
+  the curvature figure of the kinds' panels and the kinds' own figures. `kinds`, the curvature
+  kinds the caller hands over (`curvature.registry.KINDS`), are read as data: their
+  `record_keys`, `panels(records, title)` and `eigen_series(records)` of the records holding
+  those keys (no panels without such records), and `figures`."""
+  def curvature(raw: Mapping[str, Any], title: str) -> list[Panel]:
+    return [p for k, recs in kind_records(raw, kinds) if recs for p in k.panels(recs, title)]
+
   return (
     FigureOutput("eigs_curve_output", "/tmp/eigs.pdf",
                  "PDF: top Hessian eigenvalue(s), the method's edge and 2/η",
@@ -234,24 +241,11 @@ def own_figures(kinds: Sequence[Any] = ()) -> tuple[FigureOutput, ...]:
     FigureOutput("tracking_curve_output", "/tmp/tracking.pdf",
                  "PDF: λ1 at every step under the training loss; written with "
                  "--track_every_step", tracking_panels),
+    FigureOutput("curvature_output", "/tmp/curvature.pdf",
+                 "PDF: tr(H) ± its standard error, λ_min, the per-layer top eigenvalues and the "
+                 "other curvature kinds' panels; written when one of them is measured", curvature),
+    *(f for k in kinds for f in k.figures),
   )
 
 
-FIGURES = own_figures()
-
-CURVATURE_HELP = ("PDF: tr(H) ± its standard error, λ_min, the per-layer top eigenvalues and the "
-                  "other curvature kinds' panels; written when one of them is measured")
-
-
-def figure_outputs(kinds: Sequence[Any]) -> tuple[FigureOutput, ...]:
-  """Every PDF a run can write: its own (`own_figures`, the eigenvalue ones with the kinds' curves
-  beside λ1), the curvature figure of the kinds' panels and the kinds' own figures. `kinds`, the
-  curvature kinds the caller hands over (`curvature.registry.KINDS`), are read as data: their
-  `record_keys`, `panels(records, title)` and `eigen_series(records)` of the records holding
-  those keys (no panels without such records), and `figures`."""
-  def curvature(raw: Mapping[str, Any], title: str) -> list[Panel]:
-    return [p for k, recs in kind_records(raw, kinds) if recs for p in k.panels(recs, title)]
-
-  return (own_figures(kinds) + (FigureOutput("curvature_output", "/tmp/curvature.pdf",
-                                             CURVATURE_HELP, curvature),)
-          + tuple(f for k in kinds for f in k.figures))
+FIGURES = figure_outputs()[:-1]    # the run's own PDFs: all but the (kindless) curvature figure
