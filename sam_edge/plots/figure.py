@@ -32,18 +32,13 @@ MARKER_MAX_POINTS = 60
 AnyPanel = Union[Panel, Heatmap, Contour]
 
 
-def _finite_rows(*columns: Sequence[Any]) -> np.ndarray:
-  """The columns as the rows of a float64 array (None and non-numeric entries count as NaN; the
-  longer ones are cut to the shortest), keeping the entries where every column is finite."""
+def finite_points(*columns: Sequence[Any]) -> tuple[np.ndarray, ...]:
+  """The entries where every column is a finite number, one float64 array per column (None and
+  non-numeric entries count as NaN; the longer columns are cut to the shortest): e.g. the (x, y)
+  pairs of a curve."""
   n = min(len(c) for c in columns)
   rows = np.array([[as_float(v) for v in c[:n]] for c in columns], dtype=np.float64)
-  return rows[:, np.isfinite(rows).all(axis=0)]
-
-
-def finite_points(xs: Sequence[Any], ys: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-  """The (x, y) pairs where both are finite numbers, as two float64 arrays (None and
-  non-numeric entries count as NaN; the longer sequence is cut to the shorter)."""
-  return tuple(_finite_rows(xs, ys))
+  return tuple(rows[:, np.isfinite(rows).all(axis=0)])
 
 
 def thin_points(x: np.ndarray, y: np.ndarray, max_points: int = MAX_PLOTTED_POINTS
@@ -61,7 +56,7 @@ def thin_points(x: np.ndarray, y: np.ndarray, max_points: int = MAX_PLOTTED_POIN
 
 def _series(ax: Any, s: Series, panel: Panel) -> None:
   banded = s.lower is not None and s.upper is not None
-  rows = _finite_rows(s.xs, s.ys, *((s.lower, s.upper) if banded else ()))
+  rows = np.array(finite_points(s.xs, s.ys, *((s.lower, s.upper) if banded else ())))
   if panel.log_y:                                   # y, and a band's lower bound, positive
     rows = rows[:, (rows[1:3] > 0).all(axis=0)]
   style = dict(s.style)
@@ -105,38 +100,32 @@ def draw_panel(ax: Any, panel: Panel) -> None:
   if panel.xticks is not None:
     ax.set_xticks(panel.xticks[0], panel.xticks[1], rotation=30, ha="right")
   ax.set_title(panel.title, fontsize="medium")
-  ax.set_xlabel(panel.xlabel)
-  ax.set_ylabel(panel.ylabel)
+  ax.set(xlabel=panel.xlabel, ylabel=panel.ylabel)
   ax.grid(True, alpha=0.3)
   if ax.get_legend_handles_labels()[0]:
     ax.legend(loc=panel.legend_loc, fontsize="small")
 
 
-def _value_norm(finite: np.ndarray, log: bool) -> colors.Normalize:
+def _value_norm(finite: np.ndarray, log: bool, centre: Optional[float] = None
+                ) -> colors.Normalize:
   """Colours from the smallest finite value to the largest: logarithmic with `log` when they are
-  positive and not all equal, else linear ([lo, lo + 1] for one value, [0, 1] for none)."""
+  positive and not all equal, else linear ([lo, lo + 1] for one value, [0, 1] for none); with a
+  `centre`, linear and symmetric about it, out to the farthest value (±1 for none)."""
+  if centre is not None:
+    span = float(np.max(np.abs(finite - centre), initial=0.0)) or 1.0
+    return colors.Normalize(centre - span, centre + span)
   lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
   if log and lo > 0 and hi > lo:
     return colors.LogNorm(lo, hi)
   return colors.Normalize(lo, hi if hi > lo else lo + 1.0)
 
 
-def _norm(h: Heatmap, values: np.ndarray) -> tuple[Any, Any]:
-  """(colour map, norm) of a heat map: viridis (`_value_norm`) or diverging around `centre`."""
-  finite = values[np.isfinite(values)]
-  if h.centre is not None:
-    span = float(np.max(np.abs(finite - h.centre), initial=0.0)) or 1.0
-    return (colormaps["RdBu_r"].with_extremes(bad="white"),
-            colors.Normalize(h.centre - span, h.centre + span))
-  return colormaps["viridis"].with_extremes(bad="white"), _value_norm(finite, h.log)
-
-
 def _positive(values: Optional[Sequence[float]], n: int) -> bool:
   """Whether `values` are n finite positive numbers (a log axis can hold them)."""
   if values is None or len(values) != n or n == 0:
     return False
-  v = np.array([as_float(x) for x in values], dtype=np.float64)
-  return bool(np.all(np.isfinite(v)) and np.all(v > 0))
+  (v,) = finite_points(values)
+  return len(v) == n and bool(np.all(v > 0))
 
 
 def log_edges(centres: np.ndarray) -> np.ndarray:
@@ -182,14 +171,15 @@ def _heatmap_curves(ax: Any, h: Heatmap, shape: tuple[int, int], log: bool) -> N
   ax.legend(loc="best", fontsize="x-small")
 
 
-def draw_heatmap(fig: Figure, ax: Any, h: Heatmap) -> None:
+def draw_heatmap(ax: Any, h: Heatmap) -> None:
   """Draws a `Heatmap` on `ax`, with a colour bar beside it when any cell has a value."""
   values = np.array(h.values, dtype=np.float64).reshape(len(h.ylabels), len(h.xlabels))
   if not values.size:
     ax.text(0.5, 0.5, f"no values of {h.xlabel} and {h.ylabel}", ha="center",
             transform=ax.transAxes)
     return
-  cmap, norm = _norm(h, values)
+  cmap = colormaps["viridis" if h.centre is None else "RdBu_r"].with_extremes(bad="white")
+  norm = _value_norm(values[np.isfinite(values)], h.log, h.centre)
   log = h.log_axes and _positive(h.xvalues, len(h.xlabels)) and _positive(h.yvalues,
                                                                            len(h.ylabels))
   if log:
@@ -198,6 +188,8 @@ def draw_heatmap(fig: Figure, ax: Any, h: Heatmap) -> None:
                           cmap=cmap, norm=norm)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.yaxis.set_minor_locator(ticker.NullLocator())
     if h.invert_y:
       ax.invert_yaxis()
   else:
@@ -205,33 +197,26 @@ def draw_heatmap(fig: Figure, ax: Any, h: Heatmap) -> None:
     image = ax.imshow(np.ma.masked_invalid(values), origin="upper" if h.invert_y else "lower",
                       aspect="auto", cmap=cmap, norm=norm)
   for (j, i), value in np.ndenumerate(values):
-    if np.isnan(value):
-      ax.text(xs[i], ys[j], "–", ha="center", va="center", fontsize="small", color="black")
-    elif h.annotate:
+    if np.isnan(value) or h.annotate:
       r, g, b, _ = cmap(norm(value))
-      light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
-      ax.text(xs[i], ys[j], f"{value:.3g}", ha="center", va="center", fontsize="small",
-              color="black" if light else "white")
+      light = np.isnan(value) or 0.299 * r + 0.587 * g + 0.114 * b > 0.5
+      ax.text(xs[i], ys[j], "–" if np.isnan(value) else f"{value:.3g}", ha="center",
+              va="center", fontsize="small", color="black" if light else "white")
   _heatmap_curves(ax, h, values.shape, log)
-  if log:
-    ax.xaxis.set_minor_locator(ticker.NullLocator())
-    ax.yaxis.set_minor_locator(ticker.NullLocator())
   ax.set_xticks(xs, h.xlabels, rotation=45 if len(h.xlabels) > 8 else 0)
   ax.set_yticks(ys, h.ylabels)
-  ax.set_xlabel(h.xlabel)
-  ax.set_ylabel(h.ylabel)
+  ax.set(xlabel=h.xlabel, ylabel=h.ylabel)
   ax.set_title(h.title, fontsize="medium")
   if np.isfinite(values).any():
-    fig.colorbar(image, ax=ax, label=h.colorbar)
+    ax.figure.colorbar(image, ax=ax, label=h.colorbar)
 
 
-def draw_contour(fig: Figure, ax: Any, c: Contour) -> None:
+def draw_contour(ax: Any, c: Contour) -> None:
   """Draws a `Contour` on `ax` (filled levels, thin lines, `points` on top, a colour bar); a
   constant surface gets one level band, an all-NaN one a note."""
   values = np.array(c.values, dtype=np.float64).reshape(len(c.yvalues), len(c.xvalues))
   finite = values[np.isfinite(values)]
-  ax.set_xlabel(c.xlabel)
-  ax.set_ylabel(c.ylabel)
+  ax.set(xlabel=c.xlabel, ylabel=c.ylabel)
   ax.set_title(c.title, fontsize="medium")
   if not finite.size:
     ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
@@ -249,8 +234,8 @@ def draw_contour(fig: Figure, ax: Any, c: Contour) -> None:
     ax.plot(x, y, label=s.label, **style)
   if c.points:
     ax.legend(loc="best", fontsize="small")
-  fig.colorbar(filled, ax=ax, label=c.colorbar, ticks=levels[::max(1, len(levels) // 6)],
-               format="%.3g")
+  ax.figure.colorbar(filled, ax=ax, label=c.colorbar,
+                     ticks=levels[::max(1, len(levels) // 6)], format="%.3g")
 
 
 def build(panels: Sequence[AnyPanel], *, columns: int = 1, title: Optional[str] = None
@@ -265,13 +250,8 @@ def build(panels: Sequence[AnyPanel], *, columns: int = 1, title: Optional[str] 
     size = (GRID_PANEL[0] * columns, GRID_PANEL[1] * rows)
   fig = Figure(figsize=size, layout="constrained")
   for i, panel in enumerate(panels):
-    ax = fig.add_subplot(rows, columns, i + 1)
-    if isinstance(panel, Heatmap):
-      draw_heatmap(fig, ax, panel)
-    elif isinstance(panel, Contour):
-      draw_contour(fig, ax, panel)
-    else:
-      draw_panel(ax, panel)
+    draw = {Heatmap: draw_heatmap, Contour: draw_contour}.get(type(panel), draw_panel)
+    draw(fig.add_subplot(rows, columns, i + 1), panel)
   if title:
     fig.suptitle(title)
   return fig

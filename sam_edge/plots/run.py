@@ -104,14 +104,24 @@ def edge_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
   return [] if label is None else [record_series(recs, "edge", label, style)]
 
 
-def eigs_panel(raw: Mapping[str, Any], title: str, *, with_two_over_eta: bool = True) -> Panel:
-  """λ1..λk, the method's edge (`edge_series`) and, optionally, 2/η (it can be far above the
-  rest and squash the plot, hence the variant without it)."""
+def kind_records(raw: Mapping[str, Any], kinds: Sequence[Any]
+                 ) -> list[tuple[Any, list[Mapping[str, Any]]]]:
+  """Each curvature kind of `kinds` with its records: those holding all its `record_keys`."""
+  recs = records_of(raw)
+  return [(k, [r for r in recs if all(key in r for key in k.record_keys)]) for k in kinds]
+
+
+def eigs_panel(raw: Mapping[str, Any], title: str, *, with_two_over_eta: bool = True,
+               kinds: Sequence[Any] = ()) -> Panel:
+  """λ1..λk, the method's edge (`edge_series`), optionally 2/η (it can be far above the rest and
+  squash the plot, hence the variant without it) and the curves the curvature `kinds` draw
+  beside λ1 (their `eigen_series` of their records)."""
   recs = records_of(raw)
   if not recs:
     return Panel(title, XLABEL, EIGS_YLABEL, [], note=NO_MEASUREMENTS)
   extra, hlines = two_over_eta_marks(recs) if with_two_over_eta else ([], [])
-  series = eigenvalue_series(recs) + edge_series(recs) + extra + unconverged_series(recs)
+  series = (eigenvalue_series(recs) + edge_series(recs) + extra + unconverged_series(recs)
+            + [s for k, held in kind_records(raw, kinds) for s in k.eigen_series(held)])
   preconditioned = recs[-1].get("operator") == "preconditioned_hessian"
   return Panel(title, XLABEL, PRECONDITIONED_YLABEL if preconditioned else EIGS_YLABEL, series,
                hlines)
@@ -205,12 +215,21 @@ def tracking_panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
           Panel(f"{title}: λ1 at every step", XLABEL, EIGS_YLABEL, series + extra, hlines)]
 
 
-FIGURES: tuple[FigureOutput, ...] = (
+def figure_outputs(kinds: Sequence[Any] = ()) -> tuple[FigureOutput, ...]:
+  """Every PDF a run can write: its own (the eigenvalue ones with the kinds' curves beside λ1),
+  the curvature figure of the kinds' panels and the kinds' own figures. `kinds`, the curvature
+  kinds the caller hands over (`curvature.registry.KINDS`), are read as data: their
+  `record_keys`, `panels(records, title)` and `eigen_series(records)` of the records holding
+  those keys (no panels without such records), and `figures`."""
+  def curvature(raw: Mapping[str, Any], title: str) -> list[Panel]:
+    return [p for k, recs in kind_records(raw, kinds) if recs for p in k.panels(recs, title)]
+
+  return (
     FigureOutput("eigs_curve_output", "/tmp/eigs.pdf",
                  "PDF: top Hessian eigenvalue(s), the method's edge and 2/η",
-                 lambda raw, title: [eigs_panel(raw, title)]),
+                 lambda raw, title: [eigs_panel(raw, title, kinds=kinds)]),
     FigureOutput("eigs_se_only_output", "/tmp/eigs_se_only.pdf", "PDF: the same without 2/η",
-                 lambda raw, title: [eigs_panel(raw, title, with_two_over_eta=False)]),
+                 lambda raw, title: [eigs_panel(raw, title, with_two_over_eta=False, kinds=kinds)]),
     FigureOutput("alignment_curve_output", "/tmp/a.pdf",
                  "PDF: |cos| of gradient and SAM gradient with v1",
                  lambda raw, title: [alignment_panel(raw, title)]),
@@ -222,35 +241,11 @@ FIGURES: tuple[FigureOutput, ...] = (
     FigureOutput("tracking_curve_output", "/tmp/tracking.pdf",
                  "PDF: λ1 at every step under the training loss; written with "
                  "--track_every_step", tracking_panels),
-)
+    FigureOutput("curvature_output", "/tmp/curvature.pdf",
+                 "PDF: tr(H) ± its standard error, λ_min, the per-layer top eigenvalues and the "
+                 "other curvature kinds' panels; written when one of them is measured", curvature),
+    *(f for k in kinds for f in k.figures),
+  )
 
-EIGENVALUE_FIGURES = ("eigs_curve_output", "eigs_se_only_output")
-CURVATURE_HELP = ("PDF: tr(H) ± its standard error, λ_min, the per-layer top eigenvalues and the "
-                  "other curvature kinds' panels; written when one of them is measured")
 
-
-def figure_outputs(kinds: Sequence[Any]) -> tuple[FigureOutput, ...]:
-  """Every PDF a run can write: `FIGURES` (the eigenvalue ones with the kinds' curves beside λ1),
-  the curvature figure of the kinds' panels and the kinds' own figures. `kinds`, the curvature
-  kinds the caller hands over (`curvature.registry.KINDS`), are read as data: their
-  `record_keys`, `panels(records, title)` and `eigen_series(records)` of the records holding
-  those keys (no panels without such records), and `figures`."""
-  def held(raw: Mapping[str, Any]) -> list[tuple[Any, list[Mapping[str, Any]]]]:
-    recs = records_of(raw)
-    return [(k, [r for r in recs if all(key in r for key in k.record_keys)]) for k in kinds]
-
-  def curvature(raw: Mapping[str, Any], title: str) -> list[Panel]:
-    return [p for k, recs in held(raw) if recs for p in k.panels(recs, title)]
-
-  def with_kind_series(out: FigureOutput) -> FigureOutput:
-    def panels(raw: Mapping[str, Any], title: str) -> list[Panel]:
-      found = out.panels(raw, title)
-      extra = [s for k, recs in held(raw) for s in k.eigen_series(recs)]
-      if not found or not extra:
-        return found
-      return [found[0]._replace(series=list(found[0].series) + extra)] + found[1:]
-    return out._replace(panels=panels)
-
-  own = tuple(with_kind_series(f) if f.flag in EIGENVALUE_FIGURES else f for f in FIGURES)
-  return (own + (FigureOutput("curvature_output", "/tmp/curvature.pdf", CURVATURE_HELP, curvature),)
-          + tuple(f for k in kinds for f in k.figures))
+FIGURES = figure_outputs()[:-1]    # the run's own PDFs: all but the (kindless) curvature figure
