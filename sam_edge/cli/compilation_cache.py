@@ -71,17 +71,6 @@ def resolve(flag_value: Optional[str], environ: Mapping[str, str] = os.environ
   return environ.get(DIR_ENV) or default_dir(environ)
 
 
-def writable_problem(folder: str) -> Optional[str]:
-  """Why the cache cannot be kept in `folder` (created if missing), or None."""
-  try:
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
-      pass
-  except OSError as e:
-    return e.strerror or str(e)
-  return None
-
-
 def configure(flag_value: Optional[str], prog: str,
               environ: MutableMapping[str, str] = os.environ) -> Optional[str]:
   """Chooses the folder (`resolve`), checks that it is writable (else one warning line on
@@ -90,10 +79,13 @@ def configure(flag_value: Optional[str], prog: str,
   folder = resolve(flag_value, environ)
   if folder is not None and "://" not in folder:            # a remote folder: jax's to check
     folder = os.path.abspath(os.path.expanduser(folder))
-    problem = writable_problem(folder)
-    if problem:
-      print(f"{prog}: warning: the compilation cache {folder} cannot be written ({problem}); "
-            "going on without it", file=sys.stderr, flush=True)
+    try:                                                    # made if missing, then a probe file
+      os.makedirs(folder, exist_ok=True)
+      with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+        pass
+    except OSError as e:
+      print(f"{prog}: warning: the compilation cache {folder} cannot be written "
+            f"({e.strerror or str(e)}); going on without it", file=sys.stderr, flush=True)
       folder = None
   if folder is None:
     environ.pop(DIR_ENV, None)
@@ -162,11 +154,16 @@ def keeps_jax_cache(folder: str) -> bool:
 
 
 def install(environ: Mapping[str, str] = os.environ) -> None:
-  """Applies the exported choice to jax's config (jax imported here) and puts the atomic store
-  in place (`_put_in_place`), before or after jax's first compile. XLA's own GPU caches
-  beside it (per-fusion autotuning), which XLA writes itself and a full disk would make fatal,
-  stay off unless $JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES asks for them."""
+  """Applies the exported choice to jax's config (jax imported here), then puts an
+  `AtomicFileCache` of the folder in place of jax's file cache (before or after jax's first
+  compile, under jax's own lock), or, with no folder or where jax's cache must stay
+  (`keeps_jax_cache`), resets jax's cache so that jax builds its own from its config at its next
+  compile. jax's private module is read defensively: if it changed, jax's own cache is left
+  alone. XLA's own GPU caches beside it (per-fusion autotuning), which XLA writes itself and a
+  full disk would make fatal, stay off unless $JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES asks for
+  them."""
   import jax  # pylint: disable=import-outside-toplevel
+  from jax._src import compilation_cache as jcc  # pylint: disable=import-outside-toplevel
   off = environ.get(ENABLE_ENV, "").strip().lower() in FALSE
   folder = None if off else environ.get(DIR_ENV)
   jax.config.update("jax_persistent_cache_min_compile_time_secs",
@@ -176,22 +173,12 @@ def install(environ: Mapping[str, str] = os.environ) -> None:
   jax.config.update("jax_enable_compilation_cache", folder is not None)
   if folder is not None:
     jax.config.update("jax_compilation_cache_dir", folder)
-  _put_in_place(folder)
-
-
-def _put_in_place(folder: Optional[str]) -> None:
-  """Puts an `AtomicFileCache` of `folder` in place of jax's file cache (before or after jax's
-  first compile, under jax's own lock), or, when `folder` is None or jax's cache must stay,
-  resets jax's cache so that jax builds its own from its config at its next compile. jax's
-  private module is read defensively: if it changed, jax's own cache is left alone."""
-  from jax._src import compilation_cache as jcc  # pylint: disable=import-outside-toplevel
   names = ("_cache", "_cache_initialized", "_cache_checked", "_cache_used",
            "_cache_initialized_mutex", "reset_cache")
   if not all(hasattr(jcc, name) for name in names):
     return
   current = jcc._cache
-  atomic = folder is not None and not keeps_jax_cache(folder)
-  if not atomic:
+  if folder is None or keeps_jax_cache(folder):
     if isinstance(current, AtomicFileCache) or (
         current is not None and (folder is None or str(current._path) != folder)):
       jcc.reset_cache()
