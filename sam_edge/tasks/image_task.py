@@ -1,13 +1,8 @@
 """The image-classification task as the command line sees it: its flags, their checks (found
-without loading anything), its defaults and title, and its typed, frozen part of a run's config
-(`ImageConfig`: data and network, each field the value of the flag of its name, `task.section`),
-the only input of `image_problem.build`, which loads the data and builds the model inside the run.
-
-    c = image_task.config(values)        # values: {flag: value}, e.g. a raw pickle's "config"
-    c.data.dataset, c.model.nn_architecture, dict(c.model.options)
+without loading anything), its defaults and title. `image_problem.build` loads the data and
+builds the model inside the run.
 """
 
-import dataclasses
 import os
 from typing import Any, Optional
 
@@ -15,8 +10,8 @@ from sam_edge import options, records
 from sam_edge.data import image_specs, input_spec, validation
 from sam_edge.models import registry
 from sam_edge.options import Option
-from sam_edge.tasks import data_pipeline
-from sam_edge.tasks.task import Defaults, Task, TaskConfig, Values, at_least, section
+from sam_edge.tasks import data_pipeline, image_config
+from sam_edge.tasks.task import Defaults, Task, Values, at_least
 
 RESNET_BATCH_SIZE = 128
 # The side of each dataset's square images (not of those whose images vary in size).
@@ -80,52 +75,6 @@ MODEL_OPTIONS = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageData:
-  """Which images, where they are, and how they are cut, ordered, augmented and normalised."""
-  dataset: str
-  tfds_data_dir: Optional[str]
-  manual_dir: Optional[str]
-  batch_size: int
-  seed: int
-  mini_training_set_num_batches: Optional[int]
-  mini_test_set_num_batches: Optional[int]
-  validation_fraction: float
-  label_noise: float
-  batch_order: str
-  augment: str
-  cutout_size: int
-  brightness_delta: float
-  normalize: str
-  data_pipeline: str
-  data_memory_cap_gb: float
-  data_workers: int
-  image_size: Optional[int]
-  measure_examples: Optional[int]
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageModel:
-  """The network (`options`: its own options' values, `models.registry`), its loss and regime."""
-  nn_architecture: str
-  options: tuple[tuple[str, Any], ...]
-  activation: str
-  loss: str
-  label_smoothing: float
-  regime: str
-  compute_dtype: str
-
-
-ImageConfig = TaskConfig[ImageData, ImageModel]
-
-
-def config(values: Values) -> ImageConfig:
-  """The image task's part of the config of a run whose flags have `values`."""
-  arch = registry.BY_NAME[values["nn_architecture"]]
-  own = tuple((o.name, values[o.name]) for o in arch.options)
-  return ImageConfig(section(ImageData, values), section(ImageModel, {**values, "options": own}))
-
-
 def resolve_defaults(v: Values, given: frozenset) -> dict[str, Any]:
   """The default --batch_size, 60000, means "the whole MNIST training set": full batch on any
   dataset (what remains of it after --validation_fraction); for the residual networks (whose
@@ -187,7 +136,7 @@ def _model_problems(v: Values, given: frozenset) -> list[str]:
   return p
 
 
-def title(c: ImageConfig) -> str:
+def title(c: image_config.ImageConfig) -> str:
   """The run's title: dataset and network, with the network's options unless they are the
   reference's."""
   arch = registry.BY_NAME[c.model.nn_architecture]
@@ -233,7 +182,7 @@ def problems(v: Values, given: frozenset) -> list[str]:
   return p + _folder_problems(v)
 
 
-def build(c: ImageConfig, key: Any) -> Any:
+def build(c: image_config.ImageConfig, key: Any) -> Any:
   """The Problem (`image_problem.build`; streamed, `image_stream.build`) of the task's part of the
   config: loads the data (or opens its stream), builds the model from `key`."""
   if data_pipeline.streams(c.data.dataset, c.data.data_pipeline, c.data.data_memory_cap_gb):
@@ -247,5 +196,5 @@ TASK = Task(prog="image_classification",
             defaults=Defaults(step_size=0.01, batch_size=60000, time_limit_in_hours=4.0,
                               hessian_check_gap=0.25, batch_order="shuffled"),
             options=options.topics(data=DATA_OPTIONS, model=MODEL_OPTIONS), problems=problems,
-            title=title, config=config, build=build,
+            title=title, config=image_config.of, build=build,
             resolve_defaults=resolve_defaults, train_examples=train_examples)

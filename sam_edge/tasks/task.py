@@ -35,7 +35,7 @@ def at_least(low: int) -> Check:
 @dataclasses.dataclass(frozen=True)
 class TaskConfig(Generic[Data, Model]):
   """A task's part of a run's config: its data and its model (typed per task, e.g.
-  `image_task.ImageConfig`)."""
+  `image_config.ImageConfig`)."""
   data: Data
   model: Model
 

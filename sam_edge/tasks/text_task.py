@@ -1,8 +1,6 @@
 """The character-level language-model task as the command line sees it: its flags, their checks,
 the corpus read and checked before anything is compiled (ASCII, no NUL, enough windows), its
-defaults and title, and its typed, frozen part of a run's config (`TextConfig`: corpus and
-network, each field the value of the flag of its name, `task.section`). `text_problem.build`
-builds the transformer inside the run.
+defaults and title. `text_problem.build` builds the transformer inside the run.
 """
 
 import dataclasses
@@ -13,7 +11,8 @@ import numpy as np
 from sam_edge import errors, options
 from sam_edge.data import text
 from sam_edge.options import Option
-from sam_edge.tasks.task import Defaults, Task, TaskConfig, Values, at_least, check, section
+from sam_edge.tasks import text_config
+from sam_edge.tasks.task import Defaults, Task, Values, at_least, check
 
 
 class Windows(NamedTuple):
@@ -44,39 +43,6 @@ MODEL_OPTIONS = (
     Option("key_size", 32, "Size of each attention head's keys.", check=at_least(1)),
     Option("model_size", 128, "Width of the residual stream.", check=at_least(1)),
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class TextData:
-  """The corpus, its splits, windows and batches."""
-  training_data: str
-  test_data: Optional[str]
-  test_fraction: float
-  validation_fraction: float
-  sequence_length: int
-  batch_size: int
-  test_batches: str
-  batch_order: str
-  seed: int
-
-
-@dataclasses.dataclass(frozen=True)
-class TextModel:
-  """The transformer's shape, its regime and compute dtype."""
-  num_layers: int
-  num_heads: int
-  key_size: int
-  model_size: int
-  regime: str
-  compute_dtype: str
-
-
-TextConfig = TaskConfig[TextData, TextModel]
-
-
-def config(values: Values) -> TextConfig:
-  """The transformer task's part of the config of a run whose flags have `values`."""
-  return TextConfig(section(TextData, values), section(TextModel, values))
 
 
 def load_windows(v: Values, log=print) -> Windows:
@@ -143,7 +109,7 @@ def corpus_problems(v: Values) -> list[str]:
   return []
 
 
-def build(c: TextConfig, key: Any) -> Any:
+def build(c: text_config.TextConfig, key: Any) -> Any:
   """The Problem (`text_problem.build`) of the task's part of the config, on the corpus's windows,
   read here: inside the run, where a Ctrl-C is answered at once."""
   from sam_edge.tasks import text_problem  # pylint: disable=import-outside-toplevel
@@ -157,5 +123,5 @@ TASK = Task(prog="transformer",
             required=("training_data",),
             title=lambda c: f"transformer ({c.model.num_layers} layers, "
                             f"width {c.model.model_size})",
-            config=config, build=build, input_problems=corpus_problems,
+            config=text_config.of, build=build, input_problems=corpus_problems,
             train_examples=train_examples)
