@@ -23,7 +23,7 @@ import numpy as np
 from sam_edge import errors
 from sam_edge.data import image_specs, images, normalize, stream, stream_order, stream_sources
 from sam_edge.run.problem import Problem
-from sam_edge.tasks import data_pipeline, image_problem
+from sam_edge.tasks import image_problem
 from sam_edge.tasks.image_config import ImageConfig
 
 EVAL_CHUNK = 500
@@ -84,10 +84,6 @@ def streamed_metrics_fn(per_example: Any, held_out: Any, transform: stream.Trans
 def build(c: ImageConfig, key: jax.Array, sources: Optional[Sources] = None,
           log: Callable[[str], None] = print) -> Problem:
   """The streamed Problem (module doc) of the flags, on `sources` (default: `open_sources`)."""
-  _, why = data_pipeline.resolved(c.data.dataset, c.data.data_pipeline,
-                                   c.data.data_memory_cap_gb)
-  if why:
-    log(why)
   sources = sources or open_sources(c, log)
   n = images.num_kept(len(sources.train), c.data.mini_training_set_num_batches, c.data.batch_size)
   m = images.num_kept(len(sources.held_out), c.data.mini_test_set_num_batches, c.data.batch_size)
