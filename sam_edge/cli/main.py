@@ -111,11 +111,11 @@ def grouped(fv: flags.FlagValues, *, full: bool = False) -> str:
   return "\n".join(lines).rstrip("\n")
 
 
-def fail(prog: str, problems: list[str], code: int = 2) -> int:
-  """Prints each problem as `prog: error: problem` on stderr; returns `code`."""
+def fail(prog: str, problems: list[str]) -> int:
+  """Prints each problem as `prog: error: problem` on stderr; returns exit code 2."""
   for problem in problems:
     print(f"{prog}: error: {problem}", file=sys.stderr)
-  return code
+  return 2
 
 
 def parse_flags(fv: flags.FlagValues, argv: list[str], usage: Optional[str] = None
@@ -155,7 +155,7 @@ def guard(prog: str, fn: Callable[[], int]) -> int:
     return fail(prog, [str(e)])
 
 
-def command(prog: str, usage: str, fv: flags.FlagValues, argv: list[str],
+def command(prog: str, usage: Optional[str], fv: flags.FlagValues, argv: list[str],
             body: Callable[[list[str]], int]) -> int:
   """The main() skeleton: parses `argv` (without the program name) into `fv`, then runs
   `body(positional arguments)` under `guard`; returns the exit code."""
@@ -163,21 +163,21 @@ def command(prog: str, usage: str, fv: flags.FlagValues, argv: list[str],
   return guard(prog, lambda: body(rest[1:]))
 
 
-def start_devices(prog: str, f: flags.FlagValues) -> Optional[int]:
+def start_devices(f: flags.FlagValues) -> list[str]:
   """Starts jax.distributed when the flags or the environment ask for it (before any other jax
-  call); returns exit code 2 (after one line) if that fails, else None."""
+  call); returns the one line that says why it failed, if it did."""
   from sam_edge.run import devices  # pylint: disable=import-outside-toplevel
   multi = (f.coordinator_address, f.num_processes, f.process_id)
   if any(x is not None for x in multi) and not all(x is not None for x in multi):
-    return None                         # reported with the other problems
+    return []                           # reported with the other problems
   try:
     line = devices.initialize(f.coordinator_address, f.num_processes, f.process_id)
   except Exception as e:                # jax raises several kinds; one line says which
-    return fail(prog, [f"--coordinator_address={f.coordinator_address}: jax.distributed could "
-                       f"not start: {type(e).__name__}: {' '.join(str(e).split())[:300]}"])
+    return [f"--coordinator_address={f.coordinator_address}: jax.distributed could not start: "
+            f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"]
   if line:
     print(line, flush=True)
-  return None
+  return []
 
 
 def problems(task: Task, f: flags.FlagValues) -> list[str]:
@@ -201,10 +201,7 @@ def problems(task: Task, f: flags.FlagValues) -> list[str]:
 def task_main(task: Task, f: flags.FlagValues) -> int:
   """An entry point's main, once its flags are parsed: jax.distributed, the checks, then the
   run (`run.experiment.run`); returns the exit code."""
-  code = start_devices(task.prog, f)
-  if code is not None:
-    return code
-  found = problems(task, f)
+  found = start_devices(f) or problems(task, f)
   if found:
     return fail(task.prog, found)
   compilation_cache.install()
@@ -221,5 +218,4 @@ def entry(task: Task, fv: flags.FlagValues, argv: Optional[list[str]] = None) ->
     if rest:
       return fail(task.prog, [f"unexpected arguments {rest}"])
     return task_main(task, fv)
-  return command(task.prog, f"python -m {task.prog} [--flag=value ...]", fv,
-                 sys.argv[1:] if argv is None else argv, body)
+  return command(task.prog, None, fv, sys.argv[1:] if argv is None else argv, body)
