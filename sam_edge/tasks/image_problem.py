@@ -34,7 +34,7 @@ from sam_edge.data import (
 )
 from sam_edge.models import linearize, losses, precision, registry, stateful
 from sam_edge.run.problem import Problem
-from sam_edge.tasks.task import ImageConfig
+from sam_edge.tasks.image_config import ImageConfig
 
 EVAL_CHUNK = 2000
 TOP_K, TOP_K_MIN_CLASSES = 5, 10        # the top-5 error, recorded with at least 10 classes
@@ -147,7 +147,7 @@ def hold_out(data: images.ImageData, fraction: float, key: jax.Array
 def augment_fn(d: Any, preprocess: normalize.Normalization) -> Any:
   """`(batch, data_key, step) -> batch` with its images augmented as `--augment` says, with the
   step's key `augment.augment_key(data_key, step)`; None for `none`. `d` holds --augment,
-  --cutout_size and --brightness_delta (`task.ImageData`). Cutout fills with the raw
+  --cutout_size and --brightness_delta (`image_config.ImageData`). Cutout fills with the raw
   value the normalisation maps to 0 (`normalize.Normalization.centre`)."""
   ops = input_spec.parse(d.augment)
   if not ops:

@@ -24,7 +24,7 @@ from sam_edge import errors
 from sam_edge.data import image_specs, images, normalize, stream, stream_order, stream_sources
 from sam_edge.run.problem import Problem
 from sam_edge.tasks import image_problem
-from sam_edge.tasks.task import ImageConfig
+from sam_edge.tasks.image_config import ImageConfig
 
 EVAL_CHUNK = 500
 

@@ -15,8 +15,8 @@ from sam_edge import options, records
 from sam_edge.data import image_specs, input_spec, pipeline_choice, stream_sources, validation
 from sam_edge.models import registry
 from sam_edge.options import Option
-from sam_edge.tasks import task
-from sam_edge.tasks.task import Defaults, Task, Values, at_least, check, section
+from sam_edge.tasks import image_config
+from sam_edge.tasks.task import Defaults, Task, Values, at_least, check
 
 RESNET_BATCH_SIZE = 128
 # The side of each dataset's square images (not of those whose images vary in size).
@@ -214,15 +214,7 @@ def _model_problems(v: Values, given: frozenset) -> list[str]:
   return p
 
 
-def config(values: Values) -> task.ImageConfig:
-  """The image task's part of the config of a run whose flags have `values`
-  (`dict(c.model.options)`: the network's own options' values)."""
-  arch = registry.BY_NAME[values["nn_architecture"]]
-  model = {**values, "options": tuple((o.name, values[o.name]) for o in arch.options)}
-  return task.ImageConfig(section(task.ImageData, values), section(task.ImageModel, model))
-
-
-def title(c: task.ImageConfig) -> str:
+def title(c: image_config.ImageConfig) -> str:
   """The run's title: dataset and network, with the network's options unless they are the
   reference's."""
   arch = registry.BY_NAME[c.model.nn_architecture]
@@ -268,7 +260,7 @@ def problems(v: Values, given: frozenset) -> list[str]:
   return p + _folder_problems(v)
 
 
-def build(c: task.ImageConfig, key: Any) -> Any:
+def build(c: image_config.ImageConfig, key: Any) -> Any:
   """The Problem (`image_problem.build`; streamed, `image_stream.build`, after the line that says
   why auto streams) of the task's part of the config: loads the data (or opens its stream),
   builds the model from `key`."""
@@ -287,5 +279,5 @@ TASK = Task(prog="image_classification",
             defaults=Defaults(step_size=0.01, batch_size=60000, time_limit_in_hours=4.0,
                               hessian_check_gap=0.25, batch_order="shuffled"),
             options=options.topics(data=DATA_OPTIONS, model=MODEL_OPTIONS), problems=problems,
-            title=title, config=config, build=build,
+            title=title, config=image_config.of, build=build,
             resolve_defaults=resolve_defaults, train_examples=train_examples)

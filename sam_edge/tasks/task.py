@@ -1,7 +1,5 @@
 """An experiment as a command line sees it: its program name, its defaults for the shared flags,
-its own flags and checks, its title, and how it builds its `run.problem.Problem` from its typed,
-frozen part of a run's config (`TaskConfig`: its data and its model, each field the value of the
-flag of its name, `section`; `ImageConfig`, `TextConfig`), which is all its problem reads.
+its own flags and checks, its title, and how it builds its `run.problem.Problem`.
 
 A task module (`image_task`, `text_task`) imports neither jax, TensorFlow nor absl: declaring its
 flags and checking their values is fast, and only `build` (called inside the run) loads data and
@@ -36,76 +34,11 @@ def at_least(low: int) -> Check:
 
 @dataclasses.dataclass(frozen=True)
 class TaskConfig(Generic[Data, Model]):
-  """A task's part of a run's config: its data and its model (typed per task)."""
+  """A task's part of a run's config: its data and its model (typed per task, e.g.
+  `image_config.ImageConfig`)."""
   data: Data
   model: Model
 
-
-@dataclasses.dataclass(frozen=True)
-class ImageData:
-  """Which images, where they are, and how they are cut, ordered, augmented and normalised."""
-  dataset: str
-  tfds_data_dir: Optional[str]
-  manual_dir: Optional[str]
-  batch_size: int
-  seed: int
-  mini_training_set_num_batches: Optional[int]
-  mini_test_set_num_batches: Optional[int]
-  validation_fraction: float
-  label_noise: float
-  batch_order: str
-  augment: str
-  cutout_size: int
-  brightness_delta: float
-  normalize: str
-  data_pipeline: str
-  data_memory_cap_gb: float
-  data_workers: int
-  image_size: Optional[int]
-  measure_examples: Optional[int]
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageModel:
-  """The network (`options`: its own options' values, `models.registry`), its loss and regime."""
-  nn_architecture: str
-  options: tuple[tuple[str, Any], ...]
-  activation: str
-  loss: str
-  label_smoothing: float
-  regime: str
-  compute_dtype: str
-
-
-ImageConfig = TaskConfig[ImageData, ImageModel]
-
-
-@dataclasses.dataclass(frozen=True)
-class TextData:
-  """The corpus, its splits, windows and batches."""
-  training_data: str
-  test_data: Optional[str]
-  test_fraction: float
-  validation_fraction: float
-  sequence_length: int
-  batch_size: int
-  test_batches: str
-  batch_order: str
-  seed: int
-
-
-@dataclasses.dataclass(frozen=True)
-class TextModel:
-  """The transformer's shape, its regime and compute dtype."""
-  num_layers: int
-  num_heads: int
-  key_size: int
-  model_size: int
-  regime: str
-  compute_dtype: str
-
-
-TextConfig = TaskConfig[TextData, TextModel]
 
 @dataclasses.dataclass(frozen=True)
 class Defaults:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from sam_edge.data import batching, order
 from sam_edge.models import linearize, losses, precision, transformer
 from sam_edge.run.problem import Problem
-from sam_edge.tasks.task import TextConfig
+from sam_edge.tasks.text_config import TextConfig
 
 
 def build(c: TextConfig, key: jax.Array, windows: Any) -> Problem:

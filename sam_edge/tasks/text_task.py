@@ -11,8 +11,8 @@ import numpy as np
 from sam_edge import errors, options
 from sam_edge.data import text
 from sam_edge.options import Option
-from sam_edge.tasks import task
-from sam_edge.tasks.task import Defaults, Task, Values, at_least, check, section
+from sam_edge.tasks import text_config
+from sam_edge.tasks.task import Defaults, Task, Values, at_least, check
 
 
 class Windows(NamedTuple):
@@ -106,12 +106,7 @@ def corpus_problems(v: Values) -> list[str]:
   return []
 
 
-def config(values: Values) -> task.TextConfig:
-  """The transformer task's part of the config of a run whose flags have `values`."""
-  return task.TextConfig(section(task.TextData, values), section(task.TextModel, values))
-
-
-def build(c: task.TextConfig, key: Any) -> Any:
+def build(c: text_config.TextConfig, key: Any) -> Any:
   """The Problem (`text_problem.build`) of the task's part of the config, on the corpus's windows,
   read here: inside the run, where a Ctrl-C is answered at once."""
   from sam_edge.tasks import text_problem  # pylint: disable=import-outside-toplevel
@@ -125,5 +120,5 @@ TASK = Task(prog="transformer",
             required=("training_data",),
             title=lambda c: f"transformer ({c.model.num_layers} layers, "
                             f"width {c.model.model_size})",
-            config=config, build=build, input_problems=corpus_problems,
+            config=text_config.of, build=build, input_problems=corpus_problems,
             train_examples=train_examples)
