@@ -14,7 +14,7 @@ import pytest
 from jax._src import compilation_cache as jax_cache
 
 import transformer
-from sam_edge.cli import atomic_cache, checks
+from sam_edge.cli import checks
 from sam_edge.cli import compilation_cache as cc
 from sam_edge.studies import commands, summary
 from tests.helpers import REPO, TINY_TRANSFORMER
@@ -58,18 +58,18 @@ def test_an_unwritable_folder_is_one_warning_line_and_no_cache(tmp_path, capsys)
 
 
 def test_entries_appear_whole_and_the_first_writer_wins(tmp_path):
-  cache = atomic_cache.AtomicFileCache(str(tmp_path / "c"))
+  cache = cc.AtomicFileCache(str(tmp_path / "c"))
   assert cache.get("k") is None
   cache.put("k", b"first")
   cache.put("k", b"second")
   assert cache.get("k") == b"first"
   assert sorted(os.listdir(tmp_path / "c")) == ["k-cache"]       # no temporary file left
   mode = (tmp_path / "c" / "k-cache").stat().st_mode & 0o777
-  assert mode == 0o666 & ~atomic_cache.umask()                  # as the umask says, not 0600
+  assert mode == 0o666 & ~cc.umask()                  # as the umask says, not 0600
 
 
 def test_a_write_that_fails_is_one_line_and_the_last(tmp_path, capsys):
-  cache = atomic_cache.AtomicFileCache(str(tmp_path / "c"))
+  cache = cc.AtomicFileCache(str(tmp_path / "c"))
   (tmp_path / "c").rmdir()
   (tmp_path / "c").write_text("the folder became a file")        # every write now fails
   cache.put("a", b"1")
@@ -83,25 +83,25 @@ def test_a_new_program_goes_through_the_atomic_store():
   """In this process (conftest configured the cache): jax's cache is the atomic store, and a
   program never compiled before is written through it."""
   written = []
-  put = atomic_cache.AtomicFileCache.put
+  put = cc.AtomicFileCache.put
   try:
-    atomic_cache.AtomicFileCache.put = lambda self, key, value: (written.append(key),
+    cc.AtomicFileCache.put = lambda self, key, value: (written.append(key),
                                                                  put(self, key, value))
     salt = float(np.random.default_rng().integers(1, 2**30))          # a program of its own
     jax.jit(lambda x: jnp.sin(x) * salt)(np.ones(3, np.float32)).block_until_ready()
   finally:
-    atomic_cache.AtomicFileCache.put = put
-  assert isinstance(jax_cache._cache, atomic_cache.AtomicFileCache) and len(written) == 1
+    cc.AtomicFileCache.put = put
+  assert isinstance(jax_cache._cache, cc.AtomicFileCache) and len(written) == 1
   assert (jax_cache._cache._path / f"{written[0]}-cache").is_file()
 
 
 def test_jax_keeps_its_own_cache_where_only_it_honours_a_setting(tmp_path):
   folder = str(tmp_path / "c")
-  assert not atomic_cache.keeps_jax_cache(folder)
-  assert atomic_cache.keeps_jax_cache("gs://bucket/cache")
+  assert not cc.keeps_jax_cache(folder)
+  assert cc.keeps_jax_cache("gs://bucket/cache")
   jax.config.update("jax_compilation_cache_max_size", 10**9)
   try:
-    assert atomic_cache.keeps_jax_cache(folder)             # only jax's cache evicts
+    assert cc.keeps_jax_cache(folder)             # only jax's cache evicts
   finally:
     jax.config.update("jax_compilation_cache_max_size", -1)
 

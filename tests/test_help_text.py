@@ -1,11 +1,10 @@
-"""`--help` grouped by topic (`cli.help_text`), `--helpfull` with every flag's whole text."""
+"""`--help` grouped by topic (`cli.main`), `--helpfull` with every flag's whole text."""
 
 import pytest
 
 import image_classification
 import transformer
 from sam_edge import options
-from sam_edge.cli import help_text
 from sam_edge.cli import main as cli
 from sam_edge.optim import sam
 from sam_edge.optim.variants import fisher
@@ -29,10 +28,10 @@ def _help(entry, flag: str, capsys) -> str:
 
 def test_help_lists_every_flag_under_the_topics_in_order(capsys):
   out = _help(image_classification, "--help", capsys)
-  headings = [help_text.HEADINGS[t] + ":" for t in options.TOPICS]
+  headings = [cli.HEADINGS[t] + ":" for t in options.TOPICS]
   positions = [out.index("\n" + h + "\n") for h in headings]
   assert positions == sorted(positions), "topics out of order"
-  assert help_text.UNGROUPED + ":" not in out
+  assert cli.UNGROUPED + ":" not in out
   for name in image_classification.flag_values():
     assert f"--{name}" in out or f"--[no]{name}" in out, name
   data = out[positions[0]:positions[1]]
@@ -55,22 +54,22 @@ def test_helpfull_keeps_every_word_of_every_help(capsys):
 
 
 def test_first_sentence_ends_outside_parentheses():
-  assert help_text.first_sentence("Step size η (e.g. 0.1 or 1). More words.") == \
+  assert cli.first_sentence("Step size η (e.g. 0.1 or 1). More words.") == \
       "Step size η (e.g. 0.1 or 1)."
-  assert help_text.first_sentence("No full stop here") == "No full stop here"
-  assert help_text.first_sentence("Version 1.5 of it. Then") == "Version 1.5 of it."
+  assert cli.first_sentence("No full stop here") == "No full stop here"
+  assert cli.first_sentence("Version 1.5 of it. Then") == "Version 1.5 of it."
 
 
 def test_a_command_without_topics_prints_one_group(capsys):
   from sam_edge import sweep  # pylint: disable=import-outside-toplevel
   out = _help(sweep, "--help", capsys)
-  assert out.count(help_text.UNGROUPED + ":") == 1 and "--aggregate=product" in out
+  assert out.count(cli.UNGROUPED + ":") == 1 and "--aggregate=product" in out
 
 
 def test_a_long_first_sentence_is_cut_at_its_first_clause():
   long = "Variant (a; b): first (x; y); " + "second clause " * 20 + "end. Next."
-  assert help_text.first_sentence(long) == "Variant (a; b): first (x; y); …"
-  assert help_text.first_sentence("Radius ρ; 0 is none. More.") == "Radius ρ; 0 is none."
+  assert cli.first_sentence(long) == "Variant (a; b): first (x; y); …"
+  assert cli.first_sentence("Radius ρ; 0 is none. More.") == "Radius ρ; 0 is none."
 
 
 def test_a_formula_s_help_is_the_first_paragraph_of_the_docstring_that_states_it():

@@ -17,7 +17,7 @@ import image_classification
 from sam_edge import errors
 from sam_edge.cli import main as cli
 from sam_edge.data import host_augment, pipeline_choice, stream, stream_order, stream_sources
-from sam_edge.tasks import data_pipeline, image_stream
+from sam_edge.tasks import image_stream, image_task
 from tests.helpers import REPO, mocked_tfds
 
 
@@ -157,11 +157,11 @@ def test_auto_streams_a_dataset_above_the_memory_cap():
   f = image_classification.flag_values()
   cli.parse_flags(f, ["prog", "--data_memory_cap_gb=0.01", "--batch_size=100"])
   assert image_classification.problems(f) == []
-  assert data_pipeline.streams("mnist", "auto", 0.01)
+  assert image_task.streams("mnist", "auto", 0.01)
   assert f.measure_examples == 100                                   # measured on a fixed set
   f = image_classification.flag_values()
   cli.parse_flags(f, ["prog", "--batch_size=100"])
-  assert image_classification.problems(f) == [] and not data_pipeline.streams("mnist", "auto", 8.0)
+  assert image_classification.problems(f) == [] and not image_task.streams("mnist", "auto", 8.0)
   assert f.measure_examples is None
 
 

@@ -13,19 +13,27 @@ warning line, and the command goes on without the cache.
 
 The cache only skips XLA's compilation: a program read back is the executable that XLA built for
 the same program, options and devices, so no number changes (tests/test_compilation_cache.py).
-Entries are written whole (`atomic_cache`), so a process killed while writing, or a full disk,
-never leaves a truncated entry for later runs to stumble on. The folder grows with every new
-program and can be deleted at any time. Nothing here imports jax until `install`.
+The folder grows with every new program and can be deleted at any time. Nothing here imports jax
+until `install`.
+
+Entries are written whole (`AtomicFileCache`, put in place of jax's own file cache by `install`).
+jax's file cache (`jax._src.lru_cache.LRUCache`) writes an entry straight into its file: a
+process killed while writing, or a full disk, leaves a truncated entry that every later run
+fails to read (one warning each) and never replaces. Here each entry is written to a temporary
+file in the folder and renamed into place, with the permissions the user's umask gives (a
+folder shared by a group stays shared). A write that fails is one warning line, the first time;
+the run goes on compiling what it cannot read back. jax's own cache stays in place where this
+one would drop one of its settings: a size limit (`JAX_COMPILATION_CACHE_MAX_SIZE`), checked
+contents, or a folder that is not on a local disk (`gs://...`).
 """
 
 import os
+import pathlib
 import sys
 import tempfile
 from typing import Mapping, MutableMapping, Optional
 
 from absl import flags
-
-from sam_edge.cli import atomic_cache
 
 FLAG = "compilation_cache_dir"
 DIR_ENV = "JAX_COMPILATION_CACHE_DIR"
@@ -63,17 +71,6 @@ def resolve(flag_value: Optional[str], environ: Mapping[str, str] = os.environ
   return environ.get(DIR_ENV) or default_dir(environ)
 
 
-def writable_problem(folder: str) -> Optional[str]:
-  """Why the cache cannot be kept in `folder` (created if missing), or None."""
-  try:
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
-      pass
-  except OSError as e:
-    return e.strerror or str(e)
-  return None
-
-
 def configure(flag_value: Optional[str], prog: str,
               environ: MutableMapping[str, str] = os.environ) -> Optional[str]:
   """Chooses the folder (`resolve`), checks that it is writable (else one warning line on
@@ -82,10 +79,13 @@ def configure(flag_value: Optional[str], prog: str,
   folder = resolve(flag_value, environ)
   if folder is not None and "://" not in folder:            # a remote folder: jax's to check
     folder = os.path.abspath(os.path.expanduser(folder))
-    problem = writable_problem(folder)
-    if problem:
-      print(f"{prog}: warning: the compilation cache {folder} cannot be written ({problem}); "
-            "going on without it", file=sys.stderr, flush=True)
+    try:                                                    # made if missing, then a probe file
+      os.makedirs(folder, exist_ok=True)
+      with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+        pass
+    except OSError as e:
+      print(f"{prog}: warning: the compilation cache {folder} cannot be written "
+            f"({e.strerror or str(e)}); going on without it", file=sys.stderr, flush=True)
       folder = None
   if folder is None:
     environ.pop(DIR_ENV, None)
@@ -97,12 +97,73 @@ def configure(flag_value: Optional[str], prog: str,
   return folder
 
 
-def install(environ: Mapping[str, str] = os.environ) -> None:
-  """Applies the exported choice to jax's config (jax imported here) and puts the atomic store
-  in place (`atomic_cache.install`), before or after jax's first compile. XLA's own GPU caches
-  beside it (per-fusion autotuning), which XLA writes itself and a full disk would make fatal,
-  stay off unless $JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES asks for them."""
+def umask() -> int:
+  """The process's umask (read by setting it, and set back at once)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+class AtomicFileCache:
+  """A folder of entries `<key>-cache`, each written whole (jax's `CacheInterface`: `get`,
+  `put` and `_path`); no eviction."""
+
+  def __init__(self, path: str):
+    self._path = pathlib.Path(path)
+    self._path.mkdir(parents=True, exist_ok=True)
+    self.failed = False
+
+  def _file(self, key: str) -> pathlib.Path:
+    """The entry's file (jax's name for it, so that either cache reads the other's)."""
+    if not key:
+      raise ValueError("key cannot be empty")
+    return self._path / f"{key}-cache"
+
+  def get(self, key: str) -> Optional[bytes]:
+    """The entry under `key`, or None (also when the folder cannot be read: a miss)."""
+    try:
+      return self._file(key).read_bytes()
+    except OSError:
+      return None
+
+  def put(self, key: str, value: bytes) -> None:
+    """Writes the entry unless one exists (the first writer wins, as in jax's cache)."""
+    target = self._file(key)
+    if self.failed or target.exists():
+      return
+    tmp = None
+    try:
+      fd, tmp = tempfile.mkstemp(dir=self._path, prefix=f".{key}-")
+      os.fchmod(fd, 0o666 & ~umask())
+      with os.fdopen(fd, "wb") as f:
+        f.write(value)
+      os.replace(tmp, target)
+    except OSError as e:
+      if tmp is not None:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+      self.failed = True
+      print(f"warning: could not write to the compilation cache {self._path} "
+            f"({e.strerror or e}); going on without writing to it", file=sys.stderr, flush=True)
+
+
+def keeps_jax_cache(folder: str) -> bool:
+  """Whether jax's own file cache must stay: a setting only it honours, or a remote folder."""
   import jax  # pylint: disable=import-outside-toplevel
+  return (jax.config.jax_compilation_cache_max_size != -1
+          or jax.config.jax_compilation_cache_check_contents or "://" in folder)
+
+
+def install(environ: Mapping[str, str] = os.environ) -> None:
+  """Applies the exported choice to jax's config (jax imported here), then puts an
+  `AtomicFileCache` of the folder in place of jax's file cache (before or after jax's first
+  compile, under jax's own lock), or, with no folder or where jax's cache must stay
+  (`keeps_jax_cache`), resets jax's cache so that jax builds its own from its config at its next
+  compile. jax's private module is read defensively: if it changed, jax's own cache is left
+  alone. XLA's own GPU caches beside it (per-fusion autotuning), which XLA writes itself and a
+  full disk would make fatal, stay off unless $JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES asks for
+  them."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from jax._src import compilation_cache as jcc  # pylint: disable=import-outside-toplevel
   off = environ.get(ENABLE_ENV, "").strip().lower() in FALSE
   folder = None if off else environ.get(DIR_ENV)
   jax.config.update("jax_persistent_cache_min_compile_time_secs",
@@ -112,4 +173,25 @@ def install(environ: Mapping[str, str] = os.environ) -> None:
   jax.config.update("jax_enable_compilation_cache", folder is not None)
   if folder is not None:
     jax.config.update("jax_compilation_cache_dir", folder)
-  atomic_cache.install(folder)
+  names = ("_cache", "_cache_initialized", "_cache_checked", "_cache_used",
+           "_cache_initialized_mutex", "reset_cache")
+  if not all(hasattr(jcc, name) for name in names):
+    return
+  current = jcc._cache
+  if folder is None or keeps_jax_cache(folder):
+    if isinstance(current, AtomicFileCache) or (
+        current is not None and (folder is None or str(current._path) != folder)):
+      jcc.reset_cache()
+    return
+  if isinstance(current, AtomicFileCache) and current._path == pathlib.Path(folder):
+    return
+  try:
+    store = AtomicFileCache(folder)
+  except OSError:
+    jcc.reset_cache()
+    return
+  with jcc._cache_initialized_mutex:
+    jcc._cache = store
+    jcc._cache_initialized = True
+    jcc._cache_checked = False
+    jcc._cache_used = False

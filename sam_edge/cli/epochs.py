@@ -16,18 +16,18 @@ fall at the same fractions of the epoch budget.
 
 from typing import Any, Callable, Optional
 
+from sam_edge.cli.flags import AT_LEAST_1, NOT_NEGATIVE
+from sam_edge.tasks.task import check
+
 PAIRS = (("num_epochs", "max_steps"), ("eval_every_epochs", "eval_every_steps"),
          ("warmup_epochs", "warmup_steps"), ("lr_step_epochs", "lr_step_boundaries"))
+RANGES = (("num_epochs", AT_LEAST_1), ("eval_every_epochs", check(lambda x: x > 0, "must be > 0")),
+          ("warmup_epochs", NOT_NEGATIVE))                      # NaN fails the last two
 
 
 def _range_problems(f: Any) -> list[str]:
-  p = []
-  if f.num_epochs is not None and f.num_epochs < 1:
-    p.append(f"--num_epochs must be at least 1, got {f.num_epochs}")
-  if f.eval_every_epochs is not None and not f.eval_every_epochs > 0:
-    p.append(f"--eval_every_epochs must be > 0, got {f.eval_every_epochs}")
-  if f.warmup_epochs is not None and not f.warmup_epochs >= 0:
-    p.append(f"--warmup_epochs must be >= 0, got {f.warmup_epochs}")
+  p = [f"--{name} {reason}, got {f[name].value}" for name, ok in RANGES
+       if f[name].value is not None and (reason := ok(f[name].value))]
   p += [f"--{epochs} and --{steps} both given: use one" for epochs, steps in PAIRS
         if f[epochs].value not in (None, []) and f[steps].present]
   return p + _boundary_problems(f)

@@ -4,33 +4,118 @@ skeleton of the entry points.
     python -m image_classification|transformer [--flag=value ...]     (`task_main`)
     python -m sam_edge.sweep|compare ...                               (`command`)
 
-`--help` prints the flags and exits 0; a malformed or unknown flag, and every problem found
-before the work starts, is one line `prog: error: ...` on stderr and exit code 2; an InputError
-found later (in a data file) is the same. Nothing here imports jax: an entry point starts
-jax.distributed (when asked) before any other jax call, then checks, then runs.
+`--help` prints the flags grouped by topic (data, model, method, measurement, loop, outputs,
+devices: an entry point's flags are defined under their topic, `options.topic`), each with the
+first sentence of its help, and exits 0; `--helpfull` prints all of it, the default and an
+enum's choices. A command without topics (sweep, compare, ...) prints its flags in one group.
+
+A malformed or unknown flag, and every problem found before the work starts, is one line
+`prog: error: ...` on stderr and exit code 2; an InputError found later (in a data file) is the
+same. Nothing here imports jax: an entry point starts jax.distributed (when asked) before any
+other jax call, then checks, then runs.
 """
 
 import os
+import re
 import sys
+import textwrap
 from typing import Callable, Optional
 
 from absl import flags, logging
 
-from sam_edge import errors
-from sam_edge.cli import checks, compilation_cache, epochs, help_text
+from sam_edge import errors, options
+from sam_edge.cli import checks, compilation_cache, epochs
 from sam_edge.cli import flags as cli_flags
 from sam_edge.cli.flags import task_flags  # noqa: F401  (the entry points' FlagValues)
 from sam_edge.tasks.task import Task
 
 HELP = ("-h", "--help", "-help", "--helpshort", "--helpfull")
 FULL_HELP = "--helpfull"
+WIDTH = 100
+NAME_COLUMN = 34
+HEADINGS = {
+    "data": "Data",
+    "model": "Model",
+    "method": "Method: optimizer, SAM, step-size schedule",
+    "measurement": "Measurement: curvature, evaluation",
+    "loop": "Loop: budget, seed, checkpoints, compilation cache",
+    "outputs": "Outputs",
+    "devices": "Devices and precision",
+}
+UNGROUPED = "Flags"
+LONG = 160                                  # characters of a first sentence before a `;` cut
+_SENTENCE_END = re.compile(r"\.(?=\s)")
+_CLAUSE_END = re.compile(r";(?=\s)")
 
 
-def fail(prog: str, problems: list[str], code: int = 2) -> int:
-  """Prints each problem as `prog: error: problem` on stderr; returns `code`."""
+def _cut(text: str, pattern: re.Pattern) -> Optional[int]:
+  """The index of the first match of `pattern` outside parentheses, or None."""
+  depth = 0
+  for i, char in enumerate(text):
+    depth += {"(": 1, ")": -1}.get(char, 0)
+    if depth == 0 and pattern.match(text, i):
+      return i
+  return None
+
+
+def first_sentence(text: str) -> str:
+  """`text` up to its first `.` that ends a sentence outside parentheses (all of it if none
+  does); a sentence longer than LONG is cut further at its first `;` outside parentheses, and
+  ends in `; …`."""
+  end = _cut(text, _SENTENCE_END)
+  sentence = text if end is None else text[:end + 1]
+  if len(sentence) > LONG:
+    part = _cut(sentence, _CLAUSE_END)
+    if part is not None:
+      return sentence[:part] + "; …"
+  return sentence
+
+
+def _synopsis(flag: flags.Flag) -> str:
+  """`--name=default`, `--[no]name` (default) for a bool, `--name` when the default is None."""
+  if flag.boolean:
+    return f"--[no]{flag.name} ({'on' if flag.default else 'off'})"
+  if flag.default is None:
+    return f"--{flag.name}"
+  shown = flag.default_as_str                   # a string's default comes quoted: 'x'
+  if len(shown) > 2 and shown[0] == shown[-1] == "'":
+    shown = shown[1:-1]
+  return f"--{flag.name}={shown}"
+
+
+def flag_lines(flag: flags.Flag, *, full: bool) -> list[str]:
+  """One flag: its synopsis (with its default), then its help (an enum's choices and the first
+  sentence, or with `full` all of it) wrapped beside it, or under it after a long synopsis."""
+  text = " ".join(flag.help.split())           # an enum's help starts with <its|choices>:
+  text = text if full else first_sentence(text)
+  synopsis = "  " + _synopsis(flag)
+  body = textwrap.wrap(text, WIDTH - NAME_COLUMN, break_long_words=False, break_on_hyphens=False)
+  if len(synopsis) < NAME_COLUMN - 1:
+    synopsis, body = synopsis.ljust(NAME_COLUMN) + (body or [""])[0], body[1:]
+  return [synopsis] + [" " * NAME_COLUMN + line for line in body]
+
+
+def grouped(fv: flags.FlagValues, *, full: bool = False) -> str:
+  """The help of every flag of `fv`, grouped by topic (module doc): each topic's
+  flags in definition order, the flags defined under no topic last, under UNGROUPED."""
+  by_topic: dict[str, list[flags.Flag]] = {}
+  for name in fv:
+    if name == fv[name].name:                   # not a short name
+      by_topic.setdefault(options.topic_of(fv[name]) or "", []).append(fv[name])
+  lines = []
+  for topic in (t for t in (*options.TOPICS, "") if t in by_topic):
+    lines += [f"{HEADINGS.get(topic, UNGROUPED)}:",
+              *(line for flag in by_topic[topic] for line in flag_lines(flag, full=full)), ""]
+  if not full:
+    lines.append("--helpfull: every flag's whole help text.")
+  return "\n".join(lines).rstrip("\n")
+
+
+def fail(prog: str, problems: list[str]) -> int:
+  """Prints each problem as `prog: error: problem` on stderr; returns exit code 2."""
   for problem in problems:
     print(f"{prog}: error: {problem}", file=sys.stderr)
-  return code
+  return 2
 
 
 def parse_flags(fv: flags.FlagValues, argv: list[str], usage: Optional[str] = None
@@ -42,8 +127,11 @@ def parse_flags(fv: flags.FlagValues, argv: list[str], usage: Optional[str] = No
   prog = os.path.basename(argv[0]).removesuffix(".py")
   compilation_cache.define_flag(fv)
   if any(a in HELP for a in argv[1:]):
-    _print_help(f"usage: {usage or f'python -m {prog} [--flag=value ...]'}\n\n"
-                + help_text.grouped(fv, full=FULL_HELP in argv[1:]))
+    try:                                        # a reader that stops early (`--help | head`)
+      print(f"usage: {usage or f'python -m {prog} [--flag=value ...]'}\n\n"
+            + grouped(fv, full=FULL_HELP in argv[1:]), flush=True)
+    except BrokenPipeError:                     # is no error, at exit either
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(0)
   try:
     fv.unparse_flags()
@@ -59,14 +147,6 @@ def parse_flags(fv: flags.FlagValues, argv: list[str], usage: Optional[str] = No
   return rest
 
 
-def _print_help(text: str) -> None:
-  """Prints the help; a reader that stops early (`--help | head`) is no error."""
-  try:
-    print(text, flush=True)
-  except BrokenPipeError:
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no error at exit either
-
-
 def guard(prog: str, fn: Callable[[], int]) -> int:
   """Runs `fn()`; an InputError found later (e.g. in a data file) is one line and exit code 2."""
   try:
@@ -75,7 +155,7 @@ def guard(prog: str, fn: Callable[[], int]) -> int:
     return fail(prog, [str(e)])
 
 
-def command(prog: str, usage: str, fv: flags.FlagValues, argv: list[str],
+def command(prog: str, usage: Optional[str], fv: flags.FlagValues, argv: list[str],
             body: Callable[[list[str]], int]) -> int:
   """The main() skeleton: parses `argv` (without the program name) into `fv`, then runs
   `body(positional arguments)` under `guard`; returns the exit code."""
@@ -83,21 +163,21 @@ def command(prog: str, usage: str, fv: flags.FlagValues, argv: list[str],
   return guard(prog, lambda: body(rest[1:]))
 
 
-def start_devices(prog: str, f: flags.FlagValues) -> Optional[int]:
+def start_devices(f: flags.FlagValues) -> list[str]:
   """Starts jax.distributed when the flags or the environment ask for it (before any other jax
-  call); returns exit code 2 (after one line) if that fails, else None."""
+  call); returns the one line that says why it failed, if it did."""
   from sam_edge.run import devices  # pylint: disable=import-outside-toplevel
   multi = (f.coordinator_address, f.num_processes, f.process_id)
   if any(x is not None for x in multi) and not all(x is not None for x in multi):
-    return None                         # reported with the other problems
+    return []                           # reported with the other problems
   try:
     line = devices.initialize(f.coordinator_address, f.num_processes, f.process_id)
   except Exception as e:                # jax raises several kinds; one line says which
-    return fail(prog, [f"--coordinator_address={f.coordinator_address}: jax.distributed could "
-                       f"not start: {type(e).__name__}: {' '.join(str(e).split())[:300]}"])
+    return [f"--coordinator_address={f.coordinator_address}: jax.distributed could not start: "
+            f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"]
   if line:
     print(line, flush=True)
-  return None
+  return []
 
 
 def problems(task: Task, f: flags.FlagValues) -> list[str]:
@@ -121,10 +201,7 @@ def problems(task: Task, f: flags.FlagValues) -> list[str]:
 def task_main(task: Task, f: flags.FlagValues) -> int:
   """An entry point's main, once its flags are parsed: jax.distributed, the checks, then the
   run (`run.experiment.run`); returns the exit code."""
-  code = start_devices(task.prog, f)
-  if code is not None:
-    return code
-  found = problems(task, f)
+  found = start_devices(f) or problems(task, f)
   if found:
     return fail(task.prog, found)
   compilation_cache.install()
@@ -141,5 +218,4 @@ def entry(task: Task, fv: flags.FlagValues, argv: Optional[list[str]] = None) ->
     if rest:
       return fail(task.prog, [f"unexpected arguments {rest}"])
     return task_main(task, fv)
-  return command(task.prog, f"python -m {task.prog} [--flag=value ...]", fv,
-                 sys.argv[1:] if argv is None else argv, body)
+  return command(task.prog, None, fv, sys.argv[1:] if argv is None else argv, body)

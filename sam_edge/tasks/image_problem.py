@@ -86,10 +86,8 @@ def build(c: ImageConfig, key: jax.Array) -> Problem:
     train = {**train, "label": np.asarray(labels)}
     description["noisy_labels"] = int(np.sum(flipped))
   preprocess = normalize.of(c.data.normalize, train["image"], data.mean_image)
-  test_loss = losses.LOSSES[c.model.loss]                 # on clean labels, without smoothing
-  metrics = lambda logits_fn: held_out_metrics_fn(logits_fn, test_loss, data.num_classes,
-                                                  held_out)
-  problem = network_problem(c, key, train, data.num_classes, preprocess, metrics)
+  problem = network_problem(c, key, train, data.num_classes, preprocess,
+                            lambda per_example: held_out_metrics_fn(per_example, held_out))
   num_params = sum(x.size for x in jax.tree.leaves(problem.params))
   sizes = ", ".join(f"{len(split['label'])} {name}" for name, split in held_out.items())
   print(f"{c.data.dataset}: {n} training, {sizes} examples; {c.model.nn_architecture} with "
@@ -103,16 +101,17 @@ def build(c: ImageConfig, key: jax.Array) -> Problem:
 def network_problem(c: ImageConfig, key: jax.Array, train: dict, num_classes: int,
                     preprocess: normalize.Normalization, metrics: Any) -> Problem:
   """The network of the flags (initialised from `key` on `train`'s first image) with its loss
-  (`--loss`, with label smoothing), its held-out metrics (`metrics(logits_fn) -> (args ->
-  {...})`, where `logits_fn(params, model_state, constants, images)`), `--augment`, the batch
-  error and the compute dtype; `train` becomes the problem's training arrays."""
+  (`--loss`, with label smoothing), its held-out metrics (`metrics(per_example) -> (args ->
+  {...})`, given the network's `per_example_metrics_fn`: --loss on clean labels, without
+  smoothing), `--augment`, the batch error and the compute dtype; `train` becomes the problem's
+  training arrays."""
   m = c.model
   loss = lambda outputs, batch: losses.LOSSES[m.loss](outputs, batch["label"], m.label_smoothing)
   model = registry.build(m.nn_architecture, dict(m.options), num_classes=num_classes,
                          activation=m.activation)
   make = _batchnorm_network if registry.BY_NAME[m.nn_architecture].batch_norm else _plain_network
   params, model_state, constants, forward, logits = make(c, model, key, preprocess, train)
-  held_out = metrics(logits)
+  held_out = metrics(per_example_metrics_fn(logits, losses.LOSSES[m.loss], num_classes))
   return Problem(
       forward=forward, output_loss=loss, params=params, train_arrays=train,
       model_state=model_state, constants=constants,
@@ -173,11 +172,11 @@ def per_example_metrics_fn(logits_fn, loss, num_classes: int):
   return per_example
 
 
-def held_out_metrics_fn(logits_fn, loss, num_classes: int, held_out: dict):
+def held_out_metrics_fn(per_example, held_out: dict):
   """`args -> {"<split>_error", "<split>_loss"[, "<split>_error_top5"]}` of every held-out split
-  (validation first): the means of `per_example_metrics_fn` over the split, EVAL_CHUNK images at
-  a time (jitted, compiled once per split shape, reused at every evaluation)."""
-  per_example = per_example_metrics_fn(logits_fn, loss, num_classes)
+  (validation first): the means of `per_example` (`per_example_metrics_fn`) over the split,
+  EVAL_CHUNK images at a time (jitted, compiled once per split shape, reused at every
+  evaluation)."""
   metrics = jax.jit(lambda args, arrays: batching.chunked_mean(per_example, args, arrays,
                                                                EVAL_CHUNK))
   return lambda args: {f"{name}_{k}": float(v) for name, split in held_out.items()

@@ -22,9 +22,8 @@ import numpy as np
 
 from sam_edge import errors
 from sam_edge.data import image_specs, images, normalize, stream, stream_order, stream_sources
-from sam_edge.models import losses
 from sam_edge.run.problem import Problem
-from sam_edge.tasks import data_pipeline, image_problem
+from sam_edge.tasks import image_problem
 from sam_edge.tasks.image_config import ImageConfig
 
 EVAL_CHUNK = 500
@@ -54,12 +53,12 @@ def open_sources(c: ImageConfig, log: Callable[[str], None]) -> Sources:
                  num_classes, held, shape[-1])
 
 
-def streamed_metrics_fn(logits_fn: Any, loss: Any, num_classes: int, held_out: Any,
-                        transform: stream.Transform, workers: int, count: int) -> Callable:
-  """`args -> {"test_error", "test_loss"[, "test_error_top5"]}`: (1/M) Σ_i of
-  `image_problem.per_example_metrics_fn` over the first `count` examples of the held-out source,
-  read EVAL_CHUNK at a time (the last chunk padded with copies of its first row, masked out)."""
-  per_example = image_problem.per_example_metrics_fn(logits_fn, loss, num_classes)
+def streamed_metrics_fn(per_example: Any, held_out: Any, transform: stream.Transform,
+                        workers: int, count: int) -> Callable:
+  """`args -> {"test_error", "test_loss"[, "test_error_top5"]}`: (1/M) Σ_i of `per_example`
+  (`image_problem.per_example_metrics_fn`) over the first `count` examples of the held-out
+  source, read EVAL_CHUNK at a time (the last chunk padded with copies of its first row, masked
+  out)."""
 
   @jax.jit
   def chunk_sums(args, chunk, mask):
@@ -85,10 +84,6 @@ def streamed_metrics_fn(logits_fn: Any, loss: Any, num_classes: int, held_out: A
 def build(c: ImageConfig, key: jax.Array, sources: Optional[Sources] = None,
           log: Callable[[str], None] = print) -> Problem:
   """The streamed Problem (module doc) of the flags, on `sources` (default: `open_sources`)."""
-  _, why = data_pipeline.resolved(c.data.dataset, c.data.data_pipeline,
-                                   c.data.data_memory_cap_gb)
-  if why:
-    log(why)
   sources = sources or open_sources(c, log)
   n = images.num_kept(len(sources.train), c.data.mini_training_set_num_batches, c.data.batch_size)
   m = images.num_kept(len(sources.held_out), c.data.mini_test_set_num_batches, c.data.batch_size)
@@ -112,9 +107,8 @@ def build(c: ImageConfig, key: jax.Array, sources: Optional[Sources] = None,
                             images.mean_image_of(measured["image"]))
   channels = measured["image"].shape[-1]
   evaluated = dataclasses.replace(evaluated, channels=channels)
-  metrics = lambda logits_fn: streamed_metrics_fn(logits_fn, losses.LOSSES[c.model.loss],
-                                                  sources.num_classes, sources.held_out,
-                                                  evaluated, c.data.data_workers, m)
+  metrics = lambda per_example: streamed_metrics_fn(per_example, sources.held_out, evaluated,
+                                                    c.data.data_workers, m)
   problem = image_problem.network_problem(c, key, measured, sources.num_classes, preprocess,
                                           metrics)
   num_params = sum(x.size for x in jax.tree.leaves(problem.params))

@@ -1,17 +1,22 @@
 """The image-classification task as the command line sees it: its flags, their checks (found
 without loading anything), its defaults and title. `image_problem.build` loads the data and
-builds the model inside the run.
+builds the model inside the run; `image_stream.build` streams it (`--data_pipeline`, decided by
+`data.pipeline_choice`).
+
+A streamed run measures on a fixed set: --measure_examples defaults to --batch_size there (a
+stream holds no training array to draw a measured batch from), a seeded draw of that many
+training examples held on the device (`stream_order.measured_indices`).
 """
 
 import os
 from typing import Any, Optional
 
 from sam_edge import options, records
-from sam_edge.data import image_specs, input_spec, validation
+from sam_edge.data import image_specs, input_spec, pipeline_choice, stream_sources, validation
 from sam_edge.models import registry
 from sam_edge.options import Option
-from sam_edge.tasks import data_pipeline, image_config
-from sam_edge.tasks.task import Defaults, Task, Values, at_least
+from sam_edge.tasks import image_config
+from sam_edge.tasks.task import Defaults, Task, Values, at_least, check
 
 RESNET_BATCH_SIZE = 128
 # The side of each dataset's square images (not of those whose images vary in size).
@@ -19,7 +24,27 @@ IMAGE_SIZES = {name: spec.image_shape[0] for name, spec in image_specs.SPECS.ite
                if spec.image_shape[0] is not None}
 BATCH_NORM = [a.name for a in registry.ARCHITECTURES if a.batch_norm]
 
-
+PIPELINE_OPTIONS = (     # the input pipeline's flags (under the --help topic data)
+    Option("data_pipeline", "auto",
+           "memory: read each split whole into host memory as uint8 and gather batches on the "
+           "device; stream: read, decode and augment the records batch by batch on the host "
+           "(grain over TFDS's ArrayRecord files; the order a pure function of (seed, step), a "
+           "fresh shuffle every epoch, each process reading its slice of every batch); auto: "
+           "memory unless the training split decoded exceeds --data_memory_cap_gb.",
+           choices=tuple(pipeline_choice.PIPELINES)),
+    Option("data_memory_cap_gb", pipeline_choice.DEFAULT_CAP_GB,
+           "With --data_pipeline=auto: the largest training split (N·H·W·C bytes decoded, in "
+           "10⁹ bytes) read into memory; a larger one is streamed.", type=float,
+           check=check(lambda x: x > 0, "must be > 0")),
+    Option("data_workers", pipeline_choice.DEFAULT_WORKERS,
+           "Stream: worker processes decoding and augmenting batches (grain's mp_prefetch); 0 "
+           "decodes in the training process.", type=int, check=at_least(0)),
+    Option("image_size", None,
+           "Stream: train on S×S random-resized crops (Inception-style, scale (0.08, 1), ratio "
+           "(3/4, 4/3)) with a horizontal flip, drawn on the host from (seed, example position), "
+           "and evaluate on the centre S×S crop (crop fraction 0.875); default: the images as "
+           "stored (imagenet2012: 224).", type=int, check=at_least(1)),
+)
 DATA_OPTIONS = (
     Option("dataset", "mnist", f"{', '.join(image_specs.SUPPORTED)} (from TFDS); streamed only: "
            f"{', '.join(image_specs.STREAMED)}, or any TFDS image dataset with "
@@ -59,7 +84,7 @@ DATA_OPTIONS = (
     Option("label_noise", 0.0, "Fraction p of the training labels replaced by a label drawn "
            "uniformly among the other classes (exactly round(pN), fixed by the seed); test "
            "labels stay clean.", check=options.interval(0, 1)),
-    *data_pipeline.OPTIONS,
+    *PIPELINE_OPTIONS,
 )
 MODEL_OPTIONS = (
     Option("nn_architecture", "MLP", f"One of {', '.join(registry.NAMES)} (with BatchNorm: "
@@ -75,11 +100,64 @@ MODEL_OPTIONS = (
 )
 
 
+def resolved(dataset: str, pipeline: str, cap_gb: float) -> tuple[str, Optional[str]]:
+  """(memory or stream, why auto streams or None) of --dataset, --data_pipeline and
+  --data_memory_cap_gb (`pipeline_choice.choose`), the training split's size the bytes decoded
+  (`stream_sources.decoded_bytes`) by the tables of `image_specs` (TFDS's dataset info), ∞ for
+  a dataset they do not know."""
+  spec = image_specs.SPECS.get(dataset)
+  size = (float("inf") if spec is None
+          else stream_sources.decoded_bytes(spec.train_size, spec.image_shape))
+  return pipeline_choice.choose(pipeline, size, cap_gb, dataset)
+
+
+def streams(dataset: str, pipeline: str, cap_gb: float) -> bool:
+  """Whether these flags (`resolved`'s) stream the training set."""
+  return dataset in image_specs.STREAMED or resolved(dataset, pipeline, cap_gb)[0] == "stream"
+
+
+def _streams(v: Values) -> bool:
+  return streams(v["dataset"], v["data_pipeline"], v["data_memory_cap_gb"])
+
+
+def _stream_defaults(v: Values) -> dict[str, Any]:
+  """A streamed run's defaults: --measure_examples = --batch_size, --image_size the dataset's
+  (`image_specs.STREAMED`); returns {flag: value} of those to set."""
+  if not _streams(v):
+    return {}
+  out = {}
+  if v["measure_examples"] is None and v["batch_size"] >= 1:
+    out["measure_examples"] = v["batch_size"]
+  spec = image_specs.STREAMED.get(v["dataset"])
+  if spec is not None and v["image_size"] is None:
+    out["image_size"] = spec.image_size
+  return out
+
+
+def _pipeline_problems(v: Values) -> list[str]:
+  """The flags a stream does not combine with (none while a pipeline flag is out of range: its
+  declared check says so)."""
+  if options.problems(PIPELINE_OPTIONS, v.get):
+    return []
+  if v["data_pipeline"] == "memory" and image_specs.in_memory_problem(v["dataset"]):
+    return [image_specs.in_memory_problem(v["dataset"])]
+  if not _streams(v):
+    return [] if v["image_size"] is None else [
+        "--image_size applies to the stream only (--data_pipeline=stream, or auto above "
+        "--data_memory_cap_gb)"]
+  why = {"--validation_fraction": v["validation_fraction"] > 0,
+         "--label_noise": v["label_noise"] > 0,
+         "--batch_order=reference": v["batch_order"] == "reference",
+         "--track_every_step": v["track_every_step"]}
+  return [f"{name} is not supported with the streamed input pipeline "
+          "(--data_pipeline=stream)" for name, bad in why.items() if bad]
+
+
 def resolve_defaults(v: Values, given: frozenset) -> dict[str, Any]:
   """The default --batch_size, 60000, means "the whole MNIST training set": full batch on any
   dataset (what remains of it after --validation_fraction); for the residual networks (whose
   BatchNorm activations of a full batch would not fit a device) the default is
-  RESNET_BATCH_SIZE. A streamed run's own defaults: `data_pipeline.resolve_defaults`. Returns
+  RESNET_BATCH_SIZE. A streamed run's own defaults: `_stream_defaults`. Returns
   {flag: value} of the defaults to set, given the values `v` and the flags `given`."""
   out = {}
   if "batch_size" not in given:
@@ -88,7 +166,7 @@ def resolve_defaults(v: Values, given: frozenset) -> dict[str, Any]:
     elif v["dataset"] in image_specs.TRAIN_SIZES and 0 <= v["validation_fraction"] < 1:
       n = image_specs.TRAIN_SIZES[v["dataset"]]
       out["batch_size"] = n - validation.num_held_out(n, v["validation_fraction"])
-  return {**out, **data_pipeline.resolve_defaults({**v, **out})}
+  return {**out, **_stream_defaults({**v, **out})}
 
 
 def train_examples(v: Values) -> Optional[int]:
@@ -169,7 +247,7 @@ def problems(v: Values, given: frozenset) -> list[str]:
                                                    or v["data_pipeline"] == "stream"):
     p.append(f"--dataset={dataset} is not supported; use one of "
              f"{', '.join(image_specs.SUPPORTED)}")
-  p += _model_problems(v, given) + data_pipeline.problems(v)
+  p += _model_problems(v, given) + _pipeline_problems(v)
   if dataset in image_specs.TRAIN_SIZES and v["batch_size"] > image_specs.TRAIN_SIZES[dataset]:
     p.append(f"--batch_size={v['batch_size']} is larger than the "
              f"{image_specs.TRAIN_SIZES[dataset]} training examples of {dataset}")
@@ -183,10 +261,15 @@ def problems(v: Values, given: frozenset) -> list[str]:
 
 
 def build(c: image_config.ImageConfig, key: Any) -> Any:
-  """The Problem (`image_problem.build`; streamed, `image_stream.build`) of the task's part of the
-  config: loads the data (or opens its stream), builds the model from `key`."""
-  if data_pipeline.streams(c.data.dataset, c.data.data_pipeline, c.data.data_memory_cap_gb):
+  """The Problem (`image_problem.build`; streamed, `image_stream.build`, after the line that says
+  why auto streams) of the task's part of the config: loads the data (or opens its stream),
+  builds the model from `key`."""
+  d = c.data
+  if streams(d.dataset, d.data_pipeline, d.data_memory_cap_gb):
     from sam_edge.tasks import image_stream  # pylint: disable=import-outside-toplevel
+    why = resolved(d.dataset, d.data_pipeline, d.data_memory_cap_gb)[1]
+    if why:
+      print(why)
     return image_stream.build(c, key)
   from sam_edge.tasks import image_problem  # pylint: disable=import-outside-toplevel
   return image_problem.build(c, key)

@@ -65,16 +65,24 @@ def build(c: TextConfig, key: jax.Array, windows: Any) -> Problem:
 
 def held_out_metrics(c: TextConfig, logits: Any, windows: Any) -> Any:
   """`(params, constants) -> {["validation_loss", "validation_error",] "test_loss",
-  "test_error"}` (floats), compiled once: the mean over every validation window (with a
-  validation split) and, with --test_batches=all, every test window of its mean next-character
-  cross-entropy and error (`window_metrics_fn`); with reference, `reference_test_metrics`."""
+  "test_error"}` (floats): the mean over every validation window (with a validation split) and,
+  with --test_batches=all, every test window of its mean next-character cross-entropy and error,
+  --batch_size windows at a time (compiled once per split shape); with reference,
+  `reference_test_metrics`."""
   reference = c.data.test_batches == "reference"
   named = (("validation", windows.validation), ("test", None if reference else windows.test))
   splits = {name: {"window": w} for name, w in named if w is not None}   # placed by each evaluation
-  windowed = window_metrics_fn(c, logits)
+
+  def window_metrics(args, batch):                                   # {[B], [B]}
+    inputs, targets = transformer.split_window(batch["window"])
+    out = logits(*args, inputs)
+    return {"loss": transformer.per_sequence_loss(out, targets),
+            "error": transformer.per_sequence_error(out, targets)}
+  means = jax.jit(lambda args, arrays: batching.chunked_mean(
+      window_metrics, args, arrays, c.data.batch_size))
   test = reference_test_metrics(c, logits, windows) if reference else lambda args: {}
-  return lambda args: {**{k: v for name, arrays in splits.items()
-                          for k, v in windowed(args, arrays, name).items()}, **test(args)}
+  return lambda args: {**{f"{name}_{k}": float(v) for name, arrays in splits.items()
+                          for k, v in means(args, arrays).items()}, **test(args)}
 
 
 def reference_test_metrics(c: TextConfig, logits: Any, windows: Any) -> Any:
@@ -98,17 +106,3 @@ def reference_test_metrics(c: TextConfig, logits: Any, windows: Any) -> Any:
       jnp.mean, jax.lax.map(lambda b: batch_metrics(args, b), batches)))
   return lambda args: {k: float(v) for k, v in metrics(args, batches).items()}
 
-
-def window_metrics_fn(c: TextConfig, logits: Any) -> Any:
-  """`(args, {"window": uint8 [W, T+1]}, name) -> {"<name>_loss", "<name>_error"}` (floats): the
-  mean over every window of its mean next-character cross-entropy and error, --batch_size
-  windows at a time (compiled once per split shape)."""
-  def window_metrics(args, batch):                                   # {[B], [B]}
-    inputs, targets = transformer.split_window(batch["window"])
-    out = logits(*args, inputs)
-    return {"loss": transformer.per_sequence_loss(out, targets),
-            "error": transformer.per_sequence_error(out, targets)}
-  metrics = jax.jit(lambda args, arrays: batching.chunked_mean(
-      window_metrics, args, arrays, c.data.batch_size))
-  return lambda args, arrays, name: {f"{name}_{k}": float(v)
-                                     for k, v in metrics(args, arrays).items()}

@@ -52,6 +52,11 @@ def load_windows(v: Values, log=print) -> Windows:
   Without --test_data the last --test_fraction of --training_data is held out.
   Raises errors.InputError with one line naming the file and the problem.
   """
+  def windows(chars, path, **check):                # uint8 [W, T+1], refused when too few
+    cut = text.make_windows(chars, sequence_length=v["sequence_length"])
+    text.check_enough_windows(cut, batch_size=v["batch_size"],
+                              sequence_length=v["sequence_length"], path=path, **check)
+    return cut
   try:
     corpus = text.read_corpus(v["training_data"])
     if v["test_data"]:
@@ -66,17 +71,9 @@ def load_windows(v: Values, log=print) -> Windows:
       train, valid = text.split_corpus(train, test_fraction=v["validation_fraction"])
       log(f"--validation_fraction: holding out the last {v['validation_fraction']:.0%} of the "
           f"training text ({len(valid)} characters) as validation data")
-      valid = text.make_windows(valid, sequence_length=v["sequence_length"])
-      text.check_enough_windows(valid, batch_size=v["batch_size"], what="validation", minimum=1,
-                                sequence_length=v["sequence_length"], path=v["training_data"])
-    train_windows = text.make_windows(train, sequence_length=v["sequence_length"])
-    test_windows = text.make_windows(test, sequence_length=v["sequence_length"])
-    text.check_enough_windows(train_windows, batch_size=v["batch_size"],
-                              sequence_length=v["sequence_length"], path=v["training_data"],
-                              num_chars=len(train))
-    text.check_enough_windows(test_windows, batch_size=v["batch_size"],
-                              sequence_length=v["sequence_length"], path=test_path, what="test",
-                              minimum=1, num_chars=len(test))
+      valid = windows(valid, v["training_data"], what="validation", minimum=1)
+    train_windows = windows(train, v["training_data"], num_chars=len(train))
+    test_windows = windows(test, test_path, what="test", minimum=1, num_chars=len(test))
   except text.CorpusError as e:
     raise errors.InputError(str(e)) from None
   if v["test_batches"] == "reference" and (len(test) < v["batch_size"] * v["sequence_length"]
