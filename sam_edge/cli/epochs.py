@@ -14,6 +14,7 @@ epoch flags) and what ran (the steps); `--lr_step_boundaries`, being fractions o
 fall at the same fractions of the epoch budget.
 """
 
+import math
 from typing import Any, Callable, Optional
 
 from sam_edge.cli.flags import AT_LEAST_1, NOT_NEGATIVE
@@ -23,11 +24,14 @@ PAIRS = (("num_epochs", "max_steps"), ("eval_every_epochs", "eval_every_steps"),
          ("warmup_epochs", "warmup_steps"), ("lr_step_epochs", "lr_step_boundaries"))
 RANGES = (("num_epochs", AT_LEAST_1), ("eval_every_epochs", check(lambda x: x > 0, "must be > 0")),
           ("warmup_epochs", NOT_NEGATIVE))                      # NaN fails the last two
+FINITE = ("eval_every_epochs", "warmup_epochs")                  # ∞ epochs are no step count
 
 
 def _range_problems(f: Any) -> list[str]:
   p = [f"--{name} {reason}, got {f[name].value}" for name, ok in RANGES
        if f[name].value is not None and (reason := ok(f[name].value))]
+  p += [f"--{name} must be finite, got {f[name].value}" for name in FINITE
+        if f[name].value == math.inf]
   p += [f"--{epochs} and --{steps} both given: use one" for epochs, steps in PAIRS
         if f[epochs].value not in (None, []) and f[steps].present]
   return p + _boundary_problems(f)

@@ -89,7 +89,7 @@ def load_windows(v: Values, log=print) -> Windows:
 def train_examples(v: Values) -> Optional[int]:
   """The training windows a run of these flags trains on (reading the corpus takes
   milliseconds); None when the corpus cannot be read (its problem is reported on its own)."""
-  if not 0 <= v["validation_fraction"] < 1:                        # a problem of its own
+  if not 0 <= v["validation_fraction"] < 1 or v["sequence_length"] < 1:   # problems of their own
     return None
   try:
     return len(load_windows(v, log=lambda line: None).train)
