@@ -112,7 +112,7 @@ def unique(options: list[Option]) -> list[Option]:
 @contextlib.contextmanager
 def topic(flag_values: Any, name: str) -> Iterator[None]:
   """Every flag defined on `flag_values` (an absl FlagValues) inside the block belongs to the
-  topic `name`, one of TOPICS: its group in `--help` (`cli.help`)."""
+  topic `name`, one of TOPICS: its group in `--help` (`cli.main.grouped`)."""
   if name not in TOPICS:
     raise ValueError(f"unknown topic {name!r}; one of {', '.join(TOPICS)}")
   before = set(flag_values)
