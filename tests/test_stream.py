@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -264,6 +265,32 @@ def test_streamed_run_resumed_at_an_arbitrary_step_equals_the_uninterrupted_one(
   assert {"test_error", "test_loss", "test_error_top5"} <= set(whole["evaluations"][0])
   assert resumed["losses"] == whole["losses"]
   assert resumed["final"]["test_error"] == whole["final"]["test_error"]
+
+
+def test_an_evaluation_with_the_moving_average_decodes_the_held_out_split_once(
+    streamed_mnist, monkeypatch):
+  import jax
+
+  from sam_edge.cli import config as cli_config
+  from sam_edge.run import components
+  f = image_classification.flag_values()
+  cli.parse_flags(f, ["image_classification", *TINY, "--data_pipeline=stream"])
+  assert image_classification.problems(f) == []
+  config = cli_config.of_flags(image_classification.TASK, f)
+  problem = image_stream.build(config.problem, jax.random.key(0), streamed_mnist,
+                               log=lambda line: None)
+  average = jax.tree.map(lambda x: 0.5 * x, problem.params)
+  state = types.SimpleNamespace(params=problem.params, model_state=problem.model_state,
+                                ema={"params": average, "model_state": problem.model_state})
+  reads, listed = [], stream.listed_batches
+  monkeypatch.setattr(stream, "listed_batches", lambda *a: reads.append(a) or listed(*a))
+  both = components.evaluation(problem, state)
+  assert len(reads) == 1                      # w and the average from one decoding of the split
+  alone = problem.evaluate(problem.params, problem.model_state, problem.constants)
+  averaged = problem.evaluate(average, problem.model_state, problem.constants)
+  assert {k: both[k] for k in alone} == alone
+  assert {k: both[f"ema_{k}"] for k in averaged} == averaged
+  assert averaged["test_loss"] != alone["test_loss"]
 
 
 @pytest.mark.slow

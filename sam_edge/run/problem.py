@@ -48,6 +48,10 @@ class Problem:
   batch_error: Optional[Callable[[Any, PyTree], jax.Array]] = None
   # (outputs, batch) -> the fraction of the batch's predictions that are wrong (images: examples,
   # text: next characters); the training error evaluations report. None: the task has none
+  evaluate_each: Optional[Callable[[list[tuple[PyTree, PyTree]], PyTree], list[dict]]] = None
+  # ([(params, model_state), ...], constants) -> `evaluate` of each network from one pass over
+  # the held-out data (a streamed split decoded once for w and the moving average). None:
+  # `evaluate` each in turn
   held_out: dict = dataclasses.field(default_factory=dict)
   # {split: host arrays} of the splits training never sees ("test"; "validation" where the run
   # has one), each with the training set's keys: what post-hoc evaluations (`studies.evaluation`)

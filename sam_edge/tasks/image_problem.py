@@ -101,8 +101,8 @@ def build(c: ImageConfig, key: jax.Array) -> Problem:
 def network_problem(c: ImageConfig, key: jax.Array, train: dict, num_classes: int,
                     preprocess: normalize.Normalization, metrics: Any) -> Problem:
   """The network of the flags (initialised from `key` on `train`'s first image) with its loss
-  (`--loss`, with label smoothing), its held-out metrics (`metrics(per_example) -> (args ->
-  {...})`, given the network's `per_example_metrics_fn`: --loss on clean labels, without
+  (`--loss`, with label smoothing), its held-out metrics (`metrics(per_example) -> ([args, ...]
+  -> [{...}, ...])`, given the network's `per_example_metrics_fn`: --loss on clean labels, without
   smoothing), `--augment`, the batch error and the compute dtype; `train` becomes the problem's
   training arrays."""
   m = c.model
@@ -116,7 +116,8 @@ def network_problem(c: ImageConfig, key: jax.Array, train: dict, num_classes: in
       forward=forward, output_loss=loss, params=params, train_arrays=train,
       model_state=model_state, constants=constants,
       predict=lambda p, s, k, batch: logits(p, s, k, batch["image"]),
-      evaluate=lambda p, s, k: held_out((p, s, k)), report=report,
+      evaluate=lambda p, s, k: held_out([(p, s, k)])[0], report=report,
+      evaluate_each=lambda nets, k: held_out([(p, s, k) for p, s in nets]),
       augment=augment_fn(c.data, preprocess),
       batch_error=lambda outputs, batch: jnp.mean(losses.misclassified(outputs, batch["label"])),
       compute_dtype=precision.DTYPES[m.compute_dtype])
@@ -173,14 +174,14 @@ def per_example_metrics_fn(logits_fn, loss, num_classes: int):
 
 
 def held_out_metrics_fn(per_example, held_out: dict):
-  """`args -> {"<split>_error", "<split>_loss"[, "<split>_error_top5"]}` of every held-out split
-  (validation first): the means of `per_example` (`per_example_metrics_fn`) over the split,
-  EVAL_CHUNK images at a time (jitted, compiled once per split shape, reused at every
-  evaluation)."""
+  """`[args, ...] -> [{"<split>_error", "<split>_loss"[, "<split>_error_top5"]}, ...]`, one per
+  network's args, of every held-out split (validation first): the means of `per_example`
+  (`per_example_metrics_fn`) over the split, EVAL_CHUNK images at a time (jitted, compiled once
+  per split shape, reused at every evaluation)."""
   metrics = jax.jit(lambda args, arrays: batching.chunked_mean(per_example, args, arrays,
                                                                EVAL_CHUNK))
-  return lambda args: {f"{name}_{k}": float(v) for name, split in held_out.items()
-                       for k, v in metrics(args, split).items()}
+  return lambda arg_sets: [{f"{name}_{k}": float(v) for name, split in held_out.items()
+                            for k, v in metrics(args, split).items()} for args in arg_sets]
 
 
 def _plain_network(c, model, key, preprocess, train):

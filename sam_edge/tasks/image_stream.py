@@ -55,29 +55,30 @@ def open_sources(c: ImageConfig, log: Callable[[str], None]) -> Sources:
 
 def streamed_metrics_fn(per_example: Any, held_out: Any, transform: stream.Transform,
                         workers: int, count: int) -> Callable:
-  """`args -> {"test_error", "test_loss"[, "test_error_top5"]}`: (1/M) Σ_i of `per_example`
-  (`image_problem.per_example_metrics_fn`) over the first `count` examples of the held-out
-  source, read EVAL_CHUNK at a time (the last chunk padded with copies of its first row, masked
-  out)."""
+  """`[args, ...] -> [{"test_error", "test_loss"[, "test_error_top5"]}, ...]`, one per network's
+  args: (1/M) Σ_i of `per_example` (`image_problem.per_example_metrics_fn`) over the first
+  `count` examples of the held-out source, read and decoded once for all of them, EVAL_CHUNK at a
+  time (the last chunk padded with copies of its first row, masked out)."""
 
   @jax.jit
   def chunk_sums(args, chunk, mask):
     return jax.tree.map(lambda v: jnp.sum(jnp.where(mask, v, 0.0)), per_example(args, chunk))
 
-  def metrics(args) -> dict:
-    totals, chunks = None, stream.listed_batches(held_out, range(count), transform, EVAL_CHUNK,
-                                                 workers)
+  def metrics(arg_sets: list) -> list[dict]:
+    totals, chunks = [None] * len(arg_sets), stream.listed_batches(
+        held_out, range(count), transform, EVAL_CHUNK, workers)
     try:
       for chunk in chunks:
         k = len(chunk["label"])
         if k < EVAL_CHUNK:                # the last chunk: padded, never a copy of a full one
           rows = np.where(np.arange(EVAL_CHUNK) < k, np.arange(EVAL_CHUNK), 0)
           chunk = {key: v[rows] for key, v in chunk.items()}
-        sums = chunk_sums(args, chunk, np.arange(EVAL_CHUNK) < k)
-        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+        for i, args in enumerate(arg_sets):
+          sums = chunk_sums(args, chunk, np.arange(EVAL_CHUNK) < k)
+          totals[i] = sums if totals[i] is None else jax.tree.map(jnp.add, totals[i], sums)
     finally:
       stream.close(chunks)
-    return {f"test_{k}": float(v) / count for k, v in totals.items()}
+    return [{f"test_{k}": float(v) / count for k, v in t.items()} for t in totals]
   return metrics
 
 
