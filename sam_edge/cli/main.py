@@ -111,11 +111,11 @@ def grouped(fv: flags.FlagValues, *, full: bool = False) -> str:
   return "\n".join(lines).rstrip("\n")
 
 
-def fail(prog: str, problems: list[str]) -> int:
-  """Prints each problem as `prog: error: problem` on stderr; returns exit code 2."""
+def fail(prog: str, problems: list[str], code: int = 2) -> int:
+  """Prints each problem as `prog: error: problem` on stderr; returns `code` (2: bad input)."""
   for problem in problems:
     print(f"{prog}: error: {problem}", file=sys.stderr)
-  return 2
+  return code
 
 
 def parse_flags(fv: flags.FlagValues, argv: list[str], usage: Optional[str] = None
