@@ -120,12 +120,12 @@ def evaluation(problem: Problem, state: update.TrainState) -> dict:
   (`ema`), those of the averaged network under the same keys prefixed `ema_` (`ema_test_error`,
   `ema_test_loss`, ...), both from one pass over the held-out data when the problem offers it
   (`Problem.evaluate_each`)."""
-  nets = [(state.params, state.model_state)]
-  if state.ema:
-    nets.append((state.ema["params"], state.ema["model_state"]))
+  if not state.ema:
+    return problem.evaluate(state.params, state.model_state, problem.constants)
+  nets = [(state.params, state.model_state), (state.ema["params"], state.ema["model_state"])]
   each = problem.evaluate_each or (lambda ns, k: [problem.evaluate(p, s, k) for p, s in ns])
-  metrics, *averaged = each(nets, problem.constants)
-  return {**metrics, **{f"{EMA_PREFIX}{k}": v for a in averaged for k, v in a.items()}}
+  metrics, averaged = each(nets, problem.constants)
+  return {**metrics, **{f"{EMA_PREFIX}{k}": v for k, v in averaged.items()}}
 
 
 def measure_batches(problem: Problem, settings: RunSettings, order: Any,

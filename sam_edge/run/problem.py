@@ -50,7 +50,8 @@ class Problem:
   # text: next characters); the training error evaluations report. None: the task has none
   evaluate_each: Optional[Callable[[list[tuple[PyTree, PyTree]], PyTree], list[dict]]] = None
   # ([(params, model_state), ...], constants) -> `evaluate` of each network from one pass over
-  # the held-out data (a streamed split decoded once for w and the moving average). None:
+  # the held-out data (a streamed split decoded once for w and the moving average; used only with
+  # --ema_decay, so replacing `evaluate` alone still sees every plain evaluation). None:
   # `evaluate` each in turn
   held_out: dict = dataclasses.field(default_factory=dict)
   # {split: host arrays} of the splits training never sees ("test"; "validation" where the run
