@@ -133,8 +133,8 @@ def define(flag_values: Any, option: Option) -> None:
   if option.kind == "enum":
     flags.DEFINE_enum(option.name, option.default, list(option.choices), option.help, **on)
   else:
-    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
-              float: flags.DEFINE_float}.get(option.kind, flags.DEFINE_string)
+    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+              list: flags.DEFINE_list}.get(option.kind, flags.DEFINE_string)
     define(option.name, option.default, option.help, **on)
 
 

@@ -213,10 +213,7 @@ def task_flags(task: Task) -> flags.FlagValues:
   fv = flags.FlagValues()
   for topic, option in entry_options(task):
     with options.topic(fv, topic):
-      if option.kind is list:
-        flags.DEFINE_list(option.name, option.default, option.help, flag_values=fv)
-      else:
-        options.define(fv, option)
+      options.define(fv, option)
   for name in task.required:
     flags.mark_flag_as_required(name, flag_values=fv)
   with options.topic(fv, "loop"):
