@@ -263,8 +263,8 @@ def is_step_folder(path: str) -> bool:
 
 def holds_steps(path: str) -> bool:
   """Whether the folder `path` holds checkpoint steps or what is left of them (read by name)."""
-  return any(_QUARANTINED.match(name) or TMP_SUFFIX in name
-             or is_step_folder(os.path.join(path, name)) for name in os.listdir(path))
+  return bool(unused_entries(path)) or any(
+      is_step_folder(os.path.join(path, name)) for name in os.listdir(path))
 
 
 def quarantine(directory: str, step: int) -> str:
@@ -313,7 +313,9 @@ def check_checkpoint_dir(path: str) -> Optional[str]:
     return f"{path} exists and is not a folder"
   if not os.access(path, os.W_OK | os.X_OK):
     return f"{path} is not writable"
-  stray = sorted(name for name in os.listdir(path) if not _is_orbax_entry(path, name))
+  unused = unused_entries(path)
+  stray = sorted(name for name in os.listdir(path)
+                 if name not in unused and not _is_orbax_entry(path, name))
   if stray:
     more = f" (and {len(stray) - 1} more)" if len(stray) > 1 else ""
     return (f"{path} holds entries that are not Orbax checkpoints, e.g. {stray[0]!r}{more}: "
@@ -322,10 +324,8 @@ def check_checkpoint_dir(path: str) -> Optional[str]:
 
 
 def _is_orbax_entry(folder: str, name: str) -> bool:
-  """Whether `folder/name` is something CheckpointManager writes at the top of its folder."""
+  """Whether `folder/name` is a step folder, Orbax's root metadata or the lock file."""
   full = os.path.join(folder, name)
-  if name in ORBAX_ROOT_FILES or _QUARANTINED.match(name):
-    return True
   if name == locks.LOCK_NAME:
     return os.path.isfile(full)
-  return bool(_STEP_NAME.match(name) or TMP_SUFFIX in name) and os.path.isdir(full)
+  return name in ORBAX_ROOT_FILES or bool(_STEP_NAME.match(name)) and os.path.isdir(full)
