@@ -15,14 +15,11 @@ batch of step s is a pure function of (seed, s), so the step counter in the stat
 *are* the data order, the position in it and the PRNG state.
 
 Crash safety (orbax-checkpoint 0.12.8, local filesystem): a step is written into
-`<dir>/<step>.orbax-checkpoint-tmp/` (`_get_tmp_directory` in
-`orbax/checkpoint/_src/path/atomicity.py`); `AtomicRenameTemporaryPath.finalize` (same file) writes
-`commit_success.txt` and then renames the folder to `<dir>/<step>/`. Only folders whose names lack
-the tmp suffix count as checkpoints (`validate_atomic_rename_final_path`, used by
-`_StandardNameFormat._build_metadata` in `orbax/checkpoint/_src/path/step.py`), so a kill mid-save
-leaves the previous checkpoint as the latest one plus an inert tmp folder. Old steps are deleted
-(max_to_keep) only after the new one is finalised. Leftover tmp folders are removed when a
-`Checkpointer` opens the folder (`cleanup_tmp_directories`).
+`<dir>/<step>.orbax-checkpoint-tmp/`, which gets `commit_success.txt` and is then renamed to
+`<dir>/<step>/` (`orbax/checkpoint/_src/path/atomicity.py`). Only names without the tmp suffix
+count as checkpoints (`orbax/checkpoint/_src/path/step.py`), so a kill mid-save leaves the previous
+checkpoint as the latest one plus an inert tmp folder, removed when a `Checkpointer` next opens
+the folder. Old steps are deleted (max_to_keep) only after the new one is finalised.
 """
 
 import dataclasses
@@ -144,10 +141,9 @@ class Checkpointer:
     return True
 
   def _remove_unfinished(self, step: Optional[int] = None) -> None:
-    """Removes what a failed save of `step` (of any step if None) left: Orbax's temporary folder,
-    e.g. when the disk filled up. A write of TensorStore still under way when the save failed may
-    bring a folder back; `close` removes it again, and what cannot be removed stays (`verify`
-    reports it as not used; the next `Checkpointer` on the folder removes it)."""
+    """Removes Orbax's temporary folder of a failed save of `step` (any step if None), e.g. on a
+    full disk. A TensorStore write still under way may bring one back: `close` removes it again;
+    what cannot be removed stays (`verify` reports it; the next `Checkpointer` removes it)."""
     if not devices.is_writer():         # process 0 cleans the (shared) folder
       return
     try:
