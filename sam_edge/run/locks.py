@@ -30,16 +30,6 @@ def _start_time(pid: int) -> Optional[str]:
   return fields[19] if len(fields) > 19 else None
 
 
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:           # alive, owned by another user
-    pass
-  return True
-
-
 def _me() -> dict:
   return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid())}
 
@@ -63,8 +53,14 @@ def is_stale(owner: dict) -> bool:
   if owner.get("host") != socket.gethostname():
     return False
   pid = owner.get("pid")
-  if not isinstance(pid, int) or not _alive(pid):
+  if not isinstance(pid, int):
     return True
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return True
+  except PermissionError:           # alive, owned by another user
+    pass
   start = _start_time(pid)
   return owner.get("start") is not None and start is not None and start != owner.get("start")
 
