@@ -83,10 +83,11 @@ def array_sha256(x: np.ndarray) -> str:
   return hashlib.sha256(np.ascontiguousarray(x).reshape(-1).view(np.uint8)).hexdigest()
 
 
-def encode(task: str, step: int, config: dict, params: PyTree, model_state: PyTree,
-           **variants: Any) -> bytes:
-  """The file's bytes (module doc); `variants` the optional trees of VARIANTS ({"params",
-  "model_state"} or None)."""
+def write(path: str, task: str, step: int, config: dict, params: PyTree,
+          model_state: PyTree, **variants: Any) -> None:
+  """Writes the file (module doc) atomically (the old file or the new one survives a kill);
+  `variants` the optional trees of VARIANTS ({"params", "model_state"} or None). The arrays are
+  host arrays (numpy, or jax arrays this process can read whole)."""
   unknown = set(variants) - set(VARIANTS)
   if unknown:
     raise TypeError(f"unknown weight variants {sorted(unknown)}")
@@ -104,14 +105,7 @@ def encode(task: str, step: int, config: dict, params: PyTree, model_state: PyTr
   buffer = io.BytesIO()
   text = json.dumps(meta, allow_nan=True).encode("utf-8")
   np.savez(buffer, **arrays, **{META: np.frombuffer(text, np.uint8)})
-  return buffer.getvalue()
-
-
-def write(path: str, task: str, step: int, config: dict, params: PyTree,
-          model_state: PyTree, **variants: Any) -> None:
-  """Writes the file atomically (the old file or the new one survives a kill); the arrays are
-  host arrays (numpy, or jax arrays this process can read whole)."""
-  records.atomic_write_bytes(path, encode(task, step, config, params, model_state, **variants))
+  records.atomic_write_bytes(path, buffer.getvalue())
 
 
 def _meta(npz: Any, path: str) -> dict:
