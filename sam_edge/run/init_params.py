@@ -77,19 +77,6 @@ def merge(fresh: PyTree, saved: PyTree) -> Merged:
   return Merged(jax.tree_util.tree_map_with_path(take, fresh), loaded, kept)
 
 
-def _sentence(given: str, found: str, saved: params_file.Saved, params: Merged,
-              stats: Merged) -> str:
-  """The line a run prints (module doc)."""
-  count = params.count("parameter arrays")
-  if stats.loaded or stats.fresh:
-    count += f" and {stats.count('BatchNorm statistics')}"
-  source = f"{found}, " if found != given else ""
-  fresh = [f"{n} [{','.join(str(d) for d in shape)}]" for n, shape in params.fresh + stats.fresh]
-  return (f"--init_params={given}: loaded {count} ({source}written by {saved.task} at step "
-          f"{saved.step}); " + (f"freshly initialised: {', '.join(fresh)}" if fresh
-                                else "none freshly initialised"))
-
-
 def initialise(problem: Problem, path: str) -> tuple[Problem, str]:
   """`problem` starting from the parameters file at `path` (or in the run folder `path`): its
   parameters, model state, expansion point and description (module doc); and the line to print.
@@ -114,4 +101,11 @@ def initialise(problem: Problem, path: str) -> tuple[Problem, str]:
   started = dataclasses.replace(problem, params=params.tree, model_state=stats.tree,
                                 constants=linearize.expanded_at(problem.constants, params.tree),
                                 description=description)
-  return started, _sentence(path, found, saved, params, stats)
+  count = params.count("parameter arrays")
+  if stats.loaded or stats.fresh:
+    count += f" and {stats.count('BatchNorm statistics')}"
+  source = f"{found}, " if found != path else ""
+  fresh = [f"{n} [{','.join(str(d) for d in shape)}]" for n, shape in params.fresh + stats.fresh]
+  return started, (f"--init_params={path}: loaded {count} ({source}written by {saved.task} at "
+                   f"step {saved.step}); " + (f"freshly initialised: {', '.join(fresh)}" if fresh
+                                              else "none freshly initialised"))
