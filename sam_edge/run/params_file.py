@@ -137,10 +137,11 @@ def _array(npz: Any, name: str, expected: dict, path: str) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _reading(path: str) -> Iterator[None]:
-  """Turns what reading a damaged or missing file raises into one ParamsError line."""
+def _reading(path: str) -> Iterator[tuple[Any, dict]]:
+  """(npz, checked meta) of the file at `path`; a damaged or missing file as one ParamsError."""
   try:
-    yield
+    with np.load(path, allow_pickle=False) as npz:
+      yield npz, _meta(npz, path)
   except ParamsError:
     raise
   except OSError as e:
@@ -152,8 +153,7 @@ def _reading(path: str) -> Iterator[None]:
 
 def read(path: str) -> Saved:
   """The file at `path`, verified against its checksums; ParamsError (one line) otherwise."""
-  with _reading(path), np.load(path, allow_pickle=False) as npz:
-    meta = _meta(npz, path)
+  with _reading(path) as (npz, meta):
     arrays = {n: _array(npz, n, e, path) for n, e in meta["arrays"].items()}
     tree = meta["tree"]
     return Saved(task=meta["task"], step=meta["step"], config=meta["config"],
@@ -166,7 +166,6 @@ def read_header(path: str) -> Saved:
   """The task, step and config of the file at `path` without its arrays (`params` and
   `model_state` None): only the meta is read, and checked against its own sha256, so this is
   cheap for any network. ParamsError (one line) otherwise; `read` checks the arrays."""
-  with _reading(path), np.load(path, allow_pickle=False) as npz:
-    meta = _meta(npz, path)
+  with _reading(path) as (_, meta):
     return Saved(task=meta["task"], step=meta["step"], config=meta["config"], params=None,
                  model_state=None)
