@@ -54,9 +54,8 @@ def params_in(folder: str, values: dict[str, str]) -> Optional[str]:
 
 
 def params_path(path: str) -> str:
-  """The parameters file of `path`: the path itself if a file; in a run folder, the file its
-  command.txt's --params_output names, else params.npz, else the folder's only *.npz.
-  InputError (one line) if there is none."""
+  """The parameters file of `path`: the path itself if a file, else that of the run folder `path`
+  (`params_in`); InputError (one line) if there is none."""
   if os.path.isfile(path):
     return path
   if not os.path.isdir(path):
