@@ -259,8 +259,8 @@ def is_step_folder(path: str) -> bool:
 
 def holds_steps(path: str) -> bool:
   """Whether the folder `path` holds checkpoint steps or what is left of them (read by name)."""
-  return bool(unused_entries(path)) or any(
-      is_step_folder(os.path.join(path, name)) for name in os.listdir(path))
+  return any(_QUARANTINED.match(name) or TMP_SUFFIX in name
+             or is_step_folder(os.path.join(path, name)) for name in os.listdir(path))
 
 
 def quarantine(directory: str, step: int) -> str:
