@@ -22,11 +22,10 @@ checkpoint as the latest one plus an inert tmp folder, removed when a `Checkpoin
 the folder. Old steps are deleted (max_to_keep) only after the new one is finalised.
 """
 
-import dataclasses
 import os
 import re
 import shutil
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import jax
 
@@ -184,8 +183,7 @@ class Checkpointer:
     return restored[ARRAYS_ITEM], restored[META_ITEM]
 
 
-@dataclasses.dataclass(frozen=True)
-class StepCheck:
+class StepCheck(NamedTuple):
   """One step read back whole: `problem` (None if sound), `note` (a sound step's caveat, e.g. no
   checksums) and its meta (None if unsound)."""
   step: int
@@ -211,8 +209,7 @@ def check_step(checkpointer: "Checkpointer", step: int) -> StepCheck:
   return StepCheck(step, wrong, note, None if wrong else meta)
 
 
-@dataclasses.dataclass(frozen=True)
-class Soundness:
+class Soundness(NamedTuple):
   """The newest sound checkpoint (`step`, None if none is), its config and its note (e.g. that
   it holds no checksums), and the newer steps skipped on the way with why."""
   step: Optional[int]
