@@ -194,17 +194,11 @@ class _Loop:
     """The evaluation and the measurement due at this step, outside training time."""
     p = self.progress
     if self.evaluations.due(self.step, p.train_time, p.last_eval_step, -math.inf):
-      reason = self._scheduled(self._evaluate, p.evaluations, format_evaluation)
-      if reason is None:
-        p.last_eval_step = self.step
-        reason = self._decide()
+      reason = self._scheduled(self._evaluate, p.evaluations, format_evaluation) or self._decide()
       if reason:
         return reason
     if self.measurements.due(self.step, p.train_time, p.last_measure_step, p.last_measure_time):
-      reason = self._scheduled(self._measure, p.records, format_record)
-      if reason:
-        return reason
-      p.last_measure_step, p.last_measure_time = self.step, p.train_time
+      return self._scheduled(self._measure, p.records, format_record)
     return None
 
   def _evaluate(self) -> dict:
@@ -213,24 +207,24 @@ class _Loop:
     at the parameters before its update): the training figures of the batches seen since then
     (none at the first evaluation)."""
     values = dict(self.c.evaluate(self.state))
+    p = self.progress
+    steps = p.losses["step"]
+    first = bisect.bisect_left(steps, p.last_eval_step)          # the steps ascend
     for key, name in (("loss", "train_loss"), ("train_error", "train_error")):
-      seen = [x for x in self._since(key, self.progress.last_eval_step) if not math.isnan(x)]
-      if seen:
+      column = p.losses.get(key, [])
+      seen = [x for x in column[first:] if not math.isnan(x)]
+      if p.last_eval_step >= 0 and len(column) == len(steps) and seen:
         values[name] = sum(seen) / len(seen)
+    p.last_eval_step = self.step
     return values
-
-  def _since(self, key: str, first: int) -> list[float]:
-    """The per-step values `key` of the steps `first`..step − 1 (settled; [] before any)."""
-    steps, values = self.progress.losses["step"], self.progress.losses.get(key, [])
-    if first < 0 or len(values) != len(steps):
-      return []
-    return values[bisect.bisect_left(steps, first):]         # the steps ascend
 
   def _measure(self) -> dict:
     batch = self.c.batch(self.c.train_arrays, self.c.data_key, self.step)
     # Wait for the device: `seconds` is the measurement's whole cost, not its dispatch.
     record, self.measure_state = jax.block_until_ready(self.c.measure(
         self.state, batch, self.measure_state, jax.random.fold_in(self.c.measure_key, self.step)))
+    self.progress.last_measure_step = self.step
+    self.progress.last_measure_time = self.progress.train_time     # paused: the record's `time`
     return record
 
   def _scheduled(self, take: Callable[[], dict], into: list,
@@ -248,11 +242,10 @@ class _Loop:
       seconds = time.perf_counter() - t
       entry = {"step": self.step, "time": self.progress.train_time,     # plain Python numbers
                **records.to_plain(jax.device_get(values)), "seconds": seconds}
-    if self.c.steps_per_epoch:
-      entry["epoch"] = self.step / self.c.steps_per_epoch
-    into.append(entry)
-    self.hooks.log(line(entry))
-    with self.clock.paused():
+      if self.c.steps_per_epoch:
+        entry["epoch"] = self.step / self.c.steps_per_epoch
+      into.append(entry)
+      self.hooks.log(line(entry))
       self.hooks.on_record(entry)
     return None
 
@@ -282,7 +275,12 @@ class _Loop:
     self.step += 1
     now = self.clock.tick()
     if self.progress_log.due(self.step, now, -1, self.last_log):
-      self._log_progress(now)
+      p, (step0, time0) = self.progress, self.logged
+      rate = (self.step - step0) / max(p.train_time - time0, 1e-9)
+      last_loss = f" | loss {p.losses['loss'][-1]:.6g}" if p.losses["loss"] else ""
+      self.hooks.log(f"step {self.step} | {rate:.3g} steps/s{last_loss}"
+                     f" | {max(self.settings.time_limit_s - p.elapsed, 0):.0f}s left")
+      self.last_log, self.logged = now, (self.step, p.train_time)
     if reason is None and self.checkpoints.due(self.step, now, -1, self.last_checkpoint):
       reason = self._settle()
       if reason is None:
@@ -290,11 +288,3 @@ class _Loop:
           self.hooks.on_checkpoint(self.state, self.measure_state, self.progress)
       self.last_checkpoint = time.perf_counter()
     return reason
-
-  def _log_progress(self, now: float) -> None:
-    p, (step0, time0) = self.progress, self.logged
-    rate = (self.step - step0) / max(p.train_time - time0, 1e-9)
-    last_loss = f" | loss {p.losses['loss'][-1]:.6g}" if p.losses["loss"] else ""
-    self.hooks.log(f"step {self.step} | {rate:.3g} steps/s{last_loss}"
-                   f" | {max(self.settings.time_limit_s - p.elapsed, 0):.0f}s left")
-    self.last_log, self.logged = now, (self.step, p.train_time)
