@@ -27,15 +27,6 @@ from sam_edge.pytree import PyTree
 from sam_edge.run import devices
 
 
-def place_local(local: dict, place: devices.Placement, global_size: int) -> PyTree:
-  """The global batch of `global_size` examples from this process's slice `local` (module
-  doc), sharded along the mesh."""
-  def put(x):
-    x = np.asarray(x)
-    return jax.make_array_from_process_local_data(place.sharded, x, (global_size,) + x.shape[1:])
-  return jax.tree.map(put, local)
-
-
 class Prefetcher:
   """Step s's placed batch on request, the next step's prepared meanwhile (module doc)."""
 
@@ -47,12 +38,15 @@ class Prefetcher:
     self._pending: Optional[tuple[int, concurrent.futures.Future]] = None
 
   def _read(self, step: int) -> PyTree:
+    """The global batch of `step` from this process's slice (module doc), sharded."""
     if self._next_step != step:
       self._close_iterator()
       self._batches = self.training.batches(step)
-    local = next(self._batches)
+    local = jax.tree.map(np.asarray, next(self._batches))
     self._next_step = step + 1
-    return place_local(local, self.place, self.training.order.batch_size)
+    size = self.training.order.batch_size
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
+        self.place.sharded, x, (size,) + x.shape[1:]), local)
 
   def batch(self, step: int) -> PyTree:
     """The placed global batch of `step`; then step + 1's is prepared in the background."""
