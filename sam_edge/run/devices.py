@@ -31,13 +31,6 @@ from sam_edge.pytree import PyTree
 AXIS = "data"
 
 
-def cluster_detected() -> bool:
-  """Whether the environment looks like a multi-host job jax can configure by itself."""
-  slurm = int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_STEP_ID" in os.environ
-  tpu = "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
-  return slurm or tpu
-
-
 def initialize(coordinator_address: Optional[str], num_processes: Optional[int],
                process_id: Optional[int]) -> Optional[str]:
   """Starts `jax.distributed` when asked (all three flags) or when a cluster is detected; returns
@@ -45,7 +38,9 @@ def initialize(coordinator_address: Optional[str], num_processes: Optional[int],
   if coordinator_address:
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes, process_id=process_id)
-  elif cluster_detected():
+  # A multi-host job jax configures by itself: Slurm with more than one task, or a TPU slice.
+  elif ((int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_STEP_ID" in os.environ)
+        or "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")):
     jax.distributed.initialize()
   else:
     return None
