@@ -42,11 +42,11 @@ def monitored(evaluations: Sequence[dict]) -> tuple[list[int], list[float]]:
   return [i for i, _ in kept], [m for _, m in kept]
 
 
-def reductions(values: Sequence[float], patience: int, min_delta: float = MIN_DELTA) -> int:
+def reductions(values: Sequence[float], patience: int) -> int:
   """k, the plateau schedule's reductions after `values` (module doc)."""
   best, wait, k = math.inf, 0, 0
   for m in values:
-    if m < best - min_delta:
+    if m < best - MIN_DELTA:
       best, wait = m, 0
       continue
     wait += 1
@@ -84,17 +84,6 @@ class MonitorSettings:
     return self.plateau is not None or self.keeps_best
 
 
-def best_evaluation(evaluations: Sequence[dict]) -> Optional[dict]:
-  """{"index", "step", "monitored", "value"} of the best evaluation (module doc), or None."""
-  indices, values = monitored(evaluations)
-  best = best_index(values)
-  if best is None:
-    return None
-  e = evaluations[indices[best]]
-  return {"index": indices[best], "step": e["step"], "monitored": monitored_key(e),
-          "value": values[best]}
-
-
 def decide(settings: MonitorSettings, state: Any, evaluations: Sequence[dict],
            log: Callable[[str], None]) -> tuple[Any, Optional[str]]:
   """After an evaluation (the last of `evaluations`, of `state`'s weights): the state with the
@@ -124,11 +113,17 @@ def decide(settings: MonitorSettings, state: Any, evaluations: Sequence[dict],
 def finish(settings: MonitorSettings, state: Any, evaluations: Sequence[dict],
            log: Callable[[str], None]) -> tuple[Any, dict]:
   """At the end of a run: the state, with the best evaluation's weights as its parameters and
-  model state under --restore_best, and what `final` records of it (`best_evaluation`, with
-  "restored": True when its weights became the final ones)."""
+  model state under --restore_best, and what `final` records of it (`best_evaluation`:
+  {"index", "step", "monitored", "value"}, or None before any; with "restored": True when its
+  weights became the final ones)."""
   if not settings.keeps_best:
     return state, {}
-  best = best_evaluation(evaluations)
+  indices, values = monitored(evaluations)
+  best = best_index(values)
+  if best is not None:
+    e = evaluations[indices[best]]
+    best = {"index": indices[best], "step": e["step"], "monitored": monitored_key(e),
+            "value": values[best]}
   if settings.restore_best and best is not None:
     best = {**best, "restored": True}
     state = state._replace(params=state.best["params"], model_state=state.best["model_state"])
