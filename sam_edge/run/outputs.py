@@ -45,9 +45,7 @@ class Writer:
                env: dict, checkpoint_dir: Optional[str] = None,
                tensorboard_dir: Optional[str] = None):
     self.outputs, self.title, self.config, self.progress = outputs, title, config, progress
-    self.env = env
-    self.checkpoint_dir = checkpoint_dir
-    self.tensorboard_dir = tensorboard_dir
+    self.env, self.checkpoint_dir, self.tensorboard_dir = env, checkpoint_dir, tensorboard_dir
     self.board = None
     self.written: set[str] = set()          # the paths this run has written
     self.failures = failures.Failures()
