@@ -158,8 +158,7 @@ class _Loop:
     self.progress_log = clock.Schedule(seconds=settings.progress_every_s)
     self.checkpoints = clock.Schedule(seconds=settings.checkpoint_every_s
                                       if hooks.on_checkpoint else None)
-    now = time.perf_counter()
-    self.last_log, self.last_checkpoint = now, now
+    self.last_log = self.last_checkpoint = time.perf_counter()
     self.logged = (self.step, progress.train_time)         # for the steps/s of the next line
 
   def run(self, stop: StopFlag) -> tuple[update.TrainState, PyTree, str]:
