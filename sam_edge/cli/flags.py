@@ -34,13 +34,6 @@ def output_options() -> list[Option]:
                                                for f in run_figures.figure_outputs(registry.KINDS)]
 
 
-def _lanczos_steps(x: int) -> str | None:
-  if x < 1:
-    return "must be at least 1"
-  return (f"must be at most {MAX_LANCZOS_STEPS} (the basis is kept whole)"
-          if x > MAX_LANCZOS_STEPS else None)
-
-
 def entry_options(task: Task) -> tuple[tuple[str, Option], ...]:
   """Every flag of the entry point `task` as (--help topic, option), in definition order: the
   shared flags with the task's defaults, then the task's own."""
@@ -154,7 +147,9 @@ def _measurement_options(d: Defaults) -> tuple[Option, ...]:
              "reference's central finite difference with step 1e-3.",
              choices=("exact", "finite_difference")),
       Option("lanczos_max_steps", 30, "Cap on Lanczos steps (= HVPs) per measurement.",
-             check=_lanczos_steps),
+             check=lambda x: AT_LEAST_1(x) or (
+                 f"must be at most {MAX_LANCZOS_STEPS} (the basis is kept whole)"
+                 if x > MAX_LANCZOS_STEPS else None)),
       Option("lanczos_tol", 1e-4, "Lanczos stops once every residual ||Hv - λv|| <= tol * |λ1|.",
              check=ABOVE_0),
       Option("track_every_step", False, "λ1 of every step's Hessian, on the step's own batch: a "

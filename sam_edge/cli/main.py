@@ -16,7 +16,6 @@ other jax call, then checks, then runs.
 """
 
 import os
-import re
 import sys
 import textwrap
 from typing import Callable, Optional
@@ -30,7 +29,6 @@ from sam_edge.cli.flags import task_flags  # noqa: F401  (the entry points' Flag
 from sam_edge.tasks.task import Task
 
 HELP = ("-h", "--help", "-help", "--helpshort", "--helpfull")
-FULL_HELP = "--helpfull"
 WIDTH = 100
 NAME_COLUMN = 34
 HEADINGS = {
@@ -44,16 +42,14 @@ HEADINGS = {
 }
 UNGROUPED = "Flags"
 LONG = 160                                  # characters of a first sentence before a `;` cut
-_SENTENCE_END = re.compile(r"\.(?=\s)")
-_CLAUSE_END = re.compile(r";(?=\s)")
 
 
-def _cut(text: str, pattern: re.Pattern) -> Optional[int]:
-  """The index of the first match of `pattern` outside parentheses, or None."""
+def _cut(text: str, end: str) -> Optional[int]:
+  """The index of the first `end` before a space outside parentheses, or None."""
   depth = 0
   for i, char in enumerate(text):
     depth += {"(": 1, ")": -1}.get(char, 0)
-    if depth == 0 and pattern.match(text, i):
+    if depth == 0 and char == end and text[i + 1:i + 2].isspace():
       return i
   return None
 
@@ -62,10 +58,10 @@ def first_sentence(text: str) -> str:
   """`text` up to its first `.` that ends a sentence outside parentheses (all of it if none
   does); a sentence longer than LONG is cut further at its first `;` outside parentheses, and
   ends in `; …`."""
-  end = _cut(text, _SENTENCE_END)
+  end = _cut(text, ".")
   sentence = text if end is None else text[:end + 1]
   if len(sentence) > LONG:
-    part = _cut(sentence, _CLAUSE_END)
+    part = _cut(sentence, ";")
     if part is not None:
       return sentence[:part] + "; …"
   return sentence
@@ -129,7 +125,7 @@ def parse_flags(fv: flags.FlagValues, argv: list[str], usage: Optional[str] = No
   if any(a in HELP for a in argv[1:]):
     try:                                        # a reader that stops early (`--help | head`)
       print(f"usage: {usage or f'python -m {prog} [--flag=value ...]'}\n\n"
-            + grouped(fv, full=FULL_HELP in argv[1:]), flush=True)
+            + grouped(fv, full="--helpfull" in argv[1:]), flush=True)
     except BrokenPipeError:                     # is no error, at exit either
       os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(0)
