@@ -71,31 +71,6 @@ def _number(text: str) -> float:
     return math.nan
 
 
-def measure_settings(v: Values, the_method: Method) -> MeasureSettings:
-  """How measurements are taken (the top eigenvalues and the requested curvature kinds): with
-  --accumulate_batches=k in the training step's interleaved micro-batches of B/k examples."""
-  micro = v["batch_size"] // v["accumulate_batches"] if v["accumulate_batches"] > 1 else None
-  return MeasureSettings(
-      method=the_method, batch_size=v["batch_size"], num_eigenvalues=v["num_principal_components"],
-      eigensolver=v["eigensolver"], hvp=v["hvp"], max_steps=v["lanczos_max_steps"],
-      tol=v["lanczos_tol"], min_steps=min(3, v["lanczos_max_steps"]),
-      curvature=registry.requested(v), chunk=v["measure_chunk"] or micro,
-      interleave=micro is not None, track_hvps=v["track_hvps"] if v["track_every_step"] else 0)
-
-
-def loop_settings(v: Values) -> LoopSettings:
-  """When to measure, evaluate, checkpoint and stop: --hessian_check_gap is in hours of training
-  time (0 or None: off), --measure_every_steps replaces it."""
-  gap_hours = v["hessian_check_gap"] or None
-  every = v["measure_every_steps"]
-  minutes = v["checkpoint_every_minutes"] or cli_flags.DEFAULT_CHECKPOINT_MINUTES
-  return LoopSettings(
-      time_limit_s=v["time_limit_in_hours"] * 3600.0, measure_every_steps=every,
-      measure_gap_s=None if every else (gap_hours * 3600.0 if gap_hours else None),
-      max_steps=v["max_steps"], checkpoint_every_s=60.0 * minutes if v["checkpoint_dir"] else None,
-      eval_every_steps=v["eval_every_steps"])
-
-
 def method_title(v: Values, the_method: Method) -> str:
   """The method in a few words for figure titles, e.g. "SAM ρ=0.1, η=0.01",
   "momentum β=0.9 + unnormalized SAM ρ=0.05, η=0.1" or "SAM ρ=0.05, η=0.1, clip 5": then the
@@ -116,13 +91,31 @@ def method_title(v: Values, the_method: Method) -> str:
 
 
 def run_settings(task: Task, v: Values, problem: Any) -> RunSettings:
-  """The run's settings of the values (the method built once, shared by the measurements)."""
+  """The run's settings of the values (the method built once, shared by the measurements).
+  With --accumulate_batches=k, measurements take the training step's interleaved micro-batches
+  of B/k examples; --hessian_check_gap is in hours of training time (0 or None: off), and
+  --measure_every_steps replaces it."""
   the_method = method(v)
+  micro = v["batch_size"] // v["accumulate_batches"] if v["accumulate_batches"] > 1 else None
+  gap_hours = v["hessian_check_gap"] or None
+  every = v["measure_every_steps"]
+  minutes = v["checkpoint_every_minutes"] or cli_flags.DEFAULT_CHECKPOINT_MINUTES
   outputs = tuple((o.name, v[o.name]) for o in cli_flags.output_options() if v[o.name])
   return RunSettings(
       batch_size=v["batch_size"], seed=v["seed"], method=the_method,
-      measure=measure_settings(v, the_method), loop=loop_settings(v), outputs=outputs,
-      title=f"{task.title(problem)}, {method_title(v, the_method)}",
+      measure=MeasureSettings(    # the top eigenvalues and the requested curvature kinds
+          method=the_method, batch_size=v["batch_size"],
+          num_eigenvalues=v["num_principal_components"], eigensolver=v["eigensolver"],
+          hvp=v["hvp"], max_steps=v["lanczos_max_steps"], tol=v["lanczos_tol"],
+          min_steps=min(3, v["lanczos_max_steps"]), curvature=registry.requested(v),
+          chunk=v["measure_chunk"] or micro, interleave=micro is not None,
+          track_hvps=v["track_hvps"] if v["track_every_step"] else 0),
+      loop=LoopSettings(          # when to measure, evaluate, checkpoint and stop
+          time_limit_s=v["time_limit_in_hours"] * 3600.0, measure_every_steps=every,
+          measure_gap_s=None if every else (gap_hours * 3600.0 if gap_hours else None),
+          max_steps=v["max_steps"], eval_every_steps=v["eval_every_steps"],
+          checkpoint_every_s=60.0 * minutes if v["checkpoint_dir"] else None),
+      outputs=outputs, title=f"{task.title(problem)}, {method_title(v, the_method)}",
       checkpoint_dir=v["checkpoint_dir"], resume=v["resume"], tensorboard_dir=v["tensorboard_dir"],
       num_devices=v["num_devices"], measure_examples=v["measure_examples"], task=task.prog,
       init_params=v["init_params"], ema_decay=v["ema_decay"] or None,
