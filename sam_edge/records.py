@@ -59,12 +59,9 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def _mode_for(path: str) -> int:
-  """The permissions for a new version of `path`.
-
-  `mkstemp` creates files readable only by their owner; an ordinary `open` would give 0o666 less
-  the umask (read from /proc, without changing it, where Linux allows; else taken as 0o022), and
-  a replaced file keeps its own mode.
-  """
+  """The permissions for a new version of `path`: its own if it exists, else what an ordinary
+  `open` gives (`mkstemp`'s are 0o600): 0o666 less the umask, read from /proc without changing it
+  where Linux allows, else taken as 0o022."""
   with contextlib.suppress(OSError):
     return os.stat(path).st_mode & 0o777
   umask = 0o022
@@ -165,12 +162,9 @@ def file_sha256(path: str) -> str:
 
 
 def folder_problem(path: str, *, must_exist: bool = False) -> Optional[str]:
-  """Why `path` cannot be used as a folder, in one line, or None (the one folder check).
-
-  A folder to write in may not exist yet: it is created with its parents, so the nearest existing
-  ancestor must be a writable folder. With `must_exist` it is a folder to read from, which must
-  exist and be a folder.
-  """
+  """Why `path` cannot be used as a folder, in one line, or None (the one folder check): a folder
+  to write in is created with its parents, so its nearest existing ancestor must be a writable
+  folder; with `must_exist`, a folder to read from must exist."""
   absolute = os.path.abspath(path)
   if must_exist:
     if not os.path.exists(absolute):

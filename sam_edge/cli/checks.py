@@ -116,9 +116,7 @@ def accumulate_problems(f: Any) -> list[str]:
 def method_problems(f: Any, values: dict, task: Task) -> list[str]:
   """The method's own problems (`optim.method.Method.problems`: the optimizer's and the SAM
   variant's values, alone and together), then every other flag's declared check (the shared
-  flags', the other optimizers' and variants', the curvature kinds', the task's); a variant
-  whose step is not defined over parts of the batch (ESAM ranks the whole measured batch) takes
-  no --measure_chunk."""
+  flags', the other optimizers' and variants', the curvature kinds', the task's)."""
   from sam_edge.cli import config  # pylint: disable=import-outside-toplevel  (imports jax)
   method = config.method(values)
   p = method.problems()

@@ -4,12 +4,10 @@ from disk by later processes (a run's restart, a sweep's other runs, a test's su
     --compilation_cache_dir=DIR   the folder (default: $XDG_CACHE_HOME/sam_edge/jax, else
                                   ~/.cache/sam_edge/jax); '' turns the cache off.
 
-Which folder, in order: the flag when given; else none when `JAX_ENABLE_COMPILATION_CACHE` is
-false; else `JAX_COMPILATION_CACHE_DIR` when set; else the per-user default. The choice is exported
-to the environment before jax is imported, so jax reads it at import and child processes (a
-sweep's runs) inherit it: a sweep's runs share one cache. Every compile is cached, however short
-(`JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`, 0 unless set). An unwritable folder is one
-warning line, and the command goes on without the cache.
+The folder (`resolve`) is exported to the environment before jax is imported, so jax reads it at
+import and child processes inherit it: a sweep's runs share one cache. Every compile is cached,
+however short (`JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`, 0 unless set). An unwritable folder
+is one warning line, and the command goes on without the cache.
 
 The cache only skips XLA's compilation: a program read back is the executable that XLA built for
 the same program, options and devices, so no number changes (tests/test_compilation_cache.py).

@@ -45,9 +45,8 @@ class RunConfig:
 
 
 def method(v: Values) -> Method:
-  """The optimizer with its own options, L2 weight decay and the step-size schedule, and the SAM
-  variant with its own options, ρ, the m-sharpness group size, the perturbed parameters and the
-  micro-batches, as one object (built once per run)."""
+  """The optimizer (its options, weight decay, schedule, clipping) and the SAM variant (its
+  options, ρ, group size, perturbed parameters, micro-batches) as one object, built once."""
   entry = optimizers.OPTIMIZERS.get(v["optimizer"])
   variant = sam.SAM_VARIANTS.get(v["sam"])
   optimizer = OptimizerSettings(
