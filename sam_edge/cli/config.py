@@ -30,8 +30,7 @@ from sam_edge.run.monitor import MonitorSettings
 from sam_edge.run.settings import RunSettings
 from sam_edge.tasks.task import Task, Values
 
-# A file written before a flag existed rebuilds under the flag's default, or, for the flags whose
-# default changed what a run does, under the value that reproduces what runs did before.
+# The values that reproduce what runs did before these flags existed (module doc).
 ADDED_FLAGS = {"batch_order": "shuffled", "test_batches": "all"}
 
 
@@ -137,9 +136,9 @@ def full_values(task: Task, saved: Values, *, replace: Optional[Values] = None) 
   return {**completed({name: fv[name].default for name in fv}, saved), **(replace or {})}
 
 
-def of_values(task: Task, saved: Values, *, replace: Optional[Values] = None) -> RunConfig:
+def of_values(task: Task, saved: Values) -> RunConfig:
   """The run config of a run's saved values (`full_values`)."""
-  return _of(task, full_values(task, saved, replace=replace))
+  return _of(task, full_values(task, saved))
 
 
 def of_flags(task: Task, fv: Any) -> RunConfig:
