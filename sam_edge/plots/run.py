@@ -54,11 +54,11 @@ def _eigenvalue_points(recs: Sequence[Mapping[str, Any]], i: int) -> tuple[list,
 
 
 def eigenvalue_series(recs: Sequence[Mapping[str, Any]]) -> list[Series]:
-  """One series per tracked eigenvalue, λ1 first; k is the longest `eigenvalues` list (a record
-  with fewer contributes to the ones it has), and at least one series is returned, so that a
-  figure without eigenvalues is still labelled."""
-  k = max(max((len(r.get("eigenvalues") or ()) for r in recs), default=0), 1)
-  kind = recs[-1].get("eigenvalue_kind") if recs else None
+  """One series per tracked eigenvalue of the (non-empty) `recs`, λ1 first; k is the longest
+  `eigenvalues` list (a record with fewer contributes to the ones it has), and at least one
+  series is returned, so that a figure without eigenvalues is still labelled."""
+  k = max(max(len(r.get("eigenvalues") or ()) for r in recs), 1)
+  kind = recs[-1].get("eigenvalue_kind")
   return [Series(eigenvalue_label(i, kind), *_eigenvalue_points(recs, i),
                  {"color": colour(i, k), "linewidth": 1.6 if i == 0 else 1.0}) for i in range(k)]
 
