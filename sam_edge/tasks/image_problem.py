@@ -40,14 +40,6 @@ EVAL_CHUNK = 2000
 TOP_K, TOP_K_MIN_CLASSES = 5, 10        # the top-5 error, recorded with at least 10 classes
 
 
-def _wrong_checksum(e: Exception) -> bool:
-  """Whether `e` is TFDS's checksum error (TFDS is imported only if a preparation ran)."""
-  if "tensorflow_datasets" not in sys.modules:
-    return False
-  from tensorflow_datasets.core.download import download_manager  # pylint: disable=import-outside-toplevel
-  return isinstance(e, download_manager.NonMatchingChecksumError)
-
-
 def load(c: ImageConfig, log=print) -> images.ImageData:
   """Reads (preparing once if needed) the dataset; bad files are one InputError line."""
   d = c.data
@@ -58,7 +50,9 @@ def load(c: ImageConfig, log=print) -> images.ImageData:
         mini_training_set_num_batches=d.mini_training_set_num_batches,
         mini_test_set_num_batches=d.mini_test_set_num_batches, log=log)
   except Exception as e:  # pylint: disable=broad-except
-    if not _wrong_checksum(e):
+    # TFDS's checksum error (its module is loaded if one was raised)
+    tfds_download = sys.modules.get("tensorflow_datasets.core.download.download_manager")
+    if tfds_download is None or not isinstance(e, tfds_download.NonMatchingChecksumError):
       raise
     found = re.search(r"downloaded to (\S+?),? has wrong checksum", str(e))
     name = os.path.basename(found.group(1)) if found else "a file"
