@@ -19,9 +19,6 @@ from sam_edge.tasks import image_config
 from sam_edge.tasks.task import Defaults, Task, Values, at_least, check
 
 RESNET_BATCH_SIZE = 128
-# The side of each dataset's square images (not of those whose images vary in size).
-IMAGE_SIZES = {name: spec.image_shape[0] for name, spec in image_specs.SPECS.items()
-               if spec.image_shape[0] is not None}
 BATCH_NORM = [a.name for a in registry.ARCHITECTURES if a.batch_norm]
 
 PIPELINE_OPTIONS = (     # the input pipeline's flags (under the --help topic data)
@@ -116,14 +113,10 @@ def streams(dataset: str, pipeline: str, cap_gb: float) -> bool:
   return dataset in image_specs.STREAMED or resolved(dataset, pipeline, cap_gb)[0] == "stream"
 
 
-def _streams(v: Values) -> bool:
-  return streams(v["dataset"], v["data_pipeline"], v["data_memory_cap_gb"])
-
-
 def _stream_defaults(v: Values) -> dict[str, Any]:
   """A streamed run's defaults: --measure_examples = --batch_size, --image_size the dataset's
   (`image_specs.STREAMED`); returns {flag: value} of those to set."""
-  if not _streams(v):
+  if not streams(v["dataset"], v["data_pipeline"], v["data_memory_cap_gb"]):
     return {}
   out = {}
   if v["measure_examples"] is None and v["batch_size"] >= 1:
@@ -141,7 +134,7 @@ def _pipeline_problems(v: Values) -> list[str]:
     return []
   if v["data_pipeline"] == "memory" and image_specs.in_memory_problem(v["dataset"]):
     return [image_specs.in_memory_problem(v["dataset"])]
-  if not _streams(v):
+  if not streams(v["dataset"], v["data_pipeline"], v["data_memory_cap_gb"]):
     return [] if v["image_size"] is None else [
         "--image_size applies to the stream only (--data_pipeline=stream, or auto above "
         "--data_memory_cap_gb)"]
@@ -184,7 +177,8 @@ def train_examples(v: Values) -> Optional[int]:
 def _image_side(v: Values) -> Optional[int]:
   """The side of the square images the network sees: the stream's --image_size, else the
   dataset's (None when its images vary in size and no size is given)."""
-  return v["image_size"] or IMAGE_SIZES.get(v["dataset"])
+  spec = image_specs.SPECS.get(v["dataset"])
+  return v["image_size"] or (spec.image_shape[0] if spec else None)
 
 
 def _model_problems(v: Values, given: frozenset) -> list[str]:
