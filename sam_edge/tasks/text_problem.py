@@ -1,10 +1,7 @@
-"""The character-level language-model problem: the corpus windows + the transformer + the loss
--> `run.problem.Problem`.
-
-The windows (`text_task.load_windows`, sequence_length + 1 characters) are handed to the run as
-uint8 host arrays. The loss is the mean next-character cross-entropy; the test loss is the mean
-over *all* test windows, and the test error the fraction of next characters whose arg-max
-prediction is wrong.
+"""The character-level language-model problem: the corpus windows (`text_task.load_windows`,
+sequence_length + 1 characters, uint8 host arrays) + the transformer + the mean next-character
+cross-entropy -> `run.problem.Problem`. The held-out loss and error (the fraction of next
+characters whose arg-max prediction is wrong) are `held_out_metrics`'s.
 """
 
 import os
