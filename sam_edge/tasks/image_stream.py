@@ -8,9 +8,8 @@ held in memory.
   (`stream_order.measured_indices`), un-augmented (centre-cropped with --image_size); it is also
   the problem's `train_arrays`, and the normalisation's statistics are taken over it (the
   training split is never read whole).
-* Evaluations: the held-out split streamed in chunks of EVAL_CHUNK (centre-cropped), each
-  chunk's per-example metrics summed on the device and divided by the split's size: the keys of
-  the in-memory run (test_error, test_loss, test_error_top5 with at least 10 classes).
+* Evaluations: the held-out split streamed, centre-cropped (`streamed_metrics_fn`), under the
+  keys of the in-memory run.
 """
 
 import dataclasses
