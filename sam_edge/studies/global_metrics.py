@@ -140,26 +140,24 @@ def distance(a: trained.PyTree, b: trained.PyTree) -> float:
   return float(math.sqrt(sum(sq)))
 
 
-def check_cells(cells_: list[list[tuple[str, trained.Trained]]], s: Settings) -> None:
-  """InputError (one line) unless the runs of each cell of two or more share one network (a
-  `--group_by` without the width mixes networks) and, for OUTPUTS, are image_classification runs."""
+def check_cells(groups: list[list[str]], loaded: dict[str, trained.Trained], s: Settings) -> None:
+  """InputError (one line) unless the runs of each cell of two or more (their names; `loaded`:
+  {name: its parameters}) share one network (a `--group_by` without the width mixes networks)
+  and, for OUTPUTS, are image_classification runs."""
   outputs = any(m in s.metrics for m in OUTPUTS)
-  for members in cells_:
-    if len(members) < 2:
-      continue
-    (first, t0), rest = members[0], members[1:]
-    for name, t in rest:
-      if not same_network(t0.params, t.params):
+  for first, *rest in (names for names in groups if len(names) > 1):
+    for name in rest:
+      if not same_network(loaded[first].params, loaded[name].params):
         raise errors.InputError(
             f"--global_metrics: runs {first} and {name} share a cell but not a network (their "
             f"parameters differ in shape); choose --group_by so that a cell's runs differ "
             f"only in their seed")
-    for name, t in members:
-      if outputs and t.task != trained.IMAGE_TASK:
+    for name in (first, *rest):
+      if outputs and loaded[name].task != trained.IMAGE_TASK:
         raise errors.InputError(
             f"--global_metrics: cka, curve and ensemble_error need evaluation-mode outputs, "
-            f"which only {trained.IMAGE_TASK} runs offer; {name} is a {t.task} run (dist works for "
-            f"every run)")
+            f"which only {trained.IMAGE_TASK} runs offer; {name} is a {loaded[name].task} run "
+            f"(dist works for every run)")
 
 
 def cell_metrics(members: list[trained.Trained], s: Settings,
@@ -218,12 +216,11 @@ def compute(runs: list[sources.Run], axes: list[str], s: Settings,
   """{run name: {column: value}}: every run gets its cell's metrics (module doc). Every
   parameters file and cell is checked first: InputError, one line, before any long work."""
   loaded = {run.name: trained.load(run.folder) for run in runs}
-  groups = cells(runs, axes, s.group_by)
-  check_cells([[(r.name, loaded[r.name]) for r in members] for members in groups], s)
+  groups = [[r.name for r in members] for members in cells(runs, axes, s.group_by)]
+  check_cells(groups, loaded, s)
   out: dict[str, dict[str, float]] = {}
-  for k, members in enumerate(groups, 1):
-    names = [r.name for r in members]
-    log(f"global metrics, cell {k}/{len(groups)} ({len(members)} runs: {', '.join(names)})")
+  for k, names in enumerate(groups, 1):
+    log(f"global metrics, cell {k}/{len(groups)} ({len(names)} runs: {', '.join(names)})")
     out.update(dict.fromkeys(names, cell_metrics([loaded[n] for n in names], s, log)))
   return out
 

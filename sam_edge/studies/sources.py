@@ -91,12 +91,9 @@ def read_reference(path: str, name: str) -> Run:
         raise SourceError(f"{path}: line {number} has {len(cols)} columns, expected 8 "
                           "(the reference's raw.txt format)")
       row = dict(zip(REFERENCE_COLUMNS, map(_float, cols)))
-      recs.append({"step": None, "index": len(recs), "time": row["time"],
-                   "eigenvalues": [row["lambda1"]], "two_over_eta": row["two_over_eta"],
-                   "sam_edge": row["sam_edge"], "edge": row["sam_edge"],
-                   "edge_label": "SAM edge (reference)", "grad_norm": row["grad_norm"],
-                   "loss": row["loss"], "g_alignment": row["g_alignment"],
-                   "sg_alignment": row["sg_alignment"]})
+      lambda1 = row.pop("lambda1")
+      recs.append({"step": None, "index": len(recs), **row, "eigenvalues": [lambda1],
+                   "edge": row["sam_edge"], "edge_label": "SAM edge (reference)"})
   return Run(name, path, "reference", infer_reference_config(recs), records=recs)
 
 
