@@ -86,15 +86,13 @@ def check_sizes(t: trained.Trained, s: Settings) -> None:
     raise errors.InputError(f"{t.path}: --examples={s.examples}: the run's {s.split} split has "
                             f"{n} examples")
   if any(m in s.metrics for m in evaluated.CURVATURE):
-    settings = measure_settings(t, s)
-    count = s.examples or n
-    if count is not None:
-      chunk_problem(settings.chunk, count, s, t.path)
+    chunk_problem(measure_settings(t, s).chunk, s.examples or n, s, t.path)
 
 
-def chunk_problem(chunk: Optional[int], n: int, s: Settings, path: str) -> None:
-  """InputError (one line) when the chunk of λ1 and the trace does not divide the `n` examples."""
-  if chunk and n % chunk:
+def chunk_problem(chunk: Optional[int], n: Optional[int], s: Settings, path: str) -> None:
+  """InputError (one line) when the chunk of λ1 and the trace does not divide the `n` examples
+  (None: not known yet)."""
+  if chunk and n and n % chunk:
     whose = "" if s.measure_chunk else " (the run's)"
     raise errors.InputError(f"{path}: --measure_chunk={chunk}{whose} does not divide the {n} "
                             f"{s.split} examples evaluated; choose --examples or --measure_chunk "
