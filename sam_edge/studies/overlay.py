@@ -1,10 +1,10 @@
 """Curves of many runs on one figure: λ1/edge and the training loss, seeds of one configuration
 drawn as their mean with a min–max band.
 
-Runs that differ only in `seed` (same `summary.group_key`) form one curve. Colour = the value of
-the first non-seed axis; line style = the values of the other axes. The x axis is the training
-step, or the training time (s) when asked for or, by default (`auto`), when a reference raw.txt
-run is among them (those have no steps). On a step axis a reference run is placed at its
+Runs that differ only in `seed` (reference runs apart from the others) form one curve. Colour =
+the value of the first non-seed axis; line style = the values of the other axes. The x axis is the
+training step, or the training time (s) when asked for or, by default (`auto`), when a reference
+raw.txt run is among them (those have no steps). On a step axis a reference run is placed at its
 measurement index, and the axis label says so.
 
 A band's members are put on a common grid: their own x values when they all share them, else
@@ -21,7 +21,6 @@ from sam_edge.studies import sources, summary
 
 X_AXES = ("auto", "step", "time")
 LINESTYLES = ("-", "--", ":", "-.")
-RATIO_YLABEL = "λ1 / edge"
 Curve = tuple[np.ndarray, np.ndarray]
 
 
@@ -69,20 +68,16 @@ def mean_band(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     lo, hi = max(c[0].min() for c in curves), min(c[0].max() for c in curves)
     grid = np.unique(np.concatenate([c[0] for c in curves]))
     grid = grid[(grid >= lo) & (grid <= hi)]
-    ys = np.stack([np.interp(grid, *_sorted(c)) for c in curves])
+    orders = [np.argsort(x, kind="stable") for x, _ in curves]
+    ys = np.stack([np.interp(grid, x[o], y[o]) for (x, y), o in zip(curves, orders)])
   return grid, ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0)
-
-
-def _sorted(curve: Curve) -> Curve:
-  order = np.argsort(curve[0], kind="stable")
-  return curve[0][order], curve[1][order]
 
 
 def group_styles(runs: list[sources.Run], axes: list[str]) -> dict[tuple, dict]:
   """{group key: {"members", "color", "linestyle", "label"}} in order of first appearance."""
-  groups = {key: {"members": members} for key, members in
-            summary.groups(runs, lambda r: summary.group_key(r, axes)).items()}
   free = summary.non_seed(axes)
+  group = lambda r: (tuple((a, summary.value_of(r, a)) for a in free), r.kind == "reference")
+  groups = {key: {"members": members} for key, members in summary.groups(runs, group).items()}
   colour_values = summary.sort_values({summary.value_of(r, free[0]) for r in runs}) if free else []
   others = list(dict.fromkeys(tuple(dict(key[0]).get(a) for a in free[1:]) for key in groups))
   for index, (key, g) in enumerate(groups.items()):
@@ -135,7 +130,7 @@ def ratio_panel(runs: list[sources.Run], axes: list[str], x_axis: str) -> Panel:
   labels = edge_labels(runs)
   return curves_panel(runs, axes, x_axis, ratio_curve,
                       title="top Hessian eigenvalue over the stability edge",
-                      ylabel=RATIO_YLABEL + (f" ({', '.join(labels)})" if labels else ""),
+                      ylabel="λ1 / edge" + (f" ({', '.join(labels)})" if labels else ""),
                       hlines=(HLine("λ1 = edge", 1.0,
                                     {"color": "black", "linestyle": ":", "linewidth": 1.0}),))
 

@@ -55,25 +55,19 @@ def lambda1(record: dict) -> Optional[float]:
   return _finite(eigs[0]) if eigs else None
 
 
-def edge(record: dict) -> Optional[float]:
-  """The record's stability edge: `edge`, else (older pickles) `sam_edge`."""
-  return _finite(record["edge"] if "edge" in record else record.get("sam_edge"))
-
-
 def ratio(record: dict) -> Optional[float]:
-  """λ1 / edge of a record, None where either is missing or the edge is 0."""
-  lam, e = lambda1(record), edge(record)
+  """λ1 / edge of a record (edge: `edge`, else `sam_edge` in older pickles), None where either
+  is missing or the edge is 0."""
+  lam = lambda1(record)
+  e = _finite(record["edge"] if "edge" in record else record.get("sam_edge"))
   return lam / e if lam is not None and e else None
 
 
-def _position(record: dict) -> Optional[float]:
-  """Where a record lies in training: its step, or its training time when it has no step."""
-  return _finite(record.get("step") if record.get("step") is not None else record.get("time"))
-
-
 def median_ratio_second_half(run: sources.Run) -> Optional[float]:
-  """The median of λ1/edge over the records of the second half of training (see above)."""
-  points = [(_position(r), ratio(r)) for r in run.records]
+  """The median of λ1/edge over the records of the second half of training (see above), a
+  record placed by its step, or by its training time when it has no step."""
+  position = lambda r: r.get("step") if r.get("step") is not None else r.get("time")
+  points = [(_finite(position(r)), ratio(r)) for r in run.records]
   points = [(x, y) for x, y in points if x is not None]
   if not points:
     return None
@@ -194,11 +188,6 @@ def groups(items: Iterable[Any], key: Callable[[Any], Any]) -> dict[Any, list[An
   for item in items:
     found.setdefault(key(item), []).append(item)
   return found
-
-
-def group_key(run: sources.Run, axes: list[str]) -> tuple:
-  """Runs sharing this key differ only in their seed: the plots average over them."""
-  return (tuple((a, value_of(run, a)) for a in axes if a != SEED), run.kind == "reference")
 
 
 def numeric(values: list[Optional[str]]) -> Optional[list[float]]:
