@@ -79,23 +79,19 @@ def group_styles(runs: list[sources.Run], axes: list[str]) -> dict[tuple, dict]:
   group = lambda r: (tuple((a, summary.value_of(r, a)) for a in free), r.kind == "reference")
   groups = {key: {"members": members} for key, members in summary.groups(runs, group).items()}
   colour_values = summary.sort_values({summary.value_of(r, free[0]) for r in runs}) if free else []
-  others = list(dict.fromkeys(tuple(dict(key[0]).get(a) for a in free[1:]) for key in groups))
-  for index, (key, g) in enumerate(groups.items()):
-    head = g["members"][0]
-    values = dict(key[0])
+  others = list(dict.fromkeys(setting[1:] for setting, _ in groups))  # ((axis, value), ...)
+  for index, ((setting, reference), g) in enumerate(groups.items()):
     if free:
-      value = values.get(free[0])
+      value = setting[0][1]
       slot = colour_values.index(value) if value in colour_values else len(colour_values)
       g["color"] = colour(slot, len(colour_values) + 1)
-      rest = tuple(values.get(a) for a in free[1:])
-      g["linestyle"] = LINESTYLES[others.index(rest) % len(LINESTYLES)]
+      g["linestyle"] = LINESTYLES[others.index(setting[1:]) % len(LINESTYLES)]
     else:
       g["color"], g["linestyle"] = colour(index, len(groups)), "-"
-    label = ", ".join(f"{a}={v}" for a, v in values.items() if v is not None) or head.name
-    if head.kind == "reference":
-      label += " (reference)"
+    label = ", ".join(f"{a}={v}" for a, v in setting if v is not None) or g["members"][0].name
     n = len(g["members"])
-    g["label"] = label + (f" (mean, min–max of {n} seeds)" if n > 1 else "")
+    g["label"] = (label + (" (reference)" if reference else "")
+                  + (f" (mean, min–max of {n} seeds)" if n > 1 else ""))
   return groups
 
 
