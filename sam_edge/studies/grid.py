@@ -38,15 +38,10 @@ class Axis:
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-  """One run of a sweep: its index, folder name, swept values and entry-point arguments."""
+  """One run of a sweep: its index, folder name and entry-point arguments."""
   index: int
   name: str
-  values: tuple[tuple[str, str], ...]      # (flag, value) per axis, in axis order
   args: tuple[str, ...]                    # the run's arguments, without the sweep's outputs
-
-
-def _unescape(value: str) -> str:
-  return value.replace("\\,", ",")
 
 
 def parse(args: list[str]) -> tuple[list[Axis], list[Union[str, int]]]:
@@ -57,9 +52,9 @@ def parse(args: list[str]) -> tuple[list[Axis], list[Union[str, int]]]:
   for arg in args:
     name, value = flag_name(arg), arg.partition("=")[2]
     if name is None or not _SEPARATOR.search(value):
-      template.append(_unescape(arg))
+      template.append(arg.replace("\\,", ","))
       continue
-    values = tuple(_unescape(v) for v in _SEPARATOR.split(value))
+    values = tuple(v.replace("\\,", ",") for v in _SEPARATOR.split(value))
     if any(a.flag == name for a in axes):
       raise GridError(f"--{name} is swept twice; give its values once")
     if len(set(values)) < len(values):
@@ -105,7 +100,7 @@ def expand(args: list[str], aggregate: str = "product") -> tuple[list[Axis], lis
     run_args = tuple(f"--{axes[a].flag}={combo[a]}" if isinstance(a, int) else a
                      for a in template)
     values = tuple((axis.flag, value) for axis, value in zip(axes, combo))
-    runs.append(RunSpec(index, run_name(values), values, run_args))
+    runs.append(RunSpec(index, run_name(values), run_args))
   names = [r.name for r in runs]
   if len(set(names)) < len(names):
     raise GridError("two runs would share a folder name; make the swept values distinct")
