@@ -29,19 +29,15 @@ def stat_columns(names: list[str]) -> list[str]:
   return [stat_column(m, s) for m in names for s in STATS]
 
 
-def _order(rows: list[dict[str, Any]], keys: list[str]):
-  """A sort key of rows by their values of `keys` (`summary.sort_values` order, missing last)."""
-  ranks = [{v: i for i, v in enumerate(summary.sort_values({r.get(k) for r in rows}))}
-           for k in keys]
-  return lambda r: tuple(rank.get(r.get(k), len(rank)) for rank, k in zip(ranks, keys))
-
-
 def table(rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
   """The rows of cells.csv of the summary `rows` (module doc)."""
   keys, names = summary.non_seed(axes), metrics(rows, axes)
+  ranks = [{v: i for i, v in enumerate(summary.sort_values({r.get(k) for r in rows}))}
+           for k in keys]
+  setting = lambda r: tuple(r.get(k) for k in keys)
+  order = lambda r: tuple(rank.get(v, len(rank)) for rank, v in zip(ranks, setting(r)))  # None last
   out = []
-  for members in summary.groups(sorted(rows, key=_order(rows, keys)),
-                                lambda r: tuple(r.get(k) for k in keys)).values():
+  for members in summary.groups(sorted(rows, key=order), setting).values():
     row: dict[str, Any] = {a: members[0].get(a) for a in keys}
     row[N] = len(members)
     for metric in names:
