@@ -72,8 +72,7 @@ def metrics_drawn(rows: list[dict[str, Any]], metric: str | None) -> list[str]:
   found = [m for m in summary.METRICS if m != "steps" and summary.has_metric(rows, m)]
   first = [next(c for c in slot if c in found) for slot in TAXONOMY
            if any(c in found for c in slot)]
-  return first + [m for m in found if m not in first] or [
-      "test_error" if summary.has_metric(rows, "test_error") else "test_loss"]
+  return first + [m for m in found if m not in first] or ["test_loss"]     # no row has any
 
 
 def phase_heatmaps(rows: list[dict[str, Any]], a: str, b: str, metric: str | None,
