@@ -26,7 +26,7 @@ from absl import flags
 
 from sam_edge.cli import compilation_cache
 from sam_edge.cli import main as cli
-from sam_edge.studies import evaluated, phase, report, selection, sources, summary
+from sam_edge.studies import evaluated, report, selection, sources, summary
 
 PROG = "compare"
 USAGE = ("python -m sam_edge.compare PATHS... --out=DIR [--phase_axes=a,b] [--phase_metric=m] "
@@ -149,7 +149,7 @@ def compare(fv: flags.FlagValues, paths: list[str]) -> int:
                         log)
   try:
     chosen = report.write(sound, sweep_axes, fv.out, options, log=log, extra=extra)
-  except phase.PhaseError as e:
+  except report.OptionsError as e:
     return cli.fail(PROG, [str(e)])
   if chosen is not None:
     print(selection.table(chosen), flush=True)

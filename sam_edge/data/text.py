@@ -143,6 +143,8 @@ def check_enough_windows(windows: np.ndarray, *, batch_size: int,
   why = f" (--batch_size {batch_size})" if minimum is None else ""
   if minimum is None:        # a whole training batch: the batch size matters
     remedy = "use a smaller --batch_size or --sequence_length, or a longer corpus"
+  elif what == "validation":  # the held-out tail of the training text
+    remedy = "use a larger --validation_fraction, a longer corpus, or a smaller --sequence_length"
   else:                      # the test part: only its size and the window length matter
     remedy = ("use a larger --test_fraction, a longer --test_data, or a smaller "
               "--sequence_length")

@@ -70,7 +70,7 @@ MIXUP_ALPHA = 16.0                     # its α (example_experiment.py: --mixup-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-  """What to compute between runs and how (flags of `compare`, see `define_flags`)."""
+  """What to compute between runs and how (the flags of `compare.define_global_flags`)."""
   metrics: tuple[str, ...]
   curve: connectivity.CurveSettings = connectivity.CurveSettings()
   curve_pairs: int = 1

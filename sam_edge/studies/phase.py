@@ -25,10 +25,6 @@ from sam_edge.plots.spec import Heatmap
 from sam_edge.studies import evaluated, summary, trends
 
 
-class PhaseError(ValueError):
-  """Phase-plot options that do not fit the runs (one line)."""
-
-
 def check(phase_axes: list[str], metric: str, axes: list[str]) -> list[str]:
   """Problems of `--phase_axes` / `--phase_metric` against the available axes (one line each)."""
   found = []

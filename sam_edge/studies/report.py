@@ -22,6 +22,11 @@ PHASE_PDF = "phase.pdf"
 PHASE_COLUMNS = 3                      # panels per row of phase.pdf
 
 
+class OptionsError(ValueError):
+  """Report options (--x_axis, --error_bars, the phase plot's, the selection's) that do not fit
+  the runs' axes (one line)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
   """What to draw besides the fixed outputs."""
@@ -87,11 +92,11 @@ def write(runs: list[sources.Run], sweep_axes: list[str], out: str, options: Opt
           ) -> Optional[selection.Selection]:
   """Writes the tables and the figures of `runs` into `out`; returns the selection (None
   without one). `extra` ({run name: {column: value}}: the metrics between runs, the evaluations)
-  joins the runs' rows. Raises `phase.PhaseError` when the options do not fit the runs' axes."""
+  joins the runs' rows. Raises `OptionsError` when the options do not fit the runs' axes."""
   axes = summary.choose_axes(runs, sweep_axes)
   problems = check_options(options, axes)
   if problems:
-    raise phase.PhaseError("; ".join(problems))
+    raise OptionsError("; ".join(problems))
   os.makedirs(out, exist_ok=True)
   rows = [{**summary.row(r, axes), **(extra or {}).get(r.name, {})} for r in runs]
   paths = [os.path.join(out, name) for name in (SUMMARY, CELLS)]
