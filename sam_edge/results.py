@@ -198,20 +198,16 @@ def _run_folder(folder: str, name: str, check: bool, axes: Sequence[str] = (),
   typed = run_folder.command_values(argv) if argv else {}
   values = values if values is not None else {a: typed[a] for a in axes if a in typed}
   raw_file = sources.pickle_in(folder, typed)
-  done = os.path.isfile(os.path.join(folder, commands.DONE_FILE))
   if raw_file is None:
     if argv is None:
       raise ResultsError(f"{folder}: holds no raw pickle, {commands.COMMAND_FILE} or "
                          f"{sources.SWEEP_FILE}")
-    expected = os.path.join(folder, os.path.basename(typed.get("raw_data_output") or "raw.pkl"))
-    items = [verify.done_item(folder, expected)] if done else []   # finished, pickle gone?
+    items = verify.done_items(folder, typed, None)        # finished, pickle gone?
     _checked(items, check)
     return _pending(folder, name, values, items)
   params = run_folder.params_in(folder, typed)
   more = [verify.params_item(params)] if params else []
-  if done:
-    more.append(verify.done_item(folder, raw_file))
-  return _run(raw_file, name, check, values, more)
+  return _run(raw_file, name, check, values, more + verify.done_items(folder, typed, raw_file))
 
 
 def _sweep(folder: str, check: bool) -> Sweep:

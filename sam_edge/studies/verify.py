@@ -64,22 +64,26 @@ def params_item(path: str) -> Item:
   return Item(path, True, f"the parameters of step {saved.step} match their sha256 checksums")
 
 
-def done_item(folder: str, raw_file: str) -> Item:
-  """A sweep run's done.json: the pickle's sha256 it recorded against the file as it is."""
+def done_items(folder: str, values: dict[str, str], raw_file: str | None) -> list[Item]:
+  """A sweep run's done.json, if it has one: the pickle's sha256 it recorded against the file as
+  it is (`raw_file`, else the pickle its command `values` name: deleted since)."""
   path = os.path.join(folder, commands.DONE_FILE)
+  if not os.path.isfile(path):
+    return []
+  expected = os.path.join(folder, os.path.basename(values.get("raw_data_output") or "raw.pkl"))
   try:
     with open(path, encoding="utf-8") as f:
       done = json.load(f)
   except (OSError, ValueError) as e:
-    return Item(path, False, f"cannot be read ({type(e).__name__}: {e})")
+    return [Item(path, False, f"cannot be read ({type(e).__name__}: {e})")]
   if not isinstance(done, dict):
-    return Item(path, False, "is not a JSON object")
+    return [Item(path, False, "is not a JSON object")]
   if not done.get(runner.PICKLE_SHA256):
-    return Item(path, True, "written before checksums existed: nothing to compare")
-  changed = runner.pickle_changed(done, raw_file)
+    return [Item(path, True, "written before checksums existed: nothing to compare")]
+  changed = runner.pickle_changed(done, raw_file or expected)
   if changed:
-    return Item(path, False, changed + " (a rerun of the sweep runs it again)")
-  return Item(path, True, f"the pickle matches its recorded {runner.PICKLE_SHA256}")
+    return [Item(path, False, changed + " (a rerun of the sweep runs it again)")]
+  return [Item(path, True, f"the pickle matches its recorded {runner.PICKLE_SHA256}")]
 
 
 def checkpoint_items(directory: str) -> list[Item]:
@@ -122,9 +126,7 @@ def run_folder_items(folder: str) -> list[Item]:
   params = run_folder.params_in(folder, values)
   if params:
     items.append(params_item(params))
-  if os.path.isfile(os.path.join(folder, commands.DONE_FILE)):
-    expected = os.path.basename(values.get("raw_data_output") or "raw.pkl")
-    items.append(done_item(folder, raw_file or os.path.join(folder, expected)))
+  items += done_items(folder, values, raw_file)
   ck = _checkpoint_folder(folder, values)
   if ck:
     items += checkpoint_items(ck)
