@@ -114,17 +114,15 @@ def split_arrays(p: Problem, split: str, examples: Optional[int]) -> dict:
 def output_metrics(p: Problem, arrays: dict, metrics: tuple[str, ...]
                    ) -> dict[str, Optional[float]]:
   """{loss, error, top5} of the problem's parameters on `arrays`, those of `metrics` (module
-  doc, `network_eval.per_example`): one jitted chunked pass, `network_eval.CHUNK` examples at a
-  time. top5 is None with fewer than `evaluated.TOP5_CLASSES` classes."""
+  doc; `network_eval.means`, jitted); top5 None with fewer than `evaluated.TOP5_CLASSES` classes."""
   wanted = [m for m in evaluated.OUTPUTS if m in metrics]
   classes = jax.eval_shape(lambda b: p.predict(p.params, p.model_state, p.constants, b),
                            jax.tree.map(lambda a: a[:1], arrays)).shape[-1]
   computed = [m for m in wanted if m != "top5" or classes >= evaluated.TOP5_CLASSES]
   if not computed:
     return {m: None for m in wanted}
-  per_example = lambda args, batch: network_eval.per_example(p, *args, batch, computed)
-  means = jax.jit(lambda args, a: batching.chunked_mean(per_example, args, a, network_eval.CHUNK))(
-      (p.params, p.model_state, p.constants), jax.device_put(arrays))
+  means = jax.jit(lambda args, a: network_eval.means(p, *args, a, computed))(
+      (p.params, p.model_state, p.constants), jax.device_put(arrays))    # constants: an argument
   return {m: float(means[m]) if m in means else None for m in wanted}
 
 

@@ -24,15 +24,18 @@ TOP_K = 5
 CHUNK = 1000                         # examples evaluated at once
 
 
-def per_example(p: Problem, params: PyTree, state: PyTree, constants: PyTree,
-                batch: batching.Arrays, metrics: tuple[str, ...]) -> dict[str, jax.Array]:
-  """{metric: [B]} of the evaluation-mode outputs p.predict(params, state, constants, batch), for
-  those of `metrics` among loss, error and top5 (`studies.evaluation` gives each formula)."""
-  outputs = p.predict(params, state, constants, batch)
-  each = {"loss": lambda: losses.per_example(p.output_loss, outputs, batch),
-          "error": lambda: losses.misclassified(outputs, batch["label"]),
-          "top5": lambda: losses.not_in_top_k(outputs, batch["label"], TOP_K)}
-  return {m: each[m]() for m in metrics}
+def means(p: Problem, params: PyTree, state: PyTree, constants: PyTree, arrays: batching.Arrays,
+          metrics: tuple[str, ...]) -> dict[str, jax.Array]:
+  """{metric: its mean over `arrays`} of the evaluation-mode outputs p.predict(params, state,
+  constants, batch), for those of `metrics` among loss, error and top5 (`studies.evaluation`
+  gives each formula), CHUNK examples at a time."""
+  def per_example(args, batch):
+    outputs = p.predict(*args, constants, batch)
+    each = {"loss": lambda: losses.per_example(p.output_loss, outputs, batch),
+            "error": lambda: losses.misclassified(outputs, batch["label"]),
+            "top5": lambda: losses.not_in_top_k(outputs, batch["label"], TOP_K)}
+    return {m: each[m]() for m in metrics}
+  return batching.chunked_mean(per_example, (params, state), arrays, CHUNK)
 
 
 class NetworkEval:
@@ -54,7 +57,8 @@ class NetworkEval:
     # `loss` is a jit static argument of `connectivity.fit_bend`: one object per NetworkEval.
     self.loss = lambda params, batch: train_loss(params, batch)[0]
     self._stats = jax.jit(self._batch_stats)
-    self._metrics = jax.jit(self._split_metrics)
+    self._metrics = jax.jit(lambda params, state, arrays: means(
+        problem, params, state, problem.constants, arrays, METRICS))
     # outputs(params, state, batch): softmax outputs [k, classes] of the k examples of `batch`
     # (e.g. `first`), in evaluation mode with the statistics `state`.
     self.outputs = jax.jit(self._softmax)
@@ -87,11 +91,6 @@ class NetworkEval:
   def stats(self, params: PyTree) -> PyTree:
     """The BatchNorm statistics of `params` on the training set ({} without BatchNorm)."""
     return self._stats(params) if self.has_stats else self.problem.model_state
-
-  def _split_metrics(self, params: PyTree, state: PyTree, arrays: batching.Arrays) -> dict:
-    p = self.problem
-    each = lambda args, batch: per_example(p, *args, p.constants, batch, METRICS)
-    return batching.chunked_mean(each, (params, state), arrays, CHUNK)
 
   def measure(self, params: PyTree, metric: str = "error", split: str = "train") -> float:
     """The `metric` (error or loss) of `params` on `split` in evaluation mode, with BatchNorm
