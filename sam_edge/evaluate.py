@@ -21,7 +21,7 @@ runs); a crash or an interrupt keeps them the same way. Neither the import nor -
 import json
 import os
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 from absl import flags
 
@@ -89,8 +89,7 @@ def run_folders(paths: list[str]) -> list[tuple[str, str]]:
   found = []
   for path in paths:
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, sources.SWEEP_FILE)):
-      names, _ = sources.sweep_plan(path)
-      found += [(n, os.path.join(path, n)) for n in names]
+      found += [(n, os.path.join(path, n)) for n in sources.sweep_plan(path)[0]]
     elif os.path.isdir(path):
       found.append((os.path.basename(os.path.normpath(path)), path))
     else:
@@ -117,18 +116,16 @@ def evaluate(fv: flags.FlagValues, paths: list[str]) -> int:
     runs.append((name, os.path.abspath(os.path.dirname(t.path)), t))
   log = lambda line: print(f"{PROG}: {line}", flush=True)
   entries: list[dict] = []
+  failure: Optional[errors.InputError] = None
   try:
     for k, (name, folder, t) in enumerate(runs, 1):
       log(f"run {k}/{len(runs)}: {name} (step {t.step})")
       entries.append(evaluation.entry(t, name, folder, settings, log))
   except errors.InputError as e:                   # found only once a run's data was read
+    failure = e
+  finally:                                         # a crash or an interrupt: kept too
     keep(fv, entries, len(runs), log)
-    return cli.fail(PROG, [str(e)])
-  except BaseException:                            # a crash or an interrupt: keep the rest too
-    keep(fv, entries, len(runs), log)
-    raise
-  keep(fv, entries, len(runs), log)
-  return 0
+  return cli.fail(PROG, [str(failure)]) if failure else 0
 
 
 def keep(fv: flags.FlagValues, entries: list[dict], total: int,
