@@ -35,8 +35,9 @@ USAGE = ("python -m sam_edge.evaluate RUN_OR_PARAMS... [--split=train|test|valid
          "[--metrics=loss,error,top5,lambda1,trace] [--examples=N] [--out=FILE.json]")
 
 
-def define_flags(fv: flags.FlagValues) -> None:
-  """The command's flags."""
+def flag_values() -> flags.FlagValues:
+  """Every flag of the command, on a FlagValues of its own."""
+  fv = flags.FlagValues()
   on = {"flag_values": fv}
   flags.DEFINE_enum("split", "train", list(evaluated.SPLITS), "The examples evaluated: the run's "
                     "training set (label noise included), its test set, or its validation set "
@@ -59,12 +60,6 @@ def define_flags(fv: flags.FlagValues) -> None:
                       "--manual_dir.", **on)
   flags.DEFINE_string("tfds_data_dir", None, "Where TFDS keeps prepared datasets, replacing the "
                       "run's --tfds_data_dir.", **on)
-
-
-def flag_values() -> flags.FlagValues:
-  """Every flag of the command, on a FlagValues of its own."""
-  fv = flags.FlagValues()
-  define_flags(fv)
   return fv
 
 
