@@ -106,8 +106,7 @@ class NetworkEval:
     size = max(1, min(CHUNK, n))
     count = -(-n // size)
     rows = jnp.minimum(jnp.arange(count * size), n - 1)   # the last chunk padded, then cut
-    chunks = jax.tree.map(lambda a: a.reshape((count, size) + a.shape[1:]),
-                          batching.take(arrays, rows))
+    chunks = batching.split(batching.take(arrays, rows), size)
     probs = jax.lax.map(lambda b: self._softmax(params, state, b), chunks)
     return probs.reshape((count * size,) + probs.shape[2:])[:n]
 
