@@ -128,9 +128,14 @@ def print_table(doc: dict, grid: dict) -> None:
   for name, rho in (("SGD", 0.0), ("SAM", doc["rho"])):
     row = doc[name.lower()]
     seeds = ", ".join(f"{a:.4f}" for a in row["accuracies"])
-    print(f"| {name} | {rho:g} | {row['mean']:.4f} ± {row['ci95']:.4f} | {seeds} |")
+    print(f"| {name} | {rho:g} | {row['mean']:.4f} {_interval(row['ci95'])} | {seeds} |")
   d = doc["difference"]
-  print(f"| SAM − SGD (paired) | | {d['mean']:+.4f} ± {d['ci95']:.4f} | |")
+  print(f"| SAM − SGD (paired) | | {d['mean']:+.4f} {_interval(d['ci95'])} | |")
+
+
+def _interval(half_width: float | None) -> str:
+  """`± half_width`, or a note where one seed gives no interval (`intervals.stats`: None)."""
+  return "(one seed: no interval)" if half_width is None else f"± {half_width:.4f}"
 
 
 if __name__ == "__main__":
