@@ -177,7 +177,7 @@ def test_loss_figure_from_records_linear_when_not_positive():
 def test_zero_records_figures_say_so():
   """No measurements: labelled axes saying "no measurements", not an empty legend."""
   raw = {"config": {}, "records": [], "final": {}}
-  for out in run_figures.FIGURES[:4]:
+  for out in run_figures.figure_outputs()[:4]:
     name = out.flag.removesuffix("_output")
     fig = figure.build(out.panels(raw, TITLE))
     _check_labels(fig)

@@ -1,9 +1,9 @@
 """A run's own figures, from its raw data: the Hessian eigenvalues against the method's edge
 (with and without 2/η), the gradient alignments, the training loss, and the test metrics.
 
-Each is a `spec.FigureOutput` in `FIGURES`, keyed by its output flag. `figure_outputs` lists every
-PDF of a run: these, the curvature figure and the curvature kinds' own, from the kinds the caller
-hands over (plots never imports curvature). The run's writer draws them all the same way.
+Each is a `spec.FigureOutput`, keyed by its output flag. `figure_outputs` lists every PDF of a
+run: these, the curvature figure and the curvature kinds' own, from the kinds the caller hands
+over (plots never imports curvature). The run's writer draws them all the same way.
 """
 
 from typing import Any, Mapping, Sequence
@@ -246,6 +246,3 @@ def figure_outputs(kinds: Sequence[Any] = ()) -> tuple[FigureOutput, ...]:
                  "other curvature kinds' panels; written when one of them is measured", curvature),
     *(f for k in kinds for f in k.figures),
   )
-
-
-FIGURES = figure_outputs()[:-1]    # the run's own PDFs: all but the (kindless) curvature figure
