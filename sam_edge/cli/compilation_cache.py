@@ -109,6 +109,7 @@ class AtomicFileCache:
   def __init__(self, path: str):
     self._path = pathlib.Path(path)
     self._path.mkdir(parents=True, exist_ok=True)
+    self._mode = 0o666 & ~umask()        # what an ordinary `open` gives (mkstemp's are 0o600)
     self.failed = False
 
   def _file(self, key: str) -> pathlib.Path:
@@ -132,7 +133,7 @@ class AtomicFileCache:
     tmp = None
     try:
       fd, tmp = tempfile.mkstemp(dir=self._path, prefix=f".{key}-")
-      os.fchmod(fd, 0o666 & ~umask())
+      os.fchmod(fd, self._mode)
       with os.fdopen(fd, "wb") as f:
         f.write(value)
       os.replace(tmp, target)
