@@ -119,11 +119,10 @@ def finish(settings: MonitorSettings, state: Any, evaluations: Sequence[dict],
   if not settings.keeps_best:
     return state, {}
   indices, values = monitored(evaluations)
-  best = best_index(values)
-  if best is not None:
-    e = evaluations[indices[best]]
-    best = {"index": indices[best], "step": e["step"], "monitored": monitored_key(e),
-            "value": values[best]}
+  i = best_index(values)
+  best = None if i is None else {"index": indices[i], "step": evaluations[indices[i]]["step"],
+                                 "monitored": monitored_key(evaluations[indices[i]]),
+                                 "value": values[i]}
   if settings.restore_best and best is not None:
     best = {**best, "restored": True}
     state = state._replace(params=state.best["params"], model_state=state.best["model_state"])

@@ -72,8 +72,9 @@ def streamed_metrics_fn(per_example: Any, held_out: Any, transform: stream.Trans
         if k < EVAL_CHUNK:                # the last chunk: padded, never a copy of a full one
           rows = np.where(np.arange(EVAL_CHUNK) < k, np.arange(EVAL_CHUNK), 0)
           chunk = {key: v[rows] for key, v in chunk.items()}
+        mask = np.arange(EVAL_CHUNK) < k
         for i, args in enumerate(arg_sets):
-          sums = chunk_sums(args, chunk, np.arange(EVAL_CHUNK) < k)
+          sums = chunk_sums(args, chunk, mask)
           totals[i] = sums if totals[i] is None else jax.tree.map(jnp.add, totals[i], sums)
     finally:
       stream.close(chunks)
