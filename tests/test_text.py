@@ -149,7 +149,6 @@ def test_check_enough_windows_test_part():
   assert "--sequence_length" in message
 
 
-
 def test_check_enough_windows_validation_part():
   """A too-short validation part names --validation_fraction, not the test part's remedies."""
   with pytest.raises(text.CorpusError) as info:
@@ -158,6 +157,7 @@ def test_check_enough_windows_validation_part():
   message = _one_line_naming(info.value, "c.txt")
   assert "validation part" in message and "--validation_fraction" in message
   assert "--test_fraction" not in message and "--test_data" not in message
+
 
 def test_constants():
   assert text.VOCAB_SIZE == 128

@@ -306,7 +306,7 @@ def check_checkpoint_dir(path: str) -> Optional[str]:
     return f"{path} exists and is not a folder"
   if not os.access(path, os.W_OK | os.X_OK):
     return f"{path} is not writable"
-  unused = unused_entries(path)
+  unused = set(unused_entries(path))
   stray = sorted(name for name in os.listdir(path)
                  if name not in unused and not _is_orbax_entry(path, name))
   if stray:
